@@ -1,0 +1,2 @@
+/* auth.c (being built) */
+#include "auth/auth.h"

@@ -1,0 +1,2 @@
+/* client.c (being built) */
+#include "client/client.h"

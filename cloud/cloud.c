@@ -1,0 +1,2 @@
+/* cloud.c (being built) */
+#include "cloud/cloud.h"

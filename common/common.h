@@ -1,0 +1,273 @@
+/*
+ * common.h - the one module every other module may use.
+ *
+ * Errors (negative ehr_err codes plus a per-thread detail slot), guard macros,
+ * overflow-checked sizes, a bounded growable buffer, a bounds-checked read
+ * cursor, base64/base64url/hex codecs, structured JSON logging, bounded JSON
+ * parsing, small file helpers and a PostgreSQL connection pool.
+ */
+#ifndef EHR_COMMON_H
+#define EHR_COMMON_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+/* ------------------------------------------------------------------ errors */
+
+/* 0 is success; every failure is one of these negative codes. */
+typedef enum {
+	EHR_OK = 0,
+	EHR_ERR_NOMEM = -1,       /* allocation failed */
+	EHR_ERR_INVAL = -2,       /* bad argument or malformed input */
+	EHR_ERR_TOO_LARGE = -3,   /* a limit was exceeded */
+	EHR_ERR_OVERFLOW = -4,    /* size arithmetic would overflow */
+	EHR_ERR_IO = -5,          /* file or socket I/O */
+	EHR_ERR_CRYPTO = -6,      /* OpenSSL failure */
+	EHR_ERR_DB = -7,          /* PostgreSQL failure */
+	EHR_ERR_NOT_FOUND = -8,
+	EHR_ERR_EXISTS = -9,
+	EHR_ERR_AUTH = -10,       /* not authenticated */
+	EHR_ERR_FORBIDDEN = -11,  /* authenticated but not allowed */
+	EHR_ERR_UNAVAILABLE = -12,/* a dependency is down */
+	EHR_ERR_TAMPER = -13,     /* integrity check failed */
+	EHR_ERR_PARSE = -14,      /* syntax error in input */
+	EHR_ERR_TIMEOUT = -15,
+	EHR_ERR_CONFLICT = -16,
+	EHR_ERR_REPLAY = -17,     /* single-use value seen twice */
+	EHR_ERR_EXPIRED = -18,
+	EHR_ERR_RATE = -19,       /* rate limit */
+	EHR_ERR_INTERNAL = -20,
+	EHR_ERR_CONFIG = -21,     /* configuration error */
+} ehr_err;
+
+/* Stable lower-case name of a code, e.g. "too_large". Never NULL. */
+const char *ehr_err_name(int err);
+
+/* Store a printf-style detail in this thread's error slot; returns `code`
+ * so that `return ehr_error_set(EHR_ERR_INVAL, "bad %s", x);` reads well.
+ * The detail must never hold PHI or secrets. */
+int ehr_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* As ehr_error_set, appending the first queued OpenSSL error, then clearing
+ * OpenSSL's error queue. */
+int ehr_error_ossl(int code, const char *what);
+/* The current thread's detail message ("" if none). */
+const char *ehr_error_msg(void);
+void ehr_error_clear(void);
+
+/* Propagate a negative result. */
+#define GUARD(x)                                                               \
+	do {                                                                   \
+		int guard__rc = (x);                                           \
+		if (guard__rc < 0)                                             \
+			return guard__rc;                                      \
+	} while (0)
+
+/* Check a condition; on failure set the detail and return `code`. */
+#define ENSURE(cond, code)                                                     \
+	do {                                                                   \
+		if (!(cond))                                                   \
+			return ehr_error_set((code), "%s:%d: %s", __FILE__,    \
+			                     __LINE__, #cond);                 \
+	} while (0)
+
+/* OpenSSL calls return 1 on success. */
+#define GUARD_OSSL(x)                                                          \
+	do {                                                                   \
+		if ((x) != 1)                                                  \
+			return ehr_error_ossl(EHR_ERR_CRYPTO, #x);             \
+	} while (0)
+
+/* libgit2 style: requires `int err;` and an `out:` label. */
+#define GUARD_GOTO(x)                                                          \
+	do {                                                                   \
+		if ((err = (x)) < 0)                                           \
+			goto out;                                              \
+	} while (0)
+#define ENSURE_GOTO(cond, code)                                                \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			err = ehr_error_set((code), "%s:%d: %s", __FILE__,     \
+			                    __LINE__, #cond);                  \
+			goto out;                                              \
+		}                                                              \
+	} while (0)
+#define GUARD_OSSL_GOTO(x)                                                     \
+	do {                                                                   \
+		if ((x) != 1) {                                                \
+			err = ehr_error_ossl(EHR_ERR_CRYPTO, #x);              \
+			goto out;                                              \
+		}                                                              \
+	} while (0)
+
+#define EHR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* ------------------------------------------------------- checked arithmetic */
+
+int ehr_size_add(size_t *out, size_t a, size_t b);
+int ehr_size_mul(size_t *out, size_t a, size_t b);
+
+/* ------------------------------------------------------------ bounded buffer */
+
+/*
+ * A growable byte buffer with a hard maximum (curl's dynbuf "toobig").
+ * data is always NUL-terminated one past len when non-NULL, so text can be
+ * used as a C string; the NUL is not counted in len.
+ */
+struct ehr_buf {
+	uint8_t *data;
+	size_t len;
+	size_t cap;
+	size_t max;
+};
+
+#define EHR_BUF_INIT(maxbytes) { NULL, 0, 0, (maxbytes) }
+
+void ehr_buf_init(struct ehr_buf *b, size_t max);
+int ehr_buf_reserve(struct ehr_buf *b, size_t extra);
+int ehr_buf_append(struct ehr_buf *b, const void *p, size_t n);
+int ehr_buf_append_str(struct ehr_buf *b, const char *s);
+int ehr_buf_append_u8(struct ehr_buf *b, uint8_t v);
+int ehr_buf_append_be16(struct ehr_buf *b, uint16_t v);
+int ehr_buf_append_be32(struct ehr_buf *b, uint32_t v);
+int ehr_buf_append_be64(struct ehr_buf *b, uint64_t v);
+int ehr_buf_printf(struct ehr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int ehr_buf_vprintf(struct ehr_buf *b, const char *fmt, va_list ap);
+/* "" when empty; never NULL. */
+const char *ehr_buf_cstr(const struct ehr_buf *b);
+/* Hand the allocation to the caller (free() it); the buffer becomes empty. */
+uint8_t *ehr_buf_detach(struct ehr_buf *b, size_t *len);
+void ehr_buf_reset(struct ehr_buf *b);           /* len = 0, keeps memory */
+void ehr_buf_free(struct ehr_buf *b);            /* releases memory */
+void ehr_buf_free_secure(struct ehr_buf *b);     /* cleanses, then releases */
+
+/* --------------------------------------------------------------- read cursor */
+
+/* A parser's view of untrusted bytes; it never reads past the end. */
+struct ehr_cursor {
+	const uint8_t *p;
+	size_t len;
+	size_t off;
+};
+
+void ehr_cursor_init(struct ehr_cursor *c, const void *p, size_t len);
+size_t ehr_cursor_remaining(const struct ehr_cursor *c);
+int ehr_cursor_read(struct ehr_cursor *c, void *out, size_t n);
+int ehr_cursor_take(struct ehr_cursor *c, const uint8_t **out, size_t n);
+int ehr_cursor_skip(struct ehr_cursor *c, size_t n);
+int ehr_cursor_read_u8(struct ehr_cursor *c, uint8_t *v);
+int ehr_cursor_read_be16(struct ehr_cursor *c, uint16_t *v);
+int ehr_cursor_read_be32(struct ehr_cursor *c, uint32_t *v);
+int ehr_cursor_read_be64(struct ehr_cursor *c, uint64_t *v);
+
+/* -------------------------------------------------------------------- codecs */
+
+/* Standard base64 with padding (RFC 4648 §4). Appends to out. */
+int ehr_b64_encode(struct ehr_buf *out, const void *in, size_t n);
+/* Strict: rejects bad characters, bad padding and non-canonical trailing bits. */
+int ehr_b64_decode(struct ehr_buf *out, const char *in, size_t n);
+/* base64url without padding (RFC 4648 §5, RFC 7515 §2). */
+int ehr_b64url_encode(struct ehr_buf *out, const void *in, size_t n);
+int ehr_b64url_decode(struct ehr_buf *out, const char *in, size_t n);
+/* Lower-case hex. */
+int ehr_hex_encode(struct ehr_buf *out, const void *in, size_t n);
+int ehr_hex_decode(uint8_t *out, size_t outlen, const char *in, size_t n);
+
+/* Decimal parsing without atoi: whole string, range-checked. */
+int ehr_parse_u64(uint64_t *out, const char *s, uint64_t max);
+int ehr_parse_i64(int64_t *out, const char *s, int64_t min, int64_t max);
+
+/* -------------------------------------------------------------- randomness */
+
+int ehr_random(void *out, size_t n);              /* RAND_bytes */
+/* n random bytes, base64url-encoded, into a fresh buffer. */
+int ehr_random_token(struct ehr_buf *out, size_t nbytes);
+
+/* --------------------------------------------------------------------- time */
+
+int64_t ehr_now_ms(void);                         /* wall clock, Unix ms */
+int64_t ehr_monotonic_ms(void);
+/* RFC 3339 UTC with milliseconds: "2026-11-24T05:19:49.123Z" (25 bytes + NUL). */
+void ehr_time_rfc3339(char out[32], int64_t unix_ms);
+
+/* ------------------------------------------------------------------ logging */
+
+enum ehr_log_level { EHR_LOG_DEBUG = 0, EHR_LOG_INFO, EHR_LOG_WARN, EHR_LOG_ERROR };
+
+void ehr_log_set_level(enum ehr_log_level lvl);
+int ehr_log_parse_level(enum ehr_log_level *out, const char *s);
+/*
+ * One JSON line on stderr: {"ts":...,"level":...,"event":...,<fields>}.
+ * `fields` (may be NULL) is stolen. Never put bodies, PHI or secrets in it.
+ */
+void ehr_log_json(enum ehr_log_level lvl, const char *event, json_t *fields);
+/* Same with a single "msg" field. */
+void ehr_logf(enum ehr_log_level lvl, const char *event, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* --------------------------------------------------------------------- JSON */
+
+#define EHR_JSON_MAX_DEPTH 16
+
+/*
+ * Parse untrusted JSON: at most `max_bytes` and `max_depth` nesting levels,
+ * duplicate keys rejected, exactly one value. On error the detail names
+ * the position, never the content.
+ */
+int ehr_json_parse(json_t **out, const void *data, size_t len, size_t max_bytes, size_t max_depth);
+/* Required string member with a length bound (1..maxlen). */
+int ehr_json_get_str(const json_t *obj, const char *key, const char **out, size_t maxlen);
+/* Optional string member: *out = NULL when absent. */
+int ehr_json_opt_str(const json_t *obj, const char *key, const char **out, size_t maxlen);
+int ehr_json_get_int(const json_t *obj, const char *key, int64_t *out, int64_t min, int64_t max);
+/* Compact, sorted-keys serialisation into a buffer. */
+int ehr_json_dump(struct ehr_buf *out, const json_t *v);
+
+/* -------------------------------------------------------------------- files */
+
+/* Read a whole file, refusing files larger than max. */
+int ehr_file_read(struct ehr_buf *out, const char *path, size_t max);
+/* Write to path.tmp.XXXXXX with `mode`, fsync, rename, fsync the directory.
+ * With exclusive, fail with EHR_ERR_EXISTS if path already exists. */
+int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode, bool exclusive);
+/* mkdir -p with mode for the last component. */
+int ehr_mkdir_p(const char *path, unsigned mode);
+
+/* ------------------------------------------------------- PostgreSQL pool */
+
+struct pg_conn;   /* libpq's PGconn */
+struct pg_result; /* libpq's PGresult */
+
+struct ehr_db_pool;
+
+/*
+ * A small fixed-size pool. ehr_db_acquire waits at most acquire_timeout_ms
+ * for a free connection, then fails with EHR_ERR_UNAVAILABLE, so a caller is
+ * never parked indefinitely. Connections are opened lazily, with
+ * connect_timeout and statement_timeout applied, and reopened after failure.
+ */
+int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned size,
+                    unsigned acquire_timeout_ms, unsigned statement_timeout_ms);
+void ehr_db_pool_free(struct ehr_db_pool *p);
+/* *conn is a PGconn*. */
+int ehr_db_acquire(struct ehr_db_pool *p, void **conn);
+/* broken: the connection saw an error that may have left it unusable. */
+void ehr_db_release(struct ehr_db_pool *p, void *conn, bool broken);
+/* SELECT 1 through the pool; 0 if the database answers. */
+int ehr_db_ping(struct ehr_db_pool *p);
+/*
+ * PQexecParams with text parameters. On success *res (a PGresult*) holds
+ * the result (PGRES_COMMAND_OK or PGRES_TUPLES_OK) and must be PQclear()ed.
+ * On failure the detail holds the SQLSTATE and message, and the return is
+ * EHR_ERR_CONFLICT for unique violations (23505), EHR_ERR_FORBIDDEN for
+ * privilege or trigger refusals (42501, P0001 raised by our triggers),
+ * EHR_ERR_UNAVAILABLE for a lost connection, else EHR_ERR_DB.
+ */
+int ehr_db_exec(void *conn, void **res, const char *sql, int nparams, const char *const *params);
+/* A libpq-safe connection string copy with the password removed, for logs. */
+int ehr_db_conninfo_redacted(struct ehr_buf *out, const char *conninfo);
+
+#endif

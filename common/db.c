@@ -1,0 +1,224 @@
+/* db.c - a small PostgreSQL connection pool with bounded waits. */
+#include "common/common.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <libpq-fe.h>
+
+struct db_slot {
+	PGconn *conn;
+	bool busy;
+};
+
+struct ehr_db_pool {
+	pthread_mutex_t lock;
+	pthread_cond_t freed;
+	char *conninfo;
+	char options[64];
+	unsigned size;
+	unsigned acquire_timeout_ms;
+	struct db_slot *slots;
+};
+
+int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned size,
+                    unsigned acquire_timeout_ms, unsigned statement_timeout_ms)
+{
+	struct ehr_db_pool *p;
+	pthread_condattr_t ca;
+
+	ENSURE(size > 0 && size <= 1024, EHR_ERR_INVAL);
+	p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	p->slots = calloc(size, sizeof(*p->slots));
+	p->conninfo = strdup(conninfo);
+	if (p->slots == NULL || p->conninfo == NULL) {
+		free(p->slots);
+		free(p->conninfo);
+		free(p);
+		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	}
+	p->size = size;
+	p->acquire_timeout_ms = acquire_timeout_ms;
+	snprintf(p->options, sizeof(p->options), "-c statement_timeout=%u", statement_timeout_ms);
+	pthread_mutex_init(&p->lock, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&p->freed, &ca);
+	pthread_condattr_destroy(&ca);
+	*out = p;
+	return 0;
+}
+
+void ehr_db_pool_free(struct ehr_db_pool *p)
+{
+	if (p == NULL)
+		return;
+	for (unsigned i = 0; i < p->size; i++)
+		if (p->slots[i].conn)
+			PQfinish(p->slots[i].conn);
+	pthread_mutex_destroy(&p->lock);
+	pthread_cond_destroy(&p->freed);
+	free(p->slots);
+	free(p->conninfo);
+	free(p);
+}
+
+static PGconn *db_connect(struct ehr_db_pool *p)
+{
+	const char *keys[] = { "dbname", "connect_timeout", "options", "application_name", NULL };
+	const char *vals[] = { p->conninfo, "5", p->options, "ehrgate", NULL };
+
+	return PQconnectdbParams(keys, vals, 1);
+}
+
+int ehr_db_acquire(struct ehr_db_pool *p, void **conn)
+{
+	struct timespec deadline;
+	struct db_slot *slot = NULL;
+	PGconn *c;
+
+	clock_gettime(CLOCK_MONOTONIC, &deadline);
+	deadline.tv_sec += p->acquire_timeout_ms / 1000;
+	deadline.tv_nsec += (long)(p->acquire_timeout_ms % 1000) * 1000000L;
+	if (deadline.tv_nsec >= 1000000000L) {
+		deadline.tv_sec++;
+		deadline.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&p->lock);
+	for (;;) {
+		for (unsigned i = 0; i < p->size && slot == NULL; i++)
+			if (!p->slots[i].busy)
+				slot = &p->slots[i];
+		if (slot)
+			break;
+		if (pthread_cond_timedwait(&p->freed, &p->lock, &deadline) == ETIMEDOUT) {
+			pthread_mutex_unlock(&p->lock);
+			return ehr_error_set(EHR_ERR_UNAVAILABLE, "no database connection free within %u ms",
+			                     p->acquire_timeout_ms);
+		}
+	}
+	slot->busy = true;
+	c = slot->conn;
+	slot->conn = NULL;
+	pthread_mutex_unlock(&p->lock);
+
+	if (c != NULL && PQstatus(c) != CONNECTION_OK) {
+		PQfinish(c);
+		c = NULL;
+	}
+	if (c == NULL) {
+		c = db_connect(p);
+		if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+			int rc = ehr_error_set(EHR_ERR_UNAVAILABLE, "database connection failed: %s",
+			                       c ? PQerrorMessage(c) : "out of memory");
+			if (c)
+				PQfinish(c);
+			pthread_mutex_lock(&p->lock);
+			slot->busy = false;
+			pthread_cond_signal(&p->freed);
+			pthread_mutex_unlock(&p->lock);
+			return rc;
+		}
+	}
+	pthread_mutex_lock(&p->lock);
+	slot->conn = c;
+	pthread_mutex_unlock(&p->lock);
+	*conn = c;
+	return 0;
+}
+
+void ehr_db_release(struct ehr_db_pool *p, void *conn, bool broken)
+{
+	PGconn *c = conn;
+
+	if (c == NULL)
+		return;
+	/* A connection left inside a transaction or marked broken is not reused. */
+	if (broken || PQstatus(c) != CONNECTION_OK || PQtransactionStatus(c) != PQTRANS_IDLE)
+		broken = true;
+	pthread_mutex_lock(&p->lock);
+	for (unsigned i = 0; i < p->size; i++) {
+		if (p->slots[i].busy && p->slots[i].conn == c) {
+			if (broken) {
+				PQfinish(c);
+				p->slots[i].conn = NULL;
+			}
+			p->slots[i].busy = false;
+			break;
+		}
+	}
+	pthread_cond_signal(&p->freed);
+	pthread_mutex_unlock(&p->lock);
+}
+
+int ehr_db_exec(void *conn, void **res, const char *sql, int nparams, const char *const *params)
+{
+	PGresult *r;
+	ExecStatusType st;
+	const char *state;
+	int code;
+
+	*res = NULL;
+	r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	st = PQresultStatus(r);
+	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+		*res = r;
+		return 0;
+	}
+	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+	if (PQstatus(conn) != CONNECTION_OK)
+		code = EHR_ERR_UNAVAILABLE;
+	else if (state && strcmp(state, "23505") == 0)
+		code = EHR_ERR_CONFLICT;
+	else if (state && (strcmp(state, "42501") == 0 || strcmp(state, "P0001") == 0))
+		code = EHR_ERR_FORBIDDEN;
+	else if (state && strcmp(state, "57014") == 0)
+		code = EHR_ERR_TIMEOUT;
+	else
+		code = EHR_ERR_DB;
+	ehr_error_set(code, "database: %s %s", state ? state : "-", PQerrorMessage(conn));
+	PQclear(r);
+	return code;
+}
+
+int ehr_db_ping(struct ehr_db_pool *p)
+{
+	void *conn, *res;
+	int err;
+
+	GUARD(ehr_db_acquire(p, &conn));
+	err = ehr_db_exec(conn, &res, "SELECT 1", 0, NULL);
+	PQclear(res);
+	ehr_db_release(p, conn, err < 0);
+	return err;
+}
+
+int ehr_db_conninfo_redacted(struct ehr_buf *out, const char *conninfo)
+{
+	PQconninfoOption *opts;
+	char *errmsg = NULL;
+	bool first = true;
+
+	opts = PQconninfoParse(conninfo, &errmsg);
+	if (opts == NULL) {
+		PQfreemem(errmsg);
+		return ehr_error_set(EHR_ERR_CONFIG, "database conninfo does not parse");
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		if (o->val == NULL || strcmp(o->keyword, "password") == 0)
+			continue;
+		if (ehr_buf_printf(out, "%s%s=%s", first ? "" : " ", o->keyword, o->val) < 0) {
+			PQconninfoFree(opts);
+			return EHR_ERR_NOMEM;
+		}
+		first = false;
+	}
+	PQconninfoFree(opts);
+	return 0;
+}

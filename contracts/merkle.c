@@ -1,0 +1,2 @@
+/* merkle.c - RFC 9162 Merkle tree. (Being built.) */
+#include "contracts/contracts.h"

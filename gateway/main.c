@@ -1,0 +1,2 @@
+#include "gateway/gateway.h"
+int main(void) { return 0; }

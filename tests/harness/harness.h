@@ -1,0 +1,57 @@
+/*
+ * harness.h - shared test scaffolding.
+ *
+ * Every test binary's main() is EHR_TEST_MAIN(register_fn): it initialises
+ * CUnit, lets register_fn add suites, runs them with the standard summary,
+ * prints "ehrgate-totals: <binary> N passed, N failed" for tests/run.sh,
+ * and exits non-zero on any failure (CU_basic_run_tests alone would not).
+ *
+ * Integration tests read the dev services' settings from the environment
+ * that tests/run.sh exports (see deploy/devservices.sh):
+ *   EHRGATE_TEST_PG        libpq conninfo of the superuser connection
+ *   EHRGATE_TEST_S3        S3 endpoint URL through the SigV4-verifying front
+ *   EHRGATE_TEST_S3_DIRECT s3rver itself (no signature checks)
+ *   EHRGATE_TEST_STATE     state directory of the dev services
+ * ehr_test_env() returns NULL when unset; such tests then fail, not skip.
+ */
+#ifndef EHR_TEST_HARNESS_H
+#define EHR_TEST_HARNESS_H
+
+#include <CUnit/Basic.h>
+#include <CUnit/CUnit.h>
+
+int ehr_test_main(int argc, char **argv, void (*register_suites)(void));
+const char *ehr_test_env(const char *name);
+
+/* Add a suite with its tests: ADD_SUITE("name", init, clean, {"t1", fn1}, ...) */
+struct ehr_test_case {
+	const char *name;
+	void (*fn)(void);
+};
+int ehr_test_add_suite(const char *name, int (*init)(void), int (*clean)(void),
+                       const struct ehr_test_case *cases, size_t n);
+#define EHR_ADD_SUITE(name, init, clean, ...)                                                      \
+	do {                                                                                       \
+		static const struct ehr_test_case cases__[] = { __VA_ARGS__ };                     \
+		ehr_test_add_suite((name), (init), (clean), cases__,                               \
+		                   sizeof(cases__) / sizeof(cases__[0]));                          \
+	} while (0)
+
+#define EHR_TEST_MAIN(register_fn)                                                                 \
+	int main(int argc, char **argv)                                                            \
+	{                                                                                          \
+		return ehr_test_main(argc, argv, (register_fn));                                   \
+	}
+
+/* Assert a negative-code result equals an expected code, printing the detail. */
+#define EHR_ASSERT_ERR(expr, code)                                                                 \
+	do {                                                                                       \
+		int rc__ = (expr);                                                                 \
+		if (rc__ != (code))                                                                \
+			fprintf(stderr, "\n  %s:%d: %s -> %d (%s), wanted %d\n", __FILE__, __LINE__,   \
+			        #expr, rc__, ehr_error_msg(), (int)(code));                        \
+		CU_ASSERT_EQUAL(rc__, (code));                                                     \
+	} while (0)
+#define EHR_ASSERT_OK(expr) EHR_ASSERT_ERR(expr, 0)
+
+#endif
