@@ -61,6 +61,11 @@ const struct gw_identity *gw_req_identity(const struct gw_req *r);
 const char *gw_req_url(const struct gw_req *r);
 /* The verified peer certificate (X509 *), or NULL. Not owned by the caller. */
 void *gw_req_peer_cert(const struct gw_req *r);
+/* X509_V_OK when the TLS layer verified the peer certificate against the
+ * registration CA, an X509_V_ERR_* code when it did not, -1 when no
+ * certificate was presented. The listener never fails a handshake over a
+ * client certificate; routes decide (see gw_authenticate). */
+long gw_req_peer_verify(const struct gw_req *r);
 struct gw_app *gw_req_app(const struct gw_req *r);
 
 /* ---- replies: exactly one per request */
@@ -80,6 +85,15 @@ struct ledger *gw_app_ledger(struct gw_app *app);
 struct auth_ctx *gw_app_auth(struct gw_app *app);
 struct obj_store *gw_app_store(struct gw_app *app);
 const struct gw_config *gw_app_config(struct gw_app *app);
+
+/*
+ * Authenticate a request for a route with roles != 0 (gateway/authn.c,
+ * owned by auth). Runs on the blocking pool. Fills *id on success. Returns
+ * EHR_ERR_AUTH (401) when credentials are missing or invalid, or
+ * EHR_ERR_FORBIDDEN (403) when valid but of a role the route does not allow.
+ * It may set reply headers (e.g. WWW-Authenticate) but never replies.
+ */
+int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_identity *id);
 
 /* Route tables contributed by each area (gateway/routes_*.c). */
 extern const struct gw_route gw_routes_core[];
