@@ -167,7 +167,8 @@ size_t ehr_cursor_remaining(const struct ehr_cursor *c)
 int ehr_cursor_take(struct ehr_cursor *c, const uint8_t **out, size_t n)
 {
 	if (n > ehr_cursor_remaining(c))
-		return ehr_error_set(EHR_ERR_PARSE, "truncated input at offset %zu (need %zu bytes)", c->off, n);
+		return ehr_error_set(EHR_ERR_PARSE, "truncated input at offset %zu (need %zu bytes)", c->off,
+		                     n);
 	*out = c->p + c->off;
 	c->off += n;
 	return 0;
@@ -175,7 +176,7 @@ int ehr_cursor_take(struct ehr_cursor *c, const uint8_t **out, size_t n)
 
 int ehr_cursor_read(struct ehr_cursor *c, void *out, size_t n)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 
 	GUARD(ehr_cursor_take(c, &p, n));
 	if (n > 0)
@@ -185,13 +186,13 @@ int ehr_cursor_read(struct ehr_cursor *c, void *out, size_t n)
 
 int ehr_cursor_skip(struct ehr_cursor *c, size_t n)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	return ehr_cursor_take(c, &p, n);
 }
 
 static int cursor_read_be(struct ehr_cursor *c, uint64_t *v, size_t n)
 {
-	const uint8_t *p;
+	const uint8_t *p = NULL;
 	uint64_t x = 0;
 
 	GUARD(ehr_cursor_take(c, &p, n));

@@ -27,7 +27,8 @@ static int b64_encode(struct ehr_buf *out, const uint8_t *in, size_t n, const ch
 			v |= (uint32_t)in[i + 1] << 8;
 		if (rem > 2)
 			v |= in[i + 2];
-		char q[4] = { alpha[(v >> 18) & 63], alpha[(v >> 12) & 63], alpha[(v >> 6) & 63], alpha[v & 63] };
+		char q[4] = { alpha[(v >> 18) & 63], alpha[(v >> 12) & 63], alpha[(v >> 6) & 63],
+			      alpha[v & 63] };
 		size_t emit = rem >= 3 ? 4 : rem + 1;
 		GUARD(ehr_buf_append(out, q, emit));
 		for (size_t k = emit; pad && k < 4; k++)
@@ -152,7 +153,8 @@ int ehr_parse_u64(uint64_t *out, const char *s, uint64_t max)
 		if (*p < '0' || *p > '9')
 			return ehr_error_set(EHR_ERR_PARSE, "not a decimal number");
 		if (v > (max - (uint64_t)(*p - '0')) / 10)
-			return ehr_error_set(EHR_ERR_TOO_LARGE, "number exceeds %llu", (unsigned long long)max);
+			return ehr_error_set(EHR_ERR_TOO_LARGE, "number exceeds %llu",
+			                     (unsigned long long)max);
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
 	*out = v;

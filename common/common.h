@@ -21,27 +21,27 @@
 /* 0 is success; every failure is one of these negative codes. */
 typedef enum {
 	EHR_OK = 0,
-	EHR_ERR_NOMEM = -1,       /* allocation failed */
-	EHR_ERR_INVAL = -2,       /* bad argument or malformed input */
-	EHR_ERR_TOO_LARGE = -3,   /* a limit was exceeded */
-	EHR_ERR_OVERFLOW = -4,    /* size arithmetic would overflow */
-	EHR_ERR_IO = -5,          /* file or socket I/O */
-	EHR_ERR_CRYPTO = -6,      /* OpenSSL failure */
-	EHR_ERR_DB = -7,          /* PostgreSQL failure */
+	EHR_ERR_NOMEM = -1,     /* allocation failed */
+	EHR_ERR_INVAL = -2,     /* bad argument or malformed input */
+	EHR_ERR_TOO_LARGE = -3, /* a limit was exceeded */
+	EHR_ERR_OVERFLOW = -4,  /* size arithmetic would overflow */
+	EHR_ERR_IO = -5,        /* file or socket I/O */
+	EHR_ERR_CRYPTO = -6,    /* OpenSSL failure */
+	EHR_ERR_DB = -7,        /* PostgreSQL failure */
 	EHR_ERR_NOT_FOUND = -8,
 	EHR_ERR_EXISTS = -9,
-	EHR_ERR_AUTH = -10,       /* not authenticated */
-	EHR_ERR_FORBIDDEN = -11,  /* authenticated but not allowed */
-	EHR_ERR_UNAVAILABLE = -12,/* a dependency is down */
-	EHR_ERR_TAMPER = -13,     /* integrity check failed */
-	EHR_ERR_PARSE = -14,      /* syntax error in input */
+	EHR_ERR_AUTH = -10,        /* not authenticated */
+	EHR_ERR_FORBIDDEN = -11,   /* authenticated but not allowed */
+	EHR_ERR_UNAVAILABLE = -12, /* a dependency is down */
+	EHR_ERR_TAMPER = -13,      /* integrity check failed */
+	EHR_ERR_PARSE = -14,       /* syntax error in input */
 	EHR_ERR_TIMEOUT = -15,
 	EHR_ERR_CONFLICT = -16,
-	EHR_ERR_REPLAY = -17,     /* single-use value seen twice */
+	EHR_ERR_REPLAY = -17, /* single-use value seen twice */
 	EHR_ERR_EXPIRED = -18,
-	EHR_ERR_RATE = -19,       /* rate limit */
+	EHR_ERR_RATE = -19, /* rate limit */
 	EHR_ERR_INTERNAL = -20,
-	EHR_ERR_CONFIG = -21,     /* configuration error */
+	EHR_ERR_CONFIG = -21, /* configuration error */
 } ehr_err;
 
 /* Stable lower-case name of a code, e.g. "too_large". Never NULL. */
@@ -59,48 +59,46 @@ const char *ehr_error_msg(void);
 void ehr_error_clear(void);
 
 /* Propagate a negative result. */
-#define GUARD(x)                                                               \
-	do {                                                                   \
-		int guard__rc = (x);                                           \
-		if (guard__rc < 0)                                             \
-			return guard__rc;                                      \
+#define GUARD(x)                          \
+	do {                              \
+		int guard__rc = (x);      \
+		if (guard__rc < 0)        \
+			return guard__rc; \
 	} while (0)
 
 /* Check a condition; on failure set the detail and return `code`. */
-#define ENSURE(cond, code)                                                     \
-	do {                                                                   \
-		if (!(cond))                                                   \
-			return ehr_error_set((code), "%s:%d: %s", __FILE__,    \
-			                     __LINE__, #cond);                 \
+#define ENSURE(cond, code)                                                                    \
+	do {                                                                                  \
+		if (!(cond))                                                                  \
+			return ehr_error_set((code), "%s:%d: %s", __FILE__, __LINE__, #cond); \
 	} while (0)
 
 /* OpenSSL calls return 1 on success. */
-#define GUARD_OSSL(x)                                                          \
-	do {                                                                   \
-		if ((x) != 1)                                                  \
-			return ehr_error_ossl(EHR_ERR_CRYPTO, #x);             \
+#define GUARD_OSSL(x)                                              \
+	do {                                                       \
+		if ((x) != 1)                                      \
+			return ehr_error_ossl(EHR_ERR_CRYPTO, #x); \
 	} while (0)
 
 /* libgit2 style: requires `int err;` and an `out:` label. */
-#define GUARD_GOTO(x)                                                          \
-	do {                                                                   \
-		if ((err = (x)) < 0)                                           \
-			goto out;                                              \
+#define GUARD_GOTO(x)                \
+	do {                         \
+		if ((err = (x)) < 0) \
+			goto out;    \
 	} while (0)
-#define ENSURE_GOTO(cond, code)                                                \
-	do {                                                                   \
-		if (!(cond)) {                                                 \
-			err = ehr_error_set((code), "%s:%d: %s", __FILE__,     \
-			                    __LINE__, #cond);                  \
-			goto out;                                              \
-		}                                                              \
+#define ENSURE_GOTO(cond, code)                                                              \
+	do {                                                                                 \
+		if (!(cond)) {                                                               \
+			err = ehr_error_set((code), "%s:%d: %s", __FILE__, __LINE__, #cond); \
+			goto out;                                                            \
+		}                                                                            \
 	} while (0)
-#define GUARD_OSSL_GOTO(x)                                                     \
-	do {                                                                   \
-		if ((x) != 1) {                                                \
-			err = ehr_error_ossl(EHR_ERR_CRYPTO, #x);              \
-			goto out;                                              \
-		}                                                              \
+#define GUARD_OSSL_GOTO(x)                                        \
+	do {                                                      \
+		if ((x) != 1) {                                   \
+			err = ehr_error_ossl(EHR_ERR_CRYPTO, #x); \
+			goto out;                                 \
+		}                                                 \
 	} while (0)
 
 #define EHR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -124,7 +122,10 @@ struct ehr_buf {
 	size_t max;
 };
 
-#define EHR_BUF_INIT(maxbytes) { NULL, 0, 0, (maxbytes) }
+#define EHR_BUF_INIT(maxbytes)         \
+	{                              \
+		NULL, 0, 0, (maxbytes) \
+	}
 
 void ehr_buf_init(struct ehr_buf *b, size_t max);
 int ehr_buf_reserve(struct ehr_buf *b, size_t extra);
@@ -140,9 +141,9 @@ int ehr_buf_vprintf(struct ehr_buf *b, const char *fmt, va_list ap);
 const char *ehr_buf_cstr(const struct ehr_buf *b);
 /* Hand the allocation to the caller (free() it); the buffer becomes empty. */
 uint8_t *ehr_buf_detach(struct ehr_buf *b, size_t *len);
-void ehr_buf_reset(struct ehr_buf *b);           /* len = 0, keeps memory */
-void ehr_buf_free(struct ehr_buf *b);            /* releases memory */
-void ehr_buf_free_secure(struct ehr_buf *b);     /* cleanses, then releases */
+void ehr_buf_reset(struct ehr_buf *b);       /* len = 0, keeps memory */
+void ehr_buf_free(struct ehr_buf *b);        /* releases memory */
+void ehr_buf_free_secure(struct ehr_buf *b); /* cleanses, then releases */
 
 /* --------------------------------------------------------------- read cursor */
 
@@ -182,13 +183,13 @@ int ehr_parse_i64(int64_t *out, const char *s, int64_t min, int64_t max);
 
 /* -------------------------------------------------------------- randomness */
 
-int ehr_random(void *out, size_t n);              /* RAND_bytes */
+int ehr_random(void *out, size_t n); /* RAND_bytes */
 /* n random bytes, base64url-encoded, into a fresh buffer. */
 int ehr_random_token(struct ehr_buf *out, size_t nbytes);
 
 /* --------------------------------------------------------------------- time */
 
-int64_t ehr_now_ms(void);                         /* wall clock, Unix ms */
+int64_t ehr_now_ms(void); /* wall clock, Unix ms */
 int64_t ehr_monotonic_ms(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-24T05:19:49.123Z" (25 bytes + NUL). */
 void ehr_time_rfc3339(char out[32], int64_t unix_ms);
@@ -206,7 +207,7 @@ int ehr_log_parse_level(enum ehr_log_level *out, const char *s);
 void ehr_log_json(enum ehr_log_level lvl, const char *event, json_t *fields);
 /* Same with a single "msg" field. */
 void ehr_logf(enum ehr_log_level lvl, const char *event, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+        __attribute__((format(printf, 3, 4)));
 
 /* --------------------------------------------------------------------- JSON */
 

@@ -95,8 +95,8 @@ int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsign
 	if (exclusive) {
 		/* link() fails if the target appeared meanwhile: no silent overwrite. */
 		if (link((char *)tmp.data, path) != 0) {
-			err = ehr_error_set(errno == EEXIST ? EHR_ERR_EXISTS : EHR_ERR_IO, "create %s: %s", path,
-			                    strerror(errno));
+			err = ehr_error_set(errno == EEXIST ? EHR_ERR_EXISTS : EHR_ERR_IO, "create %s: %s",
+			                    path, strerror(errno));
 			goto out;
 		}
 		unlink((char *)tmp.data);

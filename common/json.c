@@ -23,22 +23,20 @@ static int json_check_depth(const uint8_t *p, size_t len, size_t max_depth)
 			continue;
 		}
 		switch (ch) {
-		case '"':
-			in_str = true;
-			break;
+		case '"': in_str = true; break;
 		case '[':
 		case '{':
 			if (++depth > max_depth)
-				return ehr_error_set(EHR_ERR_TOO_LARGE, "JSON nesting deeper than %zu at offset %zu",
-				                     max_depth, i);
+				return ehr_error_set(EHR_ERR_TOO_LARGE,
+				                     "JSON nesting deeper than %zu at offset %zu", max_depth,
+				                     i);
 			break;
 		case ']':
 		case '}':
 			if (depth > 0)
 				depth--;
 			break;
-		default:
-			break;
+		default: break;
 		}
 	}
 	return 0;
@@ -57,7 +55,8 @@ int ehr_json_parse(json_t **out, const void *data, size_t len, size_t max_bytes,
 	GUARD(json_check_depth(data, len, max_depth));
 	v = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
 	if (v == NULL)
-		return ehr_error_set(EHR_ERR_PARSE, "invalid JSON at line %d column %d", jerr.line, jerr.column);
+		return ehr_error_set(EHR_ERR_PARSE, "invalid JSON at line %d column %d", jerr.line,
+		                     jerr.column);
 	*out = v;
 	return 0;
 }

@@ -30,27 +30,26 @@ struct ehr_test_case {
 };
 int ehr_test_add_suite(const char *name, int (*init)(void), int (*clean)(void),
                        const struct ehr_test_case *cases, size_t n);
-#define EHR_ADD_SUITE(name, init, clean, ...)                                                      \
-	do {                                                                                       \
-		static const struct ehr_test_case cases__[] = { __VA_ARGS__ };                     \
-		ehr_test_add_suite((name), (init), (clean), cases__,                               \
-		                   sizeof(cases__) / sizeof(cases__[0]));                          \
+#define EHR_ADD_SUITE(name, init, clean, ...)                                                               \
+	do {                                                                                                \
+		static const struct ehr_test_case cases__[] = { __VA_ARGS__ };                              \
+		ehr_test_add_suite((name), (init), (clean), cases__, sizeof(cases__) / sizeof(cases__[0])); \
 	} while (0)
 
-#define EHR_TEST_MAIN(register_fn)                                                                 \
-	int main(int argc, char **argv)                                                            \
-	{                                                                                          \
-		return ehr_test_main(argc, argv, (register_fn));                                   \
+#define EHR_TEST_MAIN(register_fn)                               \
+	int main(int argc, char **argv)                          \
+	{                                                        \
+		return ehr_test_main(argc, argv, (register_fn)); \
 	}
 
 /* Assert a negative-code result equals an expected code, printing the detail. */
-#define EHR_ASSERT_ERR(expr, code)                                                                 \
-	do {                                                                                       \
-		int rc__ = (expr);                                                                 \
-		if (rc__ != (code))                                                                \
-			fprintf(stderr, "\n  %s:%d: %s -> %d (%s), wanted %d\n", __FILE__, __LINE__,   \
-			        #expr, rc__, ehr_error_msg(), (int)(code));                        \
-		CU_ASSERT_EQUAL(rc__, (code));                                                     \
+#define EHR_ASSERT_ERR(expr, code)                                                                          \
+	do {                                                                                                \
+		int rc__ = (expr);                                                                          \
+		if (rc__ != (code))                                                                         \
+			fprintf(stderr, "\n  %s:%d: %s -> %d (%s), wanted %d\n", __FILE__, __LINE__, #expr, \
+			        rc__, ehr_error_msg(), (int)(code));                                        \
+		CU_ASSERT_EQUAL(rc__, (code));                                                              \
 	} while (0)
 #define EHR_ASSERT_OK(expr) EHR_ASSERT_ERR(expr, 0)
 

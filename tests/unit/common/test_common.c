@@ -91,11 +91,11 @@ static void test_base64(void)
 		ehr_buf_free(&d);
 	}
 	struct ehr_buf d = EHR_BUF_INIT(64);
-	EHR_ASSERT_ERR(ehr_b64_decode(&d, "Zg=", 3), EHR_ERR_PARSE);        /* bad length */
-	EHR_ASSERT_ERR(ehr_b64_decode(&d, "Zh==", 4), EHR_ERR_PARSE);       /* non-zero trailing bits */
-	EHR_ASSERT_ERR(ehr_b64_decode(&d, "Z!==", 4), EHR_ERR_PARSE);       /* bad character */
-	EHR_ASSERT_ERR(ehr_b64url_decode(&d, "Zm9v+", 5), EHR_ERR_PARSE);   /* '+' not in url alphabet */
-	EHR_ASSERT_ERR(ehr_b64url_decode(&d, "Z", 1), EHR_ERR_PARSE);       /* impossible length */
+	EHR_ASSERT_ERR(ehr_b64_decode(&d, "Zg=", 3), EHR_ERR_PARSE);      /* bad length */
+	EHR_ASSERT_ERR(ehr_b64_decode(&d, "Zh==", 4), EHR_ERR_PARSE);     /* non-zero trailing bits */
+	EHR_ASSERT_ERR(ehr_b64_decode(&d, "Z!==", 4), EHR_ERR_PARSE);     /* bad character */
+	EHR_ASSERT_ERR(ehr_b64url_decode(&d, "Zm9v+", 5), EHR_ERR_PARSE); /* '+' not in url alphabet */
+	EHR_ASSERT_ERR(ehr_b64url_decode(&d, "Z", 1), EHR_ERR_PARSE);     /* impossible length */
 	ehr_buf_free(&d);
 }
 
@@ -179,11 +179,9 @@ static void test_atomic_file(void)
 
 static void register_suites(void)
 {
-	EHR_ADD_SUITE("common", NULL, NULL,
-	              { "buffer bounds", test_buf_bounds },
+	EHR_ADD_SUITE("common", NULL, NULL, { "buffer bounds", test_buf_bounds },
 	              { "big-endian buffer and cursor", test_buf_be },
-	              { "overflow-checked sizes", test_sizes },
-	              { "base64 RFC 4648 vectors", test_base64 },
+	              { "overflow-checked sizes", test_sizes }, { "base64 RFC 4648 vectors", test_base64 },
 	              { "hex and decimal parsing", test_hex_and_numbers },
 	              { "JSON limits", test_json_limits },
 	              { "atomic exclusive file write", test_atomic_file });
