@@ -56,11 +56,20 @@ while [ $# -gt 0 ]; do
 done
 [ "$(id -u)" = 0 ] || die "run as root (Postgres is run as the postgres user via runuser)"
 
-mkdir -p "$STATE_ARG"
+if [ ! -d "$STATE_ARG" ]; then
+	case $CMD in
+	start) mkdir -p "$STATE_ARG" ;;
+	stop | destroy) exit 0 ;; # nothing was started there
+	*) die "no state dir $STATE_ARG" ;;
+	esac
+fi
 STATE=$(cd "$STATE_ARG" && pwd)
-chmod 0755 "$STATE"
 RUN=$STATE/run # pids, ports and paths of this state dir
-mkdir -p "$RUN"
+if [ "$CMD" = start ]; then
+	chmod 0755 "$STATE"
+	mkdir -p "$RUN"
+fi
+[ -d "$RUN" ] || { [ "$CMD" = stop ] && exit 0; } || die "$STATE was never started"
 
 rd() { [ -s "$RUN/$1" ] && cat "$RUN/$1" || true; }
 wr() { printf '%s\n' "$2" >"$RUN/$1"; }

@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# bootstrap.sh - install what ehrgate needs to build, test and run, on Debian 12, as root.
+#
+# Idempotent and quick when everything is there: one dpkg-query for the apt
+# packages (apt-get update + install only for what is missing), and `npm ci` in
+# deploy/s3 only when node_modules is missing or older than package-lock.json.
+# It never installs Debian's `npm` next to a NodeSource `nodejs` (they conflict);
+# npm comes with NodeSource's nodejs, or from Debian only when node is Debian's.
+# Services that packages install (the system Postgres cluster, nginx) are not
+# started: dev services run privately (deploy/devservices.sh).
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+
+APT_PACKAGES=(
+	# build
+	build-essential cmake pkg-config
+	libssl-dev libcurl4-openssl-dev libpq-dev libjwt-dev libjansson-dev libevent-dev libinih-dev libcunit1-dev
+	# dev services and tests
+	postgresql curl ca-certificates openssl procps
+	# sanitizers, fuzzing, lint
+	clang libclang-rt-14-dev clang-format cppcheck valgrind
+	# TLS checks and benchmarks
+	sslscan wrk nginx-light
+)
+
+say() { echo "bootstrap: $*" >&2; }
+
+if [ "$(id -u)" != 0 ]; then
+	echo "bootstrap: run as root (it installs Debian packages)" >&2
+	exit 1
+fi
+
+# Print the packages of "$@" that are not installed (one dpkg-query for all).
+missing_packages() {
+	local installed
+	installed=" $(dpkg-query -W -f='${Package}:${db:Status-Status} ' "$@" 2>/dev/null | tr ' ' '\n' |
+		sed -n 's/:installed$//p' | tr '\n' ' ') "
+	for p in "$@"; do
+		case $installed in *" $p "*) ;; *) echo "$p" ;; esac
+	done
+}
+
+apt_install() {
+	local policy_created=0
+	# Do not let package scripts start system services (the distribution's
+	# Postgres cluster on 5432, nginx on 80): Debian's policy-rc.d hook.
+	if [ ! -e /usr/sbin/policy-rc.d ]; then
+		printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+		chmod 0755 /usr/sbin/policy-rc.d
+		policy_created=1
+	fi
+	say "installing: $*"
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+	[ "$policy_created" = 0 ] || rm -f /usr/sbin/policy-rc.d
+}
+
+mapfile -t MISSING < <(missing_packages "${APT_PACKAGES[@]}")
+# Node.js: keep the one the machine has (NodeSource's bundles npm). If there is
+# none, take Debian's nodejs and then Debian's npm, which fits it.
+if ! command -v node >/dev/null 2>&1; then
+	MISSING+=(nodejs)
+fi
+if [ ${#MISSING[@]} -gt 0 ]; then
+	apt_install "${MISSING[@]}"
+fi
+if ! command -v npm >/dev/null 2>&1; then
+	if dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource; then
+		echo "bootstrap: node is NodeSource's but npm is missing; reinstall the nodejs package" >&2
+		exit 1
+	fi
+	apt_install npm
+fi
+
+# npm packages for the dev S3 (s3rver and the SigV4 front), pinned by package-lock.json.
+S3=$HERE/s3
+STAMP=$S3/node_modules/.ehrgate-lock.sha256
+want=$(sha256sum "$S3/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ] || [ ! -d "$S3/node_modules/s3rver" ]; then
+	say "npm ci in deploy/s3"
+	(cd "$S3" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	echo "$want" >"$STAMP"
+fi
