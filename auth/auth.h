@@ -1,5 +1,294 @@
-/* auth.h (being built) */
+/*
+ * auth.h - registration CA, credentials, mutual authentication, tokens,
+ * replay cache (DESIGN.md §4, docs/PROTOCOL.md is the byte-level contract).
+ *
+ * Two layers:
+ *  - pure functions (no database): ES256/JWS, JWK and RFC 7638 thumbprints,
+ *    CSR checks and certificate issuance, access tokens, DPoP proofs,
+ *    the signed enrolment/login strings and pseudonyms. client/ reuses them.
+ *  - struct auth_ctx: the gateway's keys plus the PostgreSQL-backed state
+ *    (registration tokens, certificates, patients, nonces, DPoP jti cache),
+ *    rate limits and ledger events.
+ *
+ * Every verification function returns 0 or a negative ehr_err; a refusal is
+ * EHR_ERR_AUTH / EHR_ERR_EXPIRED / EHR_ERR_REPLAY / EHR_ERR_FORBIDDEN with a
+ * detail that names the failed check, never the secret.
+ */
 #ifndef EHR_AUTH_H
 #define EHR_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
+
 #include "common/common.h"
+
+#define AUTH_ES256_SIG_LEN 64
+#define AUTH_JKT_LEN 43          /* base64url(SHA-256) without padding */
+#define AUTH_MAX_CSR_PEM 8192
+#define AUTH_MAX_JWS 4096        /* compact JWS (token or proof) */
+#define AUTH_MAX_ID 127          /* subject ids and pseudonyms */
+#define AUTH_TOKEN_MAX_TTL 900   /* seconds: access tokens live 15 min at most */
+#define AUTH_NONCE_MAX_TTL 60    /* seconds */
+
+/* Signed strings (docs/PROTOCOL.md §4): prefixes, each followed by '\n'. */
+#define AUTH_ENROLL_PREFIX "ehrgate-enroll-v1"
+#define AUTH_LOGIN_PREFIX "ehrgate-auth-v1"
+
+/* --------------------------------------------------------------- keys/ES256 */
+
+int auth_key_generate_p256(EVP_PKEY **out);
+/* true when key is an EC key on P-256 (prime256v1). */
+bool auth_key_is_p256(const EVP_PKEY *key);
+/* PEM private key (PKCS#8) or public key (SPKI) from a file / memory. */
+int auth_key_load_private(EVP_PKEY **out, const char *path);
+int auth_key_load_public(EVP_PKEY **out, const char *path);
+int auth_key_private_pem(struct ehr_buf *out, EVP_PKEY *key);
+int auth_key_public_pem(struct ehr_buf *out, EVP_PKEY *key);
+/* Writes the private key as PKCS#8 PEM, mode 0600, atomically, exclusive. */
+int auth_key_save_private(const char *path, EVP_PKEY *key);
+
+/* RFC 7518 §3.4: ECDSA P-256 SHA-256, signature as raw r||s (64 bytes). */
+int auth_es256_sign(uint8_t sig[AUTH_ES256_SIG_LEN], EVP_PKEY *key, const void *data, size_t len);
+/* 0 when valid; EHR_ERR_AUTH otherwise (also for a non-P-256 key). */
+int auth_es256_verify(EVP_PKEY *key, const void *data, size_t len, const uint8_t *sig, size_t siglen);
+/* Convenience: base64url(ES256 signature) into out / verify such a string. */
+int auth_sign_b64url(struct ehr_buf *out, EVP_PKEY *key, const void *data, size_t len);
+int auth_verify_b64url(EVP_PKEY *key, const void *data, size_t len, const char *sig_b64url);
+
+/* ---------------------------------------------------------------- JWS / JWK */
+
+/* A parsed compact JWS (RFC 7515 §7.1). Only alg ES256 is ever accepted. */
+struct auth_jws {
+	json_t *header;
+	json_t *payload;
+	struct ehr_buf signing_input;   /* ASCII(b64(header) '.' b64(payload)) */
+	uint8_t sig[AUTH_ES256_SIG_LEN];
+};
+/*
+ * Strict parse: exactly three base64url parts, header and payload JSON
+ * objects (bounded, no duplicate keys), header "alg" exactly "ES256", no
+ * "crit", a 64-byte signature. Does NOT verify the signature.
+ */
+int auth_jws_parse(struct auth_jws *out, const char *compact, size_t len);
+void auth_jws_free(struct auth_jws *j);
+/* Serialise header and payload (compact JSON) and sign them with ES256. */
+int auth_jws_sign(struct ehr_buf *out, EVP_PKEY *key, const json_t *header, const json_t *payload);
+
+/* RFC 7517/7518 §6.2: a P-256 public JWK ({"kty":"EC","crv":"P-256","x","y"});
+ * a JWK holding "d" (private) is refused, as is a point not on the curve. */
+int auth_jwk_parse(EVP_PKEY **out, const json_t *jwk);
+int auth_jwk_parse_text(EVP_PKEY **out, const char *text, size_t len);
+/* The public JWK of a P-256 key (kty, crv, x, y only). */
+int auth_jwk_from_key(json_t **out, EVP_PKEY *key);
+/* RFC 7638 thumbprint: base64url(SHA-256({"crv","kty","x","y"} canonical)). */
+int auth_jwk_thumbprint(char out[AUTH_JKT_LEN + 1], EVP_PKEY *key);
+
+/* ---------------------------------------------------- CSR and certificates */
+
+/*
+ * Parse a PEM PKCS#10 CSR (at most AUTH_MAX_CSR_PEM bytes): one request, its
+ * self-signature valid (proof of possession), ecdsa-with-SHA256, P-256 key.
+ */
+int auth_csr_parse(X509_REQ **out, const char *pem, size_t len);
+/* A PEM CSR for key with subject CN=cn (the gateway ignores the subject). */
+int auth_csr_create(struct ehr_buf *pem_out, EVP_PKEY *key, const char *cn);
+
+struct auth_cert_params {
+	const char *subject_id;   /* CN */
+	const char *role;         /* "server" or "auditor": OU */
+	int64_t not_before;       /* Unix seconds */
+	int64_t not_after;
+};
+/*
+ * Issue a client certificate for pub, signed by ca/ca_key: v3, random
+ * positive 128-bit serial, subject O=ehrgate, OU=<role>, CN=<subject_id>,
+ * basicConstraints CA:FALSE, keyUsage digitalSignature, extendedKeyUsage
+ * clientAuth, SKI/AKI.
+ */
+int auth_cert_issue(X509 **out, EVP_PKEY *pub, X509 *ca, EVP_PKEY *ca_key, const struct auth_cert_params *p);
+/* Lower-case hex of the serial's minimal big-endian bytes. */
+int auth_cert_serial_hex(char out[65], const X509 *cert);
+/* CN and OU of the subject (empty strings if absent). */
+int auth_cert_subject(char *id, size_t idlen, char *role, size_t rolelen, const X509 *cert);
+int auth_cert_pem(struct ehr_buf *out, X509 *cert);
+int auth_cert_load_pem(X509 **out, const void *pem, size_t len);
+int auth_cert_load_file(X509 **out, const char *path);
+
+/* ------------------------------------------------ access tokens and DPoP */
+
+struct auth_token_claims {
+	char sub[AUTH_MAX_ID + 1];
+	char role[16];
+	char jkt[AUTH_JKT_LEN + 1];
+	char jti[64];
+	int64_t iat, nbf, exp;
+};
+
+struct auth_token_params {
+	EVP_PKEY *key;           /* token.key (private for issue, any for verify) */
+	const char *kid;         /* header "kid" */
+	const char *iss;
+	const char *aud;
+	int64_t now;             /* Unix seconds */
+	int64_t skew;            /* seconds of tolerated clock skew */
+};
+
+/* An ES256 JWT (typ "at+jwt") with iss, aud, sub, role "patient",
+ * cnf.jkt, jti, iat, nbf, exp = now + ttl (ttl 1..AUTH_TOKEN_MAX_TTL). */
+int auth_token_issue(struct ehr_buf *out, const struct auth_token_params *p, const char *sub,
+                     const char *jkt, int64_t ttl);
+/*
+ * Verify an access token: strict JWS parse (ES256 only), typ "at+jwt", kid,
+ * signature by p->key, iss, aud, sub, role, cnf.jkt, jti, and
+ * iat <= now+skew, nbf <= now+skew, exp > now-skew, exp-iat <= 900.
+ * EHR_ERR_EXPIRED for an expired token, EHR_ERR_AUTH for the rest.
+ */
+int auth_token_verify(struct auth_token_claims *out, const struct auth_token_params *p, const char *token,
+                      size_t len);
+
+struct auth_dpop_claims {
+	char jti[129];
+	char jkt[AUTH_JKT_LEN + 1];   /* thumbprint of the proof's jwk */
+	int64_t iat;
+};
+
+/*
+ * Verify a DPoP proof (RFC 9449 §4.3) except the jti replay check, which
+ * needs shared state: typ "dpop+jwt", alg ES256, a P-256 public "jwk"
+ * header, signature by that key, htm == method, htu == url (query and
+ * fragment ignored, scheme and host case-insensitive), iat within
+ * [now-window, now+skew], jti of 16..128 characters, and, when
+ * access_token != NULL, ath == base64url(SHA-256(access_token)).
+ */
+int auth_dpop_verify(struct auth_dpop_claims *out, const char *proof, size_t len, const char *method,
+                     const char *url, const char *access_token, int64_t now, int64_t window, int64_t skew);
+/* Build a proof for method/url (query stripped) with a fresh jti. */
+int auth_dpop_create(struct ehr_buf *out, EVP_PKEY *key, const char *method, const char *url,
+                     const char *access_token, int64_t now);
+/* Normalise an http(s) URL for htu comparison: lower-case scheme and host,
+ * no default port, no query or fragment. */
+int auth_htu_normalize(struct ehr_buf *out, const char *url);
+
+/* "ehrgate-enroll-v1\n" code "\n" jkt */
+int auth_enroll_message(struct ehr_buf *out, const char *code, const char *jkt);
+/* "ehrgate-auth-v1\n" nonce "\n" ts "\n" patient_id */
+int auth_login_message(struct ehr_buf *out, const char *nonce, const char *ts, const char *patient_id);
+
+/* ------------------------------------------------------------- pseudonyms */
+
+#define AUTH_PSEUDONYM_KEY_LEN 32
+/*
+ * A pseudonym: prefix "-" base64url(HMAC-SHA256(key, "ehrgate-pseudonym-v1\n"
+ * kind "\n" identifier)), e.g. kind "patient" gives "pt-...". Deterministic,
+ * so the same hospital identifier always maps to the same patient.
+ */
+int auth_pseudonym(char out[AUTH_MAX_ID + 1], const uint8_t key[AUTH_PSEUDONYM_KEY_LEN], const char *kind,
+                   const char *identifier);
+
+/* -------------------------------------------------- the gateway's context */
+
+struct auth_ctx;
+struct ledger;
+
+struct auth_config {
+	const char *state_dir;        /* regca.pem regca.key token.key token.pub pseudonym.key ca.pem */
+	struct ehr_db_pool *db;       /* role ehrgate_app */
+	struct ledger *ledger;        /* may be NULL (no ledger events; tools and tests) */
+	const char *issuer;           /* token "iss" */
+	const char *audience;         /* token "aud" */
+	unsigned cert_days;           /* client certificate validity, default 90 */
+	unsigned token_ttl;           /* access token seconds, <= 900 */
+	unsigned nonce_ttl;           /* challenge seconds, <= 60 */
+	unsigned enroll_ttl;          /* enrolment code seconds, default 86400 */
+	unsigned dpop_window;         /* proof iat acceptance window, default 60 */
+	unsigned clock_skew;          /* seconds, default 5 */
+	/* Per-client-address token buckets: requests per minute, burst. 0 = default. */
+	unsigned rate_register, rate_enroll, rate_challenge, rate_token, rate_burst;
+	/* Ledger failure events per peer per minute before they are only counted. */
+	unsigned failure_events_per_min;
+};
+
+/* Sensible defaults for every numeric field (strings are left alone). */
+void auth_config_defaults(struct auth_config *cfg);
+int auth_ctx_new(struct auth_ctx **out, const struct auth_config *cfg);
+void auth_ctx_free(struct auth_ctx *ctx);
+const struct auth_config *auth_ctx_config(const struct auth_ctx *ctx);
+
+/* Rate limiting: 0, or EHR_ERR_RATE when `peer` has used up `kind`. */
+enum auth_rate_kind { AUTH_RATE_REGISTER, AUTH_RATE_ENROLL, AUTH_RATE_CHALLENGE, AUTH_RATE_TOKEN, AUTH_RATE__N };
+int auth_rate_check(struct auth_ctx *ctx, enum auth_rate_kind kind, const char *peer);
+
+/* Who was authenticated (mirrors the gateway's identity). */
+struct auth_principal {
+	char role[16];                /* "server", "auditor" or "patient" */
+	char id[AUTH_MAX_ID + 1];     /* server/auditor id or patient pseudonym */
+	char serial[65];              /* certificate serial (mTLS) */
+	char jkt[AUTH_JKT_LEN + 1];   /* device key thumbprint (patient) */
+};
+
+/*
+ * mTLS: cert was verified against the registration CA by the TLS layer
+ * (verify_result is its X509_V_* result, -1 when no certificate). Checks
+ * that result, the validity period, and - with one indexed query - that the
+ * certificate is registered, not revoked and its principal not revoked.
+ * Fills *p; role checks are the caller's.
+ */
+int auth_check_client_cert(struct auth_ctx *ctx, struct auth_principal *p, X509 *cert, long verify_result);
+
+/*
+ * Patient request: `authorization` is the Authorization header ("DPoP
+ * <token>"), `dpop` the DPoP header. Verifies the token, the proof, binds
+ * them (cnf.jkt == thumbprint of the proof key), checks that the patient is
+ * still enrolled with that key, and spends the proof's jti (single-use
+ * across all instances sharing the database).
+ */
+int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, const char *authorization,
+                            const char *dpop, const char *method, const char *url);
+
+/* Registration (POST /v1/register): consumes the token, issues a certificate.
+ * Fills resp with {certificate, ca_chain, gateway_ca, id, role, not_after}. */
+int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size_t csr_len, const char *token,
+                  const char *peer);
+/* Renewal by an authenticated principal with a new CSR: same id and role. */
+int auth_renew(struct auth_ctx *ctx, json_t **resp, const struct auth_principal *who, const char *csr_pem,
+               size_t csr_len);
+/* POST /v1/patients by a server: {patient_id, enrolment_code, expires_at}. */
+int auth_patient_create(struct auth_ctx *ctx, json_t **resp, const struct auth_principal *server,
+                        const char *external_id);
+/* POST /v1/enroll. */
+int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, const char *code,
+                const json_t *jwk, const char *signature, const char *peer);
+/* POST /v1/auth/challenge. */
+int auth_challenge(struct auth_ctx *ctx, json_t **resp, const char *patient_id);
+/* POST /v1/auth/token. */
+int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, const char *nonce, const char *ts,
+               const char *signature, const char *peer);
+
+/*
+ * Ledger event for an authentication outcome. Successes are always
+ * appended. Failures go through a per-peer token bucket; beyond it they are
+ * counted, and the count is carried by the next failure event appended.
+ * actor must be a pseudonym (or "anonymous"), reason a fixed word.
+ */
+int auth_event(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject, bool success,
+               const char *reason, const char *peer);
+
+/* ------------------------------------------------------- operator commands */
+
+/* Registration token: 32 random bytes, base64url, stored as SHA-256 only. */
+int auth_admin_issue_token(struct ehr_db_pool *db, struct ehr_buf *token_out, const char *role,
+                           const char *name, int64_t ttl_s, int64_t *expires_at);
+/* Revoke a principal (all its certificates) by id, or one certificate by
+ * serial. EHR_ERR_NOT_FOUND when nothing matched. */
+int auth_admin_revoke(struct ehr_db_pool *db, struct ledger *ledger, const char *id_or_serial);
+/* JSON array of principals / outstanding tokens (no secrets). */
+int auth_admin_list(struct ehr_db_pool *db, json_t **out, const char *what);
+
+/* Parse "90s", "15m", "24h", "7d" or plain seconds. */
+int auth_parse_duration(int64_t *out, const char *s);
+
 #endif

@@ -1,2 +1,0 @@
-/* auth.c (being built) */
-#include "auth/auth.h"

@@ -1,0 +1,68 @@
+/* auth_internal.h - auth/ internals shared between its source files. */
+#ifndef EHR_AUTH_INTERNAL_H
+#define EHR_AUTH_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "auth/auth.h"
+
+/* Per-address token buckets: a fixed table, so memory is bounded whatever
+ * the number of addresses; a full neighbourhood evicts its oldest entry. */
+#define AUTH_RATE_SLOTS 2048
+#define AUTH_RATE_PROBE 8
+
+struct auth_rate_slot {
+	char peer[64];
+	double tokens;
+	int64_t last_ms;
+	uint64_t suppressed;   /* failure events counted but not appended */
+};
+
+struct auth_rate {
+	pthread_mutex_t lock;
+	double per_ms;         /* refill rate, tokens per millisecond */
+	double burst;          /* bucket size */
+	struct auth_rate_slot *slots;
+};
+
+int auth__rate_init(struct auth_rate *r, unsigned per_min, unsigned burst);
+void auth__rate_free(struct auth_rate *r);
+/* Take one token for peer at now_ms: true if allowed. When not allowed and
+ * count_suppressed, the slot's suppressed counter is incremented; when
+ * allowed, *suppressed (if non-NULL) receives and clears that counter. */
+bool auth__rate_take(struct auth_rate *r, const char *peer, int64_t now_ms, bool count_suppressed,
+                     uint64_t *suppressed);
+
+struct auth_ctx {
+	struct auth_config cfg;
+	char *state_dir, *issuer, *audience;
+	X509 *regca;
+	EVP_PKEY *regca_key;
+	EVP_PKEY *token_key;
+	char kid[AUTH_JKT_LEN + 1];
+	uint8_t pseudonym_key[AUTH_PSEUDONYM_KEY_LEN];
+	struct ehr_buf regca_pem;
+	struct ehr_buf gateway_ca_pem;
+	struct auth_rate rate[AUTH_RATE__N];
+	struct auth_rate fail_events;
+	atomic_uint_fast64_t cleanup_tick;
+};
+
+/* SHA-256 of a secret string, for storage and lookup. */
+int auth__hash_secret(uint8_t out[32], const char *secret);
+/* libpq bytea hex literal ("\\x...") of 32 bytes. */
+void auth__bytea_hex(char out[67], const uint8_t in[32]);
+/* Run a statement on a held connection; *res may be NULL. */
+int auth__exec(void *conn, void **res, const char *sql, int n, const char *const *params);
+/* BEGIN / COMMIT / ROLLBACK helpers. */
+int auth__begin(void *conn);
+int auth__commit(void *conn);
+void auth__rollback(void *conn);
+/* Append a ledger event (success path): error when ledger_append fails. */
+int auth__ledger(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject,
+                 json_t *payload /* stolen */);
+int auth__ledger_raw(struct ledger *l, const char *type, const char *actor, const char *subject,
+                     json_t *payload /* stolen */);
+
+#endif
