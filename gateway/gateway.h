@@ -86,6 +86,63 @@ struct auth_ctx *gw_app_auth(struct gw_app *app);
 struct obj_store *gw_app_store(struct gw_app *app);
 const struct gw_config *gw_app_config(struct gw_app *app);
 
+/* ---- configuration (gateway/config.c; docs/OPERATIONS.md lists every key)
+ *
+ * Values come from, in increasing precedence: the built-in defaults, the INI
+ * file, EHRGATE_<SECTION>_<KEY> environment variables, then --set
+ * section.key=value flags. Unknown keys and invalid values are errors whose
+ * detail names the key and where it came from (never the value: it may be
+ * a secret). Adding a key is one row in config.c's table.
+ */
+struct gw_config;
+
+int gw_config_new(struct gw_config **out); /* every key at its default */
+void gw_config_free(struct gw_config *cfg);
+int gw_config_load_file(struct gw_config *cfg, const char *path);
+/* Parse INI text; `origin` names it in errors. */
+int gw_config_load_string(struct gw_config *cfg, const char *text, const char *origin);
+/* Apply EHRGATE_<SECTION>_<KEY>=value entries of a NULL-terminated environment.
+ * Variables whose prefix names no known section (EHRGATE_TEST_PG, ...) are ignored. */
+int gw_config_load_env(struct gw_config *cfg, char *const *envp);
+int gw_config_set(struct gw_config *cfg, const char *section, const char *key, const char *value,
+                  const char *origin);
+/* "section.key=value", as given to --set. */
+int gw_config_set_arg(struct gw_config *cfg, const char *assignment);
+/* Resolve derived defaults (paths under [server] state_dir, workers=auto,
+ * [database] admin_url) and cross-key checks. Call once, after loading. */
+int gw_config_finish(struct gw_config *cfg);
+/* All of the above in order: defaults, file (may be NULL), environ, sets, finish. */
+int gw_config_build(struct gw_config **out, const char *path, char *const *sets, size_t nsets);
+/* The value ("" when unset and without default), or NULL for an unknown key. */
+const char *gw_config_get(const struct gw_config *cfg, const char *section, const char *key);
+/* Typed views of validated values (0/false for unknown keys). */
+uint64_t gw_config_get_uint(const struct gw_config *cfg, const char *section, const char *key);
+bool gw_config_get_bool(const struct gw_config *cfg, const char *section, const char *key);
+/* "<state_dir>/<name>" into out. */
+int gw_config_state_path(const struct gw_config *cfg, const char *name, struct ehr_buf *out);
+/* One line per key, "section.key = value", secrets shown as "(set)". */
+int gw_config_dump(const struct gw_config *cfg, struct ehr_buf *out);
+
+/*
+ * Shared option handling for commands: consumes -c/--config FILE and
+ * --set section.key=value from argv (in place, keeping the others in order,
+ * argv[0] first) and builds the configuration. Returns 0, or 2 after
+ * printing a usage error, or 1 after printing a config error.
+ */
+int gw_config_from_args(struct gw_config **out, int *argc, char **argv);
+
+/* ---- application lifecycle (gateway/app.c), for serve and the other commands */
+enum gw_app_part {
+	GW_APP_DB = 1u << 0,     /* [database] pool as ehrgate_app */
+	GW_APP_LEDGER = 1u << 1, /* ledger_open with <state_dir>/ledger.key (implies DB) */
+	GW_APP_AUTH = 1u << 2,   /* auth context (implies DB) */
+	GW_APP_STORE = 1u << 3,  /* object store */
+	GW_APP_ALL = 0xfu,
+};
+/* Open the parts named in `what`. cfg must outlive the app. */
+int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what);
+void gw_app_close(struct gw_app *app);
+
 /*
  * Authenticate a request for a route with roles != 0 (gateway/authn.c,
  * owned by auth). Runs on the blocking pool. Fills *id on success. Returns

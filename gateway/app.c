@@ -1,0 +1,145 @@
+/*
+ * app.c - the process-wide application state (struct gw_app): the database
+ * pool, the ledger, the auth context and the object store, opened once by
+ * `serve` (or by any command that needs them) and shared by all handlers.
+ *
+ * Other areas plug their init/teardown into the marked places below; each
+ * is a few lines and leaves its pointer NULL until its module lands.
+ */
+#include "gateway/gateway.h"
+#include "gateway/gw_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+
+#include "contracts/contracts.h"
+
+struct gw_app {
+	const struct gw_config *cfg;
+	struct ehr_db_pool *db;
+	struct ledger *ledger;
+	struct auth_ctx *auth;
+	struct obj_store *store;
+};
+
+struct ehr_db_pool *gw_app_db(struct gw_app *app)
+{
+	return app->db;
+}
+
+struct ledger *gw_app_ledger(struct gw_app *app)
+{
+	return app->ledger;
+}
+
+struct auth_ctx *gw_app_auth(struct gw_app *app)
+{
+	return app->auth;
+}
+
+struct obj_store *gw_app_store(struct gw_app *app)
+{
+	return app->store;
+}
+
+const struct gw_config *gw_app_config(struct gw_app *app)
+{
+	return app->cfg;
+}
+
+#ifdef GW_HAVE_LEDGER
+static int load_ledger_key(EVP_PKEY **out, const struct gw_config *cfg)
+{
+	struct ehr_buf path = EHR_BUF_INIT(4096);
+	FILE *f = NULL;
+	int err = 0;
+
+	GUARD_GOTO(gw_config_state_path(cfg, "ledger.key", &path));
+	f = fopen(ehr_buf_cstr(&path), "re");
+	if (f == NULL) {
+		err = ehr_error_set(EHR_ERR_CONFIG, "cannot open ledger key %s (run ehrgate init)", ehr_buf_cstr(&path));
+		goto out;
+	}
+	*out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	if (*out == NULL || EVP_PKEY_get_id(*out) != EVP_PKEY_ED25519) {
+		EVP_PKEY_free(*out);
+		*out = NULL;
+		err = ehr_error_ossl(EHR_ERR_CONFIG, "ledger.key is not an Ed25519 private key");
+	}
+out:
+	if (f)
+		fclose(f);
+	ehr_buf_free(&path);
+	return err;
+}
+#endif
+
+int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
+{
+	struct gw_app *app = calloc(1, sizeof(*app));
+	int err = 0;
+
+	if (app == NULL)
+		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	app->cfg = cfg;
+	if (what & (GW_APP_LEDGER | GW_APP_AUTH))
+		what |= GW_APP_DB;
+
+	if (what & GW_APP_DB) {
+		GUARD_GOTO(ehr_db_pool_new(&app->db, gw_config_get(cfg, "database", "url"),
+		                           (unsigned)gw_config_get_uint(cfg, "database", "pool_size"),
+		                           (unsigned)gw_config_get_uint(cfg, "database", "acquire_timeout_ms"),
+		                           (unsigned)gw_config_get_uint(cfg, "database", "statement_timeout_ms")));
+	}
+
+	if (what & GW_APP_LEDGER) {
+#ifdef GW_HAVE_LEDGER
+		EVP_PKEY *key = NULL;
+		struct ledger_config lc = {
+			.db = app->db,
+			.conninfo = gw_config_get(cfg, "database", "url"),
+			.origin = gw_config_get(cfg, "ledger", "origin"),
+			.batch_max = (unsigned)gw_config_get_uint(cfg, "ledger", "batch_max"),
+			.batch_ms = (unsigned)gw_config_get_uint(cfg, "ledger", "batch_ms"),
+		};
+		GUARD_GOTO(load_ledger_key(&key, cfg));
+		lc.signing_key = key;
+		err = ledger_open(&app->ledger, &lc);
+		EVP_PKEY_free(key); /* the ledger holds its own reference */
+		if (err < 0)
+			goto out;
+#endif
+	}
+
+	if (what & GW_APP_AUTH) {
+		/* ---- auth: app->auth = ... (auth_ctx_new from auth/auth.h) goes here */
+	}
+
+	if (what & GW_APP_STORE) {
+		/* ---- storage: app->store = ... (obj_store from cloud/cloud.h) goes here */
+	}
+
+	*out = app;
+	return 0;
+out:
+	gw_app_close(app);
+	return err;
+}
+
+void gw_app_close(struct gw_app *app)
+{
+	if (app == NULL)
+		return;
+	/* ---- storage: free app->store here */
+	/* ---- auth: free app->auth here */
+#ifdef GW_HAVE_LEDGER
+	if (app->ledger)
+		ledger_close(app->ledger);
+#endif
+	ehr_db_pool_free(app->db);
+	free(app);
+}
