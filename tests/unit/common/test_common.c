@@ -109,7 +109,7 @@ static void test_hex_and_numbers(void)
 	EHR_ASSERT_OK(ehr_hex_encode(&e, "\x00\xff\x10", 3));
 	CU_ASSERT_STRING_EQUAL(ehr_buf_cstr(&e), "00ff10");
 	EHR_ASSERT_OK(ehr_hex_decode(out, 3, "00FF10", 6));
-	CU_ASSERT_EQUAL(memcmp(out, "\x00\xff\x10", 3), 0);
+	CU_ASSERT_EQUAL(memcmp(out, "\x00\xff\x10", 3), 0); /* not secret */
 	EHR_ASSERT_ERR(ehr_hex_decode(out, 3, "00ff1", 5), EHR_ERR_PARSE);
 	EHR_ASSERT_ERR(ehr_hex_decode(out, 3, "00ff1g", 6), EHR_ERR_PARSE);
 	ehr_buf_free(&e);
