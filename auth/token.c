@@ -326,8 +326,8 @@ int auth_parse_duration(int64_t *out, const char *s)
 	default: break;
 	}
 	ENSURE(n > 0, EHR_ERR_INVAL);
-	GUARD(ehr_parse_i64(&v, num, 1, 10LL * 365 * 86400));
-	ENSURE(v <= 10LL * 365 * 86400 / mult, EHR_ERR_INVAL);
+	if (ehr_parse_i64(&v, num, 1, 10LL * 365 * 86400) < 0 || v > 10LL * 365 * 86400 / mult)
+		return ehr_error_set(EHR_ERR_INVAL, "duration must be N, Ns, Nm, Nh or Nd, at most 10 years");
 	*out = v * mult;
 	return 0;
 }
