@@ -1,2 +1,0 @@
-/* cloud.c (being built) */
-#include "cloud/cloud.h"

@@ -1,0 +1,248 @@
+/*
+ * record.c - one EHR record = one encrypted object. Put streams plaintext
+ * through the STREAM encryptor into the store; get spools the ciphertext,
+ * checks its size and SHA-256 against what the ledger recorded, and only
+ * then decrypts, segment by segment, each tag verified before its
+ * plaintext is handed on.
+ */
+#include "cloud/cloud_internal.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/crypto.h>
+
+#define REC_CHUNK (64 * 1024)
+
+int cloud_rid_new(uint8_t rid[CLOUD_RID_LEN])
+{
+	return ehr_random(rid, CLOUD_RID_LEN);
+}
+
+void cloud_rid_hex(char out[CLOUD_RID_HEX], const uint8_t rid[CLOUD_RID_LEN])
+{
+	static const char hx[] = "0123456789abcdef";
+	for (size_t i = 0; i < CLOUD_RID_LEN; i++) {
+		out[2 * i] = hx[rid[i] >> 4];
+		out[2 * i + 1] = hx[rid[i] & 15];
+	}
+	out[2 * CLOUD_RID_LEN] = '\0';
+}
+
+int cloud_rid_parse(uint8_t rid[CLOUD_RID_LEN], const char *hex)
+{
+	if (hex == NULL || strlen(hex) != 2 * CLOUD_RID_LEN)
+		return ehr_error_set(EHR_ERR_INVAL, "record id must be 32 hex digits");
+	for (const char *p = hex; *p; p++)
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+			return ehr_error_set(EHR_ERR_INVAL, "record id must be 32 lower-case hex digits");
+	return ehr_hex_decode(rid, CLOUD_RID_LEN, hex, 2 * CLOUD_RID_LEN);
+}
+
+int cloud_record_key(char *out, size_t cap, const uint8_t rid[CLOUD_RID_LEN])
+{
+	char hex[CLOUD_RID_HEX];
+	int n;
+
+	cloud_rid_hex(hex, rid);
+	n = snprintf(out, cap, CLOUD_RECORD_PREFIX "%.2s/%s", hex, hex);
+	ENSURE(n > 0 && (size_t)n < cap, EHR_ERR_TOO_LARGE);
+	return 0;
+}
+
+int cloud_record_key_parse(uint8_t rid[CLOUD_RID_LEN], const char *key)
+{
+	size_t pl = strlen(CLOUD_RECORD_PREFIX);
+	const char *hex;
+
+	if (strncmp(key, CLOUD_RECORD_PREFIX, pl) != 0 || strlen(key) != pl + 3 + 2 * CLOUD_RID_LEN ||
+	    key[pl + 2] != '/')
+		return ehr_error_set(EHR_ERR_INVAL, "not a record key");
+	hex = key + pl + 3;
+	if (memcmp(key + pl, hex, 2) != 0)
+		return ehr_error_set(EHR_ERR_INVAL, "not a record key");
+	return cloud_rid_parse(rid, hex);
+}
+
+/* ------------------------------------------------------------------ put */
+
+/* Pull-side adapter: the store pulls ciphertext; we pull plaintext from the
+ * caller and push it through the encryptor into `pending`. */
+struct put_pipe {
+	cloud_read_fn rd;
+	void *rctx;
+	struct cloud_seal *seal;
+	uint8_t *in;          /* one segment of plaintext */
+	struct ehr_buf pending;
+	size_t pend_off;
+	uint64_t plain;
+	uint64_t max_plain;
+	bool done;
+};
+
+static int pipe_sink(void *ctx, const uint8_t *p, size_t n)
+{
+	struct put_pipe *pp = ctx;
+	return ehr_buf_append(&pp->pending, p, n);
+}
+
+static int pipe_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	struct put_pipe *pp = ctx;
+
+	while (pp->pend_off == pp->pending.len && !pp->done) {
+		size_t n = 0;
+		ehr_buf_reset(&pp->pending);
+		pp->pend_off = 0;
+		GUARD(pp->rd(pp->rctx, pp->in, CLOUD_SEG_DEFAULT, &n));
+		if (n == 0) {
+			GUARD(cloud_seal_final(pp->seal, pipe_sink, pp));
+			pp->done = true;
+			break;
+		}
+		pp->plain += n;
+		if (pp->max_plain && pp->plain > pp->max_plain)
+			return ehr_error_set(EHR_ERR_TOO_LARGE, "record larger than %llu bytes",
+			                     (unsigned long long)pp->max_plain);
+		GUARD(cloud_seal_update(pp->seal, pp->in, n, pipe_sink, pp));
+		OPENSSL_cleanse(pp->in, n);
+	}
+	*got = pp->pending.len - pp->pend_off;
+	if (*got > cap)
+		*got = cap;
+	memcpy(buf, pp->pending.data + pp->pend_off, *got);
+	pp->pend_off += *got;
+	return 0;
+}
+
+int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct cloud_record_meta *meta,
+                     cloud_read_fn rd, void *rctx, uint64_t max_plain)
+{
+	uint8_t dek[CLOUD_KEY_LEN];
+	struct put_pipe pp = { .rd = rd, .rctx = rctx, .max_plain = max_plain };
+	struct obj_info info;
+	const char *kid = NULL;
+	char key[128];
+	int err = 0;
+
+	ehr_buf_init(&pp.pending, 2 * (CLOUD_SEG_DEFAULT + CLOUD_TAG_LEN) + CLOUD_HDR_LEN);
+	GUARD_GOTO(cloud_record_key(key, sizeof(key), meta->rid));
+	GUARD_GOTO(cloud_dek_new(dek));
+	GUARD_GOTO(cloud_dek_wrap(kek, NULL, meta->rid, dek, meta->wrapped, &kid));
+	snprintf(meta->kid, sizeof(meta->kid), "%s", kid);
+	GUARD_GOTO(cloud_seal_new(&pp.seal, dek, meta->rid, CLOUD_SEG_DEFAULT));
+	pp.in = malloc(CLOUD_SEG_DEFAULT);
+	ENSURE_GOTO(pp.in != NULL, EHR_ERR_NOMEM);
+	GUARD_GOTO(obj_store_put(st, key, pipe_read, &pp, &info));
+	meta->plain_size = pp.plain;
+	meta->ct_size = info.size;
+	memcpy(meta->ct_sha256, info.sha256, 32);
+out:
+	OPENSSL_cleanse(dek, sizeof(dek));
+	cloud_seal_free(pp.seal);
+	if (pp.in) {
+		OPENSSL_cleanse(pp.in, CLOUD_SEG_DEFAULT);
+		free(pp.in);
+	}
+	ehr_buf_free_secure(&pp.pending);
+	return err;
+}
+
+/* ------------------------------------------------------------------ get */
+
+struct spool {
+	int fd;
+	uint64_t size;
+	uint64_t limit;
+};
+
+static int spool_write(void *ctx, const uint8_t *p, size_t n)
+{
+	struct spool *sp = ctx;
+
+	if (sp->size + n > sp->limit)
+		return ehr_error_set(EHR_ERR_TAMPER, "stored object is larger than the ledger says");
+	while (n > 0) {
+		ssize_t w = write(sp->fd, p, n);
+		if (w < 0) {
+			if (errno == EINTR)
+				continue;
+			return ehr_error_set(EHR_ERR_IO, "spool write: %s", strerror(errno));
+		}
+		p += w;
+		n -= (size_t)w;
+		sp->size += (uint64_t)w;
+	}
+	return 0;
+}
+
+static int spool_open(int *fd)
+{
+	const char *dir = getenv("TMPDIR");
+
+	if (dir == NULL || dir[0] == '\0')
+		dir = "/tmp";
+	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (*fd < 0) {
+		char path[4096];
+		snprintf(path, sizeof(path), "%s/ehrgate-spool.XXXXXX", dir);
+		*fd = mkostemp(path, O_CLOEXEC);
+		if (*fd < 0)
+			return ehr_error_set(EHR_ERR_IO, "spool: %s", strerror(errno));
+		unlink(path);
+	}
+	return 0;
+}
+
+int cloud_record_get(struct obj_store *st, const struct cloud_kek *kek, const struct cloud_record_meta *meta,
+                     cloud_write_fn wr, void *wctx)
+{
+	struct spool sp = { .fd = -1, .limit = meta->ct_size };
+	struct cloud_unseal *u = NULL;
+	struct obj_info info;
+	uint8_t dek[CLOUD_KEY_LEN], *chunk = NULL;
+	char key[128];
+	int err = 0;
+
+	GUARD_GOTO(cloud_record_key(key, sizeof(key), meta->rid));
+	GUARD_GOTO(spool_open(&sp.fd));
+	GUARD_GOTO(obj_store_get(st, key, spool_write, &sp, &info));
+	/* The whole object must be the one the ledger recorded, before any
+	 * decryption. */
+	if (info.size != meta->ct_size || CRYPTO_memcmp(info.sha256, meta->ct_sha256, 32) != 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER, "stored object does not match its ledger entry");
+		goto out;
+	}
+	GUARD_GOTO(cloud_dek_unwrap(kek, meta->kid, meta->rid, meta->wrapped, dek));
+	GUARD_GOTO(cloud_unseal_new(&u, dek, meta->rid));
+	chunk = malloc(REC_CHUNK);
+	ENSURE_GOTO(chunk != NULL, EHR_ERR_NOMEM);
+	if (lseek(sp.fd, 0, SEEK_SET) != 0) {
+		err = ehr_error_set(EHR_ERR_IO, "spool seek: %s", strerror(errno));
+		goto out;
+	}
+	for (;;) {
+		ssize_t n = read(sp.fd, chunk, REC_CHUNK);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			err = ehr_error_set(EHR_ERR_IO, "spool read: %s", strerror(errno));
+			goto out;
+		}
+		if (n == 0)
+			break;
+		GUARD_GOTO(cloud_unseal_update(u, chunk, (size_t)n, wr, wctx));
+	}
+	GUARD_GOTO(cloud_unseal_final(u, wr, wctx));
+out:
+	OPENSSL_cleanse(dek, sizeof(dek));
+	cloud_unseal_free(u);
+	free(chunk);
+	if (sp.fd >= 0)
+		close(sp.fd);
+	return err;
+}

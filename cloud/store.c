@@ -1,0 +1,217 @@
+/*
+ * store.c - the object-store front: key checks, and the size and SHA-256 of
+ * every byte that goes in or comes out, whichever backend moves them.
+ */
+#include "cloud/cloud_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+struct obj_store {
+	enum obj_backend backend;
+	void *impl;
+	const struct obj_backend_ops *ops;
+};
+
+int cloud_mem_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	struct cloud_mem_reader *m = ctx;
+	size_t n = m->len - m->off;
+
+	if (n > cap)
+		n = cap;
+	if (n)
+		memcpy(buf, m->p + m->off, n);
+	m->off += n;
+	*got = n;
+	return 0;
+}
+
+int cloud_buf_write(void *ctx, const uint8_t *p, size_t n)
+{
+	return ehr_buf_append(ctx, p, n);
+}
+
+int cloud__key_check(const char *key)
+{
+	size_t n = strlen(key), seg = 0;
+
+	if (n == 0 || n > 512 || key[0] == '/' || key[n - 1] == '/')
+		return ehr_error_set(EHR_ERR_INVAL, "bad object key");
+	for (size_t i = 0; i < n; i++) {
+		char c = key[i];
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
+		          c == '_' || c == '.' || c == '/';
+		if (!ok)
+			return ehr_error_set(EHR_ERR_INVAL, "bad object key");
+		if (c == '/') {
+			if (seg == 0)
+				return ehr_error_set(EHR_ERR_INVAL, "bad object key");
+			seg = 0;
+			continue;
+		}
+		/* No segment may start with '.', which also excludes "." and "..". */
+		if (seg == 0 && c == '.')
+			return ehr_error_set(EHR_ERR_INVAL, "bad object key");
+		seg++;
+	}
+	return 0;
+}
+
+int obj_store_open(struct obj_store **out, const struct obj_store_config *cfg)
+{
+	struct obj_store *s;
+	int err;
+
+	*out = NULL;
+	s = calloc(1, sizeof(*s));
+	ENSURE(s != NULL, EHR_ERR_NOMEM);
+	s->backend = cfg->backend;
+	switch (cfg->backend) {
+	case OBJ_BACKEND_FS:
+		err = cloud__fs_open(&s->impl, &s->ops, cfg);
+		break;
+	case OBJ_BACKEND_S3:
+		err = cloud__s3_open(&s->impl, &s->ops, cfg);
+		break;
+	default:
+		err = ehr_error_set(EHR_ERR_CONFIG, "unknown store backend");
+		break;
+	}
+	if (err < 0) {
+		free(s);
+		return err;
+	}
+	*out = s;
+	return 0;
+}
+
+void obj_store_free(struct obj_store *s)
+{
+	if (s == NULL)
+		return;
+	s->ops->free(s->impl);
+	free(s);
+}
+
+enum obj_backend obj_store_backend(const struct obj_store *s)
+{
+	return s->backend;
+}
+
+struct hashing {
+	EVP_MD_CTX *md;
+	uint64_t size;
+	cloud_read_fn rd;
+	void *rctx;
+	cloud_write_fn wr;
+	void *wctx;
+};
+
+static int hashing_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	struct hashing *h = ctx;
+
+	GUARD(h->rd(h->rctx, buf, cap, got));
+	ENSURE(*got <= cap, EHR_ERR_INTERNAL);
+	if (*got) {
+		GUARD_OSSL(EVP_DigestUpdate(h->md, buf, *got));
+		h->size += *got;
+	}
+	return 0;
+}
+
+static int hashing_write(void *ctx, const uint8_t *p, size_t n)
+{
+	struct hashing *h = ctx;
+
+	if (n) {
+		GUARD_OSSL(EVP_DigestUpdate(h->md, p, n));
+		h->size += n;
+	}
+	return h->wr(h->wctx, p, n);
+}
+
+static int hashing_begin(struct hashing *h)
+{
+	h->md = EVP_MD_CTX_new();
+	if (h->md == NULL || EVP_DigestInit_ex(h->md, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(h->md);
+		return ehr_error_ossl(EHR_ERR_CRYPTO, "SHA-256 init");
+	}
+	return 0;
+}
+
+static int hashing_end(struct hashing *h, struct obj_info *info)
+{
+	unsigned int len = 32;
+	int rc = 0;
+
+	if (info) {
+		info->size = h->size;
+		if (EVP_DigestFinal_ex(h->md, info->sha256, &len) != 1)
+			rc = ehr_error_ossl(EHR_ERR_CRYPTO, "SHA-256 final");
+	}
+	EVP_MD_CTX_free(h->md);
+	return rc;
+}
+
+/*
+ * The retry and restart logic lives in the backends; the hash here is
+ * therefore computed over what the backend pulled, which must be the
+ * stream exactly once (backends never re-read the caller's reader).
+ */
+int obj_store_put(struct obj_store *s, const char *key, cloud_read_fn rd, void *rctx, struct obj_info *info)
+{
+	struct hashing h = { .rd = rd, .rctx = rctx };
+	int err;
+
+	GUARD(cloud__key_check(key));
+	GUARD(hashing_begin(&h));
+	err = s->ops->put(s->impl, key, hashing_read, &h, NULL);
+	if (err < 0) {
+		hashing_end(&h, NULL);
+		return err;
+	}
+	return hashing_end(&h, info);
+}
+
+int obj_store_get(struct obj_store *s, const char *key, cloud_write_fn wr, void *wctx, struct obj_info *info)
+{
+	struct hashing h = { .wr = wr, .wctx = wctx };
+	int err;
+
+	GUARD(cloud__key_check(key));
+	GUARD(hashing_begin(&h));
+	err = s->ops->get(s->impl, key, hashing_write, &h, NULL);
+	if (err < 0) {
+		hashing_end(&h, NULL);
+		return err;
+	}
+	return hashing_end(&h, info);
+}
+
+int obj_store_head(struct obj_store *s, const char *key, uint64_t *size)
+{
+	GUARD(cloud__key_check(key));
+	return s->ops->head(s->impl, key, size);
+}
+
+int obj_store_delete(struct obj_store *s, const char *key)
+{
+	GUARD(cloud__key_check(key));
+	return s->ops->del(s->impl, key);
+}
+
+int obj_store_list(struct obj_store *s, const char *prefix, obj_list_fn fn, void *ctx)
+{
+	ENSURE(prefix != NULL && strlen(prefix) <= 512, EHR_ERR_INVAL);
+	return s->ops->list(s->impl, prefix, fn, ctx);
+}
+
+int obj_store_ping(struct obj_store *s)
+{
+	return s->ops->ping(s->impl);
+}

@@ -1,0 +1,283 @@
+/* test_fs_store.c - the filesystem backend and whole records on it. */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "cloud/cloud_internal.h"
+#include "tests/harness/harness.h"
+
+static char DIR_[64];
+static char ROOT[128], KDIR[128];
+static struct obj_store *ST;
+static struct cloud_kek *KEK;
+
+static int setup(void)
+{
+	char kid[CLOUD_KID_MAX];
+	struct obj_store_config cfg = { .backend = OBJ_BACKEND_FS };
+
+	snprintf(DIR_, sizeof(DIR_), "/tmp/ehr-fs-XXXXXX");
+	if (mkdtemp(DIR_) == NULL)
+		return -1;
+	snprintf(ROOT, sizeof(ROOT), "%s/objects", DIR_);
+	snprintf(KDIR, sizeof(KDIR), "%s/kek", DIR_);
+	cfg.fs_path = ROOT;
+	if (obj_store_open(&ST, &cfg) < 0 || cloud_kek_generate(KDIR, kid) < 0 || cloud_kek_set_current(KDIR, kid) < 0 ||
+	    cloud_kek_load(&KEK, KDIR) < 0)
+		return -1;
+	return 0;
+}
+
+static int teardown(void)
+{
+	char cmd[128];
+	obj_store_free(ST);
+	cloud_kek_free(KEK);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", DIR_);
+	return system(cmd) == 0 ? 0 : -1;
+}
+
+static int count_cb(void *ctx, const char *key, uint64_t size)
+{
+	(void)key;
+	(void)size;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static void test_objects(void)
+{
+	struct cloud_mem_reader r = { (const uint8_t *)"hello", 5, 0 };
+	struct ehr_buf out = EHR_BUF_INIT(1024);
+	struct obj_info info;
+	uint8_t want[32];
+	uint64_t size = 0;
+	int n = 0;
+
+	EHR_ASSERT_OK(obj_store_put(ST, "t/a/one", cloud_mem_read, &r, &info));
+	SHA256((const uint8_t *)"hello", 5, want);
+	CU_ASSERT_EQUAL(info.size, 5);
+	CU_ASSERT(memcmp(info.sha256, want, 32) == 0);
+	EHR_ASSERT_OK(obj_store_head(ST, "t/a/one", &size));
+	CU_ASSERT_EQUAL(size, 5);
+	EHR_ASSERT_OK(obj_store_get(ST, "t/a/one", cloud_buf_write, &out, &info));
+	CU_ASSERT_STRING_EQUAL(ehr_buf_cstr(&out), "hello");
+	CU_ASSERT(memcmp(info.sha256, want, 32) == 0);
+	r.off = 0;
+	EHR_ASSERT_OK(obj_store_put(ST, "t/b", cloud_mem_read, &r, NULL));
+	EHR_ASSERT_OK(obj_store_list(ST, "t/", count_cb, &n));
+	CU_ASSERT_EQUAL(n, 2);
+	n = 0;
+	EHR_ASSERT_OK(obj_store_list(ST, "t/a", count_cb, &n));
+	CU_ASSERT_EQUAL(n, 1);
+	EHR_ASSERT_OK(obj_store_delete(ST, "t/a/one"));
+	EHR_ASSERT_OK(obj_store_delete(ST, "t/a/one")); /* idempotent */
+	EHR_ASSERT_ERR(obj_store_head(ST, "t/a/one", &size), EHR_ERR_NOT_FOUND);
+	EHR_ASSERT_ERR(obj_store_get(ST, "t/a/one", cloud_buf_write, &out, NULL), EHR_ERR_NOT_FOUND);
+	EHR_ASSERT_ERR(obj_store_put(ST, "../escape", cloud_mem_read, &r, NULL), EHR_ERR_INVAL);
+	EHR_ASSERT_OK(obj_store_delete(ST, "t/b"));
+	EHR_ASSERT_OK(obj_store_ping(ST));
+	ehr_buf_free(&out);
+}
+
+/* A reader that fails half-way leaves no object and no temp file. */
+static int failing_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	int *calls = ctx;
+	if ((*calls)++ >= 3)
+		return ehr_error_set(EHR_ERR_IO, "client went away");
+	memset(buf, 'x', cap > 1000 ? 1000 : cap);
+	*got = cap > 1000 ? 1000 : cap;
+	return 0;
+}
+
+static void test_failed_put(void)
+{
+	int calls = 0, n = 0;
+	uint64_t size;
+	char tmp[256];
+
+	EHR_ASSERT_ERR(obj_store_put(ST, "f/x", failing_read, &calls, NULL), EHR_ERR_IO);
+	EHR_ASSERT_ERR(obj_store_head(ST, "f/x", &size), EHR_ERR_NOT_FOUND);
+	EHR_ASSERT_OK(obj_store_list(ST, "", count_cb, &n));
+	CU_ASSERT_EQUAL(n, 0);
+	snprintf(tmp, sizeof(tmp), "rmdir %s/.tmp 2>/dev/null", ROOT); /* succeeds only if empty */
+	CU_ASSERT_EQUAL(system(tmp), 0);
+	snprintf(tmp, sizeof(tmp), "%s/.tmp", ROOT);
+	CU_ASSERT_EQUAL(mkdir(tmp, 0700), 0);
+}
+
+/* A deterministic plaintext stream of any length: constant memory. */
+struct gen {
+	uint64_t left;
+	uint64_t pos;
+	EVP_MD_CTX *md;
+};
+
+static uint8_t gen_byte(uint64_t i)
+{
+	return (uint8_t)((i * 2654435761u) >> 13);
+}
+
+static int gen_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	struct gen *g = ctx;
+	size_t n = g->left < cap ? (size_t)g->left : cap;
+	for (size_t i = 0; i < n; i++)
+		buf[i] = gen_byte(g->pos + i);
+	if (g->md)
+		EVP_DigestUpdate(g->md, buf, n);
+	g->pos += n;
+	g->left -= n;
+	*got = n;
+	return 0;
+}
+
+struct check {
+	uint64_t pos;
+	bool ok;
+};
+
+static int check_write(void *ctx, const uint8_t *p, size_t n)
+{
+	struct check *c = ctx;
+	for (size_t i = 0; i < n; i++)
+		if (p[i] != gen_byte(c->pos + i))
+			c->ok = false;
+	c->pos += n;
+	return 0;
+}
+
+static void round_trip(uint64_t n)
+{
+	struct cloud_record_meta m;
+	struct gen g = { .left = n };
+	struct check c = { .ok = true };
+	uint64_t want_ct;
+
+	memset(&m, 0, sizeof(m));
+	EHR_ASSERT_OK(cloud_rid_new(m.rid));
+	EHR_ASSERT_OK(cloud_record_put(ST, KEK, &m, gen_read, &g, 0));
+	CU_ASSERT_EQUAL(m.plain_size, n);
+	EHR_ASSERT_OK(cloud_ciphertext_size(&want_ct, n, CLOUD_SEG_DEFAULT));
+	CU_ASSERT_EQUAL(m.ct_size, want_ct);
+	CU_ASSERT_STRING_EQUAL(m.kid, cloud_kek_current(KEK));
+	EHR_ASSERT_OK(cloud_record_get(ST, KEK, &m, check_write, &c));
+	CU_ASSERT_EQUAL(c.pos, n);
+	CU_ASSERT(c.ok);
+}
+
+static void test_record_sizes(void)
+{
+	round_trip(0);
+	round_trip(1);
+	round_trip(CLOUD_SEG_DEFAULT - 1);
+	round_trip(CLOUD_SEG_DEFAULT);
+	round_trip(CLOUD_SEG_DEFAULT + 1);
+}
+
+/* 64 MiB through put and get while the process's heap stays small. */
+static void test_record_64mib(void)
+{
+	struct rusage before, after;
+	getrusage(RUSAGE_SELF, &before);
+	round_trip(64ull << 20);
+	getrusage(RUSAGE_SELF, &after);
+	/* ru_maxrss is in KiB: the peak may not grow by anything like 64 MiB */
+	fprintf(stderr, "\n  64 MiB record: peak RSS grew by %ld KiB\n", after.ru_maxrss - before.ru_maxrss);
+	CU_ASSERT(after.ru_maxrss - before.ru_maxrss < 16 * 1024);
+}
+
+static int file_path(char *out, size_t cap, const uint8_t rid[16])
+{
+	char key[128];
+	GUARD(cloud_record_key(key, sizeof(key), rid));
+	snprintf(out, cap, "%s/%s", ROOT, key);
+	return 0;
+}
+
+static void test_record_tamper(void)
+{
+	struct cloud_record_meta m;
+	struct gen g = { .left = 3 * CLOUD_SEG_DEFAULT + 100 };
+	struct ehr_buf out = EHR_BUF_INIT(1 << 20), orig = EHR_BUF_INIT(1 << 20);
+	char path[256];
+	size_t seglen = CLOUD_SEG_DEFAULT + CLOUD_TAG_LEN;
+
+	memset(&m, 0, sizeof(m));
+	EHR_ASSERT_OK(cloud_rid_new(m.rid));
+	EHR_ASSERT_OK(cloud_record_put(ST, KEK, &m, gen_read, &g, 0));
+	EHR_ASSERT_OK(file_path(path, sizeof(path), m.rid));
+	EHR_ASSERT_OK(ehr_file_read(&orig, path, 1 << 20));
+
+	/* one byte flipped */
+	orig.data[CLOUD_HDR_LEN + seglen + 5] ^= 1;
+	EHR_ASSERT_OK(ehr_file_write_atomic(path, orig.data, orig.len, 0600, false));
+	EHR_ASSERT_ERR(cloud_record_get(ST, KEK, &m, cloud_buf_write, &out), EHR_ERR_TAMPER);
+	CU_ASSERT_EQUAL(out.len, 0); /* hash checked before any decryption */
+	orig.data[CLOUD_HDR_LEN + seglen + 5] ^= 1;
+	/* truncated */
+	EHR_ASSERT_OK(ehr_file_write_atomic(path, orig.data, orig.len - seglen, 0600, false));
+	EHR_ASSERT_ERR(cloud_record_get(ST, KEK, &m, cloud_buf_write, &out), EHR_ERR_TAMPER);
+	CU_ASSERT_EQUAL(out.len, 0);
+	/* longer than recorded */
+	EHR_ASSERT_OK(ehr_buf_append(&orig, "x", 1));
+	EHR_ASSERT_OK(ehr_file_write_atomic(path, orig.data, orig.len, 0600, false));
+	EHR_ASSERT_ERR(cloud_record_get(ST, KEK, &m, cloud_buf_write, &out), EHR_ERR_TAMPER);
+	CU_ASSERT_EQUAL(out.len, 0);
+	orig.len--;
+	/* restored: reads again */
+	EHR_ASSERT_OK(ehr_file_write_atomic(path, orig.data, orig.len, 0600, false));
+	EHR_ASSERT_OK(cloud_record_get(ST, KEK, &m, cloud_buf_write, &out));
+	CU_ASSERT_EQUAL(out.len, 3 * CLOUD_SEG_DEFAULT + 100);
+	ehr_buf_reset(&out);
+	/* segments swapped AND the ledger hash forged to match: the tags still refuse */
+	{
+		uint8_t *tmp = malloc(seglen);
+		uint8_t *s1 = orig.data + CLOUD_HDR_LEN, *s2 = s1 + seglen;
+		struct cloud_record_meta forged = m;
+		memcpy(tmp, s1, seglen);
+		memcpy(s1, s2, seglen);
+		memcpy(s2, tmp, seglen);
+		free(tmp);
+		SHA256(orig.data, orig.len, forged.ct_sha256);
+		EHR_ASSERT_OK(ehr_file_write_atomic(path, orig.data, orig.len, 0600, false));
+		EHR_ASSERT_ERR(cloud_record_get(ST, KEK, &forged, cloud_buf_write, &out), EHR_ERR_TAMPER);
+		CU_ASSERT_EQUAL(out.len, 0);
+	}
+	/* the object deleted */
+	EHR_ASSERT_OK(unlink(path) == 0 ? 0 : -1);
+	EHR_ASSERT_ERR(cloud_record_get(ST, KEK, &m, cloud_buf_write, &out), EHR_ERR_NOT_FOUND);
+	ehr_buf_free(&out);
+	ehr_buf_free(&orig);
+}
+
+static void test_record_limit(void)
+{
+	struct cloud_record_meta m;
+	struct gen g = { .left = 300000 };
+	uint64_t size;
+	char key[128];
+
+	memset(&m, 0, sizeof(m));
+	EHR_ASSERT_OK(cloud_rid_new(m.rid));
+	EHR_ASSERT_ERR(cloud_record_put(ST, KEK, &m, gen_read, &g, 200000), EHR_ERR_TOO_LARGE);
+	EHR_ASSERT_OK(cloud_record_key(key, sizeof(key), m.rid));
+	EHR_ASSERT_ERR(obj_store_head(ST, key, &size), EHR_ERR_NOT_FOUND);
+}
+
+static void reg(void)
+{
+	EHR_ADD_SUITE("fs_store", setup, teardown, { "objects", test_objects }, { "failed put", test_failed_put },
+	              { "record sizes", test_record_sizes }, { "record 64 MiB", test_record_64mib },
+	              { "record tamper", test_record_tamper }, { "record limit", test_record_limit });
+}
+
+EHR_TEST_MAIN(reg)
