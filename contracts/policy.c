@@ -59,7 +59,7 @@ bool policy_purpose_valid(const char *s)
 
 /* Identifiers: 1..127 bytes of [A-Za-z0-9._:@-]. Pseudonyms, server ids
  * and record ids all fit; nothing that needs escaping or normalising. */
-static bool policy_id_valid(const char *s)
+bool policy_id_valid(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 
