@@ -136,7 +136,7 @@ int ehr_buf_append_be16(struct ehr_buf *b, uint16_t v);
 int ehr_buf_append_be32(struct ehr_buf *b, uint32_t v);
 int ehr_buf_append_be64(struct ehr_buf *b, uint64_t v);
 int ehr_buf_printf(struct ehr_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-int ehr_buf_vprintf(struct ehr_buf *b, const char *fmt, va_list ap);
+int ehr_buf_vprintf(struct ehr_buf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
 /* "" when empty; never NULL. */
 const char *ehr_buf_cstr(const struct ehr_buf *b);
 /* Hand the allocation to the caller (free() it); the buffer becomes empty. */
