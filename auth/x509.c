@@ -161,7 +161,7 @@ int auth_cert_serial_hex(char out[65], const X509 *cert)
 	out[0] = '\0';
 	ENSURE(bn != NULL, EHR_ERR_CRYPTO);
 	n = BN_num_bytes(bn);
-	if (n <= 0 || n > (int)sizeof(raw) || BN_is_negative(bn)) {
+	if (n <= 0 || n > 20 || BN_is_negative(bn)) { /* RFC 5280 §4.1.2.2: at most 20 octets */
 		BN_free(bn);
 		return ehr_error_set(EHR_ERR_AUTH, "certificate serial out of range");
 	}

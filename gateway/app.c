@@ -16,6 +16,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "auth/auth.h"
 #include "contracts/contracts.h"
 
 struct gw_app {
@@ -117,6 +118,26 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 
 	if (what & GW_APP_AUTH) {
 		/* ---- auth: app->auth = ... (auth_ctx_new from auth/auth.h) goes here */
+		struct auth_config ac = {
+			.state_dir = gw_config_get(cfg, "server", "state_dir"),
+			.db = app->db,
+			.ledger = app->ledger,
+			.issuer = gw_config_get(cfg, "auth", "issuer"),
+			.audience = gw_config_get(cfg, "auth", "audience"),
+			.cert_days = (unsigned)gw_config_get_uint(cfg, "auth", "cert_days"),
+			.token_ttl = (unsigned)gw_config_get_uint(cfg, "auth", "token_ttl_s"),
+			.nonce_ttl = (unsigned)gw_config_get_uint(cfg, "auth", "nonce_ttl_s"),
+			.enroll_ttl = (unsigned)gw_config_get_uint(cfg, "auth", "enroll_ttl_s"),
+			.dpop_window = (unsigned)gw_config_get_uint(cfg, "auth", "dpop_window_s"),
+			.clock_skew = (unsigned)gw_config_get_uint(cfg, "auth", "clock_skew_s"),
+			.rate_register = (unsigned)gw_config_get_uint(cfg, "auth", "rate_register_per_min"),
+			.rate_enroll = (unsigned)gw_config_get_uint(cfg, "auth", "rate_enroll_per_min"),
+			.rate_challenge = (unsigned)gw_config_get_uint(cfg, "auth", "rate_challenge_per_min"),
+			.rate_token = (unsigned)gw_config_get_uint(cfg, "auth", "rate_token_per_min"),
+			.rate_burst = (unsigned)gw_config_get_uint(cfg, "auth", "rate_burst"),
+			.failure_events_per_min = (unsigned)gw_config_get_uint(cfg, "auth", "failure_events_per_min"),
+		};
+		GUARD_GOTO(auth_ctx_new(&app->auth, &ac));
 	}
 
 	if (what & GW_APP_STORE) {
@@ -136,6 +157,7 @@ void gw_app_close(struct gw_app *app)
 		return;
 	/* ---- storage: free app->store here */
 	/* ---- auth: free app->auth here */
+	auth_ctx_free(app->auth);
 #ifdef GW_HAVE_LEDGER
 	if (app->ledger)
 		ledger_close(app->ledger);

@@ -1,10 +1,133 @@
-/* authn.c - placeholder: deny every role-protected route until auth lands. */
+/*
+ * authn.c - gw_authenticate: the one place where a request for a protected
+ * route becomes an identity (docs/PROTOCOL.md §5, §6).
+ *
+ *  - Medical servers and auditors: the TLS layer verified the client
+ *    certificate against the registration CA; here we check that result,
+ *    then revocation and registration with one indexed query on every
+ *    request (so `ehrgate admin revoke` bites at once, on open connections
+ *    and on every instance), then the role.
+ *  - Patients: Authorization: DPoP <access token> plus a DPoP proof, both
+ *    ES256-only, bound together by cnf.jkt, with the proof's jti spent in
+ *    the shared database.
+ *
+ * Every refusal is 401 (403 for a valid identity of the wrong role), with a
+ * WWW-Authenticate challenge, and a rate-limited ledger failure event.
+ */
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "auth/auth.h"
 #include "gateway/gateway.h"
+
+static unsigned role_bit(const char *role)
+{
+	if (strcmp(role, "server") == 0)
+		return GW_ROLE_SERVER;
+	if (strcmp(role, "auditor") == 0)
+		return GW_ROLE_AUDITOR;
+	if (strcmp(role, "patient") == 0)
+		return GW_ROLE_PATIENT;
+	return 0;
+}
+
+static void challenge(struct gw_req *r, bool dpop, const char *error)
+{
+	char v[512];
+	const char *msg = ehr_error_msg();
+
+	if (!dpop) {
+		gw_reply_header(r, "WWW-Authenticate", "Mutual-TLS realm=\"ehrgate\"");
+		return;
+	}
+	/* The detail names the failed check; it never holds a quote or a secret. */
+	if (strchr(msg, '"') != NULL || strchr(msg, '\\') != NULL)
+		msg = "";
+	snprintf(v, sizeof(v), "DPoP algs=\"ES256\", error=\"%s\", error_description=\"%s\"", error, msg);
+	gw_reply_header(r, "WWW-Authenticate", v);
+}
+
+static int fail(struct gw_req *r, struct auth_ctx *ctx, int err, const char *type, const char *actor,
+                const char *reason)
+{
+	char detail[256];
+
+	snprintf(detail, sizeof(detail), "%s", ehr_error_msg());
+	auth_event(ctx, type, actor, "", false, reason, gw_req_peer(r));
+	/* Replays, expiries and the rest are all "not authenticated". */
+	if (err != EHR_ERR_FORBIDDEN && err != EHR_ERR_UNAVAILABLE && err != EHR_ERR_NOMEM &&
+	    err != EHR_ERR_TIMEOUT)
+		err = EHR_ERR_AUTH;
+	return ehr_error_set(err, "%s", detail);
+}
+
+static int authenticate_mtls(struct gw_req *r, struct auth_ctx *ctx, const struct gw_route *route,
+                             struct gw_identity *id)
+{
+	struct auth_principal p;
+	long vr = gw_req_peer_verify(r);
+	unsigned bit;
+	int err;
+
+	err = auth_check_client_cert(ctx, &p, gw_req_peer_cert(r), vr);
+	if (err < 0) {
+		challenge(r, false, NULL);
+		/* Only a chain we verified gives a trustworthy (pseudonymous) id. */
+		return fail(r, ctx, err, "auth.mtls", vr == X509_V_OK ? p.id : "anonymous",
+		            vr == -1 ? "no_certificate" : vr != X509_V_OK ? "bad_chain" : "rejected");
+	}
+	bit = role_bit(p.role);
+	if ((bit & (GW_ROLE_SERVER | GW_ROLE_AUDITOR)) == 0 || (route->roles & bit) == 0) {
+		ehr_error_set(EHR_ERR_FORBIDDEN, "role '%s' may not call %s", p.role, route->name);
+		return fail(r, ctx, EHR_ERR_FORBIDDEN, "auth.mtls", p.id, "wrong_role");
+	}
+	id->role = bit;
+	snprintf(id->subject, sizeof(id->subject), "%s", p.id);
+	snprintf(id->actor, sizeof(id->actor), "%s", p.id);
+	snprintf(id->cert_serial, sizeof(id->cert_serial), "%.63s", p.serial);
+	return 0;
+}
+
+static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_identity *id)
+{
+	struct auth_principal p;
+	int err;
+
+	err = auth_check_dpop_request(ctx, &p, gw_req_header(r, "Authorization"), gw_req_header(r, "DPoP"),
+	                              gw_req_method(r), gw_req_url(r));
+	if (err < 0) {
+		challenge(r, true, err == EHR_ERR_REPLAY ? "invalid_dpop_proof" : "invalid_token");
+		return fail(r, ctx, err, "auth.dpop", "anonymous", err == EHR_ERR_REPLAY ? "replay" : "rejected");
+	}
+	id->role = GW_ROLE_PATIENT;
+	snprintf(id->subject, sizeof(id->subject), "%s", p.id);
+	snprintf(id->actor, sizeof(id->actor), "%s", p.id);
+	snprintf(id->jkt, sizeof(id->jkt), "%s", p.jkt);
+	return 0;
+}
 
 int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_identity *id)
 {
-	(void)r;
-	(void)route;
-	(void)id;
-	return ehr_error_set(EHR_ERR_AUTH, "authentication is not available");
+	struct auth_ctx *ctx = gw_app_auth(gw_req_app(r));
+	const char *authz = gw_req_header(r, "Authorization");
+	bool wants_cert = (route->roles & (GW_ROLE_SERVER | GW_ROLE_AUDITOR)) != 0;
+	bool wants_patient = (route->roles & GW_ROLE_PATIENT) != 0;
+
+	memset(id, 0, sizeof(*id));
+	if (ctx == NULL)
+		return ehr_error_set(EHR_ERR_UNAVAILABLE, "authentication is not available");
+	/* A patient route is tried with DPoP when the request carries it, or
+	 * when it is the only choice; otherwise the client certificate decides. */
+	if (wants_patient && ((authz != NULL && strncasecmp(authz, "DPoP ", 5) == 0) || !wants_cert))
+		return authenticate_dpop(r, ctx, id);
+	if (wants_patient && gw_req_peer_verify(r) == -1 && authz == NULL) {
+		ehr_error_set(EHR_ERR_AUTH, "credentials required: a client certificate or a DPoP token");
+		challenge(r, true, "invalid_token");
+		return fail(r, ctx, EHR_ERR_AUTH, "auth.dpop", "anonymous", "no_credentials");
+	}
+	return authenticate_mtls(r, ctx, route, id);
 }

@@ -1,5 +1,243 @@
-/* routes_auth.c - placeholder route table until its owner lands it. */
+/*
+ * routes_auth.c - registration, enrolment and patient login routes
+ * (docs/PROTOCOL.md §3-§5). Handlers parse and bound the JSON body, apply
+ * the per-address rate limit, and call auth/; every refusal is a JSON
+ * error with the status PROTOCOL.md names.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include "auth/auth.h"
 #include "gateway/gateway.h"
 
-const struct gw_route gw_routes_auth[] = { { 0 } };
-const size_t gw_routes_auth_len = 0;
+#define AUTH_MAX_BODY (16 * 1024)
+
+static void reply_err(struct gw_req *r, int err)
+{
+	const char *msg = ehr_error_msg();
+
+	switch (err) {
+	case EHR_ERR_INVAL:
+	case EHR_ERR_PARSE:
+	case EHR_ERR_TOO_LARGE:
+		gw_reply_error(r, 400, "invalid_request", "%s", msg);
+		break;
+	case EHR_ERR_AUTH:
+	case EHR_ERR_EXPIRED:
+	case EHR_ERR_REPLAY:
+		gw_reply_error(r, 401, "unauthorized", "%s", msg);
+		break;
+	case EHR_ERR_FORBIDDEN:
+		gw_reply_error(r, 403, "forbidden", "%s", msg);
+		break;
+	case EHR_ERR_RATE:
+		gw_reply_header(r, "Retry-After", "60");
+		gw_reply_error(r, 429, "rate_limited", "too many requests from this address");
+		break;
+	case EHR_ERR_UNAVAILABLE:
+	case EHR_ERR_TIMEOUT:
+	case EHR_ERR_DB:
+		ehr_logf(EHR_LOG_WARN, "auth.unavailable", "%s", msg);
+		gw_reply_error(r, 503, "unavailable", "a dependency is unavailable, retry later");
+		break;
+	default:
+		ehr_logf(EHR_LOG_ERROR, "auth.internal", "%s: %s", ehr_err_name(err), msg);
+		gw_reply_error(r, 500, "internal", "internal error");
+		break;
+	}
+}
+
+static struct auth_ctx *ctx_of(struct gw_req *r)
+{
+	return gw_app_auth(gw_req_app(r));
+}
+
+/* Parse the body as a JSON object; replies and returns NULL on failure. */
+static json_t *body_json(struct gw_req *r)
+{
+	size_t len = 0;
+	const uint8_t *b = gw_req_body(r, &len);
+	json_t *j = NULL;
+
+	if (b == NULL || ehr_json_parse(&j, b, len, AUTH_MAX_BODY, 6) < 0) {
+		gw_reply_error(r, 400, "invalid_request", "body must be a JSON object: %s", ehr_error_msg());
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		gw_reply_error(r, 400, "invalid_request", "body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+static bool rate_ok(struct gw_req *r, enum auth_rate_kind kind)
+{
+	int err = auth_rate_check(ctx_of(r), kind, gw_req_peer(r));
+
+	if (err < 0) {
+		reply_err(r, err);
+		return false;
+	}
+	return true;
+}
+
+static void principal_of(struct auth_principal *p, const struct gw_identity *id)
+{
+	memset(p, 0, sizeof(*p));
+	snprintf(p->role, sizeof(p->role), "%s",
+	         id->role == GW_ROLE_SERVER ? "server" : id->role == GW_ROLE_AUDITOR ? "auditor" : "patient");
+	snprintf(p->id, sizeof(p->id), "%s", id->subject);
+	snprintf(p->serial, sizeof(p->serial), "%.63s", id->cert_serial);
+	snprintf(p->jkt, sizeof(p->jkt), "%.43s", id->jkt);
+}
+
+static void h_register(struct gw_req *r)
+{
+	json_t *j, *resp = NULL;
+	const char *csr, *token;
+	int err;
+
+	if (!rate_ok(r, AUTH_RATE_REGISTER))
+		return;
+	if ((j = body_json(r)) == NULL)
+		return;
+	if ((err = ehr_json_get_str(j, "csr", &csr, AUTH_MAX_CSR_PEM)) < 0 ||
+	    (err = ehr_json_get_str(j, "token", &token, 256)) < 0 ||
+	    (err = auth_register(ctx_of(r), &resp, csr, strlen(csr), token, gw_req_peer(r))) < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 201, resp);
+	json_decref(j);
+}
+
+static void h_renew(struct gw_req *r)
+{
+	struct auth_principal p;
+	json_t *j, *resp = NULL;
+	const char *csr;
+	int err;
+
+	if ((j = body_json(r)) == NULL)
+		return;
+	principal_of(&p, gw_req_identity(r));
+	if ((err = ehr_json_get_str(j, "csr", &csr, AUTH_MAX_CSR_PEM)) < 0 ||
+	    (err = auth_renew(ctx_of(r), &resp, &p, csr, strlen(csr))) < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 201, resp);
+	json_decref(j);
+}
+
+static void h_patient_create(struct gw_req *r)
+{
+	struct auth_principal p;
+	json_t *j, *resp = NULL;
+	const char *ext;
+	int err;
+
+	if ((j = body_json(r)) == NULL)
+		return;
+	principal_of(&p, gw_req_identity(r));
+	if ((err = ehr_json_get_str(j, "external_id", &ext, 256)) < 0 ||
+	    (err = auth_patient_create(ctx_of(r), &resp, &p, ext)) < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 201, resp);
+	json_decref(j);
+}
+
+static void h_enroll(struct gw_req *r)
+{
+	json_t *j, *resp = NULL;
+	const char *pid, *code, *sig;
+	int err;
+
+	if (!rate_ok(r, AUTH_RATE_ENROLL))
+		return;
+	if ((j = body_json(r)) == NULL)
+		return;
+	if ((err = ehr_json_get_str(j, "patient_id", &pid, AUTH_MAX_ID)) < 0 ||
+	    (err = ehr_json_get_str(j, "code", &code, 256)) < 0 ||
+	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0)
+		reply_err(r, err);
+	else if (!json_is_object(json_object_get(j, "jwk")))
+		gw_reply_error(r, 400, "invalid_request", "field 'jwk' must be a JSON object");
+	else if ((err = auth_enroll(ctx_of(r), &resp, pid, code, json_object_get(j, "jwk"), sig, gw_req_peer(r))) <
+	         0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 200, resp);
+	json_decref(j);
+}
+
+static void h_challenge(struct gw_req *r)
+{
+	json_t *j, *resp = NULL;
+	const char *pid;
+	int err;
+
+	if (!rate_ok(r, AUTH_RATE_CHALLENGE))
+		return;
+	if ((j = body_json(r)) == NULL)
+		return;
+	if ((err = ehr_json_get_str(j, "patient_id", &pid, AUTH_MAX_ID)) < 0 ||
+	    (err = auth_challenge(ctx_of(r), &resp, pid)) < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 200, resp);
+	json_decref(j);
+}
+
+static void h_token(struct gw_req *r)
+{
+	json_t *j, *resp = NULL;
+	const char *pid, *nonce, *ts, *sig;
+	int err;
+
+	if (!rate_ok(r, AUTH_RATE_TOKEN))
+		return;
+	if ((j = body_json(r)) == NULL)
+		return;
+	if ((err = ehr_json_get_str(j, "patient_id", &pid, AUTH_MAX_ID)) < 0 ||
+	    (err = ehr_json_get_str(j, "nonce", &nonce, 256)) < 0 || (err = ehr_json_get_str(j, "ts", &ts, 20)) < 0 ||
+	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0 ||
+	    (err = auth_token(ctx_of(r), &resp, pid, nonce, ts, sig, gw_req_peer(r))) < 0) {
+		reply_err(r, err);
+	} else {
+		gw_reply_header(r, "Cache-Control", "no-store");
+		gw_reply_json(r, 200, resp);
+	}
+	json_decref(j);
+}
+
+static void h_whoami(struct gw_req *r)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	json_t *resp;
+
+	resp = json_pack("{s:s,s:s}", "role",
+	                 id->role == GW_ROLE_SERVER    ? "server"
+	                 : id->role == GW_ROLE_AUDITOR ? "auditor"
+	                                               : "patient",
+	                 "id", id->subject);
+	if (resp != NULL && id->cert_serial[0])
+		json_object_set_new(resp, "cert_serial", json_string(id->cert_serial));
+	if (resp != NULL && id->jkt[0])
+		json_object_set_new(resp, "jkt", json_string(id->jkt));
+	if (resp == NULL)
+		gw_reply_error(r, 500, "internal", "internal error");
+	else
+		gw_reply_json(r, 200, resp);
+}
+
+const struct gw_route gw_routes_auth[] = {
+	{ "POST", "/v1/register", "auth.register", 0, true, h_register },
+	{ "POST", "/v1/register/renew", "auth.renew", GW_ROLE_SERVER | GW_ROLE_AUDITOR, true, h_renew },
+	{ "POST", "/v1/patients", "auth.patients.create", GW_ROLE_SERVER, true, h_patient_create },
+	{ "POST", "/v1/enroll", "auth.enroll", 0, true, h_enroll },
+	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, true, h_challenge },
+	{ "POST", "/v1/auth/token", "auth.token", 0, true, h_token },
+	{ "GET", "/v1/whoami", "auth.whoami", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR, true, h_whoami },
+};
+const size_t gw_routes_auth_len = EHR_ARRAY_LEN(gw_routes_auth);
