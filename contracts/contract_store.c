@@ -81,14 +81,10 @@ out:
 static const char *scope_kind_name(enum policy_scope_kind k)
 {
 	switch (k) {
-	case POLICY_SCOPE_ALL:
-		return "all";
-	case POLICY_SCOPE_RECORDS:
-		return "records";
-	case POLICY_SCOPE_CATEGORIES:
-		return "categories";
-	default:
-		return "?";
+	case POLICY_SCOPE_ALL: return "all";
+	case POLICY_SCOPE_RECORDS: return "records";
+	case POLICY_SCOPE_CATEGORIES: return "categories";
+	default: return "?";
 	}
 }
 
@@ -120,12 +116,14 @@ static int apply_create(void *conn, uint64_t seq, const json_t *payload)
 	GUARD_GOTO(ehr_json_get_str(payload, "jkt", &jkt_claimed, POLICY_JKT_MAX - 1));
 	GUARD_GOTO(policy_contract_from_json(&c, doc));
 	if (strcmp(c.cid, cid) != 0) {
-		err = ehr_error_set(EHR_ERR_TAMPER, "contract.create at seq %llu: cid does not match the document",
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "contract.create at seq %llu: cid does not match the document",
 		                    (unsigned long long)seq);
 		goto out;
 	}
 	if ((err = verify_signed(doc, sig, jwk, jkt)) < 0 || strcmp(jkt, jkt_claimed) != 0) {
-		err = ehr_error_set(EHR_ERR_TAMPER, "contract.create at seq %llu: signature or key does not verify",
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "contract.create at seq %llu: signature or key does not verify",
 		                    (unsigned long long)seq);
 		goto out;
 	}
@@ -137,19 +135,33 @@ static int apply_create(void *conn, uint64_t seq, const json_t *payload)
 	snprintf(na, sizeof(na), "%lld", (long long)c.not_after);
 	snprintf(ia, sizeof(ia), "%lld", (long long)c.issued_at);
 	{
-		const char *p[] = { c.cid, c.patient, c.grantee_kind == POLICY_GRANTEE_SERVER ? "server" : "group",
-			            c.grantee, acts, scope_kind_name(c.scope_kind), ehr_buf_cstr(&arr), c.purpose,
-			            nb, na, ia, seqs, ehr_buf_cstr(&canon), sig, jkt };
+		const char *p[] = { c.cid,
+			            c.patient,
+			            c.grantee_kind == POLICY_GRANTEE_SERVER ? "server" : "group",
+			            c.grantee,
+			            acts,
+			            scope_kind_name(c.scope_kind),
+			            ehr_buf_cstr(&arr),
+			            c.purpose,
+			            nb,
+			            na,
+			            ia,
+			            seqs,
+			            ehr_buf_cstr(&canon),
+			            sig,
+			            jkt };
 		/* Idempotent: applying an entry twice, or a second create of the
 		 * same document, keeps the first (lowest seq) row. */
-		GUARD_GOTO(exec_cmd(conn,
-		                    "INSERT INTO policy_contracts (cid, patient, grantee_kind, grantee, actions, "
-		                    "scope_kind, scope, purpose, not_before, not_after, issued_at, created_seq, "
-		                    "document, signature, jkt) VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
-		                    "ON CONFLICT (cid) DO UPDATE SET created_seq = excluded.created_seq, "
-		                    "signature = excluded.signature, jkt = excluded.jkt "
-		                    "WHERE policy_contracts.created_seq > excluded.created_seq",
-		                    (int)EHR_ARRAY_LEN(p), p));
+		GUARD_GOTO(exec_cmd(
+		        conn,
+		        "INSERT INTO policy_contracts (cid, patient, grantee_kind, grantee, actions, "
+		        "scope_kind, scope, purpose, not_before, not_after, issued_at, created_seq, "
+		        "document, signature, jkt) VALUES "
+		        "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
+		        "ON CONFLICT (cid) DO UPDATE SET created_seq = excluded.created_seq, "
+		        "signature = excluded.signature, jkt = excluded.jkt "
+		        "WHERE policy_contracts.created_seq > excluded.created_seq",
+		        (int)EHR_ARRAY_LEN(p), p));
 	}
 out:
 	policy_contract_clear(&c);
@@ -177,17 +189,20 @@ static int apply_revoke(void *conn, uint64_t seq, const json_t *payload)
 	}
 	{
 		const char *p[] = { rv.cid };
-		GUARD_GOTO(exec(conn, &r, "SELECT patient, created_seq FROM policy_contracts WHERE cid = $1", 1, p));
+		GUARD_GOTO(exec(conn, &r, "SELECT patient, created_seq FROM policy_contracts WHERE cid = $1",
+		                1, p));
 	}
 	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), rv.patient) != 0) {
-		err = ehr_error_set(EHR_ERR_TAMPER, "contract.revoke at seq %llu: no such contract of that patient",
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "contract.revoke at seq %llu: no such contract of that patient",
 		                    (unsigned long long)seq);
 		goto out;
 	}
 	{
 		uint64_t created;
 		if (ehr_parse_u64(&created, PQgetvalue(r, 0, 1), UINT64_MAX) < 0 || created >= seq) {
-			err = ehr_error_set(EHR_ERR_TAMPER, "contract.revoke at seq %llu precedes its contract",
+			err = ehr_error_set(EHR_ERR_TAMPER,
+			                    "contract.revoke at seq %llu precedes its contract",
 			                    (unsigned long long)seq);
 			goto out;
 		}
@@ -219,20 +234,23 @@ static int apply_group(void *conn, uint64_t seq, const json_t *payload, bool add
 	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
 	if (add) {
 		const char *p[] = { group, server, seqs };
-		return exec_cmd(conn,
-		                "INSERT INTO policy_groups (group_name, server_id, added_seq) VALUES ($1,$2,$3) "
-		                "ON CONFLICT DO NOTHING",
-		                3, p);
+		return exec_cmd(
+		        conn,
+		        "INSERT INTO policy_groups (group_name, server_id, added_seq) VALUES ($1,$2,$3) "
+		        "ON CONFLICT DO NOTHING",
+		        3, p);
 	} else {
 		const char *p[] = { group, server };
-		return exec_cmd(conn, "DELETE FROM policy_groups WHERE group_name = $1 AND server_id = $2", 2, p);
+		return exec_cmd(conn, "DELETE FROM policy_groups WHERE group_name = $1 AND server_id = $2", 2,
+		                p);
 	}
 }
 
 int policy_store_apply(void *conn, uint64_t seq, const char *type, const json_t *payload)
 {
 	if (!json_is_object(payload))
-		return ehr_error_set(EHR_ERR_TAMPER, "entry %llu: payload is not an object", (unsigned long long)seq);
+		return ehr_error_set(EHR_ERR_TAMPER, "entry %llu: payload is not an object",
+		                     (unsigned long long)seq);
 	if (strcmp(type, POLICY_ENTRY_CREATE) == 0)
 		return apply_create(conn, seq, payload);
 	if (strcmp(type, POLICY_ENTRY_REVOKE) == 0)
@@ -257,8 +275,8 @@ static int append_and_apply(void *conn, struct ledger *l, const char *type, cons
 	 * materialising fails, `ehrgate contracts rebuild` repairs the cache. */
 	err = policy_store_apply(conn, rcpt->seq, type, payload);
 	if (err < 0)
-		ehr_logf(EHR_LOG_ERROR, "policy.materialise_failed", "seq %llu: %s", (unsigned long long)rcpt->seq,
-		         ehr_error_msg());
+		ehr_logf(EHR_LOG_ERROR, "policy.materialise_failed", "seq %llu: %s",
+		         (unsigned long long)rcpt->seq, ehr_error_msg());
 	return err;
 }
 
@@ -276,7 +294,8 @@ int policy_contract_create(void *conn, struct ledger *l, const char *patient, co
 
 	memset(&c, 0, sizeof(c));
 	ENSURE_GOTO(json_is_object(envelope), EHR_ERR_INVAL);
-	json_object_foreach((json_t *)envelope, k, v) {
+	json_object_foreach((json_t *)envelope, k, v)
+	{
 		if (strcmp(k, members[0]) != 0 && strcmp(k, members[1]) != 0) {
 			err = ehr_error_set(EHR_ERR_INVAL, "envelope: unknown member");
 			goto out;
@@ -303,8 +322,8 @@ int policy_contract_create(void *conn, struct ledger *l, const char *patient, co
 			goto out;
 		}
 	}
-	payload = json_pack("{s:s, s:O, s:s, s:O, s:s}", "cid", c.cid, "contract", doc, "signature", sig, "jwk",
-	                    jwk, "jkt", jkt);
+	payload = json_pack("{s:s, s:O, s:s, s:O, s:s}", "cid", c.cid, "contract", doc, "signature", sig,
+	                    "jwk", jwk, "jkt", jkt);
 	ENSURE_GOTO(payload != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(append_and_apply(conn, l, POLICY_ENTRY_CREATE, patient, patient, payload, rcpt));
 	memcpy(cid, c.cid, strlen(c.cid) + 1);
@@ -315,8 +334,8 @@ out:
 	return err;
 }
 
-int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, const json_t *jwk, const char *cid,
-                           const json_t *envelope, struct ledger_receipt *rcpt)
+int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, const json_t *jwk,
+                           const char *cid, const json_t *envelope, struct ledger_receipt *rcpt)
 {
 	const json_t *doc;
 	const char *sig, *k;
@@ -327,7 +346,8 @@ int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, co
 	int err;
 
 	ENSURE_GOTO(json_is_object(envelope) && cid != NULL, EHR_ERR_INVAL);
-	json_object_foreach((json_t *)envelope, k, v) {
+	json_object_foreach((json_t *)envelope, k, v)
+	{
 		if (strcmp(k, "revocation") != 0 && strcmp(k, "signature") != 0) {
 			err = ehr_error_set(EHR_ERR_INVAL, "envelope: unknown member");
 			goto out;
@@ -346,8 +366,10 @@ int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, co
 	}
 	{
 		const char *p[] = { cid };
-		GUARD_GOTO(exec(conn, &r, "SELECT patient, revoked_seq IS NOT NULL FROM policy_contracts WHERE cid = $1",
-		                1, p));
+		GUARD_GOTO(
+		        exec(conn, &r,
+		             "SELECT patient, revoked_seq IS NOT NULL FROM policy_contracts WHERE cid = $1",
+		             1, p));
 	}
 	/* Another patient's contract looks exactly like a missing one. */
 	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), patient) != 0) {
@@ -359,11 +381,12 @@ int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, co
 		goto out;
 	}
 	if ((err = verify_signed(doc, sig, jwk, jkt)) < 0) {
-		err = ehr_error_set(EHR_ERR_TAMPER, "revocation signature does not verify with the device key");
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "revocation signature does not verify with the device key");
 		goto out;
 	}
-	payload = json_pack("{s:s, s:O, s:s, s:O, s:s}", "cid", cid, "revocation", doc, "signature", sig, "jwk", jwk,
-	                    "jkt", jkt);
+	payload = json_pack("{s:s, s:O, s:s, s:O, s:s}", "cid", cid, "revocation", doc, "signature", sig,
+	                    "jwk", jwk, "jkt", jkt);
 	ENSURE_GOTO(payload != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(append_and_apply(conn, l, POLICY_ENTRY_REVOKE, patient, patient, payload, rcpt));
 out:
@@ -372,8 +395,8 @@ out:
 	return err;
 }
 
-int policy_group_change(void *conn, struct ledger *l, const char *actor, const char *group, const char *server,
-                        bool add, struct ledger_receipt *rcpt)
+int policy_group_change(void *conn, struct ledger *l, const char *actor, const char *group,
+                        const char *server, bool add, struct ledger_receipt *rcpt)
 {
 	json_t *payload;
 	int err;
@@ -383,8 +406,8 @@ int policy_group_change(void *conn, struct ledger *l, const char *actor, const c
 		return ehr_error_set(EHR_ERR_INVAL, "group and server must be identifiers");
 	payload = json_pack("{s:s, s:s}", "group", group, "server", server);
 	ENSURE(payload != NULL, EHR_ERR_NOMEM);
-	err = append_and_apply(conn, l, add ? POLICY_ENTRY_GROUP_ADD : POLICY_ENTRY_GROUP_REMOVE, actor, group,
-	                       payload, rcpt);
+	err = append_and_apply(conn, l, add ? POLICY_ENTRY_GROUP_ADD : POLICY_ENTRY_GROUP_REMOVE, actor,
+	                       group, payload, rcpt);
 	json_decref(payload);
 	return err;
 }
@@ -407,7 +430,8 @@ static int row_to_contract(struct policy_contract *c, PGresult *r, int i)
 	memset(c, 0, sizeof(*c));
 	snprintf(c->cid, sizeof(c->cid), "%s", PQgetvalue(r, i, 0));
 	snprintf(c->patient, sizeof(c->patient), "%s", PQgetvalue(r, i, 1));
-	c->grantee_kind = strcmp(PQgetvalue(r, i, 2), "server") == 0 ? POLICY_GRANTEE_SERVER : POLICY_GRANTEE_GROUP;
+	c->grantee_kind =
+	        strcmp(PQgetvalue(r, i, 2), "server") == 0 ? POLICY_GRANTEE_SERVER : POLICY_GRANTEE_GROUP;
 	snprintf(c->grantee, sizeof(c->grantee), "%s", PQgetvalue(r, i, 3));
 	{
 		uint64_t a;
@@ -443,8 +467,8 @@ out:
 	return err;
 }
 
-#define CONTRACT_COLS                                                                                          \
-	"cid, patient, grantee_kind, grantee, actions, scope_kind, array_to_json(scope)::text, purpose, "         \
+#define CONTRACT_COLS                                                                                     \
+	"cid, patient, grantee_kind, grantee, actions, scope_kind, array_to_json(scope)::text, purpose, " \
 	"not_before, not_after, issued_at, created_seq, revoked_seq"
 
 int policy_store_load(void *conn, const char *patient, struct policy_contract **out, size_t *n)
@@ -457,7 +481,9 @@ int policy_store_load(void *conn, const char *patient, struct policy_contract **
 
 	*out = NULL;
 	*n = 0;
-	GUARD_GOTO(exec(conn, &r, "SELECT " CONTRACT_COLS " FROM policy_contracts WHERE patient = $1 ORDER BY created_seq",
+	GUARD_GOTO(exec(conn, &r,
+	                "SELECT " CONTRACT_COLS
+	                " FROM policy_contracts WHERE patient = $1 ORDER BY created_seq",
 	                1, p));
 	rows = (size_t)PQntuples(r);
 	set = calloc(rows ? rows : 1, sizeof(*set));
@@ -484,7 +510,9 @@ int policy_store_groups(void *conn, const char *server, char ***out, size_t *n)
 
 	*out = NULL;
 	*n = 0;
-	GUARD_GOTO(exec(conn, &r, "SELECT group_name FROM policy_groups WHERE server_id = $1 ORDER BY group_name", 1, p));
+	GUARD_GOTO(exec(conn, &r,
+	                "SELECT group_name FROM policy_groups WHERE server_id = $1 ORDER BY group_name", 1,
+	                p));
 	rows = (size_t)PQntuples(r);
 	g = calloc(rows + 1, sizeof(*g));
 	ENSURE_GOTO(g != NULL, EHR_ERR_NOMEM);
@@ -531,7 +559,8 @@ int policy_store_list_json(void *conn, const char *patient, int64_t now, json_t 
 	*out = NULL;
 	ENSURE_GOTO(arr != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(exec(conn, &r,
-	                "SELECT " CONTRACT_COLS ", document, signature FROM policy_contracts WHERE patient = $1 "
+	                "SELECT " CONTRACT_COLS
+	                ", document, signature FROM policy_contracts WHERE patient = $1 "
 	                "ORDER BY created_seq",
 	                1, p));
 	for (int i = 0; i < PQntuples(r); i++) {
@@ -543,9 +572,10 @@ int policy_store_list_json(void *conn, const char *patient, int64_t now, json_t 
 		err = ehr_json_parse(&doc, d, strlen(d), POLICY_DOC_MAX, EHR_JSON_MAX_DEPTH);
 		if (err == 0) {
 			item = json_pack("{s:s, s:s, s:I, s:o, s:o, s:s}", "cid", c.cid, "state",
-			                 policy_contract_state(&c, now), "seq", (json_int_t)c.seq, "revoked_seq",
-			                 c.revoked ? json_integer((json_int_t)c.revoked_seq) : json_null(), "contract", doc,
-			                 "signature", PQgetvalue(r, i, 14));
+			                 policy_contract_state(&c, now), "seq", (json_int_t)c.seq,
+			                 "revoked_seq",
+			                 c.revoked ? json_integer((json_int_t)c.revoked_seq) : json_null(),
+			                 "contract", doc, "signature", PQgetvalue(r, i, 14));
 			if (item == NULL || json_array_append_new(arr, item) != 0)
 				err = ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 		}
@@ -620,10 +650,11 @@ int policy_store_rebuild(void *conn, struct policy_rebuild_report *rep)
 	GUARD_GOTO(exec_cmd(conn, "DELETE FROM policy_groups", 0, NULL));
 	/* The type column is only an index: every entry is decoded and its
 	 * signed bytes, not the column, decide what it is. */
-	GUARD_GOTO(exec_cmd(conn,
-	                    "DECLARE policy_rebuild NO SCROLL CURSOR FOR SELECT seq, entry FROM ledger_entries "
-	                    "WHERE type LIKE 'contract.%' ORDER BY seq",
-	                    0, NULL));
+	GUARD_GOTO(
+	        exec_cmd(conn,
+	                 "DECLARE policy_rebuild NO SCROLL CURSOR FOR SELECT seq, entry FROM ledger_entries "
+	                 "WHERE type LIKE 'contract.%' ORDER BY seq",
+	                 0, NULL));
 	for (;;) {
 		int rows;
 		PQclear(r);
@@ -634,7 +665,8 @@ int policy_store_rebuild(void *conn, struct policy_rebuild_report *rep)
 			break;
 		for (int i = 0; i < rows; i++) {
 			size_t len = 0;
-			unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &len);
+			unsigned char *raw =
+			        PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &len);
 			struct ledger_entry e;
 			json_t *payload = NULL;
 			uint64_t seq = 0;
@@ -663,7 +695,8 @@ int policy_store_rebuild(void *conn, struct policy_rebuild_report *rep)
 				 * materialised; report the first one. */
 				if (rep->rejected++ == 0) {
 					rep->first_rejected_seq = seq;
-					snprintf(rep->first_reason, sizeof(rep->first_reason), "%s", ehr_error_msg());
+					snprintf(rep->first_reason, sizeof(rep->first_reason), "%s",
+					         ehr_error_msg());
 				}
 				continue;
 			}
@@ -697,7 +730,8 @@ int policy_store_digest(void *conn, uint8_t out[32])
 		return ehr_error_ossl(EHR_ERR_CRYPTO, "EVP_DigestInit_ex");
 	}
 	GUARD_GOTO(exec(conn, &r,
-	                "SELECT concat_ws('|', cid, patient, grantee_kind, grantee, actions, scope_kind, scope::text, "
+	                "SELECT concat_ws('|', cid, patient, grantee_kind, grantee, actions, scope_kind, "
+	                "scope::text, "
 	                "purpose, not_before, not_after, issued_at, created_seq, document, signature, jkt, "
 	                "coalesce(revoked_seq::text, '-'), coalesce(revocation, '-'), "
 	                "coalesce(revocation_signature, '-')) FROM policy_contracts ORDER BY cid",

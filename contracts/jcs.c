@@ -113,27 +113,13 @@ static int jcs_string(struct ehr_buf *out, const char *s, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		uint8_t ch = (uint8_t)s[i];
 		switch (ch) {
-		case '"':
-			GUARD(ehr_buf_append(out, "\\\"", 2));
-			break;
-		case '\\':
-			GUARD(ehr_buf_append(out, "\\\\", 2));
-			break;
-		case '\b':
-			GUARD(ehr_buf_append(out, "\\b", 2));
-			break;
-		case '\t':
-			GUARD(ehr_buf_append(out, "\\t", 2));
-			break;
-		case '\n':
-			GUARD(ehr_buf_append(out, "\\n", 2));
-			break;
-		case '\f':
-			GUARD(ehr_buf_append(out, "\\f", 2));
-			break;
-		case '\r':
-			GUARD(ehr_buf_append(out, "\\r", 2));
-			break;
+		case '"': GUARD(ehr_buf_append(out, "\\\"", 2)); break;
+		case '\\': GUARD(ehr_buf_append(out, "\\\\", 2)); break;
+		case '\b': GUARD(ehr_buf_append(out, "\\b", 2)); break;
+		case '\t': GUARD(ehr_buf_append(out, "\\t", 2)); break;
+		case '\n': GUARD(ehr_buf_append(out, "\\n", 2)); break;
+		case '\f': GUARD(ehr_buf_append(out, "\\f", 2)); break;
+		case '\r': GUARD(ehr_buf_append(out, "\\r", 2)); break;
 		default:
 			if (ch < 0x20)
 				GUARD(ehr_buf_printf(out, "\\u%04x", ch));
@@ -236,28 +222,23 @@ static int jcs_value(struct ehr_buf *out, const json_t *v, unsigned depth)
 	if (depth > EHR_JSON_MAX_DEPTH)
 		return ehr_error_set(EHR_ERR_TOO_LARGE, "JCS: nesting deeper than %d", EHR_JSON_MAX_DEPTH);
 	switch (json_typeof(v)) {
-	case JSON_NULL:
-		return ehr_buf_append_str(out, "null");
-	case JSON_TRUE:
-		return ehr_buf_append_str(out, "true");
-	case JSON_FALSE:
-		return ehr_buf_append_str(out, "false");
+	case JSON_NULL: return ehr_buf_append_str(out, "null");
+	case JSON_TRUE: return ehr_buf_append_str(out, "true");
+	case JSON_FALSE: return ehr_buf_append_str(out, "false");
 	case JSON_INTEGER: {
 		json_int_t x = json_integer_value(v);
 		if (x > JCS_SAFE_INT || x < -JCS_SAFE_INT)
 			return ehr_error_set(EHR_ERR_INVAL, "JCS: integer outside ±(2^53-1)");
 		return ehr_buf_printf(out, "%lld", (long long)x);
 	}
-	case JSON_REAL:
-		GUARD(jcs_number(num, json_real_value(v)));
-		return ehr_buf_append_str(out, num);
-	case JSON_STRING:
-		return jcs_string(out, json_string_value(v), json_string_length(v));
+	case JSON_REAL: GUARD(jcs_number(num, json_real_value(v))); return ehr_buf_append_str(out, num);
+	case JSON_STRING: return jcs_string(out, json_string_value(v), json_string_length(v));
 	case JSON_ARRAY: {
 		size_t i;
 		json_t *e;
 		GUARD(ehr_buf_append_u8(out, '['));
-		json_array_foreach(v, i, e) {
+		json_array_foreach(v, i, e)
+		{
 			if (i > 0)
 				GUARD(ehr_buf_append_u8(out, ','));
 			GUARD(jcs_value(out, e, depth + 1));
@@ -275,7 +256,8 @@ static int jcs_value(struct ehr_buf *out, const json_t *v, unsigned depth)
 		if (keys == NULL)
 			return ehr_error_set(EHR_ERR_NOMEM, "JCS: out of memory");
 		size_t klen;
-		json_object_keylen_foreach((json_t *)v, k, klen, e) {
+		json_object_keylen_foreach((json_t *)v, k, klen, e)
+		{
 			if (klen != strlen(k)) {
 				free(keys);
 				return ehr_error_set(EHR_ERR_INVAL, "JCS: member name contains NUL");
@@ -292,12 +274,11 @@ static int jcs_value(struct ehr_buf *out, const json_t *v, unsigned depth)
 			GUARD_GOTO(jcs_value(out, json_object_get(v, keys[i]), depth + 1));
 		}
 		GUARD_GOTO(ehr_buf_append_u8(out, '}'));
-	out:
+out:
 		free(keys);
 		return err;
 	}
-	default:
-		return ehr_error_set(EHR_ERR_INVAL, "JCS: unknown JSON type");
+	default: return ehr_error_set(EHR_ERR_INVAL, "JCS: unknown JSON type");
 	}
 }
 

@@ -27,12 +27,9 @@ static const char *const policy_purposes[] = {
 const char *policy_action_name(enum policy_action a)
 {
 	switch (a) {
-	case POLICY_ACT_READ:
-		return "read";
-	case POLICY_ACT_APPEND:
-		return "append";
-	default:
-		return NULL;
+	case POLICY_ACT_READ: return "read";
+	case POLICY_ACT_APPEND: return "append";
+	default: return NULL;
 	}
 }
 
@@ -110,7 +107,8 @@ static int policy_only_members(const json_t *obj, const char *what, const char *
 	const char *k;
 	json_t *v;
 
-	json_object_foreach((json_t *)obj, k, v) {
+	json_object_foreach((json_t *)obj, k, v)
+	{
 		bool ok = false;
 		for (size_t i = 0; i < n && !ok; i++)
 			ok = strcmp(k, allowed[i]) == 0;
@@ -179,7 +177,8 @@ static int policy_parse_actions(struct policy_contract *c, const json_t *a)
 
 	if (!json_is_array(a) || json_array_size(a) == 0 || json_array_size(a) > 2)
 		return ehr_error_set(EHR_ERR_INVAL, "actions must be a non-empty array of read/append");
-	json_array_foreach(a, i, e) {
+	json_array_foreach(a, i, e)
+	{
 		enum policy_action act;
 		if (!json_is_string(e))
 			return ehr_error_set(EHR_ERR_INVAL, "actions must be strings");
@@ -200,7 +199,8 @@ static int policy_parse_scope(struct policy_contract *c, const json_t *s)
 	json_t *e;
 
 	if (!json_is_object(s) || json_object_size(s) != 1)
-		return ehr_error_set(EHR_ERR_INVAL, "scope must have exactly one of all, records, categories");
+		return ehr_error_set(EHR_ERR_INVAL,
+		                     "scope must have exactly one of all, records, categories");
 	GUARD(policy_only_members(s, "scope", members, EHR_ARRAY_LEN(members)));
 	if (json_object_get(s, "all")) {
 		if (!json_is_true(json_object_get(s, "all")))
@@ -212,13 +212,16 @@ static int policy_parse_scope(struct policy_contract *c, const json_t *s)
 	c->scope_kind = json_object_get(s, "records") ? POLICY_SCOPE_RECORDS : POLICY_SCOPE_CATEGORIES;
 	list = json_object_get(s, key);
 	if (!json_is_array(list) || json_array_size(list) == 0 || json_array_size(list) > POLICY_MAX_SCOPE)
-		return ehr_error_set(EHR_ERR_INVAL, "scope.%s must hold 1 to %d items", key, POLICY_MAX_SCOPE);
+		return ehr_error_set(EHR_ERR_INVAL, "scope.%s must hold 1 to %d items", key,
+		                     POLICY_MAX_SCOPE);
 	c->scope = calloc(json_array_size(list), sizeof(*c->scope));
 	if (c->scope == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
-	json_array_foreach(list, i, e) {
+	json_array_foreach(list, i, e)
+	{
 		const char *v = json_string_value(e);
-		bool ok = c->scope_kind == POLICY_SCOPE_RECORDS ? policy_id_valid(v) : policy_category_valid(v);
+		bool ok =
+		        c->scope_kind == POLICY_SCOPE_RECORDS ? policy_id_valid(v) : policy_category_valid(v);
 		if (!json_is_string(e) || !ok || strlen(v) != json_string_length(e))
 			return ehr_error_set(EHR_ERR_INVAL, "scope.%s item %zu is not valid", key, i);
 		for (size_t j = 0; j < c->n_scope; j++)
@@ -253,7 +256,7 @@ static int policy_check_nonce(const json_t *doc)
 
 int policy_contract_from_json(struct policy_contract *out, const json_t *doc)
 {
-	static const char *const members[] = { "type",    "patient",    "grantee",   "actions", "scope",
+	static const char *const members[] = { "type",    "patient",    "grantee",   "actions",   "scope",
 		                               "purpose", "not_before", "not_after", "issued_at", "nonce" };
 	struct policy_contract c;
 	const char *purpose;
@@ -327,24 +330,15 @@ enum policy_stage {
 static const char *policy_stage_reason(enum policy_stage s)
 {
 	switch (s) {
-	case STAGE_GRANTEE:
-		return "deny.grantee";
-	case STAGE_REVOKED:
-		return "deny.revoked";
-	case STAGE_NOT_YET:
-		return "deny.not_yet_valid";
-	case STAGE_EXPIRED:
-		return "deny.expired";
-	case STAGE_ACTION:
-		return "deny.action";
-	case STAGE_SCOPE:
-		return "deny.scope";
-	case STAGE_PURPOSE:
-		return "deny.purpose";
-	case STAGE_ALLOW:
-		return "allow.contract";
-	default:
-		return "deny.no_contract";
+	case STAGE_GRANTEE: return "deny.grantee";
+	case STAGE_REVOKED: return "deny.revoked";
+	case STAGE_NOT_YET: return "deny.not_yet_valid";
+	case STAGE_EXPIRED: return "deny.expired";
+	case STAGE_ACTION: return "deny.action";
+	case STAGE_SCOPE: return "deny.scope";
+	case STAGE_PURPOSE: return "deny.purpose";
+	case STAGE_ALLOW: return "allow.contract";
+	default: return "deny.no_contract";
 	}
 }
 
@@ -377,8 +371,7 @@ static enum policy_stage policy_eval_one(const struct policy_contract *c, const 
 	if (!(c->actions & req->action))
 		return STAGE_ACTION;
 	switch (c->scope_kind) {
-	case POLICY_SCOPE_ALL:
-		break;
+	case POLICY_SCOPE_ALL: break;
 	case POLICY_SCOPE_RECORDS:
 		if (req->record_id == NULL ||
 		    !policy_in_list((const char *const *)c->scope, c->n_scope, req->record_id))
@@ -389,8 +382,7 @@ static enum policy_stage policy_eval_one(const struct policy_contract *c, const 
 		    !policy_in_list((const char *const *)c->scope, c->n_scope, req->category))
 			return STAGE_SCOPE;
 		break;
-	default:
-		return STAGE_SCOPE;
+	default: return STAGE_SCOPE;
 	}
 	if (strcmp(c->purpose, purpose) != 0)
 		return STAGE_PURPOSE;
@@ -412,8 +404,8 @@ static void policy_set(struct policy_decision *out, enum policy_effect eff, cons
 	out->break_glass = bg;
 }
 
-void policy_decide(const struct policy_contract *set, size_t n, const struct policy_request *req,
-                   int64_t now, struct policy_decision *out)
+void policy_decide(const struct policy_contract *set, size_t n, const struct policy_request *req, int64_t now,
+                   struct policy_decision *out)
 {
 	const struct policy_contract *best = NULL, *allow = NULL;
 	enum policy_stage best_stage = 0;
@@ -421,8 +413,7 @@ void policy_decide(const struct policy_contract *set, size_t n, const struct pol
 
 	policy_set(out, POLICY_DENY, "deny.invalid_request", NULL, false);
 	if (req == NULL || req->requester == NULL || req->patient == NULL ||
-	    (req->action != POLICY_ACT_READ && req->action != POLICY_ACT_APPEND) ||
-	    (set == NULL && n != 0))
+	    (req->action != POLICY_ACT_READ && req->action != POLICY_ACT_APPEND) || (set == NULL && n != 0))
 		return;
 	purpose = req->purpose ? req->purpose : "treatment";
 	if (!policy_purpose_valid(purpose))
@@ -436,13 +427,9 @@ void policy_decide(const struct policy_contract *set, size_t n, const struct pol
 		else
 			policy_set(out, POLICY_DENY, "deny.not_owner", NULL, false);
 		return;
-	case POLICY_ROLE_SERVER:
-		break;
-	case POLICY_ROLE_AUDITOR:
-		policy_set(out, POLICY_DENY, "deny.role", NULL, false);
-		return;
-	default:
-		return;
+	case POLICY_ROLE_SERVER: break;
+	case POLICY_ROLE_AUDITOR: policy_set(out, POLICY_DENY, "deny.role", NULL, false); return;
+	default: return;
 	}
 
 	for (size_t i = 0; i < n; i++) {
@@ -484,8 +471,7 @@ void policy_decide(const struct policy_contract *set, size_t n, const struct pol
 		           best_stage > STAGE_GRANTEE ? best->cid : NULL, false);
 }
 
-int policy_decision_payload(json_t **out, const struct policy_request *req,
-                            const struct policy_decision *dec)
+int policy_decision_payload(json_t **out, const struct policy_request *req, const struct policy_decision *dec)
 {
 	json_t *p = json_object();
 	int err = 0;

@@ -84,10 +84,11 @@ static int cmd_rebuild(const struct gw_config *cfg, bool digest_only)
 		printf(",\"first_rejected_seq\":%llu", (unsigned long long)rep.first_rejected_seq);
 	print_digest(",\"digest_before\":\"", before);
 	print_digest("\",\"digest_after\":\"", after);
-	printf("\",\"changed\":%s}\n", memcmp(before, after, 32) != 0 ? "true" : "false");
+	printf("\",\"changed\":%s}\n", memcmp(before, after, 32) != 0 ? "true" : "false"); /* not secret */
 	if (rep.rejected)
-		fprintf(stderr, "ehrgate contracts rebuild: %llu ledger entries do not prove consent and were "
-		                "not materialised; first at seq %llu: %s\n",
+		fprintf(stderr,
+		        "ehrgate contracts rebuild: %llu ledger entries do not prove consent and were "
+		        "not materialised; first at seq %llu: %s\n",
 		        (unsigned long long)rep.rejected, (unsigned long long)rep.first_rejected_seq,
 		        rep.first_reason);
 	rc = rep.rejected ? 1 : 0;

@@ -68,15 +68,16 @@ int atl_db_create(struct atl_db *db)
 		PQclear(r);
 		/* Roles are cluster-wide: make sure the app role exists with a
 		 * password we know, whatever migration 0001 does. */
-		r = PQexec(c, "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ehrgate_app') "
-		              "THEN CREATE ROLE ehrgate_app LOGIN PASSWORD 'app'; END IF; END $$");
+		r = PQexec(c,
+		           "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ehrgate_app') "
+		           "THEN CREATE ROLE ehrgate_app LOGIN PASSWORD 'app'; END IF; END $$");
 		PQclear(r);
 	}
 	PQfinish(c);
 	GUARD(err);
 	snprintf(db->conninfo, sizeof(db->conninfo), "%s dbname=%s", base, db->name);
-	snprintf(db->app_conninfo, sizeof(db->app_conninfo), "%s dbname=%s user=ehrgate_app password=app", base,
-	         db->name);
+	snprintf(db->app_conninfo, sizeof(db->app_conninfo), "%s dbname=%s user=ehrgate_app password=app",
+	         base, db->name);
 	c = PQconnectdb(db->conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
 		err = ehr_error_set(EHR_ERR_DB, "connect: %s", PQerrorMessage(c));
@@ -206,9 +207,9 @@ json_t *atl_contract(EVP_PKEY *key, const char *patient, const char *grantee_jso
 	nonce(n);
 	doc = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:I, s:I, s:I, s:s}", "type", "ehrgate.contract.v1",
 	                "patient", patient, "grantee", json_loads(grantee_json, 0, NULL), "actions",
-	                json_loads(actions_json, 0, NULL), "scope", json_loads(scope_json, 0, NULL), "purpose",
-	                purpose, "not_before", (json_int_t)nb, "not_after", (json_int_t)na, "issued_at",
-	                (json_int_t)nb, "nonce", n);
+	                json_loads(actions_json, 0, NULL), "scope", json_loads(scope_json, 0, NULL),
+	                "purpose", purpose, "not_before", (json_int_t)nb, "not_after", (json_int_t)na,
+	                "issued_at", (json_int_t)nb, "nonce", n);
 	return envelope(key, "contract", doc);
 }
 
@@ -218,8 +219,8 @@ json_t *atl_revocation(EVP_PKEY *key, const char *patient, const char *cid)
 	json_t *doc;
 
 	nonce(n);
-	doc = json_pack("{s:s, s:s, s:s, s:I, s:s}", "type", "ehrgate.revocation.v1", "patient", patient, "cid", cid,
-	                "issued_at", (json_int_t)(ehr_now_ms() / 1000), "nonce", n);
+	doc = json_pack("{s:s, s:s, s:s, s:I, s:s}", "type", "ehrgate.revocation.v1", "patient", patient,
+	                "cid", cid, "issued_at", (json_int_t)(ehr_now_ms() / 1000), "nonce", n);
 	return envelope(key, "revocation", doc);
 }
 

@@ -73,7 +73,7 @@ static int create(const char *patient, EVP_PKEY *key, json_t *jwk, const char *g
 }
 
 static char c_s1[POLICY_CID_MAX], c_grp[POLICY_CID_MAX], c_rec[POLICY_CID_MAX], c_rev[POLICY_CID_MAX],
-	c_p2[POLICY_CID_MAX];
+        c_p2[POLICY_CID_MAX];
 
 static void test_live_create_and_refusals(void)
 {
@@ -81,32 +81,35 @@ static void test_live_create_and_refusals(void)
 	json_t *env;
 	struct ledger_receipt rc;
 
-	EHR_ASSERT_OK(create(P1, k1, jwk1, "{\"server\":\"srv-1\"}", "[\"read\"]", "{\"all\":true}", "treatment",
-	                     now_s - 60, now_s + 3600, c_s1));
+	EHR_ASSERT_OK(create(P1, k1, jwk1, "{\"server\":\"srv-1\"}", "[\"read\"]", "{\"all\":true}",
+	                     "treatment", now_s - 60, now_s + 3600, c_s1));
 	EHR_ASSERT_OK(create(P1, k1, jwk1, "{\"group\":\"cardio\"}", "[\"read\",\"append\"]",
 	                     "{\"categories\":[\"lab\"]}", "treatment", now_s - 60, now_s + 3600, c_grp));
-	EHR_ASSERT_OK(create(P1, k1, jwk1, "{\"server\":\"srv-2\"}", "[\"read\"]", "{\"records\":[\"rec-1\"]}",
-	                     "research", now_s - 60, now_s + 3600, c_rec));
-	EHR_ASSERT_OK(create(P1, k1, jwk1, "{\"server\":\"srv-3\"}", "[\"append\"]", "{\"all\":true}", "treatment",
-	                     now_s - 60, now_s + 3600, c_rev));
-	EHR_ASSERT_OK(create(P2, k2, jwk2, "{\"server\":\"srv-1\"}", "[\"read\"]", "{\"all\":true}", "treatment",
-	                     now_s - 60, now_s + 3600, c_p2));
+	EHR_ASSERT_OK(create(P1, k1, jwk1, "{\"server\":\"srv-2\"}", "[\"read\"]",
+	                     "{\"records\":[\"rec-1\"]}", "research", now_s - 60, now_s + 3600, c_rec));
+	EHR_ASSERT_OK(create(P1, k1, jwk1, "{\"server\":\"srv-3\"}", "[\"append\"]", "{\"all\":true}",
+	                     "treatment", now_s - 60, now_s + 3600, c_rev));
+	EHR_ASSERT_OK(create(P2, k2, jwk2, "{\"server\":\"srv-1\"}", "[\"read\"]", "{\"all\":true}",
+	                     "treatment", now_s - 60, now_s + 3600, c_p2));
 	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts"), 5);
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"), 5);
+	CU_ASSERT_EQUAL(
+	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"), 5);
 
 	/* P1 cannot file a contract in P2's name, even one P2 signed. */
 	env = atl_contract(k2, P2, "{\"server\":\"x\"}", "[\"read\"]", "{\"all\":true}", "treatment", 1, 2);
 	EHR_ASSERT_ERR(policy_contract_create(app, ledger, P1, jwk1, env, cid, &rc), EHR_ERR_FORBIDDEN);
 	json_decref(env);
 	/* Signed by another key than the caller's device key. */
-	env = atl_contract(k2, P1, "{\"server\":\"srv-9\"}", "[\"read\"]", "{\"all\":true}", "treatment", 1, 2);
+	env = atl_contract(k2, P1, "{\"server\":\"srv-9\"}", "[\"read\"]", "{\"all\":true}", "treatment", 1,
+	                   2);
 	EHR_ASSERT_ERR(policy_contract_create(app, ledger, P1, jwk1, env, cid, &rc), EHR_ERR_TAMPER);
 	/* Tampered after signing. */
 	json_object_set_new(json_object_get(env, "contract"), "not_after", json_integer(99999));
 	EHR_ASSERT_ERR(policy_contract_create(app, ledger, P1, jwk2, env, cid, &rc), EHR_ERR_TAMPER);
 	json_decref(env);
 	/* Extra envelope member; schema violation. */
-	env = atl_contract(k1, P1, "{\"server\":\"srv-9\"}", "[\"read\"]", "{\"all\":true}", "treatment", 1, 2);
+	env = atl_contract(k1, P1, "{\"server\":\"srv-9\"}", "[\"read\"]", "{\"all\":true}", "treatment", 1,
+	                   2);
 	json_object_set_new(env, "note", json_string("x"));
 	EHR_ASSERT_ERR(policy_contract_create(app, ledger, P1, jwk1, env, cid, &rc), EHR_ERR_INVAL);
 	json_object_del(env, "note");
@@ -115,7 +118,8 @@ static void test_live_create_and_refusals(void)
 	EHR_ASSERT_ERR(policy_contract_create(app, ledger, P1, jwk1, env, cid, &rc), EHR_ERR_CONFLICT);
 	json_decref(env);
 	/* None of the refusals reached the ledger: 5 + the duplicate's first copy. */
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"), 6);
+	CU_ASSERT_EQUAL(
+	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"), 6);
 }
 
 static void test_live_revoke(void)
@@ -137,21 +141,29 @@ static void test_live_revoke(void)
 	env = atl_revocation(k1, P1, c_rev);
 	EHR_ASSERT_ERR(policy_contract_revoke(app, ledger, P1, jwk1, c_rev, env, &rc), EHR_ERR_CONFLICT);
 	json_decref(env);
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"), 1);
+	CU_ASSERT_EQUAL(
+	        atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"),
+	        1);
 	/* Groups. */
 	EHR_ASSERT_OK(policy_group_change(app, ledger, "operator", "cardio", "srv-7", true, &rc));
 	EHR_ASSERT_OK(policy_group_change(app, ledger, "operator", "cardio", "srv-8", true, &rc));
 	EHR_ASSERT_OK(policy_group_change(app, ledger, "operator", "cardio", "srv-8", false, &rc));
-	EHR_ASSERT_ERR(policy_group_change(app, ledger, "operator", "bad group", "srv-8", true, &rc), EHR_ERR_INVAL);
+	EHR_ASSERT_ERR(policy_group_change(app, ledger, "operator", "bad group", "srv-8", true, &rc),
+	               EHR_ERR_INVAL);
 	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM policy_groups"), 1);
 }
 
 static struct policy_decision enforce(const char *server, const char *patient, enum policy_action act,
                                       const char *record, const char *category, bool bg)
 {
-	struct policy_request q = { .role = POLICY_ROLE_SERVER, .requester = server, .patient = patient,
-		                    .action = act, .record_id = record, .category = category,
-		                    .break_glass = bg, .justification = bg ? "cardiac arrest in ward 3" : NULL };
+	struct policy_request q = { .role = POLICY_ROLE_SERVER,
+		                    .requester = server,
+		                    .patient = patient,
+		                    .action = act,
+		                    .record_id = record,
+		                    .category = category,
+		                    .break_glass = bg,
+		                    .justification = bg ? "cardiac arrest in ward 3" : NULL };
 	struct policy_decision d;
 	struct ledger_receipt rc;
 
@@ -161,7 +173,8 @@ static struct policy_decision enforce(const char *server, const char *patient, e
 
 static void test_enforce_records_decisions(void)
 {
-	long long before = atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'");
+	long long before =
+	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'");
 	struct policy_decision d;
 
 	d = enforce("srv-1", P1, POLICY_ACT_READ, "rec-5", NULL, false);
@@ -181,12 +194,14 @@ static void test_enforce_records_decisions(void)
 	d = enforce("srv-9", P1, POLICY_ACT_READ, "rec-1", NULL, true);
 	CU_ASSERT_EQUAL(d.effect, POLICY_ALLOW);
 	CU_ASSERT(d.break_glass);
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'"),
-	                before + 6);
+	CU_ASSERT_EQUAL(
+	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'"),
+	        before + 6);
 	/* The last one is the flagged break-glass read, about P1, by srv-9. */
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision' "
-	                                    "AND actor = 'srv-9' AND subject = 'pt-alice' AND "
-	                                    "position(convert_to('\"break_glass\":true', 'UTF8') in entry) > 0"),
+	CU_ASSERT_EQUAL(atl_scalar(db.conn,
+	                           "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision' "
+	                           "AND actor = 'srv-9' AND subject = 'pt-alice' AND "
+	                           "position(convert_to('\"break_glass\":true', 'UTF8') in entry) > 0"),
 	                1);
 }
 
@@ -203,7 +218,7 @@ static void test_rebuild_equals_live(void)
 	digest(live);
 	EHR_ASSERT_OK(policy_store_rebuild(db.conn, &rep));
 	digest(rebuilt);
-	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0);
+	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0); /* not secret */
 	CU_ASSERT_EQUAL(rep.rejected, 0);
 	CU_ASSERT_EQUAL(rep.applied, rep.entries);
 	CU_ASSERT_EQUAL(rep.entries, (uint64_t)atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries "
@@ -215,10 +230,10 @@ static void test_rebuild_equals_live(void)
 	PQclear(PQexec(db.conn, "UPDATE policy_contracts SET not_after = not_after + 1000000"));
 	PQclear(PQexec(db.conn, "DELETE FROM policy_groups"));
 	digest(tampered);
-	CU_ASSERT_NOT_EQUAL(memcmp(live, tampered, 32), 0);
+	CU_ASSERT_NOT_EQUAL(memcmp(live, tampered, 32), 0); /* not secret */
 	EHR_ASSERT_OK(policy_store_rebuild(db.conn, &rep));
 	digest(rebuilt);
-	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0);
+	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0); /* not secret */
 }
 
 /* An entry the gateway would never write (bad signature, or a revocation
@@ -233,15 +248,16 @@ static void test_forged_entries_not_materialised(void)
 	char cid[POLICY_CID_MAX];
 
 	digest(live);
-	env = atl_contract(k2, P1, "{\"server\":\"srv-evil\"}", "[\"read\"]", "{\"all\":true}", "treatment", 1,
-	                   now_s + 3600);
+	env = atl_contract(k2, P1, "{\"server\":\"srv-evil\"}", "[\"read\"]", "{\"all\":true}", "treatment",
+	                   1, now_s + 3600);
 	EHR_ASSERT_OK(policy_contract_id(cid, json_object_get(env, "contract")));
 	/* Signed by P2's key but claiming P1's (jwk1, jkt of jwk1). */
 	{
 		char jkt[64];
 		EHR_ASSERT_OK(policy_jwk_thumbprint(jkt, jwk1));
-		payload = json_pack("{s:s, s:O, s:O, s:O, s:s}", "cid", cid, "contract", json_object_get(env, "contract"),
-		                    "signature", json_object_get(env, "signature"), "jwk", jwk1, "jkt", jkt);
+		payload = json_pack("{s:s, s:O, s:O, s:O, s:s}", "cid", cid, "contract",
+		                    json_object_get(env, "contract"), "signature",
+		                    json_object_get(env, "signature"), "jwk", jwk1, "jkt", jkt);
 	}
 	{
 		struct ledger_entry_in in = { POLICY_ENTRY_CREATE, P1, P1, payload };
@@ -256,8 +272,8 @@ static void test_forged_entries_not_materialised(void)
 		char jkt[64];
 		EHR_ASSERT_OK(policy_jwk_thumbprint(jkt, jwk2));
 		payload = json_pack("{s:s, s:O, s:O, s:O, s:s}", "cid", c_s1, "revocation",
-		                    json_object_get(env, "revocation"), "signature", json_object_get(env, "signature"),
-		                    "jwk", jwk2, "jkt", jkt);
+		                    json_object_get(env, "revocation"), "signature",
+		                    json_object_get(env, "signature"), "jwk", jwk2, "jkt", jkt);
 	}
 	{
 		struct ledger_entry_in in = { POLICY_ENTRY_REVOKE, P2, P1, payload };
@@ -270,14 +286,16 @@ static void test_forged_entries_not_materialised(void)
 	CU_ASSERT_EQUAL(rep.rejected, 2);
 	CU_ASSERT_EQUAL(rep.first_rejected_seq, forged.seq);
 	digest(rebuilt);
-	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0);
+	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0); /* not secret */
 	{
 		char sql[200];
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM policy_contracts WHERE cid = '%s'", cid);
 		CU_ASSERT_EQUAL(atl_scalar(db.conn, sql), 0);
 	}
 	/* The live apply path refuses the same entries. */
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"), 1);
+	CU_ASSERT_EQUAL(
+	        atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"),
+	        1);
 }
 
 /* The application role cannot delete contracts (the ledger, not the cache,
@@ -296,7 +314,8 @@ static void register_suites(void)
 {
 	EHR_ADD_SUITE("contract_state", suite_init, suite_clean,
 	              { "live_create_and_refusals", test_live_create_and_refusals },
-	              { "live_revoke", test_live_revoke }, { "enforce_records_decisions", test_enforce_records_decisions },
+	              { "live_revoke", test_live_revoke },
+	              { "enforce_records_decisions", test_enforce_records_decisions },
 	              { "rebuild_equals_live", test_rebuild_equals_live },
 	              { "forged_entries_not_materialised", test_forged_entries_not_materialised },
 	              { "app_role_cannot_delete", test_app_role_cannot_delete });

@@ -131,40 +131,49 @@ static void check_canon(const char *in, const char *want)
 /* cyberphone/json-canonicalization testdata/{input,output}/values.json */
 static void test_values(void)
 {
-	check_canon("{\n  \"numbers\": [1E30, 4.50, 333333333.33333329, 2e-3, 0.000000000000000000000000001],\n"
-	            "  \"escaping\": \"\\u20ac$\\u000F\\u000aA'\\u0042\\u0022\\u005c\\\\\\\"\\/\",\n"
-	            "  \"literals\": [null, true, false]\n}",
-	            "{\"escaping\":\"\xe2\x82\xac$\\u000f\\nA'B\\\"\\\\\\\\\\\"/\",\"literals\":[null,true,false],"
-	            "\"numbers\":[1e+30,4.5,333333333.3333333,0.002,1e-27]}");
+	check_canon(
+	        "{\n  \"numbers\": [1E30, 4.50, 333333333.33333329, 2e-3, 0.000000000000000000000000001],\n"
+	        "  \"escaping\": \"\\u20ac$\\u000F\\u000aA'\\u0042\\u0022\\u005c\\\\\\\"\\/\",\n"
+	        "  \"literals\": [null, true, false]\n}",
+	        "{\"escaping\":\"\xe2\x82\xac$\\u000f\\nA'B\\\"\\\\\\\\\\\"/"
+	        "\",\"literals\":[null,true,false],"
+	        "\"numbers\":[1e+30,4.5,333333333.3333333,0.002,1e-27]}");
 }
 
 /* testdata weird.json: sorting by UTF-16 code units puts U+1F602 (a
  * surrogate pair, 0xD83D...) before U+FB33, unlike code-point order. */
 static void test_weird(void)
 {
-	check_canon("{\n  \"\\u20ac\": \"Euro Sign\",\n  \"1\": \"One\",\n  \"\\u0080\": \"Control\\u007f\",\n"
-	            "  \"\\ud83d\\ude02\": \"Smiley\",\n  \"\\u00f6\": \"Latin Small Letter O With Diaeresis\",\n"
-	            "  \"\\ufb33\": \"Hebrew Letter Dalet With Dagesh\",\n  \"</script>\": \"Browser Challenge\"\n}\n",
-	            "{\"1\":\"One\",\"</script>\":\"Browser Challenge\",\"\xc2\x80\":\"Control\x7f\","
-	            "\"\xc3\xb6\":\"Latin Small Letter O With Diaeresis\",\"\xe2\x82\xac\":\"Euro Sign\","
-	            "\"\xf0\x9f\x98\x82\":\"Smiley\",\"\xef\xac\xb3\":\"Hebrew Letter Dalet With Dagesh\"}");
+	check_canon(
+	        "{\n  \"\\u20ac\": \"Euro Sign\",\n  \"1\": \"One\",\n  \"\\u0080\": \"Control\\u007f\",\n"
+	        "  \"\\ud83d\\ude02\": \"Smiley\",\n  \"\\u00f6\": \"Latin Small Letter O With Diaeresis\",\n"
+	        "  \"\\ufb33\": \"Hebrew Letter Dalet With Dagesh\",\n  \"</script>\": \"Browser "
+	        "Challenge\"\n}\n",
+	        "{\"1\":\"One\",\"</script>\":\"Browser Challenge\",\"\xc2\x80\":\"Control\x7f\","
+	        "\"\xc3\xb6\":\"Latin Small Letter O With Diaeresis\",\"\xe2\x82\xac\":\"Euro Sign\","
+	        "\"\xf0\x9f\x98\x82\":\"Smiley\",\"\xef\xac\xb3\":\"Hebrew Letter Dalet With Dagesh\"}");
 }
 
 /* testdata structures.json: recursion, empty key, 56.0 -> 56. */
 static void test_structures(void)
 {
-	check_canon("{\n  \"1\": {\"f\": {\"f\": \"hi\",\"F\": 5} ,\"\\n\": 56.0},\n  \"10\": { },\n  \"\": \"empty\",\n"
+	check_canon("{\n  \"1\": {\"f\": {\"f\": \"hi\",\"F\": 5} ,\"\\n\": 56.0},\n  \"10\": { },\n  \"\": "
+	            "\"empty\",\n"
 	            "  \"a\": { },\n  \"111\": [ { } ],\n  \"A\": { }\n}",
-	            "{\"\":\"empty\",\"1\":{\"\\n\":56,\"f\":{\"F\":5,\"f\":\"hi\"}},\"10\":{},\"111\":[{}],\"A\":{},\"a\":{}}");
+	            "{\"\":\"empty\",\"1\":{\"\\n\":56,\"f\":{\"F\":5,\"f\":\"hi\"}},\"10\":{},\"111\":[{}],"
+	            "\"A\":{},\"a\":{}}");
 }
 
 /* testdata french.json: no locale collation. */
 static void test_french(void)
 {
-	check_canon("{\n  \"peach\": \"This sorting order\",\n  \"p\xc3\xa9\x63h\xc3\xa9\": \"is wrong according to French\",\n"
-	            "  \"p\xc3\xaa\x63he\": \"but canonicalization MUST\",\n  \"sin\":   \"ingnore locale\"\n}\n",
-	            "{\"peach\":\"This sorting order\",\"p\xc3\xa9\x63h\xc3\xa9\":\"is wrong according to French\","
-	            "\"p\xc3\xaa\x63he\":\"but canonicalization MUST\",\"sin\":\"ingnore locale\"}");
+	check_canon(
+	        "{\n  \"peach\": \"This sorting order\",\n  \"p\xc3\xa9\x63h\xc3\xa9\": \"is wrong according "
+	        "to French\",\n"
+	        "  \"p\xc3\xaa\x63he\": \"but canonicalization MUST\",\n  \"sin\":   \"ingnore locale\"\n}\n",
+	        "{\"peach\":\"This sorting order\",\"p\xc3\xa9\x63h\xc3\xa9\":\"is wrong according to "
+	        "French\","
+	        "\"p\xc3\xaa\x63he\":\"but canonicalization MUST\",\"sin\":\"ingnore locale\"}");
 }
 
 /* Our own edge cases: control escapes, U+E000 vs U+10000, integers. */
