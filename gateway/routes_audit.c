@@ -1,5 +1,535 @@
-/* routes_audit.c - placeholder route table until its owner lands it. */
+/*
+ * routes_audit.c - patient contracts, the patient's access log, the
+ * auditor's query API and the ledger proof endpoints (docs/CONTRACTS.md §6,
+ * docs/AUDIT.md).
+ *
+ * Every handler here is blocking (Postgres, ledger appends). Roles are
+ * enforced by the core before a handler runs; handlers add the
+ * object-level rule: a patient only ever sees entries whose subject is the
+ * patient's own pseudonym.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "contracts/contracts.h"
 #include "gateway/gateway.h"
 
-const struct gw_route gw_routes_audit[] = { { 0 } };
-const size_t gw_routes_audit_len = 0;
+#define AUDIT_MAX_BODY (32 * 1024)
+#define AUDIT_PAGE_DEFAULT 100
+#define AUDIT_PAGE_MAX 1000
+
+/* ------------------------------------------------------------- helpers */
+
+static void reply_err(struct gw_req *r, int err)
+{
+	const char *msg = ehr_error_msg();
+
+	switch (err) {
+	case EHR_ERR_INVAL:
+	case EHR_ERR_PARSE:
+	case EHR_ERR_TOO_LARGE:
+		gw_reply_error(r, 400, "invalid_request", "%s", msg);
+		break;
+	case EHR_ERR_FORBIDDEN:
+		gw_reply_error(r, 403, "forbidden", "%s", msg);
+		break;
+	case EHR_ERR_NOT_FOUND:
+		gw_reply_error(r, 404, "not_found", "%s", msg);
+		break;
+	case EHR_ERR_CONFLICT:
+	case EHR_ERR_EXISTS:
+		gw_reply_error(r, 409, "conflict", "%s", msg);
+		break;
+	case EHR_ERR_TAMPER:
+		gw_reply_error(r, 422, "bad_signature", "%s", msg);
+		break;
+	case EHR_ERR_UNAVAILABLE:
+	case EHR_ERR_TIMEOUT:
+	case EHR_ERR_DB:
+		ehr_logf(EHR_LOG_WARN, "audit.unavailable", "%s", msg);
+		gw_reply_error(r, 503, "unavailable", "a dependency is unavailable, retry later");
+		break;
+	default:
+		ehr_logf(EHR_LOG_ERROR, "audit.internal", "%s: %s", ehr_err_name(err), msg);
+		gw_reply_error(r, 500, "internal", "internal error");
+		break;
+	}
+}
+
+static json_t *body_json(struct gw_req *r)
+{
+	size_t len = 0;
+	const uint8_t *b = gw_req_body(r, &len);
+	json_t *j = NULL;
+
+	if (b == NULL || ehr_json_parse(&j, b, len, AUDIT_MAX_BODY, 8) < 0) {
+		gw_reply_error(r, 400, "invalid_request", "body must be a JSON object: %s", ehr_error_msg());
+		return NULL;
+	}
+	if (!json_is_object(j)) {
+		json_decref(j);
+		gw_reply_error(r, 400, "invalid_request", "body must be a JSON object");
+		return NULL;
+	}
+	return j;
+}
+
+/* Optional unsigned query parameter; replies 400 and returns false if bad. */
+static bool query_u64(struct gw_req *r, const char *name, uint64_t *out, uint64_t dflt, uint64_t max)
+{
+	const char *s = gw_req_query(r, name);
+
+	*out = dflt;
+	if (s == NULL)
+		return true;
+	if (ehr_parse_u64(out, s, max) < 0) {
+		gw_reply_error(r, 400, "invalid_request", "query parameter '%s' must be an integer 0..%llu", name,
+		               (unsigned long long)max);
+		return false;
+	}
+	return true;
+}
+
+/* The patient's enrolled device key, which must be the key the access
+ * token is bound to (identity jkt). */
+static int device_jwk(void *conn, const struct gw_identity *id, json_t **out)
+{
+	const char *p[] = { id->subject, id->jkt };
+	void *res = NULL;
+	int err;
+
+	*out = NULL;
+	GUARD(ehr_db_exec(conn, &res,
+	                  "SELECT device_jwk FROM auth_patients WHERE patient_id = $1 AND device_jkt = $2 "
+	                  "AND revoked_at IS NULL AND device_jwk IS NOT NULL",
+	                  2, p));
+	if (PQntuples(res) != 1) {
+		err = ehr_error_set(EHR_ERR_FORBIDDEN, "no enrolled device key for this token");
+	} else {
+		const char *t = PQgetvalue(res, 0, 0);
+		err = ehr_json_parse(out, t, strlen(t), 4096, 4);
+	}
+	PQclear(res);
+	return err;
+}
+
+/* ----------------------------------------------------- patient contracts */
+
+static void h_contract_create(struct gw_req *r)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct gw_app *app = gw_req_app(r);
+	json_t *body = body_json(r), *jwk = NULL;
+	struct ledger_receipt rcpt;
+	char cid[POLICY_CID_MAX];
+	void *conn = NULL;
+	int err;
+
+	if (body == NULL)
+		return;
+	if ((err = ehr_db_acquire(gw_app_db(app), &conn)) < 0)
+		goto out;
+	if ((err = device_jwk(conn, id, &jwk)) < 0)
+		goto out;
+	err = policy_contract_create(conn, gw_app_ledger(app), id->subject, jwk, body, cid, &rcpt);
+out:
+	if (conn)
+		ehr_db_release(gw_app_db(app), conn, err == EHR_ERR_DB || err == EHR_ERR_UNAVAILABLE);
+	if (err < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 201, json_pack("{s:s, s:I}", "cid", cid, "seq", (json_int_t)rcpt.seq));
+	json_decref(jwk);
+	json_decref(body);
+}
+
+static void h_contract_list(struct gw_req *r)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct gw_app *app = gw_req_app(r);
+	json_t *list = NULL;
+	void *conn = NULL;
+	int err;
+
+	if ((err = ehr_db_acquire(gw_app_db(app), &conn)) < 0) {
+		reply_err(r, err);
+		return;
+	}
+	err = policy_store_list_json(conn, id->subject, ehr_now_ms() / 1000, &list);
+	ehr_db_release(gw_app_db(app), conn, err == EHR_ERR_DB || err == EHR_ERR_UNAVAILABLE);
+	if (err < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 200, json_pack("{s:o}", "contracts", list));
+}
+
+static void h_contract_revoke(struct gw_req *r)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct gw_app *app = gw_req_app(r);
+	const char *cid = gw_req_param(r, "cid");
+	json_t *body = body_json(r), *jwk = NULL;
+	struct ledger_receipt rcpt;
+	void *conn = NULL;
+	int err;
+
+	if (body == NULL)
+		return;
+	if ((err = ehr_db_acquire(gw_app_db(app), &conn)) < 0)
+		goto out;
+	if ((err = device_jwk(conn, id, &jwk)) < 0)
+		goto out;
+	err = policy_contract_revoke(conn, gw_app_ledger(app), id->subject, jwk, cid, body, &rcpt);
+out:
+	if (conn)
+		ehr_db_release(gw_app_db(app), conn, err == EHR_ERR_DB || err == EHR_ERR_UNAVAILABLE);
+	if (err < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 200, json_pack("{s:s, s:I}", "cid", cid, "seq", (json_int_t)rcpt.seq));
+	json_decref(jwk);
+	json_decref(body);
+}
+
+/* ------------------------------------------------------ reading entries */
+
+struct collect {
+	json_t *items;
+	bool fhir;
+	bool access_log;
+	const char *origin;
+	uint64_t last_seq;
+	unsigned n;
+	int err;
+};
+
+static const char *fhir_action(const char *type, const json_t *payload)
+{
+	const char *a = json_string_value(json_object_get(payload, "action"));
+
+	if (a && strcmp(a, "read") == 0)
+		return "R";
+	if (a && strcmp(a, "append") == 0)
+		return "C";
+	if (strcmp(type, POLICY_ENTRY_CREATE) == 0 || strstr(type, "store") || strstr(type, "create") ||
+	    strstr(type, "register") || strstr(type, "enrol"))
+		return "C";
+	if (strcmp(type, POLICY_ENTRY_REVOKE) == 0 || strstr(type, "revoke"))
+		return "D";
+	if (strstr(type, "read"))
+		return "R";
+	return "E";
+}
+
+/* FHIR R4 AuditEvent (http://hl7.org/fhir/R4/auditevent.html) for one
+ * ledger entry. outcome: 0 success, 4 minor failure (a denial or a
+ * refused authentication). */
+static json_t *fhir_audit_event(const struct ledger_entry *e, const json_t *payload, const char *origin)
+{
+	char when[32], id[24];
+	const char *decision = json_string_value(json_object_get(payload, "decision"));
+	const json_t *success = json_object_get(payload, "success");
+	bool failed = (decision && strcmp(decision, "deny") == 0) || json_is_false(success);
+	const char *record = json_string_value(json_object_get(payload, "record"));
+	json_t *ev, *entity;
+
+	ehr_time_rfc3339(when, e->ts_ms);
+	snprintf(id, sizeof(id), "%llu", (unsigned long long)e->seq);
+	entity = json_pack("[{s:{s:{s:s, s:s}}, s:{s:s, s:s}}]", "what", "identifier", "system", "urn:ehrgate:subject",
+	                   "value", e->subject, "type", "system",
+	                   "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code", "1");
+	if (entity && record)
+		json_array_append_new(entity, json_pack("{s:{s:{s:s, s:s}}, s:{s:s, s:s}}", "what", "identifier",
+		                                        "system", "urn:ehrgate:record", "value", record, "type",
+		                                        "system",
+		                                        "http://terminology.hl7.org/CodeSystem/audit-entity-type",
+		                                        "code", "2"));
+	ev = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:s, s:s, s:s, s:s, s:[{s:{s:{s:s, s:s}}, s:b}], "
+	               "s:{s:{s:s}, s:[{s:s, s:s}]}, s:o}",
+	               "resourceType", "AuditEvent", "id", id, "type", "system", "urn:ehrgate:ledger-entry-type",
+	               "code", e->type, "display", e->type, "action", fhir_action(e->type, payload), "recorded",
+	               when, "outcome", failed ? "4" : "0", "outcomeDesc",
+	               json_string_value(json_object_get(payload, "reason")) ? json_string_value(json_object_get(
+	                                                                               payload, "reason"))
+	                                                                     : (failed ? "failure" : "success"),
+	               "agent", "who", "identifier", "system", "urn:ehrgate:actor", "value", e->actor, "requestor",
+	               1, "source", "observer", "display", origin, "type", "system",
+	               "http://terminology.hl7.org/CodeSystem/security-source-type", "code", "4", "entity",
+	               entity ? entity : json_array());
+	if (ev && json_is_true(json_object_get(payload, "break_glass")))
+		json_object_set_new(ev, "purposeOfEvent",
+		                    json_pack("[{s:[{s:s, s:s, s:s}]}]", "coding", "system",
+		                              "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code", "ETREAT",
+		                              "display", "Emergency Treatment"));
+	return ev;
+}
+
+static int collect_entry(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
+{
+	struct collect *c = ctx;
+	json_t *payload = NULL, *item = NULL;
+	struct ehr_buf b64 = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD + 1024);
+	char when[32];
+	int err;
+
+	GUARD_GOTO(ehr_json_parse(&payload, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, EHR_JSON_MAX_DEPTH));
+	ehr_time_rfc3339(when, e->ts_ms);
+	if (c->fhir) {
+		item = json_pack("{s:o}", "resource", fhir_audit_event(e, payload, c->origin));
+	} else if (c->access_log) {
+		item = json_pack("{s:I, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:b}", "seq", (json_int_t)e->seq, "time",
+		                 when, "requester", e->actor, "decision", json_object_get(payload, "decision"),
+		                 "reason", json_object_get(payload, "reason"), "cid", json_object_get(payload, "cid"),
+		                 "action", json_object_get(payload, "action"), "record",
+		                 json_object_get(payload, "record"), "break_glass",
+		                 json_is_true(json_object_get(payload, "break_glass")));
+	} else {
+		GUARD_GOTO(ehr_b64_encode(&b64, raw, raw_len));
+		item = json_pack("{s:I, s:I, s:s, s:s, s:s, s:s, s:I, s:O, s:s}", "seq", (json_int_t)e->seq, "ts_ms",
+		                 (json_int_t)e->ts_ms, "time", when, "type", e->type, "actor", e->actor, "subject",
+		                 e->subject, "block_height", (json_int_t)e->block_height, "payload", payload, "entry",
+		                 ehr_buf_cstr(&b64));
+	}
+	ENSURE_GOTO(item != NULL && json_array_append_new(c->items, item) == 0, EHR_ERR_NOMEM);
+	item = NULL;
+	c->last_seq = e->seq;
+	c->n++;
+out:
+	json_decref(item);
+	json_decref(payload);
+	ehr_buf_free(&b64);
+	return err;
+}
+
+/* A time bound becomes a seq bound through the (ts_ms, seq) index of
+ * migration 0041, so a time-filtered page never scans from seq 0. */
+static int seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq)
+{
+	char ts[24];
+	const char *p[] = { ts };
+	void *conn = NULL, *res = NULL;
+	int err;
+
+	snprintf(ts, sizeof(ts), "%lld", (long long)since_ms);
+	GUARD(ehr_db_acquire(gw_app_db(app), &conn));
+	err = ehr_db_exec(conn, &res,
+	                  "SELECT seq FROM ledger_entries WHERE ts_ms >= $1::bigint ORDER BY ts_ms, seq LIMIT 1", 1, p);
+	if (err == 0) {
+		if (PQntuples(res) == 1)
+			err = ehr_parse_u64(seq, PQgetvalue(res, 0, 0), UINT64_MAX);
+		else
+			*seq = UINT64_MAX; /* nothing that late */
+	}
+	PQclear(res);
+	ehr_db_release(gw_app_db(app), conn, err < 0);
+	return err;
+}
+
+static bool accepts_fhir(struct gw_req *r)
+{
+	const char *a = gw_req_header(r, "Accept");
+	return a && strstr(a, "application/fhir+json") != NULL;
+}
+
+/*
+ * GET /v1/audit/entries?type=&actor=&subject=&since=&until=&from_seq=&to_seq=&limit=&cursor=
+ * since/until: RFC-free integers, Unix milliseconds; cursor: the opaque
+ * next_cursor of the previous page (today: a decimal seq).
+ */
+static void list_entries(struct gw_req *r, bool access_log)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct gw_app *app = gw_req_app(r);
+	struct ledger_query q;
+	struct collect c;
+	uint64_t limit, from, to, since, until, cursor;
+	char next[24];
+	json_t *body;
+	int err;
+
+	memset(&q, 0, sizeof(q));
+	memset(&c, 0, sizeof(c));
+	if (!query_u64(r, "limit", &limit, AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX) ||
+	    !query_u64(r, "from_seq", &from, 0, INT64_MAX) || !query_u64(r, "to_seq", &to, 0, INT64_MAX) ||
+	    !query_u64(r, "since", &since, 0, INT64_MAX) || !query_u64(r, "until", &until, 0, INT64_MAX) ||
+	    !query_u64(r, "cursor", &cursor, 0, INT64_MAX))
+		return;
+	if (limit == 0)
+		limit = AUDIT_PAGE_DEFAULT;
+	q.from_seq = from > cursor ? from : cursor;
+	q.to_seq = to;
+	q.since_ms = (int64_t)since;
+	q.until_ms = (int64_t)until;
+	q.limit = (unsigned)limit;
+	if (access_log) {
+		q.type = POLICY_ENTRY_DECISION;
+		q.subject = id->subject;
+	} else {
+		q.type = gw_req_query(r, "type");
+		q.actor = gw_req_query(r, "actor");
+		q.subject = gw_req_query(r, "subject");
+		c.fhir = accepts_fhir(r);
+	}
+	if (since > 0) {
+		uint64_t s;
+		if ((err = seq_from_time(app, (int64_t)since, &s)) < 0) {
+			reply_err(r, err);
+			return;
+		}
+		if (s > q.from_seq)
+			q.from_seq = s;
+	}
+	c.items = json_array();
+	c.access_log = access_log;
+	c.origin = ledger_origin(gw_app_ledger(app));
+	if (c.items == NULL) {
+		reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "out of memory"));
+		return;
+	}
+	if (q.from_seq == UINT64_MAX || (q.to_seq && q.from_seq >= q.to_seq))
+		err = 0;
+	else
+		err = ledger_query(gw_app_ledger(app), &q, collect_entry, &c);
+	if (err < 0) {
+		json_decref(c.items);
+		reply_err(r, err);
+		return;
+	}
+	snprintf(next, sizeof(next), "%llu", (unsigned long long)(c.last_seq + 1));
+	if (c.fhir) {
+		body = json_pack("{s:s, s:s, s:o}", "resourceType", "Bundle", "type", "searchset", "entry", c.items);
+		if (body && c.n == limit)
+			json_object_set_new(body, "link",
+			                    json_pack("[{s:s, s:s}]", "relation", "next", "url", next));
+		gw_reply_header(r, "Content-Type", "application/fhir+json");
+	} else {
+		body = json_pack("{s:o, s:o}", "entries", c.items, "next_cursor",
+		                 c.n == limit ? json_string(next) : json_null());
+	}
+	gw_reply_json(r, 200, body);
+}
+
+static void h_audit_entries(struct gw_req *r)
+{
+	list_entries(r, false);
+}
+
+static void h_access_log(struct gw_req *r)
+{
+	list_entries(r, true);
+}
+
+/* ----------------------------------------------------------- proofs */
+
+static void h_checkpoint(struct gw_req *r)
+{
+	struct ehr_buf note = EHR_BUF_INIT(4096);
+	uint64_t size;
+	int err;
+
+	if (!query_u64(r, "size", &size, 0, INT64_MAX))
+		return;
+	err = ledger_checkpoint(gw_app_ledger(gw_req_app(r)), size, &note);
+	if (err < 0)
+		reply_err(r, err);
+	else
+		gw_reply_bytes(r, 200, "text/plain; charset=utf-8", note.data, note.len);
+	ehr_buf_free(&note);
+}
+
+struct owner_check {
+	const char *subject;
+	bool own;
+};
+
+static int owner_cb(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
+{
+	struct owner_check *o = ctx;
+	(void)raw;
+	(void)raw_len;
+	o->own = strcmp(e->subject, o->subject) == 0;
+	return 0;
+}
+
+static void h_inclusion(struct gw_req *r)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct ledger *l = gw_app_ledger(gw_req_app(r));
+	uint8_t path[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
+	size_t n = 0;
+	uint64_t index, size;
+	int err;
+
+	if (gw_req_query(r, "index") == NULL || gw_req_query(r, "size") == NULL) {
+		gw_reply_error(r, 400, "invalid_request", "index and size are required");
+		return;
+	}
+	if (!query_u64(r, "index", &index, 0, INT64_MAX) || !query_u64(r, "size", &size, 0, INT64_MAX))
+		return;
+	if (id->role == GW_ROLE_PATIENT) {
+		/* Patients may prove their own entries only; others' look absent. */
+		struct owner_check o = { id->subject, false };
+		struct ledger_query q = { .from_seq = index, .to_seq = index + 1, .limit = 1 };
+		if ((err = ledger_query(l, &q, owner_cb, &o)) < 0) {
+			reply_err(r, err);
+			return;
+		}
+		if (!o.own) {
+			gw_reply_error(r, 404, "not_found", "no such entry");
+			return;
+		}
+	}
+	if (index >= size) {
+		gw_reply_error(r, 400, "invalid_request", "index must be below size");
+		return;
+	}
+	err = ledger_prove_inclusion(l, index, size, path, &n);
+	if (err < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 200, ledger_proof_json(size, index, false, (const uint8_t(*)[LEDGER_HASH_LEN])path, n));
+}
+
+static void h_consistency(struct gw_req *r)
+{
+	struct ledger *l = gw_app_ledger(gw_req_app(r));
+	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
+	size_t n = 0;
+	uint64_t from, to;
+	int err;
+
+	if (gw_req_query(r, "from") == NULL || gw_req_query(r, "to") == NULL) {
+		gw_reply_error(r, 400, "invalid_request", "from and to are required");
+		return;
+	}
+	if (!query_u64(r, "from", &from, 0, INT64_MAX) || !query_u64(r, "to", &to, 0, INT64_MAX))
+		return;
+	if (from == 0 || from > to) {
+		gw_reply_error(r, 400, "invalid_request", "need 0 < from <= to");
+		return;
+	}
+	err = ledger_prove_consistency(l, from, to, proof, &n);
+	if (err < 0)
+		reply_err(r, err);
+	else
+		gw_reply_json(r, 200, ledger_proof_json(to, from, true, (const uint8_t(*)[LEDGER_HASH_LEN])proof, n));
+}
+
+/* ------------------------------------------------------------- table */
+
+#define PAT GW_ROLE_PATIENT
+#define AUD GW_ROLE_AUDITOR
+
+const struct gw_route gw_routes_audit[] = {
+	{ "POST", "/v1/me/contracts", "me.contracts.create", PAT, true, h_contract_create },
+	{ "GET", "/v1/me/contracts", "me.contracts.list", PAT, true, h_contract_list },
+	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, true, h_contract_revoke },
+	{ "GET", "/v1/me/access-log", "me.access_log", PAT, true, h_access_log },
+	{ "GET", "/v1/audit/entries", "audit.entries", AUD, true, h_audit_entries },
+	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, true, h_checkpoint },
+	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, true, h_inclusion },
+	{ "GET", "/v1/ledger/proof/consistency", "ledger.proof.consistency", AUD | PAT, true, h_consistency },
+};
+const size_t gw_routes_audit_len = EHR_ARRAY_LEN(gw_routes_audit);
