@@ -1,2 +1,276 @@
-/* client.c (being built) */
+/*
+ * client.c - libehrclient transport: one libcurl easy handle per client
+ * (so connections are kept alive), TLS pinned to the gateway CA, optional
+ * mTLS, and a fresh DPoP proof on every request of a patient client.
+ */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <curl/curl.h>
+
+#include "auth/auth.h"
 #include "client/client.h"
+#include "client/client_internal.h"
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+
+static void curl_init_once(void)
+{
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+}
+
+static int dup_opt(char **dst, const char *src)
+{
+	*dst = NULL;
+	if (src == NULL)
+		return 0;
+	*dst = strdup(src);
+	ENSURE(*dst != NULL, EHR_ERR_NOMEM);
+	return 0;
+}
+
+int ehr_client_new(struct ehr_client **out, const struct ehr_client_opts *o)
+{
+	struct ehr_client *c;
+	size_t n;
+	int err;
+
+	*out = NULL;
+	ENSURE(o != NULL && o->url != NULL, EHR_ERR_INVAL);
+	pthread_once(&curl_once, curl_init_once);
+	c = calloc(1, sizeof(*c));
+	ENSURE(c != NULL, EHR_ERR_NOMEM);
+	ehr_buf_init(&c->last_error, 1024);
+	GUARD_GOTO(dup_opt(&c->url, o->url));
+	n = strlen(c->url);
+	while (n > 0 && c->url[n - 1] == '/')
+		c->url[--n] = '\0';
+	GUARD_GOTO(dup_opt(&c->ca_file, o->ca_file));
+	GUARD_GOTO(dup_opt(&c->cert_file, o->cert_file));
+	GUARD_GOTO(dup_opt(&c->key_file, o->key_file));
+	GUARD_GOTO(dup_opt(&c->token, o->access_token));
+	if (o->dpop_key != NULL) {
+		ENSURE_GOTO(EVP_PKEY_up_ref(o->dpop_key) == 1, EHR_ERR_CRYPTO);
+		c->dpop_key = o->dpop_key;
+	}
+	c->timeout_ms = o->timeout_ms > 0 ? o->timeout_ms : 30000;
+	c->curl = curl_easy_init();
+	ENSURE_GOTO(c->curl != NULL, EHR_ERR_NOMEM);
+	c->role[0] = c->id[0] = '\0';
+	*out = c;
+	return 0;
+out:
+	ehr_client_free(c);
+	return err;
+}
+
+void ehr_client_free(struct ehr_client *c)
+{
+	if (c == NULL)
+		return;
+	if (c->curl)
+		curl_easy_cleanup(c->curl);
+	EVP_PKEY_free(c->dpop_key);
+	free(c->url);
+	free(c->ca_file);
+	free(c->cert_file);
+	free(c->key_file);
+	if (c->token) {
+		OPENSSL_cleanse(c->token, strlen(c->token));
+		free(c->token);
+	}
+	free(c->dir);
+	ehr_buf_free(&c->last_error);
+	free(c);
+}
+
+int ehr_client_set_token(struct ehr_client *c, const char *access_token)
+{
+	char *t = access_token ? strdup(access_token) : NULL;
+
+	ENSURE(access_token == NULL || t != NULL, EHR_ERR_NOMEM);
+	if (c->token) {
+		OPENSSL_cleanse(c->token, strlen(c->token));
+		free(c->token);
+	}
+	c->token = t;
+	return 0;
+}
+
+const char *ehr_client_role(const struct ehr_client *c)
+{
+	return c->role;
+}
+
+const char *ehr_client_id(const struct ehr_client *c)
+{
+	return c->id;
+}
+
+const char *ehr_client_url(const struct ehr_client *c)
+{
+	return c->url;
+}
+
+EVP_PKEY *ehr_client_device_key(const struct ehr_client *c)
+{
+	return c->dpop_key;
+}
+
+const char *ehr_client_last_error(const struct ehr_client *c)
+{
+	return ehr_buf_cstr(&c->last_error);
+}
+
+struct sink {
+	struct ehr_buf *buf;
+	ehr_client_data_fn fn;
+	void *ud;
+	bool overflow;
+};
+
+static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct sink *s = ud;
+	size_t n = size * nmemb;
+
+	if (s->fn != NULL)
+		return s->fn(p, n, s->ud) ? n : 0;
+	if (s->buf == NULL)
+		return n;
+	if (ehr_buf_append(s->buf, p, n) < 0) {
+		s->overflow = true;
+		return 0;
+	}
+	return n;
+}
+
+static void note_error(struct ehr_client *c, long status, const struct ehr_buf *resp)
+{
+	json_t *j = NULL;
+	const char *msg = NULL, *code = NULL;
+
+	ehr_buf_reset(&c->last_error);
+	if (status < 400 || resp == NULL || resp->len == 0)
+		return;
+	if (ehr_json_parse(&j, resp->data, resp->len, 1 << 20, 8) == 0) {
+		json_t *e = json_object_get(j, "error");
+		code = json_string_value(json_object_get(e, "code"));
+		msg = json_string_value(json_object_get(e, "message"));
+	}
+	ehr_buf_printf(&c->last_error, "HTTP %ld %s: %s", status, code ? code : "", msg ? msg : "");
+	json_decref(j);
+	ehr_error_clear();
+}
+
+int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
+                       const char *path, const char *const *headers, const void *body, size_t len,
+                       ehr_client_data_fn on_data, void *ud)
+{
+	struct ehr_buf url = EHR_BUF_INIT(8192), proof = EHR_BUF_INIT(AUTH_MAX_JWS), h = EHR_BUF_INIT(8192);
+	struct curl_slist *hl = NULL;
+	struct sink sink = { resp, on_data, ud, false };
+	struct ehr_buf local = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURL *cu = c->curl;
+	CURLcode rc;
+	int err = 0;
+
+	*status = 0;
+	if (resp == NULL && on_data == NULL)
+		sink.buf = &local;
+	GUARD_GOTO(ehr_buf_printf(&url, "%s%s", c->url, path));
+	curl_easy_reset(cu);
+	curl_easy_setopt(cu, CURLOPT_URL, ehr_buf_cstr(&url));
+	curl_easy_setopt(cu, CURLOPT_PROTOCOLS_STR, "https,http");
+	curl_easy_setopt(cu, CURLOPT_SSL_VERIFYPEER, 1L);
+	curl_easy_setopt(cu, CURLOPT_SSL_VERIFYHOST, 2L);
+	curl_easy_setopt(cu, CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+	if (c->ca_file)
+		curl_easy_setopt(cu, CURLOPT_CAINFO, c->ca_file);
+	if (c->cert_file && c->key_file) {
+		curl_easy_setopt(cu, CURLOPT_SSLCERT, c->cert_file);
+		curl_easy_setopt(cu, CURLOPT_SSLKEY, c->key_file);
+	}
+	curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, c->timeout_ms);
+	curl_easy_setopt(cu, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
+	curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, errbuf);
+	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_write);
+	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(cu, CURLOPT_NOBODY, 1L);
+	if (body != NULL) {
+		curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	}
+	hl = curl_slist_append(hl, "Expect:");
+	if (c->dpop_key != NULL && c->token != NULL) {
+		/* A proof per request, bound to method, URL and this token. */
+		GUARD_GOTO(auth_dpop_create(&proof, c->dpop_key, method, ehr_buf_cstr(&url), c->token, time(NULL)));
+		GUARD_GOTO(ehr_buf_printf(&h, "Authorization: DPoP %s", c->token));
+		hl = curl_slist_append(hl, ehr_buf_cstr(&h));
+		ehr_buf_reset(&h);
+		GUARD_GOTO(ehr_buf_printf(&h, "DPoP: %s", ehr_buf_cstr(&proof)));
+		hl = curl_slist_append(hl, ehr_buf_cstr(&h));
+	}
+	bool has_ct = false;
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
+		has_ct = has_ct || strncasecmp(headers[i], "Content-Type:", 13) == 0;
+		hl = curl_slist_append(hl, headers[i]);
+	}
+	if (body != NULL && !has_ct)
+		hl = curl_slist_append(hl, "Content-Type: application/json");
+	ENSURE_GOTO(hl != NULL, EHR_ERR_NOMEM);
+	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hl);
+	rc = curl_easy_perform(cu);
+	if (rc != CURLE_OK) {
+		ehr_buf_reset(&c->last_error);
+		ehr_buf_printf(&c->last_error, "%s: %s", curl_easy_strerror(rc), errbuf);
+		if (sink.overflow)
+			err = ehr_error_set(EHR_ERR_TOO_LARGE, "response larger than the limit");
+		else
+			err = ehr_error_set(rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CERTPROBLEM ||
+			                                    rc == CURLE_SSL_CACERT_BADFILE
+			                            ? EHR_ERR_AUTH
+			                            : EHR_ERR_IO,
+			                    "request failed: %s", ehr_buf_cstr(&c->last_error));
+		goto out;
+	}
+	curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, status);
+	note_error(c, *status, sink.buf);
+out:
+	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, NULL);
+	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, NULL);
+	curl_slist_free_all(hl);
+	ehr_buf_free(&url);
+	ehr_buf_free(&proof);
+	ehr_buf_free_secure(&h);
+	ehr_buf_free(&local);
+	return err;
+}
+
+int ehr_client_json(struct ehr_client *c, long *status, json_t **resp, const char *method, const char *path,
+                    const json_t *body)
+{
+	struct ehr_buf in = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE), out = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
+	int err;
+
+	*resp = NULL;
+	if (body != NULL)
+		GUARD_GOTO(ehr_json_dump(&in, body));
+	GUARD_GOTO(ehr_client_request(c, status, &out, method, path, NULL, body ? in.data : NULL, in.len, NULL,
+	                              NULL));
+	if (out.len > 0 && ehr_json_parse(resp, out.data, out.len, EHR_CLIENT_MAX_RESPONSE, 64) < 0) {
+		*resp = NULL;
+		ehr_error_clear();
+	}
+out:
+	ehr_buf_free_secure(&in);
+	ehr_buf_free_secure(&out);
+	return err;
+}

@@ -1,0 +1,11 @@
+/* cmd_record.c - placeholder until its owner lands `ehrctl record`. */
+#include <stdio.h>
+
+#include "client/ctl_commands.h"
+
+int ctl_cmd_record(int argc, char **argv)
+{
+	(void)argc;
+	fprintf(stderr, "ehrctl %s: not implemented\n", argv[0]);
+	return 2;
+}
