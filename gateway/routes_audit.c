@@ -9,6 +9,7 @@
  * patient's own pseudonym.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <libpq-fe.h>
@@ -400,10 +401,18 @@ static void list_entries(struct gw_req *r, bool access_log)
 	snprintf(next, sizeof(next), "%llu", (unsigned long long)(c.last_seq + 1));
 	if (c.fhir) {
 		body = json_pack("{s:s, s:s, s:o}", "resourceType", "Bundle", "type", "searchset", "entry", c.items);
+		char *text;
 		if (body && c.n == limit)
-			json_object_set_new(body, "link",
-			                    json_pack("[{s:s, s:s}]", "relation", "next", "url", next));
-		gw_reply_header(r, "Content-Type", "application/fhir+json");
+			json_object_set_new(body, "link", json_pack("[{s:s, s:s}]", "relation", "next", "url", next));
+		text = body ? json_dumps(body, JSON_COMPACT) : NULL;
+		json_decref(body);
+		if (text == NULL) {
+			reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "cannot encode the reply"));
+			return;
+		}
+		gw_reply_bytes(r, 200, "application/fhir+json", text, strlen(text));
+		free(text);
+		return;
 	} else {
 		body = json_pack("{s:o, s:o}", "entries", c.items, "next_cursor",
 		                 c.n == limit ? json_string(next) : json_null());
