@@ -426,7 +426,7 @@ static int run(struct vstate *v, uint64_t from)
 			uint64_t s = 0;
 
 			ehr_parse_u64(&s, PQgetvalue(r, 0, 0), UINT64_MAX);
-			err = bad(v, LEDGER_BAD_ENTRY, v->cur == s ? s : v->cur,
+			err = bad(v, LEDGER_BAD_ENTRY, s,
 			          "entry %llu is not covered by any signed block", (unsigned long long)s);
 		}
 		PQclear(r);

@@ -1,0 +1,41 @@
+/*
+ * ltest.h - helpers for the ledger's database tests and benchmark: a fresh
+ * database per test with migration 0010 applied, conninfo strings for the
+ * superuser and for ehrgate_app, Ed25519 keys, bulk appends.
+ */
+#ifndef EHR_LTEST_H
+#define EHR_LTEST_H
+
+#include <libpq-fe.h>
+
+#include "contracts/contracts.h"
+
+struct ltest_db {
+	char name[64];
+	char super_ci[1024];  /* superuser, this database */
+	char app_ci[1024];    /* ehrgate_app, this database */
+};
+
+/* Create a database (migration applied) from EHRGATE_TEST_PG. */
+int ltest_db_create(struct ltest_db *db, const char *tag);
+void ltest_db_drop(struct ltest_db *db);
+/* A superuser connection to db; with bypass, session_replication_role=replica
+ * (ordinary triggers do not fire: the tamper tests' attacker). */
+PGconn *ltest_connect(const char *ci, bool bypass);
+/* Run SQL, expect success; returns 0 or -1 (message on stderr). */
+int ltest_exec(PGconn *c, const char *sql);
+/* SELECT returning one integer (or -1). */
+long long ltest_scalar(PGconn *c, const char *sql);
+
+EVP_PKEY *ltest_key_new(void);
+/* Write the private key as PEM to path (0600). */
+int ltest_key_write(EVP_PKEY *k, const char *path);
+EVP_PKEY *ltest_key_read(const char *path);
+
+int ltest_ledger_open(struct ledger **l, const char *ci, EVP_PKEY *k, unsigned batch_max, unsigned batch_ms);
+/* Append n entries from `threads` threads; 0 if every append succeeded. */
+int ltest_fill(struct ledger *l, unsigned n, unsigned threads, const char *subject);
+
+#define LTEST_ORIGIN "ehrgate.test/ledger"
+
+#endif
