@@ -48,19 +48,20 @@ enum obj_backend { OBJ_BACKEND_FS = 0, OBJ_BACKEND_S3 = 1 };
 struct obj_store_config {
 	enum obj_backend backend;
 	/* filesystem */
-	const char *fs_path;          /* root directory, created if missing */
+	const char *fs_path; /* root directory, created if missing */
 	/* S3 */
-	const char *s3_endpoint;      /* "https://s3.eu-west-1.amazonaws.com", "http://127.0.0.1:9000" */
+	const char *s3_endpoint; /* "https://s3.eu-west-1.amazonaws.com", "http://127.0.0.1:9000" */
 	const char *s3_bucket;
-	const char *s3_region;        /* "us-east-1" if NULL */
+	const char *s3_region; /* "us-east-1" if NULL */
 	const char *s3_access_key;
 	const char *s3_secret_key;
-	bool s3_virtual_host;         /* bucket.host/key instead of host/bucket/key */
-	const char *s3_ca_file;       /* extra CA bundle for https; NULL = system store */
-	size_t s3_part_size;          /* multipart part size; 0 = 8 MiB; at least 5 MiB */
-	unsigned s3_max_attempts;     /* per request, 0 = 4 */
+	bool s3_virtual_host;           /* bucket.host/key instead of host/bucket/key */
+	const char *s3_ca_file;         /* extra CA bundle for https; NULL = system store */
+	const char *s3_resolve;         /* optional "host:port:addr" pin, as curl --resolve */
+	size_t s3_part_size;            /* multipart part size; 0 = 8 MiB; at least 5 MiB */
+	unsigned s3_max_attempts;       /* per request, 0 = 4 */
 	unsigned s3_connect_timeout_ms; /* 0 = 3000 */
-	unsigned s3_timeout_ms;       /* whole request, 0 = 120000 */
+	unsigned s3_timeout_ms;         /* whole request, 0 = 120000 */
 	/* both: where reads spool ciphertext before it is verified; NULL = $TMPDIR or /tmp */
 	const char *spool_dir;
 };
@@ -101,10 +102,10 @@ int obj_store_ping(struct obj_store *s);
 /* ------------------------------------------------- key-encryption keys */
 
 #define CLOUD_KEY_LEN 32
-#define CLOUD_KID_MAX 64          /* [A-Za-z0-9_-]{1,63} */
-#define CLOUD_RID_LEN 16          /* record id: 128 random bits */
-#define CLOUD_RID_HEX 33          /* 32 hex digits + NUL */
-#define CLOUD_WRAPPED_LEN 61      /* version(1) || nonce(12) || ct(32) || tag(16) */
+#define CLOUD_KID_MAX 64     /* [A-Za-z0-9_-]{1,63} */
+#define CLOUD_RID_LEN 16     /* record id: 128 random bits */
+#define CLOUD_RID_HEX 33     /* 32 hex digits + NUL */
+#define CLOUD_WRAPPED_LEN 61 /* version(1) || nonce(12) || ct(32) || tag(16) */
 
 struct cloud_kek;
 
@@ -135,7 +136,7 @@ int cloud_dek_unwrap(const struct cloud_kek *k, const char *kid, const uint8_t r
 #define CLOUD_SEG_DEFAULT (64u * 1024)
 #define CLOUD_SEG_MIN 1024u
 #define CLOUD_SEG_MAX (1024u * 1024)
-#define CLOUD_HDR_LEN 16          /* see docs/STORAGE.md */
+#define CLOUD_HDR_LEN 16 /* see docs/STORAGE.md */
 #define CLOUD_TAG_LEN 16
 
 /* Ciphertext size of a plaintext of n bytes with segment size seg. */
@@ -149,14 +150,15 @@ int cloud_ciphertext_size(uint64_t *out, uint64_t n, uint32_t seg);
  * buffers when freed.
  */
 struct cloud_seal;
-int cloud_seal_new(struct cloud_seal **out, const uint8_t dek[CLOUD_KEY_LEN], const uint8_t rid[CLOUD_RID_LEN],
-                   uint32_t seg_size);
+int cloud_seal_new(struct cloud_seal **out, const uint8_t dek[CLOUD_KEY_LEN],
+                   const uint8_t rid[CLOUD_RID_LEN], uint32_t seg_size);
 int cloud_seal_update(struct cloud_seal *s, const uint8_t *p, size_t n, cloud_write_fn out, void *octx);
 int cloud_seal_final(struct cloud_seal *s, cloud_write_fn out, void *octx);
 void cloud_seal_free(struct cloud_seal *s);
 
 struct cloud_unseal;
-int cloud_unseal_new(struct cloud_unseal **out, const uint8_t dek[CLOUD_KEY_LEN], const uint8_t rid[CLOUD_RID_LEN]);
+int cloud_unseal_new(struct cloud_unseal **out, const uint8_t dek[CLOUD_KEY_LEN],
+                     const uint8_t rid[CLOUD_RID_LEN]);
 int cloud_unseal_update(struct cloud_unseal *u, const uint8_t *p, size_t n, cloud_write_fn out, void *octx);
 int cloud_unseal_final(struct cloud_unseal *u, cloud_write_fn out, void *octx);
 void cloud_unseal_free(struct cloud_unseal *u);

@@ -10,31 +10,31 @@
 /* ------------------------------------------------------------ SigV4 */
 
 struct s3_kv {
-	const char *name;   /* header name (any case) or raw query key */
-	const char *value;  /* raw, unencoded; "" for an empty value */
+	const char *name;  /* header name (any case) or raw query key */
+	const char *value; /* raw, unencoded; "" for an empty value */
 };
 
 struct s3_sigv4_input {
-	const char *method;          /* "GET" */
-	const char *path;            /* raw path, '/'-separated, not yet encoded ("/bucket/key") */
-	const struct s3_kv *query;   /* raw query parameters, any order */
+	const char *method;        /* "GET" */
+	const char *path;          /* raw path, '/'-separated, not yet encoded ("/bucket/key") */
+	const struct s3_kv *query; /* raw query parameters, any order */
 	size_t nquery;
 	const struct s3_kv *headers; /* every header to sign (host and x-amz-date included) */
 	size_t nheaders;
-	const char *payload_sha256;  /* 64 hex digits */
-	const char *amz_date;        /* "20150830T123600Z" */
+	const char *payload_sha256; /* 64 hex digits */
+	const char *amz_date;       /* "20150830T123600Z" */
 	const char *region;
-	const char *service;         /* "s3" */
+	const char *service; /* "s3" */
 	const char *access_key;
 	const char *secret_key;
 };
 
 struct s3_sigv4_output {
-	struct ehr_buf canonical_query;   /* "a=1&b=" : what goes after '?' */
-	struct ehr_buf canonical_uri;     /* encoded path, also what goes on the wire */
+	struct ehr_buf canonical_query; /* "a=1&b=" : what goes after '?' */
+	struct ehr_buf canonical_uri;   /* encoded path, also what goes on the wire */
 	struct ehr_buf canonical_request;
 	struct ehr_buf string_to_sign;
-	struct ehr_buf authorization;     /* value of the Authorization header */
+	struct ehr_buf authorization; /* value of the Authorization header */
 	char signature[65];
 };
 

@@ -32,9 +32,9 @@ struct cloud_seal {
 	uint8_t rid[CLOUD_RID_LEN];
 	uint8_t hdr[CLOUD_HDR_LEN];
 	uint32_t seg;
-	uint8_t *pt;     /* seg bytes of pending plaintext */
+	uint8_t *pt; /* seg bytes of pending plaintext */
 	size_t fill;
-	uint8_t *ct;     /* seg + tag */
+	uint8_t *ct; /* seg + tag */
 	uint64_t idx;
 	bool hdr_sent;
 	bool finished;
@@ -47,7 +47,7 @@ struct cloud_unseal {
 	uint8_t hdr[CLOUD_HDR_LEN];
 	size_t hdr_fill;
 	struct cloud_env_header h;
-	uint8_t *ct;     /* seg + tag of pending ciphertext */
+	uint8_t *ct; /* seg + tag of pending ciphertext */
 	size_t fill;
 	uint8_t *pt;
 	uint64_t idx;
@@ -77,16 +77,17 @@ int cloud__env_header_parse(struct cloud_env_header *h, const uint8_t *p, size_t
 	    ehr_cursor_read_u8(&c, &alg) < 0 || ehr_cursor_read_be16(&c, &reserved) < 0 ||
 	    ehr_cursor_read_be32(&c, &h->seg_size) < 0 || ehr_cursor_read(&c, h->nonce_prefix, 4) < 0)
 		return ehr_error_set(EHR_ERR_TAMPER, "envelope: short header");
-	if (memcmp(magic, MAGIC, 4) != 0 || h->version != ENV_VERSION || alg != ENV_ALG_AES256GCM_STREAM ||
-	    reserved != 0)
+	bool magic_ok = memcmp(magic, MAGIC, 4) == 0; /* not secret */
+	if (!magic_ok || h->version != ENV_VERSION || alg != ENV_ALG_AES256GCM_STREAM || reserved != 0)
 		return ehr_error_set(EHR_ERR_TAMPER, "envelope: unknown header");
 	if (h->seg_size < CLOUD_SEG_MIN || h->seg_size > CLOUD_SEG_MAX)
 		return ehr_error_set(EHR_ERR_TAMPER, "envelope: segment size out of range");
 	return 0;
 }
 
-static void nonce_aad(uint8_t nonce[12], uint8_t aad[CLOUD_HDR_LEN + CLOUD_RID_LEN + 9], const uint8_t hdr[CLOUD_HDR_LEN],
-                      const uint8_t rid[CLOUD_RID_LEN], uint64_t idx, bool final)
+static void nonce_aad(uint8_t nonce[12], uint8_t aad[CLOUD_HDR_LEN + CLOUD_RID_LEN + 9],
+                      const uint8_t hdr[CLOUD_HDR_LEN], const uint8_t rid[CLOUD_RID_LEN], uint64_t idx,
+                      bool final)
 {
 	memcpy(nonce, hdr + 12, 4);
 	for (int i = 0; i < 8; i++)
@@ -99,8 +100,8 @@ static void nonce_aad(uint8_t nonce[12], uint8_t aad[CLOUD_HDR_LEN + CLOUD_RID_L
 
 /* ------------------------------------------------------------------ seal */
 
-int cloud_seal_new(struct cloud_seal **out, const uint8_t dek[CLOUD_KEY_LEN], const uint8_t rid[CLOUD_RID_LEN],
-                   uint32_t seg_size)
+int cloud_seal_new(struct cloud_seal **out, const uint8_t dek[CLOUD_KEY_LEN],
+                   const uint8_t rid[CLOUD_RID_LEN], uint32_t seg_size)
 {
 	struct cloud_seal *s;
 	int err = 0;
@@ -205,7 +206,8 @@ int cloud_seal_final(struct cloud_seal *s, cloud_write_fn out, void *octx)
 
 /* ---------------------------------------------------------------- unseal */
 
-int cloud_unseal_new(struct cloud_unseal **out, const uint8_t dek[CLOUD_KEY_LEN], const uint8_t rid[CLOUD_RID_LEN])
+int cloud_unseal_new(struct cloud_unseal **out, const uint8_t dek[CLOUD_KEY_LEN],
+                     const uint8_t rid[CLOUD_RID_LEN])
 {
 	struct cloud_unseal *u;
 	int err = 0;

@@ -122,8 +122,8 @@ static int fs_get(void *impl, const char *key, cloud_write_fn wr, void *wctx, st
 	GUARD_GOTO(fs_path(&path, fs, key));
 	fd = open(ehr_buf_cstr(&path), O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		err = ehr_error_set(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_UNAVAILABLE, "fs store: open: %s",
-		                    strerror(errno));
+		err = ehr_error_set(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_UNAVAILABLE,
+		                    "fs store: open: %s", strerror(errno));
 		goto out;
 	}
 	chunk = malloc(FS_CHUNK);
@@ -188,7 +188,8 @@ out:
 
 /* Walk rel (relative to root, "" for the root), calling fn for files whose
  * key starts with prefix. Entries starting with '.' are skipped. */
-static int fs_walk(struct fs_store *fs, const char *rel, const char *prefix, obj_list_fn fn, void *ctx, int depth)
+static int fs_walk(struct fs_store *fs, const char *rel, const char *prefix, obj_list_fn fn, void *ctx,
+                   int depth)
 {
 	struct ehr_buf dir = EHR_BUF_INIT(4096), child = EHR_BUF_INIT(4096);
 	DIR *d = NULL;

@@ -39,8 +39,8 @@ static bool kid_valid(const char *kid, size_t n)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = kid[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-		      c == '_'))
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
 			return false;
 	}
 	return true;
@@ -83,8 +83,8 @@ int cloud_kek_load(struct cloud_kek **out, const char *dir)
 	ENSURE_GOTO(k != NULL, EHR_ERR_NOMEM);
 	d = opendir(dir);
 	if (d == NULL) {
-		err = ehr_error_set(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_IO, "open KEK directory %s: %s",
-		                    dir, strerror(errno));
+		err = ehr_error_set(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_IO,
+		                    "open KEK directory %s: %s", dir, strerror(errno));
 		goto out;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -98,14 +98,16 @@ int cloud_kek_load(struct cloud_kek **out, const char *dir)
 		ehr_buf_reset(&path);
 		GUARD_GOTO(ehr_buf_printf(&path, "%s/%s", dir, de->d_name));
 		if (stat(ehr_buf_cstr(&path), &st) == 0 && (st.st_mode & 0077) != 0) {
-			err = ehr_error_set(EHR_ERR_CONFIG, "KEK file %s is readable by group or others", de->d_name);
+			err = ehr_error_set(EHR_ERR_CONFIG, "KEK file %s is readable by group or others",
+			                    de->d_name);
 			goto out;
 		}
 		ehr_buf_free_secure(&data);
 		ehr_buf_init(&data, 256);
 		GUARD_GOTO(ehr_file_read(&data, ehr_buf_cstr(&path), 256));
 		if (data.len != CLOUD_KEY_LEN) {
-			err = ehr_error_set(EHR_ERR_CONFIG, "KEK file %s is not %d bytes", de->d_name, CLOUD_KEY_LEN);
+			err = ehr_error_set(EHR_ERR_CONFIG, "KEK file %s is not %d bytes", de->d_name,
+			                    CLOUD_KEY_LEN);
 			goto out;
 		}
 		nv = realloc(k->v, (k->n + 1) * sizeof(*k->v));

@@ -63,7 +63,7 @@ int cloud_record_key_parse(uint8_t rid[CLOUD_RID_LEN], const char *key)
 	    key[pl + 2] != '/')
 		return ehr_error_set(EHR_ERR_INVAL, "not a record key");
 	hex = key + pl + 3;
-	if (memcmp(key + pl, hex, 2) != 0)
+	if (memcmp(key + pl, hex, 2) != 0) /* not secret */
 		return ehr_error_set(EHR_ERR_INVAL, "not a record key");
 	return cloud_rid_parse(rid, hex);
 }
@@ -76,7 +76,7 @@ struct put_pipe {
 	cloud_read_fn rd;
 	void *rctx;
 	struct cloud_seal *seal;
-	uint8_t *in;          /* one segment of plaintext */
+	uint8_t *in; /* one segment of plaintext */
 	struct ehr_buf pending;
 	size_t pend_off;
 	uint64_t plain;

@@ -31,14 +31,15 @@
 static const char EMPTY_SHA256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
 struct s3_store {
-	char *scheme;      /* "http" / "https" */
-	char *host;        /* host[:port] as it goes in the Host header (path style) */
-	char *vhost;       /* bucket.host[:port] (virtual-hosted style) */
+	char *scheme; /* "http" / "https" */
+	char *host;   /* host[:port] as it goes in the Host header (path style) */
+	char *vhost;  /* bucket.host[:port] (virtual-hosted style) */
 	char *bucket;
 	char *region;
 	char *access_key;
 	char *secret_key;
 	char *ca_file;
+	struct curl_slist *resolve;
 	bool virtual_host;
 	size_t part_size;
 	unsigned max_attempts;
@@ -50,15 +51,15 @@ struct s3_store {
 };
 
 struct s3_req {
-	const char *method;          /* GET HEAD PUT POST DELETE */
-	const char *key;             /* NULL for the bucket itself */
+	const char *method; /* GET HEAD PUT POST DELETE */
+	const char *key;    /* NULL for the bucket itself */
 	const struct s3_kv *query;
 	size_t nquery;
 	const uint8_t *body;
 	size_t body_len;
-	cloud_write_fn sink;         /* GET: where a 2xx body goes */
+	cloud_write_fn sink; /* GET: where a 2xx body goes */
 	void *sink_ctx;
-	size_t resp_max;             /* bound of a collected body */
+	size_t resp_max; /* bound of a collected body */
 };
 
 struct s3_resp {
@@ -74,7 +75,7 @@ struct xfer {
 	struct s3_resp *rs;
 	CURL *h;
 	size_t up_off;
-	uint64_t delivered;   /* bytes handed to the sink */
+	uint64_t delivered; /* bytes handed to the sink */
 	int sink_err;
 };
 
@@ -183,10 +184,8 @@ static bool transient_curl(CURLcode rc)
 	case CURLE_PARTIAL_FILE:
 	case CURLE_SSL_CONNECT_ERROR:
 	case CURLE_COULDNT_RESOLVE_HOST:
-	case CURLE_HTTP2:
-		return true;
-	default:
-		return false;
+	case CURLE_HTTP2: return true;
+	default: return false;
 	}
 }
 
@@ -288,24 +287,25 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 		s3_sigv4_output_free(&sig);
 		GUARD_GOTO(s3_sigv4_sign(&sig, &in));
 		ehr_buf_reset(&url);
-		GUARD_GOTO(ehr_buf_printf(&url, "%s://%s%s%s%s", s->scheme, host, ehr_buf_cstr(&sig.canonical_uri),
-		                          sig.canonical_query.len ? "?" : "", ehr_buf_cstr(&sig.canonical_query)));
+		GUARD_GOTO(ehr_buf_printf(
+		        &url, "%s://%s%s%s%s", s->scheme, host, ehr_buf_cstr(&sig.canonical_uri),
+		        sig.canonical_query.len ? "?" : "", ehr_buf_cstr(&sig.canonical_query)));
 		ehr_buf_reset(&rs->body);
 		rs->etag[0] = '\0';
 		rs->status = 0;
 		rs->have_length = false;
 
-#define ADDH(...)                                                                                          \
-	do {                                                                                               \
-		ehr_buf_reset(&hl);                                                                        \
-		GUARD_GOTO(ehr_buf_printf(&hl, __VA_ARGS__));                                              \
-		tmp = curl_slist_append(hdrs, ehr_buf_cstr(&hl));                                          \
-		if (tmp == NULL) {                                                                         \
-			curl_slist_free_all(hdrs);                                                         \
-			err = ehr_error_set(EHR_ERR_NOMEM, "curl_slist_append");                           \
-			goto out;                                                                          \
-		}                                                                                          \
-		hdrs = tmp;                                                                                \
+#define ADDH(...)                                                                \
+	do {                                                                     \
+		ehr_buf_reset(&hl);                                              \
+		GUARD_GOTO(ehr_buf_printf(&hl, __VA_ARGS__));                    \
+		tmp = curl_slist_append(hdrs, ehr_buf_cstr(&hl));                \
+		if (tmp == NULL) {                                               \
+			curl_slist_free_all(hdrs);                               \
+			err = ehr_error_set(EHR_ERR_NOMEM, "curl_slist_append"); \
+			goto out;                                                \
+		}                                                                \
+		hdrs = tmp;                                                      \
 	} while (0)
 		ADDH("Host: %s", host);
 		ADDH("x-amz-date: %s", amz_date);
@@ -335,6 +335,8 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
 		if (s->ca_file)
 			curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
+		if (s->resolve)
+			curl_easy_setopt(c, CURLOPT_RESOLVE, s->resolve);
 		if (strcmp(rq->method, "HEAD") == 0) {
 			curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 		} else if (strcmp(rq->method, "PUT") == 0) {
@@ -366,14 +368,16 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 			}
 			if (rs->status >= 500 || rs->status == 429) {
 				retry = true;
-				err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: HTTP %ld %s", rq->method, rs->status,
-				                    s3_code(rs, &code));
+				err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: HTTP %ld %s", rq->method,
+				                    rs->status, s3_code(rs, &code));
 			}
 		} else if (transient_curl(rc)) {
 			retry = true;
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s", rq->method, curl_easy_strerror(rc));
+			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s", rq->method,
+			                    curl_easy_strerror(rc));
 		} else {
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s", rq->method, curl_easy_strerror(rc));
+			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s", rq->method,
+			                    curl_easy_strerror(rc));
 			goto out;
 		}
 		if (!retry) {
@@ -406,7 +410,8 @@ static int s3_status_err(const struct s3_resp *rs, const char *what)
 	const char *c = s3_code(rs, &code);
 	if (rs->status == 404)
 		err = ehr_error_set(EHR_ERR_NOT_FOUND, "S3 %s: not found %s", what, c);
-	else if (rs->status == 401 || rs->status == 403)
+	else if (rs->status == 401 || rs->status == 403 ||
+	         (rs->status == 400 && strcmp(c, "AuthorizationHeaderMalformed") == 0))
 		err = ehr_error_set(EHR_ERR_AUTH, "S3 %s: HTTP %ld %s", what, rs->status, c);
 	else
 		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: HTTP %ld %s", what, rs->status, c);
@@ -443,8 +448,9 @@ static int s3_abort(struct s3_store *s, const char *key, const char *upload_id)
 		err = s3_status_err(&rs, "AbortMultipartUpload");
 	ehr_buf_free(&rs.body);
 	if (err < 0)
-		ehr_logf(EHR_LOG_WARN, "s3.abort_failed", "AbortMultipartUpload failed; the bucket's lifecycle "
-		                                          "rule must clean the upload up");
+		ehr_logf(EHR_LOG_WARN, "s3.abort_failed",
+		         "AbortMultipartUpload failed; the bucket's lifecycle "
+		         "rule must clean the upload up");
 	else
 		ehr_logf(EHR_LOG_INFO, "s3.abort", "multipart upload aborted");
 	return err;
@@ -466,7 +472,7 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 {
 	struct s3_store *s = impl;
 	struct ehr_buf upload_id = EHR_BUF_INIT(1024), complete = EHR_BUF_INIT(1024 * 1024);
-	char (*etags)[128] = NULL;
+	char(*etags)[128] = NULL;
 	uint8_t *buf = NULL;
 	size_t n = 0, nparts = 0;
 	bool eof = false;
@@ -489,7 +495,8 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 		err = s3_do(s, &rq, &rs);
 		if (err == 0 && (rs.status < 200 || rs.status >= 300))
 			err = s3_status_err(&rs, "CreateMultipartUpload");
-		if (err == 0 && s3_xml_find((const char *)rs.body.data, rs.body.len, "UploadId", &upload_id) != 1)
+		if (err == 0 &&
+		    s3_xml_find((const char *)rs.body.data, rs.body.len, "UploadId", &upload_id) != 1)
 			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 CreateMultipartUpload: no UploadId");
 		ehr_buf_free(&rs.body);
 		if (err < 0)
@@ -501,7 +508,9 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 	for (;;) {
 		char pn[16];
 		const struct s3_kv q[] = { { "partNumber", pn }, { "uploadId", ehr_buf_cstr(&upload_id) } };
-		struct s3_req rq = { .method = "PUT", .key = key, .query = q, .nquery = 2, .body = buf, .body_len = n };
+		struct s3_req rq = {
+			.method = "PUT", .key = key, .query = q, .nquery = 2, .body = buf, .body_len = n
+		};
 		struct s3_resp rs;
 
 		if (nparts >= S3_MAX_PARTS) {
@@ -546,8 +555,9 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 				break;
 		}
 		if (err == 0)
-			err = ehr_buf_printf(&complete, "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>", i + 1,
-			                     ehr_buf_cstr(&esc));
+			err = ehr_buf_printf(&complete,
+			                     "<Part><PartNumber>%zu</PartNumber><ETag>%s</ETag></Part>",
+			                     i + 1, ehr_buf_cstr(&esc));
 		ehr_buf_free(&esc);
 		if (err < 0)
 			goto abort;
@@ -568,21 +578,21 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 		if (err == 0 && (rs.status < 200 || rs.status >= 300))
 			err = s3_status_err(&rs, "CompleteMultipartUpload");
 		if (err == 0 && s3_xml_find((const char *)rs.body.data, rs.body.len, "Code", &tmp) == 1)
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 CompleteMultipartUpload: %s", ehr_buf_cstr(&tmp));
+			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 CompleteMultipartUpload: %s",
+			                    ehr_buf_cstr(&tmp));
 		ehr_buf_free(&tmp);
 		ehr_buf_free(&rs.body);
 		if (err < 0)
 			goto abort;
 	}
 	goto out;
-abort:
-	{
-		/* Keep the first error; the abort's own outcome is only logged. */
-		char saved[256];
-		snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
-		s3_abort(s, key, ehr_buf_cstr(&upload_id));
-		ehr_error_set(err, "%s (multipart upload aborted)", saved);
-	}
+abort : {
+	/* Keep the first error; the abort's own outcome is only logged. */
+	char saved[256];
+	snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
+	s3_abort(s, key, ehr_buf_cstr(&upload_id));
+	ehr_error_set(err, "%s (multipart upload aborted)", saved);
+}
 out:
 	if (buf) {
 		OPENSSL_cleanse(buf, n);
@@ -649,8 +659,12 @@ static int s3_list(void *impl, const char *prefix, obj_list_fn fn, void *ctx)
 	int err = 0;
 
 	while (more) {
-		struct s3_kv q[3] = { { "list-type", "2" }, { "prefix", prefix }, { "continuation-token", "" } };
-		struct s3_req rq = { .method = "GET", .query = q, .nquery = token.len ? 3 : 2, .resp_max = S3_LISTBODY_MAX };
+		struct s3_kv q[3] = { { "list-type", "2" },
+			              { "prefix", prefix },
+			              { "continuation-token", "" } };
+		struct s3_req rq = {
+			.method = "GET", .query = q, .nquery = token.len ? 3 : 2, .resp_max = S3_LISTBODY_MAX
+		};
 		struct s3_resp rs;
 		struct s3_xml_iter it;
 		const char *cp;
@@ -679,12 +693,15 @@ static int s3_list(void *impl, const char *prefix, obj_list_fn fn, void *ctx)
 		if (err == 0 && r < 0)
 			err = r;
 		more = false;
-		if (err == 0 && s3_xml_find((const char *)rs.body.data, rs.body.len, "IsTruncated", &trunc) == 1 &&
+		if (err == 0 &&
+		    s3_xml_find((const char *)rs.body.data, rs.body.len, "IsTruncated", &trunc) == 1 &&
 		    strcmp(ehr_buf_cstr(&trunc), "true") == 0) {
 			ehr_buf_reset(&token);
-			if (s3_xml_find((const char *)rs.body.data, rs.body.len, "NextContinuationToken", &token) != 1 ||
+			if (s3_xml_find((const char *)rs.body.data, rs.body.len, "NextContinuationToken",
+			                &token) != 1 ||
 			    token.len == 0)
-				err = ehr_error_set(EHR_ERR_PARSE, "S3 ListObjectsV2: truncated without a token");
+				err = ehr_error_set(EHR_ERR_PARSE,
+				                    "S3 ListObjectsV2: truncated without a token");
 			else
 				more = true;
 		}
@@ -732,6 +749,7 @@ static void s3_free(void *impl)
 		free(s->secret_key);
 	}
 	free(s->ca_file);
+	curl_slist_free_all(s->resolve);
 	free(s);
 }
 
@@ -768,7 +786,8 @@ int cloud__s3_open(void **impl, const struct obj_backend_ops **ops, const struct
 
 	pthread_once(&curl_once, curl_init_once);
 	if (ep == NULL || cfg->s3_bucket == NULL || cfg->s3_access_key == NULL || cfg->s3_secret_key == NULL)
-		return ehr_error_set(EHR_ERR_CONFIG, "S3 store needs endpoint, bucket, access key and secret key");
+		return ehr_error_set(EHR_ERR_CONFIG,
+		                     "S3 store needs endpoint, bucket, access key and secret key");
 	if (!bucket_valid(cfg->s3_bucket))
 		return ehr_error_set(EHR_ERR_CONFIG, "S3 bucket name is not valid");
 	s = calloc(1, sizeof(*s));
@@ -791,8 +810,8 @@ int cloud__s3_open(void **impl, const struct obj_backend_ops **ops, const struct
 	}
 	for (size_t i = 0; i < hl; i++) {
 		char c = rest[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-		      c == '.' || c == ':' || c == '[' || c == ']')) {
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '.' || c == ':' || c == '[' || c == ']')) {
 			err = ehr_error_set(EHR_ERR_CONFIG, "S3 endpoint host is not valid");
 			goto out;
 		}
@@ -809,6 +828,10 @@ int cloud__s3_open(void **impl, const struct obj_backend_ops **ops, const struct
 		struct ehr_buf vh = EHR_BUF_INIT(1024);
 		GUARD_GOTO(ehr_buf_printf(&vh, "%s.%s", s->bucket, s->host));
 		s->vhost = (char *)ehr_buf_detach(&vh, NULL);
+	}
+	if (cfg->s3_resolve && cfg->s3_resolve[0]) {
+		s->resolve = curl_slist_append(NULL, cfg->s3_resolve);
+		ENSURE_GOTO(s->resolve != NULL, EHR_ERR_NOMEM);
 	}
 	s->virtual_host = cfg->s3_virtual_host;
 	s->part_size = cfg->s3_part_size ? cfg->s3_part_size : OBJ_S3_DEFAULT_PART;

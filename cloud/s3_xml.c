@@ -63,7 +63,7 @@ static int decode_text(struct ehr_buf *out, const char *p, size_t n)
 		bool done = false;
 		for (size_t e = 0; e < EHR_ARRAY_LEN(ents) && !done; e++) {
 			size_t el = strlen(ents[e].ent);
-			if (n - i >= el && memcmp(p + i, ents[e].ent, el) == 0) {
+			if (n - i >= el && memcmp(p + i, ents[e].ent, el) == 0) { /* not secret */
 				GUARD(ehr_buf_append_u8(out, (uint8_t)ents[e].ch));
 				i += el;
 				done = true;
@@ -92,7 +92,8 @@ static int decode_text(struct ehr_buf *out, const char *p, size_t n)
 				else
 					return ehr_error_set(EHR_ERR_PARSE, "xml: bad character reference");
 				if (++digits > 8)
-					return ehr_error_set(EHR_ERR_PARSE, "xml: character reference too long");
+					return ehr_error_set(EHR_ERR_PARSE,
+					                     "xml: character reference too long");
 				cp = cp * (hex ? 16 : 10) + d;
 				i++;
 			}

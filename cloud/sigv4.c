@@ -20,8 +20,8 @@
 
 static bool unreserved(unsigned char c)
 {
-	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
-	       c == '_' || c == '~';
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+	       c == '.' || c == '_' || c == '~';
 }
 
 int s3_uri_encode(struct ehr_buf *out, const char *s, size_t n, bool keep_slash)
@@ -53,7 +53,7 @@ static int pair_cmp(const void *a, const void *b)
 }
 
 struct canon_header {
-	char *name;          /* lower-cased */
+	char *name;           /* lower-cased */
 	struct ehr_buf value; /* trimmed, runs of spaces collapsed; duplicates joined with ',' */
 };
 
@@ -126,8 +126,8 @@ int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
 	ehr_buf_init(&out->canonical_request, 256 * 1024);
 	ehr_buf_init(&out->string_to_sign, 4096);
 	ehr_buf_init(&out->authorization, 4096);
-	ENSURE_GOTO(in->method && in->path && in->payload_sha256 && in->amz_date && in->region && in->service &&
-	                    in->access_key && in->secret_key,
+	ENSURE_GOTO(in->method && in->path && in->payload_sha256 && in->amz_date && in->region &&
+	                    in->service && in->access_key && in->secret_key,
 	            EHR_ERR_INVAL);
 	ENSURE_GOTO(strlen(in->amz_date) == 16 && strlen(in->payload_sha256) == 64, EHR_ERR_INVAL);
 	memcpy(date, in->amz_date, 8);
@@ -146,8 +146,10 @@ int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
 		for (size_t i = 0; i < in->nquery; i++) {
 			ehr_buf_init(&pairs[i].k, 8192);
 			ehr_buf_init(&pairs[i].v, 8192);
-			GUARD_GOTO(s3_uri_encode(&pairs[i].k, in->query[i].name, strlen(in->query[i].name), false));
-			GUARD_GOTO(s3_uri_encode(&pairs[i].v, in->query[i].value, strlen(in->query[i].value), false));
+			GUARD_GOTO(s3_uri_encode(&pairs[i].k, in->query[i].name, strlen(in->query[i].name),
+			                         false));
+			GUARD_GOTO(s3_uri_encode(&pairs[i].v, in->query[i].value, strlen(in->query[i].value),
+			                         false));
 		}
 		qsort(pairs, in->nquery, sizeof(*pairs), pair_cmp);
 		for (size_t i = 0; i < in->nquery; i++) {
@@ -208,10 +210,11 @@ int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
 	GUARD_GOTO(hmac_sha256(k4, k3, 32, "aws4_request", 12));
 	GUARD_GOTO(hmac_sha256(sig, k4, 32, out->string_to_sign.data, out->string_to_sign.len));
 	hex32(out->signature, sig);
-	GUARD_GOTO(ehr_buf_printf(&out->authorization,
-	                          "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
-	                          in->access_key, date, in->region, in->service, ehr_buf_cstr(&signed_headers),
-	                          out->signature));
+	GUARD_GOTO(ehr_buf_printf(
+	        &out->authorization,
+	        "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
+	        in->access_key, date, in->region, in->service, ehr_buf_cstr(&signed_headers),
+	        out->signature));
 out:
 	if (pairs) {
 		for (size_t i = 0; i < in->nquery; i++) {

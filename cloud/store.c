@@ -42,8 +42,8 @@ int cloud__key_check(const char *key)
 		return ehr_error_set(EHR_ERR_INVAL, "bad object key");
 	for (size_t i = 0; i < n; i++) {
 		char c = key[i];
-		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-		          c == '_' || c == '.' || c == '/';
+		bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		          c == '-' || c == '_' || c == '.' || c == '/';
 		if (!ok)
 			return ehr_error_set(EHR_ERR_INVAL, "bad object key");
 		if (c == '/') {
@@ -70,15 +70,9 @@ int obj_store_open(struct obj_store **out, const struct obj_store_config *cfg)
 	ENSURE(s != NULL, EHR_ERR_NOMEM);
 	s->backend = cfg->backend;
 	switch (cfg->backend) {
-	case OBJ_BACKEND_FS:
-		err = cloud__fs_open(&s->impl, &s->ops, cfg);
-		break;
-	case OBJ_BACKEND_S3:
-		err = cloud__s3_open(&s->impl, &s->ops, cfg);
-		break;
-	default:
-		err = ehr_error_set(EHR_ERR_CONFIG, "unknown store backend");
-		break;
+	case OBJ_BACKEND_FS: err = cloud__fs_open(&s->impl, &s->ops, cfg); break;
+	case OBJ_BACKEND_S3: err = cloud__s3_open(&s->impl, &s->ops, cfg); break;
+	default: err = ehr_error_set(EHR_ERR_CONFIG, "unknown store backend"); break;
 	}
 	if (err < 0) {
 		free(s);

@@ -1,0 +1,42 @@
+/*
+ * faultproxy.h - a real HTTP/1.1 proxy on loopback, between a client and the
+ * S3 front, that can make chosen requests fail with a 500 (or a dropped
+ * connection) while everything else reaches the real S3 server. Each
+ * request is forwarded with "Connection: close", so request boundaries are
+ * plain to see. It records what passed, so a test can prove that an
+ * AbortMultipartUpload reached S3 and was accepted.
+ */
+#ifndef EHR_TEST_FAULTPROXY_H
+#define EHR_TEST_FAULTPROXY_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+struct fault_proxy {
+	int lfd;
+	uint16_t port;
+	uint16_t upstream_port;
+	pthread_t th;
+	pthread_mutex_t lock;
+	volatile bool stop;
+	/* faults: fail every UploadPart with partNumber >= fail_part_from (0 = never);
+	 * fail_all: answer every request with 500 */
+	unsigned fail_part_from;
+	bool fail_all;
+	/* observations */
+	unsigned requests;
+	unsigned parts_ok;
+	unsigned parts_failed;
+	unsigned aborts_ok;   /* DELETE ?uploadId=... answered 204 by S3 */
+	unsigned aborts_seen; /* DELETE ?uploadId=... forwarded */
+	int abort_status;     /* S3's answer to the last one */
+	unsigned completes_ok;
+};
+
+int fault_proxy_start(struct fault_proxy *fp, uint16_t upstream_port);
+void fault_proxy_stop(struct fault_proxy *fp);
+/* Port of an http://127.0.0.1:PORT URL. */
+uint16_t fault_proxy_url_port(const char *url);
+
+#endif
