@@ -46,7 +46,7 @@ void ehr_log_json(enum ehr_log_level lvl, const char *event, json_t *fields)
 	if (fields && json_is_object(fields))
 		json_object_update_missing(line, fields);
 	json_decref(fields);
-	text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER);
+	text = json_dumps(line, JSON_COMPACT | JSON_PRESERVE_ORDER | JSON_REAL_PRECISION(9));
 	json_decref(line);
 	if (text == NULL)
 		return;
