@@ -65,7 +65,9 @@ struct ledger_config {
 	const char *origin;         /* checkpoint origin line, e.g. "ehrgate.local/ledger" */
 	EVP_PKEY *signing_key;      /* Ed25519; the ledger takes a reference */
 	unsigned batch_max;         /* entries per block, default 512 */
-	unsigned batch_ms;          /* max wait before a batch commits, default 2 */
+	unsigned batch_ms;          /* max linger for a batch to fill, default 2 (0 = never);
+	                             * the writer lingers only while fewer entries are queued
+	                             * than its previous batch held (docs/LEDGER.md §3) */
 };
 
 int ledger_open(struct ledger **out, const struct ledger_config *cfg);

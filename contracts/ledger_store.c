@@ -46,6 +46,7 @@ struct ledger {
 	pthread_cond_t work;
 	struct ledger_req *head, *tail;
 	unsigned queued;
+	unsigned last_batch;
 	bool stopping;
 
 	/* writer-only state */
@@ -476,15 +477,22 @@ static void *writer_main(void *arg)
 
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
-		unsigned n = 0;
+		unsigned n = 0, target;
 		int rc;
 
 		while (l->head == NULL && !l->stopping)
 			pthread_cond_wait(&l->work, &l->mu);
 		if (l->head == NULL && l->stopping)
 			break;
-		if (l->batch_ms > 0 && l->queued < l->batch_max && !l->stopping) {
-			/* Linger for the batch to fill (an open-loop load). */
+		/*
+		 * Linger (at most batch_ms) only while the queue is smaller than
+		 * the previous batch was: closed-loop appenders re-queue within
+		 * microseconds of being woken, so the batch regains its size
+		 * at once, while a lone appender (previous batch of 1) never
+		 * waits. With batch_ms = 0 the writer never lingers.
+		 */
+		target = l->last_batch < l->batch_max ? l->last_batch : l->batch_max;
+		if (l->batch_ms > 0 && l->queued < target && !l->stopping) {
 			struct timespec ts;
 
 			clock_gettime(CLOCK_REALTIME, &ts);
@@ -493,7 +501,7 @@ static void *writer_main(void *arg)
 				ts.tv_sec++;
 				ts.tv_nsec -= 1000000000L;
 			}
-			while (l->queued < l->batch_max && !l->stopping &&
+			while (l->queued < target && !l->stopping &&
 			       pthread_cond_timedwait(&l->work, &l->mu, &ts) != ETIMEDOUT)
 				;
 		}
@@ -504,6 +512,7 @@ static void *writer_main(void *arg)
 		}
 		if (l->head == NULL)
 			l->tail = NULL;
+		l->last_batch = n;
 		pthread_mutex_unlock(&l->mu);
 
 		if (batch == NULL) {
