@@ -85,3 +85,56 @@ void authtest_tamper_last(struct ehr_buf *jws)
 	dot = memchr(dot + 1, '.', jws->len - (size_t)(dot + 1 - jws->data));
 	dot[1] = dot[1] == 'A' ? 'B' : 'A';
 }
+
+static int write_cert(const char *path, X509 *c)
+{
+	struct ehr_buf b = EHR_BUF_INIT(1 << 16);
+	int err = auth_cert_pem(&b, c);
+
+	if (err == 0)
+		err = ehr_file_write_atomic(path, b.data, b.len, 0644, false);
+	ehr_buf_free(&b);
+	return err;
+}
+
+int authtest_make_state(const char *dir)
+{
+	X509 *regca = NULL, *ca = NULL;
+	EVP_PKEY *rk = NULL, *ck = NULL, *tk = NULL;
+	struct ehr_buf p = EHR_BUF_INIT(4096), pub = EHR_BUF_INIT(4096);
+	uint8_t pk[32];
+	int err;
+
+	GUARD_GOTO(ehr_mkdir_p(dir, 0700));
+	GUARD_GOTO(authtest_make_ca(&regca, &rk, "test registration CA"));
+	GUARD_GOTO(authtest_make_ca(&ca, &ck, "test gateway CA"));
+	GUARD_GOTO(auth_key_generate_p256(&tk));
+	GUARD_GOTO(ehr_buf_printf(&p, "%s/regca.pem", dir));
+	GUARD_GOTO(write_cert(ehr_buf_cstr(&p), regca));
+	ehr_buf_reset(&p);
+	GUARD_GOTO(ehr_buf_printf(&p, "%s/regca.key", dir));
+	GUARD_GOTO(auth_key_save_private(ehr_buf_cstr(&p), rk));
+	ehr_buf_reset(&p);
+	GUARD_GOTO(ehr_buf_printf(&p, "%s/ca.pem", dir));
+	GUARD_GOTO(write_cert(ehr_buf_cstr(&p), ca));
+	ehr_buf_reset(&p);
+	GUARD_GOTO(ehr_buf_printf(&p, "%s/token.key", dir));
+	GUARD_GOTO(auth_key_save_private(ehr_buf_cstr(&p), tk));
+	ehr_buf_reset(&p);
+	GUARD_GOTO(ehr_buf_printf(&p, "%s/token.pub", dir));
+	GUARD_GOTO(auth_key_public_pem(&pub, tk));
+	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&p), pub.data, pub.len, 0644, false));
+	ehr_buf_reset(&p);
+	GUARD_GOTO(ehr_buf_printf(&p, "%s/pseudonym.key", dir));
+	GUARD_GOTO(ehr_random(pk, sizeof(pk)));
+	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&p), pk, sizeof(pk), 0600, false));
+out:
+	X509_free(regca);
+	X509_free(ca);
+	EVP_PKEY_free(rk);
+	EVP_PKEY_free(ck);
+	EVP_PKEY_free(tk);
+	ehr_buf_free(&p);
+	ehr_buf_free(&pub);
+	return err;
+}

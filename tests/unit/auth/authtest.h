@@ -17,4 +17,8 @@ int authtest_es256_jws(struct ehr_buf *out, EVP_PKEY *key, const char *header_js
 /* Flip one bit of the signature part (the last character's base64url value). */
 void authtest_tamper_last(struct ehr_buf *jws);
 
+/* Write a gateway state directory's auth files into dir (created):
+ * regca.pem/regca.key, ca.pem (another CA), token.key/token.pub, pseudonym.key. */
+int authtest_make_state(const char *dir);
+
 #endif
