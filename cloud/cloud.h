@@ -114,6 +114,8 @@ struct cloud_kek;
 int cloud_kek_load(struct cloud_kek **out, const char *dir);
 void cloud_kek_free(struct cloud_kek *k);
 const char *cloud_kek_current(const struct cloud_kek *k);
+/* true if kid is loaded. */
+bool cloud_kek_has(const struct cloud_kek *k, const char *kid);
 /* Create dir/<newkid>.key from 32 random bytes (exclusive, 0600) without
  * touching dir/current. newkid is "k" + UTC time + 4 random hex digits. */
 int cloud_kek_generate(const char *dir, char kid_out[CLOUD_KID_MAX]);
@@ -163,6 +165,15 @@ int cloud_unseal_update(struct cloud_unseal *u, const uint8_t *p, size_t n, clou
 int cloud_unseal_final(struct cloud_unseal *u, cloud_write_fn out, void *octx);
 void cloud_unseal_free(struct cloud_unseal *u);
 
+/*
+ * KEKs held by a store for the gateway: loaded from dir at attach, and
+ * reloaded when dir/current changes (checked at most once a second) or when
+ * force is set (a row names a kid not loaded: a rotation happened). A set
+ * returned stays valid until obj_store_free, even after a reload.
+ */
+int obj_store_attach_keks(struct obj_store *s, const char *dir);
+int obj_store_keks(struct obj_store *s, bool force, const struct cloud_kek **out);
+
 /* ------------------------------------------------------------- records */
 
 /* What a stored record needs kept beside it (the metadata row). */
@@ -187,10 +198,17 @@ int cloud_record_key_parse(uint8_t rid[CLOUD_RID_LEN], const char *key);
 #define CLOUD_RECORD_PREFIX "ehr/"
 
 /*
- * Encrypt the plaintext stream under a fresh data key and store it at
- * cloud_record_key(rid). meta->rid must be set by the caller (fresh
- * random). Fills the rest of meta. The data key never leaves this call
- * unwrapped. max_plain bounds the plaintext (0 = no bound): past it the
+ * Draw a fresh data key for meta->rid and wrap it under the current KEK
+ * (fills meta->kid and meta->wrapped), so the wrapped key can be saved
+ * before any object exists.
+ */
+int cloud_record_prepare(const struct cloud_kek *kek, struct cloud_record_meta *meta);
+/*
+ * Encrypt the plaintext stream and store it at cloud_record_key(rid).
+ * meta->rid must be set by the caller (fresh random). If meta->kid is set
+ * (cloud_record_prepare) that wrapped key is used, else a fresh one is
+ * drawn. Fills the sizes and the ciphertext hash. The data key never
+ * leaves this call unwrapped. max_plain bounds the plaintext (0 = no bound): past it the
  * upload is abandoned with EHR_ERR_TOO_LARGE and nothing is stored.
  */
 int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct cloud_record_meta *meta,

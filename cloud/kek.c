@@ -65,6 +65,11 @@ void cloud_kek_free(struct cloud_kek *k)
 	free(k);
 }
 
+bool cloud_kek_has(const struct cloud_kek *k, const char *kid)
+{
+	return kek_find(k, kid) != NULL;
+}
+
 const char *cloud_kek_current(const struct cloud_kek *k)
 {
 	return k->current;

@@ -119,6 +119,20 @@ static int pipe_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
 	return 0;
 }
 
+int cloud_record_prepare(const struct cloud_kek *kek, struct cloud_record_meta *meta)
+{
+	uint8_t dek[CLOUD_KEY_LEN];
+	const char *kid = NULL;
+	int err = 0;
+
+	GUARD_GOTO(cloud_dek_new(dek));
+	GUARD_GOTO(cloud_dek_wrap(kek, NULL, meta->rid, dek, meta->wrapped, &kid));
+	snprintf(meta->kid, sizeof(meta->kid), "%s", kid);
+out:
+	OPENSSL_cleanse(dek, sizeof(dek));
+	return err;
+}
+
 int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct cloud_record_meta *meta,
                      cloud_read_fn rd, void *rctx, uint64_t max_plain)
 {
@@ -131,9 +145,13 @@ int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct c
 
 	ehr_buf_init(&pp.pending, 2 * (CLOUD_SEG_DEFAULT + CLOUD_TAG_LEN) + CLOUD_HDR_LEN);
 	GUARD_GOTO(cloud_record_key(key, sizeof(key), meta->rid));
-	GUARD_GOTO(cloud_dek_new(dek));
-	GUARD_GOTO(cloud_dek_wrap(kek, NULL, meta->rid, dek, meta->wrapped, &kid));
-	snprintf(meta->kid, sizeof(meta->kid), "%s", kid);
+	if (meta->kid[0] == '\0') {
+		GUARD_GOTO(cloud_dek_new(dek));
+		GUARD_GOTO(cloud_dek_wrap(kek, NULL, meta->rid, dek, meta->wrapped, &kid));
+		snprintf(meta->kid, sizeof(meta->kid), "%s", kid);
+	} else {
+		GUARD_GOTO(cloud_dek_unwrap(kek, meta->kid, meta->rid, meta->wrapped, dek));
+	}
 	GUARD_GOTO(cloud_seal_new(&pp.seal, dek, meta->rid, CLOUD_SEG_DEFAULT));
 	pp.in = malloc(CLOUD_SEG_DEFAULT);
 	ENSURE_GOTO(pp.in != NULL, EHR_ERR_NOMEM);

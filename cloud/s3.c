@@ -449,8 +449,9 @@ static int s3_abort(struct s3_store *s, const char *key, const char *upload_id)
 	ehr_buf_free(&rs.body);
 	if (err < 0)
 		ehr_logf(EHR_LOG_WARN, "s3.abort_failed",
-		         "AbortMultipartUpload failed; the bucket's lifecycle "
-		         "rule must clean the upload up");
+		         "AbortMultipartUpload failed (%s); the bucket's lifecycle rule must clean the "
+		         "upload up",
+		         ehr_error_msg());
 	else
 		ehr_logf(EHR_LOG_INFO, "s3.abort", "multipart upload aborted");
 	return err;

@@ -4,8 +4,10 @@
  */
 #include "cloud/cloud_internal.h"
 
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/evp.h>
 
@@ -13,6 +15,14 @@ struct obj_store {
 	enum obj_backend backend;
 	void *impl;
 	const struct obj_backend_ops *ops;
+	/* KEKs (obj_store_attach_keks) */
+	pthread_mutex_t kek_lock;
+	char *kek_dir;
+	struct cloud_kek *kek;
+	struct cloud_kek **retired;
+	size_t nretired;
+	struct stat cur_st;
+	int64_t checked_ms;
 };
 
 int cloud_mem_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
@@ -69,6 +79,7 @@ int obj_store_open(struct obj_store **out, const struct obj_store_config *cfg)
 	s = calloc(1, sizeof(*s));
 	ENSURE(s != NULL, EHR_ERR_NOMEM);
 	s->backend = cfg->backend;
+	pthread_mutex_init(&s->kek_lock, NULL);
 	switch (cfg->backend) {
 	case OBJ_BACKEND_FS: err = cloud__fs_open(&s->impl, &s->ops, cfg); break;
 	case OBJ_BACKEND_S3: err = cloud__s3_open(&s->impl, &s->ops, cfg); break;
@@ -87,7 +98,72 @@ void obj_store_free(struct obj_store *s)
 	if (s == NULL)
 		return;
 	s->ops->free(s->impl);
+	cloud_kek_free(s->kek);
+	for (size_t i = 0; i < s->nretired; i++)
+		cloud_kek_free(s->retired[i]);
+	free(s->retired);
+	free(s->kek_dir);
+	pthread_mutex_destroy(&s->kek_lock);
 	free(s);
+}
+
+static int current_stat(const char *dir, struct stat *st)
+{
+	struct ehr_buf p = EHR_BUF_INIT(4096);
+	int rc = ehr_buf_printf(&p, "%s/current", dir);
+
+	if (rc == 0 && stat(ehr_buf_cstr(&p), st) != 0)
+		rc = ehr_error_set(EHR_ERR_CONFIG, "no KEK (run ehrgate init)");
+	ehr_buf_free(&p);
+	return rc;
+}
+
+int obj_store_attach_keks(struct obj_store *s, const char *dir)
+{
+	ENSURE(s->kek == NULL, EHR_ERR_INVAL);
+	s->kek_dir = strdup(dir);
+	ENSURE(s->kek_dir != NULL, EHR_ERR_NOMEM);
+	GUARD(current_stat(dir, &s->cur_st));
+	GUARD(cloud_kek_load(&s->kek, dir));
+	s->checked_ms = ehr_monotonic_ms();
+	return 0;
+}
+
+int obj_store_keks(struct obj_store *s, bool force, const struct cloud_kek **out)
+{
+	int err = 0;
+
+	pthread_mutex_lock(&s->kek_lock);
+	if (s->kek == NULL) {
+		err = ehr_error_set(EHR_ERR_CONFIG, "no KEK attached to the store");
+		goto out;
+	}
+	if (force || ehr_monotonic_ms() - s->checked_ms >= 1000) {
+		struct stat st;
+		s->checked_ms = ehr_monotonic_ms();
+		if (current_stat(s->kek_dir, &st) == 0 && (force || st.st_ino != s->cur_st.st_ino ||
+		                                           st.st_mtim.tv_sec != s->cur_st.st_mtim.tv_sec ||
+		                                           st.st_mtim.tv_nsec != s->cur_st.st_mtim.tv_nsec)) {
+			struct cloud_kek *nk = NULL, **nr;
+			if (cloud_kek_load(&nk, s->kek_dir) == 0) {
+				nr = realloc(s->retired, (s->nretired + 1) * sizeof(*nr));
+				if (nr == NULL) {
+					cloud_kek_free(nk);
+				} else {
+					s->retired = nr;
+					s->retired[s->nretired++] = s->kek;
+					s->kek = nk;
+					s->cur_st = st;
+					ehr_logf(EHR_LOG_INFO, "store.kek_reloaded", "current KEK is %s",
+					         cloud_kek_current(nk));
+				}
+			}
+		}
+	}
+	*out = s->kek;
+out:
+	pthread_mutex_unlock(&s->kek_lock);
+	return err;
 }
 
 enum obj_backend obj_store_backend(const struct obj_store *s)

@@ -17,6 +17,7 @@
 #include <openssl/pem.h>
 
 #include "auth/auth.h"
+#include "cloud/cloud.h"
 #include "contracts/contracts.h"
 
 struct gw_app {
@@ -142,6 +143,7 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 
 	if (what & GW_APP_STORE) {
 		/* ---- storage: app->store = ... (obj_store from cloud/cloud.h) goes here */
+		GUARD_GOTO(gw_ehr_store_open(&app->store, cfg));
 	}
 
 	*out = app;
@@ -156,6 +158,7 @@ void gw_app_close(struct gw_app *app)
 	if (app == NULL)
 		return;
 	/* ---- storage: free app->store here */
+	obj_store_free(app->store);
 	/* ---- auth: free app->auth here */
 	auth_ctx_free(app->auth);
 #ifdef GW_HAVE_LEDGER

@@ -91,6 +91,10 @@ static const struct gw_config_key gw_config_keys[] = {
 	SECRET("store", "s3_secret_key", ""),
 	E("store", "s3_addressing", "path", "path|virtual"),
 	S("store", "s3_ca_file", ""),
+	P("store", "kek_dir", "@kek"),
+	U("store", "s3_part_size", "8388608", 5242880, 536870912),
+	U("store", "s3_max_attempts", "4", 1, 20),
+	U("store", "s3_timeout_ms", "300000", 1000, 86400000),
 	/* [auth] - rows added by the auth area go here */
 	S("auth", "issuer", "urn:ehrgate"),
 	S("auth", "audience", "urn:ehrgate:api"),

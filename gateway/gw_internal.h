@@ -17,6 +17,10 @@ static inline void gw_cleanse_str(char *s)
 	OPENSSL_cleanse(s, strlen(s));
 }
 
+/* routes_ehr.c (storage): open the object store of [store], KEKs attached. */
+struct obj_store;
+int gw_ehr_store_open(struct obj_store **out, const struct gw_config *cfg);
+
 /* config.c: "host:port" / "[v6]:port" */
 int gw_parse_listen(const char *v, char *host, size_t host_cap, uint16_t *port);
 

@@ -3,6 +3,7 @@
  * and (only with [server] test_routes = true) test helpers.
  */
 #include "gateway/gw_internal.h"
+#include "cloud/cloud.h"
 
 #include <stdlib.h>
 #include <time.h>
@@ -31,7 +32,10 @@ static void route_readyz(struct gw_req *r)
 	if (gw_app_store(app)) {
 		/* ---- storage: a cheap reachability check of the object store goes here,
 		 * setting checks.store to "ok"/"down" and appending "store" to `down`. */
-		json_object_set_new(checks, "store", json_string("ok"));
+		bool ok = obj_store_ping(gw_app_store(app)) == 0;
+		json_object_set_new(checks, "store", json_string(ok ? "ok" : "down"));
+		if (!ok)
+			ehr_buf_printf(&down, "%sstore", down.len ? ", " : "");
 	}
 	if (down.len) {
 		json_t *body = json_pack("{s:{s:s, s:s+}, s:o}", "error", "code", "unavailable", "message",
