@@ -50,12 +50,13 @@ static int add_param(struct ehr_buf *q, const char *name, const char *value)
 
 static int cmd_query(struct ehr_client *c, int argc, char **argv)
 {
-	static const char *const opts[][2] = { { "--type", "type" },         { "--actor", "actor" },
-		                               { "--subject", "subject" },   { "--since", "since" },
-		                               { "--until", "until" },       { "--from-seq", "from_seq" },
-		                               { "--to-seq", "to_seq" },     { "--limit", "limit" },
+	static const char *const opts[][2] = { { "--type", "type" },       { "--actor", "actor" },
+		                               { "--subject", "subject" }, { "--since", "since" },
+		                               { "--until", "until" },     { "--from-seq", "from_seq" },
+		                               { "--to-seq", "to_seq" },   { "--limit", "limit" },
 		                               { "--cursor", "cursor" } };
-	struct ehr_buf q = EHR_BUF_INIT(2048), path = EHR_BUF_INIT(2200), resp = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
+	struct ehr_buf q = EHR_BUF_INIT(2048), path = EHR_BUF_INIT(2200),
+	               resp = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
 	const char *accept[] = { "Accept: application/fhir+json", NULL };
 	bool fhir = false;
 	long status = 0;
@@ -83,12 +84,13 @@ static int cmd_query(struct ehr_client *c, int argc, char **argv)
 	}
 	rc = 1;
 	if (ehr_buf_printf(&path, "/v1/audit/entries%s", ehr_buf_cstr(&q)) < 0 ||
-	    ehr_client_request(c, &status, &resp, "GET", ehr_buf_cstr(&path), fhir ? accept : NULL, NULL, 0, NULL,
-	                       NULL) < 0) {
+	    ehr_client_request(c, &status, &resp, "GET", ehr_buf_cstr(&path), fhir ? accept : NULL, NULL, 0,
+	                       NULL, NULL) < 0) {
 		fprintf(stderr, "ehrctl audit: %s\n", ehr_error_msg());
 		goto out;
 	}
-	fwrite(resp.data ? (const char *)resp.data : "", 1, resp.len, status >= 200 && status < 300 ? stdout : stderr);
+	fwrite(resp.data ? (const char *)resp.data : "", 1, resp.len,
+	       status >= 200 && status < 300 ? stdout : stderr);
 	fputc('\n', status >= 200 && status < 300 ? stdout : stderr);
 	rc = status >= 200 && status < 300 ? 0 : 1;
 out:
@@ -107,12 +109,14 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 	for (int i = 1; i + 1 < argc; i += 2) {
 		if (strcmp(argv[i], "--type") == 0)
 			type = argv[i + 1];
-		else if (strcmp(argv[i], "--since-seq") == 0 && ehr_parse_u64(&next, argv[i + 1], INT64_MAX) == 0)
+		else if (strcmp(argv[i], "--since-seq") == 0 &&
+		         ehr_parse_u64(&next, argv[i + 1], INT64_MAX) == 0)
 			;
 		else if (strcmp(argv[i], "--interval-ms") == 0 &&
 		         ehr_parse_u64(&interval, argv[i + 1], 60000) == 0)
 			;
-		else if (strcmp(argv[i], "--count") == 0 && ehr_parse_u64(&count, argv[i + 1], INT64_MAX) == 0)
+		else if (strcmp(argv[i], "--count") == 0 &&
+		         ehr_parse_u64(&count, argv[i + 1], INT64_MAX) == 0)
 			;
 		else
 			return usage();
@@ -126,9 +130,11 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 		size_t i;
 		json_t *e;
 
-		if (ehr_buf_printf(&path, "/v1/audit/entries?limit=1000&from_seq=%llu", (unsigned long long)next) < 0 ||
+		if (ehr_buf_printf(&path, "/v1/audit/entries?limit=1000&from_seq=%llu",
+		                   (unsigned long long)next) < 0 ||
 		    (type && add_param(&path, "type", type) < 0) ||
-		    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 || status != 200) {
+		    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 ||
+		    status != 200) {
 			ehr_buf_free(&path);
 			json_decref(resp);
 			fprintf(stderr, "ehrctl audit tail: %s\n",
@@ -137,7 +143,8 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 		}
 		ehr_buf_free(&path);
 		entries = json_object_get(resp, "entries");
-		json_array_foreach(entries, i, e) {
+		json_array_foreach(entries, i, e)
+		{
 			json_int_t seq = json_integer_value(json_object_get(e, "seq"));
 			json_object_del(e, "entry");
 			json_dumpf(e, stdout, JSON_COMPACT | JSON_SORT_KEYS);
@@ -207,8 +214,8 @@ static int save_state(const char *path, uint64_t size, const uint8_t root[LEDGER
 	int err;
 
 	GUARD_GOTO(ehr_b64_encode(&r, root, LEDGER_HASH_LEN));
-	j = json_pack("{s:I, s:s, s:s, s:I}", "tree_size", (json_int_t)size, "root", ehr_buf_cstr(&r), "checkpoint",
-	              note, "verified_at_ms", (json_int_t)ehr_now_ms());
+	j = json_pack("{s:I, s:s, s:s, s:I}", "tree_size", (json_int_t)size, "root", ehr_buf_cstr(&r),
+	              "checkpoint", note, "verified_at_ms", (json_int_t)ehr_now_ms());
 	ENSURE_GOTO(j != NULL, EHR_ERR_NOMEM);
 	err = ehr_json_dump(&out, j);
 	json_decref(j);
@@ -234,7 +241,8 @@ static int fetch_proof(struct ehr_client *c, const char *path, uint8_t (*hashes)
 		err = ehr_error_set(EHR_ERR_TAMPER, "the gateway gave no proof (%ld)", status);
 		goto out;
 	}
-	json_array_foreach(arr, i, h) {
+	json_array_foreach(arr, i, h)
+	{
 		GUARD_GOTO(b64_hash(hashes[i], json_string_value(h)));
 	}
 	*n = json_array_size(arr);
@@ -247,8 +255,8 @@ out:
 static int check_entry(struct ehr_client *c, const json_t *e, uint64_t want_seq, uint64_t size,
                        const uint8_t root[LEDGER_HASH_LEN], uint8_t leaf[LEDGER_HASH_LEN])
 {
-	struct ehr_buf raw = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD), canon = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD),
-		       path = EHR_BUF_INIT(256);
+	struct ehr_buf raw = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD),
+	               canon = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD), path = EHR_BUF_INIT(256);
 	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
 	struct ledger_entry d;
 	const char *b64 = json_string_value(json_object_get(e, "entry"));
@@ -257,7 +265,8 @@ static int check_entry(struct ehr_client *c, const json_t *e, uint64_t want_seq,
 	int err = 0;
 
 	if ((uint64_t)seq != want_seq) {
-		err = ehr_error_set(EHR_ERR_TAMPER, "DROPPED: entry %llu is missing (the gateway served %lld next)",
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "DROPPED: entry %llu is missing (the gateway served %lld next)",
 		                    (unsigned long long)want_seq, (long long)seq);
 		goto out;
 	}
@@ -274,7 +283,8 @@ static int check_entry(struct ehr_client *c, const json_t *e, uint64_t want_seq,
 	    strcmp(d.subject, json_string_value(json_object_get(e, "subject")) ?: "") != 0 ||
 	    d.ts_ms != json_integer_value(json_object_get(e, "ts_ms")) || canon.len != d.payload_len ||
 	    memcmp(canon.data, d.payload, d.payload_len) != 0 /* not secret */) {
-		err = ehr_error_set(EHR_ERR_TAMPER, "REWRITTEN: entry %llu: served fields differ from its bytes",
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "REWRITTEN: entry %llu: served fields differ from its bytes",
 		                    (unsigned long long)want_seq);
 		goto out;
 	}
@@ -282,9 +292,10 @@ static int check_entry(struct ehr_client *c, const json_t *e, uint64_t want_seq,
 	GUARD_GOTO(ehr_buf_printf(&path, "/v1/ledger/proof/inclusion?index=%llu&size=%llu",
 	                          (unsigned long long)want_seq, (unsigned long long)size));
 	if (fetch_proof(c, ehr_buf_cstr(&path), proof, &n) < 0 ||
-	    merkle_verify_inclusion(d.leaf_hash, want_seq, size, (const uint8_t(*)[LEDGER_HASH_LEN])proof, n, root) <
-	            0) {
-		err = ehr_error_set(EHR_ERR_TAMPER, "REWRITTEN: entry %llu is not in the signed tree of size %llu",
+	    merkle_verify_inclusion(d.leaf_hash, want_seq, size, (const uint8_t(*)[LEDGER_HASH_LEN])proof, n,
+	                            root) < 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "REWRITTEN: entry %llu is not in the signed tree of size %llu",
 		                    (unsigned long long)want_seq, (unsigned long long)size);
 		goto out;
 	}
@@ -335,7 +346,8 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 	}
 
 	/* 1. The checkpoint. */
-	if (ehr_client_request(c, &status, &note, "GET", "/v1/ledger/checkpoint", NULL, NULL, 0, NULL, NULL) < 0 ||
+	if (ehr_client_request(c, &status, &note, "GET", "/v1/ledger/checkpoint", NULL, NULL, 0, NULL, NULL) <
+	            0 ||
 	    status != 200) {
 		fprintf(stderr, "ehrctl audit verify: cannot fetch the checkpoint: %s\n",
 		        status ? ehr_client_last_error(c) : ehr_error_msg());
@@ -367,7 +379,9 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		size_t n = 0;
 
 		if (size < st.size) {
-			fprintf(stderr, "ROLLBACK: the signed tree has %llu entries, fewer than the %llu verified before\n",
+			fprintf(stderr,
+			        "ROLLBACK: the signed tree has %llu entries, fewer than the %llu verified "
+			        "before\n",
 			        (unsigned long long)size, (unsigned long long)st.size);
 			err = 1;
 			goto out;
@@ -378,14 +392,16 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 			                   (unsigned long long)st.size, (unsigned long long)size) < 0 ||
 			    fetch_proof(c, ehr_buf_cstr(&path), proof, &n) < 0) {
 				fprintf(stderr, "FORK: no consistency proof from %llu to %llu: %s\n",
-				        (unsigned long long)st.size, (unsigned long long)size, ehr_error_msg());
+				        (unsigned long long)st.size, (unsigned long long)size,
+				        ehr_error_msg());
 				err = 1;
 				goto out;
 			}
 		}
 		if (st.size > 0 && merkle_check_advance(st.size, st.root, size, root,
 		                                        (const uint8_t(*)[LEDGER_HASH_LEN])proof, n) < 0) {
-			fprintf(stderr, "FORK: the tree of size %llu does not extend the one verified at %llu: %s\n",
+			fprintf(stderr,
+			        "FORK: the tree of size %llu does not extend the one verified at %llu: %s\n",
 			        (unsigned long long)size, (unsigned long long)st.size, ehr_error_msg());
 			err = 1;
 			goto out;
@@ -402,7 +418,8 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		ehr_buf_reset(&path);
 		if (ehr_buf_printf(&path, "/v1/audit/entries?from_seq=%llu&to_seq=%llu&limit=1000",
 		                   (unsigned long long)from, (unsigned long long)size) < 0 ||
-		    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 || status != 200) {
+		    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 ||
+		    status != 200) {
 			fprintf(stderr, "ehrctl audit verify: cannot fetch entries: %s\n",
 			        status ? ehr_client_last_error(c) : ehr_error_msg());
 			json_decref(resp);
@@ -417,7 +434,8 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 			err = 1;
 			goto out;
 		}
-		json_array_foreach(entries, i, e) {
+		json_array_foreach(entries, i, e)
+		{
 			if (check_entry(c, e, from, size, root, leaf) < 0) {
 				fprintf(stderr, "%s\n", ehr_error_msg());
 				json_decref(resp);
@@ -435,7 +453,8 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		goto out;
 	}
 	printf("{\"ok\":true,\"tree_size\":%llu,\"previous_size\":%llu,\"entries_checked\":%llu}\n",
-	       (unsigned long long)size, (unsigned long long)(st.have ? st.size : 0), (unsigned long long)checked);
+	       (unsigned long long)size, (unsigned long long)(st.have ? st.size : 0),
+	       (unsigned long long)checked);
 	err = 0;
 out:
 	ehr_buf_free(&note);

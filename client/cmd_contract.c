@@ -22,7 +22,8 @@ static int usage(void)
 {
 	fprintf(stderr, "usage: ehrctl contract create (--server ID | --group NAME) [--actions read,append]\n"
 	                "                              [--all | --records ID,.. | --categories CAT,..]\n"
-	                "                              [--purpose P] [--not-before UNIX] [--not-after UNIX | --days N]\n"
+	                "                              [--purpose P] [--not-before UNIX] [--not-after UNIX | "
+	                "--days N]\n"
 	                "       ehrctl contract list\n"
 	                "       ehrctl contract revoke CID\n");
 	return 2;
@@ -87,7 +88,7 @@ static int parse_i64(const char *s, int64_t *out)
 static int cmd_create(struct ehr_client *c, int argc, char **argv)
 {
 	const char *server = NULL, *group = NULL, *actions = "read", *records = NULL, *cats = NULL,
-		   *purpose = "treatment";
+	           *purpose = "treatment";
 	int64_t now = ehr_now_ms() / 1000, nb = now, na = 0, days = 30;
 	json_t *doc = NULL, *env = NULL, *resp = NULL, *scope, *acts;
 	struct policy_contract check;
@@ -145,10 +146,11 @@ static int cmd_create(struct ehr_client *c, int argc, char **argv)
 		fprintf(stderr, "ehrctl contract: bad arguments\n");
 		return 2;
 	}
-	doc = json_pack("{s:s, s:s, s:{s:s}, s:o, s:o, s:s, s:I, s:I, s:I, s:s}", "type", "ehrgate.contract.v1",
-	                "patient", ehr_client_id(c), "grantee", server ? "server" : "group", server ? server : group,
-	                "actions", acts, "scope", scope, "purpose", purpose, "not_before", (json_int_t)nb,
-	                "not_after", (json_int_t)na, "issued_at", (json_int_t)now, "nonce", n);
+	doc = json_pack("{s:s, s:s, s:{s:s}, s:o, s:o, s:s, s:I, s:I, s:I, s:s}", "type",
+	                "ehrgate.contract.v1", "patient", ehr_client_id(c), "grantee",
+	                server ? "server" : "group", server ? server : group, "actions", acts, "scope", scope,
+	                "purpose", purpose, "not_before", (json_int_t)nb, "not_after", (json_int_t)na,
+	                "issued_at", (json_int_t)now, "nonce", n);
 	/* Check locally with the gateway's own rules before signing. */
 	if (doc == NULL || policy_contract_from_json(&check, doc) < 0) {
 		fprintf(stderr, "ehrctl contract: invalid contract: %s\n", ehr_error_msg());
@@ -180,8 +182,9 @@ static int cmd_revoke(struct ehr_client *c, const char *cid)
 
 	if (nonce(n) < 0)
 		return 1;
-	doc = json_pack("{s:s, s:s, s:s, s:I, s:s}", "type", "ehrgate.revocation.v1", "patient", ehr_client_id(c),
-	                "cid", cid, "issued_at", (json_int_t)(ehr_now_ms() / 1000), "nonce", n);
+	doc = json_pack("{s:s, s:s, s:s, s:I, s:s}", "type", "ehrgate.revocation.v1", "patient",
+	                ehr_client_id(c), "cid", cid, "issued_at", (json_int_t)(ehr_now_ms() / 1000), "nonce",
+	                n);
 	{
 		struct policy_revocation check;
 		if (doc == NULL || policy_revocation_from_json(&check, doc) < 0) {

@@ -79,6 +79,35 @@ void gw_reply_error(struct gw_req *r, int status, const char *code, const char *
 /* Map a negative ehr_err (and the thread's detail) to a status and JSON error. */
 void gw_reply_err(struct gw_req *r, int err);
 
+/* ---- streaming replies (gateway/stream.c), e.g. Server-Sent Events
+ *
+ * A handler may answer with gw_reply_stream instead of gw_reply_*: the core
+ * then sends status 200, `content_type` and the reply headers with chunked
+ * transfer encoding (and "Connection: close", so the connection ends with
+ * the stream), and calls start(s, ud) on the connection's event-loop
+ * thread. From then on the stream belongs to that thread: gw_stream_write,
+ * gw_stream_backlog and gw_stream_end may only be called there (from
+ * events on gw_stream_base). The owner must eventually call gw_stream_end
+ * exactly once, also after its close callback ran (the client went away;
+ * writes are then discarded). Streams do not count as in-flight requests,
+ * so draining on SIGTERM does not wait for them. If the stream cannot be
+ * started, start(NULL, ud) is called so the owner can free ud.
+ */
+struct gw_stream;
+struct event_base;
+typedef void (*gw_stream_fn)(struct gw_stream *s, void *ud);
+void gw_reply_stream(struct gw_req *r, const char *content_type, gw_stream_fn start, void *ud);
+struct event_base *gw_stream_base(struct gw_stream *s);
+/* Queue bytes as one chunk. EHR_ERR_IO once the client has gone. */
+int gw_stream_write(struct gw_stream *s, const void *data, size_t len);
+/* Bytes queued for this connection and not yet written to the socket:
+ * a producer bounds it to keep a slow client from growing memory. */
+size_t gw_stream_backlog(const struct gw_stream *s);
+/* on_close(s, ud) runs on the loop thread when the client disconnects. */
+void gw_stream_set_close_cb(struct gw_stream *s, gw_stream_fn on_close, void *ud);
+/* Send the last chunk (if the client is still there) and free the stream. */
+void gw_stream_end(struct gw_stream *s);
+
 /* ---- application state shared by all handlers */
 struct ehr_db_pool *gw_app_db(struct gw_app *app);
 struct ledger *gw_app_ledger(struct gw_app *app);

@@ -150,8 +150,14 @@ struct gw_req {
 	const char *content_type;
 	struct gw_hdr *headers;
 	struct evbuffer *out;
+	gw_stream_fn stream_start; /* gw_reply_stream: stream.c takes over in req_finish */
+	void *stream_ud;
 	struct gw_req *next; /* completion queue */
 };
+
+/* stream.c: called by req_finish on the loop thread for a streaming reply,
+ * after the headers are set; takes r->ev (sets it to NULL). */
+void gw__stream_begin(struct gw_req *r);
 
 int64_t gw_now_us(void);
 

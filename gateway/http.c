@@ -201,11 +201,15 @@ static void req_finish(struct gw_req *r)
 	if (r->close)
 		evhttp_add_header(oh, "Connection", "close");
 	bytes = evbuffer_get_length(r->out);
+	if (r->stream_start) {
+		gw__stream_begin(r); /* stream.c; the reply goes on as chunks */
+		goto accounted;
+	}
 	if (evhttp_request_get_connection(r->ev))
 		evhttp_request_set_on_complete_cb(r->ev, on_complete, srv);
 	evhttp_send_reply(r->ev, r->status, NULL, r->out);
 	r->ev = NULL; /* freed by evhttp from here on */
-	{
+accounted: {
 		int64_t dur = gw_now_us() - r->start_us;
 		gw_metrics_observe(r->w->metrics, r->route_index, r->method, r->status, dur);
 		access_log(srv, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur, r->peer,
