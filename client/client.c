@@ -10,6 +10,7 @@
 #include <time.h>
 
 #include <curl/curl.h>
+#include <openssl/err.h>
 
 #include "auth/auth.h"
 #include "client/client.h"
@@ -198,6 +199,8 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 	curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS, c->timeout_ms);
 	curl_easy_setopt(cu, CURLOPT_CONNECTTIMEOUT_MS, c->timeout_ms);
 	curl_easy_setopt(cu, CURLOPT_NOSIGNAL, 1L);
+	if (getenv("EHRCTL_VERBOSE") != NULL)
+		curl_easy_setopt(cu, CURLOPT_VERBOSE, 1L);
 	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &sink);
@@ -227,6 +230,9 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 		hl = curl_slist_append(hl, "Content-Type: application/json");
 	ENSURE_GOTO(hl != NULL, EHR_ERR_NOMEM);
 	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hl);
+	/* A stale entry in this thread's OpenSSL error queue makes SSL_get_error
+	 * report a non-blocking handshake's WANT_READ as a failure inside curl. */
+	ERR_clear_error();
 	rc = curl_easy_perform(cu);
 	if (rc != CURLE_OK) {
 		ehr_buf_reset(&c->last_error);
