@@ -188,6 +188,7 @@ static void req_finish(struct gw_req *r)
 	struct gw_server *srv = r->srv;
 	struct evkeyvalq *oh = evhttp_request_get_output_headers(r->ev);
 	size_t bytes;
+	int64_t dur;
 
 	if (!r->replied) {
 		ehr_logf(EHR_LOG_ERROR, "http.no_reply", "handler %s produced no reply",
@@ -209,12 +210,11 @@ static void req_finish(struct gw_req *r)
 		evhttp_request_set_on_complete_cb(r->ev, on_complete, srv);
 	evhttp_send_reply(r->ev, r->status, NULL, r->out);
 	r->ev = NULL; /* freed by evhttp from here on */
-accounted: {
-		int64_t dur = gw_now_us() - r->start_us;
-		gw_metrics_observe(r->w->metrics, r->route_index, r->method, r->status, dur);
-		access_log(srv, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur, r->peer,
-		           r->tls_version);
-	}
+accounted:
+	dur = gw_now_us() - r->start_us;
+	gw_metrics_observe(r->w->metrics, r->route_index, r->method, r->status, dur);
+	access_log(srv, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur, r->peer,
+	           r->tls_version);
 	atomic_fetch_sub(&srv->inflight, 1);
 	req_free(r);
 }
