@@ -4,7 +4,7 @@
  *
  *   ehrctl audit query [--type T] [--actor A] [--subject S] [--since MS] [--until MS]
  *                      [--from-seq N] [--to-seq N] [--limit N] [--cursor C] [--fhir]
- *   ehrctl audit tail  [--type T] [--since-seq N] [--interval-ms N] [--count N]
+ *   ehrctl audit tail  [--since-seq N] [--count N] [--retries N]
  *   ehrctl audit verify --ledger-key FILE [--origin NAME] [--state FILE] [--full]
  *
  * verify is an independent client-side check (docs/AUDIT.md §4):
@@ -32,7 +32,7 @@ static int usage(void)
 	fprintf(stderr,
 	        "usage: ehrctl audit query [--type T] [--actor A] [--subject S] [--since MS] [--until MS]\n"
 	        "                          [--from-seq N] [--to-seq N] [--limit N] [--cursor C] [--fhir]\n"
-	        "       ehrctl audit tail [--type T] [--since-seq N] [--interval-ms N] [--count N]\n"
+	        "       ehrctl audit tail [--since-seq N] [--count N] [--retries N]\n"
 	        "       ehrctl audit verify --ledger-key FILE [--origin NAME] [--state FILE] [--full]\n");
 	return 2;
 }
@@ -100,66 +100,149 @@ out:
 	return rc;
 }
 
-/* Poll the query API from a seq on, printing one JSON line per entry. */
-static int cmd_tail(struct ehr_client *c, int argc, char **argv)
+/* SSE parsing state for `tail`: events are "id:", "event:", "data:" lines
+ * ended by a blank line; comments (":") are heartbeats. */
+struct tail_state {
+	struct ehr_buf line;
+	struct ehr_buf data;
+	char id[32];
+	char event[32];
+	bool have_last;
+	uint64_t last;  /* last entry id printed */
+	uint64_t count; /* stop after this many entries (0 = never) */
+	uint64_t printed;
+	bool overflow;
+};
+
+static void tail_dispatch(struct tail_state *t)
 {
-	const char *type = NULL;
-	uint64_t next = 0, interval = 1000, count = 0, printed = 0;
+	uint64_t id;
 
-	for (int i = 1; i + 1 < argc; i += 2) {
-		if (strcmp(argv[i], "--type") == 0)
-			type = argv[i + 1];
-		else if (strcmp(argv[i], "--since-seq") == 0 &&
-		         ehr_parse_u64(&next, argv[i + 1], INT64_MAX) == 0)
-			;
-		else if (strcmp(argv[i], "--interval-ms") == 0 &&
-		         ehr_parse_u64(&interval, argv[i + 1], 60000) == 0)
-			;
-		else if (strcmp(argv[i], "--count") == 0 &&
-		         ehr_parse_u64(&count, argv[i + 1], INT64_MAX) == 0)
-			;
-		else
-			return usage();
-	}
-	if (argc % 2 == 0)
-		return usage();
-	for (;;) {
-		struct ehr_buf path = EHR_BUF_INIT(512);
-		json_t *resp = NULL, *entries;
-		long status = 0;
-		size_t i;
-		json_t *e;
-
-		if (ehr_buf_printf(&path, "/v1/audit/entries?limit=1000&from_seq=%llu",
-		                   (unsigned long long)next) < 0 ||
-		    (type && add_param(&path, "type", type) < 0) ||
-		    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 ||
-		    status != 200) {
-			ehr_buf_free(&path);
-			json_decref(resp);
-			fprintf(stderr, "ehrctl audit tail: %s\n",
-			        status ? ehr_client_last_error(c) : ehr_error_msg());
-			return 1;
-		}
-		ehr_buf_free(&path);
-		entries = json_object_get(resp, "entries");
-		json_array_foreach(entries, i, e)
-		{
-			json_int_t seq = json_integer_value(json_object_get(e, "seq"));
+	if (strcmp(t->event, "overflow") == 0) {
+		t->overflow = true;
+		fprintf(stderr, "ehrctl audit tail: the gateway cut the stream (slow consumer): %s\n",
+		        ehr_buf_cstr(&t->data));
+	} else if (strcmp(t->event, "entry") == 0 && ehr_parse_u64(&id, t->id, INT64_MAX) == 0) {
+		json_t *e = NULL;
+		if (ehr_json_parse(&e, t->data.data, t->data.len, t->data.max, EHR_JSON_MAX_DEPTH) == 0) {
 			json_object_del(e, "entry");
 			json_dumpf(e, stdout, JSON_COMPACT | JSON_SORT_KEYS);
 			fputc('\n', stdout);
-			next = (uint64_t)seq + 1;
-			if (count && ++printed >= count) {
-				json_decref(resp);
-				fflush(stdout);
-				return 0;
-			}
+			fflush(stdout);
+			json_decref(e);
 		}
-		fflush(stdout);
-		json_decref(resp);
-		usleep((useconds_t)interval * 1000);
+		t->last = id;
+		t->have_last = true;
+		t->printed++;
 	}
+	ehr_buf_reset(&t->data);
+	t->id[0] = t->event[0] = '\0';
+}
+
+static bool tail_on_data(const void *p, size_t n, void *ud)
+{
+	struct tail_state *t = ud;
+	const char *c = p;
+
+	for (size_t i = 0; i < n; i++) {
+		if (c[i] != '\n') {
+			if (ehr_buf_append_u8(&t->line, (uint8_t)c[i]) < 0)
+				return false;
+			continue;
+		}
+		{
+			const char *l = ehr_buf_cstr(&t->line);
+			if (t->line.len == 0) {
+				if (t->data.len || t->event[0])
+					tail_dispatch(t);
+				if (t->count && t->printed >= t->count)
+					return false;
+			} else if (strncmp(l, "id: ", 4) == 0) {
+				snprintf(t->id, sizeof(t->id), "%s", l + 4);
+			} else if (strncmp(l, "event: ", 7) == 0) {
+				snprintf(t->event, sizeof(t->event), "%s", l + 7);
+			} else if (strncmp(l, "data: ", 6) == 0) {
+				if (ehr_buf_append(&t->data, l + 6, t->line.len - 6) < 0)
+					return false;
+			}
+			ehr_buf_reset(&t->line);
+		}
+	}
+	return true;
+}
+
+/*
+ * Follow /v1/audit/stream, printing one JSON line per entry (without the
+ * encoded bytes). When the stream ends (gateway restart, overflow), it
+ * reconnects with Last-Event-ID, so nothing is missed or repeated.
+ */
+static int cmd_tail(struct ehr_client *c, int argc, char **argv)
+{
+	struct tail_state t;
+	uint64_t since = 0, retries = 50;
+	bool have_since = false;
+	int rc = 1;
+
+	memset(&t, 0, sizeof(t));
+	ehr_buf_init(&t.line, 4 * LEDGER_MAX_PAYLOAD);
+	ehr_buf_init(&t.data, 4 * LEDGER_MAX_PAYLOAD);
+	for (int i = 1; i < argc; i++) {
+		if (i + 1 < argc && strcmp(argv[i], "--since-seq") == 0 &&
+		    ehr_parse_u64(&since, argv[i + 1], INT64_MAX) == 0)
+			have_since = true;
+		else if (i + 1 < argc && strcmp(argv[i], "--count") == 0 &&
+		         ehr_parse_u64(&t.count, argv[i + 1], INT64_MAX) == 0)
+			;
+		else if (i + 1 < argc && strcmp(argv[i], "--retries") == 0 &&
+		         ehr_parse_u64(&retries, argv[i + 1], 100000) == 0)
+			;
+		else {
+			rc = usage();
+			goto out;
+		}
+		i++;
+	}
+	for (uint64_t attempt = 0;; attempt++) {
+		char path[128], hdr[64];
+		const char *headers[] = { hdr, NULL };
+		long status = 0;
+		uint64_t before = t.printed;
+
+		if (t.have_last) {
+			snprintf(path, sizeof(path), "/v1/audit/stream");
+			snprintf(hdr, sizeof(hdr), "Last-Event-ID: %llu", (unsigned long long)t.last);
+		} else if (have_since) {
+			snprintf(path, sizeof(path), "/v1/audit/stream?since=%llu",
+			         (unsigned long long)since);
+			snprintf(hdr, sizeof(hdr), "Accept: text/event-stream");
+		} else {
+			snprintf(path, sizeof(path), "/v1/audit/stream");
+			snprintf(hdr, sizeof(hdr), "Accept: text/event-stream");
+		}
+		ehr_buf_reset(&t.line);
+		ehr_buf_reset(&t.data);
+		t.overflow = false;
+		ehr_client_request(c, &status, NULL, "GET", path, headers, NULL, 0, tail_on_data, &t);
+		if (t.count && t.printed >= t.count) {
+			rc = 0;
+			break;
+		}
+		if (status != 0 && status != 200) {
+			fprintf(stderr, "ehrctl audit tail: %s\n", ehr_client_last_error(c));
+			break;
+		}
+		if (t.printed > before)
+			attempt = 0;
+		if (attempt >= retries) {
+			fprintf(stderr, "ehrctl audit tail: the stream ended and did not come back\n");
+			break;
+		}
+		usleep(200 * 1000); /* then resume after the last id printed */
+	}
+out:
+	ehr_buf_free(&t.line);
+	ehr_buf_free(&t.data);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- verify */
