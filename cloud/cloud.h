@@ -143,6 +143,8 @@ int cloud_dek_unwrap(const struct cloud_kek *k, const char *kid, const uint8_t r
 
 /* Ciphertext size of a plaintext of n bytes with segment size seg. */
 int cloud_ciphertext_size(uint64_t *out, uint64_t n, uint32_t seg);
+/* The inverse; EHR_ERR_INVAL if ct is not a possible ciphertext size. */
+int cloud_plaintext_size(uint64_t *out, uint64_t ct, uint32_t seg);
 
 /*
  * Push-style encryptor/decryptor. update() may call out() zero or more

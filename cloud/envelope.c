@@ -66,6 +66,20 @@ int cloud_ciphertext_size(uint64_t *out, uint64_t n, uint32_t seg)
 	return 0;
 }
 
+int cloud_plaintext_size(uint64_t *out, uint64_t ct, uint32_t seg)
+{
+	uint64_t body, full = (uint64_t)seg + CLOUD_TAG_LEN, nseg, check;
+
+	ENSURE(seg >= CLOUD_SEG_MIN && seg <= CLOUD_SEG_MAX, EHR_ERR_INVAL);
+	ENSURE(ct >= CLOUD_HDR_LEN + CLOUD_TAG_LEN, EHR_ERR_INVAL);
+	body = ct - CLOUD_HDR_LEN;
+	nseg = (body + full - 1) / full;
+	*out = body - nseg * CLOUD_TAG_LEN;
+	GUARD(cloud_ciphertext_size(&check, *out, seg));
+	ENSURE(check == ct, EHR_ERR_INVAL);
+	return 0;
+}
+
 int cloud__env_header_parse(struct cloud_env_header *h, const uint8_t *p, size_t n)
 {
 	struct ehr_cursor c;
