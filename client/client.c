@@ -45,6 +45,7 @@ int ehr_client_new(struct ehr_client **out, const struct ehr_client_opts *o)
 	c = calloc(1, sizeof(*c));
 	ENSURE(c != NULL, EHR_ERR_NOMEM);
 	ehr_buf_init(&c->last_error, 1024);
+	ehr_buf_init(&c->resp_headers, 64 * 1024);
 	GUARD_GOTO(dup_opt(&c->url, o->url));
 	n = strlen(c->url);
 	while (n > 0 && c->url[n - 1] == '/')
@@ -85,6 +86,7 @@ void ehr_client_free(struct ehr_client *c)
 	}
 	free(c->dir);
 	ehr_buf_free(&c->last_error);
+	ehr_buf_free(&c->resp_headers);
 	free(c);
 }
 
@@ -149,6 +151,51 @@ static size_t on_write(char *p, size_t size, size_t nmemb, void *ud)
 	return n;
 }
 
+static size_t on_header(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct ehr_client *c = ud;
+	size_t n = size * nmemb;
+
+	/* Keep only the last response's headers (a new status line restarts). */
+	if (n >= 5 && strncmp(p, "HTTP/", 5) == 0)
+		ehr_buf_reset(&c->resp_headers);
+	if (ehr_buf_append(&c->resp_headers, p, n) < 0)
+		return 0;
+	return n;
+}
+
+int ehr_client_response_header(const struct ehr_client *c, const char *name, char *out, size_t cap)
+{
+	const char *p = ehr_buf_cstr(&c->resp_headers);
+	size_t nl = strlen(name);
+
+	while (*p) {
+		const char *eol = strstr(p, "\r\n");
+		size_t linelen = eol ? (size_t)(eol - p) : strlen(p);
+		if (linelen > nl && strncasecmp(p, name, nl) == 0 && p[nl] == ':') {
+			const char *v = p + nl + 1;
+			size_t vl;
+			while (*v == ' ')
+				v++;
+			vl = linelen - (size_t)(v - p);
+			if (vl + 1 > cap)
+				return ehr_error_set(EHR_ERR_TOO_LARGE, "header value too long");
+			memcpy(out, v, vl);
+			out[vl] = '\0';
+			return 0;
+		}
+		p += linelen;
+		if (eol)
+			p += 2;
+	}
+	return EHR_ERR_NOT_FOUND;
+}
+
+long ehr_client_last_connects(const struct ehr_client *c)
+{
+	return c->last_connects;
+}
+
 static void note_error(struct ehr_client *c, long status, const struct ehr_buf *resp)
 {
 	json_t *j = NULL;
@@ -204,6 +251,10 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_write);
 	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(cu, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(cu, CURLOPT_HEADERDATA, c);
+	ehr_buf_reset(&c->resp_headers);
+	c->last_connects = -1;
 	curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(cu, CURLOPT_NOBODY, 1L);
@@ -248,6 +299,7 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 		goto out;
 	}
 	curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, status);
+	curl_easy_getinfo(cu, CURLINFO_NUM_CONNECTS, &c->last_connects);
 	note_error(c, *status, sink.buf);
 out:
 	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, NULL);

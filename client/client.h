@@ -94,6 +94,12 @@ int ehr_client_login(const char *dir);
 /* The same exchange on an open patient client (no file written). */
 int ehr_client_login_with(struct ehr_client *c, const char *patient_id, EVP_PKEY *key, json_t **token);
 
+/* A header of the last response (first match, case-insensitive name) into
+ * out; EHR_ERR_NOT_FOUND when absent. */
+int ehr_client_response_header(const struct ehr_client *c, const char *name, char *out, size_t cap);
+/* New connections the last request opened (0: it reused a kept-alive one). */
+long ehr_client_last_connects(const struct ehr_client *c);
+
 /* Last HTTP error body's "error.message" or curl detail, for CLI messages. */
 const char *ehr_client_last_error(const struct ehr_client *c);
 

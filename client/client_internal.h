@@ -14,6 +14,8 @@ struct ehr_client {
 	char id[128];
 	char *dir;               /* profile directory, when opened from one */
 	struct ehr_buf last_error;
+	struct ehr_buf resp_headers; /* the last response's header block */
+	long last_connects;
 };
 
 #endif

@@ -96,7 +96,7 @@ static int cmd_issue_token(int argc, char **argv)
 	} else {
 		ehr_time_rfc3339(when, expires * 1000);
 		printf("%s\n", ehr_buf_cstr(&tok));
-		fprintf(stderr, "registration token for a %s, expires %s (single use)\n", role, when);
+		fprintf(stderr, "registration token for role %s, expires %s (single use)\n", role, when);
 		rc = 0;
 	}
 	ehr_buf_free_secure(&tok);

@@ -4,6 +4,16 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
 
 #include "common/common.h"
 #include "tests/harness/harness.h"
@@ -178,4 +188,142 @@ void atest_rmrf(const char *dir)
 {
 	if (dir != NULL && strncmp(dir, "/tmp/ehrauth-", 13) == 0)
 		rm_tree(dir);
+}
+
+int atest_db_create_empty(struct atest_db *db, const char *tag)
+{
+	const char *base = ehr_test_env("EHRGATE_TEST_PG");
+	static int counter;
+	char q[256];
+
+	if (base == NULL) {
+		fprintf(stderr, "atest: EHRGATE_TEST_PG is not set\n");
+		return -1;
+	}
+	snprintf(db->name, sizeof(db->name), "authe_%s_%d_%d", tag, (int)getpid(), counter++);
+	snprintf(db->super_ci, sizeof(db->super_ci), "%s dbname=%s", base, db->name);
+	snprintf(db->app_ci, sizeof(db->app_ci), "%s dbname=%s user=ehrgate_app", base, db->name);
+	snprintf(q, sizeof(q), "CREATE DATABASE %s", db->name);
+	return atest_exec(base, q);
+}
+
+int atest_run(char *out, size_t cap, const char *const *argv)
+{
+	char tmpl[] = "/tmp/ehrauth-run-XXXXXX";
+	int fd = mkstemp(tmpl), status = 0;
+	posix_spawn_file_actions_t fa;
+	pid_t pid;
+	ssize_t n;
+
+	if (fd < 0)
+		return -1;
+	unlink(tmpl);
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_adddup2(&fa, fd, 1);
+	if (posix_spawn(&pid, argv[0], &fa, NULL, (char *const *)argv, environ) != 0) {
+		posix_spawn_file_actions_destroy(&fa);
+		close(fd);
+		return -1;
+	}
+	posix_spawn_file_actions_destroy(&fa);
+	waitpid(pid, &status, 0);
+	if (out != NULL && cap > 0) {
+		lseek(fd, 0, SEEK_SET);
+		n = read(fd, out, cap - 1);
+		out[n > 0 ? n : 0] = '\0';
+	}
+	close(fd);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	socklen_t len = sizeof(a);
+	int s = socket(AF_INET, SOCK_STREAM, 0), port = -1;
+
+	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
+		port = ntohs(a.sin_port);
+	if (s >= 0)
+		close(s);
+	return port;
+}
+
+static bool port_open(int port)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+		                 .sin_port = htons((uint16_t)port) };
+	int s = socket(AF_INET, SOCK_STREAM, 0);
+	bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
+
+	if (s >= 0)
+		close(s);
+	return ok;
+}
+
+int atest_gw_start(struct atest_gw *g, const char *ehrgate, const char *state_dir, const struct atest_db *db,
+                   const char *const *sets)
+{
+	const char *argv[64];
+	char ini[4096];
+	size_t n = 0;
+	pid_t pid;
+	int status;
+
+	memset(g, 0, sizeof(*g));
+	g->pid = -1;
+	if ((g->port = free_port()) < 0)
+		return -1;
+	snprintf(g->url, sizeof(g->url), "https://127.0.0.1:%d", g->port);
+	snprintf(g->cfg, sizeof(g->cfg), "%s/gw-%d.ini", state_dir, g->port);
+	snprintf(ini, sizeof(ini),
+	         "[server]\nstate_dir = %s\nlisten = 127.0.0.1:%d\nworkers = 1\n"
+	         "[database]\nurl = %s\nadmin_url = %s\npool_size = 8\n[log]\nlevel = warn\naccess = false\n",
+	         state_dir, g->port, db->app_ci, db->super_ci);
+	if (ehr_file_write_atomic(g->cfg, ini, strlen(ini), 0600, false) < 0)
+		return -1;
+	argv[n++] = ehrgate;
+	argv[n++] = "serve";
+	argv[n++] = "-c";
+	argv[n++] = g->cfg;
+	for (size_t i = 0; sets != NULL && sets[i] != NULL && n < 60; i++) {
+		argv[n++] = "--set";
+		argv[n++] = sets[i];
+	}
+	argv[n] = NULL;
+	if (posix_spawn(&pid, ehrgate, NULL, NULL, (char *const *)argv, environ) != 0)
+		return -1;
+	g->pid = pid;
+	for (int i = 0; i < 200; i++) {
+		if (waitpid(pid, &status, WNOHANG) == pid) {
+			fprintf(stderr, "atest: ehrgate serve exited early\n");
+			g->pid = -1;
+			return -1;
+		}
+		if (port_open(g->port))
+			return 0;
+		usleep(50 * 1000);
+	}
+	atest_gw_stop(g);
+	return -1;
+}
+
+void atest_gw_stop(struct atest_gw *g)
+{
+	int status;
+
+	if (g->pid <= 0)
+		return;
+	kill(g->pid, SIGTERM);
+	for (int i = 0; i < 100; i++) {
+		if (waitpid(g->pid, &status, WNOHANG) == g->pid) {
+			g->pid = -1;
+			return;
+		}
+		usleep(50 * 1000);
+	}
+	kill(g->pid, SIGKILL);
+	waitpid(g->pid, &status, 0);
+	g->pid = -1;
 }
