@@ -367,7 +367,7 @@ int gw_cmd_fsck(int argc, char **argv)
 				uint64_t size;
 				/* An object, if any, was handled as an orphan above. */
 				if (cloud_record_key(key, sizeof(key), ridb) == 0 &&
-				    obj_store_head(gw_app_store(app), key, &size) == 0 && !dry)
+				    obj_store_head(gw_app_store(app), key, &size) == 0)
 					continue;
 				printf("stale-pending-row %s%s\n", rid,
 				       dry ? " (dry run: kept)" : ": removed");

@@ -1,0 +1,761 @@
+/*
+ * test_ehr_gateway.c - EHR storage end to end: the real gateway over TLS,
+ * real Postgres, the real ledger, and both stores - the filesystem and
+ * s3rver behind the SigV4-verifying front - with registered medical servers
+ * (mTLS) and enrolled patients (DPoP) as clients (libehrclient).
+ */
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include "cloud/cloud_internal.h"
+#include "ehrtest.h"
+#include "faultproxy.h"
+#include "tests/harness/harness.h"
+
+#define MARKER "PHI-MARKER-7f3a9c"
+#define LEDGER_LOCK_KEY 0x6568726c6467LL /* contracts/ledger_internal.h */
+
+struct world {
+	struct ehrt t;
+	struct ehr_client *srv_a, *srv_b, *pat1, *pat2, *anon;
+	char pid1[160], pid2[160];
+	bool s3;
+};
+
+static struct world FS, S3;
+
+/* ------------------------------------------------------------ helpers */
+
+static uint8_t *make_body(size_t n, unsigned seed)
+{
+	uint8_t *b = malloc(n + 1);
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)((i * 2654435761u + seed) >> 13);
+	/* a known plaintext marker every 64 KiB, to look for in stored objects */
+	for (size_t off = 0; off + sizeof(MARKER) - 1 <= n; off += 65536)
+		memcpy(b + off, MARKER, sizeof(MARKER) - 1);
+	return b;
+}
+
+static int world_up(struct world *w, const char *tag, bool s3)
+{
+	char sect[2048] = "";
+	w->s3 = s3;
+	if (s3)
+		ehrt_s3_section(sect, sizeof(sect), NULL, NULL);
+	if (ehrt_setup(&w->t, tag, sect) < 0 || ehrt_start(&w->t) < 0)
+		return -1;
+	if (ehrt_server(&w->t, "hosp-a", &w->srv_a) < 0 || ehrt_server(&w->t, "hosp-b", &w->srv_b) < 0) {
+		fprintf(stderr, "server registration: %s\n", ehr_error_msg());
+		return -1;
+	}
+	if (ehrt_patient(&w->t, w->srv_a, "MRN-0001", w->pid1, &w->pat1) < 0 ||
+	    ehrt_patient(&w->t, w->srv_a, "MRN-0002", w->pid2, &w->pat2) < 0) {
+		fprintf(stderr, "patient enrolment: %s\n", ehr_error_msg());
+		return -1;
+	}
+	{
+		struct ehr_client_opts o = { .url = w->t.url, .ca_file = w->t.ca };
+		if (ehr_client_new(&w->anon, &o) < 0)
+			return -1;
+	}
+	return 0;
+}
+
+static void world_down(struct world *w)
+{
+	ehr_client_free(w->srv_a);
+	ehr_client_free(w->srv_b);
+	ehr_client_free(w->pat1);
+	ehr_client_free(w->pat2);
+	ehr_client_free(w->anon);
+	ehrt_teardown(&w->t);
+}
+
+static int fs_init(void)
+{
+	return world_up(&FS, "fs", false);
+}
+static int fs_clean(void)
+{
+	world_down(&FS);
+	return 0;
+}
+static int s3_init(void)
+{
+	if (!ehr_test_env("EHRGATE_TEST_S3"))
+		return -1;
+	return world_up(&S3, "s3", true);
+}
+static int s3_clean(void)
+{
+	world_down(&S3);
+	return 0;
+}
+
+struct stored {
+	char rid[CLOUD_RID_HEX];
+	long long seq, tree_size;
+	char sha[65];
+};
+
+/* POST a record; returns the HTTP status, fills st on 201. */
+static long post_record(struct ehr_client *c, const char *pid, const void *body, size_t n, const char *ct,
+                        const char *cat, struct stored *st, struct ehr_buf *resp_out)
+{
+	char path[256], cth[300], cath[128];
+	const char *hdrs[3] = { NULL, NULL, NULL };
+	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
+	long status = 0;
+	size_t nh = 0;
+
+	snprintf(path, sizeof(path), "/v1/patients/%s/records", pid);
+	if (ct) {
+		snprintf(cth, sizeof(cth), "Content-Type: %s", ct);
+		hdrs[nh++] = cth;
+	}
+	if (cat) {
+		snprintf(cath, sizeof(cath), "X-EHR-Category: %s", cat);
+		hdrs[nh++] = cath;
+	}
+	if (ehr_client_request(c, &status, &resp, "POST", path, hdrs, body, n, NULL, NULL) < 0)
+		status = 0;
+	if (status == 201 && st) {
+		json_t *j = NULL;
+		const char *rid = NULL, *sha = NULL;
+		int64_t seq = -1, ts = -1;
+		memset(st, 0, sizeof(*st));
+		if (ehr_json_parse(&j, resp.data, resp.len, 1 << 20, 8) == 0 &&
+		    ehr_json_get_str(j, "record_id", &rid, 40) == 0 &&
+		    ehr_json_get_str(j, "sha256", &sha, 64) == 0 &&
+		    ehr_json_get_int(j, "seq", &seq, 0, INT64_MAX) == 0 &&
+		    ehr_json_get_int(j, "tree_size", &ts, 1, INT64_MAX) == 0) {
+			snprintf(st->rid, sizeof(st->rid), "%s", rid);
+			snprintf(st->sha, sizeof(st->sha), "%s", sha);
+			st->seq = seq;
+			st->tree_size = ts;
+		}
+		json_decref(j);
+	}
+	if (resp_out)
+		ehr_buf_append(resp_out, resp.data, resp.len);
+	ehr_buf_free(&resp);
+	return status;
+}
+
+static long get_record(struct ehr_client *c, const char *rid, struct ehr_buf *out)
+{
+	char path[128];
+	long status = 0;
+	snprintf(path, sizeof(path), "/v1/records/%s", rid);
+	if (ehr_client_request(c, &status, out, "GET", path, NULL, NULL, 0, NULL, NULL) < 0)
+		return 0;
+	return status;
+}
+
+static bool is_json_error(const struct ehr_buf *b, const char *code)
+{
+	json_t *j = NULL;
+	bool ok = false;
+	if (ehr_json_parse(&j, b->data, b->len, 1 << 20, 8) == 0) {
+		json_t *e = json_object_get(j, "error");
+		const char *c = e ? json_string_value(json_object_get(e, "code")) : NULL;
+		ok = c && (code == NULL || strcmp(c, code) == 0);
+	}
+	json_decref(j);
+	return ok;
+}
+
+static long long count_type(struct world *w, const char *type)
+{
+	char sql[200];
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger_entries WHERE type = '%s'", type);
+	return ehrt_scalar(&w->t, sql);
+}
+
+static void round_trip(struct world *w, size_t n)
+{
+	uint8_t *body = make_body(n, (unsigned)n);
+	struct stored st;
+	struct ehr_buf out = EHR_BUF_INIT(64u << 20);
+	char ct[128];
+	long s;
+
+	s = post_record(w->srv_a, w->pid1, body, n, "application/fhir+json", "lab", &st, NULL);
+	CU_ASSERT_EQUAL(s, 201);
+	CU_ASSERT_EQUAL(strlen(st.rid), 32);
+	CU_ASSERT(st.tree_size > st.seq);
+	if (s != 201) {
+		fprintf(stderr, "\n  POST %zu bytes -> %ld (%s)\n", n, s, ehr_client_last_error(w->srv_a));
+		free(body);
+		return;
+	}
+	/* the storing server reads it back */
+	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 200);
+	CU_ASSERT_EQUAL(out.len, n);
+	CU_ASSERT(out.len == n && (n == 0 || memcmp(out.data, body, n) == 0)); /* not secret */
+	CU_ASSERT_EQUAL(ehr_client_response_header(w->srv_a, "Content-Type", ct, sizeof(ct)), 0);
+	CU_ASSERT_STRING_EQUAL(ct, "application/fhir+json");
+	/* and so does the patient, with DPoP */
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 200);
+	CU_ASSERT(out.len == n && (n == 0 || memcmp(out.data, body, n) == 0)); /* not secret */
+	/* the ledger holds the ciphertext hash the answer gave */
+	{
+		char sql[300];
+		snprintf(sql, sizeof(sql),
+		         "SELECT count(*) FROM ledger_entries WHERE type = 'ehr.store' AND seq = %lld AND "
+		         "position(convert_to('%s', 'UTF8') in entry) > 0",
+		         st.seq, st.sha);
+		CU_ASSERT_EQUAL(ehrt_scalar(&w->t, sql), 1);
+	}
+	ehr_buf_free_secure(&out);
+	free(body);
+}
+
+static void round_trips(struct world *w)
+{
+	static const size_t sizes[] = {
+		0, 1, CLOUD_SEG_DEFAULT - 1, CLOUD_SEG_DEFAULT, CLOUD_SEG_DEFAULT + 1, 3u << 20
+	};
+	for (size_t i = 0; i < EHR_ARRAY_LEN(sizes); i++)
+		round_trip(w, sizes[i]);
+}
+
+static void test_fs_round_trips(void)
+{
+	round_trips(&FS);
+}
+
+static void test_s3_round_trips(void)
+{
+	round_trips(&S3);
+	round_trip(&S3, 20u << 20); /* multipart (8 MiB parts) through HTTP */
+}
+
+/* ------------------------------------------------------- authorisation */
+
+static void authz(struct world *w)
+{
+	uint8_t *body = make_body(1000, 7);
+	struct stored st;
+	struct ehr_buf out = EHR_BUF_INIT(1 << 20);
+	long long reads;
+	char path[256];
+	long status;
+
+	CU_ASSERT_EQUAL_FATAL(post_record(w->srv_a, w->pid1, body, 1000, "text/plain", NULL, &st, NULL), 201);
+	reads = count_type(w, "ehr.read");
+	/* another medical server, another patient, nobody */
+	CU_ASSERT_EQUAL(get_record(w->srv_b, st.rid, &out), 403);
+	CU_ASSERT(is_json_error(&out, "forbidden"));
+	CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->pat2, st.rid, &out), 403);
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->anon, st.rid, &out), 401);
+	CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
+	CU_ASSERT_EQUAL(count_type(w, "ehr.read"), reads); /* refused reads release nothing */
+	/* only servers store; only for existing patients; bad ids refused */
+	status = post_record(w->pat1, w->pid1, body, 10, NULL, NULL, NULL, NULL);
+	/* a route for servers only: authn asks for the client certificate (401) */
+	CU_ASSERT(status == 401 || status == 403);
+	CU_ASSERT_EQUAL(post_record(w->anon, w->pid1, body, 10, NULL, NULL, NULL, NULL), 401);
+	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexist", body, 10, NULL, NULL, NULL, NULL), 404);
+	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, "bad category!", NULL, NULL), 400);
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->srv_a, "00000000000000000000000000000000", &out), 404);
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->srv_a, "not-a-record-id", &out), 400);
+	/* listing */
+	snprintf(path, sizeof(path), "/v1/patients/%s/records", w->pid1);
+	{
+		json_t *resp = NULL;
+		CU_ASSERT_EQUAL(ehr_client_json(w->pat1, &status, &resp, "GET", path, NULL), 0);
+		CU_ASSERT_EQUAL(status, 200);
+		CU_ASSERT(resp && json_array_size(json_object_get(resp, "records")) >= 1);
+		json_decref(resp);
+		resp = NULL;
+		CU_ASSERT_EQUAL(ehr_client_json(w->pat2, &status, &resp, "GET", path, NULL), 0);
+		CU_ASSERT_EQUAL(status, 403);
+		json_decref(resp);
+		resp = NULL;
+		CU_ASSERT_EQUAL(ehr_client_json(w->srv_b, &status, &resp, "GET", path, NULL), 0);
+		CU_ASSERT_EQUAL(status, 200); /* hosp-b stored nothing for this patient */
+		CU_ASSERT(resp && json_array_size(json_object_get(resp, "records")) == 0);
+		json_decref(resp);
+		resp = NULL;
+		CU_ASSERT_EQUAL(ehr_client_json(w->anon, &status, &resp, "GET", path, NULL), 0);
+		CU_ASSERT_EQUAL(status, 401);
+		json_decref(resp);
+	}
+	ehr_buf_free(&out);
+	free(body);
+}
+
+static void test_fs_authz(void)
+{
+	authz(&FS);
+}
+
+/* ---------------------------------------------------------- tampering */
+
+/* Read and replace a stored object through the store itself (fs or S3). */
+static struct obj_store *raw_store(struct world *w)
+{
+	struct obj_store_config c = { 0 };
+	struct obj_store *st = NULL;
+	char root[400];
+	if (w->s3) {
+		c.backend = OBJ_BACKEND_S3;
+		c.s3_endpoint = ehr_test_env("EHRGATE_TEST_S3");
+		c.s3_bucket = ehr_test_env("EHRGATE_TEST_S3_BUCKET");
+		c.s3_region = ehr_test_env("EHRGATE_TEST_S3_REGION");
+		c.s3_access_key = ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY");
+		c.s3_secret_key = ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY");
+	} else {
+		snprintf(root, sizeof(root), "%s/objects", w->t.state);
+		c.backend = OBJ_BACKEND_FS;
+		c.fs_path = root;
+	}
+	if (obj_store_open(&st, &c) < 0)
+		return NULL;
+	return st;
+}
+
+static int key_of(char *key, size_t cap, const char *rid)
+{
+	uint8_t r[CLOUD_RID_LEN];
+	GUARD(cloud_rid_parse(r, rid));
+	return cloud_record_key(key, cap, r);
+}
+
+static void tamper(struct world *w)
+{
+	size_t n = 5 * CLOUD_SEG_DEFAULT + 123, seglen = CLOUD_SEG_DEFAULT + CLOUD_TAG_LEN;
+	uint8_t *body = make_body(n, 99), *tmp = malloc(seglen);
+	struct stored st;
+	struct obj_store *raw = raw_store(w);
+	struct ehr_buf orig = EHR_BUF_INIT(64u << 20), bad = EHR_BUF_INIT(64u << 20),
+	               out = EHR_BUF_INIT(64u << 20);
+	char key[128];
+	long long reads;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(raw);
+	CU_ASSERT_EQUAL_FATAL(post_record(w->srv_a, w->pid1, body, n, "application/pdf", NULL, &st, NULL),
+	                      201);
+	EHR_ASSERT_OK(key_of(key, sizeof(key), st.rid));
+	EHR_ASSERT_OK(obj_store_get(raw, key, cloud_buf_write, &orig, NULL));
+	CU_ASSERT_PTR_NULL(memmem(orig.data, orig.len, MARKER, strlen(MARKER))); /* ciphertext only */
+	reads = count_type(w, "ehr.read");
+
+	for (int mode = 0; mode < 4; mode++) {
+		struct cloud_mem_reader rd;
+		ehr_buf_reset(&bad);
+		EHR_ASSERT_OK(ehr_buf_append(&bad, orig.data, orig.len));
+		switch (mode) {
+		case 0: bad.data[CLOUD_HDR_LEN + seglen + 77] ^= 0x20; break; /* one byte flipped */
+		case 1:                                                       /* segments 1 and 2 swapped */
+			memcpy(tmp, bad.data + CLOUD_HDR_LEN + seglen, seglen);
+			memcpy(bad.data + CLOUD_HDR_LEN + seglen, bad.data + CLOUD_HDR_LEN + 2 * seglen,
+			       seglen);
+			memcpy(bad.data + CLOUD_HDR_LEN + 2 * seglen, tmp, seglen);
+			break;
+		case 2: bad.len -= seglen / 2; break;            /* truncated */
+		case 3: bad.len = CLOUD_HDR_LEN + seglen; break; /* cut at a segment boundary */
+		default: break;
+		}
+		rd = (struct cloud_mem_reader){ bad.data, bad.len, 0 };
+		EHR_ASSERT_OK(obj_store_put(raw, key, cloud_mem_read, &rd, NULL));
+		ehr_buf_reset(&out);
+		CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 502);
+		CU_ASSERT(is_json_error(&out, "integrity_error"));
+		CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
+		ehr_buf_reset(&out);
+		CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 502);
+		CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
+	}
+	CU_ASSERT_EQUAL(count_type(w, "ehr.read"), reads);
+	/* the object deleted: refused too */
+	EHR_ASSERT_OK(obj_store_delete(raw, key));
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 502);
+	/* restored: reads again */
+	{
+		struct cloud_mem_reader rd = { orig.data, orig.len, 0 };
+		EHR_ASSERT_OK(obj_store_put(raw, key, cloud_mem_read, &rd, NULL));
+	}
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 200);
+	CU_ASSERT(out.len == n && memcmp(out.data, body, n) == 0); /* not secret */
+	obj_store_free(raw);
+	ehr_buf_free(&orig);
+	ehr_buf_free(&bad);
+	ehr_buf_free_secure(&out);
+	free(body);
+	free(tmp);
+}
+
+static void test_fs_tamper(void)
+{
+	tamper(&FS);
+}
+
+static void test_s3_tamper(void)
+{
+	tamper(&S3);
+}
+
+static void test_s3_authz(void)
+{
+	authz(&S3);
+}
+
+/* ------------------------------------------------- a real S3 client looks */
+
+static void test_s3_bucket_scan(void)
+{
+	char cfgpath[400], dl[400], cmd[2048], out[1 << 16];
+	FILE *f;
+	uint16_t port = fault_proxy_url_port(ehr_test_env("EHRGATE_TEST_S3"));
+	int nobj = 0;
+
+	snprintf(cfgpath, sizeof(cfgpath), "%s/s3cfg", S3.t.dir);
+	snprintf(dl, sizeof(dl), "%s/download", S3.t.dir);
+	f = fopen(cfgpath, "w");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	fprintf(f,
+	        "[default]\naccess_key = %s\nsecret_key = %s\nhost_base = 127.0.0.1:%u\nhost_bucket = "
+	        "127.0.0.1:%u\n"
+	        "use_https = False\nsignature_v2 = False\nbucket_location = %s\n",
+	        ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY"), ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY"), port,
+	        port, ehr_test_env("EHRGATE_TEST_S3_REGION"));
+	fclose(f);
+	/* s3cmd signs with SigV4 through the verifying front */
+	snprintf(cmd, sizeof(cmd), "s3cmd -q -c %s sync s3://%s/ehr/ %s/ 2>&1 && find %s -type f | wc -l",
+	         cfgpath, ehr_test_env("EHRGATE_TEST_S3_BUCKET"), dl, dl);
+	f = popen(cmd, "r");
+	CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+	size_t got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = '\0';
+	CU_ASSERT_EQUAL(pclose(f), 0);
+	{
+		uint64_t v = 0;
+		char *nl = strrchr(out, '\n');
+		if (nl)
+			*nl = '\0';
+		nl = strrchr(out, '\n');
+		ehr_parse_u64(&v, nl ? nl + 1 : out, 1000000);
+		nobj = (int)v;
+	}
+	fprintf(stderr, "\n  s3cmd downloaded %d objects\n", nobj);
+	CU_ASSERT(nobj >= 8);
+	/* no object holds the plaintext marker; no key holds a patient id or MRN */
+	snprintf(cmd, sizeof(cmd), "grep -rl %s %s | wc -l; find %s | grep -c -e %s -e MRN-", MARKER, dl, dl,
+	         S3.pid1);
+	f = popen(cmd, "r");
+	got = fread(out, 1, sizeof(out) - 1, f);
+	out[got] = '\0';
+	pclose(f);
+	CU_ASSERT_STRING_EQUAL(out, "0\n0\n");
+}
+
+/* ------------------------------------------------------ S3 stopped */
+
+static int devservices(const char *what)
+{
+	char cmd[1024];
+	snprintf(cmd, sizeof(cmd), "%s/deploy/devservices.sh %s %s >/dev/null 2>&1", EHR_SOURCE_DIR, what,
+	         ehr_test_env("EHRGATE_TEST_STATE"));
+	return system(cmd);
+}
+
+static void test_s3_stopped(void)
+{
+	uint8_t *body = make_body(5000, 3);
+	long long stores = count_type(&S3, "ehr.store");
+	struct ehr_buf out = EHR_BUF_INIT(1 << 20), resp = EHR_BUF_INIT(1 << 20);
+	long status = 0;
+	struct stored st;
+
+	CU_ASSERT_EQUAL_FATAL(devservices("stop-s3"), 0);
+	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, 5000, NULL, NULL, NULL, &resp), 503);
+	CU_ASSERT(is_json_error(&resp, "unavailable"));
+	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
+	CU_ASSERT_EQUAL(ehrt_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
+	CU_ASSERT_EQUAL(
+	        ehr_client_request(S3.anon, &status, &out, "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(status, 503);
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&out), "\"store\":\"down\""));
+	CU_ASSERT_EQUAL_FATAL(devservices("start-s3"), 0);
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(
+	        ehr_client_request(S3.anon, &status, &out, "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(status, 200);
+	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, 5000, NULL, NULL, &st, NULL), 201);
+	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores + 1);
+	ehr_buf_free(&out);
+	ehr_buf_free(&resp);
+	free(body);
+}
+
+/* ------------------------------------------ S3 failing mid-multipart */
+
+static void test_s3_multipart_failure(void)
+{
+	struct fault_proxy fp;
+	char ep[64], sect[2048], orig[2048];
+	size_t n = 20u << 20;
+	uint8_t *body = make_body(n, 11);
+	long long stores = count_type(&S3, "ehr.store");
+	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
+
+	CU_ASSERT_FATAL(fault_proxy_start(&fp, fault_proxy_url_port(ehr_test_env("EHRGATE_TEST_S3"))) == 0);
+	fp.fail_part_from = 2;
+	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", fp.port);
+	snprintf(orig, sizeof(orig), "%s", S3.t.store_extra);
+	ehrt_s3_section(sect, sizeof(sect), ep, NULL);
+	ehrt_stop(&S3.t, false);
+	CU_ASSERT_EQUAL_FATAL(ehrt_set_store(&S3.t, sect), 0);
+	CU_ASSERT_EQUAL_FATAL(ehrt_start(&S3.t), 0);
+
+	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, n, NULL, NULL, NULL, &resp), 503);
+	CU_ASSERT(is_json_error(&resp, "unavailable"));
+	CU_ASSERT_EQUAL(fp.parts_ok, 1);
+	CU_ASSERT_EQUAL(fp.aborts_seen,
+	                1); /* AbortMultipartUpload sent (s3rver answers 405: see test_s3_store) */
+	CU_ASSERT(fp.abort_status == 204 || fp.abort_status == 405);
+	CU_ASSERT_EQUAL(fp.completes_ok, 0);
+	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
+	CU_ASSERT_EQUAL(ehrt_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
+
+	ehrt_stop(&S3.t, false);
+	fault_proxy_stop(&fp);
+	CU_ASSERT_EQUAL(ehrt_set_store(&S3.t, orig), 0);
+	CU_ASSERT_EQUAL(ehrt_start(&S3.t), 0);
+	ehr_buf_free(&resp);
+	free(body);
+}
+
+/* --------------------------------------------- kill -9 during an upload */
+
+struct bg_post {
+	struct world *w;
+	const uint8_t *body;
+	size_t n;
+	long status;
+};
+
+static void *bg_post_fn(void *arg)
+{
+	struct bg_post *b = arg;
+	b->status = post_record(b->w->srv_a, b->w->pid1, b->body, b->n, NULL, NULL, NULL, NULL);
+	return NULL;
+}
+
+static int count_cb(void *ctx, const char *key, uint64_t size)
+{
+	(void)key;
+	(void)size;
+	(*(int *)ctx)++;
+	return 0;
+}
+
+static int object_count(struct obj_store *raw)
+{
+	int n = 0;
+	if (obj_store_list(raw, "ehr/", count_cb, &n) < 0)
+		return -1;
+	return n;
+}
+
+static void kill9(struct world *w)
+{
+	size_t n = 2u << 20;
+	uint8_t *body = make_body(n, 5);
+	struct obj_store *raw = raw_store(w);
+	struct bg_post bp = { .w = w, .body = body, .n = n };
+	long long stores = count_type(w, "ehr.store");
+	int before = object_count(raw), now = before;
+	PGconn *lock = PQconnectdb(w->t.super_ci);
+	PGresult *r;
+	pthread_t th;
+	char out[1 << 14], sql[128];
+	int rc;
+
+	CU_ASSERT_FATAL(PQstatus(lock) == CONNECTION_OK);
+	/* Hold the ledger writer's lock: the upload reaches S3, then waits for the ledger. */
+	snprintf(sql, sizeof(sql), "BEGIN; SELECT pg_advisory_xact_lock(%lld)", LEDGER_LOCK_KEY);
+	r = PQexec(lock, sql);
+	CU_ASSERT(PQresultStatus(r) == PGRES_TUPLES_OK);
+	PQclear(r);
+	pthread_create(&th, NULL, bg_post_fn, &bp);
+	for (int i = 0; i < 400 && now == before; i++) {
+		usleep(50 * 1000);
+		now = object_count(raw);
+	}
+	CU_ASSERT_EQUAL(now, before + 1); /* the object is stored, the ledger entry is not */
+	usleep(200 * 1000);
+	ehrt_stop(&w->t, true); /* kill -9 */
+	r = PQexec(lock, "COMMIT");
+	PQclear(r);
+	PQfinish(lock);
+	pthread_join(th, NULL);
+	CU_ASSERT(bp.status != 201);
+	CU_ASSERT_EQUAL(count_type(w, "ehr.store"), stores);
+
+	/* fsck: reported, kept on a dry run, removed otherwise */
+	{
+		const char *args[] = { "fsck", "--dry-run", "--grace", "0", NULL };
+		rc = ehrt_cmd(&w->t, out, sizeof(out), args);
+		fprintf(stderr, "\n%s", out);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "orphan-object ehr/"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "0 missing objects"));
+		CU_ASSERT_EQUAL(object_count(raw), before + 1);
+	}
+	{
+		const char *args[] = { "fsck", "--grace", "0", NULL };
+		rc = ehrt_cmd(&w->t, out, sizeof(out), args);
+		fprintf(stderr, "%s", out);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "1 orphan objects (1 removed)"));
+		CU_ASSERT_EQUAL(object_count(raw), before);
+		CU_ASSERT_EQUAL(
+		        ehrt_scalar(&w->t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
+	}
+	{
+		const char *args[] = { "fsck", "--grace", "0", NULL };
+		rc = ehrt_cmd(&w->t, out, sizeof(out), args);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "0 orphan objects (0 removed), 0 missing objects"));
+	}
+	CU_ASSERT_EQUAL(ehrt_start(&w->t), 0);
+	obj_store_free(raw);
+	free(body);
+}
+
+static void test_s3_kill9(void)
+{
+	kill9(&S3);
+}
+
+static void test_fs_kill9(void)
+{
+	kill9(&FS);
+}
+
+/* -------------------------------------------------------- rotate-kek */
+
+struct objhash {
+	char key[128];
+	uint8_t sha[32];
+};
+
+static void rotate(struct world *w)
+{
+	uint8_t *body = make_body(100000, 21);
+	struct stored st;
+	struct obj_store *raw = raw_store(w);
+	struct obj_info before, after;
+	struct ehr_buf sink = EHR_BUF_INIT(64u << 20), out = EHR_BUF_INIT(1 << 20);
+	char key[128], outtxt[4096];
+	long long rows;
+	int rc;
+
+	CU_ASSERT_EQUAL_FATAL(post_record(w->srv_a, w->pid1, body, 100000, NULL, NULL, &st, NULL), 201);
+	EHR_ASSERT_OK(key_of(key, sizeof(key), st.rid));
+	EHR_ASSERT_OK(obj_store_get(raw, key, cloud_buf_write, &sink, &before));
+	rows = ehrt_scalar(&w->t, "SELECT count(*) FROM ehr_records");
+	{
+		const char *args[] = { "admin", "rotate-kek", NULL };
+		rc = ehrt_cmd(&w->t, outtxt, sizeof(outtxt), args);
+		fprintf(stderr, "\n%s", outtxt);
+		CU_ASSERT_EQUAL(rc, 0);
+	}
+	/* every data key is now under the new KEK ... */
+	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, "SELECT count(DISTINCT kek_id) FROM ehr_records"), 1);
+	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, "SELECT count(*) FROM ehr_records"), rows);
+	{
+		char sql[512], cur[128] = "";
+		FILE *f;
+		snprintf(sql, sizeof(sql), "%s/kek/current", w->t.state);
+		f = fopen(sql, "r");
+		if (f) {
+			if (fgets(cur, sizeof(cur), f) == NULL)
+				cur[0] = '\0';
+			fclose(f);
+		}
+		cur[strcspn(cur, "\n")] = '\0';
+		snprintf(sql, sizeof(sql), "SELECT count(*) FROM ehr_records WHERE kek_id = '%s'", cur);
+		CU_ASSERT_EQUAL(ehrt_scalar(&w->t, sql), rows);
+	}
+	/* ... the object was not rewritten ... */
+	ehr_buf_reset(&sink);
+	EHR_ASSERT_OK(obj_store_get(raw, key, cloud_buf_write, &sink, &after));
+	CU_ASSERT(memcmp(before.sha256, after.sha256, 32) == 0); /* not secret */
+	/* ... and the running gateway still reads it (it reloads the KEKs) */
+	CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 200);
+	CU_ASSERT(out.len == 100000 && memcmp(out.data, body, 100000) == 0); /* not secret */
+	/* new records use the new KEK */
+	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, NULL, &st, NULL), 201);
+	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, "SELECT count(DISTINCT kek_id) FROM ehr_records"), 1);
+	/* the old KEK file is retired only now that nothing uses it */
+	{
+		const char *args[] = { "admin", "rotate-kek", "--retire", NULL };
+		char path[400];
+		struct stat sb;
+		int nkeys = 0;
+		rc = ehrt_cmd(&w->t, outtxt, sizeof(outtxt), args);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(outtxt, "is used by no record: deleted"));
+		snprintf(path, sizeof(path), "ls %s/kek/*.key | wc -l", w->t.state);
+		FILE *f = popen(path, "r");
+		if (f) {
+			if (fscanf(f, "%d", &nkeys) != 1) /* cppcheck-suppress invalidscanf */
+				nkeys = -1;
+			pclose(f);
+		}
+		CU_ASSERT_EQUAL(nkeys, 1);
+		(void)sb;
+	}
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 200);
+	obj_store_free(raw);
+	ehr_buf_free(&sink);
+	ehr_buf_free_secure(&out);
+	free(body);
+}
+
+static void test_fs_rotate(void)
+{
+	rotate(&FS);
+}
+
+static void test_s3_rotate(void)
+{
+	rotate(&S3);
+}
+
+static void reg(void)
+{
+	EHR_ADD_SUITE("ehr_fs", fs_init, fs_clean, { "round trips", test_fs_round_trips },
+	              { "authorisation", test_fs_authz }, { "tampering", test_fs_tamper },
+	              { "kill -9 and fsck", test_fs_kill9 }, { "rotate-kek", test_fs_rotate });
+	EHR_ADD_SUITE("ehr_s3", s3_init, s3_clean, { "round trips", test_s3_round_trips },
+	              { "authorisation", test_s3_authz }, { "tampering", test_s3_tamper },
+	              { "s3 stopped", test_s3_stopped }, { "multipart failure", test_s3_multipart_failure },
+	              { "kill -9 and fsck", test_s3_kill9 }, { "rotate-kek", test_s3_rotate },
+	              { "bucket scan with s3cmd", test_s3_bucket_scan });
+}
+
+EHR_TEST_MAIN(reg)
