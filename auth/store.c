@@ -513,7 +513,7 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	                      1, params + 1));
 	if (PQntuples(res) != 1) {
 		reason = "not_enrolled";
-		err = ehr_error_set(EHR_ERR_AUTH, "patient not enrolled");
+		err = ehr_error_set(EHR_ERR_AUTH, "login refused: bad signature or no enrolled device");
 		goto out;
 	}
 	GUARD_GOTO(auth_jwk_parse_text(&key, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)));
@@ -521,7 +521,7 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	GUARD_GOTO(auth_login_message(&msg, nonce, ts, patient_id));
 	if (auth_verify_b64url(key, msg.data, msg.len, signature) < 0) {
 		reason = "bad_signature";
-		err = ehr_error_set(EHR_ERR_AUTH, "login signature does not verify");
+		err = ehr_error_set(EHR_ERR_AUTH, "login refused: bad signature or no enrolled device");
 		goto out;
 	}
 	tp.key = ctx->token_key;

@@ -20,12 +20,12 @@ static void reply_err(struct gw_req *r, int err)
 	case EHR_ERR_INVAL:
 	case EHR_ERR_PARSE:
 	case EHR_ERR_TOO_LARGE:
-		gw_reply_error(r, 400, "invalid_request", "%s", msg);
+		gw_reply_error(r, 400, "invalid", "%s", msg);
 		break;
 	case EHR_ERR_AUTH:
 	case EHR_ERR_EXPIRED:
 	case EHR_ERR_REPLAY:
-		gw_reply_error(r, 401, "unauthorized", "%s", msg);
+		gw_reply_error(r, 401, "unauthenticated", "%s", msg);
 		break;
 	case EHR_ERR_FORBIDDEN:
 		gw_reply_error(r, 403, "forbidden", "%s", msg);
@@ -42,7 +42,7 @@ static void reply_err(struct gw_req *r, int err)
 		break;
 	default:
 		ehr_logf(EHR_LOG_ERROR, "auth.internal", "%s: %s", ehr_err_name(err), msg);
-		gw_reply_error(r, 500, "internal", "internal error");
+		gw_reply_error(r, 500, "internal_error", "internal error");
 		break;
 	}
 }
@@ -60,12 +60,12 @@ static json_t *body_json(struct gw_req *r)
 	json_t *j = NULL;
 
 	if (b == NULL || ehr_json_parse(&j, b, len, AUTH_MAX_BODY, 6) < 0) {
-		gw_reply_error(r, 400, "invalid_request", "body must be a JSON object: %s", ehr_error_msg());
+		gw_reply_error(r, 400, "invalid", "body must be a JSON object: %s", ehr_error_msg());
 		return NULL;
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);
-		gw_reply_error(r, 400, "invalid_request", "body must be a JSON object");
+		gw_reply_error(r, 400, "invalid", "body must be a JSON object");
 		return NULL;
 	}
 	return j;
@@ -162,7 +162,7 @@ static void h_enroll(struct gw_req *r)
 	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0)
 		reply_err(r, err);
 	else if (!json_is_object(json_object_get(j, "jwk")))
-		gw_reply_error(r, 400, "invalid_request", "field 'jwk' must be a JSON object");
+		gw_reply_error(r, 400, "invalid", "field 'jwk' must be a JSON object");
 	else if ((err = auth_enroll(ctx_of(r), &resp, pid, code, json_object_get(j, "jwk"), sig, gw_req_peer(r))) <
 	         0)
 		reply_err(r, err);
@@ -226,7 +226,7 @@ static void h_whoami(struct gw_req *r)
 	if (resp != NULL && id->jkt[0])
 		json_object_set_new(resp, "jkt", json_string(id->jkt));
 	if (resp == NULL)
-		gw_reply_error(r, 500, "internal", "internal error");
+		gw_reply_error(r, 500, "internal_error", "internal error");
 	else
 		gw_reply_json(r, 200, resp);
 }
