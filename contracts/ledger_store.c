@@ -14,6 +14,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,8 +25,7 @@
 struct ledger_req {
 	struct ledger_req *next;
 	struct ehr_buf enc;         /* encoded with seq = 0, ts = 0; writer patches */
-	pthread_cond_t cv;
-	bool done;
+	sem_t done;                 /* posted once the batch is committed or failed */
 	int rc;
 	char errmsg[256];
 	struct ledger_receipt rcpt;
@@ -295,8 +295,52 @@ static int hexlit(struct ehr_buf *sql, const uint8_t *p, size_t n)
 	return ehr_buf_append(sql, "'::bytea", 8);
 }
 
-/* Commit reqs[0..n) as one block. On success fills each receipt. */
-static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
+/*
+ * Send a multi-statement simple query that contains one COPY ... FROM STDIN,
+ * feeding it `copy` when the server asks, and drain every result. Returns
+ * the first error; *tip_moved is set if it was ledger_expect_tip's 40001.
+ */
+static int send_script(struct ledger *l, const char *script, const struct ehr_buf *copy, bool *tip_moved)
+{
+	PGresult *r;
+	int err = 0;
+
+	*tip_moved = false;
+	if (PQsendQuery(l->conn, script) != 1)
+		return pg_fail(l->conn, NULL, "send");
+	while ((r = PQgetResult(l->conn)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+
+		if (st == PGRES_COPY_IN) {
+			if (PQputCopyData(l->conn, (const char *)copy->data, (int)copy->len) != 1 ||
+			    PQputCopyEnd(l->conn, NULL) != 1) {
+				if (err == 0)
+					err = pg_fail(l->conn, NULL, "copy data");
+			}
+		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && err == 0) {
+			const char *state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+
+			*tip_moved = state && strcmp(state, "40001") == 0;
+			err = pg_fail(l->conn, r, "append");
+		}
+		PQclear(r);
+		if (PQstatus(l->conn) != CONNECTION_OK) {
+			if (err == 0)
+				err = pg_fail(l->conn, NULL, "append");
+			break;
+		}
+	}
+	return err;
+}
+
+/*
+ * One attempt at committing reqs[0..n) as one block. The fast path trusts
+ * the cached tip and sends everything in one script (one round trip plus
+ * the COPY data): lock, ledger_expect_tip (which raises 40001 if another
+ * process appended meanwhile), COPY, block, NOTIFY, COMMIT. The slow path
+ * first reads the tip inside the lock. Either way one transaction.
+ */
+static int batch_try(struct ledger *l, struct ledger_req **reqs, unsigned n, bool fast, bool *tip_moved)
 {
 	static const char copy_sig[] = "PGCOPY\n\377\r\n";
 	struct merkle_frontier fr;
@@ -307,13 +351,12 @@ static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
 	uint8_t header[LEDGER_BLOCK_HEADER_LEN];
 	PGresult *r = NULL;
 	char *origin_lit = NULL;
-	bool in_tx = false;
 	int64_t now;
 	int err = 0;
 
+	*tip_moved = false;
 	GUARD(writer_connect(l));
-	in_tx = true;
-	{
+	if (!fast || !l->tip_valid) {
 		char q[128];
 
 		snprintf(q, sizeof(q), "BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long)LEDGER_LOCK_KEY);
@@ -328,6 +371,7 @@ static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
 		GUARD_GOTO(load_tip(l, r));
 		PQclear(r);
 		r = NULL;
+		fast = false;
 	}
 
 	fr = l->frontier;
@@ -341,7 +385,7 @@ static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
 		blk.ts_ms = now;
 	}
 
-	/* Build the COPY stream. */
+	/* Build the COPY stream (PostgreSQL binary COPY format). */
 	ehr_buf_reset(cb);
 	GUARD_GOTO(ehr_buf_append(cb, copy_sig, 11));
 	GUARD_GOTO(ehr_buf_append_be32(cb, 0));
@@ -382,34 +426,19 @@ static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
 	GUARD_GOTO(ledger_checkpoint_body(&body, l->origin, blk.tree_size, blk.root));
 	GUARD_GOTO(ledger_ed25519_sign(blk.cp_sig, l->key, body.data, body.len));
 
-	r = PQexec(l->conn, "COPY ledger_entries (seq, ts_ms, type, actor, subject, block_height, entry, "
-	                    "leaf_hash, nodes) FROM STDIN (FORMAT binary)");
-	if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
-		err = pg_fail(l->conn, r, "copy");
-		goto out;
-	}
-	PQclear(r);
-	r = NULL;
-	if (PQputCopyData(l->conn, (const char *)cb->data, (int)cb->len) != 1 || PQputCopyEnd(l->conn, NULL) != 1) {
-		err = pg_fail(l->conn, NULL, "copy data");
-		goto out;
-	}
-	r = PQgetResult(l->conn);
-	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
-		err = pg_fail(l->conn, r, "copy end");
-		while (r) {
-			PQclear(r);
-			r = PQgetResult(l->conn);
-		}
-		goto out;
-	}
-	PQclear(r);
-	r = PQgetResult(l->conn);
-	PQclear(r);
-	r = NULL;
-
+	/* The script. */
 	origin_lit = PQescapeLiteral(l->conn, l->origin, strlen(l->origin));
 	ENSURE_GOTO(origin_lit != NULL, EHR_ERR_NOMEM);
+	if (fast) {
+		GUARD_GOTO(ehr_buf_printf(&sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld); ", (long long)LEDGER_LOCK_KEY));
+		if (l->tip_empty)
+			GUARD_GOTO(ehr_buf_append_str(&sql, "SELECT ledger_expect_tip(NULL); "));
+		else
+			GUARD_GOTO(ehr_buf_printf(&sql, "SELECT ledger_expect_tip(%llu); ",
+			                          (unsigned long long)l->tip.height));
+	}
+	GUARD_GOTO(ehr_buf_append_str(&sql, "COPY ledger_entries (seq, ts_ms, type, actor, subject, block_height, "
+	                                    "entry, leaf_hash, nodes) FROM STDIN (FORMAT binary); "));
 	GUARD_GOTO(ehr_buf_printf(&sql, "INSERT INTO ledger_blocks (" BLOCK_COLS ") VALUES (%llu, ",
 	                          (unsigned long long)blk.height));
 	GUARD_GOTO(hexlit(&sql, blk.prev_hash, LEDGER_HASH_LEN));
@@ -423,14 +452,7 @@ static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
 	GUARD_GOTO(hexlit(&sql, blk.cp_sig, LEDGER_SIG_LEN));
 	GUARD_GOTO(ehr_buf_printf(&sql, "); NOTIFY " LEDGER_NOTIFY_CHANNEL ", '%llu'; COMMIT",
 	                          (unsigned long long)(blk.tree_size - 1)));
-	err = pg_simple(l->conn, ehr_buf_cstr(&sql), "commit", NULL);
-	in_tx = false;
-	if (err < 0) {
-		/* The transaction is aborted (or the connection lost, in which
-		 * case the outcome is unknown); nothing is acknowledged. */
-		pg_simple(l->conn, "ROLLBACK", "rollback", NULL);
-		goto out;
-	}
+	GUARD_GOTO(send_script(l, ehr_buf_cstr(&sql), cb, tip_moved));
 	if (PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
 		err = ehr_error_set(EHR_ERR_DB, "ledger: commit did not end the transaction");
 		goto out;
@@ -453,9 +475,12 @@ out:
 		int keep = err;
 		char msg[256];
 
+		/* Nothing of this batch is acknowledged. If the connection was
+		 * lost during COMMIT the outcome is unknown to us; verification
+		 * and the tip reload on the next batch see whatever committed. */
 		snprintf(msg, sizeof(msg), "%s", ehr_error_msg());
 		l->tip_valid = false;
-		if (in_tx && l->conn && PQstatus(l->conn) == CONNECTION_OK)
+		if (l->conn && PQstatus(l->conn) == CONNECTION_OK && PQtransactionStatus(l->conn) != PQTRANS_IDLE)
 			pg_simple(l->conn, "ROLLBACK", "rollback", NULL);
 		if (l->conn && PQstatus(l->conn) != CONNECTION_OK) {
 			PQfinish(l->conn);
@@ -467,6 +492,17 @@ out:
 	PQclear(r);
 	ehr_buf_free(&sql);
 	ehr_buf_free(&body);
+	return err;
+}
+
+/* Commit reqs[0..n) as one block. On success fills each receipt. */
+static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
+{
+	bool moved = false;
+	int err = batch_try(l, reqs, n, true, &moved);
+
+	if (err < 0 && moved) /* another process appended: reload the tip, once */
+		err = batch_try(l, reqs, n, false, &moved);
 	return err;
 }
 
@@ -485,11 +521,11 @@ static void *writer_main(void *arg)
 		if (l->head == NULL && l->stopping)
 			break;
 		/*
-		 * Linger (at most batch_ms) only while the queue is smaller than
-		 * the previous batch was: closed-loop appenders re-queue within
-		 * microseconds of being woken, so the batch regains its size
-		 * at once, while a lone appender (previous batch of 1) never
-		 * waits. With batch_ms = 0 the writer never lingers.
+		 * Linger (at most batch_ms) only while fewer entries are queued
+		 * than were in flight when the previous batch completed (its
+		 * entries plus those that queued during its commit): those
+		 * appenders are about to re-queue, so the batch fills at once,
+		 * while a lone appender never waits. batch_ms = 0: no linger.
 		 */
 		target = l->last_batch < l->batch_max ? l->last_batch : l->batch_max;
 		if (l->batch_ms > 0 && l->queued < target && !l->stopping) {
@@ -512,7 +548,6 @@ static void *writer_main(void *arg)
 		}
 		if (l->head == NULL)
 			l->tail = NULL;
-		l->last_batch = n;
 		pthread_mutex_unlock(&l->mu);
 
 		if (batch == NULL) {
@@ -521,8 +556,7 @@ static void *writer_main(void *arg)
 				l->head = q->next;
 				q->rc = EHR_ERR_NOMEM;
 				snprintf(q->errmsg, sizeof(q->errmsg), "ledger writer out of memory");
-				q->done = true;
-				pthread_cond_signal(&q->cv);
+				sem_post(&q->done);
 			}
 			l->tail = NULL;
 			l->queued = 0;
@@ -532,14 +566,23 @@ static void *writer_main(void *arg)
 		if (rc < 0)
 			ehr_logf(EHR_LOG_ERROR, "ledger.batch_failed", "batch of %u failed: %s", n, ehr_error_msg());
 
-		pthread_mutex_lock(&l->mu);
+		/*
+		 * Wake the waiters outside the mutex (sem_post), so that 256
+		 * woken appenders do not pile up on l->mu. The semaphore
+		 * publishes rc/receipt to the waiter; glibc allows the waiter
+		 * to destroy it as soon as sem_wait returns.
+		 */
 		for (unsigned i = 0; i < n; i++) {
 			batch[i]->rc = rc;
 			if (rc < 0)
 				snprintf(batch[i]->errmsg, sizeof(batch[i]->errmsg), "%s", ehr_error_msg());
-			batch[i]->done = true;
-			pthread_cond_signal(&batch[i]->cv);
 		}
+		pthread_mutex_lock(&l->mu);
+		l->last_batch = n + l->queued; /* in flight when this batch completed */
+		pthread_mutex_unlock(&l->mu);
+		for (unsigned i = 0; i < n; i++)
+			sem_post(&batch[i]->done);
+		pthread_mutex_lock(&l->mu);
 	}
 	pthread_mutex_unlock(&l->mu);
 	free(batch);
@@ -643,7 +686,7 @@ int ledger_append(struct ledger *l, const struct ledger_entry_in *in, struct led
 	ehr_buf_init(&req.enc, 1024 + LEDGER_MAX_PAYLOAD);
 	/* Validate and serialise here, on the caller's thread, in parallel. */
 	GUARD(ledger_entry_encode(&req.enc, 0, 0, in));
-	pthread_cond_init(&req.cv, NULL);
+	sem_init(&req.done, 0, 0);
 
 	pthread_mutex_lock(&l->mu);
 	if (l->stopping) {
@@ -658,9 +701,9 @@ int ledger_append(struct ledger *l, const struct ledger_entry_in *in, struct led
 	l->tail = &req;
 	l->queued++;
 	pthread_cond_signal(&l->work);
-	while (!req.done)
-		pthread_cond_wait(&req.cv, &l->mu);
 	pthread_mutex_unlock(&l->mu);
+	while (sem_wait(&req.done) != 0)
+		; /* EINTR */
 
 	err = req.rc;
 	if (err < 0) {
@@ -670,7 +713,7 @@ int ledger_append(struct ledger *l, const struct ledger_entry_in *in, struct led
 	if (rcpt)
 		*rcpt = req.rcpt;
 out:
-	pthread_cond_destroy(&req.cv);
+	sem_destroy(&req.done);
 	ehr_buf_free(&req.enc);
 	return err;
 }

@@ -53,5 +53,18 @@ CREATE TRIGGER ledger_blocks_append_only BEFORE UPDATE OR DELETE ON ledger_block
 CREATE TRIGGER ledger_blocks_no_truncate BEFORE TRUNCATE ON ledger_blocks
 	FOR EACH STATEMENT EXECUTE FUNCTION ledger_refuse_change();
 
+-- A writer that cached the tip checks, inside the advisory lock and the
+-- same transaction, that nobody appended since; if someone did, it gets
+-- serialization_failure and re-reads the tip (LEDGER.md §3).
+CREATE FUNCTION ledger_expect_tip(expected bigint) RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+	IF (SELECT max(height) FROM ledger_blocks) IS DISTINCT FROM expected THEN
+		RAISE EXCEPTION 'ledger tip moved (expected height %)', expected USING ERRCODE = '40001';
+	END IF;
+END
+$$;
+
 REVOKE ALL ON ledger_entries, ledger_blocks FROM PUBLIC;
+REVOKE ALL ON FUNCTION ledger_expect_tip(bigint) FROM PUBLIC;
+GRANT EXECUTE ON FUNCTION ledger_expect_tip(bigint) TO ehrgate_app;
 GRANT SELECT, INSERT ON ledger_entries, ledger_blocks TO ehrgate_app;

@@ -1,0 +1,279 @@
+/*
+ * bench_ledger.c - ledger throughput against a same-run PostgreSQL baseline.
+ *
+ * Prints (never asserts):
+ *   raw baseline: single-row INSERT commits (1 and 16 connections) and
+ *     100-row INSERT transactions (1 and 4 connections) into a plain table
+ *     whose rows are the size of a ledger row;
+ *   durable ledger appends/s at 1, 16 and 256 appender threads, with the
+ *     ratio to the baselines;
+ *   inclusion proofs/s (generation from the store, and client verification);
+ *   verification entries/s over the whole ledger (ledger_verify_db).
+ *
+ *   EHRGATE_TEST_PG=... bench_ledger [seconds-per-run (5)] [min entries to verify (1000000)]
+ */
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "contracts/ledger_internal.h"
+#include "tests/integration/ledger/ltest.h"
+
+static int g_secs = 5;
+static volatile int g_stop;
+static size_t g_row_bytes = 200;
+
+static double now_s(void)
+{
+	return (double)ehr_monotonic_ms() / 1000.0;
+}
+
+/* ------------------------------------------------------------ baseline */
+
+struct raw_arg {
+	const char *ci;
+	unsigned rows_per_tx;
+	unsigned id;
+	long done;
+};
+
+static void *raw_main(void *p)
+{
+	struct raw_arg *a = p;
+	PGconn *c = ltest_connect(a->ci, false);
+	struct ehr_buf sql = EHR_BUF_INIT(1 << 22), row = EHR_BUF_INIT(4096);
+	long k = 0;
+
+	if (c == NULL)
+		return NULL;
+	ltest_exec(c, "SET synchronous_commit = on");
+	/* one row literal of g_row_bytes of payload */
+	ehr_buf_append_str(&row, "('\\x");
+	for (size_t i = 0; i < g_row_bytes; i++)
+		ehr_buf_printf(&row, "%02x", (unsigned)((i * 7 + a->id) & 0xff));
+	ehr_buf_append_str(&row, "')");
+	while (!g_stop) {
+		ehr_buf_reset(&sql);
+		ehr_buf_append_str(&sql, "INSERT INTO raw_rows (payload) VALUES ");
+		for (unsigned i = 0; i < a->rows_per_tx; i++) {
+			if (i)
+				ehr_buf_append_u8(&sql, ',');
+			ehr_buf_append(&sql, row.data, row.len);
+		}
+		if (ltest_exec(c, ehr_buf_cstr(&sql)) < 0)
+			break; /* autocommit: one transaction per statement */
+		k += a->rows_per_tx;
+	}
+	a->done = k;
+	PQfinish(c);
+	ehr_buf_free(&sql);
+	ehr_buf_free(&row);
+	return NULL;
+}
+
+static double run_raw(const char *ci, unsigned conns, unsigned rows_per_tx)
+{
+	pthread_t t[64];
+	struct raw_arg a[64];
+	double t0, t1;
+	long total = 0;
+
+	g_stop = 0;
+	for (unsigned i = 0; i < conns; i++) {
+		a[i] = (struct raw_arg){ ci, rows_per_tx, i, 0 };
+		pthread_create(&t[i], NULL, raw_main, &a[i]);
+	}
+	t0 = now_s();
+	sleep((unsigned)g_secs);
+	g_stop = 1;
+	for (unsigned i = 0; i < conns; i++) {
+		pthread_join(t[i], NULL);
+		total += a[i].done;
+	}
+	t1 = now_s();
+	return (double)total / (t1 - t0);
+}
+
+/* -------------------------------------------------------------- ledger */
+
+struct app_arg {
+	struct ledger *l;
+	unsigned id;
+	long done;
+	long failed;
+};
+
+static void *app_main(void *p)
+{
+	struct app_arg *a = p;
+	char rec[40];
+	long k = 0;
+
+	while (!g_stop) {
+		json_t *payload;
+		struct ledger_entry_in in;
+
+		snprintf(rec, sizeof(rec), "rec-%08x-%08lx", a->id, (unsigned long)k);
+		payload = json_pack("{s:s,s:s,s:s,s:i}", "record", rec, "decision", "allow", "purpose", "treatment",
+		                    "bytes", 4096);
+		in = (struct ledger_entry_in){ "ehr.read", "srv-3f9a1c2b7d", "pt-91c2e07a55aa", payload };
+		if (ledger_append(a->l, &in, NULL) < 0)
+			a->failed++;
+		else
+			k++;
+		json_decref(payload);
+	}
+	a->done = k;
+	return NULL;
+}
+
+static double run_ledger(struct ledger *l, unsigned threads, long *failed)
+{
+	pthread_t *t = calloc(threads, sizeof(*t));
+	struct app_arg *a = calloc(threads, sizeof(*a));
+	double t0, t1;
+	long total = 0;
+
+	g_stop = 0;
+	t0 = now_s();
+	for (unsigned i = 0; i < threads; i++) {
+		a[i] = (struct app_arg){ l, i, 0, 0 };
+		pthread_create(&t[i], NULL, app_main, &a[i]);
+	}
+	sleep((unsigned)g_secs);
+	g_stop = 1;
+	for (unsigned i = 0; i < threads; i++) {
+		pthread_join(t[i], NULL);
+		total += a[i].done;
+		*failed += a[i].failed;
+	}
+	t1 = now_s();
+	free(t);
+	free(a);
+	return (double)total / (t1 - t0);
+}
+
+int main(int argc, char **argv)
+{
+	struct ltest_db db;
+	EVP_PKEY *key;
+	struct ledger *l = NULL;
+	uint8_t pub[32];
+	PGconn *su;
+	uint64_t min_verify = 1000000;
+	double raw1, raw16, batch1, batch4, batched, r[3];
+	static const unsigned threads[3] = { 1, 16, 256 };
+	long failed = 0;
+	long long n;
+
+	if (argc > 1)
+		g_secs = atoi(argv[1]) > 0 ? atoi(argv[1]) : 5; /* bench-only argument parsing */
+	if (argc > 2) {
+		uint64_t v;
+
+		if (ehr_parse_u64(&v, argv[2], UINT64_MAX) == 0)
+			min_verify = v;
+	}
+	if (ltest_db_create(&db, "bench") < 0)
+		return 1;
+	key = ltest_key_new();
+	ledger_key_raw_public(pub, key);
+	su = ltest_connect(db.super_ci, false);
+	if (su == NULL || ltest_exec(su, "CREATE TABLE raw_rows (id bigserial PRIMARY KEY, payload bytea NOT NULL); "
+	                                 "GRANT SELECT, INSERT ON raw_rows TO ehrgate_app; "
+	                                 "GRANT USAGE ON SEQUENCE raw_rows_id_seq TO ehrgate_app") < 0)
+		return 1;
+
+	/* size the baseline rows like ledger rows: measure one */
+	if (ltest_ledger_open(&l, db.app_ci, key, 512, 2) < 0 || ltest_fill(l, 64, 4, "pt-91c2e07a55aa") < 0)
+		return 1;
+	g_row_bytes = (size_t)ltest_scalar(su, "SELECT avg(pg_column_size(t.*))::bigint FROM ledger_entries t");
+	printf("ledger row: %zu bytes on average (baseline rows carry the same payload size)\n", g_row_bytes);
+	printf("seconds per run: %d; machine: %ld cores\n\n", g_secs, sysconf(_SC_NPROCESSORS_ONLN));
+
+	raw1 = run_raw(db.app_ci, 1, 1);
+	printf("baseline  single-row commits,  1 connection : %9.0f rows/s\n", raw1);
+	raw16 = run_raw(db.app_ci, 16, 1);
+	printf("baseline  single-row commits, 16 connections: %9.0f rows/s\n", raw16);
+	batch1 = run_raw(db.app_ci, 1, 100);
+	printf("baseline  100-row transactions, 1 connection : %9.0f rows/s\n", batch1);
+	batch4 = run_raw(db.app_ci, 4, 100);
+	printf("baseline  100-row transactions, 4 connections: %9.0f rows/s\n", batch4);
+	batched = batch1 > batch4 ? batch1 : batch4;
+	printf("\n");
+	for (int i = 0; i < 3; i++) {
+		r[i] = run_ledger(l, threads[i], &failed);
+		printf("ledger    %3u appenders: %9.0f durable appends/s   ratio vs single-row(%s) %.2f   vs batched %.2f\n",
+		       threads[i], r[i], threads[i] == 1 ? "1 conn" : "16 conns", r[i] / (threads[i] == 1 ? raw1 : raw16),
+		       r[i] / batched);
+	}
+	printf("ledger    failed appends: %ld\n", failed);
+	printf("TARGET    256 appenders >= 50%% of batched raw: %s (%.0f%%)\n\n", r[2] >= 0.5 * batched ? "met" : "NOT met",
+	       100.0 * r[2] / batched);
+
+	/* grow the ledger for the verification measurement */
+	n = ltest_scalar(su, "SELECT count(*) FROM ledger_entries");
+	if ((uint64_t)n < min_verify) {
+		double t0 = now_s();
+
+		printf("filling to %llu entries with 256 appenders ...\n", (unsigned long long)min_verify);
+		fflush(stdout);
+		ltest_fill(l, (unsigned)(min_verify - (uint64_t)n), 256, "pt-fill");
+		printf("  %.0f appends/s while filling\n", (double)(min_verify - (uint64_t)n) / (now_s() - t0));
+	}
+	n = ltest_scalar(su, "SELECT count(*) FROM ledger_entries");
+
+	/* inclusion proofs */
+	{
+		struct ledger_block head;
+		uint8_t proof[LEDGER_MAX_PROOF][32];
+		size_t plen;
+		long k = 0, ok = 0;
+		double t0 = now_s(), t1;
+		uint64_t x = 88172645463325252ULL;
+
+		ledger_head(l, &head);
+		while ((t1 = now_s()) - t0 < g_secs) {
+			uint64_t idx;
+
+			x ^= x << 13;
+			x ^= x >> 7;
+			x ^= x << 17;
+			idx = x % head.tree_size;
+			if (ledger_prove_inclusion(l, idx, head.tree_size, proof, &plen) == 0)
+				k++;
+		}
+		printf("inclusion proofs: %.0f generated/s from the store (tree size %llu, 1 thread, %zu hashes each)\n",
+		       (double)k / (t1 - t0), (unsigned long long)head.tree_size, plen);
+		t0 = now_s();
+		for (long i = 0; i < 200000; i++)
+			ok += merkle_verify_inclusion(head.root, 0, head.tree_size, (const uint8_t(*)[32])proof, plen,
+			                              head.root) == EHR_ERR_TAMPER;
+		t1 = now_s();
+		printf("inclusion proofs: %.0f verified/s by a client (negative path included)\n", 200000.0 / (t1 - t0));
+		(void)ok;
+	}
+	ledger_close(l);
+
+	/* verification */
+	{
+		struct ledger_verify_report rep;
+		PGconn *c = ltest_connect(db.app_ci, false);
+		double t0 = now_s(), t1;
+		int rc = ledger_verify_db(c, pub, 0, NULL, 0, &rep);
+
+		t1 = now_s();
+		printf("verify: rc=%d, %llu entries in %llu blocks in %.2f s: %.0f entries/s   TARGET >= 1M/s: %s\n", rc,
+		       (unsigned long long)rep.entries, (unsigned long long)rep.blocks, t1 - t0,
+		       (double)rep.entries / (t1 - t0), (double)rep.entries / (t1 - t0) >= 1e6 ? "met" : "NOT met");
+		PQfinish(c);
+	}
+	(void)n;
+	PQfinish(su);
+	EVP_PKEY_free(key);
+	if (getenv("BENCH_KEEP_DB") == NULL)
+		ltest_db_drop(&db);
+	return 0;
+}
