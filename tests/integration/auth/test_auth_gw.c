@@ -11,7 +11,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 
 #include "auth/auth.h"
 #include "client/client.h"
@@ -628,6 +635,104 @@ static void test_nonce_replay_and_expired_code(void)
 	ehr_client_free(c);
 }
 
+/* ---------------------------------------------------- TLS properties */
+
+/* Connect with a client context; returns the SSL (handshake done) or NULL. */
+static SSL *tls_connect(SSL_CTX *ctx, int *fd_out)
+{
+	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+		                 .sin_port = htons((uint16_t)gw.port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	SSL *ssl;
+
+	*fd_out = fd;
+	if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+		return NULL;
+	ssl = SSL_new(ctx);
+	X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), "127.0.0.1");
+	SSL_set_fd(ssl, fd);
+	if (SSL_connect(ssl) != 1) {
+		ERR_clear_error();
+		SSL_free(ssl);
+		return NULL;
+	}
+	return ssl;
+}
+
+/* Forward secrecy: every key exchange is ephemeral (EC)DHE; static-RSA
+ * suites are refused; sessions never allow 0-RTT early data. */
+static void test_forward_secrecy(void)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl;
+	int fd = -1;
+	char buf[512];
+
+	SSL_CTX_load_verify_locations(ctx, cafile, NULL);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	ssl = tls_connect(ctx, &fd);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ssl);
+	CU_ASSERT_EQUAL(SSL_version(ssl), TLS1_3_VERSION);
+	CU_ASSERT(SSL_get_negotiated_group(ssl) == NID_X25519 || SSL_get_negotiated_group(ssl) == NID_X9_62_prime256v1 ||
+	          SSL_get_negotiated_group(ssl) == NID_secp384r1);
+	/* read the NewSessionTicket: its session must not permit early data */
+	SSL_write(ssl, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 61);
+	while (SSL_read(ssl, buf, sizeof(buf)) > 0)
+		;
+	CU_ASSERT_EQUAL(SSL_SESSION_get_max_early_data(SSL_get_session(ssl)), 0);
+	SSL_free(ssl);
+	close(fd);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+
+	/* TLS 1.2 offering only static-RSA (non-forward-secret) suites: refused */
+	ctx = SSL_CTX_new(TLS_client_method());
+	SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+	SSL_CTX_set_cipher_list(ctx, "AES128-GCM-SHA256:AES256-GCM-SHA384:AES128-SHA:AES256-SHA");
+	SSL_CTX_load_verify_locations(ctx, cafile, NULL);
+	ssl = tls_connect(ctx, &fd);
+	CU_ASSERT_PTR_NULL(ssl);
+	if (ssl)
+		SSL_free(ssl);
+	close(fd);
+	/* TLS 1.2 with ECDHE is still fine */
+	SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256");
+	ssl = tls_connect(ctx, &fd);
+	CU_ASSERT_PTR_NOT_NULL(ssl);
+	if (ssl) {
+		CU_ASSERT_EQUAL(SSL_version(ssl), TLS1_2_VERSION);
+		SSL_free(ssl);
+	}
+	close(fd);
+	SSL_CTX_free(ctx);
+	ERR_clear_error();
+}
+
+/* MITM: the client pins the gateway CA; a server certificate from any
+ * other CA (here: the registration CA) fails the handshake. */
+static void test_client_pins_gateway_ca(void)
+{
+	char wrong[400];
+	struct ehr_client_opts o = { .url = gw.url };
+	struct ehr_client *c = NULL;
+	struct ehr_buf resp = EHR_BUF_INIT(65536);
+	long st = 0;
+
+	path_of(wrong, sizeof(wrong), state, "regca.pem");
+	o.ca_file = wrong;
+	EHR_ASSERT_OK(ehr_client_new(&c, &o));
+	EHR_ASSERT_ERR(ehr_client_request(c, &st, &resp, "GET", "/healthz", NULL, NULL, 0, NULL, NULL), EHR_ERR_AUTH);
+	CU_ASSERT_EQUAL(st, 0);
+	ehr_client_free(c);
+	/* control: the right CA */
+	o.ca_file = cafile;
+	EHR_ASSERT_OK(ehr_client_new(&c, &o));
+	EHR_ASSERT_OK(ehr_client_request(c, &st, &resp, "GET", "/healthz", NULL, NULL, 0, NULL, NULL));
+	CU_ASSERT_EQUAL(st, 200);
+	ehr_client_free(c);
+	ehr_buf_free(&resp);
+}
+
 /* ------------------------------------------------- more than one gateway */
 
 static void test_rate_limit_429(void)
@@ -745,6 +850,8 @@ static void register_suites(void)
 	              { "dpop_negatives", test_dpop_negatives }, { "forged_tokens", test_forged_tokens },
 	              { "nonce_replay_and_expired_code", test_nonce_replay_and_expired_code },
 	              { "rate_limit_429", test_rate_limit_429 }, { "two_instances", test_two_instances },
+	              { "forward_secrecy", test_forward_secrecy },
+	              { "client_pins_gateway_ca", test_client_pins_gateway_ca },
 	              { "ledger_events", test_ledger_events });
 }
 
