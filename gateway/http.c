@@ -449,6 +449,7 @@ void gw_http_gencb(struct evhttp_request *ev, void *arg)
 	}
 	p = uri ? evhttp_uri_get_path(uri) : NULL;
 	if (p == NULL || *p != '/') {
+		r->close = true;
 		gw_reply_error(r, 400, "bad_request", "the request target must be an absolute path");
 		goto finish;
 	}
@@ -467,6 +468,7 @@ void gw_http_gencb(struct evhttp_request *ev, void *arg)
 		gw_reply_error(r, 405, "method_not_allowed", "method %s is not allowed here", r->method);
 		goto finish;
 	case GW_ROUTE_BAD_PATH:
+		r->close = true;
 		gw_reply_error(r, 400, "bad_request", "malformed path");
 		goto finish;
 	case GW_ROUTE_NOT_FOUND:

@@ -22,6 +22,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 
 #include <event2/thread.h>
 
@@ -30,7 +31,9 @@ static void *worker_main(void *arg)
 	struct gw_worker *w = arg;
 
 	gw_set_current_worker(w);
-	event_base_dispatch(w->base);
+	/* Keep looping when no event is pending (for example after the listener
+	 * closes while a blocking job still owes a reply): only loopexit ends it. */
+	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
 	gw_set_current_worker(NULL);
 	return NULL;
 }
@@ -119,6 +122,12 @@ static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t po
 	                            1024, (struct sockaddr *)&ss, sslen);
 	if (l == NULL)
 		return ehr_error_set(EHR_ERR_IO, "cannot listen on %s: %s", addr, strerror(errno));
+	{
+		/* Accepted sockets inherit TCP_NODELAY on Linux: without it a reply
+		 * written as two TLS records waits for the peer's delayed ACK. */
+		int one = 1;
+		setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	}
 	w->bound = evhttp_bind_listener(w->http, l);
 	if (w->bound == NULL) {
 		evconnlistener_free(l);

@@ -1,0 +1,689 @@
+/* gwproc.c - run `ehrgate serve` for integration tests (see gwproc.h). */
+#include "tests/harness/gwproc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <libpq-fe.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "common/common.h"
+#include "tests/harness/harness.h"
+
+#ifndef EHRGATE_BUILD_BIN
+#define EHRGATE_BUILD_BIN "ehrgate"
+#endif
+
+extern char **environ;
+
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* conninfo with dbname/user replaced, as keyword='value' pairs. */
+static int conninfo_with(char *out, size_t cap, const char *base, const char *dbname, const char *user)
+{
+	char *errmsg = NULL;
+	PQconninfoOption *opts = PQconninfoParse(base, &errmsg);
+	struct ehr_buf b = EHR_BUF_INIT(4096);
+	int err = 0;
+
+	if (opts == NULL) {
+		PQfreemem(errmsg);
+		return ehr_error_set(EHR_ERR_CONFIG, "EHRGATE_TEST_PG does not parse as a conninfo");
+	}
+	for (PQconninfoOption *o = opts; o->keyword; o++) {
+		const char *v = o->val;
+		if (strcmp(o->keyword, "dbname") == 0 && dbname)
+			v = dbname;
+		else if (strcmp(o->keyword, "user") == 0 && user)
+			v = user;
+		if (v == NULL || *v == '\0')
+			continue;
+		if ((err = ehr_buf_printf(&b, "%s%s='", b.len ? " " : "", o->keyword)) < 0)
+			goto out;
+		for (const char *c = v; *c; c++) {
+			if (*c == '\'' || *c == '\\')
+				GUARD_GOTO(ehr_buf_append_u8(&b, '\\'));
+			GUARD_GOTO(ehr_buf_append_u8(&b, (uint8_t)*c));
+		}
+		GUARD_GOTO(ehr_buf_append_u8(&b, '\''));
+	}
+	if (b.len + 1 > cap) {
+		err = ehr_error_set(EHR_ERR_TOO_LARGE, "conninfo too long");
+		goto out;
+	}
+	memcpy(out, ehr_buf_cstr(&b), b.len + 1);
+out:
+	PQconninfoFree(opts);
+	ehr_buf_free(&b);
+	return err;
+}
+
+static void quiet_notice(void *arg, const char *msg)
+{
+	(void)arg;
+	(void)msg;
+}
+
+static int admin_exec(const char *sql)
+{
+	const char *pg = ehr_test_env("EHRGATE_TEST_PG");
+	PGconn *c;
+	PGresult *r;
+	int err = 0;
+
+	if (pg == NULL)
+		return ehr_error_set(EHR_ERR_CONFIG, "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
+	c = PQconnectdb(pg);
+	if (PQstatus(c) != CONNECTION_OK) {
+		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "connect EHRGATE_TEST_PG: %s", PQerrorMessage(c));
+		PQfinish(c);
+		return err;
+	}
+	PQsetNoticeProcessor(c, quiet_notice, NULL);
+	r = PQexec(c, sql);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+		err = ehr_error_set(EHR_ERR_DB, "%s: %s", sql, PQresultErrorMessage(r));
+	PQclear(r);
+	PQfinish(c);
+	return err;
+}
+
+/* fork/exec argv with stdout to out_fd (or /dev/null), stderr to err_path (append). */
+static pid_t spawn(char *const *argv, int out_fd, const char *err_path)
+{
+	pid_t pid = fork();
+
+	if (pid != 0)
+		return pid;
+	{
+		int devnull = open("/dev/null", O_RDWR);
+		int efd = err_path ? open(err_path, O_WRONLY | O_CREAT | O_APPEND, 0600) : devnull;
+		dup2(devnull, 0);
+		dup2(out_fd >= 0 ? out_fd : devnull, 1);
+		dup2(efd >= 0 ? efd : devnull, 2);
+		execve(argv[0], argv, environ);
+		_exit(127);
+	}
+}
+
+static int wait_exit(pid_t pid, int *status, long wait_ms)
+{
+	int64_t deadline = mono_ms() + wait_ms;
+	int st;
+
+	for (;;) {
+		pid_t r = waitpid(pid, &st, WNOHANG);
+		if (r == pid)
+			break;
+		if (r < 0 && errno != EINTR)
+			return ehr_error_set(EHR_ERR_IO, "waitpid: %s", strerror(errno));
+		if (mono_ms() >= deadline)
+			return ehr_error_set(EHR_ERR_TIMEOUT, "process %d did not exit within %ld ms", (int)pid, wait_ms);
+		sleep_ms(10);
+	}
+	if (status)
+		*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+	return 0;
+}
+
+int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *status, char *out, size_t cap)
+{
+	char *argv[64];
+	size_t n = 0;
+	int pfd[2] = { -1, -1 };
+	pid_t pid;
+	size_t got = 0;
+
+	argv[n++] = p->bin;
+	for (size_t i = 0; args[i] && n < 40; i++) {
+		argv[n++] = (char *)args[i];
+		if (i == 0 && with_config) {
+			argv[n++] = "-c";
+			argv[n++] = p->config;
+		}
+	}
+	argv[n] = NULL;
+	if (pipe(pfd) != 0)
+		return ehr_error_set(EHR_ERR_IO, "pipe: %s", strerror(errno));
+	pid = spawn(argv, pfd[1], p->log_path);
+	close(pfd[1]);
+	if (pid < 0) {
+		close(pfd[0]);
+		return ehr_error_set(EHR_ERR_IO, "fork: %s", strerror(errno));
+	}
+	for (;;) {
+		char tmp[4096];
+		ssize_t r = read(pfd[0], tmp, sizeof(tmp));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (out && got + 1 < cap) {
+			size_t take = (size_t)r < cap - 1 - got ? (size_t)r : cap - 1 - got;
+			memcpy(out + got, tmp, take);
+			got += take;
+		}
+	}
+	close(pfd[0]);
+	if (out && cap)
+		out[got] = '\0';
+	return wait_exit(pid, status, 120000);
+}
+
+int gwp_setup(struct gw_proc *p, const struct gwp_options *o)
+{
+	static const struct gwp_options none = { 0 };
+	const char *bin = ehr_test_env("EHRGATE_BIN");
+	const char *pg = ehr_test_env("EHRGATE_TEST_PG");
+	char exe[GWP_PATH] = "test", sql[256], out[4096];
+	struct ehr_buf ini = EHR_BUF_INIT(1u << 16);
+	ssize_t n;
+	int st = -1, err = 0;
+
+	/* Raw-socket tests write to connections the server may have closed. */
+	signal(SIGPIPE, SIG_IGN);
+	if (o == NULL)
+		o = &none;
+	memset(p, 0, sizeof(*p));
+	if (pg == NULL)
+		return ehr_error_set(EHR_ERR_CONFIG, "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
+	snprintf(p->bin, sizeof(p->bin), "%s", bin ? bin : EHRGATE_BUILD_BIN);
+	snprintf(p->dir, sizeof(p->dir), "/tmp/ehrgw.XXXXXX");
+	if (mkdtemp(p->dir) == NULL)
+		return ehr_error_set(EHR_ERR_IO, "mkdtemp: %s", strerror(errno));
+	snprintf(p->state_dir, sizeof(p->state_dir), "%.400s/state", p->dir);
+	snprintf(p->config, sizeof(p->config), "%.400s/ehrgate.ini", p->dir);
+	snprintf(p->log_path, sizeof(p->log_path), "%.400s/ehrgate.log", p->dir);
+	snprintf(p->ca_pem, sizeof(p->ca_pem), "%.400s/ca.pem", p->state_dir);
+	snprintf(p->regca_pem, sizeof(p->regca_pem), "%.400s/regca.pem", p->state_dir);
+	snprintf(p->regca_key, sizeof(p->regca_key), "%.400s/regca.key", p->state_dir);
+	for (size_t i = 0; o->sets && o->sets[i] && p->nsets < EHR_ARRAY_LEN(p->sets); i++)
+		p->sets[p->nsets++] = strdup(o->sets[i]);
+
+	/* A fresh database per test binary: gw_<binary>_<pid>. */
+	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	if (n > 0)
+		exe[n] = '\0';
+	{
+		const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+		size_t j = 0;
+		j += (size_t)snprintf(p->dbname, sizeof(p->dbname), "gw_");
+		for (; *base && j < 40; base++)
+			p->dbname[j++] = (char)((*base >= 'a' && *base <= 'z') || (*base >= '0' && *base <= '9') ? *base : '_');
+		static unsigned instances;
+		snprintf(p->dbname + j, sizeof(p->dbname) - j, "_%d_%u", (int)getpid(), instances++);
+	}
+	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", p->dbname);
+	GUARD_GOTO(admin_exec(sql));
+	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", p->dbname);
+	GUARD_GOTO(admin_exec(sql));
+	GUARD_GOTO(conninfo_with(p->db_admin_url, sizeof(p->db_admin_url), pg, p->dbname, NULL));
+	GUARD_GOTO(conninfo_with(p->db_url, sizeof(p->db_url), pg, p->dbname, "ehrgate_app"));
+
+	{
+		const char *args[] = { "init", "--state-dir", p->state_dir, NULL };
+		GUARD_GOTO(gwp_run(p, args, false, &st, out, sizeof(out)));
+		if (st != 0) {
+			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate init exited %d (log %s)", st, p->log_path);
+			goto out;
+		}
+	}
+	GUARD_GOTO(ehr_buf_printf(&ini,
+	                          "; written by tests/harness/gwproc.c\n"
+	                          "[server]\nlisten = 127.0.0.1:0\nstate_dir = %s\ntest_routes = true\n"
+	                          "[database]\nurl = %s\nadmin_url = %s\n"
+	                          "[store]\nbackend = fs\nfs_path = %s/objects\n",
+	                          p->state_dir, p->db_url, p->db_admin_url, p->dir));
+	if (o->extra_ini)
+		GUARD_GOTO(ehr_buf_printf(&ini, "%s\n", o->extra_ini));
+	GUARD_GOTO(ehr_file_write_atomic(p->config, ini.data, ini.len, 0600, false));
+	if (!o->no_migrate) {
+		const char *args[40] = { "migrate" };
+		size_t k = 1;
+		for (size_t i = 0; i < p->nsets && k + 2 < EHR_ARRAY_LEN(args); i++) {
+			args[k++] = "--set";
+			args[k++] = p->sets[i];
+		}
+		args[k] = NULL;
+		GUARD_GOTO(gwp_run(p, args, true, &st, out, sizeof(out)));
+		if (st != 0) {
+			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate migrate exited %d (log %s)", st, p->log_path);
+			goto out;
+		}
+	}
+out:
+	ehr_buf_free(&ini);
+	return err;
+}
+
+int gwp_start_with(struct gw_proc *p, const char *const *extra)
+{
+	char *argv[100];
+	size_t n = 0;
+	int pfd[2];
+	char line[512];
+	size_t got = 0;
+	int64_t deadline;
+	int err = 0;
+
+	if (p->pid > 0)
+		return ehr_error_set(EHR_ERR_EXISTS, "the gateway is already running");
+	argv[n++] = p->bin;
+	argv[n++] = "serve";
+	argv[n++] = "-c";
+	argv[n++] = p->config;
+	for (size_t i = 0; i < p->nsets; i++) {
+		argv[n++] = "--set";
+		argv[n++] = p->sets[i];
+	}
+	for (size_t i = 0; extra && extra[i] && n + 3 < EHR_ARRAY_LEN(argv); i++) {
+		argv[n++] = "--set";
+		argv[n++] = (char *)extra[i];
+	}
+	argv[n] = NULL;
+	if (pipe(pfd) != 0)
+		return ehr_error_set(EHR_ERR_IO, "pipe: %s", strerror(errno));
+	p->pid = spawn(argv, pfd[1], p->log_path);
+	close(pfd[1]);
+	if (p->pid < 0) {
+		p->pid = 0;
+		close(pfd[0]);
+		return ehr_error_set(EHR_ERR_IO, "fork: %s", strerror(errno));
+	}
+	deadline = mono_ms() + 15000;
+	for (;;) {
+		struct pollfd pf = { .fd = pfd[0], .events = POLLIN };
+		int64_t left = deadline - mono_ms();
+		char *nl;
+		if (left <= 0) {
+			err = ehr_error_set(EHR_ERR_TIMEOUT, "ehrgate serve did not print its listening line (log %s)",
+			                    p->log_path);
+			break;
+		}
+		if (poll(&pf, 1, (int)left) <= 0)
+			continue;
+		ssize_t r = read(pfd[0], line + got, sizeof(line) - 1 - got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0) {
+			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "ehrgate serve exited before listening (log %s)",
+			                    p->log_path);
+			break;
+		}
+		got += (size_t)r;
+		line[got] = '\0';
+		if ((nl = strchr(line, '\n')) != NULL) {
+			const char *url = strstr(line, "https://");
+			const char *colon;
+			uint64_t port;
+			*nl = '\0';
+			if (url == NULL || (colon = strrchr(url, ':')) == NULL ||
+			    ehr_parse_u64(&port, colon + 1, 65535) < 0) {
+				err = ehr_error_set(EHR_ERR_PARSE, "unexpected first line from serve");
+				break;
+			}
+			snprintf(p->base_url, sizeof(p->base_url), "%s", url);
+			p->port = (uint16_t)port;
+			break;
+		}
+		if (got + 1 >= sizeof(line)) {
+			err = ehr_error_set(EHR_ERR_PARSE, "overlong first line from serve");
+			break;
+		}
+	}
+	close(pfd[0]);
+	if (err < 0) {
+		int st;
+		kill(p->pid, SIGKILL);
+		wait_exit(p->pid, &st, 5000);
+		p->pid = 0;
+	}
+	return err;
+}
+
+int gwp_start(struct gw_proc *p)
+{
+	return gwp_start_with(p, NULL);
+}
+
+int gwp_signal(struct gw_proc *p, int sig)
+{
+	if (p->pid <= 0)
+		return ehr_error_set(EHR_ERR_NOT_FOUND, "the gateway is not running");
+	if (kill(p->pid, sig) != 0)
+		return ehr_error_set(EHR_ERR_IO, "kill: %s", strerror(errno));
+	return 0;
+}
+
+int gwp_wait(struct gw_proc *p, int *status, long wait_ms)
+{
+	int err;
+
+	if (p->pid <= 0)
+		return ehr_error_set(EHR_ERR_NOT_FOUND, "the gateway is not running");
+	err = wait_exit(p->pid, status, wait_ms > 0 ? wait_ms : 20000);
+	if (err == 0)
+		p->pid = 0;
+	return err;
+}
+
+int gwp_stop(struct gw_proc *p, int *status, long wait_ms)
+{
+	int err;
+
+	GUARD(gwp_signal(p, SIGTERM));
+	err = wait_exit(p->pid, status, wait_ms > 0 ? wait_ms : 20000);
+	if (err == EHR_ERR_TIMEOUT) {
+		kill(p->pid, SIGKILL);
+		wait_exit(p->pid, status, 5000);
+	}
+	p->pid = 0;
+	return err;
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+	(void)sb;
+	(void)flag;
+	(void)ftw;
+	remove(path);
+	return 0;
+}
+
+void gwp_teardown(struct gw_proc *p)
+{
+	char sql[256];
+
+	if (p->pid > 0)
+		gwp_stop(p, NULL, 0);
+	if (p->dbname[0]) {
+		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", p->dbname);
+		admin_exec(sql);
+	}
+	if (p->dir[0] && !ehr_test_env("EHRGATE_TEST_KEEP"))
+		nftw(p->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	for (size_t i = 0; i < p->nsets; i++)
+		free(p->sets[i]);
+	memset(p, 0, sizeof(*p));
+}
+
+/* ------------------------------------------------------------------ curl */
+
+static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
+{
+	struct ehr_buf *b = ud;
+
+	return ehr_buf_append(b, data, size * nmemb) == 0 ? size * nmemb : 0;
+}
+
+int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_resp *out)
+{
+	static bool curl_ready;
+	struct ehr_buf body = EHR_BUF_INIT(256u << 20), hdrs = EHR_BUF_INIT(1u << 20), url = EHR_BUF_INIT(8192);
+	struct curl_slist *hl = NULL;
+	CURL *c;
+	CURLcode rc;
+	const char *method = rq->method ? rq->method : (rq->body ? "POST" : "GET");
+
+	memset(out, 0, sizeof(*out));
+	if (!curl_ready) {
+		curl_global_init(CURL_GLOBAL_DEFAULT);
+		curl_ready = true;
+	}
+	if (strncmp(rq->path, "https://", 8) == 0 || strncmp(rq->path, "http://", 7) == 0)
+		GUARD(ehr_buf_append_str(&url, rq->path));
+	else if (rq->http_plain)
+		GUARD(ehr_buf_printf(&url, "http://127.0.0.1:%u%s", p->port, rq->path));
+	else
+		GUARD(ehr_buf_printf(&url, "%s%s", p->base_url, rq->path));
+	c = curl_easy_init();
+	if (c == NULL)
+		return ehr_error_set(EHR_ERR_NOMEM, "curl_easy_init");
+	curl_easy_setopt(c, CURLOPT_URL, ehr_buf_cstr(&url));
+	curl_easy_setopt(c, CURLOPT_CAINFO, rq->cacert ? rq->cacert : p->ca_pem);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, rq->timeout_ms > 0 ? rq->timeout_ms : 10000L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &body);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, write_cb);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hdrs);
+	if (rq->sslversion)
+		curl_easy_setopt(c, CURLOPT_SSLVERSION, rq->sslversion);
+	if (rq->cert)
+		curl_easy_setopt(c, CURLOPT_SSLCERT, rq->cert);
+	if (rq->key)
+		curl_easy_setopt(c, CURLOPT_SSLKEY, rq->key);
+	if (strcmp(method, "GET") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (strcmp(method, "HEAD") == 0)
+		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
+	if (rq->body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq->body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)rq->body_len);
+	}
+	hl = curl_slist_append(hl, "Expect:");
+	for (size_t i = 0; rq->headers && rq->headers[i]; i++)
+		hl = curl_slist_append(hl, rq->headers[i]);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	rc = curl_easy_perform(c);
+	out->curl_code = (int)rc;
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
+	curl_easy_cleanup(c);
+	curl_slist_free_all(hl);
+	ehr_buf_free(&url);
+	ehr_buf_append(&body, "", 0);
+	ehr_buf_append(&hdrs, "", 0);
+	out->body_len = body.len;
+	out->body = body.data ? (char *)ehr_buf_detach(&body, NULL) : strdup("");
+	out->headers = hdrs.data ? (char *)ehr_buf_detach(&hdrs, NULL) : strdup("");
+	return 0;
+}
+
+int gwp_get(const struct gw_proc *p, const char *path, struct gwp_resp *out)
+{
+	struct gwp_req rq = { .path = path };
+
+	return gwp_request(p, &rq, out);
+}
+
+void gwp_resp_free(struct gwp_resp *r)
+{
+	free(r->body);
+	free(r->headers);
+	memset(r, 0, sizeof(*r));
+}
+
+int gwp_resp_header(const struct gwp_resp *r, const char *name, char *out, size_t cap)
+{
+	size_t n = strlen(name);
+	const char *line = r->headers;
+	bool found = false;
+
+	while (line && *line) {
+		const char *eol = strstr(line, "\r\n");
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		if (len > n && line[n] == ':' && strncasecmp(line, name, n) == 0) {
+			const char *v = line + n + 1;
+			while (*v == ' ')
+				v++;
+			snprintf(out, cap, "%.*s", (int)(len - (size_t)(v - line)), v);
+			found = true;
+		}
+		line = eol ? eol + 2 : NULL;
+	}
+	return found ? 0 : EHR_ERR_NOT_FOUND;
+}
+
+json_t *gwp_resp_json(const struct gwp_resp *r)
+{
+	return r->body ? json_loadb(r->body, r->body_len, 0, NULL) : NULL;
+}
+
+bool gwp_resp_is_error(const struct gwp_resp *r, const char *code)
+{
+	json_t *j = gwp_resp_json(r);
+	const char *c = j ? json_string_value(json_object_get(json_object_get(j, "error"), "code")) : NULL;
+	const char *m = j ? json_string_value(json_object_get(json_object_get(j, "error"), "message")) : NULL;
+	bool ok = c != NULL && m != NULL && (code == NULL || strcmp(c, code) == 0);
+
+	json_decref(j);
+	return ok;
+}
+
+/* ------------------------------------------------------------- raw sockets */
+
+static int tcp_connect(const struct gw_proc *p)
+{
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(p->port) };
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return ehr_error_set(EHR_ERR_IO, "socket: %s", strerror(errno));
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		close(fd);
+		return ehr_error_set(EHR_ERR_IO, "connect: %s", strerror(errno));
+	}
+	return fd;
+}
+
+/* Bound every blocking read, so a silent server cannot hang a test. */
+static void set_rcvtimeo(int fd, long timeout_ms)
+{
+	struct timeval tv = { timeout_ms / 1000, (timeout_ms % 1000) * 1000 };
+
+	if (fd >= 0)
+		setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+}
+
+static bool wait_readable(int fd, int64_t deadline)
+{
+	struct pollfd pf = { .fd = fd, .events = POLLIN };
+	int64_t left = deadline - mono_ms();
+
+	return left > 0 && poll(&pf, 1, (int)left) > 0;
+}
+
+int gwp_raw_tcp(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
+                bool *closed, long timeout_ms)
+{
+	int fd = tcp_connect(p);
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	set_rcvtimeo(fd, timeout_ms);
+	*got = 0;
+	*closed = false;
+	if (fd < 0)
+		return fd;
+	if (len && write(fd, data, len) < 0) {
+		/* the server may already have closed: fall through to read */
+	}
+	while (wait_readable(fd, deadline)) {
+		char tmp[4096];
+		ssize_t r = read(fd, tmp, sizeof(tmp));
+		if (r <= 0) {
+			*closed = true;
+			break;
+		}
+		if (*got + 1 < cap) {
+			size_t take = (size_t)r < cap - 1 - *got ? (size_t)r : cap - 1 - *got;
+			memcpy(out + *got, tmp, take);
+			*got += take;
+		}
+	}
+	out[*got] = '\0';
+	close(fd);
+	return 0;
+}
+
+int gwp_raw_tls(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
+                bool *closed, long timeout_ms)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	SSL *ssl = NULL;
+	int fd = -1, err = 0;
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	*got = 0;
+	*closed = false;
+	out[0] = '\0';
+	ENSURE_GOTO(ctx != NULL, EHR_ERR_CRYPTO);
+	if (SSL_CTX_load_verify_locations(ctx, p->ca_pem, NULL) != 1) {
+		err = ehr_error_ossl(EHR_ERR_CRYPTO, "load ca.pem");
+		goto out;
+	}
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if ((fd = tcp_connect(p)) < 0) {
+		err = fd;
+		fd = -1;
+		goto out;
+	}
+	set_rcvtimeo(fd, timeout_ms);
+	ssl = SSL_new(ctx);
+	ENSURE_GOTO(ssl != NULL, EHR_ERR_CRYPTO);
+	SSL_set_fd(ssl, fd);
+	SSL_set_tlsext_host_name(ssl, "localhost");
+	SSL_set1_host(ssl, "localhost");
+	if (SSL_connect(ssl) != 1) {
+		err = ehr_error_ossl(EHR_ERR_CRYPTO, "TLS handshake");
+		goto out;
+	}
+	if (len && SSL_write(ssl, data, (int)len) <= 0) {
+		/* the server may close early (e.g. on a limit): read what it sent */
+		ERR_clear_error();
+	}
+	while (wait_readable(fd, deadline) || SSL_pending(ssl) > 0) {
+		char tmp[4096];
+		int r = SSL_read(ssl, tmp, sizeof(tmp));
+		if (r <= 0) {
+			int e = SSL_get_error(ssl, r);
+			if (e == SSL_ERROR_WANT_READ)
+				continue;
+			*closed = true;
+			ERR_clear_error();
+			break;
+		}
+		if (*got + 1 < cap) {
+			size_t take = (size_t)r < cap - 1 - *got ? (size_t)r : cap - 1 - *got;
+			memcpy(out + *got, tmp, take);
+			*got += take;
+		}
+	}
+	out[*got] = '\0';
+out:
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	if (fd >= 0)
+		close(fd);
+	return err;
+}

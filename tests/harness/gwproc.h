@@ -1,0 +1,142 @@
+/*
+ * gwproc.h - run a real `ehrgate serve` from an integration test and talk
+ * to it over TLS.
+ *
+ * Typical use (one gateway per test binary, shared by its suites):
+ *
+ *   static struct gw_proc gw;
+ *   static int suite_init(void)
+ *   {
+ *           const char *sets[] = { "server.idle_timeout_s=5", NULL };
+ *           struct gwp_options o = { .sets = sets };
+ *           return gwp_setup(&gw, &o) || gwp_start(&gw);
+ *   }
+ *   static int suite_clean(void) { gwp_teardown(&gw); return 0; }
+ *
+ *   struct gwp_resp res;
+ *   EHR_ASSERT_OK(gwp_get(&gw, "/healthz", &res));
+ *   CU_ASSERT_EQUAL(res.status, 200);
+ *   gwp_resp_free(&res);
+ *
+ * gwp_setup:
+ *   - makes a private temp dir (p->dir, mode 0700, removed by gwp_teardown
+ *     unless EHRGATE_TEST_KEEP is set);
+ *   - runs `ehrgate init --state-dir p->state_dir` (so p->state_dir holds
+ *     ca.pem, server.pem/key, regca.pem/key, ledger.key/pub, token.key/pub,
+ *     pseudonym.key, kek/: see gateway/cmd_init.c);
+ *   - creates a fresh database named after the test binary and the pid,
+ *     through the superuser conninfo in $EHRGATE_TEST_PG, and derives
+ *     p->db_admin_url (superuser, that database) and p->db_url (role
+ *     ehrgate_app, that database);
+ *   - writes p->config (INI: listen 127.0.0.1:0, state_dir, test_routes,
+ *     both database urls, the fs object store under p->dir/objects, plus
+ *     options->extra_ini appended verbatim; a key may appear only once in
+ *     the file, so override base keys with options->sets instead);
+ *   - runs `ehrgate migrate -c p->config` (schemas/sql of the source tree).
+ * gwp_start runs `ehrgate serve -c p->config --set ...` and waits (15 s at
+ * most) for its "ehrgate listening on https://127.0.0.1:PORT" line, filling
+ * p->base_url, p->port and p->pid. The server's stderr (JSON logs) goes to
+ * p->log_path. gwp_stop sends SIGTERM and reports the exit status.
+ *
+ * The binary is $EHRGATE_BIN if set, else the build tree's ehrgate.
+ * Every function returns 0 or a negative ehr_err with the detail set.
+ */
+#ifndef EHR_TEST_GWPROC_H
+#define EHR_TEST_GWPROC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#define GWP_PATH 512
+
+struct gwp_options {
+	const char *const *sets; /* NULL-terminated "section.key=value" for migrate and serve */
+	const char *extra_ini;   /* appended to the config file, e.g. "[auth]\nfoo = 1\n" */
+	bool no_migrate;         /* skip `ehrgate migrate` */
+};
+
+struct gw_proc {
+	char dir[GWP_PATH];        /* private temp dir */
+	char state_dir[GWP_PATH];  /* dir/state: keys and certificates */
+	char config[GWP_PATH];     /* dir/ehrgate.ini */
+	char log_path[GWP_PATH];   /* dir/ehrgate.log: serve's stderr (appended across restarts) */
+	char ca_pem[GWP_PATH];     /* state_dir/ca.pem: trust anchor for the server cert */
+	char regca_pem[GWP_PATH];  /* state_dir/regca.pem */
+	char regca_key[GWP_PATH];  /* state_dir/regca.key */
+	char bin[GWP_PATH];        /* the ehrgate binary */
+	char dbname[64];
+	char db_url[1024];         /* conninfo as ehrgate_app */
+	char db_admin_url[1024];   /* conninfo as the superuser */
+	char base_url[128];        /* https://127.0.0.1:PORT, set by gwp_start */
+	uint16_t port;
+	pid_t pid;                 /* serve's pid while running, else 0 */
+	char *sets[32];            /* copies of options->sets */
+	size_t nsets;
+};
+
+int gwp_setup(struct gw_proc *p, const struct gwp_options *o);
+/* Start serve with the setup's sets plus `extra_sets` (NULL-terminated, may be NULL). */
+int gwp_start_with(struct gw_proc *p, const char *const *extra_sets);
+int gwp_start(struct gw_proc *p);
+/* Send a signal to the running server. */
+int gwp_signal(struct gw_proc *p, int sig);
+/* SIGTERM, wait up to wait_ms (0: 20 s), then SIGKILL. *status (may be NULL)
+ * gets the exit code, or 128 + signal number if it was killed by a signal. */
+int gwp_stop(struct gw_proc *p, int *status, long wait_ms);
+/* Wait for the server to exit on its own (after a signal the test sent). */
+int gwp_wait(struct gw_proc *p, int *status, long wait_ms);
+/* Stop the server if running, drop the database, remove the temp dir. */
+void gwp_teardown(struct gw_proc *p);
+/* Run `ehrgate <args...>` with the config (-c p->config inserted after the
+ * subcommand when with_config); *status gets the exit code. Output goes to
+ * out (may be NULL), truncated to cap. */
+int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *status, char *out, size_t cap);
+
+/* ---- HTTPS requests with libcurl */
+struct gwp_req {
+	const char *method;          /* default "GET" (or "POST" when body is set) */
+	const char *path;            /* "/healthz" (joined to base_url) or a full https:// URL */
+	const void *body;
+	size_t body_len;
+	const char *const *headers;  /* NULL-terminated "Name: value" */
+	const char *cert, *key;      /* client certificate and key (PEM files), optional */
+	const char *cacert;          /* default p->ca_pem */
+	long timeout_ms;             /* default 10000 */
+	long sslversion;             /* CURLOPT_SSLVERSION value, 0 = default (TLS 1.2+) */
+	bool http_plain;             /* http:// instead of https:// (plaintext on the TLS port) */
+};
+struct gwp_resp {
+	long status;      /* 0 when no HTTP response arrived */
+	int curl_code;    /* CURLcode */
+	char *body;       /* NUL-terminated */
+	size_t body_len;
+	char *headers;    /* raw header block(s), NUL-terminated */
+};
+int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_resp *out);
+int gwp_get(const struct gw_proc *p, const char *path, struct gwp_resp *out);
+void gwp_resp_free(struct gwp_resp *r);
+/* The value of the last header `name` (case-insensitive) into out; 0 or EHR_ERR_NOT_FOUND. */
+int gwp_resp_header(const struct gwp_resp *r, const char *name, char *out, size_t cap);
+/* The body parsed as JSON (new reference) or NULL. */
+json_t *gwp_resp_json(const struct gwp_resp *r);
+/* body is {"error":{"code":code,...}} (code NULL: any code). */
+bool gwp_resp_is_error(const struct gwp_resp *r, const char *code);
+
+/* ---- raw bytes over TLS (OpenSSL), for malformed-request tests */
+/*
+ * Connect to p's port, complete a TLS handshake (verifying p->ca_pem), write
+ * `len` bytes, then read until the server closes or `timeout_ms` passes.
+ * *got gets the bytes read (NUL-terminated in out, truncated to cap - 1);
+ * *closed is true when the server closed the connection.
+ */
+int gwp_raw_tls(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
+                bool *closed, long timeout_ms);
+/* Plain TCP: connect, write, read as above (no TLS). */
+int gwp_raw_tcp(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
+                bool *closed, long timeout_ms);
+
+#endif

@@ -1,0 +1,851 @@
+/*
+ * test_gateway.c - the TLS HTTP core against a real `ehrgate serve`, real
+ * Postgres (dev services) and real TLS: endpoints, TLS policy, limits,
+ * malformed input, slowloris, SIGHUP reload, SIGTERM drain, readiness.
+ *
+ * Two gateways: `gw` with the defaults (plus test routes) and `lim` with
+ * small limits so each one is cheap to cross.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/bn.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+
+#include "common/common.h"
+#include "tests/harness/gwproc.h"
+#include "tests/harness/harness.h"
+
+static struct gw_proc gw;  /* defaults */
+static struct gw_proc lim; /* small limits */
+
+static int64_t now_ms(void)
+{
+	return ehr_monotonic_ms();
+}
+
+static void msleep(long ms)
+{
+	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+		;
+}
+
+/* The server answers /healthz with 200 and its process is alive. */
+static void assert_healthy(struct gw_proc *p)
+{
+	struct gwp_resp res;
+
+	CU_ASSERT_EQUAL_FATAL(p->pid > 0 && kill(p->pid, 0) == 0, 1);
+	EHR_ASSERT_OK(gwp_get(p, "/healthz", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	gwp_resp_free(&res);
+}
+
+static int gw_init(void)
+{
+	if (gwp_setup(&gw, NULL) < 0 || gwp_start(&gw) < 0) {
+		fprintf(stderr, "gateway setup: %s\n", ehr_error_msg());
+		return 1;
+	}
+	return 0;
+}
+
+static int gw_clean(void)
+{
+	gwp_teardown(&gw);
+	return 0;
+}
+
+static int lim_init(void)
+{
+	static const char *sets[] = { "server.max_connections=4",  "server.max_headers=16",
+		                      "server.max_header_bytes=2048", "server.max_body_bytes=4096",
+		                      "server.read_timeout_s=2",   "server.idle_timeout_s=2",
+		                      "server.workers=2",          NULL };
+	struct gwp_options o = { .sets = sets };
+
+	if (gwp_setup(&lim, &o) < 0 || gwp_start(&lim) < 0) {
+		fprintf(stderr, "limits gateway setup: %s\n", ehr_error_msg());
+		return 1;
+	}
+	return 0;
+}
+
+static int lim_clean(void)
+{
+	gwp_teardown(&lim);
+	return 0;
+}
+
+/* ---------------------------------------------------------------- endpoints */
+
+static void test_healthz(void)
+{
+	struct gwp_resp res;
+	char ct[128];
+	json_t *j;
+
+	EHR_ASSERT_OK(gwp_get(&gw, "/healthz", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	j = gwp_resp_json(&res);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "ok");
+	json_decref(j);
+	EHR_ASSERT_OK(gwp_resp_header(&res, "Content-Type", ct, sizeof(ct)));
+	CU_ASSERT_STRING_EQUAL(ct, "application/json");
+	gwp_resp_free(&res);
+}
+
+static void test_readyz(void)
+{
+	struct gwp_resp res;
+	json_t *j;
+
+	EHR_ASSERT_OK(gwp_get(&gw, "/readyz", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	j = gwp_resp_json(&res);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "ready");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "checks"), "database")), "ok");
+	json_decref(j);
+	gwp_resp_free(&res);
+}
+
+static uint64_t metric_value(const char *text, const char *series)
+{
+	const char *p = strstr(text, series);
+	uint64_t v = 0;
+	char num[32];
+	size_t n = 0;
+
+	if (p == NULL)
+		return 0;
+	p += strlen(series);
+	while (*p == ' ')
+		p++;
+	while (*p >= '0' && *p <= '9' && n < sizeof(num) - 1)
+		num[n++] = *p++;
+	num[n] = '\0';
+	ehr_parse_u64(&v, num, UINT64_MAX);
+	return v;
+}
+
+static void test_metrics(void)
+{
+	struct gwp_resp res;
+	char ct[128];
+	uint64_t before, after;
+
+	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	before = metric_value(res.body, "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
+	gwp_resp_free(&res);
+	for (int i = 0; i < 3; i++) {
+		EHR_ASSERT_OK(gwp_get(&gw, "/healthz", &res));
+		gwp_resp_free(&res);
+	}
+	EHR_ASSERT_OK(gwp_get(&gw, "/no/such/thing", &res));
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	EHR_ASSERT_OK(gwp_resp_header(&res, "Content-Type", ct, sizeof(ct)));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ct, "text/plain"));
+	after = metric_value(res.body, "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
+	CU_ASSERT_EQUAL(after, before + 3);
+	CU_ASSERT(metric_value(res.body, "ehrgate_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}") >= 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "# TYPE ehrgate_http_request_duration_seconds histogram"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "ehrgate_http_request_duration_seconds_bucket{route=\"healthz\",le=\"+Inf\"}"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "ehrgate_http_request_duration_seconds_count{route=\"healthz\"}"));
+	CU_ASSERT(metric_value(res.body, "\nehrgate_http_open_connections") >= 1);
+	/* no raw paths in labels */
+	CU_ASSERT_PTR_NULL(strstr(res.body, "/no/such/thing"));
+	gwp_resp_free(&res);
+}
+
+static void test_not_found_and_method(void)
+{
+	struct gwp_resp res;
+	struct gwp_req post = { .method = "POST", .path = "/healthz", .body = "{}", .body_len = 2 };
+	char allow[64];
+
+	EHR_ASSERT_OK(gwp_get(&gw, "/nope", &res));
+	CU_ASSERT_EQUAL(res.status, 404);
+	CU_ASSERT(gwp_resp_is_error(&res, "not_found"));
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_get(&gw, "/healthz/", &res));
+	CU_ASSERT_EQUAL(res.status, 404);
+	gwp_resp_free(&res);
+
+	EHR_ASSERT_OK(gwp_request(&gw, &post, &res));
+	CU_ASSERT_EQUAL(res.status, 405);
+	CU_ASSERT(gwp_resp_is_error(&res, "method_not_allowed"));
+	EHR_ASSERT_OK(gwp_resp_header(&res, "Allow", allow, sizeof(allow)));
+	CU_ASSERT_STRING_EQUAL(allow, "GET");
+	gwp_resp_free(&res);
+}
+
+static void test_path_params(void)
+{
+	struct gwp_resp res;
+	json_t *j;
+
+	EHR_ASSERT_OK(gwp_get(&gw, "/v1/test/items/a%20b/parts/p-1?x=1", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	j = gwp_resp_json(&res);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "id")), "a b");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "part")), "p-1");
+	json_decref(j);
+	gwp_resp_free(&res);
+	/* an encoded '/' cannot smuggle a segment into a parameter */
+	EHR_ASSERT_OK(gwp_get(&gw, "/v1/test/items/a%2Fb/parts/x", &res));
+	CU_ASSERT_EQUAL(res.status, 400);
+	CU_ASSERT(gwp_resp_is_error(&res, "bad_request"));
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_get(&gw, "/v1/test/items/a%zz/parts/x", &res));
+	CU_ASSERT_EQUAL(res.status, 400);
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_get(&gw, "/v1/test/items/a/parts", &res));
+	CU_ASSERT_EQUAL(res.status, 404);
+	gwp_resp_free(&res);
+}
+
+static void test_keepalive_pipelined(void)
+{
+	static const char two[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
+	                          "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	char out[8192];
+	size_t got;
+	bool closed;
+	int n = 0;
+
+	EHR_ASSERT_OK(gwp_raw_tls(&gw, two, sizeof(two) - 1, out, sizeof(out), &got, &closed, 1500));
+	for (const char *p = out; (p = strstr(p, "HTTP/1.1 200")) != NULL; p++)
+		n++;
+	CU_ASSERT_EQUAL(n, 2);
+	CU_ASSERT_FALSE(closed); /* keep-alive: the server left it open */
+}
+
+/* ---------------------------------------------------------------- TLS policy */
+
+static void test_tls_versions(void)
+{
+	struct gwp_resp res;
+	struct gwp_req r10 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0 };
+	struct gwp_req r11 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1 };
+	struct gwp_req r12 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2 };
+	struct gwp_req r13 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3 };
+
+	EHR_ASSERT_OK(gwp_request(&gw, &r10, &res));
+	CU_ASSERT_EQUAL(res.status, 0);
+	CU_ASSERT_NOT_EQUAL(res.curl_code, CURLE_OK);
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_request(&gw, &r11, &res));
+	CU_ASSERT_EQUAL(res.status, 0);
+	CU_ASSERT_NOT_EQUAL(res.curl_code, CURLE_OK);
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_request(&gw, &r12, &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_request(&gw, &r13, &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	gwp_resp_free(&res);
+	assert_healthy(&gw);
+}
+
+/* TLS 1.2 offers only the AEAD ECDHE suites. */
+static void test_tls12_ciphers(void)
+{
+	static const char *refused[] = { "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "AES128-GCM-SHA256",
+		                         "ECDHE-ECDSA-AES128-SHA256" };
+	char out[256];
+	size_t got;
+	bool closed;
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(refused); i++) {
+		SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+		SSL *ssl;
+		int fd = socket(AF_INET, SOCK_STREAM, 0);
+		struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(gw.port) };
+		inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+		CU_ASSERT_EQUAL_FATAL(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+		SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+		SSL_CTX_set_security_level(ctx, 0);
+		CU_ASSERT_EQUAL(SSL_CTX_set_cipher_list(ctx, refused[i]), 1);
+		ssl = SSL_new(ctx);
+		SSL_set_fd(ssl, fd);
+		CU_ASSERT_NOT_EQUAL(SSL_connect(ssl), 1);
+		ERR_clear_error();
+		SSL_free(ssl);
+		SSL_CTX_free(ctx);
+		close(fd);
+	}
+	/* the listener still works */
+	EHR_ASSERT_OK(gwp_raw_tls(&gw, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 35, out, sizeof(out), &got, &closed, 1000));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 200"));
+}
+
+static void test_plaintext_refused(void)
+{
+	static const char req[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	struct gwp_req rq = { .path = "/healthz", .http_plain = true, .timeout_ms = 3000 };
+	struct gwp_resp res;
+	char out[4096];
+	size_t got;
+	bool closed;
+
+	EHR_ASSERT_OK(gwp_request(&gw, &rq, &res));
+	CU_ASSERT(res.status < 200 || res.status > 299);
+	CU_ASSERT_NOT_EQUAL(res.curl_code, CURLE_OK);
+	gwp_resp_free(&res);
+	EHR_ASSERT_OK(gwp_raw_tcp(&gw, req, sizeof(req) - 1, out, sizeof(out), &got, &closed, 3000));
+	CU_ASSERT_PTR_NULL(strstr(out, "HTTP/1.1 2"));
+	CU_ASSERT_PTR_NULL(strstr(out, "status"));
+	CU_ASSERT_TRUE(closed);
+	assert_healthy(&gw);
+}
+
+/* Presenting a client certificate from an unknown CA does not fail the
+ * handshake: the listener requests certificates but routes decide. */
+static void make_self_signed(const char *certpath, const char *keypath)
+{
+	EVP_PKEY *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *x = X509_new();
+	FILE *f;
+
+	ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"stranger", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(x));
+	X509_set_pubkey(x, k);
+	X509_sign(x, k, EVP_sha256());
+	f = fopen(certpath, "w");
+	PEM_write_X509(f, x);
+	fclose(f);
+	f = fopen(keypath, "w");
+	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	X509_free(x);
+	EVP_PKEY_free(k);
+}
+
+static void test_client_cert_optional(void)
+{
+	char cert[600], key[600];
+	struct gwp_resp res;
+	struct gwp_req rq = { .path = "/healthz", .cert = cert, .key = key };
+
+	snprintf(cert, sizeof(cert), "%s/stranger.pem", gw.dir);
+	snprintf(key, sizeof(key), "%s/stranger.key", gw.dir);
+	make_self_signed(cert, key);
+	EHR_ASSERT_OK(gwp_request(&gw, &rq, &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	gwp_resp_free(&res);
+}
+
+/* ---------------------------------------------------------------- limits */
+
+static void test_oversized_headers(void)
+{
+	struct ehr_buf big = EHR_BUF_INIT(1u << 20);
+	char out[4096];
+	size_t got;
+	bool closed;
+
+	ehr_buf_append_str(&big, "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Big: ");
+	for (int i = 0; i < 4000; i++)
+		ehr_buf_append_u8(&big, 'a');
+	ehr_buf_append_str(&big, "\r\n\r\n");
+	EHR_ASSERT_OK(gwp_raw_tls(&lim, big.data, big.len, out, sizeof(out), &got, &closed, 3000));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 431"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"error\":{\"code\":\"headers_too_large\""));
+	CU_ASSERT_PTR_NULL(strstr(out, "<HTML"));
+	CU_ASSERT_TRUE(closed);
+	ehr_buf_free(&big);
+	assert_healthy(&lim);
+}
+
+static void test_too_many_headers(void)
+{
+	struct ehr_buf req = EHR_BUF_INIT(1u << 20);
+	char out[4096];
+	size_t got;
+	bool closed;
+
+	ehr_buf_append_str(&req, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
+	for (int i = 0; i < 20; i++)
+		ehr_buf_printf(&req, "X-H%d: v\r\n", i);
+	ehr_buf_append_str(&req, "\r\n");
+	EHR_ASSERT_OK(gwp_raw_tls(&lim, req.data, req.len, out, sizeof(out), &got, &closed, 3000));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 431"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"code\":\"headers_too_large\""));
+	CU_ASSERT_TRUE(closed);
+	ehr_buf_free(&req);
+	assert_healthy(&lim);
+}
+
+static void test_oversized_body(void)
+{
+	static const char huge[] = "POST /v1/test/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999\r\n\r\nabc";
+	char *body = malloc(10000);
+	struct gwp_req small = { .path = "/v1/test/echo", .body = body, .body_len = 4000 };
+	struct gwp_req big = { .path = "/v1/test/echo", .body = body, .body_len = 10000 };
+	struct gwp_resp res;
+	char out[4096];
+	size_t got;
+	bool closed;
+	json_t *j;
+
+	memset(body, 'x', 10000);
+	EHR_ASSERT_OK(gwp_request(&lim, &small, &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	j = gwp_resp_json(&res);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "bytes")), 4000);
+	json_decref(j);
+	gwp_resp_free(&res);
+
+	EHR_ASSERT_OK(gwp_request(&lim, &big, &res));
+	CU_ASSERT_EQUAL(res.status, 413);
+	CU_ASSERT(gwp_resp_is_error(&res, "too_large"));
+	gwp_resp_free(&res);
+
+	EHR_ASSERT_OK(gwp_raw_tls(&lim, huge, sizeof(huge) - 1, out, sizeof(out), &got, &closed, 3000));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 413"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"code\":\"too_large\""));
+	CU_ASSERT_TRUE(closed);
+	free(body);
+	assert_healthy(&lim);
+}
+
+static void test_malformed_requests(void)
+{
+	static const struct {
+		const char *req;
+		const char *status;
+	} cases[] = {
+		{ "GARBAGE\r\n\r\n", "HTTP/1.1 400" },
+		{ "GET\r\n\r\n", "HTTP/1.1 400" },
+		{ "GET /healthz HTTP/1.1\r\nNoColonHere\r\n\r\n", "HTTP/1.1 400" },
+		{ "GET /healthz HTTP/1.1\r\n Continuation: x\r\n\r\n", "HTTP/1.1 400" },
+		{ "BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 501" },
+		{ "GET healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400" },
+		{ "POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", "HTTP/1.1 400" },
+	};
+	char out[4096];
+	size_t got;
+	bool closed;
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		EHR_ASSERT_OK(gwp_raw_tls(&gw, cases[i].req, strlen(cases[i].req), out, sizeof(out), &got, &closed, 3000));
+		if (strstr(out, cases[i].status) == NULL)
+			fprintf(stderr, "\n  case %zu: got %.80s\n", i, out);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].status));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"error\":{\"code\":\""));
+		CU_ASSERT_PTR_NULL(strstr(out, "<HTML"));
+		CU_ASSERT_TRUE(closed);
+	}
+	/* an over-long request line: JSON 4xx, then close */
+	{
+		struct ehr_buf b = EHR_BUF_INIT(1u << 20);
+		ehr_buf_append_str(&b, "GET /");
+		for (int i = 0; i < 40000; i++)
+			ehr_buf_append_u8(&b, 'a');
+		ehr_buf_append_str(&b, " HTTP/1.1\r\nHost: x\r\n\r\n");
+		EHR_ASSERT_OK(gwp_raw_tls(&gw, b.data, b.len, out, sizeof(out), &got, &closed, 3000));
+		CU_ASSERT(strstr(out, "HTTP/1.1 400") || strstr(out, "HTTP/1.1 414") || strstr(out, "HTTP/1.1 431"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"error\":{\"code\":\""));
+		CU_ASSERT_TRUE(closed);
+		ehr_buf_free(&b);
+	}
+	assert_healthy(&gw);
+}
+
+/* A TLS connection to the limits gateway, kept open by the caller. */
+static SSL *open_tls(struct gw_proc *p, int *fdp, SSL_CTX **ctxp)
+{
+	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+	struct sockaddr_in sa = { .sin_family = AF_INET, .sin_port = htons(p->port) };
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	SSL *ssl;
+
+	inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+	SSL_CTX_load_verify_locations(ctx, p->ca_pem, NULL);
+	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0) {
+		fprintf(stderr, "\n  open_tls: connect to port %u: %s\n", p->port, strerror(errno));
+		close(fd);
+		SSL_CTX_free(ctx);
+		return NULL;
+	}
+	ssl = SSL_new(ctx);
+	SSL_set_fd(ssl, fd);
+	if (SSL_connect(ssl) != 1) {
+		unsigned long e = ERR_peek_error();
+		char why[256];
+		ERR_error_string_n(e, why, sizeof(why));
+		fprintf(stderr, "\n  open_tls: handshake failed: %s (errno %d)\n", why, errno);
+		ERR_clear_error();
+		SSL_free(ssl);
+		SSL_CTX_free(ctx);
+		close(fd);
+		return NULL;
+	}
+	*fdp = fd;
+	*ctxp = ctx;
+	return ssl;
+}
+
+static void close_tls(SSL *ssl, int fd, SSL_CTX *ctx)
+{
+	SSL_free(ssl);
+	SSL_CTX_free(ctx);
+	close(fd);
+}
+
+/* Read until the server closes; true if it did within timeout_ms. */
+static bool closed_within(SSL *ssl, int fd, long timeout_ms, char *seen, size_t cap)
+{
+	int64_t deadline = now_ms() + timeout_ms;
+	size_t n = 0;
+
+	seen[0] = '\0';
+	while (now_ms() < deadline) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		char tmp[1024];
+		int r;
+		if (poll(&pf, 1, 100) <= 0)
+			continue;
+		r = SSL_read(ssl, tmp, sizeof(tmp));
+		if (r <= 0) {
+			if (SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ)
+				continue;
+			ERR_clear_error();
+			return true;
+		}
+		if (n + (size_t)r < cap) {
+			memcpy(seen + n, tmp, (size_t)r);
+			n += (size_t)r;
+			seen[n] = '\0';
+		}
+	}
+	return false;
+}
+
+static void test_slowloris_idle(void)
+{
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl = open_tls(&lim, &fd, &ctx);
+	char seen[1024];
+	int64_t t0 = now_ms();
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ssl);
+	/* A handshake and then silence: dropped after read_timeout_s = 2. */
+	CU_ASSERT_TRUE(closed_within(ssl, fd, 8000, seen, sizeof(seen)));
+	CU_ASSERT(now_ms() - t0 < 7000);
+	CU_ASSERT_PTR_NULL(strstr(seen, "HTTP/1.1 2"));
+	close_tls(ssl, fd, ctx);
+	assert_healthy(&lim);
+}
+
+static void test_slowloris_trickle(void)
+{
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl = open_tls(&lim, &fd, &ctx);
+	static const char head[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ";
+	int64_t t0 = now_ms();
+	bool dropped = false;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(ssl);
+	SSL_write(ssl, head, sizeof(head) - 1);
+	/* One byte every 300 ms: each resets an idle timer, but the request
+	 * deadline (read_timeout_s = 2) still ends it. */
+	while (now_ms() - t0 < 10000) {
+		struct pollfd pf = { .fd = fd, .events = POLLIN };
+		if (SSL_write(ssl, "a", 1) <= 0) {
+			ERR_clear_error();
+			dropped = true;
+			break;
+		}
+		if (poll(&pf, 1, 300) > 0) {
+			char tmp[512];
+			int r = SSL_read(ssl, tmp, sizeof(tmp));
+			if (r <= 0 && SSL_get_error(ssl, r) != SSL_ERROR_WANT_READ) {
+				ERR_clear_error();
+				dropped = true;
+				break;
+			}
+		}
+	}
+	CU_ASSERT_TRUE(dropped);
+	CU_ASSERT(now_ms() - t0 < 7000);
+	close_tls(ssl, fd, ctx);
+	assert_healthy(&lim);
+}
+
+static void test_connection_limit(void)
+{
+	SSL *s[6] = { 0 };
+	SSL_CTX *c[6] = { 0 };
+	int fd[6] = { -1, -1, -1, -1, -1, -1 };
+	int opened = 0;
+	int extra_fd;
+	SSL_CTX *extra_ctx;
+	SSL *extra;
+
+	msleep(300); /* earlier tests' connections are gone */
+	for (int i = 0; i < 4; i++) {
+		s[i] = open_tls(&lim, &fd[i], &c[i]);
+		opened += s[i] != NULL;
+	}
+	CU_ASSERT_EQUAL(opened, 4);
+	/* the fifth is refused during the handshake */
+	extra = open_tls(&lim, &extra_fd, &extra_ctx);
+	CU_ASSERT_PTR_NULL(extra);
+	if (extra)
+		close_tls(extra, extra_fd, extra_ctx);
+	for (int i = 0; i < 4; i++)
+		if (s[i])
+			close_tls(s[i], fd[i], c[i]);
+	msleep(300);
+	assert_healthy(&lim);
+}
+
+/* ---------------------------------------------------------------- signals */
+
+static long server_cert_serial(struct gw_proc *p)
+{
+	int fd;
+	SSL_CTX *ctx;
+	SSL *ssl = open_tls(p, &fd, &ctx);
+	X509 *x;
+	long serial = -1;
+
+	if (ssl == NULL)
+		return -1;
+	x = SSL_get1_peer_certificate(ssl);
+	if (x) {
+		serial = ASN1_INTEGER_get(X509_get_serialNumber(x));
+		X509_free(x);
+	}
+	close_tls(ssl, fd, ctx);
+	return serial;
+}
+
+/* A new server certificate (small serial `serial`, readable with ASN1_INTEGER_get) signed by the dev CA. */
+static int write_server_cert(struct gw_proc *p, long serial)
+{
+	char path[700];
+	FILE *f;
+	EVP_PKEY *cakey, *k = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+	X509 *ca, *x = X509_new();
+	X509V3_CTX v3;
+	X509_EXTENSION *ext;
+
+	snprintf(path, sizeof(path), "%s/ca.key", p->state_dir);
+	f = fopen(path, "r");
+	cakey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/ca.pem", p->state_dir);
+	f = fopen(path, "r");
+	ca = PEM_read_X509(f, NULL, NULL, NULL);
+	fclose(f);
+	if (!cakey || !ca)
+		return -1;
+	X509_set_version(x, X509_VERSION_3);
+	ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
+	X509_gmtime_adj(X509_getm_notBefore(x), -60);
+	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
+	X509_set_issuer_name(x, X509_get_subject_name(ca));
+	X509_set_pubkey(x, k);
+	X509V3_set_ctx(&v3, ca, x, NULL, NULL, 0);
+	ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "DNS:localhost,IP:127.0.0.1");
+	X509_add_ext(x, ext, -1);
+	X509_EXTENSION_free(ext);
+	X509_sign(x, cakey, EVP_sha256());
+	snprintf(path, sizeof(path), "%s/server.key", p->state_dir);
+	f = fopen(path, "w");
+	PEM_write_PrivateKey(f, k, NULL, NULL, 0, NULL, NULL);
+	fclose(f);
+	snprintf(path, sizeof(path), "%s/server.pem", p->state_dir);
+	f = fopen(path, "w");
+	PEM_write_X509(f, x);
+	fclose(f);
+	X509_free(x);
+	X509_free(ca);
+	EVP_PKEY_free(k);
+	EVP_PKEY_free(cakey);
+	return 0;
+}
+
+static void test_sighup_reload(void)
+{
+	char path[700];
+	long before = server_cert_serial(&gw), after = -1;
+	FILE *f;
+
+	CU_ASSERT_NOT_EQUAL(before, 4242);
+	CU_ASSERT_EQUAL_FATAL(write_server_cert(&gw, 4242), 0);
+	/* not yet reloaded: the old certificate is still served */
+	CU_ASSERT_NOT_EQUAL(server_cert_serial(&gw), 4242);
+	EHR_ASSERT_OK(gwp_signal(&gw, SIGHUP));
+	for (int i = 0; i < 50 && after != 4242; i++) {
+		msleep(100);
+		after = server_cert_serial(&gw);
+	}
+	CU_ASSERT_EQUAL(after, 4242);
+	assert_healthy(&gw);
+
+	/* A broken certificate file: the reload fails, the old one stays. */
+	snprintf(path, sizeof(path), "%s/server.pem", gw.state_dir);
+	f = fopen(path, "w");
+	fputs("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n", f);
+	fclose(f);
+	EHR_ASSERT_OK(gwp_signal(&gw, SIGHUP));
+	msleep(500);
+	CU_ASSERT_EQUAL(server_cert_serial(&gw), 4242);
+	assert_healthy(&gw);
+	{
+		struct gwp_resp res;
+		EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+		CU_ASSERT_EQUAL(metric_value(res.body, "\nehrgate_tls_reload_failures_total"), 1);
+		CU_ASSERT_EQUAL(metric_value(res.body, "\nehrgate_tls_reloads_total"), 1);
+		gwp_resp_free(&res);
+	}
+	/* restore a valid pair for later tests and restarts */
+	CU_ASSERT_EQUAL(write_server_cert(&gw, 4343), 0);
+	EHR_ASSERT_OK(gwp_signal(&gw, SIGHUP));
+}
+
+struct slow_call {
+	struct gw_proc *p;
+	struct gwp_resp res;
+	int rc;
+};
+
+static void *slow_request(void *arg)
+{
+	struct slow_call *c = arg;
+	struct gwp_req rq = { .path = "/v1/test/sleep?ms=1500", .timeout_ms = 10000 };
+
+	c->rc = gwp_request(c->p, &rq, &c->res);
+	return NULL;
+}
+
+static void test_sigterm_drain(void)
+{
+	struct slow_call call = { .p = &gw };
+	pthread_t t;
+	int status = -1;
+	json_t *j;
+
+	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, slow_request, &call), 0);
+	msleep(400); /* the request is in flight on the blocking pool */
+	EHR_ASSERT_OK(gwp_signal(&gw, SIGTERM));
+	msleep(200);
+	/* no new connections while draining */
+	{
+		struct gwp_resp res;
+		struct gwp_req rq = { .path = "/healthz", .timeout_ms = 2000 };
+		EHR_ASSERT_OK(gwp_request(&gw, &rq, &res));
+		CU_ASSERT(res.status < 200 || res.status > 299);
+		gwp_resp_free(&res);
+	}
+	pthread_join(t, NULL);
+	EHR_ASSERT_OK(call.rc);
+	CU_ASSERT_EQUAL(call.res.status, 200);
+	j = gwp_resp_json(&call.res);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "slept_ms")), 1500);
+	json_decref(j);
+	gwp_resp_free(&call.res);
+	EHR_ASSERT_OK(gwp_wait(&gw, &status, 20000));
+	CU_ASSERT_EQUAL(status, 0);
+	/* start again for the suites that follow */
+	EHR_ASSERT_OK(gwp_start(&gw));
+	assert_healthy(&gw);
+}
+
+/* ---------------------------------------------------------------- readiness */
+
+static int devservices(const char *cmd)
+{
+	const char *script = ehr_test_env("EHRGATE_DEVSERVICES");
+	const char *state = ehr_test_env("EHRGATE_TEST_STATE");
+	char line[2048];
+
+	if (state == NULL)
+		return -1;
+	if (script == NULL)
+		script = EHRGATE_SOURCE_DIR "/deploy/devservices.sh";
+	snprintf(line, sizeof(line), "'%s' %s '%s' >/dev/null 2>&1", script, cmd, state);
+	return system(line);
+}
+
+static void test_readyz_follows_postgres(void)
+{
+	struct gwp_resp res;
+	json_t *j;
+	long status = 0;
+
+	CU_ASSERT_EQUAL_FATAL(devservices("stop-pg"), 0);
+	EHR_ASSERT_OK(gwp_get(&gw, "/readyz", &res));
+	CU_ASSERT_EQUAL(res.status, 503);
+	CU_ASSERT(gwp_resp_is_error(&res, "unavailable"));
+	j = gwp_resp_json(&res);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
+	CU_ASSERT_PTR_NOT_NULL(strstr(json_string_value(json_object_get(json_object_get(j, "error"), "message")), "database"));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "checks"), "database")), "down");
+	json_decref(j);
+	gwp_resp_free(&res);
+	/* liveness is not readiness */
+	assert_healthy(&gw);
+
+	CU_ASSERT_EQUAL_FATAL(devservices("start-pg"), 0);
+	for (int i = 0; i < 50 && status != 200; i++) {
+		EHR_ASSERT_OK(gwp_get(&gw, "/readyz", &res));
+		status = res.status;
+		gwp_resp_free(&res);
+		if (status != 200)
+			msleep(200);
+	}
+	CU_ASSERT_EQUAL(status, 200);
+}
+
+static void register_suites(void)
+{
+	EHR_ADD_SUITE("gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
+	              { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
+	              { "path parameters", test_path_params }, { "keep-alive pipelining", test_keepalive_pipelined },
+	              { "TLS 1.0/1.1 refused, 1.2/1.3 ok", test_tls_versions },
+	              { "TLS 1.2 non-AEAD suites refused", test_tls12_ciphers },
+	              { "plaintext HTTP refused", test_plaintext_refused },
+	              { "client certificate optional", test_client_cert_optional },
+	              { "malformed requests answered in JSON", test_malformed_requests },
+	              { "SIGHUP reloads certificates", test_sighup_reload },
+	              { "SIGTERM drains in-flight requests", test_sigterm_drain },
+	              { "readyz follows Postgres", test_readyz_follows_postgres });
+	EHR_ADD_SUITE("limits", lim_init, lim_clean, { "oversized headers", test_oversized_headers },
+	              { "too many headers", test_too_many_headers }, { "oversized body", test_oversized_body },
+	              { "slowloris: idle after handshake", test_slowloris_idle },
+	              { "slowloris: trickling headers", test_slowloris_trickle },
+	              { "connection limit", test_connection_limit });
+}
+
+EHR_TEST_MAIN(register_suites)
