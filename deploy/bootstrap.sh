@@ -32,9 +32,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 # Print the packages of "$@" that are not installed (one dpkg-query for all).
+# dpkg-query exits non-zero when it does not know a package at all (a fresh
+# machine): that is an answer here, not an error.
 missing_packages() {
-	local installed
-	installed=" $(dpkg-query -W -f='${Package}:${db:Status-Status} ' "$@" 2>/dev/null | tr ' ' '\n' |
+	local installed p
+	installed=" $( (dpkg-query -W -f='${Package}:${db:Status-Status} ' "$@" 2>/dev/null || true) | tr ' ' '\n' |
 		sed -n 's/:installed$//p' | tr '\n' ' ') "
 	for p in "$@"; do
 		case $installed in *" $p "*) ;; *) echo "$p" ;; esac
@@ -51,12 +53,20 @@ apt_install() {
 		policy_created=1
 	fi
 	say "installing: $*"
-	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+	local rc=0
+	apt-get update -qq || rc=$?
+	[ "$rc" != 0 ] || DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null || rc=$?
 	[ "$policy_created" = 0 ] || rm -f /usr/sbin/policy-rc.d
+	if [ "$rc" != 0 ]; then
+		echo "bootstrap: apt-get failed (exit $rc)" >&2
+		exit 1
+	fi
 }
 
-mapfile -t MISSING < <(missing_packages "${APT_PACKAGES[@]}")
+# (not via a process substitution, so that a failure here stops the script)
+MISSING_LIST=$(missing_packages "${APT_PACKAGES[@]}")
+MISSING=()
+[ -z "$MISSING_LIST" ] || mapfile -t MISSING <<<"$MISSING_LIST"
 # Node.js: keep the one the machine has (NodeSource's bundles npm). If there is
 # none, take Debian's nodejs and then Debian's npm, which fits it.
 if ! command -v node >/dev/null 2>&1; then
@@ -64,6 +74,11 @@ if ! command -v node >/dev/null 2>&1; then
 fi
 if [ ${#MISSING[@]} -gt 0 ]; then
 	apt_install "${MISSING[@]}"
+	STILL=$(missing_packages "${APT_PACKAGES[@]}")
+	if [ -n "$STILL" ]; then
+		echo "bootstrap: still missing after apt-get install:" $STILL >&2
+		exit 1
+	fi
 fi
 if ! command -v npm >/dev/null 2>&1; then
 	if dpkg-query -W -f='${Version}' nodejs 2>/dev/null | grep -q nodesource; then
