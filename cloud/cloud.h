@@ -62,8 +62,9 @@ struct obj_store_config {
 	unsigned s3_max_attempts;       /* per request, 0 = 4 */
 	unsigned s3_connect_timeout_ms; /* 0 = 3000 */
 	unsigned s3_timeout_ms;         /* whole request, 0 = 120000 */
-	/* both: where reads spool ciphertext before it is verified; NULL = $TMPDIR or /tmp */
-	const char *spool_dir;
+	/* both: a prefix put before every key ("" or e.g. "prod/"), so several
+	 * deployments can share a bucket; listing strips it */
+	const char *key_prefix;
 };
 
 /* Sizes and the SHA-256 of the bytes actually stored or read. */

@@ -5,6 +5,7 @@
 #include "cloud/cloud_internal.h"
 
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -15,6 +16,7 @@ struct obj_store {
 	enum obj_backend backend;
 	void *impl;
 	const struct obj_backend_ops *ops;
+	char *prefix;
 	/* KEKs (obj_store_attach_keks) */
 	pthread_mutex_t kek_lock;
 	char *kek_dir;
@@ -80,12 +82,30 @@ int obj_store_open(struct obj_store **out, const struct obj_store_config *cfg)
 	ENSURE(s != NULL, EHR_ERR_NOMEM);
 	s->backend = cfg->backend;
 	pthread_mutex_init(&s->kek_lock, NULL);
+	s->prefix = strdup(cfg->key_prefix ? cfg->key_prefix : "");
+	if (s->prefix == NULL) {
+		free(s);
+		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	}
+	if (s->prefix[0] != '\0') {
+		size_t pl = strlen(s->prefix);
+		char probe[600];
+		if (pl > 64 || s->prefix[pl - 1] != '/' ||
+		    (snprintf(probe, sizeof(probe), "%sx", s->prefix), cloud__key_check(probe) < 0)) {
+			free(s->prefix);
+			free(s);
+			return ehr_error_set(
+			        EHR_ERR_CONFIG,
+			        "[store] key_prefix must be up to 64 key characters ending in '/'");
+		}
+	}
 	switch (cfg->backend) {
 	case OBJ_BACKEND_FS: err = cloud__fs_open(&s->impl, &s->ops, cfg); break;
 	case OBJ_BACKEND_S3: err = cloud__s3_open(&s->impl, &s->ops, cfg); break;
 	default: err = ehr_error_set(EHR_ERR_CONFIG, "unknown store backend"); break;
 	}
 	if (err < 0) {
+		free(s->prefix);
 		free(s);
 		return err;
 	}
@@ -103,6 +123,7 @@ void obj_store_free(struct obj_store *s)
 		cloud_kek_free(s->retired[i]);
 	free(s->retired);
 	free(s->kek_dir);
+	free(s->prefix);
 	pthread_mutex_destroy(&s->kek_lock);
 	free(s);
 }
@@ -228,6 +249,17 @@ static int hashing_end(struct hashing *h, struct obj_info *info)
 	return rc;
 }
 
+/* prefix + key, checked. */
+static int full_key(char out[600], const struct obj_store *s, const char *key)
+{
+	int n;
+
+	GUARD(cloud__key_check(key));
+	n = snprintf(out, 600, "%s%s", s->prefix, key);
+	ENSURE(n > 0 && n < 600, EHR_ERR_TOO_LARGE);
+	return cloud__key_check(out);
+}
+
 /*
  * The retry and restart logic lives in the backends; the hash here is
  * therefore computed over what the backend pulled, which must be the
@@ -238,9 +270,11 @@ int obj_store_put(struct obj_store *s, const char *key, cloud_read_fn rd, void *
 	struct hashing h = { .rd = rd, .rctx = rctx };
 	int err;
 
-	GUARD(cloud__key_check(key));
+	char fk[600];
+
+	GUARD(full_key(fk, s, key));
 	GUARD(hashing_begin(&h));
-	err = s->ops->put(s->impl, key, hashing_read, &h, NULL);
+	err = s->ops->put(s->impl, fk, hashing_read, &h, NULL);
 	if (err < 0) {
 		hashing_end(&h, NULL);
 		return err;
@@ -253,9 +287,11 @@ int obj_store_get(struct obj_store *s, const char *key, cloud_write_fn wr, void 
 	struct hashing h = { .wr = wr, .wctx = wctx };
 	int err;
 
-	GUARD(cloud__key_check(key));
+	char fk[600];
+
+	GUARD(full_key(fk, s, key));
 	GUARD(hashing_begin(&h));
-	err = s->ops->get(s->impl, key, hashing_write, &h, NULL);
+	err = s->ops->get(s->impl, fk, hashing_write, &h, NULL);
 	if (err < 0) {
 		hashing_end(&h, NULL);
 		return err;
@@ -265,20 +301,44 @@ int obj_store_get(struct obj_store *s, const char *key, cloud_write_fn wr, void 
 
 int obj_store_head(struct obj_store *s, const char *key, uint64_t *size)
 {
-	GUARD(cloud__key_check(key));
-	return s->ops->head(s->impl, key, size);
+	char fk[600];
+
+	GUARD(full_key(fk, s, key));
+	return s->ops->head(s->impl, fk, size);
 }
 
 int obj_store_delete(struct obj_store *s, const char *key)
 {
-	GUARD(cloud__key_check(key));
-	return s->ops->del(s->impl, key);
+	char fk[600];
+
+	GUARD(full_key(fk, s, key));
+	return s->ops->del(s->impl, fk);
+}
+
+struct strip {
+	size_t n;
+	obj_list_fn fn;
+	void *ctx;
+};
+
+static int strip_cb(void *ctx, const char *key, uint64_t size)
+{
+	struct strip *st = ctx;
+	if (strlen(key) < st->n)
+		return 0;
+	return st->fn(st->ctx, key + st->n, size);
 }
 
 int obj_store_list(struct obj_store *s, const char *prefix, obj_list_fn fn, void *ctx)
 {
+	struct strip st = { strlen(s->prefix), fn, ctx };
+	char fp[600];
+	int n;
+
 	ENSURE(prefix != NULL && strlen(prefix) <= 512, EHR_ERR_INVAL);
-	return s->ops->list(s->impl, prefix, fn, ctx);
+	n = snprintf(fp, sizeof(fp), "%s%s", s->prefix, prefix);
+	ENSURE(n >= 0 && (size_t)n < sizeof(fp), EHR_ERR_TOO_LARGE);
+	return s->ops->list(s->impl, fp, strip_cb, &st);
 }
 
 int obj_store_ping(struct obj_store *s)

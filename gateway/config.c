@@ -92,6 +92,7 @@ static const struct gw_config_key gw_config_keys[] = {
 	E("store", "s3_addressing", "path", "path|virtual"),
 	S("store", "s3_ca_file", ""),
 	P("store", "kek_dir", "@kek"),
+	S("store", "key_prefix", ""),
 	U("store", "s3_part_size", "8388608", 5242880, 536870912),
 	U("store", "s3_max_attempts", "4", 1, 20),
 	U("store", "s3_timeout_ms", "300000", 1000, 86400000),

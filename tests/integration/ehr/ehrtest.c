@@ -158,11 +158,11 @@ void ehrt_s3_section(char *out, size_t cap, const char *endpoint, const char *ex
 	snprintf(out, cap,
 	         "[store]\nbackend = s3\ns3_endpoint = %s\ns3_bucket = %s\ns3_region = %s\ns3_access_key = "
 	         "%s\n"
-	         "s3_secret_key = %s\n%s",
+	         "s3_secret_key = %s\nkey_prefix = t%d/\n%s",
 	         endpoint ? endpoint : ehr_test_env("EHRGATE_TEST_S3"),
 	         ehr_test_env("EHRGATE_TEST_S3_BUCKET"), ehr_test_env("EHRGATE_TEST_S3_REGION"),
 	         ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY"), ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY"),
-	         extra ? extra : "");
+	         (int)getpid(), extra ? extra : "");
 }
 
 int ehrt_set_store(struct ehrt *t, const char *store_section)
@@ -333,4 +333,21 @@ int ehrt_patient(struct ehrt *t, struct ehr_client *srv, const char *name, char 
 	json_decref(resp);
 	GUARD(err);
 	return ehr_client_open_profile(out, dir);
+}
+
+int ehrt_grant(struct ehrt *t, const char *patient_name, const char *server_id, const char *actions)
+{
+	char dir[400], out[8192];
+	int rc;
+
+	snprintf(dir, sizeof(dir), "%s/%s", t->dir, patient_name);
+	{
+		const char *argv[] = { EHRCTL_BIN,  "--dir",     dir,         "contract", "create",
+			               "--server",  server_id,   "--actions", actions,    "--all",
+			               "--purpose", "treatment", "--days",    "1",        NULL };
+		rc = run(out, sizeof(out), argv);
+	}
+	if (rc != 0)
+		return ehr_error_set(EHR_ERR_INTERNAL, "ehrctl contract create exited %d", rc);
+	return 0;
 }

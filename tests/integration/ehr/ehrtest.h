@@ -48,6 +48,9 @@ int ehrt_server(struct ehrt *t, const char *name, struct ehr_client **out);
  * client. pid gets the patient pseudonym. */
 int ehrt_patient(struct ehrt *t, struct ehr_client *srv, const char *name, char pid[160],
                  struct ehr_client **out);
+/* As the patient whose profile is dir/<patient_name>, grant server_id a
+ * contract (`ehrctl contract create --server ID --actions A --all`). */
+int ehrt_grant(struct ehrt *t, const char *patient_name, const char *server_id, const char *actions);
 /* An S3 [store] section for the dev services' front (or `endpoint`). */
 void ehrt_s3_section(char *out, size_t cap, const char *endpoint, const char *extra);
 
