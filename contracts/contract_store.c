@@ -593,18 +593,16 @@ out:
 
 /* --------------------------------------------------------- enforcement */
 
-int policy_enforce(void *conn, struct ledger *l, const struct policy_request *req, int64_t now,
-                   struct policy_decision *dec, struct ledger_receipt *rcpt)
+int policy_evaluate(void *conn, const struct policy_request *req, int64_t now, struct policy_decision *dec)
 {
 	struct policy_contract *set = NULL;
 	size_t n = 0, ngroups = 0;
 	char **groups = NULL;
 	struct policy_request q;
-	json_t *payload = NULL;
-	int err;
+	int err = 0;
 
 	ENSURE(req != NULL && dec != NULL, EHR_ERR_INVAL);
-	/* Fail closed: until a decision is recorded, the answer is no. */
+	/* Fail closed: until a decision is made, the answer is no. */
 	dec->effect = POLICY_DENY;
 	dec->reason = "deny.invalid_request";
 	dec->cid[0] = '\0';
@@ -618,20 +616,38 @@ int policy_enforce(void *conn, struct ledger *l, const struct policy_request *re
 		q.n_groups = ngroups;
 	}
 	policy_decide(set, n, &q, now, dec);
-	GUARD_GOTO(policy_decision_payload(&payload, &q, dec));
+out:
+	policy_contracts_free(set, n);
+	policy_groups_free(groups, ngroups);
+	return err;
+}
+
+int policy_record(struct ledger *l, const struct policy_request *req, const struct policy_decision *dec,
+                  struct ledger_receipt *rcpt)
+{
+	json_t *payload = NULL;
+	struct ledger_receipt tmp;
+	int err;
+
+	GUARD(policy_decision_payload(&payload, req, dec));
 	{
 		struct ledger_entry_in in = { POLICY_ENTRY_DECISION, req->requester ? req->requester : "",
 			                      req->patient ? req->patient : "", payload };
-		struct ledger_receipt tmp;
-		if ((err = ledger_append(l, &in, rcpt ? rcpt : &tmp)) < 0) {
-			dec->effect = POLICY_DENY;
-			goto out;
-		}
+		err = ledger_append(l, &in, rcpt ? rcpt : &tmp);
 	}
-out:
 	json_decref(payload);
-	policy_contracts_free(set, n);
-	policy_groups_free(groups, ngroups);
+	return err;
+}
+
+int policy_enforce(void *conn, struct ledger *l, const struct policy_request *req, int64_t now,
+                   struct policy_decision *dec, struct ledger_receipt *rcpt)
+{
+	int err = policy_evaluate(conn, req, now, dec);
+
+	if (err == 0)
+		err = policy_record(l, req, dec, rcpt);
+	if (err < 0)
+		dec->effect = POLICY_DENY;
 	return err;
 }
 

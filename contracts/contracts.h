@@ -228,6 +228,11 @@ int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2,
  * and {"tree_size","first_size"|..,"hashes"}. New references. */
 json_t *ledger_proof_json(uint64_t tree_size, uint64_t index_or_size1, bool consistency,
                           const uint8_t (*hashes)[LEDGER_HASH_LEN], size_t n);
+/* Parse that JSON (client side). consistency selects "first_size" over
+ * "leaf_index". Unknown members are ignored. hashes has LEDGER_MAX_PROOF
+ * slots. EHR_ERR_PARSE on anything malformed. */
+int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint64_t *tree_size,
+                           uint64_t *index_or_size1, uint8_t (*hashes)[LEDGER_HASH_LEN], size_t *n);
 /* The ledger's public key and origin. */
 void ledger_public_key(struct ledger *l, uint8_t out[32]);
 const char *ledger_origin(struct ledger *l);
@@ -372,6 +377,11 @@ int policy_jwk_to_pkey(EVP_PKEY **out, const json_t *jwk);
 int policy_verify_es256(const json_t *doc, const char *sig_b64url, EVP_PKEY *pub);
 /* Sign JCS(doc) with a P-256 private key (clients and tests). */
 int policy_sign_es256(struct ehr_buf *sig_b64url, const json_t *doc, EVP_PKEY *priv);
+/* A signed {"contract","signature"} envelope granting `actions` (enum
+ * policy_action bits) on all of the patient's records to one server, for
+ * [not_before, not_after), purpose "treatment" (clients and tests). */
+int policy_grant_envelope(json_t **out, EVP_PKEY *device_key, const char *patient, const char *server,
+                          unsigned actions, int64_t not_before, int64_t not_after);
 
 bool policy_id_valid(const char *s);  /* 1..127 bytes of [A-Za-z0-9._:@-] */
 /* RFC 7638 JWK thumbprint (SHA-256, base64url) of an EC public JWK. */
@@ -424,6 +434,13 @@ int policy_store_list_json(void *conn, const char *patient, int64_t now, json_t 
  */
 int policy_enforce(void *conn, struct ledger *l, const struct policy_request *req, int64_t now,
                    struct policy_decision *dec, struct ledger_receipt *rcpt);
+/* The two halves of policy_enforce: decide (loads state, no ledger write),
+ * then append the access.decision entry. A caller that must order the entry
+ * after other work (an EHR append records it just before ehr.store) uses
+ * them separately; the decision is never acted on unless recorded. */
+int policy_evaluate(void *conn, const struct policy_request *req, int64_t now, struct policy_decision *dec);
+int policy_record(struct ledger *l, const struct policy_request *req, const struct policy_decision *dec,
+                  struct ledger_receipt *rcpt);
 
 struct policy_rebuild_report {
 	uint64_t entries;              /* contract.* entries read */

@@ -191,4 +191,23 @@ int gw_server_run(const struct gw_config *cfg, struct gw_app *app);
 extern const struct gw_route gw_routes_test[];
 extern const size_t gw_routes_test_len;
 
+/* policy_gate.c (contracts & audit): decide one EHR read or append against
+ * the access-policy contracts, record it in the ledger (access.decision),
+ * count it. 0 = allowed; EHR_ERR_FORBIDDEN = denied (detail = reason);
+ * EHR_ERR_INVAL = bad X-EHR-Break-Glass / X-EHR-Purpose header; any other
+ * error = the decision could not be recorded (refuse with 503). */
+#include "contracts/contracts.h"
+int gw_policy_check(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
+                    const char *category, struct policy_decision *dec);
+/* The halves of gw_policy_check, for a route that must record the decision
+ * later (an append records it just before its ehr.store entry): decide
+ * without writing (same returns), then record; a decision must be recorded
+ * before it is acted on, and a failed record means refuse (503). */
+int gw_policy_decide(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
+                     const char *category, struct policy_decision *dec);
+int gw_policy_record(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
+                     const char *category, const struct policy_decision *dec);
+/* Appends the policy counters to /metrics. */
+int gw_policy_metrics_render(struct ehr_buf *out);
+
 #endif

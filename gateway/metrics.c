@@ -175,5 +175,6 @@ int gw_metrics_render(struct gw_server *srv, struct ehr_buf *out)
 	                     atomic_load(&srv->open_conns), atomic_load(&srv->inflight), gw_pool_depth(srv->pool),
 	                     atomic_load(&srv->conns_refused), atomic_load(&srv->tls_reloads),
 	                     atomic_load(&srv->tls_reload_failures)));
+	GUARD(gw_policy_metrics_render(out)); /* policy_gate.c */
 	return 0;
 }

@@ -42,7 +42,6 @@ int gw_ehr_store_open(struct obj_store **out, const struct gw_config *cfg)
 	const char *backend = gw_config_get(cfg, "store", "backend");
 	int err;
 
-	sc.key_prefix = gw_config_get(cfg, "store", "key_prefix");
 	if (strcmp(backend, "s3") == 0) {
 		sc.backend = OBJ_BACKEND_S3;
 		sc.s3_endpoint = gw_config_get(cfg, "store", "s3_endpoint");
@@ -199,24 +198,21 @@ static int row_load(struct gw_app *app, struct ehr_row *row, const char *rid)
 /* ------------------------------------------------------- authorisation */
 
 /*
- * The one place that decides who may read a record. For now: the patient
- * it belongs to (DPoP identity whose subject is the pseudonym) and the
- * medical server that stored it. The contracts area replaces this with a
- * policy evaluation; keep every read decision here.
- * Returns 0 to allow, EHR_ERR_FORBIDDEN to deny; *reason names why.
+ * The one place that decides who may read a record: the access-policy
+ * contracts (gw_policy_check, gateway/policy_gate.c; docs/CONTRACTS.md §2).
+ * The patient reads its own records; a medical server needs a contract in
+ * force, or a break-glass declaration. The decision, allow or deny, is an
+ * access.decision ledger entry. Returns 0 to allow, EHR_ERR_FORBIDDEN to
+ * deny, EHR_ERR_INVAL for a bad policy header, another error if the
+ * decision could not be recorded; *reason names why.
  */
-static int ehr_read_decision(const struct gw_identity *id, const struct ehr_row *row, const char **reason)
+static int ehr_read_decision(struct gw_req *r, const struct ehr_row *row, const char **reason)
 {
-	if (id->role == GW_ROLE_PATIENT && strcmp(id->subject, row->patient) == 0) {
-		*reason = "patient";
-		return 0;
-	}
-	if (id->role == GW_ROLE_SERVER && strcmp(id->subject, row->stored_by) == 0) {
-		*reason = "author";
-		return 0;
-	}
-	*reason = "no_grant";
-	return ehr_error_set(EHR_ERR_FORBIDDEN, "not allowed to read this record");
+	struct policy_decision dec;
+	int err = gw_policy_check(r, POLICY_ACT_READ, row->patient, row->record_id, row->category, &dec);
+
+	*reason = dec.reason;
+	return err;
 }
 
 /* Listing follows the same rule: a patient sees all of theirs, a server
@@ -305,6 +301,7 @@ static void h_record_create(struct gw_req *r)
 	const char *cat = gw_req_header(r, "X-EHR-Category");
 	struct cloud_record_meta m;
 	struct ledger_receipt rcpt;
+	struct policy_decision dec;
 	char rid[CLOUD_RID_HEX], wrapped[2 * CLOUD_WRAPPED_LEN + 3], sha_b[70], key[128];
 	char seq[24], plain[24], ctsize[24], shahex[65];
 	size_t blen = 0;
@@ -337,6 +334,18 @@ static void h_record_create(struct gw_req *r)
 	}
 	if ((err = patient_exists(app, pid)) < 0) {
 		reply_store_err(r, err == EHR_ERR_NOT_FOUND ? err : EHR_ERR_UNAVAILABLE);
+		return;
+	}
+	/* Appending needs a contract with "append" (docs/CONTRACTS.md §2). A
+	 * refusal is recorded at once; an allowance just before ehr.store. */
+	if ((err = gw_policy_decide(r, POLICY_ACT_APPEND, pid, NULL, cat, &dec)) < 0) {
+		if (err == EHR_ERR_FORBIDDEN && gw_policy_record(r, POLICY_ACT_APPEND, pid, NULL, cat, &dec) == 0)
+			gw_reply_error(r, 403, "forbidden",
+			               "no contract allows this server to add records for this patient");
+		else if (err == EHR_ERR_INVAL)
+			gw_reply_error(r, 400, "invalid_request", "%s", ehr_error_msg());
+		else
+			reply_store_err(r, EHR_ERR_UNAVAILABLE);
 		return;
 	}
 
@@ -376,7 +385,9 @@ static void h_record_create(struct gw_req *r)
 	{
 		json_t *payload = ehr_payload(rid, m.ct_sha256, m.ct_size, id->actor, pid);
 		struct ledger_entry_in in = { "ehr.store", id->actor, pid, payload };
-		err = payload ? ledger_append(gw_app_ledger(app), &in, &rcpt) : EHR_ERR_NOMEM;
+		err = gw_policy_record(r, POLICY_ACT_APPEND, pid, NULL, cat, &dec); /* the access.decision */
+		if (err == 0)
+			err = payload ? ledger_append(gw_app_ledger(app), &in, &rcpt) : EHR_ERR_NOMEM;
 		json_decref(payload);
 	}
 	if (err < 0) {
@@ -490,8 +501,13 @@ static void h_record_get(struct gw_req *r)
 			reply_store_err(r, EHR_ERR_UNAVAILABLE);
 		return;
 	}
-	if (ehr_read_decision(id, &row, &reason) < 0) {
-		gw_reply_error(r, 403, "forbidden", "not allowed to read this record");
+	if ((err = ehr_read_decision(r, &row, &reason)) < 0) {
+		if (err == EHR_ERR_FORBIDDEN)
+			gw_reply_error(r, 403, "forbidden", "not allowed to read this record");
+		else if (err == EHR_ERR_INVAL)
+			gw_reply_error(r, 400, "invalid_request", "%s", ehr_error_msg());
+		else
+			reply_store_err(r, EHR_ERR_UNAVAILABLE);
 		return;
 	}
 	/* The ledger is the authority on what was stored. */
