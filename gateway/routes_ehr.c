@@ -42,6 +42,7 @@ int gw_ehr_store_open(struct obj_store **out, const struct gw_config *cfg)
 	const char *backend = gw_config_get(cfg, "store", "backend");
 	int err;
 
+	sc.key_prefix = gw_config_get(cfg, "store", "key_prefix");
 	if (strcmp(backend, "s3") == 0) {
 		sc.backend = OBJ_BACKEND_S3;
 		sc.s3_endpoint = gw_config_get(cfg, "store", "s3_endpoint");

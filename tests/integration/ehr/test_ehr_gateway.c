@@ -73,9 +73,11 @@ static int world_up(struct world *w, const char *tag, bool s3)
 		for (int i = 0; i < 2; i++) {
 			json_t *env = NULL, *resp = NULL;
 			long st = 0;
-			if (policy_grant_envelope(&env, ehr_client_device_key(pats[i]), pids[i], ehr_client_id(w->srv_a),
-			                          POLICY_ACT_READ | POLICY_ACT_APPEND, now - 60, now + 86400) < 0 ||
-			    ehr_client_json(pats[i], &st, &resp, "POST", "/v1/me/contracts", env) < 0 || st != 201) {
+			if (policy_grant_envelope(
+			            &env, ehr_client_device_key(pats[i]), pids[i], ehr_client_id(w->srv_a),
+			            POLICY_ACT_READ | POLICY_ACT_APPEND, now - 60, now + 86400) < 0 ||
+			    ehr_client_json(pats[i], &st, &resp, "POST", "/v1/me/contracts", env) < 0 ||
+			    st != 201) {
 				fprintf(stderr, "contract grant: %ld %s\n", st, ehr_error_msg());
 				json_decref(env);
 				json_decref(resp);
@@ -84,6 +86,12 @@ static int world_up(struct world *w, const char *tag, bool s3)
 			json_decref(env);
 			json_decref(resp);
 		}
+	}
+	/* Patients grant hosp-a (not hosp-b) read and append (docs/CONTRACTS.md). */
+	if (ehrt_grant(&w->t, "MRN-0001", ehr_client_id(w->srv_a), "read,append") < 0 ||
+	    ehrt_grant(&w->t, "MRN-0002", ehr_client_id(w->srv_a), "read,append") < 0) {
+		fprintf(stderr, "contract: %s\n", ehr_error_msg());
+		return -1;
 	}
 	{
 		struct ehr_client_opts o = { .url = w->t.url, .ca_file = w->t.ca };
@@ -292,6 +300,8 @@ static void authz(struct world *w)
 	/* a route for servers only: authn asks for the client certificate (401) */
 	CU_ASSERT(status == 401 || status == 403);
 	CU_ASSERT_EQUAL(post_record(w->anon, w->pid1, body, 10, NULL, NULL, NULL, NULL), 401);
+	CU_ASSERT_EQUAL(post_record(w->srv_b, w->pid1, body, 10, NULL, NULL, NULL, NULL),
+	                403); /* no contract */
 	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexist", body, 10, NULL, NULL, NULL, NULL), 404);
 	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, "bad category!", NULL, NULL), 400);
 	ehr_buf_reset(&out);
@@ -336,8 +346,10 @@ static struct obj_store *raw_store(struct world *w)
 {
 	struct obj_store_config c = { 0 };
 	struct obj_store *st = NULL;
-	char root[400];
+	char root[400], prefix[32];
+	snprintf(prefix, sizeof(prefix), "t%d/", (int)getpid());
 	if (w->s3) {
+		c.key_prefix = prefix;
 		c.backend = OBJ_BACKEND_S3;
 		c.s3_endpoint = ehr_test_env("EHRGATE_TEST_S3");
 		c.s3_bucket = ehr_test_env("EHRGATE_TEST_S3_BUCKET");
