@@ -325,9 +325,47 @@ void gw_config_free(struct gw_config *cfg)
 struct ini_ctx {
 	struct gw_config *cfg;
 	const char *origin;
+	const char *text; /* the whole input */
+	size_t pos;
+	int line;         /* line being parsed, 1-based */
 	int err;
+	int err_line;
 	char errmsg[512];
 };
+
+static void ini_fail(struct ini_ctx *ctx)
+{
+	ctx->err_line = ctx->line;
+	snprintf(ctx->errmsg, sizeof(ctx->errmsg), "%s", ehr_error_msg());
+}
+
+/* libinih reader: one line per call, counted, so every error names its line;
+ * a line too long for libinih is an error rather than silently split. */
+static char *cfg_ini_reader(char *str, int num, void *stream)
+{
+	struct ini_ctx *ctx = stream;
+	const char *p = ctx->text + ctx->pos, *nl;
+	size_t len;
+
+	if (*p == '\0')
+		return NULL;
+	nl = strchr(p, '\n');
+	len = nl ? (size_t)(nl - p) + 1 : strlen(p);
+	ctx->pos += len;
+	ctx->line++;
+	if (len > (size_t)num - 1) {
+		if (ctx->err == 0) {
+			ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config file %s line %d: longer than %d bytes",
+			                         ctx->origin, ctx->line, num - 2);
+			ini_fail(ctx);
+		}
+		memcpy(str, "\n", 2);
+		return str;
+	}
+	memcpy(str, p, len);
+	str[len] = '\0';
+	return str;
+}
 
 static int cfg_ini_handler(void *user, const char *section, const char *name, const char *value)
 {
@@ -337,7 +375,7 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
 
 	if (ctx->err < 0)
 		return 1; /* keep the first error */
-	snprintf(origin, sizeof(origin), "file %s", ctx->origin);
+	snprintf(origin, sizeof(origin), "file %s line %d", ctx->origin, ctx->line);
 	if (*section == '\0') {
 		ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config key %.64s outside any [section] (%s)", name, origin);
 		goto fail;
@@ -352,36 +390,47 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
 	ctx->cfg->from_file[i] = true;
 	return 1;
 fail:
-	snprintf(ctx->errmsg, sizeof(ctx->errmsg), "%s", ehr_error_msg());
+	ini_fail(ctx);
 	return 0;
 }
 
-static int ini_result(struct ini_ctx *ctx, int rc)
+static int ini_run(struct ini_ctx *ctx)
 {
+	int rc = ini_parse_stream(cfg_ini_reader, ctx, cfg_ini_handler, ctx);
+
+	/* rc: the first line libinih found wrong (syntax or a handler refusal). */
+	if (rc > 0 && (ctx->err == 0 || rc < ctx->err_line))
+		return ehr_error_set(EHR_ERR_CONFIG, "config file %s line %d: syntax error", ctx->origin, rc);
 	if (ctx->err < 0)
 		return ehr_error_set(ctx->err, "%s", ctx->errmsg);
-	if (rc == -1)
-		return ehr_error_set(EHR_ERR_CONFIG, "cannot open config file %s: %s", ctx->origin, strerror(errno));
 	if (rc == -2)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory reading %s", ctx->origin);
-	if (rc > 0)
-		return ehr_error_set(EHR_ERR_CONFIG, "config file %s line %d: syntax error (or line longer than %d bytes)",
-		                     ctx->origin, rc, INI_MAX_LINE - 1);
 	return 0;
 }
 
 int gw_config_load_file(struct gw_config *cfg, const char *path)
 {
+	struct ehr_buf text = EHR_BUF_INIT(1u << 20);
 	struct ini_ctx ctx = { .cfg = cfg, .origin = path };
+	int err;
 
-	return ini_result(&ctx, ini_parse(path, cfg_ini_handler, &ctx));
+	if (ehr_file_read(&text, path, text.max) < 0) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", ehr_error_msg());
+		ehr_buf_free(&text);
+		return ehr_error_set(EHR_ERR_CONFIG, "cannot read config file %s: %s", path, why);
+	}
+	ctx.text = ehr_buf_cstr(&text);
+	err = ini_run(&ctx);
+	ehr_buf_free_secure(&text); /* it may hold secrets */
+	return err;
 }
 
 int gw_config_load_string(struct gw_config *cfg, const char *text, const char *origin)
 {
-	struct ini_ctx ctx = { .cfg = cfg, .origin = origin };
+	struct ini_ctx ctx = { .cfg = cfg, .origin = origin, .text = text };
 
-	return ini_result(&ctx, ini_parse_string(text, cfg_ini_handler, &ctx));
+	return ini_run(&ctx);
 }
 
 int gw_config_load_env(struct gw_config *cfg, char *const *envp)

@@ -1,0 +1,353 @@
+/* test_gateway_unit.c - the config parser's errors and precedence; the router. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/common.h"
+#include "gateway/gateway.h"
+#include "gateway/gw_internal.h"
+#include "tests/harness/harness.h"
+
+/* ---------------------------------------------------------------- config */
+
+static struct gw_config *fresh(void)
+{
+	struct gw_config *c = NULL;
+
+	EHR_ASSERT_OK(gw_config_new(&c));
+	return c;
+}
+
+#define ASSERT_MSG_HAS(s) CU_ASSERT_PTR_NOT_NULL(strstr(ehr_error_msg(), (s)))
+
+static void test_defaults(void)
+{
+	struct gw_config *c = fresh();
+	char nproc[16];
+
+	EHR_ASSERT_OK(gw_config_set(c, "server", "state_dir", "/srv/ehr", "test"));
+	EHR_ASSERT_OK(gw_config_finish(c));
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "listen"), "127.0.0.1:8443");
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "cert"), "/srv/ehr/server.pem");
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "key"), "/srv/ehr/server.key");
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "client_ca"), "/srv/ehr/regca.pem");
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "store", "backend"), "fs");
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "database", "admin_url"), gw_config_get(c, "database", "url"));
+	snprintf(nproc, sizeof(nproc), "%ld", sysconf(_SC_NPROCESSORS_ONLN));
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "workers"), nproc);
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "server", "blocking_threads"), 32);
+	CU_ASSERT_TRUE(gw_config_get_bool(c, "log", "access"));
+	CU_ASSERT_PTR_NULL(gw_config_get(c, "server", "no_such_key"));
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "nope", "nope"), 0);
+	gw_config_free(c);
+}
+
+static void test_file_errors(void)
+{
+	static const struct {
+		const char *text;
+		const char *must_name;
+	} bad[] = {
+		{ "[server]\nbogus = 1\n", "[server] bogus" },
+		{ "[nosection]\nkey = 1\n", "[nosection] key" },
+		{ "[server]\nworkers = abc\n", "[server] workers" },
+		{ "[server]\nworkers = 0\n", "[server] workers" },
+		{ "[server]\nmax_connections = 99999999999999999999999\n", "[server] max_connections" },
+		{ "[server]\nlisten = 127.0.0.1\n", "[server] listen" },
+		{ "[server]\nlisten = 127.0.0.1:70000\n", "[server] listen" },
+		{ "[server]\nlisten = :8443\n", "[server] listen" },
+		{ "[server]\ntest_routes = maybe\n", "[server] test_routes" },
+		{ "[server]\nstate_dir =\n", "[server] state_dir" },
+		{ "[store]\nbackend = ftp\n", "[store] backend" },
+		{ "[log]\nlevel = loud\n", "[log] level" },
+		{ "[server]\nworkers = 2\nworkers = 3\n", "[server] workers" },
+		{ "workers = 2\n", "workers" },
+		{ "[server\nworkers = 2\n", "line 1" },
+	};
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(bad); i++) {
+		struct gw_config *c = fresh();
+		int rc = gw_config_load_string(c, bad[i].text, "test.ini");
+		CU_ASSERT_EQUAL(rc, EHR_ERR_CONFIG);
+		if (strstr(ehr_error_msg(), bad[i].must_name) == NULL)
+			fprintf(stderr, "\n  case %zu: message '%s' does not name '%s'\n", i, ehr_error_msg(),
+			        bad[i].must_name);
+		ASSERT_MSG_HAS(bad[i].must_name);
+		ASSERT_MSG_HAS("test.ini");
+		gw_config_free(c);
+	}
+}
+
+static void test_long_line(void)
+{
+	struct gw_config *c = fresh();
+	char text[600];
+
+	snprintf(text, sizeof(text), "[server]\nstate_dir = /%0400d\n", 0);
+	CU_ASSERT_EQUAL(gw_config_load_string(c, text, "long.ini"), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("line 2");
+	gw_config_free(c);
+}
+
+static void test_file_ok(void)
+{
+	struct gw_config *c = fresh();
+
+	EHR_ASSERT_OK(gw_config_load_string(c,
+	                                    "; comment\n[server]\nlisten = [::1]:0\nworkers = auto\ntest_routes = yes\n"
+	                                    "[tls]\ncert = /x/cert.pem ; inline comment\n[store]\nbackend = fs\n",
+	                                    "ok.ini"));
+	EHR_ASSERT_OK(gw_config_finish(c));
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "listen"), "[::1]:0");
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "cert"), "/x/cert.pem");
+	CU_ASSERT_TRUE(gw_config_get_bool(c, "server", "test_routes"));
+	gw_config_free(c);
+}
+
+static void test_env(void)
+{
+	struct gw_config *c = fresh();
+	char *env_ok[] = { "PATH=/bin", "EHRGATE_SERVER_WORKERS=3", "EHRGATE_TEST_PG=host=x", "EHRGATE_BIN=/x",
+		           "EHRGATE_CONFIG=/etc/x.ini", "EHRGATE_DATABASE_POOL_SIZE=7", NULL };
+	char *env_unknown[] = { "EHRGATE_SERVER_NOPE=1", NULL };
+	char *env_bad[] = { "EHRGATE_LOG_LEVEL=verbose", NULL };
+
+	EHR_ASSERT_OK(gw_config_load_env(c, env_ok));
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "workers"), "3");
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "database", "pool_size"), 7);
+	CU_ASSERT_EQUAL(gw_config_load_env(c, env_unknown), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("[server] nope");
+	ASSERT_MSG_HAS("EHRGATE_SERVER_NOPE");
+	CU_ASSERT_EQUAL(gw_config_load_env(c, env_bad), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("[log] level");
+	ASSERT_MSG_HAS("EHRGATE_LOG_LEVEL");
+	gw_config_free(c);
+}
+
+/* defaults < file < environment < --set */
+static void test_precedence(void)
+{
+	struct gw_config *c = fresh();
+	char *env[] = { "EHRGATE_SERVER_WORKERS=3", "EHRGATE_SERVER_MAX_HEADERS=20", NULL };
+
+	EHR_ASSERT_OK(gw_config_load_string(c, "[server]\nworkers = 2\nmax_headers = 10\nmax_body_bytes = 2048\n", "p.ini"));
+	EHR_ASSERT_OK(gw_config_load_env(c, env));
+	EHR_ASSERT_OK(gw_config_set_arg(c, "server.workers=4"));
+	EHR_ASSERT_OK(gw_config_finish(c));
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "server", "workers"), 4);
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "server", "max_headers"), 20);
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "server", "max_body_bytes"), 2048);
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "server", "idle_timeout_s"), 60);
+	gw_config_free(c);
+}
+
+static void test_set_arg_errors(void)
+{
+	struct gw_config *c = fresh();
+
+	CU_ASSERT_EQUAL(gw_config_set_arg(c, "server.workers"), EHR_ERR_CONFIG);
+	CU_ASSERT_EQUAL(gw_config_set_arg(c, "workers=2"), EHR_ERR_CONFIG);
+	CU_ASSERT_EQUAL(gw_config_set_arg(c, ".workers=2"), EHR_ERR_CONFIG);
+	CU_ASSERT_EQUAL(gw_config_set_arg(c, "bogus.key=1"), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("[bogus] key");
+	ASSERT_MSG_HAS("--set");
+	CU_ASSERT_EQUAL(gw_config_set_arg(c, "server.idle_timeout_s=-1"), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("[server] idle_timeout_s");
+	gw_config_free(c);
+}
+
+static void test_secrets_not_echoed(void)
+{
+	struct gw_config *c = fresh();
+	struct ehr_buf dump = EHR_BUF_INIT(1u << 16);
+
+	CU_ASSERT_EQUAL(gw_config_set(c, "database", "url", "password=hunter2\x01", "test"), EHR_ERR_CONFIG);
+	CU_ASSERT_PTR_NULL(strstr(ehr_error_msg(), "hunter2"));
+	EHR_ASSERT_OK(gw_config_set(c, "database", "url", "dbname=x password=hunter2", "test"));
+	EHR_ASSERT_OK(gw_config_set(c, "store", "s3_secret_key", "s3cr3t", "test"));
+	EHR_ASSERT_OK(gw_config_finish(c));
+	EHR_ASSERT_OK(gw_config_dump(c, &dump));
+	CU_ASSERT_PTR_NULL(strstr(ehr_buf_cstr(&dump), "hunter2"));
+	CU_ASSERT_PTR_NULL(strstr(ehr_buf_cstr(&dump), "s3cr3t"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&dump), "database.url = (set)"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&dump), "server.listen = 127.0.0.1:8443"));
+	ehr_buf_free(&dump);
+	gw_config_free(c);
+}
+
+static void test_cross_checks(void)
+{
+	struct gw_config *c = fresh();
+
+	EHR_ASSERT_OK(gw_config_set(c, "store", "backend", "s3", "test"));
+	CU_ASSERT_EQUAL(gw_config_finish(c), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("s3_endpoint");
+	gw_config_free(c);
+	c = fresh();
+	EHR_ASSERT_OK(gw_config_load_string(c, "[store]\nbackend = s3\ns3_endpoint = http://127.0.0.1:9\ns3_bucket = b\n", "s3.ini"));
+	EHR_ASSERT_OK(gw_config_finish(c));
+	gw_config_free(c);
+}
+
+static void test_missing_file(void)
+{
+	struct gw_config *c = fresh();
+
+	CU_ASSERT_EQUAL(gw_config_load_file(c, "/nonexistent/ehrgate.ini"), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("/nonexistent/ehrgate.ini");
+	gw_config_free(c);
+}
+
+static void test_from_args(void)
+{
+	struct gw_config *c = NULL;
+	char a0[] = "serve", a1[] = "--set", a2[] = "server.workers=5", a3[] = "--keep", a4[] = "-c";
+	char *argv[] = { a0, a1, a2, a3, NULL };
+	char *argv2[] = { a0, a4, NULL };
+	int argc = 4, argc2 = 2;
+
+	CU_ASSERT_EQUAL(gw_config_from_args(&c, &argc, argv), 0);
+	CU_ASSERT_EQUAL(argc, 2);
+	CU_ASSERT_STRING_EQUAL(argv[1], "--keep");
+	CU_ASSERT_EQUAL(gw_config_get_uint(c, "server", "workers"), 5);
+	gw_config_free(c);
+	c = NULL;
+	CU_ASSERT_EQUAL(gw_config_from_args(&c, &argc2, argv2), 2); /* -c without a file */
+	CU_ASSERT_PTR_NULL(c);
+}
+
+/* ---------------------------------------------------------------- router */
+
+static void h(struct gw_req *r)
+{
+	(void)r;
+}
+
+static const struct gw_route table_a[] = {
+	{ "GET", "/", "root", 0, false, h },
+	{ "GET", "/a", "a", 0, false, h },
+	{ "GET", "/a/{id}", "a.get", 0, false, h },
+	{ "POST", "/a/{id}", "a.post", 0, true, h },
+	{ "GET", "/a/{id}/b/{x}", "a.b", 0, false, h },
+};
+static const struct gw_route table_b[] = {
+	{ "DELETE", "/a/{id}", "a.delete", GW_ROLE_SERVER, true, h },
+	{ "GET", "/a/special", "a.special", 0, false, h },
+};
+
+static struct gw_router *router(void)
+{
+	const struct gw_route *t[] = { table_a, table_b };
+	size_t l[] = { EHR_ARRAY_LEN(table_a), EHR_ARRAY_LEN(table_b) };
+	struct gw_router *rt = NULL;
+
+	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 2));
+	return rt;
+}
+
+static void test_router_match(void)
+{
+	struct gw_router *rt = router();
+	struct gw_match m;
+	char allow[64];
+
+	CU_ASSERT_EQUAL(gw_router_count(rt), 7);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "root");
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/x1", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "a.get");
+	CU_ASSERT_EQUAL(m.nparams, 1);
+	CU_ASSERT_STRING_EQUAL(m.params[0].value, "x1");
+	CU_ASSERT_EQUAL(m.params[0].name_len, 2);
+	CU_ASSERT_EQUAL(strncmp(m.params[0].name, "id", 2), 0);
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "POST", "/a/x1", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "a.post");
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/%41%62/b/c%20d", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "a.b");
+	CU_ASSERT_STRING_EQUAL(m.params[0].value, "Ab");
+	CU_ASSERT_STRING_EQUAL(m.params[1].value, "c d");
+	gw_match_clear(&m);
+	/* first matching route wins: the parameter route precedes the literal one */
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/special", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "a.get");
+	gw_match_clear(&m);
+	gw_router_free(rt);
+}
+
+static void test_router_misses(void)
+{
+	struct gw_router *rt = router();
+	struct gw_match m;
+	char allow[64];
+	char deep[200] = "";
+
+	CU_ASSERT_EQUAL(gw_router_match(rt, "PUT", "/a/x1", &m, allow, sizeof(allow)), GW_ROUTE_BAD_METHOD);
+	CU_ASSERT_STRING_EQUAL(allow, "GET, POST, DELETE");
+	CU_ASSERT_EQUAL(gw_router_match(rt, "POST", "/a", &m, allow, sizeof(allow)), GW_ROUTE_BAD_METHOD);
+	CU_ASSERT_STRING_EQUAL(allow, "GET");
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/x/y", &m, allow, sizeof(allow)), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/", &m, allow, sizeof(allow)), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "//a", &m, allow, sizeof(allow)), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/b", &m, allow, sizeof(allow)), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "a", &m, allow, sizeof(allow)), GW_ROUTE_BAD_PATH);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "", &m, allow, sizeof(allow)), GW_ROUTE_BAD_PATH);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/x%2Fy", &m, allow, sizeof(allow)), GW_ROUTE_BAD_PATH);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/x%00", &m, allow, sizeof(allow)), GW_ROUTE_BAD_PATH);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/x%G1", &m, allow, sizeof(allow)), GW_ROUTE_BAD_PATH);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/x%4", &m, allow, sizeof(allow)), GW_ROUTE_BAD_PATH);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/%", &m, allow, sizeof(allow)), GW_ROUTE_BAD_PATH);
+	for (int i = 0; i < 40; i++)
+		memcpy(deep + 2 * i, "/a", 3); /* 40 segments: past the router's 16 */
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", deep, &m, allow, sizeof(allow)), GW_ROUTE_NOT_FOUND);
+	gw_router_free(rt);
+}
+
+static void test_router_bad_tables(void)
+{
+	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h }, { "GET", "/x", "x2", 0, false, h } };
+	static const struct gw_route rel[] = { { "GET", "x", "x", 0, false, h } };
+	static const struct gw_route open_brace[] = { { "GET", "/x/{id", "x", 0, false, h } };
+	static const struct gw_route empty_param[] = { { "GET", "/x/{}", "x", 0, false, h } };
+	static const struct gw_route empty_seg[] = { { "GET", "/x//y", "x", 0, false, h } };
+	static const struct gw_route no_fn[] = { { "GET", "/x", "x", 0, false, NULL } };
+	const struct gw_route *cases[] = { dup, rel, open_brace, empty_param, empty_seg, no_fn };
+	size_t lens[] = { 2, 1, 1, 1, 1, 1 };
+	int want[] = { EHR_ERR_CONFLICT, EHR_ERR_INVAL, EHR_ERR_INVAL, EHR_ERR_INVAL, EHR_ERR_INVAL, EHR_ERR_INVAL };
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		struct gw_router *rt = NULL;
+		EHR_ASSERT_ERR(gw_router_new(&rt, &cases[i], &lens[i], 1), want[i]);
+		CU_ASSERT_PTR_NULL(rt);
+	}
+}
+
+/* The real route tables of every area compile into one router. */
+static void test_real_tables(void)
+{
+	const struct gw_route *t[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit, gw_routes_test };
+	size_t l[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len, gw_routes_audit_len, gw_routes_test_len };
+	struct gw_router *rt = NULL;
+
+	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 5));
+	gw_router_free(rt);
+}
+
+static void register_suites(void)
+{
+	EHR_ADD_SUITE("config", NULL, NULL, { "defaults and derived paths", test_defaults },
+	              { "file errors name the key", test_file_errors }, { "over-long line", test_long_line },
+	              { "valid file", test_file_ok }, { "environment", test_env },
+	              { "precedence: default < file < env < --set", test_precedence },
+	              { "--set errors", test_set_arg_errors }, { "secrets never echoed", test_secrets_not_echoed },
+	              { "cross-key checks", test_cross_checks }, { "missing file", test_missing_file },
+	              { "command-line options", test_from_args });
+	EHR_ADD_SUITE("router", NULL, NULL, { "matches and parameters", test_router_match },
+	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
+	              { "invalid tables refused", test_router_bad_tables }, { "real route tables", test_real_tables });
+}
+
+EHR_TEST_MAIN(register_suites)
