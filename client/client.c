@@ -214,6 +214,22 @@ static void note_error(struct ehr_client *c, long status, const struct ehr_buf *
 	ehr_error_clear();
 }
 
+static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
+{
+	struct ehr_client *c = ud;
+
+	if (c->progress)
+		c->progress((uint64_t)dltotal, (uint64_t)dlnow, (uint64_t)ultotal, (uint64_t)ulnow,
+		            c->progress_ud);
+	return 0;
+}
+
+void ehr_client_set_progress(struct ehr_client *c, ehr_client_progress_fn fn, void *ud)
+{
+	c->progress = fn;
+	c->progress_ud = ud;
+}
+
 int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
                        const char *path, const char *const *headers, const void *body, size_t len,
                        ehr_client_data_fn on_data, void *ud)
@@ -253,6 +269,9 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &sink);
 	curl_easy_setopt(cu, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(cu, CURLOPT_HEADERDATA, c);
+	curl_easy_setopt(cu, CURLOPT_NOPROGRESS, c->progress ? 0L : 1L);
+	curl_easy_setopt(cu, CURLOPT_XFERINFOFUNCTION, c->progress ? on_progress : NULL);
+	curl_easy_setopt(cu, CURLOPT_XFERINFODATA, c);
 	ehr_buf_reset(&c->resp_headers);
 	c->last_connects = -1;
 	curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);

@@ -100,6 +100,12 @@ int ehr_client_response_header(const struct ehr_client *c, const char *name, cha
 /* New connections the last request opened (0: it reused a kept-alive one). */
 long ehr_client_last_connects(const struct ehr_client *c);
 
+/* Transfer progress of the requests that follow (NULL to stop): totals are
+ * 0 while unknown. Called from inside ehr_client_request. */
+typedef void (*ehr_client_progress_fn)(uint64_t dl_total, uint64_t dl_now, uint64_t ul_total, uint64_t ul_now,
+                                       void *ud);
+void ehr_client_set_progress(struct ehr_client *c, ehr_client_progress_fn fn, void *ud);
+
 /* Last HTTP error body's "error.message" or curl detail, for CLI messages. */
 const char *ehr_client_last_error(const struct ehr_client *c);
 

@@ -16,6 +16,8 @@ struct ehr_client {
 	struct ehr_buf last_error;
 	struct ehr_buf resp_headers; /* the last response's header block */
 	long last_connects;
+	ehr_client_progress_fn progress; /* ehr_client_set_progress (storage: ehrctl record) */
+	void *progress_ud;
 };
 
 #endif
