@@ -780,11 +780,89 @@ static void test_s3_rotate(void)
 	rotate(&S3);
 }
 
+/* ------------------------------------------------------ ehrctl record */
+
+static int sh(char *out, size_t cap, const char *cmd)
+{
+	FILE *f = popen(cmd, "r");
+	size_t got;
+	if (f == NULL)
+		return -1;
+	got = fread(out, 1, cap - 1, f);
+	out[got] = '\0';
+	return pclose(f);
+}
+
+static void test_fs_ehrctl(void)
+{
+	struct world *w = &FS;
+	size_t n = 3u << 20;
+	uint8_t *body = make_body(n, 77);
+	char in[400], outp[400], cmd[2048], out[1 << 14];
+	const char *rid;
+	json_t *j = NULL;
+	FILE *f;
+	int rc;
+
+	snprintf(in, sizeof(in), "%s/scan.pdf", w->t.dir);
+	snprintf(outp, sizeof(outp), "%s/scan-copy.pdf", w->t.dir);
+	f = fopen(in, "wb");
+	CU_ASSERT_FATAL(f != NULL && fwrite(body, 1, n, f) == n);
+	fclose(f);
+	/* a server uploads with the CLI, on a pseudo-terminal so the progress bar shows */
+	snprintf(cmd, sizeof(cmd),
+	         "script -qec '%s --dir %s/hosp-a record put %s %s --type application/pdf --category "
+	         "imaging' /dev/null",
+	         EHRCTL_BIN, w->t.dir, w->pid1, in);
+	rc = sh(out, sizeof(out), cmd);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "upload"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "100%"));
+	{
+		char *brace = strchr(out, '{');
+		CU_ASSERT_PTR_NOT_NULL_FATAL(brace);
+		CU_ASSERT_EQUAL_FATAL(ehr_json_parse(&j, brace, strlen(brace), 1 << 20, 8), 0);
+		CU_ASSERT_EQUAL_FATAL(ehr_json_get_str(j, "record_id", &rid, 40), 0);
+	}
+	/* the patient downloads it */
+	snprintf(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid,
+	         outp);
+	rc = sh(out, sizeof(out), cmd);
+	CU_ASSERT_EQUAL(rc, 0);
+	{
+		struct ehr_buf got = EHR_BUF_INIT(64u << 20);
+		EHR_ASSERT_OK(ehr_file_read(&got, outp, 64u << 20));
+		CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
+		ehr_buf_free(&got);
+	}
+	/* another server is refused, and no file appears */
+	unlink(outp);
+	snprintf(cmd, sizeof(cmd), "%s --dir %s/hosp-b record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid,
+	         outp);
+	rc = sh(out, sizeof(out), cmd);
+	CU_ASSERT_NOT_EQUAL(rc, 0);
+	CU_ASSERT_EQUAL(access(outp, F_OK), -1);
+	{
+		char part[420];
+		snprintf(part, sizeof(part), "%s.part", outp);
+		CU_ASSERT_EQUAL(access(part, F_OK), -1);
+	}
+	/* list shows it, with the category */
+	snprintf(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record list %s", EHRCTL_BIN, w->t.dir, w->pid1);
+	rc = sh(out, sizeof(out), cmd);
+	CU_ASSERT_EQUAL(rc, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, rid));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "imaging"));
+	json_decref(j);
+	free(body);
+}
+
 static void reg(void)
 {
 	EHR_ADD_SUITE("ehr_fs", fs_init, fs_clean, { "round trips", test_fs_round_trips },
 	              { "authorisation", test_fs_authz }, { "tampering", test_fs_tamper },
-	              { "kill -9 and fsck", test_fs_kill9 }, { "rotate-kek", test_fs_rotate });
+	              { "kill -9 and fsck", test_fs_kill9 }, { "rotate-kek", test_fs_rotate },
+	              { "ehrctl record", test_fs_ehrctl });
 	EHR_ADD_SUITE("ehr_s3", s3_init, s3_clean, { "round trips", test_s3_round_trips },
 	              { "authorisation", test_s3_authz }, { "tampering", test_s3_tamper },
 	              { "s3 stopped", test_s3_stopped }, { "multipart failure", test_s3_multipart_failure },
