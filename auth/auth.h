@@ -27,12 +27,12 @@
 #include "common/common.h"
 
 #define AUTH_ES256_SIG_LEN 64
-#define AUTH_JKT_LEN 43          /* base64url(SHA-256) without padding */
+#define AUTH_JKT_LEN 43 /* base64url(SHA-256) without padding */
 #define AUTH_MAX_CSR_PEM 8192
-#define AUTH_MAX_JWS 4096        /* compact JWS (token or proof) */
-#define AUTH_MAX_ID 127          /* subject ids and pseudonyms */
-#define AUTH_TOKEN_MAX_TTL 900   /* seconds: access tokens live 15 min at most */
-#define AUTH_NONCE_MAX_TTL 60    /* seconds */
+#define AUTH_MAX_JWS 4096      /* compact JWS (token or proof) */
+#define AUTH_MAX_ID 127        /* subject ids and pseudonyms */
+#define AUTH_TOKEN_MAX_TTL 900 /* seconds: access tokens live 15 min at most */
+#define AUTH_NONCE_MAX_TTL 60  /* seconds */
 
 /* Signed strings (docs/PROTOCOL.md §4): prefixes, each followed by '\n'. */
 #define AUTH_ENROLL_PREFIX "ehrgate-enroll-v1"
@@ -65,7 +65,7 @@ int auth_verify_b64url(EVP_PKEY *key, const void *data, size_t len, const char *
 struct auth_jws {
 	json_t *header;
 	json_t *payload;
-	struct ehr_buf signing_input;   /* ASCII(b64(header) '.' b64(payload)) */
+	struct ehr_buf signing_input; /* ASCII(b64(header) '.' b64(payload)) */
 	uint8_t sig[AUTH_ES256_SIG_LEN];
 };
 /*
@@ -98,9 +98,9 @@ int auth_csr_parse(X509_REQ **out, const char *pem, size_t len);
 int auth_csr_create(struct ehr_buf *pem_out, EVP_PKEY *key, const char *cn);
 
 struct auth_cert_params {
-	const char *subject_id;   /* CN */
-	const char *role;         /* "server" or "auditor": OU */
-	int64_t not_before;       /* Unix seconds */
+	const char *subject_id; /* CN */
+	const char *role;       /* "server" or "auditor": OU */
+	int64_t not_before;     /* Unix seconds */
 	int64_t not_after;
 };
 /*
@@ -129,18 +129,18 @@ struct auth_token_claims {
 };
 
 struct auth_token_params {
-	EVP_PKEY *key;           /* token.key (private for issue, any for verify) */
-	const char *kid;         /* header "kid" */
+	EVP_PKEY *key;   /* token.key (private for issue, any for verify) */
+	const char *kid; /* header "kid" */
 	const char *iss;
 	const char *aud;
-	int64_t now;             /* Unix seconds */
-	int64_t skew;            /* seconds of tolerated clock skew */
+	int64_t now;  /* Unix seconds */
+	int64_t skew; /* seconds of tolerated clock skew */
 };
 
 /* An ES256 JWT (typ "at+jwt") with iss, aud, sub, role "patient",
  * cnf.jkt, jti, iat, nbf, exp = now + ttl (ttl 1..AUTH_TOKEN_MAX_TTL). */
-int auth_token_issue(struct ehr_buf *out, const struct auth_token_params *p, const char *sub,
-                     const char *jkt, int64_t ttl);
+int auth_token_issue(struct ehr_buf *out, const struct auth_token_params *p, const char *sub, const char *jkt,
+                     int64_t ttl);
 /*
  * Verify an access token: strict JWS parse (ES256 only), typ "at+jwt", kid,
  * signature by p->key, iss, aud, sub, role, cnf.jkt, jti, and
@@ -152,7 +152,7 @@ int auth_token_verify(struct auth_token_claims *out, const struct auth_token_par
 
 struct auth_dpop_claims {
 	char jti[129];
-	char jkt[AUTH_JKT_LEN + 1];   /* thumbprint of the proof's jwk */
+	char jkt[AUTH_JKT_LEN + 1]; /* thumbprint of the proof's jwk */
 	int64_t iat;
 };
 
@@ -195,17 +195,17 @@ struct auth_ctx;
 struct ledger;
 
 struct auth_config {
-	const char *state_dir;        /* regca.pem regca.key token.key token.pub pseudonym.key ca.pem */
-	struct ehr_db_pool *db;       /* role ehrgate_app */
-	struct ledger *ledger;        /* may be NULL (no ledger events; tools and tests) */
-	const char *issuer;           /* token "iss" */
-	const char *audience;         /* token "aud" */
-	unsigned cert_days;           /* client certificate validity, default 90 */
-	unsigned token_ttl;           /* access token seconds, <= 900 */
-	unsigned nonce_ttl;           /* challenge seconds, <= 60 */
-	unsigned enroll_ttl;          /* enrolment code seconds, default 86400 */
-	unsigned dpop_window;         /* proof iat acceptance window, default 60 */
-	unsigned clock_skew;          /* seconds, default 5 */
+	const char *state_dir;  /* regca.pem regca.key token.key token.pub pseudonym.key ca.pem */
+	struct ehr_db_pool *db; /* role ehrgate_app */
+	struct ledger *ledger;  /* may be NULL (no ledger events; tools and tests) */
+	const char *issuer;     /* token "iss" */
+	const char *audience;   /* token "aud" */
+	unsigned cert_days;     /* client certificate validity, default 90 */
+	unsigned token_ttl;     /* access token seconds, <= 900 */
+	unsigned nonce_ttl;     /* challenge seconds, <= 60 */
+	unsigned enroll_ttl;    /* enrolment code seconds, default 86400 */
+	unsigned dpop_window;   /* proof iat acceptance window, default 60 */
+	unsigned clock_skew;    /* seconds, default 5 */
 	/* Per-client-address token buckets: requests per minute, burst. 0 = default. */
 	unsigned rate_register, rate_enroll, rate_challenge, rate_token, rate_burst;
 	/* Ledger failure events per peer per minute before they are only counted. */
@@ -219,15 +219,21 @@ void auth_ctx_free(struct auth_ctx *ctx);
 const struct auth_config *auth_ctx_config(const struct auth_ctx *ctx);
 
 /* Rate limiting: 0, or EHR_ERR_RATE when `peer` has used up `kind`. */
-enum auth_rate_kind { AUTH_RATE_REGISTER, AUTH_RATE_ENROLL, AUTH_RATE_CHALLENGE, AUTH_RATE_TOKEN, AUTH_RATE__N };
+enum auth_rate_kind {
+	AUTH_RATE_REGISTER,
+	AUTH_RATE_ENROLL,
+	AUTH_RATE_CHALLENGE,
+	AUTH_RATE_TOKEN,
+	AUTH_RATE__N
+};
 int auth_rate_check(struct auth_ctx *ctx, enum auth_rate_kind kind, const char *peer);
 
 /* Who was authenticated (mirrors the gateway's identity). */
 struct auth_principal {
-	char role[16];                /* "server", "auditor" or "patient" */
-	char id[AUTH_MAX_ID + 1];     /* server/auditor id or patient pseudonym */
-	char serial[65];              /* certificate serial (mTLS) */
-	char jkt[AUTH_JKT_LEN + 1];   /* device key thumbprint (patient) */
+	char role[16];              /* "server", "auditor" or "patient" */
+	char id[AUTH_MAX_ID + 1];   /* server/auditor id or patient pseudonym */
+	char serial[65];            /* certificate serial (mTLS) */
+	char jkt[AUTH_JKT_LEN + 1]; /* device key thumbprint (patient) */
 };
 
 /*

@@ -16,13 +16,13 @@ struct auth_rate_slot {
 	char peer[64];
 	double tokens;
 	int64_t last_ms;
-	uint64_t suppressed;   /* failure events counted but not appended */
+	uint64_t suppressed; /* failure events counted but not appended */
 };
 
 struct auth_rate {
 	pthread_mutex_t lock;
-	double per_ms;         /* refill rate, tokens per millisecond */
-	double burst;          /* bucket size */
+	double per_ms; /* refill rate, tokens per millisecond */
+	double burst;  /* bucket size */
 	struct auth_rate_slot *slots;
 };
 

@@ -288,7 +288,8 @@ void auth__rollback(void *conn)
 
 /* ------------------------------------------------------------ ledger events */
 
-int auth__ledger_raw(struct ledger *l, const char *type, const char *actor, const char *subject, json_t *payload)
+int auth__ledger_raw(struct ledger *l, const char *type, const char *actor, const char *subject,
+                     json_t *payload)
 {
 	struct ledger_entry_in in;
 	struct ledger_receipt rcpt;
@@ -309,7 +310,8 @@ int auth__ledger_raw(struct ledger *l, const char *type, const char *actor, cons
 	return err;
 }
 
-int auth__ledger(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject, json_t *payload)
+int auth__ledger(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject,
+                 json_t *payload)
 {
 	return auth__ledger_raw(ctx->cfg.ledger, type, actor, subject, payload);
 }
@@ -323,7 +325,8 @@ int auth_event(struct auth_ctx *ctx, const char *type, const char *actor, const 
 
 	if (!success && !auth__rate_take(&ctx->fail_events, peer, ehr_monotonic_ms(), true, &suppressed))
 		return 0; /* counted; the next appended failure carries the count */
-	pl = json_pack("{s:s,s:s}", "outcome", success ? "success" : "failure", "reason", reason ? reason : "");
+	pl = json_pack("{s:s,s:s}", "outcome", success ? "success" : "failure", "reason",
+	               reason ? reason : "");
 	if (pl != NULL && suppressed > 0)
 		json_object_set_new(pl, "suppressed_before", json_integer((json_int_t)suppressed));
 	err = auth__ledger(ctx, type, actor != NULL && *actor ? actor : "anonymous", subject, pl);

@@ -47,7 +47,8 @@ static int key_load(EVP_PKEY **out, const char *path, bool priv)
 	GUARD_GOTO(ehr_file_read(&b, path, 64 * 1024));
 	bio = BIO_new_mem_buf(b.data, (int)b.len);
 	ENSURE_GOTO(bio != NULL, EHR_ERR_NOMEM);
-	*out = priv ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL) : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
+	*out = priv ? PEM_read_bio_PrivateKey(bio, NULL, NULL, NULL)
+	            : PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
 	if (*out == NULL) {
 		err = ehr_error_ossl(EHR_ERR_CRYPTO, "reading a PEM key");
 		goto out;
@@ -424,8 +425,8 @@ int auth_jwk_from_key(json_t **out, EVP_PKEY *key)
 	*out = NULL;
 	err = coords_b64(&bx, &by, key);
 	if (err == 0) {
-		*out = json_pack("{s:s,s:s,s:s,s:s}", "kty", "EC", "crv", "P-256", "x", ehr_buf_cstr(&bx), "y",
-		                 ehr_buf_cstr(&by));
+		*out = json_pack("{s:s,s:s,s:s,s:s}", "kty", "EC", "crv", "P-256", "x", ehr_buf_cstr(&bx),
+		                 "y", ehr_buf_cstr(&by));
 		if (*out == NULL)
 			err = ehr_error_set(EHR_ERR_NOMEM, "json_pack");
 	}

@@ -33,7 +33,8 @@ static int64_t now_s(void)
 
 static void release(struct auth_ctx *ctx, void *conn, int err)
 {
-	ehr_db_release(ctx->cfg.db, conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB || err == EHR_ERR_TIMEOUT);
+	ehr_db_release(ctx->cfg.db, conn,
+	               err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB || err == EHR_ERR_TIMEOUT);
 }
 
 /* A secret presented by a client: base64url, 16..128 characters. */
@@ -45,8 +46,8 @@ static bool plausible_secret(const char *s)
 		return false;
 	for (size_t i = 0; i < n; i++) {
 		char c = s[i];
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
-		      c == '_'))
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_'))
 			return false;
 	}
 	return true;
@@ -55,7 +56,8 @@ static bool plausible_secret(const char *s)
 /* --------------------------------------------------------- certificates */
 
 static int issue_for(struct auth_ctx *ctx, X509 **cert, char serial[65], struct ehr_buf *pem,
-                     const char *csr_pem, size_t csr_len, const char *id, const char *role, int64_t *not_after)
+                     const char *csr_pem, size_t csr_len, const char *id, const char *role,
+                     int64_t *not_after)
 {
 	X509_REQ *req = NULL;
 	struct auth_cert_params p;
@@ -81,8 +83,8 @@ static int cert_response(struct auth_ctx *ctx, json_t **resp, const struct ehr_b
                          const char *role, const char *serial, int64_t not_after)
 {
 	*resp = json_pack("{s:s,s:[s],s:s,s:s,s:s,s:s,s:o}", "certificate", ehr_buf_cstr(pem), "ca_chain",
-	                  ehr_buf_cstr(&ctx->regca_pem), "gateway_ca", ehr_buf_cstr(&ctx->gateway_ca_pem), "id", id,
-	                  "role", role, "serial", serial, "not_after", rfc3339(not_after));
+	                  ehr_buf_cstr(&ctx->regca_pem), "gateway_ca", ehr_buf_cstr(&ctx->gateway_ca_pem),
+	                  "id", id, "role", role, "serial", serial, "not_after", rfc3339(not_after));
 	ENSURE(*resp != NULL, EHR_ERR_NOMEM);
 	return 0;
 }
@@ -156,17 +158,18 @@ int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size
 	params[0] = id;
 	params[1] = role;
 	params[2] = name;
-	GUARD_GOTO(auth__exec(conn, NULL, "INSERT INTO auth_principals (id, role, name) VALUES ($1, $2, $3)", 3,
-	                      params));
+	GUARD_GOTO(auth__exec(conn, NULL, "INSERT INTO auth_principals (id, role, name) VALUES ($1, $2, $3)",
+	                      3, params));
 	params[0] = id;
 	params[1] = hex;
-	GUARD_GOTO(auth__exec(conn, NULL, "UPDATE auth_reg_tokens SET used_by = $1 WHERE token_hash = $2::bytea", 2,
+	GUARD_GOTO(auth__exec(conn, NULL,
+	                      "UPDATE auth_reg_tokens SET used_by = $1 WHERE token_hash = $2::bytea", 2,
 	                      params));
 	GUARD_GOTO(insert_cert(conn, serial, id, role, not_after));
 	/* The ledger entry is durable before the registration commits. */
 	GUARD_GOTO(auth__ledger(ctx, "auth.register", id, id,
-	                        json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "role", role, "serial", serial,
-	                                  "not_after", (json_int_t)not_after)));
+	                        json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "role", role, "serial",
+	                                  serial, "not_after", (json_int_t)not_after)));
 	GUARD_GOTO(auth__commit(conn));
 	GUARD_GOTO(cert_response(ctx, resp, &pem, id, role, serial, not_after));
 out:
@@ -199,8 +202,8 @@ int auth_renew(struct auth_ctx *ctx, json_t **resp, const struct auth_principal 
 	GUARD_GOTO(auth__begin(conn));
 	GUARD_GOTO(insert_cert(conn, serial, who->id, who->role, not_after));
 	GUARD_GOTO(auth__ledger(ctx, "auth.renew", who->id, who->id,
-	                        json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "serial", serial, "previous",
-	                                  who->serial, "not_after", (json_int_t)not_after)));
+	                        json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "serial", serial,
+	                                  "previous", who->serial, "not_after", (json_int_t)not_after)));
 	GUARD_GOTO(auth__commit(conn));
 	GUARD_GOTO(cert_response(ctx, resp, &pem, who->id, who->role, serial, not_after));
 out:
@@ -310,12 +313,12 @@ int auth_patient_create(struct auth_ctx *ctx, json_t **resp, const struct auth_p
 	                      "INSERT INTO auth_enrol_codes (code_hash, patient_id, expires_at) "
 	                      "VALUES ($1::bytea, $2, to_timestamp($3::bigint))",
 	                      3, params));
-	GUARD_GOTO(auth__ledger(ctx, "auth.patient.create", server->id, pid,
-	                        json_pack("{s:s,s:I}", "outcome", "success", "code_expires_at",
-	                                  (json_int_t)expires)));
+	GUARD_GOTO(auth__ledger(
+	        ctx, "auth.patient.create", server->id, pid,
+	        json_pack("{s:s,s:I}", "outcome", "success", "code_expires_at", (json_int_t)expires)));
 	GUARD_GOTO(auth__commit(conn));
-	*resp = json_pack("{s:s,s:s,s:o}", "patient_id", pid, "enrolment_code", ehr_buf_cstr(&code), "expires_at",
-	                  rfc3339(expires));
+	*resp = json_pack("{s:s,s:s,s:o}", "patient_id", pid, "enrolment_code", ehr_buf_cstr(&code),
+	                  "expires_at", rfc3339(expires));
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
 	if (err < 0 && conn != NULL && PQtransactionStatus(conn) != PQTRANS_IDLE)
@@ -385,10 +388,11 @@ int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, con
 	params[0] = patient_id;
 	params[1] = jkt;
 	params[2] = ehr_buf_cstr(&jwktext);
-	GUARD_GOTO(auth__exec(conn, &res,
-	                      "UPDATE auth_patients SET device_jkt = $2, device_jwk = $3, enrolled_at = now() "
-	                      "WHERE patient_id = $1 AND revoked_at IS NULL RETURNING 1",
-	                      3, params));
+	GUARD_GOTO(
+	        auth__exec(conn, &res,
+	                   "UPDATE auth_patients SET device_jkt = $2, device_jwk = $3, enrolled_at = now() "
+	                   "WHERE patient_id = $1 AND revoked_at IS NULL RETURNING 1",
+	                   3, params));
 	if (PQntuples(res) != 1) {
 		auth__rollback(conn);
 		err = ehr_error_set(EHR_ERR_AUTH, "patient revoked");
@@ -418,7 +422,8 @@ static void maybe_cleanup(struct auth_ctx *ctx, void *conn)
 	if ((atomic_fetch_add(&ctx->cleanup_tick, 1) & 1023) != 0)
 		return;
 	auth__exec(conn, NULL, "DELETE FROM auth_dpop_jti WHERE expires_at < now()", 0, NULL);
-	auth__exec(conn, NULL, "DELETE FROM auth_challenges WHERE expires_at < now() - interval '1 hour'", 0, NULL);
+	auth__exec(conn, NULL, "DELETE FROM auth_challenges WHERE expires_at < now() - interval '1 hour'", 0,
+	           NULL);
 	ehr_error_clear();
 }
 
@@ -532,8 +537,8 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	tp.skew = ctx->cfg.clock_skew;
 	GUARD_GOTO(auth_token_issue(&tok, &tp, patient_id, jkt, ctx->cfg.token_ttl));
 	GUARD_GOTO(auth_event(ctx, "auth.token", patient_id, patient_id, true, "login", peer));
-	*resp = json_pack("{s:s,s:s,s:I}", "access_token", ehr_buf_cstr(&tok), "token_type", "DPoP", "expires_in",
-	                  (json_int_t)ctx->cfg.token_ttl);
+	*resp = json_pack("{s:s,s:s,s:I}", "access_token", ehr_buf_cstr(&tok), "token_type", "DPoP",
+	                  "expires_in", (json_int_t)ctx->cfg.token_ttl);
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
 	if (err == EHR_ERR_AUTH) {
@@ -583,18 +588,20 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	                       ctx->cfg.clock_skew));
 	if (CRYPTO_memcmp(tc.jkt, dc.jkt, AUTH_JKT_LEN) != 0)
 		return ehr_error_set(EHR_ERR_AUTH, "proof key does not match the token's cnf.jkt");
-	snprintf(exp, sizeof(exp), "%lld", (long long)(dc.iat + ctx->cfg.dpop_window + ctx->cfg.clock_skew + 1));
+	snprintf(exp, sizeof(exp), "%lld",
+	         (long long)(dc.iat + ctx->cfg.dpop_window + ctx->cfg.clock_skew + 1));
 	params[0] = dc.jti;
 	params[1] = exp;
 	params[2] = tc.sub;
 	params[3] = tc.jkt;
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
 	/* One statement: the patient is still bound to this key, and the jti is new. */
-	err = auth__exec(conn, &res,
-	                 "INSERT INTO auth_dpop_jti (jti, expires_at) SELECT $1, to_timestamp($2::bigint) "
-	                 "WHERE EXISTS (SELECT 1 FROM auth_patients WHERE patient_id = $3 AND device_jkt = $4 "
-	                 "AND revoked_at IS NULL) RETURNING 1",
-	                 4, params);
+	err = auth__exec(
+	        conn, &res,
+	        "INSERT INTO auth_dpop_jti (jti, expires_at) SELECT $1, to_timestamp($2::bigint) "
+	        "WHERE EXISTS (SELECT 1 FROM auth_patients WHERE patient_id = $3 AND device_jkt = $4 "
+	        "AND revoked_at IS NULL) RETURNING 1",
+	        4, params);
 	if (err == EHR_ERR_CONFLICT) {
 		err = ehr_error_set(EHR_ERR_REPLAY, "DPoP proof jti already used");
 		goto out;
@@ -688,10 +695,11 @@ int auth_admin_revoke(struct ehr_db_pool *db, struct ledger *ledger, const char 
 		                      "AND revoked_at IS NULL RETURNING 1",
 		                      1, params));
 		if (PQntuples(res) == 1)
-			GUARD_GOTO(auth__exec(conn, NULL,
-			                      "UPDATE auth_certs SET revoked_at = now() WHERE principal_id = $1 "
-			                      "AND revoked_at IS NULL",
-			                      1, params));
+			GUARD_GOTO(
+			        auth__exec(conn, NULL,
+			                   "UPDATE auth_certs SET revoked_at = now() WHERE principal_id = $1 "
+			                   "AND revoked_at IS NULL",
+			                   1, params));
 	}
 	if (PQntuples(res) != 1) {
 		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no active %s with that id", kind);
@@ -719,7 +727,8 @@ int auth_admin_list(struct ehr_db_pool *db, json_t **out, const char *what)
 		sql = "SELECT json_agg(t ORDER BY t.created_at)::text FROM (SELECT p.id, p.role, p.name, "
 		      "p.created_at, p.revoked_at, (SELECT json_agg(json_build_object('serial', c.serial, "
 		      "'not_after', c.not_after, 'revoked_at', c.revoked_at) ORDER BY c.issued_at) "
-		      "FROM auth_certs c WHERE c.principal_id = p.id) AS certificates FROM auth_principals p) t";
+		      "FROM auth_certs c WHERE c.principal_id = p.id) AS certificates FROM auth_principals "
+		      "p) t";
 	else if (strcmp(what, "tokens") == 0)
 		sql = "SELECT json_agg(t ORDER BY t.created_at)::text FROM (SELECT role, name, created_at, "
 		      "expires_at, used_at, used_by FROM auth_reg_tokens) t";
@@ -733,7 +742,8 @@ int auth_admin_list(struct ehr_db_pool *db, json_t **out, const char *what)
 	if (PQgetisnull(res, 0, 0))
 		*out = json_array();
 	else
-		GUARD_GOTO(ehr_json_parse(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0), 64u << 20, 8));
+		GUARD_GOTO(ehr_json_parse(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0),
+		                          64u << 20, 8));
 out:
 	PQclear(res);
 	ehr_db_release(db, conn, err < 0);

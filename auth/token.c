@@ -55,8 +55,8 @@ int auth_token_issue(struct ehr_buf *out, const struct auth_token_params *p, con
 	GUARD_GOTO(ehr_random_token(&jti, 16));
 	hdr = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", "at+jwt", "kid", p->kid);
 	pl = json_pack("{s:s,s:s,s:s,s:s,s:{s:s},s:s,s:I,s:I,s:I}", "iss", p->iss, "aud", p->aud, "sub", sub,
-	               "role", "patient", "cnf", "jkt", jkt, "jti", ehr_buf_cstr(&jti), "iat", (json_int_t)p->now,
-	               "nbf", (json_int_t)p->now, "exp", (json_int_t)(p->now + ttl));
+	               "role", "patient", "cnf", "jkt", jkt, "jti", ehr_buf_cstr(&jti), "iat",
+	               (json_int_t)p->now, "nbf", (json_int_t)p->now, "exp", (json_int_t)(p->now + ttl));
 	ENSURE_GOTO(hdr != NULL && pl != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(auth_jws_sign(out, p->key, hdr, pl));
 out:
@@ -88,7 +88,8 @@ int auth_token_verify(struct auth_token_claims *out, const struct auth_token_par
 		err = ehr_error_set(EHR_ERR_AUTH, "token header must not carry keys");
 		goto out;
 	}
-	GUARD_GOTO(auth_es256_verify(p->key, j.signing_input.data, j.signing_input.len, j.sig, sizeof(j.sig)));
+	GUARD_GOTO(
+	        auth_es256_verify(p->key, j.signing_input.data, j.signing_input.len, j.sig, sizeof(j.sig)));
 	if (!str_eq(json_string_value(json_object_get(j.payload, "iss")), p->iss)) {
 		err = ehr_error_set(EHR_ERR_AUTH, "token iss is not ours");
 		goto out;
@@ -157,9 +158,9 @@ int auth_htu_normalize(struct ehr_buf *out, const char *url)
 	hostlen = (size_t)(path - host);
 	ENSURE(hostlen > 0 && memchr(host, '@', hostlen) == NULL, EHR_ERR_AUTH);
 	/* Drop the default port. */
-	if (https && hostlen > 4 && memcmp(path - 4, ":443", 4) == 0)
+	if (https && hostlen > 4 && memcmp(path - 4, ":443", 4) == 0) /* not secret */
 		hostlen -= 4;
-	if (!https && hostlen > 3 && memcmp(path - 3, ":80", 3) == 0)
+	if (!https && hostlen > 3 && memcmp(path - 3, ":80", 3) == 0) /* not secret */
 		hostlen -= 3;
 	GUARD(ehr_buf_append_str(out, https ? "https://" : "http://"));
 	for (i = 0; i < hostlen; i++)
@@ -173,7 +174,8 @@ static int ath_of(struct ehr_buf *out, const char *access_token)
 {
 	uint8_t md[32];
 
-	ENSURE(EVP_Digest(access_token, strlen(access_token), md, NULL, EVP_sha256(), NULL) == 1, EHR_ERR_CRYPTO);
+	ENSURE(EVP_Digest(access_token, strlen(access_token), md, NULL, EVP_sha256(), NULL) == 1,
+	       EHR_ERR_CRYPTO);
 	return ehr_b64url_encode(out, md, sizeof(md));
 }
 
@@ -247,12 +249,13 @@ int auth_dpop_create(struct ehr_buf *out, EVP_PKEY *key, const char *method, con
 	GUARD_GOTO(auth_htu_normalize(&htu, url));
 	GUARD_GOTO(auth_jwk_from_key(&jwk, key));
 	hdr = json_pack("{s:s,s:s,s:O}", "typ", "dpop+jwt", "alg", "ES256", "jwk", jwk);
-	pl = json_pack("{s:s,s:s,s:s,s:I}", "jti", ehr_buf_cstr(&jti), "htm", method, "htu", ehr_buf_cstr(&htu),
-	               "iat", (json_int_t)now);
+	pl = json_pack("{s:s,s:s,s:s,s:I}", "jti", ehr_buf_cstr(&jti), "htm", method, "htu",
+	               ehr_buf_cstr(&htu), "iat", (json_int_t)now);
 	ENSURE_GOTO(hdr != NULL && pl != NULL, EHR_ERR_NOMEM);
 	if (access_token != NULL) {
 		GUARD_GOTO(ath_of(&ath, access_token));
-		ENSURE_GOTO(json_object_set_new(pl, "ath", json_string(ehr_buf_cstr(&ath))) == 0, EHR_ERR_NOMEM);
+		ENSURE_GOTO(json_object_set_new(pl, "ath", json_string(ehr_buf_cstr(&ath))) == 0,
+		            EHR_ERR_NOMEM);
 	}
 	GUARD_GOTO(auth_jws_sign(out, key, hdr, pl));
 out:
@@ -319,10 +322,22 @@ int auth_parse_duration(int64_t *out, const char *s)
 	ENSURE(s != NULL && (n = strlen(s)) > 0 && n < sizeof(num), EHR_ERR_INVAL);
 	memcpy(num, s, n + 1);
 	switch (num[n - 1]) {
-	case 's': mult = 1; num[--n] = '\0'; break;
-	case 'm': mult = 60; num[--n] = '\0'; break;
-	case 'h': mult = 3600; num[--n] = '\0'; break;
-	case 'd': mult = 86400; num[--n] = '\0'; break;
+	case 's':
+		mult = 1;
+		num[--n] = '\0';
+		break;
+	case 'm':
+		mult = 60;
+		num[--n] = '\0';
+		break;
+	case 'h':
+		mult = 3600;
+		num[--n] = '\0';
+		break;
+	case 'd':
+		mult = 86400;
+		num[--n] = '\0';
+		break;
 	default: break;
 	}
 	ENSURE(n > 0, EHR_ERR_INVAL);

@@ -68,7 +68,8 @@ int auth_csr_create(struct ehr_buf *pem_out, EVP_PKEY *key, const char *cn)
 	GUARD_OSSL_GOTO(X509_REQ_set_version(req, 0));
 	name = X509_NAME_new();
 	ENSURE_GOTO(name != NULL, EHR_ERR_NOMEM);
-	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0));
+	GUARD_OSSL_GOTO(
+	        X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8, (const unsigned char *)cn, -1, -1, 0));
 	GUARD_OSSL_GOTO(X509_REQ_set_subject_name(req, name));
 	GUARD_OSSL_GOTO(X509_REQ_set_pubkey(req, key));
 	ENSURE_GOTO(X509_REQ_sign(req, key, EVP_sha256()) > 0, EHR_ERR_CRYPTO);
@@ -121,10 +122,10 @@ int auth_cert_issue(X509 **out, EVP_PKEY *pub, X509 *ca, EVP_PKEY *ca_key, const
 	GUARD_OSSL_GOTO(X509_set_issuer_name(cert, X509_get_subject_name(ca)));
 	name = X509_NAME_new();
 	ENSURE_GOTO(name != NULL, EHR_ERR_NOMEM);
-	GUARD_OSSL_GOTO(
-		X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"ehrgate", -1, -1, 0));
-	GUARD_OSSL_GOTO(
-		X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)p->role, -1, -1, 0));
+	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_UTF8, (const unsigned char *)"ehrgate",
+	                                           -1, -1, 0));
+	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_UTF8, (const unsigned char *)p->role,
+	                                           -1, -1, 0));
 	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_UTF8,
 	                                           (const unsigned char *)p->subject_id, -1, -1, 0));
 	GUARD_OSSL_GOTO(X509_set_subject_name(cert, name));

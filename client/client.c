@@ -284,7 +284,8 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 	hl = curl_slist_append(hl, "Expect:");
 	if (c->dpop_key != NULL && c->token != NULL) {
 		/* A proof per request, bound to method, URL and this token. */
-		GUARD_GOTO(auth_dpop_create(&proof, c->dpop_key, method, ehr_buf_cstr(&url), c->token, time(NULL)));
+		GUARD_GOTO(auth_dpop_create(&proof, c->dpop_key, method, ehr_buf_cstr(&url), c->token,
+		                            time(NULL)));
 		GUARD_GOTO(ehr_buf_printf(&h, "Authorization: DPoP %s", c->token));
 		hl = curl_slist_append(hl, ehr_buf_cstr(&h));
 		ehr_buf_reset(&h);
@@ -310,7 +311,8 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 		if (sink.overflow)
 			err = ehr_error_set(EHR_ERR_TOO_LARGE, "response larger than the limit");
 		else
-			err = ehr_error_set(rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CERTPROBLEM ||
+			err = ehr_error_set(rc == CURLE_PEER_FAILED_VERIFICATION ||
+			                                    rc == CURLE_SSL_CERTPROBLEM ||
 			                                    rc == CURLE_SSL_CACERT_BADFILE
 			                            ? EHR_ERR_AUTH
 			                            : EHR_ERR_IO,
@@ -334,14 +336,15 @@ out:
 int ehr_client_json(struct ehr_client *c, long *status, json_t **resp, const char *method, const char *path,
                     const json_t *body)
 {
-	struct ehr_buf in = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE), out = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
+	struct ehr_buf in = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE),
+	               out = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
 	int err;
 
 	*resp = NULL;
 	if (body != NULL)
 		GUARD_GOTO(ehr_json_dump(&in, body));
-	GUARD_GOTO(ehr_client_request(c, status, &out, method, path, NULL, body ? in.data : NULL, in.len, NULL,
-	                              NULL));
+	GUARD_GOTO(ehr_client_request(c, status, &out, method, path, NULL, body ? in.data : NULL, in.len,
+	                              NULL, NULL));
 	if (out.len > 0 && ehr_json_parse(resp, out.data, out.len, EHR_CLIENT_MAX_RESPONSE, 64) < 0) {
 		*resp = NULL;
 		ehr_error_clear();

@@ -72,8 +72,8 @@ const char *ehr_client_default_dir(void);
  * store the new token.
  */
 int ehr_client_open_profile(struct ehr_client **out, const char *dir);
-const char *ehr_client_role(const struct ehr_client *c);  /* "server", "auditor", "patient" or "" */
-const char *ehr_client_id(const struct ehr_client *c);    /* id or patient pseudonym */
+const char *ehr_client_role(const struct ehr_client *c); /* "server", "auditor", "patient" or "" */
+const char *ehr_client_id(const struct ehr_client *c);   /* id or patient pseudonym */
 const char *ehr_client_url(const struct ehr_client *c);
 /* The patient device key (not owned), or NULL: contracts are signed with it. */
 EVP_PKEY *ehr_client_device_key(const struct ehr_client *c);

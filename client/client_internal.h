@@ -5,14 +5,14 @@
 #include "client/client.h"
 
 struct ehr_client {
-	void *curl;              /* CURL *, reused so connections stay alive */
+	void *curl; /* CURL *, reused so connections stay alive */
 	char *url, *ca_file, *cert_file, *key_file;
-	char *token;             /* DPoP-bound access token */
+	char *token; /* DPoP-bound access token */
 	EVP_PKEY *dpop_key;
 	long timeout_ms;
 	char role[16];
 	char id[128];
-	char *dir;               /* profile directory, when opened from one */
+	char *dir; /* profile directory, when opened from one */
 	struct ehr_buf last_error;
 	struct ehr_buf resp_headers; /* the last response's header block */
 	long last_connects;

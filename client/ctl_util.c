@@ -28,7 +28,8 @@ int ctl_finish(struct ehr_client *c, long status, const json_t *resp)
 		ctl_print_json(resp);
 		return 0;
 	}
-	fprintf(stderr, "ehrctl: %s\n", ehr_client_last_error(c)[0] ? ehr_client_last_error(c) : "request failed");
+	fprintf(stderr, "ehrctl: %s\n",
+	        ehr_client_last_error(c)[0] ? ehr_client_last_error(c) : "request failed");
 	if (resp != NULL)
 		json_dumpf(resp, stderr, JSON_COMPACT);
 	fputc('\n', stderr);

@@ -13,23 +13,24 @@
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: ehrctl [--dir DIR] <command> [options]\n"
-	           "\n"
-	           "  --dir DIR   profile directory (default $EHRCTL_DIR, else ~/.ehrctl)\n"
-	           "\n"
-	           "commands:\n"
-	           "  register --url URL --token TOKEN [--ca FILE] [--out DIR]\n"
-	           "                       medical server or auditor: new P-256 key, CSR, certificate\n"
-	           "  renew                renew the certificate (same id and role)\n"
-	           "  patient create --external-id ID\n"
-	           "                       (medical server) create a patient; prints its pseudonym and code\n"
-	           "  patient enroll --url URL --code CODE --patient ID [--key FILE] [--ca FILE] [--out DIR]\n"
-	           "                       bind a device key (0600 file) to a patient\n"
-	           "  patient login        challenge + token; stores the access token (0600)\n"
-	           "  whoami               an authenticated call (mTLS or DPoP): who the gateway sees\n"
-	           "  record ...           EHR records (ehrctl record --help)\n"
-	           "  contract ...         access contracts (ehrctl contract --help)\n"
-	           "  audit ...            ledger queries and verification (ehrctl audit --help)\n");
+	fprintf(f,
+	        "usage: ehrctl [--dir DIR] <command> [options]\n"
+	        "\n"
+	        "  --dir DIR   profile directory (default $EHRCTL_DIR, else ~/.ehrctl)\n"
+	        "\n"
+	        "commands:\n"
+	        "  register --url URL --token TOKEN [--ca FILE] [--out DIR]\n"
+	        "                       medical server or auditor: new P-256 key, CSR, certificate\n"
+	        "  renew                renew the certificate (same id and role)\n"
+	        "  patient create --external-id ID\n"
+	        "                       (medical server) create a patient; prints its pseudonym and code\n"
+	        "  patient enroll --url URL --code CODE --patient ID [--key FILE] [--ca FILE] [--out DIR]\n"
+	        "                       bind a device key (0600 file) to a patient\n"
+	        "  patient login        challenge + token; stores the access token (0600)\n"
+	        "  whoami               an authenticated call (mTLS or DPoP): who the gateway sees\n"
+	        "  record ...           EHR records (ehrctl record --help)\n"
+	        "  contract ...         access contracts (ehrctl contract --help)\n"
+	        "  audit ...            ledger queries and verification (ehrctl audit --help)\n");
 }
 
 static bool want_help(int argc, char **argv)
@@ -65,9 +66,12 @@ static int cmd_register(int argc, char **argv)
 		case 'o': dir = optarg; break;
 		case 'h':
 			printf("usage: ehrctl register --url URL --token TOKEN [--ca FILE] [--out DIR]\n"
-			       "  Generates a P-256 key (DIR/key.pem, 0600) and a CSR, registers with the one-time\n"
-			       "  token, and stores cert.pem, regca.pem, gateway-ca.pem and profile.json in DIR.\n"
-			       "  --ca pins the gateway's CA for this first contact (else the system store).\n");
+			       "  Generates a P-256 key (DIR/key.pem, 0600) and a CSR, registers with the "
+			       "one-time\n"
+			       "  token, and stores cert.pem, regca.pem, gateway-ca.pem and profile.json in "
+			       "DIR.\n"
+			       "  --ca pins the gateway's CA for this first contact (else the system "
+			       "store).\n");
 			return 0;
 		default: return 2;
 		}
@@ -79,7 +83,8 @@ static int cmd_register(int argc, char **argv)
 	if (ehr_client_register(url, ca, token, dir, &info) < 0)
 		return fail("register");
 	printf("registered %s %s, certificate valid until %s\n",
-	       json_string_value(json_object_get(info, "role")), json_string_value(json_object_get(info, "id")),
+	       json_string_value(json_object_get(info, "role")),
+	       json_string_value(json_object_get(info, "id")),
 	       json_string_value(json_object_get(info, "not_after")));
 	json_decref(info);
 	return 0;
@@ -122,8 +127,10 @@ static int patient_create(int argc, char **argv)
 		case 'e': ext = optarg; break;
 		case 'h':
 			printf("usage: ehrctl [--dir DIR] patient create --external-id ID\n"
-			       "  (medical server) Creates the patient; prints patient_id (a pseudonym), the one-time\n"
-			       "  enrolment_code to show the patient, and its expiry. ID is never stored raw.\n");
+			       "  (medical server) Creates the patient; prints patient_id (a pseudonym), the "
+			       "one-time\n"
+			       "  enrolment_code to show the patient, and its expiry. ID is never stored "
+			       "raw.\n");
 			return 0;
 		default: return 2;
 		}
@@ -153,7 +160,8 @@ static int patient_enroll(int argc, char **argv)
 		{ "ca", required_argument, NULL, 'a' },      { "out", required_argument, NULL, 'o' },
 		{ "help", no_argument, NULL, 'h' },          { NULL, 0, NULL, 0 },
 	};
-	const char *url = NULL, *code = NULL, *pid = NULL, *key = NULL, *ca = NULL, *dir = ehr_client_default_dir();
+	const char *url = NULL, *code = NULL, *pid = NULL, *key = NULL, *ca = NULL,
+	           *dir = ehr_client_default_dir();
 	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -165,10 +173,13 @@ static int patient_enroll(int argc, char **argv)
 		case 'a': ca = optarg; break;
 		case 'o': dir = optarg; break;
 		case 'h':
-			printf("usage: ehrctl patient enroll --url URL --code CODE --patient ID [--key FILE] [--ca FILE] "
+			printf("usage: ehrctl patient enroll --url URL --code CODE --patient ID [--key FILE] "
+			       "[--ca FILE] "
 			       "[--out DIR]\n"
-			       "  Generates a P-256 device key in FILE (0600; default DIR/device.key; an existing\n"
-			       "  key is reused), proves possession by signing the code and the key's thumbprint,\n"
+			       "  Generates a P-256 device key in FILE (0600; default DIR/device.key; an "
+			       "existing\n"
+			       "  key is reused), proves possession by signing the code and the key's "
+			       "thumbprint,\n"
 			       "  and writes a patient profile to DIR.\n");
 			return 0;
 		default: return 2;
@@ -187,7 +198,8 @@ static int patient_enroll(int argc, char **argv)
 static int patient_login(int argc, char **argv)
 {
 	if (want_help(argc, argv)) {
-		printf("usage: ehrctl [--dir DIR] patient login\n  Signs a fresh challenge with the device key and "
+		printf("usage: ehrctl [--dir DIR] patient login\n  Signs a fresh challenge with the device "
+		       "key and "
 		       "stores the DPoP-bound access token in DIR/token.json (0600).\n");
 		return 0;
 	}

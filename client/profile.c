@@ -124,7 +124,8 @@ out:
 	return err;
 }
 
-int ehr_client_register(const char *url, const char *ca_file, const char *token, const char *dir, json_t **info)
+int ehr_client_register(const char *url, const char *ca_file, const char *token, const char *dir,
+                        json_t **info)
 {
 	struct ehr_client *c = NULL;
 	struct ehr_client_opts o = { .url = url, .ca_file = ca_file };
@@ -320,8 +321,8 @@ static int open_profile(struct ehr_client **out, const char *dir, bool auto_logi
 	*out = NULL;
 	GUARD_GOTO(path_in(&p, dir, "profile.json"));
 	if (ehr_file_read(&prof, ehr_buf_cstr(&p), 65536) < 0) {
-		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no profile in %s (run ehrctl register or ehrctl patient enroll)",
-		                    dir);
+		err = ehr_error_set(EHR_ERR_NOT_FOUND,
+		                    "no profile in %s (run ehrctl register or ehrctl patient enroll)", dir);
 		goto out;
 	}
 	GUARD_GOTO(ehr_json_parse(&pj, prof.data, prof.len, 65536, 4));
@@ -356,7 +357,8 @@ static int open_profile(struct ehr_client **out, const char *dir, bool auto_logi
 		    ehr_json_parse(&tj, tb.data, tb.len, 65536, 4) == 0 &&
 		    json_integer_value(json_object_get(tj, "expires_at")) > (json_int_t)time(NULL) + 30 &&
 		    json_string_value(json_object_get(tj, "access_token")) != NULL) {
-			GUARD_GOTO(ehr_client_set_token(c, json_string_value(json_object_get(tj, "access_token"))));
+			GUARD_GOTO(ehr_client_set_token(
+			        c, json_string_value(json_object_get(tj, "access_token"))));
 		} else {
 			ehr_error_clear();
 			GUARD_GOTO(ehr_client_login_with(c, id, dkey, &fresh));

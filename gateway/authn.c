@@ -78,7 +78,9 @@ static int authenticate_mtls(struct gw_req *r, struct auth_ctx *ctx, const struc
 		challenge(r, false, NULL);
 		/* Only a chain we verified gives a trustworthy (pseudonymous) id. */
 		return fail(r, ctx, err, "auth.mtls", vr == X509_V_OK ? p.id : "anonymous",
-		            vr == -1 ? "no_certificate" : vr != X509_V_OK ? "bad_chain" : "rejected");
+		            vr == -1          ? "no_certificate"
+		            : vr != X509_V_OK ? "bad_chain"
+		                              : "rejected");
 	}
 	bit = role_bit(p.role);
 	if ((bit & (GW_ROLE_SERVER | GW_ROLE_AUDITOR)) == 0 || (route->roles & bit) == 0) {
@@ -101,7 +103,8 @@ static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_i
 	                              gw_req_method(r), gw_req_url(r));
 	if (err < 0) {
 		challenge(r, true, err == EHR_ERR_REPLAY ? "invalid_dpop_proof" : "invalid_token");
-		return fail(r, ctx, err, "auth.dpop", "anonymous", err == EHR_ERR_REPLAY ? "replay" : "rejected");
+		return fail(r, ctx, err, "auth.dpop", "anonymous",
+		            err == EHR_ERR_REPLAY ? "replay" : "rejected");
 	}
 	id->role = GW_ROLE_PATIENT;
 	snprintf(id->subject, sizeof(id->subject), "%s", p.id);

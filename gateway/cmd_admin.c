@@ -80,7 +80,8 @@ static int cmd_issue_token(int argc, char **argv)
 	}
 	if (role == NULL || name == NULL || (strcmp(role, "server") != 0 && strcmp(role, "auditor") != 0) ||
 	    auth_parse_duration(&ttl, ttls) < 0 || optind != argc) {
-		fprintf(stderr, "ehrgate admin issue-token: need --role server|auditor, --name NAME, a valid --ttl\n");
+		fprintf(stderr, "ehrgate admin issue-token: need --role server|auditor, --name NAME, a valid "
+		                "--ttl\n");
 		gw_config_free(cfg);
 		return 2;
 	}

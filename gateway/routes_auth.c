@@ -19,17 +19,11 @@ static void reply_err(struct gw_req *r, int err)
 	switch (err) {
 	case EHR_ERR_INVAL:
 	case EHR_ERR_PARSE:
-	case EHR_ERR_TOO_LARGE:
-		gw_reply_error(r, 400, "invalid", "%s", msg);
-		break;
+	case EHR_ERR_TOO_LARGE: gw_reply_error(r, 400, "invalid", "%s", msg); break;
 	case EHR_ERR_AUTH:
 	case EHR_ERR_EXPIRED:
-	case EHR_ERR_REPLAY:
-		gw_reply_error(r, 401, "unauthenticated", "%s", msg);
-		break;
-	case EHR_ERR_FORBIDDEN:
-		gw_reply_error(r, 403, "forbidden", "%s", msg);
-		break;
+	case EHR_ERR_REPLAY: gw_reply_error(r, 401, "unauthenticated", "%s", msg); break;
+	case EHR_ERR_FORBIDDEN: gw_reply_error(r, 403, "forbidden", "%s", msg); break;
 	case EHR_ERR_RATE:
 		gw_reply_header(r, "Retry-After", "60");
 		gw_reply_error(r, 429, "rate_limited", "too many requests from this address");
@@ -86,7 +80,9 @@ static void principal_of(struct auth_principal *p, const struct gw_identity *id)
 {
 	memset(p, 0, sizeof(*p));
 	snprintf(p->role, sizeof(p->role), "%s",
-	         id->role == GW_ROLE_SERVER ? "server" : id->role == GW_ROLE_AUDITOR ? "auditor" : "patient");
+	         id->role == GW_ROLE_SERVER    ? "server"
+	         : id->role == GW_ROLE_AUDITOR ? "auditor"
+	                                       : "patient");
 	snprintf(p->id, sizeof(p->id), "%s", id->subject);
 	snprintf(p->serial, sizeof(p->serial), "%.63s", id->cert_serial);
 	snprintf(p->jkt, sizeof(p->jkt), "%.43s", id->jkt);
@@ -163,8 +159,8 @@ static void h_enroll(struct gw_req *r)
 		reply_err(r, err);
 	else if (!json_is_object(json_object_get(j, "jwk")))
 		gw_reply_error(r, 400, "invalid", "field 'jwk' must be a JSON object");
-	else if ((err = auth_enroll(ctx_of(r), &resp, pid, code, json_object_get(j, "jwk"), sig, gw_req_peer(r))) <
-	         0)
+	else if ((err = auth_enroll(ctx_of(r), &resp, pid, code, json_object_get(j, "jwk"), sig,
+	                            gw_req_peer(r))) < 0)
 		reply_err(r, err);
 	else
 		gw_reply_json(r, 200, resp);
@@ -200,7 +196,8 @@ static void h_token(struct gw_req *r)
 	if ((j = body_json(r)) == NULL)
 		return;
 	if ((err = ehr_json_get_str(j, "patient_id", &pid, AUTH_MAX_ID)) < 0 ||
-	    (err = ehr_json_get_str(j, "nonce", &nonce, 256)) < 0 || (err = ehr_json_get_str(j, "ts", &ts, 20)) < 0 ||
+	    (err = ehr_json_get_str(j, "nonce", &nonce, 256)) < 0 ||
+	    (err = ehr_json_get_str(j, "ts", &ts, 20)) < 0 ||
 	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0 ||
 	    (err = auth_token(ctx_of(r), &resp, pid, nonce, ts, sig, gw_req_peer(r))) < 0) {
 		reply_err(r, err);
@@ -238,6 +235,7 @@ const struct gw_route gw_routes_auth[] = {
 	{ "POST", "/v1/enroll", "auth.enroll", 0, true, h_enroll },
 	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, true, h_challenge },
 	{ "POST", "/v1/auth/token", "auth.token", 0, true, h_token },
-	{ "GET", "/v1/whoami", "auth.whoami", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR, true, h_whoami },
+	{ "GET", "/v1/whoami", "auth.whoami", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR, true,
+	  h_whoami },
 };
 const size_t gw_routes_auth_len = EHR_ARRAY_LEN(gw_routes_auth);

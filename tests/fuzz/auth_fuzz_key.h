@@ -14,10 +14,10 @@
 #define FUZZ_TOKEN "tok"
 
 static const char fuzz_key_pem[] = "-----BEGIN PRIVATE KEY-----\n"
-	"MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgDemm422Daj+G3I8S\n"
-	"kjeYwgzP4i0GBNhHl5aCYR4n+dahRANCAAQffmwldCh4XrSHUpaXh7HEETP+d8YR\n"
-	"qmWq8Gr+v947rOO36M3x8ZsLTDAb3HOmkVd7f7yq+I2sGWuOFO+iEycv\n"
-	"-----END PRIVATE KEY-----\n";
+                                   "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgDemm422Daj+G3I8S\n"
+                                   "kjeYwgzP4i0GBNhHl5aCYR4n+dahRANCAAQffmwldCh4XrSHUpaXh7HEETP+d8YR\n"
+                                   "qmWq8Gr+v947rOO36M3x8ZsLTDAb3HOmkVd7f7yq+I2sGWuOFO+iEycv\n"
+                                   "-----END PRIVATE KEY-----\n";
 
 static inline EVP_PKEY *fuzz_key(void)
 {

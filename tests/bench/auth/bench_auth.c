@@ -79,7 +79,8 @@ static SSL_CTX *client_ctx(void)
 /* One connection: full handshake, one request, read to close; 1 if 200. */
 static int one_exchange(SSL_CTX *ctx, int port, const char *req)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 		                 .sin_port = htons((uint16_t)port) };
 	int fd = socket(AF_INET, SOCK_STREAM, 0), ok = 0, n;
 	char buf[4096];
@@ -98,7 +99,8 @@ static int one_exchange(SSL_CTX *ctx, int port, const char *req)
 	if (SSL_connect(ssl) == 1 && SSL_write(ssl, req, (int)strlen(req)) > 0) {
 		while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0) {
 			if (got < sizeof(head) - 1) {
-				size_t take = (size_t)n < sizeof(head) - 1 - got ? (size_t)n : sizeof(head) - 1 - got;
+				size_t take = (size_t)n < sizeof(head) - 1 - got ? (size_t)n
+				                                                 : sizeof(head) - 1 - got;
 				memcpy(head + got, buf, take);
 				got += take;
 			}
@@ -161,7 +163,8 @@ static int free_port(void)
 	socklen_t len = sizeof(a);
 	int s = socket(AF_INET, SOCK_STREAM, 0), port = -1;
 
-	if (bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 && getsockname(s, (struct sockaddr *)&a, &len) == 0)
+	if (bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
 		port = ntohs(a.sin_port);
 	close(s);
 	return port;
@@ -199,8 +202,9 @@ static void *ka_thread(void *p)
 			continue;
 		}
 		ehr_buf_reset(&resp);
-		if (ehr_client_request(c, &st, &resp, "GET", strcmp(a->mode, "dpop") == 0 ? "/v1/whoami" : "/healthz",
-		                       NULL, NULL, 0, NULL, NULL) == 0 &&
+		if (ehr_client_request(c, &st, &resp, "GET",
+		                       strcmp(a->mode, "dpop") == 0 ? "/v1/whoami" : "/healthz", NULL, NULL,
+		                       0, NULL, NULL) == 0 &&
 		    st == 200)
 			a->ok++;
 		else
@@ -241,15 +245,18 @@ static int run(const char *const *argv)
 
 int main(int argc, char **argv)
 {
-	static const char *const sets[] = { "auth.rate_challenge_per_min=1000000", "auth.rate_token_per_min=1000000",
-		                            "auth.rate_burst=1000000", "auth.rate_enroll_per_min=1000000",
-		                            "auth.rate_register_per_min=1000000", NULL };
+	static const char *const sets[] = { "auth.rate_challenge_per_min=1000000",
+		                            "auth.rate_token_per_min=1000000",
+		                            "auth.rate_burst=1000000",
+		                            "auth.rate_enroll_per_min=1000000",
+		                            "auth.rate_register_per_min=1000000",
+		                            NULL };
 	char admin_cfg[400], ini[4096], tok[128], out[8192], req[256], sport[16], srvpem[400], srvkey[400],
-		regca[400], code[128], pid[128];
+	        regca[400], code[128], pid[128];
 	const char *init[] = { EHRGATE_BIN, "init", "--state-dir", state, NULL };
 	const char *mig[] = { EHRGATE_BIN, "migrate", "-c", admin_cfg, NULL };
-	const char *itok[] = { EHRGATE_BIN, "admin", "issue-token", "-c", admin_cfg, "--role", "server", "--name",
-		               "Bench Hospital", NULL };
+	const char *itok[] = { EHRGATE_BIN, "admin",  "issue-token",    "-c", admin_cfg, "--role",
+		               "server",    "--name", "Bench Hospital", NULL };
 	double gw_hs, ss_hs, dpop, health, tokens;
 	long f1, f2, f3, f4, f5;
 	pid_t ss;
@@ -275,7 +282,8 @@ int main(int argc, char **argv)
 	snprintf(admin_cfg, sizeof(admin_cfg), "%s/admin.ini", tmp);
 	if (run(init) != 0 || atest_db_create_empty(&db, "bench") < 0)
 		return 1;
-	snprintf(ini, sizeof(ini), "[server]\nstate_dir = %s\n[database]\nurl = %s\nadmin_url = %s\n[log]\nlevel = warn\n",
+	snprintf(ini, sizeof(ini),
+	         "[server]\nstate_dir = %s\n[database]\nurl = %s\nadmin_url = %s\n[log]\nlevel = warn\n",
 	         state, db.app_ci, db.super_ci);
 	ehr_file_write_atomic(admin_cfg, ini, strlen(ini), 0600, false);
 	if (run(mig) != 0 || atest_gw_start(&gw, EHRGATE_BIN, state, &db, sets) < 0)
@@ -293,25 +301,27 @@ int main(int argc, char **argv)
 	{
 		json_t *b = json_pack("{s:s}", "external_id", "bench-patient");
 		long st;
-		if (ehr_client_open_profile(&sc, srvdir) < 0 || ehr_client_json(sc, &st, &j, "POST", "/v1/patients", b) < 0 ||
-		    st != 201)
+		if (ehr_client_open_profile(&sc, srvdir) < 0 ||
+		    ehr_client_json(sc, &st, &j, "POST", "/v1/patients", b) < 0 || st != 201)
 			return 1;
 		json_decref(b);
 		snprintf(pid, sizeof(pid), "%s", json_string_value(json_object_get(j, "patient_id")));
 		snprintf(code, sizeof(code), "%s", json_string_value(json_object_get(j, "enrolment_code")));
-		if (ehr_client_enroll(gw.url, cafile, pid, code, NULL, patdir) < 0 || ehr_client_login(patdir) < 0) {
+		if (ehr_client_enroll(gw.url, cafile, pid, code, NULL, patdir) < 0 ||
+		    ehr_client_login(patdir) < 0) {
 			fprintf(stderr, "bench: enrol: %s\n", ehr_error_msg());
 			return 1;
 		}
 		snprintf(out, sizeof(out), "%s/device.key", patdir);
 		auth_key_load_private(&dev, out);
 	}
-	printf("bench_auth: %.1f s per measurement, %d client threads, gateway workers=1, same machine (2 cores)\n",
+	printf("bench_auth: %.1f s per measurement, %d client threads, gateway workers=1, same machine (2 "
+	       "cores)\n",
 	       seconds, nthreads);
 
 	/* 1. handshakes: gateway */
-	snprintf(req, sizeof(req), "GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n",
-	         gw.port);
+	snprintf(req, sizeof(req),
+	         "GET /v1/whoami HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nConnection: close\r\n\r\n", gw.port);
 	gw_hs = run_handshakes(gw.port, req, &f1);
 	/* ... and openssl s_server with the same certificate, key, CA, suites and groups */
 	snprintf(sport, sizeof(sport), "%d", free_port());
@@ -319,9 +329,27 @@ int main(int argc, char **argv)
 	snprintf(srvkey, sizeof(srvkey), "%s/server.key", state);
 	snprintf(regca, sizeof(regca), "%s/regca.pem", state);
 	{
-		const char *sargv[] = { "/usr/bin/openssl", "s_server", "-quiet", "-accept", sport, "-cert", srvpem,
-			                "-key", srvkey, "-CAfile", regca, "-Verify", "1", "-tls1_3", "-ciphersuites",
-			                SUITES, "-groups", GROUPS, "-www", "-no_ticket", NULL };
+		const char *sargv[] = { "/usr/bin/openssl",
+			                "s_server",
+			                "-quiet",
+			                "-accept",
+			                sport,
+			                "-cert",
+			                srvpem,
+			                "-key",
+			                srvkey,
+			                "-CAfile",
+			                regca,
+			                "-Verify",
+			                "1",
+			                "-tls1_3",
+			                "-ciphersuites",
+			                SUITES,
+			                "-groups",
+			                GROUPS,
+			                "-www",
+			                "-no_ticket",
+			                NULL };
 		if (posix_spawn(&ss, sargv[0], NULL, NULL, (char *const *)sargv, environ) != 0)
 			return 1;
 	}
@@ -330,7 +358,8 @@ int main(int argc, char **argv)
 	ss_hs = run_handshakes((int)strtol(sport, NULL, 10), req, &f2);
 	kill(ss, SIGTERM);
 	waitpid(ss, NULL, 0);
-	printf("mTLS handshake + 1 authenticated request: ehrgate %.0f/s (%ld failed), openssl s_server %.0f/s "
+	printf("mTLS handshake + 1 authenticated request: ehrgate %.0f/s (%ld failed), openssl s_server "
+	       "%.0f/s "
 	       "(%ld failed), ratio %.2f\n",
 	       gw_hs, f1, ss_hs, f2, ss_hs > 0 ? gw_hs / ss_hs : 0.0);
 
@@ -341,7 +370,8 @@ int main(int argc, char **argv)
 	/* 3. DPoP-verified requests vs an unauthenticated route, keep-alive */
 	dpop = run_keepalive("dpop", nthreads, dev, pid, &f4);
 	health = run_keepalive("healthz", nthreads, dev, pid, &f5);
-	printf("keep-alive: DPoP-verified GET /v1/whoami %.0f/s (%ld failed), GET /healthz %.0f/s (%ld failed), "
+	printf("keep-alive: DPoP-verified GET /v1/whoami %.0f/s (%ld failed), GET /healthz %.0f/s (%ld "
+	       "failed), "
 	       "ratio %.2f\n",
 	       dpop, f4, health, f5, health > 0 ? dpop / health : 0.0);
 

@@ -23,8 +23,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		auth_jws_free(&j);
 	}
 	if (auth_token_verify(&c, &p, (const char *)data, size) == 0) {
-		if (strcmp(c.role, "patient") != 0 || strlen(c.jkt) != AUTH_JKT_LEN || c.exp <= FUZZ_NOW - 5 ||
-		    c.exp - c.iat > AUTH_TOKEN_MAX_TTL || c.iat > FUZZ_NOW + 5)
+		if (strcmp(c.role, "patient") != 0 || strlen(c.jkt) != AUTH_JKT_LEN ||
+		    c.exp <= FUZZ_NOW - 5 || c.exp - c.iat > AUTH_TOKEN_MAX_TTL || c.iat > FUZZ_NOW + 5)
 			abort();
 	}
 	ehr_error_clear();

@@ -252,7 +252,8 @@ static int free_port(void)
 
 static bool port_open(int port)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 		                 .sin_port = htons((uint16_t)port) };
 	int s = socket(AF_INET, SOCK_STREAM, 0);
 	bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;

@@ -30,7 +30,8 @@ static int setup(void)
 	struct auth_config ac = { 0 };
 	EVP_PKEY *lk;
 
-	if (atest_db_create(&db, "db", false) < 0 || atest_tmpdir(state, "db") < 0 || authtest_make_state(state) < 0)
+	if (atest_db_create(&db, "db", false) < 0 || atest_tmpdir(state, "db") < 0 ||
+	    authtest_make_state(state) < 0)
 		return 1;
 	if (ehr_db_pool_new(&pool, db.app_ci, 8, 5000, 10000) < 0)
 		return 1;
@@ -73,7 +74,8 @@ static long long ledger_count(const char *type, const char *extra)
 {
 	char q[512];
 
-	snprintf(q, sizeof(q), "SELECT count(*) FROM ledger_entries WHERE type = '%s' %s", type, extra ? extra : "");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM ledger_entries WHERE type = '%s' %s", type,
+	         extra ? extra : "");
 	return atest_scalar(db.super_ci, q);
 }
 
@@ -125,12 +127,15 @@ static void test_register_single_use(void)
 	EHR_ASSERT_OK(auth_admin_issue_token(pool, &tok, "server", "Clinic A", 3600, &exp));
 	CU_ASSERT_EQUAL(tok.len, 43); /* 256 bits */
 	/* only the hash is stored */
-	snprintf(q, sizeof(q), "SELECT count(*) FROM auth_reg_tokens WHERE position('%s' in encode(token_hash, 'escape')) > 0",
+	snprintf(q, sizeof(q),
+	         "SELECT count(*) FROM auth_reg_tokens WHERE position('%s' in encode(token_hash, 'escape')) "
+	         "> 0",
 	         ehr_buf_cstr(&tok));
 	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, q), 0);
 	EHR_ASSERT_OK(auth_key_generate_p256(&key));
 	EHR_ASSERT_OK(auth_csr_create(&csr, key, "ignored"));
-	EHR_ASSERT_OK(auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "10.0.0.1"));
+	EHR_ASSERT_OK(
+	        auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "10.0.0.1"));
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(resp, "role")), "server");
 	CU_ASSERT_EQUAL(strncmp(json_string_value(json_object_get(resp, "id")), "srv-", 4), 0);
 	CU_ASSERT_EQUAL(json_array_size(json_object_get(resp, "ca_chain")), 1);
@@ -146,15 +151,17 @@ static void test_register_single_use(void)
 		CU_ASSERT(days >= 89 && days <= 90);
 	}
 	/* the name is in the DB, never in the ledger */
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE position('Clinic A' in "
-	                                          "encode(entry, 'escape')) > 0"),
+	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
+	                             "SELECT count(*) FROM ledger_entries WHERE position('Clinic A' in "
+	                             "encode(entry, 'escape')) > 0"),
 	                0);
 	CU_ASSERT_EQUAL(ledger_count("auth.register", "AND actor <> 'anonymous'"), before + 1);
 	json_decref(resp);
 	resp = NULL;
 	/* second use of the same token */
-	EHR_ASSERT_ERR(auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "10.0.0.1"),
-	               EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(
+	        auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "10.0.0.1"),
+	        EHR_ERR_AUTH);
 	CU_ASSERT_PTR_NULL(resp);
 	X509_free(cert);
 	EVP_PKEY_free(key);
@@ -175,8 +182,9 @@ static void test_register_expired_and_bad_csr(void)
 	/* a malformed CSR is refused without burning the token */
 	EHR_ASSERT_ERR(auth_register(ctx, &resp, "junk", 4, ehr_buf_cstr(&tok), "10.0.0.2"), EHR_ERR_INVAL);
 	sleep(2); /* --ttl 1s */
-	EHR_ASSERT_ERR(auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "10.0.0.2"),
-	               EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(
+	        auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "10.0.0.2"),
+	        EHR_ERR_AUTH);
 	/* an unknown token */
 	EHR_ASSERT_ERR(auth_register(ctx, &resp, (const char *)csr.data, csr.len,
 	                             "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "10.0.0.2"),
@@ -335,11 +343,13 @@ static void test_patient_enrol(void)
 	CU_ASSERT_EQUAL(strncmp(pid, "pt-", 3), 0);
 	code = json_string_value(json_object_get(resp, "enrolment_code"));
 	/* the external id is stored nowhere */
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, "SELECT count(*) FROM auth_patients WHERE patient_id LIKE '%Jane%' "
-	                                          "OR created_by LIKE '%Jane%'"),
+	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
+	                             "SELECT count(*) FROM auth_patients WHERE patient_id LIKE '%Jane%' "
+	                             "OR created_by LIKE '%Jane%'"),
 	                0);
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE position('Jane' in "
-	                                          "encode(entry, 'escape')) > 0"),
+	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
+	                             "SELECT count(*) FROM ledger_entries WHERE position('Jane' in "
+	                             "encode(entry, 'escape')) > 0"),
 	                0);
 	EHR_ASSERT_OK(auth_key_generate_p256(&device));
 	EHR_ASSERT_OK(auth_key_generate_p256(&other));
@@ -355,12 +365,14 @@ static void test_patient_enrol(void)
 	EHR_ASSERT_OK(auth_patient_create(ctx, &resp2, &server, "MRN-0042-Jane-Doe"));
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(resp2, "patient_id")), pid);
 	/* an expired code */
-	snprintf(q, sizeof(q), "UPDATE auth_enrol_codes SET expires_at = now() - interval '1 second' WHERE used_at IS "
-	                       "NULL AND patient_id = '%s'",
+	snprintf(q, sizeof(q),
+	         "UPDATE auth_enrol_codes SET expires_at = now() - interval '1 second' WHERE used_at IS "
+	         "NULL AND patient_id = '%s'",
 	         pid);
 	CU_ASSERT_EQUAL(atest_exec(db.super_ci, q), 0);
-	EHR_ASSERT_ERR(enroll_with(pid, json_string_value(json_object_get(resp2, "enrolment_code")), other, other),
-	               EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(
+	        enroll_with(pid, json_string_value(json_object_get(resp2, "enrolment_code")), other, other),
+	        EHR_ERR_AUTH);
 	CU_ASSERT(ledger_count("auth.enroll", "AND actor <> 'anonymous'") >= 1);
 	CU_ASSERT(ledger_count("auth.patient.create", NULL) >= 2);
 	X509_free(cert);
@@ -369,8 +381,8 @@ static void test_patient_enrol(void)
 	json_decref(resp2);
 }
 
-static int login(json_t **tok, const char *patient, EVP_PKEY *key, const char *nonce_override, int64_t ts_shift,
-                 const char *peer)
+static int login(json_t **tok, const char *patient, EVP_PKEY *key, const char *nonce_override,
+                 int64_t ts_shift, const char *peer)
 {
 	json_t *ch = NULL;
 	struct ehr_buf msg = EHR_BUF_INIT(1024), sig = EHR_BUF_INIT(256);
@@ -414,7 +426,8 @@ static void test_login_and_nonce_replay(void)
 	auth_sign_b64url(&sig, device, msg.data, msg.len);
 	EHR_ASSERT_OK(auth_token(ctx, &tok, pid, last_nonce, ts, ehr_buf_cstr(&sig), "10.3.0.2"));
 	json_decref(tok);
-	EHR_ASSERT_ERR(auth_token(ctx, &tok, pid, last_nonce, ts, ehr_buf_cstr(&sig), "10.3.0.2"), EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(auth_token(ctx, &tok, pid, last_nonce, ts, ehr_buf_cstr(&sig), "10.3.0.2"),
+	               EHR_ERR_AUTH);
 	/* a signature by another key; the nonce is burnt by the attempt */
 	EHR_ASSERT_OK(auth_key_generate_p256(&other));
 	EHR_ASSERT_ERR(login(&tok, pid, other, NULL, 0, "10.3.0.3"), EHR_ERR_AUTH);
@@ -423,8 +436,9 @@ static void test_login_and_nonce_replay(void)
 	/* an expired nonce */
 	json_decref(ch);
 	EHR_ASSERT_OK(auth_challenge(ctx, &ch, pid));
-	CU_ASSERT_EQUAL(atest_exec(db.super_ci, "UPDATE auth_challenges SET expires_at = now() - interval '1 second' "
-	                                        "WHERE used_at IS NULL"),
+	CU_ASSERT_EQUAL(atest_exec(db.super_ci,
+	                           "UPDATE auth_challenges SET expires_at = now() - interval '1 second' "
+	                           "WHERE used_at IS NULL"),
 	                0);
 	ehr_buf_reset(&msg);
 	ehr_buf_reset(&sig);
@@ -434,8 +448,9 @@ static void test_login_and_nonce_replay(void)
 	                          ehr_buf_cstr(&sig), "10.3.0.5"),
 	               EHR_ERR_AUTH);
 	/* a patient that never enrolled gets a nonce (no enumeration) but no token */
-	EHR_ASSERT_ERR(login(&tok, "pt-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", device, NULL, 0, "10.3.0.6"),
-	               EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(
+	        login(&tok, "pt-BBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBBB", device, NULL, 0, "10.3.0.6"),
+	        EHR_ERR_AUTH);
 	json_decref(ch);
 	EVP_PKEY_free(other);
 	ehr_buf_free(&msg);
@@ -456,33 +471,39 @@ static void test_dpop_requests(void)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(at);
 	ehr_buf_printf(&authz, "DPoP %s", at);
 	EHR_ASSERT_OK(auth_dpop_create(&proof, device, "GET", url, at, time(NULL)));
-	EHR_ASSERT_OK(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url));
+	EHR_ASSERT_OK(
+	        auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url));
 	CU_ASSERT_STRING_EQUAL(p.id, pid);
 	CU_ASSERT_STRING_EQUAL(p.role, "patient");
 	/* the same proof again: replay */
-	EHR_ASSERT_ERR(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url),
-	               EHR_ERR_REPLAY);
+	EHR_ASSERT_ERR(
+	        auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url),
+	        EHR_ERR_REPLAY);
 	/* a proof from another key */
 	EHR_ASSERT_OK(auth_key_generate_p256(&other));
 	ehr_buf_reset(&proof);
 	EHR_ASSERT_OK(auth_dpop_create(&proof, other, "GET", url, at, time(NULL)));
-	EHR_ASSERT_ERR(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url),
-	               EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(
+	        auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url),
+	        EHR_ERR_AUTH);
 	/* no proof; Bearer instead of DPoP */
-	EHR_ASSERT_ERR(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), NULL, "GET", url), EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), NULL, "GET", url),
+	               EHR_ERR_AUTH);
 	ehr_buf_reset(&proof);
 	EHR_ASSERT_OK(auth_dpop_create(&proof, device, "GET", url, at, time(NULL)));
 	{
 		struct ehr_buf bearer = EHR_BUF_INIT(4096);
 		ehr_buf_printf(&bearer, "Bearer %s", at);
-		EHR_ASSERT_ERR(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&bearer), ehr_buf_cstr(&proof), "GET", url),
+		EHR_ASSERT_ERR(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&bearer), ehr_buf_cstr(&proof),
+		                                       "GET", url),
 		               EHR_ERR_AUTH);
 		ehr_buf_free(&bearer);
 	}
 	/* revoke the patient: the still-unexpired token stops working at once */
 	EHR_ASSERT_OK(auth_admin_revoke(pool, ledger, pid));
-	EHR_ASSERT_ERR(auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url),
-	               EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(
+	        auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url),
+	        EHR_ERR_AUTH);
 	json_decref(tok);
 	EVP_PKEY_free(other);
 	ehr_buf_free(&proof);

@@ -31,8 +31,12 @@ static struct atest_gw gw;
 static char tmp[256], state[300], admin_cfg[320], srvdir[300], auddir[300], patdir[300], cafile[320];
 static char pid[128];
 static const char *const base_sets[] = {
-	"auth.rate_register_per_min=100000", "auth.rate_enroll_per_min=100000", "auth.rate_challenge_per_min=100000",
-	"auth.rate_token_per_min=100000",    "auth.rate_burst=100000",          NULL,
+	"auth.rate_register_per_min=100000",
+	"auth.rate_enroll_per_min=100000",
+	"auth.rate_challenge_per_min=100000",
+	"auth.rate_token_per_min=100000",
+	"auth.rate_burst=100000",
+	NULL,
 };
 
 static int write_admin_cfg(void)
@@ -40,7 +44,8 @@ static int write_admin_cfg(void)
 	char ini[4096];
 
 	snprintf(admin_cfg, sizeof(admin_cfg), "%s/admin.ini", tmp);
-	snprintf(ini, sizeof(ini), "[server]\nstate_dir = %s\n[database]\nurl = %s\nadmin_url = %s\n[log]\nlevel = warn\n",
+	snprintf(ini, sizeof(ini),
+	         "[server]\nstate_dir = %s\n[database]\nurl = %s\nadmin_url = %s\n[log]\nlevel = warn\n",
 	         state, db.app_ci, db.super_ci);
 	return ehr_file_write_atomic(admin_cfg, ini, strlen(ini), 0600, false);
 }
@@ -74,8 +79,10 @@ static int teardown(void)
 /* `ehrgate admin issue-token`; the token into out. */
 static int issue_token(char out[128], const char *role, const char *ttl)
 {
-	const char *argv[] = { EHRGATE_BIN, "admin", "issue-token", "-c", admin_cfg, "--role", role, "--name",
-		               "Integration Test Hospital", "--ttl", ttl, NULL };
+	const char *argv[] = { EHRGATE_BIN, "admin",   "issue-token",
+		               "-c",        admin_cfg, "--role",
+		               role,        "--name",  "Integration Test Hospital",
+		               "--ttl",     ttl,       NULL };
 	int rc = atest_run(out, 128, argv);
 
 	out[strcspn(out, "\n")] = '\0';
@@ -83,8 +90,8 @@ static int issue_token(char out[128], const char *role, const char *ttl)
 }
 
 static int ehrctl(char *out, size_t cap, const char *dir, const char *a1, const char *a2, const char *a3,
-                  const char *a4, const char *a5, const char *a6, const char *a7, const char *a8, const char *a9,
-                  const char *a10)
+                  const char *a4, const char *a5, const char *a6, const char *a7, const char *a8,
+                  const char *a9, const char *a10)
 {
 	const char *argv[16] = { EHRCTL_BIN, "--dir", dir, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, NULL };
 	return atest_run(out, cap, argv);
@@ -115,8 +122,10 @@ static void assert_error(long status, long want, const char *body_json)
 
 	CU_ASSERT_EQUAL(status, want);
 	if (status != want)
-		fprintf(stderr, "\n  wanted HTTP %ld, got %ld: %s\n", want, status, body_json ? body_json : "");
-	CU_ASSERT_FATAL(body_json != NULL && ehr_json_parse(&j, body_json, strlen(body_json), 1 << 20, 8) == 0);
+		fprintf(stderr, "\n  wanted HTTP %ld, got %ld: %s\n", want, status,
+		        body_json ? body_json : "");
+	CU_ASSERT_FATAL(body_json != NULL &&
+	                ehr_json_parse(&j, body_json, strlen(body_json), 1 << 20, 8) == 0);
 	CU_ASSERT(json_is_string(json_object_get(json_object_get(j, "error"), "code")));
 	CU_ASSERT(json_is_string(json_object_get(json_object_get(j, "error"), "message")));
 	json_decref(j);
@@ -142,7 +151,8 @@ static long send_raw(struct ehr_client *c, const char *method, const char *path,
 	if (body)
 		hs[n++] = "Content-Type: application/json";
 	ehr_buf_reset(resp);
-	if (ehr_client_request(c, &status, resp, method, path, hs, body, body ? strlen(body) : 0, NULL, NULL) < 0)
+	if (ehr_client_request(c, &status, resp, method, path, hs, body, body ? strlen(body) : 0, NULL,
+	                       NULL) < 0)
 		fprintf(stderr, "\n  transport: %s\n", ehr_error_msg());
 	ehr_buf_free(&h1);
 	ehr_buf_free(&h2);
@@ -157,15 +167,18 @@ static void test_server_register_whoami_renew(void)
 
 	EHR_ASSERT_OK(issue_token(tok, "server", "1h"));
 	CU_ASSERT_EQUAL(strlen(tok), 43);
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "register", "--url", gw.url, "--token", tok, "--ca", cafile,
-	                       "--out", srvdir, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "register", "--url", gw.url, "--token", tok, "--ca",
+	                       cafile, "--out", srvdir, NULL),
 	                0);
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	                       NULL, NULL),
 	                0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"role\": \"server\""));
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "renew", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "renew", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	                       NULL, NULL),
 	                0);
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	                       NULL, NULL),
 	                0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"role\": \"server\""));
 	{
@@ -181,10 +194,11 @@ static void test_auditor_register_whoami(void)
 	char tok[128], out[4096];
 
 	EHR_ASSERT_OK(issue_token(tok, "auditor", "1h"));
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), auddir, "register", "--url", gw.url, "--token", tok, "--ca", cafile,
-	                       "--out", auddir, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), auddir, "register", "--url", gw.url, "--token", tok, "--ca",
+	                       cafile, "--out", auddir, NULL),
 	                0);
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), auddir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), auddir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	                       NULL, NULL),
 	                0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"role\": \"auditor\""));
 }
@@ -196,8 +210,8 @@ static void test_patient_enrol_login_whoami(void)
 	struct stat st;
 	char p[400];
 
-	CU_ASSERT_EQUAL_FATAL(ehrctl(out, sizeof(out), srvdir, "patient", "create", "--external-id", "MRN-555-John",
-	                             NULL, NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL_FATAL(ehrctl(out, sizeof(out), srvdir, "patient", "create", "--external-id",
+	                             "MRN-555-John", NULL, NULL, NULL, NULL, NULL, NULL),
 	                      0);
 	CU_ASSERT_FATAL(ehr_json_parse(&j, out, strlen(out), 65536, 4) == 0);
 	snprintf(pid, sizeof(pid), "%s", json_string_value(json_object_get(j, "patient_id")));
@@ -207,19 +221,21 @@ static void test_patient_enrol_login_whoami(void)
 	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "patient", "enroll", "--url", gw.url, "--code", code,
 	                       "--patient", pid, "--ca", cafile),
 	                0);
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "patient", "login", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-	                       NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "patient", "login", NULL, NULL, NULL, NULL, NULL,
+	                       NULL, NULL, NULL),
 	                0);
 	snprintf(p, sizeof(p), "%s/device.key", patdir);
 	CU_ASSERT(stat(p, &st) == 0 && (st.st_mode & 0777) == 0600);
 	snprintf(p, sizeof(p), "%s/token.json", patdir);
 	CU_ASSERT(stat(p, &st) == 0 && (st.st_mode & 0777) == 0600);
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	                       NULL, NULL),
 	                0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"role\": \"patient\""));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, pid));
 	/* the second call signs a new proof: it must not be taken for a replay */
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+	                       NULL, NULL),
 	                0);
 }
 
@@ -254,8 +270,8 @@ static void test_register_token_reused_or_expired(void)
 	st = send_raw(c, "POST", "/v1/register", NULL, NULL, ehr_buf_cstr(&body), &resp);
 	assert_error(st, 401, ehr_buf_cstr(&resp));
 	/* a non-P-256 or broken CSR is a 400 */
-	st = send_raw(c, "POST", "/v1/register", NULL, NULL, "{\"csr\":\"junk\",\"token\":\"AAAAAAAAAAAAAAAAAAAA\"}",
-	              &resp);
+	st = send_raw(c, "POST", "/v1/register", NULL, NULL,
+	              "{\"csr\":\"junk\",\"token\":\"AAAAAAAAAAAAAAAAAAAA\"}", &resp);
 	assert_error(st, 400, ehr_buf_cstr(&resp));
 	json_decref(b);
 	EVP_PKEY_free(k);
@@ -362,10 +378,12 @@ static void test_foreign_ca_and_expired_certificate(void)
 	EHR_ASSERT_OK(auth_cert_issue(&old, k, regca, regkey, &cp));
 	EHR_ASSERT_OK(auth_cert_serial_hex(serial, old));
 	snprintf(q, sizeof(q),
-	         "INSERT INTO auth_certs (serial, principal_id, role, not_before, not_after) VALUES ('%s', '%s', "
+	         "INSERT INTO auth_certs (serial, principal_id, role, not_before, not_after) VALUES ('%s', "
+	         "'%s', "
 	         "'server', now() - interval '200 days', now() + interval '1 day')",
 	         serial, id);
-	CU_ASSERT_EQUAL(atest_exec(db.super_ci, q), 0); /* the DB even thinks it is valid: the TLS check decides */
+	CU_ASSERT_EQUAL(atest_exec(db.super_ci, q),
+	                0); /* the DB even thinks it is valid: the TLS check decides */
 	EHR_ASSERT_OK(write_pair(tmp, "expired", old, k, cpath, kpath));
 	c = cert_client(cpath, kpath);
 	st = send_raw(c, "POST", "/v1/patients", NULL, NULL, "{\"external_id\":\"x\"}", &resp);
@@ -431,7 +449,8 @@ static void load_patient(void)
 		struct ehr_client *c = plain_client();
 		json_t *t = NULL;
 		if (ehr_client_login_with(c, pid, device, &t) == 0)
-			snprintf(token, sizeof(token), "%s", json_string_value(json_object_get(t, "access_token")));
+			snprintf(token, sizeof(token), "%s",
+			         json_string_value(json_object_get(t, "access_token")));
 		json_decref(t);
 		ehr_client_free(c);
 	}
@@ -479,13 +498,16 @@ static void test_dpop_negatives(void)
 	CU_ASSERT(ehr_client_response_header(c, "WWW-Authenticate", www, sizeof(www)) == 0 &&
 	          strncmp(www, "DPoP", 4) == 0);
 	/* wrong htm, wrong htu, stale iat */
-	assert_error(dpop_call(c, token, device, "POST", "/v1/whoami", time(NULL), &resp), 401, ehr_buf_cstr(&resp));
-	assert_error(dpop_call(c, token, device, "GET", "/v1/patients", time(NULL), &resp), 401, ehr_buf_cstr(&resp));
+	assert_error(dpop_call(c, token, device, "POST", "/v1/whoami", time(NULL), &resp), 401,
+	             ehr_buf_cstr(&resp));
+	assert_error(dpop_call(c, token, device, "GET", "/v1/patients", time(NULL), &resp), 401,
+	             ehr_buf_cstr(&resp));
 	assert_error(dpop_call(c, token, device, "GET", "/v1/whoami", time(NULL) - 120, &resp), 401,
 	             ehr_buf_cstr(&resp));
 	/* a proof by a different key than the token is bound to */
 	EHR_ASSERT_OK(auth_key_generate_p256(&other));
-	assert_error(dpop_call(c, token, other, "GET", "/v1/whoami", time(NULL), &resp), 401, ehr_buf_cstr(&resp));
+	assert_error(dpop_call(c, token, other, "GET", "/v1/whoami", time(NULL), &resp), 401,
+	             ehr_buf_cstr(&resp));
 	/* a token without its proof */
 	st = send_raw(c, "GET", "/v1/whoami", ehr_buf_cstr(&authz), NULL, NULL, &resp);
 	assert_error(st, 401, ehr_buf_cstr(&resp));
@@ -539,7 +561,8 @@ static void test_forged_tokens(void)
 	/* HS256 keyed with the public key (token.pub), and alg none */
 	snprintf(pl, sizeof(pl),
 	         "{\"iss\":\"urn:ehrgate\",\"aud\":\"urn:ehrgate:api\",\"sub\":\"%s\",\"role\":\"patient\","
-	         "\"cnf\":{\"jkt\":\"%s\"},\"jti\":\"forged0123456789\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld}",
+	         "\"cnf\":{\"jkt\":\"%s\"},\"jti\":\"forged0123456789\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%"
+	         "lld}",
 	         pid, jkt, (long long)now, (long long)now, (long long)now + 600);
 	EHR_ASSERT_OK(auth_key_public_pem(&pem, tpub));
 	ehr_buf_reset(&t);
@@ -575,8 +598,9 @@ static void test_nonce_replay_and_expired_code(void)
 	snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
 	auth_login_message(&msg, json_string_value(json_object_get(ch, "nonce")), ts, pid);
 	auth_sign_b64url(&sig, device, msg.data, msg.len);
-	b = json_pack("{s:s,s:s,s:s,s:s}", "patient_id", pid, "nonce", json_string_value(json_object_get(ch, "nonce")),
-	              "ts", ts, "signature", ehr_buf_cstr(&sig));
+	b = json_pack("{s:s,s:s,s:s,s:s}", "patient_id", pid, "nonce",
+	              json_string_value(json_object_get(ch, "nonce")), "ts", ts, "signature",
+	              ehr_buf_cstr(&sig));
 	ehr_json_dump(&body, b);
 	st = send_raw(c, "POST", "/v1/auth/token", NULL, NULL, ehr_buf_cstr(&body), &resp);
 	CU_ASSERT_EQUAL(st, 200);
@@ -584,21 +608,23 @@ static void test_nonce_replay_and_expired_code(void)
 	assert_error(st, 401, ehr_buf_cstr(&resp));
 
 	/* an expired enrolment code */
-	CU_ASSERT_EQUAL_FATAL(ehrctl(out, sizeof(out), srvdir, "patient", "create", "--external-id", "MRN-556", NULL,
-	                             NULL, NULL, NULL, NULL, NULL),
+	CU_ASSERT_EQUAL_FATAL(ehrctl(out, sizeof(out), srvdir, "patient", "create", "--external-id",
+	                             "MRN-556", NULL, NULL, NULL, NULL, NULL, NULL),
 	                      0);
 	{
 		json_t *j = NULL;
 		char dir[400];
 		CU_ASSERT_FATAL(ehr_json_parse(&j, out, strlen(out), 65536, 4) == 0);
-		CU_ASSERT_EQUAL(atest_exec(db.super_ci, "UPDATE auth_enrol_codes SET expires_at = now() - interval "
-		                                        "'1 second' WHERE used_at IS NULL"),
+		CU_ASSERT_EQUAL(atest_exec(db.super_ci,
+		                           "UPDATE auth_enrol_codes SET expires_at = now() - interval "
+		                           "'1 second' WHERE used_at IS NULL"),
 		                0);
 		snprintf(dir, sizeof(dir), "%s/patient2", tmp);
 		/* ehrctl reports the refusal... */
-		CU_ASSERT_NOT_EQUAL(ehrctl(out, sizeof(out), dir, "patient", "enroll", "--url", gw.url, "--code",
-		                           json_string_value(json_object_get(j, "enrolment_code")), "--patient",
-		                           json_string_value(json_object_get(j, "patient_id")), "--ca", cafile),
+		CU_ASSERT_NOT_EQUAL(ehrctl(out, sizeof(out), dir, "patient", "enroll", "--url", gw.url,
+		                           "--code", json_string_value(json_object_get(j, "enrolment_code")),
+		                           "--patient", json_string_value(json_object_get(j, "patient_id")),
+		                           "--ca", cafile),
 		                    0);
 		/* ...which is a 401 with a JSON error on the wire */
 		{
@@ -614,8 +640,8 @@ static void test_nonce_replay_and_expired_code(void)
 			auth_enroll_message(&msg, code, jkt);
 			auth_sign_b64url(&sig, k, msg.data, msg.len);
 			eb = json_pack("{s:s,s:s,s:O,s:s}", "patient_id",
-			               json_string_value(json_object_get(j, "patient_id")), "code", code, "jwk", jwk,
-			               "signature", ehr_buf_cstr(&sig));
+			               json_string_value(json_object_get(j, "patient_id")), "code", code,
+			               "jwk", jwk, "signature", ehr_buf_cstr(&sig));
 			ehr_buf_reset(&body);
 			ehr_json_dump(&body, eb);
 			st = send_raw(c, "POST", "/v1/enroll", NULL, NULL, ehr_buf_cstr(&body), &resp);
@@ -640,7 +666,8 @@ static void test_nonce_replay_and_expired_code(void)
 /* Connect with a client context; returns the SSL (handshake done) or NULL. */
 static SSL *tls_connect(SSL_CTX *ctx, int *fd_out)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
+	struct sockaddr_in a = { .sin_family = AF_INET,
+		                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
 		                 .sin_port = htons((uint16_t)gw.port) };
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
 	SSL *ssl;
@@ -673,7 +700,8 @@ static void test_forward_secrecy(void)
 	ssl = tls_connect(ctx, &fd);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(ssl);
 	CU_ASSERT_EQUAL(SSL_version(ssl), TLS1_3_VERSION);
-	CU_ASSERT(SSL_get_negotiated_group(ssl) == NID_X25519 || SSL_get_negotiated_group(ssl) == NID_X9_62_prime256v1 ||
+	CU_ASSERT(SSL_get_negotiated_group(ssl) == NID_X25519 ||
+	          SSL_get_negotiated_group(ssl) == NID_X9_62_prime256v1 ||
 	          SSL_get_negotiated_group(ssl) == NID_secp384r1);
 	/* read the NewSessionTicket: its session must not permit early data */
 	SSL_write(ssl, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n", 61);
@@ -721,7 +749,8 @@ static void test_client_pins_gateway_ca(void)
 	path_of(wrong, sizeof(wrong), state, "regca.pem");
 	o.ca_file = wrong;
 	EHR_ASSERT_OK(ehr_client_new(&c, &o));
-	EHR_ASSERT_ERR(ehr_client_request(c, &st, &resp, "GET", "/healthz", NULL, NULL, 0, NULL, NULL), EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(ehr_client_request(c, &st, &resp, "GET", "/healthz", NULL, NULL, 0, NULL, NULL),
+	               EHR_ERR_AUTH);
 	CU_ASSERT_EQUAL(st, 0);
 	ehr_client_free(c);
 	/* control: the right CA */
@@ -779,11 +808,15 @@ static void test_two_instances(void)
 	ehr_client_new(&ca, &o);
 	o.url = b.url;
 	ehr_client_new(&cb, &o);
-	EHR_ASSERT_OK(auth_dpop_create(&proof, device, "GET", "https://ehrgate.test/v1/whoami", token, time(NULL)));
+	EHR_ASSERT_OK(
+	        auth_dpop_create(&proof, device, "GET", "https://ehrgate.test/v1/whoami", token, time(NULL)));
 	ehr_buf_printf(&authz, "DPoP %s", token);
-	CU_ASSERT_EQUAL(send_raw(ca, "GET", "/v1/whoami", ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), NULL, &resp), 200);
-	assert_error(send_raw(cb, "GET", "/v1/whoami", ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), NULL, &resp), 401,
-	             ehr_buf_cstr(&resp));
+	CU_ASSERT_EQUAL(
+	        send_raw(ca, "GET", "/v1/whoami", ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), NULL, &resp),
+	        200);
+	assert_error(
+	        send_raw(cb, "GET", "/v1/whoami", ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), NULL, &resp),
+	        401, ehr_buf_cstr(&resp));
 	ehr_client_free(ca);
 	ehr_client_free(cb);
 
@@ -817,22 +850,31 @@ static void test_two_instances(void)
  * pseudonyms only. */
 static void test_ledger_events(void)
 {
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
-	                                    "LIKE 'srv-%'") >= 2);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
-	                                    "LIKE 'aud-%'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.renew'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.enroll'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.token' AND actor "
-	                                    "LIKE 'pt-%'") >= 2);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.revoke'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.dpop' AND actor = "
-	                                    "'anonymous'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls'") >= 1);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
+	                       "LIKE 'srv-%'") >= 2);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
+	                       "LIKE 'aud-%'") >= 1);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.renew'") >= 1);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.enroll'") >= 1);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.token' AND actor "
+	                       "LIKE 'pt-%'") >= 2);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.revoke'") >= 1);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.dpop' AND actor = "
+	                       "'anonymous'") >= 1);
+	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls'") >=
+	          1);
 	/* no hospital name, no external id */
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE position('Integration "
-	                                          "Test Hospital' in encode(entry, 'escape')) > 0 OR "
-	                                          "position('MRN-' in encode(entry, 'escape')) > 0"),
+	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
+	                             "SELECT count(*) FROM ledger_entries WHERE position('Integration "
+	                             "Test Hospital' in encode(entry, 'escape')) > 0 OR "
+	                             "position('MRN-' in encode(entry, 'escape')) > 0"),
 	                0);
 }
 

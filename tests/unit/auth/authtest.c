@@ -41,8 +41,8 @@ int authtest_make_ca(X509 **ca, EVP_PKEY **key, const char *name)
 	return 0;
 }
 
-int authtest_libjwt_token(struct ehr_buf *out, const char *alg, const char *payload_json, const char *header_kid,
-                          const void *hmac_key, size_t keylen)
+int authtest_libjwt_token(struct ehr_buf *out, const char *alg, const char *payload_json,
+                          const char *header_kid, const void *hmac_key, size_t keylen)
 {
 	jwt_t *jwt = NULL;
 	char *s;

@@ -47,7 +47,7 @@ static void test_es256(void)
 
 	EHR_ASSERT_OK(auth_es256_sign(sig, dkey, msg, 5));
 	EHR_ASSERT_OK(auth_es256_verify(dkey, msg, 5, sig, 64));
-	EHR_ASSERT_ERR(auth_es256_verify(okey, msg, 5, sig, 64), EHR_ERR_AUTH);  /* other key */
+	EHR_ASSERT_ERR(auth_es256_verify(okey, msg, 5, sig, 64), EHR_ERR_AUTH);     /* other key */
 	EHR_ASSERT_ERR(auth_es256_verify(dkey, "hellp", 5, sig, 64), EHR_ERR_AUTH); /* other data */
 	EHR_ASSERT_ERR(auth_es256_verify(dkey, msg, 5, sig, 63), EHR_ERR_AUTH);
 	sig[10] ^= 1;
@@ -89,7 +89,8 @@ static void test_jwk_roundtrip_and_refusals(void)
 		"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs\","
 		"\"y\":\"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDB\"}",
 		/* short coordinate */
-		"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"l8tFrhx\",\"y\":\"9VE4jf_Ok_o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA\"}",
+		"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"l8tFrhx\",\"y\":\"9VE4jf_Ok_"
+		"o64zbTTlcuNJajHmt6v9TDVrU0CdvGRDA\"}",
 		/* RSA */
 		"{\"kty\":\"RSA\",\"n\":\"AQAB\",\"e\":\"AQAB\"}",
 		/* symmetric */
@@ -122,8 +123,14 @@ static void test_jws_structure(void)
 	struct auth_jws j;
 	struct ehr_buf t = EHR_BUF_INIT(4096);
 	static const char *bad[] = {
-		"", "a", "a.b", "a.b.c.d", "..", "eyJhbGciOiJFUzI1NiJ9..", "eyJhbGciOiJFUzI1NiJ9.e30.",
-		"eyJhbGciOiJub25lIn0.e30.", /* alg none */
+		"",
+		"a",
+		"a.b",
+		"a.b.c.d",
+		"..",
+		"eyJhbGciOiJFUzI1NiJ9..",
+		"eyJhbGciOiJFUzI1NiJ9.e30.",
+		"eyJhbGciOiJub25lIn0.e30.",      /* alg none */
 		"eyJhbGciOiJIUzI1NiJ9.e30.AAAA", /* HS256 */
 		"eyJhbGciOiJlczI1NiJ9.e30.AAAA", /* "es256": case matters */
 	};
@@ -140,8 +147,9 @@ static void test_jws_structure(void)
 	ehr_buf_reset(&t);
 	/* duplicate keys are refused (a parser differential otherwise) */
 	EHR_ASSERT_OK(ehr_b64url_encode(&t, "{\"alg\":\"ES256\",\"alg\":\"none\"}", 29));
-	EHR_ASSERT_OK(ehr_buf_append_str(&t, ".e30.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
-	                                     "AAAAAAAAAAAAAAAAAA"));
+	EHR_ASSERT_OK(ehr_buf_append_str(
+	        &t, ".e30.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+	            "AAAAAAAAAAAAAAAAAA"));
 	EHR_ASSERT_ERR(auth_jws_parse(&j, (const char *)t.data, t.len), EHR_ERR_AUTH);
 	for (size_t i = 0; i < EHR_ARRAY_LEN(bad); i++)
 		EHR_ASSERT_ERR(auth_jws_parse(&j, bad[i], strlen(bad[i])), EHR_ERR_AUTH);
@@ -206,7 +214,8 @@ static void payload_at(struct ehr_buf *pl, int64_t iat, int64_t exp, const char 
 	ehr_buf_reset(pl);
 	ehr_buf_printf(pl,
 	               "{\"iss\":\"%s\",\"aud\":\"%s\",\"sub\":\"pt-abc\",\"role\":\"patient\","
-	               "\"cnf\":{\"jkt\":\"%s\"},\"jti\":\"0123456789abcdef\",\"iat\":%lld,\"nbf\":%lld,\"exp\":%lld}",
+	               "\"cnf\":{\"jkt\":\"%s\"},\"jti\":\"0123456789abcdef\",\"iat\":%lld,\"nbf\":%lld,"
+	               "\"exp\":%lld}",
 	               iss, aud, jkt_d, (long long)iat, (long long)iat, (long long)exp);
 }
 
@@ -228,21 +237,22 @@ static void test_token_claim_checks(void)
 
 	ehr_buf_printf(&hdr, "{\"alg\":\"ES256\",\"typ\":\"at+jwt\",\"kid\":\"%s\"}", kid);
 	payload_at(&pl, now, now + 600, "urn:ehrgate", "urn:ehrgate:api");
-	expect_token(0, tkey, (const char *)hdr.data, &pl);               /* control: the crafted form passes */
-	expect_token(EHR_ERR_AUTH, okey, (const char *)hdr.data, &pl);     /* signed by someone else */
+	expect_token(0, tkey, (const char *)hdr.data, &pl);            /* control: the crafted form passes */
+	expect_token(EHR_ERR_AUTH, okey, (const char *)hdr.data, &pl); /* signed by someone else */
 	payload_at(&pl, now - 1000, now - 100, "urn:ehrgate", "urn:ehrgate:api");
-	expect_token(EHR_ERR_EXPIRED, tkey, (const char *)hdr.data, &pl);  /* expired */
+	expect_token(EHR_ERR_EXPIRED, tkey, (const char *)hdr.data, &pl); /* expired */
 	payload_at(&pl, now + 120, now + 700, "urn:ehrgate", "urn:ehrgate:api");
-	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl);     /* iat/nbf in the future */
+	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl); /* iat/nbf in the future */
 	payload_at(&pl, now, now + 3600, "urn:ehrgate", "urn:ehrgate:api");
-	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl);     /* lifetime > 15 min */
+	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl); /* lifetime > 15 min */
 	payload_at(&pl, now, now + 600, "urn:evil", "urn:ehrgate:api");
-	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl);     /* iss */
+	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl); /* iss */
 	payload_at(&pl, now, now + 600, "urn:ehrgate", "urn:other");
-	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl);     /* aud */
+	expect_token(EHR_ERR_AUTH, tkey, (const char *)hdr.data, &pl); /* aud */
 	payload_at(&pl, now, now + 600, "urn:ehrgate", "urn:ehrgate:api");
 	expect_token(EHR_ERR_AUTH, tkey, "{\"alg\":\"ES256\",\"typ\":\"dpop+jwt\"}", &pl); /* typ */
-	expect_token(EHR_ERR_AUTH, tkey, "{\"alg\":\"ES256\",\"typ\":\"at+jwt\",\"kid\":\"x\"}", &pl); /* kid */
+	expect_token(EHR_ERR_AUTH, tkey, "{\"alg\":\"ES256\",\"typ\":\"at+jwt\",\"kid\":\"x\"}",
+	             &pl); /* kid */
 	ehr_buf_free(&pl);
 	ehr_buf_free(&hdr);
 }
@@ -294,21 +304,24 @@ static void test_dpop_ok_and_rfc_vector(void)
 	struct auth_dpop_claims c;
 	int64_t now = time(NULL);
 	/* RFC 9449 §4.1 example proof (iat 1562262616). */
-	static const char *rfc =
-		"eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw4dEZyaHgtMzR0VjNoUklD"
-		"UkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmFqSG10NnY5VERWclUwQ2R2"
-		"R1JEQSIsImNydiI6IlAtMjU2In19.eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBz"
-		"Oi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.2-GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiM"
-		"LvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg";
+	static const char *rfc = "eyJ0eXAiOiJkcG9wK2p3dCIsImFsZyI6IkVTMjU2IiwiandrIjp7Imt0eSI6IkVDIiwieCI6Imw"
+	                         "4dEZyaHgtMzR0VjNoUklD"
+	                         "UkRZOXpDa0RscEJoRjQyVVFVZldWQVdCRnMiLCJ5IjoiOVZFNGpmX09rX282NHpiVFRsY3VOSmF"
+	                         "qSG10NnY5VERWclUwQ2R2"
+	                         "R1JEQSIsImNydiI6IlAtMjU2In19."
+	                         "eyJqdGkiOiItQndDM0VTYzZhY2MybFRjIiwiaHRtIjoiUE9TVCIsImh0dSI6Imh0dHBz"
+	                         "Oi8vc2VydmVyLmV4YW1wbGUuY29tL3Rva2VuIiwiaWF0IjoxNTYyMjYyNjE2fQ.2-"
+	                         "GxA6T8lP4vfrg8v-FdWP0A0zdrj8igiM"
+	                         "LvqRMUvwnQg4PtFLbdLXiOSsX0x7NVY-FNyJK70nfbV37xRZT3Lg";
 
 	EHR_ASSERT_OK(auth_dpop_create(&pr, dkey, "GET", URL "?q=1", "tok", now));
 	EHR_ASSERT_OK(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, "tok", now, 60, 5));
 	CU_ASSERT_STRING_EQUAL(c.jkt, jkt_d);
 	/* htu comparison ignores query, default port and host case */
-	EHR_ASSERT_OK(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", "https://GW.example:8443/v1/whoami#x",
-	                               "tok", now, 60, 5));
-	EHR_ASSERT_OK(auth_dpop_verify(&c, rfc, strlen(rfc), "POST", "https://server.example.com:443/token", NULL,
-	                               1562262616, 60, 5));
+	EHR_ASSERT_OK(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET",
+	                               "https://GW.example:8443/v1/whoami#x", "tok", now, 60, 5));
+	EHR_ASSERT_OK(auth_dpop_verify(&c, rfc, strlen(rfc), "POST", "https://server.example.com:443/token",
+	                               NULL, 1562262616, 60, 5));
 	CU_ASSERT_STRING_EQUAL(c.jkt, "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
 	CU_ASSERT_STRING_EQUAL(c.jti, "-BwC3ESc6acc2lTc");
 	ehr_buf_free(&pr);
@@ -325,16 +338,17 @@ static void test_dpop_refusals(void)
 	EHR_ASSERT_OK(auth_dpop_create(&pr, dkey, "GET", URL, "tok", now));
 	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "POST", URL, "tok", now, 60, 5),
 	               EHR_ERR_AUTH); /* htm */
-	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", "https://gw.example:8443/v1/other",
-	                                "tok", now, 60, 5),
+	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET",
+	                                "https://gw.example:8443/v1/other", "tok", now, 60, 5),
 	               EHR_ERR_AUTH); /* htu path */
-	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", "https://evil.example:8443/v1/whoami",
-	                                "tok", now, 60, 5),
+	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET",
+	                                "https://evil.example:8443/v1/whoami", "tok", now, 60, 5),
 	               EHR_ERR_AUTH); /* htu host */
 	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, "other", now, 60, 5),
 	               EHR_ERR_AUTH); /* ath */
-	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, "tok", now + 61, 60, 5),
-	               EHR_ERR_AUTH); /* stale iat */
+	EHR_ASSERT_ERR(
+	        auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, "tok", now + 61, 60, 5),
+	        EHR_ERR_AUTH); /* stale iat */
 	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, "tok", now - 6, 60, 5),
 	               EHR_ERR_AUTH); /* iat in the future */
 	authtest_tamper_last(&pr);
@@ -353,7 +367,8 @@ static void test_dpop_refusals(void)
 	               (long long)now);
 	ehr_buf_reset(&pr);
 	EHR_ASSERT_OK(authtest_es256_jws(&pr, okey, (const char *)hdr.data, (const char *)j.data));
-	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, NULL, now, 60, 5), EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, NULL, now, 60, 5),
+	               EHR_ERR_AUTH);
 	/* the same, properly signed, passes (the crafted form is valid) */
 	ehr_buf_reset(&pr);
 	EHR_ASSERT_OK(authtest_es256_jws(&pr, dkey, (const char *)hdr.data, (const char *)j.data));
@@ -363,7 +378,8 @@ static void test_dpop_refusals(void)
 	ehr_buf_printf(&hdr, "{\"typ\":\"JWT\",\"alg\":\"ES256\",\"jwk\":%s}", jwks);
 	ehr_buf_reset(&pr);
 	EHR_ASSERT_OK(authtest_es256_jws(&pr, dkey, (const char *)hdr.data, (const char *)j.data));
-	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, NULL, now, 60, 5), EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, NULL, now, 60, 5),
+	               EHR_ERR_AUTH);
 	free(jwks);
 	json_decref(jwk);
 	ehr_buf_free(&pr);
@@ -492,8 +508,8 @@ static void test_rate_limit(void)
 	CU_ASSERT_FALSE(auth__rate_take(&r, "10.0.0.1", 1000, true, NULL));
 	CU_ASSERT_FALSE(auth__rate_take(&r, "10.0.0.1", 1500, true, NULL));
 	CU_ASSERT_TRUE(auth__rate_take(&r, "10.0.0.2", 1500, true, NULL)); /* other address unaffected */
-	CU_ASSERT_TRUE(auth__rate_take(&r, "10.0.0.1", 2001, true, &sup));  /* refilled one */
-	CU_ASSERT_EQUAL(sup, 2);                                            /* the two refusals were counted */
+	CU_ASSERT_TRUE(auth__rate_take(&r, "10.0.0.1", 2001, true, &sup)); /* refilled one */
+	CU_ASSERT_EQUAL(sup, 2);                                           /* the two refusals were counted */
 	/* many addresses: memory stays bounded and lookups still work */
 	for (int i = 0; i < 10000; i++) {
 		char peer[32];
@@ -527,12 +543,13 @@ static void register_suites(void)
 	              { "jwk_roundtrip_and_refusals", test_jwk_roundtrip_and_refusals },
 	              { "jws_structure", test_jws_structure }, { "token_roundtrip", test_token_roundtrip },
 	              { "token_libjwt_interop", test_token_libjwt_interop },
-	              { "token_claim_checks", test_token_claim_checks }, { "token_tampered", test_token_tampered },
+	              { "token_claim_checks", test_token_claim_checks },
+	              { "token_tampered", test_token_tampered },
 	              { "token_alg_confusion", test_token_alg_confusion },
 	              { "dpop_ok_and_rfc_vector", test_dpop_ok_and_rfc_vector },
-	              { "dpop_refusals", test_dpop_refusals }, { "csr", test_csr }, { "cert_issue", test_cert_issue },
-	              { "pseudonym", test_pseudonym }, { "rate_limit", test_rate_limit },
-	              { "duration", test_duration });
+	              { "dpop_refusals", test_dpop_refusals }, { "csr", test_csr },
+	              { "cert_issue", test_cert_issue }, { "pseudonym", test_pseudonym },
+	              { "rate_limit", test_rate_limit }, { "duration", test_duration });
 }
 
 EHR_TEST_MAIN(register_suites)
