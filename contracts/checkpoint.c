@@ -66,6 +66,9 @@ int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap,
 	nlen = (size_t)(p1 - vkey);
 	if (!key_name_ok(vkey, nlen) || nlen + 1 > name_cap)
 		return ehr_error_set(EHR_ERR_PARSE, "vkey: bad key name");
+	for (int i = 1; i <= 8; i++)
+		if (!((p1[i] >= '0' && p1[i] <= '9') || (p1[i] >= 'a' && p1[i] <= 'f')))
+			return ehr_error_set(EHR_ERR_PARSE, "vkey: key id must be 8 lower-case hex digits");
 	if (ehr_hex_decode(id, 4, p1 + 1, 8) < 0)
 		return ehr_error_set(EHR_ERR_PARSE, "vkey: bad key id");
 	if (ehr_b64_decode(&k, p2 + 1, len - (size_t)(p2 + 1 - vkey)) < 0 || k.len != 33 || k.data[0] != 0x01) {

@@ -222,33 +222,3 @@ int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2, u
 	GUARD(merkle__consistency_ranges(r, out_len, size1, size2));
 	return prove(l, r, *out_len, out);
 }
-
-json_t *ledger_proof_json(uint64_t tree_size, uint64_t index_or_size1, bool consistency,
-                          const uint8_t (*hashes)[LEDGER_HASH_LEN], size_t n)
-{
-	json_t *o = json_object(), *a = json_array();
-
-	if (o == NULL || a == NULL)
-		goto fail;
-	for (size_t i = 0; i < n; i++) {
-		struct ehr_buf b = EHR_BUF_INIT(64);
-
-		if (ehr_b64_encode(&b, hashes[i], LEDGER_HASH_LEN) < 0 ||
-		    json_array_append_new(a, json_string(ehr_buf_cstr(&b))) < 0) {
-			ehr_buf_free(&b);
-			goto fail;
-		}
-		ehr_buf_free(&b);
-	}
-	if (json_object_set_new(o, "tree_size", json_integer((json_int_t)tree_size)) < 0 ||
-	    json_object_set_new(o, consistency ? "first_size" : "leaf_index",
-	                        json_integer((json_int_t)index_or_size1)) < 0 ||
-	    json_object_set_new(o, "hashes", a) < 0)
-		goto fail_o;
-	return o;
-fail:
-	json_decref(a);
-fail_o:
-	json_decref(o);
-	return NULL;
-}

@@ -549,13 +549,47 @@ static void test_block_header(void)
 	EVP_PKEY_free(k);
 }
 
+static void test_proof_json(void)
+{
+	uint8_t leaves[13][32], proof[LEDGER_MAX_PROOF][32], got[LEDGER_MAX_PROOF][32];
+	struct ehr_buf s = EHR_BUF_INIT(65536);
+	uint64_t size, idx;
+	size_t n, m;
+	json_t *j;
+
+	for (int i = 0; i < 13; i++) {
+		uint8_t x = (uint8_t)i;
+
+		merkle_leaf_hash(leaves[i], &x, 1);
+	}
+	EHR_ASSERT_OK(merkle_prove_inclusion_mem(proof, &n, (const uint8_t(*)[32])leaves, 5, 13));
+	j = ledger_proof_json(13, 5, false, (const uint8_t(*)[32])proof, n);
+	CU_ASSERT_FATAL(j != NULL);
+	EHR_ASSERT_OK(ehr_json_dump(&s, j));
+	json_decref(j);
+	EHR_ASSERT_OK(ledger_proof_from_json(s.data, s.len, false, &size, &idx, got, &m));
+	CU_ASSERT(size == 13 && idx == 5 && m == n && memcmp(got, proof, n * 32) == 0);
+	/* it is not a consistency proof; malformed variants are refused */
+	EHR_ASSERT_ERR(ledger_proof_from_json(s.data, s.len, true, &size, &idx, got, &m), EHR_ERR_PARSE);
+	EHR_ASSERT_ERR(ledger_proof_from_json("{\"tree_size\":-1,\"leaf_index\":0,\"hashes\":[]}", 46, false, &size,
+	                                      &idx, got, &m),
+	               EHR_ERR_PARSE);
+	{
+		const char *bad = "{\"tree_size\":2,\"leaf_index\":0,\"hashes\":[\"AAAA\"]}";
+
+		EHR_ASSERT_ERR(ledger_proof_from_json(bad, strlen(bad), false, &size, &idx, got, &m), EHR_ERR_PARSE);
+	}
+	ehr_buf_free(&s);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("merkle", NULL, NULL, { "kat_leaves_and_roots", test_kat_leaves_and_roots },
 	              { "kat_inclusion", test_kat_inclusion }, { "kat_consistency", test_kat_consistency },
 	              { "proofs_exhaustive", test_proofs_exhaustive });
 	EHR_ADD_SUITE("encoding", NULL, NULL, { "canonical_json", test_canonical_json },
-	              { "entry_encoding", test_entry_encoding }, { "block_header", test_block_header });
+	              { "entry_encoding", test_entry_encoding }, { "block_header", test_block_header },
+	              { "proof_json", test_proof_json });
 	EHR_ADD_SUITE("notes", NULL, NULL, { "signed_note_kat", test_signed_note_kat },
 	              { "checkpoint_notes", test_checkpoint_notes });
 }

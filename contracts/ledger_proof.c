@@ -1,0 +1,86 @@
+/*
+ * ledger_proof.c - the JSON form of inclusion and consistency proofs
+ * (docs/LEDGER.md §7), built by the server and parsed by clients.
+ */
+#include "contracts/ledger_internal.h"
+
+#include <string.h>
+
+#define PROOF_JSON_MAX 16384
+
+json_t *ledger_proof_json(uint64_t tree_size, uint64_t index_or_size1, bool consistency,
+                          const uint8_t (*hashes)[LEDGER_HASH_LEN], size_t n)
+{
+	json_t *o = json_object(), *a = json_array();
+	struct ehr_buf b = EHR_BUF_INIT(64);
+
+	if (o == NULL || a == NULL || tree_size > INT64_MAX || index_or_size1 > INT64_MAX)
+		goto fail;
+	for (size_t i = 0; i < n; i++) {
+		ehr_buf_reset(&b);
+		if (ehr_b64_encode(&b, hashes[i], LEDGER_HASH_LEN) < 0 ||
+		    json_array_append_new(a, json_string(ehr_buf_cstr(&b))) < 0)
+			goto fail;
+	}
+	if (json_object_set_new(o, "tree_size", json_integer((json_int_t)tree_size)) < 0 ||
+	    json_object_set_new(o, consistency ? "first_size" : "leaf_index",
+	                        json_integer((json_int_t)index_or_size1)) < 0)
+		goto fail;
+	ehr_buf_free(&b);
+	if (json_object_set_new(o, "hashes", a) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+fail:
+	ehr_buf_free(&b);
+	json_decref(a);
+	json_decref(o);
+	return NULL;
+}
+
+int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint64_t *tree_size,
+                           uint64_t *index_or_size1, uint8_t (*hashes)[LEDGER_HASH_LEN], size_t *n)
+{
+	struct ehr_buf b = EHR_BUF_INIT(64);
+	json_t *j = NULL, *arr;
+	int64_t v;
+	int err = 0;
+
+	*n = 0;
+	if (ehr_json_parse(&j, text, len, PROOF_JSON_MAX, 4) < 0 || !json_is_object(j)) {
+		err = ehr_error_set(EHR_ERR_PARSE, "proof: not a JSON object");
+		goto out;
+	}
+	if (ehr_json_get_int(j, "tree_size", &v, 0, INT64_MAX) < 0) {
+		err = ehr_error_set(EHR_ERR_PARSE, "proof: bad tree_size");
+		goto out;
+	}
+	*tree_size = (uint64_t)v;
+	if (ehr_json_get_int(j, consistency ? "first_size" : "leaf_index", &v, 0, INT64_MAX) < 0) {
+		err = ehr_error_set(EHR_ERR_PARSE, "proof: bad %s", consistency ? "first_size" : "leaf_index");
+		goto out;
+	}
+	*index_or_size1 = (uint64_t)v;
+	arr = json_object_get(j, "hashes");
+	if (!json_is_array(arr) || json_array_size(arr) > LEDGER_MAX_PROOF) {
+		err = ehr_error_set(EHR_ERR_PARSE, "proof: bad hashes");
+		goto out;
+	}
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		json_t *h = json_array_get(arr, i);
+
+		ehr_buf_reset(&b);
+		if (!json_is_string(h) || ehr_b64_decode(&b, json_string_value(h), json_string_length(h)) < 0 ||
+		    b.len != LEDGER_HASH_LEN) {
+			err = ehr_error_set(EHR_ERR_PARSE, "proof: hash %zu is not base64 of 32 bytes", i);
+			goto out;
+		}
+		memcpy(hashes[i], b.data, LEDGER_HASH_LEN);
+	}
+	*n = json_array_size(arr);
+out:
+	json_decref(j);
+	ehr_buf_free(&b);
+	return err;
+}
