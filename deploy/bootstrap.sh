@@ -22,6 +22,8 @@ APT_PACKAGES=(
 	clang libclang-rt-14-dev clang-format cppcheck valgrind
 	# TLS checks and benchmarks
 	sslscan wrk nginx-light
+	# storage tests: an independent S3 client scans the bucket (tests/integration/ehr)
+	s3cmd
 )
 
 say() { echo "bootstrap: $*" >&2; }
