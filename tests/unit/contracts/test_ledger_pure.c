@@ -571,9 +571,11 @@ static void test_proof_json(void)
 	CU_ASSERT(size == 13 && idx == 5 && m == n && memcmp(got, proof, n * 32) == 0);
 	/* it is not a consistency proof; malformed variants are refused */
 	EHR_ASSERT_ERR(ledger_proof_from_json(s.data, s.len, true, &size, &idx, got, &m), EHR_ERR_PARSE);
-	EHR_ASSERT_ERR(ledger_proof_from_json("{\"tree_size\":-1,\"leaf_index\":0,\"hashes\":[]}", 46, false, &size,
-	                                      &idx, got, &m),
-	               EHR_ERR_PARSE);
+	{
+		const char *neg = "{\"tree_size\":-1,\"leaf_index\":0,\"hashes\":[]}";
+
+		EHR_ASSERT_ERR(ledger_proof_from_json(neg, strlen(neg), false, &size, &idx, got, &m), EHR_ERR_PARSE);
+	}
 	{
 		const char *bad = "{\"tree_size\":2,\"leaf_index\":0,\"hashes\":[\"AAAA\"]}";
 
