@@ -140,6 +140,10 @@ static int cmd_list(int argc, char **argv, const char *what)
 	json_t *out = NULL;
 	int rc;
 
+	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
+		usage(stdout);
+		return 0;
+	}
 	if ((rc = open_app(&app, &cfg, &argc, argv, GW_APP_DB)) != 0)
 		return rc;
 	if (what == NULL && argc == 2)
