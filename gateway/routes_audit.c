@@ -331,9 +331,33 @@ static bool accepts_fhir(struct gw_req *r)
 	return a && strstr(a, "application/fhir+json") != NULL;
 }
 
+/* The same query with cursor=next, as a path (FHIR Bundle.link "next"). */
+static int next_url(struct ehr_buf *out, struct gw_req *r, const char *next)
+{
+	static const char *const keys[] = { "type",  "actor",    "subject", "since",
+		                            "until", "from_seq", "to_seq",  "limit" };
+
+	GUARD(ehr_buf_append_str(out, "/v1/audit/entries?cursor="));
+	GUARD(ehr_buf_append_str(out, next));
+	for (size_t i = 0; i < EHR_ARRAY_LEN(keys); i++) {
+		const char *v = gw_req_query(r, keys[i]);
+		if (v == NULL)
+			continue;
+		GUARD(ehr_buf_printf(out, "&%s=", keys[i]));
+		for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~')
+				GUARD(ehr_buf_append_u8(out, *p));
+			else
+				GUARD(ehr_buf_printf(out, "%%%02X", *p));
+		}
+	}
+	return 0;
+}
+
 /*
  * GET /v1/audit/entries?type=&actor=&subject=&since=&until=&from_seq=&to_seq=&limit=&cursor=
- * since/until: RFC-free integers, Unix milliseconds; cursor: the opaque
+ * since/until: Unix milliseconds (until exclusive); cursor: the opaque
  * next_cursor of the previous page (today: a decimal seq).
  */
 static void list_entries(struct gw_req *r, bool access_log)
@@ -400,9 +424,14 @@ static void list_entries(struct gw_req *r, bool access_log)
 		body = json_pack("{s:s, s:s, s:o}", "resourceType", "Bundle", "type", "searchset", "entry",
 		                 c.items);
 		char *text;
-		if (body && c.n == limit)
-			json_object_set_new(body, "link",
-			                    json_pack("[{s:s, s:s}]", "relation", "next", "url", next));
+		if (body && c.n == limit) {
+			struct ehr_buf url = EHR_BUF_INIT(4096);
+			if (next_url(&url, r, next) == 0)
+				json_object_set_new(body, "link",
+				                    json_pack("[{s:s, s:s}]", "relation", "next", "url",
+				                              ehr_buf_cstr(&url)));
+			ehr_buf_free(&url);
+		}
 		text = body ? json_dumps(body, JSON_COMPACT) : NULL;
 		json_decref(body);
 		if (text == NULL) {
