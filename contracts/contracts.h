@@ -228,6 +228,11 @@ int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2,
  * and {"tree_size","first_size"|..,"hashes"}. New references. */
 json_t *ledger_proof_json(uint64_t tree_size, uint64_t index_or_size1, bool consistency,
                           const uint8_t (*hashes)[LEDGER_HASH_LEN], size_t n);
+/* docs/LEDGER.md §7: a block as JSON (all hashes and signatures base64) and
+ * an entry as JSON (fields, parsed payload, base64 "entry" bytes and
+ * "leaf_hash", so a client can recompute the leaf). New references or NULL. */
+json_t *ledger_block_json(const struct ledger_block *b);
+json_t *ledger_entry_json(const struct ledger_entry *e, const uint8_t *raw, size_t len);
 /* Parse that JSON (client side). consistency selects "first_size" over
  * "leaf_index". Unknown members are ignored. hashes has LEDGER_MAX_PROOF
  * slots. EHR_ERR_PARSE on anything malformed. */

@@ -84,3 +84,55 @@ out:
 	ehr_buf_free(&b);
 	return err;
 }
+
+static int set_b64(json_t *o, const char *key, const void *p, size_t n)
+{
+	struct ehr_buf b = EHR_BUF_INIT(256);
+	int err = ehr_b64_encode(&b, p, n);
+
+	if (err == 0 && json_object_set_new(o, key, json_string(ehr_buf_cstr(&b))) < 0)
+		err = ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	ehr_buf_free(&b);
+	return err;
+}
+
+json_t *ledger_block_json(const struct ledger_block *b)
+{
+	json_t *o = json_object();
+
+	if (o == NULL || json_object_set_new(o, "height", json_integer((json_int_t)b->height)) < 0 ||
+	    json_object_set_new(o, "tree_size", json_integer((json_int_t)b->tree_size)) < 0 ||
+	    json_object_set_new(o, "ts_ms", json_integer((json_int_t)b->ts_ms)) < 0 ||
+	    json_object_set_new(o, "origin", json_string(b->origin)) < 0 ||
+	    set_b64(o, "prev_hash", b->prev_hash, LEDGER_HASH_LEN) < 0 || set_b64(o, "root", b->root, LEDGER_HASH_LEN) < 0 ||
+	    set_b64(o, "hash", b->hash, LEDGER_HASH_LEN) < 0 || set_b64(o, "sig", b->sig, LEDGER_SIG_LEN) < 0 ||
+	    set_b64(o, "cp_sig", b->cp_sig, LEDGER_SIG_LEN) < 0) {
+		json_decref(o);
+		return NULL;
+	}
+	return o;
+}
+
+json_t *ledger_entry_json(const struct ledger_entry *e, const uint8_t *raw, size_t len)
+{
+	json_t *o = json_object(), *payload = NULL;
+
+	if (o == NULL || ehr_json_parse(&payload, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, EHR_JSON_MAX_DEPTH) < 0)
+		goto fail;
+	if (json_object_set_new(o, "seq", json_integer((json_int_t)e->seq)) < 0 ||
+	    json_object_set_new(o, "ts_ms", json_integer((json_int_t)e->ts_ms)) < 0 ||
+	    json_object_set_new(o, "block_height", json_integer((json_int_t)e->block_height)) < 0 ||
+	    json_object_set_new(o, "type", json_string(e->type)) < 0 ||
+	    json_object_set_new(o, "actor", json_string(e->actor)) < 0 ||
+	    json_object_set_new(o, "subject", json_string(e->subject)) < 0 ||
+	    json_object_set_new(o, "payload", payload) < 0 || set_b64(o, "entry", raw, len) < 0 ||
+	    set_b64(o, "leaf_hash", e->leaf_hash, LEDGER_HASH_LEN) < 0) {
+		payload = NULL;
+		goto fail;
+	}
+	return o;
+fail:
+	json_decref(payload);
+	json_decref(o);
+	return NULL;
+}

@@ -86,6 +86,27 @@ static int collect_cb(void *ctx, const struct ledger_entry *e, const uint8_t *ra
 	return 0;
 }
 
+static int entry_json_cb(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t len)
+{
+	json_t *j = ledger_entry_json(e, raw, len);
+	struct ehr_buf b = EHR_BUF_INIT(4096);
+	uint8_t leaf[32];
+	const char *s;
+
+	(void)ctx;
+	CU_ASSERT_FATAL(j != NULL);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "seq")), 7);
+	CU_ASSERT_EQUAL(json_integer_value(json_object_get(json_object_get(j, "payload"), "i")), 7);
+	s = json_string_value(json_object_get(j, "entry"));
+	CU_ASSERT_FATAL(s != NULL);
+	EHR_ASSERT_OK(ehr_b64_decode(&b, s, strlen(s)));
+	merkle_leaf_hash(leaf, b.data, b.len);
+	CU_ASSERT(memcmp(leaf, e->leaf_hash, 32) == 0);
+	ehr_buf_free(&b);
+	json_decref(j);
+	return 0;
+}
+
 static void test_append_proofs_checkpoints(void)
 {
 	struct fixture f;
@@ -179,6 +200,19 @@ static void test_append_proofs_checkpoints(void)
 		ehr_buf_free(&s);
 	}
 
+	/* entry and block JSON: the leaf hash is recomputable from "entry" */
+	{
+		struct ledger_block blk;
+		json_t *bj;
+
+		EHR_ASSERT_OK(ledger_block_at_height(f.l, 0, &blk));
+		bj = ledger_block_json(&blk);
+		CU_ASSERT_FATAL(bj != NULL);
+		CU_ASSERT_EQUAL(json_integer_value(json_object_get(bj, "height")), 0);
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(bj, "origin")), LTEST_ORIGIN);
+		json_decref(bj);
+		EHR_ASSERT_OK(ledger_get_entries(f.l, 7, 1, entry_json_cb, NULL));
+	}
 	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
 	CU_ASSERT_EQUAL(rep.entries, 40);
 	CU_ASSERT_EQUAL(rep.blocks, head.height + 1);
