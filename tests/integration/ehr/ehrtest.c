@@ -142,7 +142,7 @@ static int write_ini(struct ehrt *t)
 
 	rc = ehr_buf_printf(
 	        &b,
-	        "[server]\nstate_dir = %s\nlisten = 127.0.0.1:%d\nworkers = 2\nmax_body_bytes = 33554432\n"
+	        "[server]\nstate_dir = %s\nlisten = 127.0.0.1:%d\nworkers = 2\nmax_body_bytes = 104857600\n"
 	        "[database]\nurl = %s\nadmin_url = %s\npool_size = 8\n"
 	        "[log]\nlevel = warn\n"
 	        "%s\n",
