@@ -20,8 +20,8 @@ APT_PACKAGES=(
 	postgresql curl ca-certificates openssl procps
 	# sanitizers, fuzzing, lint
 	clang libclang-rt-14-dev clang-format cppcheck valgrind
-	# TLS checks and benchmarks
-	sslscan wrk nginx-light
+	# TLS checks and benchmarks; tests/bench/*.sh use python3 for free ports
+	sslscan wrk nginx-light python3
 	# storage tests: an independent S3 client scans the bucket (tests/integration/ehr)
 	s3cmd
 )
