@@ -712,6 +712,40 @@ static void test_break_glass(void)
 	json_decref(log);
 }
 
+/* `ehrgate contracts rebuild` from the ledger alone equals the live state,
+ * and undoes a superuser's edits to the materialised tables. */
+static void test_contracts_rebuild_cli(void)
+{
+	const char *rebuild[] = { "contracts", "rebuild", NULL }, *digest[] = { "contracts", "digest", NULL };
+	char live[256] = "", out[4096] = "", after[256] = "";
+	int st = -1;
+
+	EHR_ASSERT_OK(gwp_run(&gw, digest, true, &st, live, sizeof(live)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_EQUAL(strlen(live), 65); /* 64 hex + newline */
+	EHR_ASSERT_OK(gwp_run(&gw, rebuild, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"rejected\":0"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"changed\":false"));
+	EHR_ASSERT_OK(gwp_run(&gw, digest, true, &st, after, sizeof(after)));
+	CU_ASSERT_STRING_EQUAL(after, live);
+	/* Un-revoke everything and drop a contract behind the ledger's back. */
+	CU_ASSERT_EQUAL(exec_su("UPDATE policy_contracts SET revoked_seq = NULL, revocation = NULL, "
+	                        "revocation_signature = NULL"),
+	                0);
+	CU_ASSERT_EQUAL(
+	        exec_su("DELETE FROM policy_contracts WHERE created_seq = (SELECT min(created_seq) FROM "
+	                "policy_contracts)"),
+	        0);
+	EHR_ASSERT_OK(gwp_run(&gw, digest, true, &st, after, sizeof(after)));
+	CU_ASSERT_STRING_NOT_EQUAL(after, live);
+	EHR_ASSERT_OK(gwp_run(&gw, rebuild, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"changed\":true"));
+	EHR_ASSERT_OK(gwp_run(&gw, digest, true, &st, after, sizeof(after)));
+	CU_ASSERT_STRING_EQUAL(after, live);
+}
+
 /* ----------------------------------------------------------------- FHIR */
 
 static void test_fhir_audit_event(void)
@@ -1149,14 +1183,15 @@ static void test_stream_slow_consumer(void)
 
 static void register_suites(void)
 {
-	EHR_ADD_SUITE("audit_e2e", suite_init, suite_clean, { "contract_api", test_contract_api },
-	              { "access_matrix", test_access_matrix }, { "ehr_matrix", test_ehr_matrix },
-	              { "break_glass", test_break_glass }, { "fhir_audit_event", test_fhir_audit_event },
-	              { "query_pagination", test_query_pagination },
-	              { "stream_resume_across_restart", test_stream_resume_across_restart },
-	              { "stream_sees_other_instance", test_stream_sees_other_instance },
-	              { "stream_slow_consumer", test_stream_slow_consumer },
-	              { "verify_detects_tampering", test_verify_detects_tampering });
+	EHR_ADD_SUITE(
+	        "audit_e2e", suite_init, suite_clean, { "contract_api", test_contract_api },
+	        { "access_matrix", test_access_matrix }, { "ehr_matrix", test_ehr_matrix },
+	        { "break_glass", test_break_glass }, { "contracts_rebuild_cli", test_contracts_rebuild_cli },
+	        { "fhir_audit_event", test_fhir_audit_event }, { "query_pagination", test_query_pagination },
+	        { "stream_resume_across_restart", test_stream_resume_across_restart },
+	        { "stream_sees_other_instance", test_stream_sees_other_instance },
+	        { "stream_slow_consumer", test_stream_slow_consumer },
+	        { "verify_detects_tampering", test_verify_detects_tampering });
 }
 
 EHR_TEST_MAIN(register_suites)
