@@ -10,7 +10,8 @@
 #include <openssl/err.h>
 #include <openssl/pem.h>
 
-static const char block_magic[16] = { 'E', 'H', 'R', 'G', 'A', 'T', 'E', '-', 'B', 'L', 'O', 'C', 'K', '-', 'V', '1' };
+static const char block_magic[16] = { 'E', 'H', 'R', 'G', 'A', 'T', 'E', '-',
+	                              'B', 'L', 'O', 'C', 'K', '-', 'V', '1' };
 
 static void put_be64(uint8_t *p, uint64_t v)
 {
@@ -66,7 +67,7 @@ int ledger_key_load_public(uint8_t out[32], const char *path)
 	int err;
 
 	GUARD(ehr_file_read(&f, path, 64 * 1024));
-	if (f.len > 10 && memcmp(f.data, "-----BEGIN", 10) == 0) {
+	if (f.len > 10 && memcmp(f.data, "-----BEGIN", 10) == 0) { /* not secret */
 		bio = BIO_new_mem_buf(f.data, (int)f.len);
 		ENSURE_GOTO(bio != NULL, EHR_ERR_NOMEM);
 		k = PEM_read_bio_PUBKEY(bio, NULL, NULL, NULL);
@@ -110,7 +111,8 @@ out:
 	return err;
 }
 
-int ledger_ed25519_verify(const uint8_t pub[32], const uint8_t sig[LEDGER_SIG_LEN], const void *msg, size_t len)
+int ledger_ed25519_verify(const uint8_t pub[32], const uint8_t sig[LEDGER_SIG_LEN], const void *msg,
+                          size_t len)
 {
 	EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
 	EVP_MD_CTX *ctx = EVP_MD_CTX_new();

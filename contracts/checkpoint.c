@@ -71,7 +71,8 @@ int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap,
 			return ehr_error_set(EHR_ERR_PARSE, "vkey: key id must be 8 lower-case hex digits");
 	if (ehr_hex_decode(id, 4, p1 + 1, 8) < 0)
 		return ehr_error_set(EHR_ERR_PARSE, "vkey: bad key id");
-	if (ehr_b64_decode(&k, p2 + 1, len - (size_t)(p2 + 1 - vkey)) < 0 || k.len != 33 || k.data[0] != 0x01) {
+	if (ehr_b64_decode(&k, p2 + 1, len - (size_t)(p2 + 1 - vkey)) < 0 || k.len != 33 ||
+	    k.data[0] != 0x01) {
 		err = ehr_error_set(EHR_ERR_PARSE, "vkey: not an Ed25519 key");
 		goto out;
 	}
@@ -79,7 +80,7 @@ int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap,
 	name[nlen] = '\0';
 	memcpy(pub, k.data + 1, 32);
 	ledger_note_key_id(want, name, pub);
-	if (memcmp(want, id, 4) != 0)
+	if (memcmp(want, id, 4) != 0) /* not secret */
 		err = ehr_error_set(EHR_ERR_PARSE, "vkey: key id does not match the key");
 out:
 	ehr_buf_free(&k);
@@ -117,7 +118,8 @@ static const char *line_end(const char *p, const char *end)
 	return nl;
 }
 
-int ledger_note_verify(const char *note, size_t len, const char *name, const uint8_t pub[32], size_t *text_len)
+int ledger_note_verify(const char *note, size_t len, const char *name, const uint8_t pub[32],
+                       size_t *text_len)
 {
 	struct ehr_buf dec = EHR_BUF_INIT(512);
 	const char *end = note + len, *sep = NULL, *p, *e;
@@ -155,7 +157,7 @@ int ledger_note_verify(const char *note, size_t len, const char *name, const uin
 			err = ehr_error_set(EHR_ERR_PARSE, "note: bad signature block");
 			goto out;
 		}
-		if ((size_t)(e - p) < 4 || memcmp(p, em_dash_sp, 4) != 0) {
+		if ((size_t)(e - p) < 4 || memcmp(p, em_dash_sp, 4) != 0) { /* not secret */
 			err = ehr_error_set(EHR_ERR_PARSE, "note: signature line must start with an em dash");
 			goto out;
 		}
@@ -171,7 +173,11 @@ int ledger_note_verify(const char *note, size_t len, const char *name, const uin
 			err = ehr_error_set(EHR_ERR_PARSE, "note: bad signature encoding");
 			goto out;
 		}
-		if (!found && nlen == olen && memcmp(kn, name, olen) == 0 && memcmp(dec.data, want_id, 4) == 0) {
+		/* key names and key ids are public */
+		bool ours = nlen == olen && memcmp(kn, name, olen) == 0; /* not secret */
+
+		ours = ours && memcmp(dec.data, want_id, 4) == 0; /* not secret */
+		if (!found && ours) {
 			/* The first line by our key decides (C2SP: a failing
 			 * known-key signature rejects the note). */
 			found = true;
@@ -210,7 +216,7 @@ int ledger_checkpoint_verify(const char *note, size_t len, const uint8_t pub[32]
 	e = line_end(p, tend);
 	if (e == NULL || e == p)
 		return ehr_error_set(EHR_ERR_PARSE, "checkpoint: no origin line");
-	if ((size_t)(e - p) != olen || memcmp(p, origin, olen) != 0)
+	if ((size_t)(e - p) != olen || memcmp(p, origin, olen) != 0) /* not secret */
 		return ehr_error_set(EHR_ERR_TAMPER, "checkpoint: origin line is not ours");
 	p = e + 1;
 	e = line_end(p, tend);

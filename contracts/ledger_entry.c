@@ -61,8 +61,8 @@ static int check_text(const char *what, const char *s, size_t min, size_t max)
 		size_t l = utf8_next((const uint8_t *)s + off, n - off, &cp);
 
 		if (l == 0 || cp < 0x20 || cp == 0x7f)
-			return ehr_error_set(EHR_ERR_INVAL, "ledger entry %s: invalid character at byte %zu", what,
-			                     off);
+			return ehr_error_set(EHR_ERR_INVAL, "ledger entry %s: invalid character at byte %zu",
+			                     what, off);
 		off += l;
 	}
 	return 0;
@@ -78,8 +78,8 @@ static int check_type(const char *t)
 		char c = t[i];
 
 		if (!((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-'))
-			return ehr_error_set(EHR_ERR_INVAL, "ledger entry type: character %zu not in [a-z0-9._-]",
-			                     i);
+			return ehr_error_set(EHR_ERR_INVAL,
+			                     "ledger entry type: character %zu not in [a-z0-9._-]", i);
 	}
 	return 0;
 }
@@ -202,8 +202,7 @@ static int canon_value(struct ehr_buf *out, const json_t *v, unsigned depth)
 		keys = calloc(n, sizeof(*keys));
 		if (keys == NULL)
 			return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
-		json_object_foreach((json_t *)v, k, child)
-			keys[i++] = k;
+		json_object_foreach((json_t *)v, k, child) keys[i++] = k;
 		qsort(keys, n, sizeof(*keys), cmp_keys);
 		GUARD_GOTO(ehr_buf_append_u8(out, '{'));
 		for (i = 0; i < n; i++) {
@@ -214,7 +213,7 @@ static int canon_value(struct ehr_buf *out, const json_t *v, unsigned depth)
 			GUARD_GOTO(canon_value(out, json_object_get(v, keys[i]), depth + 1));
 		}
 		err = ehr_buf_append_u8(out, '}');
-	out:
+out:
 		free(keys);
 		return err;
 	}
@@ -226,8 +225,7 @@ static int canon_value(struct ehr_buf *out, const json_t *v, unsigned depth)
 			GUARD(canon_value(out, json_array_get(v, i), depth + 1));
 		}
 		return ehr_buf_append_u8(out, ']');
-	case JSON_STRING:
-		return canon_string(out, json_string_value(v), json_string_length(v));
+	case JSON_STRING: return canon_string(out, json_string_value(v), json_string_length(v));
 	case JSON_INTEGER: {
 		json_int_t x = json_integer_value(v);
 
@@ -235,8 +233,7 @@ static int canon_value(struct ehr_buf *out, const json_t *v, unsigned depth)
 			return ehr_error_set(EHR_ERR_INVAL, "payload integer outside +-(2^53-1)");
 		return ehr_buf_printf(out, "%lld", (long long)x);
 	}
-	case JSON_REAL:
-		return ehr_error_set(EHR_ERR_INVAL, "payload numbers must be integers");
+	case JSON_REAL: return ehr_error_set(EHR_ERR_INVAL, "payload numbers must be integers");
 	case JSON_TRUE: return ehr_buf_append(out, "true", 4);
 	case JSON_FALSE: return ehr_buf_append(out, "false", 5);
 	case JSON_NULL: return ehr_buf_append(out, "null", 4);
@@ -273,7 +270,8 @@ int ledger_entry_encode(struct ehr_buf *out, uint64_t seq, int64_t ts_ms, const 
 		ENSURE(json_is_object(in->payload), EHR_ERR_INVAL);
 		err = ledger_canonical_json(&payload, in->payload);
 		if (err == EHR_ERR_TOO_LARGE && payload.len == 0)
-			err = ehr_error_set(EHR_ERR_TOO_LARGE, "payload exceeds %d bytes or nesting", LEDGER_MAX_PAYLOAD);
+			err = ehr_error_set(EHR_ERR_TOO_LARGE, "payload exceeds %d bytes or nesting",
+			                    LEDGER_MAX_PAYLOAD);
 		GUARD_GOTO(err);
 	} else {
 		GUARD_GOTO(ehr_buf_append(&payload, "{}", 2));
@@ -350,7 +348,8 @@ int ledger_entry_decode(struct ledger_entry *e, const uint8_t *p, size_t len, bo
 			err = EHR_ERR_PARSE;
 		if (err == 0)
 			err = ledger_canonical_json(&again, j);
-		if (err == 0 && (again.len != plen || memcmp(again.data, e->payload, plen) != 0))
+		if (err == 0 &&
+		    (again.len != plen || memcmp(again.data, e->payload, plen) != 0)) /* not secret */
 			err = EHR_ERR_PARSE;
 		json_decref(j);
 		ehr_buf_free(&again);

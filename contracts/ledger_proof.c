@@ -58,7 +58,8 @@ int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint6
 	}
 	*tree_size = (uint64_t)v;
 	if (ehr_json_get_int(j, consistency ? "first_size" : "leaf_index", &v, 0, INT64_MAX) < 0) {
-		err = ehr_error_set(EHR_ERR_PARSE, "proof: bad %s", consistency ? "first_size" : "leaf_index");
+		err = ehr_error_set(EHR_ERR_PARSE, "proof: bad %s",
+		                    consistency ? "first_size" : "leaf_index");
 		goto out;
 	}
 	*index_or_size1 = (uint64_t)v;
@@ -71,7 +72,8 @@ int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint6
 		json_t *h = json_array_get(arr, i);
 
 		ehr_buf_reset(&b);
-		if (!json_is_string(h) || ehr_b64_decode(&b, json_string_value(h), json_string_length(h)) < 0 ||
+		if (!json_is_string(h) ||
+		    ehr_b64_decode(&b, json_string_value(h), json_string_length(h)) < 0 ||
 		    b.len != LEDGER_HASH_LEN) {
 			err = ehr_error_set(EHR_ERR_PARSE, "proof: hash %zu is not base64 of 32 bytes", i);
 			goto out;
@@ -104,8 +106,10 @@ json_t *ledger_block_json(const struct ledger_block *b)
 	    json_object_set_new(o, "tree_size", json_integer((json_int_t)b->tree_size)) < 0 ||
 	    json_object_set_new(o, "ts_ms", json_integer((json_int_t)b->ts_ms)) < 0 ||
 	    json_object_set_new(o, "origin", json_string(b->origin)) < 0 ||
-	    set_b64(o, "prev_hash", b->prev_hash, LEDGER_HASH_LEN) < 0 || set_b64(o, "root", b->root, LEDGER_HASH_LEN) < 0 ||
-	    set_b64(o, "hash", b->hash, LEDGER_HASH_LEN) < 0 || set_b64(o, "sig", b->sig, LEDGER_SIG_LEN) < 0 ||
+	    set_b64(o, "prev_hash", b->prev_hash, LEDGER_HASH_LEN) < 0 ||
+	    set_b64(o, "root", b->root, LEDGER_HASH_LEN) < 0 ||
+	    set_b64(o, "hash", b->hash, LEDGER_HASH_LEN) < 0 ||
+	    set_b64(o, "sig", b->sig, LEDGER_SIG_LEN) < 0 ||
 	    set_b64(o, "cp_sig", b->cp_sig, LEDGER_SIG_LEN) < 0) {
 		json_decref(o);
 		return NULL;
@@ -117,7 +121,8 @@ json_t *ledger_entry_json(const struct ledger_entry *e, const uint8_t *raw, size
 {
 	json_t *o = json_object(), *payload = NULL;
 
-	if (o == NULL || ehr_json_parse(&payload, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, EHR_JSON_MAX_DEPTH) < 0)
+	if (o == NULL ||
+	    ehr_json_parse(&payload, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, EHR_JSON_MAX_DEPTH) < 0)
 		goto fail;
 	if (json_object_set_new(o, "seq", json_integer((json_int_t)e->seq)) < 0 ||
 	    json_object_set_new(o, "ts_ms", json_integer((json_int_t)e->ts_ms)) < 0 ||

@@ -32,8 +32,9 @@ static int query_bin(struct ledger *l, void **conn, PGresult **out, const char *
 	GUARD(ehr_db_acquire(ledger__pool(l), conn));
 	r = PQexecParams(*conn, sql, n, NULL, params, NULL, NULL, 1);
 	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-		int err = ehr_error_set(PQstatus(*conn) != CONNECTION_OK ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
-		                        "ledger read: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(*conn));
+		int err =
+		        ehr_error_set(PQstatus(*conn) != CONNECTION_OK ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
+		                      "ledger read: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(*conn));
 
 		PQclear(r);
 		ehr_db_release(ledger__pool(l), *conn, true);
@@ -80,7 +81,8 @@ int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn
 	unsigned limit = q->limit ? q->limit : 100;
 
 	ENSURE(limit <= 10000 && q->from_seq <= INT64_MAX && q->to_seq <= INT64_MAX, EHR_ERR_INVAL);
-	GUARD_GOTO(ehr_buf_append_str(&sql, "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1"));
+	GUARD_GOTO(ehr_buf_append_str(&sql,
+	                              "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1"));
 	snprintf(nums[0], sizeof(nums[0]), "%llu", (unsigned long long)q->from_seq);
 	params[np++] = nums[0];
 	if (q->to_seq) {
@@ -179,7 +181,8 @@ static int pool_fetch(void *ctx, struct merkle_node_ref *refs, size_t n)
 	return ledger__fetch_nodes(ctx, refs, n);
 }
 
-static int prove(struct ledger *l, const struct merkle_range *ranges, size_t n, uint8_t (*out)[LEDGER_HASH_LEN])
+static int prove(struct ledger *l, const struct merkle_range *ranges, size_t n,
+                 uint8_t (*out)[LEDGER_HASH_LEN])
 {
 	void *conn = NULL;
 	int err;
@@ -213,8 +216,8 @@ int ledger_prove_inclusion(struct ledger *l, uint64_t index, uint64_t size, uint
 	return prove(l, r, *out_len, out);
 }
 
-int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2, uint8_t (*out)[LEDGER_HASH_LEN],
-                             size_t *out_len)
+int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2,
+                             uint8_t (*out)[LEDGER_HASH_LEN], size_t *out_len)
 {
 	struct merkle_range r[LEDGER_MAX_PROOF];
 

@@ -54,19 +54,19 @@ struct vstate {
 	EVP_PKEY *pk;
 	struct ledger_verify_report *rep;
 	struct merkle_frontier fr;
-	uint64_t cur;                 /* next expected seq */
+	uint64_t cur; /* next expected seq */
 	bool have_prev;
 	struct ledger_block prev;
-	uint64_t trusted_size;        /* 0 = none */
+	uint64_t trusted_size; /* 0 = none */
 	bool trusted_seen;
 	uint8_t trusted_root[LEDGER_HASH_LEN];
 	uint8_t root_at_trusted[LEDGER_HASH_LEN];
 	struct sigq q;
-	uint64_t cur_height;          /* block the main thread is in, for merging */
+	uint64_t cur_height; /* block the main thread is in, for merging */
 };
 
 static int bad(struct vstate *v, enum ledger_bad_kind kind, uint64_t pos, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 static int bad(struct vstate *v, enum ledger_bad_kind kind, uint64_t pos, const char *fmt, ...)
 {
 	va_list ap;
@@ -129,13 +129,15 @@ static void *sig_main(void *arg)
 	return NULL;
 }
 
-static int sigq_push(struct vstate *v, uint64_t height, bool cp, const uint8_t *sig, const void *msg, size_t len)
+static int sigq_push(struct vstate *v, uint64_t height, bool cp, const uint8_t *sig, const void *msg,
+                     size_t len)
 {
 	struct sigq *q = &v->q;
 	struct sigjob *j;
 
 	if (len > sizeof(j->msg))
-		return bad(v, cp ? LEDGER_BAD_CHECKPOINT : LEDGER_BAD_BLOCK, height, "signed message too long");
+		return bad(v, cp ? LEDGER_BAD_CHECKPOINT : LEDGER_BAD_BLOCK, height,
+		           "signed message too long");
 	pthread_mutex_lock(&q->mu);
 	while (q->count == SIGQ_LEN)
 		pthread_cond_wait(&q->cv, &q->mu);
@@ -184,7 +186,7 @@ static int check_block_self(struct vstate *v, const struct ledger_block *b)
 	v->cur_height = b->height;
 	ledger_block_header(header, b);
 	ledger__sha256(h, header, sizeof(header), NULL, 0);
-	if (memcmp(h, b->hash, LEDGER_HASH_LEN) != 0)
+	if (memcmp(h, b->hash, LEDGER_HASH_LEN) != 0) /* not secret */
 		return bad(v, LEDGER_BAD_BLOCK, b->height, "stored block hash is not the hash of its header");
 	GUARD(sigq_push(v, b->height, false, b->sig, header, sizeof(header)));
 	if (ledger_checkpoint_body(&body, b->origin, b->tree_size, b->root) < 0) {
@@ -203,16 +205,17 @@ static int check_block_link(struct vstate *v, const struct ledger_block *b)
 
 	if (!v->have_prev) {
 		if (b->height != 0)
-			return bad(v, LEDGER_BAD_BLOCK, 0, "block missing (first block found has height %llu)",
+			return bad(v, LEDGER_BAD_BLOCK, 0,
+			           "block missing (first block found has height %llu)",
 			           (unsigned long long)b->height);
-		if (memcmp(b->prev_hash, zero, LEDGER_HASH_LEN) != 0)
+		if (memcmp(b->prev_hash, zero, LEDGER_HASH_LEN) != 0) /* not secret */
 			return bad(v, LEDGER_BAD_BLOCK, 0, "genesis block has a non-zero previous hash");
 		return 0;
 	}
 	if (b->height != v->prev.height + 1)
-		return bad(v, LEDGER_BAD_BLOCK, v->prev.height + 1, "block missing (next block found has height %llu)",
-		           (unsigned long long)b->height);
-	if (memcmp(b->prev_hash, v->prev.hash, LEDGER_HASH_LEN) != 0)
+		return bad(v, LEDGER_BAD_BLOCK, v->prev.height + 1,
+		           "block missing (next block found has height %llu)", (unsigned long long)b->height);
+	if (memcmp(b->prev_hash, v->prev.hash, LEDGER_HASH_LEN) != 0) /* not secret */
 		return bad(v, LEDGER_BAD_BLOCK, b->height, "previous-block hash does not link to block %llu",
 		           (unsigned long long)v->prev.height);
 	if (b->tree_size <= v->prev.tree_size)
@@ -343,7 +346,7 @@ static bool entry_view(struct eview *ev, const uint8_t *p, size_t n)
 
 static bool same(const struct field *f, const uint8_t *p, size_t n)
 {
-	return f->len >= 0 && (size_t)f->len == n && memcmp(f->p, p, n) == 0;
+	return f->len >= 0 && (size_t)f->len == n && memcmp(f->p, p, n) == 0; /* not secret */
 }
 
 /* One entry row against the block it belongs to. */
@@ -371,15 +374,19 @@ static int check_entry(struct vstate *v, const struct field *f, const struct led
 	if (e.ts != b->ts_ms)
 		return bad(v, LEDGER_BAD_ENTRY, seq, "entry time differs from its block's time");
 	merkle_leaf_hash(leaf, f[6].p, (size_t)f[6].len);
-	if (f[7].len != LEDGER_HASH_LEN || memcmp(f[7].p, leaf, LEDGER_HASH_LEN) != 0)
+	if (f[7].len != LEDGER_HASH_LEN || memcmp(f[7].p, leaf, LEDGER_HASH_LEN) != 0) /* not secret */
 		return bad(v, LEDGER_BAD_ENTRY, seq, "stored leaf hash is not SHA-256(0x00 || entry)");
 	merkle__frontier_push(&v->fr, leaf, done, &ndone);
 	if ((size_t)f[8].len != (size_t)ndone * LEDGER_HASH_LEN)
-		return bad(v, LEDGER_BAD_ENTRY, seq, "stored subtree hashes: %d bytes, expected %u levels", f[8].len,
-		           ndone);
-	for (unsigned k = 0; k < ndone; k++)
-		if (memcmp(f[8].p + (size_t)k * LEDGER_HASH_LEN, done[k], LEDGER_HASH_LEN) != 0)
-			return bad(v, LEDGER_BAD_ENTRY, seq, "stored subtree hash at level %u differs", k + 1);
+		return bad(v, LEDGER_BAD_ENTRY, seq, "stored subtree hashes: %d bytes, expected %u levels",
+		           f[8].len, ndone);
+	for (unsigned k = 0; k < ndone; k++) {
+		const uint8_t *stored = f[8].p + (size_t)k * LEDGER_HASH_LEN;
+
+		if (memcmp(stored, done[k], LEDGER_HASH_LEN) != 0) /* not secret */
+			return bad(v, LEDGER_BAD_ENTRY, seq, "stored subtree hash at level %u differs",
+			           k + 1);
+	}
 	v->cur++;
 	v->rep->entries++;
 	if (v->trusted_size && v->fr.size == v->trusted_size) {
@@ -394,7 +401,7 @@ static int finish_block(struct vstate *v, const struct ledger_block *b)
 	uint8_t root[LEDGER_HASH_LEN];
 
 	merkle__frontier_root(&v->fr, root);
-	if (memcmp(root, b->root, LEDGER_HASH_LEN) != 0)
+	if (memcmp(root, b->root, LEDGER_HASH_LEN) != 0) /* not secret */
 		return bad(v, LEDGER_BAD_BLOCK, b->height,
 		           "signed root differs from the root recomputed from entries 0..%llu",
 		           (unsigned long long)(b->tree_size - 1));
@@ -417,11 +424,13 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 	GUARD(check_block_self(v, &blocks[0]));
 	snprintf(sql, sizeof(sql),
 	         "COPY (SELECT seq, ts_ms, type, actor, subject, block_height, entry, leaf_hash, nodes "
-	         "FROM ledger_entries WHERE seq >= %llu AND seq < %llu ORDER BY seq) TO STDOUT (FORMAT binary)",
+	         "FROM ledger_entries WHERE seq >= %llu AND seq < %llu ORDER BY seq) TO STDOUT (FORMAT "
+	         "binary)",
 	         (unsigned long long)v->cur, (unsigned long long)end);
 	r = PQexec(v->c, sql);
 	if (r == NULL || PQresultStatus(r) != PGRES_COPY_OUT) {
-		err = ehr_error_set(EHR_ERR_DB, "verify: COPY: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(v->c));
+		err = ehr_error_set(EHR_ERR_DB, "verify: COPY: %s",
+		                    r ? PQresultErrorMessage(r) : PQerrorMessage(v->c));
 		PQclear(r);
 		return err;
 	}
@@ -447,7 +456,7 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 		if (header) {
 			uint32_t ext;
 
-			if (plen < 19 || memcmp(p, "PGCOPY\n\377\r\n\0", 11) != 0) {
+			if (plen < 19 || memcmp(p, "PGCOPY\n\377\r\n\0", 11) != 0) { /* not secret */
 				err = ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
 				PQfreemem(buf);
 				continue;
@@ -477,8 +486,8 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 			uint64_t seq = fbe64(&f[0]);
 
 			if (seq != v->cur)
-				err = bad(v, LEDGER_BAD_ENTRY, v->cur, "entry missing (next row has seq %llu)",
-				          (unsigned long long)seq);
+				err = bad(v, LEDGER_BAD_ENTRY, v->cur,
+				          "entry missing (next row has seq %llu)", (unsigned long long)seq);
 			else
 				err = check_entry(v, f, &blocks[bi]);
 			while (err == 0 && bi < n && v->cur == blocks[bi].tree_size) {
@@ -534,8 +543,8 @@ static int run(struct vstate *v, uint64_t from)
 			nr = merkle__frontier_refs(refs, blocks[0].tree_size);
 			err = ledger__fetch_nodes(v->c, refs, nr);
 			if (err < 0) {
-				err = bad(v, LEDGER_BAD_BLOCK, blocks[0].height, "stored right edge unreadable: %s",
-				          ehr_error_msg());
+				err = bad(v, LEDGER_BAD_BLOCK, blocks[0].height,
+				          "stored right edge unreadable: %s", ehr_error_msg());
 				goto out;
 			}
 			for (unsigned i = 0; i < nr; i++)
@@ -543,7 +552,7 @@ static int run(struct vstate *v, uint64_t from)
 			v->fr.n = nr;
 			v->fr.size = blocks[0].tree_size;
 			merkle__frontier_root(&v->fr, root);
-			if (memcmp(root, blocks[0].root, LEDGER_HASH_LEN) != 0) {
+			if (memcmp(root, blocks[0].root, LEDGER_HASH_LEN) != 0) { /* not secret */
 				err = bad(v, LEDGER_BAD_BLOCK, blocks[0].height,
 				          "stored subtree hashes do not hash to the signed root");
 				goto out;
@@ -573,7 +582,8 @@ static int run(struct vstate *v, uint64_t from)
 		         (unsigned long long)v->cur);
 		r = PQexec(v->c, sql);
 		if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-			err = ehr_error_set(EHR_ERR_DB, "verify: %s", r ? PQresultErrorMessage(r) : "no result");
+			err = ehr_error_set(EHR_ERR_DB, "verify: %s",
+			                    r ? PQresultErrorMessage(r) : "no result");
 			PQclear(r);
 			goto out;
 		}
@@ -581,8 +591,8 @@ static int run(struct vstate *v, uint64_t from)
 			uint64_t s = 0;
 
 			ehr_parse_u64(&s, PQgetvalue(r, 0, 0), UINT64_MAX);
-			err = bad(v, LEDGER_BAD_ENTRY, s,
-			          "entry %llu is not covered by any signed block", (unsigned long long)s);
+			err = bad(v, LEDGER_BAD_ENTRY, s, "entry %llu is not covered by any signed block",
+			          (unsigned long long)s);
 		}
 		PQclear(r);
 		GUARD_GOTO(err);
@@ -593,7 +603,8 @@ static int run(struct vstate *v, uint64_t from)
 	if (v->trusted_size) {
 		if (v->trusted_size > v->fr.size) {
 			err = bad(v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
-			          "rollback: database tree size %llu is older than the trusted checkpoint's %llu",
+			          "rollback: database tree size %llu is older than the trusted checkpoint's "
+			          "%llu",
 			          (unsigned long long)v->fr.size, (unsigned long long)v->trusted_size);
 			goto out;
 		}
@@ -603,10 +614,11 @@ static int run(struct vstate *v, uint64_t from)
 
 			GUARD_GOTO(merkle__ranges_hash(&v->root_at_trusted, &rg, 1, conn_fetch, v->c));
 		}
-		if (memcmp(v->root_at_trusted, v->trusted_root, LEDGER_HASH_LEN) != 0) {
-			err = bad(v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
-			          "fork: the database's tree of size %llu differs from the trusted checkpoint",
-			          (unsigned long long)v->trusted_size);
+		if (memcmp(v->root_at_trusted, v->trusted_root, LEDGER_HASH_LEN) != 0) { /* not secret */
+			err = bad(
+			        v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
+			        "fork: the database's tree of size %llu differs from the trusted checkpoint",
+			        (unsigned long long)v->trusted_size);
 			goto out;
 		}
 	}
@@ -664,7 +676,8 @@ int ledger_verify_db(void *conn, const uint8_t pub[32], uint64_t from, const cha
 	v->q.started = true;
 	r = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
 	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "verify: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
+		err = ehr_error_set(EHR_ERR_DB, "verify: %s",
+		                    r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
 		PQclear(r);
 		goto out;
 	}

@@ -277,7 +277,8 @@ static int mem_fetch(void *ctx, struct merkle_node_ref *refs, size_t n)
 	struct mem_tree *t = ctx;
 
 	for (size_t i = 0; i < n; i++)
-		mem_mth(refs[i].hash, t->leaves + (refs[i].idx << refs[i].level), UINT64_C(1) << refs[i].level);
+		mem_mth(refs[i].hash, t->leaves + (refs[i].idx << refs[i].level),
+		        UINT64_C(1) << refs[i].level);
 	return 0;
 }
 
@@ -348,16 +349,17 @@ int merkle_verify_inclusion(const uint8_t leaf[LEDGER_HASH_LEN], uint64_t index,
 	if (sn != 0)
 		return ehr_error_set(EHR_ERR_TAMPER, "inclusion: proof too short for tree size %llu",
 		                     (unsigned long long)size);
-	if (memcmp(r, root, LEDGER_HASH_LEN) != 0)
-		return ehr_error_set(EHR_ERR_TAMPER, "inclusion: computed root differs for leaf %llu in size %llu",
+	if (memcmp(r, root, LEDGER_HASH_LEN) != 0) /* not secret */
+		return ehr_error_set(EHR_ERR_TAMPER,
+		                     "inclusion: computed root differs for leaf %llu in size %llu",
 		                     (unsigned long long)index, (unsigned long long)size);
 	return 0;
 }
 
 /* RFC 9162 §2.1.4.2, step by step. */
 int merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH_LEN],
-                              const uint8_t root2[LEDGER_HASH_LEN],
-                              const uint8_t (*proof)[LEDGER_HASH_LEN], size_t proof_len)
+                              const uint8_t root2[LEDGER_HASH_LEN], const uint8_t (*proof)[LEDGER_HASH_LEN],
+                              size_t proof_len)
 {
 	const uint8_t(*p)[LEDGER_HASH_LEN] = proof;
 	size_t n = proof_len, i = 0;
@@ -370,14 +372,16 @@ int merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root
 	if (proof_len > LEDGER_MAX_PROOF)
 		return ehr_error_set(EHR_ERR_TAMPER, "consistency: proof too long");
 	if (size1 == size2) {
-		if (proof_len != 0 || memcmp(root1, root2, LEDGER_HASH_LEN) != 0)
-			return ehr_error_set(EHR_ERR_TAMPER, "consistency: different roots at the same size %llu",
+		if (proof_len != 0 || memcmp(root1, root2, LEDGER_HASH_LEN) != 0) /* not secret */
+			return ehr_error_set(EHR_ERR_TAMPER,
+			                     "consistency: different roots at the same size %llu",
 			                     (unsigned long long)size1);
 		return 0;
 	}
 	if (size1 == 0) {
 		if (proof_len != 0)
-			return ehr_error_set(EHR_ERR_TAMPER, "consistency: non-empty proof from the empty tree");
+			return ehr_error_set(EHR_ERR_TAMPER,
+			                     "consistency: non-empty proof from the empty tree");
 		return 0;
 	}
 	if (proof_len == 0)
@@ -415,10 +419,10 @@ int merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root
 	}
 	if (sn != 0)
 		return ehr_error_set(EHR_ERR_TAMPER, "consistency: proof too short");
-	if (memcmp(fr, root1, LEDGER_HASH_LEN) != 0)
+	if (memcmp(fr, root1, LEDGER_HASH_LEN) != 0) /* not secret */
 		return ehr_error_set(EHR_ERR_TAMPER, "consistency: tree %llu is not a prefix of tree %llu",
 		                     (unsigned long long)size1, (unsigned long long)size2);
-	if (memcmp(sr, root2, LEDGER_HASH_LEN) != 0)
+	if (memcmp(sr, root2, LEDGER_HASH_LEN) != 0) /* not secret */
 		return ehr_error_set(EHR_ERR_TAMPER, "consistency: computed root of tree %llu differs",
 		                     (unsigned long long)size2);
 	return 0;
@@ -432,7 +436,7 @@ int merkle_check_advance(uint64_t old_size, const uint8_t old_root[LEDGER_HASH_L
 		return ehr_error_set(EHR_ERR_TAMPER,
 		                     "rollback: served tree size %llu is older than trusted size %llu",
 		                     (unsigned long long)new_size, (unsigned long long)old_size);
-	if (new_size == old_size && memcmp(old_root, new_root, LEDGER_HASH_LEN) != 0)
+	if (new_size == old_size && memcmp(old_root, new_root, LEDGER_HASH_LEN) != 0) /* not secret */
 		return ehr_error_set(EHR_ERR_TAMPER, "fork: different root at trusted size %llu",
 		                     (unsigned long long)old_size);
 	return merkle_verify_consistency(old_size, new_size, old_root, new_root, proof, proof_len);

@@ -120,29 +120,33 @@ static int cmd_verify(const struct opts *o, const struct gw_config *cfg)
 	}
 	c = PQconnectdb(ci ? ci : "");
 	if (PQstatus(c) != CONNECTION_OK) {
-		fprintf(stderr, "ehrgate ledger verify: cannot connect to the database: %s", PQerrorMessage(c));
+		fprintf(stderr, "ehrgate ledger verify: cannot connect to the database: %s",
+		        PQerrorMessage(c));
 		goto out;
 	}
 	t0 = ehr_monotonic_ms();
-	err = ledger_verify_db(c, pub, o->from, o->checkpoint ? (const char *)note.data : NULL, note.len, &rep);
+	err = ledger_verify_db(c, pub, o->from, o->checkpoint ? (const char *)note.data : NULL, note.len,
+	                       &rep);
 	if (err == 0) {
 		int64_t ms = ehr_monotonic_ms() - t0;
 
 		ehr_b64_encode(&b64, rep.root, LEDGER_HASH_LEN);
-		printf("ledger verify: OK: %llu entries, %llu blocks checked from seq %llu; tree size %llu, root %s "
+		printf("ledger verify: OK: %llu entries, %llu blocks checked from seq %llu; tree size %llu, "
+		       "root %s "
 		       "(%lld ms, %.0f entries/s)\n",
-		       (unsigned long long)rep.entries, (unsigned long long)rep.blocks, (unsigned long long)o->from,
-		       (unsigned long long)rep.tree_size, ehr_buf_cstr(&b64), (long long)ms,
-		       ms > 0 ? (double)rep.entries * 1000.0 / (double)ms : 0.0);
+		       (unsigned long long)rep.entries, (unsigned long long)rep.blocks,
+		       (unsigned long long)o->from, (unsigned long long)rep.tree_size, ehr_buf_cstr(&b64),
+		       (long long)ms, ms > 0 ? (double)rep.entries * 1000.0 / (double)ms : 0.0);
 		rc = 0;
 	} else if (err == EHR_ERR_TAMPER && rep.bad != LEDGER_BAD_NONE) {
 		printf("ledger verify: FAILED at %s %llu: %s\n",
 		       rep.bad == LEDGER_BAD_ENTRY        ? "entry seq"
 		       : rep.bad == LEDGER_BAD_CHECKPOINT ? "checkpoint of block"
 		                                          : "block height",
-		       (unsigned long long)(rep.bad == LEDGER_BAD_ENTRY ? rep.bad_seq : rep.bad_height), rep.reason);
-		printf("ledger verify: %llu entries and %llu blocks matched before it\n", (unsigned long long)rep.entries,
-		       (unsigned long long)rep.blocks);
+		       (unsigned long long)(rep.bad == LEDGER_BAD_ENTRY ? rep.bad_seq : rep.bad_height),
+		       rep.reason);
+		printf("ledger verify: %llu entries and %llu blocks matched before it\n",
+		       (unsigned long long)rep.entries, (unsigned long long)rep.blocks);
 	} else {
 		fprintf(stderr, "ehrgate ledger verify: %s\n", ehr_error_msg());
 	}
@@ -232,7 +236,8 @@ static int cmd_vkey(const struct opts *o, const struct gw_config *cfg)
 	uint8_t pub[32];
 	int rc = 1;
 
-	if (load_pubkey(pub, o, cfg) < 0 || ledger_vkey_format(&vk, gw_config_get(cfg, "ledger", "origin"), pub) < 0)
+	if (load_pubkey(pub, o, cfg) < 0 ||
+	    ledger_vkey_format(&vk, gw_config_get(cfg, "ledger", "origin"), pub) < 0)
 		fprintf(stderr, "ehrgate ledger vkey: %s\n", ehr_error_msg());
 	else {
 		printf("%s\n", ehr_buf_cstr(&vk));

@@ -116,8 +116,8 @@ static void *app_main(void *p)
 		struct ledger_entry_in in;
 
 		snprintf(rec, sizeof(rec), "rec-%08x-%08lx", a->id, (unsigned long)k);
-		payload = json_pack("{s:s,s:s,s:s,s:i}", "record", rec, "decision", "allow", "purpose", "treatment",
-		                    "bytes", 4096);
+		payload = json_pack("{s:s,s:s,s:s,s:i}", "record", rec, "decision", "allow", "purpose",
+		                    "treatment", "bytes", 4096);
 		in = (struct ledger_entry_in){ "ehr.read", "srv-3f9a1c2b7d", "pt-91c2e07a55aa", payload };
 		if (ledger_append(a->l, &in, NULL) < 0)
 			a->failed++;
@@ -168,8 +168,12 @@ int main(int argc, char **argv)
 	long failed = 0;
 	long long n;
 
-	if (argc > 1)
-		g_secs = atoi(argv[1]) > 0 ? atoi(argv[1]) : 5; /* bench-only argument parsing */
+	if (argc > 1) {
+		uint64_t v;
+
+		if (ehr_parse_u64(&v, argv[1], 3600) == 0 && v > 0)
+			g_secs = (int)v;
+	}
 	if (argc > 2) {
 		uint64_t v;
 
@@ -181,15 +185,17 @@ int main(int argc, char **argv)
 	key = ltest_key_new();
 	ledger_key_raw_public(pub, key);
 	su = ltest_connect(db.super_ci, false);
-	if (su == NULL || ltest_exec(su, "CREATE TABLE raw_rows (id bigserial PRIMARY KEY, payload bytea NOT NULL); "
-	                                 "GRANT SELECT, INSERT ON raw_rows TO ehrgate_app; "
-	                                 "GRANT USAGE ON SEQUENCE raw_rows_id_seq TO ehrgate_app") < 0)
+	if (su == NULL ||
+	    ltest_exec(su, "CREATE TABLE raw_rows (id bigserial PRIMARY KEY, payload bytea NOT NULL); "
+	                   "GRANT SELECT, INSERT ON raw_rows TO ehrgate_app; "
+	                   "GRANT USAGE ON SEQUENCE raw_rows_id_seq TO ehrgate_app") < 0)
 		return 1;
 
 	/* size the baseline rows like ledger rows: measure one */
 	if (ltest_ledger_open(&l, db.app_ci, key, 512, 2) < 0 || ltest_fill(l, 64, 4, "pt-91c2e07a55aa") < 0)
 		return 1;
-	g_row_bytes = (size_t)ltest_scalar(su, "SELECT avg(pg_column_size(t.*))::bigint FROM ledger_entries t");
+	g_row_bytes =
+	        (size_t)ltest_scalar(su, "SELECT avg(pg_column_size(t.*))::bigint FROM ledger_entries t");
 	printf("ledger row: %zu bytes on average (baseline rows carry the same payload size)\n", g_row_bytes);
 	printf("seconds per run: %d; machine: %ld cores\n\n", g_secs, sysconf(_SC_NPROCESSORS_ONLN));
 
@@ -205,13 +211,14 @@ int main(int argc, char **argv)
 	printf("\n");
 	for (int i = 0; i < 3; i++) {
 		r[i] = run_ledger(l, threads[i], &failed);
-		printf("ledger    %3u appenders: %9.0f durable appends/s   ratio vs single-row(%s) %.2f   vs batched %.2f\n",
-		       threads[i], r[i], threads[i] == 1 ? "1 conn" : "16 conns", r[i] / (threads[i] == 1 ? raw1 : raw16),
-		       r[i] / batched);
+		printf("ledger    %3u appenders: %9.0f durable appends/s   ratio vs single-row(%s) %.2f   vs "
+		       "batched %.2f\n",
+		       threads[i], r[i], threads[i] == 1 ? "1 conn" : "16 conns",
+		       r[i] / (threads[i] == 1 ? raw1 : raw16), r[i] / batched);
 	}
 	printf("ledger    failed appends: %ld\n", failed);
-	printf("TARGET    256 appenders >= 50%% of batched raw: %s (%.0f%%)\n\n", r[2] >= 0.5 * batched ? "met" : "NOT met",
-	       100.0 * r[2] / batched);
+	printf("TARGET    256 appenders >= 50%% of batched raw: %s (%.0f%%)\n\n",
+	       r[2] >= 0.5 * batched ? "met" : "NOT met", 100.0 * r[2] / batched);
 
 	/* grow the ledger for the verification measurement */
 	n = ltest_scalar(su, "SELECT count(*) FROM ledger_entries");
@@ -221,7 +228,8 @@ int main(int argc, char **argv)
 		printf("filling to %llu entries with 256 appenders ...\n", (unsigned long long)min_verify);
 		fflush(stdout);
 		ltest_fill(l, (unsigned)(min_verify - (uint64_t)n), 256, "pt-fill");
-		printf("  %.0f appends/s while filling\n", (double)(min_verify - (uint64_t)n) / (now_s() - t0));
+		printf("  %.0f appends/s while filling\n",
+		       (double)(min_verify - (uint64_t)n) / (now_s() - t0));
 	}
 	n = ltest_scalar(su, "SELECT count(*) FROM ledger_entries");
 
@@ -229,7 +237,7 @@ int main(int argc, char **argv)
 	{
 		struct ledger_block head;
 		uint8_t proof[LEDGER_MAX_PROOF][32];
-		size_t plen;
+		size_t plen = 0;
 		long k = 0, ok = 0;
 		double t0 = now_s(), t1;
 		uint64_t x = 88172645463325252ULL;
@@ -245,14 +253,17 @@ int main(int argc, char **argv)
 			if (ledger_prove_inclusion(l, idx, head.tree_size, proof, &plen) == 0)
 				k++;
 		}
-		printf("inclusion proofs: %.0f generated/s from the store (tree size %llu, 1 thread, %zu hashes each)\n",
+		printf("inclusion proofs: %.0f generated/s from the store (tree size %llu, 1 thread, %zu "
+		       "hashes each)\n",
 		       (double)k / (t1 - t0), (unsigned long long)head.tree_size, plen);
 		t0 = now_s();
 		for (long i = 0; i < 200000; i++)
-			ok += merkle_verify_inclusion(head.root, 0, head.tree_size, (const uint8_t(*)[32])proof, plen,
+			ok += merkle_verify_inclusion(head.root, 0, head.tree_size,
+			                              (const uint8_t(*)[32])proof, plen,
 			                              head.root) == EHR_ERR_TAMPER;
 		t1 = now_s();
-		printf("inclusion proofs: %.0f verified/s by a client (negative path included)\n", 200000.0 / (t1 - t0));
+		printf("inclusion proofs: %.0f verified/s by a client (negative path included)\n",
+		       200000.0 / (t1 - t0));
 		(void)ok;
 	}
 	ledger_close(l);
@@ -265,9 +276,11 @@ int main(int argc, char **argv)
 		int rc = ledger_verify_db(c, pub, 0, NULL, 0, &rep);
 
 		t1 = now_s();
-		printf("verify: rc=%d, %llu entries in %llu blocks in %.2f s: %.0f entries/s   TARGET >= 1M/s: %s\n", rc,
-		       (unsigned long long)rep.entries, (unsigned long long)rep.blocks, t1 - t0,
-		       (double)rep.entries / (t1 - t0), (double)rep.entries / (t1 - t0) >= 1e6 ? "met" : "NOT met");
+		printf("verify: rc=%d, %llu entries in %llu blocks in %.2f s: %.0f entries/s   TARGET >= "
+		       "1M/s: %s\n",
+		       rc, (unsigned long long)rep.entries, (unsigned long long)rep.blocks, t1 - t0,
+		       (double)rep.entries / (t1 - t0),
+		       (double)rep.entries / (t1 - t0) >= 1e6 ? "met" : "NOT met");
 		PQfinish(c);
 	}
 	(void)n;

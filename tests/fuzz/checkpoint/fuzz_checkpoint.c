@@ -66,7 +66,7 @@ static void fuzz_note(const uint8_t *d, size_t n)
 		if (ledger_checkpoint_body(&body, FUZZ_ORIGIN, size, root) < 0)
 			abort();
 		/* the verified text starts with exactly the canonical body */
-		if (body.len > n || memcmp(body.data, d, body.len) != 0)
+		if (body.len > n || memcmp(body.data, d, body.len) != 0) /* not secret */
 			abort();
 		ehr_buf_free(&body);
 	}
@@ -80,7 +80,8 @@ static void fuzz_vkey(const uint8_t *d, size_t n)
 	if (ledger_vkey_parse((const char *)d, n, name, sizeof(name), k) == 0) {
 		struct ehr_buf again = EHR_BUF_INIT(1024);
 
-		if (ledger_vkey_format(&again, name, k) < 0 || again.len != n || memcmp(again.data, d, n) != 0)
+		if (ledger_vkey_format(&again, name, k) < 0 || again.len != n ||
+		    memcmp(again.data, d, n) != 0) /* not secret */
 			abort();
 		ehr_buf_free(&again);
 	}
@@ -98,14 +99,15 @@ static void fuzz_proof_json(const uint8_t *d, size_t n, bool consistency)
 		return;
 	j = ledger_proof_json(size, idx, consistency, (const uint8_t(*)[32])h, k);
 	if (j == NULL || ehr_json_dump(&s, j) < 0 ||
-	    ledger_proof_from_json(s.data, s.len, consistency, &size2, &idx2, h2, &k2) != 0 || size2 != size ||
-	    idx2 != idx || k2 != k || memcmp(h, h2, k * 32) != 0)
+	    ledger_proof_from_json(s.data, s.len, consistency, &size2, &idx2, h2, &k2) != 0 ||
+	    size2 != size || idx2 != idx || k2 != k || memcmp(h, h2, k * 32) != 0) /* not secret */
 		abort();
 	json_decref(j);
 	ehr_buf_free(&s);
 	/* and run the verifier on whatever came in */
 	if (consistency)
-		(void)merkle_verify_consistency(idx, size, h[0], h[k ? k - 1 : 0], (const uint8_t(*)[32])h, k);
+		(void)merkle_verify_consistency(idx, size, h[0], h[k ? k - 1 : 0], (const uint8_t(*)[32])h,
+		                                k);
 	else
 		(void)merkle_verify_inclusion(h[0], idx, size, (const uint8_t(*)[32])h, k, h[0]);
 }
@@ -134,7 +136,7 @@ static void fuzz_entry(const uint8_t *d, size_t n)
 
 	if (ledger_entry_decode(&e, d, n, true) == 0) {
 		merkle_leaf_hash(leaf, d, n);
-		if (memcmp(leaf, e.leaf_hash, 32) != 0 || e.payload_len > n)
+		if (memcmp(leaf, e.leaf_hash, 32) != 0 || e.payload_len > n) /* not secret */
 			abort();
 	}
 }

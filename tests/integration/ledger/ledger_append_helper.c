@@ -67,7 +67,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	k = ltest_key_read(argv[2]);
-	if (k == NULL || ltest_ledger_open(&g_ledger, argv[1], k, 512, getenv("LEDGER_BATCH_MS") ? 2 : 0) < 0) {
+	if (k == NULL ||
+	    ltest_ledger_open(&g_ledger, argv[1], k, 512, getenv("LEDGER_BATCH_MS") ? 2 : 0) < 0) {
 		fprintf(stderr, "helper: open failed: %s\n", ehr_error_msg());
 		return 1;
 	}

@@ -195,8 +195,12 @@ EVP_PKEY *ltest_key_read(const char *path)
 int ltest_ledger_open(struct ledger **l, const char *ci, EVP_PKEY *k, unsigned batch_max, unsigned batch_ms)
 {
 	struct ledger_config cfg = {
-		.db = NULL, .conninfo = ci, .origin = LTEST_ORIGIN, .signing_key = k,
-		.batch_max = batch_max, .batch_ms = batch_ms,
+		.db = NULL,
+		.conninfo = ci,
+		.origin = LTEST_ORIGIN,
+		.signing_key = k,
+		.batch_max = batch_max,
+		.batch_ms = batch_ms,
 	};
 
 	return ledger_open(l, &cfg);
@@ -237,7 +241,8 @@ int ltest_fill(struct ledger *l, unsigned n, unsigned threads, const char *subje
 	if (threads == 0 || threads > 256)
 		return -1;
 	for (unsigned i = 0; i < threads; i++) {
-		a[i] = (struct fill_arg){ l, n / threads + (i < n % threads), i, subject ? subject : "subj", 0 };
+		a[i] = (struct fill_arg){ l, n / threads + (i < n % threads), i, subject ? subject : "subj",
+			                  0 };
 		pthread_create(&t[i], NULL, fill_main, &a[i]);
 	}
 	for (unsigned i = 0; i < threads; i++) {

@@ -12,8 +12,8 @@
 
 struct ltest_db {
 	char name[64];
-	char super_ci[1024];  /* superuser, this database */
-	char app_ci[1024];    /* ehrgate_app, this database */
+	char super_ci[1024]; /* superuser, this database */
+	char app_ci[1024];   /* ehrgate_app, this database */
 };
 
 /* Create a database (migration applied) from EHRGATE_TEST_PG. */

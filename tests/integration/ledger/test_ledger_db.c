@@ -49,15 +49,16 @@ static void fx_close(struct fixture *f)
 	ltest_db_drop(&f->db);
 }
 
-static int verify(struct fixture *f, uint64_t from, const struct ehr_buf *trusted, struct ledger_verify_report *rep)
+static int verify(struct fixture *f, uint64_t from, const struct ehr_buf *trusted,
+                  struct ledger_verify_report *rep)
 {
 	PGconn *c = ltest_connect(f->db.app_ci, false);
 	int rc;
 
 	if (c == NULL)
 		return EHR_ERR_UNAVAILABLE;
-	rc = ledger_verify_db(c, f->pub, from, trusted ? (const char *)trusted->data : NULL, trusted ? trusted->len : 0,
-	                      rep);
+	rc = ledger_verify_db(c, f->pub, from, trusted ? (const char *)trusted->data : NULL,
+	                      trusted ? trusted->len : 0, rep);
 	PQfinish(c);
 	return rc;
 }
@@ -101,7 +102,7 @@ static int entry_json_cb(void *ctx, const struct ledger_entry *e, const uint8_t 
 	CU_ASSERT_FATAL(s != NULL);
 	EHR_ASSERT_OK(ehr_b64_decode(&b, s, strlen(s)));
 	merkle_leaf_hash(leaf, b.data, b.len);
-	CU_ASSERT(memcmp(leaf, e->leaf_hash, 32) == 0);
+	CU_ASSERT(memcmp(leaf, e->leaf_hash, 32) == 0); /* not secret */
 	ehr_buf_free(&b);
 	json_decref(j);
 	return 0;
@@ -137,7 +138,7 @@ static void test_append_proofs_checkpoints(void)
 	EHR_ASSERT_OK(ledger_head(f.l, &head));
 	CU_ASSERT_EQUAL(head.tree_size, 40);
 	CU_ASSERT_EQUAL(head.height, r[39].block_height);
-	CU_ASSERT(memcmp(head.root, r[39].root, 32) == 0);
+	CU_ASSERT(memcmp(head.root, r[39].root, 32) == 0); /* not secret */
 
 	/* every leaf proven in every block's tree; checkpoints at every block */
 	for (unsigned i = 0; i < 40; i++) {
@@ -154,17 +155,20 @@ static void test_append_proofs_checkpoints(void)
 
 		ehr_buf_reset(&note);
 		EHR_ASSERT_OK(ledger_checkpoint(f.l, r[i].tree_size, &note));
-		EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)note.data, note.len, f.pub, LTEST_ORIGIN, &size,
-		                                       root));
+		EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)note.data, note.len, f.pub, LTEST_ORIGIN,
+		                                       &size, root));
 		CU_ASSERT_EQUAL(size, r[i].tree_size);
-		CU_ASSERT(memcmp(root, r[i].root, 32) == 0);
+		CU_ASSERT(memcmp(root, r[i].root, 32) == 0); /* not secret */
 		EHR_ASSERT_OK(ledger_prove_inclusion(f.l, i, size, proof, &plen));
-		EHR_ASSERT_OK(merkle_verify_inclusion(leaf, i, size, (const uint8_t(*)[32])proof, plen, root));
+		EHR_ASSERT_OK(
+		        merkle_verify_inclusion(leaf, i, size, (const uint8_t(*)[32])proof, plen, root));
 		EHR_ASSERT_OK(ledger_prove_inclusion(f.l, i, 40, proof, &plen));
-		EHR_ASSERT_OK(merkle_verify_inclusion(leaf, i, 40, (const uint8_t(*)[32])proof, plen, head.root));
+		EHR_ASSERT_OK(
+		        merkle_verify_inclusion(leaf, i, 40, (const uint8_t(*)[32])proof, plen, head.root));
 		/* consistency from this block's tree to the head */
 		EHR_ASSERT_OK(ledger_prove_consistency(f.l, size, 40, proof, &plen));
-		EHR_ASSERT_OK(merkle_check_advance(size, root, 40, head.root, (const uint8_t(*)[32])proof, plen));
+		EHR_ASSERT_OK(
+		        merkle_check_advance(size, root, 40, head.root, (const uint8_t(*)[32])proof, plen));
 	}
 	/* a size no block ended at has no checkpoint; beyond the head, no proof */
 	EHR_ASSERT_ERR(ledger_checkpoint(f.l, 41, &note), EHR_ERR_NOT_FOUND);
@@ -216,7 +220,7 @@ static void test_append_proofs_checkpoints(void)
 	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
 	CU_ASSERT_EQUAL(rep.entries, 40);
 	CU_ASSERT_EQUAL(rep.blocks, head.height + 1);
-	CU_ASSERT(memcmp(rep.root, head.root, 32) == 0);
+	CU_ASSERT(memcmp(rep.root, head.root, 32) == 0); /* not secret */
 	EHR_ASSERT_OK(verify(&f, 17, NULL, &rep));
 	CU_ASSERT(rep.entries <= 23 && rep.entries > 0);
 	CU_ASSERT_EQUAL(rep.tree_size, 40);
@@ -238,19 +242,25 @@ static void test_append_only(void)
 	su = ltest_connect(f.db.super_ci, false);
 	CU_ASSERT_FATAL(app != NULL && su != NULL);
 	/* the application role: no UPDATE, DELETE or TRUNCATE privilege */
-	EHR_ASSERT_ERR(ehr_db_exec(app, &res, "UPDATE ledger_entries SET subject = 'x' WHERE seq = 1", 0, NULL),
+	EHR_ASSERT_ERR(
+	        ehr_db_exec(app, &res, "UPDATE ledger_entries SET subject = 'x' WHERE seq = 1", 0, NULL),
+	        EHR_ERR_FORBIDDEN);
+	EHR_ASSERT_ERR(ehr_db_exec(app, &res, "DELETE FROM ledger_entries WHERE seq = 1", 0, NULL),
 	               EHR_ERR_FORBIDDEN);
-	EHR_ASSERT_ERR(ehr_db_exec(app, &res, "DELETE FROM ledger_entries WHERE seq = 1", 0, NULL), EHR_ERR_FORBIDDEN);
 	EHR_ASSERT_ERR(ehr_db_exec(app, &res, "TRUNCATE ledger_entries", 0, NULL), EHR_ERR_FORBIDDEN);
-	EHR_ASSERT_ERR(ehr_db_exec(app, &res, "UPDATE ledger_blocks SET ts_ms = 0", 0, NULL), EHR_ERR_FORBIDDEN);
+	EHR_ASSERT_ERR(ehr_db_exec(app, &res, "UPDATE ledger_blocks SET ts_ms = 0", 0, NULL),
+	               EHR_ERR_FORBIDDEN);
 	EHR_ASSERT_ERR(ehr_db_exec(app, &res, "DELETE FROM ledger_blocks", 0, NULL), EHR_ERR_FORBIDDEN);
 	/* even the owner/superuser is stopped by the triggers */
-	EHR_ASSERT_ERR(ehr_db_exec(su, &res, "UPDATE ledger_entries SET subject = 'x' WHERE seq = 1", 0, NULL),
-	               EHR_ERR_FORBIDDEN);
+	EHR_ASSERT_ERR(
+	        ehr_db_exec(su, &res, "UPDATE ledger_entries SET subject = 'x' WHERE seq = 1", 0, NULL),
+	        EHR_ERR_FORBIDDEN);
 	CU_ASSERT(strstr(ehr_error_msg(), "append-only") != NULL);
-	EHR_ASSERT_ERR(ehr_db_exec(su, &res, "DELETE FROM ledger_entries WHERE seq = 1", 0, NULL), EHR_ERR_FORBIDDEN);
+	EHR_ASSERT_ERR(ehr_db_exec(su, &res, "DELETE FROM ledger_entries WHERE seq = 1", 0, NULL),
+	               EHR_ERR_FORBIDDEN);
 	EHR_ASSERT_ERR(ehr_db_exec(su, &res, "TRUNCATE ledger_entries CASCADE", 0, NULL), EHR_ERR_FORBIDDEN);
-	EHR_ASSERT_ERR(ehr_db_exec(su, &res, "UPDATE ledger_blocks SET ts_ms = 0", 0, NULL), EHR_ERR_FORBIDDEN);
+	EHR_ASSERT_ERR(ehr_db_exec(su, &res, "UPDATE ledger_blocks SET ts_ms = 0", 0, NULL),
+	               EHR_ERR_FORBIDDEN);
 	EHR_ASSERT_ERR(ehr_db_exec(su, &res, "TRUNCATE ledger_blocks", 0, NULL), EHR_ERR_FORBIDDEN);
 	CU_ASSERT_EQUAL(ltest_scalar(su, "SELECT count(*) FROM ledger_entries"), 20);
 	/* and SELECT works for the app role */
@@ -294,7 +304,8 @@ static void test_batch_failure_is_atomic(void)
 	/* squat on the next seq: every batch's COPY must hit the primary key,
 	 * however the 8 appends are split into batches */
 	snprintf(sql, sizeof(sql),
-	         "INSERT INTO ledger_entries VALUES (%lld, 0, 'x', 'x', '', 999, '\\x00', '\\x00', '\\x')", next);
+	         "INSERT INTO ledger_entries VALUES (%lld, 0, 'x', 'x', '', 999, '\\x00', '\\x00', '\\x')",
+	         next);
 	CU_ASSERT_FATAL(ltest_exec(su, sql) == 0);
 	for (int i = 0; i < 8; i++) {
 		a[i] = (struct one_arg){ f.l, 0 };
@@ -355,7 +366,8 @@ static void test_threads_8x2000(void)
 }
 
 /* Start the helper; its stdout (acknowledged seqs) is returned as a fd. */
-static pid_t spawn_helper(const char *ci, const char *keyfile, const char *count, const char *threads, int *out_fd)
+static pid_t spawn_helper(const char *ci, const char *keyfile, const char *count, const char *threads,
+                          int *out_fd)
 {
 	int p[2];
 	pid_t pid;
@@ -667,31 +679,34 @@ static void test_old_checkpoint_and_fork(void)
 	char sql[256];
 
 	CU_ASSERT_FATAL(tamper_fixture(&f, "t_old", &latest) == 0);
-	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)latest.data, latest.len, f.pub, LTEST_ORIGIN, &s_latest,
-	                                       r_latest));
+	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)latest.data, latest.len, f.pub, LTEST_ORIGIN,
+	                                       &s_latest, r_latest));
 	CU_ASSERT_EQUAL(s_latest, 100);
 	/* the server answers with an older (validly signed) checkpoint */
 	EHR_ASSERT_OK(ledger_block_at_height(f.l, 3, &b));
 	EHR_ASSERT_OK(ledger_checkpoint(f.l, b.tree_size, &old));
-	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)old.data, old.len, f.pub, LTEST_ORIGIN, &s_old, r_old));
+	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)old.data, old.len, f.pub, LTEST_ORIGIN, &s_old,
+	                                       r_old));
 	EHR_ASSERT_ERR(merkle_check_advance(s_latest, r_latest, s_old, r_old, NULL, 0), EHR_ERR_TAMPER);
 	CU_ASSERT(strstr(ehr_error_msg(), "rollback") != NULL);
 
 	/* fork: history after size 50 rewritten and re-signed */
 	snprintf(sql, sizeof(sql),
-	         "DELETE FROM ledger_blocks WHERE tree_size > %llu; DELETE FROM ledger_entries WHERE seq >= %llu",
+	         "DELETE FROM ledger_blocks WHERE tree_size > %llu; DELETE FROM ledger_entries WHERE seq >= "
+	         "%llu",
 	         (unsigned long long)b.tree_size, (unsigned long long)b.tree_size);
 	ledger_close(f.l);
 	tamper(&f, sql);
 	CU_ASSERT_FATAL(ltest_ledger_open(&f.l, f.db.app_ci, f.key, 8, 0) == 0);
 	CU_ASSERT_FATAL(ltest_fill(f.l, 120, 3, "forked") == 0);
 	EHR_ASSERT_OK(ledger_checkpoint(f.l, 0, &forked));
-	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)forked.data, forked.len, f.pub, LTEST_ORIGIN, &s_new,
-	                                       r_new));
+	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)forked.data, forked.len, f.pub, LTEST_ORIGIN,
+	                                       &s_new, r_new));
 	CU_ASSERT(s_new > s_latest);
 	EHR_ASSERT_OK(ledger_prove_consistency(f.l, s_latest, s_new, proof, &plen));
-	EHR_ASSERT_ERR(merkle_check_advance(s_latest, r_latest, s_new, r_new, (const uint8_t(*)[32])proof, plen),
-	               EHR_ERR_TAMPER);
+	EHR_ASSERT_ERR(
+	        merkle_check_advance(s_latest, r_latest, s_new, r_new, (const uint8_t(*)[32])proof, plen),
+	        EHR_ERR_TAMPER);
 	/* the forked ledger verifies on its own, but not against the kept checkpoint */
 	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
 	EHR_ASSERT_ERR(verify(&f, 0, &latest, &rep), EHR_ERR_TAMPER);
@@ -708,13 +723,16 @@ static void test_old_checkpoint_and_fork(void)
 
 static void register_suites(void)
 {
-	EHR_ADD_SUITE("ledger_db", NULL, NULL, { "append_proofs_checkpoints", test_append_proofs_checkpoints },
-	              { "append_only", test_append_only }, { "batch_failure_is_atomic", test_batch_failure_is_atomic });
+	EHR_ADD_SUITE("ledger_db", NULL, NULL,
+	              { "append_proofs_checkpoints", test_append_proofs_checkpoints },
+	              { "append_only", test_append_only },
+	              { "batch_failure_is_atomic", test_batch_failure_is_atomic });
 	EHR_ADD_SUITE("ledger_concurrency", NULL, NULL, { "threads_8x2000", test_threads_8x2000 },
 	              { "two_processes", test_two_processes }, { "kill9_mid_stream", test_kill9_mid_stream });
 	EHR_ADD_SUITE("ledger_tamper", NULL, NULL, { "payload_byte", test_tamper_payload_byte },
 	              { "delete_row", test_tamper_delete_row }, { "swap_rows", test_tamper_swap_rows },
-	              { "truncate_tail", test_tamper_truncate_tail }, { "block_signature", test_tamper_block_signature },
+	              { "truncate_tail", test_tamper_truncate_tail },
+	              { "block_signature", test_tamper_block_signature },
 	              { "checkpoint_signature", test_tamper_checkpoint_signature },
 	              { "old_checkpoint_and_fork", test_old_checkpoint_and_fork });
 }

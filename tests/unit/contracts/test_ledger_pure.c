@@ -72,34 +72,48 @@ struct proof_vec {
 };
 
 static const struct proof_vec incl_vecs[] = {
-	{ 0, 8, 3,
+	{ 0,
+	  8,
+	  3,
 	  { "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
 	    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
 	    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4" } },
-	{ 5, 8, 3,
+	{ 5,
+	  8,
+	  3,
 	  { "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b",
 	    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
 	    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7" } },
 	{ 2, 3, 1, { "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125" } },
-	{ 1, 5, 3,
+	{ 1,
+	  5,
+	  3,
 	  { "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
 	    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
 	    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b" } },
 };
 
 static const struct proof_vec cons_vecs[] = {
-	{ 1, 8, 3,
+	{ 1,
+	  8,
+	  3,
 	  { "96a296d224f285c67bee93c30f8a309157f0daa35dc5b87e410b78630a09cfc7",
 	    "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
 	    "6b47aaf29ee3c2af9af889bc1fb9254dabd31177f16232dd6aab035ca39bf6e4" } },
-	{ 6, 8, 3,
+	{ 6,
+	  8,
+	  3,
 	  { "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
 	    "ca854ea128ed050b41b35ffc1b87b8eb2bde461e9e3b5596ece6b9d5975a0ae0",
 	    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7" } },
-	{ 2, 5, 2,
+	{ 2,
+	  5,
+	  2,
 	  { "5f083f0a1a33ca076a95279832580db3e0ef4584bdff1f54c8a360f50de3031e",
 	    "bc1a0643b12e4d2d7c77918f44e0f4f79a838b6cf9ec5b5c283e1f4d88599e6b" } },
-	{ 6, 7, 3,
+	{ 6,
+	  7,
+	  3,
 	  { "0ebc5d3437fbe2db158b9f126a1d118e308181031d0a949f8dededebc558ef6a",
 	    "b08693ec2e721597130641e8211e7eedccb4c26413963eee6c1e2ed16ffb1a5f",
 	    "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7" } },
@@ -126,24 +140,24 @@ static void test_kat_leaves_and_roots(void)
 	load_kat_leaves();
 	for (int i = 0; i < 8; i++) {
 		hexd(want, leaf_hash_hex[i]);
-		CU_ASSERT(memcmp(kat_leaves[i], want, 32) == 0);
+		CU_ASSERT(memcmp(kat_leaves[i], want, 32) == 0); /* not secret */
 	}
 	for (int i = 0; i < 4; i++) {
 		hexd(want, level1_hex[i]);
 		merkle_node_hash(got, kat_leaves[2 * i], kat_leaves[2 * i + 1]);
-		CU_ASSERT(memcmp(got, want, 32) == 0);
+		CU_ASSERT(memcmp(got, want, 32) == 0); /* not secret */
 	}
 	for (int n = 0; n <= 8; n++) {
 		struct merkle_frontier f;
 
 		hexd(want, root_hex[n]);
 		EHR_ASSERT_OK(merkle_root(got, (const uint8_t(*)[32])kat_leaves, (uint64_t)n));
-		CU_ASSERT(memcmp(got, want, 32) == 0);
+		CU_ASSERT(memcmp(got, want, 32) == 0); /* not secret */
 		merkle__frontier_init(&f);
 		for (int i = 0; i < n; i++)
 			merkle__frontier_push(&f, kat_leaves[i], NULL, NULL);
 		merkle__frontier_root(&f, got);
-		CU_ASSERT(memcmp(got, want, 32) == 0);
+		CU_ASSERT(memcmp(got, want, 32) == 0); /* not secret */
 	}
 }
 
@@ -158,9 +172,10 @@ static void test_kat_inclusion(void)
 		for (int i = 0; i < pv->n; i++)
 			hexd(want[i], pv->h[i]);
 		hexd(root, root_hex[pv->size]);
-		EHR_ASSERT_OK(merkle_prove_inclusion_mem(got, &n, (const uint8_t(*)[32])kat_leaves, pv->a, pv->size));
+		EHR_ASSERT_OK(merkle_prove_inclusion_mem(got, &n, (const uint8_t(*)[32])kat_leaves, pv->a,
+		                                         pv->size));
 		CU_ASSERT_EQUAL(n, (size_t)pv->n);
-		CU_ASSERT(memcmp(got, want, (size_t)pv->n * 32) == 0);
+		CU_ASSERT(memcmp(got, want, (size_t)pv->n * 32) == 0); /* not secret */
 		EHR_ASSERT_OK(merkle_verify_inclusion(kat_leaves[pv->a], pv->a, pv->size,
 		                                      (const uint8_t(*)[32])want, (size_t)pv->n, root));
 		/* the published probes: wrong index, size, leaf, root, garbage */
@@ -178,14 +193,15 @@ static void test_kat_inclusion(void)
 		               EHR_ERR_TAMPER);
 		memcpy(got[0], want, sizeof(want));
 		memcpy(got[pv->n], root, 32);
-		EHR_ASSERT_ERR(merkle_verify_inclusion(kat_leaves[pv->a], pv->a, pv->size, (const uint8_t(*)[32])got,
-		                                       (size_t)pv->n + 1, root),
+		EHR_ASSERT_ERR(merkle_verify_inclusion(kat_leaves[pv->a], pv->a, pv->size,
+		                                       (const uint8_t(*)[32])got, (size_t)pv->n + 1, root),
 		               EHR_ERR_TAMPER);
 		for (int i = 0; i < pv->n; i++) {
 			memcpy(got, want, sizeof(want));
 			got[i][0] ^= 8;
 			EHR_ASSERT_ERR(merkle_verify_inclusion(kat_leaves[pv->a], pv->a, pv->size,
-			                                       (const uint8_t(*)[32])got, (size_t)pv->n, root),
+			                                       (const uint8_t(*)[32])got, (size_t)pv->n,
+			                                       root),
 			               EHR_ERR_TAMPER);
 		}
 	}
@@ -203,33 +219,36 @@ static void test_kat_consistency(void)
 			hexd(want[i], pv->h[i]);
 		hexd(r1, root_hex[pv->a]);
 		hexd(r2, root_hex[pv->size]);
-		EHR_ASSERT_OK(merkle_prove_consistency_mem(got, &n, (const uint8_t(*)[32])kat_leaves, pv->a, pv->size));
+		EHR_ASSERT_OK(merkle_prove_consistency_mem(got, &n, (const uint8_t(*)[32])kat_leaves, pv->a,
+		                                           pv->size));
 		CU_ASSERT_EQUAL(n, (size_t)pv->n);
-		CU_ASSERT(memcmp(got, want, (size_t)pv->n * 32) == 0);
+		CU_ASSERT(memcmp(got, want, (size_t)pv->n * 32) == 0); /* not secret */
 		EHR_ASSERT_OK(merkle_verify_consistency(pv->a, pv->size, r1, r2, (const uint8_t(*)[32])want,
 		                                        (size_t)pv->n));
 		EHR_ASSERT_ERR(merkle_verify_consistency(pv->a, pv->size, r2, r1, (const uint8_t(*)[32])want,
 		                                         (size_t)pv->n),
 		               EHR_ERR_TAMPER);
-		EHR_ASSERT_ERR(merkle_verify_consistency(pv->a + 1, pv->size, r1, r2, (const uint8_t(*)[32])want,
-		                                         (size_t)pv->n),
+		EHR_ASSERT_ERR(merkle_verify_consistency(pv->a + 1, pv->size, r1, r2,
+		                                         (const uint8_t(*)[32])want, (size_t)pv->n),
 		               EHR_ERR_TAMPER);
 		EHR_ASSERT_ERR(merkle_verify_consistency(pv->a, pv->size, r1, r2, (const uint8_t(*)[32])want,
 		                                         (size_t)pv->n - 1),
 		               EHR_ERR_TAMPER);
-		EHR_ASSERT_ERR(merkle_verify_consistency(pv->a, pv->size, r1, r2, (const uint8_t(*)[32])want, 0),
-		               EHR_ERR_TAMPER);
+		EHR_ASSERT_ERR(
+		        merkle_verify_consistency(pv->a, pv->size, r1, r2, (const uint8_t(*)[32])want, 0),
+		        EHR_ERR_TAMPER);
 		for (int i = 0; i < pv->n; i++) {
 			memcpy(got, want, sizeof(want));
 			got[i][0] ^= 16;
-			EHR_ASSERT_ERR(merkle_verify_consistency(pv->a, pv->size, r1, r2, (const uint8_t(*)[32])got,
-			                                         (size_t)pv->n),
+			EHR_ASSERT_ERR(merkle_verify_consistency(pv->a, pv->size, r1, r2,
+			                                         (const uint8_t(*)[32])got, (size_t)pv->n),
 			               EHR_ERR_TAMPER);
 		}
 		/* rollback: an older head after a newer one */
 		EHR_ASSERT_ERR(merkle_check_advance(pv->size, r2, pv->a, r1, NULL, 0), EHR_ERR_TAMPER);
 		CU_ASSERT(strstr(ehr_error_msg(), "rollback") != NULL);
-		EHR_ASSERT_OK(merkle_check_advance(pv->a, r1, pv->size, r2, (const uint8_t(*)[32])want, (size_t)pv->n));
+		EHR_ASSERT_OK(merkle_check_advance(pv->a, r1, pv->size, r2, (const uint8_t(*)[32])want,
+		                                   (size_t)pv->n));
 	}
 }
 
@@ -255,7 +274,7 @@ static void test_proofs_exhaustive(void)
 			uint64_t start = (uint64_t)i + 1 - (UINT64_C(1) << k);
 
 			merkle_root(want, (const uint8_t(*)[32])leaves + start, UINT64_C(1) << k);
-			CU_ASSERT(memcmp(done[k - 1], want, 32) == 0);
+			CU_ASSERT(memcmp(done[k - 1], want, 32) == 0); /* not secret */
 		}
 	}
 	for (int n = 0; n <= N; n++)
@@ -264,23 +283,30 @@ static void test_proofs_exhaustive(void)
 		for (uint64_t i = 0; i < n; i++) {
 			size_t len;
 
-			EHR_ASSERT_OK(merkle_prove_inclusion_mem(proof, &len, (const uint8_t(*)[32])leaves, i, n));
-			CU_ASSERT_EQUAL(merkle_verify_inclusion(leaves[i], i, n, (const uint8_t(*)[32])proof, len, roots[n]), 0);
+			EHR_ASSERT_OK(
+			        merkle_prove_inclusion_mem(proof, &len, (const uint8_t(*)[32])leaves, i, n));
+			CU_ASSERT_EQUAL(merkle_verify_inclusion(leaves[i], i, n, (const uint8_t(*)[32])proof,
+			                                        len, roots[n]),
+			                0);
 			if (len > 0) {
 				proof[len - 1][31] ^= 1;
-				CU_ASSERT_EQUAL(merkle_verify_inclusion(leaves[i], i, n, (const uint8_t(*)[32])proof, len,
+				CU_ASSERT_EQUAL(merkle_verify_inclusion(leaves[i], i, n,
+				                                        (const uint8_t(*)[32])proof, len,
 				                                        roots[n]),
 				                EHR_ERR_TAMPER);
 			}
-			CU_ASSERT_EQUAL(merkle_verify_inclusion(leaves[(i + 1) % n], i, n, (const uint8_t(*)[32])proof,
-			                                        len, roots[n]) == 0,
+			CU_ASSERT_EQUAL(merkle_verify_inclusion(leaves[(i + 1) % n], i, n,
+			                                        (const uint8_t(*)[32])proof, len,
+			                                        roots[n]) == 0,
 			                n == 1);
 		}
 		for (uint64_t m = 1; m <= n; m++) {
 			size_t len;
 
-			EHR_ASSERT_OK(merkle_prove_consistency_mem(proof, &len, (const uint8_t(*)[32])leaves, m, n));
-			CU_ASSERT_EQUAL(merkle_verify_consistency(m, n, roots[m], roots[n], (const uint8_t(*)[32])proof, len),
+			EHR_ASSERT_OK(merkle_prove_consistency_mem(proof, &len, (const uint8_t(*)[32])leaves,
+			                                           m, n));
+			CU_ASSERT_EQUAL(merkle_verify_consistency(m, n, roots[m], roots[n],
+			                                          (const uint8_t(*)[32])proof, len),
 			                0);
 			if (m < n) {
 				CU_ASSERT_EQUAL(merkle_verify_consistency(m, n, roots[m - 1], roots[n],
@@ -316,12 +342,14 @@ static void test_canonical_json(void)
 	struct ehr_buf b = EHR_BUF_INIT(4096);
 	json_t *j;
 
-	canon_is("{ \"b\" : 1, \"a\" : [true, false, null, -0, 12] }", "{\"a\":[true,false,null,0,12],\"b\":1}");
+	canon_is("{ \"b\" : 1, \"a\" : [true, false, null, -0, 12] }",
+	         "{\"a\":[true,false,null,0,12],\"b\":1}");
 	canon_is("{\"s\":\"q\\\"b\\\\s\\/\\b\\f\\n\\r\\t\\u0001\\u001f\\u007f\\u00e9\"}",
 	         "{\"s\":\"q\\\"b\\\\s/\\b\\f\\n\\r\\t\\u0001\\u001f\x7f\xc3\xa9\"}");
 	/* RFC 8785 §3.2.3: keys sorted by UTF-16 code units, so U+1F600
 	 * (a surrogate pair, 0xD83D...) sorts before U+FB33. */
-	canon_is("{\"\\u20ac\":1,\"\\r\":2,\"\\ufb33\":3,\"1\":4,\"\\ud83d\\ude00\":5,\"\\u0080\":6,\"\\u00f6\":7}",
+	canon_is("{\"\\u20ac\":1,\"\\r\":2,\"\\ufb33\":3,\"1\":4,\"\\ud83d\\ude00\":5,\"\\u0080\":6,"
+	         "\"\\u00f6\":7}",
 	         "{\"\\r\":2,\"1\":4,\"\xc2\x80\":6,\"\xc3\xb6\":7,\"\xe2\x82\xac\":1,\"\xf0\x9f\x98\x80\":5,"
 	         "\"\xef\xac\xb3\":3}");
 	canon_is("{\"n\":{\"z\":[],\"y\":{}},\"max\":9007199254740991,\"min\":-9007199254740991}",
@@ -347,20 +375,20 @@ static void test_entry_encoding(void)
 	struct ledger_entry e;
 	/* docs/LEDGER.md §1, worked by hand */
 	static const uint8_t want[] = {
-		0x01,                                           /* version */
-		0, 0, 0, 0, 0, 0, 0x01, 0x02,                   /* seq 258 */
-		0, 0, 0x01, 0x8c, 0x00, 0x00, 0x00, 0x05,       /* ts 1700807000069 */
-		0x08, 'e', 'h', 'r', '.', 'r', 'e', 'a', 'd',   /* type */
-		0x00, 0x05, 'a', 'c', 't', '0', 'r',            /* actor */
-		0x00, 0x04, 's', 'u', 'b', 'j',                 /* subject */
-		0x00, 0x00, 0x00, 0x10,                         /* payload length 16 */
-		'{', '"', 'a', '"', ':', '7', ',', '"', 'z', '"', ':', '"', 0xc3, 0xa9, '"', '}',
+		0x01,                                                /* version */
+		0,    0,    0,    0,    0,    0,    0x01, 0x02,      /* seq 258 */
+		0,    0,    0x01, 0x8c, 0x00, 0x00, 0x00, 0x05,      /* ts 1700807000069 */
+		0x08, 'e',  'h',  'r',  '.',  'r',  'e',  'a',  'd', /* type */
+		0x00, 0x05, 'a',  'c',  't',  '0',  'r',             /* actor */
+		0x00, 0x04, 's',  'u',  'b',  'j',                   /* subject */
+		0x00, 0x00, 0x00, 0x10,                              /* payload length 16 */
+		'{',  '"',  'a',  '"',  ':',  '7',  ',',  '"',  'z', '"', ':', '"', 0xc3, 0xa9, '"', '}',
 	};
 	uint8_t leaf[32];
 
 	EHR_ASSERT_OK(ledger_entry_encode(&b, 258, 0x018c00000005LL, &in));
 	CU_ASSERT_EQUAL(b.len, sizeof(want));
-	CU_ASSERT(b.len == sizeof(want) && memcmp(b.data, want, sizeof(want)) == 0);
+	CU_ASSERT(b.len == sizeof(want) && memcmp(b.data, want, sizeof(want)) == 0); /* not secret */
 	EHR_ASSERT_OK(ledger_entry_decode(&e, b.data, b.len, true));
 	CU_ASSERT_EQUAL(e.seq, 258);
 	CU_ASSERT_EQUAL(e.ts_ms, 0x018c00000005LL);
@@ -369,7 +397,7 @@ static void test_entry_encoding(void)
 	CU_ASSERT_STRING_EQUAL(e.subject, "subj");
 	CU_ASSERT_EQUAL(e.payload_len, 16);
 	merkle_leaf_hash(leaf, want, sizeof(want));
-	CU_ASSERT(memcmp(leaf, e.leaf_hash, 32) == 0);
+	CU_ASSERT(memcmp(leaf, e.leaf_hash, 32) == 0); /* not secret */
 
 	/* strict decoding */
 	EHR_ASSERT_ERR(ledger_entry_decode(&e, b.data, b.len - 1, false), EHR_ERR_PARSE);
@@ -412,7 +440,9 @@ static const char peter_vkey[] = "PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwxbzhKqiB
 static const char peter_skey_b64[] = "AYEKFALVFGyNhPJEMzD1QIDr+Y7hfZx09iUvxdXHKDFz";
 static const char peter_text[] = "If you think cryptography is the answer to your problem,\n"
                                  "then you don't know what your problem is.\n";
-static const char peter_sig[] = "\xe2\x80\x94 PeterNeumann x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
+static const char peter_sig[] =
+        "\xe2\x80\x94 PeterNeumann "
+        "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNXgKvqfqdngotpRZb6KE6RyyBwJnAM=\n";
 
 static void test_signed_note_kat(void)
 {
@@ -440,15 +470,18 @@ static void test_signed_note_kat(void)
 	CU_ASSERT_FATAL(key != NULL);
 	EHR_ASSERT_OK(ledger_ed25519_sign(sig, key, peter_text, strlen(peter_text)));
 	EHR_ASSERT_OK(ehr_b64_decode(&sigb, peter_sig + 17, strlen(peter_sig + 17) - 1));
-	CU_ASSERT(sigb.len == 68 && memcmp(sigb.data + 4, sig, 64) == 0);
+	CU_ASSERT(sigb.len == 68 && memcmp(sigb.data + 4, sig, 64) == 0); /* not secret */
 
 	/* tampered text, unknown key name, wrong dash */
 	note.data[10] ^= 0x20;
-	EHR_ASSERT_ERR(ledger_note_verify((const char *)note.data, note.len, "PeterNeumann", pub, &tl), EHR_ERR_TAMPER);
+	EHR_ASSERT_ERR(ledger_note_verify((const char *)note.data, note.len, "PeterNeumann", pub, &tl),
+	               EHR_ERR_TAMPER);
 	note.data[10] ^= 0x20;
-	EHR_ASSERT_ERR(ledger_note_verify((const char *)note.data, note.len, "Peter", pub, &tl), EHR_ERR_TAMPER);
+	EHR_ASSERT_ERR(ledger_note_verify((const char *)note.data, note.len, "Peter", pub, &tl),
+	               EHR_ERR_TAMPER);
 	note.data[tl + 1] = '-';
-	EHR_ASSERT_ERR(ledger_note_verify((const char *)note.data, note.len, "PeterNeumann", pub, &tl), EHR_ERR_PARSE);
+	EHR_ASSERT_ERR(ledger_note_verify((const char *)note.data, note.len, "PeterNeumann", pub, &tl),
+	               EHR_ERR_PARSE);
 	EVP_PKEY_free(key);
 	ehr_buf_free(&note);
 	ehr_buf_free(&vk);
@@ -478,12 +511,13 @@ static void test_checkpoint_notes(void)
 	EHR_ASSERT_OK(ledger_key_raw_public(pub, k));
 	EHR_ASSERT_OK(ledger_key_raw_public(pub2, k2));
 	EHR_ASSERT_OK(ledger_checkpoint_body(&body, origin, 12345, root));
-	CU_ASSERT_STRING_EQUAL(ehr_buf_cstr(&body), "ehrgate.test/ledger\n12345\nq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n");
+	CU_ASSERT_STRING_EQUAL(ehr_buf_cstr(&body),
+	                       "ehrgate.test/ledger\n12345\nq6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=\n");
 	EHR_ASSERT_OK(ledger_ed25519_sign(sig, k, body.data, body.len));
 	EHR_ASSERT_OK(ledger_checkpoint_note(&note, origin, 12345, root, pub, sig));
 	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)note.data, note.len, pub, origin, &size, got));
 	CU_ASSERT_EQUAL(size, 12345);
-	CU_ASSERT(memcmp(got, root, 32) == 0);
+	CU_ASSERT(memcmp(got, root, 32) == 0); /* not secret */
 	/* a witness cosignature by another key is ignored */
 	EHR_ASSERT_OK(ehr_buf_append(&cos, note.data, note.len));
 	EHR_ASSERT_OK(ledger_ed25519_sign(sig2, k2, body.data, body.len));
@@ -501,8 +535,9 @@ static void test_checkpoint_notes(void)
 	/* wrong key, wrong origin, altered size, altered root, truncated */
 	EHR_ASSERT_ERR(ledger_checkpoint_verify((const char *)note.data, note.len, pub2, origin, &size, got),
 	               EHR_ERR_TAMPER);
-	EHR_ASSERT_ERR(ledger_checkpoint_verify((const char *)note.data, note.len, pub, "other.origin", &size, got),
-	               EHR_ERR_TAMPER);
+	EHR_ASSERT_ERR(
+	        ledger_checkpoint_verify((const char *)note.data, note.len, pub, "other.origin", &size, got),
+	        EHR_ERR_TAMPER);
 	note.data[strlen(origin) + 1] = '2';
 	EHR_ASSERT_ERR(ledger_checkpoint_verify((const char *)note.data, note.len, pub, origin, &size, got),
 	               EHR_ERR_TAMPER);
@@ -513,8 +548,9 @@ static void test_checkpoint_notes(void)
 	note.data[strlen(origin) + 8] ^= 1;
 	EHR_ASSERT_ERR(ledger_checkpoint_verify((const char *)note.data, body.len, pub, origin, &size, got),
 	               EHR_ERR_PARSE);
-	EHR_ASSERT_ERR(ledger_checkpoint_verify((const char *)note.data, note.len - 1, pub, origin, &size, got),
-	               EHR_ERR_PARSE);
+	EHR_ASSERT_ERR(
+	        ledger_checkpoint_verify((const char *)note.data, note.len - 1, pub, origin, &size, got),
+	        EHR_ERR_PARSE);
 	EHR_ASSERT_OK(ledger_checkpoint_verify((const char *)note.data, note.len, pub, origin, &size, got));
 	EVP_PKEY_free(k);
 	EVP_PKEY_free(k2);
@@ -537,7 +573,7 @@ static void test_block_header(void)
 	memset(b.root, 0x22, 32);
 	b.ts_ms = 1700000000000LL;
 	ledger_block_header(h, &b);
-	CU_ASSERT(memcmp(h, "EHRGATE-BLOCK-V1", 16) == 0);
+	CU_ASSERT(memcmp(h, "EHRGATE-BLOCK-V1", 16) == 0); /* not secret */
 	CU_ASSERT(h[23] == 3 && h[24] == 0x11 && h[55] == 0x11);
 	CU_ASSERT(h[62] == 0x01 && h[63] == 0x02 && h[64] == 0x22 && h[95] == 0x22);
 	CU_ASSERT(h[96] == 0x00 && h[97] == 0x00 && h[98] == 0x01 && h[99] == 0x8b && h[103] == 0x00);
@@ -568,18 +604,20 @@ static void test_proof_json(void)
 	EHR_ASSERT_OK(ehr_json_dump(&s, j));
 	json_decref(j);
 	EHR_ASSERT_OK(ledger_proof_from_json(s.data, s.len, false, &size, &idx, got, &m));
-	CU_ASSERT(size == 13 && idx == 5 && m == n && memcmp(got, proof, n * 32) == 0);
+	CU_ASSERT(size == 13 && idx == 5 && m == n && memcmp(got, proof, n * 32) == 0); /* not secret */
 	/* it is not a consistency proof; malformed variants are refused */
 	EHR_ASSERT_ERR(ledger_proof_from_json(s.data, s.len, true, &size, &idx, got, &m), EHR_ERR_PARSE);
 	{
 		const char *neg = "{\"tree_size\":-1,\"leaf_index\":0,\"hashes\":[]}";
 
-		EHR_ASSERT_ERR(ledger_proof_from_json(neg, strlen(neg), false, &size, &idx, got, &m), EHR_ERR_PARSE);
+		EHR_ASSERT_ERR(ledger_proof_from_json(neg, strlen(neg), false, &size, &idx, got, &m),
+		               EHR_ERR_PARSE);
 	}
 	{
 		const char *bad = "{\"tree_size\":2,\"leaf_index\":0,\"hashes\":[\"AAAA\"]}";
 
-		EHR_ASSERT_ERR(ledger_proof_from_json(bad, strlen(bad), false, &size, &idx, got, &m), EHR_ERR_PARSE);
+		EHR_ASSERT_ERR(ledger_proof_from_json(bad, strlen(bad), false, &size, &idx, got, &m),
+		               EHR_ERR_PARSE);
 	}
 	ehr_buf_free(&s);
 }
