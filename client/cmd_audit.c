@@ -1,6 +1,5 @@
 /*
- * cmd_audit.c - `ehrctl audit query|tail|verify` (auditor profile; verify
- * also works for a patient, on the patient's own entries).
+ * cmd_audit.c - `ehrctl audit query|tail|verify` (auditor profile).
  *
  *   ehrctl audit query [--type T] [--actor A] [--subject S] [--since MS] [--until MS]
  *                      [--from-seq N] [--to-seq N] [--limit N] [--cursor C] [--fhir]
