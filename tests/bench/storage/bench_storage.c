@@ -72,12 +72,19 @@ static void bench_crypto(void)
 	raw = now_s() - t0;
 	EVP_CIPHER_CTX_free(ctx);
 	/* the envelope: seal into memory, then unseal to nowhere */
+	/* once into memory (untimed: that measures page faults), then timed to a sink */
 	cloud_seal_new(&s, key, rid, CLOUD_SEG_DEFAULT);
-	t0 = now_s();
 	for (size_t done = 0; done < total; done += chunk)
 		cloud_seal_update(s, buf, chunk, cloud_buf_write, &ct);
 	cloud_seal_final(s, cloud_buf_write, &ct);
+	cloud_seal_free(s);
+	cloud_seal_new(&s, key, rid, CLOUD_SEG_DEFAULT);
+	t0 = now_s();
+	for (size_t done = 0; done < total; done += chunk)
+		cloud_seal_update(s, buf, chunk, null_write, &sink);
+	cloud_seal_final(s, null_write, &sink);
 	env = now_s() - t0;
+	sink = 0;
 	cloud_unseal_new(&u, key, rid);
 	t0 = now_s();
 	if (cloud_unseal_update(u, ct.data, ct.len, null_write, &sink) < 0 ||
