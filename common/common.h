@@ -205,6 +205,12 @@ int ehr_log_parse_level(enum ehr_log_level *out, const char *s);
  * `fields` (may be NULL) is stolen. Never put bodies, PHI or secrets in it.
  */
 void ehr_log_json(enum ehr_log_level lvl, const char *event, json_t *fields);
+/* Write pre-formatted, complete log lines (each ending in '\n') to stderr
+ * under the logger's lock, so batches never interleave with other lines.
+ * For hot paths (the gateway's access log) that batch their output. */
+void ehr_log_write_lines(const char *text, size_t len);
+/* The current level (lines below it are dropped). */
+enum ehr_log_level ehr_log_get_level(void);
 /* Same with a single "msg" field. */
 void ehr_logf(enum ehr_log_level lvl, const char *event, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));

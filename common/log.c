@@ -1,10 +1,12 @@
 /* log.c - structured JSON log lines on stderr. */
 #include "common/common.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static enum ehr_log_level log_level = EHR_LOG_INFO;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -56,6 +58,27 @@ void ehr_log_json(enum ehr_log_level lvl, const char *event, json_t *fields)
 	fflush(stderr);
 	pthread_mutex_unlock(&log_lock);
 	free(text);
+}
+
+void ehr_log_write_lines(const char *text, size_t len)
+{
+	pthread_mutex_lock(&log_lock);
+	fflush(stderr);
+	while (len > 0) {
+		ssize_t n = write(2, text, len);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		text += n;
+		len -= (size_t)n;
+	}
+	pthread_mutex_unlock(&log_lock);
+}
+
+enum ehr_log_level ehr_log_get_level(void)
+{
+	return log_level;
 }
 
 void ehr_logf(enum ehr_log_level lvl, const char *event, const char *fmt, ...)

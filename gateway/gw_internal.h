@@ -78,6 +78,8 @@ struct gw_worker {
 	pthread_mutex_t done_lock;
 	struct gw_req *done_head, *done_tail;
 	struct gw_metrics *metrics; /* this worker's shard */
+	struct ehr_buf alog;        /* access-log lines not yet written */
+	struct event *alog_ev;      /* flushes alog every 100 ms */
 };
 
 struct gw_server {
@@ -176,6 +178,9 @@ size_t gw_pool_depth(struct gw_pool *p);
 /* The worker whose event loop runs on this thread, or NULL. */
 struct gw_worker *gw_current_worker(void);
 void gw_set_current_worker(struct gw_worker *w);
+/* Write out this worker's buffered access-log lines (loop thread). */
+void gw_access_log_flush(struct gw_worker *w);
+void gw_access_log_timer(evutil_socket_t fd, short what, void *arg);
 
 /* metrics.c */
 int gw_metrics_new(struct gw_metrics **out, size_t nroutes);

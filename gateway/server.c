@@ -34,6 +34,7 @@ static void *worker_main(void *arg)
 	/* Keep looping when no event is pending (for example after the listener
 	 * closes while a blocking job still owes a reply): only loopexit ends it. */
 	event_base_loop(w->base, EVLOOP_NO_EXIT_ON_EMPTY);
+	gw_access_log_flush(w);
 	gw_set_current_worker(NULL);
 	return NULL;
 }
@@ -61,6 +62,9 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned id)
 	pthread_mutex_init(&w->done_lock, NULL);
 	if (ec == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	/* Coalesce the read/write interest flips of one loop iteration into one
+	 * epoll_ctl (libevent's changelist; safe here: no fd is dup'ed). */
+	event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
 	w->base = event_base_new_with_config(ec);
 	event_config_free(ec);
 	if (w->base == NULL)
@@ -70,6 +74,14 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned id)
 	if (w->http == NULL || w->done_ev == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 	GUARD(gw_metrics_new(&w->metrics, nroutes));
+	ehr_buf_init(&w->alog, 1u << 20);
+	w->alog_ev = event_new(w->base, -1, EV_PERSIST, gw_access_log_timer, w);
+	if (w->alog_ev == NULL)
+		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	{
+		struct timeval every = { 0, 100000 };
+		event_add(w->alog_ev, &every);
+	}
 	evhttp_set_bevcb(w->http, gw_http_bevcb, w);
 	evhttp_set_gencb(w->http, gw_http_gencb, w);
 	evhttp_set_max_headers_size(w->http, (ev_ssize_t)srv->max_header_bytes);
@@ -87,6 +99,9 @@ static void worker_free(struct gw_worker *w)
 		evhttp_free(w->http);
 	if (w->done_ev)
 		event_free(w->done_ev);
+	if (w->alog_ev)
+		event_free(w->alog_ev);
+	ehr_buf_free(&w->alog);
 	if (w->base)
 		event_base_free(w->base);
 	gw_metrics_free(w->metrics);

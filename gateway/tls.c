@@ -95,6 +95,9 @@ int gw_tls_ctx_new(SSL_CTX **out, const struct gw_config *cfg)
 	GUARD_OSSL_GOTO(SSL_CTX_set_recv_max_early_data(ctx, 0));
 	GUARD_OSSL_GOTO(SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384"));
 	GUARD_OSSL_GOTO(SSL_CTX_set_session_id_context(ctx, sid_ctx, sizeof(sid_ctx) - 1));
+	/* No SSL_CTX_set_read_ahead: bufferevent_openssl only reads again when
+	 * the socket is readable, so records buffered inside OpenSSL would stall
+	 * (seen as intermittent hangs). */
 	SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
 	if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
 		err = ehr_error_ossl(EHR_ERR_CONFIG, "[tls] cert: cannot load certificate chain");

@@ -5,8 +5,9 @@
 #
 #   tests/bench/http/bench.sh [EHRGATE_BIN]
 #
-# Env: DURATION (default 10s), CONNS (64), THREADS (2), ACCESS_LOG (1: both
-# servers write an access log line per request; 0: neither does).
+# Env: DURATION (default 10s), CONNS (64), THREADS (2), ROUNDS (3: the two
+# servers alternate, medians are compared), ACCESS_LOG (1: both servers write
+# an access log line per request; 0: neither does).
 # Prints both rates and the ratio ehrgate/nginx. Not part of the test suite.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ DURATION=${DURATION:-10s}
 CONNS=${CONNS:-64}
 THREADS=${THREADS:-2}
 ACCESS_LOG=${ACCESS_LOG:-1}
+ROUNDS=${ROUNDS:-3}
 for tool in wrk nginx; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool is not installed (apt-get install $tool)" >&2; exit 2; }
 done
@@ -97,10 +99,19 @@ rate() { # url -> requests/s
 	awk '/Requests\/sec/ {print $2}' "$work/wrk.txt"
 }
 
-echo "== ehrgate $gw_url/healthz" >&2
-gw_rate=$(rate "$gw_url/healthz")
-echo "== nginx https://127.0.0.1:$ng_port/healthz" >&2
-ng_rate=$(rate "https://127.0.0.1:$ng_port/healthz")
+# Alternate the two servers for ROUNDS rounds so load changes on the machine
+# hit both alike; report the medians and each round's ratio.
+gw_rates=() ng_rates=()
+for round in $(seq "$ROUNDS"); do
+	echo "== round $round: ehrgate $gw_url/healthz" >&2
+	gw_rates+=("$(rate "$gw_url/healthz")")
+	echo "== round $round: nginx https://127.0.0.1:$ng_port/healthz" >&2
+	ng_rates+=("$(rate "https://127.0.0.1:$ng_port/healthz")")
+	echo "round $round: ehrgate ${gw_rates[-1]} req/s, nginx ${ng_rates[-1]} req/s, ratio $(awk -v a="${gw_rates[-1]}" -v b="${ng_rates[-1]}" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')"
+done
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+gw_rate=$(median "${gw_rates[@]}")
+ng_rate=$(median "${ng_rates[@]}")
 ratio=$(awk -v a="$gw_rate" -v b="$ng_rate" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
-printf 'ehrgate: %s req/s\nnginx:   %s req/s\nratio ehrgate/nginx: %s (target >= 0.7; wrk -t%s -c%s -d%s, access log %s)\n' \
-	"$gw_rate" "$ng_rate" "$ratio" "$THREADS" "$CONNS" "$DURATION" "$([[ "$ACCESS_LOG" == 1 ]] && echo on || echo off)"
+printf 'ehrgate: %s req/s (median of %s)\nnginx:   %s req/s (median of %s)\nratio ehrgate/nginx: %s (target >= 0.7; wrk -t%s -c%s -d%s, access log %s)\n' \
+	"$gw_rate" "$ROUNDS" "$ng_rate" "$ROUNDS" "$ratio" "$THREADS" "$CONNS" "$DURATION" "$([[ "$ACCESS_LOG" == 1 ]] && echo on || echo off)"
