@@ -19,10 +19,11 @@ CREATE TABLE ledger_entries (
 	nodes        bytea   NOT NULL    -- MTH of the perfect subtrees ending at this leaf, levels 1..ctz(seq+1)
 );
 
--- Audit queries: by subject (patient view), by actor, by type, by time.
+-- Audit queries: by subject (patient view), by actor, by time (BRIN: ts_ms
+-- grows with seq). A type filter walks the primary key in seq order, which
+-- is what cursor pagination does anyway; every extra index costs appends.
 CREATE INDEX ledger_entries_subject_idx ON ledger_entries (subject, seq);
 CREATE INDEX ledger_entries_actor_idx ON ledger_entries (actor, seq);
-CREATE INDEX ledger_entries_type_idx ON ledger_entries (type, seq);
 CREATE INDEX ledger_entries_ts_idx ON ledger_entries USING brin (ts_ms);
 
 CREATE TABLE ledger_blocks (
