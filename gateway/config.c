@@ -601,6 +601,16 @@ int gw_config_state_path(const struct gw_config *cfg, const char *name, struct e
 	return ehr_buf_printf(out, "%s/%s", gw_config_get(cfg, "server", "state_dir"), name);
 }
 
+bool gw_config_key_at(size_t i, const char **section, const char **key, const char **def)
+{
+	if (i >= NKEYS)
+		return false;
+	*section = gw_config_keys[i].section;
+	*key = gw_config_keys[i].key;
+	*def = gw_config_keys[i].def;
+	return true;
+}
+
 int gw_config_dump(const struct gw_config *cfg, struct ehr_buf *out)
 {
 	for (size_t i = 0; i < NKEYS; i++) {

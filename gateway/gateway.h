@@ -149,6 +149,8 @@ uint64_t gw_config_get_uint(const struct gw_config *cfg, const char *section, co
 bool gw_config_get_bool(const struct gw_config *cfg, const char *section, const char *key);
 /* "<state_dir>/<name>" into out. */
 int gw_config_state_path(const struct gw_config *cfg, const char *name, struct ehr_buf *out);
+/* The i-th key of the table (docs checks, tools); false past the end. */
+bool gw_config_key_at(size_t i, const char **section, const char **key, const char **def);
 /* One line per key, "section.key = value", secrets shown as "(set)". */
 int gw_config_dump(const struct gw_config *cfg, struct ehr_buf *out);
 

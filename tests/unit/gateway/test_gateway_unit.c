@@ -217,6 +217,29 @@ static void test_from_args(void)
 	CU_ASSERT_PTR_NULL(c);
 }
 
+/* docs/OPERATIONS.md documents every key with its environment variable. */
+static void test_docs_cover_keys(void)
+{
+	struct ehr_buf doc = EHR_BUF_INIT(1u << 20);
+	const char *section, *key, *def;
+
+	EHR_ASSERT_OK(ehr_file_read(&doc, EHRGATE_SOURCE_DIR "/docs/OPERATIONS.md", doc.max));
+	for (size_t i = 0; gw_config_key_at(i, &section, &key, &def); i++) {
+		char row[160], env[160];
+		size_t n;
+		snprintf(row, sizeof(row), "| `%s.%s` |", section, key);
+		n = (size_t)snprintf(env, sizeof(env), "`EHRGATE_%s_%s`", section, key);
+		for (size_t j = 0; j < n; j++)
+			if (env[j] >= 'a' && env[j] <= 'z')
+				env[j] = (char)(env[j] - 'a' + 'A');
+		if (!strstr(ehr_buf_cstr(&doc), row) || !strstr(ehr_buf_cstr(&doc), env))
+			fprintf(stderr, "\n  docs/OPERATIONS.md lacks %s or %s\n", row, env);
+		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&doc), row));
+		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&doc), env));
+	}
+	ehr_buf_free(&doc);
+}
+
 /* ---------------------------------------------------------------- router */
 
 static void h(struct gw_req *r)
@@ -344,7 +367,8 @@ static void register_suites(void)
 	              { "precedence: default < file < env < --set", test_precedence },
 	              { "--set errors", test_set_arg_errors }, { "secrets never echoed", test_secrets_not_echoed },
 	              { "cross-key checks", test_cross_checks }, { "missing file", test_missing_file },
-	              { "command-line options", test_from_args });
+	              { "command-line options", test_from_args },
+	              { "docs/OPERATIONS.md covers every key", test_docs_cover_keys });
 	EHR_ADD_SUITE("router", NULL, NULL, { "matches and parameters", test_router_match },
 	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
 	              { "invalid tables refused", test_router_bad_tables }, { "real route tables", test_real_tables });
