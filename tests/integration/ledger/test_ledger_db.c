@@ -721,6 +721,54 @@ static void test_old_checkpoint_and_fork(void)
 	fx_close(&f);
 }
 
+/* Run `ehrgate ledger verify --db CI --pubkey FILE`, capture stdout. */
+static int run_cli_verify(const char *ci, const char *keyfile, char *out, size_t cap)
+{
+	const char *bin = getenv("EHRGATE_BIN") ? getenv("EHRGATE_BIN") : EHRGATE_BIN_DEFAULT;
+	int p[2], st = 0;
+	size_t got = 0;
+	ssize_t r;
+	pid_t pid;
+
+	if (pipe(p) < 0)
+		return -1;
+	pid = fork();
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		execl(bin, "ehrgate", "ledger", "verify", "--db", ci, "--pubkey", keyfile, (char *)NULL);
+		_exit(127);
+	}
+	close(p[1]);
+	while (got + 1 < cap && (r = read(p[0], out + got, cap - 1 - got)) > 0)
+		got += (size_t)r;
+	out[got] = '\0';
+	close(p[0]);
+	waitpid(pid, &st, 0);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void test_cli_verify(void)
+{
+	struct fixture f;
+	char keyfile[256], out[4096];
+
+	CU_ASSERT_FATAL(tamper_fixture(&f, "cli", NULL) == 0);
+	snprintf(keyfile, sizeof(keyfile), "/tmp/ehrgate-ledger-key-v%d.pem", (int)getpid());
+	CU_ASSERT_FATAL(ltest_key_write(f.key, keyfile) == 0);
+	CU_ASSERT_EQUAL(run_cli_verify(f.db.app_ci, keyfile, out, sizeof(out)), 0);
+	CU_ASSERT(strstr(out, "ledger verify: OK: 100 entries") != NULL);
+	tamper(&f, "UPDATE ledger_entries SET entry = set_byte(entry, 30, get_byte(entry, 30) # 4) WHERE seq "
+	           "= 61");
+	CU_ASSERT_EQUAL(run_cli_verify(f.db.app_ci, keyfile, out, sizeof(out)), 1);
+	CU_ASSERT(strstr(out, "FAILED at entry seq 61:") != NULL);
+	if (strstr(out, "FAILED at entry seq 61:") == NULL)
+		fprintf(stderr, "\n  ehrgate said: %s\n", out);
+	unlink(keyfile);
+	fx_close(&f);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("ledger_db", NULL, NULL,
@@ -734,7 +782,8 @@ static void register_suites(void)
 	              { "truncate_tail", test_tamper_truncate_tail },
 	              { "block_signature", test_tamper_block_signature },
 	              { "checkpoint_signature", test_tamper_checkpoint_signature },
-	              { "old_checkpoint_and_fork", test_old_checkpoint_and_fork });
+	              { "old_checkpoint_and_fork", test_old_checkpoint_and_fork },
+	              { "cli_verify", test_cli_verify });
 }
 
 EHR_TEST_MAIN(register_suites)
