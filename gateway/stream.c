@@ -46,7 +46,13 @@ static void stream_conn_closed(struct evhttp_connection *evcon, void *arg)
 	struct gw_stream *s = arg;
 
 	(void)evcon;
-	s->ev = NULL; /* evhttp frees the request and connection itself */
+	/* libevent 2.1: when the client goes away in mid-reply, the request is
+	 * detached from its connection (evhttp_connection_incoming_fail) and
+	 * left to us; when the whole evhttp is freed, it is still attached
+	 * and libevent frees it after this callback. */
+	if (s->ev != NULL && evhttp_request_get_connection(s->ev) == NULL)
+		evhttp_request_free(s->ev);
+	s->ev = NULL;
 	s->evcon = NULL;
 	if (s->on_close)
 		s->on_close(s, s->close_ud);
