@@ -580,6 +580,41 @@ static void test_s3_multipart_failure(void)
 	free(body);
 }
 
+/* A wrong S3 secret: the verifying front refuses every signature, so the
+ * gateway answers 503, stores nothing in the ledger, and is not ready. */
+static void test_s3_wrong_secret(void)
+{
+	char sect[2048], orig[2048];
+	uint8_t *body = make_body(3000, 4);
+	long long stores = count_type(&S3, "ehr.store");
+	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
+	long status = 0;
+
+	snprintf(orig, sizeof(orig), "%s", S3.t.store_extra);
+	ehrt_s3_section(sect, sizeof(sect), NULL, NULL);
+	{
+		char *p = strstr(sect, "s3_secret_key = ");
+		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+		p += strlen("s3_secret_key = ");
+		*p = *p == 'X' ? 'Y' : 'X'; /* one character changed */
+	}
+	ehrt_stop(&S3.t, false);
+	CU_ASSERT_EQUAL_FATAL(ehrt_set_store(&S3.t, sect), 0);
+	CU_ASSERT_EQUAL_FATAL(ehrt_start(&S3.t), 0);
+	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, 3000, NULL, NULL, NULL, &resp), 503);
+	CU_ASSERT(is_json_error(&resp, "unavailable"));
+	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
+	ehr_buf_reset(&resp);
+	CU_ASSERT_EQUAL(
+	        ehr_client_request(S3.anon, &status, &resp, "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 0);
+	CU_ASSERT_EQUAL(status, 503);
+	ehrt_stop(&S3.t, false);
+	CU_ASSERT_EQUAL(ehrt_set_store(&S3.t, orig), 0);
+	CU_ASSERT_EQUAL(ehrt_start(&S3.t), 0);
+	ehr_buf_free(&resp);
+	free(body);
+}
+
 /* --------------------------------------------- kill -9 during an upload */
 
 struct bg_post {
@@ -865,7 +900,8 @@ static void reg(void)
 	              { "ehrctl record", test_fs_ehrctl });
 	EHR_ADD_SUITE("ehr_s3", s3_init, s3_clean, { "round trips", test_s3_round_trips },
 	              { "authorisation", test_s3_authz }, { "tampering", test_s3_tamper },
-	              { "s3 stopped", test_s3_stopped }, { "multipart failure", test_s3_multipart_failure },
+	              { "s3 stopped", test_s3_stopped }, { "wrong S3 secret", test_s3_wrong_secret },
+	              { "multipart failure", test_s3_multipart_failure },
 	              { "kill -9 and fsck", test_s3_kill9 }, { "rotate-kek", test_s3_rotate },
 	              { "bucket scan with s3cmd", test_s3_bucket_scan });
 }
