@@ -27,6 +27,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <dirent.h>
 
 #include "common/common.h"
 #include "tests/harness/gwproc.h"
@@ -843,6 +845,318 @@ static void test_readyz_follows_postgres(void)
 	CU_ASSERT_EQUAL(status, 200);
 }
 
+
+/* ---------------------------------------------------------------- commands */
+
+static struct gw_proc cmd; /* no server: init and migrate */
+
+static int cmd_init(void)
+{
+	struct gwp_options o = { .no_migrate = true };
+
+	if (gwp_setup(&cmd, &o) < 0) {
+		fprintf(stderr, "commands setup: %s\n", ehr_error_msg());
+		return 1;
+	}
+	return 0;
+}
+
+static int cmd_clean(void)
+{
+	gwp_teardown(&cmd);
+	return 0;
+}
+
+static mode_t mode_of(const char *dir, const char *name)
+{
+	char path[800];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, name);
+	if (stat(path, &st) != 0)
+		return (mode_t)-1;
+	return st.st_mode & 07777;
+}
+
+static void test_init_files(void)
+{
+	static const char *keys[] = { "ca.key", "server.key", "regca.key", "ledger.key", "token.key", "pseudonym.key" };
+	static const char *pub[] = { "ca.pem", "server.pem", "regca.pem", "ledger.pub", "token.pub" };
+	struct ehr_buf kid = EHR_BUF_INIT(64), raw = EHR_BUF_INIT(64);
+	char path[800];
+
+	CU_ASSERT_EQUAL(mode_of(cmd.state_dir, "."), 0700);
+	CU_ASSERT_EQUAL(mode_of(cmd.state_dir, "kek"), 0700);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(keys); i++)
+		CU_ASSERT_EQUAL(mode_of(cmd.state_dir, keys[i]), 0600);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(pub); i++)
+		CU_ASSERT_EQUAL(mode_of(cmd.state_dir, pub[i]), 0644);
+	snprintf(path, sizeof(path), "%s/kek/current", cmd.state_dir);
+	EHR_ASSERT_OK(ehr_file_read(&kid, path, 64));
+	CU_ASSERT_EQUAL(kid.len, 16);
+	snprintf(path, sizeof(path), "%s/kek/%s.key", cmd.state_dir, ehr_buf_cstr(&kid));
+	EHR_ASSERT_OK(ehr_file_read(&raw, path, 64));
+	CU_ASSERT_EQUAL(raw.len, 32);
+	ehr_buf_reset(&raw);
+	snprintf(path, sizeof(path), "%s/pseudonym.key", cmd.state_dir);
+	EHR_ASSERT_OK(ehr_file_read(&raw, path, 64));
+	CU_ASSERT_EQUAL(raw.len, 32);
+	/* key types */
+	{
+		FILE *f;
+		EVP_PKEY *k;
+		snprintf(path, sizeof(path), "%s/ledger.key", cmd.state_dir);
+		f = fopen(path, "r");
+		k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+		CU_ASSERT(k && EVP_PKEY_get_id(k) == EVP_PKEY_ED25519);
+		EVP_PKEY_free(k);
+		if (f)
+			fclose(f);
+		snprintf(path, sizeof(path), "%s/token.key", cmd.state_dir);
+		f = fopen(path, "r");
+		k = f ? PEM_read_PrivateKey(f, NULL, NULL, NULL) : NULL;
+		CU_ASSERT(k && EVP_PKEY_get_id(k) == EVP_PKEY_EC && EVP_PKEY_get_bits(k) == 256);
+		EVP_PKEY_free(k);
+		if (f)
+			fclose(f);
+	}
+	/* server.pem chains to ca.pem and names localhost and 127.0.0.1 */
+	{
+		FILE *f;
+		X509 *srv, *ca;
+		X509_STORE *store = X509_STORE_new();
+		X509_STORE_CTX *ctx = X509_STORE_CTX_new();
+		snprintf(path, sizeof(path), "%s/server.pem", cmd.state_dir);
+		f = fopen(path, "r");
+		srv = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+		snprintf(path, sizeof(path), "%s/ca.pem", cmd.state_dir);
+		f = fopen(path, "r");
+		ca = PEM_read_X509(f, NULL, NULL, NULL);
+		fclose(f);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(srv);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(ca);
+		X509_STORE_add_cert(store, ca);
+		X509_STORE_CTX_init(ctx, store, srv, NULL);
+		CU_ASSERT_EQUAL(X509_verify_cert(ctx), 1);
+		CU_ASSERT_EQUAL(X509_check_host(srv, "localhost", 0, 0, NULL), 1);
+		CU_ASSERT_EQUAL(X509_check_ip_asc(srv, "127.0.0.1", 0), 1);
+		CU_ASSERT_EQUAL(X509_check_host(srv, "example.org", 0, 0, NULL), 0);
+		X509_STORE_CTX_free(ctx);
+		X509_STORE_free(store);
+		X509_free(srv);
+		X509_free(ca);
+	}
+	ehr_buf_free(&kid);
+	ehr_buf_free(&raw);
+}
+
+static void test_init_refuses_overwrite(void)
+{
+	struct ehr_buf before = EHR_BUF_INIT(1u << 16), after = EHR_BUF_INIT(1u << 16);
+	const char *args[] = { "init", "--state-dir", cmd.state_dir, NULL };
+	char path[800], out[4096];
+	int st = -1;
+
+	snprintf(path, sizeof(path), "%s/ledger.key", cmd.state_dir);
+	EHR_ASSERT_OK(ehr_file_read(&before, path, before.max));
+	EHR_ASSERT_OK(gwp_run(&cmd, args, false, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+	EHR_ASSERT_OK(ehr_file_read(&after, path, after.max));
+	CU_ASSERT(before.len == after.len && memcmp(before.data, after.data, before.len) == 0);
+	/* one file missing: still refused, nothing written */
+	snprintf(path, sizeof(path), "%s/token.pub", cmd.state_dir);
+	CU_ASSERT_EQUAL(unlink(path), 0);
+	EHR_ASSERT_OK(gwp_run(&cmd, args, false, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+	/* a fresh directory is created with mode 0700 */
+	{
+		char fresh[700];
+		const char *args2[] = { "init", "--state-dir", fresh, NULL };
+		snprintf(fresh, sizeof(fresh), "%s/fresh/state", cmd.dir);
+		EHR_ASSERT_OK(gwp_run(&cmd, args2, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_EQUAL(mode_of(fresh, "."), 0700);
+		CU_ASSERT_EQUAL(mode_of(fresh, "regca.key"), 0600);
+	}
+	ehr_buf_free(&before);
+	ehr_buf_free(&after);
+}
+
+static void test_migrate(void)
+{
+	const char *args[] = { "migrate", NULL };
+	char out[8192];
+	int st = -1;
+
+	EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "applied 0001_roles.sql"));
+	/* a second run applies nothing */
+	EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_PTR_NULL(strstr(out, "applied 0001"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, " 0 applied"));
+}
+
+static int copy_file(const char *from, const char *to, const char *append)
+{
+	struct ehr_buf b = EHR_BUF_INIT(8u << 20);
+	int err;
+
+	if ((err = ehr_file_read(&b, from, b.max)) == 0 && append)
+		err = ehr_buf_append_str(&b, append);
+	if (err == 0)
+		err = ehr_file_write_atomic(to, b.data ? (void *)b.data : (void *)"", b.len, 0644, false);
+	ehr_buf_free(&b);
+	return err;
+}
+
+/* A copy of schemas/sql in dir, with `edit` appended to 0001_roles.sql. */
+static void copy_schemas(const char *dir, const char *edit)
+{
+	DIR *d = opendir(EHRGATE_SOURCE_DIR "/schemas/sql");
+	struct dirent *e;
+
+	CU_ASSERT_PTR_NOT_NULL_FATAL(d);
+	mkdir(dir, 0700);
+	while ((e = readdir(d)) != NULL) {
+		char from[800], to[800];
+		if (strlen(e->d_name) < 5 || strcmp(e->d_name + strlen(e->d_name) - 4, ".sql") != 0)
+			continue;
+		snprintf(from, sizeof(from), "%s/schemas/sql/%s", EHRGATE_SOURCE_DIR, e->d_name);
+		snprintf(to, sizeof(to), "%s/%s", dir, e->d_name);
+		EHR_ASSERT_OK(copy_file(from, to, strcmp(e->d_name, "0001_roles.sql") == 0 ? edit : NULL));
+	}
+	closedir(d);
+}
+
+static void test_migrate_refuses_changed_file(void)
+{
+	char dir[700], extra[800], out[8192];
+	const char *args[] = { "migrate", "--schemas", dir, NULL };
+	int st = -1;
+
+	snprintf(dir, sizeof(dir), "%s/sql-changed", cmd.dir);
+	copy_schemas(dir, "-- edited after it was applied\n");
+	EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+	{
+		FILE *f = fopen(cmd.log_path, "r");
+		char line[2048];
+		bool named = false;
+		while (f && fgets(line, sizeof(line), f))
+			if (strstr(line, "0001_roles.sql") && strstr(line, "sha256"))
+				named = true;
+		if (f)
+			fclose(f);
+		CU_ASSERT_TRUE(named);
+	}
+	/* a new migration is applied once, after the others */
+	snprintf(dir, sizeof(dir), "%s/sql-new", cmd.dir);
+	copy_schemas(dir, NULL);
+	snprintf(extra, sizeof(extra), "%s/0009_gw_test_extra.sql", dir);
+	EHR_ASSERT_OK(ehr_file_write_atomic(extra, "CREATE TABLE gw_test_extra (id int);\n", 37, 0644, false));
+	EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "applied 0009_gw_test_extra.sql"));
+	EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_PTR_NULL(strstr(out, "applied 0009"));
+	/* two files with one number are refused */
+	snprintf(extra, sizeof(extra), "%s/0009_gw_test_twin.sql", dir);
+	EHR_ASSERT_OK(ehr_file_write_atomic(extra, "SELECT 1;\n", 10, 0644, false));
+	EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+}
+
+struct migrate_call {
+	struct gw_proc *p;
+	int status;
+	char out[8192];
+};
+
+static void *migrate_thread(void *arg)
+{
+	struct migrate_call *c = arg;
+	const char *args[] = { "migrate", NULL };
+
+	if (gwp_run(c->p, args, true, &c->status, c->out, sizeof(c->out)) < 0)
+		c->status = -1;
+	return NULL;
+}
+
+/* Two migrators on a fresh database: the advisory lock serialises them and
+ * every file is applied exactly once. */
+static void test_migrate_concurrent(void)
+{
+	struct gw_proc fresh_db;
+	struct gwp_options o = { .no_migrate = true };
+	struct migrate_call a = { .p = &fresh_db }, b = { .p = &fresh_db };
+	pthread_t ta, tb;
+	int applied = 0;
+
+	CU_ASSERT_EQUAL_FATAL(gwp_setup(&fresh_db, &o), 0);
+	pthread_create(&ta, NULL, migrate_thread, &a);
+	pthread_create(&tb, NULL, migrate_thread, &b);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CU_ASSERT_EQUAL(a.status, 0);
+	CU_ASSERT_EQUAL(b.status, 0);
+	for (const char *p = a.out; (p = strstr(p, "applied 0001_roles.sql")) != NULL; p++)
+		applied++;
+	for (const char *p = b.out; (p = strstr(p, "applied 0001_roles.sql")) != NULL; p++)
+		applied++;
+	CU_ASSERT_EQUAL(applied, 1);
+	gwp_teardown(&fresh_db);
+}
+
+static void test_cli_usage(void)
+{
+	static const char *cmds[] = { "init", "migrate", "serve", "ledger", "admin", "fsck", "contracts" };
+	char out[8192];
+	int st = -1;
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cmds); i++) {
+		const char *args[] = { cmds[i], "--help", NULL };
+		EHR_ASSERT_OK(gwp_run(&cmd, args, false, &st, out, sizeof(out)));
+		if (st != 0)
+			fprintf(stderr, "\n  ehrgate %s --help exited %d\n", cmds[i], st);
+		CU_ASSERT_EQUAL(st, 0);
+		if (i < 3) /* the core's commands print their usage on stdout */
+			CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: ehrgate"));
+	}
+	{
+		const char *args[] = { "--help", NULL };
+		EHR_ASSERT_OK(gwp_run(&cmd, args, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+	}
+	{
+		const char *args[] = { "--version", NULL };
+		EHR_ASSERT_OK(gwp_run(&cmd, args, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrgate "));
+	}
+	{
+		const char *args[] = { "frobnicate", NULL };
+		EHR_ASSERT_OK(gwp_run(&cmd, args, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 2);
+	}
+	{
+		const char *args[] = { "serve", "--set", "server.wrokers=2", NULL };
+		EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 1);
+	}
+	{
+		const char *args[] = { "serve", "--print-config", NULL };
+		EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "server.test_routes = true"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "database.url = (set)"));
+	}
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
@@ -856,6 +1170,10 @@ static void register_suites(void)
 	              { "SIGHUP reloads certificates", test_sighup_reload },
 	              { "SIGTERM drains in-flight requests", test_sigterm_drain },
 	              { "readyz follows Postgres", test_readyz_follows_postgres });
+	EHR_ADD_SUITE("commands", cmd_init, cmd_clean, { "init: files, modes, key types, cert", test_init_files },
+	              { "init refuses to overwrite keys", test_init_refuses_overwrite }, { "migrate: once each", test_migrate },
+	              { "migrate refuses a changed file; applies a new one once", test_migrate_refuses_changed_file },
+	              { "two concurrent migrators", test_migrate_concurrent }, { "--help, --version, usage errors", test_cli_usage });
 	EHR_ADD_SUITE("limits", lim_init, lim_clean, { "oversized headers", test_oversized_headers },
 	              { "too many headers", test_too_many_headers }, { "oversized body", test_oversized_body },
 	              { "slowloris: idle after handshake", test_slowloris_idle },
