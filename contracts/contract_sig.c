@@ -168,10 +168,11 @@ int policy_grant_envelope(json_t **out, EVP_PKEY *device_key, const char *patien
 	if (actions & POLICY_ACT_APPEND)
 		json_array_append_new(acts, json_string("append"));
 	GUARD_GOTO(ehr_random_token(&nonce, 16));
-	doc = json_pack("{s:s, s:s, s:{s:s}, s:O, s:{s:b}, s:s, s:I, s:I, s:I, s:s}", "type", "ehrgate.contract.v1",
-	                "patient", patient, "grantee", "server", server, "actions", acts, "scope", "all", 1, "purpose",
-	                "treatment", "not_before", (json_int_t)not_before, "not_after", (json_int_t)not_after,
-	                "issued_at", (json_int_t)(ehr_now_ms() / 1000), "nonce", ehr_buf_cstr(&nonce));
+	doc = json_pack("{s:s, s:s, s:{s:s}, s:O, s:{s:b}, s:s, s:I, s:I, s:I, s:s}", "type",
+	                "ehrgate.contract.v1", "patient", patient, "grantee", "server", server, "actions",
+	                acts, "scope", "all", 1, "purpose", "treatment", "not_before", (json_int_t)not_before,
+	                "not_after", (json_int_t)not_after, "issued_at", (json_int_t)(ehr_now_ms() / 1000),
+	                "nonce", ehr_buf_cstr(&nonce));
 	ENSURE_GOTO(doc != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(policy_contract_from_json(&check, doc)); /* the gateway's own rules */
 	policy_contract_clear(&check);

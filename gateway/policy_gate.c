@@ -26,8 +26,8 @@ static bool printable(const char *s)
 }
 
 /* The request as the policy sees it, from the identity and the headers. */
-static int build_request(struct gw_req *r, struct policy_request *q, enum policy_action action, const char *patient,
-                         const char *record_id, const char *category)
+static int build_request(struct gw_req *r, struct policy_request *q, enum policy_action action,
+                         const char *patient, const char *record_id, const char *category)
 {
 	const struct gw_identity *id = gw_req_identity(r);
 	const char *bg = gw_req_header(r, "X-EHR-Break-Glass");
@@ -39,17 +39,10 @@ static int build_request(struct gw_req *r, struct policy_request *q, enum policy
 	if (purpose != NULL && !policy_purpose_valid(purpose))
 		return ehr_error_set(EHR_ERR_INVAL, "X-EHR-Purpose is not a documented purpose");
 	switch (id->role) {
-	case GW_ROLE_PATIENT:
-		q->role = POLICY_ROLE_PATIENT;
-		break;
-	case GW_ROLE_SERVER:
-		q->role = POLICY_ROLE_SERVER;
-		break;
-	case GW_ROLE_AUDITOR:
-		q->role = POLICY_ROLE_AUDITOR;
-		break;
-	default:
-		return ehr_error_set(EHR_ERR_FORBIDDEN, "no identity");
+	case GW_ROLE_PATIENT: q->role = POLICY_ROLE_PATIENT; break;
+	case GW_ROLE_SERVER: q->role = POLICY_ROLE_SERVER; break;
+	case GW_ROLE_AUDITOR: q->role = POLICY_ROLE_AUDITOR; break;
+	default: return ehr_error_set(EHR_ERR_FORBIDDEN, "no identity");
 	}
 	q->requester = id->subject;
 	q->patient = patient;
@@ -107,7 +100,8 @@ int gw_policy_record(struct gw_req *r, enum policy_action action, const char *pa
 	if (dec->break_glass) {
 		atomic_fetch_add(&n_break_glass, 1);
 		ehr_log_json(EHR_LOG_WARN, "policy.break_glass",
-		             json_pack("{s:s, s:s}", "requester", q.requester, "record", record_id ? record_id : ""));
+		             json_pack("{s:s, s:s}", "requester", q.requester, "record",
+		                       record_id ? record_id : ""));
 	}
 	return 0;
 }
@@ -130,18 +124,19 @@ int gw_policy_check(struct gw_req *r, enum policy_action action, const char *pat
 
 int gw_policy_metrics_render(struct ehr_buf *out)
 {
-	return ehr_buf_printf(out,
-	                      "# HELP ehrgate_access_decisions_total EHR access decisions recorded in the ledger.\n"
-	                      "# TYPE ehrgate_access_decisions_total counter\n"
-	                      "ehrgate_access_decisions_total{decision=\"allow\"} %lu\n"
-	                      "ehrgate_access_decisions_total{decision=\"deny\"} %lu\n"
-	                      "# HELP ehrgate_break_glass_reads_total Reads allowed only by a break-glass declaration.\n"
-	                      "# TYPE ehrgate_break_glass_reads_total counter\n"
-	                      "ehrgate_break_glass_reads_total %lu\n"
-	                      "# HELP ehrgate_access_decisions_unrecorded_total Requests refused because their decision "
-	                      "could not be recorded.\n"
-	                      "# TYPE ehrgate_access_decisions_unrecorded_total counter\n"
-	                      "ehrgate_access_decisions_unrecorded_total %lu\n",
-	                      atomic_load(&n_allow), atomic_load(&n_deny), atomic_load(&n_break_glass),
-	                      atomic_load(&n_unrecorded));
+	return ehr_buf_printf(
+	        out,
+	        "# HELP ehrgate_access_decisions_total EHR access decisions recorded in the ledger.\n"
+	        "# TYPE ehrgate_access_decisions_total counter\n"
+	        "ehrgate_access_decisions_total{decision=\"allow\"} %lu\n"
+	        "ehrgate_access_decisions_total{decision=\"deny\"} %lu\n"
+	        "# HELP ehrgate_break_glass_reads_total Reads allowed only by a break-glass declaration.\n"
+	        "# TYPE ehrgate_break_glass_reads_total counter\n"
+	        "ehrgate_break_glass_reads_total %lu\n"
+	        "# HELP ehrgate_access_decisions_unrecorded_total Requests refused because their decision "
+	        "could not be recorded.\n"
+	        "# TYPE ehrgate_access_decisions_unrecorded_total counter\n"
+	        "ehrgate_access_decisions_unrecorded_total %lu\n",
+	        atomic_load(&n_allow), atomic_load(&n_deny), atomic_load(&n_break_glass),
+	        atomic_load(&n_unrecorded));
 }

@@ -39,7 +39,7 @@ static uint64_t g_target;
 static uint64_t g_next;
 static pthread_mutex_t g_mu = PTHREAD_MUTEX_INITIALIZER;
 
-static const char *const types[] = { "ehr.read", "ehr.store", "access.decision", "auth.token",
+static const char *const types[] = { "ehr.read",      "ehr.store",       "access.decision", "auth.token",
 	                             "auth.register", "contract.create", "contract.revoke", "ehr.list" };
 
 static double now_ms(void)
@@ -67,9 +67,10 @@ static void *filler(void *arg)
 		seed = seed * 1103515245u + 12345u;
 		snprintf(actor, sizeof(actor), "srv-%04u", (seed >> 8) % 1000);
 		snprintf(subject, sizeof(subject), "pt-%05u", (seed >> 4) % 20000);
-		payload = json_pack("{s:s, s:s, s:I, s:s}", "record", "0123456789abcdef0123456789abcdef", "sha256",
-		                    "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "size",
-		                    (json_int_t)(seed % 100000), "decision", (seed & 1) ? "allow" : "deny");
+		payload = json_pack(
+		        "{s:s, s:s, s:I, s:s}", "record", "0123456789abcdef0123456789abcdef", "sha256",
+		        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "size",
+		        (json_int_t)(seed % 100000), "decision", (seed & 1) ? "allow" : "deny");
 		in = (struct ledger_entry_in){ types[i % EHR_ARRAY_LEN(types)], actor, subject, payload };
 		if (ledger_append(L, &in, NULL) < 0)
 			fprintf(stderr, "append: %s\n", ehr_error_msg());
@@ -166,7 +167,8 @@ int main(int argc, char **argv)
 	struct gwp_options o = { 0 };
 	struct ehr_client *aud = NULL;
 	char dir[700], tok[256], setsbuf[64];
-	const char *args[] = { "admin", "issue-token", "--role", "auditor", "--name", "bench", "-c", NULL, NULL };
+	const char *args[] = { "admin", "issue-token", "--role", "auditor", "--name",
+		               "bench", "-c",          NULL,     NULL };
 	json_t *info = NULL;
 	PGconn *su;
 	pthread_t th[256];
@@ -179,7 +181,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "gateway: %s\n", ehr_error_msg());
 		return 1;
 	}
-	if (gw_config_build(&cfg, gw.config, NULL, 0) < 0 || gw_app_open(&app, cfg, GW_APP_DB | GW_APP_LEDGER) < 0) {
+	if (gw_config_build(&cfg, gw.config, NULL, 0) < 0 ||
+	    gw_app_open(&app, cfg, GW_APP_DB | GW_APP_LEDGER) < 0) {
 		fprintf(stderr, "app: %s\n", ehr_error_msg());
 		goto out;
 	}
@@ -217,9 +220,14 @@ int main(int argc, char **argv)
 	{
 		struct kind {
 			const char *name;
-		} kinds[] = { { "healthz (baseline)" }, { "no filter, random cursor" }, { "type" },
-			      { "actor" },              { "subject" },                  { "time range" },
-			      { "seq range" },          { "subject + type" } };
+		} kinds[] = { { "healthz (baseline)" },
+			      { "no filter, random cursor" },
+			      { "type" },
+			      { "actor" },
+			      { "subject" },
+			      { "time range" },
+			      { "seq range" },
+			      { "subject + type" } };
 		long long max_seq = 0, min_ts = 0, max_ts = 0;
 		PGresult *r = PQexec(su, "SELECT max(seq), min(ts_ms), max(ts_ms) FROM ledger_entries");
 		if (PQresultStatus(r) == PGRES_TUPLES_OK) {
@@ -228,8 +236,10 @@ int main(int argc, char **argv)
 			max_ts = strtoll(PQgetvalue(r, 0, 2), NULL, 10);
 		}
 		PQclear(r);
-		printf("\nGET /v1/audit/entries?limit=100 on %lld entries, 40 requests each (ms):\n", max_seq + 1);
-		printf("%-26s %8s %8s %10s %10s %8s\n", "filter", "p50", "p99", "sql p50", "sql p99", "p50/hz");
+		printf("\nGET /v1/audit/entries?limit=100 on %lld entries, 40 requests each (ms):\n",
+		       max_seq + 1);
+		printf("%-26s %8s %8s %10s %10s %8s\n", "filter", "p50", "p99", "sql p50", "sql p99",
+		       "p50/hz");
 		double hz50 = 1;
 		for (size_t k = 0; k < EHR_ARRAY_LEN(kinds); k++) {
 			double http[40], sql[40], h50, h99, s50 = 0, s99 = 0;
@@ -244,58 +254,74 @@ int main(int argc, char **argv)
 				a = (long long)((seed >> 3) % (unsigned)(max_seq + 1));
 				q[0] = '\0';
 				switch (k) {
-				case 0:
-					snprintf(path, sizeof(path), "/healthz");
-					break;
+				case 0: snprintf(path, sizeof(path), "/healthz"); break;
 				case 1:
-					snprintf(path, sizeof(path), "/v1/audit/entries?limit=100&cursor=%lld", a);
+					snprintf(path, sizeof(path),
+					         "/v1/audit/entries?limit=100&cursor=%lld", a);
 					snprintf(q, sizeof(q),
-					         "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= %lld ORDER BY seq LIMIT 100", a);
+					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
+					         "seq >= %lld ORDER BY seq LIMIT 100",
+					         a);
 					break;
 				case 2:
-					snprintf(path, sizeof(path), "/v1/audit/entries?limit=100&type=%s&cursor=%lld",
+					snprintf(path, sizeof(path),
+					         "/v1/audit/entries?limit=100&type=%s&cursor=%lld",
 					         types[seed % 8], a);
 					snprintf(q, sizeof(q),
-					         "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= %lld AND type = '%s' ORDER BY seq LIMIT 100",
+					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
+					         "seq >= %lld AND type = '%s' ORDER BY seq LIMIT 100",
 					         a, types[seed % 8]);
 					break;
 				case 3:
-					snprintf(path, sizeof(path), "/v1/audit/entries?limit=100&actor=srv-%04u", seed % 1000);
+					snprintf(path, sizeof(path),
+					         "/v1/audit/entries?limit=100&actor=srv-%04u", seed % 1000);
 					snprintf(q, sizeof(q),
-					         "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= 0 AND actor = 'srv-%04u' ORDER BY seq LIMIT 100",
+					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
+					         "seq >= 0 AND actor = 'srv-%04u' ORDER BY seq LIMIT 100",
 					         seed % 1000);
 					break;
 				case 4:
-					snprintf(path, sizeof(path), "/v1/audit/entries?limit=100&subject=pt-%05u", seed % 20000);
+					snprintf(path, sizeof(path),
+					         "/v1/audit/entries?limit=100&subject=pt-%05u", seed % 20000);
 					snprintf(q, sizeof(q),
-					         "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= 0 AND subject = 'pt-%05u' ORDER BY seq LIMIT 100",
+					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
+					         "seq >= 0 AND subject = 'pt-%05u' ORDER BY seq LIMIT 100",
 					         seed % 20000);
 					break;
 				case 5:
-					b = min_ts + (long long)((double)(max_ts - min_ts) * ((seed >> 5) % 1000) / 1000.0);
-					snprintf(path, sizeof(path), "/v1/audit/entries?limit=100&since=%lld&until=%lld", b,
+					b = min_ts + (long long)((double)(max_ts - min_ts) *
+					                         ((seed >> 5) % 1000) / 1000.0);
+					snprintf(path, sizeof(path),
+					         "/v1/audit/entries?limit=100&since=%lld&until=%lld", b,
 					         b + 1000);
 					snprintf(q, sizeof(q),
-					         "SELECT seq, block_height, entry FROM ledger_entries WHERE ts_ms >= %lld AND ts_ms < %lld ORDER BY seq LIMIT 100",
+					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
+					         "ts_ms >= %lld AND ts_ms < %lld ORDER BY seq LIMIT 100",
 					         b, b + 1000);
 					break;
 				case 6:
-					snprintf(path, sizeof(path), "/v1/audit/entries?limit=100&from_seq=%lld&to_seq=%lld", a,
+					snprintf(path, sizeof(path),
+					         "/v1/audit/entries?limit=100&from_seq=%lld&to_seq=%lld", a,
 					         a + 5000);
 					snprintf(q, sizeof(q),
-					         "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= %lld AND seq < %lld ORDER BY seq LIMIT 100",
+					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
+					         "seq >= %lld AND seq < %lld ORDER BY seq LIMIT 100",
 					         a, a + 5000);
 					break;
 				default:
-					snprintf(path, sizeof(path), "/v1/audit/entries?limit=100&subject=pt-%05u&type=%s",
+					snprintf(path, sizeof(path),
+					         "/v1/audit/entries?limit=100&subject=pt-%05u&type=%s",
 					         seed % 20000, types[seed % 8]);
 					snprintf(q, sizeof(q),
-					         "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= 0 AND subject = 'pt-%05u' AND type = '%s' ORDER BY seq LIMIT 100",
+					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
+					         "seq >= 0 AND subject = 'pt-%05u' AND type = '%s' ORDER BY "
+					         "seq LIMIT 100",
 					         seed % 20000, types[seed % 8]);
 					break;
 				}
 				ta = now_ms();
-				if (ehr_client_request(aud, &status, &resp, "GET", path, NULL, NULL, 0, NULL, NULL) < 0 ||
+				if (ehr_client_request(aud, &status, &resp, "GET", path, NULL, NULL, 0, NULL,
+				                       NULL) < 0 ||
 				    status != 200)
 					fprintf(stderr, "%s -> %ld %s\n", path, status, ehr_error_msg());
 				http[i] = now_ms() - ta;
@@ -307,7 +333,8 @@ int main(int argc, char **argv)
 				hz50 = h50;
 			else
 				pct(sql, 40, &s50, &s99);
-			printf("%-26s %8.2f %8.2f %10.2f %10.2f %8.1f\n", kinds[k].name, h50, h99, s50, s99, h50 / hz50);
+			printf("%-26s %8.2f %8.2f %10.2f %10.2f %8.1f\n", kinds[k].name, h50, h99, s50, s99,
+			       h50 / hz50);
 		}
 	}
 
@@ -332,7 +359,8 @@ int main(int argc, char **argv)
 			struct ledger_receipt rc;
 			json_t *payload = json_pack("{s:I}", "i", (json_int_t)i);
 			struct ledger_entry_in in = { "bench.stream", "srv-bench", "pt-bench", payload };
-			if (ledger_append(L, &in, &rc) == 0 && rc.seq >= stream_base && rc.seq - stream_base < MAX_EV)
+			if (ledger_append(L, &in, &rc) == 0 && rc.seq >= stream_base &&
+			    rc.seq - stream_base < MAX_EV)
 				t_commit[rc.seq - stream_base] = now_ms();
 			json_decref(payload);
 			while (now_ms() < due)
@@ -353,7 +381,8 @@ int main(int argc, char **argv)
 				lat[got++] = t_recv[i] - t_commit[i];
 		if (got > 0) {
 			pct(lat, got, &p50, &p99);
-			printf("\nSSE delivery, commit -> event, %u events at 100 appends/s: p50 %.2f ms, p99 %.2f ms "
+			printf("\nSSE delivery, commit -> event, %u events at 100 appends/s: p50 %.2f ms, "
+			       "p99 %.2f ms "
 			       "(%u of %u delivered)\n",
 			       got, p50, p99, got, n);
 		} else {
