@@ -340,7 +340,8 @@ static void h_record_create(struct gw_req *r)
 	/* Appending needs a contract with "append" (docs/CONTRACTS.md §2). A
 	 * refusal is recorded at once; an allowance just before ehr.store. */
 	if ((err = gw_policy_decide(r, POLICY_ACT_APPEND, pid, NULL, cat, &dec)) < 0) {
-		if (err == EHR_ERR_FORBIDDEN && gw_policy_record(r, POLICY_ACT_APPEND, pid, NULL, cat, &dec) == 0)
+		if (err == EHR_ERR_FORBIDDEN &&
+		    gw_policy_record(r, POLICY_ACT_APPEND, pid, NULL, cat, &dec) == 0)
 			gw_reply_error(r, 403, "forbidden",
 			               "no contract allows this server to add records for this patient");
 		else if (err == EHR_ERR_INVAL)
