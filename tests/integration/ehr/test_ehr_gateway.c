@@ -723,6 +723,65 @@ static void test_fs_kill9(void)
 	kill9(&FS);
 }
 
+/* fsck's other findings: a ledger entry whose object is gone (reported, exit
+ * status 1), and a row left pending by a crash after the ledger commit
+ * (completed from the ledger, and the record reads again). */
+static void test_fs_fsck_findings(void)
+{
+	struct world *w = &FS;
+	uint8_t *body = make_body(70000, 31);
+	struct stored st;
+	struct obj_store *raw = raw_store(w);
+	struct ehr_buf obj = EHR_BUF_INIT(1 << 20), out = EHR_BUF_INIT(1 << 20);
+	char key[128], txt[1 << 14], sql[512];
+	int rc;
+
+	CU_ASSERT_EQUAL_FATAL(post_record(w->srv_a, w->pid1, body, 70000, NULL, NULL, &st, NULL), 201);
+	EHR_ASSERT_OK(key_of(key, sizeof(key), st.rid));
+	EHR_ASSERT_OK(obj_store_get(raw, key, cloud_buf_write, &obj, NULL));
+	EHR_ASSERT_OK(obj_store_delete(raw, key));
+	{
+		const char *args[] = { "fsck", "--grace", "0", NULL };
+		rc = ehrt_cmd(&w->t, txt, sizeof(txt), args);
+		CU_ASSERT_EQUAL(rc, 1);
+		snprintf(sql, sizeof(sql), "missing-object %s ledger-seq=%lld", st.rid, st.seq);
+		CU_ASSERT_PTR_NOT_NULL(strstr(txt, sql));
+		CU_ASSERT_PTR_NOT_NULL(strstr(txt, "1 missing objects"));
+	}
+	{
+		struct cloud_mem_reader rd = { obj.data, obj.len, 0 };
+		EHR_ASSERT_OK(obj_store_put(raw, key, cloud_mem_read, &rd, NULL));
+	}
+	/* the crash after the ledger commit, before the row completed */
+	snprintf(sql, sizeof(sql),
+	         "UPDATE ehr_records SET state = 'pending', ledger_seq = NULL, ct_sha256 = NULL, ct_size = "
+	         "NULL, "
+	         "plain_size = NULL WHERE record_id = '%s'",
+	         st.rid);
+	CU_ASSERT_EQUAL_FATAL(ehrt_exec(&w->t, sql), 0);
+	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 404); /* not readable while pending */
+	{
+		const char *args[] = { "fsck", "--grace", "0", NULL };
+		rc = ehrt_cmd(&w->t, txt, sizeof(txt), args);
+		CU_ASSERT_EQUAL(rc, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(txt, "1 pending rows completed"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(txt, "0 orphan objects"));
+	}
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM ehr_records WHERE record_id = '%s' AND state = 'stored' AND "
+	         "ledger_seq = %lld "
+	         "AND plain_size = 70000",
+	         st.rid, st.seq);
+	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, sql), 1);
+	ehr_buf_reset(&out);
+	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 200);
+	CU_ASSERT(out.len == 70000 && memcmp(out.data, body, 70000) == 0); /* not secret */
+	obj_store_free(raw);
+	ehr_buf_free(&obj);
+	ehr_buf_free_secure(&out);
+	free(body);
+}
+
 /* -------------------------------------------------------- rotate-kek */
 
 struct objhash {
@@ -897,7 +956,7 @@ static void reg(void)
 	EHR_ADD_SUITE("ehr_fs", fs_init, fs_clean, { "round trips", test_fs_round_trips },
 	              { "authorisation", test_fs_authz }, { "tampering", test_fs_tamper },
 	              { "kill -9 and fsck", test_fs_kill9 }, { "rotate-kek", test_fs_rotate },
-	              { "ehrctl record", test_fs_ehrctl });
+	              { "ehrctl record", test_fs_ehrctl }, { "fsck findings", test_fs_fsck_findings });
 	EHR_ADD_SUITE("ehr_s3", s3_init, s3_clean, { "round trips", test_s3_round_trips },
 	              { "authorisation", test_s3_authz }, { "tampering", test_s3_tamper },
 	              { "s3 stopped", test_s3_stopped }, { "wrong S3 secret", test_s3_wrong_secret },
