@@ -23,6 +23,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "client/ctl_commands.h"
 #include "contracts/contracts.h"
 
@@ -334,16 +336,15 @@ out:
 }
 
 /* Check one served entry against its signed bytes and the tree. */
-static int check_entry(struct ehr_client *c, const json_t *e, uint64_t want_seq, uint64_t size,
-                       const uint8_t root[LEDGER_HASH_LEN], uint8_t leaf[LEDGER_HASH_LEN])
+/* One served entry: it is the next seq, and its fields are what its bytes say.
+ * Fills its leaf hash. */
+static int check_entry(const json_t *e, uint64_t want_seq, uint8_t leaf[LEDGER_HASH_LEN])
 {
 	struct ehr_buf raw = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD),
-	               canon = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD), path = EHR_BUF_INIT(256);
-	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
+	               canon = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD);
 	struct ledger_entry d;
 	const char *b64 = json_string_value(json_object_get(e, "entry"));
 	json_int_t seq = json_integer_value(json_object_get(e, "seq"));
-	size_t n;
 	int err = 0;
 
 	if ((uint64_t)seq != want_seq) {
@@ -371,21 +372,28 @@ static int check_entry(struct ehr_client *c, const json_t *e, uint64_t want_seq,
 		goto out;
 	}
 	memcpy(leaf, d.leaf_hash, LEDGER_HASH_LEN);
-	GUARD_GOTO(ehr_buf_printf(&path, "/v1/ledger/proof/inclusion?index=%llu&size=%llu",
-	                          (unsigned long long)want_seq, (unsigned long long)size));
-	if (fetch_proof(c, ehr_buf_cstr(&path), proof, &n) < 0 ||
-	    merkle_verify_inclusion(d.leaf_hash, want_seq, size, (const uint8_t(*)[LEDGER_HASH_LEN])proof, n,
-	                            root) < 0) {
-		err = ehr_error_set(EHR_ERR_TAMPER,
-		                    "REWRITTEN: entry %llu is not in the signed tree of size %llu",
-		                    (unsigned long long)want_seq, (unsigned long long)size);
-		goto out;
-	}
 out:
 	ehr_buf_free(&raw);
 	ehr_buf_free(&canon);
-	ehr_buf_free(&path);
 	return err;
+}
+
+/* The leaf is in the signed tree (RFC 9162 inclusion proof from the gateway). */
+static int prove_entry(struct ehr_client *c, uint64_t seq, uint64_t size, const uint8_t leaf[LEDGER_HASH_LEN],
+                       const uint8_t root[LEDGER_HASH_LEN])
+{
+	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
+	char path[160];
+	size_t n;
+
+	snprintf(path, sizeof(path), "/v1/ledger/proof/inclusion?index=%llu&size=%llu",
+	         (unsigned long long)seq, (unsigned long long)size);
+	if (fetch_proof(c, path, proof, &n) < 0 ||
+	    merkle_verify_inclusion(leaf, seq, size, (const uint8_t(*)[LEDGER_HASH_LEN])proof, n, root) < 0)
+		return ehr_error_set(EHR_ERR_TAMPER,
+		                     "REWRITTEN: entry %llu is not in the signed tree of size %llu",
+		                     (unsigned long long)seq, (unsigned long long)size);
+	return 0;
 }
 
 static int cmd_verify(struct ehr_client *c, int argc, char **argv)
@@ -396,6 +404,7 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 	uint8_t pub[32], root[LEDGER_HASH_LEN];
 	uint64_t size = 0, from, checked = 0;
 	struct vstate st;
+	uint8_t(*leaves)[LEDGER_HASH_LEN] = NULL;
 	bool full = false;
 	long status = 0;
 	int err;
@@ -490,44 +499,80 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		}
 	}
 
-	/* 3. Every entry fetched. */
+	/* 3. Every entry fetched: first all of them (so a missing one is named
+	 * DROPPED, not mistaken for a bad proof), then the tree. */
 	from = (st.have && !full) ? st.size : 0;
-	while (from < size) {
-		json_t *resp = NULL, *entries, *e;
-		size_t i;
-		uint8_t leaf[LEDGER_HASH_LEN];
+	if (size > from) {
+		uint64_t want = from;
+		leaves = calloc((size_t)(size - from), LEDGER_HASH_LEN);
+		if (leaves == NULL) {
+			fprintf(stderr, "ehrctl audit verify: out of memory\n");
+			err = 1;
+			goto out;
+		}
+		while (want < size) {
+			json_t *resp = NULL, *entries, *e;
+			size_t i;
 
-		ehr_buf_reset(&path);
-		if (ehr_buf_printf(&path, "/v1/audit/entries?from_seq=%llu&to_seq=%llu&limit=1000",
-		                   (unsigned long long)from, (unsigned long long)size) < 0 ||
-		    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 ||
-		    status != 200) {
-			fprintf(stderr, "ehrctl audit verify: cannot fetch entries: %s\n",
-			        status ? ehr_client_last_error(c) : ehr_error_msg());
-			json_decref(resp);
-			err = 1;
-			goto out;
-		}
-		entries = json_object_get(resp, "entries");
-		if (json_array_size(entries) == 0) {
-			fprintf(stderr, "DROPPED: entries %llu..%llu of the signed tree are missing\n",
-			        (unsigned long long)from, (unsigned long long)size - 1);
-			json_decref(resp);
-			err = 1;
-			goto out;
-		}
-		json_array_foreach(entries, i, e)
-		{
-			if (check_entry(c, e, from, size, root, leaf) < 0) {
-				fprintf(stderr, "%s\n", ehr_error_msg());
+			ehr_buf_reset(&path);
+			if (ehr_buf_printf(&path, "/v1/audit/entries?from_seq=%llu&to_seq=%llu&limit=1000",
+			                   (unsigned long long)want, (unsigned long long)size) < 0 ||
+			    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 ||
+			    status != 200) {
+				fprintf(stderr, "ehrctl audit verify: cannot fetch entries: %s\n",
+				        status ? ehr_client_last_error(c) : ehr_error_msg());
 				json_decref(resp);
 				err = 1;
 				goto out;
 			}
-			from++;
-			checked++;
+			entries = json_object_get(resp, "entries");
+			if (json_array_size(entries) == 0) {
+				fprintf(stderr,
+				        "DROPPED: entries %llu..%llu of the signed tree are missing\n",
+				        (unsigned long long)want, (unsigned long long)size - 1);
+				json_decref(resp);
+				err = 1;
+				goto out;
+			}
+			json_array_foreach(entries, i, e)
+			{
+				if (want >= size || check_entry(e, want, leaves[want - from]) < 0) {
+					fprintf(stderr, "%s\n",
+					        want >= size ? "REWRITTEN: entries past the tree size"
+					                     : ehr_error_msg());
+					json_decref(resp);
+					err = 1;
+					goto out;
+				}
+				want++;
+				checked++;
+			}
+			json_decref(resp);
 		}
-		json_decref(resp);
+		/* From the start, the leaves alone must hash to the signed root;
+		 * otherwise (or when they don't) each is proven, naming the first
+		 * one that is not in the tree. */
+		{
+			uint8_t mth[LEDGER_HASH_LEN];
+			bool whole = from == 0 &&
+			             merkle_root(mth, (const uint8_t(*)[LEDGER_HASH_LEN])leaves, size) == 0 &&
+			             CRYPTO_memcmp(mth, root, LEDGER_HASH_LEN) == 0;
+			for (uint64_t q = from; !whole && q < size; q++) {
+				if (prove_entry(c, q, size, leaves[q - from], root) < 0) {
+					fprintf(stderr, "%s\n", ehr_error_msg());
+					err = 1;
+					goto out;
+				}
+			}
+			if (!whole && from == 0) {
+				fprintf(stderr,
+				        "REWRITTEN: the entries do not hash to the signed root of size "
+				        "%llu\n",
+				        (unsigned long long)size);
+				err = 1;
+				goto out;
+			}
+		}
 	}
 	if (save_state(statefile, size, root, ehr_buf_cstr(&note)) < 0) {
 		fprintf(stderr, "ehrctl audit verify: cannot save %s: %s\n", statefile, ehr_error_msg());
@@ -539,6 +584,7 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 	       (unsigned long long)checked);
 	err = 0;
 out:
+	free(leaves);
 	ehr_buf_free(&note);
 	ehr_buf_free(&path);
 	return err;

@@ -712,6 +712,53 @@ static void test_break_glass(void)
 	json_decref(log);
 }
 
+/* A contract naming a group: membership comes from `ehrgate contracts
+ * group add|remove` (ledger entries), and takes effect at once. */
+static void test_group_grantee(void)
+{
+	char rid[64] = "", cid[POLICY_CID_MAX] = "", out[1024];
+	const char *add[] = { "contracts", "group", "add", "cardiology", S2, NULL };
+	const char *rm[] = { "contracts", "group", "remove", "cardiology", S2, NULL };
+	json_t *env, *resp = NULL;
+	int64_t now = ehr_now_ms() / 1000;
+	struct ehr_buf n = EHR_BUF_INIT(64);
+	int st = -1;
+
+	grant(c_p1, P1, S1, POLICY_ACT_APPEND, cid);
+	CU_ASSERT_EQUAL_FATAL(post_record(c_s1, P1, NULL, rid, sizeof(rid)), 201);
+	ehr_random_token(&n, 16);
+	env = signed_doc(c_p1, "contract",
+	                 json_pack("{s:s, s:s, s:{s:s}, s:[s], s:{s:[s]}, s:s, s:I, s:I, s:I, s:s}", "type",
+	                           "ehrgate.contract.v1", "patient", P1, "grantee", "group", "cardiology",
+	                           "actions", "read", "scope", "categories", "lab", "purpose", "treatment",
+	                           "not_before", (json_int_t)(now - 60), "not_after",
+	                           (json_int_t)(now + 3600), "issued_at", (json_int_t)now, "nonce",
+	                           ehr_buf_cstr(&n)));
+	ehr_buf_free(&n);
+	CU_ASSERT_EQUAL(call(c_p1, "POST", "/v1/me/contracts", env, &resp), 201);
+	json_decref(env);
+	json_decref(resp);
+	CU_ASSERT_EQUAL(get_record(c_s2, rid, NULL), 403); /* not in the group yet */
+	EHR_ASSERT_OK(gwp_run(&gw, add, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "contract.group.add"));
+	CU_ASSERT_EQUAL(get_record(c_s2, rid, NULL), 200);
+	EHR_ASSERT_OK(gwp_run(&gw, rm, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 0);
+	CU_ASSERT_EQUAL(get_record(c_s2, rid, NULL), 403);
+	/* A bad group name is refused and writes nothing. */
+	{
+		const char *bad[] = { "contracts", "group", "add", "bad name", S2, NULL };
+		long long before =
+		        scalar("SELECT count(*) FROM ledger_entries WHERE type LIKE 'contract.group.%'");
+		EHR_ASSERT_OK(gwp_run(&gw, bad, true, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 1);
+		CU_ASSERT_EQUAL(
+		        scalar("SELECT count(*) FROM ledger_entries WHERE type LIKE 'contract.group.%'"),
+		        before);
+	}
+}
+
 /* `ehrgate contracts rebuild` from the ledger alone equals the live state,
  * and undoes a superuser's edits to the materialised tables. */
 static void test_contracts_rebuild_cli(void)
@@ -934,6 +981,52 @@ static void test_verify_detects_tampering(void)
 			CU_ASSERT_EQUAL(PQresultStatus(r), PGRES_COMMAND_OK);
 			PQclear(r);
 			exec_su("SET session_replication_role = origin");
+		}
+		CU_ASSERT_EQUAL(verify(out, sizeof(out), true), 0);
+
+		/* REWRITTEN, well formed: the entry is re-encoded with another
+		 * payload, so it decodes and matches what is served; only the
+		 * signed tree says it is not the entry that was appended. */
+		{
+			struct ledger_entry d;
+			struct ehr_buf enc = EHR_BUF_INIT(1 << 20);
+			json_t *payload = json_pack("{s:s}", "forged", "yes");
+			char upd[160];
+			const char *vals[1];
+			int lens[1], fmts[] = { 1 };
+			PGresult *r;
+
+			CU_ASSERT_FATAL(ledger_entry_decode(&d, (const uint8_t *)PQgetvalue(saved, 0, 0),
+			                                    (size_t)PQgetlength(saved, 0, 0), false) == 0);
+			{
+				struct ledger_entry_in in = { d.type, d.actor, d.subject, payload };
+				EHR_ASSERT_OK(ledger_entry_encode(&enc, d.seq, d.ts_ms, &in));
+			}
+			vals[0] = (const char *)enc.data;
+			lens[0] = (int)enc.len;
+			exec_su("SET session_replication_role = replica");
+			snprintf(upd, sizeof(upd), "UPDATE ledger_entries SET entry = $1 WHERE seq = %lld",
+			         k);
+			r = PQexecParams(su, upd, 1, NULL, vals, lens, fmts, 0);
+			CU_ASSERT_EQUAL(PQresultStatus(r), PGRES_COMMAND_OK);
+			PQclear(r);
+			CU_ASSERT_EQUAL(verify(out, sizeof(out), true), 1);
+			{
+				char want[64];
+				snprintf(want, sizeof(want),
+				         "REWRITTEN: entry %lld is not in the signed tree", k);
+				CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+				if (strstr(out, want) == NULL)
+					fprintf(stderr, "\n  verify said: %s\n", out);
+			}
+			vals[0] = PQgetvalue(saved, 0, 0);
+			lens[0] = PQgetlength(saved, 0, 0);
+			r = PQexecParams(su, upd, 1, NULL, vals, lens, fmts, 0);
+			CU_ASSERT_EQUAL(PQresultStatus(r), PGRES_COMMAND_OK);
+			PQclear(r);
+			exec_su("SET session_replication_role = origin");
+			json_decref(payload);
+			ehr_buf_free(&enc);
 		}
 		CU_ASSERT_EQUAL(verify(out, sizeof(out), true), 0);
 
@@ -1183,15 +1276,16 @@ static void test_stream_slow_consumer(void)
 
 static void register_suites(void)
 {
-	EHR_ADD_SUITE(
-	        "audit_e2e", suite_init, suite_clean, { "contract_api", test_contract_api },
-	        { "access_matrix", test_access_matrix }, { "ehr_matrix", test_ehr_matrix },
-	        { "break_glass", test_break_glass }, { "contracts_rebuild_cli", test_contracts_rebuild_cli },
-	        { "fhir_audit_event", test_fhir_audit_event }, { "query_pagination", test_query_pagination },
-	        { "stream_resume_across_restart", test_stream_resume_across_restart },
-	        { "stream_sees_other_instance", test_stream_sees_other_instance },
-	        { "stream_slow_consumer", test_stream_slow_consumer },
-	        { "verify_detects_tampering", test_verify_detects_tampering });
+	EHR_ADD_SUITE("audit_e2e", suite_init, suite_clean, { "contract_api", test_contract_api },
+	              { "access_matrix", test_access_matrix }, { "ehr_matrix", test_ehr_matrix },
+	              { "break_glass", test_break_glass }, { "group_grantee", test_group_grantee },
+	              { "contracts_rebuild_cli", test_contracts_rebuild_cli },
+	              { "fhir_audit_event", test_fhir_audit_event },
+	              { "query_pagination", test_query_pagination },
+	              { "stream_resume_across_restart", test_stream_resume_across_restart },
+	              { "stream_sees_other_instance", test_stream_sees_other_instance },
+	              { "stream_slow_consumer", test_stream_slow_consumer },
+	              { "verify_detects_tampering", test_verify_detects_tampering });
 }
 
 EHR_TEST_MAIN(register_suites)
