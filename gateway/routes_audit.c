@@ -8,6 +8,7 @@
  * object-level rule: a patient only ever sees entries whose subject is the
  * patient's own pseudonym.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -572,6 +573,10 @@ static void h_consistency(struct gw_req *r)
 #define AUDIT_LEDGER_CHANNEL "ehrgate_ledger" /* contracts/ledger_store.c NOTIFYs it, payload = last seq */
 #define SSE_BATCH 100
 #define SSE_BUFFER_DEFAULT (1u << 20)
+/* Each stream holds one Postgres connection: bound them per process. */
+#define SSE_MAX_STREAMS 64
+
+static atomic_int sse_open;
 
 struct sse {
 	struct gw_stream *s;
@@ -590,6 +595,7 @@ static void sse_free(struct sse *x)
 {
 	if (x == NULL)
 		return;
+	atomic_fetch_sub(&sse_open, 1);
 	if (x->pg_ev)
 		event_free(x->pg_ev);
 	if (x->hb_ev)
@@ -812,8 +818,15 @@ static void h_audit_stream(struct gw_req *r)
 		               "heartbeat must be 1..60 s and buffer at least 1024 bytes");
 		return;
 	}
+	if (atomic_fetch_add(&sse_open, 1) >= SSE_MAX_STREAMS) {
+		atomic_fetch_sub(&sse_open, 1);
+		gw_reply_header(r, "Retry-After", "5");
+		gw_reply_error(r, 503, "unavailable", "too many open audit streams, retry later");
+		return;
+	}
 	x = calloc(1, sizeof(*x));
 	if (x == NULL) {
+		atomic_fetch_sub(&sse_open, 1);
 		reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "out of memory"));
 		return;
 	}
@@ -821,14 +834,14 @@ static void h_audit_stream(struct gw_req *r)
 	x->limit = (size_t)buf;
 	if (last != NULL) { /* resume after the last event seen */
 		if (ehr_parse_u64(&v, last, INT64_MAX - 1) < 0) {
-			free(x);
+			sse_free(x);
 			gw_reply_error(r, 400, "invalid_request", "Last-Event-ID must be a seq");
 			return;
 		}
 		x->next = v + 1;
 	} else if (since != NULL) { /* start at this seq */
 		if (ehr_parse_u64(&v, since, INT64_MAX) < 0) {
-			free(x);
+			sse_free(x);
 			gw_reply_error(r, 400, "invalid_request", "since must be a seq");
 			return;
 		}
