@@ -226,4 +226,20 @@ int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct c
 int cloud_record_get(struct obj_store *st, const struct cloud_kek *kek, const struct cloud_record_meta *meta,
                      cloud_write_fn wr, void *wctx);
 
+/*
+ * The same in steps, for a reply that streams: cloud_record_open spools the
+ * object, checks its size and SHA-256 against meta, unwraps the data key and
+ * then verifies EVERY segment's tag (plaintext discarded), so by the time it
+ * returns the whole record is known good. cloud_record_read then decrypts
+ * again, whole segments of at most about max_plain bytes per call, each tag
+ * re-verified before its plaintext goes to wr; *done is set after the final
+ * segment. Memory is constant. cloud_record_close wipes and frees.
+ */
+struct cloud_record_reader;
+int cloud_record_open(struct cloud_record_reader **out, struct obj_store *st, const struct cloud_kek *kek,
+                      const struct cloud_record_meta *meta);
+int cloud_record_read(struct cloud_record_reader *rr, size_t max_plain, cloud_write_fn wr, void *wctx,
+                      bool *done);
+void cloud_record_close(struct cloud_record_reader *rr);
+
 #endif

@@ -216,18 +216,90 @@ static int spool_open(int *fd)
 	return 0;
 }
 
-int cloud_record_get(struct obj_store *st, const struct cloud_kek *kek, const struct cloud_record_meta *meta,
-                     cloud_write_fn wr, void *wctx)
+struct cloud_record_reader {
+	int fd;
+	uint8_t dek[CLOUD_KEY_LEN];
+	uint8_t rid[CLOUD_RID_LEN];
+	struct cloud_unseal *u;
+	uint8_t *chunk;
+	bool eof;
+	bool done;
+};
+
+static int discard(void *ctx, const uint8_t *p, size_t n)
 {
+	(void)ctx;
+	(void)p;
+	(void)n;
+	return 0;
+}
+
+void cloud_record_close(struct cloud_record_reader *rr)
+{
+	if (rr == NULL)
+		return;
+	OPENSSL_cleanse(rr->dek, sizeof(rr->dek));
+	cloud_unseal_free(rr->u);
+	free(rr->chunk);
+	if (rr->fd >= 0)
+		close(rr->fd);
+	free(rr);
+}
+
+static int rewind_unseal(struct cloud_record_reader *rr)
+{
+	cloud_unseal_free(rr->u);
+	rr->u = NULL;
+	rr->eof = false;
+	if (lseek(rr->fd, 0, SEEK_SET) != 0)
+		return ehr_error_set(EHR_ERR_IO, "spool seek: %s", strerror(errno));
+	return cloud_unseal_new(&rr->u, rr->dek, rr->rid);
+}
+
+/* Feed the spool through the decryptor until at least max bytes of
+ * ciphertext went in (0 = all). */
+static int pump(struct cloud_record_reader *rr, size_t max, cloud_write_fn wr, void *wctx)
+{
+	size_t fed = 0;
+
+	while (!rr->eof && (max == 0 || fed < max)) {
+		ssize_t n = read(rr->fd, rr->chunk, REC_CHUNK);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return ehr_error_set(EHR_ERR_IO, "spool read: %s", strerror(errno));
+		}
+		if (n == 0) {
+			rr->eof = true;
+			GUARD(cloud_unseal_final(rr->u, wr, wctx));
+			rr->done = true;
+			break;
+		}
+		GUARD(cloud_unseal_update(rr->u, rr->chunk, (size_t)n, wr, wctx));
+		fed += (size_t)n;
+	}
+	return 0;
+}
+
+int cloud_record_open(struct cloud_record_reader **out, struct obj_store *st, const struct cloud_kek *kek,
+                      const struct cloud_record_meta *meta)
+{
+	struct cloud_record_reader *rr;
 	struct spool sp = { .fd = -1, .limit = meta->ct_size };
-	struct cloud_unseal *u = NULL;
 	struct obj_info info;
-	uint8_t dek[CLOUD_KEY_LEN], *chunk = NULL;
 	char key[128];
 	int err = 0;
 
+	*out = NULL;
+	rr = calloc(1, sizeof(*rr));
+	ENSURE(rr != NULL, EHR_ERR_NOMEM);
+	rr->fd = -1;
+	memcpy(rr->rid, meta->rid, CLOUD_RID_LEN);
+	rr->chunk = malloc(REC_CHUNK);
+	ENSURE_GOTO(rr->chunk != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(cloud_record_key(key, sizeof(key), meta->rid));
 	GUARD_GOTO(spool_open(&sp.fd));
+	rr->fd = sp.fd;
 	GUARD_GOTO(obj_store_get(st, key, spool_write, &sp, &info));
 	/* The whole object must be the one the ledger recorded, before any
 	 * decryption. */
@@ -235,32 +307,39 @@ int cloud_record_get(struct obj_store *st, const struct cloud_kek *kek, const st
 		err = ehr_error_set(EHR_ERR_TAMPER, "stored object does not match its ledger entry");
 		goto out;
 	}
-	GUARD_GOTO(cloud_dek_unwrap(kek, meta->kid, meta->rid, meta->wrapped, dek));
-	GUARD_GOTO(cloud_unseal_new(&u, dek, meta->rid));
-	chunk = malloc(REC_CHUNK);
-	ENSURE_GOTO(chunk != NULL, EHR_ERR_NOMEM);
-	if (lseek(sp.fd, 0, SEEK_SET) != 0) {
-		err = ehr_error_set(EHR_ERR_IO, "spool seek: %s", strerror(errno));
-		goto out;
-	}
-	for (;;) {
-		ssize_t n = read(sp.fd, chunk, REC_CHUNK);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = ehr_error_set(EHR_ERR_IO, "spool read: %s", strerror(errno));
-			goto out;
-		}
-		if (n == 0)
-			break;
-		GUARD_GOTO(cloud_unseal_update(u, chunk, (size_t)n, wr, wctx));
-	}
-	GUARD_GOTO(cloud_unseal_final(u, wr, wctx));
+	GUARD_GOTO(cloud_dek_unwrap(kek, meta->kid, meta->rid, meta->wrapped, rr->dek));
+	/* Every tag, before a byte of plaintext leaves. */
+	GUARD_GOTO(rewind_unseal(rr));
+	GUARD_GOTO(pump(rr, 0, discard, NULL));
+	rr->done = false;
+	GUARD_GOTO(rewind_unseal(rr));
+	*out = rr;
+	rr = NULL;
 out:
-	OPENSSL_cleanse(dek, sizeof(dek));
-	cloud_unseal_free(u);
-	free(chunk);
-	if (sp.fd >= 0)
-		close(sp.fd);
+	cloud_record_close(rr);
+	return err;
+}
+
+int cloud_record_read(struct cloud_record_reader *rr, size_t max_plain, cloud_write_fn wr, void *wctx,
+                      bool *done)
+{
+	int err = rr->done ? 0 : pump(rr, max_plain, wr, wctx);
+
+	*done = rr->done;
+	return err;
+}
+
+int cloud_record_get(struct obj_store *st, const struct cloud_kek *kek, const struct cloud_record_meta *meta,
+                     cloud_write_fn wr, void *wctx)
+{
+	struct cloud_record_reader *rr = NULL;
+	bool done = false;
+	int err;
+
+	GUARD(cloud_record_open(&rr, st, kek, meta));
+	err = cloud_record_read(rr, 0, wr, wctx, &done);
+	if (err == 0 && !done)
+		err = ehr_error_set(EHR_ERR_INTERNAL, "record read stopped early");
+	cloud_record_close(rr);
 	return err;
 }

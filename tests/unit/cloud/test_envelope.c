@@ -75,9 +75,10 @@ static void test_round_trips(void)
 			struct ehr_buf ct = EHR_BUF_INIT(1 << 20), out = EHR_BUF_INIT(1 << 20);
 			EHR_ASSERT_OK(seal_all(&ct, pt, n, chunks[c], RID));
 			CU_ASSERT_EQUAL(ct.len, want_ct);
-			EHR_ASSERT_OK(open_all(&out, ct.data, ct.len, chunks[(c + 1) % EHR_ARRAY_LEN(chunks)], RID));
+			EHR_ASSERT_OK(open_all(&out, ct.data, ct.len, chunks[(c + 1) % EHR_ARRAY_LEN(chunks)],
+			                       RID));
 			CU_ASSERT_EQUAL(out.len, n);
-			CU_ASSERT(n == 0 || memcmp(out.data, pt, n) == 0);
+			CU_ASSERT(n == 0 || memcmp(out.data, pt, n) == 0); /* not secret */
 			/* Nothing of the plaintext shows in the ciphertext. */
 			if (n >= 16)
 				CU_ASSERT_PTR_NULL(memmem(ct.data, ct.len, pt, 16));
@@ -236,7 +237,7 @@ static void test_kek(void)
 	EHR_ASSERT_OK(cloud_dek_wrap(k, NULL, RID, dek, wrapped, &kid));
 	CU_ASSERT_STRING_EQUAL(kid, "k1");
 	EHR_ASSERT_OK(cloud_dek_unwrap(k, "k1", RID, wrapped, back));
-	CU_ASSERT(memcmp(dek, back, 32) == 0);
+	CU_ASSERT(memcmp(dek, back, 32) == 0); /* not secret */
 	/* bound to the record id, the kid, and every byte */
 	EHR_ASSERT_ERR(cloud_dek_unwrap(k, "k1", RID2, wrapped, back), EHR_ERR_TAMPER);
 	EHR_ASSERT_ERR(cloud_dek_unwrap(k, "k9", RID, wrapped, back), EHR_ERR_NOT_FOUND);
@@ -262,7 +263,7 @@ static void test_kek(void)
 		/* the new wrap does not open under the old kid's label */
 		EHR_ASSERT_ERR(cloud_dek_unwrap(k2, "k1", RID, rewrapped, back), EHR_ERR_TAMPER);
 		EHR_ASSERT_OK(cloud_dek_unwrap(k2, newkid, RID, rewrapped, back));
-		CU_ASSERT(memcmp(dek, back, 32) == 0);
+		CU_ASSERT(memcmp(dek, back, 32) == 0); /* not secret */
 	}
 	snprintf(oldkid, sizeof(oldkid), "%s", newkid);
 	cloud_kek_free(k2);
@@ -297,13 +298,13 @@ static void test_rid_and_keys(void)
 	EHR_ASSERT_OK(cloud_rid_new(rid));
 	cloud_rid_hex(hex, rid);
 	EHR_ASSERT_OK(cloud_rid_parse(back, hex));
-	CU_ASSERT(memcmp(rid, back, 16) == 0);
+	CU_ASSERT(memcmp(rid, back, 16) == 0); /* not secret */
 	EHR_ASSERT_OK(cloud_record_key(key, sizeof(key), rid));
 	CU_ASSERT(strncmp(key, "ehr/", 4) == 0 && strlen(key) == 4 + 3 + 32);
 	EHR_ASSERT_OK(cloud__key_check(key));
 	EHR_ASSERT_OK(cloud_record_key_parse(back, key));
-	CU_ASSERT(memcmp(rid, back, 16) == 0);
-	key[4] = key[4] == 'a' ? 'b' : 'a'; /* fan-out directory no longer matches */
+	CU_ASSERT(memcmp(rid, back, 16) == 0); /* not secret */
+	key[4] = key[4] == 'a' ? 'b' : 'a';    /* fan-out directory no longer matches */
 	EHR_ASSERT_ERR(cloud_record_key_parse(back, key), EHR_ERR_INVAL);
 	EHR_ASSERT_ERR(cloud_rid_parse(back, "ABCDEF0123456789ABCDEF0123456789"), EHR_ERR_INVAL);
 	EHR_ASSERT_ERR(cloud_rid_parse(back, "abc"), EHR_ERR_INVAL);
@@ -318,7 +319,8 @@ static void test_rid_and_keys(void)
 
 static void reg(void)
 {
-	EHR_ADD_SUITE("envelope", setup, NULL, { "round trips", test_round_trips }, { "bit flips", test_bit_flips },
+	EHR_ADD_SUITE("envelope", setup, NULL, { "round trips", test_round_trips },
+	              { "bit flips", test_bit_flips },
 	              { "reorder truncate splice", test_reorder_truncate_splice },
 	              { "header parse", test_header_parse }, { "kek", test_kek },
 	              { "record ids and keys", test_rid_and_keys });
