@@ -674,7 +674,10 @@ int ledger_verify_db(void *conn, const uint8_t pub[32], uint64_t from, const cha
 		goto out;
 	}
 	v->q.started = true;
-	r = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+	/* One snapshot for the whole run; stream entries by primary-key range
+	 * scans (already in seq order: no sort, no bitmap heap scan). */
+	r = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_sort = off; "
+	                 "SET LOCAL enable_bitmapscan = off");
 	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
 		err = ehr_error_set(EHR_ERR_DB, "verify: %s",
 		                    r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
