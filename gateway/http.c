@@ -240,8 +240,8 @@ static void req_finish(struct gw_req *r)
 	evhttp_add_header(oh, "Cache-Control", "no-store");
 	for (struct gw_hdr *h = r->headers; h; h = h->next)
 		evhttp_add_header(oh, h->name, h->value);
-	if (r->close)
-		evhttp_add_header(oh, "Connection", "close");
+	if (r->close || atomic_load(&srv->draining))
+		evhttp_add_header(oh, "Connection", "close"); /* draining: move clients off */
 	bytes = evbuffer_get_length(r->out);
 	if (r->stream_start) {
 		gw__stream_begin(r); /* stream.c; the reply goes on as chunks */

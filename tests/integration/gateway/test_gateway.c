@@ -784,6 +784,11 @@ static void test_sigterm_drain(void)
 	j = gwp_resp_json(&call.res);
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j, "slept_ms")), 1500);
 	json_decref(j);
+	{
+		char conn[32] = "";
+		gwp_resp_header(&call.res, "Connection", conn, sizeof(conn));
+		CU_ASSERT_STRING_EQUAL(conn, "close"); /* draining moves keep-alive clients off */
+	}
 	gwp_resp_free(&call.res);
 	EHR_ASSERT_OK(gwp_wait(&gw, &status, 20000));
 	CU_ASSERT_EQUAL(status, 0);
