@@ -108,6 +108,45 @@ static void worker_free(struct gw_worker *w)
 	pthread_mutex_destroy(&w->done_lock);
 }
 
+static int listen_addr(struct gw_server *srv, uint16_t port, struct sockaddr_storage *ss, int *sslen)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (inet_pton(AF_INET, srv->host, &((struct sockaddr_in *)ss)->sin_addr) == 1) {
+		((struct sockaddr_in *)ss)->sin_family = AF_INET;
+		((struct sockaddr_in *)ss)->sin_port = htons(port);
+		*sslen = sizeof(struct sockaddr_in);
+	} else if (inet_pton(AF_INET6, srv->host, &((struct sockaddr_in6 *)ss)->sin6_addr) == 1) {
+		((struct sockaddr_in6 *)ss)->sin6_family = AF_INET6;
+		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
+		*sslen = sizeof(struct sockaddr_in6);
+	} else {
+		return ehr_error_set(EHR_ERR_CONFIG, "[server] listen: host must be a numeric IPv4 or IPv6 address");
+	}
+	return 0;
+}
+
+/* SO_REUSEPORT would let a second ehrgate (same user) silently share the
+ * port with a running one; a plain bind first makes that an error. */
+static int probe_port_free(struct gw_server *srv, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	int sslen, fd, one = 1, rc;
+
+	GUARD(listen_addr(srv, port, &ss, &sslen));
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return ehr_error_set(EHR_ERR_IO, "socket: %s", strerror(errno));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	rc = bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen);
+	if (rc != 0) {
+		int e = errno;
+		close(fd);
+		return ehr_error_set(EHR_ERR_IO, "cannot listen on %s:%u: %s", srv->host, port, strerror(e));
+	}
+	close(fd);
+	return 0;
+}
+
 static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t port)
 {
 	struct sockaddr_storage ss;
@@ -119,18 +158,7 @@ static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t po
 		snprintf(addr, sizeof(addr), "[%s]:%u", srv->host, port);
 	else
 		snprintf(addr, sizeof(addr), "%s:%u", srv->host, port);
-	memset(&ss, 0, sizeof(ss));
-	if (inet_pton(AF_INET, srv->host, &((struct sockaddr_in *)&ss)->sin_addr) == 1) {
-		((struct sockaddr_in *)&ss)->sin_family = AF_INET;
-		((struct sockaddr_in *)&ss)->sin_port = htons(port);
-		sslen = sizeof(struct sockaddr_in);
-	} else if (inet_pton(AF_INET6, srv->host, &((struct sockaddr_in6 *)&ss)->sin6_addr) == 1) {
-		((struct sockaddr_in6 *)&ss)->sin6_family = AF_INET6;
-		((struct sockaddr_in6 *)&ss)->sin6_port = htons(port);
-		sslen = sizeof(struct sockaddr_in6);
-	} else {
-		return ehr_error_set(EHR_ERR_CONFIG, "[server] listen: host must be a numeric IPv4 or IPv6 address");
-	}
+	GUARD(listen_addr(srv, port, &ss, &sslen));
 	l = evconnlistener_new_bind(w->base, NULL, NULL,
 	                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
 	                                    LEV_OPT_REUSEABLE_PORT,
@@ -257,6 +285,8 @@ int gw_server_run(const struct gw_config *cfg, struct gw_app *app)
 	ENSURE_GOTO(srv->workers != NULL, EHR_ERR_NOMEM);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		GUARD_GOTO(worker_init(srv, &srv->workers[i], i));
+	if (port != 0)
+		GUARD_GOTO(probe_port_free(srv, port));
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		GUARD_GOTO(worker_listen(srv, &srv->workers[i], i == 0 ? port : srv->port));
 	GUARD_GOTO(gw_pool_new(&srv->pool, (unsigned)gw_config_get_uint(cfg, "server", "blocking_threads"),

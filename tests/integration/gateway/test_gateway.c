@@ -250,6 +250,23 @@ static void test_keepalive_pipelined(void)
 	CU_ASSERT_FALSE(closed); /* keep-alive: the server left it open */
 }
 
+
+/* A second server on a port in use fails at once (SO_REUSEPORT must not let
+ * two instances share it silently). */
+static void test_port_in_use(void)
+{
+	char listen[64];
+	const char *args[] = { "serve", "--set", listen, NULL };
+	char out[1024];
+	int st = -1;
+
+	snprintf(listen, sizeof(listen), "server.listen=127.0.0.1:%u", gw.port);
+	EHR_ASSERT_OK(gwp_run(&gw, args, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+	CU_ASSERT_PTR_NULL(strstr(out, "listening"));
+	assert_healthy(&gw);
+}
+
 /* ---------------------------------------------------------------- TLS policy */
 
 static void test_tls_versions(void)
@@ -1167,6 +1184,7 @@ static void register_suites(void)
 	EHR_ADD_SUITE("gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
 	              { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
 	              { "path parameters", test_path_params }, { "keep-alive pipelining", test_keepalive_pipelined },
+	              { "a second server on a port in use fails", test_port_in_use },
 	              { "TLS 1.0/1.1 refused, 1.2/1.3 ok", test_tls_versions },
 	              { "TLS 1.2 non-AEAD suites refused", test_tls12_ciphers },
 	              { "plaintext HTTP refused", test_plaintext_refused },
