@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "contracts/ledger_internal.h"
@@ -24,6 +25,13 @@
 static int g_secs = 5;
 static volatile int g_stop;
 static size_t g_row_bytes = 200;
+
+static double load1(void)
+{
+	double l[1] = { -1 };
+
+	return getloadavg(l, 1) == 1 ? l[0] : -1;
+}
 
 static double now_s(void)
 {
@@ -155,6 +163,57 @@ static double run_ledger(struct ledger *l, unsigned threads, long *failed)
 	return (double)total / (t1 - t0);
 }
 
+/* CPU seconds (user + system) of a local process, from /proc/PID/stat. */
+static double proc_cpu_s(int pid)
+{
+	struct ehr_buf st = EHR_BUF_INIT(4096);
+	char path[64];
+	const char *p;
+	double v = -1;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (ehr_file_read(&st, path, 4096) == 0 && (p = strrchr(ehr_buf_cstr(&st), ')')) != NULL) {
+		/* fields after "comm)": state(3) ... utime(14) stime(15) */
+		unsigned long long ut = 0, stt = 0;
+		int field = 2;
+
+		for (const char *q = p + 1; *q && field < 15; q++) {
+			if (*q == ' ') {
+				field++;
+				if (field == 14 || field == 15) {
+					uint64_t x;
+					char num[32];
+					size_t n = 0;
+
+					while (q[1 + n] >= '0' && q[1 + n] <= '9' && n < sizeof(num) - 1) {
+						num[n] = q[1 + n];
+						n++;
+					}
+					num[n] = '\0';
+					if (ehr_parse_u64(&x, num, UINT64_MAX) == 0) {
+						if (field == 14)
+							ut = x;
+						else
+							stt = x;
+					}
+				}
+			}
+		}
+		v = (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
+	}
+	ehr_buf_free(&st);
+	return v;
+}
+
+static double self_cpu_s(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_SELF, &ru);
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
 int main(int argc, char **argv)
 {
 	struct ltest_db db;
@@ -210,11 +269,15 @@ int main(int argc, char **argv)
 	batched = batch1 > batch4 ? batch1 : batch4;
 	printf("\n");
 	for (int i = 0; i < 3; i++) {
+		double c0 = self_cpu_s(), c1;
+
 		r[i] = run_ledger(l, threads[i], &failed);
+		c1 = self_cpu_s();
 		printf("ledger    %3u appenders: %9.0f durable appends/s   ratio vs single-row(%s) %.2f   vs "
-		       "batched %.2f\n",
+		       "batched %.2f   (gateway-side CPU %.1f us/append)\n",
 		       threads[i], r[i], threads[i] == 1 ? "1 conn" : "16 conns",
-		       r[i] / (threads[i] == 1 ? raw1 : raw16), r[i] / batched);
+		       r[i] / (threads[i] == 1 ? raw1 : raw16), r[i] / batched,
+		       (c1 - c0) * 1e6 / (r[i] * g_secs));
 	}
 	printf("ledger    failed appends: %ld\n", failed);
 	printf("TARGET    256 appenders >= 50%% of batched raw: %s (%.0f%%)\n\n",
@@ -272,15 +335,24 @@ int main(int argc, char **argv)
 	{
 		struct ledger_verify_report rep;
 		PGconn *c = ltest_connect(db.app_ci, false);
+		int backend = PQbackendPID(c);
+		double b0 = proc_cpu_s(backend), s0 = self_cpu_s(), b1, s1;
 		double t0 = now_s(), t1;
 		int rc = ledger_verify_db(c, pub, 0, NULL, 0, &rep);
 
 		t1 = now_s();
+		b1 = proc_cpu_s(backend);
+		s1 = self_cpu_s();
 		printf("verify: rc=%d, %llu entries in %llu blocks in %.2f s: %.0f entries/s   TARGET >= "
 		       "1M/s: %s\n",
 		       rc, (unsigned long long)rep.entries, (unsigned long long)rep.blocks, t1 - t0,
 		       (double)rep.entries / (t1 - t0),
 		       (double)rep.entries / (t1 - t0) >= 1e6 ? "met" : "NOT met");
+		if (rep.entries > 0 && b0 >= 0 && b1 >= 0)
+			printf("verify: CPU per entry: verifier %.2f us (both threads), PostgreSQL backend "
+			       "%.2f us; load average %.1f on %ld cores\n",
+			       (s1 - s0) * 1e6 / (double)rep.entries, (b1 - b0) * 1e6 / (double)rep.entries,
+			       load1(), sysconf(_SC_NPROCESSORS_ONLN));
 		PQfinish(c);
 	}
 	(void)n;
