@@ -78,6 +78,9 @@ static void test_replay_corpus(void)
 			fprintf(stderr, "\n  cannot read %s: %s\n", ehr_buf_cstr(&path), ehr_error_msg());
 			CU_FAIL("unreadable corpus file");
 		} else {
+			/* name the input first: a target that aborts ends the binary */
+			fprintf(stderr, "\n  replaying %s (%zu bytes)", names[i], data.len);
+			fflush(stderr);
 			/* proper prefixes (all of them up to 4096 lengths, else evenly
 			 * spaced), then the whole input */
 			size_t step = data.len / 4096 + 1;
