@@ -15,6 +15,7 @@
  *   bench_auth [seconds-per-measurement (default 5)] [client threads (default 2)]
  */
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
@@ -236,6 +237,57 @@ static double run_keepalive(const char *mode, int threads, EVP_PKEY *dev, const 
 	return (double)ok / el;
 }
 
+/* ------------------------------------------- Postgres commit baseline */
+
+struct pg_arg {
+	double until;
+	long ok;
+	int id;
+};
+
+static void *pg_thread(void *p)
+{
+	struct pg_arg *a = p;
+	PGconn *c = atest_connect(db.app_ci);
+	char jti[64];
+	const char *params[1] = { jti };
+
+	if (c == NULL)
+		return NULL;
+	while (now_s() < a->until) {
+		PGresult *r;
+		snprintf(jti, sizeof(jti), "bench-%d-%ld", a->id, a->ok);
+		r = PQexecParams(c, "INSERT INTO auth_dpop_jti (jti, expires_at) VALUES ($1, now())", 1, NULL,
+		                 params, NULL, NULL, 0);
+		if (PQresultStatus(r) == PGRES_COMMAND_OK)
+			a->ok++;
+		PQclear(r);
+	}
+	PQfinish(c);
+	return NULL;
+}
+
+/* Durable single-row INSERT commits per second, as ehrgate_app, same threads:
+ * the floor under every request that spends a jti. */
+static double run_pg_commits(int threads)
+{
+	pthread_t th[64];
+	struct pg_arg args[64];
+	double t0 = now_s(), el;
+	long ok = 0;
+
+	for (int i = 0; i < threads; i++) {
+		args[i] = (struct pg_arg){ t0 + seconds, 0, i };
+		pthread_create(&th[i], NULL, pg_thread, &args[i]);
+	}
+	for (int i = 0; i < threads; i++) {
+		pthread_join(th[i], NULL);
+		ok += args[i].ok;
+	}
+	el = now_s() - t0;
+	return (double)ok / el;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static int run(const char *const *argv)
@@ -257,7 +309,7 @@ int main(int argc, char **argv)
 	const char *mig[] = { EHRGATE_BIN, "migrate", "-c", admin_cfg, NULL };
 	const char *itok[] = { EHRGATE_BIN, "admin",  "issue-token",    "-c", admin_cfg, "--role",
 		               "server",    "--name", "Bench Hospital", NULL };
-	double gw_hs, ss_hs, dpop, health, tokens;
+	double gw_hs, ss_hs, dpop, health, tokens, pgc;
 	long f1, f2, f3, f4, f5;
 	pid_t ss;
 	json_t *j = NULL;
@@ -273,6 +325,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	signal(SIGPIPE, SIG_IGN);
+	setvbuf(stdout, NULL, _IOLBF, 0);
 	if (atest_tmpdir(tmp, "bench") < 0)
 		return 1;
 	snprintf(state, sizeof(state), "%s/state", tmp);
@@ -289,11 +342,11 @@ int main(int argc, char **argv)
 	if (run(mig) != 0 || atest_gw_start(&gw, EHRGATE_BIN, state, &db, sets) < 0)
 		return 1;
 	if (atest_run(tok, sizeof(tok), itok) != 0)
-		return 1;
+		goto fail;
 	tok[strcspn(tok, "\n")] = '\0';
 	if (ehr_client_register(gw.url, cafile, tok, srvdir, NULL) < 0) {
 		fprintf(stderr, "bench: register: %s\n", ehr_error_msg());
-		return 1;
+		goto fail;
 	}
 	snprintf(cert, sizeof(cert), "%s/cert.pem", srvdir);
 	snprintf(key, sizeof(key), "%s/key.pem", srvdir);
@@ -303,14 +356,14 @@ int main(int argc, char **argv)
 		long st;
 		if (ehr_client_open_profile(&sc, srvdir) < 0 ||
 		    ehr_client_json(sc, &st, &j, "POST", "/v1/patients", b) < 0 || st != 201)
-			return 1;
+			goto fail;
 		json_decref(b);
 		snprintf(pid, sizeof(pid), "%s", json_string_value(json_object_get(j, "patient_id")));
 		snprintf(code, sizeof(code), "%s", json_string_value(json_object_get(j, "enrolment_code")));
 		if (ehr_client_enroll(gw.url, cafile, pid, code, NULL, patdir) < 0 ||
 		    ehr_client_login(patdir) < 0) {
 			fprintf(stderr, "bench: enrol: %s\n", ehr_error_msg());
-			return 1;
+			goto fail;
 		}
 		snprintf(out, sizeof(out), "%s/device.key", patdir);
 		auth_key_load_private(&dev, out);
@@ -350,8 +403,13 @@ int main(int argc, char **argv)
 			                "-www",
 			                "-no_ticket",
 			                NULL };
-		if (posix_spawn(&ss, sargv[0], NULL, NULL, (char *const *)sargv, environ) != 0)
-			return 1;
+		posix_spawn_file_actions_t fa;
+		posix_spawn_file_actions_init(&fa);
+		posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", O_WRONLY, 0);
+		posix_spawn_file_actions_addopen(&fa, 2, "/dev/null", O_WRONLY, 0);
+		if (posix_spawn(&ss, sargv[0], &fa, NULL, (char *const *)sargv, environ) != 0)
+			goto fail;
+		posix_spawn_file_actions_destroy(&fa);
 	}
 	usleep(500 * 1000);
 	snprintf(req, sizeof(req), "GET / HTTP/1.0\r\n\r\n");
@@ -374,6 +432,10 @@ int main(int argc, char **argv)
 	       "failed), "
 	       "ratio %.2f\n",
 	       dpop, f4, health, f5, health > 0 ? dpop / health : 0.0);
+	pgc = run_pg_commits(nthreads);
+	printf("baseline: durable single-row INSERT commits (the jti spend) %.0f/s; DPoP requests / commits "
+	       "= %.2f\n",
+	       pgc, pgc > 0 ? dpop / pgc : 0.0);
 
 	json_decref(j);
 	EVP_PKEY_free(dev);
@@ -382,4 +444,9 @@ int main(int argc, char **argv)
 	atest_db_drop(&db);
 	atest_rmrf(tmp);
 	return 0;
+fail:
+	fprintf(stderr, "bench_auth: setup failed: %s\n", ehr_error_msg());
+	atest_gw_stop(&gw);
+	atest_db_drop(&db);
+	return 1;
 }
