@@ -87,7 +87,8 @@ static int lim_init(void)
 	static const char *sets[] = { "server.max_connections=4",  "server.max_headers=16",
 		                      "server.max_header_bytes=2048", "server.max_body_bytes=4096",
 		                      "server.read_timeout_s=2",   "server.idle_timeout_s=2",
-		                      "server.workers=2",          NULL };
+		                      "server.workers=2",          "server.blocking_threads=1",
+		                      "server.blocking_queue=1",   NULL };
 	struct gwp_options o = { .sets = sets };
 
 	if (gwp_setup(&lim, &o) < 0 || gwp_start(&lim) < 0) {
@@ -265,6 +266,33 @@ static void test_port_in_use(void)
 	CU_ASSERT_EQUAL(st, 1);
 	CU_ASSERT_PTR_NULL(strstr(out, "listening"));
 	assert_healthy(&gw);
+}
+
+
+/* The access log names routes, never raw paths or query strings. */
+static void test_access_log_privacy(void)
+{
+	struct gwp_resp res;
+	struct ehr_buf log = EHR_BUF_INIT(64u << 20);
+	bool found = false;
+
+	EHR_ASSERT_OK(gwp_get(&gw, "/v1/test/items/secret-id-4711/parts/p?token=hunter2", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	gwp_resp_free(&res);
+	msleep(400); /* lines are flushed every 100 ms */
+	EHR_ASSERT_OK(ehr_file_read(&log, gw.log_path, log.max));
+	CU_ASSERT_PTR_NULL(strstr(ehr_buf_cstr(&log), "secret-id-4711"));
+	CU_ASSERT_PTR_NULL(strstr(ehr_buf_cstr(&log), "hunter2"));
+	for (const char *p = ehr_buf_cstr(&log); (p = strstr(p, "\"event\":\"http.access\"")) != NULL; p++) {
+		const char *eol = strchr(p, '\n');
+		const char *route = strstr(p, "\"route\":\"test.params\"");
+		if (route && (!eol || route < eol)) {
+			found = true;
+			break;
+		}
+	}
+	CU_ASSERT_TRUE(found);
+	ehr_buf_free(&log);
 }
 
 /* ---------------------------------------------------------------- TLS policy */
@@ -651,6 +679,51 @@ static void test_connection_limit(void)
 		if (s[i])
 			close_tls(s[i], fd[i], c[i]);
 	msleep(300);
+	assert_healthy(&lim);
+}
+
+
+struct sleeper {
+	struct gw_proc *p;
+	long status;
+};
+
+static void *sleeper_main(void *arg)
+{
+	struct sleeper *s = arg;
+	struct gwp_req rq = { .path = "/v1/test/sleep?ms=1200", .timeout_ms = 10000 };
+	struct gwp_resp res;
+
+	s->status = gwp_request(s->p, &rq, &res) == 0 ? res.status : -1;
+	gwp_resp_free(&res);
+	return NULL;
+}
+
+/* One blocking thread and a queue of one: a third concurrent blocking
+ * request is refused with 503 and Retry-After, the others complete. */
+static void test_blocking_queue_full(void)
+{
+	struct sleeper a = { .p = &lim }, b = { .p = &lim };
+	struct gwp_req rq = { .path = "/v1/test/sleep?ms=1", .timeout_ms = 5000 };
+	struct gwp_resp res;
+	pthread_t ta, tb;
+	char retry[16] = "";
+
+	pthread_create(&ta, NULL, sleeper_main, &a);
+	msleep(300);
+	pthread_create(&tb, NULL, sleeper_main, &b);
+	msleep(300);
+	EHR_ASSERT_OK(gwp_request(&lim, &rq, &res));
+	CU_ASSERT_EQUAL(res.status, 503);
+	CU_ASSERT(gwp_resp_is_error(&res, "unavailable"));
+	gwp_resp_header(&res, "Retry-After", retry, sizeof(retry));
+	CU_ASSERT_STRING_EQUAL(retry, "1");
+	gwp_resp_free(&res);
+	pthread_join(ta, NULL);
+	pthread_join(tb, NULL);
+	CU_ASSERT_EQUAL(a.status, 200);
+	CU_ASSERT_EQUAL(b.status, 200);
+	/* inline routes never wait for the pool */
 	assert_healthy(&lim);
 }
 
@@ -1185,6 +1258,7 @@ static void register_suites(void)
 	              { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
 	              { "path parameters", test_path_params }, { "keep-alive pipelining", test_keepalive_pipelined },
 	              { "a second server on a port in use fails", test_port_in_use },
+	              { "access log: route names, no paths or queries", test_access_log_privacy },
 	              { "TLS 1.0/1.1 refused, 1.2/1.3 ok", test_tls_versions },
 	              { "TLS 1.2 non-AEAD suites refused", test_tls12_ciphers },
 	              { "plaintext HTTP refused", test_plaintext_refused },
@@ -1201,7 +1275,8 @@ static void register_suites(void)
 	              { "too many headers", test_too_many_headers }, { "oversized body", test_oversized_body },
 	              { "slowloris: idle after handshake", test_slowloris_idle },
 	              { "slowloris: trickling headers", test_slowloris_trickle },
-	              { "connection limit", test_connection_limit });
+	              { "connection limit", test_connection_limit },
+	              { "blocking queue full: 503", test_blocking_queue_full });
 }
 
 EHR_TEST_MAIN(register_suites)
