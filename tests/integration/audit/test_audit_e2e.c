@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,6 +31,7 @@
 
 #include "client/client.h"
 #include "contracts/contracts.h"
+#include "gateway/gateway.h"
 #include "tests/harness/gwproc.h"
 #include "tests/harness/harness.h"
 
@@ -1228,6 +1230,40 @@ static void test_stream_sees_other_instance(void)
 	gwp_stop(&b, NULL, 0);
 }
 
+struct bulk {
+	struct ledger *l;
+	pthread_mutex_t mu;
+	int left, failed;
+};
+
+static void *bulk_main(void *arg)
+{
+	struct bulk *b = arg;
+	char filler[4001];
+
+	memset(filler, 'x', sizeof(filler) - 1);
+	filler[sizeof(filler) - 1] = '\0';
+	for (;;) {
+		json_t *payload;
+		struct ledger_entry_in in;
+		bool go;
+
+		pthread_mutex_lock(&b->mu);
+		go = b->left-- > 0;
+		pthread_mutex_unlock(&b->mu);
+		if (!go)
+			return NULL;
+		payload = json_pack("{s:s}", "filler", filler);
+		in = (struct ledger_entry_in){ "test.bulk", "srv-test", "pt-test", payload };
+		if (ledger_append(b->l, &in, NULL) < 0) {
+			pthread_mutex_lock(&b->mu);
+			b->failed++;
+			pthread_mutex_unlock(&b->mu);
+		}
+		json_decref(payload);
+	}
+}
+
 static size_t discard(char *p, size_t s, size_t n, void *ud)
 {
 	(void)p;
@@ -1246,8 +1282,27 @@ static void test_stream_slow_consumer(void)
 	struct gwp_resp hz;
 	int64_t t0;
 
-	/* Make sure there is far more to send than socket buffers hold. */
-	append_contracts(10);
+	/* Make sure there is far more to send than socket buffers hold: about
+	 * 16 MB of events, appended through the ledger with the gateway's own
+	 * key from this process (a second appender is safe by design). */
+	{
+		struct gw_config *cfg = NULL;
+		struct gw_app *app = NULL;
+		pthread_t th[32];
+		struct bulk b = { 0 };
+
+		CU_ASSERT_FATAL(gw_config_build(&cfg, gw.config, NULL, 0) == 0);
+		CU_ASSERT_FATAL(gw_app_open(&app, cfg, GW_APP_DB | GW_APP_LEDGER) == 0);
+		b.l = gw_app_ledger(app);
+		b.left = 4000;
+		for (int i = 0; i < 32; i++)
+			pthread_create(&th[i], NULL, bulk_main, &b);
+		for (int i = 0; i < 32; i++)
+			pthread_join(th[i], NULL);
+		CU_ASSERT_EQUAL(b.failed, 0);
+		gw_app_close(app);
+		gw_config_free(cfg);
+	}
 	snprintf(url, sizeof(url), "%s/v1/audit/stream?since=0&buffer=4096", gw.base_url);
 	snprintf(cert, sizeof(cert), "%s/cert.pem", dir_aud);
 	snprintf(key, sizeof(key), "%s/key.pem", dir_aud);
@@ -1284,8 +1339,9 @@ static void register_suites(void)
 	              { "query_pagination", test_query_pagination },
 	              { "stream_resume_across_restart", test_stream_resume_across_restart },
 	              { "stream_sees_other_instance", test_stream_sees_other_instance },
-	              { "stream_slow_consumer", test_stream_slow_consumer },
-	              { "verify_detects_tampering", test_verify_detects_tampering });
+	              { "verify_detects_tampering", test_verify_detects_tampering },
+	              /* last: it adds ~16 MB of entries */
+	              { "stream_slow_consumer", test_stream_slow_consumer });
 }
 
 EHR_TEST_MAIN(register_suites)
