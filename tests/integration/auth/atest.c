@@ -236,52 +236,29 @@ int atest_run(char *out, size_t cap, const char *const *argv)
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 
-static int free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t len = sizeof(a);
-	int s = socket(AF_INET, SOCK_STREAM, 0), port = -1;
-
-	if (s >= 0 && bind(s, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(s, (struct sockaddr *)&a, &len) == 0)
-		port = ntohs(a.sin_port);
-	if (s >= 0)
-		close(s);
-	return port;
-}
-
-static bool port_open(int port)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET,
-		                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK),
-		                 .sin_port = htons((uint16_t)port) };
-	int s = socket(AF_INET, SOCK_STREAM, 0);
-	bool ok = s >= 0 && connect(s, (struct sockaddr *)&a, sizeof(a)) == 0;
-
-	if (s >= 0)
-		close(s);
-	return ok;
-}
-
+/* The port comes from serve's own "ehrgate listening on https://127.0.0.1:PORT"
+ * line (listen 127.0.0.1:0): no window in which another process can take a
+ * port we picked. */
 int atest_gw_start(struct atest_gw *g, const char *ehrgate, const char *state_dir, const struct atest_db *db,
                    const char *const *sets)
 {
+	static int counter;
 	const char *argv[64];
-	char ini[4096];
+	char ini[4096], out[600];
+	struct ehr_buf log = EHR_BUF_INIT(1 << 20);
+	posix_spawn_file_actions_t fa;
 	size_t n = 0;
 	pid_t pid;
-	int status;
+	int status, rc;
 
 	memset(g, 0, sizeof(*g));
 	g->pid = -1;
-	if ((g->port = free_port()) < 0)
-		return -1;
-	snprintf(g->url, sizeof(g->url), "https://127.0.0.1:%d", g->port);
-	snprintf(g->cfg, sizeof(g->cfg), "%s/gw-%d.ini", state_dir, g->port);
+	snprintf(g->cfg, sizeof(g->cfg), "%s/gw-%d-%d.ini", state_dir, (int)getpid(), counter);
+	snprintf(out, sizeof(out), "%s/gw-%d-%d.out", state_dir, (int)getpid(), counter++);
 	snprintf(ini, sizeof(ini),
-	         "[server]\nstate_dir = %s\nlisten = 127.0.0.1:%d\nworkers = 1\n"
+	         "[server]\nstate_dir = %s\nlisten = 127.0.0.1:0\nworkers = 1\n"
 	         "[database]\nurl = %s\nadmin_url = %s\npool_size = 8\n[log]\nlevel = warn\naccess = false\n",
-	         state_dir, g->port, db->app_ci, db->super_ci);
+	         state_dir, db->app_ci, db->super_ci);
 	if (ehr_file_write_atomic(g->cfg, ini, strlen(ini), 0600, false) < 0)
 		return -1;
 	argv[n++] = ehrgate;
@@ -293,19 +270,43 @@ int atest_gw_start(struct atest_gw *g, const char *ehrgate, const char *state_di
 		argv[n++] = sets[i];
 	}
 	argv[n] = NULL;
-	if (posix_spawn(&pid, ehrgate, NULL, NULL, (char *const *)argv, environ) != 0)
+	posix_spawn_file_actions_init(&fa);
+	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	rc = posix_spawn(&pid, ehrgate, &fa, NULL, (char *const *)argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	if (rc != 0)
 		return -1;
 	g->pid = pid;
-	for (int i = 0; i < 200; i++) {
+	for (int i = 0; i < 300; i++) {
+		const char *p;
 		if (waitpid(pid, &status, WNOHANG) == pid) {
 			fprintf(stderr, "atest: ehrgate serve exited early\n");
 			g->pid = -1;
+			ehr_buf_free(&log);
 			return -1;
 		}
-		if (port_open(g->port))
-			return 0;
+		ehr_buf_reset(&log);
+		if (ehr_file_read(&log, out, 1 << 20) == 0 &&
+		    (p = strstr(ehr_buf_cstr(&log), "listening on https://127.0.0.1:")) != NULL) {
+			uint64_t port = 0;
+			char digits[8] = "";
+			size_t k = 0;
+			p += strlen("listening on https://127.0.0.1:");
+			while (k < sizeof(digits) - 1 && p[k] >= '0' && p[k] <= '9') {
+				digits[k] = p[k];
+				k++;
+			}
+			if (k > 0 && p[k] == '\n' && ehr_parse_u64(&port, digits, 65535) == 0 && port > 0) {
+				g->port = (int)port;
+				snprintf(g->url, sizeof(g->url), "https://127.0.0.1:%d", g->port);
+				ehr_buf_free(&log);
+				return 0;
+			}
+		}
+		ehr_error_clear();
 		usleep(50 * 1000);
 	}
+	ehr_buf_free(&log);
 	atest_gw_stop(g);
 	return -1;
 }
