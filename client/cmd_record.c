@@ -38,6 +38,8 @@ static int usage(void)
 /* ---------------------------------------------------------- progress bar */
 
 struct bar {
+	struct ehr_client *c;
+	uint64_t size_hint; /* X-EHR-Size of a chunked download */
 	const char *what;
 	int64_t start_ms, last_ms;
 	bool drawn;
@@ -92,15 +94,23 @@ static void on_progress(uint64_t dl_total, uint64_t dl_now, uint64_t ul_total, u
 
 	if (ul_total > 0 && ul_now < ul_total)
 		bar_draw(b, ul_now, ul_total, false);
-	else if (dl_now > 0 || dl_total > 0)
-		bar_draw(b, dl_now, dl_total, false);
-	else if (ul_total > 0)
+	else if (dl_now > 0 || dl_total > 0) {
+		if (dl_total == 0 && b->size_hint == 0) {
+			char v[32];
+			uint64_t n = 0;
+			if (ehr_client_response_header(b->c, "X-EHR-Size", v, sizeof(v)) == 0 &&
+			    ehr_parse_u64(&n, v, UINT64_MAX) == 0)
+				b->size_hint = n;
+		}
+		bar_draw(b, dl_now, dl_total ? dl_total : b->size_hint, false);
+	} else if (ul_total > 0)
 		bar_draw(b, ul_now, ul_total, false);
 }
 
 static void bar_start(struct ehr_client *c, struct bar *b, const char *what)
 {
 	memset(b, 0, sizeof(*b));
+	b->c = c;
 	b->what = what;
 	b->start_ms = ehr_monotonic_ms();
 	if (isatty(2))
@@ -317,6 +327,20 @@ static int cmd_get(int argc, char **argv)
 		rc = ctl_finish(c, status, j);
 		json_decref(j);
 		goto out;
+	}
+	{
+		/* A streamed reply has no Content-Length: the gateway's X-EHR-Size
+		 * tells a complete record from a cut one. */
+		char v[32];
+		uint64_t want = 0;
+		if (ehr_client_response_header(c, "X-EHR-Size", v, sizeof(v)) == 0 &&
+		    (ehr_parse_u64(&want, v, UINT64_MAX) < 0 || want != s.n)) {
+			fprintf(stderr,
+			        "ehrctl record get: received %llu bytes, the record has %s: discarded\n",
+			        (unsigned long long)s.n, v);
+			unlink(ehr_buf_cstr(&tmp));
+			goto out;
+		}
 	}
 	if (fsync(s.fd) != 0 || close(s.fd) != 0 || rename(ehr_buf_cstr(&tmp), out) != 0) {
 		fprintf(stderr, "ehrctl record get: writing %s: %s\n", out, strerror(errno));

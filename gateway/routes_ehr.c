@@ -13,12 +13,13 @@
  *
  * Read order: row -> authorisation (ehr_read_decision, the one place that
  * decides) -> the ledger's ehr.store entry -> object spooled, size and
- * SHA-256 equal to the ledger's -> every segment's GCM tag verified while
- * decrypting into memory -> ledger entry ehr.read (durable) -> 200.
+ * SHA-256 equal to the ledger's -> every segment's GCM tag verified, then
+ * decrypted into memory -> ledger entry ehr.read (durable) -> 200.
  */
 #include "gateway/gateway.h"
 #include "gateway/gw_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -436,6 +437,35 @@ static void h_record_create(struct gw_req *r)
 
 /* ------------------------------------------------------------------ GET */
 
+/*
+ * gw_reply_bytes/gw_reply_stream keep the content-type pointer until the
+ * reply is sent on the loop thread, after the handler has returned, so a
+ * record's type (from its row, on the handler's stack) is interned here:
+ * at most EHR_CT_INTERN distinct strings for the process's life; past that,
+ * replies fall back to application/octet-stream (the row keeps the truth).
+ */
+#define EHR_CT_INTERN 256
+static pthread_mutex_t ct_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *ct_table[EHR_CT_INTERN];
+static size_t ct_count;
+
+static const char *ct_intern(const char *ct)
+{
+	const char *out = "application/octet-stream";
+
+	pthread_mutex_lock(&ct_lock);
+	for (size_t i = 0; i < ct_count; i++)
+		if (strcmp(ct_table[i], ct) == 0) {
+			out = ct_table[i];
+			goto done;
+		}
+	if (ct_count < EHR_CT_INTERN && (ct_table[ct_count] = strdup(ct)) != NULL)
+		out = ct_table[ct_count++];
+done:
+	pthread_mutex_unlock(&ct_lock);
+	return out;
+}
+
 struct ledger_check {
 	const char *rid;
 	uint8_t sha[32];
@@ -485,6 +515,7 @@ static void h_record_get(struct gw_req *r)
 	struct ledger_check lc = { 0 };
 	struct ledger_receipt rcpt;
 	struct ehr_buf plain = EHR_BUF_INIT(0);
+	struct cloud_record_reader *rr = NULL;
 	uint8_t ridb[CLOUD_RID_LEN];
 	int err;
 
@@ -534,19 +565,35 @@ static void h_record_get(struct gw_req *r)
 		gw_reply_err(r, err);
 		return;
 	}
-	ehr_buf_init(&plain, row.meta.plain_size + 1);
-	if ((err = ehr_buf_reserve(&plain, row.meta.plain_size)) < 0 ||
-	    (err = cloud_record_get(st, kek, &row.meta, write_plain, &plain)) < 0) {
-		ehr_buf_free_secure(&plain);
+	/* Spool, check the ledger hash, verify every tag: nothing is released
+	 * unless the whole record is good. */
+	if ((err = cloud_record_open(&rr, st, kek, &row.meta)) < 0) {
 		reply_store_err(r, err == EHR_ERR_NOT_FOUND ? ehr_error_set(EHR_ERR_TAMPER, "object missing")
 		                                            : err);
 		return;
 	}
-	if (plain.len != row.meta.plain_size) {
-		ehr_buf_free_secure(&plain);
-		reply_store_err(
-		        r, ehr_error_set(EHR_ERR_TAMPER, "plaintext size differs from the recorded one"));
-		return;
+	/*
+	 * Answered from one buffer (bounded by the record size). A chunked
+	 * stream from the verified spool was tried: libevent 2.1 with
+	 * bufferevent_openssl could close the connection before the last chunk
+	 * left, so a complete record looked cut (docs/STORAGE.md §3).
+	 */
+	{
+		bool done = false;
+		ehr_buf_init(&plain, row.meta.plain_size + 1);
+		if ((err = ehr_buf_reserve(&plain, row.meta.plain_size)) < 0 ||
+		    (err = cloud_record_read(rr, 0, write_plain, &plain, &done)) < 0 || !done ||
+		    plain.len != row.meta.plain_size) {
+			ehr_buf_free_secure(&plain);
+			cloud_record_close(rr);
+			reply_store_err(
+			        r, err < 0 ? err
+			                   : ehr_error_set(EHR_ERR_TAMPER,
+			                                   "plaintext size differs from the recorded one"));
+			return;
+		}
+		cloud_record_close(rr);
+		rr = NULL;
 	}
 	/* The read is on the ledger before a byte is released. */
 	{
@@ -559,6 +606,7 @@ static void h_record_get(struct gw_req *r)
 	}
 	if (err < 0) {
 		ehr_buf_free_secure(&plain);
+		cloud_record_close(rr);
 		gw_reply_header(r, "Retry-After", "5");
 		gw_reply_error(r, 503, "unavailable", "the ledger is unavailable; nothing was released");
 		return;
@@ -567,12 +615,13 @@ static void h_record_get(struct gw_req *r)
 	if (row.category[0])
 		gw_reply_header(r, "X-EHR-Category", row.category);
 	{
-		char s[24];
-		snprintf(s, sizeof(s), "%llu", (unsigned long long)rcpt.seq);
-		gw_reply_header(r, "X-EHR-Ledger-Seq", s);
+		char v[24];
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)rcpt.seq);
+		gw_reply_header(r, "X-EHR-Ledger-Seq", v);
+		snprintf(v, sizeof(v), "%llu", (unsigned long long)row.meta.plain_size);
+		gw_reply_header(r, "X-EHR-Size", v);
 	}
-	gw_reply_header(r, "Cache-Control", "no-store");
-	gw_reply_bytes(r, 200, row.content_type, plain.data, plain.len);
+	gw_reply_bytes(r, 200, ct_intern(row.content_type), plain.data, plain.len);
 	ehr_buf_free_secure(&plain);
 }
 

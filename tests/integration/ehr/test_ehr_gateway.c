@@ -230,11 +230,21 @@ static void round_trip(struct world *w, size_t n)
 		return;
 	}
 	/* the storing server reads it back */
-	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 200);
+	s = get_record(w->srv_a, st.rid, &out);
+	if (s != 200)
+		fprintf(stderr, "\n  GET %zu bytes -> %ld (%s), %zu bytes\n", n, s, ehr_client_last_error(w->srv_a),
+		        out.len);
+	CU_ASSERT_EQUAL(s, 200);
 	CU_ASSERT_EQUAL(out.len, n);
 	CU_ASSERT(out.len == n && (n == 0 || memcmp(out.data, body, n) == 0)); /* not secret */
 	CU_ASSERT_EQUAL(ehr_client_response_header(w->srv_a, "Content-Type", ct, sizeof(ct)), 0);
 	CU_ASSERT_STRING_EQUAL(ct, "application/fhir+json");
+	{
+		char sz[32], want[32];
+		snprintf(want, sizeof(want), "%zu", n);
+		CU_ASSERT_EQUAL(ehr_client_response_header(w->srv_a, "X-EHR-Size", sz, sizeof(sz)), 0);
+		CU_ASSERT_STRING_EQUAL(sz, want);
+	}
 	/* and so does the patient, with DPoP */
 	ehr_buf_reset(&out);
 	CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 200);
