@@ -248,10 +248,50 @@ out:
 
 /* ---------------------------------------------------------------- verify */
 
+/*
+ * The Merkle frontier ("compact range") of a verified tree of size n: the
+ * MTH of each perfect subtree in n's binary decomposition, largest first
+ * (at most 64). Appending leaves to it and folding gives the root of the
+ * larger tree (RFC 9162 §2.1.1), so new entries are checked against a new
+ * signed root without one proof per entry, and a tree that does not extend
+ * the verified one cannot produce that root.
+ */
+struct frontier {
+	uint64_t size;
+	size_t n;
+	uint8_t h[64][LEDGER_HASH_LEN];
+	uint8_t level[64]; /* subtree of 2^level leaves */
+};
+
+static void frontier_push(struct frontier *f, const uint8_t leaf[LEDGER_HASH_LEN])
+{
+	memcpy(f->h[f->n], leaf, LEDGER_HASH_LEN);
+	f->level[f->n++] = 0;
+	while (f->n >= 2 && f->level[f->n - 1] == f->level[f->n - 2]) {
+		merkle_node_hash(f->h[f->n - 2], f->h[f->n - 2], f->h[f->n - 1]);
+		f->level[f->n - 2]++;
+		f->n--;
+	}
+	f->size++;
+}
+
+static void frontier_root(const struct frontier *f, uint8_t out[LEDGER_HASH_LEN])
+{
+	if (f->n == 0) {
+		merkle_root(out, NULL, 0);
+		return;
+	}
+	memcpy(out, f->h[f->n - 1], LEDGER_HASH_LEN);
+	for (size_t i = f->n - 1; i-- > 0;)
+		merkle_node_hash(out, f->h[i], out);
+}
+
 struct vstate {
 	uint64_t size;
 	uint8_t root[LEDGER_HASH_LEN];
 	bool have;
+	bool have_frontier;
+	struct frontier fr;
 };
 
 static int b64_hash(uint8_t out[LEDGER_HASH_LEN], const char *s)
@@ -285,21 +325,56 @@ static int load_state(struct vstate *st, const char *path)
 	GUARD_GOTO(b64_hash(st->root, root));
 	st->size = (uint64_t)size;
 	st->have = true;
+	{
+		/* The frontier must be exactly n's decomposition and fold to the root. */
+		json_t *fa = json_object_get(j, "frontier"), *h;
+		size_t i;
+		uint64_t rest = st->size;
+		uint8_t r[LEDGER_HASH_LEN];
+		if (json_is_array(fa) && json_array_size(fa) <= 64) {
+			st->fr.size = st->size;
+			json_array_foreach(fa, i, h)
+			{
+				GUARD_GOTO(b64_hash(st->fr.h[i], json_string_value(h)));
+			}
+			st->fr.n = json_array_size(fa);
+			for (i = 0; i < st->fr.n; i++) {
+				int lv = 63;
+				while (lv >= 0 && !(rest & (1ULL << lv)))
+					lv--;
+				if (lv < 0)
+					break;
+				st->fr.level[i] = (uint8_t)lv;
+				rest &= ~(1ULL << lv);
+			}
+			frontier_root(&st->fr, r);
+			st->have_frontier = i == st->fr.n && rest == 0 &&
+			                    CRYPTO_memcmp(r, st->root, LEDGER_HASH_LEN) == 0;
+		}
+	}
 out:
 	json_decref(j);
 	ehr_buf_free(&f);
 	return err;
 }
 
-static int save_state(const char *path, uint64_t size, const uint8_t root[LEDGER_HASH_LEN], const char *note)
+static int save_state(const char *path, uint64_t size, const uint8_t root[LEDGER_HASH_LEN], const char *note,
+                      const struct frontier *fr)
 {
 	struct ehr_buf r = EHR_BUF_INIT(64), out = EHR_BUF_INIT(1 << 16);
-	json_t *j;
+	json_t *j, *fa = json_array();
 	int err;
 
 	GUARD_GOTO(ehr_b64_encode(&r, root, LEDGER_HASH_LEN));
-	j = json_pack("{s:I, s:s, s:s, s:I}", "tree_size", (json_int_t)size, "root", ehr_buf_cstr(&r),
-	              "checkpoint", note, "verified_at_ms", (json_int_t)ehr_now_ms());
+	for (size_t i = 0; fa && fr && fr->size == size && i < fr->n; i++) {
+		struct ehr_buf h = EHR_BUF_INIT(64);
+		if (ehr_b64_encode(&h, fr->h[i], LEDGER_HASH_LEN) == 0)
+			json_array_append_new(fa, json_string(ehr_buf_cstr(&h)));
+		ehr_buf_free(&h);
+	}
+	j = json_pack("{s:I, s:s, s:s, s:I, s:o}", "tree_size", (json_int_t)size, "root", ehr_buf_cstr(&r),
+	              "checkpoint", note, "verified_at_ms", (json_int_t)ehr_now_ms(), "frontier",
+	              fa ? fa : json_array());
 	ENSURE_GOTO(j != NULL, EHR_ERR_NOMEM);
 	err = ehr_json_dump(&out, j);
 	json_decref(j);
@@ -405,6 +480,7 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 	uint64_t size = 0, from, checked = 0;
 	struct vstate st;
 	uint8_t(*leaves)[LEDGER_HASH_LEN] = NULL;
+	struct frontier fr;
 	bool full = false;
 	long status = 0;
 	int err;
@@ -500,8 +576,16 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 	}
 
 	/* 3. Every entry fetched: first all of them (so a missing one is named
-	 * DROPPED, not mistaken for a bad proof), then the tree. */
-	from = (st.have && !full) ? st.size : 0;
+	 * DROPPED, not mistaken for a bad proof), each checked against its bytes;
+	 * 4. then the tree: the verified frontier (empty from entry 0) extended
+	 * with their leaves must give the signed root. */
+	if (st.have && !full && st.have_frontier) {
+		from = st.size;
+		fr = st.fr;
+	} else {
+		from = 0;
+		memset(&fr, 0, sizeof(fr));
+	}
 	if (size > from) {
 		uint64_t want = from;
 		leaves = calloc((size_t)(size - from), LEDGER_HASH_LEN);
@@ -549,22 +633,20 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 			}
 			json_decref(resp);
 		}
-		/* From the start, the leaves alone must hash to the signed root;
-		 * otherwise (or when they don't) each is proven, naming the first
-		 * one that is not in the tree. */
 		{
 			uint8_t mth[LEDGER_HASH_LEN];
-			bool whole = from == 0 &&
-			             merkle_root(mth, (const uint8_t(*)[LEDGER_HASH_LEN])leaves, size) == 0 &&
-			             CRYPTO_memcmp(mth, root, LEDGER_HASH_LEN) == 0;
-			for (uint64_t q = from; !whole && q < size; q++) {
-				if (prove_entry(c, q, size, leaves[q - from], root) < 0) {
-					fprintf(stderr, "%s\n", ehr_error_msg());
-					err = 1;
-					goto out;
+			for (uint64_t q = from; q < size; q++)
+				frontier_push(&fr, leaves[q - from]);
+			frontier_root(&fr, mth);
+			if (CRYPTO_memcmp(mth, root, LEDGER_HASH_LEN) != 0) {
+				/* Name the first entry that is not in the signed tree. */
+				for (uint64_t q = from; q < size; q++) {
+					if (prove_entry(c, q, size, leaves[q - from], root) < 0) {
+						fprintf(stderr, "%s\n", ehr_error_msg());
+						err = 1;
+						goto out;
+					}
 				}
-			}
-			if (!whole && from == 0) {
 				fprintf(stderr,
 				        "REWRITTEN: the entries do not hash to the signed root of size "
 				        "%llu\n",
@@ -574,7 +656,7 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 			}
 		}
 	}
-	if (save_state(statefile, size, root, ehr_buf_cstr(&note)) < 0) {
+	if (save_state(statefile, size, root, ehr_buf_cstr(&note), &fr) < 0) {
 		fprintf(stderr, "ehrctl audit verify: cannot save %s: %s\n", statefile, ehr_error_msg());
 		err = 1;
 		goto out;

@@ -931,6 +931,8 @@ static int ctl(const char *dir, const char *args, char *out, size_t cap)
 	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+static void append_contracts(int n);
+
 static char verify_args[2048];
 
 static int verify(char *out, size_t cap, bool full)
@@ -953,6 +955,20 @@ static void test_verify_detects_tampering(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"ok\":true"));
 	/* Nothing changed: verifying again is fine (consistency of equal trees). */
 	CU_ASSERT_EQUAL(verify(out, sizeof(out), false), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"entries_checked\":0"));
+	/* New entries are checked incrementally, from the kept frontier. */
+	{
+		long long before = scalar("SELECT max(tree_size) FROM ledger_blocks"), after;
+		char want[96];
+		append_contracts(3);
+		after = scalar("SELECT max(tree_size) FROM ledger_blocks");
+		CU_ASSERT_EQUAL(verify(out, sizeof(out), false), 0);
+		snprintf(want, sizeof(want), "\"previous_size\":%lld,\"entries_checked\":%lld", before,
+		         after - before);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
+		if (strstr(out, want) == NULL)
+			fprintf(stderr, "\n  verify said: %s (wanted %s)\n", out, want);
+	}
 
 	/* REWRITTEN: change one byte of a middle entry's payload. */
 	k = scalar("SELECT max(seq) / 2 FROM ledger_entries");
