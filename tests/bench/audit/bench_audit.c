@@ -389,6 +389,30 @@ int main(int argc, char **argv)
 			printf("\nSSE delivery: no events measured\n");
 		}
 	}
+	/* 4. independent verification of the whole ledger by ehrctl */
+	{
+		const char *ctl = getenv("EHRGATE_CTL");
+		char cmd[2600], line[512] = "";
+		FILE *f;
+		double tv;
+		if (ctl != NULL) {
+			snprintf(cmd, sizeof(cmd),
+			         "'%s' --dir '%s' audit verify --ledger-key '%s/ledger.pub' --state "
+			         "'%s/bench-state.json' 2>&1",
+			         ctl, dir, gw.state_dir, gw.dir);
+			tv = now_ms();
+			f = popen(cmd, "r");
+			if (f && fgets(line, sizeof(line), f) == NULL)
+				line[0] = '\0';
+			if (f)
+				pclose(f);
+			tv = now_ms() - tv;
+			printf("\nehrctl audit verify (first run, every entry fetched, decoded and hashed "
+			       "into the signed "
+			       "root): %.1f s: %s",
+			       tv / 1e3, line);
+		}
+	}
 out:
 	ehr_client_free(aud);
 	gw_app_close(app);
