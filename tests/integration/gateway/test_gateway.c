@@ -295,6 +295,29 @@ static void test_access_log_privacy(void)
 	ehr_buf_free(&log);
 }
 
+
+/* The client goes away while its request runs on the blocking pool: the
+ * late reply is dropped safely and the request no longer counts. */
+static void test_client_gone_mid_request(void)
+{
+	static const char req[] = "GET /v1/test/sleep?ms=600 HTTP/1.1\r\nHost: localhost\r\n\r\n";
+	struct gwp_resp res;
+	char out[1024];
+	size_t got;
+	bool closed;
+
+	for (int i = 0; i < 3; i++)
+		EHR_ASSERT_OK(gwp_raw_tls(&gw, req, sizeof(req) - 1, out, sizeof(out), &got, &closed, 100));
+	CU_ASSERT_EQUAL(got, 0);
+	msleep(1200);
+	assert_healthy(&gw);
+	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+	/* only the scrape itself is in flight */
+	CU_ASSERT_EQUAL(metric_value(res.body, "\nehrgate_http_inflight_requests"), 1);
+	CU_ASSERT(metric_value(res.body, "ehrgate_http_requests_total{route=\"test.sleep\",method=\"GET\",status=\"200\"}") >= 3);
+	gwp_resp_free(&res);
+}
+
 /* ---------------------------------------------------------------- TLS policy */
 
 static void test_tls_versions(void)
@@ -1259,6 +1282,7 @@ static void register_suites(void)
 	              { "path parameters", test_path_params }, { "keep-alive pipelining", test_keepalive_pipelined },
 	              { "a second server on a port in use fails", test_port_in_use },
 	              { "access log: route names, no paths or queries", test_access_log_privacy },
+	              { "client gone mid-request", test_client_gone_mid_request },
 	              { "TLS 1.0/1.1 refused, 1.2/1.3 ok", test_tls_versions },
 	              { "TLS 1.2 non-AEAD suites refused", test_tls12_ciphers },
 	              { "plaintext HTTP refused", test_plaintext_refused },
