@@ -283,6 +283,14 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 int auth_event(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject, bool success,
                const char *reason, const char *peer);
 
+/*
+ * Success event for an authenticated request: appended for the first
+ * request of a credential (certificate serial or device key) and then at
+ * most once per 5 minutes per credential and gateway instance, so the
+ * ledger shows who was active without one entry per request.
+ */
+int auth_event_session(struct auth_ctx *ctx, const char *type, const struct auth_principal *p);
+
 /* ------------------------------------------------------- operator commands */
 
 /* Registration token: 32 random bytes, base64url, stored as SHA-256 only. */

@@ -11,6 +11,7 @@
  * the number of addresses; a full neighbourhood evicts its oldest entry. */
 #define AUTH_RATE_SLOTS 2048
 #define AUTH_RATE_PROBE 8
+#define AUTH_SUCCESS_EVENT_MS (5 * 60 * 1000)
 
 struct auth_rate_slot {
 	char peer[64];
@@ -46,6 +47,7 @@ struct auth_ctx {
 	struct ehr_buf gateway_ca_pem;
 	struct auth_rate rate[AUTH_RATE__N];
 	struct auth_rate fail_events;
+	struct auth_rate success_events; /* one per credential per AUTH_SUCCESS_EVENT_MS */
 	atomic_uint_fast64_t cleanup_tick;
 };
 

@@ -202,6 +202,8 @@ int auth_ctx_new(struct auth_ctx **out, const struct auth_config *cfg)
 		GUARD_GOTO(auth__rate_init(&c->rate[i], per_min[i], c->cfg.rate_burst));
 	GUARD_GOTO(auth__rate_init(&c->fail_events, c->cfg.failure_events_per_min,
 	                           c->cfg.failure_events_per_min));
+	GUARD_GOTO(auth__rate_init(&c->success_events, 1, 1));
+	c->success_events.per_ms = 1.0 / AUTH_SUCCESS_EVENT_MS;
 	*out = c;
 	c = NULL;
 out:
@@ -221,6 +223,7 @@ void auth_ctx_free(struct auth_ctx *c)
 	for (int i = 0; i < AUTH_RATE__N; i++)
 		auth__rate_free(&c->rate[i]);
 	auth__rate_free(&c->fail_events);
+	auth__rate_free(&c->success_events);
 	X509_free(c->regca);
 	EVP_PKEY_free(c->regca_key);
 	EVP_PKEY_free(c->token_key);
@@ -333,4 +336,16 @@ int auth_event(struct auth_ctx *ctx, const char *type, const char *actor, const 
 	if (err < 0)
 		ehr_logf(EHR_LOG_WARN, "auth.ledger_event_failed", "%s: %s", type, ehr_err_name(err));
 	return err;
+}
+
+int auth_event_session(struct auth_ctx *ctx, const char *type, const struct auth_principal *p)
+{
+	const char *key = p->serial[0] ? p->serial : p->jkt;
+	json_t *pl;
+
+	if (!auth__rate_take(&ctx->success_events, key, ehr_monotonic_ms(), false, NULL))
+		return 0;
+	pl = json_pack("{s:s,s:s,s:s}", "outcome", "success", "role", p->role,
+	               p->serial[0] ? "serial" : "jkt", key);
+	return auth__ledger(ctx, type, p->id, p->id, pl);
 }

@@ -87,6 +87,8 @@ static int authenticate_mtls(struct gw_req *r, struct auth_ctx *ctx, const struc
 		ehr_error_set(EHR_ERR_FORBIDDEN, "role '%s' may not call %s", p.role, route->name);
 		return fail(r, ctx, EHR_ERR_FORBIDDEN, "auth.mtls", p.id, "wrong_role");
 	}
+	if (auth_event_session(ctx, "auth.mtls", &p) < 0)
+		return ehr_error_set(EHR_ERR_UNAVAILABLE, "ledger unavailable: %s", ehr_error_msg());
 	id->role = bit;
 	snprintf(id->subject, sizeof(id->subject), "%s", p.id);
 	snprintf(id->actor, sizeof(id->actor), "%s", p.id);
@@ -106,6 +108,8 @@ static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_i
 		return fail(r, ctx, err, "auth.dpop", "anonymous",
 		            err == EHR_ERR_REPLAY ? "replay" : "rejected");
 	}
+	if (auth_event_session(ctx, "auth.dpop", &p) < 0)
+		return ehr_error_set(EHR_ERR_UNAVAILABLE, "ledger unavailable: %s", ehr_error_msg());
 	id->role = GW_ROLE_PATIENT;
 	snprintf(id->subject, sizeof(id->subject), "%s", p.id);
 	snprintf(id->actor, sizeof(id->actor), "%s", p.id);

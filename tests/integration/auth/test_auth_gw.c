@@ -870,6 +870,13 @@ static void test_ledger_events(void)
 	                       "'anonymous'") >= 1);
 	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls'") >=
 	          1);
+	/* sampled success events for authenticated requests */
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls' AND actor "
+	                       "LIKE 'srv-%'") >= 1);
+	CU_ASSERT(atest_scalar(db.super_ci,
+	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.dpop' AND actor "
+	                       "LIKE 'pt-%'") >= 1);
 	/* no hospital name, no external id */
 	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
 	                             "SELECT count(*) FROM ledger_entries WHERE position('Integration "
