@@ -536,6 +536,31 @@ static void test_duration(void)
 	EHR_ASSERT_ERR(auth_parse_duration(&v, "99999999999d"), EHR_ERR_INVAL);
 }
 
+static void test_htu_normalize(void)
+{
+	static const char *cases[][2] = {
+		{ "https://GW.Example:443/v1/x?a=1#f", "https://gw.example/v1/x" },
+		{ "HTTPS://gw.example:8443/v1/X",
+		  "https://gw.example:8443/v1/X" }, /* the path keeps its case */
+		{ "http://h:80", "http://h/" },
+		{ "https://[::1]:8443/p", "https://[::1]:8443/p" },
+		{ "https://h:4430/p", "https://h:4430/p" },
+	};
+	static const char *bad[] = { "ftp://h/p", "https://user@h/p", "https:///p", "//h/p", "" };
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		struct ehr_buf b = EHR_BUF_INIT(256);
+		EHR_ASSERT_OK(auth_htu_normalize(&b, cases[i][0]));
+		CU_ASSERT_STRING_EQUAL(ehr_buf_cstr(&b), cases[i][1]);
+		ehr_buf_free(&b);
+	}
+	for (size_t i = 0; i < EHR_ARRAY_LEN(bad); i++) {
+		struct ehr_buf b = EHR_BUF_INIT(256);
+		CU_ASSERT(auth_htu_normalize(&b, bad[i]) < 0);
+		ehr_buf_free(&b);
+	}
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("auth.pure", setup, teardown, { "es256", test_es256 },
@@ -549,7 +574,8 @@ static void register_suites(void)
 	              { "dpop_ok_and_rfc_vector", test_dpop_ok_and_rfc_vector },
 	              { "dpop_refusals", test_dpop_refusals }, { "csr", test_csr },
 	              { "cert_issue", test_cert_issue }, { "pseudonym", test_pseudonym },
-	              { "rate_limit", test_rate_limit }, { "duration", test_duration });
+	              { "rate_limit", test_rate_limit }, { "duration", test_duration },
+	              { "htu_normalize", test_htu_normalize });
 }
 
 EHR_TEST_MAIN(register_suites)
