@@ -641,6 +641,21 @@ static void test_slowloris_idle(void)
 	assert_healthy(&lim);
 }
 
+/* TCP connect and silence (no ClientHello): dropped by the same deadline. */
+static void test_slowloris_no_handshake(void)
+{
+	char out[256];
+	size_t got;
+	bool closed;
+	int64_t t0 = now_ms();
+
+	EHR_ASSERT_OK(gwp_raw_tcp(&lim, "", 0, out, sizeof(out), &got, &closed, 8000));
+	CU_ASSERT_TRUE(closed);
+	CU_ASSERT(now_ms() - t0 < 7000);
+	CU_ASSERT_EQUAL(got, 0);
+	assert_healthy(&lim);
+}
+
 static void test_slowloris_trickle(void)
 {
 	int fd;
@@ -1298,6 +1313,7 @@ static void register_suites(void)
 	EHR_ADD_SUITE("limits", lim_init, lim_clean, { "oversized headers", test_oversized_headers },
 	              { "too many headers", test_too_many_headers }, { "oversized body", test_oversized_body },
 	              { "slowloris: idle after handshake", test_slowloris_idle },
+	              { "slowloris: no handshake", test_slowloris_no_handshake },
 	              { "slowloris: trickling headers", test_slowloris_trickle },
 	              { "connection limit", test_connection_limit },
 	              { "blocking queue full: 503", test_blocking_queue_full });
