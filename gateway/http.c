@@ -288,7 +288,10 @@ static void run_handler(struct gw_req *r)
 	if (r->route->roles != 0) {
 		int rc = gw_authenticate(r, r->route, &r->id);
 		if (rc < 0) {
-			if (rc != EHR_ERR_AUTH && rc != EHR_ERR_FORBIDDEN && rc != EHR_ERR_UNAVAILABLE)
+			/* 401/403 as gw_authenticate says; a dependency failure is
+			 * not the client's fault (503/504/500); anything else is 401. */
+			if (rc != EHR_ERR_AUTH && rc != EHR_ERR_FORBIDDEN && rc != EHR_ERR_UNAVAILABLE &&
+			    rc != EHR_ERR_TIMEOUT && rc != EHR_ERR_NOMEM && rc != EHR_ERR_RATE)
 				rc = EHR_ERR_AUTH;
 			gw_reply_err(r, rc);
 			return;
