@@ -56,8 +56,10 @@ stop_services() {
 	done
 	STATES=()
 }
+BUILD_PID=
 kill_running() {
 	local p
+	[ -z "$BUILD_PID" ] || kill -TERM -- "-$BUILD_PID" 2>/dev/null
 	for p in "${SLOT_PID[@]}"; do
 		[ -n "$p" ] && kill -TERM "$p" 2>/dev/null
 	done
@@ -89,8 +91,15 @@ build_tree() {
 	# ASan tree: -O1 (ASan's recommendation; compiles faster) and asserts kept (no -DNDEBUG).
 	[ "$name" = build-asan ] && extra=(-DEHR_SANITIZE=ON "-DCMAKE_C_FLAGS_RELWITHDEBINFO=-O1 -g")
 	step "configure and build $dir"
-	cmake -S "$ROOT" -B "$dir" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${extra[@]}" >"$LOGROOT/$name.cmake.log" 2>&1 &&
-		cmake --build "$dir" -j2 -- -k >>"$LOGROOT/$name.cmake.log" 2>&1
+	# In its own process group, in the background + wait, so that INT/TERM
+	# stop the whole build at once (see kill_running).
+	setsid bash -c 'cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=RelWithDebInfo "${@:3}" && cmake --build "$2" -j2 -- -k' \
+		build "$ROOT" "$dir" "${extra[@]}" >"$LOGROOT/$name.cmake.log" 2>&1 </dev/null &
+	BUILD_PID=$!
+	wait "$BUILD_PID"
+	local rc=$?
+	BUILD_PID=
+	return $rc
 }
 
 # name<TAB>command...<TAB>workdir, one per test that ctest knows. Longest
