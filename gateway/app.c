@@ -63,7 +63,8 @@ static int load_ledger_key(EVP_PKEY **out, const struct gw_config *cfg)
 	GUARD_GOTO(gw_config_state_path(cfg, "ledger.key", &path));
 	f = fopen(ehr_buf_cstr(&path), "re");
 	if (f == NULL) {
-		err = ehr_error_set(EHR_ERR_CONFIG, "cannot open ledger key %s (run ehrgate init)", ehr_buf_cstr(&path));
+		err = ehr_error_set(EHR_ERR_CONFIG, "cannot open ledger key %s (run ehrgate init)",
+		                    ehr_buf_cstr(&path));
 		goto out;
 	}
 	*out = PEM_read_PrivateKey(f, NULL, NULL, NULL);
@@ -92,10 +93,11 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 		what |= GW_APP_DB;
 
 	if (what & GW_APP_DB) {
-		GUARD_GOTO(ehr_db_pool_new(&app->db, gw_config_get(cfg, "database", "url"),
-		                           (unsigned)gw_config_get_uint(cfg, "database", "pool_size"),
-		                           (unsigned)gw_config_get_uint(cfg, "database", "acquire_timeout_ms"),
-		                           (unsigned)gw_config_get_uint(cfg, "database", "statement_timeout_ms")));
+		GUARD_GOTO(ehr_db_pool_new(
+		        &app->db, gw_config_get(cfg, "database", "url"),
+		        (unsigned)gw_config_get_uint(cfg, "database", "pool_size"),
+		        (unsigned)gw_config_get_uint(cfg, "database", "acquire_timeout_ms"),
+		        (unsigned)gw_config_get_uint(cfg, "database", "statement_timeout_ms")));
 	}
 
 	if (what & GW_APP_LEDGER) {
@@ -136,7 +138,8 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 			.rate_challenge = (unsigned)gw_config_get_uint(cfg, "auth", "rate_challenge_per_min"),
 			.rate_token = (unsigned)gw_config_get_uint(cfg, "auth", "rate_token_per_min"),
 			.rate_burst = (unsigned)gw_config_get_uint(cfg, "auth", "rate_burst"),
-			.failure_events_per_min = (unsigned)gw_config_get_uint(cfg, "auth", "failure_events_per_min"),
+			.failure_events_per_min =
+			        (unsigned)gw_config_get_uint(cfg, "auth", "failure_events_per_min"),
 		};
 		GUARD_GOTO(auth_ctx_new(&app->auth, &ac));
 	}

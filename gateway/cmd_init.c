@@ -33,8 +33,8 @@
 #include <openssl/x509v3.h>
 
 static const char *init_files[] = {
-	"ca.pem", "ca.key", "server.pem", "server.key", "regca.pem", "regca.key", "ledger.key", "ledger.pub",
-	"token.key", "token.pub", "pseudonym.key", "kek/current",
+	"ca.pem",     "ca.key",     "server.pem", "server.key", "regca.pem",     "regca.key",
+	"ledger.key", "ledger.pub", "token.key",  "token.pub",  "pseudonym.key", "kek/current",
 };
 
 static int path_of(struct ehr_buf *b, const char *dir, const char *name)
@@ -162,14 +162,18 @@ static int make_cert(X509 **out, EVP_PKEY *key, const struct cert_spec *s, X509 
 	ENSURE_GOTO(X509_gmtime_adj(X509_getm_notAfter(x), s->days * 86400L) != NULL, EHR_ERR_CRYPTO);
 	name = X509_NAME_new();
 	ENSURE_GOTO(name != NULL, EHR_ERR_NOMEM);
-	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"ehrgate dev", -1, -1, 0));
-	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)s->cn, -1, -1, 0));
+	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC,
+	                                           (const unsigned char *)"ehrgate dev", -1, -1, 0));
+	GUARD_OSSL_GOTO(X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)s->cn, -1,
+	                                           -1, 0));
 	GUARD_OSSL_GOTO(X509_set_subject_name(x, name));
 	GUARD_OSSL_GOTO(X509_set_issuer_name(x, issuer ? X509_get_subject_name(issuer) : name));
 	GUARD_OSSL_GOTO(X509_set_pubkey(x, key));
 	if (s->ca) {
-		GUARD_GOTO(add_ext(x, issuer ? issuer : x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
-		GUARD_GOTO(add_ext(x, issuer ? issuer : x, NID_key_usage, "critical,keyCertSign,cRLSign,digitalSignature"));
+		GUARD_GOTO(
+		        add_ext(x, issuer ? issuer : x, NID_basic_constraints, "critical,CA:TRUE,pathlen:0"));
+		GUARD_GOTO(add_ext(x, issuer ? issuer : x, NID_key_usage,
+		                   "critical,keyCertSign,cRLSign,digitalSignature"));
 	} else {
 		GUARD_GOTO(add_ext(x, issuer ? issuer : x, NID_basic_constraints, "critical,CA:FALSE"));
 		GUARD_GOTO(add_ext(x, issuer ? issuer : x, NID_key_usage, "critical,digitalSignature"));

@@ -24,7 +24,7 @@
 #define EHRGATE_SOURCE_DIR "."
 #endif
 
-#define MIGRATE_LOCK_KEY "7301948573"   /* pg_advisory_lock key, fixed for ehrgate */
+#define MIGRATE_LOCK_KEY "7301948573" /* pg_advisory_lock key, fixed for ehrgate */
 #define MIGRATE_MAX_FILE (4u << 20)
 #define MIGRATE_MAX_FILES 1000
 
@@ -50,7 +50,8 @@ static bool migration_name(const char *f, unsigned *version)
 	if (n < 10 || n >= 160 || strcmp(f + n - 4, ".sql") != 0 || f[4] != '_')
 		return false;
 	for (size_t i = 5; i < n - 4; i++)
-		if (!((f[i] >= 'a' && f[i] <= 'z') || (f[i] >= '0' && f[i] <= '9') || f[i] == '_' || f[i] == '-'))
+		if (!((f[i] >= 'a' && f[i] <= 'z') || (f[i] >= '0' && f[i] <= '9') || f[i] == '_' ||
+		      f[i] == '-'))
 			return false;
 	memcpy(digits, f, 4);
 	digits[4] = '\0';
@@ -79,7 +80,8 @@ static int list_migrations(const char *dir, struct migration **out, size_t *n)
 		ENSURE_GOTO(count < MIGRATE_MAX_FILES, EHR_ERR_TOO_LARGE);
 		m[count].version = v;
 		snprintf(m[count].file, sizeof(m[count].file), "%.150s", e->d_name);
-		snprintf(m[count].name, sizeof(m[count].name), "%.*s", (int)(strlen(e->d_name) - 9), e->d_name + 5);
+		snprintf(m[count].name, sizeof(m[count].name), "%.*s", (int)(strlen(e->d_name) - 9),
+		         e->d_name + 5);
 		count++;
 	}
 	qsort(m, count, sizeof(*m), cmp_migration);
@@ -162,10 +164,11 @@ static int apply_one(PGconn *c, const char *dir, const struct migration *m, int 
 	GUARD_GOTO(applied_hash(c, m->version, recorded));
 	if (recorded[0] != '\0') {
 		if (strcmp(recorded, hash) != 0) {
-			err = ehr_error_set(EHR_ERR_TAMPER,
-			                    "migration %s was applied with sha256 %s but the file now has %s; "
-			                    "applied migrations must not change (add a new one instead)",
-			                    m->file, recorded, hash);
+			err = ehr_error_set(
+			        EHR_ERR_TAMPER,
+			        "migration %s was applied with sha256 %s but the file now has %s; "
+			        "applied migrations must not change (add a new one instead)",
+			        m->file, recorded, hash);
 		}
 		goto out;
 	}
@@ -178,8 +181,8 @@ static int apply_one(PGconn *c, const char *dir, const struct migration *m, int 
 	params[0] = v;
 	params[1] = m->name;
 	params[2] = hash;
-	r = PQexecParams(c, "INSERT INTO schema_migrations(version, name, sha256) VALUES ($1, $2, $3)", 3, NULL,
-	                 params, NULL, NULL, 0);
+	r = PQexecParams(c, "INSERT INTO schema_migrations(version, name, sha256) VALUES ($1, $2, $3)", 3,
+	                 NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
 		err = ehr_error_set(EHR_ERR_DB, "record %s: %s", m->file, PQresultErrorMessage(r));
 		PQclear(PQexec(c, "ROLLBACK"));
@@ -231,12 +234,13 @@ out:
 
 static void migrate_usage(FILE *f)
 {
-	fprintf(f, "usage: ehrgate migrate [--schemas DIR] [-c FILE] [--set section.key=value]...\n\n"
-	           "Apply the SQL migrations NNNN_name.sql from DIR in numeric order, once each,\n"
-	           "each in its own transaction, as [database] admin_url (default: [database] url).\n"
-	           "Applied files are recorded with their SHA-256 in table schema_migrations; a\n"
-	           "changed applied file stops the run. DIR defaults to the source tree's\n"
-	           "schemas/sql, then %s.\n",
+	fprintf(f,
+	        "usage: ehrgate migrate [--schemas DIR] [-c FILE] [--set section.key=value]...\n\n"
+	        "Apply the SQL migrations NNNN_name.sql from DIR in numeric order, once each,\n"
+	        "each in its own transaction, as [database] admin_url (default: [database] url).\n"
+	        "Applied files are recorded with their SHA-256 in table schema_migrations; a\n"
+	        "changed applied file stops the run. DIR defaults to the source tree's\n"
+	        "schemas/sql, then %s.\n",
 	        "/usr/share/ehrgate/sql");
 }
 

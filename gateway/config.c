@@ -44,12 +44,30 @@ struct gw_config_key {
 
 #define CFG_MAX_VALUE 4096
 
-#define U(s, k, d, lo, hi) { s, k, CFG_UINT, d, lo, hi, NULL, false }
-#define P(s, k, d) { s, k, CFG_PATH, d, 0, 0, NULL, false }
-#define S(s, k, d) { s, k, CFG_STR, d, 0, 0, NULL, false }
-#define SECRET(s, k, d) { s, k, CFG_STR, d, 0, 0, NULL, true }
-#define E(s, k, d, c) { s, k, CFG_ENUM, d, 0, 0, c, false }
-#define B(s, k, d) { s, k, CFG_BOOL, d, 0, 0, NULL, false }
+#define U(s, k, d, lo, hi)                             \
+	{                                              \
+		s, k, CFG_UINT, d, lo, hi, NULL, false \
+	}
+#define P(s, k, d)                                   \
+	{                                            \
+		s, k, CFG_PATH, d, 0, 0, NULL, false \
+	}
+#define S(s, k, d)                                  \
+	{                                           \
+		s, k, CFG_STR, d, 0, 0, NULL, false \
+	}
+#define SECRET(s, k, d)                            \
+	{                                          \
+		s, k, CFG_STR, d, 0, 0, NULL, true \
+	}
+#define E(s, k, d, c)                             \
+	{                                         \
+		s, k, CFG_ENUM, d, 0, 0, c, false \
+	}
+#define B(s, k, d)                                   \
+	{                                            \
+		s, k, CFG_BOOL, d, 0, 0, NULL, false \
+	}
 
 static const struct gw_config_key gw_config_keys[] = {
 	/* [server] */
@@ -135,7 +153,8 @@ struct gw_config {
 static int key_index(const char *section, const char *key)
 {
 	for (size_t i = 0; i < NKEYS; i++)
-		if (strcmp(gw_config_keys[i].section, section) == 0 && strcmp(gw_config_keys[i].key, key) == 0)
+		if (strcmp(gw_config_keys[i].section, section) == 0 &&
+		    strcmp(gw_config_keys[i].key, key) == 0)
 			return (int)i;
 	return -1;
 }
@@ -143,7 +162,8 @@ static int key_index(const char *section, const char *key)
 static bool section_known(const char *section, size_t len)
 {
 	for (size_t i = 0; i < NKEYS; i++)
-		if (strlen(gw_config_keys[i].section) == len && strncmp(gw_config_keys[i].section, section, len) == 0)
+		if (strlen(gw_config_keys[i].section) == len &&
+		    strncmp(gw_config_keys[i].section, section, len) == 0)
 			return true;
 	return false;
 }
@@ -246,8 +266,7 @@ static int validate(size_t i, const char *v)
 		if ((unsigned char)*p < 0x20 || *p == 0x7f)
 			return ehr_error_set(EHR_ERR_CONFIG, "contains a control character");
 	switch (k->type) {
-	case CFG_STR:
-		return 0;
+	case CFG_STR: return 0;
 	case CFG_PATH:
 		if (*v == '\0')
 			return ehr_error_set(EHR_ERR_CONFIG, "must not be empty");
@@ -259,8 +278,8 @@ static int validate(size_t i, const char *v)
 	case CFG_UINT:
 		if (ehr_parse_u64(&n, v, UINT64_MAX) < 0 || n < k->min || n > k->max)
 			return ehr_error_set(EHR_ERR_CONFIG, "must be %san integer in %llu..%llu",
-			                     k->type == CFG_AUTO ? "\"auto\" or " : "", (unsigned long long)k->min,
-			                     (unsigned long long)k->max);
+			                     k->type == CFG_AUTO ? "\"auto\" or " : "",
+			                     (unsigned long long)k->min, (unsigned long long)k->max);
 		return 0;
 	case CFG_BOOL:
 		if (!parse_bool(v, &b))
@@ -270,10 +289,8 @@ static int validate(size_t i, const char *v)
 		if (!choice_ok(k->choices, v))
 			return ehr_error_set(EHR_ERR_CONFIG, "must be one of %s", k->choices);
 		return 0;
-	case CFG_LISTEN:
-		return gw_parse_listen(v, host, sizeof(host), &port);
-	default:
-		return ehr_error_set(EHR_ERR_INTERNAL, "unknown key type");
+	case CFG_LISTEN: return gw_parse_listen(v, host, sizeof(host), &port);
+	default: return ehr_error_set(EHR_ERR_INTERNAL, "unknown key type");
 	}
 }
 
@@ -284,11 +301,13 @@ int gw_config_set(struct gw_config *cfg, const char *section, const char *key, c
 	int err;
 
 	if (i < 0)
-		return ehr_error_set(EHR_ERR_CONFIG, "unknown config key [%.64s] %.64s (%s)", section, key, origin);
+		return ehr_error_set(EHR_ERR_CONFIG, "unknown config key [%.64s] %.64s (%s)", section, key,
+		                     origin);
 	if ((err = validate((size_t)i, value)) < 0) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", ehr_error_msg());
-		return ehr_error_set(EHR_ERR_CONFIG, "config key [%s] %s (%s): %s", section, key, origin, why);
+		return ehr_error_set(EHR_ERR_CONFIG, "config key [%s] %s (%s): %s", section, key, origin,
+		                     why);
 	}
 	return store(cfg, (size_t)i, value, origin);
 }
@@ -327,7 +346,7 @@ struct ini_ctx {
 	const char *origin;
 	const char *text; /* the whole input */
 	size_t pos;
-	int line;         /* line being parsed, 1-based */
+	int line; /* line being parsed, 1-based */
 	int err;
 	int err_line;
 	char errmsg[512];
@@ -355,8 +374,9 @@ static char *cfg_ini_reader(char *str, int num, void *stream)
 	ctx->line++;
 	if (len > (size_t)num - 1) {
 		if (ctx->err == 0) {
-			ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config file %s line %d: longer than %d bytes",
-			                         ctx->origin, ctx->line, num - 2);
+			ctx->err =
+			        ehr_error_set(EHR_ERR_CONFIG, "config file %s line %d: longer than %d bytes",
+			                      ctx->origin, ctx->line, num - 2);
 			ini_fail(ctx);
 		}
 		memcpy(str, "\n", 2);
@@ -377,12 +397,14 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
 		return 1; /* keep the first error */
 	snprintf(origin, sizeof(origin), "file %s line %d", ctx->origin, ctx->line);
 	if (*section == '\0') {
-		ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config key %.64s outside any [section] (%s)", name, origin);
+		ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config key %.64s outside any [section] (%s)", name,
+		                         origin);
 		goto fail;
 	}
 	i = key_index(section, name);
 	if (i >= 0 && ctx->cfg->from_file[i]) {
-		ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config key [%s] %s is set twice (%s)", section, name, origin);
+		ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config key [%s] %s is set twice (%s)", section,
+		                         name, origin);
 		goto fail;
 	}
 	if ((ctx->err = gw_config_set(ctx->cfg, section, name, value, origin)) < 0)
@@ -541,9 +563,10 @@ int gw_config_finish(struct gw_config *cfg)
 			GUARD_GOTO(store(cfg, (size_t)ai, value_of(cfg, "database", "url", NULL), "default"));
 	}
 	if (strcmp(gw_config_get(cfg, "store", "backend"), "s3") == 0) {
-		if (*gw_config_get(cfg, "store", "s3_endpoint") == '\0' || *gw_config_get(cfg, "store", "s3_bucket") == '\0') {
-			err = ehr_error_set(EHR_ERR_CONFIG,
-			                    "config key [store] s3_endpoint and s3_bucket are required with backend = s3");
+		if (*gw_config_get(cfg, "store", "s3_endpoint") == '\0' ||
+		    *gw_config_get(cfg, "store", "s3_bucket") == '\0') {
+			err = ehr_error_set(EHR_ERR_CONFIG, "config key [store] s3_endpoint and s3_bucket "
+			                                    "are required with backend = s3");
 			goto out;
 		}
 	}

@@ -18,44 +18,44 @@
 
 #include "common/common.h"
 
-struct gw_req;   /* one HTTP request, opaque */
-struct gw_app;   /* the process-wide application state, opaque */
+struct gw_req; /* one HTTP request, opaque */
+struct gw_app; /* the process-wide application state, opaque */
 
 /* Roles a route may demand. A route with roles == 0 is public. */
 enum gw_role {
-	GW_ROLE_PATIENT = 1u << 0,  /* DPoP-bound access token */
-	GW_ROLE_SERVER = 1u << 1,   /* mTLS, registration-CA cert, role "server" */
-	GW_ROLE_AUDITOR = 1u << 2,  /* mTLS, registration-CA cert, role "auditor" */
+	GW_ROLE_PATIENT = 1u << 0, /* DPoP-bound access token */
+	GW_ROLE_SERVER = 1u << 1,  /* mTLS, registration-CA cert, role "server" */
+	GW_ROLE_AUDITOR = 1u << 2, /* mTLS, registration-CA cert, role "auditor" */
 };
 
 /* Who made the request, after the core has authenticated it. */
 struct gw_identity {
-	unsigned role;          /* exactly one gw_role bit, or 0 when public */
-	char subject[128];      /* server/auditor: certificate subject id; patient: pseudonym */
-	char actor[128];        /* pseudonymous actor recorded in the ledger */
-	char cert_serial[64];   /* hex serial for mTLS identities, else "" */
-	char jkt[64];           /* patient: JWK thumbprint of the device key, else "" */
+	unsigned role;        /* exactly one gw_role bit, or 0 when public */
+	char subject[128];    /* server/auditor: certificate subject id; patient: pseudonym */
+	char actor[128];      /* pseudonymous actor recorded in the ledger */
+	char cert_serial[64]; /* hex serial for mTLS identities, else "" */
+	char jkt[64];         /* patient: JWK thumbprint of the device key, else "" */
 };
 
 typedef void (*gw_handler_fn)(struct gw_req *r);
 
 struct gw_route {
-	const char *method;   /* "GET", "POST", ... */
-	const char *pattern;  /* "/v1/patients/{pid}/records": {name} matches one segment */
-	const char *name;     /* stable metric label, e.g. "patients.records.create" */
-	unsigned roles;       /* any of these roles may call it; 0 = public */
-	bool blocking;        /* run on the blocking-job pool */
+	const char *method;  /* "GET", "POST", ... */
+	const char *pattern; /* "/v1/patients/{pid}/records": {name} matches one segment */
+	const char *name;    /* stable metric label, e.g. "patients.records.create" */
+	unsigned roles;      /* any of these roles may call it; 0 = public */
+	bool blocking;       /* run on the blocking-job pool */
 	gw_handler_fn fn;
 };
 
 /* ---- request accessors (valid until the reply is sent) */
 const char *gw_req_method(const struct gw_req *r);
-const char *gw_req_path(const struct gw_req *r);            /* decoded path, no query */
-const char *gw_req_param(const struct gw_req *r, const char *name);   /* path parameter */
-const char *gw_req_query(const struct gw_req *r, const char *name);   /* NULL if absent */
-const char *gw_req_header(const struct gw_req *r, const char *name);  /* NULL if absent */
+const char *gw_req_path(const struct gw_req *r);                     /* decoded path, no query */
+const char *gw_req_param(const struct gw_req *r, const char *name);  /* path parameter */
+const char *gw_req_query(const struct gw_req *r, const char *name);  /* NULL if absent */
+const char *gw_req_header(const struct gw_req *r, const char *name); /* NULL if absent */
 const uint8_t *gw_req_body(const struct gw_req *r, size_t *len);
-const char *gw_req_peer(const struct gw_req *r);             /* client IP, for rate limits */
+const char *gw_req_peer(const struct gw_req *r); /* client IP, for rate limits */
 const struct gw_identity *gw_req_identity(const struct gw_req *r);
 /* The absolute URL the client used (https://host:port/path), for DPoP htu. */
 const char *gw_req_url(const struct gw_req *r);
@@ -75,7 +75,7 @@ void gw_reply_bytes(struct gw_req *r, int status, const char *content_type, cons
 /* {"error":{"code":code,"message":message}} with `status`. The message must
  * hold no PHI or secret. */
 void gw_reply_error(struct gw_req *r, int status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
+        __attribute__((format(printf, 4, 5)));
 /* Map a negative ehr_err (and the thread's detail) to a status and JSON error. */
 void gw_reply_err(struct gw_req *r, int err);
 

@@ -29,7 +29,7 @@ int gw_parse_listen(const char *v, char *host, size_t host_cap, uint16_t *port);
 struct gw_param {
 	const char *name; /* points into the route pattern */
 	size_t name_len;
-	char *value;      /* decoded, owned by the match */
+	char *value; /* decoded, owned by the match */
 };
 struct gw_match {
 	const struct gw_route *route;
@@ -37,11 +37,17 @@ struct gw_match {
 	size_t nparams;
 	struct gw_param params[GW_MAX_PARAMS];
 };
-enum gw_route_result { GW_ROUTE_FOUND = 0, GW_ROUTE_NOT_FOUND = 1, GW_ROUTE_BAD_METHOD = 2, GW_ROUTE_BAD_PATH = 3 };
+enum gw_route_result {
+	GW_ROUTE_FOUND = 0,
+	GW_ROUTE_NOT_FOUND = 1,
+	GW_ROUTE_BAD_METHOD = 2,
+	GW_ROUTE_BAD_PATH = 3
+};
 struct gw_router;
 /* Validates every pattern (leading '/', {name} whole segments, no duplicate
  * method+pattern). */
-int gw_router_new(struct gw_router **out, const struct gw_route *const *tables, const size_t *lens, size_t ntables);
+int gw_router_new(struct gw_router **out, const struct gw_route *const *tables, const size_t *lens,
+                  size_t ntables);
 void gw_router_free(struct gw_router *rt);
 size_t gw_router_count(const struct gw_router *rt);
 const struct gw_route *gw_router_route(const struct gw_router *rt, size_t i);
@@ -186,7 +192,8 @@ void gw_access_log_timer(evutil_socket_t fd, short what, void *arg);
 int gw_metrics_new(struct gw_metrics **out, size_t nroutes);
 void gw_metrics_free(struct gw_metrics *m);
 /* route_index -1 = unmatched. */
-void gw_metrics_observe(struct gw_metrics *m, int route_index, const char *method, int status, int64_t dur_us);
+void gw_metrics_observe(struct gw_metrics *m, int route_index, const char *method, int status,
+                        int64_t dur_us);
 int gw_metrics_render(struct gw_server *srv, struct ehr_buf *out);
 
 /* server.c */

@@ -177,23 +177,26 @@ static void access_log(struct gw_server *srv, struct gw_worker *w, const char *m
 		return;
 	if (w == NULL) {
 		ehr_log_json(EHR_LOG_INFO, "http.access",
-		             json_pack("{s:s, s:s, s:i, s:I, s:f, s:s, s:s}", "method", method, "route", route, "status",
-		                       status, "bytes", (json_int_t)bytes, "duration_ms", (double)dur_us / 1000.0,
-		                       "peer", peer ? peer : "", "tls", tls ? tls : ""));
+		             json_pack("{s:s, s:s, s:i, s:I, s:f, s:s, s:s}", "method", method, "route",
+		                       route, "status", status, "bytes", (json_int_t)bytes, "duration_ms",
+		                       (double)dur_us / 1000.0, "peer", peer ? peer : "", "tls",
+		                       tls ? tls : ""));
 		return;
 	}
 	for (const char *p = peer; p && *p; p++)
-		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F') || *p == '.' ||
-		      *p == ':')) {
+		if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f') || (*p >= 'A' && *p <= 'F') ||
+		      *p == '.' || *p == ':')) {
 			peer = "?";
 			break;
 		}
 	ehr_time_rfc3339(ts, ehr_now_ms());
-	ehr_buf_printf(&w->alog,
-	               "{\"ts\":\"%s\",\"level\":\"info\",\"event\":\"http.access\",\"method\":\"%s\",\"route\":\"%s\","
-	               "\"status\":%d,\"bytes\":%zu,\"duration_ms\":%lld.%03lld,\"peer\":\"%s\",\"tls\":\"%s\"}\n",
-	               ts, method, route, status, bytes, (long long)(dur_us / 1000), (long long)(dur_us % 1000),
-	               peer ? peer : "", tls ? tls : "");
+	ehr_buf_printf(
+	        &w->alog,
+	        "{\"ts\":\"%s\",\"level\":\"info\",\"event\":\"http.access\",\"method\":\"%s\",\"route\":\"%"
+	        "s\","
+	        "\"status\":%d,\"bytes\":%zu,\"duration_ms\":%lld.%03lld,\"peer\":\"%s\",\"tls\":\"%s\"}\n",
+	        ts, method, route, status, bytes, (long long)(dur_us / 1000), (long long)(dur_us % 1000),
+	        peer ? peer : "", tls ? tls : "");
 	if (w->alog.len >= 16384)
 		gw_access_log_flush(w);
 }
@@ -264,8 +267,8 @@ static void req_finish(struct gw_req *r)
 accounted:
 	dur = gw_now_us() - r->start_us;
 	gw_metrics_observe(r->w->metrics, r->route_index, r->method, r->status, dur);
-	access_log(srv, r->w, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur, r->peer,
-	           r->tls_version);
+	access_log(srv, r->w, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur,
+	           r->peer, r->tls_version);
 	atomic_fetch_sub(&srv->inflight, 1);
 	req_free(r);
 }
@@ -515,8 +518,7 @@ void gw_http_gencb(struct evhttp_request *ev, void *arg)
 		goto finish;
 	}
 	switch (gw_router_match(srv->router, r->method, r->raw_path, &r->match, allow, sizeof(allow))) {
-	case GW_ROUTE_FOUND:
-		break;
+	case GW_ROUTE_FOUND: break;
 	case GW_ROUTE_BAD_METHOD:
 		gw_reply_header(r, "Allow", allow);
 		gw_reply_error(r, 405, "method_not_allowed", "method %s is not allowed here", r->method);
@@ -526,9 +528,7 @@ void gw_http_gencb(struct evhttp_request *ev, void *arg)
 		gw_reply_error(r, 400, "bad_request", "malformed path");
 		goto finish;
 	case GW_ROUTE_NOT_FOUND:
-	default:
-		gw_reply_error(r, 404, "not_found", "no such resource");
-		goto finish;
+	default: gw_reply_error(r, 404, "not_found", "no such resource"); goto finish;
 	}
 	r->route = r->match.route;
 	r->route_index = r->match.route_index;
@@ -588,17 +588,50 @@ void evhttp_send_error(struct evhttp_request *ev, int error, const char *reason)
 		ev->minor = 1;
 	}
 	switch (status) {
-	case 400: code = "bad_request"; msg = "malformed HTTP request"; break;
-	case 404: code = "not_found"; msg = "no such resource"; break;
-	case 405: code = "method_not_allowed"; msg = "method not allowed"; break;
-	case 408: code = "timeout"; msg = "request timeout"; break;
-	case 413: code = "too_large"; msg = "request body too large"; break;
-	case 414: code = "uri_too_long"; msg = "request target too long"; break;
-	case 417: code = "expectation_failed"; msg = "unsupported Expect header"; break;
-	case 431: code = "headers_too_large"; msg = "request header fields too large"; break;
-	case 501: code = "not_implemented"; msg = "method not implemented"; break;
-	case 503: code = "unavailable"; msg = "service unavailable"; break;
-	case 505: code = "version_not_supported"; msg = "HTTP version not supported"; break;
+	case 400:
+		code = "bad_request";
+		msg = "malformed HTTP request";
+		break;
+	case 404:
+		code = "not_found";
+		msg = "no such resource";
+		break;
+	case 405:
+		code = "method_not_allowed";
+		msg = "method not allowed";
+		break;
+	case 408:
+		code = "timeout";
+		msg = "request timeout";
+		break;
+	case 413:
+		code = "too_large";
+		msg = "request body too large";
+		break;
+	case 414:
+		code = "uri_too_long";
+		msg = "request target too long";
+		break;
+	case 417:
+		code = "expectation_failed";
+		msg = "unsupported Expect header";
+		break;
+	case 431:
+		code = "headers_too_large";
+		msg = "request header fields too large";
+		break;
+	case 501:
+		code = "not_implemented";
+		msg = "method not implemented";
+		break;
+	case 503:
+		code = "unavailable";
+		msg = "service unavailable";
+		break;
+	case 505:
+		code = "version_not_supported";
+		msg = "HTTP version not supported";
+		break;
 	default:
 		if (status < 400 || status > 599)
 			status = 400;
@@ -620,7 +653,8 @@ void evhttp_send_error(struct evhttp_request *ev, int error, const char *reason)
 	if (srv && w) {
 		const char *m = ev->type ? method_name(ev->type) : "OTHER";
 		gw_metrics_observe(w->metrics, -1, m, status, 0);
-		access_log(srv, w, m, "unmatched", status, evbuffer_get_length(buf), 0, ev->remote_host, NULL);
+		access_log(srv, w, m, "unmatched", status, evbuffer_get_length(buf), 0, ev->remote_host,
+		           NULL);
 	}
 	evhttp_send_reply(ev, status, NULL, buf);
 	evbuffer_free(buf);
@@ -643,7 +677,8 @@ const char *gw_req_param(const struct gw_req *r, const char *name)
 	size_t n = strlen(name);
 
 	for (size_t i = 0; i < r->match.nparams; i++)
-		if (r->match.params[i].name_len == n && memcmp(r->match.params[i].name, name, n) == 0)
+		if (r->match.params[i].name_len == n &&
+		    memcmp(r->match.params[i].name, name, n) == 0) /* not secret */
 			return r->match.params[i].value;
 	return NULL;
 }
@@ -698,8 +733,8 @@ const char *gw_req_url(const struct gw_req *r)
 	if (m->url)
 		return m->url;
 	for (const char *p = host; host_ok && *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || *p == '.' ||
-		      *p == '-' || *p == ':' || *p == '[' || *p == ']'))
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '.' || *p == '-' || *p == ':' || *p == '[' || *p == ']'))
 			host_ok = false;
 	if (pub && *pub)
 		ehr_buf_printf(&b, "%s%s", pub, r->raw_path ? r->raw_path : "/");
@@ -750,7 +785,8 @@ void gw_reply_header(struct gw_req *r, const char *name, const char *value)
 static bool reply_begin(struct gw_req *r, int status)
 {
 	if (r->replied) {
-		ehr_logf(EHR_LOG_ERROR, "http.double_reply", "route %s replied twice", r->route ? r->route->name : "-");
+		ehr_logf(EHR_LOG_ERROR, "http.double_reply", "route %s replied twice",
+		         r->route ? r->route->name : "-");
 		return false;
 	}
 	r->replied = true;
@@ -768,7 +804,8 @@ void gw_reply_bytes(struct gw_req *r, int status, const char *content_type, cons
 		r->status = 500;
 		r->content_type = NULL;
 		evbuffer_drain(r->out, evbuffer_get_length(r->out));
-		evbuffer_add_printf(r->out, "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");
+		evbuffer_add_printf(
+		        r->out, "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");
 	}
 }
 
@@ -799,7 +836,8 @@ void gw_reply_error(struct gw_req *r, int status, const char *code, const char *
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);
 	if (text == NULL) {
-		static const char oom[] = "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
+		static const char oom[] =
+		        "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}";
 		gw_reply_bytes(r, 500, "application/json", oom, sizeof(oom) - 1);
 		return;
 	}
@@ -825,10 +863,19 @@ void gw_reply_err(struct gw_req *r, int err)
 	case EHR_ERR_CONFLICT: status = 409; break;
 	case EHR_ERR_TOO_LARGE: status = 413; break;
 	case EHR_ERR_RATE: status = 429; break;
-	case EHR_ERR_UNAVAILABLE: status = 503; show = false; break;
-	case EHR_ERR_TIMEOUT: status = 504; show = false; break;
+	case EHR_ERR_UNAVAILABLE:
+		status = 503;
+		show = false;
+		break;
+	case EHR_ERR_TIMEOUT:
+		status = 504;
+		show = false;
+		break;
 	case EHR_ERR_TAMPER: status = 500; break;
-	default: status = 500; show = false; break;
+	default:
+		status = 500;
+		show = false;
+		break;
 	}
 	if (!show) {
 		/* 5xx details may describe internals: log them, answer generically. */
@@ -838,5 +885,6 @@ void gw_reply_err(struct gw_req *r, int err)
 		               status == 503 ? "a dependency is unavailable; retry later" : "internal error");
 		return;
 	}
-	gw_reply_error(r, status, ehr_err_name(err), "%s", *ehr_error_msg() ? ehr_error_msg() : ehr_err_name(err));
+	gw_reply_error(r, status, ehr_err_name(err), "%s",
+	               *ehr_error_msg() ? ehr_error_msg() : ehr_err_name(err));
 }

@@ -49,8 +49,10 @@ static int split_pattern(struct croute *cr, const char *pattern)
 			return ehr_error_set(EHR_ERR_INVAL, "bad route pattern %s", pattern);
 		g = &cr->seg[cr->nseg++];
 		if (s[0] == '{') {
-			if (len < 3 || s[len - 1] != '}' || memchr(s + 1, '{', len - 2) || memchr(s + 1, '}', len - 2))
-				return ehr_error_set(EHR_ERR_INVAL, "bad parameter in route pattern %s", pattern);
+			if (len < 3 || s[len - 1] != '}' || memchr(s + 1, '{', len - 2) ||
+			    memchr(s + 1, '}', len - 2))
+				return ehr_error_set(EHR_ERR_INVAL, "bad parameter in route pattern %s",
+				                     pattern);
 			g->param = true;
 			g->text = s + 1;
 			g->len = len - 2;
@@ -66,7 +68,8 @@ static int split_pattern(struct croute *cr, const char *pattern)
 	return 0;
 }
 
-int gw_router_new(struct gw_router **out, const struct gw_route *const *tables, const size_t *lens, size_t ntables)
+int gw_router_new(struct gw_router **out, const struct gw_route *const *tables, const size_t *lens,
+                  size_t ntables)
 {
 	struct gw_router *rt = calloc(1, sizeof(*rt));
 	size_t total = 0;
@@ -82,7 +85,8 @@ int gw_router_new(struct gw_router **out, const struct gw_route *const *tables, 
 			const struct gw_route *r = &tables[t][i];
 			struct croute *cr = &rt->routes[rt->n];
 			if (r->method == NULL || r->pattern == NULL || r->name == NULL || r->fn == NULL) {
-				err = ehr_error_set(EHR_ERR_INVAL, "route table %zu entry %zu is incomplete", t, i);
+				err = ehr_error_set(EHR_ERR_INVAL, "route table %zu entry %zu is incomplete",
+				                    t, i);
 				goto out;
 			}
 			cr->route = r;
@@ -90,8 +94,8 @@ int gw_router_new(struct gw_router **out, const struct gw_route *const *tables, 
 			for (size_t j = 0; j < rt->n; j++)
 				if (strcmp(rt->routes[j].route->method, r->method) == 0 &&
 				    strcmp(rt->routes[j].route->pattern, r->pattern) == 0) {
-					err = ehr_error_set(EHR_ERR_CONFLICT, "route %s %s is defined twice", r->method,
-					                    r->pattern);
+					err = ehr_error_set(EHR_ERR_CONFLICT, "route %s %s is defined twice",
+					                    r->method, r->pattern);
 					goto out;
 				}
 			rt->n++;
@@ -204,15 +208,16 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
 			if (cr->seg[j].param)
 				ok = lens[j] > 0;
 			else
-				ok = lens[j] == cr->seg[j].len && memcmp(segs[j], cr->seg[j].text, lens[j]) == 0;
+				ok = lens[j] == cr->seg[j].len &&
+				     memcmp(segs[j], cr->seg[j].text, lens[j]) == 0; /* not secret */
 		}
 		if (!ok)
 			continue;
 		if (strcmp(cr->route->method, method) != 0) {
 			path_matched = true;
 			if (allow && !strstr(allow, cr->route->method)) {
-				int n = snprintf(allow + allow_len, allow_cap - allow_len, "%s%s", allow_len ? ", " : "",
-				                 cr->route->method);
+				int n = snprintf(allow + allow_len, allow_cap - allow_len, "%s%s",
+				                 allow_len ? ", " : "", cr->route->method);
 				if (n > 0 && (size_t)n < allow_cap - allow_len)
 					allow_len += (size_t)n;
 			}

@@ -99,8 +99,9 @@ static void route_test_echo(struct gw_req *r)
 /* GET /v1/test/items/{id}/parts/{part}: echoes the decoded parameters. */
 static void route_test_params(struct gw_req *r)
 {
-	gw_reply_json(r, 200, json_pack("{s:s, s:s, s:s}", "id", gw_req_param(r, "id"), "part", gw_req_param(r, "part"),
-	                                "path", gw_req_path(r)));
+	gw_reply_json(r, 200,
+	              json_pack("{s:s, s:s, s:s}", "id", gw_req_param(r, "id"), "part",
+	                        gw_req_param(r, "part"), "path", gw_req_path(r)));
 }
 
 const struct gw_route gw_routes_test[] = {

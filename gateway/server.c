@@ -85,10 +85,12 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned id)
 	evhttp_set_bevcb(w->http, gw_http_bevcb, w);
 	evhttp_set_gencb(w->http, gw_http_gencb, w);
 	evhttp_set_max_headers_size(w->http, (ev_ssize_t)srv->max_header_bytes);
-	evhttp_set_max_body_size(w->http, (ev_ssize_t)gw_config_get_uint(srv->cfg, "server", "max_body_bytes"));
+	evhttp_set_max_body_size(w->http,
+	                         (ev_ssize_t)gw_config_get_uint(srv->cfg, "server", "max_body_bytes"));
 	evhttp_set_timeout_tv(w->http, &idle);
-	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
-	                                            EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD | EVHTTP_REQ_OPTIONS);
+	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
+	                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
+	                                            EVHTTP_REQ_OPTIONS);
 	evhttp_set_default_content_type(w->http, "application/json");
 	return 0;
 }
@@ -120,7 +122,8 @@ static int listen_addr(struct gw_server *srv, uint16_t port, struct sockaddr_sto
 		((struct sockaddr_in6 *)ss)->sin6_port = htons(port);
 		*sslen = sizeof(struct sockaddr_in6);
 	} else {
-		return ehr_error_set(EHR_ERR_CONFIG, "[server] listen: host must be a numeric IPv4 or IPv6 address");
+		return ehr_error_set(EHR_ERR_CONFIG,
+		                     "[server] listen: host must be a numeric IPv4 or IPv6 address");
 	}
 	return 0;
 }
@@ -195,7 +198,8 @@ static void reload_tls(struct gw_server *srv)
 
 	if (gw_tls_ctx_new(&fresh, srv->cfg) < 0) {
 		atomic_fetch_add(&srv->tls_reload_failures, 1);
-		ehr_logf(EHR_LOG_ERROR, "tls.reload_failed", "keeping the current certificates: %s", ehr_error_msg());
+		ehr_logf(EHR_LOG_ERROR, "tls.reload_failed", "keeping the current certificates: %s",
+		         ehr_error_msg());
 		return;
 	}
 	pthread_mutex_lock(&srv->ctx_lock);
@@ -219,12 +223,14 @@ static void sleep_ms(long ms)
 static bool drain(struct gw_server *srv)
 {
 	const struct timeval zero = { 0, 0 };
-	int64_t deadline = ehr_monotonic_ms() + (int64_t)gw_config_get_uint(srv->cfg, "server", "drain_timeout_s") * 1000;
+	int64_t deadline = ehr_monotonic_ms() +
+	                   (int64_t)gw_config_get_uint(srv->cfg, "server", "drain_timeout_s") * 1000;
 	bool clean = true;
 
 	atomic_store(&srv->draining, true);
 	for (unsigned i = 0; i < srv->nworkers; i++)
-		event_base_once(srv->workers[i].base, -1, EV_TIMEOUT, stop_accepting, &srv->workers[i], &zero);
+		event_base_once(srv->workers[i].base, -1, EV_TIMEOUT, stop_accepting, &srv->workers[i],
+		                &zero);
 	while (atomic_load(&srv->inflight) > 0) {
 		if (ehr_monotonic_ms() >= deadline) {
 			clean = false;
@@ -242,7 +248,8 @@ static bool drain(struct gw_server *srv)
 int gw_server_run(const struct gw_config *cfg, struct gw_app *app)
 {
 	struct gw_server *srv = calloc(1, sizeof(*srv));
-	const struct gw_route *tables[5] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit, gw_routes_test };
+	const struct gw_route *tables[5] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit,
+		                             gw_routes_test };
 	size_t lens[5] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len, gw_routes_audit_len,
 		           gw_routes_test_len };
 	sigset_t sigs;
@@ -262,7 +269,8 @@ int gw_server_run(const struct gw_config *cfg, struct gw_app *app)
 	srv->read_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "read_timeout_s");
 	srv->access_log = gw_config_get_bool(cfg, "log", "access");
 	srv->nworkers = (unsigned)gw_config_get_uint(cfg, "server", "workers");
-	GUARD_GOTO(gw_parse_listen(gw_config_get(cfg, "server", "listen"), srv->host, sizeof(srv->host), &port));
+	GUARD_GOTO(
+	        gw_parse_listen(gw_config_get(cfg, "server", "listen"), srv->host, sizeof(srv->host), &port));
 
 	GUARD_GOTO(gw_router_new(&srv->router, tables, lens,
 	                         gw_config_get_bool(cfg, "server", "test_routes") ? 5 : 4));
@@ -297,13 +305,15 @@ int gw_server_run(const struct gw_config *cfg, struct gw_app *app)
 		snprintf(srv->base_url, sizeof(srv->base_url), "https://%s:%u", srv->host, srv->port);
 
 	for (; started < srv->nworkers; started++) {
-		if (pthread_create(&srv->workers[started].thread, NULL, worker_main, &srv->workers[started]) != 0) {
+		if (pthread_create(&srv->workers[started].thread, NULL, worker_main,
+		                   &srv->workers[started]) != 0) {
 			err = ehr_error_set(EHR_ERR_INTERNAL, "cannot start worker thread");
 			goto stop;
 		}
 	}
 	ehr_log_json(EHR_LOG_INFO, "server.start",
-	             json_pack("{s:s, s:i, s:I}", "url", srv->base_url, "workers", (int)srv->nworkers, "blocking_threads",
+	             json_pack("{s:s, s:i, s:I}", "url", srv->base_url, "workers", (int)srv->nworkers,
+	                       "blocking_threads",
 	                       (json_int_t)gw_config_get_uint(cfg, "server", "blocking_threads")));
 	printf("ehrgate listening on %s\n", srv->base_url);
 	fflush(stdout);

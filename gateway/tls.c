@@ -16,8 +16,8 @@
 #include <openssl/err.h>
 #include <openssl/x509.h>
 
-#define GW_TLS12_CIPHERS                                                                                  \
-	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:"       \
+#define GW_TLS12_CIPHERS                                                                           \
+	"ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:ECDHE-ECDSA-CHACHA20-POLY1305:" \
 	"ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 #define GW_TLS13_SUITES "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
 
@@ -87,8 +87,8 @@ int gw_tls_ctx_new(SSL_CTX **out, const struct gw_config *cfg)
 		return ehr_error_ossl(EHR_ERR_CRYPTO, "SSL_CTX_new");
 	GUARD_OSSL_GOTO(SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION));
 	GUARD_OSSL_GOTO(SSL_CTX_set_max_proto_version(ctx, TLS1_3_VERSION));
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_IGNORE_UNEXPECTED_EOF |
-	                             SSL_OP_CIPHER_SERVER_PREFERENCE);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+	                                 SSL_OP_IGNORE_UNEXPECTED_EOF | SSL_OP_CIPHER_SERVER_PREFERENCE);
 	GUARD_OSSL_GOTO(SSL_CTX_set_cipher_list(ctx, GW_TLS12_CIPHERS));
 	GUARD_OSSL_GOTO(SSL_CTX_set_ciphersuites(ctx, GW_TLS13_SUITES));
 	GUARD_OSSL_GOTO(SSL_CTX_set_max_early_data(ctx, 0));

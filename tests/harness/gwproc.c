@@ -102,7 +102,8 @@ static int admin_exec(const char *sql)
 	int err = 0;
 
 	if (pg == NULL)
-		return ehr_error_set(EHR_ERR_CONFIG, "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
+		return ehr_error_set(EHR_ERR_CONFIG,
+		                     "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
 	c = PQconnectdb(pg);
 	if (PQstatus(c) != CONNECTION_OK) {
 		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "connect EHRGATE_TEST_PG: %s", PQerrorMessage(c));
@@ -148,7 +149,8 @@ static int wait_exit(pid_t pid, int *status, long wait_ms)
 		if (r < 0 && errno != EINTR)
 			return ehr_error_set(EHR_ERR_IO, "waitpid: %s", strerror(errno));
 		if (mono_ms() >= deadline)
-			return ehr_error_set(EHR_ERR_TIMEOUT, "process %d did not exit within %ld ms", (int)pid, wait_ms);
+			return ehr_error_set(EHR_ERR_TIMEOUT, "process %d did not exit within %ld ms",
+			                     (int)pid, wait_ms);
 		sleep_ms(10);
 	}
 	if (status)
@@ -216,7 +218,8 @@ int gwp_setup(struct gw_proc *p, const struct gwp_options *o)
 		o = &none;
 	memset(p, 0, sizeof(*p));
 	if (pg == NULL)
-		return ehr_error_set(EHR_ERR_CONFIG, "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
+		return ehr_error_set(EHR_ERR_CONFIG,
+		                     "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
 	snprintf(p->bin, sizeof(p->bin), "%s", bin ? bin : EHRGATE_BUILD_BIN);
 	snprintf(p->dir, sizeof(p->dir), "/tmp/ehrgw.XXXXXX");
 	if (mkdtemp(p->dir) == NULL)
@@ -239,7 +242,10 @@ int gwp_setup(struct gw_proc *p, const struct gwp_options *o)
 		size_t j = 0;
 		j += (size_t)snprintf(p->dbname, sizeof(p->dbname), "gw_");
 		for (; *base && j < 40; base++)
-			p->dbname[j++] = (char)((*base >= 'a' && *base <= 'z') || (*base >= '0' && *base <= '9') ? *base : '_');
+			p->dbname[j++] =
+			        (char)((*base >= 'a' && *base <= 'z') || (*base >= '0' && *base <= '9')
+			                       ? *base
+			                       : '_');
 		static unsigned instances;
 		snprintf(p->dbname + j, sizeof(p->dbname) - j, "_%d_%u", (int)getpid(), instances++);
 	}
@@ -254,7 +260,8 @@ int gwp_setup(struct gw_proc *p, const struct gwp_options *o)
 		const char *args[] = { "init", "--state-dir", p->state_dir, NULL };
 		GUARD_GOTO(gwp_run(p, args, false, &st, out, sizeof(out)));
 		if (st != 0) {
-			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate init exited %d (log %s)", st, p->log_path);
+			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate init exited %d (log %s)", st,
+			                    p->log_path);
 			goto out;
 		}
 	}
@@ -277,7 +284,8 @@ int gwp_setup(struct gw_proc *p, const struct gwp_options *o)
 		args[k] = NULL;
 		GUARD_GOTO(gwp_run(p, args, true, &st, out, sizeof(out)));
 		if (st != 0) {
-			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate migrate exited %d (log %s)", st, p->log_path);
+			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate migrate exited %d (log %s)", st,
+			                    p->log_path);
 			goto out;
 		}
 	}
@@ -326,7 +334,8 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 		int64_t left = deadline - mono_ms();
 		char *nl;
 		if (left <= 0) {
-			err = ehr_error_set(EHR_ERR_TIMEOUT, "ehrgate serve did not print its listening line (log %s)",
+			err = ehr_error_set(EHR_ERR_TIMEOUT,
+			                    "ehrgate serve did not print its listening line (log %s)",
 			                    p->log_path);
 			break;
 		}
@@ -336,8 +345,8 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r <= 0) {
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "ehrgate serve exited before listening (log %s)",
-			                    p->log_path);
+			err = ehr_error_set(EHR_ERR_UNAVAILABLE,
+			                    "ehrgate serve exited before listening (log %s)", p->log_path);
 			break;
 		}
 		got += (size_t)r;
@@ -449,7 +458,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *ud)
 int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_resp *out)
 {
 	static bool curl_ready;
-	struct ehr_buf body = EHR_BUF_INIT(256u << 20), hdrs = EHR_BUF_INIT(1u << 20), url = EHR_BUF_INIT(8192);
+	struct ehr_buf body = EHR_BUF_INIT(256u << 20), hdrs = EHR_BUF_INIT(1u << 20),
+	               url = EHR_BUF_INIT(8192);
 	struct curl_slist *hl = NULL;
 	CURL *c;
 	CURLcode rc;

@@ -60,21 +60,21 @@ struct gwp_options {
 };
 
 struct gw_proc {
-	char dir[GWP_PATH];        /* private temp dir */
-	char state_dir[GWP_PATH];  /* dir/state: keys and certificates */
-	char config[GWP_PATH];     /* dir/ehrgate.ini */
-	char log_path[GWP_PATH];   /* dir/ehrgate.log: serve's stderr (appended across restarts) */
-	char ca_pem[GWP_PATH];     /* state_dir/ca.pem: trust anchor for the server cert */
-	char regca_pem[GWP_PATH];  /* state_dir/regca.pem */
-	char regca_key[GWP_PATH];  /* state_dir/regca.key */
-	char bin[GWP_PATH];        /* the ehrgate binary */
+	char dir[GWP_PATH];       /* private temp dir */
+	char state_dir[GWP_PATH]; /* dir/state: keys and certificates */
+	char config[GWP_PATH];    /* dir/ehrgate.ini */
+	char log_path[GWP_PATH];  /* dir/ehrgate.log: serve's stderr (appended across restarts) */
+	char ca_pem[GWP_PATH];    /* state_dir/ca.pem: trust anchor for the server cert */
+	char regca_pem[GWP_PATH]; /* state_dir/regca.pem */
+	char regca_key[GWP_PATH]; /* state_dir/regca.key */
+	char bin[GWP_PATH];       /* the ehrgate binary */
 	char dbname[64];
-	char db_url[1024];         /* conninfo as ehrgate_app */
-	char db_admin_url[1024];   /* conninfo as the superuser */
-	char base_url[128];        /* https://127.0.0.1:PORT, set by gwp_start */
+	char db_url[1024];       /* conninfo as ehrgate_app */
+	char db_admin_url[1024]; /* conninfo as the superuser */
+	char base_url[128];      /* https://127.0.0.1:PORT, set by gwp_start */
 	uint16_t port;
-	pid_t pid;                 /* serve's pid while running, else 0 */
-	char *sets[32];            /* copies of options->sets */
+	pid_t pid;      /* serve's pid while running, else 0 */
+	char *sets[32]; /* copies of options->sets */
 	size_t nsets;
 };
 
@@ -98,23 +98,23 @@ int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *s
 
 /* ---- HTTPS requests with libcurl */
 struct gwp_req {
-	const char *method;          /* default "GET" (or "POST" when body is set) */
-	const char *path;            /* "/healthz" (joined to base_url) or a full https:// URL */
+	const char *method; /* default "GET" (or "POST" when body is set) */
+	const char *path;   /* "/healthz" (joined to base_url) or a full https:// URL */
 	const void *body;
 	size_t body_len;
-	const char *const *headers;  /* NULL-terminated "Name: value" */
-	const char *cert, *key;      /* client certificate and key (PEM files), optional */
-	const char *cacert;          /* default p->ca_pem */
-	long timeout_ms;             /* default 10000 */
-	long sslversion;             /* CURLOPT_SSLVERSION value, 0 = default (TLS 1.2+) */
-	bool http_plain;             /* http:// instead of https:// (plaintext on the TLS port) */
+	const char *const *headers; /* NULL-terminated "Name: value" */
+	const char *cert, *key;     /* client certificate and key (PEM files), optional */
+	const char *cacert;         /* default p->ca_pem */
+	long timeout_ms;            /* default 10000 */
+	long sslversion;            /* CURLOPT_SSLVERSION value, 0 = default (TLS 1.2+) */
+	bool http_plain;            /* http:// instead of https:// (plaintext on the TLS port) */
 };
 struct gwp_resp {
-	long status;      /* 0 when no HTTP response arrived */
-	int curl_code;    /* CURLcode */
-	char *body;       /* NUL-terminated */
+	long status;   /* 0 when no HTTP response arrived */
+	int curl_code; /* CURLcode */
+	char *body;    /* NUL-terminated */
 	size_t body_len;
-	char *headers;    /* raw header block(s), NUL-terminated */
+	char *headers; /* raw header block(s), NUL-terminated */
 };
 int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_resp *out);
 int gwp_get(const struct gw_proc *p, const char *path, struct gwp_resp *out);

@@ -28,10 +28,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum gw_route_result res;
 
 	if (rt == NULL) {
-		const struct gw_route *t[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit,
-			                       gw_routes_test, extra };
-		size_t l[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len, gw_routes_audit_len,
-			       gw_routes_test_len, EHR_ARRAY_LEN(extra) };
+		const struct gw_route *t[] = { gw_routes_core,  gw_routes_auth, gw_routes_ehr,
+			                       gw_routes_audit, gw_routes_test, extra };
+		size_t l[] = { gw_routes_core_len,  gw_routes_auth_len, gw_routes_ehr_len,
+			       gw_routes_audit_len, gw_routes_test_len, EHR_ARRAY_LEN(extra) };
 		if (gw_router_new(&rt, t, l, 6) < 0)
 			abort();
 	}
@@ -53,14 +53,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				abort();
 		break;
 	case GW_ROUTE_NOT_FOUND:
-	case GW_ROUTE_BAD_PATH:
-		break;
+	case GW_ROUTE_BAD_PATH: break;
 	case GW_ROUTE_BAD_METHOD:
 		if (allow[0] == '\0')
 			abort();
 		break;
-	default:
-		abort();
+	default: abort();
 	}
 	gw_match_clear(&m);
 	free(buf);

@@ -84,11 +84,16 @@ static int gw_clean(void)
 
 static int lim_init(void)
 {
-	static const char *sets[] = { "server.max_connections=4",  "server.max_headers=16",
-		                      "server.max_header_bytes=2048", "server.max_body_bytes=4096",
-		                      "server.read_timeout_s=2",   "server.idle_timeout_s=2",
-		                      "server.workers=2",          "server.blocking_threads=1",
-		                      "server.blocking_queue=1",   NULL };
+	static const char *sets[] = { "server.max_connections=4",
+		                      "server.max_headers=16",
+		                      "server.max_header_bytes=2048",
+		                      "server.max_body_bytes=4096",
+		                      "server.read_timeout_s=2",
+		                      "server.idle_timeout_s=2",
+		                      "server.workers=2",
+		                      "server.blocking_threads=1",
+		                      "server.blocking_queue=1",
+		                      NULL };
 	struct gwp_options o = { .sets = sets };
 
 	if (gwp_setup(&lim, &o) < 0 || gwp_start(&lim) < 0) {
@@ -164,7 +169,8 @@ static void test_metrics(void)
 
 	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
 	CU_ASSERT_EQUAL(res.status, 200);
-	before = metric_value(res.body, "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
+	before = metric_value(res.body,
+	                      "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
 	gwp_resp_free(&res);
 	for (int i = 0; i < 3; i++) {
 		EHR_ASSERT_OK(gwp_get(&gw, "/healthz", &res));
@@ -176,12 +182,18 @@ static void test_metrics(void)
 	CU_ASSERT_EQUAL(res.status, 200);
 	EHR_ASSERT_OK(gwp_resp_header(&res, "Content-Type", ct, sizeof(ct)));
 	CU_ASSERT_PTR_NOT_NULL(strstr(ct, "text/plain"));
-	after = metric_value(res.body, "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
+	after = metric_value(res.body,
+	                     "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
 	CU_ASSERT_EQUAL(after, before + 3);
-	CU_ASSERT(metric_value(res.body, "ehrgate_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}") >= 1);
+	CU_ASSERT(metric_value(
+	                  res.body,
+	                  "ehrgate_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}") >=
+	          1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "# TYPE ehrgate_http_request_duration_seconds histogram"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "ehrgate_http_request_duration_seconds_bucket{route=\"healthz\",le=\"+Inf\"}"));
-	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "ehrgate_http_request_duration_seconds_count{route=\"healthz\"}"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(
+	        res.body, "ehrgate_http_request_duration_seconds_bucket{route=\"healthz\",le=\"+Inf\"}"));
+	CU_ASSERT_PTR_NOT_NULL(
+	        strstr(res.body, "ehrgate_http_request_duration_seconds_count{route=\"healthz\"}"));
 	CU_ASSERT(metric_value(res.body, "\nehrgate_http_open_connections") >= 1);
 	/* no raw paths in labels */
 	CU_ASSERT_PTR_NULL(strstr(res.body, "/no/such/thing"));
@@ -251,7 +263,6 @@ static void test_keepalive_pipelined(void)
 	CU_ASSERT_FALSE(closed); /* keep-alive: the server left it open */
 }
 
-
 /* A second server on a port in use fails at once (SO_REUSEPORT must not let
  * two instances share it silently). */
 static void test_port_in_use(void)
@@ -267,7 +278,6 @@ static void test_port_in_use(void)
 	CU_ASSERT_PTR_NULL(strstr(out, "listening"));
 	assert_healthy(&gw);
 }
-
 
 /* The access log names routes, never raw paths or query strings. */
 static void test_access_log_privacy(void)
@@ -295,7 +305,6 @@ static void test_access_log_privacy(void)
 	ehr_buf_free(&log);
 }
 
-
 /* The client goes away while its request runs on the blocking pool: the
  * late reply is dropped safely and the request no longer counts. */
 static void test_client_gone_mid_request(void)
@@ -314,7 +323,11 @@ static void test_client_gone_mid_request(void)
 	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
 	/* only the scrape itself is in flight */
 	CU_ASSERT_EQUAL(metric_value(res.body, "\nehrgate_http_inflight_requests"), 1);
-	CU_ASSERT(metric_value(res.body, "ehrgate_http_requests_total{route=\"test.sleep\",method=\"GET\",status=\"200\"}") >= 3);
+	CU_ASSERT(
+	        metric_value(
+	                res.body,
+	                "ehrgate_http_requests_total{route=\"test.sleep\",method=\"GET\",status=\"200\"}") >=
+	        3);
 	gwp_resp_free(&res);
 }
 
@@ -323,10 +336,14 @@ static void test_client_gone_mid_request(void)
 static void test_tls_versions(void)
 {
 	struct gwp_resp res;
-	struct gwp_req r10 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0 };
-	struct gwp_req r11 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1 };
-	struct gwp_req r12 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2 };
-	struct gwp_req r13 = { .path = "/healthz", .sslversion = CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3 };
+	struct gwp_req r10 = { .path = "/healthz",
+		               .sslversion = CURL_SSLVERSION_TLSv1_0 | CURL_SSLVERSION_MAX_TLSv1_0 };
+	struct gwp_req r11 = { .path = "/healthz",
+		               .sslversion = CURL_SSLVERSION_TLSv1_1 | CURL_SSLVERSION_MAX_TLSv1_1 };
+	struct gwp_req r12 = { .path = "/healthz",
+		               .sslversion = CURL_SSLVERSION_TLSv1_2 | CURL_SSLVERSION_MAX_TLSv1_2 };
+	struct gwp_req r13 = { .path = "/healthz",
+		               .sslversion = CURL_SSLVERSION_TLSv1_3 | CURL_SSLVERSION_MAX_TLSv1_3 };
 
 	EHR_ASSERT_OK(gwp_request(&gw, &r10, &res));
 	CU_ASSERT_EQUAL(res.status, 0);
@@ -348,8 +365,8 @@ static void test_tls_versions(void)
 /* TLS 1.2 offers only the AEAD ECDHE suites. */
 static void test_tls12_ciphers(void)
 {
-	static const char *refused[] = { "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384", "AES128-GCM-SHA256",
-		                         "ECDHE-ECDSA-AES128-SHA256" };
+	static const char *refused[] = { "ECDHE-ECDSA-AES128-SHA", "ECDHE-ECDSA-AES256-SHA384",
+		                         "AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA256" };
 	char out[256];
 	size_t got;
 	bool closed;
@@ -373,7 +390,8 @@ static void test_tls12_ciphers(void)
 		close(fd);
 	}
 	/* the listener still works */
-	EHR_ASSERT_OK(gwp_raw_tls(&gw, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 35, out, sizeof(out), &got, &closed, 1000));
+	EHR_ASSERT_OK(gwp_raw_tls(&gw, "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n", 35, out, sizeof(out), &got,
+	                          &closed, 1000));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 200"));
 }
 
@@ -408,7 +426,8 @@ static void make_self_signed(const char *certpath, const char *keypath)
 	ASN1_INTEGER_set(X509_get_serialNumber(x), 7);
 	X509_gmtime_adj(X509_getm_notBefore(x), -60);
 	X509_gmtime_adj(X509_getm_notAfter(x), 3600);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"stranger", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+	                           (const unsigned char *)"stranger", -1, -1, 0);
 	X509_set_issuer_name(x, X509_get_subject_name(x));
 	X509_set_pubkey(x, k);
 	X509_sign(x, k, EVP_sha256());
@@ -479,7 +498,8 @@ static void test_too_many_headers(void)
 
 static void test_oversized_body(void)
 {
-	static const char huge[] = "POST /v1/test/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999\r\n\r\nabc";
+	static const char huge[] =
+	        "POST /v1/test/echo HTTP/1.1\r\nHost: localhost\r\nContent-Length: 99999999999\r\n\r\nabc";
 	char *body = malloc(10000);
 	struct gwp_req small = { .path = "/v1/test/echo", .body = body, .body_len = 4000 };
 	struct gwp_req big = { .path = "/v1/test/echo", .body = body, .body_len = 10000 };
@@ -529,7 +549,8 @@ static void test_malformed_requests(void)
 	bool closed;
 
 	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
-		EHR_ASSERT_OK(gwp_raw_tls(&gw, cases[i].req, strlen(cases[i].req), out, sizeof(out), &got, &closed, 3000));
+		EHR_ASSERT_OK(gwp_raw_tls(&gw, cases[i].req, strlen(cases[i].req), out, sizeof(out), &got,
+		                          &closed, 3000));
 		if (strstr(out, cases[i].status) == NULL)
 			fprintf(stderr, "\n  case %zu: got %.80s\n", i, out);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].status));
@@ -545,7 +566,8 @@ static void test_malformed_requests(void)
 			ehr_buf_append_u8(&b, 'a');
 		ehr_buf_append_str(&b, " HTTP/1.1\r\nHost: x\r\n\r\n");
 		EHR_ASSERT_OK(gwp_raw_tls(&gw, b.data, b.len, out, sizeof(out), &got, &closed, 3000));
-		CU_ASSERT(strstr(out, "HTTP/1.1 400") || strstr(out, "HTTP/1.1 414") || strstr(out, "HTTP/1.1 431"));
+		CU_ASSERT(strstr(out, "HTTP/1.1 400") || strstr(out, "HTTP/1.1 414") ||
+		          strstr(out, "HTTP/1.1 431"));
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"error\":{\"code\":\""));
 		CU_ASSERT_TRUE(closed);
 		ehr_buf_free(&b);
@@ -720,7 +742,6 @@ static void test_connection_limit(void)
 	assert_healthy(&lim);
 }
 
-
 struct sleeper {
 	struct gw_proc *p;
 	long status;
@@ -810,7 +831,8 @@ static int write_server_cert(struct gw_proc *p, long serial)
 	ASN1_INTEGER_set(X509_get_serialNumber(x), serial);
 	X509_gmtime_adj(X509_getm_notBefore(x), -60);
 	X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC, (const unsigned char *)"localhost", -1, -1, 0);
+	X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+	                           (const unsigned char *)"localhost", -1, -1, 0);
 	X509_set_issuer_name(x, X509_get_subject_name(ca));
 	X509_set_pubkey(x, k);
 	X509V3_set_ctx(&v3, ca, x, NULL, NULL, 0);
@@ -978,7 +1000,6 @@ static void test_readyz_follows_postgres(void)
 	CU_ASSERT_EQUAL(status, 200);
 }
 
-
 /* ---------------------------------------------------------------- commands */
 
 static struct gw_proc cmd; /* no server: init and migrate */
@@ -1013,7 +1034,8 @@ static mode_t mode_of(const char *dir, const char *name)
 
 static void test_init_files(void)
 {
-	static const char *keys[] = { "ca.key", "server.key", "regca.key", "ledger.key", "token.key", "pseudonym.key" };
+	static const char *keys[] = { "ca.key",     "server.key", "regca.key",
+		                      "ledger.key", "token.key",  "pseudonym.key" };
 	static const char *pub[] = { "ca.pem", "server.pem", "regca.pem", "ledger.pub", "token.pub" };
 	struct ehr_buf kid = EHR_BUF_INIT(64), raw = EHR_BUF_INIT(64);
 	char path[800];
@@ -1096,7 +1118,8 @@ static void test_init_refuses_overwrite(void)
 	EHR_ASSERT_OK(gwp_run(&cmd, args, false, &st, out, sizeof(out)));
 	CU_ASSERT_EQUAL(st, 1);
 	EHR_ASSERT_OK(ehr_file_read(&after, path, after.max));
-	CU_ASSERT(before.len == after.len && memcmp(before.data, after.data, before.len) == 0);
+	CU_ASSERT(before.len == after.len &&
+	          memcmp(before.data, after.data, before.len) == 0); /* not secret */
 	/* one file missing: still refused, nothing written */
 	snprintf(path, sizeof(path), "%s/token.pub", cmd.state_dir);
 	CU_ASSERT_EQUAL(unlink(path), 0);
@@ -1190,7 +1213,8 @@ static void test_migrate_refuses_changed_file(void)
 	snprintf(dir, sizeof(dir), "%s/sql-new", cmd.dir);
 	copy_schemas(dir, NULL);
 	snprintf(extra, sizeof(extra), "%s/0009_gw_test_extra.sql", dir);
-	EHR_ASSERT_OK(ehr_file_write_atomic(extra, "CREATE TABLE gw_test_extra (id int);\n", 37, 0644, false));
+	EHR_ASSERT_OK(
+	        ehr_file_write_atomic(extra, "CREATE TABLE gw_test_extra (id int);\n", 37, 0644, false));
 	EHR_ASSERT_OK(gwp_run(&cmd, args, true, &st, out, sizeof(out)));
 	CU_ASSERT_EQUAL(st, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "applied 0009_gw_test_extra.sql"));
@@ -1294,7 +1318,8 @@ static void register_suites(void)
 {
 	EHR_ADD_SUITE("gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
 	              { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
-	              { "path parameters", test_path_params }, { "keep-alive pipelining", test_keepalive_pipelined },
+	              { "path parameters", test_path_params },
+	              { "keep-alive pipelining", test_keepalive_pipelined },
 	              { "a second server on a port in use fails", test_port_in_use },
 	              { "access log: route names, no paths or queries", test_access_log_privacy },
 	              { "client gone mid-request", test_client_gone_mid_request },
@@ -1306,12 +1331,17 @@ static void register_suites(void)
 	              { "SIGHUP reloads certificates", test_sighup_reload },
 	              { "SIGTERM drains in-flight requests", test_sigterm_drain },
 	              { "readyz follows Postgres", test_readyz_follows_postgres });
-	EHR_ADD_SUITE("commands", cmd_init, cmd_clean, { "init: files, modes, key types, cert", test_init_files },
-	              { "init refuses to overwrite keys", test_init_refuses_overwrite }, { "migrate: once each", test_migrate },
-	              { "migrate refuses a changed file; applies a new one once", test_migrate_refuses_changed_file },
-	              { "two concurrent migrators", test_migrate_concurrent }, { "--help, --version, usage errors", test_cli_usage });
+	EHR_ADD_SUITE("commands", cmd_init, cmd_clean,
+	              { "init: files, modes, key types, cert", test_init_files },
+	              { "init refuses to overwrite keys", test_init_refuses_overwrite },
+	              { "migrate: once each", test_migrate },
+	              { "migrate refuses a changed file; applies a new one once",
+	                test_migrate_refuses_changed_file },
+	              { "two concurrent migrators", test_migrate_concurrent },
+	              { "--help, --version, usage errors", test_cli_usage });
 	EHR_ADD_SUITE("limits", lim_init, lim_clean, { "oversized headers", test_oversized_headers },
-	              { "too many headers", test_too_many_headers }, { "oversized body", test_oversized_body },
+	              { "too many headers", test_too_many_headers },
+	              { "oversized body", test_oversized_body },
 	              { "slowloris: idle after handshake", test_slowloris_idle },
 	              { "slowloris: no handshake", test_slowloris_no_handshake },
 	              { "slowloris: trickling headers", test_slowloris_trickle },

@@ -33,7 +33,8 @@ static void test_defaults(void)
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "key"), "/srv/ehr/server.key");
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "client_ca"), "/srv/ehr/regca.pem");
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "store", "backend"), "fs");
-	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "database", "admin_url"), gw_config_get(c, "database", "url"));
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "database", "admin_url"),
+	                       gw_config_get(c, "database", "url"));
 	snprintf(nproc, sizeof(nproc), "%ld", sysconf(_SC_NPROCESSORS_ONLN));
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "workers"), nproc);
 	CU_ASSERT_EQUAL(gw_config_get_uint(c, "server", "blocking_threads"), 32);
@@ -94,10 +95,11 @@ static void test_file_ok(void)
 {
 	struct gw_config *c = fresh();
 
-	EHR_ASSERT_OK(gw_config_load_string(c,
-	                                    "; comment\n[server]\nlisten = [::1]:0\nworkers = auto\ntest_routes = yes\n"
-	                                    "[tls]\ncert = /x/cert.pem ; inline comment\n[store]\nbackend = fs\n",
-	                                    "ok.ini"));
+	EHR_ASSERT_OK(gw_config_load_string(
+	        c,
+	        "; comment\n[server]\nlisten = [::1]:0\nworkers = auto\ntest_routes = yes\n"
+	        "[tls]\ncert = /x/cert.pem ; inline comment\n[store]\nbackend = fs\n",
+	        "ok.ini"));
 	EHR_ASSERT_OK(gw_config_finish(c));
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "listen"), "[::1]:0");
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "cert"), "/x/cert.pem");
@@ -108,8 +110,13 @@ static void test_file_ok(void)
 static void test_env(void)
 {
 	struct gw_config *c = fresh();
-	char *env_ok[] = { "PATH=/bin", "EHRGATE_SERVER_WORKERS=3", "EHRGATE_TEST_PG=host=x", "EHRGATE_BIN=/x",
-		           "EHRGATE_CONFIG=/etc/x.ini", "EHRGATE_DATABASE_POOL_SIZE=7", NULL };
+	char *env_ok[] = { "PATH=/bin",
+		           "EHRGATE_SERVER_WORKERS=3",
+		           "EHRGATE_TEST_PG=host=x",
+		           "EHRGATE_BIN=/x",
+		           "EHRGATE_CONFIG=/etc/x.ini",
+		           "EHRGATE_DATABASE_POOL_SIZE=7",
+		           NULL };
 	char *env_unknown[] = { "EHRGATE_SERVER_NOPE=1", NULL };
 	char *env_bad[] = { "EHRGATE_LOG_LEVEL=verbose", NULL };
 
@@ -131,7 +138,8 @@ static void test_precedence(void)
 	struct gw_config *c = fresh();
 	char *env[] = { "EHRGATE_SERVER_WORKERS=3", "EHRGATE_SERVER_MAX_HEADERS=20", NULL };
 
-	EHR_ASSERT_OK(gw_config_load_string(c, "[server]\nworkers = 2\nmax_headers = 10\nmax_body_bytes = 2048\n", "p.ini"));
+	EHR_ASSERT_OK(gw_config_load_string(
+	        c, "[server]\nworkers = 2\nmax_headers = 10\nmax_body_bytes = 2048\n", "p.ini"));
 	EHR_ASSERT_OK(gw_config_load_env(c, env));
 	EHR_ASSERT_OK(gw_config_set_arg(c, "server.workers=4"));
 	EHR_ASSERT_OK(gw_config_finish(c));
@@ -185,7 +193,8 @@ static void test_cross_checks(void)
 	ASSERT_MSG_HAS("s3_endpoint");
 	gw_config_free(c);
 	c = fresh();
-	EHR_ASSERT_OK(gw_config_load_string(c, "[store]\nbackend = s3\ns3_endpoint = http://127.0.0.1:9\ns3_bucket = b\n", "s3.ini"));
+	EHR_ASSERT_OK(gw_config_load_string(
+	        c, "[store]\nbackend = s3\ns3_endpoint = http://127.0.0.1:9\ns3_bucket = b\n", "s3.ini"));
 	EHR_ASSERT_OK(gw_config_finish(c));
 	gw_config_free(c);
 }
@@ -289,7 +298,8 @@ static void test_router_match(void)
 	CU_ASSERT_EQUAL(gw_router_match(rt, "POST", "/a/x1", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
 	CU_ASSERT_STRING_EQUAL(m.route->name, "a.post");
 	gw_match_clear(&m);
-	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/%41%62/b/c%20d", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/a/%41%62/b/c%20d", &m, allow, sizeof(allow)),
+	                GW_ROUTE_FOUND);
 	CU_ASSERT_STRING_EQUAL(m.route->name, "a.b");
 	CU_ASSERT_STRING_EQUAL(m.params[0].value, "Ab");
 	CU_ASSERT_STRING_EQUAL(m.params[1].value, "c d");
@@ -331,7 +341,8 @@ static void test_router_misses(void)
 
 static void test_router_bad_tables(void)
 {
-	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h }, { "GET", "/x", "x2", 0, false, h } };
+	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h },
+		                               { "GET", "/x", "x2", 0, false, h } };
 	static const struct gw_route rel[] = { { "GET", "x", "x", 0, false, h } };
 	static const struct gw_route open_brace[] = { { "GET", "/x/{id", "x", 0, false, h } };
 	static const struct gw_route empty_param[] = { { "GET", "/x/{}", "x", 0, false, h } };
@@ -339,7 +350,8 @@ static void test_router_bad_tables(void)
 	static const struct gw_route no_fn[] = { { "GET", "/x", "x", 0, false, NULL } };
 	const struct gw_route *cases[] = { dup, rel, open_brace, empty_param, empty_seg, no_fn };
 	size_t lens[] = { 2, 1, 1, 1, 1, 1 };
-	int want[] = { EHR_ERR_CONFLICT, EHR_ERR_INVAL, EHR_ERR_INVAL, EHR_ERR_INVAL, EHR_ERR_INVAL, EHR_ERR_INVAL };
+	int want[] = { EHR_ERR_CONFLICT, EHR_ERR_INVAL, EHR_ERR_INVAL,
+		       EHR_ERR_INVAL,    EHR_ERR_INVAL, EHR_ERR_INVAL };
 
 	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
 		struct gw_router *rt = NULL;
@@ -351,8 +363,10 @@ static void test_router_bad_tables(void)
 /* The real route tables of every area compile into one router. */
 static void test_real_tables(void)
 {
-	const struct gw_route *t[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit, gw_routes_test };
-	size_t l[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len, gw_routes_audit_len, gw_routes_test_len };
+	const struct gw_route *t[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit,
+		                       gw_routes_test };
+	size_t l[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len, gw_routes_audit_len,
+		       gw_routes_test_len };
 	struct gw_router *rt = NULL;
 
 	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 5));
@@ -365,13 +379,15 @@ static void register_suites(void)
 	              { "file errors name the key", test_file_errors }, { "over-long line", test_long_line },
 	              { "valid file", test_file_ok }, { "environment", test_env },
 	              { "precedence: default < file < env < --set", test_precedence },
-	              { "--set errors", test_set_arg_errors }, { "secrets never echoed", test_secrets_not_echoed },
+	              { "--set errors", test_set_arg_errors },
+	              { "secrets never echoed", test_secrets_not_echoed },
 	              { "cross-key checks", test_cross_checks }, { "missing file", test_missing_file },
 	              { "command-line options", test_from_args },
 	              { "docs/OPERATIONS.md covers every key", test_docs_cover_keys });
 	EHR_ADD_SUITE("router", NULL, NULL, { "matches and parameters", test_router_match },
 	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
-	              { "invalid tables refused", test_router_bad_tables }, { "real route tables", test_real_tables });
+	              { "invalid tables refused", test_router_bad_tables },
+	              { "real route tables", test_real_tables });
 }
 
 EHR_TEST_MAIN(register_suites)
