@@ -38,8 +38,11 @@
  * p->base_url, p->port and p->pid. The server's stderr (JSON logs) goes to
  * p->log_path. gwp_stop sends SIGTERM and reports the exit status.
  *
- * The binary is $EHRGATE_BIN if set, else the build tree's ehrgate.
+ * Environment: EHRGATE_TEST_PG (required: superuser conninfo of the dev
+ * services), EHRGATE_BIN (the binary; default: this build tree's ehrgate),
+ * EHRGATE_TEST_KEEP (set: keep p->dir after teardown, for debugging).
  * Every function returns 0 or a negative ehr_err with the detail set.
+ * The harness ignores SIGPIPE (raw-socket tests write to closed peers).
  */
 #ifndef EHR_TEST_GWPROC_H
 #define EHR_TEST_GWPROC_H
@@ -91,9 +94,10 @@ int gwp_stop(struct gw_proc *p, int *status, long wait_ms);
 int gwp_wait(struct gw_proc *p, int *status, long wait_ms);
 /* Stop the server if running, drop the database, remove the temp dir. */
 void gwp_teardown(struct gw_proc *p);
-/* Run `ehrgate <args...>` with the config (-c p->config inserted after the
- * subcommand when with_config); *status gets the exit code. Output goes to
- * out (may be NULL), truncated to cap. */
+/* Run `ehrgate <args...>` and wait for it (120 s at most), with `-c p->config`
+ * inserted after the subcommand when with_config; *status gets the exit code.
+ * Its stdout goes to out (may be NULL; NUL-terminated, truncated to cap), its
+ * stderr is appended to p->log_path. */
 int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *status, char *out, size_t cap);
 
 /* ---- HTTPS requests with libcurl */
