@@ -206,6 +206,24 @@ static bool is_json_error(const struct ehr_buf *b, const char *code)
 	return ok;
 }
 
+/* One authenticated request, so the client's connection (and whatever the
+ * auth layer logs for a new one) is in place before a test counts ledger
+ * entries or holds the ledger lock. */
+static void warm(struct world *w)
+{
+	char path[256];
+	json_t *j = NULL;
+	long status = 0;
+	snprintf(path, sizeof(path), "/v1/patients/%s/records?limit=1", w->pid1);
+	ehr_client_json(w->srv_a, &status, &j, "GET", path, NULL);
+	json_decref(j);
+}
+
+static long long count_all(struct world *w)
+{
+	return ehrt_scalar(&w->t, "SELECT count(*) FROM ledger_entries");
+}
+
 static long long count_type(struct world *w, const char *type)
 {
 	char sql[200];
@@ -527,7 +545,7 @@ static int devservices(const char *what)
 static void test_s3_stopped(void)
 {
 	uint8_t *body = make_body(5000, 3);
-	long long stores = count_type(&S3, "ehr.store");
+	long long stores = count_type(&S3, "ehr.store"), all = count_all(&S3);
 	struct ehr_buf out = EHR_BUF_INIT(1 << 20), resp = EHR_BUF_INIT(1 << 20);
 	long status = 0;
 	struct stored st;
@@ -536,6 +554,7 @@ static void test_s3_stopped(void)
 	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, 5000, NULL, NULL, NULL, &resp), 503);
 	CU_ASSERT(is_json_error(&resp, "unavailable"));
 	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
+	CU_ASSERT_EQUAL(count_all(&S3), all); /* no ledger entry of any kind */
 	CU_ASSERT_EQUAL(ehrt_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
 	CU_ASSERT_EQUAL(
 	        ehr_client_request(S3.anon, &status, &out, "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 0);
@@ -561,7 +580,7 @@ static void test_s3_multipart_failure(void)
 	char ep[64], sect[2048], orig[2048];
 	size_t n = 20u << 20;
 	uint8_t *body = make_body(n, 11);
-	long long stores = count_type(&S3, "ehr.store");
+	long long stores = count_type(&S3, "ehr.store"), all;
 	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
 
 	CU_ASSERT_FATAL(fault_proxy_start(&fp, fault_proxy_url_port(ehr_test_env("EHRGATE_TEST_S3"))) == 0);
@@ -573,6 +592,8 @@ static void test_s3_multipart_failure(void)
 	CU_ASSERT_EQUAL_FATAL(ehrt_set_store(&S3.t, sect), 0);
 	CU_ASSERT_EQUAL_FATAL(ehrt_start(&S3.t), 0);
 
+	warm(&S3);
+	all = count_all(&S3); /* after the restart and a first request */
 	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, n, NULL, NULL, NULL, &resp), 503);
 	CU_ASSERT(is_json_error(&resp, "unavailable"));
 	CU_ASSERT_EQUAL(fp.parts_ok, 1);
@@ -581,6 +602,7 @@ static void test_s3_multipart_failure(void)
 	CU_ASSERT(fp.abort_status == 204 || fp.abort_status == 405);
 	CU_ASSERT_EQUAL(fp.completes_ok, 0);
 	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
+	CU_ASSERT_EQUAL(count_all(&S3), all);
 	CU_ASSERT_EQUAL(ehrt_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
 
 	ehrt_stop(&S3.t, false);
@@ -597,7 +619,7 @@ static void test_s3_wrong_secret(void)
 {
 	char sect[2048], orig[2048];
 	uint8_t *body = make_body(3000, 4);
-	long long stores = count_type(&S3, "ehr.store");
+	long long stores = count_type(&S3, "ehr.store"), all;
 	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
 	long status = 0;
 
@@ -612,9 +634,12 @@ static void test_s3_wrong_secret(void)
 	ehrt_stop(&S3.t, false);
 	CU_ASSERT_EQUAL_FATAL(ehrt_set_store(&S3.t, sect), 0);
 	CU_ASSERT_EQUAL_FATAL(ehrt_start(&S3.t), 0);
+	warm(&S3);
+	all = count_all(&S3); /* after the restart and a first request */
 	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, 3000, NULL, NULL, NULL, &resp), 503);
 	CU_ASSERT(is_json_error(&resp, "unavailable"));
 	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
+	CU_ASSERT_EQUAL(count_all(&S3), all); /* no ledger entry of any kind */
 	ehr_buf_reset(&resp);
 	CU_ASSERT_EQUAL(
 	        ehr_client_request(S3.anon, &status, &resp, "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 0);
@@ -673,6 +698,7 @@ static void kill9(struct world *w)
 	int rc;
 
 	CU_ASSERT_FATAL(PQstatus(lock) == CONNECTION_OK);
+	warm(w);
 	/* Hold the ledger writer's lock: the upload reaches S3, then waits for the ledger. */
 	snprintf(sql, sizeof(sql), "BEGIN; SELECT pg_advisory_xact_lock(%lld)", LEDGER_LOCK_KEY);
 	r = PQexec(lock, sql);
