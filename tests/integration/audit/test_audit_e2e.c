@@ -158,7 +158,7 @@ static void profile_url(const char *dir, const char *url)
 	}
 }
 
-static int suite_init(void)
+static int suite_init_inner(void)
 {
 	struct gwp_options o = { 0 };
 	struct ehr_client_opts none = { 0 };
@@ -209,6 +209,17 @@ static int suite_clean(void)
 	if (su)
 		PQfinish(su);
 	gwp_teardown(&gw);
+	return 0;
+}
+
+/* CUnit does not run the clean function of a suite whose init failed:
+ * tear down here, so a failed start leaves no gateway or database behind. */
+static int suite_init(void)
+{
+	if (suite_init_inner() != 0) {
+		suite_clean();
+		return 1;
+	}
 	return 0;
 }
 

@@ -27,7 +27,7 @@ static json_t *jwk1, *jwk2;
 static const char *P1 = "pt-alice", *P2 = "pt-bob";
 static int64_t now_s;
 
-static int suite_init(void)
+static int suite_init_inner(void)
 {
 	if (atl_db_create(&db) < 0) {
 		fprintf(stderr, "db: %s\n", ehr_error_msg());
@@ -56,6 +56,17 @@ static int suite_clean(void)
 	json_decref(jwk1);
 	json_decref(jwk2);
 	atl_db_drop(&db);
+	return 0;
+}
+
+/* CUnit does not run the clean function of a suite whose init failed:
+ * tear down here, so a failed start leaves no gateway or database behind. */
+static int suite_init(void)
+{
+	if (suite_init_inner() != 0) {
+		suite_clean();
+		return 1;
+	}
 	return 0;
 }
 
