@@ -137,6 +137,8 @@ pg_paths() {
 	PGSOCK=$(rd pg.sockdir)
 	PGPORT_N=$(rd pg.port)
 	PGLOG=$STATE/pg/postgres.log
+	# a state dir the postgres user cannot reach keeps the whole cluster in /tmp
+	[ -z "$(rd pg.tmpdata)" ] || PGLOG=$(rd pg.tmpdata)/postgres.log
 }
 
 pg_running() {
