@@ -58,7 +58,8 @@ gw_url=$(awk '/listening on/ {print $4}' "$work/gw.out")
 ng_port=$(free_port)
 mkdir -p "$work/nginx"
 ng_access="access_log off;"
-[[ "$ACCESS_LOG" == 1 ]] && ng_access="access_log $work/nginx/access.log;"
+# same batching as ehrgate: at most 16 KiB or 100 ms per write
+[[ "$ACCESS_LOG" == 1 ]] && ng_access="access_log $work/nginx/access.log combined buffer=16k flush=100ms;"
 cat >"$work/nginx/nginx.conf" <<CONF
 worker_processes $workers;
 pid $work/nginx/nginx.pid;
