@@ -621,6 +621,9 @@ static void h_record_get(struct gw_req *r)
 		snprintf(v, sizeof(v), "%llu", (unsigned long long)row.meta.plain_size);
 		gw_reply_header(r, "X-EHR-Size", v);
 	}
+	/* The type is the uploader's: never let a browser render it in our origin. */
+	gw_reply_header(r, "X-Content-Type-Options", "nosniff");
+	gw_reply_header(r, "Content-Disposition", "attachment");
 	gw_reply_bytes(r, 200, ct_intern(row.content_type), plain.data, plain.len);
 	ehr_buf_free_secure(&plain);
 }
