@@ -25,17 +25,17 @@
 /* ------------------------------------------------------------------ entries */
 
 struct ledger_entry_in {
-	const char *type;       /* "register", "auth", "ehr.store", ... */
-	const char *actor;      /* pseudonym of who acted */
-	const char *subject;    /* pseudonym or id of what it concerns ("" if none) */
-	const json_t *payload;  /* JSON object; serialised canonically */
+	const char *type;      /* "register", "auth", "ehr.store", ... */
+	const char *actor;     /* pseudonym of who acted */
+	const char *subject;   /* pseudonym or id of what it concerns ("" if none) */
+	const json_t *payload; /* JSON object; serialised canonically */
 };
 
 /* What an appender learns once its batch is durable. */
 struct ledger_receipt {
-	uint64_t seq;          /* 0-based leaf index */
+	uint64_t seq; /* 0-based leaf index */
 	uint64_t block_height;
-	uint64_t tree_size;    /* tree size at the end of the block */
+	uint64_t tree_size; /* tree size at the end of the block */
 	int64_t ts_ms;
 	uint8_t root[LEDGER_HASH_LEN];
 };
@@ -52,20 +52,20 @@ int merkle_verify_inclusion(const uint8_t leaf[LEDGER_HASH_LEN], uint64_t index,
                             const uint8_t root[LEDGER_HASH_LEN]);
 /* RFC 9162 §2.1.4.2. */
 int merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH_LEN],
-                              const uint8_t root2[LEDGER_HASH_LEN],
-                              const uint8_t (*proof)[LEDGER_HASH_LEN], size_t proof_len);
+                              const uint8_t root2[LEDGER_HASH_LEN], const uint8_t (*proof)[LEDGER_HASH_LEN],
+                              size_t proof_len);
 
 /* ------------------------------------------------------------- the ledger */
 
 struct ledger;
 
 struct ledger_config {
-	struct ehr_db_pool *db;     /* the gateway's pool (role ehrgate_app) */
-	const char *conninfo;       /* for the writer's own connection */
-	const char *origin;         /* checkpoint origin line, e.g. "ehrgate.local/ledger" */
-	EVP_PKEY *signing_key;      /* Ed25519; the ledger takes a reference */
-	unsigned batch_max;         /* entries per block, default 512 */
-	unsigned batch_ms;          /* max linger for a batch to fill, default 2 (0 = never);
+	struct ehr_db_pool *db; /* the gateway's pool (role ehrgate_app) */
+	const char *conninfo;   /* for the writer's own connection */
+	const char *origin;     /* checkpoint origin line, e.g. "ehrgate.local/ledger" */
+	EVP_PKEY *signing_key;  /* Ed25519; the ledger takes a reference */
+	unsigned batch_max;     /* entries per block, default 512 */
+	unsigned batch_ms;      /* max linger for a batch to fill, default 2 (0 = never);
 	                             * the writer lingers only while fewer entries are queued
 	                             * than its previous batch held (docs/LEDGER.md §3) */
 };
@@ -104,19 +104,19 @@ int merkle_check_advance(uint64_t old_size, const uint8_t old_root[LEDGER_HASH_L
 
 #define LEDGER_ENTRY_VERSION 1
 #define LEDGER_MAX_TYPE 64
-#define LEDGER_MAX_ID 256          /* actor, subject: bytes */
-#define LEDGER_MAX_PAYLOAD 65536   /* canonical JSON bytes */
+#define LEDGER_MAX_ID 256        /* actor, subject: bytes */
+#define LEDGER_MAX_PAYLOAD 65536 /* canonical JSON bytes */
 
 /* A decoded entry. Strings are NUL-terminated copies; payload points into the
  * encoded bytes it was decoded from (not owned). */
 struct ledger_entry {
 	uint64_t seq;
 	int64_t ts_ms;
-	uint64_t block_height;          /* set by readers from the store; 0 from ledger_entry_decode */
+	uint64_t block_height; /* set by readers from the store; 0 from ledger_entry_decode */
 	char type[LEDGER_MAX_TYPE + 1];
 	char actor[LEDGER_MAX_ID + 1];
 	char subject[LEDGER_MAX_ID + 1];
-	const uint8_t *payload;         /* canonical JSON text, not NUL-terminated */
+	const uint8_t *payload; /* canonical JSON text, not NUL-terminated */
 	size_t payload_len;
 	uint8_t leaf_hash[LEDGER_HASH_LEN];
 };
@@ -141,9 +141,9 @@ struct ledger_block {
 	uint64_t tree_size;
 	uint8_t root[LEDGER_HASH_LEN];
 	int64_t ts_ms;
-	uint8_t hash[LEDGER_HASH_LEN];      /* SHA-256 of the header */
-	uint8_t sig[LEDGER_SIG_LEN];        /* Ed25519 over the header */
-	uint8_t cp_sig[LEDGER_SIG_LEN];     /* Ed25519 over the checkpoint body */
+	uint8_t hash[LEDGER_HASH_LEN];  /* SHA-256 of the header */
+	uint8_t sig[LEDGER_SIG_LEN];    /* Ed25519 over the header */
+	uint8_t cp_sig[LEDGER_SIG_LEN]; /* Ed25519 over the checkpoint body */
 	char origin[256];
 };
 
@@ -158,7 +158,8 @@ int ledger_key_raw_public(uint8_t out[32], EVP_PKEY *key);
 int ledger_key_load_public(uint8_t out[32], const char *path);
 int ledger_ed25519_sign(uint8_t sig[LEDGER_SIG_LEN], EVP_PKEY *key, const void *msg, size_t len);
 /* 0 if valid, EHR_ERR_TAMPER if not. */
-int ledger_ed25519_verify(const uint8_t pub[32], const uint8_t sig[LEDGER_SIG_LEN], const void *msg, size_t len);
+int ledger_ed25519_verify(const uint8_t pub[32], const uint8_t sig[LEDGER_SIG_LEN], const void *msg,
+                          size_t len);
 
 /* ------------------------------------------------------ checkpoints (pure) */
 
@@ -171,7 +172,8 @@ int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap,
  * the key id of `pub` verifies over the note text (which ends at the last
  * "\n\n" and includes its final newline); *text_len gets the text length.
  * Other keys' lines are ignored. EHR_ERR_PARSE / EHR_ERR_TAMPER. */
-int ledger_note_verify(const char *note, size_t len, const char *name, const uint8_t pub[32], size_t *text_len);
+int ledger_note_verify(const char *note, size_t len, const char *name, const uint8_t pub[32],
+                       size_t *text_len);
 /* The checkpoint body "<origin>\n<size>\n<base64 root>\n". Appends to out. */
 int ledger_checkpoint_body(struct ehr_buf *out, const char *origin, uint64_t size,
                            const uint8_t root[LEDGER_HASH_LEN]);
@@ -197,14 +199,14 @@ int ledger_checkpoint_verify(const char *note, size_t len, const uint8_t pub[32]
 typedef int (*ledger_entry_fn)(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len);
 
 struct ledger_query {
-	uint64_t from_seq;       /* first seq (inclusive) */
-	uint64_t to_seq;         /* last seq, exclusive; 0 = no bound */
-	const char *type;        /* NULL = any */
+	uint64_t from_seq; /* first seq (inclusive) */
+	uint64_t to_seq;   /* last seq, exclusive; 0 = no bound */
+	const char *type;  /* NULL = any */
 	const char *actor;
 	const char *subject;
-	int64_t since_ms;        /* inclusive; 0 = no bound */
-	int64_t until_ms;        /* exclusive; 0 = no bound */
-	unsigned limit;          /* 1..10000; 0 means 100 */
+	int64_t since_ms; /* inclusive; 0 = no bound */
+	int64_t until_ms; /* exclusive; 0 = no bound */
+	unsigned limit;   /* 1..10000; 0 means 100 */
 };
 
 /* Entries from `from` on, at most `limit` (1..10000). */
@@ -220,8 +222,8 @@ int ledger_block_at_height(struct ledger *l, uint64_t height, struct ledger_bloc
 int ledger_checkpoint(struct ledger *l, uint64_t size, struct ehr_buf *note);
 /* RFC 9162 PATH(index, D[size]) and PROOF(size1, D[size2]) from the store,
  * with O(log n) lookups (docs/LEDGER.md §4). out has LEDGER_MAX_PROOF slots. */
-int ledger_prove_inclusion(struct ledger *l, uint64_t index, uint64_t size,
-                           uint8_t (*out)[LEDGER_HASH_LEN], size_t *out_len);
+int ledger_prove_inclusion(struct ledger *l, uint64_t index, uint64_t size, uint8_t (*out)[LEDGER_HASH_LEN],
+                           size_t *out_len);
 int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2,
                              uint8_t (*out)[LEDGER_HASH_LEN], size_t *out_len);
 /* JSON shapes of docs/LEDGER.md §7: {"tree_size","leaf_index","hashes":[b64...]}
@@ -247,13 +249,13 @@ const char *ledger_origin(struct ledger *l);
 enum ledger_bad_kind { LEDGER_BAD_NONE = 0, LEDGER_BAD_ENTRY, LEDGER_BAD_BLOCK, LEDGER_BAD_CHECKPOINT };
 
 struct ledger_verify_report {
-	uint64_t entries;             /* entries checked */
-	uint64_t blocks;              /* blocks checked */
-	uint64_t tree_size;           /* size of the verified tree */
+	uint64_t entries;   /* entries checked */
+	uint64_t blocks;    /* blocks checked */
+	uint64_t tree_size; /* size of the verified tree */
 	uint8_t root[LEDGER_HASH_LEN];
-	enum ledger_bad_kind bad;     /* LEDGER_BAD_NONE when everything matched */
-	uint64_t bad_seq;             /* LEDGER_BAD_ENTRY: the first entry that does not match */
-	uint64_t bad_height;          /* LEDGER_BAD_BLOCK/CHECKPOINT: the first such block */
+	enum ledger_bad_kind bad; /* LEDGER_BAD_NONE when everything matched */
+	uint64_t bad_seq;         /* LEDGER_BAD_ENTRY: the first entry that does not match */
+	uint64_t bad_height;      /* LEDGER_BAD_BLOCK/CHECKPOINT: the first such block */
 	char reason[256];
 };
 
@@ -285,11 +287,11 @@ int jcs_number(char out[JCS_NUMBER_MAX], double v);
 
 /* ---- the contract model (policy.c) */
 
-#define POLICY_ID_MAX 128          /* patient, server, group, record ids */
-#define POLICY_CID_MAX 48          /* base64url(SHA-256) = 43 chars */
+#define POLICY_ID_MAX 128 /* patient, server, group, record ids */
+#define POLICY_CID_MAX 48 /* base64url(SHA-256) = 43 chars */
 #define POLICY_PURPOSE_MAX 32
-#define POLICY_MAX_SCOPE 64        /* record ids or categories per contract */
-#define POLICY_DOC_MAX 16384       /* signed envelope, bytes */
+#define POLICY_MAX_SCOPE 64  /* record ids or categories per contract */
+#define POLICY_DOC_MAX 16384 /* signed envelope, bytes */
 
 enum policy_action { POLICY_ACT_READ = 1u << 0, POLICY_ACT_APPEND = 1u << 1 };
 enum policy_grantee_kind { POLICY_GRANTEE_SERVER = 1, POLICY_GRANTEE_GROUP = 2 };
@@ -304,15 +306,15 @@ struct policy_contract {
 	char patient[POLICY_ID_MAX];
 	enum policy_grantee_kind grantee_kind;
 	char grantee[POLICY_ID_MAX];
-	unsigned actions;                  /* enum policy_action bits */
+	unsigned actions; /* enum policy_action bits */
 	enum policy_scope_kind scope_kind;
-	char **scope;                      /* record ids or categories; owned */
+	char **scope; /* record ids or categories; owned */
 	size_t n_scope;
 	char purpose[POLICY_PURPOSE_MAX];
-	int64_t not_before;                /* Unix seconds, inclusive */
-	int64_t not_after;                 /* Unix seconds, exclusive */
+	int64_t not_before; /* Unix seconds, inclusive */
+	int64_t not_after;  /* Unix seconds, exclusive */
 	int64_t issued_at;
-	uint64_t seq;                      /* ledger seq of contract.create */
+	uint64_t seq; /* ledger seq of contract.create */
 	bool revoked;
 	uint64_t revoked_seq;
 };
@@ -340,25 +342,25 @@ int policy_revocation_from_json(struct policy_revocation *out, const json_t *doc
 
 struct policy_request {
 	enum policy_role role;
-	const char *requester;              /* server id, or patient pseudonym */
-	const char *const *groups;          /* groups the requesting server is in */
+	const char *requester;     /* server id, or patient pseudonym */
+	const char *const *groups; /* groups the requesting server is in */
 	size_t n_groups;
-	const char *patient;                /* whose records */
-	enum policy_action action;          /* exactly one */
-	const char *record_id;              /* NULL: a new record (append) */
-	const char *category;               /* NULL if unknown */
-	const char *purpose;                /* NULL means "treatment" */
-	bool break_glass;                   /* emergency declared */
-	const char *justification;          /* required with break_glass */
+	const char *patient;       /* whose records */
+	enum policy_action action; /* exactly one */
+	const char *record_id;     /* NULL: a new record (append) */
+	const char *category;      /* NULL if unknown */
+	const char *purpose;       /* NULL means "treatment" */
+	bool break_glass;          /* emergency declared */
+	const char *justification; /* required with break_glass */
 };
 
 enum policy_effect { POLICY_DENY = 0, POLICY_ALLOW = 1 };
 
 struct policy_decision {
 	enum policy_effect effect;
-	const char *reason;                 /* static, stable: "allow.contract", "deny.expired", ... */
-	char cid[POLICY_CID_MAX];           /* deciding contract, "" if none */
-	bool break_glass;                   /* allowed only by break-glass: flag it */
+	const char *reason;       /* static, stable: "allow.contract", "deny.expired", ... */
+	char cid[POLICY_CID_MAX]; /* deciding contract, "" if none */
+	bool break_glass;         /* allowed only by break-glass: flag it */
 };
 
 /*
@@ -367,8 +369,8 @@ struct policy_decision {
  * request is denied with "deny.invalid_request". See docs/CONTRACTS.md for
  * the order of checks and every reason.
  */
-void policy_decide(const struct policy_contract *set, size_t n, const struct policy_request *req,
-                   int64_t now, struct policy_decision *out);
+void policy_decide(const struct policy_contract *set, size_t n, const struct policy_request *req, int64_t now,
+                   struct policy_decision *out);
 /* The payload of an "access.decision" ledger entry for req/dec. */
 int policy_decision_payload(json_t **out, const struct policy_request *req,
                             const struct policy_decision *dec);
@@ -388,7 +390,7 @@ int policy_sign_es256(struct ehr_buf *sig_b64url, const json_t *doc, EVP_PKEY *p
 int policy_grant_envelope(json_t **out, EVP_PKEY *device_key, const char *patient, const char *server,
                           unsigned actions, int64_t not_before, int64_t not_after);
 
-bool policy_id_valid(const char *s);  /* 1..127 bytes of [A-Za-z0-9._:@-] */
+bool policy_id_valid(const char *s); /* 1..127 bytes of [A-Za-z0-9._:@-] */
 /* RFC 7638 JWK thumbprint (SHA-256, base64url) of an EC public JWK. */
 int policy_jwk_thumbprint(char out[64], const json_t *jwk);
 
@@ -413,11 +415,11 @@ int policy_contract_create(void *conn, struct ledger *l, const char *patient, co
                            const json_t *envelope, char cid[POLICY_CID_MAX], struct ledger_receipt *rcpt);
 /* As above for {"revocation","signature"}; EHR_ERR_NOT_FOUND if `cid` is
  * not one of the patient's contracts, EHR_ERR_CONFLICT if already revoked. */
-int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, const json_t *jwk, const char *cid,
-                           const json_t *envelope, struct ledger_receipt *rcpt);
+int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, const json_t *jwk,
+                           const char *cid, const json_t *envelope, struct ledger_receipt *rcpt);
 /* Operator: add/remove a server to/from a named group (a ledger entry). */
-int policy_group_change(void *conn, struct ledger *l, const char *actor, const char *group, const char *server,
-                        bool add, struct ledger_receipt *rcpt);
+int policy_group_change(void *conn, struct ledger *l, const char *actor, const char *group,
+                        const char *server, bool add, struct ledger_receipt *rcpt);
 /* Apply one ledger entry to the tables (idempotent; re-verifies
  * signatures; other entry types are ignored). EHR_ERR_TAMPER if the
  * entry does not prove what it claims. */
@@ -448,9 +450,9 @@ int policy_record(struct ledger *l, const struct policy_request *req, const stru
                   struct ledger_receipt *rcpt);
 
 struct policy_rebuild_report {
-	uint64_t entries;              /* contract.* entries read */
+	uint64_t entries; /* contract.* entries read */
 	uint64_t applied;
-	uint64_t rejected;             /* entries that do not verify: never materialised */
+	uint64_t rejected; /* entries that do not verify: never materialised */
 	uint64_t first_rejected_seq;
 	char first_reason[256];
 };
