@@ -155,7 +155,7 @@ struct gw_req {
 	bool replied;
 	bool close;
 	int status;
-	const char *content_type;
+	char content_type[128]; /* copied: the handler's string may not outlive it; "" = JSON */
 	struct gw_hdr *headers;
 	struct evbuffer *out;
 	gw_stream_fn stream_start; /* gw_reply_stream: stream.c takes over in req_finish */
@@ -221,5 +221,7 @@ int gw_policy_record(struct gw_req *r, enum policy_action action, const char *pa
                      const char *category, const struct policy_decision *dec);
 /* Appends the policy counters to /metrics. */
 int gw_policy_metrics_render(struct ehr_buf *out);
+
+void gw_req_set_content_type(struct gw_req *r, const char *content_type);
 
 #endif

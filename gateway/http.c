@@ -239,7 +239,7 @@ static void req_finish(struct gw_req *r)
 		         r->route ? r->route->name : "-");
 		gw_reply_error(r, 500, "internal_error", "the handler produced no reply");
 	}
-	evhttp_add_header(oh, "Content-Type", r->content_type ? r->content_type : "application/json");
+	evhttp_add_header(oh, "Content-Type", r->content_type[0] ? r->content_type : "application/json");
 	evhttp_add_header(oh, "Cache-Control", "no-store");
 	for (struct gw_hdr *h = r->headers; h; h = h->next)
 		evhttp_add_header(oh, h->name, h->value);
@@ -795,14 +795,35 @@ static bool reply_begin(struct gw_req *r, int status)
 	return true;
 }
 
+/* Copy the content type into the request: the reply is sent after the
+ * handler returns, so a pointer into the handler's stack or rows would
+ * dangle. One that does not fit, or holds a control character, becomes
+ * application/octet-stream. */
+void gw_req_set_content_type(struct gw_req *r, const char *content_type)
+{
+	size_t n = content_type ? strlen(content_type) : 0;
+	bool ok = n < sizeof(r->content_type);
+
+	r->content_type[0] = '\0';
+	if (content_type == NULL)
+		return;
+	for (size_t i = 0; ok && i < n; i++)
+		ok = (unsigned char)content_type[i] >= 0x20 && content_type[i] != 0x7f;
+	if (!ok) {
+		content_type = "application/octet-stream";
+		n = strlen(content_type);
+	}
+	memcpy(r->content_type, content_type, n + 1);
+}
+
 void gw_reply_bytes(struct gw_req *r, int status, const char *content_type, const void *data, size_t len)
 {
 	if (!reply_begin(r, status))
 		return;
-	r->content_type = content_type;
+	gw_req_set_content_type(r, content_type);
 	if (len && evbuffer_add(r->out, data, len) != 0) {
 		r->status = 500;
-		r->content_type = NULL;
+		r->content_type[0] = '\0';
 		evbuffer_drain(r->out, evbuffer_get_length(r->out));
 		evbuffer_add_printf(
 		        r->out, "{\"error\":{\"code\":\"internal_error\",\"message\":\"out of memory\"}}");

@@ -437,35 +437,6 @@ static void h_record_create(struct gw_req *r)
 
 /* ------------------------------------------------------------------ GET */
 
-/*
- * gw_reply_bytes/gw_reply_stream keep the content-type pointer until the
- * reply is sent on the loop thread, after the handler has returned, so a
- * record's type (from its row, on the handler's stack) is interned here:
- * at most EHR_CT_INTERN distinct strings for the process's life; past that,
- * replies fall back to application/octet-stream (the row keeps the truth).
- */
-#define EHR_CT_INTERN 256
-static pthread_mutex_t ct_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *ct_table[EHR_CT_INTERN];
-static size_t ct_count;
-
-static const char *ct_intern(const char *ct)
-{
-	const char *out = "application/octet-stream";
-
-	pthread_mutex_lock(&ct_lock);
-	for (size_t i = 0; i < ct_count; i++)
-		if (strcmp(ct_table[i], ct) == 0) {
-			out = ct_table[i];
-			goto done;
-		}
-	if (ct_count < EHR_CT_INTERN && (ct_table[ct_count] = strdup(ct)) != NULL)
-		out = ct_table[ct_count++];
-done:
-	pthread_mutex_unlock(&ct_lock);
-	return out;
-}
-
 struct ledger_check {
 	const char *rid;
 	uint8_t sha[32];
@@ -624,7 +595,7 @@ static void h_record_get(struct gw_req *r)
 	/* The type is the uploader's: never let a browser render it in our origin. */
 	gw_reply_header(r, "X-Content-Type-Options", "nosniff");
 	gw_reply_header(r, "Content-Disposition", "attachment");
-	gw_reply_bytes(r, 200, ct_intern(row.content_type), plain.data, plain.len);
+	gw_reply_bytes(r, 200, row.content_type, plain.data, plain.len);
 	ehr_buf_free_secure(&plain);
 }
 

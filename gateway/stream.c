@@ -35,7 +35,7 @@ void gw_reply_stream(struct gw_req *r, const char *content_type, gw_stream_fn st
 	}
 	r->replied = true;
 	r->status = 200;
-	r->content_type = content_type;
+	gw_req_set_content_type(r, content_type);
 	r->close = true;
 	r->stream_start = start;
 	r->stream_ud = ud;
