@@ -335,10 +335,8 @@ stop)
 	s3_stop
 	pg_stop
 	# Remove the short /tmp dirs only once Postgres is down (they hold its socket/data).
-	for f in pg.tmpsock; do
-		t=$(rd $f)
-		[ -n "$t" ] && [ -d "$t" ] && ! pg_running && rmdir "$t" 2>/dev/null || true
-	done
+	t=$(rd pg.tmpsock)
+	[ -z "$t" ] || pg_running || rmdir "$t" 2>/dev/null || true # start-pg recreates it
 	;;
 status) status ;;
 env)
@@ -358,7 +356,6 @@ stop-pg) pg_stop ;;
 start-pg)
 	[ -n "$(rd pg.datadir)" ] || die "start-pg needs a state dir that was started before"
 	pg_start
-	[ "$(rd pg.port)" = "$PGPORT_N" ] || true
 	write_env
 	;;
 stop-s3) s3_stop ;;
