@@ -30,7 +30,9 @@ static int usage(void)
 {
 	fprintf(stderr,
 	        "usage: ehrctl record put PATIENT_ID FILE|- [--type CONTENT_TYPE] [--category CATEGORY]\n"
-	        "       ehrctl record get RECORD_ID [-o FILE]\n"
+	        "       ehrctl record get RECORD_ID [-o FILE] [--purpose P] [--break-glass JUSTIFICATION]\n"
+	        "           --break-glass: a medical server's emergency read without a contract;\n"
+	        "           always logged and flagged for auditors and the patient (docs/CONTRACTS.md)\n"
 	        "       ehrctl record list PATIENT_ID\n");
 	return 2;
 }
@@ -218,6 +220,16 @@ out:
 
 /* ------------------------------------------------------------------- get */
 
+static bool header_value_ok(const char *v)
+{
+	if (*v == '\0')
+		return false;
+	for (; *v; v++)
+		if ((unsigned char)*v < 0x20 || *v == 0x7f)
+			return false;
+	return true;
+}
+
 struct sink {
 	int fd;
 	uint64_t n;
@@ -249,15 +261,43 @@ static int cmd_get(int argc, char **argv)
 	const char *out = NULL, *rid;
 	struct ehr_client *c = NULL;
 	struct ehr_buf path = EHR_BUF_INIT(256), tmp = EHR_BUF_INIT(4096), errbody = EHR_BUF_INIT(1 << 20);
+	struct ehr_buf hbg = EHR_BUF_INIT(1024), hpurpose = EHR_BUF_INIT(256);
+	static const struct option opts[] = {
+		{ "break-glass", required_argument, NULL, 'B' },
+		{ "purpose", required_argument, NULL, 'P' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *hdrs[3] = { NULL, NULL, NULL };
+	size_t nhdrs = 0;
 	struct sink s = { .fd = -1 };
 	struct bar b;
 	long status = 0;
 	int ch, rc = 1;
 
 	optind = 1;
-	while ((ch = getopt(argc, argv, "o:h")) != -1) {
+	while ((ch = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
 		switch (ch) {
 		case 'o': out = optarg; break;
+		case 'B':
+			/* A header value: no control characters (no header injection). */
+			if (!header_value_ok(optarg) ||
+			    ehr_buf_printf(&hbg, "X-EHR-Break-Glass: %s", optarg) < 0) {
+				fprintf(stderr, "ehrctl record get: --break-glass must be 1 to 900 printable "
+				                "characters\n");
+				return 2;
+			}
+			hdrs[nhdrs++] = ehr_buf_cstr(&hbg);
+			break;
+		case 'P':
+			if (!header_value_ok(optarg) ||
+			    ehr_buf_printf(&hpurpose, "X-EHR-Purpose: %s", optarg) < 0) {
+				fprintf(stderr,
+				        "ehrctl record get: --purpose must be printable characters\n");
+				return 2;
+			}
+			hdrs[nhdrs++] = ehr_buf_cstr(&hpurpose);
+			break;
 		case 'h': usage(); return 0;
 		default: return usage();
 		}
@@ -286,8 +326,8 @@ static int cmd_get(int argc, char **argv)
 	if (s.fd == 1) {
 		/* stdout: buffer, so an error body never reaches it as if it were the record */
 		struct ehr_buf all = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
-		if (ehr_client_request(c, &status, &all, "GET", ehr_buf_cstr(&path), NULL, NULL, 0, NULL,
-		                       NULL) < 0) {
+		if (ehr_client_request(c, &status, &all, "GET", ehr_buf_cstr(&path), nhdrs ? hdrs : NULL,
+		                       NULL, 0, NULL, NULL) < 0) {
 			ehr_buf_free_secure(&all);
 			if (b.drawn)
 				fputc('\n', stderr);
@@ -308,8 +348,8 @@ static int cmd_get(int argc, char **argv)
 		ehr_buf_free_secure(&all);
 		goto out;
 	}
-	if (ehr_client_request(c, &status, NULL, "GET", ehr_buf_cstr(&path), NULL, NULL, 0, on_data, &s) <
-	    0) {
+	if (ehr_client_request(c, &status, NULL, "GET", ehr_buf_cstr(&path), nhdrs ? hdrs : NULL, NULL, 0,
+	                       on_data, &s) < 0) {
 		if (b.drawn)
 			fputc('\n', stderr);
 		fprintf(stderr, "ehrctl record get: %s\n",
@@ -357,6 +397,8 @@ out:
 	ehr_buf_free(&path);
 	ehr_buf_free(&tmp);
 	ehr_buf_free(&errbody);
+	ehr_buf_free(&hbg);
+	ehr_buf_free(&hpurpose);
 	ehr_client_free(c);
 	return rc;
 }

@@ -944,6 +944,35 @@ static int ctl(const char *dir, const char *args, char *out, size_t cap)
 
 static void append_contracts(int n);
 
+/* Break-glass through ehrctl: refused without a declaration, allowed and
+ * counted with one; a justification with a line break is refused locally. */
+static void test_break_glass_ctl(void)
+{
+	char rid[64] = "", cid[POLICY_CID_MAX], args[2 * GWP_PATH + 256], out[4096], path[GWP_PATH + 32];
+	long long before = metric("ehrgate_break_glass_reads_total ");
+	struct ehr_buf got = EHR_BUF_INIT(1 << 20);
+
+	grant(c_p1, P1, S1, POLICY_ACT_APPEND, cid);
+	CU_ASSERT_EQUAL_FATAL(post_record(c_s1, P1, NULL, rid, sizeof(rid)), 201);
+	snprintf(path, sizeof(path), "%s/bg.out", gw.dir);
+	snprintf(args, sizeof(args), "record get %s -o '%s'", rid, path);
+	CU_ASSERT_NOT_EQUAL(ctl(dir_s2, args, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "forbidden"));
+	CU_ASSERT_NOT_EQUAL(access(path, F_OK), 0);
+	snprintf(args, sizeof(args),
+	         "record get %s -o '%s' --break-glass \"$(printf 'line\\nbreak injected')\"", rid, path);
+	CU_ASSERT_EQUAL(ctl(dir_s2, args, out, sizeof(out)), 2);
+	snprintf(args, sizeof(args),
+	         "record get %s -o '%s' --break-glass 'unconscious patient in the emergency room'", rid,
+	         path);
+	CU_ASSERT_EQUAL(ctl(dir_s2, args, out, sizeof(out)), 0);
+	EHR_ASSERT_OK(ehr_file_read(&got, path, 1 << 20));
+	CU_ASSERT(got.len > 0);
+	CU_ASSERT_EQUAL(metric("ehrgate_break_glass_reads_total "), before + 1);
+	unlink(path);
+	ehr_buf_free(&got);
+}
+
 static char verify_args[2048];
 
 static int verify(char *out, size_t cap, bool full)
@@ -1362,7 +1391,8 @@ static void register_suites(void)
 {
 	EHR_ADD_SUITE("audit_e2e", suite_init, suite_clean, { "contract_api", test_contract_api },
 	              { "access_matrix", test_access_matrix }, { "ehr_matrix", test_ehr_matrix },
-	              { "break_glass", test_break_glass }, { "group_grantee", test_group_grantee },
+	              { "break_glass", test_break_glass }, { "break_glass_ctl", test_break_glass_ctl },
+	              { "group_grantee", test_group_grantee },
 	              { "contracts_rebuild_cli", test_contracts_rebuild_cli },
 	              { "fhir_audit_event", test_fhir_audit_event },
 	              { "query_pagination", test_query_pagination },
