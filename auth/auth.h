@@ -26,8 +26,6 @@
 
 #include "common/common.h"
 
-#define AUTH_ES256_SIG_LEN 64
-#define AUTH_JKT_LEN 43 /* base64url(SHA-256) without padding */
 #define AUTH_MAX_CSR_PEM 8192
 #define AUTH_MAX_JWS 4096      /* compact JWS (token or proof) */
 #define AUTH_MAX_ID 127        /* subject ids and pseudonyms */
@@ -41,8 +39,6 @@
 /* --------------------------------------------------------------- keys/ES256 */
 
 int auth_key_generate_p256(EVP_PKEY **out);
-/* true when key is an EC key on P-256 (prime256v1). */
-bool auth_key_is_p256(const EVP_PKEY *key);
 /* PEM private key (PKCS#8) or public key (SPKI) from a file / memory. */
 int auth_key_load_private(EVP_PKEY **out, const char *path);
 int auth_key_load_public(EVP_PKEY **out, const char *path);
@@ -51,13 +47,7 @@ int auth_key_public_pem(struct ehr_buf *out, EVP_PKEY *key);
 /* Writes the private key as PKCS#8 PEM, mode 0600, atomically, exclusive. */
 int auth_key_save_private(const char *path, EVP_PKEY *key);
 
-/* RFC 7518 §3.4: ECDSA P-256 SHA-256, signature as raw r||s (64 bytes). */
-int auth_es256_sign(uint8_t sig[AUTH_ES256_SIG_LEN], EVP_PKEY *key, const void *data, size_t len);
-/* 0 when valid; EHR_ERR_AUTH otherwise (also for a non-P-256 key). */
-int auth_es256_verify(EVP_PKEY *key, const void *data, size_t len, const uint8_t *sig, size_t siglen);
-/* Convenience: base64url(ES256 signature) into out / verify such a string. */
-int auth_sign_b64url(struct ehr_buf *out, EVP_PKEY *key, const void *data, size_t len);
-int auth_verify_b64url(EVP_PKEY *key, const void *data, size_t len, const char *sig_b64url);
+/* ES256 signatures, JWKs and thumbprints: ehr_es256_*, ehr_jwk_* in common/common.h. */
 
 /* ---------------------------------------------------------------- JWS / JWK */
 
@@ -66,7 +56,7 @@ struct auth_jws {
 	json_t *header;
 	json_t *payload;
 	struct ehr_buf signing_input; /* ASCII(b64(header) '.' b64(payload)) */
-	uint8_t sig[AUTH_ES256_SIG_LEN];
+	uint8_t sig[EHR_ES256_SIG_LEN];
 };
 /*
  * Strict parse: exactly three base64url parts, header and payload JSON
@@ -77,15 +67,6 @@ int auth_jws_parse(struct auth_jws *out, const char *compact, size_t len);
 void auth_jws_free(struct auth_jws *j);
 /* Serialise header and payload (compact JSON) and sign them with ES256. */
 int auth_jws_sign(struct ehr_buf *out, EVP_PKEY *key, const json_t *header, const json_t *payload);
-
-/* RFC 7517/7518 §6.2: a P-256 public JWK ({"kty":"EC","crv":"P-256","x","y"});
- * a JWK holding "d" (private) is refused, as is a point not on the curve. */
-int auth_jwk_parse(EVP_PKEY **out, const json_t *jwk);
-int auth_jwk_parse_text(EVP_PKEY **out, const char *text, size_t len);
-/* The public JWK of a P-256 key (kty, crv, x, y only). */
-int auth_jwk_from_key(json_t **out, EVP_PKEY *key);
-/* RFC 7638 thumbprint: base64url(SHA-256({"crv","kty","x","y"} canonical)). */
-int auth_jwk_thumbprint(char out[AUTH_JKT_LEN + 1], EVP_PKEY *key);
 
 /* ---------------------------------------------------- CSR and certificates */
 
@@ -123,7 +104,7 @@ int auth_cert_load_file(X509 **out, const char *path);
 struct auth_token_claims {
 	char sub[AUTH_MAX_ID + 1];
 	char role[16];
-	char jkt[AUTH_JKT_LEN + 1];
+	char jkt[EHR_JKT_LEN + 1];
 	char jti[64];
 	int64_t iat, nbf, exp;
 };
@@ -152,7 +133,7 @@ int auth_token_verify(struct auth_token_claims *out, const struct auth_token_par
 
 struct auth_dpop_claims {
 	char jti[129];
-	char jkt[AUTH_JKT_LEN + 1]; /* thumbprint of the proof's jwk */
+	char jkt[EHR_JKT_LEN + 1]; /* thumbprint of the proof's jwk */
 	int64_t iat;
 };
 
@@ -230,10 +211,10 @@ int auth_rate_check(struct auth_ctx *ctx, enum auth_rate_kind kind, const char *
 
 /* Who was authenticated (mirrors the gateway's identity). */
 struct auth_principal {
-	char role[16];              /* "server", "auditor" or "patient" */
-	char id[AUTH_MAX_ID + 1];   /* server/auditor id or patient pseudonym */
-	char serial[65];            /* certificate serial (mTLS) */
-	char jkt[AUTH_JKT_LEN + 1]; /* device key thumbprint (patient) */
+	char role[16];             /* "server", "auditor" or "patient" */
+	char id[AUTH_MAX_ID + 1];  /* server/auditor id or patient pseudonym */
+	char serial[65];           /* certificate serial (mTLS) */
+	char jkt[EHR_JKT_LEN + 1]; /* device key thumbprint (patient) */
 };
 
 /*

@@ -41,7 +41,7 @@ struct auth_ctx {
 	X509 *regca;
 	EVP_PKEY *regca_key;
 	EVP_PKEY *token_key;
-	char kid[AUTH_JKT_LEN + 1];
+	char kid[EHR_JKT_LEN + 1];
 	uint8_t pseudonym_key[AUTH_PSEUDONYM_KEY_LEN];
 	struct ehr_buf regca_pem;
 	struct ehr_buf gateway_ca_pem;

@@ -181,11 +181,11 @@ int auth_ctx_new(struct auth_ctx **out, const struct auth_config *cfg)
 	GUARD_GOTO(ehr_file_read(&c->gateway_ca_pem, ehr_buf_cstr(&path), 256 * 1024));
 	GUARD_GOTO(state_path(&path, c->state_dir, "token.key"));
 	GUARD_GOTO(auth_key_load_private(&c->token_key, ehr_buf_cstr(&path)));
-	if (!auth_key_is_p256(c->token_key)) {
+	if (!ehr_key_is_p256(c->token_key)) {
 		err = ehr_error_set(EHR_ERR_CONFIG, "token.key must be an EC P-256 key");
 		goto out;
 	}
-	GUARD_GOTO(auth_jwk_thumbprint(c->kid, c->token_key));
+	GUARD_GOTO(ehr_jwk_thumbprint(c->kid, c->token_key));
 	GUARD_GOTO(state_path(&path, c->state_dir, "pseudonym.key"));
 	GUARD_GOTO(ehr_file_read(&pk, ehr_buf_cstr(&path), 256));
 	if (pk.len != AUTH_PSEUDONYM_KEY_LEN) {

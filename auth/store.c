@@ -331,7 +331,7 @@ out:
 
 static bool valid_patient_id(const char *pid)
 {
-	return pid != NULL && strlen(pid) == 3 + AUTH_JKT_LEN && strncmp(pid, "pt-", 3) == 0 &&
+	return pid != NULL && strlen(pid) == 3 + EHR_JKT_LEN && strncmp(pid, "pt-", 3) == 0 &&
 	       plausible_secret(pid + 3);
 }
 
@@ -339,7 +339,7 @@ int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, con
                 const json_t *jwk, const char *signature, const char *peer)
 {
 	EVP_PKEY *key = NULL;
-	char jkt[AUTH_JKT_LEN + 1], hex[67];
+	char jkt[EHR_JKT_LEN + 1], hex[67];
 	uint8_t ch[32];
 	struct ehr_buf msg = EHR_BUF_INIT(512), jwktext = EHR_BUF_INIT(1024);
 	json_t *pub = NULL;
@@ -350,21 +350,21 @@ int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, con
 	*resp = NULL;
 	if (!valid_patient_id(patient_id))
 		return ehr_error_set(EHR_ERR_INVAL, "patient_id is not a patient pseudonym");
-	if (auth_jwk_parse(&key, jwk) < 0)
+	if (ehr_jwk_parse(&key, jwk) < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "jwk must be a P-256 public JWK");
-	GUARD_GOTO(auth_jwk_thumbprint(jkt, key));
+	GUARD_GOTO(ehr_jwk_thumbprint(jkt, key));
 	if (!plausible_secret(code)) {
 		err = ehr_error_set(EHR_ERR_AUTH, "enrolment code invalid, used or expired");
 		auth_event(ctx, "auth.enroll", "anonymous", patient_id, false, "bad_code", peer);
 		goto out;
 	}
 	GUARD_GOTO(auth_enroll_message(&msg, code, jkt));
-	if (auth_verify_b64url(key, msg.data, msg.len, signature) < 0) {
+	if (ehr_es256_verify_b64url(key, msg.data, msg.len, signature) < 0) {
 		err = ehr_error_set(EHR_ERR_AUTH, "enrolment signature does not verify");
 		auth_event(ctx, "auth.enroll", "anonymous", patient_id, false, "bad_signature", peer);
 		goto out;
 	}
-	GUARD_GOTO(auth_jwk_from_key(&pub, key));
+	GUARD_GOTO(ehr_jwk_from_key(&pub, key));
 	GUARD_GOTO(ehr_json_dump(&jwktext, pub));
 	GUARD_GOTO(auth__hash_secret(ch, code));
 	auth__bytea_hex(hex, ch);
@@ -471,7 +471,7 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	struct auth_token_params tp;
 	struct ehr_buf msg = EHR_BUF_INIT(1024), tok = EHR_BUF_INIT(AUTH_MAX_JWS);
 	EVP_PKEY *key = NULL;
-	char hex[67], jkt[AUTH_JKT_LEN + 1];
+	char hex[67], jkt[EHR_JKT_LEN + 1];
 	uint8_t nh[32];
 	void *conn = NULL, *res = NULL;
 	const char *params[2];
@@ -521,10 +521,10 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 		err = ehr_error_set(EHR_ERR_AUTH, "login refused: bad signature or no enrolled device");
 		goto out;
 	}
-	GUARD_GOTO(auth_jwk_parse_text(&key, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)));
+	GUARD_GOTO(ehr_jwk_parse_text(&key, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)));
 	snprintf(jkt, sizeof(jkt), "%s", PQgetvalue(res, 0, 1));
 	GUARD_GOTO(auth_login_message(&msg, nonce, ts, patient_id));
-	if (auth_verify_b64url(key, msg.data, msg.len, signature) < 0) {
+	if (ehr_es256_verify_b64url(key, msg.data, msg.len, signature) < 0) {
 		reason = "bad_signature";
 		err = ehr_error_set(EHR_ERR_AUTH, "login refused: bad signature or no enrolled device");
 		goto out;
@@ -586,7 +586,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 		return ehr_error_set(EHR_ERR_AUTH, "DPoP proof required");
 	GUARD(auth_dpop_verify(&dc, dpop, strlen(dpop), method, url, token, now, ctx->cfg.dpop_window,
 	                       ctx->cfg.clock_skew));
-	if (CRYPTO_memcmp(tc.jkt, dc.jkt, AUTH_JKT_LEN) != 0)
+	if (CRYPTO_memcmp(tc.jkt, dc.jkt, EHR_JKT_LEN) != 0)
 		return ehr_error_set(EHR_ERR_AUTH, "proof key does not match the token's cnf.jkt");
 	snprintf(exp, sizeof(exp), "%lld",
 	         (long long)(dc.iat + ctx->cfg.dpop_window + ctx->cfg.clock_skew + 1));

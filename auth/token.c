@@ -50,7 +50,7 @@ int auth_token_issue(struct ehr_buf *out, const struct auth_token_params *p, con
 	int err = 0;
 
 	ENSURE(ttl > 0 && ttl <= AUTH_TOKEN_MAX_TTL, EHR_ERR_INVAL);
-	ENSURE(sub != NULL && strlen(sub) <= AUTH_MAX_ID && jkt != NULL && strlen(jkt) == AUTH_JKT_LEN,
+	ENSURE(sub != NULL && strlen(sub) <= AUTH_MAX_ID && jkt != NULL && strlen(jkt) == EHR_JKT_LEN,
 	       EHR_ERR_INVAL);
 	GUARD_GOTO(ehr_random_token(&jti, 16));
 	hdr = json_pack("{s:s,s:s,s:s}", "alg", "ES256", "typ", "at+jwt", "kid", p->kid);
@@ -88,8 +88,7 @@ int auth_token_verify(struct auth_token_claims *out, const struct auth_token_par
 		err = ehr_error_set(EHR_ERR_AUTH, "token header must not carry keys");
 		goto out;
 	}
-	GUARD_GOTO(
-	        auth_es256_verify(p->key, j.signing_input.data, j.signing_input.len, j.sig, sizeof(j.sig)));
+	GUARD_GOTO(ehr_es256_verify(p->key, j.signing_input.data, j.signing_input.len, j.sig, sizeof(j.sig)));
 	if (!str_eq(json_string_value(json_object_get(j.payload, "iss")), p->iss)) {
 		err = ehr_error_set(EHR_ERR_AUTH, "token iss is not ours");
 		goto out;
@@ -107,7 +106,7 @@ int auth_token_verify(struct auth_token_claims *out, const struct auth_token_par
 		goto out;
 	}
 	GUARD_GOTO(claim_str(out->jkt, sizeof(out->jkt), cnf, "jkt"));
-	if (strlen(out->jkt) != AUTH_JKT_LEN || strcmp(out->role, "patient") != 0) {
+	if (strlen(out->jkt) != EHR_JKT_LEN || strcmp(out->role, "patient") != 0) {
 		err = ehr_error_set(EHR_ERR_AUTH, "token cnf.jkt or role invalid");
 		goto out;
 	}
@@ -194,8 +193,8 @@ int auth_dpop_verify(struct auth_dpop_claims *out, const char *proof, size_t len
 		err = ehr_error_set(EHR_ERR_AUTH, "proof typ must be dpop+jwt");
 		goto out;
 	}
-	GUARD_GOTO(auth_jwk_parse(&key, json_object_get(j.header, "jwk")));
-	GUARD_GOTO(auth_es256_verify(key, j.signing_input.data, j.signing_input.len, j.sig, sizeof(j.sig)));
+	GUARD_GOTO(ehr_jwk_parse(&key, json_object_get(j.header, "jwk")));
+	GUARD_GOTO(ehr_es256_verify(key, j.signing_input.data, j.signing_input.len, j.sig, sizeof(j.sig)));
 	if (!str_eq(json_string_value(json_object_get(j.payload, "htm")), method)) {
 		err = ehr_error_set(EHR_ERR_AUTH, "proof htm does not match the request method");
 		goto out;
@@ -224,7 +223,7 @@ int auth_dpop_verify(struct auth_dpop_claims *out, const char *proof, size_t len
 			goto out;
 		}
 	}
-	GUARD_GOTO(auth_jwk_thumbprint(out->jkt, key));
+	GUARD_GOTO(ehr_jwk_thumbprint(out->jkt, key));
 out:
 	if (err < 0 && err != EHR_ERR_NOMEM)
 		err = EHR_ERR_AUTH;
@@ -247,7 +246,7 @@ int auth_dpop_create(struct ehr_buf *out, EVP_PKEY *key, const char *method, con
 
 	GUARD_GOTO(ehr_random_token(&jti, 16));
 	GUARD_GOTO(auth_htu_normalize(&htu, url));
-	GUARD_GOTO(auth_jwk_from_key(&jwk, key));
+	GUARD_GOTO(ehr_jwk_from_key(&jwk, key));
 	hdr = json_pack("{s:s,s:s,s:O}", "typ", "dpop+jwt", "alg", "ES256", "jwk", jwk);
 	pl = json_pack("{s:s,s:s,s:s,s:I}", "jti", ehr_buf_cstr(&jti), "htm", method, "htu",
 	               ehr_buf_cstr(&htu), "iat", (json_int_t)now);

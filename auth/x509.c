@@ -33,7 +33,7 @@ int auth_csr_parse(X509_REQ **out, const char *pem, size_t len)
 		goto out;
 	}
 	pub = X509_REQ_get0_pubkey(req);
-	if (!auth_key_is_p256(pub)) {
+	if (!ehr_key_is_p256(pub)) {
 		err = ehr_error_set(EHR_ERR_INVAL, "csr key must be EC P-256");
 		goto out;
 	}
@@ -108,7 +108,7 @@ int auth_cert_issue(X509 **out, EVP_PKEY *pub, X509 *ca, EVP_PKEY *ca_key, const
 	int err = 0;
 
 	*out = NULL;
-	ENSURE(auth_key_is_p256(pub), EHR_ERR_INVAL);
+	ENSURE(ehr_key_is_p256(pub), EHR_ERR_INVAL);
 	ENSURE(p->subject_id != NULL && p->role != NULL && p->not_after > p->not_before, EHR_ERR_INVAL);
 	cert = X509_new();
 	ENSURE_GOTO(cert != NULL, EHR_ERR_NOMEM);

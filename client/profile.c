@@ -204,7 +204,7 @@ int ehr_client_enroll(const char *url, const char *ca_file, const char *patient_
 	struct ehr_client *c = NULL;
 	struct ehr_client_opts o = { .url = url, .ca_file = ca_file };
 	struct ehr_buf kp = EHR_BUF_INIT(4096), msg = EHR_BUF_INIT(1024), sig = EHR_BUF_INIT(256);
-	char jkt[AUTH_JKT_LEN + 1];
+	char jkt[EHR_JKT_LEN + 1];
 	EVP_PKEY *key = NULL;
 	json_t *jwk = NULL, *req = NULL, *resp = NULL, *prof = NULL;
 	long status = 0;
@@ -217,15 +217,15 @@ int ehr_client_enroll(const char *url, const char *ca_file, const char *patient_
 		GUARD_GOTO(path_in(&kp, dir, "device.key"));
 	if (file_exists(ehr_buf_cstr(&kp))) {
 		GUARD_GOTO(auth_key_load_private(&key, ehr_buf_cstr(&kp)));
-		ENSURE_GOTO(auth_key_is_p256(key), EHR_ERR_INVAL);
+		ENSURE_GOTO(ehr_key_is_p256(key), EHR_ERR_INVAL);
 	} else {
 		GUARD_GOTO(auth_key_generate_p256(&key));
 		GUARD_GOTO(save_key(ehr_buf_cstr(&kp), key));
 	}
-	GUARD_GOTO(auth_jwk_from_key(&jwk, key));
-	GUARD_GOTO(auth_jwk_thumbprint(jkt, key));
+	GUARD_GOTO(ehr_jwk_from_key(&jwk, key));
+	GUARD_GOTO(ehr_jwk_thumbprint(jkt, key));
 	GUARD_GOTO(auth_enroll_message(&msg, code, jkt));
-	GUARD_GOTO(auth_sign_b64url(&sig, key, msg.data, msg.len));
+	GUARD_GOTO(ehr_es256_sign_b64url(&sig, key, msg.data, msg.len));
 	req = json_pack("{s:s,s:s,s:O,s:s}", "patient_id", patient_id, "code", code, "jwk", jwk, "signature",
 	                ehr_buf_cstr(&sig));
 	ENSURE_GOTO(req != NULL, EHR_ERR_NOMEM);
@@ -276,7 +276,7 @@ int ehr_client_login_with(struct ehr_client *c, const char *patient_id, EVP_PKEY
 	}
 	snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
 	GUARD_GOTO(auth_login_message(&msg, nonce, ts, patient_id));
-	GUARD_GOTO(auth_sign_b64url(&sig, key, msg.data, msg.len));
+	GUARD_GOTO(ehr_es256_sign_b64url(&sig, key, msg.data, msg.len));
 	json_decref(req);
 	req = json_pack("{s:s,s:s,s:s,s:s}", "patient_id", patient_id, "nonce", nonce, "ts", ts, "signature",
 	                ehr_buf_cstr(&sig));

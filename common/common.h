@@ -15,6 +15,7 @@
 #include <stdint.h>
 
 #include <jansson.h>
+#include <openssl/evp.h>
 
 /* ------------------------------------------------------------------ errors */
 
@@ -242,6 +243,29 @@ int ehr_file_read(struct ehr_buf *out, const char *path, size_t max);
 int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsigned mode, bool exclusive);
 /* mkdir -p with mode for the last component. */
 int ehr_mkdir_p(const char *path, unsigned mode);
+
+/* ---------------------------------------------------- JOSE primitives */
+
+#define EHR_ES256_SIG_LEN 64
+#define EHR_JKT_LEN 43 /* base64url(SHA-256) without padding */
+
+/* true when key is an EC key on P-256 (prime256v1). */
+bool ehr_key_is_p256(const EVP_PKEY *key);
+/* RFC 7518 §3.4: ECDSA P-256 SHA-256, signature as raw r||s (64 bytes). */
+int ehr_es256_sign(uint8_t sig[EHR_ES256_SIG_LEN], EVP_PKEY *key, const void *data, size_t len);
+/* 0 when valid; EHR_ERR_AUTH otherwise (also for a non-P-256 key). */
+int ehr_es256_verify(EVP_PKEY *key, const void *data, size_t len, const uint8_t *sig, size_t siglen);
+/* Convenience: base64url(ES256 signature) into out / verify such a string. */
+int ehr_es256_sign_b64url(struct ehr_buf *out, EVP_PKEY *key, const void *data, size_t len);
+int ehr_es256_verify_b64url(EVP_PKEY *key, const void *data, size_t len, const char *sig_b64url);
+/* RFC 7517/7518 §6.2: a P-256 public JWK ({"kty":"EC","crv":"P-256","x","y"});
+ * a JWK holding "d" (private) is refused, as is a point not on the curve. */
+int ehr_jwk_parse(EVP_PKEY **out, const json_t *jwk);
+int ehr_jwk_parse_text(EVP_PKEY **out, const char *text, size_t len);
+/* The public JWK of a P-256 key (kty, crv, x, y only). */
+int ehr_jwk_from_key(json_t **out, EVP_PKEY *key);
+/* RFC 7638 thumbprint (SHA-256, base64url) of a P-256 key. */
+int ehr_jwk_thumbprint(char out[EHR_JKT_LEN + 1], EVP_PKEY *key);
 
 /* ------------------------------------------------------- PostgreSQL pool */
 

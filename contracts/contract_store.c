@@ -70,7 +70,7 @@ static int verify_signed(const json_t *doc, const char *sig, const json_t *jwk, 
 	EVP_PKEY *pub = NULL;
 	int err;
 
-	GUARD_GOTO(policy_jwk_to_pkey(&pub, jwk));
+	GUARD_GOTO(ehr_jwk_parse(&pub, jwk));
 	GUARD_GOTO(policy_jwk_thumbprint(jkt, jwk));
 	GUARD_GOTO(policy_verify_es256(doc, sig, pub));
 out:

@@ -377,8 +377,7 @@ int policy_decision_payload(json_t **out, const struct policy_request *req,
 
 /* ---- signatures (contract_sig.c): ES256 over JCS, key as a P-256 JWK */
 
-/* Import a public P-256 JWK {"kty":"EC","crv":"P-256","x","y"}. */
-int policy_jwk_to_pkey(EVP_PKEY **out, const json_t *jwk);
+/* Keys come from ehr_jwk_parse (common/common.h). */
 /* Verify a JOSE ES256 signature (base64url of raw r||s, 64 bytes) over
  * JCS(doc). EHR_ERR_TAMPER if it does not verify. */
 int policy_verify_es256(const json_t *doc, const char *sig_b64url, EVP_PKEY *pub);

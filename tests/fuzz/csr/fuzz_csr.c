@@ -11,7 +11,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (auth_csr_parse(&req, (const char *)data, size) == 0) {
 		EVP_PKEY *pub = X509_REQ_get0_pubkey(req);
-		if (!auth_key_is_p256(pub) || X509_REQ_verify(req, pub) != 1)
+		if (!ehr_key_is_p256(pub) || X509_REQ_verify(req, pub) != 1)
 			abort();
 		X509_REQ_free(req);
 	}

@@ -14,7 +14,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (auth_dpop_verify(&c, (const char *)data, size, "GET", FUZZ_URL, FUZZ_TOKEN, FUZZ_NOW, 60, 5) ==
 	    0) {
-		if (strlen(c.jkt) != AUTH_JKT_LEN || c.iat < FUZZ_NOW - 60 || c.iat > FUZZ_NOW + 5 ||
+		if (strlen(c.jkt) != EHR_JKT_LEN || c.iat < FUZZ_NOW - 60 || c.iat > FUZZ_NOW + 5 ||
 		    strlen(c.jti) < 16)
 			abort();
 	}

@@ -312,14 +312,14 @@ static EVP_PKEY *device;
 static int enroll_with(const char *patient, const char *code, EVP_PKEY *key, EVP_PKEY *signer)
 {
 	struct ehr_buf msg = EHR_BUF_INIT(512), sig = EHR_BUF_INIT(256);
-	char jkt[AUTH_JKT_LEN + 1];
+	char jkt[EHR_JKT_LEN + 1];
 	json_t *jwk = NULL, *resp = NULL;
 	int err;
 
-	auth_jwk_from_key(&jwk, key);
-	auth_jwk_thumbprint(jkt, key);
+	ehr_jwk_from_key(&jwk, key);
+	ehr_jwk_thumbprint(jkt, key);
 	auth_enroll_message(&msg, code, jkt);
-	auth_sign_b64url(&sig, signer, msg.data, msg.len);
+	ehr_es256_sign_b64url(&sig, signer, msg.data, msg.len);
 	err = auth_enroll(ctx, &resp, patient, code, jwk, ehr_buf_cstr(&sig), "10.2.0.1");
 	json_decref(jwk);
 	json_decref(resp);
@@ -395,7 +395,7 @@ static int login(json_t **tok, const char *patient, EVP_PKEY *key, const char *n
 	nonce = nonce_override ? nonce_override : json_string_value(json_object_get(ch, "nonce"));
 	snprintf(ts, sizeof(ts), "%lld", (long long)(time(NULL) + ts_shift));
 	auth_login_message(&msg, nonce, ts, patient);
-	auth_sign_b64url(&sig, key, msg.data, msg.len);
+	ehr_es256_sign_b64url(&sig, key, msg.data, msg.len);
 	err = auth_token(ctx, tok, patient, nonce, ts, ehr_buf_cstr(&sig), peer);
 	json_decref(ch);
 	ehr_buf_free(&msg);
@@ -423,7 +423,7 @@ static void test_login_and_nonce_replay(void)
 	snprintf(last_nonce, sizeof(last_nonce), "%s", json_string_value(json_object_get(ch, "nonce")));
 	snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
 	auth_login_message(&msg, last_nonce, ts, pid);
-	auth_sign_b64url(&sig, device, msg.data, msg.len);
+	ehr_es256_sign_b64url(&sig, device, msg.data, msg.len);
 	EHR_ASSERT_OK(auth_token(ctx, &tok, pid, last_nonce, ts, ehr_buf_cstr(&sig), "10.3.0.2"));
 	json_decref(tok);
 	EHR_ASSERT_ERR(auth_token(ctx, &tok, pid, last_nonce, ts, ehr_buf_cstr(&sig), "10.3.0.2"),
@@ -443,7 +443,7 @@ static void test_login_and_nonce_replay(void)
 	ehr_buf_reset(&msg);
 	ehr_buf_reset(&sig);
 	auth_login_message(&msg, json_string_value(json_object_get(ch, "nonce")), ts, pid);
-	auth_sign_b64url(&sig, device, msg.data, msg.len);
+	ehr_es256_sign_b64url(&sig, device, msg.data, msg.len);
 	EHR_ASSERT_ERR(auth_token(ctx, &tok, pid, json_string_value(json_object_get(ch, "nonce")), ts,
 	                          ehr_buf_cstr(&sig), "10.3.0.5"),
 	               EHR_ERR_AUTH);

@@ -524,7 +524,7 @@ static void test_forged_tokens(void)
 	struct ehr_client *c = plain_client();
 	struct ehr_buf resp = EHR_BUF_INIT(1 << 20), t = EHR_BUF_INIT(4096), pem = EHR_BUF_INIT(4096);
 	EVP_PKEY *tk = NULL, *tpub = NULL;
-	char p[400], kid[AUTH_JKT_LEN + 1], jkt[AUTH_JKT_LEN + 1], pl[1024];
+	char p[400], kid[EHR_JKT_LEN + 1], jkt[EHR_JKT_LEN + 1], pl[1024];
 	struct auth_token_params tp;
 	int64_t now = time(NULL);
 
@@ -534,8 +534,8 @@ static void test_forged_tokens(void)
 	EHR_ASSERT_OK(auth_key_load_private(&tk, p));
 	path_of(p, sizeof(p), state, "token.pub");
 	EHR_ASSERT_OK(auth_key_load_public(&tpub, p));
-	EHR_ASSERT_OK(auth_jwk_thumbprint(kid, tk));
-	EHR_ASSERT_OK(auth_jwk_thumbprint(jkt, device));
+	EHR_ASSERT_OK(ehr_jwk_thumbprint(kid, tk));
+	EHR_ASSERT_OK(ehr_jwk_thumbprint(jkt, device));
 	tp.key = tk;
 	tp.kid = kid;
 	tp.iss = "urn:ehrgate";
@@ -597,7 +597,7 @@ static void test_nonce_replay_and_expired_code(void)
 	CU_ASSERT_FATAL(ehr_json_parse(&ch, resp.data, resp.len, 65536, 4) == 0);
 	snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
 	auth_login_message(&msg, json_string_value(json_object_get(ch, "nonce")), ts, pid);
-	auth_sign_b64url(&sig, device, msg.data, msg.len);
+	ehr_es256_sign_b64url(&sig, device, msg.data, msg.len);
 	b = json_pack("{s:s,s:s,s:s,s:s}", "patient_id", pid, "nonce",
 	              json_string_value(json_object_get(ch, "nonce")), "ts", ts, "signature",
 	              ehr_buf_cstr(&sig));
@@ -630,15 +630,15 @@ static void test_nonce_replay_and_expired_code(void)
 		{
 			EVP_PKEY *k = NULL;
 			json_t *jwk = NULL, *eb;
-			char jkt[AUTH_JKT_LEN + 1];
+			char jkt[EHR_JKT_LEN + 1];
 			const char *code = json_string_value(json_object_get(j, "enrolment_code"));
 			auth_key_generate_p256(&k);
-			auth_jwk_from_key(&jwk, k);
-			auth_jwk_thumbprint(jkt, k);
+			ehr_jwk_from_key(&jwk, k);
+			ehr_jwk_thumbprint(jkt, k);
 			ehr_buf_reset(&msg);
 			ehr_buf_reset(&sig);
 			auth_enroll_message(&msg, code, jkt);
-			auth_sign_b64url(&sig, k, msg.data, msg.len);
+			ehr_es256_sign_b64url(&sig, k, msg.data, msg.len);
 			eb = json_pack("{s:s,s:s,s:O,s:s}", "patient_id",
 			               json_string_value(json_object_get(j, "patient_id")), "code", code,
 			               "jwk", jwk, "signature", ehr_buf_cstr(&sig));

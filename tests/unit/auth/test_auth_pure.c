@@ -14,14 +14,14 @@
 #include "tests/unit/auth/authtest.h"
 
 static EVP_PKEY *tkey, *dkey, *okey; /* token key, device key, other key */
-static char kid[AUTH_JKT_LEN + 1];
+static char kid[EHR_JKT_LEN + 1];
 
 static int setup(void)
 {
 	if (auth_key_generate_p256(&tkey) < 0 || auth_key_generate_p256(&dkey) < 0 ||
 	    auth_key_generate_p256(&okey) < 0)
 		return 1;
-	return auth_jwk_thumbprint(kid, tkey) < 0;
+	return ehr_jwk_thumbprint(kid, tkey) < 0;
 }
 
 static int teardown(void)
@@ -45,15 +45,15 @@ static void test_es256(void)
 	uint8_t sig[64];
 	static const char msg[] = "hello";
 
-	EHR_ASSERT_OK(auth_es256_sign(sig, dkey, msg, 5));
-	EHR_ASSERT_OK(auth_es256_verify(dkey, msg, 5, sig, 64));
-	EHR_ASSERT_ERR(auth_es256_verify(okey, msg, 5, sig, 64), EHR_ERR_AUTH);     /* other key */
-	EHR_ASSERT_ERR(auth_es256_verify(dkey, "hellp", 5, sig, 64), EHR_ERR_AUTH); /* other data */
-	EHR_ASSERT_ERR(auth_es256_verify(dkey, msg, 5, sig, 63), EHR_ERR_AUTH);
+	EHR_ASSERT_OK(ehr_es256_sign(sig, dkey, msg, 5));
+	EHR_ASSERT_OK(ehr_es256_verify(dkey, msg, 5, sig, 64));
+	EHR_ASSERT_ERR(ehr_es256_verify(okey, msg, 5, sig, 64), EHR_ERR_AUTH);     /* other key */
+	EHR_ASSERT_ERR(ehr_es256_verify(dkey, "hellp", 5, sig, 64), EHR_ERR_AUTH); /* other data */
+	EHR_ASSERT_ERR(ehr_es256_verify(dkey, msg, 5, sig, 63), EHR_ERR_AUTH);
 	sig[10] ^= 1;
-	EHR_ASSERT_ERR(auth_es256_verify(dkey, msg, 5, sig, 64), EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(ehr_es256_verify(dkey, msg, 5, sig, 64), EHR_ERR_AUTH);
 	memset(sig, 0, sizeof(sig)); /* r = s = 0 */
-	EHR_ASSERT_ERR(auth_es256_verify(dkey, msg, 5, sig, 64), EHR_ERR_AUTH);
+	EHR_ASSERT_ERR(ehr_es256_verify(dkey, msg, 5, sig, 64), EHR_ERR_AUTH);
 }
 
 /* ------------------------------------------------------------------- JWK */
@@ -65,10 +65,10 @@ static const char *rfc9449_jwk = "{\"kty\":\"EC\",\"x\":\"l8tFrhx-34tV3hRICRDY9z
 static void test_jwk_thumbprint_vector(void)
 {
 	EVP_PKEY *k = NULL;
-	char jkt[AUTH_JKT_LEN + 1];
+	char jkt[EHR_JKT_LEN + 1];
 
-	EHR_ASSERT_OK(auth_jwk_parse_text(&k, rfc9449_jwk, strlen(rfc9449_jwk)));
-	EHR_ASSERT_OK(auth_jwk_thumbprint(jkt, k));
+	EHR_ASSERT_OK(ehr_jwk_parse_text(&k, rfc9449_jwk, strlen(rfc9449_jwk)));
+	EHR_ASSERT_OK(ehr_jwk_thumbprint(jkt, k));
 	CU_ASSERT_STRING_EQUAL(jkt, "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I");
 	EVP_PKEY_free(k);
 }
@@ -77,7 +77,7 @@ static void test_jwk_roundtrip_and_refusals(void)
 {
 	json_t *j = NULL;
 	EVP_PKEY *k = NULL;
-	char a[AUTH_JKT_LEN + 1], b[AUTH_JKT_LEN + 1];
+	char a[EHR_JKT_LEN + 1], b[EHR_JKT_LEN + 1];
 	static const char *bad[] = {
 		/* private key member */
 		"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":\"l8tFrhx-34tV3hRICRDY9zCkDlpBhF42UQUfWVAWBFs\","
@@ -99,19 +99,19 @@ static void test_jwk_roundtrip_and_refusals(void)
 		"{\"kty\":\"EC\",\"crv\":\"P-256\",\"x\":1,\"y\":2}",
 	};
 
-	EHR_ASSERT_OK(auth_jwk_from_key(&j, dkey));
+	EHR_ASSERT_OK(ehr_jwk_from_key(&j, dkey));
 	CU_ASSERT_PTR_NULL(json_object_get(j, "d"));
-	EHR_ASSERT_OK(auth_jwk_parse(&k, j));
-	EHR_ASSERT_OK(auth_jwk_thumbprint(a, dkey));
-	EHR_ASSERT_OK(auth_jwk_thumbprint(b, k));
+	EHR_ASSERT_OK(ehr_jwk_parse(&k, j));
+	EHR_ASSERT_OK(ehr_jwk_thumbprint(a, dkey));
+	EHR_ASSERT_OK(ehr_jwk_thumbprint(b, k));
 	CU_ASSERT_STRING_EQUAL(a, b);
-	EHR_ASSERT_OK(auth_jwk_thumbprint(b, okey));
+	EHR_ASSERT_OK(ehr_jwk_thumbprint(b, okey));
 	CU_ASSERT_STRING_NOT_EQUAL(a, b);
 	EVP_PKEY_free(k);
 	json_decref(j);
 	for (size_t i = 0; i < EHR_ARRAY_LEN(bad); i++) {
 		k = NULL;
-		EHR_ASSERT_ERR(auth_jwk_parse_text(&k, bad[i], strlen(bad[i])), EHR_ERR_AUTH);
+		EHR_ASSERT_ERR(ehr_jwk_parse_text(&k, bad[i], strlen(bad[i])), EHR_ERR_AUTH);
 		CU_ASSERT_PTR_NULL(k);
 	}
 }
@@ -138,7 +138,7 @@ static void test_jws_structure(void)
 	EHR_ASSERT_OK(authtest_es256_jws(&t, dkey, "{\"alg\":\"ES256\"}", "{\"a\":1}"));
 	EHR_ASSERT_OK(auth_jws_parse(&j, (const char *)t.data, t.len));
 	CU_ASSERT_EQUAL(json_integer_value(json_object_get(j.payload, "a")), 1);
-	EHR_ASSERT_OK(auth_es256_verify(dkey, j.signing_input.data, j.signing_input.len, j.sig, 64));
+	EHR_ASSERT_OK(ehr_es256_verify(dkey, j.signing_input.data, j.signing_input.len, j.sig, 64));
 	auth_jws_free(&j);
 	ehr_buf_reset(&t);
 	/* crit is refused: we understand no extension */
@@ -158,7 +158,7 @@ static void test_jws_structure(void)
 
 /* --------------------------------------------------------- access tokens */
 
-static char jkt_d[AUTH_JKT_LEN + 1];
+static char jkt_d[EHR_JKT_LEN + 1];
 
 static void test_token_roundtrip(void)
 {
@@ -166,7 +166,7 @@ static void test_token_roundtrip(void)
 	struct auth_token_claims c;
 	struct ehr_buf t = EHR_BUF_INIT(4096);
 
-	EHR_ASSERT_OK(auth_jwk_thumbprint(jkt_d, dkey));
+	EHR_ASSERT_OK(ehr_jwk_thumbprint(jkt_d, dkey));
 	EHR_ASSERT_OK(auth_token_issue(&t, &p, "pt-abc", jkt_d, 900));
 	EHR_ASSERT_OK(auth_token_verify(&c, &p, (const char *)t.data, t.len));
 	CU_ASSERT_STRING_EQUAL(c.sub, "pt-abc");
@@ -360,7 +360,7 @@ static void test_dpop_refusals(void)
 	EHR_ASSERT_ERR(auth_dpop_verify(&c, (const char *)pr.data, pr.len, "GET", URL, "tok", now, 60, 5),
 	               EHR_ERR_AUTH);
 	/* header jwk is dkey but signed by okey */
-	EHR_ASSERT_OK(auth_jwk_from_key(&jwk, dkey));
+	EHR_ASSERT_OK(ehr_jwk_from_key(&jwk, dkey));
 	jwks = json_dumps(jwk, JSON_COMPACT);
 	ehr_buf_printf(&hdr, "{\"typ\":\"dpop+jwt\",\"alg\":\"ES256\",\"jwk\":%s}", jwks);
 	ehr_buf_printf(&j, "{\"jti\":\"0123456789abcdefg\",\"htm\":\"GET\",\"htu\":\"%s\",\"iat\":%lld}", URL,

@@ -175,7 +175,7 @@ static EVP_PKEY *load_jwk(const char *s)
 	EVP_PKEY *k = NULL;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
-	if (policy_jwk_to_pkey(&k, j) != 0)
+	if (ehr_jwk_parse(&k, j) != 0)
 		k = NULL;
 	json_decref(j);
 	return k;
@@ -247,7 +247,7 @@ static void test_jwk_invalid(void)
 		json_t *j = json_loads(bad[i], 0, NULL);
 		EVP_PKEY *k = NULL;
 		CU_ASSERT_PTR_NOT_NULL_FATAL(j);
-		CU_ASSERT(policy_jwk_to_pkey(&k, j) < 0);
+		CU_ASSERT(ehr_jwk_parse(&k, j) < 0);
 		CU_ASSERT_PTR_NULL(k);
 		json_decref(j);
 	}
