@@ -31,8 +31,15 @@ static int64_t now_s(void)
 	return ehr_now_ms() / 1000;
 }
 
+/* Return a connection to the pool (NULL is fine). A failed operation that
+ * left a transaction open is rolled back first, so the connection stays
+ * reusable and nothing half-done can ever commit. */
 static void release(struct auth_ctx *ctx, void *conn, int err)
 {
+	if (conn == NULL)
+		return;
+	if (err < 0 && PQtransactionStatus(conn) != PQTRANS_IDLE)
+		auth__rollback(conn);
 	ehr_db_release(ctx->cfg.db, conn,
 	               err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB || err == EHR_ERR_TIMEOUT);
 }
@@ -173,10 +180,7 @@ int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size
 	GUARD_GOTO(auth__commit(conn));
 	GUARD_GOTO(cert_response(ctx, resp, &pem, id, role, serial, not_after));
 out:
-	if (err < 0 && conn != NULL && PQtransactionStatus(conn) != PQTRANS_IDLE)
-		auth__rollback(conn);
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	PQclear(res);
 	X509_REQ_free(req);
 	X509_free(cert);
@@ -207,10 +211,7 @@ int auth_renew(struct auth_ctx *ctx, json_t **resp, const struct auth_principal 
 	GUARD_GOTO(auth__commit(conn));
 	GUARD_GOTO(cert_response(ctx, resp, &pem, who->id, who->role, serial, not_after));
 out:
-	if (err < 0 && conn != NULL && PQtransactionStatus(conn) != PQTRANS_IDLE)
-		auth__rollback(conn);
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	X509_free(cert);
 	ehr_buf_free(&pem);
 	return err;
@@ -261,8 +262,7 @@ int auth_check_client_cert(struct auth_ctx *ctx, struct auth_principal *p, X509 
 	snprintf(p->role, sizeof(p->role), "%s", ou);
 out:
 	PQclear(res);
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	if (err < 0) {
 		char keep[65];
 		memcpy(keep, p->serial, sizeof(keep));
@@ -321,10 +321,7 @@ int auth_patient_create(struct auth_ctx *ctx, json_t **resp, const struct auth_p
 	                  "expires_at", rfc3339(expires));
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
-	if (err < 0 && conn != NULL && PQtransactionStatus(conn) != PQTRANS_IDLE)
-		auth__rollback(conn);
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	ehr_buf_free_secure(&code);
 	return err;
 }
@@ -404,10 +401,7 @@ int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, con
 	*resp = json_pack("{s:s,s:s}", "patient_id", patient_id, "jkt", jkt);
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
-	if (err < 0 && conn != NULL && PQtransactionStatus(conn) != PQTRANS_IDLE)
-		auth__rollback(conn);
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	PQclear(res);
 	json_decref(pub);
 	EVP_PKEY_free(key);
@@ -459,8 +453,7 @@ int auth_challenge(struct auth_ctx *ctx, json_t **resp, const char *patient_id)
 	                  "expires_in", (json_int_t)ctx->cfg.nonce_ttl);
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	ehr_buf_free_secure(&nonce);
 	return err;
 }
@@ -548,8 +541,7 @@ out:
 		ehr_error_set(EHR_ERR_AUTH, "%s", detail);
 	}
 	PQclear(res);
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	EVP_PKEY_free(key);
 	ehr_buf_free(&msg);
 	ehr_buf_free_secure(&tok);
@@ -618,8 +610,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	memcpy(p->jkt, tc.jkt, sizeof(p->jkt));
 out:
 	PQclear(res);
-	if (conn != NULL)
-		release(ctx, conn, err);
+	release(ctx, conn, err);
 	return err;
 }
 
