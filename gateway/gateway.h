@@ -39,12 +39,21 @@ struct gw_identity {
 
 typedef void (*gw_handler_fn)(struct gw_req *r);
 
+/* Route flags. */
+enum gw_route_flag {
+	GW_BLOCKING = 1u << 0, /* run on the blocking-job pool */
+	/* The core does not buffer the request body: the handler reads it with
+	 * gw_req_body_read, while it arrives. Implies GW_BLOCKING. [server]
+	 * max_body_bytes does not apply; the route enforces its own bound. */
+	GW_STREAM_BODY = 1u << 1,
+};
+
 struct gw_route {
 	const char *method;  /* "GET", "POST", ... */
 	const char *pattern; /* "/v1/patients/{pid}/records": {name} matches one segment */
 	const char *name;    /* stable metric label, e.g. "patients.records.create" */
 	unsigned roles;      /* any of these roles may call it; 0 = public */
-	bool blocking;       /* run on the blocking-job pool */
+	unsigned flags;      /* gw_route_flag bits (true = GW_BLOCKING) */
 	gw_handler_fn fn;
 };
 
@@ -54,7 +63,24 @@ const char *gw_req_path(const struct gw_req *r);                     /* decoded 
 const char *gw_req_param(const struct gw_req *r, const char *name);  /* path parameter */
 const char *gw_req_query(const struct gw_req *r, const char *name);  /* NULL if absent */
 const char *gw_req_header(const struct gw_req *r, const char *name); /* NULL if absent */
+/* The whole body of a buffered route ("" for a GW_STREAM_BODY route). */
 const uint8_t *gw_req_body(const struct gw_req *r, size_t *len);
+/* The declared body length (Content-Length), 0 when there is no body, or
+ * -1 when it is chunked and so unknown until its end. */
+int64_t gw_req_body_length(const struct gw_req *r);
+/*
+ * GW_STREAM_BODY routes: read up to cap bytes of the body, waiting for them
+ * to arrive. *got = 0 means the body has ended. The core reads ahead at most
+ * a bounded window (GW_BODY_WINDOW), so memory stays constant whatever the
+ * body's size. Errors: EHR_ERR_IO (the client went away), EHR_ERR_TIMEOUT
+ * (the client stalled longer than [server] idle_timeout_s), EHR_ERR_PARSE
+ * (malformed chunked framing). After an error the handler replies as usual;
+ * the reply may not reach the client. A handler that replies before reading
+ * the whole body (a refusal) makes the core close the connection after the
+ * reply.
+ */
+int gw_req_body_read(struct gw_req *r, uint8_t *buf, size_t cap, size_t *got);
+#define GW_BODY_WINDOW (1u << 20)
 const char *gw_req_peer(const struct gw_req *r); /* client IP, for rate limits */
 const struct gw_identity *gw_req_identity(const struct gw_req *r);
 /* The absolute URL the client used (https://host:port/path), for DPoP htu. */
@@ -78,6 +104,27 @@ void gw_reply_error(struct gw_req *r, int status, const char *code, const char *
         __attribute__((format(printf, 4, 5)));
 /* Map a negative ehr_err (and the thread's detail) to a status and JSON error. */
 void gw_reply_err(struct gw_req *r, int err);
+
+/*
+ * ---- streamed replies from a blocking handler
+ *
+ * gw_reply_start sends the status line and the headers (those added with
+ * gw_reply_header), with Content-Length: length, or chunked transfer
+ * encoding when length < 0. gw_reply_write queues body bytes and blocks
+ * while more than GW_REPLY_WINDOW bytes wait for the client, so a slow
+ * client holds a bounded amount of memory. It returns EHR_ERR_IO once the
+ * client has gone (or stalled past [server] idle_timeout_s): stop producing
+ * and call gw_reply_end. gw_reply_end(r, true) completes the message;
+ * gw_reply_end(r, false) aborts it: the connection is closed without the
+ * last chunk (or short of Content-Length), so the client sees an
+ * incomplete reply, never a complete-looking one. Exactly one of
+ * gw_reply_{json,bytes,error,err,stream} or gw_reply_start..gw_reply_end
+ * per request. With HEAD the body bytes are discarded.
+ */
+int gw_reply_start(struct gw_req *r, int status, const char *content_type, int64_t length);
+int gw_reply_write(struct gw_req *r, const void *data, size_t len);
+void gw_reply_end(struct gw_req *r, bool ok);
+#define GW_REPLY_WINDOW (1u << 20)
 
 /* ---- streaming replies (gateway/stream.c), e.g. Server-Sent Events
  *

@@ -57,13 +57,50 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
                                      struct gw_match *m, char *allow, size_t allow_cap);
 void gw_match_clear(struct gw_match *m);
 
+/* ---------------------------------------------------------------- h1.c */
+
+#define GW_H1_MAX_FIELDS 1024
+struct gw_h1_field {
+	char *name, *value; /* point into the parsed head */
+};
+struct gw_h1_req {
+	char *method, *target;
+	int minor; /* HTTP/1.<minor> */
+	size_t nfields;
+	struct gw_h1_field fields[GW_H1_MAX_FIELDS];
+	int64_t content_length; /* -1: none */
+	bool chunked;
+	bool close; /* Connection: close, or HTTP/1.0 without keep-alive */
+	bool expect_continue;
+};
+/* Parse a whole request head (up to and including its empty line) in place.
+ * Returns 0, or the status to refuse it with (400, 417, 431, 501, 505),
+ * *why saying why in words fit for a client. */
+int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, size_t max_fields, const char **why);
+const char *gw_h1_field(const struct gw_h1_req *q, const char *name); /* case-insensitive; first */
+size_t gw_h1_head_end(const uint8_t *buf, size_t len, size_t *scanned);
+
+/* The chunked transfer coding of a request body, one step at a time: from
+ * in[0..n) consume *framing bytes of framing; then *payload bytes of body
+ * follow (the caller takes them and calls again past them). Returns 1 when
+ * the body has ended (*framing then includes its last CRLF), 0 for more,
+ * or EHR_ERR_PARSE. Start zeroed. */
+struct gw_h1_chunked {
+	unsigned state;
+	unsigned digits;
+	uint64_t left;
+	size_t line;
+	size_t trailers;
+};
+int gw_h1_chunked_step(struct gw_h1_chunked *c, const uint8_t *in, size_t n, size_t *framing,
+                       size_t *payload);
+
 /* ---------------------------------------------------------------- server */
 
 #include <pthread.h>
 #include <stdatomic.h>
 
 #include <event2/event.h>
-#include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
 #include <openssl/ssl.h>
@@ -71,6 +108,7 @@ void gw_match_clear(struct gw_match *m);
 struct gw_metrics;
 struct gw_pool;
 struct gw_server;
+struct gw_conn;
 
 /* One event loop thread. */
 struct gw_worker {
@@ -78,8 +116,8 @@ struct gw_worker {
 	unsigned id;
 	pthread_t thread;
 	struct event_base *base;
-	struct evhttp *http;
-	struct evhttp_bound_socket *bound;
+	struct evconnlistener *listener;
+	struct gw_conn *conns; /* every open connection, for shutdown */
 	struct event *done_ev; /* replies handed back by the blocking pool */
 	pthread_mutex_t done_lock;
 	struct gw_req *done_head, *done_tail;
@@ -103,6 +141,7 @@ struct gw_server {
 	/* limits */
 	unsigned max_headers;
 	size_t max_header_bytes;
+	uint64_t max_body_bytes;
 	long max_connections;
 	unsigned idle_timeout_s, read_timeout_s;
 	bool access_log;
@@ -115,28 +154,25 @@ struct gw_server {
 	atomic_bool draining;
 };
 
-/* Per-connection state, attached to the SSL object; freed with it. */
-struct gw_conn {
-	struct gw_server *srv;
-	SSL *ssl;
-	struct event *deadline; /* closes connections that are too slow to send a request */
-	bool refuse;            /* over max_connections: fail the handshake */
-};
-
 /* Request state: one per HTTP request, owned by the core. */
 struct gw_hdr {
 	char *name, *value;
 	struct gw_hdr *next;
 };
 
+struct evbuffer;
+
 struct gw_req {
 	struct gw_server *srv;
 	struct gw_worker *w;
-	struct evhttp_request *ev;
+	struct gw_conn *conn; /* the connection it came on; outlives the request */
+	struct gw_h1_req h1;  /* the parsed head; points into `head` */
+	char *head;
 	const struct gw_route *route;
 	int route_index; /* -1: no route matched */
 	struct gw_match match;
 	const char *method;
+	bool is_head;   /* HEAD: no body in the reply */
 	char *raw_path; /* without query, still percent-encoded */
 	char *path;     /* decoded */
 	const char *raw_query;
@@ -148,24 +184,42 @@ struct gw_req {
 	X509 *peer_cert;
 	long peer_verify;
 	struct gw_identity id;
+	struct evbuffer *body_buf; /* buffered routes: the whole body */
 	const uint8_t *body;
 	size_t body_len;
 	int64_t start_us;
+	/*
+	 * Streaming, between the handler's thread and the loop, under `lock`:
+	 * `in` holds body bytes read ahead (at most GW_BODY_WINDOW), `sout`
+	 * reply bytes (framed) not yet handed to the connection; `queued` is
+	 * what waits for the client in both `sout` and the socket buffer.
+	 */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct evbuffer *in;
+	struct evbuffer *sout; /* streamed reply bytes, framed */
+	bool in_full;          /* the loop stopped at a full window */
+	bool continued;        /* 100 Continue was queued */
+	bool in_done;          /* the whole body has been read */
+	int in_err;            /* the body could not be read: 0 or an ehr_err */
+	bool gone;             /* the client went away (or stalled): discard output */
+	bool streamed;         /* gw_reply_start was called */
+	bool chunked_reply;
+	bool aborted;        /* gw_reply_end(r, false) */
+	uint64_t reply_left; /* Content-Length bytes still owed */
+	uint64_t sent;       /* body bytes of a streamed reply */
+	size_t queued;
 	/* the reply */
 	bool replied;
 	bool close;
 	int status;
 	char content_type[128]; /* copied: the handler's string may not outlive it; "" = JSON */
 	struct gw_hdr *headers;
-	struct evbuffer *out;
+	struct evbuffer *out;      /* buffered reply body (the handler's until it returns) */
 	gw_stream_fn stream_start; /* gw_reply_stream: stream.c takes over in req_finish */
 	void *stream_ud;
 	struct gw_req *next; /* completion queue */
 };
-
-/* stream.c: called by req_finish on the loop thread for a streaming reply,
- * after the headers are set; takes r->ev (sets it to NULL). */
-void gw__stream_begin(struct gw_req *r);
 
 int64_t gw_now_us(void);
 
@@ -174,9 +228,42 @@ int gw_tls_ctx_new(SSL_CTX **out, const struct gw_config *cfg);
 int gw_tls_init(void);
 int gw_tls_conn_index(void);
 
+/* conn.c: connections, HTTP/1.1 framing, reply writing. */
+void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg);
+/* Close every connection of a worker (loop stopped). */
+void gw_conn_close_all(struct gw_worker *w);
+const char *gw_conn_peer(const struct gw_conn *c); /* the client's IP */
+bool gw_conn_refused(const struct gw_conn *c);     /* over the connection limit */
+/* Loop thread: the request's reply is complete in r (buffered), or was
+ * streamed; write what is left, then serve the next request or close. */
+void gw_conn_finish(struct gw_req *r);
+/* Any thread: wake the connection's loop to move streamed bytes. */
+void gw_conn_wake(struct gw_req *r);
+/* Loop thread: the reply head for r into `out` (status line, headers).
+ * length < 0 = chunked. */
+void gw_conn_head(struct gw_req *r, struct evbuffer *out, int64_t length);
+/* stream.c: hand the connection over to an event-stream (loop thread). */
+struct gw_stream;
+struct bufferevent *gw_conn_take_for_stream(struct gw_req *r, struct gw_stream *s);
+void gw_conn_stream_done(struct gw_conn *c, bool flush);
+struct gw_conn *gw_stream_conn(struct gw_stream *s);
+void gw__stream_closed(struct gw_stream *s); /* conn.c -> stream.c: the client went away */
+/* stream.c: called by req_finish on the loop thread for a gw_reply_stream
+ * reply; sends the head, hands the connection to the stream, ends r. */
+void gw__stream_begin(struct gw_req *r);
+
 /* http.c */
-void gw_http_gencb(struct evhttp_request *ev, void *arg);
-struct bufferevent *gw_http_bevcb(struct event_base *base, void *arg);
+/* Fill r from its parsed head and route it (loop thread). Returns 0, or 1
+ * after answering a request it refuses (404, 405, bad path). */
+int gw_http_route(struct gw_req *r);
+/* A parsed, routed request is ready to run (loop thread). */
+void gw_http_dispatch(struct gw_req *r);
+/* A request the core refuses before any handler (loop thread). */
+void gw_http_refuse(struct gw_req *r, int status, const char *code, const char *msg);
+struct gw_req *gw_req_new(struct gw_worker *w, struct gw_conn *c);
+void gw_req_free(struct gw_req *r);
+/* Metrics, access log, in-flight count, free: the request is over. */
+void gw_req_done(struct gw_req *r, size_t bytes);
 void gw_http_done_cb(evutil_socket_t fd, short what, void *arg);
 int gw_pool_new(struct gw_pool **out, unsigned threads, size_t max_queue);
 void gw_pool_stop(struct gw_pool *p);

@@ -1,13 +1,12 @@
 /*
- * http.c - one request's life: TLS connection setup, routing, limits,
- * dispatch (inline or on the blocking pool), replies, access log, metrics.
+ * http.c - one request's life: routing, dispatch (inline or on the
+ * blocking pool), the handler-facing request and reply API, access log and
+ * metrics. The connection and its HTTP/1.1 framing are conn.c's.
  *
- * Threading: everything that touches libevent objects runs on the
- * connection's worker loop. A blocking handler only fills struct gw_req's
- * reply fields; gw_req_complete hands the request back to its loop through
- * a mutex-protected queue and event_active(), and the loop sends it. If the
- * client went away meanwhile, evhttp has detached the request from its
- * connection and evhttp_send_reply just frees it.
+ * Threading: a blocking handler only fills struct gw_req's reply fields (or
+ * streams through conn.c); req_complete hands the request back to its loop
+ * through a mutex-protected queue and event_active(), and the loop sends
+ * it. If the client went away meanwhile, conn.c drops the reply.
  */
 #include "gateway/gw_internal.h"
 
@@ -18,9 +17,7 @@
 #include <time.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
-#include <event2/http_struct.h>
+#include <event2/http.h>
 #include <openssl/x509.h>
 
 #include "contracts/contracts.h"
@@ -45,99 +42,42 @@ int64_t gw_now_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-/* ------------------------------------------------------------ connections */
-
-static struct gw_conn *conn_of(struct evhttp_request *ev)
-{
-	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-	struct bufferevent *bev;
-	SSL *ssl;
-
-	if (evcon == NULL || (bev = evhttp_connection_get_bufferevent(evcon)) == NULL)
-		return NULL;
-	if ((ssl = bufferevent_openssl_get_ssl(bev)) == NULL)
-		return NULL;
-	return SSL_get_ex_data(ssl, gw_tls_conn_index());
-}
-
-/* A connection that has not delivered a complete request by its deadline
- * is shut down; evhttp then sees EOF and frees it. This bounds slowloris
- * clients that trickle bytes to defeat the per-read idle timeout. */
-static void conn_deadline(evutil_socket_t fd, short what, void *arg)
-{
-	struct gw_conn *c = arg;
-	int sfd = SSL_get_fd(c->ssl);
-
-	(void)fd;
-	(void)what;
-	if (sfd >= 0)
-		shutdown(sfd, SHUT_RDWR);
-}
-
-static void conn_arm(struct gw_conn *c, unsigned seconds)
-{
-	struct timeval tv = { .tv_sec = seconds, .tv_usec = 0 };
-
-	if (c && c->deadline)
-		evtimer_add(c->deadline, &tv);
-}
-
-struct bufferevent *gw_http_bevcb(struct event_base *base, void *arg)
-{
-	struct gw_worker *w = arg;
-	struct gw_server *srv = w->srv;
-	struct gw_conn *c = calloc(1, sizeof(*c));
-	struct bufferevent *bev;
-	SSL *ssl;
-	long open;
-
-	/* evhttp falls back to a plaintext bufferevent when this returns NULL,
-	 * so failure here must abort rather than serve HTTP without TLS. */
-	if (c == NULL)
-		abort();
-	c->srv = srv;
-	pthread_mutex_lock(&srv->ctx_lock);
-	ssl = SSL_new(srv->ctx);
-	pthread_mutex_unlock(&srv->ctx_lock);
-	if (ssl == NULL)
-		abort();
-	open = atomic_fetch_add(&srv->open_conns, 1) + 1;
-	if (SSL_set_ex_data(ssl, gw_tls_conn_index(), c) != 1)
-		abort();
-	c->ssl = ssl;
-	if (open > srv->max_connections || atomic_load(&srv->draining)) {
-		c->refuse = true;
-		atomic_fetch_add(&srv->conns_refused, 1);
-	} else {
-		c->deadline = evtimer_new(base, conn_deadline, c);
-		conn_arm(c, srv->read_timeout_s);
-	}
-	bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
-	if (bev == NULL)
-		abort();
-	bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
-	return bev;
-}
-
 /* ------------------------------------------------------------- requests */
 
-static const char *method_name(enum evhttp_cmd_type t)
+struct gw_req *gw_req_new(struct gw_worker *w, struct gw_conn *c)
 {
-	switch (t) {
-	case EVHTTP_REQ_GET: return "GET";
-	case EVHTTP_REQ_POST: return "POST";
-	case EVHTTP_REQ_HEAD: return "HEAD";
-	case EVHTTP_REQ_PUT: return "PUT";
-	case EVHTTP_REQ_DELETE: return "DELETE";
-	case EVHTTP_REQ_OPTIONS: return "OPTIONS";
-	case EVHTTP_REQ_TRACE: return "TRACE";
-	case EVHTTP_REQ_CONNECT: return "CONNECT";
-	case EVHTTP_REQ_PATCH: return "PATCH";
-	default: return "OTHER";
+	struct gw_req *r = calloc(1, sizeof(*r));
+
+	if (r == NULL)
+		return NULL;
+	r->out = evbuffer_new();
+	r->sout = evbuffer_new();
+	r->in = evbuffer_new();
+	if (r->out == NULL || r->sout == NULL || r->in == NULL) {
+		if (r->out)
+			evbuffer_free(r->out);
+		if (r->sout)
+			evbuffer_free(r->sout);
+		if (r->in)
+			evbuffer_free(r->in);
+		free(r);
+		return NULL;
 	}
+	pthread_mutex_init(&r->lock, NULL);
+	pthread_cond_init(&r->cond, NULL);
+	atomic_fetch_add(&w->srv->inflight, 1);
+	r->srv = w->srv;
+	r->w = w;
+	r->conn = c;
+	r->route_index = -1;
+	r->start_us = gw_now_us();
+	r->method = "OTHER";
+	r->peer_verify = -1;
+	snprintf(r->peer, sizeof(r->peer), "%s", gw_conn_peer(c));
+	return r;
 }
 
-static void req_free(struct gw_req *r)
+void gw_req_free(struct gw_req *r)
 {
 	struct gw_hdr *h, *next;
 
@@ -147,6 +87,7 @@ static void req_free(struct gw_req *r)
 	free(r->raw_path);
 	free(r->path);
 	free(r->url);
+	free(r->head);
 	if (r->query_parsed)
 		evhttp_clear_headers(&r->query);
 	X509_free(r->peer_cert);
@@ -156,8 +97,13 @@ static void req_free(struct gw_req *r)
 		free(h->value);
 		free(h);
 	}
-	if (r->out)
-		evbuffer_free(r->out);
+	if (r->body_buf)
+		evbuffer_free(r->body_buf);
+	evbuffer_free(r->out);
+	evbuffer_free(r->sout);
+	evbuffer_free(r->in);
+	pthread_mutex_destroy(&r->lock);
+	pthread_cond_destroy(&r->cond);
 	free(r);
 }
 
@@ -216,61 +162,31 @@ void gw_access_log_timer(evutil_socket_t fd, short what, void *arg)
 	gw_access_log_flush(arg);
 }
 
-static void on_complete(struct evhttp_request *ev, void *arg)
+void gw_req_done(struct gw_req *r, size_t bytes)
 {
-	struct gw_server *srv = arg;
-	struct gw_conn *c = conn_of(ev);
+	struct gw_server *srv = r->srv;
+	int64_t dur = gw_now_us() - r->start_us;
 
-	/* The next request must arrive within idle + read timeouts. */
-	if (c)
-		conn_arm(c, srv->idle_timeout_s + srv->read_timeout_s);
+	gw_metrics_observe(r->w->metrics, r->route_index, r->method, r->status, dur);
+	access_log(srv, r->w, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur,
+	           r->peer, r->tls_version);
+	atomic_fetch_sub(&srv->inflight, 1);
+	gw_req_free(r);
 }
 
 /* Send r's reply on its loop thread and release it. */
 static void req_finish(struct gw_req *r)
 {
-	struct gw_server *srv = r->srv;
-	struct evkeyvalq *oh = evhttp_request_get_output_headers(r->ev);
-	size_t bytes;
-	int64_t dur;
-
 	if (!r->replied) {
 		ehr_logf(EHR_LOG_ERROR, "http.no_reply", "handler %s produced no reply",
 		         r->route ? r->route->name : "-");
 		gw_reply_error(r, 500, "internal_error", "the handler produced no reply");
 	}
-	evhttp_add_header(oh, "Content-Type", r->content_type[0] ? r->content_type : "application/json");
-	evhttp_add_header(oh, "Cache-Control", "no-store");
-	for (struct gw_hdr *h = r->headers; h; h = h->next)
-		evhttp_add_header(oh, h->name, h->value);
-	if (r->close || atomic_load(&srv->draining))
-		evhttp_add_header(oh, "Connection", "close"); /* draining: move clients off */
-	bytes = evbuffer_get_length(r->out);
 	if (r->stream_start) {
 		gw__stream_begin(r); /* stream.c; the reply goes on as chunks */
-		goto accounted;
+		return;
 	}
-	{
-		struct evhttp_connection *evcon = evhttp_request_get_connection(r->ev);
-		struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-		if (evcon)
-			evhttp_request_set_on_complete_cb(r->ev, on_complete, srv);
-		evhttp_send_reply(r->ev, r->status, NULL, r->out);
-		r->ev = NULL; /* freed by evhttp from here on */
-		/* evhttp queued the head and the body as separate buffer chains,
-		 * and bufferevent_openssl writes one TLS record (and one write(2))
-		 * per chain once the socket is writable. Joining a small reply
-		 * into one chain sends it as one record. */
-		if (bev && bytes <= 16384)
-			evbuffer_pullup(bufferevent_get_output(bev), -1);
-	}
-accounted:
-	dur = gw_now_us() - r->start_us;
-	gw_metrics_observe(r->w->metrics, r->route_index, r->method, r->status, dur);
-	access_log(srv, r->w, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur,
-	           r->peer, r->tls_version);
-	atomic_fetch_sub(&srv->inflight, 1);
-	req_free(r);
+	gw_conn_finish(r);
 }
 
 /* ---- the blocking-job pool */
@@ -441,223 +357,67 @@ size_t gw_pool_depth(struct gw_pool *p)
 	return d;
 }
 
-/* ---- the request callback */
+/* ---- routing and dispatch */
 
-static size_t header_count(struct evkeyvalq *h)
+void gw_http_refuse(struct gw_req *r, int status, const char *code, const char *msg)
 {
-	struct evkeyval *kv;
-	size_t n = 0;
-
-	for (kv = h->tqh_first; kv; kv = kv->next.tqe_next)
-		n++;
-	return n;
+	gw_reply_error(r, status, code, "%s", msg);
+	req_finish(r);
 }
 
-void gw_http_gencb(struct evhttp_request *ev, void *arg)
+/* Refuse before the body was read: the connection must close after it. */
+static int route_refuse(struct gw_req *r, int status, const char *code, const char *msg)
 {
-	struct gw_worker *w = arg;
-	struct gw_server *srv = w->srv;
-	struct gw_conn *c = conn_of(ev);
-	struct gw_req *r = calloc(1, sizeof(*r));
-	const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(ev);
-	struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-	char allow[128];
-	const char *p;
+	if (r->h1.chunked || r->h1.content_length > 0)
+		r->close = true;
+	gw_http_refuse(r, status, code, msg);
+	return 1;
+}
 
-	if (r == NULL || (r->out = evbuffer_new()) == NULL) {
-		/* No memory for a reply: drop the connection. */
-		free(r);
-		if (evcon)
-			evhttp_connection_free(evcon);
-		return;
-	}
-	atomic_fetch_add(&srv->inflight, 1);
-	r->srv = srv;
-	r->w = w;
-	r->ev = ev;
-	r->route_index = -1;
-	r->start_us = gw_now_us();
-	r->method = method_name(evhttp_request_get_command(ev));
-	r->peer_verify = -1;
-	if (c) {
-		X509 *cert;
-		if (c->deadline)
-			evtimer_del(c->deadline);
-		r->tls_version = SSL_get_version(c->ssl);
-		cert = SSL_get1_peer_certificate(c->ssl);
-		if (cert) {
-			r->peer_verify = SSL_get_verify_result(c->ssl);
-			if (r->peer_verify == X509_V_OK)
-				r->peer_cert = cert;
-			else
-				X509_free(cert);
-		}
-	}
-	if (evcon) {
-		char *addr = NULL;
-		ev_uint16_t port = 0;
-		evhttp_connection_get_peer(evcon, &addr, &port);
-		snprintf(r->peer, sizeof(r->peer), "%s", addr ? addr : "");
-	}
-	if (header_count(evhttp_request_get_input_headers(ev)) > srv->max_headers) {
-		r->close = true;
-		gw_reply_error(r, 431, "headers_too_large", "more than %u header fields", srv->max_headers);
-		goto finish;
-	}
-	p = uri ? evhttp_uri_get_path(uri) : NULL;
-	if (p == NULL || *p != '/') {
-		r->close = true;
-		gw_reply_error(r, 400, "bad_request", "the request target must be an absolute path");
-		goto finish;
-	}
-	r->raw_path = strdup(p);
-	r->path = evhttp_uridecode(p, 0, NULL);
-	r->raw_query = evhttp_uri_get_query(uri);
-	if (r->raw_path == NULL || r->path == NULL) {
-		gw_reply_error(r, 500, "internal_error", "out of memory");
-		goto finish;
-	}
+int gw_http_route(struct gw_req *r)
+{
+	struct gw_server *srv = r->srv;
+	char allow[128];
+	char *q;
+
+	r->method = r->h1.method;
+	r->is_head = strcmp(r->method, "HEAD") == 0;
+	q = strchr(r->h1.target, '?');
+	r->raw_path = q ? strndup(r->h1.target, (size_t)(q - r->h1.target)) : strdup(r->h1.target);
+	r->raw_query = q ? q + 1 : NULL;
+	r->path = r->raw_path ? evhttp_uridecode(r->raw_path, 0, NULL) : NULL;
+	if (r->raw_path == NULL || r->path == NULL)
+		return route_refuse(r, 500, "internal_error", "out of memory");
 	switch (gw_router_match(srv->router, r->method, r->raw_path, &r->match, allow, sizeof(allow))) {
 	case GW_ROUTE_FOUND: break;
 	case GW_ROUTE_BAD_METHOD:
 		gw_reply_header(r, "Allow", allow);
+		if (r->h1.chunked || r->h1.content_length > 0)
+			r->close = true;
 		gw_reply_error(r, 405, "method_not_allowed", "method %s is not allowed here", r->method);
-		goto finish;
-	case GW_ROUTE_BAD_PATH:
-		r->close = true;
-		gw_reply_error(r, 400, "bad_request", "malformed path");
-		goto finish;
+		req_finish(r);
+		return 1;
+	case GW_ROUTE_BAD_PATH: r->close = true; return route_refuse(r, 400, "bad_request", "malformed path");
 	case GW_ROUTE_NOT_FOUND:
-	default: gw_reply_error(r, 404, "not_found", "no such resource"); goto finish;
+	default: return route_refuse(r, 404, "not_found", "no such resource");
 	}
 	r->route = r->match.route;
 	r->route_index = r->match.route_index;
-	{
-		struct evbuffer *in = evhttp_request_get_input_buffer(ev);
-		size_t n = evbuffer_get_length(in);
-		r->body_len = n;
-		r->body = n ? evbuffer_pullup(in, -1) : (const uint8_t *)"";
-		if (r->body == NULL) {
-			gw_reply_error(r, 500, "internal_error", "out of memory");
-			goto finish;
-		}
-	}
-	if (r->route->blocking || r->route->roles != 0) {
-		if (pool_submit(srv->pool, r) < 0) {
+	return 0;
+}
+
+void gw_http_dispatch(struct gw_req *r)
+{
+	if ((r->route->flags & (GW_BLOCKING | GW_STREAM_BODY)) || r->route->roles != 0) {
+		if (pool_submit(r->srv->pool, r) < 0) {
 			gw_reply_header(r, "Retry-After", "1");
 			gw_reply_error(r, 503, "unavailable", "the server is busy");
-			goto finish;
+			req_finish(r);
 		}
 		return;
 	}
 	r->route->fn(r);
-finish:
 	req_finish(r);
-}
-
-/*
- * evhttp answers malformed requests, oversized headers/bodies and unknown
- * methods with an HTML page from evhttp_send_error(). libevent 2.1 has no
- * hook for those, and its internal calls go through the PLT, so this
- * definition takes their place: every error the HTTP layer produces is the
- * same JSON shape as ours, and the connection closes after it.
- */
-void evhttp_send_error(struct evhttp_request *ev, int error, const char *reason)
-{
-	struct gw_worker *w = gw_current_worker();
-	struct gw_server *srv = w ? w->srv : NULL;
-	struct evbuffer *buf = evbuffer_new();
-	const char *code, *msg;
-	struct evkeyvalq *oh = evhttp_request_get_output_headers(ev);
-	int status = error;
-
-	(void)reason;
-	/* evhttp reports a header block over the limit as 400 (its 413 is only
-	 * for bodies). Tell them apart by how much head it has seen: past the
-	 * limit it is 414 while still on the request line, else 431 (RFC 6585 §5). */
-	if (status == 400 && srv && ev->uri == NULL) {
-		struct evhttp_connection *evcon = evhttp_request_get_connection(ev);
-		struct bufferevent *bev = evcon ? evhttp_connection_get_bufferevent(evcon) : NULL;
-		size_t pending = bev ? evbuffer_get_length(bufferevent_get_input(bev)) : 0;
-		if (ev->headers_size + pending > srv->max_header_bytes)
-			status = ev->type == 0 ? 414 : 431;
-	}
-	/* A request line that never parsed leaves version 0.0: answer as HTTP/1.1. */
-	if (ev->major != 1) {
-		ev->major = 1;
-		ev->minor = 1;
-	}
-	switch (status) {
-	case 400:
-		code = "bad_request";
-		msg = "malformed HTTP request";
-		break;
-	case 404:
-		code = "not_found";
-		msg = "no such resource";
-		break;
-	case 405:
-		code = "method_not_allowed";
-		msg = "method not allowed";
-		break;
-	case 408:
-		code = "timeout";
-		msg = "request timeout";
-		break;
-	case 413:
-		code = "too_large";
-		msg = "request body too large";
-		break;
-	case 414:
-		code = "uri_too_long";
-		msg = "request target too long";
-		break;
-	case 417:
-		code = "expectation_failed";
-		msg = "unsupported Expect header";
-		break;
-	case 431:
-		code = "headers_too_large";
-		msg = "request header fields too large";
-		break;
-	case 501:
-		code = "not_implemented";
-		msg = "method not implemented";
-		break;
-	case 503:
-		code = "unavailable";
-		msg = "service unavailable";
-		break;
-	case 505:
-		code = "version_not_supported";
-		msg = "HTTP version not supported";
-		break;
-	default:
-		if (status < 400 || status > 599)
-			status = 400;
-		code = status >= 500 ? "internal_error" : "bad_request";
-		msg = "request refused";
-		break;
-	}
-	if (buf == NULL) {
-		if (evhttp_request_get_connection(ev))
-			evhttp_connection_free(evhttp_request_get_connection(ev));
-		return;
-	}
-	evbuffer_add_printf(buf, "{\"error\":{\"code\":\"%s\",\"message\":\"%s\"}}", code, msg);
-	evhttp_remove_header(oh, "Content-Type");
-	evhttp_add_header(oh, "Content-Type", "application/json");
-	evhttp_add_header(oh, "Cache-Control", "no-store");
-	evhttp_remove_header(oh, "Connection");
-	evhttp_add_header(oh, "Connection", "close");
-	if (srv && w) {
-		const char *m = ev->type ? method_name(ev->type) : "OTHER";
-		gw_metrics_observe(w->metrics, -1, m, status, 0);
-		access_log(srv, w, m, "unmatched", status, evbuffer_get_length(buf), 0, ev->remote_host,
-		           NULL);
-	}
-	evhttp_send_reply(ev, status, NULL, buf);
-	evbuffer_free(buf);
 }
 
 /* ------------------------------------------------------ handler-facing API */
@@ -702,13 +462,20 @@ const char *gw_req_query(const struct gw_req *r, const char *name)
 
 const char *gw_req_header(const struct gw_req *r, const char *name)
 {
-	return evhttp_find_header(evhttp_request_get_input_headers(r->ev), name);
+	return gw_h1_field(&r->h1, name);
 }
 
 const uint8_t *gw_req_body(const struct gw_req *r, size_t *len)
 {
 	*len = r->body_len;
-	return r->body;
+	return r->body ? r->body : (const uint8_t *)"";
+}
+
+int64_t gw_req_body_length(const struct gw_req *r)
+{
+	if (r->h1.chunked)
+		return -1;
+	return r->h1.content_length > 0 ? r->h1.content_length : 0;
 }
 
 const char *gw_req_peer(const struct gw_req *r)

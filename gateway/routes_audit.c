@@ -890,14 +890,17 @@ static void h_audit_stream(struct gw_req *r)
 #define AUD GW_ROLE_AUDITOR
 
 const struct gw_route gw_routes_audit[] = {
-	{ "POST", "/v1/me/contracts", "me.contracts.create", PAT, true, h_contract_create },
-	{ "GET", "/v1/me/contracts", "me.contracts.list", PAT, true, h_contract_list },
-	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, true, h_contract_revoke },
-	{ "GET", "/v1/me/access-log", "me.access_log", PAT, true, h_access_log },
-	{ "GET", "/v1/audit/entries", "audit.entries", AUD, true, h_audit_entries },
-	{ "GET", "/v1/audit/stream", "audit.stream", AUD, true, h_audit_stream },
-	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, true, h_checkpoint },
-	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, true, h_inclusion },
-	{ "GET", "/v1/ledger/proof/consistency", "ledger.proof.consistency", AUD | PAT, true, h_consistency },
+	{ "POST", "/v1/me/contracts", "me.contracts.create", PAT, GW_BLOCKING, h_contract_create },
+	{ "GET", "/v1/me/contracts", "me.contracts.list", PAT, GW_BLOCKING, h_contract_list },
+	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, GW_BLOCKING,
+	  h_contract_revoke },
+	{ "GET", "/v1/me/access-log", "me.access_log", PAT, GW_BLOCKING, h_access_log },
+	{ "GET", "/v1/audit/entries", "audit.entries", AUD, GW_BLOCKING, h_audit_entries },
+	{ "GET", "/v1/audit/stream", "audit.stream", AUD, GW_BLOCKING, h_audit_stream },
+	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, GW_BLOCKING, h_checkpoint },
+	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, GW_BLOCKING,
+	  h_inclusion },
+	{ "GET", "/v1/ledger/proof/consistency", "ledger.proof.consistency", AUD | PAT, GW_BLOCKING,
+	  h_consistency },
 };
 const size_t gw_routes_audit_len = EHR_ARRAY_LEN(gw_routes_audit);

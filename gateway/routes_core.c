@@ -62,9 +62,9 @@ static void route_metrics(struct gw_req *r)
 }
 
 const struct gw_route gw_routes_core[] = {
-	{ "GET", "/healthz", "healthz", 0, false, route_healthz },
-	{ "GET", "/readyz", "readyz", 0, true, route_readyz },
-	{ "GET", "/metrics", "metrics", 0, false, route_metrics },
+	{ "GET", "/healthz", "healthz", 0, 0, route_healthz },
+	{ "GET", "/readyz", "readyz", 0, GW_BLOCKING, route_readyz },
+	{ "GET", "/metrics", "metrics", 0, 0, route_metrics },
 };
 const size_t gw_routes_core_len = EHR_ARRAY_LEN(gw_routes_core);
 
@@ -105,8 +105,8 @@ static void route_test_params(struct gw_req *r)
 }
 
 const struct gw_route gw_routes_test[] = {
-	{ "GET", "/v1/test/sleep", "test.sleep", 0, true, route_test_sleep },
-	{ "POST", "/v1/test/echo", "test.echo", 0, false, route_test_echo },
-	{ "GET", "/v1/test/items/{id}/parts/{part}", "test.params", 0, false, route_test_params },
+	{ "GET", "/v1/test/sleep", "test.sleep", 0, GW_BLOCKING, route_test_sleep },
+	{ "POST", "/v1/test/echo", "test.echo", 0, 0, route_test_echo },
+	{ "GET", "/v1/test/items/{id}/parts/{part}", "test.params", 0, 0, route_test_params },
 };
 const size_t gw_routes_test_len = EHR_ARRAY_LEN(gw_routes_test);

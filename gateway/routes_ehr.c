@@ -670,8 +670,8 @@ static void h_record_list(struct gw_req *r)
 #define PAT GW_ROLE_PATIENT
 
 const struct gw_route gw_routes_ehr[] = {
-	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, true, h_record_create },
-	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, true, h_record_list },
-	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, true, h_record_get },
+	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, GW_BLOCKING, h_record_create },
+	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, GW_BLOCKING, h_record_list },
+	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, GW_BLOCKING, h_record_get },
 };
 const size_t gw_routes_ehr_len = EHR_ARRAY_LEN(gw_routes_ehr);

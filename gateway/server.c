@@ -1,7 +1,7 @@
 /*
  * server.c - worker threads, listeners, signals, reload and drain.
  *
- * N workers each run their own event_base and evhttp, with their own
+ * N workers each run their own event_base and connections, with their own
  * SO_REUSEPORT listener on the same address, so the kernel spreads new
  * connections over the cores and no lock sits on the accept path. The main
  * thread only waits for signals:
@@ -45,16 +45,15 @@ static void stop_accepting(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (w->bound) {
-		evhttp_del_accept_socket(w->http, w->bound);
-		w->bound = NULL;
+	if (w->listener) {
+		evconnlistener_free(w->listener);
+		w->listener = NULL;
 	}
 }
 
 static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned id)
 {
 	struct event_config *ec = event_config_new();
-	struct timeval idle = { .tv_sec = srv->idle_timeout_s, .tv_usec = 0 };
 	size_t nroutes = gw_router_count(srv->router);
 
 	w->srv = srv;
@@ -69,9 +68,8 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned id)
 	event_config_free(ec);
 	if (w->base == NULL)
 		return ehr_error_set(EHR_ERR_INTERNAL, "event_base_new failed");
-	w->http = evhttp_new(w->base);
 	w->done_ev = event_new(w->base, -1, 0, gw_http_done_cb, w);
-	if (w->http == NULL || w->done_ev == NULL)
+	if (w->done_ev == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 	GUARD(gw_metrics_new(&w->metrics, nroutes));
 	ehr_buf_init(&w->alog, 1u << 20);
@@ -82,23 +80,14 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned id)
 		struct timeval every = { 0, 100000 };
 		event_add(w->alog_ev, &every);
 	}
-	evhttp_set_bevcb(w->http, gw_http_bevcb, w);
-	evhttp_set_gencb(w->http, gw_http_gencb, w);
-	evhttp_set_max_headers_size(w->http, (ev_ssize_t)srv->max_header_bytes);
-	evhttp_set_max_body_size(w->http,
-	                         (ev_ssize_t)gw_config_get_uint(srv->cfg, "server", "max_body_bytes"));
-	evhttp_set_timeout_tv(w->http, &idle);
-	evhttp_set_allowed_methods(w->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-	                                            EVHTTP_REQ_DELETE | EVHTTP_REQ_PATCH | EVHTTP_REQ_HEAD |
-	                                            EVHTTP_REQ_OPTIONS);
-	evhttp_set_default_content_type(w->http, "application/json");
 	return 0;
 }
 
 static void worker_free(struct gw_worker *w)
 {
-	if (w->http)
-		evhttp_free(w->http);
+	gw_conn_close_all(w);
+	if (w->listener)
+		evconnlistener_free(w->listener);
 	if (w->done_ev)
 		event_free(w->done_ev);
 	if (w->alog_ev)
@@ -162,7 +151,7 @@ static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t po
 	else
 		snprintf(addr, sizeof(addr), "%s:%u", srv->host, port);
 	GUARD(listen_addr(srv, port, &ss, &sslen));
-	l = evconnlistener_new_bind(w->base, NULL, NULL,
+	l = evconnlistener_new_bind(w->base, gw_conn_accept, w,
 	                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
 	                                    LEV_OPT_REUSEABLE_PORT,
 	                            1024, (struct sockaddr *)&ss, sslen);
@@ -174,11 +163,7 @@ static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t po
 		int one = 1;
 		setsockopt(evconnlistener_get_fd(l), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	}
-	w->bound = evhttp_bind_listener(w->http, l);
-	if (w->bound == NULL) {
-		evconnlistener_free(l);
-		return ehr_error_set(EHR_ERR_IO, "cannot bind the HTTP listener on %s", addr);
-	}
+	w->listener = l;
 	if (port == 0) {
 		struct sockaddr_storage got;
 		socklen_t glen = sizeof(got);
@@ -264,6 +249,7 @@ int gw_server_run(const struct gw_config *cfg, struct gw_app *app)
 	pthread_mutex_init(&srv->ctx_lock, NULL);
 	srv->max_headers = (unsigned)gw_config_get_uint(cfg, "server", "max_headers");
 	srv->max_header_bytes = gw_config_get_uint(cfg, "server", "max_header_bytes");
+	srv->max_body_bytes = gw_config_get_uint(cfg, "server", "max_body_bytes");
 	srv->max_connections = (long)gw_config_get_uint(cfg, "server", "max_connections");
 	srv->idle_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "idle_timeout_s");
 	srv->read_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "read_timeout_s");

@@ -23,27 +23,10 @@
 
 static int conn_index = -1;
 
-static void conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
-{
-	struct gw_conn *c = ptr;
-
-	(void)parent;
-	(void)ad;
-	(void)idx;
-	(void)argl;
-	(void)argp;
-	if (c == NULL)
-		return;
-	if (c->deadline)
-		event_free(c->deadline);
-	atomic_fetch_sub(&c->srv->open_conns, 1);
-	free(c);
-}
-
 int gw_tls_init(void)
 {
 	if (conn_index < 0)
-		conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, conn_free);
+		conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
 	return conn_index < 0 ? ehr_error_ossl(EHR_ERR_CRYPTO, "SSL_get_ex_new_index") : 0;
 }
 
@@ -66,7 +49,7 @@ static int client_hello(SSL *s, int *al, void *arg)
 	struct gw_conn *c = SSL_get_ex_data(s, conn_index);
 
 	(void)arg;
-	if (c && c->refuse) {
+	if (c && gw_conn_refused(c)) {
 		*al = SSL_AD_INTERNAL_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
