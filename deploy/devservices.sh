@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# devservices.sh - private PostgreSQL 15 + S3 (s3rver behind a SigV4-verifying front)
-# on free loopback ports, for tests and the quick start.
+# devservices.sh - private PostgreSQL 15 + S3 (s3rver behind a SigV4-verifying front,
+# over http and https) on free loopback ports, for tests and the quick start.
 #
 #   deploy/devservices.sh start  STATE_DIR [--no-s3] [--region R] [--bucket B]
 #   deploy/devservices.sh stop   STATE_DIR        (safe to call twice)
@@ -8,17 +8,25 @@
 #   deploy/devservices.sh env    STATE_DIR        (print services.env)
 #   deploy/devservices.sh destroy STATE_DIR       (stop, then delete STATE_DIR and its /tmp dirs)
 #   deploy/devservices.sh stop-pg|start-pg STATE_DIR   (Postgres only; same port, same data)
-#   deploy/devservices.sh stop-s3|start-s3 STATE_DIR   (s3rver and the front; same ports, same data)
+#   deploy/devservices.sh stop-s3|start-s3 STATE_DIR   (s3rver and the front; same ports, data, certs)
 #
 # `start` waits until every service answers, writes STATE_DIR/services.env (shell
 # `export` lines: EHRGATE_TEST_PG, EHRGATE_TEST_PG_SOCKDIR, EHRGATE_TEST_PG_PORT,
-# EHRGATE_TEST_S3, EHRGATE_TEST_S3_DIRECT, EHRGATE_TEST_S3_BUCKET, EHRGATE_TEST_S3_REGION,
-# EHRGATE_TEST_S3_ACCESS_KEY, EHRGATE_TEST_S3_SECRET_KEY, EHRGATE_TEST_STATE) and prints it.
+# EHRGATE_TEST_S3, EHRGATE_TEST_S3_HTTPS, EHRGATE_TEST_S3_CA, EHRGATE_TEST_S3_DIRECT,
+# EHRGATE_TEST_S3_BUCKET, EHRGATE_TEST_S3_REGION, EHRGATE_TEST_S3_ACCESS_KEY,
+# EHRGATE_TEST_S3_SECRET_KEY, EHRGATE_TEST_STATE) and prints it.
 # Starting an already running state dir is a no-op that prints the same settings.
 # Every process is stopped by its recorded PID (Postgres with pg_ctl stop).
 #
+# The front serves the same signature-checking S3 on two loopback ports: plain http
+# (EHRGATE_TEST_S3, what everything uses) and https (EHRGATE_TEST_S3_HTTPS, for the
+# client's TLS verification tests). Its certificate names IP 127.0.0.1 and DNS localhost
+# and is issued by a private test CA made with the openssl CLI on the first start
+# (remade when it nears expiry): STATE_DIR/tls/ca.pem (EHRGATE_TEST_S3_CA), ca.key,
+# server.pem, server.key (keys 0600). Trust that CA only in tests.
+#
 # Runs as root (Postgres runs as the `postgres` user, since initdb refuses root).
-# Needs: postgresql-15, node (and deploy/s3/node_modules: run deploy/bootstrap.sh).
+# Needs: postgresql-15, node, openssl (and deploy/s3/node_modules: run deploy/bootstrap.sh).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -34,7 +42,7 @@ die() {
 say() { echo "devservices: $*" >&2; }
 
 usage() {
-	sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -200,7 +208,7 @@ pg_start() {
 	for try in 1 2 3; do
 		port=$PGPORT_N
 		if [ -z "$port" ] || port_busy "$port"; then
-			port=$(free_port "$(rd s3.port)" "$(rd front.port)")
+			port=$(free_port "$(rd s3.port)" "$(rd front.port)" "$(rd front.tlsport)")
 		fi
 		if pg_as "$PGBIN/pg_ctl" -D "$PGDATA_DIR" -l "$PGLOG" -w -t 30 -o "-p $port" start >/dev/null 2>&1; then
 			wr pg.port "$port"
@@ -234,10 +242,64 @@ pg_stop() {
 
 # ---------------------------------------------------------------- S3
 
-s3_running() { alive "$(rd s3rver.pid)" && alive "$(rd front.pid)"; }
+# A front started before it had an https listener (no front.tlsport) counts as
+# stopped, so `start` replaces it with one that has.
+s3_running() { alive "$(rd s3rver.pid)" && alive "$(rd front.pid)" && [ -n "$(rd front.tlsport)" ]; }
+
+# The private test CA and the front's certificate (IP 127.0.0.1, DNS localhost),
+# made once with the openssl CLI into STATE/tls, and remade when the server
+# certificate would expire within a day. P-256 keys, 0600.
+tls_init() {
+	local d=$STATE/tls
+	if [ -s "$d/ca.pem" ] && [ -s "$d/server.pem" ] && [ -s "$d/server.key" ] &&
+		openssl x509 -checkend 86400 -noout -in "$d/server.pem" >/dev/null 2>&1; then
+		return 0
+	fi
+	mkdir -p "$d"
+	chmod 0700 "$d"
+	rm -f "$d"/ca.* "$d"/server.*
+	cat >"$d/openssl.cnf" <<-'EOF'
+		[req]
+		distinguished_name = dn
+		prompt = no
+		[dn]
+		CN = ehrgate devservices test CA
+		[v3_ca]
+		basicConstraints = critical,CA:TRUE
+		keyUsage = critical,keyCertSign,cRLSign
+		subjectKeyIdentifier = hash
+		[v3_server]
+		basicConstraints = critical,CA:FALSE
+		keyUsage = critical,digitalSignature
+		extendedKeyUsage = serverAuth
+		subjectAltName = IP:127.0.0.1,DNS:localhost
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid
+	EOF
+	(
+		umask 077
+		openssl req -x509 -new -config "$d/openssl.cnf" -extensions v3_ca -days 365 \
+			-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/ca.key" -out "$d/ca.pem" &&
+			openssl req -new -config "$d/openssl.cnf" -subj "/CN=127.0.0.1" \
+				-newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$d/server.key" -out "$d/server.csr" &&
+			openssl x509 -req -in "$d/server.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+				-set_serial "0x$(openssl rand -hex 16)" -days 365 \
+				-extfile "$d/openssl.cnf" -extensions v3_server -out "$d/server.pem"
+	) >"$d/openssl.log" 2>&1 || {
+		cat "$d/openssl.log" >&2
+		die "could not make the test CA and the front's certificate"
+	}
+	rm -f "$d/server.csr"
+	chmod 0600 "$d/ca.key" "$d/server.key"
+	chmod 0644 "$d/ca.pem" "$d/server.pem"
+	chmod 0755 "$d"
+	say "test CA $d/ca.pem issued the front's certificate (127.0.0.1, localhost)"
+}
+
+https_answers() { curl -s -o /dev/null -m 2 --cacert "$STATE/tls/ca.pem" "$1"; }
 
 s3_start() {
-	local sport fport
+	local sport fport tport
 	[ -f "$S3DIR/node_modules/s3rver/bin/s3rver.js" ] && [ -d "$S3DIR/node_modules/@smithy/signature-v4" ] ||
 		die "deploy/s3/node_modules is missing: run deploy/bootstrap.sh (npm ci in deploy/s3)"
 	if s3_running; then
@@ -246,18 +308,24 @@ s3_start() {
 	stop_pid s3rver s3rver.js
 	stop_pid front front.js
 	mkdir -p "$STATE/s3/data" "$STATE/s3/spool"
+	tls_init
 	[ -n "$(rd s3.region)" ] || wr s3.region "$REGION"
 	[ -n "$(rd s3.bucket)" ] || wr s3.bucket "$BUCKET"
 	sport=$(rd s3.port)
 	if [ -z "$sport" ] || port_busy "$sport"; then
-		sport=$(free_port "$(rd pg.port)" "$(rd front.port)")
+		sport=$(free_port "$(rd pg.port)" "$(rd front.port)" "$(rd front.tlsport)")
 	fi
 	fport=$(rd front.port)
 	if [ -z "$fport" ] || port_busy "$fport"; then
-		fport=$(free_port "$(rd pg.port)" "$sport")
+		fport=$(free_port "$(rd pg.port)" "$sport" "$(rd front.tlsport)")
+	fi
+	tport=$(rd front.tlsport)
+	if [ -z "$tport" ] || port_busy "$tport"; then
+		tport=$(free_port "$(rd pg.port)" "$sport" "$fport")
 	fi
 	wr s3.port "$sport"
 	wr front.port "$fport"
+	wr front.tlsport "$tport"
 	# setsid: detach from the caller's terminal and process group; in a
 	# non-interactive shell the child is not a group leader, so setsid execs
 	# in place and $! is node's own PID.
@@ -266,15 +334,18 @@ s3_start() {
 		>>"$STATE/s3/s3rver.log" 2>&1 </dev/null &
 	wr s3rver.pid $!
 	setsid node "$S3DIR/front.js" --listen "$fport" --upstream "$sport" --region "$(rd s3.region)" \
-		--access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" --spool-dir "$STATE/s3/spool" >>"$STATE/s3/front.log" 2>&1 </dev/null &
+		--access-key "$ACCESS_KEY" --secret-key "$SECRET_KEY" --spool-dir "$STATE/s3/spool" \
+		--tls-listen "$tport" --tls-cert "$STATE/tls/server.pem" --tls-key "$STATE/tls/server.key" \
+		>>"$STATE/s3/front.log" 2>&1 </dev/null &
 	wr front.pid $!
 	if ! wait_for 20 "s3rver" http_answers "http://127.0.0.1:$sport/" ||
-		! wait_for 20 "sigv4 front" http_answers "http://127.0.0.1:$fport/"; then
+		! wait_for 20 "sigv4 front" http_answers "http://127.0.0.1:$fport/" ||
+		! wait_for 20 "sigv4 front (https)" https_answers "https://127.0.0.1:$tport/"; then
 		tail -5 "$STATE/s3/s3rver.log" "$STATE/s3/front.log" >&2 || true
 		die "s3 did not start"
 	fi
 	s3_running || die "s3rver or the front exited at start (see $STATE/s3/*.log)"
-	say "s3rver ready on 127.0.0.1:$sport, sigv4 front on 127.0.0.1:$fport (bucket $(rd s3.bucket), region $(rd s3.region))"
+	say "s3rver ready on 127.0.0.1:$sport, sigv4 front on http 127.0.0.1:$fport and https 127.0.0.1:$tport (bucket $(rd s3.bucket), region $(rd s3.region))"
 }
 
 s3_stop() {
@@ -294,6 +365,10 @@ write_env() {
 		echo "export EHRGATE_TEST_PG_PORT='$PGPORT_N'"
 		if [ -n "$(rd front.port)" ] && [ "$(rd s3.enabled)" = 1 ]; then
 			echo "export EHRGATE_TEST_S3='http://127.0.0.1:$(rd front.port)'"
+			if [ -n "$(rd front.tlsport)" ]; then
+				echo "export EHRGATE_TEST_S3_HTTPS='https://127.0.0.1:$(rd front.tlsport)'"
+				echo "export EHRGATE_TEST_S3_CA='$STATE/tls/ca.pem'"
+			fi
 			echo "export EHRGATE_TEST_S3_DIRECT='http://127.0.0.1:$(rd s3.port)'"
 			echo "export EHRGATE_TEST_S3_BUCKET='$(rd s3.bucket)'"
 			echo "export EHRGATE_TEST_S3_REGION='$(rd s3.region)'"
@@ -315,7 +390,7 @@ status() {
 	if [ "$(rd s3.enabled)" = 1 ]; then
 		alive "$(rd s3rver.pid)" && echo "s3rver: running (pid $(rd s3rver.pid), port $(rd s3.port))" ||
 			{ echo "s3rver: stopped"; rc=1; }
-		alive "$(rd front.pid)" && echo "sigv4 front: running (pid $(rd front.pid), port $(rd front.port))" ||
+		alive "$(rd front.pid)" && echo "sigv4 front: running (pid $(rd front.pid), http port $(rd front.port), https port $(rd front.tlsport))" ||
 			{ echo "sigv4 front: stopped"; rc=1; }
 	fi
 	return $rc

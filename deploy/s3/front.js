@@ -20,13 +20,20 @@
  * Not supported (answered with an error, never waved through): presigned URLs,
  * aws-chunked streaming signatures, requests without x-amz-date.
  *
+ * With --tls-listen PORT --tls-cert PEM --tls-key PEM it also serves the same
+ * front over HTTPS (Node's own TLS, certificate chain as given), so the
+ * client's certificate verification can be tested against a private CA.
+ * Both listeners live in this one process: stopping its PID stops both.
+ *
  * Usage: node front.js --listen PORT --upstream PORT [--host 127.0.0.1]
  *                      [--region us-east-1] [--access-key S3RVER] [--secret-key S3RVER]
  *                      [--max-skew-seconds 900] [--spool-dir DIR]
+ *                      [--tls-listen PORT --tls-cert FILE --tls-key FILE]
  */
 'use strict';
 
 const http = require('http');
+const https = require('https');
 const crypto = require('crypto');
 const fs = require('fs');
 const os = require('os');
@@ -45,6 +52,9 @@ function parseArgs(argv) {
 		secretKey: 'S3RVER',
 		maxSkew: 900,
 		spoolDir: os.tmpdir(),
+		tlsListen: 0,
+		tlsCert: '',
+		tlsKey: '',
 	};
 	for (let i = 2; i < argv.length; i += 2) {
 		const k = argv[i];
@@ -60,11 +70,16 @@ function parseArgs(argv) {
 		case '--secret-key': o.secretKey = v; break;
 		case '--max-skew-seconds': o.maxSkew = Number(v); break;
 		case '--spool-dir': o.spoolDir = v; break;
+		case '--tls-listen': o.tlsListen = Number(v); break;
+		case '--tls-cert': o.tlsCert = v; break;
+		case '--tls-key': o.tlsKey = v; break;
 		default: throw new Error(`unknown option ${k}`);
 		}
 	}
 	if (!o.listen || !o.upstream)
 		throw new Error('--listen and --upstream are required');
+	if (o.tlsListen && (!o.tlsCert || !o.tlsKey))
+		throw new Error('--tls-listen needs --tls-cert and --tls-key');
 	return o;
 }
 
@@ -378,16 +393,38 @@ async function handle(req, res, wantsContinue) {
 	proxy(req, res);
 }
 
-const server = http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => handle(req, res, false));
-server.on('checkContinue', (req, res) => handle(req, res, true));
-server.requestTimeout = 0; /* 64 MiB uploads over slow test clients must not be cut */
-server.headersTimeout = 60000;
-server.keepAliveTimeout = 30000;
-server.listen(opt.listen, opt.host, () => {
+/* The same front on each listener: plain HTTP always, HTTPS when asked. */
+function serve(server) {
+	server.on('checkContinue', (req, res) => handle(req, res, true));
+	server.requestTimeout = 0; /* 64 MiB uploads over slow test clients must not be cut */
+	server.headersTimeout = 60000;
+	server.keepAliveTimeout = 30000;
+	return server;
+}
+
+const servers = [];
+const plain = serve(http.createServer({ maxHeaderSize: 64 * 1024 }, (req, res) => handle(req, res, false)));
+servers.push(plain);
+plain.listen(opt.listen, opt.host, () => {
 	process.stdout.write(`sigv4 front listening on http://${opt.host}:${opt.listen} -> 127.0.0.1:${opt.upstream} region=${opt.region}\n`);
 });
+if (opt.tlsListen) {
+	const tls = serve(https.createServer({
+		maxHeaderSize: 64 * 1024,
+		cert: fs.readFileSync(opt.tlsCert),
+		key: fs.readFileSync(opt.tlsKey),
+		minVersion: 'TLSv1.2',
+	}, (req, res) => handle(req, res, false)));
+	/* A client that refuses the certificate just closes: not worth a log line each. */
+	tls.on('tlsClientError', () => {});
+	servers.push(tls);
+	tls.listen(opt.tlsListen, opt.host, () => {
+		process.stdout.write(`sigv4 front listening on https://${opt.host}:${opt.tlsListen} -> 127.0.0.1:${opt.upstream}\n`);
+	});
+}
 for (const sig of ['SIGTERM', 'SIGINT'])
 	process.on(sig, () => {
-		server.close();
+		for (const s of servers)
+			s.close();
 		process.exit(0);
 	});
