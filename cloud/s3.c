@@ -7,6 +7,9 @@
  * Connections are reused through a small pool of easy handles. Requests are
  * retried with exponential backoff and full jitter on connection errors,
  * timeouts, 5xx and 429 - a GET only while no byte has reached the caller.
+ * A TLS certificate the client refuses (untrusted issuer, bad signature,
+ * wrong host name) or an unusable CA file is never retried: it will not fix
+ * itself, and the caller gets the verification error at once.
  * Objects at least one part long go up as a multipart upload that is
  * aborted (AbortMultipartUpload) on any failure.
  */
@@ -22,6 +25,8 @@
 #include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #define S3_POOL_MAX 16
 #define S3_ERRBODY_MAX (64 * 1024)
@@ -189,6 +194,58 @@ static bool transient_curl(CURLcode rc)
 	}
 }
 
+/*
+ * The first certificate verification error of the TLS handshake running on
+ * this thread (X509_V_OK: none so far). curl_easy_perform does the handshake
+ * on the calling thread, so a thread-local is exact. It is needed because
+ * curl 7.88 reports some refused chains - one whose signature does not verify,
+ * e.g. a CA with the right name and the wrong key - as a generic
+ * CURLE_SSL_CONNECT_ERROR, which would otherwise be retried like a reset.
+ */
+static _Thread_local int tls_verify_error;
+
+static int cb_verify(int ok, X509_STORE_CTX *sctx)
+{
+	if (!ok && tls_verify_error == X509_V_OK) {
+		tls_verify_error = X509_STORE_CTX_get_error(sctx);
+		if (tls_verify_error == X509_V_OK)
+			tls_verify_error = X509_V_ERR_UNSPECIFIED;
+	}
+	return ok; /* observe only: curl's verification decides */
+}
+
+/* curl (OpenSSL backend) hands over each new connection's SSL_CTX here,
+ * after setting it up; keep its verify mode (peer verification is always on)
+ * and only add the observer. */
+static CURLcode cb_ssl_ctx(CURL *h, void *ssl_ctx, void *ud)
+{
+	SSL_CTX *ctx = ssl_ctx;
+
+	(void)h;
+	(void)ud;
+	SSL_CTX_set_verify(ctx, SSL_CTX_get_verify_mode(ctx), cb_verify);
+	return CURLE_OK;
+}
+
+/*
+ * The endpoint's certificate was refused, or the trust settings are unusable:
+ * verifying again gives the same answer, so these fail at once, and say that
+ * it was TLS verification (with the detail: the issuer problem or the name
+ * that did not match) rather than a generic "unavailable".
+ */
+static bool tls_refused(CURLcode rc, int verify_error)
+{
+	switch (rc) {
+	case CURLE_PEER_FAILED_VERIFICATION: /* untrusted chain, name mismatch */
+	case CURLE_SSL_CACERT_BADFILE:       /* s3_ca_file missing or not PEM */
+	case CURLE_SSL_ISSUER_ERROR:
+	case CURLE_SSL_INVALIDCERTSTATUS:
+	case CURLE_SSL_PINNEDPUBKEYNOTMATCH: return true;
+	case CURLE_SSL_CONNECT_ERROR: return verify_error != X509_V_OK;
+	default: return false;
+	}
+}
+
 static void backoff_sleep(unsigned attempt)
 {
 	uint32_t r = 0, base = 100u << (attempt > 5 ? 5 : attempt), ms;
@@ -266,6 +323,7 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 			{ "x-amz-content-sha256", payload_hash },
 			{ "x-amz-date", amz_date },
 		};
+		char curl_err[CURL_ERROR_SIZE];
 		struct s3_sigv4_input in = {
 			.method = rq->method,
 			.path = ehr_buf_cstr(&path),
@@ -319,6 +377,8 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 #undef ADDH
 
 		curl_easy_reset(c);
+		curl_err[0] = '\0';
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, curl_err);
 		curl_easy_setopt(c, CURLOPT_URL, ehr_buf_cstr(&url));
 		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -352,7 +412,12 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 			curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, "DELETE");
 		}
 
+		/* fails harmlessly (no observer) with a TLS backend other than OpenSSL */
+		curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, cb_ssl_ctx);
+
+		tls_verify_error = X509_V_OK;
 		rc = curl_easy_perform(c);
+		curl_easy_setopt(c, CURLOPT_ERRORBUFFER, NULL); /* the handle outlives curl_err */
 		curl_slist_free_all(hdrs);
 		if (x.sink_err < 0) {
 			err = x.sink_err;
@@ -371,6 +436,20 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 				err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: HTTP %ld %s", rq->method,
 				                    rs->status, s3_code(rs, &code));
 			}
+		} else if (tls_refused(rc, tls_verify_error)) {
+			/* curl's text for a CURLE_SSL_CONNECT_ERROR is OpenSSL's first
+			 * queued error, not the verification result: name that. */
+			if (rc == CURLE_SSL_CONNECT_ERROR || curl_err[0] == '\0')
+				snprintf(curl_err, sizeof(curl_err), "SSL certificate problem: %s",
+				         tls_verify_error != X509_V_OK
+				                 ? X509_verify_cert_error_string(tls_verify_error)
+				                 : curl_easy_strerror(rc));
+			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s (not retried): %s", rq->method,
+			                    rc == CURLE_SSL_CACERT_BADFILE
+			                            ? "the CA file for TLS verification cannot be used"
+			                            : "TLS certificate verification of the endpoint failed",
+			                    curl_err);
+			goto out;
 		} else if (transient_curl(rc)) {
 			retry = true;
 			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s", rq->method,
