@@ -76,7 +76,7 @@ static const struct gw_config_key gw_config_keys[] = {
 	U("server", "max_connections", "10000", 1, 1000000),
 	U("server", "max_header_bytes", "16384", 1024, 1048576),
 	U("server", "max_headers", "64", 4, 1024),
-	U("server", "max_body_bytes", "67108864", 1024, 17179869184ULL),
+	U("server", "max_body_bytes", "1048576", 1024, 1073741824ULL),
 	U("server", "idle_timeout_s", "60", 1, 86400),
 	U("server", "read_timeout_s", "15", 1, 3600),
 	U("server", "blocking_threads", "32", 1, 1024),
@@ -112,6 +112,7 @@ static const struct gw_config_key gw_config_keys[] = {
 	P("store", "kek_dir", "@kek"),
 	S("store", "key_prefix", ""),
 	U("store", "s3_part_size", "8388608", 5242880, 536870912),
+	U("store", "max_record_bytes", "1073741824", 1, 1099511627776ULL),
 	U("store", "s3_max_attempts", "4", 1, 20),
 	U("store", "s3_timeout_ms", "300000", 1000, 86400000),
 	/* [auth] - rows added by the auth area go here */

@@ -5,8 +5,12 @@
 #include "gateway/gw_internal.h"
 #include "cloud/cloud.h"
 
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 static void route_healthz(struct gw_req *r)
 {
@@ -104,7 +108,83 @@ static void route_test_params(struct gw_req *r)
 	                        gw_req_param(r, "part"), "path", gw_req_path(r)));
 }
 
+/* POST /v1/test/stream-echo[?stop_at=N]: reads the body as it streams
+ * (GW_STREAM_BODY) and answers its length and SHA-256; with stop_at, replies
+ * after N bytes without reading the rest. For the streaming-layer tests. */
+static void route_test_stream_echo(struct gw_req *r)
+{
+	const char *stop = gw_req_query(r, "stop_at");
+	uint64_t stop_at = UINT64_MAX, total = 0;
+	uint8_t buf[65536], md[32];
+	char hex[65];
+	EVP_MD_CTX *h = EVP_MD_CTX_new();
+	int err = 0;
+
+	if (h == NULL || EVP_DigestInit_ex(h, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(h);
+		gw_reply_error(r, 500, "internal_error", "no digest");
+		return;
+	}
+	if (stop && ehr_parse_u64(&stop_at, stop, UINT64_MAX) < 0) {
+		EVP_MD_CTX_free(h);
+		gw_reply_error(r, 400, "bad_request", "stop_at must be an integer");
+		return;
+	}
+	while (total < stop_at) {
+		size_t got = 0, want = sizeof(buf);
+		if (stop_at - total < want)
+			want = (size_t)(stop_at - total);
+		if ((err = gw_req_body_read(r, buf, want, &got)) < 0 || got == 0)
+			break;
+		EVP_DigestUpdate(h, buf, got);
+		total += got;
+	}
+	EVP_DigestFinal_ex(h, md, NULL);
+	EVP_MD_CTX_free(h);
+	if (err < 0) {
+		gw_reply_err(r, err);
+		return;
+	}
+	for (size_t i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	gw_reply_json(r, 200, json_pack("{s:I, s:s}", "bytes", (json_int_t)total, "sha256", hex));
+}
+
+/* GET /v1/test/stream-out?bytes=N[&chunked=1][&abort_at=K]: streams N bytes
+ * (byte i is i % 251) with gw_reply_start/write/end, with Content-Length or
+ * chunked; abort_at ends the reply with gw_reply_end(r, false) after K. */
+static void route_test_stream_out(struct gw_req *r)
+{
+	const char *n = gw_req_query(r, "bytes"), *ch = gw_req_query(r, "chunked");
+	const char *ab = gw_req_query(r, "abort_at");
+	uint64_t bytes = 0, abort_at = UINT64_MAX, off = 0;
+	uint8_t buf[65536];
+	bool chunked = ch && strcmp(ch, "1") == 0;
+	int err = 0;
+
+	if (n == NULL || ehr_parse_u64(&bytes, n, 1ull << 34) < 0 ||
+	    (ab && ehr_parse_u64(&abort_at, ab, UINT64_MAX) < 0)) {
+		gw_reply_error(r, 400, "bad_request", "bytes (and abort_at) must be integers");
+		return;
+	}
+	gw_reply_start(r, 200, "application/octet-stream", chunked ? -1 : (int64_t)bytes);
+	while (off < bytes && off < abort_at && err == 0) {
+		size_t len = sizeof(buf);
+		if (bytes - off < len)
+			len = (size_t)(bytes - off);
+		if (abort_at - off < len)
+			len = (size_t)(abort_at - off);
+		for (size_t i = 0; i < len; i++)
+			buf[i] = (uint8_t)((off + i) % 251);
+		err = gw_reply_write(r, buf, len);
+		off += len;
+	}
+	gw_reply_end(r, err == 0 && off == bytes);
+}
+
 const struct gw_route gw_routes_test[] = {
+	{ "POST", "/v1/test/stream-echo", "test.stream_echo", 0, GW_STREAM_BODY, route_test_stream_echo },
+	{ "GET", "/v1/test/stream-out", "test.stream_out", 0, GW_BLOCKING, route_test_stream_out },
 	{ "GET", "/v1/test/sleep", "test.sleep", 0, GW_BLOCKING, route_test_sleep },
 	{ "POST", "/v1/test/echo", "test.echo", 0, 0, route_test_echo },
 	{ "GET", "/v1/test/items/{id}/parts/{part}", "test.params", 0, 0, route_test_params },

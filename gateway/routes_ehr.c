@@ -11,10 +11,15 @@
  * it, `ehrgate fsck` completes the row. So no ledger entry ever names an
  * object that was not stored, and no acknowledged record can be lost.
  *
+ * The body streams: the route reads it while it arrives (GW_STREAM_BODY),
+ * through the STREAM encryptor into the store, so memory stays bounded
+ * whatever the record's size ([store] max_record_bytes bounds it).
+ *
  * Read order: row -> authorisation (ehr_read_decision, the one place that
  * decides) -> the ledger's ehr.store entry -> object spooled, size and
- * SHA-256 equal to the ledger's -> every segment's GCM tag verified, then
- * decrypted into memory -> ledger entry ehr.read (durable) -> 200.
+ * SHA-256 equal to the ledger's -> every segment's GCM tag verified ->
+ * ledger entry ehr.read (durable) -> 200, the plaintext streamed from the
+ * verified spool, each segment's tag checked again as it is decrypted.
  */
 #include "gateway/gateway.h"
 #include "gateway/gw_internal.h"
@@ -292,6 +297,23 @@ static void delete_pending(struct gw_app *app, const char *rid)
 	PQclear(res);
 }
 
+/* The request body as the encryptor's input; remembers why it failed, so
+ * a client that went away is not reported as a store failure. */
+struct body_src {
+	struct gw_req *r;
+	int err;
+};
+
+static int body_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	struct body_src *b = ctx;
+	int err = gw_req_body_read(b->r, buf, cap, got);
+
+	if (err < 0)
+		b->err = err;
+	return err;
+}
+
 static void h_record_create(struct gw_req *r)
 {
 	struct gw_app *app = gw_req_app(r);
@@ -306,9 +328,9 @@ static void h_record_create(struct gw_req *r)
 	struct policy_decision dec;
 	char rid[CLOUD_RID_HEX], wrapped[2 * CLOUD_WRAPPED_LEN + 3], sha_b[70], key[128];
 	char seq[24], plain[24], ctsize[24], shahex[65];
-	size_t blen = 0;
-	const uint8_t *body = gw_req_body(r, &blen);
-	struct cloud_mem_reader rd = { body, blen, 0 };
+	uint64_t max = gw_config_get_uint(gw_app_config(app), "store", "max_record_bytes");
+	int64_t declared = gw_req_body_length(r);
+	struct body_src src = { r, 0 };
 	PGresult *res = NULL;
 	bool object_written = false;
 	int err;
@@ -328,6 +350,11 @@ static void h_record_create(struct gw_req *r)
 		cat = gw_req_query(r, "category");
 	if (cat != NULL && !id_ok(cat, EHR_MAX_CATEGORY)) {
 		gw_reply_error(r, 400, "invalid_request", "category must be 1-64 of [A-Za-z0-9._-]");
+		return;
+	}
+	if (declared > 0 && (uint64_t)declared > max) {
+		gw_reply_error(r, 413, "too_large", "the record is larger than %llu bytes",
+		               (unsigned long long)max);
 		return;
 	}
 	if (st == NULL || gw_app_ledger(app) == NULL) {
@@ -377,9 +404,19 @@ static void h_record_create(struct gw_req *r)
 	}
 
 	/* 2. the object */
-	if ((err = cloud_record_put(st, kek, &m, cloud_mem_read, &rd, 0)) < 0) {
+	if ((err = cloud_record_put(st, kek, &m, body_read, &src, max)) < 0) {
 		delete_pending(app, rid);
-		reply_store_err(r, err);
+		if (src.err == EHR_ERR_PARSE)
+			gw_reply_error(r, 400, "bad_request", "malformed chunked body; nothing was stored");
+		else if (src.err == EHR_ERR_TIMEOUT)
+			gw_reply_error(r, 408, "timeout", "the body stalled; nothing was stored");
+		else if (src.err != 0)
+			gw_reply_error(r, 400, "bad_request", "the body ended early; nothing was stored");
+		else if (err == EHR_ERR_TOO_LARGE)
+			gw_reply_error(r, 413, "too_large", "the record is larger than %llu bytes",
+			               (unsigned long long)max);
+		else
+			reply_store_err(r, err);
 		return;
 	}
 	object_written = true;
@@ -469,9 +506,9 @@ static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_
 	return 0;
 }
 
-static int write_plain(void *ctx, const uint8_t *p, size_t n)
+static int reply_write(void *ctx, const uint8_t *p, size_t n)
 {
-	return ehr_buf_append(ctx, p, n);
+	return gw_reply_write(ctx, p, n);
 }
 
 static void h_record_get(struct gw_req *r)
@@ -485,8 +522,8 @@ static void h_record_get(struct gw_req *r)
 	struct ehr_row row;
 	struct ledger_check lc = { 0 };
 	struct ledger_receipt rcpt;
-	struct ehr_buf plain = EHR_BUF_INIT(0);
 	struct cloud_record_reader *rr = NULL;
+	bool done = false;
 	uint8_t ridb[CLOUD_RID_LEN];
 	int err;
 
@@ -543,29 +580,6 @@ static void h_record_get(struct gw_req *r)
 		                                            : err);
 		return;
 	}
-	/*
-	 * Answered from one buffer (bounded by the record size). A chunked
-	 * stream from the verified spool was tried: libevent 2.1 with
-	 * bufferevent_openssl could close the connection before the last chunk
-	 * left, so a complete record looked cut (docs/STORAGE.md §3).
-	 */
-	{
-		bool done = false;
-		ehr_buf_init(&plain, row.meta.plain_size + 1);
-		if ((err = ehr_buf_reserve(&plain, row.meta.plain_size)) < 0 ||
-		    (err = cloud_record_read(rr, 0, write_plain, &plain, &done)) < 0 || !done ||
-		    plain.len != row.meta.plain_size) {
-			ehr_buf_free_secure(&plain);
-			cloud_record_close(rr);
-			reply_store_err(
-			        r, err < 0 ? err
-			                   : ehr_error_set(EHR_ERR_TAMPER,
-			                                   "plaintext size differs from the recorded one"));
-			return;
-		}
-		cloud_record_close(rr);
-		rr = NULL;
-	}
 	/* The read is on the ledger before a byte is released. */
 	{
 		json_t *payload = ehr_payload(rid, lc.sha, lc.size, id->actor, row.patient);
@@ -576,7 +590,6 @@ static void h_record_get(struct gw_req *r)
 		json_decref(payload);
 	}
 	if (err < 0) {
-		ehr_buf_free_secure(&plain);
 		cloud_record_close(rr);
 		gw_reply_header(r, "Retry-After", "5");
 		gw_reply_error(r, 503, "unavailable", "the ledger is unavailable; nothing was released");
@@ -595,8 +608,17 @@ static void h_record_get(struct gw_req *r)
 	/* The type is the uploader's: never let a browser render it in our origin. */
 	gw_reply_header(r, "X-Content-Type-Options", "nosniff");
 	gw_reply_header(r, "Content-Disposition", "attachment");
-	gw_reply_bytes(r, 200, row.content_type, plain.data, plain.len);
-	ehr_buf_free_secure(&plain);
+	/* The whole record verified in cloud_record_open; each segment is
+	 * checked again as it is decrypted from the spool. A failure now (the
+	 * client left, the spool broke) aborts the reply short of its
+	 * Content-Length, so no client can take it for a complete record. */
+	gw_reply_start(r, 200, row.content_type, (int64_t)row.meta.plain_size);
+	while (!done && (err = cloud_record_read(rr, 1u << 20, reply_write, r, &done)) == 0)
+		;
+	cloud_record_close(rr);
+	if (err < 0 && err != EHR_ERR_IO)
+		ehr_logf(EHR_LOG_ERROR, "ehr.read_aborted", "reply aborted: %s", ehr_error_msg());
+	gw_reply_end(r, err == 0 && done);
 }
 
 /* ----------------------------------------------------------------- list */
@@ -670,7 +692,7 @@ static void h_record_list(struct gw_req *r)
 #define PAT GW_ROLE_PATIENT
 
 const struct gw_route gw_routes_ehr[] = {
-	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, GW_BLOCKING, h_record_create },
+	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, GW_STREAM_BODY, h_record_create },
 	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, GW_BLOCKING, h_record_list },
 	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, GW_BLOCKING, h_record_get },
 };

@@ -636,47 +636,69 @@ int gwp_raw_tcp(const struct gw_proc *p, const void *data, size_t len, char *out
 	return 0;
 }
 
-int gwp_raw_tls(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
-                bool *closed, long timeout_ms)
+int gwp_tls_open(const struct gw_proc *p, struct gwp_tls *t)
 {
-	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-	SSL *ssl = NULL;
-	int fd = -1, err = 0;
-	int64_t deadline = mono_ms() + timeout_ms;
+	int err = 0;
 
-	*got = 0;
-	*closed = false;
-	out[0] = '\0';
-	ENSURE_GOTO(ctx != NULL, EHR_ERR_CRYPTO);
-	if (SSL_CTX_load_verify_locations(ctx, p->ca_pem, NULL) != 1) {
+	memset(t, 0, sizeof(*t));
+	t->fd = -1;
+	t->ctx = SSL_CTX_new(TLS_client_method());
+	ENSURE_GOTO(t->ctx != NULL, EHR_ERR_CRYPTO);
+	if (SSL_CTX_load_verify_locations(t->ctx, p->ca_pem, NULL) != 1) {
 		err = ehr_error_ossl(EHR_ERR_CRYPTO, "load ca.pem");
 		goto out;
 	}
-	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if ((fd = tcp_connect(p)) < 0) {
-		err = fd;
-		fd = -1;
+	SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+	if ((t->fd = tcp_connect(p)) < 0) {
+		err = t->fd;
+		t->fd = -1;
 		goto out;
 	}
-	set_rcvtimeo(fd, timeout_ms);
-	ssl = SSL_new(ctx);
-	ENSURE_GOTO(ssl != NULL, EHR_ERR_CRYPTO);
-	SSL_set_fd(ssl, fd);
-	SSL_set_tlsext_host_name(ssl, "localhost");
-	SSL_set1_host(ssl, "localhost");
-	if (SSL_connect(ssl) != 1) {
+	set_rcvtimeo(t->fd, 10000); /* a handshake the server never answers */
+	t->ssl = SSL_new(t->ctx);
+	ENSURE_GOTO(t->ssl != NULL, EHR_ERR_CRYPTO);
+	SSL_set_fd(t->ssl, t->fd);
+	SSL_set_tlsext_host_name(t->ssl, "localhost");
+	SSL_set1_host(t->ssl, "localhost");
+	if (SSL_connect(t->ssl) != 1) {
 		err = ehr_error_ossl(EHR_ERR_CRYPTO, "TLS handshake");
 		goto out;
 	}
-	if (len && SSL_write(ssl, data, (int)len) <= 0) {
-		/* the server may close early (e.g. on a limit): read what it sent */
-		ERR_clear_error();
+	return 0;
+out:
+	gwp_tls_close(t);
+	return err;
+}
+
+int gwp_tls_write(struct gwp_tls *t, const void *data, size_t len)
+{
+	const char *d = data;
+
+	while (len > 0) {
+		int n = SSL_write(t->ssl, d, len > (1u << 30) ? (1 << 30) : (int)len);
+		if (n <= 0) {
+			ERR_clear_error();
+			return ehr_error_set(EHR_ERR_IO, "TLS write failed (the server closed?)");
+		}
+		d += n;
+		len -= (size_t)n;
 	}
-	while (wait_readable(fd, deadline) || SSL_pending(ssl) > 0) {
-		char tmp[4096];
-		int r = SSL_read(ssl, tmp, sizeof(tmp));
+	return 0;
+}
+
+int gwp_tls_read(struct gwp_tls *t, const char *until, char *out, size_t cap, size_t *got, bool *closed,
+                 long timeout_ms)
+{
+	int64_t deadline = mono_ms() + timeout_ms;
+
+	*closed = false;
+	out[*got] = '\0';
+	while (!(until && strstr(out, until)) &&
+	       (SSL_pending(t->ssl) > 0 || wait_readable(t->fd, deadline))) {
+		char tmp[16384];
+		int r = SSL_read(t->ssl, tmp, sizeof(tmp));
 		if (r <= 0) {
-			int e = SSL_get_error(ssl, r);
+			int e = SSL_get_error(t->ssl, r);
 			if (e == SSL_ERROR_WANT_READ)
 				continue;
 			*closed = true;
@@ -687,13 +709,35 @@ int gwp_raw_tls(const struct gw_proc *p, const void *data, size_t len, char *out
 			size_t take = (size_t)r < cap - 1 - *got ? (size_t)r : cap - 1 - *got;
 			memcpy(out + *got, tmp, take);
 			*got += take;
+			out[*got] = '\0';
 		}
 	}
-	out[*got] = '\0';
-out:
-	SSL_free(ssl);
-	SSL_CTX_free(ctx);
-	if (fd >= 0)
-		close(fd);
-	return err;
+	return 0;
+}
+
+void gwp_tls_close(struct gwp_tls *t)
+{
+	SSL_free(t->ssl);
+	SSL_CTX_free(t->ctx);
+	if (t->fd >= 0)
+		close(t->fd);
+	memset(t, 0, sizeof(*t));
+	t->fd = -1;
+}
+
+int gwp_raw_tls(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
+                bool *closed, long timeout_ms)
+{
+	struct gwp_tls t;
+
+	*got = 0;
+	*closed = false;
+	out[0] = '\0';
+	GUARD(gwp_tls_open(p, &t));
+	set_rcvtimeo(t.fd, timeout_ms);
+	/* the server may close early (e.g. on a limit): read what it sent */
+	(void)gwp_tls_write(&t, data, len);
+	gwp_tls_read(&t, NULL, out, cap, got, closed, timeout_ms);
+	gwp_tls_close(&t);
+	return 0;
 }

@@ -139,6 +139,19 @@ bool gwp_resp_is_error(const struct gwp_resp *r, const char *code);
  */
 int gwp_raw_tls(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
                 bool *closed, long timeout_ms);
+/* A TLS connection driven step by step (100-continue, pipelining, streams). */
+struct gwp_tls {
+	void *ctx, *ssl; /* SSL_CTX *, SSL * */
+	int fd;
+};
+int gwp_tls_open(const struct gw_proc *p, struct gwp_tls *t);
+int gwp_tls_write(struct gwp_tls *t, const void *data, size_t len); /* EHR_ERR_IO once closed */
+/* Append what arrives to out (from out[*got]; NUL-terminated, truncated to
+ * cap - 1) until `until` (may be NULL) appears in out, the server closes
+ * (*closed) or timeout_ms passes. */
+int gwp_tls_read(struct gwp_tls *t, const char *until, char *out, size_t cap, size_t *got, bool *closed,
+                 long timeout_ms);
+void gwp_tls_close(struct gwp_tls *t);
 /* Plain TCP: connect, write, read as above (no TLS). */
 int gwp_raw_tcp(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
                 bool *closed, long timeout_ms);
