@@ -3,11 +3,13 @@
  * (so connections are kept alive), TLS pinned to the gateway CA, optional
  * mTLS, and a fresh DPoP proof on every request of a patient client.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 #include <openssl/err.h>
@@ -230,9 +232,30 @@ void ehr_client_set_progress(struct ehr_client *c, ehr_client_progress_fn fn, vo
 	c->progress_ud = ud;
 }
 
-int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
-                       const char *path, const char *const *headers, const void *body, size_t len,
-                       ehr_client_data_fn on_data, void *ud)
+/* A request body read from a file descriptor while it is sent. */
+struct fd_body {
+	int fd;
+	int err; /* errno of a failed read */
+};
+
+static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
+{
+	struct fd_body *fb = ud;
+	ssize_t n;
+
+	do
+		n = read(fb->fd, buf, size * nitems);
+	while (n < 0 && errno == EINTR);
+	if (n < 0) {
+		fb->err = errno;
+		return CURL_READFUNC_ABORT;
+	}
+	return (size_t)n;
+}
+
+static int perform(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
+                   const char *path, const char *const *headers, const void *body, size_t len,
+                   struct fd_body *fb, int64_t fd_size, ehr_client_data_fn on_data, void *ud)
 {
 	struct ehr_buf url = EHR_BUF_INIT(8192), proof = EHR_BUF_INIT(AUTH_MAX_JWS), h = EHR_BUF_INIT(8192);
 	struct curl_slist *hl = NULL;
@@ -280,6 +303,12 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 	if (body != NULL) {
 		curl_easy_setopt(cu, CURLOPT_POSTFIELDS, body);
 		curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+	} else if (fb != NULL) {
+		/* Streamed: Content-Length when the size is known, else chunked. */
+		curl_easy_setopt(cu, CURLOPT_POST, 1L);
+		curl_easy_setopt(cu, CURLOPT_READFUNCTION, on_read);
+		curl_easy_setopt(cu, CURLOPT_READDATA, fb);
+		curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)fd_size);
 	}
 	hl = curl_slist_append(hl, "Expect:");
 	if (c->dpop_key != NULL && c->token != NULL) {
@@ -297,7 +326,7 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 		has_ct = has_ct || strncasecmp(headers[i], "Content-Type:", 13) == 0;
 		hl = curl_slist_append(hl, headers[i]);
 	}
-	if (body != NULL && !has_ct)
+	if ((body != NULL || fb != NULL) && !has_ct)
 		hl = curl_slist_append(hl, "Content-Type: application/json");
 	ENSURE_GOTO(hl != NULL, EHR_ERR_NOMEM);
 	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hl);
@@ -310,6 +339,8 @@ int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp,
 		ehr_buf_printf(&c->last_error, "%s: %s", curl_easy_strerror(rc), errbuf);
 		if (sink.overflow)
 			err = ehr_error_set(EHR_ERR_TOO_LARGE, "response larger than the limit");
+		else if (fb != NULL && fb->err != 0)
+			err = ehr_error_set(EHR_ERR_IO, "reading the body: %s", strerror(fb->err));
 		else
 			err = ehr_error_set(rc == CURLE_PEER_FAILED_VERIFICATION ||
 			                                    rc == CURLE_SSL_CERTPROBLEM ||
@@ -331,6 +362,22 @@ out:
 	ehr_buf_free_secure(&h);
 	ehr_buf_free(&local);
 	return err;
+}
+
+int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
+                       const char *path, const char *const *headers, const void *body, size_t len,
+                       ehr_client_data_fn on_data, void *ud)
+{
+	return perform(c, status, resp, method, path, headers, body, len, NULL, 0, on_data, ud);
+}
+
+int ehr_client_upload(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
+                      const char *path, const char *const *headers, int fd, int64_t size)
+{
+	struct fd_body fb = { fd, 0 };
+
+	return perform(c, status, resp, method, path, headers, NULL, 0, &fb, size < 0 ? -1 : size, NULL,
+	               NULL);
 }
 
 int ehr_client_json(struct ehr_client *c, long *status, json_t **resp, const char *method, const char *path,

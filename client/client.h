@@ -58,6 +58,13 @@ typedef bool (*ehr_client_data_fn)(const void *data, size_t len, void *ud);
 int ehr_client_request(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
                        const char *path, const char *const *headers, const void *body, size_t len,
                        ehr_client_data_fn on_data, void *ud);
+/*
+ * The same with the body read from `fd` while it is sent, so a file of any
+ * size costs no memory: with Content-Length `size`, or chunked when size < 0
+ * (a pipe). The response goes into resp, as above.
+ */
+int ehr_client_upload(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
+                      const char *path, const char *const *headers, int fd, int64_t size);
 /* JSON in, JSON out (body may be NULL; *resp NULL when the reply is not JSON). */
 int ehr_client_json(struct ehr_client *c, long *status, json_t **resp, const char *method, const char *path,
                     const json_t *body);

@@ -24,8 +24,6 @@
 
 #include "client/ctl_commands.h"
 
-#define REC_MAX_FILE (16ull << 30)
-
 static int usage(void)
 {
 	fprintf(stderr,
@@ -44,6 +42,7 @@ struct bar {
 	uint64_t size_hint; /* X-EHR-Size of a chunked download */
 	const char *what;
 	int64_t start_ms, last_ms;
+	uint64_t sent; /* upload bytes so far */
 	bool drawn;
 };
 
@@ -94,6 +93,7 @@ static void on_progress(uint64_t dl_total, uint64_t dl_now, uint64_t ul_total, u
 {
 	struct bar *b = ud;
 
+	b->sent = ul_now;
 	if (ul_total > 0 && ul_now < ul_total)
 		bar_draw(b, ul_now, ul_total, false);
 	else if (dl_now > 0 || dl_total > 0) {
@@ -121,33 +121,6 @@ static void bar_start(struct ehr_client *c, struct bar *b, const char *what)
 
 /* ------------------------------------------------------------------- put */
 
-static int read_all(struct ehr_buf *out, const char *path)
-{
-	int fd = strcmp(path, "-") == 0 ? 0 : open(path, O_RDONLY | O_CLOEXEC);
-	uint8_t chunk[65536];
-	int err = 0;
-
-	if (fd < 0)
-		return ehr_error_set(EHR_ERR_IO, "open %s: %s", path, strerror(errno));
-	for (;;) {
-		ssize_t n = read(fd, chunk, sizeof(chunk));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			err = ehr_error_set(EHR_ERR_IO, "read %s: %s", path, strerror(errno));
-			break;
-		}
-		if (n == 0)
-			break;
-		if ((err = ehr_buf_append(out, chunk, (size_t)n)) < 0)
-			break;
-	}
-	OPENSSL_cleanse(chunk, sizeof(chunk));
-	if (fd != 0)
-		close(fd);
-	return err;
-}
-
 static int cmd_put(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -157,8 +130,11 @@ static int cmd_put(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *type = "application/octet-stream", *cat = NULL, *pid, *file;
-	struct ehr_buf body = EHR_BUF_INIT(REC_MAX_FILE), resp = EHR_BUF_INIT(1 << 20), h = EHR_BUF_INIT(512),
-	               h2 = EHR_BUF_INIT(256), path = EHR_BUF_INIT(512);
+	struct ehr_buf resp = EHR_BUF_INIT(1 << 20), h = EHR_BUF_INIT(512), h2 = EHR_BUF_INIT(256),
+	               path = EHR_BUF_INIT(512);
+	int fd = -1;
+	int64_t size = -1;
+	struct stat sb;
 	struct ehr_client *c = NULL;
 	const char *hdrs[3] = { NULL, NULL, NULL };
 	struct bar b;
@@ -179,10 +155,15 @@ static int cmd_put(int argc, char **argv)
 		return usage();
 	pid = argv[optind];
 	file = argv[optind + 1];
-	if (read_all(&body, file) < 0) {
-		fprintf(stderr, "ehrctl record put: %s\n", ehr_error_msg());
+	/* The file streams from disk: its size never costs memory. A pipe
+	 * ("-" or a FIFO) is sent chunked. */
+	fd = strcmp(file, "-") == 0 ? 0 : open(file, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || fstat(fd, &sb) != 0) {
+		fprintf(stderr, "ehrctl record put: open %s: %s\n", file, strerror(errno));
 		goto out;
 	}
+	if (S_ISREG(sb.st_mode))
+		size = (int64_t)sb.st_size;
 	if (ctl_open(&c) != 0)
 		goto out;
 	if (ehr_buf_printf(&h, "Content-Type: %s", type) < 0 ||
@@ -195,21 +176,21 @@ static int cmd_put(int argc, char **argv)
 		hdrs[1] = ehr_buf_cstr(&h2);
 	}
 	bar_start(c, &b, "upload  ");
-	if (ehr_client_request(c, &status, &resp, "POST", ehr_buf_cstr(&path), hdrs, body.data, body.len,
-	                       NULL, NULL) < 0) {
+	if (ehr_client_upload(c, &status, &resp, "POST", ehr_buf_cstr(&path), hdrs, fd, size) < 0) {
 		if (b.drawn)
 			fputc('\n', stderr);
 		fprintf(stderr, "ehrctl record put: %s\n", ehr_client_last_error(c));
 		goto out;
 	}
 	if (b.drawn)
-		bar_draw(&b, body.len, body.len, true);
+		bar_draw(&b, b.sent, size >= 0 ? (uint64_t)size : b.sent, true);
 	if (resp.len > 0)
 		ehr_json_parse(&j, resp.data, resp.len, 1 << 20, 16);
 	rc = ctl_finish(c, status, j);
 out:
 	json_decref(j);
-	ehr_buf_free_secure(&body);
+	if (fd > 0)
+		close(fd);
 	ehr_buf_free(&resp);
 	ehr_buf_free(&h);
 	ehr_buf_free(&h2);

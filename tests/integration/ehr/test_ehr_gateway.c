@@ -988,6 +988,30 @@ static void test_fs_ehrctl(void)
 		CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
 		ehr_buf_free(&got);
 	}
+	/* from a pipe the upload is chunked (no Content-Length): same bytes back */
+	fmt(cmd, sizeof(cmd), "cat %s | %s --dir %s/hosp-a record put %s - --type application/pdf 2>&1", in,
+	    EHRCTL_BIN, w->t.dir, w->pid1);
+	rc = sh(out, sizeof(out), cmd);
+	CU_ASSERT_EQUAL(rc, 0);
+	{
+		char *brace = strchr(out, '{');
+		const char *rid2 = NULL;
+		json_t *j2 = NULL;
+		CU_ASSERT_PTR_NOT_NULL_FATAL(brace);
+		CU_ASSERT_EQUAL_FATAL(ehr_json_parse(&j2, brace, strlen(brace), 1 << 20, 8), 0);
+		CU_ASSERT_EQUAL_FATAL(ehr_json_get_str(j2, "record_id", &rid2, 40), 0);
+		fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir,
+		    rid2, outp);
+		json_decref(j2);
+		rc = sh(out, sizeof(out), cmd);
+		CU_ASSERT_EQUAL(rc, 0);
+	}
+	{
+		struct ehr_buf got = EHR_BUF_INIT(64u << 20);
+		EHR_ASSERT_OK(ehr_file_read(&got, outp, 64u << 20));
+		CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
+		ehr_buf_free(&got);
+	}
 	/* another server is refused, and no file appears */
 	unlink(outp);
 	fmt(cmd, sizeof(cmd), "%s --dir %s/hosp-b record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid, outp);
