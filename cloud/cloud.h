@@ -61,7 +61,7 @@ struct obj_store_config {
 	size_t s3_part_size;            /* multipart part size; 0 = 8 MiB; at least 5 MiB */
 	unsigned s3_max_attempts;       /* per request, 0 = 4 */
 	unsigned s3_connect_timeout_ms; /* 0 = 3000 */
-	unsigned s3_timeout_ms;         /* whole request, 0 = 120000 */
+	unsigned s3_timeout_ms;         /* whole request, 0 = 300000 */
 	/* both: a prefix put before every key ("" or e.g. "prod/"), so several
 	 * deployments can share a bucket; listing strips it */
 	const char *key_prefix;

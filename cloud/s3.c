@@ -393,8 +393,12 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 		curl_easy_setopt(c, CURLOPT_LOW_SPEED_TIME, 30L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L);
 		curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L);
-		if (s->ca_file)
+		if (s->ca_file) {
+			/* The given CAs only: a pinned private CA must not also let
+			 * the system's CA directory vouch for the endpoint. */
 			curl_easy_setopt(c, CURLOPT_CAINFO, s->ca_file);
+			curl_easy_setopt(c, CURLOPT_CAPATH, NULL);
+		}
 		if (s->resolve)
 			curl_easy_setopt(c, CURLOPT_RESOLVE, s->resolve);
 		if (strcmp(rq->method, "HEAD") == 0) {
