@@ -165,11 +165,12 @@ static int semantics(struct gw_h1_req *q, const char **why)
 			if (list_has(v, "close"))
 				q->close = true;
 		} else if (strcasecmp(n, "Expect") == 0) {
-			expect = v;
+			if (expect == NULL || strcasecmp(v, "100-continue") != 0)
+				expect = v; /* any other expectation wins: 417 */
 		}
 	}
-	if (q->minor >= 1 && nhost != 1)
-		return *why = "an HTTP/1.1 request needs exactly one Host field", 400;
+	if (nhost > 1 || (q->minor >= 1 && nhost == 0))
+		return *why = "a request has at most one Host field, and an HTTP/1.1 one exactly one", 400;
 	if (ncl > 1 || nte > 1)
 		return *why = "repeated Content-Length or Transfer-Encoding", 400;
 	if (cl && te)
@@ -255,8 +256,17 @@ const char *gw_h1_field(const struct gw_h1_req *q, const char *name)
  */
 size_t gw_h1_head_end(const uint8_t *buf, size_t len, size_t *scanned)
 {
-	size_t i = *scanned;
+	size_t i = *scanned, lead = 0;
 
+	/* Empty lines before the request line (RFC 9112 §2.2) are skipped by
+	 * the parser, so they cannot end the head here. While nothing else has
+	 * arrived, keep no resume point: the next byte decides. */
+	while (lead < len && (buf[lead] == '\r' || buf[lead] == '\n'))
+		lead++;
+	if (lead == len)
+		return 0;
+	if (i < lead)
+		i = lead;
 	for (; i < len; i++) {
 		if (buf[i] != '\n')
 			continue;
@@ -277,6 +287,7 @@ size_t gw_h1_head_end(const uint8_t *buf, size_t len, size_t *scanned)
 
 enum {
 	CK_SIZE = 0, /* hex digits */
+	CK_SIZE_WS,  /* whitespace after the size: only ';' or CR may follow */
 	CK_EXT,      /* chunk extensions, ignored, up to CR LF */
 	CK_SIZE_LF,  /* CR seen, LF due */
 	CK_DATA,     /* `left` payload bytes */
@@ -312,11 +323,21 @@ int gw_h1_chunked_step(struct gw_h1_chunked *c, const uint8_t *in, size_t n, siz
 				return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
 			} else if (b == '\r') {
 				c->state = CK_SIZE_LF;
-			} else if (b == ';' || b == ' ' || b == '\t') {
+			} else if (b == ';') {
 				c->state = CK_EXT;
+			} else if (b == ' ' || b == '\t') {
+				c->state = CK_SIZE_WS;
 			} else {
 				return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
 			}
+			break;
+		case CK_SIZE_WS:
+			if (b == ';')
+				c->state = CK_EXT;
+			else if (b == '\r')
+				c->state = CK_SIZE_LF;
+			else if (b != ' ' && b != '\t')
+				return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
 			break;
 		case CK_EXT:
 			if (b == '\r')

@@ -441,7 +441,14 @@ static void test_memory_constant(void)
 	gwp_resp_free(&res);
 	hwm1 = proc_kib(gw.pid, "VmHWM");
 	fprintf(stderr, "\n  gateway VmHWM %ld KiB -> %ld KiB after 128 MiB in and out\n", hwm0, hwm1);
-	CU_ASSERT(hwm0 > 0 && hwm1 - hwm0 < 32 * 1024);
+	CU_ASSERT(hwm0 > 0);
+#if defined(__SANITIZE_ADDRESS__)
+	/* ASan keeps freed memory in quarantine (256 MiB), so RSS says nothing
+	 * about the gateway's buffers here; the normal build asserts the bound. */
+	fprintf(stderr, "  (the bound is asserted in the normal build only)\n");
+#else
+	CU_ASSERT(hwm1 - hwm0 < 32 * 1024);
+#endif
 	free(body);
 }
 
