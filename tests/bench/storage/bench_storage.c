@@ -818,6 +818,11 @@ static void mem_track_line(const char *what, const struct mem_track *m, long bas
 	       "rise %s MiB\n",
 	       what, hi, hi - baseline_kib / 1024.0, fmt_series(a, sizeof(a), &m->peak, 1),
 	       fmt_series(b, sizeof(b), &m->rise, 1));
+	/* in order, so that memory kept from one transfer to the next shows as a climb */
+	printf("memory    %s peaks in round order (MiB):", what);
+	for (int r = 0; r < rounds; r++)
+		printf(m->peak.v[r] < 0 ? " n/a" : " %.1f", m->peak.v[r]);
+	printf("\n");
 }
 
 /* The gateway run.sh started: its dir, URL and PID from the environment. */
