@@ -24,6 +24,7 @@
 #include "gateway/gw_internal.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -352,35 +353,62 @@ static bool reply_closes(struct gw_req *r)
 	return r->close || r->h1.close || atomic_load(&r->srv->draining) || r->conn->reading_body;
 }
 
+/* A reply head is built in one stack buffer and added once: the common
+ * small head costs one copy, not one evbuffer chain per line. */
+struct headbuf {
+	struct evbuffer *out;
+	size_t n;
+	char buf[2048];
+};
+
+static void head_add(struct headbuf *hb, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void head_add(struct headbuf *hb, const char *fmt, ...)
+{
+	va_list ap;
+	int k;
+
+	va_start(ap, fmt);
+	k = vsnprintf(hb->buf + hb->n, sizeof(hb->buf) - hb->n, fmt, ap);
+	va_end(ap);
+	if (k >= 0 && (size_t)k < sizeof(hb->buf) - hb->n) {
+		hb->n += (size_t)k;
+		return;
+	}
+	/* does not fit: flush, then add this line on its own */
+	evbuffer_add(hb->out, hb->buf, hb->n);
+	hb->n = 0;
+	va_start(ap, fmt);
+	evbuffer_add_vprintf(hb->out, fmt, ap);
+	va_end(ap);
+}
+
 void gw_conn_head(struct gw_req *r, struct evbuffer *out, int64_t length)
 {
 	bool body_allowed = !(r->status == 204 || r->status == 304 || r->status < 200);
+	struct headbuf hb;
 
-	evbuffer_add_printf(out,
-	                    "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nCache-Control: "
-	                    "no-store\r\n",
-	                    r->status, reason_phrase(r->status), http_date(),
-	                    r->content_type[0] ? r->content_type : "application/json");
+	hb.out = out;
+	hb.n = 0;
+	head_add(&hb, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n",
+	         r->status, reason_phrase(r->status), http_date(),
+	         r->content_type[0] ? r->content_type : "application/json");
 	for (struct gw_hdr *h = r->headers; h; h = h->next)
-		evbuffer_add_printf(out, "%s: %s\r\n", h->name, h->value);
-	if (body_allowed) {
-		if (length >= 0)
-			evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)length);
-		else
-			evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n");
-	}
-	if (r->close)
-		evbuffer_add_printf(out, "Connection: close\r\n");
-	evbuffer_add(out, "\r\n", 2);
+		head_add(&hb, "%s: %s\r\n", h->name, h->value);
+	if (body_allowed && length >= 0)
+		head_add(&hb, "Content-Length: %lld\r\n", (long long)length);
+	else if (body_allowed)
+		head_add(&hb, "Transfer-Encoding: chunked\r\n");
+	head_add(&hb, "%s\r\n", r->close ? "Connection: close\r\n" : "");
+	evbuffer_add(out, hb.buf, hb.n);
 }
 
 /* Move the handler's reply bytes to the socket (loop thread). */
 static void move_reply(struct gw_conn *c, struct gw_req *r)
 {
 	pthread_mutex_lock(&r->lock);
-	if (c->bev && evbuffer_get_length(r->sout) > 0)
+	if (r->sout && c->bev && evbuffer_get_length(r->sout) > 0)
 		evbuffer_add_buffer(bufferevent_get_output(c->bev), r->sout);
-	else if (c->bev == NULL)
+	else if (r->sout && c->bev == NULL)
 		evbuffer_drain(r->sout, evbuffer_get_length(r->sout));
 	r->queued = c->bev ? evbuffer_get_length(bufferevent_get_output(c->bev)) : 0;
 	pthread_cond_broadcast(&r->cond);
@@ -428,6 +456,10 @@ void gw_conn_finish(struct gw_req *r)
 		gw_conn_head(r, out, (int64_t)bytes);
 		if (!r->is_head)
 			evbuffer_add_buffer(out, r->out);
+		/* bufferevent_openssl writes one TLS record (and one write(2)) per
+		 * buffer chain: a small reply joined into one goes out as one. */
+		if (evbuffer_get_length(out) <= 16384)
+			evbuffer_pullup(out, -1);
 		closing = r->close;
 	}
 	c->req = NULL;
@@ -606,6 +638,11 @@ static void begin_body(struct gw_conn *c, struct gw_req *r)
 	c->body_left = r->h1.content_length > 0 ? (uint64_t)r->h1.content_length : 0;
 	c->reading_body = c->body_chunked || c->body_left > 0;
 	memset(&c->ck, 0, sizeof(c->ck));
+	if (streaming && ((r->in = evbuffer_new()) == NULL || (r->sout = evbuffer_new()) == NULL)) {
+		c->reading_body = false;
+		refuse(c, r, 500, "internal_error", "out of memory");
+		return;
+	}
 	if (!c->reading_body) {
 		c->state = CS_RUN;
 		if (c->deadline)
@@ -646,8 +683,9 @@ static void try_head(struct gw_conn *c)
 {
 	struct gw_server *srv = c->srv;
 	struct evbuffer *in = bufferevent_get_input(c->bev);
-	size_t len = evbuffer_get_length(in), look, end;
+	size_t len = evbuffer_get_length(in), look, end, nf, off;
 	const uint8_t *buf;
+	struct gw_h1_field *fields;
 	struct gw_req *r;
 	const char *why;
 	int st;
@@ -668,17 +706,21 @@ static void try_head(struct gw_conn *c)
 		            "the request head is larger than the server accepts");
 		return;
 	}
-	if ((r = gw_req_new(c->w, c)) == NULL || (r->head = malloc(end + 1)) == NULL) {
+	/* One allocation: the head's bytes, then its field table. */
+	nf = srv->max_headers < GW_H1_MAX_FIELDS ? srv->max_headers : GW_H1_MAX_FIELDS;
+	off = (end + 1 + 15) & ~(size_t)15;
+	if ((r = gw_req_new(c->w, c)) == NULL || (r->head = malloc(off + nf * sizeof(*fields))) == NULL) {
 		gw_req_free(r);
 		conn_drop(c);
 		return;
 	}
+	fields = (struct gw_h1_field *)(void *)(r->head + off);
 	c->req = r;
 	c->state = CS_RUN;
 	evbuffer_remove(in, r->head, end);
 	r->head[end] = '\0';
 	c->scanned = 0;
-	if ((st = gw_h1_parse(&r->h1, r->head, end, srv->max_headers, &why)) != 0) {
+	if ((st = gw_h1_parse(&r->h1, r->head, end, fields, nf, &why)) != 0) {
 		const char *code = st == 431   ? "headers_too_large"
 		                   : st == 417 ? "expectation_failed"
 		                   : st == 501 ? "not_implemented"
@@ -907,6 +949,11 @@ int gw_reply_start(struct gw_req *r, int status, const char *content_type, int64
 	           (r->route && (r->route->flags & GW_STREAM_BODY) && !r->in_done);
 	r->chunked_reply = length < 0;
 	r->reply_left = length < 0 ? 0 : (uint64_t)length;
+	if (r->sout == NULL && (r->sout = evbuffer_new()) == NULL) {
+		r->aborted = true; /* nothing was sent: the connection just closes */
+		pthread_mutex_unlock(&r->lock);
+		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+	}
 	gw_conn_head(r, r->sout, length);
 	r->queued += evbuffer_get_length(r->sout);
 	pthread_mutex_unlock(&r->lock);
@@ -925,7 +972,7 @@ int gw_reply_write(struct gw_req *r, const void *data, size_t len)
 	pthread_mutex_lock(&r->lock);
 	while (!r->gone && r->queued > GW_REPLY_WINDOW)
 		pthread_cond_wait(&r->cond, &r->lock);
-	if (r->gone) {
+	if (r->gone || r->sout == NULL) {
 		err = ehr_error_set(EHR_ERR_IO, "the client went away");
 	} else if (!r->chunked_reply && len > r->reply_left) {
 		err = ehr_error_set(EHR_ERR_INTERNAL, "reply longer than its Content-Length");
@@ -955,7 +1002,7 @@ void gw_reply_end(struct gw_req *r, bool ok)
 	pthread_mutex_lock(&r->lock);
 	if (!ok || (!r->chunked_reply && r->reply_left > 0))
 		r->aborted = true;
-	else if (r->chunked_reply && !r->is_head)
+	else if (r->chunked_reply && !r->is_head && r->sout)
 		evbuffer_add(r->sout, "0\r\n\r\n", 5);
 	pthread_mutex_unlock(&r->lock);
 }

@@ -67,16 +67,18 @@ struct gw_h1_req {
 	char *method, *target;
 	int minor; /* HTTP/1.<minor> */
 	size_t nfields;
-	struct gw_h1_field fields[GW_H1_MAX_FIELDS];
-	int64_t content_length; /* -1: none */
+	struct gw_h1_field *fields; /* the caller's array */
+	int64_t content_length;     /* -1: none */
 	bool chunked;
 	bool close; /* Connection: close, or HTTP/1.0 without keep-alive */
 	bool expect_continue;
 };
 /* Parse a whole request head (up to and including its empty line) in place.
- * Returns 0, or the status to refuse it with (400, 417, 431, 501, 505),
- * *why saying why in words fit for a client. */
-int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, size_t max_fields, const char **why);
+ * `fields` has room for min(max_fields, GW_H1_MAX_FIELDS) entries; more
+ * fields than that is 431. Returns 0, or the status to refuse it with (400,
+ * 417, 431, 501, 505), *why saying why in words fit for a client. */
+int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, struct gw_h1_field *fields, size_t max_fields,
+                const char **why);
 const char *gw_h1_field(const struct gw_h1_req *q, const char *name); /* case-insensitive; first */
 size_t gw_h1_head_end(const uint8_t *buf, size_t len, size_t *scanned);
 

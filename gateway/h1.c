@@ -205,13 +205,15 @@ static int semantics(struct gw_h1_req *q, const char **why)
 	return 0;
 }
 
-int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, size_t max_fields, const char **why)
+int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, struct gw_h1_field *fields, size_t max_fields,
+                const char **why)
 {
 	char *p = head, *end = head + len, *line;
 	size_t n = 0;
 	int st;
 
 	memset(q, 0, sizeof(*q));
+	q->fields = fields;
 	q->content_length = -1;
 	*why = "";
 	/* RFC 9112 §2.2: ignore at least one empty line before the request line. */

@@ -50,16 +50,8 @@ struct gw_req *gw_req_new(struct gw_worker *w, struct gw_conn *c)
 
 	if (r == NULL)
 		return NULL;
-	r->out = evbuffer_new();
-	r->sout = evbuffer_new();
-	r->in = evbuffer_new();
-	if (r->out == NULL || r->sout == NULL || r->in == NULL) {
-		if (r->out)
-			evbuffer_free(r->out);
-		if (r->sout)
-			evbuffer_free(r->sout);
-		if (r->in)
-			evbuffer_free(r->in);
+	/* The streaming buffers (in, sout) are made only when a route streams. */
+	if ((r->out = evbuffer_new()) == NULL) {
 		free(r);
 		return NULL;
 	}
@@ -100,8 +92,10 @@ void gw_req_free(struct gw_req *r)
 	if (r->body_buf)
 		evbuffer_free(r->body_buf);
 	evbuffer_free(r->out);
-	evbuffer_free(r->sout);
-	evbuffer_free(r->in);
+	if (r->sout)
+		evbuffer_free(r->sout);
+	if (r->in)
+		evbuffer_free(r->in);
 	pthread_mutex_destroy(&r->lock);
 	pthread_cond_destroy(&r->cond);
 	free(r);

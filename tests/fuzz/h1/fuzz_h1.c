@@ -28,7 +28,8 @@ static bool is_ows(char c)
 
 static void check_head(const uint8_t *data, size_t size)
 {
-	static struct gw_h1_req q; /* 16 KiB: not on the stack */
+	static struct gw_h1_req q;
+	static struct gw_h1_field fields[MAX_FIELDS];
 	size_t scanned = 0, end, len;
 	const char *why = NULL;
 	char *head;
@@ -58,7 +59,7 @@ static void check_head(const uint8_t *data, size_t size)
 		return;
 	memcpy(head, data, len);
 	head[len] = '\0';
-	st = gw_h1_parse(&q, head, len, MAX_FIELDS, &why);
+	st = gw_h1_parse(&q, head, len, fields, MAX_FIELDS, &why);
 	if (why == NULL)
 		abort();
 	switch (st) {

@@ -20,9 +20,10 @@
 #define H_CRLF "GET / HTTP/1.1\r\nHost: a\r\n\r\n"
 #define H_LF "GET / HTTP/1.1\nHost: a\n\n"
 
-static struct gw_h1_req req; /* 16 KiB: not on the stack */
-static char *head;           /* the current head, parsed in place */
+static struct gw_h1_req req;
+static char *head; /* the current head, parsed in place */
 static const char *why;
+static struct gw_h1_field fields[GW_H1_MAX_FIELDS];
 
 /* Parse text[0..len) from a fresh heap copy of exactly len bytes. */
 static int parse_n(const char *text, size_t len, size_t max_fields)
@@ -32,7 +33,7 @@ static int parse_n(const char *text, size_t len, size_t max_fields)
 	CU_ASSERT_PTR_NOT_NULL_FATAL(head);
 	memcpy(head, text, len);
 	why = NULL;
-	return gw_h1_parse(&req, head, len, max_fields, &why);
+	return gw_h1_parse(&req, head, len, fields, max_fields, &why);
 }
 
 static int status_at(int line, const char *text, size_t len, int want)
