@@ -435,6 +435,7 @@ void gwp_teardown(struct gw_proc *p)
 
 	if (p->pid > 0)
 		gwp_stop(p, NULL, 0);
+	ehr_test_check_log(p->log_path);
 	if (p->dbname[0]) {
 		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", p->dbname);
 		admin_exec(sql);

@@ -21,6 +21,12 @@
 #include <CUnit/CUnit.h>
 
 int ehr_test_main(int argc, char **argv, void (*register_suites)(void));
+/* A failure found outside any test (e.g. a sanitizer report in a gateway's
+ * log at teardown): printed now, counted in the totals and the exit code. */
+void ehr_test_fail_late(const char *what);
+/* Fail late if the file (a gateway's stderr) holds a sanitizer report:
+ * ASan/UBSan errors, or LeakSanitizer's report at exit. */
+void ehr_test_check_log(const char *path);
 const char *ehr_test_env(const char *name);
 
 /* Add a suite with its tests: ADD_SUITE("name", init, clean, {"t1", fn1}, ...) */

@@ -14,6 +14,36 @@ const char *ehr_test_env(const char *name)
 	return (v && *v) ? v : NULL;
 }
 
+static unsigned late_failures;
+
+void ehr_test_fail_late(const char *what)
+{
+	fprintf(stderr, "\n  FAILED outside a test: %s\n", what);
+	late_failures++;
+}
+
+void ehr_test_check_log(const char *path)
+{
+	static const char *const marks[] = { "ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+		                             "runtime error:", "ThreadSanitizer" };
+	char line[1024];
+	FILE *f = path && *path ? fopen(path, "r") : NULL;
+
+	if (f == NULL)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		for (size_t i = 0; i < sizeof(marks) / sizeof(marks[0]); i++) {
+			if (strstr(line, marks[i]) == NULL)
+				continue;
+			fprintf(stderr, "\n  %s: %s", path, line);
+			ehr_test_fail_late("a sanitizer reported in a gateway's log");
+			fclose(f);
+			return;
+		}
+	}
+	fclose(f);
+}
+
 int ehr_test_add_suite(const char *name, int (*init)(void), int (*clean)(void),
                        const struct ehr_test_case *cases, size_t n)
 {
@@ -54,7 +84,7 @@ int ehr_test_main(int argc, char **argv, void (*register_suites)(void))
 	failed = CU_get_number_of_tests_failed();
 	suites_failed = CU_get_number_of_suites_failed();
 	/* A suite whose init failed ran none of its tests: count them as failed. */
-	failed += suites_failed;
+	failed += suites_failed + late_failures;
 	printf("\nehrgate-totals: %s %u passed, %u failed\n", basename(argv[0]),
 	       run >= CU_get_number_of_tests_failed() ? run - CU_get_number_of_tests_failed() : 0, failed);
 	CU_cleanup_registry();

@@ -254,6 +254,7 @@ int atest_gw_start(struct atest_gw *g, const char *ehrgate, const char *state_di
 	memset(g, 0, sizeof(*g));
 	g->pid = -1;
 	snprintf(g->cfg, sizeof(g->cfg), "%s/gw-%d-%d.ini", state_dir, (int)getpid(), counter);
+	snprintf(g->err, sizeof(g->err), "%s/gw-%d-%d.err", state_dir, (int)getpid(), counter);
 	snprintf(out, sizeof(out), "%s/gw-%d-%d.out", state_dir, (int)getpid(), counter++);
 	snprintf(ini, sizeof(ini),
 	         "[server]\nstate_dir = %s\nlisten = 127.0.0.1:0\nworkers = 1\n"
@@ -272,6 +273,7 @@ int atest_gw_start(struct atest_gw *g, const char *ehrgate, const char *state_di
 	argv[n] = NULL;
 	posix_spawn_file_actions_init(&fa);
 	posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+	posix_spawn_file_actions_addopen(&fa, 2, g->err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
 	rc = posix_spawn(&pid, ehrgate, &fa, NULL, (char *const *)argv, environ);
 	posix_spawn_file_actions_destroy(&fa);
 	if (rc != 0)
@@ -280,7 +282,7 @@ int atest_gw_start(struct atest_gw *g, const char *ehrgate, const char *state_di
 	for (int i = 0; i < 300; i++) {
 		const char *p;
 		if (waitpid(pid, &status, WNOHANG) == pid) {
-			fprintf(stderr, "atest: ehrgate serve exited early\n");
+			fprintf(stderr, "atest: ehrgate serve exited early (see %s)\n", g->err);
 			g->pid = -1;
 			ehr_buf_free(&log);
 			return -1;
@@ -321,6 +323,7 @@ void atest_gw_stop(struct atest_gw *g)
 	for (int i = 0; i < 100; i++) {
 		if (waitpid(g->pid, &status, WNOHANG) == g->pid) {
 			g->pid = -1;
+			ehr_test_check_log(g->err);
 			return;
 		}
 		usleep(50 * 1000);
@@ -328,4 +331,5 @@ void atest_gw_stop(struct atest_gw *g)
 	kill(g->pid, SIGKILL);
 	waitpid(g->pid, &status, 0);
 	g->pid = -1;
+	ehr_test_check_log(g->err);
 }

@@ -33,6 +33,7 @@ struct atest_gw {
 	int port;
 	char url[64];
 	char cfg[512];
+	char err[600]; /* its stderr: scanned for sanitizer reports at stop */
 };
 /* Write DIR/gw-PORT.ini for state_dir and db, then serve with the extra
  * --set assignments (NULL-terminated, may be NULL); waits until it accepts. */

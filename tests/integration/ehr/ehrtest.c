@@ -269,6 +269,7 @@ void ehrt_teardown(struct ehrt *t)
 	const char *pg = ehr_test_env("EHRGATE_TEST_PG");
 
 	ehrt_stop(t, false);
+	ehr_test_check_log(t->log);
 	if (pg && t->dbname[0]) {
 		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", t->dbname);
 		super_exec(pg, sql);
