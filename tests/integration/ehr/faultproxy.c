@@ -55,7 +55,7 @@ static void handle(struct fault_proxy *fp, int cfd)
 	uint64_t clen, sent;
 	int ufd = -1;
 	bool fail = false, is_part = false, is_abort = false, is_complete = false;
-	unsigned part = 0;
+	unsigned part = 0, hold;
 
 	/* request head */
 	while (hl < 65535) {
@@ -91,6 +91,16 @@ static void handle(struct fault_proxy *fp, int cfd)
 	extra = hl - (size_t)(end + 4 - head);
 	pthread_mutex_lock(&fp->lock);
 	fp->requests++;
+	if (is_part && part > fp->part_max_seen)
+		fp->part_max_seen = part;
+	hold = is_part && fp->hold_part && part == fp->hold_part ? fp->hold_ms : 0;
+	fp->holding = hold > 0;
+	pthread_mutex_unlock(&fp->lock);
+	/* the part stays in flight: its body unread, no answer */
+	for (unsigned waited = 0; waited < hold && !fp->stop; waited += 5)
+		usleep(5 * 1000);
+	pthread_mutex_lock(&fp->lock);
+	fp->holding = false;
 	fail = fp->fail_all || (is_part && fp->fail_part_from && part >= fp->fail_part_from);
 	if (is_part && fail)
 		fp->parts_failed++;
@@ -216,6 +226,42 @@ void fault_proxy_stop(struct fault_proxy *fp)
 	pthread_join(fp->th, NULL);
 	close(fp->lfd);
 	pthread_mutex_destroy(&fp->lock);
+}
+
+unsigned fault_proxy_part_max_seen(struct fault_proxy *fp)
+{
+	unsigned v;
+	pthread_mutex_lock(&fp->lock);
+	v = fp->part_max_seen;
+	pthread_mutex_unlock(&fp->lock);
+	return v;
+}
+
+unsigned fault_proxy_parts_failed(struct fault_proxy *fp)
+{
+	unsigned v;
+	pthread_mutex_lock(&fp->lock);
+	v = fp->parts_failed;
+	pthread_mutex_unlock(&fp->lock);
+	return v;
+}
+
+unsigned fault_proxy_parts_ok(struct fault_proxy *fp)
+{
+	unsigned v;
+	pthread_mutex_lock(&fp->lock);
+	v = fp->parts_ok;
+	pthread_mutex_unlock(&fp->lock);
+	return v;
+}
+
+bool fault_proxy_holding(struct fault_proxy *fp)
+{
+	bool v;
+	pthread_mutex_lock(&fp->lock);
+	v = fp->holding;
+	pthread_mutex_unlock(&fp->lock);
+	return v;
 }
 
 uint16_t fault_proxy_url_port(const char *url)

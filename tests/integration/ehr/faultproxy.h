@@ -32,10 +32,23 @@ struct fault_proxy {
 	unsigned aborts_seen; /* DELETE ?uploadId=... forwarded */
 	int abort_status;     /* S3's answer to the last one */
 	unsigned completes_ok;
+	/* hold: keep every UploadPart with partNumber == hold_part (0 = none)
+	 * unanswered for hold_ms before failing or forwarding it, so a test can
+	 * act while that part is in flight; holding is true meanwhile */
+	unsigned hold_part;
+	unsigned hold_ms;
+	bool holding;
+	unsigned part_max_seen; /* highest partNumber of any UploadPart that arrived */
 };
 
 int fault_proxy_start(struct fault_proxy *fp, uint16_t upstream_port);
 void fault_proxy_stop(struct fault_proxy *fp);
+/* The observations above, read under the proxy's lock (for another thread
+ * that waits on them while the proxy works). */
+unsigned fault_proxy_part_max_seen(struct fault_proxy *fp);
+unsigned fault_proxy_parts_failed(struct fault_proxy *fp);
+unsigned fault_proxy_parts_ok(struct fault_proxy *fp);
+bool fault_proxy_holding(struct fault_proxy *fp);
 /* Port of an http://127.0.0.1:PORT URL. */
 uint16_t fault_proxy_url_port(const char *url);
 
