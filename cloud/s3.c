@@ -11,11 +11,20 @@
  * wrong host name) or an unusable CA file is never retried: it will not fix
  * itself, and the caller gets the verification error at once.
  * Objects at least one part long go up as a multipart upload that is
- * aborted (AbortMultipartUpload) on any failure.
+ * aborted (AbortMultipartUpload) on any failure. Its parts are double
+ * buffered: one is PUT by an uploader thread while the caller's thread fills
+ * the next from the reader (see "multipart pipeline" below).
+ *
+ * Threads: s3_do may run on any number of threads at once. Each call takes
+ * an easy handle from the pool for itself (pool_get/pool_put under s->lock)
+ * and gives it back at the end; the store's other fields are read-only after
+ * cloud__s3_open (curl only reads the shared CURLOPT_RESOLVE list); the TLS
+ * observer's state and the error detail are per thread.
  */
 #include "cloud/cloud_internal.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +41,9 @@
 #define S3_ERRBODY_MAX (64 * 1024)
 #define S3_LISTBODY_MAX (8 * 1024 * 1024)
 #define S3_MAX_PARTS 10000
+/* Part buffers kept for reuse between uploads (two per upload in flight).
+ * They hold ciphertext only, so they are not wiped. */
+#define S3_SPARE_PARTS 4
 
 static const char EMPTY_SHA256[] = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
@@ -50,9 +62,11 @@ struct s3_store {
 	unsigned max_attempts;
 	unsigned connect_timeout_ms;
 	unsigned timeout_ms;
-	pthread_mutex_t lock;
+	pthread_mutex_t lock; /* guards pool/npool and spare/nspare */
 	CURL *pool[S3_POOL_MAX];
 	size_t npool;
+	uint8_t *spare[S3_SPARE_PARTS]; /* free part buffers, part_size bytes each */
+	size_t nspare;
 };
 
 struct s3_req {
@@ -64,7 +78,8 @@ struct s3_req {
 	size_t body_len;
 	cloud_write_fn sink; /* GET: where a 2xx body goes */
 	void *sink_ctx;
-	size_t resp_max; /* bound of a collected body */
+	size_t resp_max;            /* bound of a collected body */
+	const atomic_bool *give_up; /* set: no further attempt (NULL: none) */
 };
 
 struct s3_resp {
@@ -117,6 +132,34 @@ static void pool_put(struct s3_store *s, CURL *h)
 	pthread_mutex_unlock(&s->lock);
 	if (h)
 		curl_easy_cleanup(h);
+}
+
+/* A part buffer of s->part_size bytes: a spare one if there is one. */
+static uint8_t *part_buf_get(struct s3_store *s)
+{
+	uint8_t *b = NULL;
+
+	pthread_mutex_lock(&s->lock);
+	if (s->nspare > 0)
+		b = s->spare[--s->nspare];
+	pthread_mutex_unlock(&s->lock);
+	if (b == NULL)
+		b = malloc(s->part_size);
+	return b;
+}
+
+/* Keep up to S3_SPARE_PARTS buffers for the next uploads; free the rest. */
+static void part_buf_put(struct s3_store *s, uint8_t *b)
+{
+	if (b == NULL)
+		return;
+	pthread_mutex_lock(&s->lock);
+	if (s->nspare < S3_SPARE_PARTS) {
+		s->spare[s->nspare++] = b;
+		b = NULL;
+	}
+	pthread_mutex_unlock(&s->lock);
+	free(b);
 }
 
 /* ------------------------------------------------------------- callbacks */
@@ -281,6 +324,11 @@ static const char *s3_code(const struct s3_resp *rs, struct ehr_buf *tmp)
 	if (rs->body.len && s3_xml_find((const char *)rs->body.data, rs->body.len, "Code", tmp) == 1)
 		return ehr_buf_cstr(tmp);
 	return "";
+}
+
+static bool gave_up(const struct s3_req *rq)
+{
+	return rq->give_up != NULL && atomic_load(rq->give_up);
 }
 
 /* One S3 request with retries. Returns 0 with rs->status set for any HTTP
@@ -467,10 +515,14 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 			err = 0;
 			break;
 		}
-		/* A GET that has already streamed bytes cannot be replayed. */
-		if (x.delivered > 0 || attempt >= s->max_attempts)
+		/* A GET that has already streamed bytes cannot be replayed; a
+		 * caller that gave up (a multipart upload that failed elsewhere)
+		 * wants no further attempt. */
+		if (x.delivered > 0 || attempt >= s->max_attempts || gave_up(rq))
 			goto out;
 		backoff_sleep(attempt);
+		if (gave_up(rq))
+			goto out;
 	}
 out:
 	/* A handle whose transfer failed may hold a broken connection; curl
@@ -552,22 +604,221 @@ static int s3_put_single(struct s3_store *s, const char *key, const uint8_t *bod
 	return err;
 }
 
+/* UploadPart: the part's ETag into etag on success. */
+static int s3_upload_part(struct s3_store *s, const char *key, const char *upload_id, size_t number,
+                          const uint8_t *body, size_t n, const atomic_bool *give_up, char etag[128])
+{
+	char pn[24];
+	const struct s3_kv q[] = { { "partNumber", pn }, { "uploadId", upload_id } };
+	struct s3_req rq = { .method = "PUT",
+		             .key = key,
+		             .query = q,
+		             .nquery = 2,
+		             .body = body,
+		             .body_len = n,
+		             .give_up = give_up };
+	struct s3_resp rs;
+	int err;
+
+	snprintf(pn, sizeof(pn), "%zu", number);
+	err = s3_do(s, &rq, &rs);
+	if (err == 0 && (rs.status < 200 || rs.status >= 300))
+		err = s3_status_err(&rs, "UploadPart");
+	if (err == 0 && rs.etag[0] == '\0')
+		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 UploadPart: no ETag");
+	if (err == 0)
+		memcpy(etag, rs.etag, sizeof(rs.etag));
+	ehr_buf_free(&rs.body);
+	return err;
+}
+
+/*
+ * The multipart pipeline: while part k goes up, part k+1 is filled.
+ *
+ * The caller's thread fills the parts, since the reader (the HTTP body) may
+ * only be read from it, and hands each one over to an uploader thread, which
+ * PUTs it and records its ETag. There is one hand-over slot and two part
+ * buffers: a hand-over waits until the previous part is done, so the buffer
+ * filled next is always the one that is no longer on the wire. Memory per
+ * upload is two parts, whatever the object's size.
+ *
+ * One uploader thread per multipart upload, started after
+ * CreateMultipartUpload and joined before s3_put returns. A pool of threads
+ * owned by the store was the alternative: it would have to be as large as
+ * the number of concurrent uploads (the gateway's blocking threads) or
+ * uploads would queue behind each other's parts and be serial again, and its
+ * shutdown would be ordered against obj_store_free. Starting a thread costs
+ * tens of microseconds, nothing next to one part of 5 MiB or more.
+ *
+ * The first error wins, whichever side has it (a reader error, a failed
+ * part, too many parts): it is kept with its message (error details are per
+ * thread), and once it is known no part is handed over and the part in
+ * flight, if any, is not retried (give_up). The caller then waits for the
+ * uploader to be idle before it aborts the upload, so that no part can land
+ * after the abort.
+ */
+struct part_pipe {
+	struct s3_store *s;
+	const char *key;
+	const char *upload_id;
+	char (*etags)[128]; /* etags[i]: part i + 1 */
+	atomic_bool give_up;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	/* under mu */
+	const uint8_t *job; /* the part handed over; NULL: the uploader is idle */
+	size_t job_len;
+	size_t job_number;
+	bool quit;
+	int err;       /* the first error, 0 if none */
+	char msg[512]; /* its detail */
+};
+
+/* Record err (its detail is this thread's) unless an error is known already. */
+static void pipe_fail_locked(struct part_pipe *pp, int err)
+{
+	if (pp->err != 0)
+		return;
+	pp->err = err;
+	snprintf(pp->msg, sizeof(pp->msg), "%s", ehr_error_msg());
+	atomic_store(&pp->give_up, true);
+}
+
+static void pipe_fail(struct part_pipe *pp, int err)
+{
+	pthread_mutex_lock(&pp->mu);
+	pipe_fail_locked(pp, err);
+	pthread_mutex_unlock(&pp->mu);
+}
+
+static void *pipe_uploader(void *arg)
+{
+	struct part_pipe *pp = arg;
+
+	pthread_mutex_lock(&pp->mu);
+	for (;;) {
+		const uint8_t *body;
+		size_t n, number;
+		char etag[128];
+		int err = 0;
+		bool skip;
+
+		while (pp->job == NULL && !pp->quit)
+			pthread_cond_wait(&pp->cv, &pp->mu);
+		if (pp->job == NULL)
+			break; /* quit */
+		body = pp->job;
+		n = pp->job_len;
+		number = pp->job_number;
+		skip = pp->err != 0; /* never handed over after a failure; be sure */
+		pthread_mutex_unlock(&pp->mu);
+		if (!skip)
+			err = s3_upload_part(pp->s, pp->key, pp->upload_id, number, body, n, &pp->give_up,
+			                     etag);
+		pthread_mutex_lock(&pp->mu);
+		if (err < 0)
+			pipe_fail_locked(pp, err);
+		else if (!skip)
+			memcpy(pp->etags[number - 1], etag, sizeof(etag));
+		pp->job = NULL;
+		pthread_cond_broadcast(&pp->cv);
+	}
+	pthread_mutex_unlock(&pp->mu);
+	return NULL;
+}
+
+/* Hand part `number` over once the previous one is done; the upload's error
+ * instead if it has failed (and then nothing is handed over). */
+static int pipe_hand_over(struct part_pipe *pp, const uint8_t *body, size_t n, size_t number)
+{
+	int err;
+
+	pthread_mutex_lock(&pp->mu);
+	while (pp->job != NULL)
+		pthread_cond_wait(&pp->cv, &pp->mu);
+	err = pp->err;
+	if (err == 0) {
+		pp->job = body;
+		pp->job_len = n;
+		pp->job_number = number;
+		pthread_cond_broadcast(&pp->cv);
+	}
+	pthread_mutex_unlock(&pp->mu);
+	return err;
+}
+
+/* Wait for the part in flight, stop and join the uploader. The upload's
+ * first error, with its detail in this thread's slot, or 0. */
+static int pipe_finish(struct part_pipe *pp, pthread_t th)
+{
+	int err;
+
+	pthread_mutex_lock(&pp->mu);
+	while (pp->job != NULL)
+		pthread_cond_wait(&pp->cv, &pp->mu);
+	pp->quit = true;
+	pthread_cond_broadcast(&pp->cv);
+	pthread_mutex_unlock(&pp->mu);
+	pthread_join(th, NULL);
+	err = pp->err;
+	if (err < 0)
+		ehr_error_set(err, "%s", pp->msg);
+	return err;
+}
+
+/* Fill parts from the reader and hand them to the uploader until the end of
+ * the stream or the first error. part[0] holds the first part (n bytes, not
+ * at the end of the stream). *nparts: parts handed over. */
+static int pipe_run(struct part_pipe *pp, cloud_read_fn rd, void *rctx, uint8_t *part[2], size_t n,
+                    size_t *nparts)
+{
+	size_t number = 1;
+	unsigned cur = 0;
+	bool eof = false;
+	pthread_t th;
+	int err;
+
+	*nparts = 0;
+	if (pthread_create(&th, NULL, pipe_uploader, pp) != 0)
+		return ehr_error_set(EHR_ERR_INTERNAL, "S3: cannot start the part uploader thread");
+	for (;;) {
+		if (number > S3_MAX_PARTS) {
+			pipe_fail(pp,
+			          ehr_error_set(EHR_ERR_TOO_LARGE, "S3: more than %d parts", S3_MAX_PARTS));
+			break;
+		}
+		if (pipe_hand_over(pp, part[cur], n, number) < 0)
+			break;
+		*nparts = number++;
+		if (eof)
+			break;
+		cur ^= 1;
+		if ((err = fill_part(rd, rctx, part[cur], pp->s->part_size, &n, &eof)) < 0) {
+			pipe_fail(pp, err);
+			break;
+		}
+		if (n == 0)
+			break;
+	}
+	return pipe_finish(pp, th);
+}
+
 static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, struct obj_info *info)
 {
 	struct s3_store *s = impl;
 	struct ehr_buf upload_id = EHR_BUF_INIT(1024), complete = EHR_BUF_INIT(1024 * 1024);
-	char(*etags)[128] = NULL;
-	uint8_t *buf = NULL;
+	struct part_pipe pp = { .s = s, .key = key };
+	uint8_t *part[2] = { NULL, NULL };
 	size_t n = 0, nparts = 0;
-	bool eof = false;
+	bool eof = false, pipe_ready = false;
 	int err = 0;
 
 	(void)info;
-	buf = malloc(s->part_size);
-	ENSURE_GOTO(buf != NULL, EHR_ERR_NOMEM);
-	GUARD_GOTO(fill_part(rd, rctx, buf, s->part_size, &n, &eof));
+	part[0] = part_buf_get(s);
+	ENSURE_GOTO(part[0] != NULL, EHR_ERR_NOMEM);
+	GUARD_GOTO(fill_part(rd, rctx, part[0], s->part_size, &n, &eof));
 	if (eof) {
-		err = s3_put_single(s, key, buf, n);
+		err = s3_put_single(s, key, part[0], n);
 		goto out;
 	}
 
@@ -586,47 +837,26 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 		if (err < 0)
 			goto out;
 	}
-	etags = calloc(S3_MAX_PARTS, sizeof(*etags));
-	ENSURE_GOTO(etags != NULL, EHR_ERR_NOMEM);
-
-	for (;;) {
-		char pn[16];
-		const struct s3_kv q[] = { { "partNumber", pn }, { "uploadId", ehr_buf_cstr(&upload_id) } };
-		struct s3_req rq = {
-			.method = "PUT", .key = key, .query = q, .nquery = 2, .body = buf, .body_len = n
-		};
-		struct s3_resp rs;
-
-		if (nparts >= S3_MAX_PARTS) {
-			err = ehr_error_set(EHR_ERR_TOO_LARGE, "S3: more than %d parts", S3_MAX_PARTS);
-			goto abort;
-		}
-		snprintf(pn, sizeof(pn), "%zu", nparts + 1);
-		err = s3_do(s, &rq, &rs);
-		if (err == 0 && (rs.status < 200 || rs.status >= 300))
-			err = s3_status_err(&rs, "UploadPart");
-		if (err == 0 && rs.etag[0] == '\0')
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 UploadPart: no ETag");
-		if (err == 0)
-			memcpy(etags[nparts], rs.etag, sizeof(rs.etag));
-		ehr_buf_free(&rs.body);
-		if (err < 0)
-			goto abort;
-		nparts++;
-		if (eof)
-			break;
-		if ((err = fill_part(rd, rctx, buf, s->part_size, &n, &eof)) < 0)
-			goto abort;
-		if (n == 0)
-			break;
+	pp.upload_id = ehr_buf_cstr(&upload_id);
+	pp.etags = calloc(S3_MAX_PARTS, sizeof(*pp.etags));
+	part[1] = part_buf_get(s);
+	if (pp.etags == NULL || part[1] == NULL) {
+		err = ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+		goto abort;
 	}
+	atomic_init(&pp.give_up, false);
+	pthread_mutex_init(&pp.mu, NULL);
+	pthread_cond_init(&pp.cv, NULL);
+	pipe_ready = true;
+	if ((err = pipe_run(&pp, rd, rctx, part, n, &nparts)) < 0)
+		goto abort;
 
 	/* CompleteMultipartUpload; S3 may answer 200 with an <Error> body. */
 	if ((err = ehr_buf_append_str(&complete, "<CompleteMultipartUpload>")) < 0)
 		goto abort;
 	for (size_t i = 0; i < nparts; i++) {
 		struct ehr_buf esc = EHR_BUF_INIT(512);
-		for (const char *p = etags[i]; *p; p++) {
+		for (const char *p = pp.etags[i]; *p; p++) {
 			if (*p == '"')
 				err = ehr_buf_append_str(&esc, "&quot;");
 			else if (*p == '&')
@@ -671,18 +901,21 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 	}
 	goto out;
 abort : {
-	/* Keep the first error; the abort's own outcome is only logged. */
+	/* Keep the first error; the abort's own outcome is only logged. The
+	 * uploader has stopped: no part can land after this. */
 	char saved[256];
 	snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
 	s3_abort(s, key, ehr_buf_cstr(&upload_id));
 	ehr_error_set(err, "%s (multipart upload aborted)", saved);
 }
 out:
-	if (buf) {
-		OPENSSL_cleanse(buf, n);
-		free(buf);
+	if (pipe_ready) {
+		pthread_cond_destroy(&pp.cv);
+		pthread_mutex_destroy(&pp.mu);
 	}
-	free(etags);
+	part_buf_put(s, part[0]);
+	part_buf_put(s, part[1]);
+	free(pp.etags);
 	ehr_buf_free(&upload_id);
 	ehr_buf_free(&complete);
 	return err;
@@ -821,6 +1054,8 @@ static void s3_free(void *impl)
 		return;
 	for (size_t i = 0; i < s->npool; i++)
 		curl_easy_cleanup(s->pool[i]);
+	for (size_t i = 0; i < s->nspare; i++)
+		free(s->spare[i]);
 	pthread_mutex_destroy(&s->lock);
 	free(s->scheme);
 	free(s->host);
