@@ -44,6 +44,7 @@ enum obj_backend { OBJ_BACKEND_FS = 0, OBJ_BACKEND_S3 = 1 };
 
 #define OBJ_S3_MIN_PART (5u * 1024 * 1024)
 #define OBJ_S3_DEFAULT_PART (8u * 1024 * 1024)
+#define OBJ_S3_SINGLE_PUT_MAX 5368709120ull /* 5 GiB: S3's limit for one PUT */
 
 struct obj_store_config {
 	enum obj_backend backend;
@@ -55,10 +56,14 @@ struct obj_store_config {
 	const char *s3_region; /* "us-east-1" if NULL */
 	const char *s3_access_key;
 	const char *s3_secret_key;
-	bool s3_virtual_host;           /* bucket.host/key instead of host/bucket/key */
-	const char *s3_ca_file;         /* extra CA bundle for https; NULL = system store */
-	const char *s3_resolve;         /* optional "host:port:addr" pin, as curl --resolve */
-	size_t s3_part_size;            /* multipart part size; 0 = 8 MiB; at least 5 MiB */
+	bool s3_virtual_host;   /* bucket.host/key instead of host/bucket/key */
+	const char *s3_ca_file; /* extra CA bundle for https; NULL = system store */
+	const char *s3_resolve; /* optional "host:port:addr" pin, as curl --resolve */
+	size_t s3_part_size;    /* multipart part size; 0 = 8 MiB; at least 5 MiB */
+	/* a put of known size up to this many bytes is one streaming PUT
+	 * (UNSIGNED-PAYLOAD); 0 = never (multipart past one part, as before).
+	 * [store] s3_single_put_max defaults to OBJ_S3_SINGLE_PUT_MAX */
+	uint64_t s3_single_put_max;
 	unsigned s3_max_attempts;       /* per request, 0 = 4 */
 	unsigned s3_connect_timeout_ms; /* 0 = 3000 */
 	unsigned s3_timeout_ms;         /* whole request, 0 = 300000 */
@@ -87,6 +92,19 @@ enum obj_backend obj_store_backend(const struct obj_store *s);
  * EHR_ERR_UNAVAILABLE; a reader's error is returned as is.
  */
 int obj_store_put(struct obj_store *s, const char *key, cloud_read_fn rd, void *rctx, struct obj_info *info);
+/*
+ * put_sized: the same, with size >= 0 promising that the reader yields
+ * exactly size bytes (< 0: unknown, as obj_store_put). A reader that ends
+ * early or yields more is refused with EHR_ERR_INVAL before the object is
+ * complete, and nothing stays stored. S3: a known size up to
+ * s3_single_put_max goes up as ONE streaming PUT (payload not hashed before
+ * sending: x-amz-content-sha256 UNSIGNED-PAYLOAD; the SHA-256 in info, which
+ * the ledger keeps and checks on every read, is the integrity check); it is
+ * retried only while no byte of the body has been read, and on a failure
+ * after it started the key is deleted (best effort). Otherwise multipart.
+ */
+int obj_store_put_sized(struct obj_store *s, const char *key, cloud_read_fn rd, void *rctx, int64_t size,
+                        struct obj_info *info);
 /* get: streams the object to wr. EHR_ERR_NOT_FOUND if absent. */
 int obj_store_get(struct obj_store *s, const char *key, cloud_write_fn wr, void *wctx, struct obj_info *info);
 /* head: size of the object; EHR_ERR_NOT_FOUND if absent. */
@@ -216,6 +234,13 @@ int cloud_record_prepare(const struct cloud_kek *kek, struct cloud_record_meta *
  */
 int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct cloud_record_meta *meta,
                      cloud_read_fn rd, void *rctx, uint64_t max_plain);
+/* The same when the plaintext size is known (plain_size >= 0, e.g. an HTTP
+ * Content-Length; -1 = unknown): the exact ciphertext size is promised to
+ * obj_store_put_sized (one streaming PUT on S3). A reader yielding another
+ * number of bytes fails with EHR_ERR_INVAL and nothing is stored; a
+ * plain_size above max_plain is EHR_ERR_TOO_LARGE at once. */
+int cloud_record_put_sized(struct obj_store *st, const struct cloud_kek *kek, struct cloud_record_meta *meta,
+                           cloud_read_fn rd, void *rctx, uint64_t max_plain, int64_t plain_size);
 /*
  * Fetch, verify and decrypt a record. The ciphertext is spooled to an
  * unlinked temporary file while hashed; its size and SHA-256 must equal

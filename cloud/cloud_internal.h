@@ -21,7 +21,7 @@ struct s3_sigv4_input {
 	size_t nquery;
 	const struct s3_kv *headers; /* every header to sign (host and x-amz-date included) */
 	size_t nheaders;
-	const char *payload_sha256; /* 64 hex digits */
+	const char *payload_sha256; /* 64 lower-case hex digits, or "UNSIGNED-PAYLOAD" */
 	const char *amz_date;       /* "20150830T123600Z" */
 	const char *region;
 	const char *service; /* "s3" */
@@ -77,7 +77,10 @@ int s3_xml_find(const char *doc, size_t len, const char *name, struct ehr_buf *o
 /* ------------------------------------------------------- backends */
 
 struct obj_backend_ops {
-	int (*put)(void *impl, const char *key, cloud_read_fn rd, void *rctx, struct obj_info *info);
+	/* size >= 0: the reader yields exactly size bytes (store.c enforces it);
+	 * < 0: unknown */
+	int (*put)(void *impl, const char *key, cloud_read_fn rd, void *rctx, int64_t size,
+	           struct obj_info *info);
 	int (*get)(void *impl, const char *key, cloud_write_fn wr, void *wctx, struct obj_info *info);
 	int (*head)(void *impl, const char *key, uint64_t *size);
 	int (*del)(void *impl, const char *key);

@@ -136,14 +136,32 @@ out:
 int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct cloud_record_meta *meta,
                      cloud_read_fn rd, void *rctx, uint64_t max_plain)
 {
+	return cloud_record_put_sized(st, kek, meta, rd, rctx, max_plain, -1);
+}
+
+int cloud_record_put_sized(struct obj_store *st, const struct cloud_kek *kek, struct cloud_record_meta *meta,
+                           cloud_read_fn rd, void *rctx, uint64_t max_plain, int64_t plain_size)
+{
 	uint8_t dek[CLOUD_KEY_LEN];
 	struct put_pipe pp = { .rd = rd, .rctx = rctx, .max_plain = max_plain };
 	struct obj_info info;
 	const char *kid = NULL;
 	char key[128];
+	int64_t ct_size = -1;
 	int err = 0;
 
 	ehr_buf_init(&pp.pending, 2 * (CLOUD_SEG_DEFAULT + CLOUD_TAG_LEN) + CLOUD_HDR_LEN);
+	if (plain_size >= 0) {
+		uint64_t ct = 0;
+		if (max_plain && (uint64_t)plain_size > max_plain) {
+			err = ehr_error_set(EHR_ERR_TOO_LARGE, "record larger than %llu bytes",
+			                    (unsigned long long)max_plain);
+			goto out;
+		}
+		GUARD_GOTO(cloud_ciphertext_size(&ct, (uint64_t)plain_size, CLOUD_SEG_DEFAULT));
+		ENSURE_GOTO(ct <= (uint64_t)INT64_MAX, EHR_ERR_TOO_LARGE);
+		ct_size = (int64_t)ct;
+	}
 	GUARD_GOTO(cloud_record_key(key, sizeof(key), meta->rid));
 	if (meta->kid[0] == '\0') {
 		GUARD_GOTO(cloud_dek_new(dek));
@@ -155,7 +173,7 @@ int cloud_record_put(struct obj_store *st, const struct cloud_kek *kek, struct c
 	GUARD_GOTO(cloud_seal_new(&pp.seal, dek, meta->rid, CLOUD_SEG_DEFAULT));
 	pp.in = malloc(CLOUD_SEG_DEFAULT);
 	ENSURE_GOTO(pp.in != NULL, EHR_ERR_NOMEM);
-	GUARD_GOTO(obj_store_put(st, key, pipe_read, &pp, &info));
+	GUARD_GOTO(obj_store_put_sized(st, key, pipe_read, &pp, ct_size, &info));
 	meta->plain_size = pp.plain;
 	meta->ct_size = info.size;
 	memcpy(meta->ct_sha256, info.sha256, 32);

@@ -1,16 +1,23 @@
 /*
  * s3.c - the S3 backend over libcurl.
  *
- * Every request is signed here (sigv4.c) with x-amz-content-sha256 set to
- * the SHA-256 of the exact payload (bodies are at most one part, held in
- * memory, so the hash is known before sending; no UNSIGNED-PAYLOAD).
+ * Every request is signed here (sigv4.c). x-amz-content-sha256 is the
+ * SHA-256 of the exact payload for bodies held in memory (parts, small
+ * requests), and UNSIGNED-PAYLOAD for the one body that is streamed: a put
+ * of known size (up to s3_single_put_max) goes up as a single PUT pulled
+ * from the caller's reader while it is sent, which cannot be hashed before
+ * sending. Its integrity rests on the ledger: store.c hashes the bytes as
+ * they pass and every read checks that hash (docs/STORAGE.md).
  * Connections are reused through a small pool of easy handles. Requests are
  * retried with exponential backoff and full jitter on connection errors,
  * timeouts, 5xx and 429 - a GET only while no byte has reached the caller.
  * A TLS certificate the client refuses (untrusted issuer, bad signature,
  * wrong host name) or an unusable CA file is never retried: it will not fix
  * itself, and the caller gets the verification error at once.
- * Objects at least one part long go up as a multipart upload that is
+ * A streamed PUT is retried only while no byte of its body has been read;
+ * after that a failure is final and the key is deleted (best effort).
+ * Other objects at least one part long (size unknown, or over the maximum)
+ * go up as a multipart upload that is
  * aborted (AbortMultipartUpload) on any failure. Its parts are double
  * buffered: one is PUT by an uploader thread while the caller's thread fills
  * the next from the reader (see "multipart pipeline" below).
@@ -59,6 +66,7 @@ struct s3_store {
 	struct curl_slist *resolve;
 	bool virtual_host;
 	size_t part_size;
+	uint64_t single_put_max; /* 0: never a streaming single PUT */
 	unsigned max_attempts;
 	unsigned connect_timeout_ms;
 	unsigned timeout_ms;
@@ -67,6 +75,16 @@ struct s3_store {
 	size_t npool;
 	uint8_t *spare[S3_SPARE_PARTS]; /* free part buffers, part_size bytes each */
 	size_t nspare;
+};
+
+/* A PUT body pulled from the caller's reader while it is sent (the streaming
+ * single PUT). Not hashed first: it goes as UNSIGNED-PAYLOAD. */
+struct s3_stream {
+	cloud_read_fn rd;
+	void *rctx;
+	uint64_t len;      /* exactly this many bytes (Content-Length) */
+	uint64_t consumed; /* bytes pulled from rd, over all attempts */
+	int err;           /* the reader's error (its detail is this thread's), 0 if none */
 };
 
 struct s3_req {
@@ -80,6 +98,7 @@ struct s3_req {
 	void *sink_ctx;
 	size_t resp_max;            /* bound of a collected body */
 	const atomic_bool *give_up; /* set: no further attempt (NULL: none) */
+	struct s3_stream *stream;   /* PUT: the body comes from a reader (body unused) */
 };
 
 struct s3_resp {
@@ -187,10 +206,50 @@ static size_t cb_write(char *p, size_t sz, size_t nm, void *ud)
 	return n;
 }
 
+/* The streaming body: pulled from the caller's reader on this (the calling)
+ * thread. A reader error aborts the transfer and is what the put returns. */
+static size_t cb_read_stream(char *buf, size_t cap, struct s3_stream *st)
+{
+	uint64_t left = st->len - st->consumed;
+	size_t got = 0;
+	int rc;
+
+	if (st->err < 0)
+		return CURL_READFUNC_ABORT;
+	if (left == 0)
+		return 0;
+	if (cap > left)
+		cap = (size_t)left;
+	if ((rc = st->rd(st->rctx, (uint8_t *)buf, cap, &got)) < 0) {
+		st->err = rc;
+		return CURL_READFUNC_ABORT;
+	}
+	if (got == 0 || got > cap) {
+		st->err = ehr_error_set(EHR_ERR_INVAL, "S3 PutObject: body ended after %llu of %llu bytes",
+		                        (unsigned long long)st->consumed, (unsigned long long)st->len);
+		return CURL_READFUNC_ABORT;
+	}
+	st->consumed += got;
+	return got;
+}
+
+/* curl rewinds a body to resend it on a new connection: only possible while
+ * nothing has been read from the reader. */
+static int cb_seek_stream(void *ud, curl_off_t off, int origin)
+{
+	struct xfer *x = ud;
+
+	return off == 0 && origin == SEEK_SET && x->rq->stream->consumed == 0 ? CURL_SEEKFUNC_OK
+	                                                                      : CURL_SEEKFUNC_CANTSEEK;
+}
+
 static size_t cb_read(char *buf, size_t sz, size_t nm, void *ud)
 {
 	struct xfer *x = ud;
 	size_t cap = sz * nm, left = x->rq->body_len - x->up_off;
+
+	if (x->rq->stream)
+		return cb_read_stream(buf, cap, x->rq->stream);
 
 	if (left > cap)
 		left = cap;
@@ -348,7 +407,9 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 
 	memset(&sig, 0, sizeof(sig));
 	ehr_buf_init(&rs->body, rq->resp_max ? rq->resp_max : S3_ERRBODY_MAX);
-	if (rq->body_len) {
+	if (rq->stream) {
+		memcpy(payload_hash, "UNSIGNED-PAYLOAD", sizeof("UNSIGNED-PAYLOAD"));
+	} else if (rq->body_len) {
 		static const char hx[] = "0123456789abcdef";
 		SHA256(rq->body, rq->body_len, h);
 		for (int i = 0; i < 32; i++) {
@@ -455,7 +516,14 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 			curl_easy_setopt(c, CURLOPT_UPLOAD, 1L);
 			curl_easy_setopt(c, CURLOPT_READFUNCTION, cb_read);
 			curl_easy_setopt(c, CURLOPT_READDATA, &x);
-			curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
+			if (rq->stream) {
+				curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->stream->len);
+				curl_easy_setopt(c, CURLOPT_SEEKFUNCTION, cb_seek_stream);
+				curl_easy_setopt(c, CURLOPT_SEEKDATA, &x);
+				curl_easy_setopt(c, CURLOPT_UPLOAD_BUFFERSIZE, 256L * 1024);
+			} else {
+				curl_easy_setopt(c, CURLOPT_INFILESIZE_LARGE, (curl_off_t)rq->body_len);
+			}
 		} else if (strcmp(rq->method, "POST") == 0) {
 			curl_easy_setopt(c, CURLOPT_POST, 1L);
 			curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq->body_len ? (const char *)rq->body : "");
@@ -473,6 +541,10 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 		curl_slist_free_all(hdrs);
 		if (x.sink_err < 0) {
 			err = x.sink_err;
+			goto out;
+		}
+		if (rq->stream && rq->stream->err < 0) {
+			err = rq->stream->err; /* the reader's, detail included */
 			goto out;
 		}
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &rs->status);
@@ -515,10 +587,12 @@ static int s3_do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs
 			err = 0;
 			break;
 		}
-		/* A GET that has already streamed bytes cannot be replayed; a
+		/* A GET that has already streamed bytes cannot be replayed, nor
+		 * a streamed PUT whose body has started (those bytes are gone); a
 		 * caller that gave up (a multipart upload that failed elsewhere)
 		 * wants no further attempt. */
-		if (x.delivered > 0 || attempt >= s->max_attempts || gave_up(rq))
+		if (x.delivered > 0 || (rq->stream && rq->stream->consumed > 0) ||
+		    attempt >= s->max_attempts || gave_up(rq))
 			goto out;
 		backoff_sleep(attempt);
 		if (gave_up(rq))
@@ -601,6 +675,44 @@ static int s3_put_single(struct s3_store *s, const char *key, const uint8_t *bod
 	if (err == 0 && (rs.status < 200 || rs.status >= 300))
 		err = s3_status_err(&rs, "PutObject");
 	ehr_buf_free(&rs.body);
+	return err;
+}
+
+/*
+ * The streaming single PUT of a body of known size: pulled from the reader
+ * while it is sent, on this thread, in constant memory, signed with
+ * UNSIGNED-PAYLOAD (store.c hashes what passes for the ledger). Retried only
+ * while no byte has been read. After a failure once the body has started,
+ * the key is deleted (best effort): it is a fresh key nobody else writes, so
+ * this only removes what this PUT may have left.
+ */
+static int s3_put_stream(struct s3_store *s, const char *key, cloud_read_fn rd, void *rctx, uint64_t size)
+{
+	struct s3_stream st = { .rd = rd, .rctx = rctx, .len = size };
+	struct s3_req rq = { .method = "PUT", .key = key, .stream = &st };
+	struct s3_resp rs;
+	int err = s3_do(s, &rq, &rs);
+
+	if (err == 0 && (rs.status < 200 || rs.status >= 300))
+		err = s3_status_err(&rs, "PutObject");
+	ehr_buf_free(&rs.body);
+	if (err < 0 && st.consumed > 0) {
+		char saved[256];
+		struct s3_req dq = { .method = "DELETE", .key = key };
+		struct s3_resp ds;
+		int derr;
+
+		snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
+		derr = s3_do(s, &dq, &ds);
+		if (derr == 0 && ds.status != 204 && ds.status != 200 && ds.status != 404)
+			derr = s3_status_err(&ds, "DeleteObject");
+		ehr_buf_free(&ds.body);
+		if (derr < 0)
+			ehr_logf(EHR_LOG_WARN, "s3.put_cleanup_failed",
+			         "deleting the key of a failed PUT failed (%s); fsck lists it as an orphan",
+			         ehr_error_msg());
+		ehr_error_set(err, "%s", saved);
+	}
 	return err;
 }
 
@@ -803,7 +915,8 @@ static int pipe_run(struct part_pipe *pp, cloud_read_fn rd, void *rctx, uint8_t 
 	return pipe_finish(pp, th);
 }
 
-static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, struct obj_info *info)
+static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int64_t size,
+                  struct obj_info *info)
 {
 	struct s3_store *s = impl;
 	struct ehr_buf upload_id = EHR_BUF_INIT(1024), complete = EHR_BUF_INIT(1024 * 1024);
@@ -814,6 +927,8 @@ static int s3_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, str
 	int err = 0;
 
 	(void)info;
+	if (size > 0 && (uint64_t)size <= s->single_put_max)
+		return s3_put_stream(s, key, rd, rctx, (uint64_t)size);
 	part[0] = part_buf_get(s);
 	ENSURE_GOTO(part[0] != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(fill_part(rd, rctx, part[0], s->part_size, &n, &eof));
@@ -1156,6 +1271,11 @@ int cloud__s3_open(void **impl, const struct obj_backend_ops **ops, const struct
 	s->part_size = cfg->s3_part_size ? cfg->s3_part_size : OBJ_S3_DEFAULT_PART;
 	if (s->part_size < OBJ_S3_MIN_PART || s->part_size > 512u * 1024 * 1024) {
 		err = ehr_error_set(EHR_ERR_CONFIG, "S3 part size must be between 5 MiB and 512 MiB");
+		goto out;
+	}
+	s->single_put_max = cfg->s3_single_put_max;
+	if (s->single_put_max > OBJ_S3_SINGLE_PUT_MAX) {
+		err = ehr_error_set(EHR_ERR_CONFIG, "S3 single PUT maximum must be at most 5 GiB");
 		goto out;
 	}
 	s->max_attempts = cfg->s3_max_attempts ? cfg->s3_max_attempts : 4;

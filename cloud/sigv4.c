@@ -129,7 +129,16 @@ int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
 	ENSURE_GOTO(in->method && in->path && in->payload_sha256 && in->amz_date && in->region &&
 	                    in->service && in->access_key && in->secret_key,
 	            EHR_ERR_INVAL);
-	ENSURE_GOTO(strlen(in->amz_date) == 16 && strlen(in->payload_sha256) == 64, EHR_ERR_INVAL);
+	ENSURE_GOTO(strlen(in->amz_date) == 16, EHR_ERR_INVAL);
+	/* The payload hash: 64 lower-case hex digits, or the literal
+	 * UNSIGNED-PAYLOAD (a body streamed without being hashed first). */
+	if (strcmp(in->payload_sha256, "UNSIGNED-PAYLOAD") != 0) {
+		ENSURE_GOTO(strlen(in->payload_sha256) == 64, EHR_ERR_INVAL);
+		for (size_t i = 0; i < 64; i++) {
+			char c = in->payload_sha256[i];
+			ENSURE_GOTO((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'), EHR_ERR_INVAL);
+		}
+	}
 	memcpy(date, in->amz_date, 8);
 	date[8] = '\0';
 

@@ -195,21 +195,63 @@ enum obj_backend obj_store_backend(const struct obj_store *s)
 struct hashing {
 	EVP_MD_CTX *md;
 	uint64_t size;
+	int64_t expect; /* put: the promised size, < 0 unknown */
+	bool probed;    /* put: the reader's end was seen right at expect */
 	cloud_read_fn rd;
 	void *rctx;
 	cloud_write_fn wr;
 	void *wctx;
 };
 
+/*
+ * The size promise of a put: the reader is never asked for more than is
+ * left, and the moment the last promised byte has been read (before it goes
+ * to the backend) one more read must find the end. So a reader that runs
+ * long or ends early fails the put from inside the transfer - the backend
+ * sees a reader error, aborts, and no object is completed. EHR_ERR_INVAL: a
+ * broken promise is the caller's error, not tampering.
+ */
+static int size_probe(struct hashing *h)
+{
+	uint8_t extra;
+	size_t got = 0;
+
+	h->probed = true;
+	GUARD(h->rd(h->rctx, &extra, 1, &got));
+	if (got != 0)
+		return ehr_error_set(EHR_ERR_INVAL, "object stream longer than its declared %lld bytes",
+		                     (long long)h->expect);
+	return 0;
+}
+
 static int hashing_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
 {
 	struct hashing *h = ctx;
 
+	*got = 0;
+	if (h->expect >= 0) {
+		uint64_t left = (uint64_t)h->expect - h->size;
+		if (left == 0) {
+			if (!h->probed)
+				GUARD(size_probe(h)); /* a promise of 0 bytes */
+			return 0;
+		}
+		if (cap > left)
+			cap = (size_t)left;
+	}
 	GUARD(h->rd(h->rctx, buf, cap, got));
 	ENSURE(*got <= cap, EHR_ERR_INTERNAL);
 	if (*got) {
 		GUARD_OSSL(EVP_DigestUpdate(h->md, buf, *got));
 		h->size += *got;
+	}
+	if (h->expect >= 0) {
+		if (*got == 0)
+			return ehr_error_set(EHR_ERR_INVAL,
+			                     "object stream ended after %llu of its declared %lld bytes",
+			                     (unsigned long long)h->size, (long long)h->expect);
+		if (h->size == (uint64_t)h->expect)
+			GUARD(size_probe(h));
 	}
 	return 0;
 }
@@ -265,21 +307,36 @@ static int full_key(char out[600], const struct obj_store *s, const char *key)
  * therefore computed over what the backend pulled, which must be the
  * stream exactly once (backends never re-read the caller's reader).
  */
-int obj_store_put(struct obj_store *s, const char *key, cloud_read_fn rd, void *rctx, struct obj_info *info)
+int obj_store_put_sized(struct obj_store *s, const char *key, cloud_read_fn rd, void *rctx, int64_t size,
+                        struct obj_info *info)
 {
-	struct hashing h = { .rd = rd, .rctx = rctx };
+	struct hashing h = { .rd = rd, .rctx = rctx, .expect = size < 0 ? -1 : size };
 	int err;
 
 	char fk[600];
 
 	GUARD(full_key(fk, s, key));
 	GUARD(hashing_begin(&h));
-	err = s->ops->put(s->impl, fk, hashing_read, &h, NULL);
+	err = s->ops->put(s->impl, fk, hashing_read, &h, h.expect, NULL);
+	if (err == 0 && h.expect >= 0 && (h.size != (uint64_t)h.expect || !h.probed)) {
+		/* A backend that stopped pulling early: never stored as complete. */
+		err = ehr_error_set(EHR_ERR_INTERNAL, "store backend read %llu of %lld bytes",
+		                    (unsigned long long)h.size, (long long)h.expect);
+		char saved[256];
+		snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
+		(void)s->ops->del(s->impl, fk);
+		ehr_error_set(err, "%s", saved);
+	}
 	if (err < 0) {
 		hashing_end(&h, NULL);
 		return err;
 	}
 	return hashing_end(&h, info);
+}
+
+int obj_store_put(struct obj_store *s, const char *key, cloud_read_fn rd, void *rctx, struct obj_info *info)
+{
+	return obj_store_put_sized(s, key, rd, rctx, -1, info);
 }
 
 int obj_store_get(struct obj_store *s, const char *key, cloud_write_fn wr, void *wctx, struct obj_info *info)

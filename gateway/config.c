@@ -112,6 +112,7 @@ static const struct gw_config_key gw_config_keys[] = {
 	P("store", "kek_dir", "@kek"),
 	S("store", "key_prefix", ""),
 	U("store", "s3_part_size", "8388608", 5242880, 536870912),
+	U("store", "s3_single_put_max", "5368709120", 0, 5368709120ULL),
 	U("store", "max_record_bytes", "1073741824", 1, 1099511627776ULL),
 	U("store", "s3_max_attempts", "4", 1, 20),
 	U("store", "s3_timeout_ms", "300000", 1000, 86400000),

@@ -59,6 +59,7 @@ int gw_ehr_store_open(struct obj_store **out, const struct gw_config *cfg)
 		sc.s3_virtual_host = strcmp(gw_config_get(cfg, "store", "s3_addressing"), "virtual") == 0;
 		sc.s3_ca_file = gw_config_get(cfg, "store", "s3_ca_file");
 		sc.s3_part_size = (size_t)gw_config_get_uint(cfg, "store", "s3_part_size");
+		sc.s3_single_put_max = gw_config_get_uint(cfg, "store", "s3_single_put_max");
 		sc.s3_max_attempts = (unsigned)gw_config_get_uint(cfg, "store", "s3_max_attempts");
 		sc.s3_timeout_ms = (unsigned)gw_config_get_uint(cfg, "store", "s3_timeout_ms");
 	} else {
@@ -404,7 +405,7 @@ static void h_record_create(struct gw_req *r)
 	}
 
 	/* 2. the object */
-	if ((err = cloud_record_put(st, kek, &m, body_read, &src, max)) < 0) {
+	if ((err = cloud_record_put_sized(st, kek, &m, body_read, &src, max, gw_req_body_length(r))) < 0) {
 		delete_pending(app, rid);
 		if (src.err == EHR_ERR_PARSE)
 			gw_reply_error(r, 400, "bad_request", "malformed chunked body; nothing was stored");
