@@ -55,6 +55,8 @@ static void handle(struct fault_proxy *fp, int cfd)
 	uint64_t clen, sent;
 	int ufd = -1;
 	bool fail = false, is_part = false, is_abort = false, is_complete = false;
+	bool is_put = false, is_create = false, is_delete = false;
+	uint64_t cut = 0;
 	unsigned part = 0, hold;
 
 	/* request head */
@@ -86,11 +88,18 @@ static void handle(struct fault_proxy *fp, int cfd)
 		}
 		is_abort = strcmp(method, "DELETE") == 0 && strstr(target, "uploadId=") != NULL;
 		is_complete = strcmp(method, "POST") == 0 && strstr(target, "uploadId=") != NULL;
+		is_put = strcmp(method, "PUT") == 0 && !is_part;
+		is_create = strcmp(method, "POST") == 0 && strstr(target, "?uploads") != NULL;
+		is_delete = strcmp(method, "DELETE") == 0 && strchr(target, '?') == NULL;
 	}
 	clen = content_length(head);
 	extra = hl - (size_t)(end + 4 - head);
 	pthread_mutex_lock(&fp->lock);
 	fp->requests++;
+	fp->puts += is_put;
+	fp->creates += is_create;
+	fp->deletes += is_delete;
+	cut = is_put ? fp->cut_put_after : 0;
 	if (is_part && part > fp->part_max_seen)
 		fp->part_max_seen = part;
 	hold = is_part && fp->hold_part && part == fp->hold_part ? fp->hold_ms : 0;
@@ -135,13 +144,26 @@ static void handle(struct fault_proxy *fp, int cfd)
 		    write_all(ufd, eol + 2, hl - (size_t)(eol + 2 - head)) < 0)
 			goto out;
 		sent = extra;
+		if (cut && sent >= cut) /* the head's read took the body's start: keep it short */
+			goto cut_now;
 		while (sent < clen) {
-			ssize_t n = recv(cfd, buf, 65536, 0);
+			size_t want = 65536;
+			ssize_t n;
+			if (cut && cut - sent < want)
+				want = (size_t)(cut - sent);
+			n = recv(cfd, buf, want, 0);
 			if (n <= 0)
 				goto out;
 			if (write_all(ufd, buf, (size_t)n) < 0)
 				goto out;
 			sent += (uint64_t)n;
+			if (cut && sent >= cut) {
+cut_now:
+				pthread_mutex_lock(&fp->lock);
+				fp->puts_cut++;
+				pthread_mutex_unlock(&fp->lock);
+				goto out;
+			}
 		}
 		/* response back until upstream closes */
 		bool first = true;
@@ -164,6 +186,10 @@ static void handle(struct fault_proxy *fp, int cfd)
 					fp->aborts_ok++;
 				if (is_complete && status == 200)
 					fp->completes_ok++;
+				if (is_put && status == 200)
+					fp->puts_ok++;
+				if (is_delete && status == 204)
+					fp->deletes_ok++;
 				pthread_mutex_unlock(&fp->lock);
 			}
 			first = false;

@@ -39,6 +39,16 @@ struct fault_proxy {
 	unsigned hold_ms;
 	bool holding;
 	unsigned part_max_seen; /* highest partNumber of any UploadPart that arrived */
+	/* plain object requests (no partNumber / uploadId / uploads) */
+	unsigned puts;       /* PUT of a whole object (PutObject) that arrived */
+	unsigned puts_ok;    /* ... answered 200 by S3 */
+	unsigned creates;    /* POST ?uploads (CreateMultipartUpload) that arrived */
+	unsigned deletes;    /* DELETE of an object (DeleteObject) that arrived */
+	unsigned deletes_ok; /* ... answered 204 by S3 */
+	/* cut_put_after: forward only this many body bytes of every PutObject
+	 * to S3, then close both connections (0 = never) */
+	uint64_t cut_put_after;
+	unsigned puts_cut;
 };
 
 int fault_proxy_start(struct fault_proxy *fp, uint16_t upstream_port);

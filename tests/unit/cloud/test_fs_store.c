@@ -331,12 +331,93 @@ static void test_record_reader(void)
 	ehr_buf_free(&orig);
 }
 
+/* A size promise: exact sizes store (0 and 5 bytes); a reader that ends
+ * early or runs long is EHR_ERR_INVAL and leaves nothing; a record of known
+ * plaintext size promises its exact ciphertext size. */
+static void test_sized_put(void)
+{
+	const struct {
+		size_t give;
+		int64_t promise;
+		int want;
+	} cases[] = { { 5, 5, 0 },
+		      { 0, 0, 0 },
+		      { 4, 5, EHR_ERR_INVAL },
+		      { 6, 5, EHR_ERR_INVAL },
+		      { 1, 0, EHR_ERR_INVAL },
+		      { 0, 1, EHR_ERR_INVAL },
+		      { 5, -1, 0 } };
+	int n = 0;
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		struct cloud_mem_reader r = { (const uint8_t *)"hello!", cases[i].give, 0 };
+		struct obj_info info;
+		uint64_t size = 0;
+		int rc = obj_store_put_sized(ST, "sized/x", cloud_mem_read, &r, cases[i].promise, &info);
+		CU_ASSERT_EQUAL(rc, cases[i].want);
+		if (cases[i].want == 0) {
+			CU_ASSERT_EQUAL(info.size, cases[i].give);
+			EHR_ASSERT_OK(obj_store_head(ST, "sized/x", &size));
+			CU_ASSERT_EQUAL(size, cases[i].give);
+			EHR_ASSERT_OK(obj_store_delete(ST, "sized/x"));
+		} else {
+			CU_ASSERT_PTR_NOT_NULL(strstr(ehr_error_msg(), "declared"));
+			EHR_ASSERT_ERR(obj_store_head(ST, "sized/x", &size), EHR_ERR_NOT_FOUND);
+		}
+	}
+	EHR_ASSERT_OK(obj_store_list(ST, "sized/", count_cb, &n));
+	CU_ASSERT_EQUAL(n, 0);
+
+	/* records */
+	{
+		const uint64_t sizes[] = { 0, 1, CLOUD_SEG_DEFAULT, 3 * CLOUD_SEG_DEFAULT + 17 };
+		for (size_t i = 0; i < EHR_ARRAY_LEN(sizes); i++) {
+			struct cloud_record_meta m;
+			struct gen g = { .left = sizes[i] };
+			uint64_t ct = 0;
+			char key[128];
+			memset(&m, 0, sizeof(m));
+			EHR_ASSERT_OK(cloud_rid_new(m.rid));
+			EHR_ASSERT_OK(
+			        cloud_record_put_sized(ST, KEK, &m, gen_read, &g, 0, (int64_t)sizes[i]));
+			EHR_ASSERT_OK(cloud_ciphertext_size(&ct, sizes[i], CLOUD_SEG_DEFAULT));
+			CU_ASSERT_EQUAL(m.ct_size, ct);
+			CU_ASSERT_EQUAL(m.plain_size, sizes[i]);
+			EHR_ASSERT_OK(cloud_record_key(key, sizeof(key), m.rid));
+			EHR_ASSERT_OK(obj_store_delete(ST, key));
+		}
+		/* one byte short, one byte long, and over max_plain */
+		const struct {
+			uint64_t give;
+			int64_t promise;
+			uint64_t max;
+			int want;
+		} bad[] = { { 99999, 100000, 0, EHR_ERR_INVAL },
+			    { 100001, 100000, 0, EHR_ERR_INVAL },
+			    { 10, 100000, 1000, EHR_ERR_TOO_LARGE } };
+		for (size_t i = 0; i < EHR_ARRAY_LEN(bad); i++) {
+			struct cloud_record_meta m;
+			struct gen g = { .left = bad[i].give };
+			uint64_t size;
+			char key[128];
+			memset(&m, 0, sizeof(m));
+			EHR_ASSERT_OK(cloud_rid_new(m.rid));
+			EHR_ASSERT_ERR(
+			        cloud_record_put_sized(ST, KEK, &m, gen_read, &g, bad[i].max, bad[i].promise),
+			        bad[i].want);
+			EHR_ASSERT_OK(cloud_record_key(key, sizeof(key), m.rid));
+			EHR_ASSERT_ERR(obj_store_head(ST, key, &size), EHR_ERR_NOT_FOUND);
+		}
+	}
+}
+
 static void reg(void)
 {
 	EHR_ADD_SUITE("fs_store", setup, teardown, { "objects", test_objects },
 	              { "failed put", test_failed_put }, { "record sizes", test_record_sizes },
 	              { "record 64 MiB", test_record_64mib }, { "record tamper", test_record_tamper },
-	              { "record limit", test_record_limit }, { "record reader", test_record_reader });
+	              { "record limit", test_record_limit }, { "record reader", test_record_reader },
+	              { "sized put", test_sized_put });
 }
 
 EHR_TEST_MAIN(reg)

@@ -12,6 +12,8 @@
  */
 #include <string.h>
 
+#include <openssl/sha.h>
+
 #include "cloud/cloud_internal.h"
 #include "tests/harness/harness.h"
 
@@ -421,12 +423,81 @@ static void test_s3_encoding(void)
 	s3_sigv4_output_free(&out);
 }
 
+/*
+ * UNSIGNED-PAYLOAD, against AWS's published worked example ("Authenticating
+ * Requests: Using Query Parameters", GET examplebucket/test.txt, presigned
+ * 20130524T000000Z for 86400 s): the canonical request ends in the literal
+ * UNSIGNED-PAYLOAD, and its SHA-256, the string to sign and the signature are
+ * the ones AWS prints. The same literal in x-amz-content-sha256 is what the
+ * streaming PUT signs (header auth: only the query differs). Anything else
+ * that is not 64 lower-case hex digits is refused.
+ */
+static void test_unsigned_payload(void)
+{
+	const struct s3_kv q[] = {
+		{ "X-Amz-Algorithm", "AWS4-HMAC-SHA256" },
+		{ "X-Amz-Credential", "AKIAIOSFODNN7EXAMPLE/20130524/us-east-1/s3/aws4_request" },
+		{ "X-Amz-Date", "20130524T000000Z" },
+		{ "X-Amz-Expires", "86400" },
+		{ "X-Amz-SignedHeaders", "host" },
+	};
+	const struct s3_kv h[] = { { "host", "examplebucket.s3.amazonaws.com" } };
+	struct s3_sigv4_input in = {
+		.method = "GET",
+		.path = "/test.txt",
+		.query = q,
+		.nquery = EHR_ARRAY_LEN(q),
+		.headers = h,
+		.nheaders = 1,
+		.payload_sha256 = "UNSIGNED-PAYLOAD",
+		.amz_date = "20130524T000000Z",
+		.region = "us-east-1",
+		.service = "s3",
+		.access_key = "AKIAIOSFODNN7EXAMPLE",
+		.secret_key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+	};
+	struct s3_sigv4_output out;
+	uint8_t d[32];
+	char hex[65];
+
+	EHR_ASSERT_OK(s3_sigv4_sign(&out, &in));
+	CU_ASSERT_STRING_EQUAL(
+	        ehr_buf_cstr(&out.canonical_request),
+	        "GET\n/test.txt\n"
+	        "X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=AKIAIOSFODNN7EXAMPLE%2F20130524%"
+	        "2Fus-east-1%2Fs3%2Faws4_request&X-Amz-Date=20130524T000000Z&X-Amz-Expires=86400&"
+	        "X-Amz-SignedHeaders=host\n"
+	        "host:examplebucket.s3.amazonaws.com\n\nhost\nUNSIGNED-PAYLOAD");
+	SHA256(out.canonical_request.data, out.canonical_request.len, d);
+	for (int i = 0; i < 32; i++)
+		snprintf(hex + 2 * i, 3, "%02x", d[i]);
+	CU_ASSERT_STRING_EQUAL(hex, "3bfa292879f6447bbcda7001decf97f4a54dc650c8942174ae0a9121cf58ad04");
+	CU_ASSERT_STRING_EQUAL(ehr_buf_cstr(&out.string_to_sign),
+	                       "AWS4-HMAC-SHA256\n20130524T000000Z\n20130524/us-east-1/s3/aws4_request\n"
+	                       "3bfa292879f6447bbcda7001decf97f4a54dc650c8942174ae0a9121cf58ad04");
+	CU_ASSERT_STRING_EQUAL(out.signature,
+	                       "aeeed9bbccd4d02ee5c0109b86d86835f995330da4c265957d157751f604d404");
+	s3_sigv4_output_free(&out);
+
+	/* near misses of the literal, and hex that is not lower case */
+	in.payload_sha256 = "unsigned-payload";
+	EHR_ASSERT_ERR(s3_sigv4_sign(&out, &in), EHR_ERR_INVAL);
+	in.payload_sha256 = "UNSIGNED-PAYLOAD ";
+	EHR_ASSERT_ERR(s3_sigv4_sign(&out, &in), EHR_ERR_INVAL);
+	in.payload_sha256 = "STREAMING-UNSIGNED-PAYLOAD-TRAILER";
+	EHR_ASSERT_ERR(s3_sigv4_sign(&out, &in), EHR_ERR_INVAL);
+	in.payload_sha256 = "E3B0C44298FC1C149AFBF4C8996FB92427AE41E4649B934CA495991B7852B855";
+	EHR_ASSERT_ERR(s3_sigv4_sign(&out, &in), EHR_ERR_INVAL);
+	in.payload_sha256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b85g";
+	EHR_ASSERT_ERR(s3_sigv4_sign(&out, &in), EHR_ERR_INVAL);
+}
+
 static void reg(void)
 {
 	EHR_ADD_SUITE("sigv4", NULL, NULL, { "aws test suite vectors", test_vectors },
 	              { "authorization header", test_authorization_header },
 	              { "signature sensitivity", test_signature_sensitivity },
-	              { "s3 encoding", test_s3_encoding });
+	              { "s3 encoding", test_s3_encoding }, { "unsigned payload", test_unsigned_payload });
 }
 
 EHR_TEST_MAIN(reg)
