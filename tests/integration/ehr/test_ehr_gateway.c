@@ -598,7 +598,7 @@ static void test_s3_multipart_failure(void)
 	fp.fail_part_from = 2;
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", fp.port);
 	snprintf(orig, sizeof(orig), "%s", S3.t.store_extra);
-	ehrt_s3_section(sect, sizeof(sect), ep, NULL);
+	ehrt_s3_section(sect, sizeof(sect), ep, "s3_single_put_max = 0\n");
 	ehrt_stop(&S3.t, false);
 	CU_ASSERT_EQUAL_FATAL(ehrt_set_store(&S3.t, sect), 0);
 	CU_ASSERT_EQUAL_FATAL(ehrt_start(&S3.t), 0);
