@@ -735,6 +735,12 @@ static void test_concurrent_multipart(void)
 	base_cfg(&c);
 	EHR_ASSERT_OK(open_store(&st, &c));
 	random_prefix(prefix, sizeof(prefix), "conc");
+	/* Keys without a '/': s3rver 3.7's DeleteObject removes emptied parent
+	 * directories with a readdirSync that throws when another delete has
+	 * just removed the same directory, and the unhandled error kills
+	 * s3rver (seen in CI: every later request 503). No shared directory,
+	 * no race; S3 itself has no directories. */
+	prefix[strlen(prefix) - 1] = '-';
 	for (int i = 0; i < CONC_THREADS; i++) {
 		w[i] = (struct conc){ .st = st, .prefix = prefix, .id = i };
 		CU_ASSERT_FATAL(pthread_create(&th[i], NULL, conc_main, &w[i]) == 0);
