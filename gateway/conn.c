@@ -177,6 +177,29 @@ static void conn_arm(struct gw_conn *c, unsigned seconds)
 		evtimer_add(c->deadline, &tv);
 }
 
+/* A request still reading its buffered body was never dispatched: no
+ * handler holds it, so it ends here, with no reply. */
+static void drop_undispatched(struct gw_conn *c)
+{
+	if (c->req == NULL || c->state != CS_BODY)
+		return;
+	gw_req_free(c->req);
+	atomic_fetch_sub(&c->srv->inflight, 1);
+	c->req = NULL;
+}
+
+/* An event stream's client is gone (or the loop stopped): close the socket
+ * and tell the owner, who ends the stream and so frees c. */
+static void stream_gone(struct gw_conn *c)
+{
+	if (c->bev) {
+		bufferevent_free(c->bev);
+		c->bev = NULL;
+		c->ssl = NULL; /* freed with it */
+	}
+	gw__stream_closed(c->stream);
+}
+
 /* A connection that has not delivered a complete request (head, and a
  * buffered body) by its deadline is closed: this bounds slowloris clients
  * that trickle bytes to defeat the per-read idle timeout. */
@@ -187,11 +210,7 @@ static void conn_deadline(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->state == CS_HEAD || c->state == CS_BODY) {
-		if (c->req) {
-			gw_req_free(c->req); /* never dispatched: no handler holds it */
-			atomic_fetch_sub(&c->srv->inflight, 1);
-			c->req = NULL;
-		}
+		drop_undispatched(c);
 		conn_drop(c);
 	}
 }
@@ -283,11 +302,7 @@ void gw_conn_close_all(struct gw_worker *w)
 		if (c->req)
 			continue;
 		if (c->stream) {
-			if (c->bev) {
-				bufferevent_free(c->bev);
-				c->bev = NULL;
-			}
-			gw__stream_closed(c->stream); /* the owner ends the stream, freeing c */
+			stream_gone(c);
 			continue;
 		}
 		conn_drop(c);
@@ -347,10 +362,11 @@ static const char *http_date(void)
 	return buf;
 }
 
-/* Must the connection close after r's reply? */
-static bool reply_closes(struct gw_req *r)
+/* Must the connection close after r's reply? body_unread: the request's
+ * body has not all been read, so the next request cannot be found. */
+static bool must_close(const struct gw_req *r, bool body_unread)
 {
-	return r->close || r->h1.close || atomic_load(&r->srv->draining) || r->conn->reading_body;
+	return r->close || r->h1.close || atomic_load(&r->srv->draining) || body_unread;
 }
 
 /* A reply head is built in one stack buffer and added once: the common
@@ -452,7 +468,7 @@ void gw_conn_finish(struct gw_req *r)
 		struct evbuffer *out = bufferevent_get_output(c->bev);
 		move_reply(c, r); /* a 100 Continue may still wait there */
 		bytes = evbuffer_get_length(r->out);
-		r->close = reply_closes(r);
+		r->close = must_close(r, c->reading_body);
 		gw_conn_head(r, out, (int64_t)bytes);
 		if (!r->is_head)
 			evbuffer_add_buffer(out, r->out);
@@ -607,10 +623,23 @@ static void pump_body(struct gw_conn *c)
 
 /* ------------------------------------------------------------- request head */
 
+/* The error code of a status the head parser (or its size limit) gives. */
+static const char *head_error_code(int status)
+{
+	switch (status) {
+	case 414: return "uri_too_long";
+	case 417: return "expectation_failed";
+	case 431: return "headers_too_large";
+	case 501: return "not_implemented";
+	case 505: return "version_not_supported";
+	default: return "bad_request";
+	}
+}
+
+/* A head too large to parse: refuse it without a parsed request. */
 static void head_refuse(struct gw_conn *c, int status, const char *why)
 {
 	struct gw_req *r = gw_req_new(c->w, c);
-	const char *code;
 
 	if (r == NULL) {
 		conn_drop(c);
@@ -618,15 +647,7 @@ static void head_refuse(struct gw_conn *c, int status, const char *why)
 	}
 	c->req = r;
 	c->state = CS_RUN;
-	switch (status) {
-	case 414: code = "uri_too_long"; break;
-	case 417: code = "expectation_failed"; break;
-	case 431: code = "headers_too_large"; break;
-	case 501: code = "not_implemented"; break;
-	case 505: code = "version_not_supported"; break;
-	default: code = "bad_request"; break;
-	}
-	refuse(c, r, status, code, why);
+	refuse(c, r, status, head_error_code(status), why);
 }
 
 static void begin_body(struct gw_conn *c, struct gw_req *r)
@@ -636,7 +657,7 @@ static void begin_body(struct gw_conn *c, struct gw_req *r)
 
 	c->body_chunked = r->h1.chunked;
 	c->body_left = r->h1.content_length > 0 ? (uint64_t)r->h1.content_length : 0;
-	c->reading_body = c->body_chunked || c->body_left > 0;
+	c->reading_body = gw_h1_has_body(&r->h1);
 	memset(&c->ck, 0, sizeof(c->ck));
 	if (streaming && ((r->in = evbuffer_new()) == NULL || (r->sout = evbuffer_new()) == NULL)) {
 		c->reading_body = false;
@@ -721,14 +742,9 @@ static void try_head(struct gw_conn *c)
 	r->head[end] = '\0';
 	c->scanned = 0;
 	if ((st = gw_h1_parse(&r->h1, r->head, end, fields, nf, &why)) != 0) {
-		const char *code = st == 431   ? "headers_too_large"
-		                   : st == 417 ? "expectation_failed"
-		                   : st == 501 ? "not_implemented"
-		                   : st == 505 ? "version_not_supported"
-		                               : "bad_request";
 		if (r->h1.method && st != 400)
 			r->method = r->h1.method; /* for the log: a known token */
-		refuse(c, r, st, code, why);
+		refuse(c, r, st, head_error_code(st), why);
 		return;
 	}
 	{
@@ -793,20 +809,10 @@ static void client_gone(struct gw_conn *c, int err)
 		pthread_cond_broadcast(&r->cond);
 		pthread_mutex_unlock(&r->lock);
 		c->reading_body = false;
-		if (c->state == CS_BODY) {
-			/* not dispatched: nobody else holds it */
-			gw_req_free(r);
-			atomic_fetch_sub(&c->srv->inflight, 1);
-			c->req = NULL;
-		}
+		drop_undispatched(c);
 	}
 	if (c->stream) {
-		struct gw_stream *s = c->stream;
-		if (c->bev) {
-			bufferevent_free(c->bev);
-			c->bev = NULL;
-		}
-		gw__stream_closed(s);
+		stream_gone(c);
 		return;
 	}
 	conn_drop(c);
@@ -945,8 +951,8 @@ int gw_reply_start(struct gw_req *r, int status, const char *content_type, int64
 	r->status = (status >= 200 && status <= 599) ? status : 500;
 	gw_req_set_content_type(r, content_type);
 	pthread_mutex_lock(&r->lock);
-	r->close = r->close || r->h1.close || atomic_load(&r->srv->draining) ||
-	           (r->route && (r->route->flags & GW_STREAM_BODY) && !r->in_done);
+	/* the handler's thread: whether the body is done is in_done, under the lock */
+	r->close = must_close(r, r->route && (r->route->flags & GW_STREAM_BODY) && !r->in_done);
 	r->chunked_reply = length < 0;
 	r->reply_left = length < 0 ? 0 : (uint64_t)length;
 	if (r->sout == NULL && (r->sout = evbuffer_new()) == NULL) {

@@ -80,6 +80,7 @@ struct gw_h1_req {
 int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, struct gw_h1_field *fields, size_t max_fields,
                 const char **why);
 const char *gw_h1_field(const struct gw_h1_req *q, const char *name); /* case-insensitive; first */
+bool gw_h1_has_body(const struct gw_h1_req *q);                       /* chunked, or Content-Length > 0 */
 size_t gw_h1_head_end(const uint8_t *buf, size_t len, size_t *scanned);
 
 /* The chunked transfer coding of a request body, one step at a time: from

@@ -243,6 +243,11 @@ int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, struct gw_h1_field 
 	return semantics(q, why);
 }
 
+bool gw_h1_has_body(const struct gw_h1_req *q)
+{
+	return q->chunked || q->content_length > 0;
+}
+
 const char *gw_h1_field(const struct gw_h1_req *q, const char *name)
 {
 	for (size_t i = 0; i < q->nfields; i++)

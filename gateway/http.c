@@ -362,7 +362,7 @@ void gw_http_refuse(struct gw_req *r, int status, const char *code, const char *
 /* Refuse before the body was read: the connection must close after it. */
 static int route_refuse(struct gw_req *r, int status, const char *code, const char *msg)
 {
-	if (r->h1.chunked || r->h1.content_length > 0)
+	if (gw_h1_has_body(&r->h1))
 		r->close = true;
 	gw_http_refuse(r, status, code, msg);
 	return 1;
@@ -384,13 +384,12 @@ int gw_http_route(struct gw_req *r)
 		return route_refuse(r, 500, "internal_error", "out of memory");
 	switch (gw_router_match(srv->router, r->method, r->raw_path, &r->match, allow, sizeof(allow))) {
 	case GW_ROUTE_FOUND: break;
-	case GW_ROUTE_BAD_METHOD:
+	case GW_ROUTE_BAD_METHOD: {
+		char msg[64];
 		gw_reply_header(r, "Allow", allow);
-		if (r->h1.chunked || r->h1.content_length > 0)
-			r->close = true;
-		gw_reply_error(r, 405, "method_not_allowed", "method %s is not allowed here", r->method);
-		req_finish(r);
-		return 1;
+		snprintf(msg, sizeof(msg), "method %s is not allowed here", r->method);
+		return route_refuse(r, 405, "method_not_allowed", msg);
+	}
 	case GW_ROUTE_BAD_PATH: r->close = true; return route_refuse(r, 400, "bad_request", "malformed path");
 	case GW_ROUTE_NOT_FOUND:
 	default: return route_refuse(r, 404, "not_found", "no such resource");
