@@ -40,7 +40,7 @@ static int64_t mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(long ms)
+void gwp_sleep_ms(long ms)
 {
 	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
 
@@ -151,7 +151,7 @@ static int wait_exit(pid_t pid, int *status, long wait_ms)
 		if (mono_ms() >= deadline)
 			return ehr_error_set(EHR_ERR_TIMEOUT, "process %d did not exit within %ld ms",
 			                     (int)pid, wait_ms);
-		sleep_ms(10);
+		gwp_sleep_ms(10);
 	}
 	if (status)
 		*status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
@@ -741,4 +741,33 @@ int gwp_raw_tls(const struct gw_proc *p, const void *data, size_t len, char *out
 	gwp_tls_read(&t, NULL, out, cap, got, closed, timeout_ms);
 	gwp_tls_close(&t);
 	return 0;
+}
+
+void gwp_assert_healthy(struct gw_proc *p)
+{
+	struct gwp_resp res;
+
+	CU_ASSERT_EQUAL_FATAL(p->pid > 0 && kill(p->pid, 0) == 0, 1);
+	EHR_ASSERT_OK(gwp_get(p, "/healthz", &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	gwp_resp_free(&res);
+}
+
+uint64_t gwp_metric(const char *text, const char *series)
+{
+	const char *p = text ? strstr(text, series) : NULL;
+	uint64_t v = 0;
+	char num[32];
+	size_t n = 0;
+
+	if (p == NULL)
+		return 0;
+	p += strlen(series);
+	while (*p == ' ')
+		p++;
+	while (*p >= '0' && *p <= '9' && n < sizeof(num) - 1)
+		num[n++] = *p++;
+	num[n] = '\0';
+	ehr_parse_u64(&v, num, UINT64_MAX);
+	return v;
 }

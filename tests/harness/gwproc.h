@@ -156,4 +156,12 @@ void gwp_tls_close(struct gwp_tls *t);
 int gwp_raw_tcp(const struct gw_proc *p, const void *data, size_t len, char *out, size_t cap, size_t *got,
                 bool *closed, long timeout_ms);
 
+/* ---- small test helpers */
+void gwp_sleep_ms(long ms);
+/* CUnit assertions: the process is alive (fatal if not) and /healthz is 200. */
+void gwp_assert_healthy(struct gw_proc *p);
+/* The value of the first sample of `series` (e.g. "\nehrgate_x_total ") in a
+ * /metrics text, 0 when absent. */
+uint64_t gwp_metric(const char *text, const char *series);
+
 #endif

@@ -49,24 +49,6 @@ static int64_t now_ms(void)
 	return ehr_monotonic_ms();
 }
 
-static void msleep(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
-/* The server answers /healthz with 200 and its process is alive. */
-static void assert_healthy(struct gw_proc *p)
-{
-	struct gwp_resp res;
-
-	CU_ASSERT_EQUAL_FATAL(p->pid > 0 && kill(p->pid, 0) == 0, 1);
-	EHR_ASSERT_OK(gwp_get(p, "/healthz", &res));
-	CU_ASSERT_EQUAL(res.status, 200);
-	gwp_resp_free(&res);
-}
-
 static int gw_init(void)
 {
 	if (gwp_setup(&gw, NULL) < 0 || gwp_start(&gw) < 0) {
@@ -142,25 +124,6 @@ static void test_readyz(void)
 	gwp_resp_free(&res);
 }
 
-static uint64_t metric_value(const char *text, const char *series)
-{
-	const char *p = strstr(text, series);
-	uint64_t v = 0;
-	char num[32];
-	size_t n = 0;
-
-	if (p == NULL)
-		return 0;
-	p += strlen(series);
-	while (*p == ' ')
-		p++;
-	while (*p >= '0' && *p <= '9' && n < sizeof(num) - 1)
-		num[n++] = *p++;
-	num[n] = '\0';
-	ehr_parse_u64(&v, num, UINT64_MAX);
-	return v;
-}
-
 static void test_metrics(void)
 {
 	struct gwp_resp res;
@@ -169,8 +132,8 @@ static void test_metrics(void)
 
 	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
 	CU_ASSERT_EQUAL(res.status, 200);
-	before = metric_value(res.body,
-	                      "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
+	before = gwp_metric(res.body,
+	                    "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
 	gwp_resp_free(&res);
 	for (int i = 0; i < 3; i++) {
 		EHR_ASSERT_OK(gwp_get(&gw, "/healthz", &res));
@@ -182,10 +145,10 @@ static void test_metrics(void)
 	CU_ASSERT_EQUAL(res.status, 200);
 	EHR_ASSERT_OK(gwp_resp_header(&res, "Content-Type", ct, sizeof(ct)));
 	CU_ASSERT_PTR_NOT_NULL(strstr(ct, "text/plain"));
-	after = metric_value(res.body,
-	                     "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
+	after = gwp_metric(res.body,
+	                   "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
 	CU_ASSERT_EQUAL(after, before + 3);
-	CU_ASSERT(metric_value(
+	CU_ASSERT(gwp_metric(
 	                  res.body,
 	                  "ehrgate_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}") >=
 	          1);
@@ -194,7 +157,7 @@ static void test_metrics(void)
 	        res.body, "ehrgate_http_request_duration_seconds_bucket{route=\"healthz\",le=\"+Inf\"}"));
 	CU_ASSERT_PTR_NOT_NULL(
 	        strstr(res.body, "ehrgate_http_request_duration_seconds_count{route=\"healthz\"}"));
-	CU_ASSERT(metric_value(res.body, "\nehrgate_http_open_connections") >= 1);
+	CU_ASSERT(gwp_metric(res.body, "\nehrgate_http_open_connections") >= 1);
 	/* no raw paths in labels */
 	CU_ASSERT_PTR_NULL(strstr(res.body, "/no/such/thing"));
 	gwp_resp_free(&res);
@@ -276,7 +239,7 @@ static void test_port_in_use(void)
 	EHR_ASSERT_OK(gwp_run(&gw, args, true, &st, out, sizeof(out)));
 	CU_ASSERT_EQUAL(st, 1);
 	CU_ASSERT_PTR_NULL(strstr(out, "listening"));
-	assert_healthy(&gw);
+	gwp_assert_healthy(&gw);
 }
 
 /* The access log names routes, never raw paths or query strings. */
@@ -289,7 +252,7 @@ static void test_access_log_privacy(void)
 	EHR_ASSERT_OK(gwp_get(&gw, "/v1/test/items/secret-id-4711/parts/p?token=hunter2", &res));
 	CU_ASSERT_EQUAL(res.status, 200);
 	gwp_resp_free(&res);
-	msleep(400); /* lines are flushed every 100 ms */
+	gwp_sleep_ms(400); /* lines are flushed every 100 ms */
 	EHR_ASSERT_OK(ehr_file_read(&log, gw.log_path, log.max));
 	CU_ASSERT_PTR_NULL(strstr(ehr_buf_cstr(&log), "secret-id-4711"));
 	CU_ASSERT_PTR_NULL(strstr(ehr_buf_cstr(&log), "hunter2"));
@@ -318,13 +281,13 @@ static void test_client_gone_mid_request(void)
 	for (int i = 0; i < 3; i++)
 		EHR_ASSERT_OK(gwp_raw_tls(&gw, req, sizeof(req) - 1, out, sizeof(out), &got, &closed, 100));
 	CU_ASSERT_EQUAL(got, 0);
-	msleep(1200);
-	assert_healthy(&gw);
+	gwp_sleep_ms(1200);
+	gwp_assert_healthy(&gw);
 	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
 	/* only the scrape itself is in flight */
-	CU_ASSERT_EQUAL(metric_value(res.body, "\nehrgate_http_inflight_requests"), 1);
+	CU_ASSERT_EQUAL(gwp_metric(res.body, "\nehrgate_http_inflight_requests"), 1);
 	CU_ASSERT(
-	        metric_value(
+	        gwp_metric(
 	                res.body,
 	                "ehrgate_http_requests_total{route=\"test.sleep\",method=\"GET\",status=\"200\"}") >=
 	        3);
@@ -359,7 +322,7 @@ static void test_tls_versions(void)
 	EHR_ASSERT_OK(gwp_request(&gw, &r13, &res));
 	CU_ASSERT_EQUAL(res.status, 200);
 	gwp_resp_free(&res);
-	assert_healthy(&gw);
+	gwp_assert_healthy(&gw);
 }
 
 /* TLS 1.2 offers only the AEAD ECDHE suites. */
@@ -412,7 +375,7 @@ static void test_plaintext_refused(void)
 	CU_ASSERT_PTR_NULL(strstr(out, "HTTP/1.1 2"));
 	CU_ASSERT_PTR_NULL(strstr(out, "status"));
 	CU_ASSERT_TRUE(closed);
-	assert_healthy(&gw);
+	gwp_assert_healthy(&gw);
 }
 
 /* Presenting a client certificate from an unknown CA does not fail the
@@ -474,7 +437,7 @@ static void test_oversized_headers(void)
 	CU_ASSERT_PTR_NULL(strstr(out, "<HTML"));
 	CU_ASSERT_TRUE(closed);
 	ehr_buf_free(&big);
-	assert_healthy(&lim);
+	gwp_assert_healthy(&lim);
 }
 
 static void test_too_many_headers(void)
@@ -493,7 +456,7 @@ static void test_too_many_headers(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"code\":\"headers_too_large\""));
 	CU_ASSERT_TRUE(closed);
 	ehr_buf_free(&req);
-	assert_healthy(&lim);
+	gwp_assert_healthy(&lim);
 }
 
 static void test_oversized_body(void)
@@ -527,7 +490,7 @@ static void test_oversized_body(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"code\":\"too_large\""));
 	CU_ASSERT_TRUE(closed);
 	free(body);
-	assert_healthy(&lim);
+	gwp_assert_healthy(&lim);
 }
 
 static void test_malformed_requests(void)
@@ -572,7 +535,7 @@ static void test_malformed_requests(void)
 		CU_ASSERT_TRUE(closed);
 		ehr_buf_free(&b);
 	}
-	assert_healthy(&gw);
+	gwp_assert_healthy(&gw);
 }
 
 /* A TLS connection to the limits gateway, kept open by the caller. */
@@ -660,7 +623,7 @@ static void test_slowloris_idle(void)
 	CU_ASSERT(now_ms() - t0 < 7000);
 	CU_ASSERT_PTR_NULL(strstr(seen, "HTTP/1.1 2"));
 	close_tls(ssl, fd, ctx);
-	assert_healthy(&lim);
+	gwp_assert_healthy(&lim);
 }
 
 /* TCP connect and silence (no ClientHello): dropped by the same deadline. */
@@ -675,7 +638,7 @@ static void test_slowloris_no_handshake(void)
 	CU_ASSERT_TRUE(closed);
 	CU_ASSERT(now_ms() - t0 < 7000);
 	CU_ASSERT_EQUAL(got, 0);
-	assert_healthy(&lim);
+	gwp_assert_healthy(&lim);
 }
 
 static void test_slowloris_trickle(void)
@@ -711,7 +674,7 @@ static void test_slowloris_trickle(void)
 	CU_ASSERT_TRUE(dropped);
 	CU_ASSERT(now_ms() - t0 < 7000);
 	close_tls(ssl, fd, ctx);
-	assert_healthy(&lim);
+	gwp_assert_healthy(&lim);
 }
 
 static void test_connection_limit(void)
@@ -724,7 +687,7 @@ static void test_connection_limit(void)
 	SSL_CTX *extra_ctx;
 	SSL *extra;
 
-	msleep(300); /* earlier tests' connections are gone */
+	gwp_sleep_ms(300); /* earlier tests' connections are gone */
 	for (int i = 0; i < 4; i++) {
 		s[i] = open_tls(&lim, &fd[i], &c[i]);
 		opened += s[i] != NULL;
@@ -738,8 +701,8 @@ static void test_connection_limit(void)
 	for (int i = 0; i < 4; i++)
 		if (s[i])
 			close_tls(s[i], fd[i], c[i]);
-	msleep(300);
-	assert_healthy(&lim);
+	gwp_sleep_ms(300);
+	gwp_assert_healthy(&lim);
 }
 
 struct sleeper {
@@ -769,9 +732,9 @@ static void test_blocking_queue_full(void)
 	char retry[16] = "";
 
 	pthread_create(&ta, NULL, sleeper_main, &a);
-	msleep(300);
+	gwp_sleep_ms(300);
 	pthread_create(&tb, NULL, sleeper_main, &b);
-	msleep(300);
+	gwp_sleep_ms(300);
 	EHR_ASSERT_OK(gwp_request(&lim, &rq, &res));
 	CU_ASSERT_EQUAL(res.status, 503);
 	CU_ASSERT(gwp_resp_is_error(&res, "unavailable"));
@@ -783,7 +746,7 @@ static void test_blocking_queue_full(void)
 	CU_ASSERT_EQUAL(a.status, 200);
 	CU_ASSERT_EQUAL(b.status, 200);
 	/* inline routes never wait for the pool */
-	assert_healthy(&lim);
+	gwp_assert_healthy(&lim);
 }
 
 /* ---------------------------------------------------------------- signals */
@@ -867,11 +830,11 @@ static void test_sighup_reload(void)
 	CU_ASSERT_NOT_EQUAL(server_cert_serial(&gw), 4242);
 	EHR_ASSERT_OK(gwp_signal(&gw, SIGHUP));
 	for (int i = 0; i < 50 && after != 4242; i++) {
-		msleep(100);
+		gwp_sleep_ms(100);
 		after = server_cert_serial(&gw);
 	}
 	CU_ASSERT_EQUAL(after, 4242);
-	assert_healthy(&gw);
+	gwp_assert_healthy(&gw);
 
 	/* A broken certificate file: the reload fails, the old one stays. */
 	snprintf(path, sizeof(path), "%s/server.pem", gw.state_dir);
@@ -879,14 +842,14 @@ static void test_sighup_reload(void)
 	fputs("-----BEGIN CERTIFICATE-----\nnot a certificate\n-----END CERTIFICATE-----\n", f);
 	fclose(f);
 	EHR_ASSERT_OK(gwp_signal(&gw, SIGHUP));
-	msleep(500);
+	gwp_sleep_ms(500);
 	CU_ASSERT_EQUAL(server_cert_serial(&gw), 4242);
-	assert_healthy(&gw);
+	gwp_assert_healthy(&gw);
 	{
 		struct gwp_resp res;
 		EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
-		CU_ASSERT_EQUAL(metric_value(res.body, "\nehrgate_tls_reload_failures_total"), 1);
-		CU_ASSERT_EQUAL(metric_value(res.body, "\nehrgate_tls_reloads_total"), 1);
+		CU_ASSERT_EQUAL(gwp_metric(res.body, "\nehrgate_tls_reload_failures_total"), 1);
+		CU_ASSERT_EQUAL(gwp_metric(res.body, "\nehrgate_tls_reloads_total"), 1);
 		gwp_resp_free(&res);
 	}
 	/* restore a valid pair for later tests and restarts */
@@ -917,9 +880,9 @@ static void test_sigterm_drain(void)
 	json_t *j;
 
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, slow_request, &call), 0);
-	msleep(400); /* the request is in flight on the blocking pool */
+	gwp_sleep_ms(400); /* the request is in flight on the blocking pool */
 	EHR_ASSERT_OK(gwp_signal(&gw, SIGTERM));
-	msleep(200);
+	gwp_sleep_ms(200);
 	/* no new connections while draining */
 	{
 		struct gwp_resp res;
@@ -944,7 +907,7 @@ static void test_sigterm_drain(void)
 	CU_ASSERT_EQUAL(status, 0);
 	/* start again for the suites that follow */
 	EHR_ASSERT_OK(gwp_start(&gw));
-	assert_healthy(&gw);
+	gwp_assert_healthy(&gw);
 }
 
 /* ---------------------------------------------------------------- readiness */
@@ -995,7 +958,7 @@ static void test_readyz_follows_postgres(void)
 		status = res.status;
 		gwp_resp_free(&res);
 		if (status != 200)
-			msleep(200);
+			gwp_sleep_ms(200);
 	}
 	CU_ASSERT_EQUAL(status, 200);
 }

@@ -27,13 +27,6 @@
 
 static struct gw_proc gw;
 
-static void msleep(long ms)
-{
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
-	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-		;
-}
-
 static int st_init(void)
 {
 	if (gwp_setup(&gw, NULL) < 0 || gwp_start(&gw) < 0) {
@@ -79,25 +72,14 @@ static long proc_kib(pid_t pid, const char *field)
 static long inflight(void)
 {
 	struct gwp_resp res;
-	const char *p;
 	long v = -1;
 
 	if (gwp_get(&gw, "/metrics", &res) < 0)
 		return -1;
-	if (res.body && (p = strstr(res.body, "\nehrgate_http_inflight_requests ")) != NULL)
-		v = strtol(p + strlen("\nehrgate_http_inflight_requests "), NULL, 10);
+	if (res.body && strstr(res.body, "\nehrgate_http_inflight_requests "))
+		v = (long)gwp_metric(res.body, "\nehrgate_http_inflight_requests ");
 	gwp_resp_free(&res);
 	return v;
-}
-
-static void assert_healthy(void)
-{
-	struct gwp_resp res;
-
-	CU_ASSERT_EQUAL_FATAL(gw.pid > 0 && kill(gw.pid, 0) == 0, 1);
-	EHR_ASSERT_OK(gwp_get(&gw, "/healthz", &res));
-	CU_ASSERT_EQUAL(res.status, 200);
-	gwp_resp_free(&res);
 }
 
 /* The echo of a body: its length and hash. */
@@ -195,7 +177,7 @@ static void test_body_chunked_malformed(void)
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"error\":{\"code\":\""));
 		CU_ASSERT_TRUE(closed);
 	}
-	assert_healthy();
+	gwp_assert_healthy(&gw);
 }
 
 /* A chunked body over [server] max_body_bytes on a buffered route: 413. */
@@ -220,7 +202,7 @@ static void test_body_chunked_too_large(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"code\":\"too_large\""));
 	CU_ASSERT_TRUE(closed);
 	ehr_buf_free(&b);
-	assert_healthy();
+	gwp_assert_healthy(&gw);
 }
 
 /* Expect: 100-continue: the interim answer comes before the body is sent,
@@ -284,7 +266,7 @@ static void test_early_reply_closes(void)
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"bytes\":10"));
 	CU_ASSERT_TRUE(closed);
 	gwp_tls_close(&t);
-	assert_healthy();
+	gwp_assert_healthy(&gw);
 }
 
 /* The client leaves in the middle of a streamed upload: the handler sees
@@ -304,9 +286,9 @@ static void test_client_gone_mid_upload(void)
 		EHR_ASSERT_OK(gwp_tls_write(&t, chunk, sizeof(chunk)));
 	gwp_tls_close(&t);
 	for (int i = 0; i < 50 && (n = inflight()) != 1; i++)
-		msleep(100);
+		gwp_sleep_ms(100);
 	CU_ASSERT_EQUAL(n, 1); /* only the scrape itself */
-	assert_healthy();
+	gwp_assert_healthy(&gw);
 }
 
 /* ------------------------------------------------------------ replies out */
@@ -357,7 +339,7 @@ static void test_reply_abort_visible(void)
 		CU_ASSERT(res.body_len <= 1000000);
 		gwp_resp_free(&res);
 	}
-	assert_healthy();
+	gwp_assert_healthy(&gw);
 }
 
 /* A streamed reply, then a pipelined request on the same connection. */
@@ -400,16 +382,16 @@ static void test_slow_reader_bounded(void)
 	EHR_ASSERT_OK(gwp_tls_write(&t, req, sizeof(req) - 1));
 	gwp_tls_read(&t, "\r\n\r\n", out, sizeof(out), &got, &closed, 3000);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 200"));
-	msleep(1500); /* the handler runs into the window and waits */
+	gwp_sleep_ms(1500); /* the handler runs into the window and waits */
 	during = proc_kib(gw.pid, "VmRSS");
 	CU_ASSERT(during - before < 32 * 1024);
 	if (during - before >= 32 * 1024)
 		fprintf(stderr, "\n  RSS grew %ld KiB with a stalled reader\n", during - before);
 	gwp_tls_close(&t);
 	for (int i = 0; i < 50 && inflight() != 1; i++)
-		msleep(100);
+		gwp_sleep_ms(100);
 	CU_ASSERT_EQUAL(inflight(), 1);
-	assert_healthy();
+	gwp_assert_healthy(&gw);
 }
 
 /* 128 MiB in and 128 MiB out: the gateway's peak RSS grows by far less
