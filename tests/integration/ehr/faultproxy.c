@@ -254,31 +254,29 @@ void fault_proxy_stop(struct fault_proxy *fp)
 	pthread_mutex_destroy(&fp->lock);
 }
 
-unsigned fault_proxy_part_max_seen(struct fault_proxy *fp)
+/* A counter the proxy thread updates, read under its lock. */
+static unsigned read_locked(struct fault_proxy *fp, const unsigned *counter)
 {
 	unsigned v;
 	pthread_mutex_lock(&fp->lock);
-	v = fp->part_max_seen;
+	v = *counter;
 	pthread_mutex_unlock(&fp->lock);
 	return v;
+}
+
+unsigned fault_proxy_part_max_seen(struct fault_proxy *fp)
+{
+	return read_locked(fp, &fp->part_max_seen);
 }
 
 unsigned fault_proxy_parts_failed(struct fault_proxy *fp)
 {
-	unsigned v;
-	pthread_mutex_lock(&fp->lock);
-	v = fp->parts_failed;
-	pthread_mutex_unlock(&fp->lock);
-	return v;
+	return read_locked(fp, &fp->parts_failed);
 }
 
 unsigned fault_proxy_parts_ok(struct fault_proxy *fp)
 {
-	unsigned v;
-	pthread_mutex_lock(&fp->lock);
-	v = fp->parts_ok;
-	pthread_mutex_unlock(&fp->lock);
-	return v;
+	return read_locked(fp, &fp->parts_ok);
 }
 
 bool fault_proxy_holding(struct fault_proxy *fp)

@@ -946,14 +946,45 @@ static int sh(char *out, size_t cap, const char *cmd)
 	return pclose(f);
 }
 
+/* The JSON that `ehrctl record put` printed last, and its record id
+ * (pointing into the returned object). */
+static json_t *put_answer(const char *out, const char **rid)
+{
+	const char *brace = strchr(out, '{');
+	json_t *j = NULL;
+
+	*rid = NULL;
+	if (brace == NULL || ehr_json_parse(&j, brace, strlen(brace), 1 << 20, 8) < 0)
+		return NULL;
+	if (ehr_json_get_str(j, "record_id", rid, 40) < 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+/* The patient downloads rid with the CLI into outp: the bytes are body. */
+static void patient_gets(struct world *w, const char *rid, const char *outp, const uint8_t *body, size_t n)
+{
+	char cmd[2048], out[1 << 14];
+	struct ehr_buf got = EHR_BUF_INIT(64u << 20);
+
+	fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid,
+	    outp);
+	CU_ASSERT_EQUAL(sh(out, sizeof(out), cmd), 0);
+	EHR_ASSERT_OK(ehr_file_read(&got, outp, 64u << 20));
+	CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
+	ehr_buf_free(&got);
+}
+
 static void test_fs_ehrctl(void)
 {
 	struct world *w = &FS;
 	size_t n = 3u << 20;
 	uint8_t *body = make_body(n, 77);
 	char in[400], outp[400], cmd[2048], out[1 << 14];
-	const char *rid;
-	json_t *j = NULL;
+	const char *rid, *rid2;
+	json_t *j, *j2;
 	FILE *f;
 	int rc;
 
@@ -971,47 +1002,19 @@ static void test_fs_ehrctl(void)
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "upload"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "100%"));
-	{
-		char *brace = strchr(out, '{');
-		CU_ASSERT_PTR_NOT_NULL_FATAL(brace);
-		CU_ASSERT_EQUAL_FATAL(ehr_json_parse(&j, brace, strlen(brace), 1 << 20, 8), 0);
-		CU_ASSERT_EQUAL_FATAL(ehr_json_get_str(j, "record_id", &rid, 40), 0);
-	}
+	j = put_answer(out, &rid);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j);
 	/* the patient downloads it */
-	fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid,
-	    outp);
-	rc = sh(out, sizeof(out), cmd);
-	CU_ASSERT_EQUAL(rc, 0);
-	{
-		struct ehr_buf got = EHR_BUF_INIT(64u << 20);
-		EHR_ASSERT_OK(ehr_file_read(&got, outp, 64u << 20));
-		CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
-		ehr_buf_free(&got);
-	}
+	patient_gets(w, rid, outp, body, n);
 	/* from a pipe the upload is chunked (no Content-Length): same bytes back */
 	fmt(cmd, sizeof(cmd), "cat %s | %s --dir %s/hosp-a record put %s - --type application/pdf 2>&1", in,
 	    EHRCTL_BIN, w->t.dir, w->pid1);
 	rc = sh(out, sizeof(out), cmd);
 	CU_ASSERT_EQUAL(rc, 0);
-	{
-		char *brace = strchr(out, '{');
-		const char *rid2 = NULL;
-		json_t *j2 = NULL;
-		CU_ASSERT_PTR_NOT_NULL_FATAL(brace);
-		CU_ASSERT_EQUAL_FATAL(ehr_json_parse(&j2, brace, strlen(brace), 1 << 20, 8), 0);
-		CU_ASSERT_EQUAL_FATAL(ehr_json_get_str(j2, "record_id", &rid2, 40), 0);
-		fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir,
-		    rid2, outp);
-		json_decref(j2);
-		rc = sh(out, sizeof(out), cmd);
-		CU_ASSERT_EQUAL(rc, 0);
-	}
-	{
-		struct ehr_buf got = EHR_BUF_INIT(64u << 20);
-		EHR_ASSERT_OK(ehr_file_read(&got, outp, 64u << 20));
-		CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
-		ehr_buf_free(&got);
-	}
+	j2 = put_answer(out, &rid2);
+	CU_ASSERT_PTR_NOT_NULL_FATAL(j2);
+	patient_gets(w, rid2, outp, body, n);
+	json_decref(j2);
 	/* another server is refused, and no file appears */
 	unlink(outp);
 	fmt(cmd, sizeof(cmd), "%s --dir %s/hosp-b record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid, outp);
