@@ -26,6 +26,8 @@
 
 #include "common/common.h"
 
+struct ehr_db_pool; /* common/db.h */
+
 #define AUTH_MAX_CSR_PEM 8192
 #define AUTH_MAX_JWS 4096      /* compact JWS (token or proof) */
 #define AUTH_MAX_ID 127        /* subject ids and pseudonyms */

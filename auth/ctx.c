@@ -10,9 +10,10 @@
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
+#include "common/db.h"
 #include "auth/auth.h"
 #include "auth/auth_internal.h"
-#include "contracts/contracts.h"
+#include "ledger/ledger.h"
 
 void auth_config_defaults(struct auth_config *cfg)
 {

@@ -15,6 +15,7 @@
 #include <openssl/crypto.h>
 #include <openssl/x509_vfy.h>
 
+#include "common/db.h"
 #include "auth/auth.h"
 #include "auth/auth_internal.h"
 

@@ -1,5 +1,5 @@
 /* db.c - a small PostgreSQL connection pool with bounded waits. */
-#include "common/common.h"
+#include "common/db.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -6,8 +6,9 @@
  * Other areas plug their init/teardown into the marked places below; each
  * is a few lines and leaves its pointer NULL until its module lands.
  */
+#include "common/db.h"
 #include "gateway/gateway.h"
-#include "gateway/gw_internal.h"
+#include "gateway/gateway_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,7 @@
 
 #include "auth/auth.h"
 #include "cloud/cloud.h"
-#include "contracts/contracts.h"
+#include "ledger/ledger.h"
 
 struct gw_app {
 	const struct gw_config *cfg;
@@ -27,6 +28,11 @@ struct gw_app {
 	struct auth_ctx *auth;
 	struct obj_store *store;
 };
+
+struct gw_app *gw_req_app(const struct gw_req *r)
+{
+	return gw_req_userdata(r);
+}
 
 struct ehr_db_pool *gw_app_db(struct gw_app *app)
 {
@@ -53,7 +59,6 @@ const struct gw_config *gw_app_config(struct gw_app *app)
 	return app->cfg;
 }
 
-#ifdef GW_HAVE_LEDGER
 static int load_ledger_key(EVP_PKEY **out, const struct gw_config *cfg)
 {
 	struct ehr_buf path = EHR_BUF_INIT(4096);
@@ -79,7 +84,6 @@ out:
 	ehr_buf_free(&path);
 	return err;
 }
-#endif
 
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 {
@@ -101,7 +105,6 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 	}
 
 	if (what & GW_APP_LEDGER) {
-#ifdef GW_HAVE_LEDGER
 		EVP_PKEY *key = NULL;
 		struct ledger_config lc = {
 			.db = app->db,
@@ -116,7 +119,6 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 		EVP_PKEY_free(key); /* the ledger holds its own reference */
 		if (err < 0)
 			goto out;
-#endif
 	}
 
 	if (what & GW_APP_AUTH) {
@@ -146,7 +148,7 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 
 	if (what & GW_APP_STORE) {
 		/* ---- storage: app->store = ... (obj_store from cloud/cloud.h) goes here */
-		GUARD_GOTO(gw_ehr_store_open(&app->store, cfg));
+		GUARD_GOTO(gw_store_open(&app->store, cfg));
 	}
 
 	*out = app;
@@ -164,10 +166,40 @@ void gw_app_close(struct gw_app *app)
 	obj_store_free(app->store);
 	/* ---- auth: free app->auth here */
 	auth_ctx_free(app->auth);
-#ifdef GW_HAVE_LEDGER
 	if (app->ledger)
 		ledger_close(app->ledger);
-#endif
 	ehr_db_pool_free(app->db);
 	free(app);
+}
+
+int gw_store_open(struct obj_store **out, const struct gw_config *cfg)
+{
+	struct obj_store_config sc = { 0 };
+	const char *backend = gw_config_get(cfg, "store", "backend");
+	int err;
+
+	sc.key_prefix = gw_config_get(cfg, "store", "key_prefix");
+	if (strcmp(backend, "s3") == 0) {
+		sc.backend = OBJ_BACKEND_S3;
+		sc.s3_endpoint = gw_config_get(cfg, "store", "s3_endpoint");
+		sc.s3_bucket = gw_config_get(cfg, "store", "s3_bucket");
+		sc.s3_region = gw_config_get(cfg, "store", "s3_region");
+		sc.s3_access_key = gw_config_get(cfg, "store", "s3_access_key");
+		sc.s3_secret_key = gw_config_get(cfg, "store", "s3_secret_key");
+		sc.s3_virtual_host = strcmp(gw_config_get(cfg, "store", "s3_addressing"), "virtual") == 0;
+		sc.s3_ca_file = gw_config_get(cfg, "store", "s3_ca_file");
+		sc.s3_part_size = (size_t)gw_config_get_uint(cfg, "store", "s3_part_size");
+		sc.s3_single_put_max = gw_config_get_uint(cfg, "store", "s3_single_put_max");
+		sc.s3_max_attempts = (unsigned)gw_config_get_uint(cfg, "store", "s3_max_attempts");
+		sc.s3_timeout_ms = (unsigned)gw_config_get_uint(cfg, "store", "s3_timeout_ms");
+	} else {
+		sc.backend = OBJ_BACKEND_FS;
+		sc.fs_path = gw_config_get(cfg, "store", "fs_path");
+	}
+	GUARD(obj_store_open(out, &sc));
+	if ((err = obj_store_attach_keks(*out, gw_config_get(cfg, "store", "kek_dir"))) < 0) {
+		obj_store_free(*out);
+		*out = NULL;
+	}
+	return err;
 }

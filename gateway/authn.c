@@ -138,3 +138,30 @@ int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_id
 	}
 	return authenticate_mtls(r, ctx, route, id);
 }
+
+/*
+ * The engine's gate (gw_http_options.gate): authenticate, check the role,
+ * and set the identity, or reply with the refusal. 401/403 as
+ * gw_authenticate says; a dependency failure is not the client's fault
+ * (503/504/500); anything else is 401.
+ */
+int gw_gate(struct gw_req *r)
+{
+	const struct gw_route *route = gw_req_route(r);
+	struct gw_identity id = { 0 };
+	int rc = gw_authenticate(r, route, &id);
+
+	if (rc < 0) {
+		if (rc != EHR_ERR_AUTH && rc != EHR_ERR_FORBIDDEN && rc != EHR_ERR_UNAVAILABLE &&
+		    rc != EHR_ERR_TIMEOUT && rc != EHR_ERR_NOMEM && rc != EHR_ERR_RATE)
+			rc = EHR_ERR_AUTH;
+		gw_reply_err(r, rc);
+		return 1;
+	}
+	if (id.role == 0 || (id.role & route->roles) == 0) {
+		gw_reply_error(r, 403, "forbidden", "this route is not open to the caller's role");
+		return 1;
+	}
+	gw_req_set_identity(r, &id);
+	return 0;
+}

@@ -10,7 +10,7 @@
  * docs/OPERATIONS.md.
  */
 #include "gateway/gateway.h"
-#include "gateway/gw_internal.h"
+#include "gateway/gateway_internal.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -223,35 +223,6 @@ static bool choice_ok(const char *choices, const char *v)
 		p = bar + 1;
 	}
 	return false;
-}
-
-/* host:port with a numeric port 0..65535 and a non-empty host; [v6]:port. */
-int gw_parse_listen(const char *v, char *host, size_t host_cap, uint16_t *port)
-{
-	const char *colon;
-	const char *hstart = v, *hend;
-	uint64_t p;
-
-	if (*v == '[') {
-		hend = strchr(v, ']');
-		if (hend == NULL || hend[1] != ':')
-			return ehr_error_set(EHR_ERR_CONFIG, "must be host:port or [v6addr]:port");
-		hstart = v + 1;
-		colon = hend + 1;
-	} else {
-		colon = strrchr(v, ':');
-		if (colon == NULL)
-			return ehr_error_set(EHR_ERR_CONFIG, "must be host:port");
-		hend = colon;
-	}
-	if (hend == hstart || (size_t)(hend - hstart) >= host_cap)
-		return ehr_error_set(EHR_ERR_CONFIG, "host part must be 1..%zu bytes", host_cap - 1);
-	if (ehr_parse_u64(&p, colon + 1, 65535) < 0)
-		return ehr_error_set(EHR_ERR_CONFIG, "port must be a number in 0..65535");
-	memcpy(host, hstart, (size_t)(hend - hstart));
-	host[hend - hstart] = '\0';
-	*port = (uint16_t)p;
-	return 0;
 }
 
 static int validate(size_t i, const char *v)

@@ -1,13 +1,7 @@
 /*
- * gateway.h - the daemon's face: routes, requests, replies.
- *
- * Route handlers in gateway/routes_*.c are written against this header
- * only. A handler runs either inline on the worker's event loop (cheap,
- * non-blocking routes such as /healthz) or, when the route is `blocking`,
- * on the gateway's blocking-job thread pool, where it may call Postgres,
- * the ledger (whose appends wait for group commit) or the object store.
- * Either way it must produce exactly one reply with gw_reply_*; the reply
- * is handed back to the connection's event loop by the core.
+ * gateway.h - the application: configuration, the shared state the routes
+ * use, authentication, the one error -> HTTP table, and the route tables.
+ * The HTTP engine it runs on is gateway/http/http.h.
  */
 #ifndef EHR_GATEWAY_H
 #define EHR_GATEWAY_H
@@ -18,142 +12,16 @@
 
 #include "common/common.h"
 
-struct gw_req; /* one HTTP request, opaque */
+struct ehr_db_pool; /* common/db.h */
+#include "gateway/http/http.h"
+
 struct gw_app; /* the process-wide application state, opaque */
 
-/* Roles a route may demand. A route with roles == 0 is public. */
-enum gw_role {
-	GW_ROLE_PATIENT = 1u << 0, /* DPoP-bound access token */
-	GW_ROLE_SERVER = 1u << 1,  /* mTLS, registration-CA cert, role "server" */
-	GW_ROLE_AUDITOR = 1u << 2, /* mTLS, registration-CA cert, role "auditor" */
-};
-
-/* Who made the request, after the core has authenticated it. */
-struct gw_identity {
-	unsigned role;        /* exactly one gw_role bit, or 0 when public */
-	char subject[128];    /* server/auditor: certificate subject id; patient: pseudonym */
-	char actor[128];      /* pseudonymous actor recorded in the ledger */
-	char cert_serial[64]; /* hex serial for mTLS identities, else "" */
-	char jkt[64];         /* patient: JWK thumbprint of the device key, else "" */
-};
-
-typedef void (*gw_handler_fn)(struct gw_req *r);
-
-/* Route flags. */
-enum gw_route_flag {
-	GW_BLOCKING = 1u << 0, /* run on the blocking-job pool */
-	/* The core does not buffer the request body: the handler reads it with
-	 * gw_req_body_read, while it arrives. Implies GW_BLOCKING. [server]
-	 * max_body_bytes does not apply; the route enforces its own bound. */
-	GW_STREAM_BODY = 1u << 1,
-};
-
-struct gw_route {
-	const char *method;  /* "GET", "POST", ... */
-	const char *pattern; /* "/v1/patients/{pid}/records": {name} matches one segment */
-	const char *name;    /* stable metric label, e.g. "patients.records.create" */
-	unsigned roles;      /* any of these roles may call it; 0 = public */
-	unsigned flags;      /* gw_route_flag bits (true = GW_BLOCKING) */
-	gw_handler_fn fn;
-};
-
-/* ---- request accessors (valid until the reply is sent) */
-const char *gw_req_method(const struct gw_req *r);
-const char *gw_req_path(const struct gw_req *r);                     /* decoded path, no query */
-const char *gw_req_param(const struct gw_req *r, const char *name);  /* path parameter */
-const char *gw_req_query(const struct gw_req *r, const char *name);  /* NULL if absent */
-const char *gw_req_header(const struct gw_req *r, const char *name); /* NULL if absent */
-/* The whole body of a buffered route ("" for a GW_STREAM_BODY route). */
-const uint8_t *gw_req_body(const struct gw_req *r, size_t *len);
-/* The declared body length (Content-Length), 0 when there is no body, or
- * -1 when it is chunked and so unknown until its end. */
-int64_t gw_req_body_length(const struct gw_req *r);
-/*
- * GW_STREAM_BODY routes: read up to cap bytes of the body, waiting for them
- * to arrive. *got = 0 means the body has ended. The core reads ahead at most
- * a bounded window (GW_BODY_WINDOW), so memory stays constant whatever the
- * body's size. Errors: EHR_ERR_IO (the client went away), EHR_ERR_TIMEOUT
- * (the client stalled longer than [server] idle_timeout_s), EHR_ERR_PARSE
- * (malformed chunked framing). After an error the handler replies as usual;
- * the reply may not reach the client. A handler that replies before reading
- * the whole body (a refusal) makes the core close the connection after the
- * reply.
- */
-int gw_req_body_read(struct gw_req *r, uint8_t *buf, size_t cap, size_t *got);
-#define GW_BODY_WINDOW (1u << 20)
-const char *gw_req_peer(const struct gw_req *r); /* client IP, for rate limits */
-const struct gw_identity *gw_req_identity(const struct gw_req *r);
-/* The absolute URL the client used (https://host:port/path), for DPoP htu. */
-const char *gw_req_url(const struct gw_req *r);
-/* The verified peer certificate (X509 *), or NULL. Not owned by the caller. */
-void *gw_req_peer_cert(const struct gw_req *r);
-/* X509_V_OK when the TLS layer verified the peer certificate against the
- * registration CA, an X509_V_ERR_* code when it did not, -1 when no
- * certificate was presented. The listener never fails a handshake over a
- * client certificate; routes decide (see gw_authenticate). */
-long gw_req_peer_verify(const struct gw_req *r);
+/* The application of a request (the engine's userdata). */
 struct gw_app *gw_req_app(const struct gw_req *r);
 
-/* ---- replies: exactly one per request */
-void gw_reply_header(struct gw_req *r, const char *name, const char *value);
-void gw_reply_json(struct gw_req *r, int status, json_t *body /* stolen */);
-void gw_reply_bytes(struct gw_req *r, int status, const char *content_type, const void *data, size_t len);
-/* {"error":{"code":code,"message":message}} with `status`. The message must
- * hold no PHI or secret. */
-void gw_reply_error(struct gw_req *r, int status, const char *code, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
 /* Map a negative ehr_err (and the thread's detail) to a status and JSON error. */
 void gw_reply_err(struct gw_req *r, int err);
-
-/*
- * ---- streamed replies from a blocking handler
- *
- * gw_reply_start sends the status line and the headers (those added with
- * gw_reply_header), with Content-Length: length, or chunked transfer
- * encoding when length < 0. gw_reply_write queues body bytes and blocks
- * while more than GW_REPLY_WINDOW bytes wait for the client, so a slow
- * client holds a bounded amount of memory. It returns EHR_ERR_IO once the
- * client has gone (or stalled past [server] idle_timeout_s): stop producing
- * and call gw_reply_end. gw_reply_end(r, true) completes the message;
- * gw_reply_end(r, false) aborts it: the connection is closed without the
- * last chunk (or short of Content-Length), so the client sees an
- * incomplete reply, never a complete-looking one. Exactly one of
- * gw_reply_{json,bytes,error,err,stream} or gw_reply_start..gw_reply_end
- * per request. With HEAD the body bytes are discarded.
- */
-int gw_reply_start(struct gw_req *r, int status, const char *content_type, int64_t length);
-int gw_reply_write(struct gw_req *r, const void *data, size_t len);
-void gw_reply_end(struct gw_req *r, bool ok);
-#define GW_REPLY_WINDOW (1u << 20)
-
-/* ---- streaming replies (gateway/stream.c), e.g. Server-Sent Events
- *
- * A handler may answer with gw_reply_stream instead of gw_reply_*: the core
- * then sends status 200, `content_type` and the reply headers with chunked
- * transfer encoding (and "Connection: close", so the connection ends with
- * the stream), and calls start(s, ud) on the connection's event-loop
- * thread. From then on the stream belongs to that thread: gw_stream_write,
- * gw_stream_backlog and gw_stream_end may only be called there (from
- * events on gw_stream_base). The owner must eventually call gw_stream_end
- * exactly once, also after its close callback ran (the client went away;
- * writes are then discarded). Streams do not count as in-flight requests,
- * so draining on SIGTERM does not wait for them. If the stream cannot be
- * started, start(NULL, ud) is called so the owner can free ud.
- */
-struct gw_stream;
-struct event_base;
-typedef void (*gw_stream_fn)(struct gw_stream *s, void *ud);
-void gw_reply_stream(struct gw_req *r, const char *content_type, gw_stream_fn start, void *ud);
-struct event_base *gw_stream_base(struct gw_stream *s);
-/* Queue bytes as one chunk. EHR_ERR_IO once the client has gone. */
-int gw_stream_write(struct gw_stream *s, const void *data, size_t len);
-/* Bytes queued for this connection and not yet written to the socket:
- * a producer bounds it to keep a slow client from growing memory. */
-size_t gw_stream_backlog(const struct gw_stream *s);
-/* on_close(s, ud) runs on the loop thread when the client disconnects. */
-void gw_stream_set_close_cb(struct gw_stream *s, gw_stream_fn on_close, void *ud);
-/* Send the last chunk (if the client is still there) and free the stream. */
-void gw_stream_end(struct gw_stream *s);
 
 /* ---- application state shared by all handlers */
 struct ehr_db_pool *gw_app_db(struct gw_app *app);
@@ -209,6 +77,9 @@ int gw_config_dump(const struct gw_config *cfg, struct ehr_buf *out);
  */
 int gw_config_from_args(struct gw_config **out, int *argc, char **argv);
 
+/* Run the HTTP engine with the routes and limits of cfg, on app. */
+int gw_serve(const struct gw_config *cfg, struct gw_app *app);
+
 /* ---- application lifecycle (gateway/app.c), for serve and the other commands */
 enum gw_app_part {
 	GW_APP_DB = 1u << 0,     /* [database] pool as ehrgate_app */
@@ -229,6 +100,11 @@ void gw_app_close(struct gw_app *app);
  * It may set reply headers (e.g. WWW-Authenticate) but never replies.
  */
 int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_identity *id);
+
+/* The engine's gate for routes with roles: gw_authenticate, then the
+ * route's roles; replies with the refusal and returns 1, or sets the
+ * request's identity and returns 0. */
+int gw_gate(struct gw_req *r);
 
 /* Route tables contributed by each area (gateway/routes_*.c). */
 extern const struct gw_route gw_routes_core[];

@@ -12,8 +12,9 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "contracts/contracts.h"
-#include "gateway/gw_internal.h"
+#include "common/db.h"
+#include "policy/policy.h"
+#include "gateway/gateway_internal.h"
 
 static atomic_ulong n_allow, n_deny, n_break_glass, n_unrecorded;
 

@@ -16,7 +16,8 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
-#include "contracts/contracts.h"
+#include "common/db.h"
+#include "policy/policy.h"
 #include "gateway/gateway.h"
 
 #define AUDIT_MAX_BODY (32 * 1024)

@@ -2,7 +2,8 @@
  * routes_core.c - the gateway's own routes: liveness, readiness, metrics,
  * and (only with [server] test_routes = true) test helpers.
  */
-#include "gateway/gw_internal.h"
+#include "common/db.h"
+#include "gateway/gateway_internal.h"
 #include "cloud/cloud.h"
 
 #include <stdio.h>
@@ -56,7 +57,7 @@ static void route_metrics(struct gw_req *r)
 {
 	struct ehr_buf b = EHR_BUF_INIT(16u << 20);
 
-	if (gw_metrics_render(r->srv, &b) < 0) {
+	if (gw_metrics_render(r, &b) < 0 || gw_policy_metrics_render(&b) < 0) {
 		ehr_buf_free(&b);
 		gw_reply_err(r, EHR_ERR_INTERNAL);
 		return;

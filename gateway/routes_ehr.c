@@ -21,8 +21,9 @@
  * ledger entry ehr.read (durable) -> 200, the plaintext streamed from the
  * verified spool, each segment's tag checked again as it is decrypted.
  */
+#include "common/db.h"
 #include "gateway/gateway.h"
-#include "gateway/gw_internal.h"
+#include "gateway/gateway_internal.h"
 
 #include <pthread.h>
 #include <stdio.h>
@@ -33,46 +34,12 @@
 #include <openssl/crypto.h>
 
 #include "cloud/cloud.h"
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 
 #define EHR_MAX_CT 255
 #define EHR_MAX_CATEGORY 64
 #define EHR_MAX_PID 128
 #define EHR_LIST_MAX 1000
-
-/* ------------------------------------------------------------- the store */
-
-int gw_ehr_store_open(struct obj_store **out, const struct gw_config *cfg)
-{
-	struct obj_store_config sc = { 0 };
-	const char *backend = gw_config_get(cfg, "store", "backend");
-	int err;
-
-	sc.key_prefix = gw_config_get(cfg, "store", "key_prefix");
-	if (strcmp(backend, "s3") == 0) {
-		sc.backend = OBJ_BACKEND_S3;
-		sc.s3_endpoint = gw_config_get(cfg, "store", "s3_endpoint");
-		sc.s3_bucket = gw_config_get(cfg, "store", "s3_bucket");
-		sc.s3_region = gw_config_get(cfg, "store", "s3_region");
-		sc.s3_access_key = gw_config_get(cfg, "store", "s3_access_key");
-		sc.s3_secret_key = gw_config_get(cfg, "store", "s3_secret_key");
-		sc.s3_virtual_host = strcmp(gw_config_get(cfg, "store", "s3_addressing"), "virtual") == 0;
-		sc.s3_ca_file = gw_config_get(cfg, "store", "s3_ca_file");
-		sc.s3_part_size = (size_t)gw_config_get_uint(cfg, "store", "s3_part_size");
-		sc.s3_single_put_max = gw_config_get_uint(cfg, "store", "s3_single_put_max");
-		sc.s3_max_attempts = (unsigned)gw_config_get_uint(cfg, "store", "s3_max_attempts");
-		sc.s3_timeout_ms = (unsigned)gw_config_get_uint(cfg, "store", "s3_timeout_ms");
-	} else {
-		sc.backend = OBJ_BACKEND_FS;
-		sc.fs_path = gw_config_get(cfg, "store", "fs_path");
-	}
-	GUARD(obj_store_open(out, &sc));
-	if ((err = obj_store_attach_keks(*out, gw_config_get(cfg, "store", "kek_dir"))) < 0) {
-		obj_store_free(*out);
-		*out = NULL;
-	}
-	return err;
-}
 
 /* ------------------------------------------------------------ validation */
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # check-banned.sh - fail on banned C functions (CONVENTIONS.md), like curl's checksrc.
 #
-#   scripts/check-banned.sh [DIR|FILE ...]   (default: common auth cloud contracts client gateway tests)
+#   scripts/check-banned.sh [DIR|FILE ...]   (default: common ledger policy auth records cloud client gateway tests)
 #
 # Banned everywhere: sprintf vsprintf strcpy strcat strncpy strncat gets strtok
 # atoi atol sscanf rand random. Comments and string literals are ignored.
@@ -15,7 +15,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-[ $# -gt 0 ] || set -- common auth cloud contracts client gateway tests
+[ $# -gt 0 ] || set -- common ledger policy auth records cloud client gateway tests
 mapfile -t FILES < <(find "$@" -type f \( -name '*.c' -o -name '*.h' \) -not -path '*/node_modules/*' 2>/dev/null | sort)
 [ ${#FILES[@]} -gt 0 ] || exit 0
 

@@ -10,7 +10,7 @@
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
-DIRS=(common auth cloud contracts client gateway tests)
+DIRS=(common ledger policy auth records cloud client gateway tests)
 fail=0
 
 mapfile -t FILES < <(find "${DIRS[@]}" -type f \( -name '*.c' -o -name '*.h' \) -not -path '*/node_modules/*' 2>/dev/null | sort)

@@ -29,7 +29,7 @@
 #include <libpq-fe.h>
 
 #include "client/client.h"
-#include "contracts/contracts.h"
+#include "ledger/ledger.h"
 #include "gateway/gateway.h"
 #include "tests/harness/gwproc.h"
 

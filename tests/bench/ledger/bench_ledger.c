@@ -19,7 +19,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-#include "contracts/ledger_internal.h"
+#include "ledger/ledger_internal.h"
 #include "tests/integration/ledger/ltest.h"
 
 static int g_secs = 5;

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "contracts/contracts.h"
+#include "ledger/ledger.h"
 
 /* Test-only Ed25519 key (seed bytes 0x00..0x1f); never used outside fuzzing. */
 static const uint8_t fuzz_seed[32] = {

@@ -20,7 +20,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 
 #define FUZZ_MAX (64 * 1024)
 

@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/http/http_internal.h"
 
 #define MAX_FIELDS 64
 

@@ -6,7 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "gateway/gw_internal.h"
+#include "gateway/http/http_internal.h"
+#include "gateway/gateway_internal.h"
 
 static struct gw_router *rt;
 

@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 
 #include "common/common.h"
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 
 struct atl_db {
 	char name[64];

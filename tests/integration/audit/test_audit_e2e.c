@@ -30,7 +30,7 @@
 #include <libpq-fe.h>
 
 #include "client/client.h"
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 #include "gateway/gateway.h"
 #include "tests/harness/gwproc.h"
 #include "tests/harness/harness.h"

@@ -14,7 +14,7 @@
 
 #include <libpq-fe.h>
 
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 #include "tests/harness/harness.h"
 #include "tests/integration/audit/audit_testlib.h"
 

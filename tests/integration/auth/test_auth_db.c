@@ -12,8 +12,9 @@
 
 #include <openssl/x509_vfy.h>
 
+#include "common/db.h"
 #include "auth/auth.h"
-#include "contracts/contracts.h"
+#include "ledger/ledger.h"
 #include "tests/harness/harness.h"
 #include "tests/integration/auth/atest.h"
 #include "tests/unit/auth/authtest.h"

@@ -18,7 +18,7 @@
 #include <openssl/sha.h>
 
 #include "cloud/cloud_internal.h"
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 #include "ehrtest.h"
 #include "faultproxy.h"
 #include "tests/harness/harness.h"

@@ -8,7 +8,7 @@
 
 #include <libpq-fe.h>
 
-#include "contracts/contracts.h"
+#include "ledger/ledger.h"
 
 struct ltest_db {
 	char name[64];

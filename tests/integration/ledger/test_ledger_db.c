@@ -16,7 +16,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "contracts/ledger_internal.h"
+#include "common/db.h"
+#include "ledger/ledger_internal.h"
 #include "ltest.h"
 #include "tests/harness/harness.h"
 

@@ -6,7 +6,8 @@
 
 #include "common/common.h"
 #include "gateway/gateway.h"
-#include "gateway/gw_internal.h"
+#include "gateway/http/http_internal.h"
+#include "gateway/gateway_internal.h"
 #include "tests/harness/harness.h"
 
 /* ---------------------------------------------------------------- config */

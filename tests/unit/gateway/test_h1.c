@@ -12,7 +12,7 @@
 #include <string.h>
 
 #include "common/common.h"
-#include "gateway/gw_internal.h"
+#include "gateway/http/http_internal.h"
 #include "tests/harness/harness.h"
 
 /* ---------------------------------------------------------------- heads */

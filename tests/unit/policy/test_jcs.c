@@ -17,7 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 #include "tests/harness/harness.h"
 
 #ifndef POLICY_TEST_DIR

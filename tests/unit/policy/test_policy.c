@@ -11,7 +11,7 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 
-#include "contracts/contracts.h"
+#include "policy/policy.h"
 #include "tests/harness/harness.h"
 
 /* ------------------------------------------------------------ documents */

@@ -1,0 +1,247 @@
+/*
+ * router.c - match "METHOD /raw/path" against the route tables.
+ *
+ * A pattern is a '/'-separated list of segments; "{name}" matches exactly
+ * one non-empty segment, whose percent-decoded value becomes a parameter.
+ * Literal segments compare byte for byte against the raw segment. Decoded
+ * parameters may not contain NUL or '/', so an id can never smuggle a path.
+ */
+#include "gateway/gateway.h"
+#include "gateway/http/http_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define GW_MAX_SEGMENTS 16
+
+struct seg {
+	const char *text; /* literal text or parameter name, into the pattern */
+	size_t len;
+	bool param;
+};
+
+struct croute {
+	const struct gw_route *route;
+	size_t nseg;
+	struct seg seg[GW_MAX_SEGMENTS];
+};
+
+struct gw_router {
+	size_t n;
+	struct croute *routes;
+};
+
+static int split_pattern(struct croute *cr, const char *pattern)
+{
+	const char *p = pattern;
+
+	ENSURE(p && p[0] == '/', EHR_ERR_INVAL);
+	cr->nseg = 0;
+	if (strcmp(p, "/") == 0)
+		return 0;
+	while (*p == '/') {
+		const char *s = p + 1, *e = strchr(s, '/');
+		size_t len = e ? (size_t)(e - s) : strlen(s);
+		struct seg *g;
+
+		if (cr->nseg >= GW_MAX_SEGMENTS || len == 0)
+			return ehr_error_set(EHR_ERR_INVAL, "bad route pattern %s", pattern);
+		g = &cr->seg[cr->nseg++];
+		if (s[0] == '{') {
+			if (len < 3 || s[len - 1] != '}' || memchr(s + 1, '{', len - 2) ||
+			    memchr(s + 1, '}', len - 2))
+				return ehr_error_set(EHR_ERR_INVAL, "bad parameter in route pattern %s",
+				                     pattern);
+			g->param = true;
+			g->text = s + 1;
+			g->len = len - 2;
+		} else {
+			if (memchr(s, '{', len) || memchr(s, '}', len))
+				return ehr_error_set(EHR_ERR_INVAL, "bad route pattern %s", pattern);
+			g->param = false;
+			g->text = s;
+			g->len = len;
+		}
+		p = s + len;
+	}
+	return 0;
+}
+
+int gw_router_new(struct gw_router **out, const struct gw_route *const *tables, const size_t *lens,
+                  size_t ntables)
+{
+	struct gw_router *rt = calloc(1, sizeof(*rt));
+	size_t total = 0;
+	int err = 0;
+
+	ENSURE(rt != NULL, EHR_ERR_NOMEM);
+	for (size_t t = 0; t < ntables; t++)
+		total += lens[t];
+	rt->routes = calloc(total ? total : 1, sizeof(*rt->routes));
+	ENSURE_GOTO(rt->routes != NULL, EHR_ERR_NOMEM);
+	for (size_t t = 0; t < ntables; t++) {
+		for (size_t i = 0; i < lens[t]; i++) {
+			const struct gw_route *r = &tables[t][i];
+			struct croute *cr = &rt->routes[rt->n];
+			if (r->method == NULL || r->pattern == NULL || r->name == NULL || r->fn == NULL) {
+				err = ehr_error_set(EHR_ERR_INVAL, "route table %zu entry %zu is incomplete",
+				                    t, i);
+				goto out;
+			}
+			cr->route = r;
+			GUARD_GOTO(split_pattern(cr, r->pattern));
+			for (size_t j = 0; j < rt->n; j++)
+				if (strcmp(rt->routes[j].route->method, r->method) == 0 &&
+				    strcmp(rt->routes[j].route->pattern, r->pattern) == 0) {
+					err = ehr_error_set(EHR_ERR_CONFLICT, "route %s %s is defined twice",
+					                    r->method, r->pattern);
+					goto out;
+				}
+			rt->n++;
+		}
+	}
+	*out = rt;
+	return 0;
+out:
+	gw_router_free(rt);
+	return err;
+}
+
+void gw_router_free(struct gw_router *rt)
+{
+	if (rt == NULL)
+		return;
+	free(rt->routes);
+	free(rt);
+}
+
+size_t gw_router_count(const struct gw_router *rt)
+{
+	return rt->n;
+}
+
+const struct gw_route *gw_router_route(const struct gw_router *rt, size_t i)
+{
+	return i < rt->n ? rt->routes[i].route : NULL;
+}
+
+static int hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+/* Percent-decode one segment; NUL, '/' and bad escapes are refused. */
+static char *decode_segment(const char *s, size_t len)
+{
+	char *out = malloc(len + 1);
+	size_t o = 0;
+
+	if (out == NULL)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		if (c == '%') {
+			int h, l;
+			if (i + 2 >= len)
+				goto bad;
+			h = hexval(s[i + 1]);
+			l = hexval(s[i + 2]);
+			if (h < 0 || l < 0)
+				goto bad;
+			c = (char)(h * 16 + l);
+			if (c == '\0' || c == '/')
+				goto bad;
+			i += 2;
+		}
+		out[o++] = c;
+	}
+	out[o] = '\0';
+	return out;
+bad:
+	free(out);
+	return NULL;
+}
+
+void gw_match_clear(struct gw_match *m)
+{
+	for (size_t i = 0; i < m->nparams; i++)
+		free(m->params[i].value);
+	memset(m, 0, sizeof(*m));
+}
+
+enum gw_route_result gw_router_match(const struct gw_router *rt, const char *method, const char *raw_path,
+                                     struct gw_match *m, char *allow, size_t allow_cap)
+{
+	const char *segs[GW_MAX_SEGMENTS];
+	size_t lens[GW_MAX_SEGMENTS], nseg = 0, allow_len = 0;
+	const char *p = raw_path;
+	bool path_matched = false;
+
+	memset(m, 0, sizeof(*m));
+	if (allow && allow_cap)
+		allow[0] = '\0';
+	if (p == NULL || p[0] != '/')
+		return GW_ROUTE_BAD_PATH;
+	if (strcmp(p, "/") != 0) {
+		while (*p == '/') {
+			const char *s = p + 1, *e = strchr(s, '/');
+			size_t len = e ? (size_t)(e - s) : strlen(s);
+			if (nseg >= GW_MAX_SEGMENTS)
+				return GW_ROUTE_NOT_FOUND;
+			segs[nseg] = s;
+			lens[nseg++] = len;
+			p = s + len;
+		}
+	}
+	for (size_t i = 0; i < rt->n; i++) {
+		const struct croute *cr = &rt->routes[i];
+		bool ok = cr->nseg == nseg;
+
+		for (size_t j = 0; ok && j < nseg; j++) {
+			if (cr->seg[j].param)
+				ok = lens[j] > 0;
+			else
+				ok = lens[j] == cr->seg[j].len &&
+				     memcmp(segs[j], cr->seg[j].text, lens[j]) == 0; /* not secret */
+		}
+		if (!ok)
+			continue;
+		if (strcmp(cr->route->method, method) != 0) {
+			path_matched = true;
+			if (allow && !strstr(allow, cr->route->method)) {
+				int n = snprintf(allow + allow_len, allow_cap - allow_len, "%s%s",
+				                 allow_len ? ", " : "", cr->route->method);
+				if (n > 0 && (size_t)n < allow_cap - allow_len)
+					allow_len += (size_t)n;
+			}
+			continue;
+		}
+		m->route = cr->route;
+		m->route_index = (int)i;
+		for (size_t j = 0; j < nseg; j++) {
+			if (!cr->seg[j].param)
+				continue;
+			if (m->nparams >= GW_MAX_PARAMS) {
+				gw_match_clear(m);
+				return GW_ROUTE_BAD_PATH;
+			}
+			m->params[m->nparams].name = cr->seg[j].text;
+			m->params[m->nparams].name_len = cr->seg[j].len;
+			m->params[m->nparams].value = decode_segment(segs[j], lens[j]);
+			m->nparams++;
+			if (m->params[m->nparams - 1].value == NULL) {
+				gw_match_clear(m);
+				return GW_ROUTE_BAD_PATH;
+			}
+		}
+		return GW_ROUTE_FOUND;
+	}
+	return path_matched ? GW_ROUTE_BAD_METHOD : GW_ROUTE_NOT_FOUND;
+}

@@ -1,0 +1,40 @@
+/*
+ * serve.c - the application on the engine: the route tables, limits and
+ * TLS files of [server], [tls] and [log] become gw_http_options, with
+ * gw_gate authenticating and the app as every handler's userdata.
+ */
+#include "gateway/gateway_internal.h"
+
+int gw_serve(const struct gw_config *cfg, struct gw_app *app)
+{
+	const struct gw_route *const tables[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr,
+		                                  gw_routes_audit, gw_routes_test };
+	const size_t lens[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len,
+		                gw_routes_audit_len, gw_routes_test_len };
+	struct gw_http_options o = {
+		.listen = gw_config_get(cfg, "server", "listen"),
+		.public_url = gw_config_get(cfg, "server", "public_url"),
+		.tls_cert = gw_config_get(cfg, "tls", "cert"),
+		.tls_key = gw_config_get(cfg, "tls", "key"),
+		.tls_client_ca = gw_config_get(cfg, "tls", "client_ca"),
+		.workers = (unsigned)gw_config_get_uint(cfg, "server", "workers"),
+		.blocking_threads = (unsigned)gw_config_get_uint(cfg, "server", "blocking_threads"),
+		.blocking_queue = gw_config_get_uint(cfg, "server", "blocking_queue"),
+		.max_headers = (unsigned)gw_config_get_uint(cfg, "server", "max_headers"),
+		.max_header_bytes = gw_config_get_uint(cfg, "server", "max_header_bytes"),
+		.max_body_bytes = gw_config_get_uint(cfg, "server", "max_body_bytes"),
+		.max_connections = (long)gw_config_get_uint(cfg, "server", "max_connections"),
+		.idle_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "idle_timeout_s"),
+		.read_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "read_timeout_s"),
+		.drain_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "drain_timeout_s"),
+		.access_log = gw_config_get_bool(cfg, "log", "access"),
+		.tables = tables,
+		.table_lens = lens,
+		/* the test routes are mounted only with [server] test_routes = true */
+		.ntables = gw_config_get_bool(cfg, "server", "test_routes") ? 5 : 4,
+		.gate = gw_gate,
+		.app = app,
+	};
+
+	return gw_server_run(&o);
+}

@@ -1,0 +1,275 @@
+/*
+ * ledger.h - the tamper-evident ledger.
+ *
+ * The ledger is an RFC 9162 Merkle tree of entries kept in PostgreSQL,
+ * grouped into Ed25519-signed, hash-chained blocks, with C2SP
+ * tlog-checkpoint signed notes. docs/LEDGER.md is the byte-level contract.
+ *
+ * Pure functions (entry encoding, hashing, proof verification, checkpoint
+ * parsing) have no database dependency, so client/ reuses them.
+ */
+#ifndef EHR_LEDGER_H
+#define EHR_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <openssl/evp.h>
+
+#include "common/common.h"
+
+struct ehr_db_pool; /* common/db.h */
+
+#define LEDGER_HASH_LEN 32
+#define LEDGER_MAX_PROOF 64
+
+/* ------------------------------------------------------------------ entries */
+
+struct ledger_entry_in {
+	const char *type;      /* "register", "auth", "ehr.store", ... */
+	const char *actor;     /* pseudonym of who acted */
+	const char *subject;   /* pseudonym or id of what it concerns ("" if none) */
+	const json_t *payload; /* JSON object; serialised canonically */
+};
+
+/* What an appender learns once its batch is durable. */
+struct ledger_receipt {
+	uint64_t seq; /* 0-based leaf index */
+	uint64_t block_height;
+	uint64_t tree_size; /* tree size at the end of the block */
+	int64_t ts_ms;
+	uint8_t root[LEDGER_HASH_LEN];
+};
+
+/* ------------------------------------------------------------ Merkle (pure) */
+
+void merkle_leaf_hash(uint8_t out[LEDGER_HASH_LEN], const uint8_t *entry, size_t len);
+void merkle_node_hash(uint8_t out[LEDGER_HASH_LEN], const uint8_t l[LEDGER_HASH_LEN],
+                      const uint8_t r[LEDGER_HASH_LEN]);
+/* RFC 9162 §2.1.3.2: 0 if `path` proves leaf `index` in a tree of `size` with `root`,
+ * else EHR_ERR_TAMPER. */
+int merkle_verify_inclusion(const uint8_t leaf[LEDGER_HASH_LEN], uint64_t index, uint64_t size,
+                            const uint8_t (*path)[LEDGER_HASH_LEN], size_t path_len,
+                            const uint8_t root[LEDGER_HASH_LEN]);
+/* RFC 9162 §2.1.4.2. */
+int merkle_verify_consistency(uint64_t size1, uint64_t size2, const uint8_t root1[LEDGER_HASH_LEN],
+                              const uint8_t root2[LEDGER_HASH_LEN], const uint8_t (*proof)[LEDGER_HASH_LEN],
+                              size_t proof_len);
+
+/* ------------------------------------------------------------- the ledger */
+
+struct ledger;
+
+struct ledger_config {
+	struct ehr_db_pool *db; /* the gateway's pool (role ehrgate_app) */
+	const char *conninfo;   /* for the writer's own connection */
+	const char *origin;     /* checkpoint origin line, e.g. "ehrgate.local/ledger" */
+	EVP_PKEY *signing_key;  /* Ed25519; the ledger takes a reference */
+	unsigned batch_max;     /* entries per block, default 512 */
+	unsigned batch_ms;      /* max linger for a batch to fill, default 2 (0 = never);
+	                             * the writer lingers only while fewer entries are queued
+	                             * than its previous batch held (docs/LEDGER.md §3) */
+};
+
+int ledger_open(struct ledger **out, const struct ledger_config *cfg);
+/* Commits what is pending, stops the writer, frees. */
+void ledger_close(struct ledger *l);
+/*
+ * Append one entry. Thread-safe. Returns only after the batch holding the
+ * entry is durable (synchronous_commit=on), filling *rcpt; if the batch
+ * failed, nothing of it was written and every waiter gets the error.
+ */
+int ledger_append(struct ledger *l, const struct ledger_entry_in *in, struct ledger_receipt *rcpt);
+
+/* ------------------------------------------------------ Merkle extras (pure) */
+
+/* MTH of leaf hashes[0..n) (RFC 9162 §2.1.1); n == 0 gives SHA-256(""). */
+int merkle_root(uint8_t out[LEDGER_HASH_LEN], const uint8_t (*leaves)[LEDGER_HASH_LEN], uint64_t n);
+/* RFC 9162 PATH and PROOF computed from in-memory leaf hashes (tests, tools). */
+int merkle_prove_inclusion_mem(uint8_t (*out)[LEDGER_HASH_LEN], size_t *out_len,
+                               const uint8_t (*leaves)[LEDGER_HASH_LEN], uint64_t index, uint64_t size);
+int merkle_prove_consistency_mem(uint8_t (*out)[LEDGER_HASH_LEN], size_t *out_len,
+                                 const uint8_t (*leaves)[LEDGER_HASH_LEN], uint64_t size1, uint64_t size2);
+
+/*
+ * A client that trusted (old_size, old_root) and is shown (new_size,
+ * new_root) with a consistency proof: 0 if the new head extends the old one.
+ * EHR_ERR_TAMPER with a detail naming the sizes when the new head is older
+ * (rollback: new_size < old_size), forks at equal size, or the proof fails.
+ */
+int merkle_check_advance(uint64_t old_size, const uint8_t old_root[LEDGER_HASH_LEN], uint64_t new_size,
+                         const uint8_t new_root[LEDGER_HASH_LEN], const uint8_t (*proof)[LEDGER_HASH_LEN],
+                         size_t proof_len);
+
+/* ------------------------------------------------------- entry encoding (pure) */
+
+#define LEDGER_ENTRY_VERSION 1
+#define LEDGER_MAX_TYPE 64
+#define LEDGER_MAX_ID 256        /* actor, subject: bytes */
+#define LEDGER_MAX_PAYLOAD 65536 /* canonical JSON bytes */
+
+/* A decoded entry. Strings are NUL-terminated copies; payload points into the
+ * encoded bytes it was decoded from (not owned). */
+struct ledger_entry {
+	uint64_t seq;
+	int64_t ts_ms;
+	uint64_t block_height; /* set by readers from the store; 0 from ledger_entry_decode */
+	char type[LEDGER_MAX_TYPE + 1];
+	char actor[LEDGER_MAX_ID + 1];
+	char subject[LEDGER_MAX_ID + 1];
+	const uint8_t *payload; /* canonical JSON text, not NUL-terminated */
+	size_t payload_len;
+	uint8_t leaf_hash[LEDGER_HASH_LEN];
+};
+
+/* Canonical JSON of docs/LEDGER.md §2 (RFC 8785 restricted to integers in
+ * ±(2^53-1), no floats). Appends to out. */
+int ledger_canonical_json(struct ehr_buf *out, const json_t *v);
+/* The entry's canonical bytes (docs/LEDGER.md §1). Appends to out. */
+int ledger_entry_encode(struct ehr_buf *out, uint64_t seq, int64_t ts_ms, const struct ledger_entry_in *in);
+/* Strict decoder: version, bounds, no trailing bytes. Fills leaf_hash too.
+ * With check_payload the payload must parse and re-serialise to itself. */
+int ledger_entry_decode(struct ledger_entry *e, const uint8_t *p, size_t len, bool check_payload);
+
+/* ----------------------------------------------------------- blocks (pure) */
+
+#define LEDGER_BLOCK_HEADER_LEN 104
+#define LEDGER_SIG_LEN 64
+
+struct ledger_block {
+	uint64_t height;
+	uint8_t prev_hash[LEDGER_HASH_LEN];
+	uint64_t tree_size;
+	uint8_t root[LEDGER_HASH_LEN];
+	int64_t ts_ms;
+	uint8_t hash[LEDGER_HASH_LEN];  /* SHA-256 of the header */
+	uint8_t sig[LEDGER_SIG_LEN];    /* Ed25519 over the header */
+	uint8_t cp_sig[LEDGER_SIG_LEN]; /* Ed25519 over the checkpoint body */
+	char origin[256];
+};
+
+void ledger_block_header(uint8_t out[LEDGER_BLOCK_HEADER_LEN], const struct ledger_block *b);
+void ledger_block_hash(uint8_t out[LEDGER_HASH_LEN], const struct ledger_block *b);
+
+/* ------------------------------------------------- keys and signatures (pure) */
+
+/* Raw 32-byte Ed25519 public key of a private or public EVP_PKEY. */
+int ledger_key_raw_public(uint8_t out[32], EVP_PKEY *key);
+/* Load an Ed25519 public key from PEM (public or private) or from a vkey line. */
+int ledger_key_load_public(uint8_t out[32], const char *path);
+int ledger_ed25519_sign(uint8_t sig[LEDGER_SIG_LEN], EVP_PKEY *key, const void *msg, size_t len);
+/* 0 if valid, EHR_ERR_TAMPER if not. */
+int ledger_ed25519_verify(const uint8_t pub[32], const uint8_t sig[LEDGER_SIG_LEN], const void *msg,
+                          size_t len);
+
+/* ------------------------------------------------------ checkpoints (pure) */
+
+/* C2SP signed-note key id: SHA-256(name || 0x0A || 0x01 || pub)[:4]. */
+void ledger_note_key_id(uint8_t out[4], const char *name, const uint8_t pub[32]);
+/* Verifier key "<name>+<hex key id>+<base64(0x01 || pub)>". Appends to out. */
+int ledger_vkey_format(struct ehr_buf *out, const char *name, const uint8_t pub[32]);
+int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap, uint8_t pub[32]);
+/* A C2SP signed note: 0 if the first signature line by key name `name` with
+ * the key id of `pub` verifies over the note text (which ends at the last
+ * "\n\n" and includes its final newline); *text_len gets the text length.
+ * Other keys' lines are ignored. EHR_ERR_PARSE / EHR_ERR_TAMPER. */
+int ledger_note_verify(const char *note, size_t len, const char *name, const uint8_t pub[32],
+                       size_t *text_len);
+/* The checkpoint body "<origin>\n<size>\n<base64 root>\n". Appends to out. */
+int ledger_checkpoint_body(struct ehr_buf *out, const char *origin, uint64_t size,
+                           const uint8_t root[LEDGER_HASH_LEN]);
+/* A full signed note (body, blank line, one signature line by key name
+ * `origin`) from a signature over the body. Appends to out. */
+int ledger_checkpoint_note(struct ehr_buf *out, const char *origin, uint64_t size,
+                           const uint8_t root[LEDGER_HASH_LEN], const uint8_t pub[32],
+                           const uint8_t sig[LEDGER_SIG_LEN]);
+/*
+ * Parse and verify a checkpoint note: its origin line must equal `origin`,
+ * and a signature line by key name `origin` with the key id of `pub` must
+ * verify over the body. Lines by other keys (witness cosignatures) are
+ * ignored. Fills *size and root. EHR_ERR_PARSE for malformed notes,
+ * EHR_ERR_TAMPER for a bad or missing signature or a wrong origin.
+ */
+int ledger_checkpoint_verify(const char *note, size_t len, const uint8_t pub[32], const char *origin,
+                             uint64_t *size, uint8_t root[LEDGER_HASH_LEN]);
+
+/* ---------------------------------------------------- reading the ledger */
+
+/* Called once per entry, in seq order; a negative return stops the walk and
+ * is returned. `raw` is the entry's canonical encoding. */
+typedef int (*ledger_entry_fn)(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len);
+
+struct ledger_query {
+	uint64_t from_seq; /* first seq (inclusive) */
+	uint64_t to_seq;   /* last seq, exclusive; 0 = no bound */
+	const char *type;  /* NULL = any */
+	const char *actor;
+	const char *subject;
+	int64_t since_ms; /* inclusive; 0 = no bound */
+	int64_t until_ms; /* exclusive; 0 = no bound */
+	unsigned limit;   /* 1..10000; 0 means 100 */
+};
+
+/* Entries from `from` on, at most `limit` (1..10000). */
+int ledger_get_entries(struct ledger *l, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx);
+int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn cb, void *ctx);
+
+/* Latest block (the signed tree head); EHR_ERR_NOT_FOUND if the ledger is empty. */
+int ledger_head(struct ledger *l, struct ledger_block *b);
+/* The block that ended at tree size `size`; EHR_ERR_NOT_FOUND if none did. */
+int ledger_block_at_size(struct ledger *l, uint64_t size, struct ledger_block *b);
+int ledger_block_at_height(struct ledger *l, uint64_t height, struct ledger_block *b);
+/* The C2SP checkpoint note at a tree size a block ended at (0 = latest). */
+int ledger_checkpoint(struct ledger *l, uint64_t size, struct ehr_buf *note);
+/* RFC 9162 PATH(index, D[size]) and PROOF(size1, D[size2]) from the store,
+ * with O(log n) lookups (docs/LEDGER.md §4). out has LEDGER_MAX_PROOF slots. */
+int ledger_prove_inclusion(struct ledger *l, uint64_t index, uint64_t size, uint8_t (*out)[LEDGER_HASH_LEN],
+                           size_t *out_len);
+int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2,
+                             uint8_t (*out)[LEDGER_HASH_LEN], size_t *out_len);
+/* JSON shapes of docs/LEDGER.md §7: {"tree_size","leaf_index","hashes":[b64...]}
+ * and {"tree_size","first_size"|..,"hashes"}. New references. */
+json_t *ledger_proof_json(uint64_t tree_size, uint64_t index_or_size1, bool consistency,
+                          const uint8_t (*hashes)[LEDGER_HASH_LEN], size_t n);
+/* docs/LEDGER.md §7: a block as JSON (all hashes and signatures base64) and
+ * an entry as JSON (fields, parsed payload, base64 "entry" bytes and
+ * "leaf_hash", so a client can recompute the leaf). New references or NULL. */
+json_t *ledger_block_json(const struct ledger_block *b);
+json_t *ledger_entry_json(const struct ledger_entry *e, const uint8_t *raw, size_t len);
+/* Parse that JSON (client side). consistency selects "first_size" over
+ * "leaf_index". Unknown members are ignored. hashes has LEDGER_MAX_PROOF
+ * slots. EHR_ERR_PARSE on anything malformed. */
+int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint64_t *tree_size,
+                           uint64_t *index_or_size1, uint8_t (*hashes)[LEDGER_HASH_LEN], size_t *n);
+/* The ledger's public key and origin. */
+void ledger_public_key(struct ledger *l, uint8_t out[32]);
+const char *ledger_origin(struct ledger *l);
+
+/* ----------------------------------------------------------- verification */
+
+enum ledger_bad_kind { LEDGER_BAD_NONE = 0, LEDGER_BAD_ENTRY, LEDGER_BAD_BLOCK, LEDGER_BAD_CHECKPOINT };
+
+struct ledger_verify_report {
+	uint64_t entries;   /* entries checked */
+	uint64_t blocks;    /* blocks checked */
+	uint64_t tree_size; /* size of the verified tree */
+	uint8_t root[LEDGER_HASH_LEN];
+	enum ledger_bad_kind bad; /* LEDGER_BAD_NONE when everything matched */
+	uint64_t bad_seq;         /* LEDGER_BAD_ENTRY: the first entry that does not match */
+	uint64_t bad_height;      /* LEDGER_BAD_BLOCK/CHECKPOINT: the first such block */
+	char reason[256];
+};
+
+/*
+ * Recompute every leaf, subtree node, block hash, block signature and
+ * checkpoint signature from seq `from` on (docs/LEDGER.md §8), streaming
+ * the tables. `conn` is a PGconn*. With a trusted checkpoint note (may be
+ * NULL) the database must also contain that tree head (rollback/fork check).
+ * Returns 0 when all match, EHR_ERR_TAMPER (report filled) when not, or
+ * another error if the database could not be read.
+ */
+int ledger_verify_db(void *conn, const uint8_t pub[32], uint64_t from, const char *trusted_note,
+                     size_t trusted_len, struct ledger_verify_report *rep);
+
+#endif

@@ -1,0 +1,72 @@
+/*
+ * ledger_internal.h - shared by the ledger's files in contracts/.
+ */
+#ifndef EHR_LEDGER_INTERNAL_H
+#define EHR_LEDGER_INTERNAL_H
+
+#include "ledger/ledger.h"
+
+/* The advisory lock key every appender takes (pg_advisory_xact_lock). */
+#define LEDGER_LOCK_KEY 0x6568726c6467LL /* "ehrldg" */
+#define LEDGER_NOTIFY_CHANNEL "ehrgate_ledger"
+#define LEDGER_MAX_LEVELS 64
+
+/* A half-open range of leaves [begin, end). */
+struct merkle_range {
+	uint64_t begin, end;
+};
+
+/* A perfect subtree: leaves [idx << level, (idx + 1) << level). */
+struct merkle_node_ref {
+	unsigned level;
+	uint64_t idx;
+	uint8_t hash[LEDGER_HASH_LEN];
+};
+
+/* Fill refs[i].hash for every ref; a negative return aborts. */
+typedef int (*merkle_fetch_fn)(void *ctx, struct merkle_node_ref *refs, size_t n);
+
+/* The ranges whose MTHs form PATH(index, D[size]) / PROOF(size1, D[size2]),
+ * in proof order. out needs LEDGER_MAX_PROOF slots. */
+int merkle__inclusion_ranges(struct merkle_range *out, size_t *n, uint64_t index, uint64_t size);
+int merkle__consistency_ranges(struct merkle_range *out, size_t *n, uint64_t size1, uint64_t size2);
+/* Compute the MTH of each range from perfect subtrees fetched in one call. */
+int merkle__ranges_hash(uint8_t (*out)[LEDGER_HASH_LEN], const struct merkle_range *ranges, size_t n,
+                        merkle_fetch_fn fetch, void *ctx);
+
+/*
+ * The right edge of a tree: the MTHs of the perfect subtrees of the binary
+ * decomposition of size, largest first. Appending a leaf completes zero or
+ * more subtrees (levels 1..ctz(size+1)), which the caller may record.
+ */
+struct merkle_frontier {
+	uint64_t size;
+	unsigned n;
+	uint8_t h[LEDGER_MAX_LEVELS][LEDGER_HASH_LEN];
+};
+
+void merkle__frontier_init(struct merkle_frontier *f);
+/* completed[k-1] receives the level-k node completed by this leaf, for
+ * k = 1..*ncompleted (may be NULL). */
+void merkle__frontier_push(struct merkle_frontier *f, const uint8_t leaf[LEDGER_HASH_LEN],
+                           uint8_t (*completed)[LEDGER_HASH_LEN], unsigned *ncompleted);
+void merkle__frontier_root(const struct merkle_frontier *f, uint8_t out[LEDGER_HASH_LEN]);
+/* The perfect subtrees (level, idx) that make up a frontier of `size`,
+ * largest first; returns their count. */
+unsigned merkle__frontier_refs(struct merkle_node_ref *refs, uint64_t size);
+
+/* Fast SHA-256 with a cached, per-thread context. */
+void ledger__sha256(uint8_t out[LEDGER_HASH_LEN], const void *p1, size_t n1, const void *p2, size_t n2);
+
+/* A C2SP key name or log origin (keys.c; checkpoint.c checks origins). */
+bool ledger__key_name_ok(const char *s, size_t n);
+
+/* Block header signature check with a block's fields. */
+int ledger__block_verify(const struct ledger_block *b, const uint8_t pub[32]);
+
+/* Store helpers (ledger_store.c) used by reads and verification. */
+int ledger__exec(void *conn, void **res, const char *sql, int nparams, const char *const *params);
+int ledger__row_block(struct ledger_block *b, void *res, int row);
+int ledger__fetch_nodes(void *conn, struct merkle_node_ref *refs, size_t n);
+
+#endif

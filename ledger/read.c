@@ -1,0 +1,228 @@
+/*
+ * ledger_read.c - reading the ledger through the gateway's pool: entries,
+ * blocks, checkpoints, and inclusion/consistency proofs built from O(log n)
+ * stored perfect-subtree hashes in one query (docs/LEDGER.md §4, §7).
+ */
+#include "common/db.h"
+#include "ledger/ledger_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+struct ehr_db_pool *ledger__pool(struct ledger *l);
+
+#define BLOCK_COLS "height, prev_hash, tree_size, root, ts_ms, hash, sig, origin, cp_sig"
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+/* Run a binary-result query on a pooled connection. */
+static int query_bin(struct ledger *l, void **conn, PGresult **out, const char *sql, int n,
+                     const char *const *params)
+{
+	PGresult *r;
+
+	GUARD(ehr_db_acquire(ledger__pool(l), conn));
+	r = PQexecParams(*conn, sql, n, NULL, params, NULL, NULL, 1);
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		int err =
+		        ehr_error_set(PQstatus(*conn) != CONNECTION_OK ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
+		                      "ledger read: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(*conn));
+
+		PQclear(r);
+		ehr_db_release(ledger__pool(l), *conn, true);
+		*conn = NULL;
+		return err;
+	}
+	*out = r;
+	return 0;
+}
+
+static int emit_rows(PGresult *r, ledger_entry_fn cb, void *ctx)
+{
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct ledger_entry e;
+		const uint8_t *raw = (const uint8_t *)PQgetvalue(r, i, 2);
+		size_t len = (size_t)PQgetlength(r, i, 2);
+		uint64_t seq = be64((const uint8_t *)PQgetvalue(r, i, 0));
+
+		if (ledger_entry_decode(&e, raw, len, false) < 0 || e.seq != seq)
+			return ehr_error_set(EHR_ERR_TAMPER, "ledger entry %llu does not decode",
+			                     (unsigned long long)seq);
+		e.block_height = be64((const uint8_t *)PQgetvalue(r, i, 1));
+		GUARD(cb(ctx, &e, raw, len));
+	}
+	return 0;
+}
+
+int ledger_get_entries(struct ledger *l, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx)
+{
+	struct ledger_query q = { .from_seq = from, .limit = limit };
+
+	ENSURE(limit >= 1 && limit <= 10000, EHR_ERR_INVAL);
+	return ledger_query(l, &q, cb, ctx);
+}
+
+int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn cb, void *ctx)
+{
+	struct ehr_buf sql = EHR_BUF_INIT(1024);
+	char nums[5][24];
+	const char *params[8];
+	int np = 0, err;
+	void *conn = NULL;
+	PGresult *r = NULL;
+	unsigned limit = q->limit ? q->limit : 100;
+
+	ENSURE(limit <= 10000 && q->from_seq <= INT64_MAX && q->to_seq <= INT64_MAX, EHR_ERR_INVAL);
+	GUARD_GOTO(ehr_buf_append_str(&sql,
+	                              "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1"));
+	snprintf(nums[0], sizeof(nums[0]), "%llu", (unsigned long long)q->from_seq);
+	params[np++] = nums[0];
+	if (q->to_seq) {
+		snprintf(nums[1], sizeof(nums[1]), "%llu", (unsigned long long)q->to_seq);
+		params[np++] = nums[1];
+		GUARD_GOTO(ehr_buf_printf(&sql, " AND seq < $%d", np));
+	}
+	if (q->type) {
+		params[np++] = q->type;
+		GUARD_GOTO(ehr_buf_printf(&sql, " AND type = $%d", np));
+	}
+	if (q->actor) {
+		params[np++] = q->actor;
+		GUARD_GOTO(ehr_buf_printf(&sql, " AND actor = $%d", np));
+	}
+	if (q->subject) {
+		params[np++] = q->subject;
+		GUARD_GOTO(ehr_buf_printf(&sql, " AND subject = $%d", np));
+	}
+	if (q->since_ms) {
+		snprintf(nums[2], sizeof(nums[2]), "%lld", (long long)q->since_ms);
+		params[np++] = nums[2];
+		GUARD_GOTO(ehr_buf_printf(&sql, " AND ts_ms >= $%d", np));
+	}
+	if (q->until_ms) {
+		snprintf(nums[3], sizeof(nums[3]), "%lld", (long long)q->until_ms);
+		params[np++] = nums[3];
+		GUARD_GOTO(ehr_buf_printf(&sql, " AND ts_ms < $%d", np));
+	}
+	GUARD_GOTO(ehr_buf_printf(&sql, " ORDER BY seq LIMIT %u", limit));
+	GUARD_GOTO(query_bin(l, &conn, &r, ehr_buf_cstr(&sql), np, params));
+	err = emit_rows(r, cb, ctx);
+	ehr_db_release(ledger__pool(l), conn, false);
+out:
+	PQclear(r);
+	ehr_buf_free(&sql);
+	return err;
+}
+
+static int one_block(struct ledger *l, struct ledger_block *b, const char *sql, const char *param)
+{
+	void *conn = NULL;
+	PGresult *r = NULL;
+	const char *params[1] = { param };
+	int err;
+
+	GUARD(query_bin(l, &conn, &r, sql, param ? 1 : 0, params));
+	if (PQntuples(r) == 0)
+		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such ledger block");
+	else
+		err = ledger__row_block(b, r, 0);
+	PQclear(r);
+	ehr_db_release(ledger__pool(l), conn, false);
+	return err;
+}
+
+int ledger_head(struct ledger *l, struct ledger_block *b)
+{
+	return one_block(l, b, "SELECT " BLOCK_COLS " FROM ledger_blocks ORDER BY height DESC LIMIT 1", NULL);
+}
+
+int ledger_block_at_size(struct ledger *l, uint64_t size, struct ledger_block *b)
+{
+	char num[24];
+
+	ENSURE(size <= INT64_MAX, EHR_ERR_INVAL);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)size);
+	return one_block(l, b, "SELECT " BLOCK_COLS " FROM ledger_blocks WHERE tree_size = $1", num);
+}
+
+int ledger_block_at_height(struct ledger *l, uint64_t height, struct ledger_block *b)
+{
+	char num[24];
+
+	ENSURE(height <= INT64_MAX, EHR_ERR_INVAL);
+	snprintf(num, sizeof(num), "%llu", (unsigned long long)height);
+	return one_block(l, b, "SELECT " BLOCK_COLS " FROM ledger_blocks WHERE height = $1", num);
+}
+
+int ledger_checkpoint(struct ledger *l, uint64_t size, struct ehr_buf *note)
+{
+	struct ledger_block b;
+	uint8_t pub[32];
+
+	ledger_public_key(l, pub);
+	if (size == 0)
+		GUARD(ledger_head(l, &b));
+	else
+		GUARD(ledger_block_at_size(l, size, &b));
+	return ledger_checkpoint_note(note, b.origin, b.tree_size, b.root, pub, b.cp_sig);
+}
+
+/* Proofs: plan the ranges, fetch every needed perfect subtree in one query. */
+static int pool_fetch(void *ctx, struct merkle_node_ref *refs, size_t n)
+{
+	return ledger__fetch_nodes(ctx, refs, n);
+}
+
+static int prove(struct ledger *l, const struct merkle_range *ranges, size_t n,
+                 uint8_t (*out)[LEDGER_HASH_LEN])
+{
+	void *conn = NULL;
+	int err;
+
+	if (n == 0)
+		return 0;
+	GUARD(ehr_db_acquire(ledger__pool(l), &conn));
+	err = merkle__ranges_hash(out, ranges, n, pool_fetch, conn);
+	ehr_db_release(ledger__pool(l), conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB);
+	return err;
+}
+
+int ledger_prove_inclusion(struct ledger *l, uint64_t index, uint64_t size, uint8_t (*out)[LEDGER_HASH_LEN],
+                           size_t *out_len)
+{
+	struct merkle_range r[LEDGER_MAX_PROOF];
+
+	ENSURE(size <= INT64_MAX, EHR_ERR_INVAL);
+	GUARD(merkle__inclusion_ranges(r, out_len, index, size));
+	if (*out_len == 0) {
+		/* size 1: the proof is empty; still require the entry to exist. */
+		struct merkle_node_ref ref = { 0, 0, { 0 } };
+		void *conn = NULL;
+		int err;
+
+		GUARD(ehr_db_acquire(ledger__pool(l), &conn));
+		err = ledger__fetch_nodes(conn, &ref, 1);
+		ehr_db_release(ledger__pool(l), conn, false);
+		return err;
+	}
+	return prove(l, r, *out_len, out);
+}
+
+int ledger_prove_consistency(struct ledger *l, uint64_t size1, uint64_t size2,
+                             uint8_t (*out)[LEDGER_HASH_LEN], size_t *out_len)
+{
+	struct merkle_range r[LEDGER_MAX_PROOF];
+
+	ENSURE(size2 <= INT64_MAX, EHR_ERR_INVAL);
+	GUARD(merkle__consistency_ranges(r, out_len, size1, size2));
+	return prove(l, r, *out_len, out);
+}

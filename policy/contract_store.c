@@ -1,0 +1,777 @@
+/*
+ * contract_store.c - contract state materialised from the ledger.
+ *
+ * The ledger is the source of truth. A contract.create entry carries the
+ * signed document, its signature and the public JWK that made it, so the
+ * ledger alone proves consent; the tables of 0040_contracts.sql are a
+ * cache of those entries that evaluation can index. Both the live path
+ * (policy_contract_create/revoke, right after the append commits) and
+ * `ehrgate contracts rebuild` go through policy_store_apply, which
+ * re-verifies every signature, so a rebuilt state equals the live one by
+ * construction and a forged entry is never materialised.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+#include <openssl/sha.h>
+
+#include "common/db.h"
+#include "policy/policy.h"
+
+#define POLICY_JKT_MAX 64
+
+/* RFC 7638 thumbprint of an EC JWK: SHA-256 over the JCS of its required
+ * members {crv, kty, x, y}, base64url. */
+int policy_jwk_thumbprint(char out[POLICY_JKT_MAX], const json_t *jwk)
+{
+	json_t *req = json_object();
+	struct ehr_buf canon = EHR_BUF_INIT(1024), b = EHR_BUF_INIT(POLICY_JKT_MAX);
+	uint8_t md[SHA256_DIGEST_LENGTH];
+	const char *names[] = { "crv", "kty", "x", "y" };
+	int err = 0;
+
+	ENSURE_GOTO(req != NULL && json_is_object(jwk), EHR_ERR_INVAL);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(names); i++) {
+		json_t *v = json_object_get(jwk, names[i]);
+		ENSURE_GOTO(json_is_string(v), EHR_ERR_INVAL);
+		ENSURE_GOTO(json_object_set(req, names[i], v) == 0, EHR_ERR_NOMEM);
+	}
+	GUARD_GOTO(jcs_canonicalize(&canon, req));
+	SHA256(canon.data, canon.len, md);
+	GUARD_GOTO(ehr_b64url_encode(&b, md, sizeof(md)));
+	memcpy(out, b.data, b.len + 1);
+out:
+	json_decref(req);
+	ehr_buf_free(&canon);
+	ehr_buf_free(&b);
+	return err;
+}
+
+static int exec(void *conn, PGresult **res, const char *sql, int n, const char *const *p)
+{
+	void *r = NULL;
+	int err = ehr_db_exec(conn, &r, sql, n, p);
+	*res = r;
+	return err;
+}
+
+static int exec_cmd(void *conn, const char *sql, int n, const char *const *p)
+{
+	PGresult *r;
+	GUARD(exec(conn, &r, sql, n, p));
+	PQclear(r);
+	return 0;
+}
+
+/* Verify an envelope member `doc` with `sig` by `jwk`; fills jkt. */
+static int verify_signed(const json_t *doc, const char *sig, const json_t *jwk, char jkt[POLICY_JKT_MAX])
+{
+	EVP_PKEY *pub = NULL;
+	int err;
+
+	GUARD_GOTO(ehr_jwk_parse(&pub, jwk));
+	GUARD_GOTO(policy_jwk_thumbprint(jkt, jwk));
+	GUARD_GOTO(policy_verify_es256(doc, sig, pub));
+out:
+	EVP_PKEY_free(pub);
+	return err;
+}
+
+static const char *scope_kind_name(enum policy_scope_kind k)
+{
+	switch (k) {
+	case POLICY_SCOPE_ALL: return "all";
+	case POLICY_SCOPE_RECORDS: return "records";
+	case POLICY_SCOPE_CATEGORIES: return "categories";
+	default: return "?";
+	}
+}
+
+/* A Postgres text[] literal of identifiers we validated (no quotes or
+ * backslashes can occur, but quote each item anyway). */
+static int pg_text_array(struct ehr_buf *out, char **items, size_t n)
+{
+	GUARD(ehr_buf_append_u8(out, '{'));
+	for (size_t i = 0; i < n; i++) {
+		if (strchr(items[i], '"') || strchr(items[i], '\\'))
+			return ehr_error_set(EHR_ERR_INVAL, "scope item not storable");
+		GUARD(ehr_buf_printf(out, "%s\"%s\"", i ? "," : "", items[i]));
+	}
+	return ehr_buf_append_u8(out, '}');
+}
+
+static int apply_create(void *conn, uint64_t seq, const json_t *payload)
+{
+	const json_t *doc = json_object_get(payload, "contract"), *jwk = json_object_get(payload, "jwk");
+	const char *sig, *cid, *jkt_claimed;
+	char jkt[POLICY_JKT_MAX], seqs[24], acts[4], nb[24], na[24], ia[24];
+	struct policy_contract c;
+	struct ehr_buf canon = EHR_BUF_INIT(POLICY_DOC_MAX), arr = EHR_BUF_INIT(POLICY_DOC_MAX);
+	int err;
+
+	memset(&c, 0, sizeof(c));
+	GUARD_GOTO(ehr_json_get_str(payload, "signature", &sig, 128));
+	GUARD_GOTO(ehr_json_get_str(payload, "cid", &cid, POLICY_CID_MAX - 1));
+	GUARD_GOTO(ehr_json_get_str(payload, "jkt", &jkt_claimed, POLICY_JKT_MAX - 1));
+	GUARD_GOTO(policy_contract_from_json(&c, doc));
+	if (strcmp(c.cid, cid) != 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "contract.create at seq %llu: cid does not match the document",
+		                    (unsigned long long)seq);
+		goto out;
+	}
+	if ((err = verify_signed(doc, sig, jwk, jkt)) < 0 || strcmp(jkt, jkt_claimed) != 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "contract.create at seq %llu: signature or key does not verify",
+		                    (unsigned long long)seq);
+		goto out;
+	}
+	GUARD_GOTO(jcs_canonicalize(&canon, doc));
+	GUARD_GOTO(pg_text_array(&arr, c.scope, c.n_scope));
+	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+	snprintf(acts, sizeof(acts), "%u", c.actions);
+	snprintf(nb, sizeof(nb), "%lld", (long long)c.not_before);
+	snprintf(na, sizeof(na), "%lld", (long long)c.not_after);
+	snprintf(ia, sizeof(ia), "%lld", (long long)c.issued_at);
+	{
+		const char *p[] = { c.cid,
+			            c.patient,
+			            c.grantee_kind == POLICY_GRANTEE_SERVER ? "server" : "group",
+			            c.grantee,
+			            acts,
+			            scope_kind_name(c.scope_kind),
+			            ehr_buf_cstr(&arr),
+			            c.purpose,
+			            nb,
+			            na,
+			            ia,
+			            seqs,
+			            ehr_buf_cstr(&canon),
+			            sig,
+			            jkt };
+		/* Idempotent: applying an entry twice, or a second create of the
+		 * same document, keeps the first (lowest seq) row. */
+		GUARD_GOTO(exec_cmd(
+		        conn,
+		        "INSERT INTO policy_contracts (cid, patient, grantee_kind, grantee, actions, "
+		        "scope_kind, scope, purpose, not_before, not_after, issued_at, created_seq, "
+		        "document, signature, jkt) VALUES "
+		        "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) "
+		        "ON CONFLICT (cid) DO UPDATE SET created_seq = excluded.created_seq, "
+		        "signature = excluded.signature, jkt = excluded.jkt "
+		        "WHERE policy_contracts.created_seq > excluded.created_seq",
+		        (int)EHR_ARRAY_LEN(p), p));
+	}
+out:
+	policy_contract_clear(&c);
+	ehr_buf_free(&canon);
+	ehr_buf_free(&arr);
+	return err;
+}
+
+static int apply_revoke(void *conn, uint64_t seq, const json_t *payload)
+{
+	const json_t *doc = json_object_get(payload, "revocation"), *jwk = json_object_get(payload, "jwk");
+	const char *sig;
+	char jkt[POLICY_JKT_MAX], seqs[24];
+	struct policy_revocation rv;
+	struct ehr_buf canon = EHR_BUF_INIT(POLICY_DOC_MAX);
+	PGresult *r = NULL;
+	int err;
+
+	GUARD_GOTO(ehr_json_get_str(payload, "signature", &sig, 128));
+	GUARD_GOTO(policy_revocation_from_json(&rv, doc));
+	if (verify_signed(doc, sig, jwk, jkt) < 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER, "contract.revoke at seq %llu: signature does not verify",
+		                    (unsigned long long)seq);
+		goto out;
+	}
+	{
+		const char *p[] = { rv.cid };
+		GUARD_GOTO(exec(conn, &r, "SELECT patient, created_seq FROM policy_contracts WHERE cid = $1",
+		                1, p));
+	}
+	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), rv.patient) != 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "contract.revoke at seq %llu: no such contract of that patient",
+		                    (unsigned long long)seq);
+		goto out;
+	}
+	{
+		uint64_t created;
+		if (ehr_parse_u64(&created, PQgetvalue(r, 0, 1), UINT64_MAX) < 0 || created >= seq) {
+			err = ehr_error_set(EHR_ERR_TAMPER,
+			                    "contract.revoke at seq %llu precedes its contract",
+			                    (unsigned long long)seq);
+			goto out;
+		}
+	}
+	GUARD_GOTO(jcs_canonicalize(&canon, doc));
+	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+	{
+		/* The first revocation (lowest seq) is the one that counts. */
+		const char *p[] = { rv.cid, seqs, ehr_buf_cstr(&canon), sig };
+		GUARD_GOTO(exec_cmd(conn,
+		                    "UPDATE policy_contracts SET revoked_seq = $2, revocation = $3, "
+		                    "revocation_signature = $4 WHERE cid = $1 AND "
+		                    "(revoked_seq IS NULL OR revoked_seq > $2::bigint)",
+		                    4, p));
+	}
+out:
+	PQclear(r);
+	ehr_buf_free(&canon);
+	return err;
+}
+
+static int apply_group(void *conn, uint64_t seq, const json_t *payload, bool add)
+{
+	const char *group, *server;
+	char seqs[24];
+
+	GUARD(ehr_json_get_str(payload, "group", &group, POLICY_ID_MAX - 1));
+	GUARD(ehr_json_get_str(payload, "server", &server, POLICY_ID_MAX - 1));
+	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+	if (add) {
+		const char *p[] = { group, server, seqs };
+		return exec_cmd(
+		        conn,
+		        "INSERT INTO policy_groups (group_name, server_id, added_seq) VALUES ($1,$2,$3) "
+		        "ON CONFLICT DO NOTHING",
+		        3, p);
+	} else {
+		const char *p[] = { group, server };
+		return exec_cmd(conn, "DELETE FROM policy_groups WHERE group_name = $1 AND server_id = $2", 2,
+		                p);
+	}
+}
+
+int policy_store_apply(void *conn, uint64_t seq, const char *type, const json_t *payload)
+{
+	if (!json_is_object(payload))
+		return ehr_error_set(EHR_ERR_TAMPER, "entry %llu: payload is not an object",
+		                     (unsigned long long)seq);
+	if (strcmp(type, POLICY_ENTRY_CREATE) == 0)
+		return apply_create(conn, seq, payload);
+	if (strcmp(type, POLICY_ENTRY_REVOKE) == 0)
+		return apply_revoke(conn, seq, payload);
+	if (strcmp(type, POLICY_ENTRY_GROUP_ADD) == 0)
+		return apply_group(conn, seq, payload, true);
+	if (strcmp(type, POLICY_ENTRY_GROUP_REMOVE) == 0)
+		return apply_group(conn, seq, payload, false);
+	return 0; /* not ours */
+}
+
+/* --------------------------------------------------------------- live */
+
+static int append_and_apply(void *conn, struct ledger *l, const char *type, const char *actor,
+                            const char *subject, json_t *payload, struct ledger_receipt *rcpt)
+{
+	struct ledger_entry_in in = { type, actor, subject, payload };
+	int err;
+
+	GUARD(ledger_append(l, &in, rcpt));
+	/* The entry is durable: consent now exists whatever happens next. If
+	 * materialising fails, `ehrgate contracts rebuild` repairs the cache. */
+	err = policy_store_apply(conn, rcpt->seq, type, payload);
+	if (err < 0)
+		ehr_logf(EHR_LOG_ERROR, "policy.materialise_failed", "seq %llu: %s",
+		         (unsigned long long)rcpt->seq, ehr_error_msg());
+	return err;
+}
+
+int policy_contract_create(void *conn, struct ledger *l, const char *patient, const json_t *jwk,
+                           const json_t *envelope, char cid[POLICY_CID_MAX], struct ledger_receipt *rcpt)
+{
+	static const char *const members[] = { "contract", "signature" };
+	const json_t *doc;
+	const char *sig, *k;
+	char jkt[POLICY_JKT_MAX];
+	struct policy_contract c;
+	json_t *payload = NULL, *v;
+	PGresult *r = NULL;
+	int err;
+
+	memset(&c, 0, sizeof(c));
+	ENSURE_GOTO(json_is_object(envelope), EHR_ERR_INVAL);
+	json_object_foreach((json_t *)envelope, k, v)
+	{
+		if (strcmp(k, members[0]) != 0 && strcmp(k, members[1]) != 0) {
+			err = ehr_error_set(EHR_ERR_INVAL, "envelope: unknown member");
+			goto out;
+		}
+	}
+	doc = json_object_get(envelope, "contract");
+	GUARD_GOTO(ehr_json_get_str(envelope, "signature", &sig, 128));
+	GUARD_GOTO(policy_contract_from_json(&c, doc));
+	if (strcmp(c.patient, patient) != 0) {
+		err = ehr_error_set(EHR_ERR_FORBIDDEN, "contract.patient is not the caller");
+		goto out;
+	}
+	if ((err = verify_signed(doc, sig, jwk, jkt)) < 0) {
+		if (err != EHR_ERR_TAMPER && err != EHR_ERR_INVAL)
+			goto out;
+		err = ehr_error_set(EHR_ERR_TAMPER, "contract signature does not verify with the device key");
+		goto out;
+	}
+	{
+		const char *p[] = { c.cid };
+		GUARD_GOTO(exec(conn, &r, "SELECT 1 FROM policy_contracts WHERE cid = $1", 1, p));
+		if (PQntuples(r) > 0) {
+			err = ehr_error_set(EHR_ERR_CONFLICT, "contract already exists");
+			goto out;
+		}
+	}
+	payload = json_pack("{s:s, s:O, s:s, s:O, s:s}", "cid", c.cid, "contract", doc, "signature", sig,
+	                    "jwk", jwk, "jkt", jkt);
+	ENSURE_GOTO(payload != NULL, EHR_ERR_NOMEM);
+	GUARD_GOTO(append_and_apply(conn, l, POLICY_ENTRY_CREATE, patient, patient, payload, rcpt));
+	memcpy(cid, c.cid, strlen(c.cid) + 1);
+out:
+	PQclear(r);
+	json_decref(payload);
+	policy_contract_clear(&c);
+	return err;
+}
+
+int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, const json_t *jwk,
+                           const char *cid, const json_t *envelope, struct ledger_receipt *rcpt)
+{
+	const json_t *doc;
+	const char *sig, *k;
+	char jkt[POLICY_JKT_MAX];
+	struct policy_revocation rv;
+	json_t *payload = NULL, *v;
+	PGresult *r = NULL;
+	int err;
+
+	ENSURE_GOTO(json_is_object(envelope) && cid != NULL, EHR_ERR_INVAL);
+	json_object_foreach((json_t *)envelope, k, v)
+	{
+		if (strcmp(k, "revocation") != 0 && strcmp(k, "signature") != 0) {
+			err = ehr_error_set(EHR_ERR_INVAL, "envelope: unknown member");
+			goto out;
+		}
+	}
+	doc = json_object_get(envelope, "revocation");
+	GUARD_GOTO(ehr_json_get_str(envelope, "signature", &sig, 128));
+	GUARD_GOTO(policy_revocation_from_json(&rv, doc));
+	if (strcmp(rv.cid, cid) != 0) {
+		err = ehr_error_set(EHR_ERR_INVAL, "revocation.cid does not match the path");
+		goto out;
+	}
+	if (strcmp(rv.patient, patient) != 0) {
+		err = ehr_error_set(EHR_ERR_FORBIDDEN, "revocation.patient is not the caller");
+		goto out;
+	}
+	{
+		const char *p[] = { cid };
+		GUARD_GOTO(
+		        exec(conn, &r,
+		             "SELECT patient, revoked_seq IS NOT NULL FROM policy_contracts WHERE cid = $1",
+		             1, p));
+	}
+	/* Another patient's contract looks exactly like a missing one. */
+	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), patient) != 0) {
+		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such contract");
+		goto out;
+	}
+	if (strcmp(PQgetvalue(r, 0, 1), "t") == 0) {
+		err = ehr_error_set(EHR_ERR_CONFLICT, "contract already revoked");
+		goto out;
+	}
+	if ((err = verify_signed(doc, sig, jwk, jkt)) < 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER,
+		                    "revocation signature does not verify with the device key");
+		goto out;
+	}
+	payload = json_pack("{s:s, s:O, s:s, s:O, s:s}", "cid", cid, "revocation", doc, "signature", sig,
+	                    "jwk", jwk, "jkt", jkt);
+	ENSURE_GOTO(payload != NULL, EHR_ERR_NOMEM);
+	GUARD_GOTO(append_and_apply(conn, l, POLICY_ENTRY_REVOKE, patient, patient, payload, rcpt));
+out:
+	PQclear(r);
+	json_decref(payload);
+	return err;
+}
+
+int policy_group_change(void *conn, struct ledger *l, const char *actor, const char *group,
+                        const char *server, bool add, struct ledger_receipt *rcpt)
+{
+	json_t *payload;
+	int err;
+
+	/* Same identifier rules as a contract's grantee. */
+	if (!policy_id_valid(group) || !policy_id_valid(server))
+		return ehr_error_set(EHR_ERR_INVAL, "group and server must be identifiers");
+	payload = json_pack("{s:s, s:s}", "group", group, "server", server);
+	ENSURE(payload != NULL, EHR_ERR_NOMEM);
+	err = append_and_apply(conn, l, add ? POLICY_ENTRY_GROUP_ADD : POLICY_ENTRY_GROUP_REMOVE, actor,
+	                       group, payload, rcpt);
+	json_decref(payload);
+	return err;
+}
+
+/* ------------------------------------------------------------- reading */
+
+void policy_contracts_free(struct policy_contract *set, size_t n)
+{
+	for (size_t i = 0; set && i < n; i++)
+		policy_contract_clear(&set[i]);
+	free(set);
+}
+
+static int row_to_contract(struct policy_contract *c, PGresult *r, int i)
+{
+	json_t *scope = NULL;
+	const char *s;
+	int err = 0;
+
+	memset(c, 0, sizeof(*c));
+	snprintf(c->cid, sizeof(c->cid), "%s", PQgetvalue(r, i, 0));
+	snprintf(c->patient, sizeof(c->patient), "%s", PQgetvalue(r, i, 1));
+	c->grantee_kind =
+	        strcmp(PQgetvalue(r, i, 2), "server") == 0 ? POLICY_GRANTEE_SERVER : POLICY_GRANTEE_GROUP;
+	snprintf(c->grantee, sizeof(c->grantee), "%s", PQgetvalue(r, i, 3));
+	{
+		uint64_t a;
+		GUARD(ehr_parse_u64(&a, PQgetvalue(r, i, 4), 3));
+		c->actions = (unsigned)a;
+	}
+	s = PQgetvalue(r, i, 5);
+	c->scope_kind = strcmp(s, "all") == 0       ? POLICY_SCOPE_ALL
+	                : strcmp(s, "records") == 0 ? POLICY_SCOPE_RECORDS
+	                                            : POLICY_SCOPE_CATEGORIES;
+	s = PQgetvalue(r, i, 6);
+	GUARD(ehr_json_parse(&scope, s, strlen(s), POLICY_DOC_MAX, 2));
+	ENSURE_GOTO(json_is_array(scope), EHR_ERR_DB);
+	c->scope = calloc(json_array_size(scope) + 1, sizeof(char *));
+	ENSURE_GOTO(c->scope != NULL, EHR_ERR_NOMEM);
+	for (size_t j = 0; j < json_array_size(scope); j++) {
+		const char *v = json_string_value(json_array_get(scope, j));
+		ENSURE_GOTO(v != NULL, EHR_ERR_DB);
+		ENSURE_GOTO((c->scope[c->n_scope] = strdup(v)) != NULL, EHR_ERR_NOMEM);
+		c->n_scope++;
+	}
+	snprintf(c->purpose, sizeof(c->purpose), "%s", PQgetvalue(r, i, 7));
+	GUARD_GOTO(ehr_parse_i64(&c->not_before, PQgetvalue(r, i, 8), INT64_MIN, INT64_MAX));
+	GUARD_GOTO(ehr_parse_i64(&c->not_after, PQgetvalue(r, i, 9), INT64_MIN, INT64_MAX));
+	GUARD_GOTO(ehr_parse_i64(&c->issued_at, PQgetvalue(r, i, 10), INT64_MIN, INT64_MAX));
+	GUARD_GOTO(ehr_parse_u64(&c->seq, PQgetvalue(r, i, 11), UINT64_MAX));
+	if (!PQgetisnull(r, i, 12)) {
+		c->revoked = true;
+		GUARD_GOTO(ehr_parse_u64(&c->revoked_seq, PQgetvalue(r, i, 12), UINT64_MAX));
+	}
+out:
+	json_decref(scope);
+	return err;
+}
+
+#define CONTRACT_COLS                                                                                     \
+	"cid, patient, grantee_kind, grantee, actions, scope_kind, array_to_json(scope)::text, purpose, " \
+	"not_before, not_after, issued_at, created_seq, revoked_seq"
+
+int policy_store_load(void *conn, const char *patient, struct policy_contract **out, size_t *n)
+{
+	const char *p[] = { patient };
+	struct policy_contract *set = NULL;
+	PGresult *r = NULL;
+	size_t rows, i = 0;
+	int err;
+
+	*out = NULL;
+	*n = 0;
+	GUARD_GOTO(exec(conn, &r,
+	                "SELECT " CONTRACT_COLS
+	                " FROM policy_contracts WHERE patient = $1 ORDER BY created_seq",
+	                1, p));
+	rows = (size_t)PQntuples(r);
+	set = calloc(rows ? rows : 1, sizeof(*set));
+	ENSURE_GOTO(set != NULL, EHR_ERR_NOMEM);
+	for (i = 0; i < rows; i++)
+		GUARD_GOTO(row_to_contract(&set[i], r, (int)i));
+	*out = set;
+	*n = rows;
+	set = NULL;
+out:
+	if (set)
+		policy_contracts_free(set, i + 1 <= rows ? i + 1 : rows);
+	PQclear(r);
+	return err;
+}
+
+int policy_store_groups(void *conn, const char *server, char ***out, size_t *n)
+{
+	const char *p[] = { server };
+	PGresult *r = NULL;
+	char **g = NULL;
+	size_t rows = 0;
+	int err;
+
+	*out = NULL;
+	*n = 0;
+	GUARD_GOTO(exec(conn, &r,
+	                "SELECT group_name FROM policy_groups WHERE server_id = $1 ORDER BY group_name", 1,
+	                p));
+	rows = (size_t)PQntuples(r);
+	g = calloc(rows + 1, sizeof(*g));
+	ENSURE_GOTO(g != NULL, EHR_ERR_NOMEM);
+	for (size_t i = 0; i < rows; i++)
+		ENSURE_GOTO((g[i] = strdup(PQgetvalue(r, (int)i, 0))) != NULL, EHR_ERR_NOMEM);
+	*out = g;
+	*n = rows;
+	g = NULL;
+out:
+	if (g) {
+		for (size_t i = 0; i < rows; i++)
+			free(g[i]);
+		free(g);
+	}
+	PQclear(r);
+	return err;
+}
+
+void policy_groups_free(char **g, size_t n)
+{
+	for (size_t i = 0; g && i < n; i++)
+		free(g[i]);
+	free(g);
+}
+
+const char *policy_contract_state(const struct policy_contract *c, int64_t now)
+{
+	if (c->revoked)
+		return "revoked";
+	if (now < c->not_before)
+		return "pending";
+	if (now >= c->not_after)
+		return "expired";
+	return "active";
+}
+
+int policy_store_list_json(void *conn, const char *patient, int64_t now, json_t **out)
+{
+	const char *p[] = { patient };
+	PGresult *r = NULL;
+	json_t *arr = json_array();
+	int err = 0;
+
+	*out = NULL;
+	ENSURE_GOTO(arr != NULL, EHR_ERR_NOMEM);
+	GUARD_GOTO(exec(conn, &r,
+	                "SELECT " CONTRACT_COLS
+	                ", document, signature FROM policy_contracts WHERE patient = $1 "
+	                "ORDER BY created_seq",
+	                1, p));
+	for (int i = 0; i < PQntuples(r); i++) {
+		struct policy_contract c;
+		json_t *doc = NULL, *item;
+		const char *d = PQgetvalue(r, i, 13);
+
+		GUARD_GOTO(row_to_contract(&c, r, i));
+		err = ehr_json_parse(&doc, d, strlen(d), POLICY_DOC_MAX, EHR_JSON_MAX_DEPTH);
+		if (err == 0) {
+			item = json_pack("{s:s, s:s, s:I, s:o, s:o, s:s}", "cid", c.cid, "state",
+			                 policy_contract_state(&c, now), "seq", (json_int_t)c.seq,
+			                 "revoked_seq",
+			                 c.revoked ? json_integer((json_int_t)c.revoked_seq) : json_null(),
+			                 "contract", doc, "signature", PQgetvalue(r, i, 14));
+			if (item == NULL || json_array_append_new(arr, item) != 0)
+				err = ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+		}
+		policy_contract_clear(&c);
+		if (err < 0)
+			goto out;
+	}
+	*out = arr;
+	arr = NULL;
+out:
+	json_decref(arr);
+	PQclear(r);
+	return err;
+}
+
+/* --------------------------------------------------------- enforcement */
+
+int policy_evaluate(void *conn, const struct policy_request *req, int64_t now, struct policy_decision *dec)
+{
+	struct policy_contract *set = NULL;
+	size_t n = 0, ngroups = 0;
+	char **groups = NULL;
+	struct policy_request q;
+	int err = 0;
+
+	ENSURE(req != NULL && dec != NULL, EHR_ERR_INVAL);
+	/* Fail closed: until a decision is made, the answer is no. */
+	dec->effect = POLICY_DENY;
+	dec->reason = "deny.invalid_request";
+	dec->cid[0] = '\0';
+	dec->break_glass = false;
+	q = *req;
+	if (req->patient && req->role == POLICY_ROLE_SERVER)
+		GUARD_GOTO(policy_store_load(conn, req->patient, &set, &n));
+	if (req->role == POLICY_ROLE_SERVER && req->requester && req->groups == NULL) {
+		GUARD_GOTO(policy_store_groups(conn, req->requester, &groups, &ngroups));
+		q.groups = (const char *const *)groups;
+		q.n_groups = ngroups;
+	}
+	policy_decide(set, n, &q, now, dec);
+out:
+	policy_contracts_free(set, n);
+	policy_groups_free(groups, ngroups);
+	return err;
+}
+
+int policy_record(struct ledger *l, const struct policy_request *req, const struct policy_decision *dec,
+                  struct ledger_receipt *rcpt)
+{
+	json_t *payload = NULL;
+	struct ledger_receipt tmp;
+	int err;
+
+	GUARD(policy_decision_payload(&payload, req, dec));
+	{
+		struct ledger_entry_in in = { POLICY_ENTRY_DECISION, req->requester ? req->requester : "",
+			                      req->patient ? req->patient : "", payload };
+		err = ledger_append(l, &in, rcpt ? rcpt : &tmp);
+	}
+	json_decref(payload);
+	return err;
+}
+
+int policy_enforce(void *conn, struct ledger *l, const struct policy_request *req, int64_t now,
+                   struct policy_decision *dec, struct ledger_receipt *rcpt)
+{
+	int err = policy_evaluate(conn, req, now, dec);
+
+	if (err == 0)
+		err = policy_record(l, req, dec, rcpt);
+	if (err < 0)
+		dec->effect = POLICY_DENY;
+	return err;
+}
+
+/* -------------------------------------------------------------- rebuild */
+
+int policy_store_rebuild(void *conn, struct policy_rebuild_report *rep)
+{
+	PGresult *r = NULL;
+	int err;
+	bool in_tx = false;
+
+	memset(rep, 0, sizeof(*rep));
+	GUARD_GOTO(exec_cmd(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL));
+	in_tx = true;
+	GUARD_GOTO(exec_cmd(conn, "DELETE FROM policy_contracts", 0, NULL));
+	GUARD_GOTO(exec_cmd(conn, "DELETE FROM policy_groups", 0, NULL));
+	/* The type column is only an index: every entry is decoded and its
+	 * signed bytes, not the column, decide what it is. */
+	GUARD_GOTO(
+	        exec_cmd(conn,
+	                 "DECLARE policy_rebuild NO SCROLL CURSOR FOR SELECT seq, entry FROM ledger_entries "
+	                 "WHERE type LIKE 'contract.%' ORDER BY seq",
+	                 0, NULL));
+	for (;;) {
+		int rows;
+		PQclear(r);
+		r = NULL;
+		GUARD_GOTO(exec(conn, &r, "FETCH 1000 FROM policy_rebuild", 0, NULL));
+		rows = PQntuples(r);
+		if (rows == 0)
+			break;
+		for (int i = 0; i < rows; i++) {
+			size_t len = 0;
+			unsigned char *raw =
+			        PQunescapeBytea((const unsigned char *)PQgetvalue(r, i, 1), &len);
+			struct ledger_entry e;
+			json_t *payload = NULL;
+			uint64_t seq = 0;
+			int rc;
+
+			ENSURE_GOTO(raw != NULL, EHR_ERR_NOMEM);
+			rc = ehr_parse_u64(&seq, PQgetvalue(r, i, 0), UINT64_MAX);
+			if (rc == 0)
+				rc = ledger_entry_decode(&e, raw, len, true);
+			if (rc == 0 && e.seq != seq)
+				rc = ehr_error_set(EHR_ERR_TAMPER, "entry bytes name another seq");
+			if (rc == 0)
+				rc = ehr_json_parse(&payload, e.payload, e.payload_len, LEDGER_MAX_PAYLOAD,
+				                    EHR_JSON_MAX_DEPTH);
+			if (rc == 0)
+				rc = policy_store_apply(conn, seq, e.type, payload);
+			json_decref(payload);
+			PQfreemem(raw);
+			rep->entries++;
+			if (rc == EHR_ERR_DB || rc == EHR_ERR_UNAVAILABLE || rc == EHR_ERR_NOMEM) {
+				err = rc;
+				goto out;
+			}
+			if (rc < 0) {
+				/* A ledger entry that does not prove consent is never
+				 * materialised; report the first one. */
+				if (rep->rejected++ == 0) {
+					rep->first_rejected_seq = seq;
+					snprintf(rep->first_reason, sizeof(rep->first_reason), "%s",
+					         ehr_error_msg());
+				}
+				continue;
+			}
+			rep->applied++;
+		}
+	}
+	PQclear(r);
+	r = NULL;
+	GUARD_GOTO(exec_cmd(conn, "CLOSE policy_rebuild", 0, NULL));
+	GUARD_GOTO(exec_cmd(conn, "COMMIT", 0, NULL));
+	in_tx = false;
+out:
+	PQclear(r);
+	if (in_tx) {
+		PGresult *rb = PQexec(conn, "ROLLBACK");
+		PQclear(rb);
+	}
+	return err;
+}
+
+int policy_store_digest(void *conn, uint8_t out[32])
+{
+	PGresult *r = NULL;
+	EVP_MD_CTX *sha = EVP_MD_CTX_new();
+	unsigned int mdlen = 0;
+	int err;
+
+	ENSURE(sha != NULL, EHR_ERR_NOMEM);
+	if (EVP_DigestInit_ex(sha, EVP_sha256(), NULL) != 1) {
+		EVP_MD_CTX_free(sha);
+		return ehr_error_ossl(EHR_ERR_CRYPTO, "EVP_DigestInit_ex");
+	}
+	GUARD_GOTO(exec(conn, &r,
+	                "SELECT concat_ws('|', cid, patient, grantee_kind, grantee, actions, scope_kind, "
+	                "scope::text, "
+	                "purpose, not_before, not_after, issued_at, created_seq, document, signature, jkt, "
+	                "coalesce(revoked_seq::text, '-'), coalesce(revocation, '-'), "
+	                "coalesce(revocation_signature, '-')) FROM policy_contracts ORDER BY cid",
+	                0, NULL));
+	for (int i = 0; i < PQntuples(r); i++) {
+		EVP_DigestUpdate(sha, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+		EVP_DigestUpdate(sha, "\n", 1);
+	}
+	PQclear(r);
+	r = NULL;
+	EVP_DigestUpdate(sha, "--groups--\n", 11);
+	GUARD_GOTO(exec(conn, &r,
+	                "SELECT concat_ws('|', group_name, server_id, added_seq) FROM policy_groups "
+	                "ORDER BY group_name, server_id",
+	                0, NULL));
+	for (int i = 0; i < PQntuples(r); i++) {
+		EVP_DigestUpdate(sha, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
+		EVP_DigestUpdate(sha, "\n", 1);
+	}
+out:
+	if (EVP_DigestFinal_ex(sha, out, &mdlen) != 1 && err == 0)
+		err = ehr_error_ossl(EHR_ERR_CRYPTO, "EVP_DigestFinal_ex");
+	EVP_MD_CTX_free(sha);
+	PQclear(r);
+	return err;
+}
