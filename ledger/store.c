@@ -1,9 +1,10 @@
 /*
  * ledger_store.c - the PostgreSQL ledger: open/close, group commit.
  *
- * Appenders (any thread) encode and validate their entry, queue it and
- * sleep. One writer thread with its own connection takes everything queued
- * (up to batch_max), and in ONE transaction: takes the advisory lock, reads
+ * Appenders (any thread) encode and validate their entries, queue them as
+ * one request and sleep. One writer thread with its own connection takes
+ * whole requests (up to batch_max entries; a larger request alone), and in
+ * ONE transaction: takes the advisory lock, reads
  * the tip, assigns seqs, hashes leaves and completed subtrees, COPYs the
  * entries, inserts the signed block and NOTIFYs; then COMMIT with
  * synchronous_commit=on. Only after COMMIT returns are the appenders woken,
@@ -23,13 +24,19 @@
 
 #include <libpq-fe.h>
 
+/*
+ * One appender's group of entries (ledger_append_n): queued as a unit,
+ * committed in one block with consecutive seqs, never split between
+ * blocks, so it is all or nothing.
+ */
 struct ledger_req {
 	struct ledger_req *next;
-	struct ehr_buf enc; /* encoded with seq = 0, ts = 0; writer patches */
-	sem_t done;         /* posted once the batch is committed or failed */
+	struct ehr_buf *enc;          /* n encodings with seq = 0, ts = 0; writer patches */
+	struct ledger_receipt *rcpts; /* n receipts, filled once committed */
+	size_t n;
+	sem_t done; /* posted once the batch is committed or failed */
 	int rc;
 	char errmsg[256];
-	struct ledger_receipt rcpt;
 };
 
 struct ledger {
@@ -46,8 +53,8 @@ struct ledger {
 	pthread_mutex_t mu;
 	pthread_cond_t work;
 	struct ledger_req *head, *tail;
-	unsigned queued;
-	unsigned last_batch;
+	size_t queued;     /* entries, not requests */
+	size_t last_batch; /* entries */
 	bool stopping;
 
 	/* writer-only state */
@@ -339,6 +346,180 @@ static int send_script(struct ledger *l, const char *script, const struct ehr_bu
 	return err;
 }
 
+/* BEGIN, take the advisory lock and read the tip inside it (binary, for
+ * exact bytes): the slow path, and the first batch of a writer. */
+static int tip_reload(struct ledger *l)
+{
+	char q[128];
+	PGresult *r;
+	int err;
+
+	snprintf(q, sizeof(q), "BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long)LEDGER_LOCK_KEY);
+	GUARD(pg_simple(l->conn, q, "lock", NULL));
+	r = PQexecParams(l->conn, "SELECT " BLOCK_COLS " FROM ledger_blocks ORDER BY height DESC LIMIT 1", 0,
+	                 NULL, NULL, NULL, NULL, 1);
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK)
+		err = pg_fail(l->conn, r, "read tip");
+	else
+		err = load_tip(l, r);
+	PQclear(r);
+	return err;
+}
+
+/*
+ * Patch one encoded entry with its seq and the block's time, push its leaf
+ * onto the frontier and append its COPY row (the leaf hash and the
+ * subtrees it completes, docs/LEDGER.md §1/§4).
+ */
+static int copy_entry(struct ehr_buf *cb, struct ehr_buf *e, struct merkle_frontier *fr,
+                      const struct ledger_block *blk, struct ledger_receipt *rc)
+{
+	uint8_t leaf[LEDGER_HASH_LEN], done[LEDGER_MAX_LEVELS][LEDGER_HASH_LEN];
+	unsigned ndone, off = 17, tl, al, sl; /* field offsets in the encoding (LEDGER.md §1) */
+	uint64_t seq = fr->size;
+
+	put_be64(e->data + 1, seq);
+	put_be64(e->data + 9, (uint64_t)blk->ts_ms);
+	merkle_leaf_hash(leaf, e->data, e->len);
+	merkle__frontier_push(fr, leaf, done, &ndone);
+	tl = e->data[off];
+	al = (unsigned)(e->data[off + 1 + tl] << 8 | e->data[off + 2 + tl]);
+	sl = (unsigned)(e->data[off + 3 + tl + al] << 8 | e->data[off + 4 + tl + al]);
+	GUARD(ehr_buf_append_be16(cb, 9));
+	GUARD(copy_i64(cb, (int64_t)seq));
+	GUARD(copy_i64(cb, blk->ts_ms));
+	GUARD(copy_field(cb, e->data + off + 1, tl));
+	GUARD(copy_field(cb, e->data + off + 3 + tl, al));
+	GUARD(copy_field(cb, e->data + off + 5 + tl + al, sl));
+	GUARD(copy_i64(cb, (int64_t)blk->height));
+	GUARD(copy_field(cb, e->data, e->len));
+	GUARD(copy_field(cb, leaf, LEDGER_HASH_LEN));
+	GUARD(copy_field(cb, done, (size_t)ndone * LEDGER_HASH_LEN));
+	rc->seq = seq;
+	return 0;
+}
+
+/* The next block over the cached tip: every entry of every request in
+ * order (so a request's entries get consecutive seqs), its root, header
+ * hash, signature and checkpoint signature; the COPY stream in l->copybuf. */
+static int build_block(struct ledger *l, struct ledger_req **reqs, unsigned n, struct merkle_frontier *fr,
+                       struct ledger_block *blk)
+{
+	static const char copy_sig[] = "PGCOPY\n\377\r\n";
+	struct ehr_buf *cb = &l->copybuf;
+	struct ehr_buf body = EHR_BUF_INIT(1024);
+	uint8_t header[LEDGER_BLOCK_HEADER_LEN];
+	int64_t now = ehr_now_ms();
+	int err = 0;
+
+	*fr = l->frontier;
+	memset(blk, 0, sizeof(*blk));
+	blk->ts_ms = now;
+	if (!l->tip_empty) {
+		blk->height = l->tip.height + 1;
+		memcpy(blk->prev_hash, l->tip.hash, LEDGER_HASH_LEN);
+		blk->ts_ms = now > l->tip.ts_ms ? now : l->tip.ts_ms; /* never goes back */
+	}
+	/* PostgreSQL binary COPY format */
+	ehr_buf_reset(cb);
+	GUARD_GOTO(ehr_buf_append(cb, copy_sig, 11));
+	GUARD_GOTO(ehr_buf_append_be32(cb, 0));
+	GUARD_GOTO(ehr_buf_append_be32(cb, 0));
+	for (unsigned i = 0; i < n; i++)
+		for (size_t k = 0; k < reqs[i]->n; k++)
+			GUARD_GOTO(copy_entry(cb, &reqs[i]->enc[k], fr, blk, &reqs[i]->rcpts[k]));
+	GUARD_GOTO(ehr_buf_append_be16(cb, 0xffff));
+	blk->tree_size = fr->size;
+	merkle__frontier_root(fr, blk->root);
+	ledger_block_header(header, blk);
+	ledger__sha256(blk->hash, header, sizeof(header), NULL, 0);
+	GUARD_GOTO(ledger_ed25519_sign(blk->sig, l->key, header, sizeof(header)));
+	GUARD_GOTO(ledger_checkpoint_body(&body, l->origin, blk->tree_size, blk->root));
+	GUARD_GOTO(ledger_ed25519_sign(blk->cp_sig, l->key, body.data, body.len));
+out:
+	ehr_buf_free(&body);
+	return err;
+}
+
+/* The one script: on the fast path lock + ledger_expect_tip first (40001
+ * if another process appended), then COPY, the block, NOTIFY, COMMIT. */
+static int build_script(struct ledger *l, struct ehr_buf *sql, const struct ledger_block *blk, bool fast)
+{
+	char *origin_lit = PQescapeLiteral(l->conn, l->origin, strlen(l->origin));
+	int err = 0;
+
+	ENSURE_GOTO(origin_lit != NULL, EHR_ERR_NOMEM);
+	if (fast) {
+		GUARD_GOTO(ehr_buf_printf(sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld); ",
+		                          (long long)LEDGER_LOCK_KEY));
+		if (l->tip_empty)
+			GUARD_GOTO(ehr_buf_append_str(sql, "SELECT ledger_expect_tip(NULL); "));
+		else
+			GUARD_GOTO(ehr_buf_printf(sql, "SELECT ledger_expect_tip(%llu); ",
+			                          (unsigned long long)l->tip.height));
+	}
+	GUARD_GOTO(ehr_buf_append_str(sql,
+	                              "COPY ledger_entries (seq, ts_ms, type, actor, subject, block_height, "
+	                              "entry, leaf_hash, nodes) FROM STDIN (FORMAT binary); "));
+	GUARD_GOTO(ehr_buf_printf(sql, "INSERT INTO ledger_blocks (" BLOCK_COLS ") VALUES (%llu, ",
+	                          (unsigned long long)blk->height));
+	GUARD_GOTO(hexlit(sql, blk->prev_hash, LEDGER_HASH_LEN));
+	GUARD_GOTO(ehr_buf_printf(sql, ", %llu, ", (unsigned long long)blk->tree_size));
+	GUARD_GOTO(hexlit(sql, blk->root, LEDGER_HASH_LEN));
+	GUARD_GOTO(ehr_buf_printf(sql, ", %lld, ", (long long)blk->ts_ms));
+	GUARD_GOTO(hexlit(sql, blk->hash, LEDGER_HASH_LEN));
+	GUARD_GOTO(ehr_buf_append(sql, ", ", 2));
+	GUARD_GOTO(hexlit(sql, blk->sig, LEDGER_SIG_LEN));
+	GUARD_GOTO(ehr_buf_printf(sql, ", %s, ", origin_lit));
+	GUARD_GOTO(hexlit(sql, blk->cp_sig, LEDGER_SIG_LEN));
+	GUARD_GOTO(ehr_buf_printf(sql, "); NOTIFY " LEDGER_NOTIFY_CHANNEL ", '%llu'; COMMIT",
+	                          (unsigned long long)(blk->tree_size - 1)));
+out:
+	PQfreemem(origin_lit);
+	return err;
+}
+
+/* Durable: publish the receipts and the new tip. */
+static void publish(struct ledger *l, struct ledger_req **reqs, unsigned n, const struct merkle_frontier *fr,
+                    const struct ledger_block *blk)
+{
+	for (unsigned i = 0; i < n; i++)
+		for (size_t k = 0; k < reqs[i]->n; k++) {
+			struct ledger_receipt *rc = &reqs[i]->rcpts[k];
+
+			rc->block_height = blk->height;
+			rc->tree_size = blk->tree_size;
+			rc->ts_ms = blk->ts_ms;
+			memcpy(rc->root, blk->root, LEDGER_HASH_LEN);
+		}
+	l->frontier = *fr;
+	l->tip = *blk;
+	snprintf(l->tip.origin, sizeof(l->tip.origin), "%s", l->origin);
+	l->tip_empty = false;
+	l->tip_valid = true;
+}
+
+/*
+ * Nothing of a failed batch is acknowledged. If the connection was lost
+ * during COMMIT the outcome is unknown to us; verification and the tip
+ * reload on the next batch see whatever committed. Returns err, its
+ * message kept across the rollback.
+ */
+static int batch_fail(struct ledger *l, int err)
+{
+	char msg[256];
+
+	snprintf(msg, sizeof(msg), "%s", ehr_error_msg());
+	l->tip_valid = false;
+	if (l->conn && PQstatus(l->conn) == CONNECTION_OK && PQtransactionStatus(l->conn) != PQTRANS_IDLE)
+		pg_simple(l->conn, "ROLLBACK", "rollback", NULL);
+	if (l->conn && PQstatus(l->conn) != CONNECTION_OK) {
+		PQfinish(l->conn);
+		l->conn = NULL;
+	}
+	return ehr_error_set(err, "%s", msg);
+}
+
 /*
  * One attempt at committing reqs[0..n) as one block. The fast path trusts
  * the cached tip and sends everything in one script (one round trip plus
@@ -348,161 +529,29 @@ static int send_script(struct ledger *l, const char *script, const struct ehr_bu
  */
 static int batch_try(struct ledger *l, struct ledger_req **reqs, unsigned n, bool fast, bool *tip_moved)
 {
-	static const char copy_sig[] = "PGCOPY\n\377\r\n";
 	struct merkle_frontier fr;
 	struct ledger_block blk;
-	struct ehr_buf *cb = &l->copybuf;
 	struct ehr_buf sql = EHR_BUF_INIT(16 * 1024);
-	struct ehr_buf body = EHR_BUF_INIT(1024);
-	uint8_t header[LEDGER_BLOCK_HEADER_LEN];
-	PGresult *r = NULL;
-	char *origin_lit = NULL;
-	int64_t now;
 	int err = 0;
 
 	*tip_moved = false;
 	GUARD(writer_connect(l));
 	if (!fast || !l->tip_valid) {
-		char q[128];
-
-		snprintf(q, sizeof(q), "BEGIN; SELECT pg_advisory_xact_lock(%lld)",
-		         (long long)LEDGER_LOCK_KEY);
-		GUARD_GOTO(pg_simple(l->conn, q, "lock", NULL));
-		/* Read the tip inside the lock, in binary for exact bytes. */
-		r = PQexecParams(l->conn,
-		                 "SELECT " BLOCK_COLS " FROM ledger_blocks ORDER BY height DESC LIMIT 1", 0,
-		                 NULL, NULL, NULL, NULL, 1);
-		if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-			err = pg_fail(l->conn, r, "read tip");
-			goto out;
-		}
-		GUARD_GOTO(load_tip(l, r));
-		PQclear(r);
-		r = NULL;
+		GUARD_GOTO(tip_reload(l));
 		fast = false;
 	}
-
-	fr = l->frontier;
-	now = ehr_now_ms();
-	memset(&blk, 0, sizeof(blk));
-	if (!l->tip_empty) {
-		blk.height = l->tip.height + 1;
-		memcpy(blk.prev_hash, l->tip.hash, LEDGER_HASH_LEN);
-		blk.ts_ms = now > l->tip.ts_ms ? now : l->tip.ts_ms; /* never goes back */
-	} else {
-		blk.ts_ms = now;
-	}
-
-	/* Build the COPY stream (PostgreSQL binary COPY format). */
-	ehr_buf_reset(cb);
-	GUARD_GOTO(ehr_buf_append(cb, copy_sig, 11));
-	GUARD_GOTO(ehr_buf_append_be32(cb, 0));
-	GUARD_GOTO(ehr_buf_append_be32(cb, 0));
-	for (unsigned i = 0; i < n; i++) {
-		struct ehr_buf *e = &reqs[i]->enc;
-		uint8_t leaf[LEDGER_HASH_LEN], done[LEDGER_MAX_LEVELS][LEDGER_HASH_LEN];
-		unsigned ndone, off, tl, al, sl;
-		uint64_t seq = fr.size;
-
-		put_be64(e->data + 1, seq);
-		put_be64(e->data + 9, (uint64_t)blk.ts_ms);
-		merkle_leaf_hash(leaf, e->data, e->len);
-		merkle__frontier_push(&fr, leaf, done, &ndone);
-		/* field offsets in the encoding (LEDGER.md §1) */
-		off = 17;
-		tl = e->data[off];
-		al = (unsigned)(e->data[off + 1 + tl] << 8 | e->data[off + 2 + tl]);
-		sl = (unsigned)(e->data[off + 3 + tl + al] << 8 | e->data[off + 4 + tl + al]);
-		GUARD_GOTO(ehr_buf_append_be16(cb, 9));
-		GUARD_GOTO(copy_i64(cb, (int64_t)seq));
-		GUARD_GOTO(copy_i64(cb, blk.ts_ms));
-		GUARD_GOTO(copy_field(cb, e->data + off + 1, tl));
-		GUARD_GOTO(copy_field(cb, e->data + off + 3 + tl, al));
-		GUARD_GOTO(copy_field(cb, e->data + off + 5 + tl + al, sl));
-		GUARD_GOTO(copy_i64(cb, (int64_t)blk.height));
-		GUARD_GOTO(copy_field(cb, e->data, e->len));
-		GUARD_GOTO(copy_field(cb, leaf, LEDGER_HASH_LEN));
-		GUARD_GOTO(copy_field(cb, done, (size_t)ndone * LEDGER_HASH_LEN));
-		reqs[i]->rcpt.seq = seq;
-	}
-	GUARD_GOTO(ehr_buf_append_be16(cb, 0xffff));
-	blk.tree_size = fr.size;
-	merkle__frontier_root(&fr, blk.root);
-	ledger_block_header(header, &blk);
-	ledger__sha256(blk.hash, header, sizeof(header), NULL, 0);
-	GUARD_GOTO(ledger_ed25519_sign(blk.sig, l->key, header, sizeof(header)));
-	GUARD_GOTO(ledger_checkpoint_body(&body, l->origin, blk.tree_size, blk.root));
-	GUARD_GOTO(ledger_ed25519_sign(blk.cp_sig, l->key, body.data, body.len));
-
-	/* The script. */
-	origin_lit = PQescapeLiteral(l->conn, l->origin, strlen(l->origin));
-	ENSURE_GOTO(origin_lit != NULL, EHR_ERR_NOMEM);
-	if (fast) {
-		GUARD_GOTO(ehr_buf_printf(&sql, "BEGIN; SELECT pg_advisory_xact_lock(%lld); ",
-		                          (long long)LEDGER_LOCK_KEY));
-		if (l->tip_empty)
-			GUARD_GOTO(ehr_buf_append_str(&sql, "SELECT ledger_expect_tip(NULL); "));
-		else
-			GUARD_GOTO(ehr_buf_printf(&sql, "SELECT ledger_expect_tip(%llu); ",
-			                          (unsigned long long)l->tip.height));
-	}
-	GUARD_GOTO(ehr_buf_append_str(&sql,
-	                              "COPY ledger_entries (seq, ts_ms, type, actor, subject, block_height, "
-	                              "entry, leaf_hash, nodes) FROM STDIN (FORMAT binary); "));
-	GUARD_GOTO(ehr_buf_printf(&sql, "INSERT INTO ledger_blocks (" BLOCK_COLS ") VALUES (%llu, ",
-	                          (unsigned long long)blk.height));
-	GUARD_GOTO(hexlit(&sql, blk.prev_hash, LEDGER_HASH_LEN));
-	GUARD_GOTO(ehr_buf_printf(&sql, ", %llu, ", (unsigned long long)blk.tree_size));
-	GUARD_GOTO(hexlit(&sql, blk.root, LEDGER_HASH_LEN));
-	GUARD_GOTO(ehr_buf_printf(&sql, ", %lld, ", (long long)blk.ts_ms));
-	GUARD_GOTO(hexlit(&sql, blk.hash, LEDGER_HASH_LEN));
-	GUARD_GOTO(ehr_buf_append(&sql, ", ", 2));
-	GUARD_GOTO(hexlit(&sql, blk.sig, LEDGER_SIG_LEN));
-	GUARD_GOTO(ehr_buf_printf(&sql, ", %s, ", origin_lit));
-	GUARD_GOTO(hexlit(&sql, blk.cp_sig, LEDGER_SIG_LEN));
-	GUARD_GOTO(ehr_buf_printf(&sql, "); NOTIFY " LEDGER_NOTIFY_CHANNEL ", '%llu'; COMMIT",
-	                          (unsigned long long)(blk.tree_size - 1)));
-	GUARD_GOTO(send_script(l, ehr_buf_cstr(&sql), cb, tip_moved));
+	GUARD_GOTO(build_block(l, reqs, n, &fr, &blk));
+	GUARD_GOTO(build_script(l, &sql, &blk, fast));
+	GUARD_GOTO(send_script(l, ehr_buf_cstr(&sql), &l->copybuf, tip_moved));
 	if (PQtransactionStatus(l->conn) != PQTRANS_IDLE) {
 		err = ehr_error_set(EHR_ERR_DB, "ledger: commit did not end the transaction");
 		goto out;
 	}
-
-	/* Durable. Publish receipts and the new tip. */
-	for (unsigned i = 0; i < n; i++) {
-		reqs[i]->rcpt.block_height = blk.height;
-		reqs[i]->rcpt.tree_size = blk.tree_size;
-		reqs[i]->rcpt.ts_ms = blk.ts_ms;
-		memcpy(reqs[i]->rcpt.root, blk.root, LEDGER_HASH_LEN);
-	}
-	l->frontier = fr;
-	l->tip = blk;
-	snprintf(l->tip.origin, sizeof(l->tip.origin), "%s", l->origin);
-	l->tip_empty = false;
-	l->tip_valid = true;
+	publish(l, reqs, n, &fr, &blk);
 out:
-	if (err < 0) {
-		int keep = err;
-		char msg[256];
-
-		/* Nothing of this batch is acknowledged. If the connection was
-		 * lost during COMMIT the outcome is unknown to us; verification
-		 * and the tip reload on the next batch see whatever committed. */
-		snprintf(msg, sizeof(msg), "%s", ehr_error_msg());
-		l->tip_valid = false;
-		if (l->conn && PQstatus(l->conn) == CONNECTION_OK &&
-		    PQtransactionStatus(l->conn) != PQTRANS_IDLE)
-			pg_simple(l->conn, "ROLLBACK", "rollback", NULL);
-		if (l->conn && PQstatus(l->conn) != CONNECTION_OK) {
-			PQfinish(l->conn);
-			l->conn = NULL;
-		}
-		err = ehr_error_set(keep, "%s", msg);
-	}
-	PQfreemem(origin_lit);
-	PQclear(r);
+	if (err < 0)
+		err = batch_fail(l, err);
 	ehr_buf_free(&sql);
-	ehr_buf_free(&body);
 	return err;
 }
 
@@ -517,6 +566,65 @@ static int commit_batch(struct ledger *l, struct ledger_req **reqs, unsigned n)
 	return err;
 }
 
+/*
+ * Linger (at most batch_ms) only while fewer entries are queued than were
+ * in flight when the previous batch completed (its entries plus those that
+ * queued during its commit): those appenders are about to re-queue, so the
+ * batch fills at once, while a lone appender never waits. batch_ms = 0: no
+ * linger. Called with l->mu held.
+ */
+static void linger(struct ledger *l)
+{
+	size_t target = l->last_batch < l->batch_max ? l->last_batch : l->batch_max;
+	struct timespec ts;
+
+	if (l->batch_ms == 0 || l->queued >= target || l->stopping)
+		return;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_nsec += (long)l->batch_ms * 1000000L;
+	while (ts.tv_nsec >= 1000000000L) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000L;
+	}
+	while (l->queued < target && !l->stopping &&
+	       pthread_cond_timedwait(&l->work, &l->mu, &ts) != ETIMEDOUT)
+		;
+}
+
+/*
+ * Take whole requests from the queue while their entries fit in batch_max.
+ * A request is never split: one larger than batch_max is taken alone, as
+ * its own block. Called with l->mu held; returns the number of requests.
+ */
+static unsigned take_batch(struct ledger *l, struct ledger_req **batch)
+{
+	unsigned n = 0;
+	size_t entries = 0;
+
+	while (l->head != NULL && n < l->batch_max && (n == 0 || entries + l->head->n <= l->batch_max)) {
+		entries += l->head->n;
+		batch[n++] = l->head;
+		l->head = l->head->next;
+		l->queued -= batch[n - 1]->n;
+	}
+	if (l->head == NULL)
+		l->tail = NULL;
+	return n;
+}
+
+/* The writer could not allocate its batch: fail every queued request. */
+static void fail_all(struct ledger *l)
+{
+	for (struct ledger_req *q = l->head; q; q = l->head) {
+		l->head = q->next;
+		q->rc = EHR_ERR_NOMEM;
+		snprintf(q->errmsg, sizeof(q->errmsg), "ledger writer out of memory");
+		sem_post(&q->done);
+	}
+	l->tail = NULL;
+	l->queued = 0;
+}
+
 static void *writer_main(void *arg)
 {
 	struct ledger *l = arg;
@@ -524,73 +632,40 @@ static void *writer_main(void *arg)
 
 	pthread_mutex_lock(&l->mu);
 	for (;;) {
-		unsigned n = 0, target;
+		unsigned n;
 		int rc;
 
 		while (l->head == NULL && !l->stopping)
 			pthread_cond_wait(&l->work, &l->mu);
 		if (l->head == NULL && l->stopping)
 			break;
-		/*
-		 * Linger (at most batch_ms) only while fewer entries are queued
-		 * than were in flight when the previous batch completed (its
-		 * entries plus those that queued during its commit): those
-		 * appenders are about to re-queue, so the batch fills at once,
-		 * while a lone appender never waits. batch_ms = 0: no linger.
-		 */
-		target = l->last_batch < l->batch_max ? l->last_batch : l->batch_max;
-		if (l->batch_ms > 0 && l->queued < target && !l->stopping) {
-			struct timespec ts;
-
-			clock_gettime(CLOCK_REALTIME, &ts);
-			ts.tv_nsec += (long)l->batch_ms * 1000000L;
-			while (ts.tv_nsec >= 1000000000L) {
-				ts.tv_sec++;
-				ts.tv_nsec -= 1000000000L;
-			}
-			while (l->queued < target && !l->stopping &&
-			       pthread_cond_timedwait(&l->work, &l->mu, &ts) != ETIMEDOUT)
-				;
-		}
-		while (l->head != NULL && n < l->batch_max && batch != NULL) {
-			batch[n++] = l->head;
-			l->head = l->head->next;
-			l->queued--;
-		}
-		if (l->head == NULL)
-			l->tail = NULL;
-		pthread_mutex_unlock(&l->mu);
-
 		if (batch == NULL) {
-			pthread_mutex_lock(&l->mu);
-			for (struct ledger_req *q = l->head; q; q = l->head) {
-				l->head = q->next;
-				q->rc = EHR_ERR_NOMEM;
-				snprintf(q->errmsg, sizeof(q->errmsg), "ledger writer out of memory");
-				sem_post(&q->done);
-			}
-			l->tail = NULL;
-			l->queued = 0;
+			fail_all(l);
 			continue;
 		}
+		linger(l);
+		n = take_batch(l, batch);
+		pthread_mutex_unlock(&l->mu);
+
 		rc = commit_batch(l, batch, n);
 		if (rc < 0)
-			ehr_logf(EHR_LOG_ERROR, "ledger.batch_failed", "batch of %u failed: %s", n,
+			ehr_logf(EHR_LOG_ERROR, "ledger.batch_failed", "batch of %u requests failed: %s", n,
 			         ehr_error_msg());
-
 		/*
 		 * Wake the waiters outside the mutex (sem_post), so that 256
 		 * woken appenders do not pile up on l->mu. The semaphore
-		 * publishes rc/receipt to the waiter; glibc allows the waiter
+		 * publishes rc/receipts to the waiter; glibc allows the waiter
 		 * to destroy it as soon as sem_wait returns.
 		 */
+		size_t entries = 0;
 		for (unsigned i = 0; i < n; i++) {
+			entries += batch[i]->n;
 			batch[i]->rc = rc;
 			if (rc < 0)
 				snprintf(batch[i]->errmsg, sizeof(batch[i]->errmsg), "%s", ehr_error_msg());
 		}
 		pthread_mutex_lock(&l->mu);
-		l->last_batch = n + l->queued; /* in flight when this batch completed */
+		l->last_batch = entries + l->queued; /* in flight when this batch completed */
 		pthread_mutex_unlock(&l->mu);
 		for (unsigned i = 0; i < n; i++)
 			sem_post(&batch[i]->done);
@@ -689,50 +764,66 @@ void ledger_close(struct ledger *l)
 	free(l);
 }
 
-int ledger_append(struct ledger *l, const struct ledger_entry_in *in, struct ledger_receipt *rcpt)
+/* Queue req and sleep until the writer has committed or failed its batch.
+ * req lives on the caller's stack until the writer has posted req->done,
+ * and we do not return before that: the queue never holds a dead request. */
+static int enqueue_wait(struct ledger *l, struct ledger_req *req)
 {
-	struct ledger_req req;
-	int err;
-
-	ENSURE(l != NULL && in != NULL, EHR_ERR_INVAL);
-	memset(&req, 0, sizeof(req));
-	ehr_buf_init(&req.enc, 1024 + LEDGER_MAX_PAYLOAD);
-	/* Validate and serialise here, on the caller's thread, in parallel. */
-	GUARD(ledger_entry_encode(&req.enc, 0, 0, in));
-	sem_init(&req.done, 0, 0);
-
 	pthread_mutex_lock(&l->mu);
 	if (l->stopping) {
 		pthread_mutex_unlock(&l->mu);
-		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "ledger is closing");
-		goto out;
+		return ehr_error_set(EHR_ERR_UNAVAILABLE, "ledger is closing");
 	}
-	/* req lives on this stack until the writer has posted req.done, and we
-	 * do not return before that: the queue never holds a dead request. */
 	if (l->tail)
-		l->tail->next = &req;
+		l->tail->next = req;
 	else
-		// cppcheck-suppress autoVariables
-		l->head = &req;
-	// cppcheck-suppress autoVariables
-	l->tail = &req;
-	l->queued++;
+		l->head = req;
+	l->tail = req;
+	l->queued += req->n;
 	pthread_cond_signal(&l->work);
 	pthread_mutex_unlock(&l->mu);
-	while (sem_wait(&req.done) != 0)
+	while (sem_wait(&req->done) != 0)
 		; /* EINTR */
+	if (req->rc < 0)
+		return ehr_error_set(req->rc, "%s", req->errmsg);
+	return 0;
+}
 
-	err = req.rc;
-	if (err < 0) {
-		ehr_error_set(err, "%s", req.errmsg);
-		goto out;
+int ledger_append_n(struct ledger *l, const struct ledger_entry_in *in, size_t n,
+                    struct ledger_receipt *rcpts)
+{
+	struct ledger_req req;
+	size_t encoded = 0;
+	int err = 0;
+
+	ENSURE(l != NULL && in != NULL && n > 0 && n <= LEDGER_APPEND_N_MAX, EHR_ERR_INVAL);
+	memset(&req, 0, sizeof(req));
+	req.n = n;
+	req.enc = calloc(n, sizeof(*req.enc));
+	req.rcpts = calloc(n, sizeof(*req.rcpts));
+	ENSURE_GOTO(req.enc != NULL && req.rcpts != NULL, EHR_ERR_NOMEM);
+	/* Validate and serialise here, on the caller's thread, in parallel: an
+	 * invalid entry anywhere means none of them is queued. */
+	for (; encoded < n; encoded++) {
+		ehr_buf_init(&req.enc[encoded], 1024 + LEDGER_MAX_PAYLOAD);
+		GUARD_GOTO(ledger_entry_encode(&req.enc[encoded], 0, 0, &in[encoded]));
 	}
-	if (rcpt)
-		*rcpt = req.rcpt;
-out:
+	sem_init(&req.done, 0, 0);
+	err = enqueue_wait(l, &req);
 	sem_destroy(&req.done);
-	ehr_buf_free(&req.enc);
+	if (err == 0 && rcpts)
+		memcpy(rcpts, req.rcpts, n * sizeof(*rcpts));
+out:
+	for (size_t i = 0; req.enc && i < n; i++) /* calloc: unused ones are empty */
+		ehr_buf_free(&req.enc[i]);
+	free(req.enc);
+	free(req.rcpts);
 	return err;
+}
+
+int ledger_append(struct ledger *l, const struct ledger_entry_in *in, struct ledger_receipt *rcpt)
+{
+	return ledger_append_n(l, in, 1, rcpt);
 }
 
 void ledger_public_key(struct ledger *l, uint8_t out[32])
