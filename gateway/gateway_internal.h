@@ -25,21 +25,15 @@ int gw_store_open(struct obj_store **out, const struct gw_config *cfg);
 extern const struct gw_route gw_routes_test[];
 extern const size_t gw_routes_test_len;
 
-/* policy_gate.c (contracts & audit): decide one EHR read or append against
- * the access-policy contracts, record it in the ledger (access.decision),
- * count it. 0 = allowed; EHR_ERR_FORBIDDEN = denied (detail = reason);
- * EHR_ERR_INVAL = bad X-EHR-Break-Glass / X-EHR-Purpose header; any other
- * error = the decision could not be recorded (refuse with 503). */
-int gw_policy_check(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
-                    const char *category, struct policy_decision *dec);
-/* The halves of gw_policy_check, for a route that must record the decision
- * later (an append records it just before its ehr.store entry): decide
- * without writing (same returns), then record; a decision must be recorded
- * before it is acted on, and a failed record means refuse (503). */
-int gw_policy_decide(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
-                     const char *category, struct policy_decision *dec);
-int gw_policy_record(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
-                     const char *category, const struct policy_decision *dec);
+/* policy_gate.c (contracts & audit): the access request of an EHR route
+ * as the policy sees it, from the identity and the X-EHR-Break-Glass /
+ * X-EHR-Purpose headers (EHR_ERR_INVAL for a bad one); the record service
+ * (records/) fills patient, action, record and category, decides and
+ * records. gw_policy_count then counts what it decided: recorded (allow,
+ * deny, break-glass, which is also logged) or not (refused with 503). */
+int gw_policy_request(struct gw_req *r, struct policy_request *q);
+void gw_policy_count(const struct policy_request *q, const char *record_id, bool recorded,
+                     const struct policy_decision *dec);
 /* Appends the policy counters to /metrics. */
 int gw_policy_metrics_render(struct ehr_buf *out);
 

@@ -1,7 +1,8 @@
 /*
- * policy_gate.c - where EHR routes ask the access-policy contracts
- * (docs/CONTRACTS.md §2-§4): one call per read or append, which decides,
- * records the decision in the ledger (access.decision) and counts it.
+ * policy_gate.c - where EHR routes build the access request the contracts
+ * are asked (docs/CONTRACTS.md §2-§4), and where the decisions the record
+ * service made (records/: decided, recorded in the ledger as
+ * access.decision) are counted for /metrics.
  *
  * The request is built from the authenticated identity and two headers:
  *   X-EHR-Break-Glass: <justification>   a medical server declares an
@@ -12,7 +13,6 @@
 #include <stdatomic.h>
 #include <string.h>
 
-#include "common/db.h"
 #include "policy/policy.h"
 #include "gateway/gateway_internal.h"
 
@@ -26,9 +26,7 @@ static bool printable(const char *s)
 	return true;
 }
 
-/* The request as the policy sees it, from the identity and the headers. */
-static int build_request(struct gw_req *r, struct policy_request *q, enum policy_action action,
-                         const char *patient, const char *record_id, const char *category)
+int gw_policy_request(struct gw_req *r, struct policy_request *q)
 {
 	const struct gw_identity *id = gw_req_identity(r);
 	const char *bg = gw_req_header(r, "X-EHR-Break-Glass");
@@ -46,81 +44,30 @@ static int build_request(struct gw_req *r, struct policy_request *q, enum policy
 	default: return ehr_error_set(EHR_ERR_FORBIDDEN, "no identity");
 	}
 	q->requester = id->subject;
-	q->patient = patient;
-	q->action = action;
-	q->record_id = record_id;
-	q->category = category && *category ? category : NULL;
 	q->purpose = purpose;
 	q->break_glass = bg != NULL;
 	q->justification = bg;
 	return 0;
 }
 
-int gw_policy_decide(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
-                     const char *category, struct policy_decision *dec)
+void gw_policy_count(const struct policy_request *q, const char *record_id, bool recorded,
+                     const struct policy_decision *dec)
 {
-	struct gw_app *app = gw_req_app(r);
-	struct policy_request q;
-	void *conn = NULL;
-	int err;
-
-	dec->effect = POLICY_DENY;
-	dec->reason = "deny.invalid_request";
-	dec->cid[0] = '\0';
-	dec->break_glass = false;
-	GUARD(build_request(r, &q, action, patient, record_id, category));
-	if ((err = ehr_db_acquire(gw_app_db(app), &conn)) < 0)
-		goto unavailable;
-	err = policy_evaluate(conn, &q, ehr_now_ms() / 1000, dec);
-	ehr_db_release(gw_app_db(app), conn, err == EHR_ERR_DB || err == EHR_ERR_UNAVAILABLE);
-	if (err < 0)
-		goto unavailable;
-	return dec->effect == POLICY_ALLOW ? 0 : ehr_error_set(EHR_ERR_FORBIDDEN, "%s", dec->reason);
-unavailable:
-	atomic_fetch_add(&n_unrecorded, 1);
-	dec->effect = POLICY_DENY;
-	return err == EHR_ERR_FORBIDDEN ? EHR_ERR_UNAVAILABLE : err;
-}
-
-int gw_policy_record(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
-                     const char *category, const struct policy_decision *dec)
-{
-	struct policy_request q;
-	int err;
-
-	GUARD(build_request(r, &q, action, patient, record_id, category));
-	if ((err = policy_record(gw_app_ledger(gw_req_app(r)), &q, dec, NULL)) < 0) {
+	if (!recorded) {
 		atomic_fetch_add(&n_unrecorded, 1);
-		return err == EHR_ERR_FORBIDDEN ? EHR_ERR_UNAVAILABLE : err;
+		return;
 	}
 	if (dec->effect != POLICY_ALLOW) {
 		atomic_fetch_add(&n_deny, 1);
-		return 0;
+		return;
 	}
 	atomic_fetch_add(&n_allow, 1);
 	if (dec->break_glass) {
 		atomic_fetch_add(&n_break_glass, 1);
 		ehr_log_json(EHR_LOG_WARN, "policy.break_glass",
-		             json_pack("{s:s, s:s}", "requester", q.requester, "record",
+		             json_pack("{s:s, s:s}", "requester", q->requester, "record",
 		                       record_id ? record_id : ""));
 	}
-	return 0;
-}
-
-int gw_policy_check(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
-                    const char *category, struct policy_decision *dec)
-{
-	int err = gw_policy_decide(r, action, patient, record_id, category, dec);
-	int rec;
-
-	if (err < 0 && err != EHR_ERR_FORBIDDEN)
-		return err;
-	/* Allowed or denied, the decision is recorded before it is acted on. */
-	if ((rec = gw_policy_record(r, action, patient, record_id, category, dec)) < 0) {
-		dec->effect = POLICY_DENY;
-		return rec;
-	}
-	return dec->effect == POLICY_ALLOW ? 0 : ehr_error_set(EHR_ERR_FORBIDDEN, "%s", dec->reason);
 }
 
 int gw_policy_metrics_render(struct ehr_buf *out)

@@ -81,6 +81,16 @@ void ledger_close(struct ledger *l);
  * failed, nothing of it was written and every waiter gets the error.
  */
 int ledger_append(struct ledger *l, const struct ledger_entry_in *in, struct ledger_receipt *rcpt);
+/*
+ * Append in[0..n) together: validated first (an invalid entry anywhere
+ * appends none), then committed in ONE block with consecutive seqs and one
+ * durable wait; rcpts[i] (if rcpts is given) is entry i's receipt. All or
+ * nothing: a failed batch writes none of them. A group larger than
+ * batch_max is committed alone, as its own block. ledger_append is n = 1.
+ */
+#define LEDGER_APPEND_N_MAX 65536
+int ledger_append_n(struct ledger *l, const struct ledger_entry_in *in, size_t n,
+                    struct ledger_receipt *rcpts);
 
 /* ------------------------------------------------------ Merkle extras (pure) */
 

@@ -1,5 +1,5 @@
 /*
- * ledger_internal.h - shared by the ledger's files in contracts/.
+ * ledger_internal.h - shared by the ledger's files.
  */
 #ifndef EHR_LEDGER_INTERNAL_H
 #define EHR_LEDGER_INTERNAL_H

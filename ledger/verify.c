@@ -518,6 +518,87 @@ static int conn_fetch(void *ctx, struct merkle_node_ref *refs, size_t n)
 	return ledger__fetch_nodes(ctx, refs, n);
 }
 
+/* Start at the block boundary at or below `from`: the stored right edge
+ * there must hash to that block's signed root. */
+static int start_at(struct vstate *v, uint64_t from, struct ledger_block *blocks)
+{
+	struct merkle_node_ref refs[LEDGER_MAX_LEVELS];
+	uint8_t root[LEDGER_HASH_LEN];
+	char where[256];
+	unsigned nr;
+	int n = 0;
+
+	snprintf(where, sizeof(where), "WHERE tree_size <= %llu ORDER BY height DESC LIMIT 1",
+	         (unsigned long long)from);
+	GUARD(fetch_blocks(v, blocks, &n, where));
+	if (n != 1)
+		return 0;
+	GUARD(check_block_self(v, &blocks[0]));
+	nr = merkle__frontier_refs(refs, blocks[0].tree_size);
+	if (ledger__fetch_nodes(v->c, refs, nr) < 0)
+		return bad(v, LEDGER_BAD_BLOCK, blocks[0].height, "stored right edge unreadable: %s",
+		           ehr_error_msg());
+	for (unsigned i = 0; i < nr; i++)
+		memcpy(v->fr.h[i], refs[i].hash, LEDGER_HASH_LEN);
+	v->fr.n = nr;
+	v->fr.size = blocks[0].tree_size;
+	merkle__frontier_root(&v->fr, root);
+	if (memcmp(root, blocks[0].root, LEDGER_HASH_LEN) != 0) /* not secret */
+		return bad(v, LEDGER_BAD_BLOCK, blocks[0].height,
+		           "stored subtree hashes do not hash to the signed root");
+	v->prev = blocks[0];
+	v->have_prev = true;
+	v->cur = blocks[0].tree_size;
+	return 0;
+}
+
+/* Entries past the last block were never covered by a signature. */
+static int check_uncovered(struct vstate *v)
+{
+	char sql[256];
+	PGresult *r;
+	int err = 0;
+
+	snprintf(sql, sizeof(sql), "SELECT min(seq) FROM ledger_entries WHERE seq >= %llu",
+	         (unsigned long long)v->cur);
+	r = PQexec(v->c, sql);
+	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
+		err = ehr_error_set(EHR_ERR_DB, "verify: %s", r ? PQresultErrorMessage(r) : "no result");
+		PQclear(r);
+		return err;
+	}
+	if (!PQgetisnull(r, 0, 0)) {
+		uint64_t s = 0;
+
+		ehr_parse_u64(&s, PQgetvalue(r, 0, 0), UINT64_MAX);
+		err = bad(v, LEDGER_BAD_ENTRY, s, "entry %llu is not covered by any signed block",
+		          (unsigned long long)s);
+	}
+	PQclear(r);
+	return err;
+}
+
+/* The database's tree must extend the trusted checkpoint: no rollback, no fork. */
+static int check_trusted(struct vstate *v)
+{
+	if (v->trusted_size > v->fr.size)
+		return bad(v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
+		           "rollback: database tree size %llu is older than the trusted checkpoint's "
+		           "%llu",
+		           (unsigned long long)v->fr.size, (unsigned long long)v->trusted_size);
+	if (!v->trusted_seen) {
+		/* The trusted size lies before `from`: use stored subtrees. */
+		struct merkle_range rg = { 0, v->trusted_size };
+
+		GUARD(merkle__ranges_hash(&v->root_at_trusted, &rg, 1, conn_fetch, v->c));
+	}
+	if (memcmp(v->root_at_trusted, v->trusted_root, LEDGER_HASH_LEN) != 0) /* not secret */
+		return bad(v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
+		           "fork: the database's tree of size %llu differs from the trusted checkpoint",
+		           (unsigned long long)v->trusted_size);
+	return 0;
+}
+
 static int run(struct vstate *v, uint64_t from)
 {
 	struct ledger_block *blocks = calloc(CHUNK_BLOCKS, sizeof(*blocks));
@@ -527,41 +608,8 @@ static int run(struct vstate *v, uint64_t from)
 	if (blocks == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 	merkle__frontier_init(&v->fr);
-	if (from > 0) {
-		/* Start at the block boundary at or below `from`; the stored
-		 * right edge there must hash to that block's signed root. */
-		struct merkle_node_ref refs[LEDGER_MAX_LEVELS];
-		unsigned nr;
-
-		snprintf(where, sizeof(where), "WHERE tree_size <= %llu ORDER BY height DESC LIMIT 1",
-		         (unsigned long long)from);
-		GUARD_GOTO(fetch_blocks(v, blocks, &n, where));
-		if (n == 1) {
-			uint8_t root[LEDGER_HASH_LEN];
-
-			GUARD_GOTO(check_block_self(v, &blocks[0]));
-			nr = merkle__frontier_refs(refs, blocks[0].tree_size);
-			err = ledger__fetch_nodes(v->c, refs, nr);
-			if (err < 0) {
-				err = bad(v, LEDGER_BAD_BLOCK, blocks[0].height,
-				          "stored right edge unreadable: %s", ehr_error_msg());
-				goto out;
-			}
-			for (unsigned i = 0; i < nr; i++)
-				memcpy(v->fr.h[i], refs[i].hash, LEDGER_HASH_LEN);
-			v->fr.n = nr;
-			v->fr.size = blocks[0].tree_size;
-			merkle__frontier_root(&v->fr, root);
-			if (memcmp(root, blocks[0].root, LEDGER_HASH_LEN) != 0) { /* not secret */
-				err = bad(v, LEDGER_BAD_BLOCK, blocks[0].height,
-				          "stored subtree hashes do not hash to the signed root");
-				goto out;
-			}
-			v->prev = blocks[0];
-			v->have_prev = true;
-			v->cur = blocks[0].tree_size;
-		}
-	}
+	if (from > 0)
+		GUARD_GOTO(start_at(v, from, blocks));
 	for (;;) {
 		if (v->have_prev)
 			snprintf(where, sizeof(where), "WHERE height > %llu ORDER BY height LIMIT %d",
@@ -573,55 +621,11 @@ static int run(struct vstate *v, uint64_t from)
 			break;
 		GUARD_GOTO(verify_chunk(v, blocks, n));
 	}
-	/* Entries past the last block were never covered by a signature. */
-	{
-		char sql[256];
-		PGresult *r;
-
-		snprintf(sql, sizeof(sql), "SELECT min(seq) FROM ledger_entries WHERE seq >= %llu",
-		         (unsigned long long)v->cur);
-		r = PQexec(v->c, sql);
-		if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-			err = ehr_error_set(EHR_ERR_DB, "verify: %s",
-			                    r ? PQresultErrorMessage(r) : "no result");
-			PQclear(r);
-			goto out;
-		}
-		if (!PQgetisnull(r, 0, 0)) {
-			uint64_t s = 0;
-
-			ehr_parse_u64(&s, PQgetvalue(r, 0, 0), UINT64_MAX);
-			err = bad(v, LEDGER_BAD_ENTRY, s, "entry %llu is not covered by any signed block",
-			          (unsigned long long)s);
-		}
-		PQclear(r);
-		GUARD_GOTO(err);
-	}
+	GUARD_GOTO(check_uncovered(v));
 	v->rep->tree_size = v->fr.size;
 	merkle__frontier_root(&v->fr, v->rep->root);
-
-	if (v->trusted_size) {
-		if (v->trusted_size > v->fr.size) {
-			err = bad(v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
-			          "rollback: database tree size %llu is older than the trusted checkpoint's "
-			          "%llu",
-			          (unsigned long long)v->fr.size, (unsigned long long)v->trusted_size);
-			goto out;
-		}
-		if (!v->trusted_seen) {
-			/* The trusted size lies before `from`: use stored subtrees. */
-			struct merkle_range rg = { 0, v->trusted_size };
-
-			GUARD_GOTO(merkle__ranges_hash(&v->root_at_trusted, &rg, 1, conn_fetch, v->c));
-		}
-		if (memcmp(v->root_at_trusted, v->trusted_root, LEDGER_HASH_LEN) != 0) { /* not secret */
-			err = bad(
-			        v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
-			        "fork: the database's tree of size %llu differs from the trusted checkpoint",
-			        (unsigned long long)v->trusted_size);
-			goto out;
-		}
-	}
+	if (v->trusted_size)
+		GUARD_GOTO(check_trusted(v));
 out:
 	free(blocks);
 	return err;

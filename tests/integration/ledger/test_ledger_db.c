@@ -352,6 +352,149 @@ static void assert_dense(struct fixture *f, long long n)
 	PQfinish(su);
 }
 
+/* ------------------------------------------------------------ append_n */
+
+/* Append n entries {"i": base + k} with one ledger_append_n. */
+static int append_group(struct fixture *f, unsigned n, unsigned base, const char *bad_type_at,
+                        unsigned bad_at, struct ledger_receipt *r)
+{
+	struct ledger_entry_in *in = calloc(n, sizeof(*in));
+	json_t **p = calloc(n, sizeof(*p));
+	int rc;
+
+	CU_ASSERT_FATAL(in != NULL && p != NULL);
+	for (unsigned k = 0; k < n; k++) {
+		p[k] = json_pack("{s:i}", "i", base + k);
+		in[k] = (struct ledger_entry_in){ "auth", "actor-n", "grp", p[k] };
+	}
+	if (bad_type_at != NULL)
+		in[bad_at].type = bad_type_at;
+	rc = ledger_append_n(f->l, in, n, r);
+	for (unsigned k = 0; k < n; k++)
+		json_decref(p[k]);
+	free(p);
+	free(in);
+	return rc;
+}
+
+/* Entry i's receipt is right: its seq, and its leaf proven in the block's
+ * tree and under the block's root. */
+static void assert_receipt_proves(struct fixture *f, const struct ledger_receipt *r, unsigned i)
+{
+	json_t *p = json_pack("{s:i}", "i", i);
+	struct ledger_entry_in in = { "auth", "actor-n", "grp", p };
+	struct ehr_buf enc = EHR_BUF_INIT(4096);
+	uint8_t leaf[32], proof[LEDGER_MAX_PROOF][32];
+	struct ledger_block b;
+	size_t plen;
+
+	EHR_ASSERT_OK(ledger_entry_encode(&enc, r->seq, r->ts_ms, &in));
+	merkle_leaf_hash(leaf, enc.data, enc.len);
+	EHR_ASSERT_OK(ledger_block_at_height(f->l, r->block_height, &b));
+	CU_ASSERT_EQUAL(b.tree_size, r->tree_size);
+	CU_ASSERT(memcmp(b.root, r->root, 32) == 0); /* not secret */
+	EHR_ASSERT_OK(ledger_prove_inclusion(f->l, r->seq, r->tree_size, proof, &plen));
+	EHR_ASSERT_OK(merkle_verify_inclusion(leaf, r->seq, r->tree_size, (const uint8_t(*)[32])proof, plen,
+	                                      r->root));
+	ehr_buf_free(&enc);
+	json_decref(p);
+}
+
+static void test_append_n_one_block(void)
+{
+	struct fixture f;
+	struct ledger_receipt r[10];
+	struct ledger_verify_report rep;
+	PGconn *su;
+
+	CU_ASSERT_FATAL(fx_open(&f, "append_n", 64, 0) == 0);
+	CU_ASSERT_FATAL(ltest_fill(f.l, 3, 1, NULL) == 0);
+	EHR_ASSERT_OK(append_group(&f, 10, 0, NULL, 0, r));
+	for (unsigned k = 0; k < 10; k++) {
+		CU_ASSERT_EQUAL(r[k].seq, 3 + k); /* consecutive, after what was there */
+		CU_ASSERT_EQUAL(r[k].block_height, r[0].block_height);
+		CU_ASSERT_EQUAL(r[k].tree_size, 13);
+		CU_ASSERT_EQUAL(r[k].ts_ms, r[0].ts_ms);
+		assert_receipt_proves(&f, &r[k], k);
+	}
+	su = ltest_connect(f.db.super_ci, false);
+	CU_ASSERT_FATAL(su != NULL);
+	/* one block holds exactly the group */
+	CU_ASSERT_EQUAL(
+	        ltest_scalar(su, "SELECT count(DISTINCT block_height) FROM ledger_entries WHERE seq >= 3"),
+	        1);
+	CU_ASSERT_EQUAL(ltest_scalar(su, "SELECT count(*) FROM ledger_entries e JOIN ledger_blocks b ON "
+	                                 "b.height = e.block_height WHERE e.seq >= 3 AND b.tree_size = 13"),
+	                10);
+	PQfinish(su);
+	/* an empty group is refused */
+	EHR_ASSERT_ERR(ledger_append_n(f.l, NULL, 0, NULL), EHR_ERR_INVAL);
+	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
+	CU_ASSERT_EQUAL(rep.entries, 13);
+	fx_close(&f);
+}
+
+static void test_append_n_beyond_batch_max(void)
+{
+	struct fixture f;
+	struct ledger_receipt *r = calloc(40, sizeof(*r));
+	struct ledger_verify_report rep;
+
+	CU_ASSERT_FATAL(r != NULL);
+	/* batch_max 16: a group of 40 is still one block, committed alone */
+	CU_ASSERT_FATAL(fx_open(&f, "append_n_big", 16, 0) == 0);
+	CU_ASSERT_FATAL(ltest_fill(f.l, 5, 1, NULL) == 0);
+	EHR_ASSERT_OK(append_group(&f, 40, 0, NULL, 0, r));
+	for (unsigned k = 0; k < 40; k++) {
+		CU_ASSERT_EQUAL(r[k].seq, 5 + k);
+		CU_ASSERT_EQUAL(r[k].block_height, r[0].block_height);
+		CU_ASSERT_EQUAL(r[k].tree_size, 45);
+	}
+	assert_receipt_proves(&f, &r[0], 0);
+	assert_receipt_proves(&f, &r[39], 39);
+	/* ordinary appends go on as before */
+	CU_ASSERT(ltest_fill(f.l, 20, 4, NULL) == 0);
+	assert_dense(&f, 65);
+	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
+	CU_ASSERT_EQUAL(rep.entries, 65);
+	free(r);
+	fx_close(&f);
+}
+
+static void test_append_n_all_or_nothing(void)
+{
+	struct fixture f;
+	struct ledger_receipt r[8];
+	struct ledger_verify_report rep;
+	PGconn *su;
+	char sql[512];
+
+	CU_ASSERT_FATAL(fx_open(&f, "append_n_none", 64, 0) == 0);
+	CU_ASSERT_FATAL(ltest_fill(f.l, 4, 1, NULL) == 0);
+	/* an invalid entry in the middle: refused before the writer, none written */
+	EHR_ASSERT_ERR(append_group(&f, 8, 0, "Bad Type", 4, r), EHR_ERR_INVAL);
+	su = ltest_connect(f.db.super_ci, false);
+	CU_ASSERT_FATAL(su != NULL);
+	CU_ASSERT_EQUAL(ltest_scalar(su, "SELECT count(*) FROM ledger_entries"), 4);
+	/* a seq in the middle of the group is taken: the commit fails, none written */
+	snprintf(sql, sizeof(sql),
+	         "INSERT INTO ledger_entries VALUES (7, 0, 'x', 'x', '', 999, '\\x00', '\\x00', '\\x')");
+	CU_ASSERT_FATAL(ltest_exec(su, sql) == 0);
+	EHR_ASSERT_ERR(append_group(&f, 8, 0, NULL, 0, r), EHR_ERR_CONFLICT);
+	CU_ASSERT_EQUAL(ltest_scalar(su, "SELECT count(*) FROM ledger_entries"), 5);
+	CU_ASSERT_EQUAL(ltest_scalar(su, "SELECT max(tree_size) FROM ledger_blocks"), 4);
+	PQfinish(su);
+	su = ltest_connect(f.db.super_ci, true);
+	CU_ASSERT_FATAL(su != NULL && ltest_exec(su, "DELETE FROM ledger_entries WHERE seq = 7") == 0);
+	PQfinish(su);
+	EHR_ASSERT_OK(append_group(&f, 8, 0, NULL, 0, r));
+	CU_ASSERT_EQUAL(r[0].seq, 4);
+	CU_ASSERT_EQUAL(r[7].seq, 11);
+	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
+	CU_ASSERT_EQUAL(rep.entries, 12);
+	fx_close(&f);
+}
+
 static void test_threads_8x2000(void)
 {
 	struct fixture f;
@@ -775,7 +918,10 @@ static void register_suites(void)
 	EHR_ADD_SUITE("ledger_db", NULL, NULL,
 	              { "append_proofs_checkpoints", test_append_proofs_checkpoints },
 	              { "append_only", test_append_only },
-	              { "batch_failure_is_atomic", test_batch_failure_is_atomic });
+	              { "batch_failure_is_atomic", test_batch_failure_is_atomic },
+	              { "append_n_one_block", test_append_n_one_block },
+	              { "append_n_beyond_batch_max", test_append_n_beyond_batch_max },
+	              { "append_n_all_or_nothing", test_append_n_all_or_nothing });
 	EHR_ADD_SUITE("ledger_concurrency", NULL, NULL, { "threads_8x2000", test_threads_8x2000 },
 	              { "two_processes", test_two_processes }, { "kill9_mid_stream", test_kill9_mid_stream });
 	EHR_ADD_SUITE("ledger_tamper", NULL, NULL, { "payload_byte", test_tamper_payload_byte },

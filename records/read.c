@@ -1,0 +1,166 @@
+/*
+ * read.c - records_get: the read sequence (docs/STORAGE.md §5).
+ *
+ *   row -> decision, recorded (access.decision) -> the ledger's ehr.store
+ *   entry -> object spooled, size and SHA-256 equal to the ledger's ->
+ *   every segment's GCM tag verified -> ehr.read (durable) -> the sink:
+ *   the plaintext streamed from the verified spool, each segment's tag
+ *   checked again as it is decrypted.
+ */
+#include "records/records_internal.h"
+
+#include <string.h>
+
+#include "common/db.h"
+
+/* The ledger is the authority on what was stored: find the ehr.store
+ * entry at the row's seq that names this record. */
+struct ledger_check {
+	const char *rid;
+	uint8_t sha[32];
+	uint64_t size;
+	bool found;
+};
+
+static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
+{
+	struct ledger_check *lc = ctx;
+	json_t *j = NULL;
+	const char *rid = NULL, *sha = NULL;
+	int64_t size = 0;
+
+	(void)raw;
+	(void)raw_len;
+	if (strcmp(e->type, "ehr.store") != 0)
+		return 0;
+	if (ehr_json_parse(&j, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, 8) < 0)
+		return 0;
+	if (ehr_json_get_str(j, "record_id", &rid, 64) == 0 && strcmp(rid, lc->rid) == 0 &&
+	    ehr_json_get_str(j, "sha256", &sha, 64) == 0 && strlen(sha) == 64 &&
+	    ehr_json_get_int(j, "size", &size, 0, INT64_MAX) == 0 &&
+	    ehr_hex_decode(lc->sha, 32, sha, 64) == 0) {
+		lc->size = (uint64_t)size;
+		lc->found = true;
+	}
+	json_decref(j);
+	return 0;
+}
+
+/* Allowed or denied, the decision is recorded before it is acted on. */
+static int get_decide(const struct records_env *env, const struct policy_request *q,
+                      struct records_decision *d)
+{
+	void *conn = NULL;
+	int err;
+
+	if ((err = ehr_db_acquire(env->db, &conn)) < 0) {
+		d->state = RECORDS_DECISION_UNRECORDED;
+		return err;
+	}
+	err = records__decide(conn, q, d);
+	ehr_db_release(env->db, conn, err == EHR_ERR_DB || err == EHR_ERR_UNAVAILABLE);
+	GUARD(err);
+	GUARD(records__record(env->ledger, q, d));
+	return d->dec.effect == POLICY_ALLOW ? 0 : ehr_error_set(EHR_ERR_FORBIDDEN, "%s", d->dec.reason);
+}
+
+/* The row's ledger entry gives the ciphertext's size and hash; the KEK
+ * set must hold the row's key (reloaded once if it does not). */
+static int get_verify_meta(const struct records_env *env, struct records_row *row,
+                           const struct cloud_kek **kek, struct records_get_out *out)
+{
+	struct ledger_check lc = { 0 };
+
+	lc.rid = row->record_id;
+	out->stage = RECORDS_AT_LEDGER;
+	if (ledger_get_entries(env->ledger, row->ledger_seq, 1, ledger_entry_cb, &lc) < 0)
+		return ehr_error_set(EHR_ERR_UNAVAILABLE, "%s", ehr_error_msg());
+	if (!lc.found)
+		return ehr_error_set(EHR_ERR_TAMPER, "record %s has no matching ledger entry",
+		                     row->record_id);
+	row->meta.ct_size = lc.size;
+	memcpy(row->meta.ct_sha256, lc.sha, 32);
+	out->stage = RECORDS_AT_KEYS;
+	GUARD(obj_store_keks(env->store, false, kek));
+	if (!cloud_kek_has(*kek, row->meta.kid))
+		GUARD(obj_store_keks(env->store, true, kek));
+	return 0;
+}
+
+/* The read, on the ledger before a byte is released. */
+static int get_log_read(const struct records_env *env, const struct records_get_in *in,
+                        const struct records_row *row, const char *basis, struct ledger_receipt *rcpt)
+{
+	json_t *payload = records__payload(row->record_id, row->meta.ct_sha256, row->meta.ct_size, in->actor,
+	                                   row->patient);
+	struct ledger_entry_in e = { "ehr.read", in->actor, row->patient, payload };
+	int err;
+
+	ENSURE(payload != NULL, EHR_ERR_NOMEM);
+	json_object_set_new(payload, "basis", json_string(basis));
+	err = ledger_append(env->ledger, &e, rcpt);
+	json_decref(payload);
+	return err;
+}
+
+/* The whole record verified in cloud_record_open; each segment is checked
+ * again as it is decrypted. A failure now (the sink failed, the spool
+ * broke) ends the sink incomplete, so no reader takes it for a record. */
+static void get_stream(struct cloud_record_reader *rr, const struct records_sink *sink,
+                       const struct records_meta *m)
+{
+	bool done = false;
+	int err = sink->start(sink->ud, m);
+
+	while (err == 0 && !done &&
+	       (err = cloud_record_read(rr, 1u << 20, sink->write, sink->ud, &done)) == 0)
+		;
+	if (err < 0 && err != EHR_ERR_IO)
+		ehr_logf(EHR_LOG_ERROR, "ehr.read_aborted", "reply aborted: %s", ehr_error_msg());
+	sink->end(sink->ud, err == 0 && done);
+}
+
+int records_get(const struct records_env *env, const struct records_get_in *in,
+                const struct records_sink *sink, struct records_get_out *out)
+{
+	const struct cloud_kek *kek = NULL;
+	struct cloud_record_reader *rr = NULL;
+	struct policy_request q = *in->policy;
+	struct ledger_receipt rcpt;
+	struct records_row row;
+	struct records_meta m;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	ENSURE(env->db != NULL && env->ledger != NULL && env->store != NULL, EHR_ERR_UNAVAILABLE);
+	out->stage = RECORDS_AT_ROW;
+	if ((err = records__row_load(env, &row, in->record_id)) < 0)
+		return err == EHR_ERR_NOT_FOUND ? err
+		                                : ehr_error_set(EHR_ERR_UNAVAILABLE, "%s", ehr_error_msg());
+	if (!row.stored)
+		return ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
+	q.patient = row.patient;
+	q.action = POLICY_ACT_READ;
+	q.record_id = row.record_id;
+	q.category = row.category[0] ? row.category : NULL;
+	out->stage = RECORDS_AT_POLICY;
+	GUARD(get_decide(env, &q, &out->decision));
+	GUARD(get_verify_meta(env, &row, &kek, out));
+	/* Spool, check the ledger hash, verify every tag: nothing is released
+	 * unless the whole record is good. */
+	out->stage = RECORDS_AT_OBJECT;
+	if ((err = cloud_record_open(&rr, env->store, kek, &row.meta)) < 0)
+		return err == EHR_ERR_NOT_FOUND ? ehr_error_set(EHR_ERR_TAMPER, "object missing") : err;
+	out->stage = RECORDS_AT_COMMIT;
+	if ((err = get_log_read(env, in, &row, out->decision.dec.reason, &rcpt)) < 0) {
+		cloud_record_close(rr);
+		return err;
+	}
+	out->stage = RECORDS_AT_STREAM;
+	m = (struct records_meta){ row.record_id, row.content_type, row.category, row.meta.plain_size,
+		                   rcpt.seq };
+	get_stream(rr, sink, &m);
+	cloud_record_close(rr);
+	out->stage = RECORDS_AT_NONE;
+	return 0;
+}

@@ -1,0 +1,301 @@
+/*
+ * records.c - the SQL on ehr_records: validation of what goes into a row,
+ * the row codec, and the statements the sequences use (insert pending,
+ * complete, delete pending, load, list, count).
+ */
+#include "records/records_internal.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <libpq-fe.h>
+
+#include "common/db.h"
+
+bool records_id_ok(const char *s, size_t max)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > max)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+bool records_content_type_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > RECORDS_MAX_CT)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e)
+			return false;
+	return true;
+}
+
+int records__hex(char *out, size_t cap, const uint8_t *p, size_t n)
+{
+	static const char hx[] = "0123456789abcdef";
+
+	ENSURE(cap >= 2 * n + 1, EHR_ERR_INTERNAL);
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[p[i] >> 4];
+		out[2 * i + 1] = hx[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+	return 0;
+}
+
+int records__bytea(char *out, size_t cap, const uint8_t *p, size_t n)
+{
+	ENSURE(cap >= 2 * n + 3, EHR_ERR_INTERNAL);
+	out[0] = '\\';
+	out[1] = 'x';
+	return records__hex(out + 2, cap - 2, p, n);
+}
+
+static int bytea_get(uint8_t *out, size_t n, const char *v)
+{
+	if (v == NULL || strlen(v) != 2 + 2 * n || v[0] != '\\' || v[1] != 'x')
+		return ehr_error_set(EHR_ERR_DB, "unexpected bytea value");
+	return ehr_hex_decode(out, n, v + 2, 2 * n);
+}
+
+int records__exec_on(void *conn, void **res, const char *sql, int n, const char *const *params)
+{
+	return ehr_db_exec(conn, res, sql, n, params);
+}
+
+int records__exec(const struct records_env *env, void **res, const char *sql, int n,
+                  const char *const *params)
+{
+	void *conn = NULL;
+	int err;
+
+	*res = NULL;
+	if (env->db == NULL)
+		return ehr_error_set(EHR_ERR_UNAVAILABLE, "no database");
+	GUARD(ehr_db_acquire(env->db, &conn));
+	err = ehr_db_exec(conn, res, sql, n, params);
+	ehr_db_release(env->db, conn, err == EHR_ERR_UNAVAILABLE);
+	return err;
+}
+
+/* ------------------------------------------------------------------ rows */
+
+#define ROW_COLS                                                                                            \
+	"record_id, patient, stored_by, content_type, coalesce(category, ''), state, coalesce(ledger_seq, " \
+	"-1), created_ms, coalesce(plain_size, 0), coalesce(ct_size, 0), ct_sha256, kek_id, wrapped_key"
+
+static int row_decode(struct records_row *row, PGresult *res, int i)
+{
+	int64_t seq = 0, v = 0;
+
+	memset(row, 0, sizeof(*row));
+	snprintf(row->record_id, sizeof(row->record_id), "%s", PQgetvalue(res, i, 0));
+	snprintf(row->patient, sizeof(row->patient), "%s", PQgetvalue(res, i, 1));
+	snprintf(row->stored_by, sizeof(row->stored_by), "%s", PQgetvalue(res, i, 2));
+	snprintf(row->content_type, sizeof(row->content_type), "%s", PQgetvalue(res, i, 3));
+	snprintf(row->category, sizeof(row->category), "%s", PQgetvalue(res, i, 4));
+	row->stored = strcmp(PQgetvalue(res, i, 5), "stored") == 0;
+	GUARD(ehr_parse_i64(&seq, PQgetvalue(res, i, 6), -1, INT64_MAX));
+	row->ledger_seq = seq < 0 ? 0 : (uint64_t)seq;
+	GUARD(ehr_parse_i64(&row->created_ms, PQgetvalue(res, i, 7), 0, INT64_MAX));
+	GUARD(ehr_parse_i64(&v, PQgetvalue(res, i, 8), 0, INT64_MAX));
+	row->meta.plain_size = (uint64_t)v;
+	GUARD(ehr_parse_i64(&v, PQgetvalue(res, i, 9), 0, INT64_MAX));
+	row->meta.ct_size = (uint64_t)v;
+	if (!PQgetisnull(res, i, 10))
+		GUARD(bytea_get(row->meta.ct_sha256, 32, PQgetvalue(res, i, 10)));
+	snprintf(row->meta.kid, sizeof(row->meta.kid), "%s", PQgetvalue(res, i, 11));
+	GUARD(bytea_get(row->meta.wrapped, CLOUD_WRAPPED_LEN, PQgetvalue(res, i, 12)));
+	return cloud_rid_parse(row->meta.rid, row->record_id);
+}
+
+int records__row_load(const struct records_env *env, struct records_row *row, const char *rid)
+{
+	const char *p[1] = { rid };
+	void *res = NULL;
+	int err;
+
+	GUARD(records__exec(env, &res, "SELECT " ROW_COLS " FROM ehr_records WHERE record_id = $1", 1, p));
+	if (PQntuples(res) != 1)
+		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
+	else
+		err = row_decode(row, res, 0);
+	PQclear(res);
+	return err;
+}
+
+int records__patient_exists(void *conn, const char *pid)
+{
+	const char *p[1] = { pid };
+	void *res = NULL;
+	int err;
+
+	GUARD(records__exec_on(conn, &res,
+	                       "SELECT 1 FROM auth_patients WHERE patient_id = $1 AND revoked_at IS NULL", 1,
+	                       p));
+	err = PQntuples(res) == 1 ? 0 : ehr_error_set(EHR_ERR_NOT_FOUND, "no such patient");
+	PQclear(res);
+	return err;
+}
+
+int records__row_insert_pending(void *conn, const char *pid, const char *stored_by, const char *ct,
+                                const char *cat, const struct cloud_record_meta *m)
+{
+	char rid[CLOUD_RID_HEX], wrapped[2 * CLOUD_WRAPPED_LEN + 3];
+	const char *p[7] = { rid, pid, stored_by, ct, cat, m->kid, wrapped };
+	void *res = NULL;
+	int err;
+
+	cloud_rid_hex(rid, m->rid);
+	GUARD(records__bytea(wrapped, sizeof(wrapped), m->wrapped, CLOUD_WRAPPED_LEN));
+	err = records__exec_on(
+	        conn, &res,
+	        "INSERT INTO ehr_records (record_id, patient, stored_by, content_type, category, "
+	        "kek_id, wrapped_key, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, "
+	        "(extract(epoch from clock_timestamp()) * 1000)::bigint)",
+	        7, p);
+	PQclear(res);
+	return err;
+}
+
+int records__row_complete(const struct records_env *env, const char *rid, uint64_t seq, uint64_t plain,
+                          uint64_t ct, const uint8_t sha[32], bool only_pending)
+{
+	char seqs[24], plains[24], cts[24], sha_b[70];
+	const char *p[5] = { rid, seqs, plains, cts, sha_b };
+	void *res = NULL;
+	int err;
+
+	GUARD(records__bytea(sha_b, sizeof(sha_b), sha, 32));
+	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+	snprintf(plains, sizeof(plains), "%llu", (unsigned long long)plain);
+	snprintf(cts, sizeof(cts), "%llu", (unsigned long long)ct);
+	err = records__exec(
+	        env, &res,
+	        only_pending ? "UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = "
+	                       "$3, ct_size = $4, ct_sha256 = $5::bytea WHERE record_id = $1 AND "
+	                       "state = 'pending'"
+	                     : "UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = "
+	                       "$3, ct_size = $4, ct_sha256 = $5::bytea WHERE record_id = $1",
+	        5, p);
+	PQclear(res);
+	return err;
+}
+
+int records__row_delete_pending(const struct records_env *env, const char *rid)
+{
+	const char *p[1] = { rid };
+	void *res = NULL;
+	int err = records__exec(env, &res,
+	                        "DELETE FROM ehr_records WHERE record_id = $1 AND state = 'pending'", 1, p);
+
+	PQclear(res);
+	return err;
+}
+
+json_t *records__payload(const char *rid, const uint8_t sha[32], uint64_t size, const char *actor,
+                         const char *patient)
+{
+	char hex[65];
+
+	if (records__hex(hex, sizeof(hex), sha, 32) < 0)
+		return NULL;
+	return json_pack("{s:s, s:s, s:I, s:s, s:s}", "record_id", rid, "sha256", hex, "size",
+	                 (json_int_t)size, "actor", actor, "patient", patient);
+}
+
+/* ------------------------------------------------------------- listing */
+
+static json_t *row_json(const struct records_row *row)
+{
+	char sha[65];
+
+	records__hex(sha, sizeof(sha), row->meta.ct_sha256, 32);
+	return json_pack("{s:s, s:s, s:s?, s:I, s:I, s:s, s:I, s:s, s:I}", "record_id", row->record_id,
+	                 "content_type", row->content_type, "category",
+	                 row->category[0] ? row->category : NULL, "size", (json_int_t)row->meta.plain_size,
+	                 "stored_size", (json_int_t)row->meta.ct_size, "sha256", sha, "seq",
+	                 (json_int_t)row->ledger_seq, "stored_by", row->stored_by, "created_ms",
+	                 (json_int_t)row->created_ms);
+}
+
+int records_list(const struct records_env *env, const char *patient, const char *stored_by, int64_t after_ms,
+                 uint64_t limit, json_t **out)
+{
+	char lims[24], afters[24];
+	const char *p[4] = { patient, stored_by, afters, lims };
+	void *res = NULL;
+	json_t *arr;
+
+	*out = NULL;
+	snprintf(lims, sizeof(lims), "%llu", (unsigned long long)limit);
+	snprintf(afters, sizeof(afters), "%lld", (long long)after_ms);
+	GUARD(records__exec(env, &res,
+	                    "SELECT " ROW_COLS " FROM ehr_records WHERE patient = $1 AND state = 'stored' "
+	                    "AND ($2 = '' OR stored_by = $2) AND created_ms > $3::bigint "
+	                    "ORDER BY created_ms, record_id LIMIT $4::int",
+	                    4, p));
+	arr = json_array();
+	for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
+		struct records_row row;
+
+		if (row_decode(&row, res, i) < 0)
+			continue;
+		json_array_append_new(arr, row_json(&row));
+	}
+	PQclear(res);
+	ENSURE(arr != NULL, EHR_ERR_NOMEM);
+	*out = arr;
+	return 0;
+}
+
+int records_count(const struct records_env *env, const char *kid, uint64_t *n)
+{
+	const char *p[1] = { kid };
+	void *res = NULL;
+	int err;
+
+	GUARD(records__exec(env, &res,
+	                    kid ? "SELECT count(*) FROM ehr_records WHERE kek_id = $1"
+	                        : "SELECT count(*) FROM ehr_records",
+	                    kid ? 1 : 0, kid ? p : NULL));
+	err = ehr_parse_u64(n, PQgetvalue(res, 0, 0), UINT64_MAX);
+	PQclear(res);
+	return err;
+}
+
+/* ------------------------------------------------------------ decisions */
+
+int records__decide(void *conn, const struct policy_request *q, struct records_decision *d)
+{
+	int err = policy_evaluate(conn, q, ehr_now_ms() / 1000, &d->dec);
+
+	if (err < 0) {
+		d->state = RECORDS_DECISION_UNRECORDED;
+		d->dec.effect = POLICY_DENY;
+		return err == EHR_ERR_FORBIDDEN ? EHR_ERR_UNAVAILABLE : err;
+	}
+	return 0;
+}
+
+int records__record(struct ledger *l, const struct policy_request *q, struct records_decision *d)
+{
+	int err = policy_record(l, q, &d->dec, NULL);
+
+	if (err < 0) {
+		d->state = RECORDS_DECISION_UNRECORDED;
+		d->dec.effect = POLICY_DENY;
+		return err == EHR_ERR_FORBIDDEN ? EHR_ERR_UNAVAILABLE : err;
+	}
+	d->state = RECORDS_DECISION_RECORDED;
+	return 0;
+}

@@ -1,0 +1,63 @@
+/*
+ * records_internal.h - shared by the files of records/: the row of
+ * ehr_records and the SQL on it (records.c), used by the sequences in
+ * upload.c, read.c and scan.c.
+ */
+#ifndef EHR_RECORDS_INTERNAL_H
+#define EHR_RECORDS_INTERNAL_H
+
+#include "records/records.h"
+
+/* One row of ehr_records. */
+struct records_row {
+	char record_id[CLOUD_RID_HEX];
+	char patient[RECORDS_MAX_PID + 1];
+	char stored_by[128];
+	char content_type[RECORDS_MAX_CT + 1];
+	char category[RECORDS_MAX_CATEGORY + 1];
+	bool stored;
+	uint64_t ledger_seq;
+	int64_t created_ms;
+	struct cloud_record_meta meta;
+};
+
+/* Lower-case hex of p[0..n) into out (2n + 1 bytes). */
+int records__hex(char *out, size_t cap, const uint8_t *p, size_t n);
+/* libpq bytea in hex escape form "\x..." (2n + 3 bytes). */
+int records__bytea(char *out, size_t cap, const uint8_t *p, size_t n);
+
+/* Run one statement on a pooled connection (acquired and released here,
+ * dropped if it broke). *res is a PGresult* the caller PQclears. */
+int records__exec(const struct records_env *env, void **res, const char *sql, int n,
+                  const char *const *params);
+/* The same on a connection the caller holds. */
+int records__exec_on(void *conn, void **res, const char *sql, int n, const char *const *params);
+
+/* EHR_ERR_NOT_FOUND unless `pid` is an enrolled, unrevoked patient. */
+int records__patient_exists(void *conn, const char *pid);
+/* The row of `rid`; EHR_ERR_NOT_FOUND if none. */
+int records__row_load(const struct records_env *env, struct records_row *row, const char *rid);
+/* Insert the 'pending' row of a new record, holding its wrapped data key. */
+int records__row_insert_pending(void *conn, const char *pid, const char *stored_by, const char *ct,
+                                const char *cat, const struct cloud_record_meta *m);
+/* Mark a row 'stored' with its ledger seq, sizes and ciphertext hash;
+ * only_pending adds "AND state = 'pending'" (fsck). */
+int records__row_complete(const struct records_env *env, const char *rid, uint64_t seq, uint64_t plain,
+                          uint64_t ct, const uint8_t sha[32], bool only_pending);
+/* Remove a 'pending' row (never a stored one). */
+int records__row_delete_pending(const struct records_env *env, const char *rid);
+
+/* The ehr.store ledger payload of a record. New reference or NULL. */
+json_t *records__payload(const char *rid, const uint8_t sha[32], uint64_t size, const char *actor,
+                         const char *patient);
+/*
+ * Decide q on conn without writing (policy_evaluate; fails closed): 0 with
+ * d->dec filled, allowed or denied; an error means it could not be decided
+ * (d->state = UNRECORDED, never EHR_ERR_FORBIDDEN). Then record it:
+ * records__record appends the access.decision entry alone (d->state says
+ * whether it is in the ledger).
+ */
+int records__decide(void *conn, const struct policy_request *q, struct records_decision *d);
+int records__record(struct ledger *l, const struct policy_request *q, struct records_decision *d);
+
+#endif

@@ -1,0 +1,169 @@
+/*
+ * upload.c - records_put: the upload sequence (docs/STORAGE.md §4).
+ *
+ *   patient exists -> decision (a denial recorded at once) -> row 'pending'
+ *   holding the wrapped data key -> object streamed through the STREAM
+ *   encryptor -> access.decision + ehr.store in ONE durable ledger batch ->
+ *   row 'stored'.
+ *
+ * A failure before the ledger batch removes the object and the row; after
+ * it, `ehrgate fsck` completes the row. So no ledger entry ever names an
+ * object that was not stored, and no acknowledged record can be lost. The
+ * checks share one pooled connection, released before the body streams.
+ */
+#include "records/records_internal.h"
+
+#include <string.h>
+
+#include "common/db.h"
+
+/* The body as the encryptor's input; remembers why it failed, so a client
+ * that went away is not reported as a store failure. */
+struct body_src {
+	records_source_fn read;
+	void *ud;
+	int err;
+};
+
+static int body_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	struct body_src *b = ctx;
+	int err = b->read(b->ud, buf, cap, got);
+
+	if (err < 0)
+		b->err = err;
+	return err;
+}
+
+/* Keys for a new record: the current KEK, a fresh record id, a wrapped data key. */
+static int new_keys(struct obj_store *st, const struct cloud_kek **kek, struct cloud_record_meta *m)
+{
+	GUARD(obj_store_keks(st, false, kek));
+	GUARD(cloud_rid_new(m->rid));
+	return cloud_record_prepare(*kek, m);
+}
+
+/*
+ * On one connection: the patient, the decision, and (if allowed) the keys
+ * and the pending row. A denial is recorded after the connection is back.
+ */
+static int put_begin(const struct records_env *env, const struct records_put_in *in,
+                     const struct policy_request *q, struct records_put_out *out,
+                     const struct cloud_kek **kek, struct cloud_record_meta *m)
+{
+	void *conn = NULL;
+	int err;
+
+	out->stage = RECORDS_AT_PATIENT;
+	GUARD(ehr_db_acquire(env->db, &conn));
+	if ((err = records__patient_exists(conn, in->patient)) < 0)
+		goto out;
+	out->stage = RECORDS_AT_POLICY;
+	if ((err = records__decide(conn, q, &out->decision)) < 0 || out->decision.dec.effect != POLICY_ALLOW)
+		goto out;
+	out->stage = RECORDS_AT_KEYS;
+	if ((err = new_keys(env->store, kek, m)) < 0)
+		goto out;
+	out->stage = RECORDS_AT_PENDING;
+	err = records__row_insert_pending(conn, in->patient, in->stored_by, in->content_type, in->category,
+	                                  m);
+out:
+	ehr_db_release(env->db, conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB);
+	if (err == 0 && out->stage == RECORDS_AT_POLICY) {
+		/* Appending needs a contract with "append" (docs/CONTRACTS.md §2). */
+		GUARD(records__record(env->ledger, q, &out->decision));
+		return ehr_error_set(EHR_ERR_FORBIDDEN, "%s", out->decision.dec.reason);
+	}
+	return err;
+}
+
+/* Nothing names the object: remove it and the row. */
+static void put_undo(const struct records_env *env, const struct cloud_record_meta *m, bool object)
+{
+	char key[128], rid[CLOUD_RID_HEX];
+
+	if (object && cloud_record_key(key, sizeof(key), m->rid) == 0 &&
+	    obj_store_delete(env->store, key) < 0)
+		ehr_logf(EHR_LOG_WARN, "ehr.orphan_left", "object left for fsck");
+	cloud_rid_hex(rid, m->rid);
+	if (records__row_delete_pending(env, rid) < 0)
+		ehr_logf(EHR_LOG_WARN, "ehr.pending_left", "a pending row was left for fsck: %s",
+		         ehr_error_msg());
+}
+
+/* The access.decision and the ehr.store entries, in that order, in one
+ * batch: one durable wait, consecutive seqs, all or nothing. */
+static int put_ledger(const struct records_env *env, const struct records_put_in *in,
+                      const struct policy_request *q, const struct cloud_record_meta *m,
+                      struct records_put_out *out)
+{
+	struct ledger_receipt rc[2];
+	json_t *dp = NULL,
+	       *sp = records__payload(out->record_id, m->ct_sha256, m->ct_size, in->actor, in->patient);
+	int err = 0;
+
+	ENSURE_GOTO(sp != NULL, EHR_ERR_NOMEM);
+	GUARD_GOTO(policy_decision_payload(&dp, q, &out->decision.dec));
+	{
+		struct ledger_entry_in e[2] = {
+			{ POLICY_ENTRY_DECISION, q->requester ? q->requester : "",
+			  q->patient ? q->patient : "", dp },
+			{ "ehr.store", in->actor, in->patient, sp },
+		};
+		GUARD_GOTO(ledger_append_n(env->ledger, e, 2, rc));
+	}
+	out->rcpt = rc[1];
+out:
+	out->decision.state = err < 0 ? RECORDS_DECISION_UNRECORDED : RECORDS_DECISION_RECORDED;
+	json_decref(dp);
+	json_decref(sp);
+	return err;
+}
+
+int records_put(const struct records_env *env, const struct records_put_in *in, struct records_put_out *out)
+{
+	const struct cloud_kek *kek = NULL;
+	struct body_src src = { in->read, in->read_ud, 0 };
+	struct policy_request q = *in->policy;
+	struct cloud_record_meta m;
+	int err;
+
+	memset(out, 0, sizeof(*out));
+	memset(&m, 0, sizeof(m));
+	ENSURE(env->db != NULL && env->ledger != NULL && env->store != NULL, EHR_ERR_UNAVAILABLE);
+	q.patient = in->patient;
+	q.action = POLICY_ACT_APPEND;
+	q.record_id = NULL;
+	q.category = in->category && *in->category ? in->category : NULL;
+	GUARD(put_begin(env, in, &q, out, &kek, &m));
+	cloud_rid_hex(out->record_id, m.rid);
+
+	out->stage = RECORDS_AT_OBJECT;
+	if ((err = cloud_record_put_sized(env->store, kek, &m, body_read, &src, in->max_bytes,
+	                                  in->declared_len)) < 0) {
+		put_undo(env, &m, false);
+		out->source_err = src.err;
+		if (src.err != 0)
+			out->stage = RECORDS_AT_BODY;
+		return err;
+	}
+	out->stage = RECORDS_AT_COMMIT;
+	if ((err = put_ledger(env, in, &q, &m, out)) < 0) {
+		ehr_logf(EHR_LOG_WARN, "ehr.ledger_failed", "%s", ehr_error_msg());
+		put_undo(env, &m, true);
+		return err;
+	}
+	GUARD(records__hex(out->sha256, sizeof(out->sha256), m.ct_sha256, 32));
+	out->plain_size = m.plain_size;
+	out->ct_size = m.ct_size;
+	out->stage = RECORDS_AT_COMPLETE;
+	if ((err = records__row_complete(env, out->record_id, out->rcpt.seq, m.plain_size, m.ct_size,
+	                                 m.ct_sha256, false)) < 0) {
+		/* Stored and in the ledger; fsck completes the row. Say so. */
+		ehr_logf(EHR_LOG_ERROR, "ehr.row_incomplete",
+		         "record in ledger, row left pending for fsck: %s", ehr_error_msg());
+		return err;
+	}
+	out->stage = RECORDS_AT_NONE;
+	return 0;
+}
