@@ -8,7 +8,8 @@
  *    the signed enrolment/login strings and pseudonyms. client/ reuses them.
  *  - struct auth_ctx: the gateway's keys plus the PostgreSQL-backed state
  *    (registration tokens, certificates, patients, nonces, DPoP jti cache),
- *    rate limits and ledger events.
+ *    rate limits and events. Events go to a sink the application wires
+ *    (the gateway: to the ledger); auth itself never links the ledger.
  *
  * Every verification function returns 0 or a negative ehr_err; a refusal is
  * EHR_ERR_AUTH / EHR_ERR_EXPIRED / EHR_ERR_REPLAY / EHR_ERR_FORBIDDEN with a
@@ -175,20 +176,36 @@ int auth_pseudonym(char out[AUTH_MAX_ID + 1], const uint8_t key[AUTH_PSEUDONYM_K
 /* -------------------------------------------------- the gateway's context */
 
 struct auth_ctx;
-struct ledger;
+
+/*
+ * Where auth's events go (the gateway wires it to ledger_append). append
+ * gets the event type ("auth.register", ...), the actor (a pseudonym,
+ * "operator" or "anonymous"), the subject ("" when none) and a JSON object
+ * payload that is BORROWED: valid only during the call; json_incref it to
+ * keep it. It returns 0 once the event is durable, or a negative ehr_err.
+ * A failure makes the operation that needs the event fail (a registration,
+ * enrolment, renewal, patient creation, login or revocation is rolled back
+ * and not reported as done); failure events only log it. A sink whose
+ * append is NULL drops every event (tools and tests).
+ */
+struct auth_event_sink {
+	int (*append)(void *ud, const char *type, const char *actor, const char *subject,
+	              const json_t *payload);
+	void *ud;
+};
 
 struct auth_config {
-	const char *state_dir;  /* regca.pem regca.key token.key token.pub pseudonym.key ca.pem */
-	struct ehr_db_pool *db; /* role ehrgate_app */
-	struct ledger *ledger;  /* may be NULL (no ledger events; tools and tests) */
-	const char *issuer;     /* token "iss" */
-	const char *audience;   /* token "aud" */
-	unsigned cert_days;     /* client certificate validity, default 90 */
-	unsigned token_ttl;     /* access token seconds, <= 900 */
-	unsigned nonce_ttl;     /* challenge seconds, <= 60 */
-	unsigned enroll_ttl;    /* enrolment code seconds, default 86400 */
-	unsigned dpop_window;   /* proof iat acceptance window, default 60 */
-	unsigned clock_skew;    /* seconds, default 5 */
+	const char *state_dir;         /* regca.pem regca.key token.key token.pub pseudonym.key ca.pem */
+	struct ehr_db_pool *db;        /* role ehrgate_app */
+	struct auth_event_sink events; /* zeroed: no events (tools and tests) */
+	const char *issuer;            /* token "iss" */
+	const char *audience;          /* token "aud" */
+	unsigned cert_days;            /* client certificate validity, default 90 */
+	unsigned token_ttl;            /* access token seconds, <= 900 */
+	unsigned nonce_ttl;            /* challenge seconds, <= 60 */
+	unsigned enroll_ttl;           /* enrolment code seconds, default 86400 */
+	unsigned dpop_window;          /* proof iat acceptance window, default 60 */
+	unsigned clock_skew;           /* seconds, default 5 */
 	/* Per-client-address token buckets: requests per minute, burst. 0 = default. */
 	unsigned rate_register, rate_enroll, rate_challenge, rate_token, rate_burst;
 	/* Ledger failure events per peer per minute before they are only counted. */
@@ -258,8 +275,8 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
                const char *signature, const char *peer);
 
 /*
- * Ledger event for an authentication outcome. Successes are always
- * appended. Failures go through a per-peer token bucket; beyond it they are
+ * Event (to the configured sink) for an authentication outcome. Successes
+ * are always appended; a sink failure is logged and returned. Failures go through a per-peer token bucket; beyond it they are
  * counted, and the count is carried by the next failure event appended.
  * actor must be a pseudonym (or "anonymous"), reason a fixed word.
  */
@@ -280,8 +297,9 @@ int auth_event_session(struct auth_ctx *ctx, const char *type, const struct auth
 int auth_admin_issue_token(struct ehr_db_pool *db, struct ehr_buf *token_out, const char *role,
                            const char *name, int64_t ttl_s, int64_t *expires_at);
 /* Revoke a principal (all its certificates) by id, or one certificate by
- * serial. EHR_ERR_NOT_FOUND when nothing matched. */
-int auth_admin_revoke(struct ehr_db_pool *db, struct ledger *ledger, const char *id_or_serial);
+ * serial; the "auth.revoke" event goes to events (NULL: none) before the
+ * revocation commits. EHR_ERR_NOT_FOUND when nothing matched. */
+int auth_admin_revoke(struct ehr_db_pool *db, const struct auth_event_sink *events, const char *id_or_serial);
 /* JSON array of principals / outstanding tokens (no secrets). */
 int auth_admin_list(struct ehr_db_pool *db, json_t **out, const char *what);
 

@@ -53,18 +53,11 @@ struct auth_ctx {
 
 /* SHA-256 of a secret string, for storage and lookup. */
 int auth__hash_secret(uint8_t out[32], const char *secret);
-/* libpq bytea hex literal ("\\x...") of 32 bytes. */
-void auth__bytea_hex(char out[67], const uint8_t in[32]);
-/* Run a statement on a held connection; *res may be NULL. */
-int auth__exec(void *conn, void **res, const char *sql, int n, const char *const *params);
-/* BEGIN / COMMIT / ROLLBACK helpers. */
-int auth__begin(void *conn);
-int auth__commit(void *conn);
-void auth__rollback(void *conn);
-/* Append a ledger event (success path): error when ledger_append fails. */
-int auth__ledger(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject,
-                 json_t *payload /* stolen */);
-int auth__ledger_raw(struct ledger *l, const char *type, const char *actor, const char *subject,
-                     json_t *payload /* stolen */);
+/* Give an event to the context's sink (success path): error when the sink
+ * fails. payload is stolen (NULL: EHR_ERR_NOMEM); subject NULL means "". */
+int auth__emit(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject,
+               json_t *payload /* stolen */);
+int auth__sink_emit(const struct auth_event_sink *sink, const char *type, const char *actor,
+                    const char *subject, json_t *payload /* stolen */);
 
 #endif

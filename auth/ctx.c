@@ -1,19 +1,17 @@
 /*
  * ctx.c - the gateway's auth context: keys loaded once from the state
- * directory, rate limiters, and ledger events with bounded failure logging.
+ * directory, rate limiters, and events (to the application's sink) with
+ * bounded failure logging.
  */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
-#include "common/db.h"
 #include "auth/auth.h"
 #include "auth/auth_internal.h"
-#include "ledger/ledger.h"
 
 void auth_config_defaults(struct auth_config *cfg)
 {
@@ -250,74 +248,28 @@ int auth__hash_secret(uint8_t out[32], const char *secret)
 	return 0;
 }
 
-void auth__bytea_hex(char out[67], const uint8_t in[32])
+/* ------------------------------------------------------------------ events */
+
+int auth__sink_emit(const struct auth_event_sink *sink, const char *type, const char *actor,
+                    const char *subject, json_t *payload)
 {
-	static const char hx[] = "0123456789abcdef";
-
-	out[0] = '\\';
-	out[1] = 'x';
-	for (int i = 0; i < 32; i++) {
-		out[2 + 2 * i] = hx[in[i] >> 4];
-		out[3 + 2 * i] = hx[in[i] & 15];
-	}
-	out[66] = '\0';
-}
-
-int auth__exec(void *conn, void **res, const char *sql, int n, const char *const *params)
-{
-	void *r = NULL;
-	int err = ehr_db_exec(conn, &r, sql, n, params);
-
-	if (res != NULL)
-		*res = r;
-	else
-		PQclear(r);
-	return err;
-}
-
-int auth__begin(void *conn)
-{
-	return auth__exec(conn, NULL, "BEGIN", 0, NULL);
-}
-
-int auth__commit(void *conn)
-{
-	return auth__exec(conn, NULL, "COMMIT", 0, NULL);
-}
-
-void auth__rollback(void *conn)
-{
-	PQclear(PQexec(conn, "ROLLBACK"));
-}
-
-/* ------------------------------------------------------------ ledger events */
-
-int auth__ledger_raw(struct ledger *l, const char *type, const char *actor, const char *subject,
-                     json_t *payload)
-{
-	struct ledger_entry_in in;
-	struct ledger_receipt rcpt;
 	int err;
 
-	if (l == NULL) {
+	if (sink == NULL || sink->append == NULL) {
 		json_decref(payload);
 		return 0;
 	}
 	if (payload == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "ledger payload");
-	in.type = type;
-	in.actor = actor;
-	in.subject = subject != NULL ? subject : "";
-	in.payload = payload;
-	err = ledger_append(l, &in, &rcpt);
+	err = sink->append(sink->ud, type, actor, subject != NULL ? subject : "", payload);
 	json_decref(payload);
 	return err;
 }
 
-int auth__ledger(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject,
-                 json_t *payload)
+int auth__emit(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject,
+               json_t *payload)
 {
-	return auth__ledger_raw(ctx->cfg.ledger, type, actor, subject, payload);
+	return auth__sink_emit(&ctx->cfg.events, type, actor, subject, payload);
 }
 
 int auth_event(struct auth_ctx *ctx, const char *type, const char *actor, const char *subject, bool success,
@@ -333,7 +285,7 @@ int auth_event(struct auth_ctx *ctx, const char *type, const char *actor, const 
 	               reason ? reason : "");
 	if (pl != NULL && suppressed > 0)
 		json_object_set_new(pl, "suppressed_before", json_integer((json_int_t)suppressed));
-	err = auth__ledger(ctx, type, actor != NULL && *actor ? actor : "anonymous", subject, pl);
+	err = auth__emit(ctx, type, actor != NULL && *actor ? actor : "anonymous", subject, pl);
 	if (err < 0)
 		ehr_logf(EHR_LOG_WARN, "auth.ledger_event_failed", "%s: %s", type, ehr_err_name(err));
 	return err;
@@ -348,5 +300,5 @@ int auth_event_session(struct auth_ctx *ctx, const char *type, const struct auth
 		return 0;
 	pl = json_pack("{s:s,s:s,s:s}", "outcome", "success", "role", p->role,
 	               p->serial[0] ? "serial" : "jkt", key);
-	return auth__ledger(ctx, type, p->id, p->id, pl);
+	return auth__emit(ctx, type, p->id, p->id, pl);
 }

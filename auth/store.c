@@ -11,7 +11,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <openssl/x509_vfy.h>
 
@@ -32,17 +31,12 @@ static int64_t now_s(void)
 	return ehr_now_ms() / 1000;
 }
 
-/* Return a connection to the pool (NULL is fine). A failed operation that
- * left a transaction open is rolled back first, so the connection stays
- * reusable and nothing half-done can ever commit. */
+/* Return a connection to the pool (NULL is fine): ehr_db_release_after
+ * rolls back what a failed operation left open, so nothing half-done can
+ * ever commit and the connection stays reusable. */
 static void release(struct auth_ctx *ctx, void *conn, int err)
 {
-	if (conn == NULL)
-		return;
-	if (err < 0 && PQtransactionStatus(conn) != PQTRANS_IDLE)
-		auth__rollback(conn);
-	ehr_db_release(ctx->cfg.db, conn,
-	               err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB || err == EHR_ERR_TIMEOUT);
+	ehr_db_release_after(ctx->cfg.db, conn, err);
 }
 
 /* A secret presented by a client: base64url, 16..128 characters. */
@@ -109,7 +103,7 @@ static int insert_cert(void *conn, const char *serial, const char *id, const cha
 	params[2] = role;
 	params[3] = nb;
 	params[4] = na;
-	return auth__exec(conn, NULL,
+	return ehr_db_run(conn,
 	                  "INSERT INTO auth_certs (serial, principal_id, role, not_before, not_after) "
 	                  "VALUES ($1, $2, $3, to_timestamp($4::bigint), to_timestamp($5::bigint))",
 	                  5, params);
@@ -139,26 +133,26 @@ int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size
 		goto out;
 	}
 	GUARD_GOTO(auth__hash_secret(th, token));
-	auth__bytea_hex(hex, th);
+	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), th, sizeof(th)));
 	GUARD_GOTO(ehr_random(rnd, sizeof(rnd)));
 	GUARD_GOTO(ehr_hex_encode(&idh, rnd, sizeof(rnd)));
 
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	GUARD_GOTO(auth__begin(conn));
+	GUARD_GOTO(ehr_db_begin(conn));
 	params[0] = hex;
-	GUARD_GOTO(auth__exec(conn, &res,
-	                      "UPDATE auth_reg_tokens SET used_at = now() WHERE token_hash = $1::bytea "
-	                      "AND used_at IS NULL AND expires_at > now() RETURNING role, name",
-	                      1, params));
-	if (PQntuples(res) != 1) {
-		auth__rollback(conn);
+	GUARD_GOTO(ehr_db_exec(conn, &res,
+	                       "UPDATE auth_reg_tokens SET used_at = now() WHERE token_hash = $1::bytea "
+	                       "AND used_at IS NULL AND expires_at > now() RETURNING role, name",
+	                       1, params));
+	if (ehr_db_rows(res) != 1) {
+		ehr_db_rollback(conn);
 		err = ehr_error_set(EHR_ERR_AUTH, "registration token invalid, used or expired");
 		auth_event(ctx, "auth.register", "anonymous", "", false, "bad_token", peer);
 		goto out;
 	}
-	snprintf(role, sizeof(role), "%s", PQgetvalue(res, 0, 0));
-	snprintf(name, sizeof(name), "%s", PQgetvalue(res, 0, 1));
-	PQclear(res);
+	GUARD_GOTO(ehr_db_get_text(role, sizeof(role), res, 0, 0));
+	GUARD_GOTO(ehr_db_get_text(name, sizeof(name), res, 0, 1));
+	ehr_db_clear(res);
 	res = NULL;
 	snprintf(id, sizeof(id), "%s-%s", strcmp(role, "auditor") == 0 ? "aud" : "srv", ehr_buf_cstr(&idh));
 
@@ -166,23 +160,22 @@ int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size
 	params[0] = id;
 	params[1] = role;
 	params[2] = name;
-	GUARD_GOTO(auth__exec(conn, NULL, "INSERT INTO auth_principals (id, role, name) VALUES ($1, $2, $3)",
-	                      3, params));
+	GUARD_GOTO(ehr_db_run(conn, "INSERT INTO auth_principals (id, role, name) VALUES ($1, $2, $3)", 3,
+	                      params));
 	params[0] = id;
 	params[1] = hex;
-	GUARD_GOTO(auth__exec(conn, NULL,
-	                      "UPDATE auth_reg_tokens SET used_by = $1 WHERE token_hash = $2::bytea", 2,
+	GUARD_GOTO(ehr_db_run(conn, "UPDATE auth_reg_tokens SET used_by = $1 WHERE token_hash = $2::bytea", 2,
 	                      params));
 	GUARD_GOTO(insert_cert(conn, serial, id, role, not_after));
 	/* The ledger entry is durable before the registration commits. */
-	GUARD_GOTO(auth__ledger(ctx, "auth.register", id, id,
-	                        json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "role", role, "serial",
-	                                  serial, "not_after", (json_int_t)not_after)));
-	GUARD_GOTO(auth__commit(conn));
+	GUARD_GOTO(auth__emit(ctx, "auth.register", id, id,
+	                      json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "role", role, "serial",
+	                                serial, "not_after", (json_int_t)not_after)));
+	GUARD_GOTO(ehr_db_commit(conn));
 	GUARD_GOTO(cert_response(ctx, resp, &pem, id, role, serial, not_after));
 out:
 	release(ctx, conn, err);
-	PQclear(res);
+	ehr_db_clear(res);
 	X509_REQ_free(req);
 	X509_free(cert);
 	ehr_buf_free(&pem);
@@ -204,12 +197,12 @@ int auth_renew(struct auth_ctx *ctx, json_t **resp, const struct auth_principal 
 	ENSURE(strcmp(who->role, "server") == 0 || strcmp(who->role, "auditor") == 0, EHR_ERR_FORBIDDEN);
 	GUARD_GOTO(issue_for(ctx, &cert, serial, &pem, csr_pem, csr_len, who->id, who->role, &not_after));
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	GUARD_GOTO(auth__begin(conn));
+	GUARD_GOTO(ehr_db_begin(conn));
 	GUARD_GOTO(insert_cert(conn, serial, who->id, who->role, not_after));
-	GUARD_GOTO(auth__ledger(ctx, "auth.renew", who->id, who->id,
-	                        json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "serial", serial,
-	                                  "previous", who->serial, "not_after", (json_int_t)not_after)));
-	GUARD_GOTO(auth__commit(conn));
+	GUARD_GOTO(auth__emit(ctx, "auth.renew", who->id, who->id,
+	                      json_pack("{s:s,s:s,s:s,s:I}", "outcome", "success", "serial", serial,
+	                                "previous", who->serial, "not_after", (json_int_t)not_after)));
+	GUARD_GOTO(ehr_db_commit(conn));
 	GUARD_GOTO(cert_response(ctx, resp, &pem, who->id, who->role, serial, not_after));
 out:
 	release(ctx, conn, err);
@@ -241,28 +234,28 @@ int auth_check_client_cert(struct auth_ctx *ctx, struct auth_principal *p, X509 
 	params[0] = p->serial;
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
 	/* One indexed query on every request: revocation is immediate everywhere. */
-	GUARD_GOTO(auth__exec(conn, &res,
-	                      "SELECT c.principal_id, c.role, "
-	                      "(c.revoked_at IS NULL AND p.revoked_at IS NULL AND c.not_after > now())::int "
-	                      "FROM auth_certs c JOIN auth_principals p ON p.id = c.principal_id "
-	                      "WHERE c.serial = $1",
-	                      1, params));
-	if (PQntuples(res) != 1) {
+	GUARD_GOTO(ehr_db_exec(conn, &res,
+	                       "SELECT c.principal_id, c.role, "
+	                       "(c.revoked_at IS NULL AND p.revoked_at IS NULL AND c.not_after > now())::int "
+	                       "FROM auth_certs c JOIN auth_principals p ON p.id = c.principal_id "
+	                       "WHERE c.serial = $1",
+	                       1, params));
+	if (ehr_db_rows(res) != 1) {
 		err = ehr_error_set(EHR_ERR_AUTH, "client certificate not registered");
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 2), "1") != 0) {
+	if (strcmp(ehr_db_value(res, 0, 2), "1") != 0) {
 		err = ehr_error_set(EHR_ERR_AUTH, "client certificate revoked");
 		goto out;
 	}
-	if (strcmp(PQgetvalue(res, 0, 0), cn) != 0 || strcmp(PQgetvalue(res, 0, 1), ou) != 0) {
+	if (strcmp(ehr_db_value(res, 0, 0), cn) != 0 || strcmp(ehr_db_value(res, 0, 1), ou) != 0) {
 		err = ehr_error_set(EHR_ERR_AUTH, "client certificate does not match its registration");
 		goto out;
 	}
 	snprintf(p->id, sizeof(p->id), "%s", cn);
 	snprintf(p->role, sizeof(p->role), "%s", ou);
 out:
-	PQclear(res);
+	ehr_db_clear(res);
 	release(ctx, conn, err);
 	if (err < 0) {
 		char keep[65];
@@ -295,29 +288,29 @@ int auth_patient_create(struct auth_ctx *ctx, json_t **resp, const struct auth_p
 	GUARD_GOTO(auth_pseudonym(pid, ctx->pseudonym_key, "patient", external_id));
 	GUARD_GOTO(ehr_random_token(&code, 32));
 	GUARD_GOTO(auth__hash_secret(ch, ehr_buf_cstr(&code)));
-	auth__bytea_hex(hex, ch);
+	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), ch, sizeof(ch)));
 	expires = now_s() + ctx->cfg.enroll_ttl;
 	snprintf(ttl, sizeof(ttl), "%lld", (long long)expires);
 
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	GUARD_GOTO(auth__begin(conn));
+	GUARD_GOTO(ehr_db_begin(conn));
 	params[0] = pid;
 	params[1] = server->id;
-	GUARD_GOTO(auth__exec(conn, NULL,
+	GUARD_GOTO(ehr_db_run(conn,
 	                      "INSERT INTO auth_patients (patient_id, created_by) VALUES ($1, $2) "
 	                      "ON CONFLICT (patient_id) DO NOTHING",
 	                      2, params));
 	params[0] = hex;
 	params[1] = pid;
 	params[2] = ttl;
-	GUARD_GOTO(auth__exec(conn, NULL,
+	GUARD_GOTO(ehr_db_run(conn,
 	                      "INSERT INTO auth_enrol_codes (code_hash, patient_id, expires_at) "
 	                      "VALUES ($1::bytea, $2, to_timestamp($3::bigint))",
 	                      3, params));
-	GUARD_GOTO(auth__ledger(
+	GUARD_GOTO(auth__emit(
 	        ctx, "auth.patient.create", server->id, pid,
 	        json_pack("{s:s,s:I}", "outcome", "success", "code_expires_at", (json_int_t)expires)));
-	GUARD_GOTO(auth__commit(conn));
+	GUARD_GOTO(ehr_db_commit(conn));
 	*resp = json_pack("{s:s,s:s,s:o}", "patient_id", pid, "enrolment_code", ehr_buf_cstr(&code),
 	                  "expires_at", rfc3339(expires));
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
@@ -365,45 +358,45 @@ int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, con
 	GUARD_GOTO(ehr_jwk_from_key(&pub, key));
 	GUARD_GOTO(ehr_json_dump(&jwktext, pub));
 	GUARD_GOTO(auth__hash_secret(ch, code));
-	auth__bytea_hex(hex, ch);
+	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), ch, sizeof(ch)));
 
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	GUARD_GOTO(auth__begin(conn));
+	GUARD_GOTO(ehr_db_begin(conn));
 	params[0] = hex;
 	params[1] = patient_id;
-	GUARD_GOTO(auth__exec(conn, &res,
-	                      "UPDATE auth_enrol_codes SET used_at = now() WHERE code_hash = $1::bytea "
-	                      "AND patient_id = $2 AND used_at IS NULL AND expires_at > now() RETURNING 1",
-	                      2, params));
-	if (PQntuples(res) != 1) {
-		auth__rollback(conn);
+	GUARD_GOTO(ehr_db_exec(conn, &res,
+	                       "UPDATE auth_enrol_codes SET used_at = now() WHERE code_hash = $1::bytea "
+	                       "AND patient_id = $2 AND used_at IS NULL AND expires_at > now() RETURNING 1",
+	                       2, params));
+	if (ehr_db_rows(res) != 1) {
+		ehr_db_rollback(conn);
 		err = ehr_error_set(EHR_ERR_AUTH, "enrolment code invalid, used or expired");
 		auth_event(ctx, "auth.enroll", "anonymous", patient_id, false, "bad_code", peer);
 		goto out;
 	}
-	PQclear(res);
+	ehr_db_clear(res);
 	res = NULL;
 	params[0] = patient_id;
 	params[1] = jkt;
 	params[2] = ehr_buf_cstr(&jwktext);
 	GUARD_GOTO(
-	        auth__exec(conn, &res,
-	                   "UPDATE auth_patients SET device_jkt = $2, device_jwk = $3, enrolled_at = now() "
-	                   "WHERE patient_id = $1 AND revoked_at IS NULL RETURNING 1",
-	                   3, params));
-	if (PQntuples(res) != 1) {
-		auth__rollback(conn);
+	        ehr_db_exec(conn, &res,
+	                    "UPDATE auth_patients SET device_jkt = $2, device_jwk = $3, enrolled_at = now() "
+	                    "WHERE patient_id = $1 AND revoked_at IS NULL RETURNING 1",
+	                    3, params));
+	if (ehr_db_rows(res) != 1) {
+		ehr_db_rollback(conn);
 		err = ehr_error_set(EHR_ERR_AUTH, "patient revoked");
 		goto out;
 	}
-	GUARD_GOTO(auth__ledger(ctx, "auth.enroll", patient_id, patient_id,
-	                        json_pack("{s:s,s:s}", "outcome", "success", "jkt", jkt)));
-	GUARD_GOTO(auth__commit(conn));
+	GUARD_GOTO(auth__emit(ctx, "auth.enroll", patient_id, patient_id,
+	                      json_pack("{s:s,s:s}", "outcome", "success", "jkt", jkt)));
+	GUARD_GOTO(ehr_db_commit(conn));
 	*resp = json_pack("{s:s,s:s}", "patient_id", patient_id, "jkt", jkt);
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
 	release(ctx, conn, err);
-	PQclear(res);
+	ehr_db_clear(res);
 	json_decref(pub);
 	EVP_PKEY_free(key);
 	ehr_buf_free(&msg);
@@ -416,9 +409,8 @@ static void maybe_cleanup(struct auth_ctx *ctx, void *conn)
 	/* Expired single-use values are useless after their window; prune now and then. */
 	if ((atomic_fetch_add(&ctx->cleanup_tick, 1) & 1023) != 0)
 		return;
-	auth__exec(conn, NULL, "DELETE FROM auth_dpop_jti WHERE expires_at < now()", 0, NULL);
-	auth__exec(conn, NULL, "DELETE FROM auth_challenges WHERE expires_at < now() - interval '1 hour'", 0,
-	           NULL);
+	ehr_db_run(conn, "DELETE FROM auth_dpop_jti WHERE expires_at < now()", 0, NULL);
+	ehr_db_run(conn, "DELETE FROM auth_challenges WHERE expires_at < now() - interval '1 hour'", 0, NULL);
 	ehr_error_clear();
 }
 
@@ -438,14 +430,14 @@ int auth_challenge(struct auth_ctx *ctx, json_t **resp, const char *patient_id)
 	/* Issued whether or not the patient exists, so this does not reveal who is enrolled. */
 	GUARD_GOTO(ehr_random_token(&nonce, 32));
 	GUARD_GOTO(auth__hash_secret(nh, ehr_buf_cstr(&nonce)));
-	auth__bytea_hex(hex, nh);
+	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), nh, sizeof(nh)));
 	expires = now_s() + ctx->cfg.nonce_ttl;
 	snprintf(exp, sizeof(exp), "%lld", (long long)expires);
 	params[0] = hex;
 	params[1] = patient_id;
 	params[2] = exp;
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	GUARD_GOTO(auth__exec(conn, NULL,
+	GUARD_GOTO(ehr_db_run(conn,
 	                      "INSERT INTO auth_challenges (nonce_hash, patient_id, expires_at) "
 	                      "VALUES ($1::bytea, $2, to_timestamp($3::bigint))",
 	                      3, params));
@@ -490,33 +482,33 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 		goto out;
 	}
 	GUARD_GOTO(auth__hash_secret(nh, nonce));
-	auth__bytea_hex(hex, nh);
+	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), nh, sizeof(nh)));
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
 	/* Spend the nonce first: whatever follows, it gets exactly one try. */
 	params[0] = hex;
 	params[1] = patient_id;
-	GUARD_GOTO(auth__exec(conn, &res,
-	                      "UPDATE auth_challenges SET used_at = now() WHERE nonce_hash = $1::bytea "
-	                      "AND patient_id = $2 AND used_at IS NULL AND expires_at > now() RETURNING 1",
-	                      2, params));
-	if (PQntuples(res) != 1) {
+	GUARD_GOTO(ehr_db_exec(conn, &res,
+	                       "UPDATE auth_challenges SET used_at = now() WHERE nonce_hash = $1::bytea "
+	                       "AND patient_id = $2 AND used_at IS NULL AND expires_at > now() RETURNING 1",
+	                       2, params));
+	if (ehr_db_rows(res) != 1) {
 		reason = "bad_nonce";
 		err = ehr_error_set(EHR_ERR_AUTH, "nonce invalid, used or expired");
 		goto out;
 	}
-	PQclear(res);
+	ehr_db_clear(res);
 	res = NULL;
-	GUARD_GOTO(auth__exec(conn, &res,
-	                      "SELECT device_jwk, device_jkt FROM auth_patients WHERE patient_id = $1 "
-	                      "AND revoked_at IS NULL AND device_jkt IS NOT NULL",
-	                      1, params + 1));
-	if (PQntuples(res) != 1) {
+	GUARD_GOTO(ehr_db_exec(conn, &res,
+	                       "SELECT device_jwk, device_jkt FROM auth_patients WHERE patient_id = $1 "
+	                       "AND revoked_at IS NULL AND device_jkt IS NOT NULL",
+	                       1, params + 1));
+	if (ehr_db_rows(res) != 1) {
 		reason = "not_enrolled";
 		err = ehr_error_set(EHR_ERR_AUTH, "login refused: bad signature or no enrolled device");
 		goto out;
 	}
-	GUARD_GOTO(ehr_jwk_parse_text(&key, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0)));
-	snprintf(jkt, sizeof(jkt), "%s", PQgetvalue(res, 0, 1));
+	GUARD_GOTO(ehr_jwk_parse_text(&key, ehr_db_value(res, 0, 0), ehr_db_len(res, 0, 0)));
+	GUARD_GOTO(ehr_db_get_text(jkt, sizeof(jkt), res, 0, 1));
 	GUARD_GOTO(auth_login_message(&msg, nonce, ts, patient_id));
 	if (ehr_es256_verify_b64url(key, msg.data, msg.len, signature) < 0) {
 		reason = "bad_signature";
@@ -541,7 +533,7 @@ out:
 		auth_event(ctx, "auth.token", "anonymous", patient_id, false, reason, peer);
 		ehr_error_set(EHR_ERR_AUTH, "%s", detail);
 	}
-	PQclear(res);
+	ehr_db_clear(res);
 	release(ctx, conn, err);
 	EVP_PKEY_free(key);
 	ehr_buf_free(&msg);
@@ -589,7 +581,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	params[3] = tc.jkt;
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
 	/* One statement: the patient is still bound to this key, and the jti is new. */
-	err = auth__exec(
+	err = ehr_db_exec(
 	        conn, &res,
 	        "INSERT INTO auth_dpop_jti (jti, expires_at) SELECT $1, to_timestamp($2::bigint) "
 	        "WHERE EXISTS (SELECT 1 FROM auth_patients WHERE patient_id = $3 AND device_jkt = $4 "
@@ -601,7 +593,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	}
 	if (err < 0)
 		goto out;
-	if (PQntuples(res) != 1) {
+	if (ehr_db_rows(res) != 1) {
 		err = ehr_error_set(EHR_ERR_AUTH, "patient revoked or re-enrolled");
 		goto out;
 	}
@@ -610,7 +602,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	snprintf(p->id, sizeof(p->id), "%s", tc.sub);
 	memcpy(p->jkt, tc.jkt, sizeof(p->jkt));
 out:
-	PQclear(res);
+	ehr_db_clear(res);
 	release(ctx, conn, err);
 	return err;
 }
@@ -631,7 +623,7 @@ int auth_admin_issue_token(struct ehr_db_pool *db, struct ehr_buf *token_out, co
 	ENSURE(ttl_s > 0, EHR_ERR_INVAL);
 	GUARD(ehr_random_token(token_out, 32));
 	GUARD(auth__hash_secret(th, ehr_buf_cstr(token_out)));
-	auth__bytea_hex(hex, th);
+	GUARD(ehr_db_bytea_param(hex, sizeof(hex), th, sizeof(th)));
 	*expires_at = now_s() + ttl_s;
 	snprintf(exp, sizeof(exp), "%lld", (long long)*expires_at);
 	params[0] = hex;
@@ -639,7 +631,7 @@ int auth_admin_issue_token(struct ehr_db_pool *db, struct ehr_buf *token_out, co
 	params[2] = name;
 	params[3] = exp;
 	GUARD(ehr_db_acquire(db, &conn));
-	err = auth__exec(conn, NULL,
+	err = ehr_db_run(conn,
 	                 "INSERT INTO auth_reg_tokens (token_hash, role, name, expires_at) "
 	                 "VALUES ($1::bytea, $2, $3, to_timestamp($4::bigint))",
 	                 4, params);
@@ -658,7 +650,7 @@ static bool is_hex(const char *s)
 	return true;
 }
 
-int auth_admin_revoke(struct ehr_db_pool *db, struct ledger *ledger, const char *what)
+int auth_admin_revoke(struct ehr_db_pool *db, const struct auth_event_sink *events, const char *what)
 {
 	void *conn = NULL, *res = NULL;
 	const char *params[1] = { what };
@@ -667,44 +659,42 @@ int auth_admin_revoke(struct ehr_db_pool *db, struct ledger *ledger, const char 
 
 	ENSURE(what != NULL && *what != '\0' && strlen(what) <= 128, EHR_ERR_INVAL);
 	GUARD(ehr_db_acquire(db, &conn));
-	GUARD_GOTO(auth__begin(conn));
+	GUARD_GOTO(ehr_db_begin(conn));
 	if (strncmp(what, "pt-", 3) == 0) {
 		kind = "patient";
-		GUARD_GOTO(auth__exec(conn, &res,
-		                      "UPDATE auth_patients SET revoked_at = now() WHERE patient_id = $1 "
-		                      "AND revoked_at IS NULL RETURNING 1",
-		                      1, params));
+		GUARD_GOTO(ehr_db_exec(conn, &res,
+		                       "UPDATE auth_patients SET revoked_at = now() WHERE patient_id = $1 "
+		                       "AND revoked_at IS NULL RETURNING 1",
+		                       1, params));
 	} else if (is_hex(what)) {
 		kind = "certificate";
-		GUARD_GOTO(auth__exec(conn, &res,
-		                      "UPDATE auth_certs SET revoked_at = now() WHERE serial = $1 "
-		                      "AND revoked_at IS NULL RETURNING 1",
-		                      1, params));
+		GUARD_GOTO(ehr_db_exec(conn, &res,
+		                       "UPDATE auth_certs SET revoked_at = now() WHERE serial = $1 "
+		                       "AND revoked_at IS NULL RETURNING 1",
+		                       1, params));
 	} else {
 		kind = "principal";
-		GUARD_GOTO(auth__exec(conn, &res,
-		                      "UPDATE auth_principals SET revoked_at = now() WHERE id = $1 "
-		                      "AND revoked_at IS NULL RETURNING 1",
-		                      1, params));
-		if (PQntuples(res) == 1)
+		GUARD_GOTO(ehr_db_exec(conn, &res,
+		                       "UPDATE auth_principals SET revoked_at = now() WHERE id = $1 "
+		                       "AND revoked_at IS NULL RETURNING 1",
+		                       1, params));
+		if (ehr_db_rows(res) == 1)
 			GUARD_GOTO(
-			        auth__exec(conn, NULL,
+			        ehr_db_run(conn,
 			                   "UPDATE auth_certs SET revoked_at = now() WHERE principal_id = $1 "
 			                   "AND revoked_at IS NULL",
 			                   1, params));
 	}
-	if (PQntuples(res) != 1) {
+	if (ehr_db_rows(res) != 1) {
 		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no active %s with that id", kind);
 		goto out;
 	}
-	GUARD_GOTO(auth__ledger_raw(ledger, "auth.revoke", "operator", what,
-	                            json_pack("{s:s,s:s}", "outcome", "success", "kind", kind)));
-	GUARD_GOTO(auth__commit(conn));
+	GUARD_GOTO(auth__sink_emit(events, "auth.revoke", "operator", what,
+	                           json_pack("{s:s,s:s}", "outcome", "success", "kind", kind)));
+	GUARD_GOTO(ehr_db_commit(conn));
 out:
-	if (err < 0 && PQtransactionStatus(conn) != PQTRANS_IDLE)
-		auth__rollback(conn);
-	PQclear(res);
-	ehr_db_release(db, conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB);
+	ehr_db_clear(res);
+	ehr_db_release_after(db, conn, err);
 	return err;
 }
 
@@ -730,14 +720,13 @@ int auth_admin_list(struct ehr_db_pool *db, json_t **out, const char *what)
 	else
 		return ehr_error_set(EHR_ERR_INVAL, "list principals|tokens|patients");
 	GUARD(ehr_db_acquire(db, &conn));
-	GUARD_GOTO(auth__exec(conn, &res, sql, 0, NULL));
-	if (PQgetisnull(res, 0, 0))
+	GUARD_GOTO(ehr_db_exec(conn, &res, sql, 0, NULL));
+	if (ehr_db_is_null(res, 0, 0))
 		*out = json_array();
 	else
-		GUARD_GOTO(ehr_json_parse(out, PQgetvalue(res, 0, 0), (size_t)PQgetlength(res, 0, 0),
-		                          64u << 20, 8));
+		GUARD_GOTO(ehr_json_parse(out, ehr_db_value(res, 0, 0), ehr_db_len(res, 0, 0), 64u << 20, 8));
 out:
-	PQclear(res);
+	ehr_db_clear(res);
 	ehr_db_release(db, conn, err < 0);
 	return err;
 }

@@ -156,8 +156,7 @@ int auth_cert_serial_hex(char out[65], const X509 *cert)
 	const ASN1_INTEGER *ai = X509_get0_serialNumber(cert);
 	BIGNUM *bn = ASN1_INTEGER_to_BN(ai, NULL);
 	uint8_t raw[32];
-	struct ehr_buf h = EHR_BUF_INIT(65);
-	int n, err = 0;
+	int n;
 
 	out[0] = '\0';
 	ENSURE(bn != NULL, EHR_ERR_CRYPTO);
@@ -168,11 +167,7 @@ int auth_cert_serial_hex(char out[65], const X509 *cert)
 	}
 	BN_bn2bin(bn, raw);
 	BN_free(bn);
-	err = ehr_hex_encode(&h, raw, (size_t)n);
-	if (err == 0)
-		memcpy(out, h.data, h.len + 1);
-	ehr_buf_free(&h);
-	return err;
+	return ehr_hex_encode_fixed(out, 65, raw, (size_t)n);
 }
 
 static void name_field(char *dst, size_t dstlen, const X509_NAME *name, int nid)

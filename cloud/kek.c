@@ -156,7 +156,7 @@ int cloud_kek_generate(const char *dir, char kid_out[CLOUD_KID_MAX])
 {
 	uint8_t key[CLOUD_KEY_LEN], rnd[2];
 	struct ehr_buf path = EHR_BUF_INIT(4096);
-	char stamp[32];
+	char stamp[32], rhex[5];
 	time_t now = time(NULL);
 	struct tm tm;
 	int err = 0;
@@ -165,7 +165,8 @@ int cloud_kek_generate(const char *dir, char kid_out[CLOUD_KID_MAX])
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	GUARD(ehr_random(rnd, sizeof(rnd)));
-	snprintf(kid_out, CLOUD_KID_MAX, "k%s-%02x%02x", stamp, rnd[0], rnd[1]);
+	GUARD(ehr_hex_encode_fixed(rhex, sizeof(rhex), rnd, sizeof(rnd)));
+	snprintf(kid_out, CLOUD_KID_MAX, "k%s-%s", stamp, rhex);
 	GUARD_GOTO(ehr_random(key, sizeof(key)));
 	GUARD_GOTO(ehr_buf_printf(&path, "%s/%s.key", dir, kid_out));
 	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&path), key, sizeof(key), 0600, true));

@@ -25,12 +25,7 @@ int cloud_rid_new(uint8_t rid[CLOUD_RID_LEN])
 
 void cloud_rid_hex(char out[CLOUD_RID_HEX], const uint8_t rid[CLOUD_RID_LEN])
 {
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < CLOUD_RID_LEN; i++) {
-		out[2 * i] = hx[rid[i] >> 4];
-		out[2 * i + 1] = hx[rid[i] & 15];
-	}
-	out[2 * CLOUD_RID_LEN] = '\0';
+	(void)ehr_hex_encode_fixed(out, CLOUD_RID_HEX, rid, CLOUD_RID_LEN); /* fits by construction */
 }
 
 int cloud_rid_parse(uint8_t rid[CLOUD_RID_LEN], const char *hex)

@@ -104,19 +104,37 @@ int ehr_b64url_decode(struct ehr_buf *out, const char *in, size_t n)
 	return b64_decode(out, in, n, b64_url, false);
 }
 
-int ehr_hex_encode(struct ehr_buf *out, const void *in, size_t n)
+/* The one hex encoder: every other lower-case hex rendering calls it. */
+int ehr_hex_encode_fixed(char *out, size_t cap, const void *in, size_t n)
 {
 	static const char hx[] = "0123456789abcdef";
 	const uint8_t *p = in;
-	size_t need;
+
+	if (out == NULL || cap == 0 || n > (cap - 1) / 2) {
+		if (out != NULL && cap > 0)
+			out[0] = '\0';
+		return ehr_error_set(EHR_ERR_TOO_LARGE, "hex of %zu bytes needs %zu characters", n,
+		                     n > (SIZE_MAX - 1) / 2 ? SIZE_MAX : 2 * n + 1);
+	}
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = hx[p[i] >> 4];
+		out[2 * i + 1] = hx[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+	return 0;
+}
+
+int ehr_hex_encode(struct ehr_buf *out, const void *in, size_t n)
+{
+	size_t need, at = out->len;
+	int err;
 
 	GUARD(ehr_size_mul(&need, n, 2));
-	GUARD(ehr_buf_reserve(out, need));
-	for (size_t i = 0; i < n; i++) {
-		char two[2] = { hx[p[i] >> 4], hx[p[i] & 15] };
-		GUARD(ehr_buf_append(out, two, 2));
-	}
-	return 0;
+	GUARD(ehr_buf_reserve(out, need)); /* also reserves the NUL slot */
+	err = ehr_hex_encode_fixed((char *)out->data + at, need + 1, in, n);
+	if (err == 0)
+		out->len = at + need;
+	return err;
 }
 
 static int hex_nibble(char c)

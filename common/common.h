@@ -176,8 +176,11 @@ int ehr_b64_decode(struct ehr_buf *out, const char *in, size_t n);
 /* base64url without padding (RFC 4648 §5, RFC 7515 §2). */
 int ehr_b64url_encode(struct ehr_buf *out, const void *in, size_t n);
 int ehr_b64url_decode(struct ehr_buf *out, const char *in, size_t n);
-/* Lower-case hex. */
+/* Lower-case hex, appended to out. */
 int ehr_hex_encode(struct ehr_buf *out, const void *in, size_t n);
+/* Lower-case hex of n bytes into out[cap] with a terminating NUL (cap >= 2n+1,
+ * else EHR_ERR_TOO_LARGE and out is ""). The one hex encoder. */
+int ehr_hex_encode_fixed(char *out, size_t cap, const void *in, size_t n);
 int ehr_hex_decode(uint8_t *out, size_t outlen, const char *in, size_t n);
 
 /* Decimal parsing without atoi: whole string, range-checked. */

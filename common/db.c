@@ -157,44 +157,198 @@ void ehr_db_release(struct ehr_db_pool *p, void *conn, bool broken)
 	pthread_mutex_unlock(&p->lock);
 }
 
-int ehr_db_exec(void *conn, void **res, const char *sql, int nparams, const char *const *params)
+int ehr_db_sqlstate_err(const char *state, bool connection_ok)
 {
-	PGresult *r;
-	ExecStatusType st;
+	if (!connection_ok)
+		return EHR_ERR_UNAVAILABLE;
+	if (state == NULL)
+		return EHR_ERR_DB;
+	if (strcmp(state, "23505") == 0)
+		return EHR_ERR_CONFLICT;
+	if (strcmp(state, "42501") == 0 || strcmp(state, "P0001") == 0)
+		return EHR_ERR_FORBIDDEN;
+	if (strcmp(state, "57014") == 0)
+		return EHR_ERR_TIMEOUT;
+	return EHR_ERR_DB;
+}
+
+/* Keep a successful result, or map the failure and free it. */
+static int db_result(PGconn *conn, PGresult *r, void **res)
+{
+	ExecStatusType st = PQresultStatus(r);
 	const char *state;
 	int code;
 
-	*res = NULL;
-	r = PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, 0);
-	st = PQresultStatus(r);
 	if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
-		*res = r;
+		if (res != NULL)
+			*res = r;
+		else
+			PQclear(r);
 		return 0;
 	}
 	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
-	if (PQstatus(conn) != CONNECTION_OK)
-		code = EHR_ERR_UNAVAILABLE;
-	else if (state && strcmp(state, "23505") == 0)
-		code = EHR_ERR_CONFLICT;
-	else if (state && (strcmp(state, "42501") == 0 || strcmp(state, "P0001") == 0))
-		code = EHR_ERR_FORBIDDEN;
-	else if (state && strcmp(state, "57014") == 0)
-		code = EHR_ERR_TIMEOUT;
-	else
-		code = EHR_ERR_DB;
+	code = ehr_db_sqlstate_err(state, PQstatus(conn) == CONNECTION_OK);
 	ehr_error_set(code, "database: %s %s", state ? state : "-", PQerrorMessage(conn));
 	PQclear(r);
 	return code;
 }
 
+static int db_exec(void *conn, void **res, const char *sql, int nparams, const char *const *params,
+                   int result_format)
+{
+	if (res != NULL)
+		*res = NULL;
+	return db_result(conn, PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, result_format),
+	                 res);
+}
+
+int ehr_db_exec(void *conn, void **res, const char *sql, int nparams, const char *const *params)
+{
+	return db_exec(conn, res, sql, nparams, params, 0);
+}
+
+int ehr_db_exec_binary(void *conn, void **res, const char *sql, int nparams, const char *const *params)
+{
+	return db_exec(conn, res, sql, nparams, params, 1);
+}
+
+int ehr_db_run(void *conn, const char *sql, int nparams, const char *const *params)
+{
+	return db_exec(conn, NULL, sql, nparams, params, 0);
+}
+
+int ehr_db_run_script(void *conn, const char *sql)
+{
+	return db_result(conn, PQexec(conn, sql), NULL);
+}
+
+int ehr_db_begin(void *conn)
+{
+	return ehr_db_run(conn, "BEGIN", 0, NULL);
+}
+
+int ehr_db_commit(void *conn)
+{
+	return ehr_db_run(conn, "COMMIT", 0, NULL);
+}
+
+void ehr_db_rollback(void *conn)
+{
+	PQclear(PQexec(conn, "ROLLBACK"));
+}
+
+bool ehr_db_in_transaction(void *conn)
+{
+	return PQtransactionStatus(conn) != PQTRANS_IDLE;
+}
+
+void ehr_db_release_after(struct ehr_db_pool *p, void *conn, int err)
+{
+	if (conn == NULL)
+		return;
+	if (err < 0 && ehr_db_in_transaction(conn))
+		ehr_db_rollback(conn);
+	ehr_db_release(p, conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB || err == EHR_ERR_TIMEOUT);
+}
+
+/* ------------------------------------------------------------ typed results */
+
+void ehr_db_clear(void *res)
+{
+	PQclear(res);
+}
+
+int ehr_db_rows(const void *res)
+{
+	return res != NULL ? PQntuples(res) : 0;
+}
+
+static bool db_cell(const void *res, int row, int col)
+{
+	return res != NULL && row >= 0 && col >= 0 && row < PQntuples(res) && col < PQnfields(res);
+}
+
+bool ehr_db_is_null(const void *res, int row, int col)
+{
+	return !db_cell(res, row, col) || PQgetisnull(res, row, col);
+}
+
+const char *ehr_db_value(const void *res, int row, int col)
+{
+	return db_cell(res, row, col) ? PQgetvalue(res, row, col) : "";
+}
+
+size_t ehr_db_len(const void *res, int row, int col)
+{
+	return db_cell(res, row, col) ? (size_t)PQgetlength(res, row, col) : 0;
+}
+
+int ehr_db_get_text(char *out, size_t cap, const void *res, int row, int col)
+{
+	size_t n;
+
+	ENSURE(cap > 0, EHR_ERR_INVAL);
+	out[0] = '\0';
+	if (!db_cell(res, row, col))
+		return ehr_error_set(EHR_ERR_INVAL, "no column %d in row %d", col, row);
+	n = (size_t)PQgetlength(res, row, col);
+	if (n >= cap)
+		return ehr_error_set(EHR_ERR_TOO_LARGE, "column %d: %zu bytes do not fit in %zu", col, n,
+		                     cap - 1);
+	memcpy(out, PQgetvalue(res, row, col), n);
+	out[n] = '\0';
+	return 0;
+}
+
+int ehr_db_get_u64(uint64_t *out, const void *res, int row, int col, uint64_t max)
+{
+	if (!db_cell(res, row, col))
+		return ehr_error_set(EHR_ERR_INVAL, "no column %d in row %d", col, row);
+	return ehr_parse_u64(out, PQgetvalue(res, row, col), max);
+}
+
+int ehr_db_get_i64(int64_t *out, const void *res, int row, int col)
+{
+	if (!db_cell(res, row, col))
+		return ehr_error_set(EHR_ERR_INVAL, "no column %d in row %d", col, row);
+	return ehr_parse_i64(out, PQgetvalue(res, row, col), INT64_MIN, INT64_MAX);
+}
+
+int ehr_db_get_bytea(uint8_t *out, size_t n, const void *res, int row, int col)
+{
+	const char *v;
+	size_t len;
+
+	if (!db_cell(res, row, col))
+		return ehr_error_set(EHR_ERR_INVAL, "no column %d in row %d", col, row);
+	v = PQgetvalue(res, row, col);
+	len = (size_t)PQgetlength(res, row, col);
+	if (len < 2 || v[0] != '\\' || v[1] != 'x')
+		return ehr_error_set(EHR_ERR_PARSE, "column %d is not a hex bytea", col);
+	return ehr_hex_decode(out, n, v + 2, len - 2);
+}
+
+/* --------------------------------------------------------------- parameters */
+
+int ehr_db_bytea_param(char *out, size_t cap, const void *in, size_t n)
+{
+	if (cap < 3) {
+		if (cap > 0)
+			out[0] = '\0';
+		return ehr_error_set(EHR_ERR_TOO_LARGE, "bytea parameter buffer too small");
+	}
+	out[0] = '\\';
+	out[1] = 'x';
+	return ehr_hex_encode_fixed(out + 2, cap - 2, in, n);
+}
+
 int ehr_db_ping(struct ehr_db_pool *p)
 {
-	void *conn, *res;
+	void *conn;
 	int err;
 
 	GUARD(ehr_db_acquire(p, &conn));
-	err = ehr_db_exec(conn, &res, "SELECT 1", 0, NULL);
-	PQclear(res);
+	err = ehr_db_run(conn, "SELECT 1", 0, NULL);
 	ehr_db_release(p, conn, err < 0);
 	return err;
 }

@@ -44,6 +44,19 @@ struct ledger *gw_app_ledger(struct gw_app *app)
 	return app->ledger;
 }
 
+/* auth's event sink, wired to the ledger: the payload is borrowed, and
+ * ledger_append returns once the entry is durable (or failed). */
+int gw_ledger_event(void *ledger, const char *type, const char *actor, const char *subject,
+                    const json_t *payload)
+{
+	struct ledger_entry_in in = { .type = type, .actor = actor, .subject = subject, .payload = payload };
+	struct ledger_receipt rcpt;
+
+	if (ledger == NULL)
+		return 0;
+	return ledger_append(ledger, &in, &rcpt);
+}
+
 struct auth_ctx *gw_app_auth(struct gw_app *app)
 {
 	return app->auth;
@@ -126,7 +139,7 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 		struct auth_config ac = {
 			.state_dir = gw_config_get(cfg, "server", "state_dir"),
 			.db = app->db,
-			.ledger = app->ledger,
+			.events = { .append = app->ledger ? gw_ledger_event : NULL, .ud = app->ledger },
 			.issuer = gw_config_get(cfg, "auth", "issuer"),
 			.audience = gw_config_get(cfg, "auth", "audience"),
 			.cert_days = (unsigned)gw_config_get_uint(cfg, "auth", "cert_days"),

@@ -26,6 +26,10 @@ void gw_reply_err(struct gw_req *r, int err);
 /* ---- application state shared by all handlers */
 struct ehr_db_pool *gw_app_db(struct gw_app *app);
 struct ledger *gw_app_ledger(struct gw_app *app);
+/* An event sink (struct auth_event_sink's append) that appends to the ledger
+ * given as ud; payload borrowed; ud NULL drops the event. */
+int gw_ledger_event(void *ledger, const char *type, const char *actor, const char *subject,
+                    const json_t *payload);
 struct auth_ctx *gw_app_auth(struct gw_app *app);
 struct obj_store *gw_app_store(struct gw_app *app);
 const struct gw_config *gw_app_config(struct gw_app *app);

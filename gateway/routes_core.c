@@ -146,8 +146,7 @@ static void route_test_stream_echo(struct gw_req *r)
 		gw_reply_err(r, err);
 		return;
 	}
-	for (size_t i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	ehr_hex_encode_fixed(hex, sizeof(hex), md, sizeof(md));
 	gw_reply_json(r, 200, json_pack("{s:I, s:s}", "bytes", (json_int_t)total, "sha256", hex));
 }
 

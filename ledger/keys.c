@@ -128,12 +128,14 @@ bool ledger__key_name_ok(const char *s, size_t n)
 int ledger_vkey_format(struct ehr_buf *out, const char *name, const uint8_t pub[32])
 {
 	uint8_t id[4], k[33];
+	char idhex[9];
 
 	ENSURE(ledger__key_name_ok(name, strlen(name)), EHR_ERR_INVAL);
 	ledger_note_key_id(id, name, pub);
 	k[0] = 0x01;
 	memcpy(k + 1, pub, 32);
-	GUARD(ehr_buf_printf(out, "%s+%02x%02x%02x%02x+", name, id[0], id[1], id[2], id[3]));
+	GUARD(ehr_hex_encode_fixed(idhex, sizeof(idhex), id, sizeof(id)));
+	GUARD(ehr_buf_printf(out, "%s+%s+", name, idhex));
 	return ehr_b64_encode(out, k, sizeof(k));
 }
 

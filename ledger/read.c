@@ -9,8 +9,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
 struct ehr_db_pool *ledger__pool(struct ledger *l);
 
 #define BLOCK_COLS "height, prev_hash, tree_size, root, ts_ms, hash, sig, origin, cp_sig"
@@ -24,40 +22,39 @@ static uint64_t be64(const uint8_t *p)
 	return v;
 }
 
-/* Run a binary-result query on a pooled connection. */
-static int query_bin(struct ledger *l, void **conn, PGresult **out, const char *sql, int n,
+/* Run a binary-result query on a pooled connection. A ledger read reports
+ * a lost connection as EHR_ERR_UNAVAILABLE and any other failure as
+ * EHR_ERR_DB; on failure the connection is dropped. */
+static int query_bin(struct ledger *l, void **conn, void **out, const char *sql, int n,
                      const char *const *params)
 {
-	PGresult *r;
+	char detail[512];
+	int err;
 
 	GUARD(ehr_db_acquire(ledger__pool(l), conn));
-	r = PQexecParams(*conn, sql, n, NULL, params, NULL, NULL, 1);
-	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-		int err =
-		        ehr_error_set(PQstatus(*conn) != CONNECTION_OK ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
-		                      "ledger read: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(*conn));
-
-		PQclear(r);
+	err = ehr_db_exec_binary(*conn, out, sql, n, params);
+	if (err < 0) {
+		snprintf(detail, sizeof(detail), "%s", ehr_error_msg());
+		err = ehr_error_set(err == EHR_ERR_UNAVAILABLE ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
+		                    "ledger read: %s", detail);
 		ehr_db_release(ledger__pool(l), *conn, true);
 		*conn = NULL;
-		return err;
 	}
-	*out = r;
-	return 0;
+	return err;
 }
 
-static int emit_rows(PGresult *r, ledger_entry_fn cb, void *ctx)
+static int emit_rows(const void *r, ledger_entry_fn cb, void *ctx)
 {
-	for (int i = 0; i < PQntuples(r); i++) {
+	for (int i = 0; i < ehr_db_rows(r); i++) {
 		struct ledger_entry e;
-		const uint8_t *raw = (const uint8_t *)PQgetvalue(r, i, 2);
-		size_t len = (size_t)PQgetlength(r, i, 2);
-		uint64_t seq = be64((const uint8_t *)PQgetvalue(r, i, 0));
+		const uint8_t *raw = (const uint8_t *)ehr_db_value(r, i, 2);
+		size_t len = ehr_db_len(r, i, 2);
+		uint64_t seq = be64((const uint8_t *)ehr_db_value(r, i, 0));
 
 		if (ledger_entry_decode(&e, raw, len, false) < 0 || e.seq != seq)
 			return ehr_error_set(EHR_ERR_TAMPER, "ledger entry %llu does not decode",
 			                     (unsigned long long)seq);
-		e.block_height = be64((const uint8_t *)PQgetvalue(r, i, 1));
+		e.block_height = be64((const uint8_t *)ehr_db_value(r, i, 1));
 		GUARD(cb(ctx, &e, raw, len));
 	}
 	return 0;
@@ -78,7 +75,7 @@ int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn
 	const char *params[8];
 	int np = 0, err;
 	void *conn = NULL;
-	PGresult *r = NULL;
+	void *r = NULL;
 	unsigned limit = q->limit ? q->limit : 100;
 
 	ENSURE(limit <= 10000 && q->from_seq <= INT64_MAX && q->to_seq <= INT64_MAX, EHR_ERR_INVAL);
@@ -118,7 +115,7 @@ int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn
 	err = emit_rows(r, cb, ctx);
 	ehr_db_release(ledger__pool(l), conn, false);
 out:
-	PQclear(r);
+	ehr_db_clear(r);
 	ehr_buf_free(&sql);
 	return err;
 }
@@ -126,16 +123,16 @@ out:
 static int one_block(struct ledger *l, struct ledger_block *b, const char *sql, const char *param)
 {
 	void *conn = NULL;
-	PGresult *r = NULL;
+	void *r = NULL;
 	const char *params[1] = { param };
 	int err;
 
 	GUARD(query_bin(l, &conn, &r, sql, param ? 1 : 0, params));
-	if (PQntuples(r) == 0)
+	if (ehr_db_rows(r) == 0)
 		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such ledger block");
 	else
 		err = ledger__row_block(b, r, 0);
-	PQclear(r);
+	ehr_db_clear(r);
 	ehr_db_release(ledger__pool(l), conn, false);
 	return err;
 }

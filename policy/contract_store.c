@@ -49,22 +49,6 @@ out:
 	return err;
 }
 
-static int exec(void *conn, PGresult **res, const char *sql, int n, const char *const *p)
-{
-	void *r = NULL;
-	int err = ehr_db_exec(conn, &r, sql, n, p);
-	*res = r;
-	return err;
-}
-
-static int exec_cmd(void *conn, const char *sql, int n, const char *const *p)
-{
-	PGresult *r;
-	GUARD(exec(conn, &r, sql, n, p));
-	PQclear(r);
-	return 0;
-}
-
 /* Verify an envelope member `doc` with `sig` by `jwk`; fills jkt. */
 static int verify_signed(const json_t *doc, const char *sig, const json_t *jwk, char jkt[POLICY_JKT_MAX])
 {
@@ -153,7 +137,7 @@ static int apply_create(void *conn, uint64_t seq, const json_t *payload)
 			            jkt };
 		/* Idempotent: applying an entry twice, or a second create of the
 		 * same document, keeps the first (lowest seq) row. */
-		GUARD_GOTO(exec_cmd(
+		GUARD_GOTO(ehr_db_run(
 		        conn,
 		        "INSERT INTO policy_contracts (cid, patient, grantee_kind, grantee, actions, "
 		        "scope_kind, scope, purpose, not_before, not_after, issued_at, created_seq, "
@@ -178,7 +162,7 @@ static int apply_revoke(void *conn, uint64_t seq, const json_t *payload)
 	char jkt[POLICY_JKT_MAX], seqs[24];
 	struct policy_revocation rv;
 	struct ehr_buf canon = EHR_BUF_INIT(POLICY_DOC_MAX);
-	PGresult *r = NULL;
+	void *r = NULL;
 	int err;
 
 	GUARD_GOTO(ehr_json_get_str(payload, "signature", &sig, 128));
@@ -190,8 +174,8 @@ static int apply_revoke(void *conn, uint64_t seq, const json_t *payload)
 	}
 	{
 		const char *p[] = { rv.cid };
-		GUARD_GOTO(exec(conn, &r, "SELECT patient, created_seq FROM policy_contracts WHERE cid = $1",
-		                1, p));
+		GUARD_GOTO(ehr_db_exec(
+		        conn, &r, "SELECT patient, created_seq FROM policy_contracts WHERE cid = $1", 1, p));
 	}
 	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), rv.patient) != 0) {
 		err = ehr_error_set(EHR_ERR_TAMPER,
@@ -213,11 +197,11 @@ static int apply_revoke(void *conn, uint64_t seq, const json_t *payload)
 	{
 		/* The first revocation (lowest seq) is the one that counts. */
 		const char *p[] = { rv.cid, seqs, ehr_buf_cstr(&canon), sig };
-		GUARD_GOTO(exec_cmd(conn,
-		                    "UPDATE policy_contracts SET revoked_seq = $2, revocation = $3, "
-		                    "revocation_signature = $4 WHERE cid = $1 AND "
-		                    "(revoked_seq IS NULL OR revoked_seq > $2::bigint)",
-		                    4, p));
+		GUARD_GOTO(ehr_db_run(conn,
+		                      "UPDATE policy_contracts SET revoked_seq = $2, revocation = $3, "
+		                      "revocation_signature = $4 WHERE cid = $1 AND "
+		                      "(revoked_seq IS NULL OR revoked_seq > $2::bigint)",
+		                      4, p));
 	}
 out:
 	PQclear(r);
@@ -235,15 +219,15 @@ static int apply_group(void *conn, uint64_t seq, const json_t *payload, bool add
 	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
 	if (add) {
 		const char *p[] = { group, server, seqs };
-		return exec_cmd(
+		return ehr_db_run(
 		        conn,
 		        "INSERT INTO policy_groups (group_name, server_id, added_seq) VALUES ($1,$2,$3) "
 		        "ON CONFLICT DO NOTHING",
 		        3, p);
 	} else {
 		const char *p[] = { group, server };
-		return exec_cmd(conn, "DELETE FROM policy_groups WHERE group_name = $1 AND server_id = $2", 2,
-		                p);
+		return ehr_db_run(conn, "DELETE FROM policy_groups WHERE group_name = $1 AND server_id = $2",
+		                  2, p);
 	}
 }
 
@@ -290,7 +274,7 @@ int policy_contract_create(void *conn, struct ledger *l, const char *patient, co
 	char jkt[POLICY_JKT_MAX];
 	struct policy_contract c;
 	json_t *payload = NULL, *v;
-	PGresult *r = NULL;
+	void *r = NULL;
 	int err;
 
 	memset(&c, 0, sizeof(c));
@@ -317,7 +301,7 @@ int policy_contract_create(void *conn, struct ledger *l, const char *patient, co
 	}
 	{
 		const char *p[] = { c.cid };
-		GUARD_GOTO(exec(conn, &r, "SELECT 1 FROM policy_contracts WHERE cid = $1", 1, p));
+		GUARD_GOTO(ehr_db_exec(conn, &r, "SELECT 1 FROM policy_contracts WHERE cid = $1", 1, p));
 		if (PQntuples(r) > 0) {
 			err = ehr_error_set(EHR_ERR_CONFLICT, "contract already exists");
 			goto out;
@@ -343,7 +327,7 @@ int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, co
 	char jkt[POLICY_JKT_MAX];
 	struct policy_revocation rv;
 	json_t *payload = NULL, *v;
-	PGresult *r = NULL;
+	void *r = NULL;
 	int err;
 
 	ENSURE_GOTO(json_is_object(envelope) && cid != NULL, EHR_ERR_INVAL);
@@ -367,10 +351,10 @@ int policy_contract_revoke(void *conn, struct ledger *l, const char *patient, co
 	}
 	{
 		const char *p[] = { cid };
-		GUARD_GOTO(
-		        exec(conn, &r,
-		             "SELECT patient, revoked_seq IS NOT NULL FROM policy_contracts WHERE cid = $1",
-		             1, p));
+		GUARD_GOTO(ehr_db_exec(
+		        conn, &r,
+		        "SELECT patient, revoked_seq IS NOT NULL FROM policy_contracts WHERE cid = $1", 1,
+		        p));
 	}
 	/* Another patient's contract looks exactly like a missing one. */
 	if (PQntuples(r) != 1 || strcmp(PQgetvalue(r, 0, 0), patient) != 0) {
@@ -422,7 +406,7 @@ void policy_contracts_free(struct policy_contract *set, size_t n)
 	free(set);
 }
 
-static int row_to_contract(struct policy_contract *c, PGresult *r, int i)
+static int row_to_contract(struct policy_contract *c, const void *r, int i)
 {
 	json_t *scope = NULL;
 	const char *s;
@@ -476,16 +460,16 @@ int policy_store_load(void *conn, const char *patient, struct policy_contract **
 {
 	const char *p[] = { patient };
 	struct policy_contract *set = NULL;
-	PGresult *r = NULL;
+	void *r = NULL;
 	size_t rows, i = 0;
 	int err;
 
 	*out = NULL;
 	*n = 0;
-	GUARD_GOTO(exec(conn, &r,
-	                "SELECT " CONTRACT_COLS
-	                " FROM policy_contracts WHERE patient = $1 ORDER BY created_seq",
-	                1, p));
+	GUARD_GOTO(ehr_db_exec(conn, &r,
+	                       "SELECT " CONTRACT_COLS
+	                       " FROM policy_contracts WHERE patient = $1 ORDER BY created_seq",
+	                       1, p));
 	rows = (size_t)PQntuples(r);
 	set = calloc(rows ? rows : 1, sizeof(*set));
 	ENSURE_GOTO(set != NULL, EHR_ERR_NOMEM);
@@ -504,16 +488,16 @@ out:
 int policy_store_groups(void *conn, const char *server, char ***out, size_t *n)
 {
 	const char *p[] = { server };
-	PGresult *r = NULL;
+	void *r = NULL;
 	char **g = NULL;
 	size_t rows = 0;
 	int err;
 
 	*out = NULL;
 	*n = 0;
-	GUARD_GOTO(exec(conn, &r,
-	                "SELECT group_name FROM policy_groups WHERE server_id = $1 ORDER BY group_name", 1,
-	                p));
+	GUARD_GOTO(ehr_db_exec(
+	        conn, &r, "SELECT group_name FROM policy_groups WHERE server_id = $1 ORDER BY group_name", 1,
+	        p));
 	rows = (size_t)PQntuples(r);
 	g = calloc(rows + 1, sizeof(*g));
 	ENSURE_GOTO(g != NULL, EHR_ERR_NOMEM);
@@ -553,17 +537,17 @@ const char *policy_contract_state(const struct policy_contract *c, int64_t now)
 int policy_store_list_json(void *conn, const char *patient, int64_t now, json_t **out)
 {
 	const char *p[] = { patient };
-	PGresult *r = NULL;
+	void *r = NULL;
 	json_t *arr = json_array();
 	int err = 0;
 
 	*out = NULL;
 	ENSURE_GOTO(arr != NULL, EHR_ERR_NOMEM);
-	GUARD_GOTO(exec(conn, &r,
-	                "SELECT " CONTRACT_COLS
-	                ", document, signature FROM policy_contracts WHERE patient = $1 "
-	                "ORDER BY created_seq",
-	                1, p));
+	GUARD_GOTO(ehr_db_exec(conn, &r,
+	                       "SELECT " CONTRACT_COLS
+	                       ", document, signature FROM policy_contracts WHERE patient = $1 "
+	                       "ORDER BY created_seq",
+	                       1, p));
 	for (int i = 0; i < PQntuples(r); i++) {
 		struct policy_contract c;
 		json_t *doc = NULL, *item;
@@ -656,27 +640,27 @@ int policy_enforce(void *conn, struct ledger *l, const struct policy_request *re
 
 int policy_store_rebuild(void *conn, struct policy_rebuild_report *rep)
 {
-	PGresult *r = NULL;
+	void *r = NULL;
 	int err;
 	bool in_tx = false;
 
 	memset(rep, 0, sizeof(*rep));
-	GUARD_GOTO(exec_cmd(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL));
+	GUARD_GOTO(ehr_db_run(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ", 0, NULL));
 	in_tx = true;
-	GUARD_GOTO(exec_cmd(conn, "DELETE FROM policy_contracts", 0, NULL));
-	GUARD_GOTO(exec_cmd(conn, "DELETE FROM policy_groups", 0, NULL));
+	GUARD_GOTO(ehr_db_run(conn, "DELETE FROM policy_contracts", 0, NULL));
+	GUARD_GOTO(ehr_db_run(conn, "DELETE FROM policy_groups", 0, NULL));
 	/* The type column is only an index: every entry is decoded and its
 	 * signed bytes, not the column, decide what it is. */
-	GUARD_GOTO(
-	        exec_cmd(conn,
-	                 "DECLARE policy_rebuild NO SCROLL CURSOR FOR SELECT seq, entry FROM ledger_entries "
-	                 "WHERE type LIKE 'contract.%' ORDER BY seq",
-	                 0, NULL));
+	GUARD_GOTO(ehr_db_run(
+	        conn,
+	        "DECLARE policy_rebuild NO SCROLL CURSOR FOR SELECT seq, entry FROM ledger_entries "
+	        "WHERE type LIKE 'contract.%' ORDER BY seq",
+	        0, NULL));
 	for (;;) {
 		int rows;
-		PQclear(r);
+		ehr_db_clear(r);
 		r = NULL;
-		GUARD_GOTO(exec(conn, &r, "FETCH 1000 FROM policy_rebuild", 0, NULL));
+		GUARD_GOTO(ehr_db_exec(conn, &r, "FETCH 1000 FROM policy_rebuild", 0, NULL));
 		rows = PQntuples(r);
 		if (rows == 0)
 			break;
@@ -722,21 +706,19 @@ int policy_store_rebuild(void *conn, struct policy_rebuild_report *rep)
 	}
 	PQclear(r);
 	r = NULL;
-	GUARD_GOTO(exec_cmd(conn, "CLOSE policy_rebuild", 0, NULL));
-	GUARD_GOTO(exec_cmd(conn, "COMMIT", 0, NULL));
+	GUARD_GOTO(ehr_db_run(conn, "CLOSE policy_rebuild", 0, NULL));
+	GUARD_GOTO(ehr_db_run(conn, "COMMIT", 0, NULL));
 	in_tx = false;
 out:
 	PQclear(r);
-	if (in_tx) {
-		PGresult *rb = PQexec(conn, "ROLLBACK");
-		PQclear(rb);
-	}
+	if (in_tx)
+		ehr_db_rollback(conn);
 	return err;
 }
 
 int policy_store_digest(void *conn, uint8_t out[32])
 {
-	PGresult *r = NULL;
+	void *r = NULL;
 	EVP_MD_CTX *sha = EVP_MD_CTX_new();
 	unsigned int mdlen = 0;
 	int err;
@@ -746,13 +728,14 @@ int policy_store_digest(void *conn, uint8_t out[32])
 		EVP_MD_CTX_free(sha);
 		return ehr_error_ossl(EHR_ERR_CRYPTO, "EVP_DigestInit_ex");
 	}
-	GUARD_GOTO(exec(conn, &r,
-	                "SELECT concat_ws('|', cid, patient, grantee_kind, grantee, actions, scope_kind, "
-	                "scope::text, "
-	                "purpose, not_before, not_after, issued_at, created_seq, document, signature, jkt, "
-	                "coalesce(revoked_seq::text, '-'), coalesce(revocation, '-'), "
-	                "coalesce(revocation_signature, '-')) FROM policy_contracts ORDER BY cid",
-	                0, NULL));
+	GUARD_GOTO(ehr_db_exec(
+	        conn, &r,
+	        "SELECT concat_ws('|', cid, patient, grantee_kind, grantee, actions, scope_kind, "
+	        "scope::text, "
+	        "purpose, not_before, not_after, issued_at, created_seq, document, signature, jkt, "
+	        "coalesce(revoked_seq::text, '-'), coalesce(revocation, '-'), "
+	        "coalesce(revocation_signature, '-')) FROM policy_contracts ORDER BY cid",
+	        0, NULL));
 	for (int i = 0; i < PQntuples(r); i++) {
 		EVP_DigestUpdate(sha, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
 		EVP_DigestUpdate(sha, "\n", 1);
@@ -760,10 +743,10 @@ int policy_store_digest(void *conn, uint8_t out[32])
 	PQclear(r);
 	r = NULL;
 	EVP_DigestUpdate(sha, "--groups--\n", 11);
-	GUARD_GOTO(exec(conn, &r,
-	                "SELECT concat_ws('|', group_name, server_id, added_seq) FROM policy_groups "
-	                "ORDER BY group_name, server_id",
-	                0, NULL));
+	GUARD_GOTO(ehr_db_exec(conn, &r,
+	                       "SELECT concat_ws('|', group_name, server_id, added_seq) FROM policy_groups "
+	                       "ORDER BY group_name, server_id",
+	                       0, NULL));
 	for (int i = 0; i < PQntuples(r); i++) {
 		EVP_DigestUpdate(sha, PQgetvalue(r, i, 0), (size_t)PQgetlength(r, i, 0));
 		EVP_DigestUpdate(sha, "\n", 1);

@@ -110,6 +110,7 @@ static int cmd_revoke(int argc, char **argv)
 {
 	struct gw_config *cfg = NULL;
 	struct gw_app *app = NULL;
+	struct auth_event_sink events;
 	int rc;
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
@@ -118,10 +119,13 @@ static int cmd_revoke(int argc, char **argv)
 	}
 	if ((rc = open_app(&app, &cfg, &argc, argv, GW_APP_DB | GW_APP_LEDGER)) != 0)
 		return rc;
+	/* The revocation's "auth.revoke" entry goes to the ledger before it commits. */
+	events.append = gw_ledger_event;
+	events.ud = gw_app_ledger(app);
 	if (argc != 2) {
 		fprintf(stderr, "usage: ehrgate admin revoke ID|SERIAL|PATIENT_ID\n");
 		rc = 2;
-	} else if (auth_admin_revoke(gw_app_db(app), gw_app_ledger(app), argv[1]) < 0) {
+	} else if (auth_admin_revoke(gw_app_db(app), &events, argv[1]) < 0) {
 		fprintf(stderr, "ehrgate admin revoke: %s\n", ehr_error_msg());
 		rc = 1;
 	} else {

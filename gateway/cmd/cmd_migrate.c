@@ -7,6 +7,7 @@
  * SHA-256 differs from the one recorded when it was applied stops the run:
  * applied migrations are history and must not be edited.
  */
+#include "common/db.h"
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
 #include "gateway/gateway_internal.h"
@@ -100,32 +101,30 @@ out:
 	return err;
 }
 
+/* Run sql (possibly several statements) through the one libpq wrapper;
+ * migrate reports every failure as EHR_ERR_DB named after `what`. */
+static int db_err(int err, const char *what)
+{
+	char detail[512];
+
+	if (err == 0)
+		return 0;
+	snprintf(detail, sizeof(detail), "%s", ehr_error_msg());
+	return ehr_error_set(EHR_ERR_DB, "%s: %s", what, detail);
+}
+
 static int exec_ok(PGconn *c, const char *sql, const char *what)
 {
-	PGresult *r = PQexec(c, sql);
-	ExecStatusType st = PQresultStatus(r);
-	int err = 0;
-
-	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
-		const char *msg = PQresultErrorMessage(r);
-		err = ehr_error_set(EHR_ERR_DB, "%s: %s", what, msg && *msg ? msg : PQerrorMessage(c));
-	}
-	PQclear(r);
-	return err;
+	return db_err(ehr_db_run_script(c, sql), what);
 }
 
 static int sha256_hex(char out[65], const void *p, size_t n)
 {
 	uint8_t md[32];
 	unsigned mdlen = 0;
-	struct ehr_buf hex = EHR_BUF_INIT(65);
 
 	GUARD_OSSL(EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL));
-	GUARD(ehr_hex_encode(&hex, md, sizeof(md)));
-	memcpy(out, hex.data, 64);
-	out[64] = '\0';
-	ehr_buf_free(&hex);
-	return 0;
+	return ehr_hex_encode_fixed(out, 65, md, sizeof(md));
 }
 
 /* The recorded sha256 of `version`, or "" when not applied. */
@@ -133,29 +132,24 @@ static int applied_hash(PGconn *c, unsigned version, char out[65])
 {
 	char v[16];
 	const char *params[1] = { v };
-	PGresult *r;
-	int err = 0;
+	void *r = NULL;
+	int err;
 
+	out[0] = '\0';
 	snprintf(v, sizeof(v), "%u", version);
-	r = PQexecParams(c, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, NULL, params, NULL,
-	                 NULL, 0);
-	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "read schema_migrations: %s", PQresultErrorMessage(r));
-	} else if (PQntuples(r) == 1) {
-		snprintf(out, 65, "%s", PQgetvalue(r, 0, 0));
-	} else {
-		out[0] = '\0';
-	}
-	PQclear(r);
+	err = db_err(ehr_db_exec(c, &r, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, params),
+	             "read schema_migrations");
+	if (err == 0 && ehr_db_rows(r) == 1)
+		snprintf(out, 65, "%s", ehr_db_value(r, 0, 0));
+	ehr_db_clear(r);
 	return err;
 }
 
 static int apply_one(PGconn *c, const char *dir, const struct migration *m, int *applied)
 {
 	struct ehr_buf path = EHR_BUF_INIT(4096), sql = EHR_BUF_INIT(MIGRATE_MAX_FILE);
-	char hash[65], recorded[65], v[16];
+	char hash[65], recorded[65], v[16], record[300];
 	const char *params[3];
-	PGresult *r = NULL;
 	int err = 0;
 
 	GUARD_GOTO(ehr_buf_printf(&path, "%s/%s", dir, m->file));
@@ -174,25 +168,25 @@ static int apply_one(PGconn *c, const char *dir, const struct migration *m, int 
 	}
 	GUARD_GOTO(exec_ok(c, "BEGIN", "begin"));
 	if ((err = exec_ok(c, ehr_buf_cstr(&sql), m->file)) < 0) {
-		PQclear(PQexec(c, "ROLLBACK"));
+		ehr_db_rollback(c);
 		goto out;
 	}
 	snprintf(v, sizeof(v), "%u", m->version);
 	params[0] = v;
 	params[1] = m->name;
 	params[2] = hash;
-	r = PQexecParams(c, "INSERT INTO schema_migrations(version, name, sha256) VALUES ($1, $2, $3)", 3,
-	                 NULL, params, NULL, NULL, 0);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "record %s: %s", m->file, PQresultErrorMessage(r));
-		PQclear(PQexec(c, "ROLLBACK"));
+	err = ehr_db_run(c, "INSERT INTO schema_migrations(version, name, sha256) VALUES ($1, $2, $3)", 3,
+	                 params);
+	if (err < 0) {
+		snprintf(record, sizeof(record), "record %s", m->file);
+		err = db_err(err, record);
+		ehr_db_rollback(c);
 		goto out;
 	}
 	GUARD_GOTO(exec_ok(c, "COMMIT", m->file));
 	printf("ehrgate migrate: applied %s\n", m->file);
 	(*applied)++;
 out:
-	PQclear(r);
 	ehr_buf_free(&path);
 	ehr_buf_free(&sql);
 	return err;
@@ -212,7 +206,7 @@ static int migrate(const char *conninfo, const char *dir)
 		                    PQerrorMessage(c));
 		goto out;
 	}
-	PQclear(PQexec(c, "SET client_min_messages = warning"));
+	(void)ehr_db_run_script(c, "SET client_min_messages = warning");
 	GUARD_GOTO(exec_ok(c, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")", "advisory lock"));
 	GUARD_GOTO(exec_ok(c,
 	                   "CREATE TABLE IF NOT EXISTS schema_migrations ("
@@ -226,7 +220,7 @@ static int migrate(const char *conninfo, const char *dir)
 	printf("ehrgate migrate: %d applied, %zu total in %s\n", applied, n, dir);
 out:
 	if (c && PQstatus(c) == CONNECTION_OK)
-		PQclear(PQexec(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")"));
+		(void)ehr_db_run_script(c, "SELECT pg_advisory_unlock(" MIGRATE_LOCK_KEY ")");
 	PQfinish(c);
 	free(m);
 	return err;

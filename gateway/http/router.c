@@ -126,17 +126,6 @@ const struct gw_route *gw_router_route(const struct gw_router *rt, size_t i)
 	return i < rt->n ? rt->routes[i].route : NULL;
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Percent-decode one segment; NUL, '/' and bad escapes are refused. */
 static char *decode_segment(const char *s, size_t len)
 {
@@ -148,14 +137,10 @@ static char *decode_segment(const char *s, size_t len)
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
 		if (c == '%') {
-			int h, l;
-			if (i + 2 >= len)
+			uint8_t b;
+			if (i + 2 >= len || ehr_hex_decode(&b, 1, s + i + 1, 2) < 0)
 				goto bad;
-			h = hexval(s[i + 1]);
-			l = hexval(s[i + 2]);
-			if (h < 0 || l < 0)
-				goto bad;
-			c = (char)(h * 16 + l);
+			c = (char)b;
 			if (c == '\0' || c == '/')
 				goto bad;
 			i += 2;

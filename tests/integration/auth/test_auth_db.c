@@ -25,6 +25,29 @@ static struct ehr_db_pool *pool;
 static struct ledger *ledger;
 static struct auth_ctx *ctx;
 
+/* auth's event sink as the gateway wires it (to the real ledger), with a
+ * switch that makes it fail like an unavailable ledger would. */
+static struct test_sink {
+	struct ledger *ledger;
+	int fail;   /* 0, or the error every append returns */
+	int called; /* appends seen, failed or not */
+} sink;
+
+static int test_sink_append(void *ud, const char *type, const char *actor, const char *subject,
+                            const json_t *payload)
+{
+	struct test_sink *s = ud;
+	struct ledger_entry_in in = { .type = type, .actor = actor, .subject = subject, .payload = payload };
+	struct ledger_receipt rcpt;
+
+	s->called++;
+	if (s->fail < 0)
+		return ehr_error_set(s->fail, "test sink refuses the event");
+	return ledger_append(s->ledger, &in, &rcpt);
+}
+
+static const struct auth_event_sink events = { .append = test_sink_append, .ud = &sink };
+
 static int setup(void)
 {
 	struct ledger_config lc = { 0 };
@@ -50,7 +73,8 @@ static int setup(void)
 	EVP_PKEY_free(lk);
 	ac.state_dir = state;
 	ac.db = pool;
-	ac.ledger = ledger;
+	sink.ledger = ledger;
+	ac.events = events;
 	ac.failure_events_per_min = 5;
 	ac.rate_token = 2;
 	ac.rate_burst = 3;
@@ -283,12 +307,12 @@ static void test_cert_checks_and_revocation(void)
 	EHR_ASSERT_OK(auth_check_client_cert(ctx, &p, c2, X509_V_OK));
 	/* revoke one certificate by serial: the other stays valid */
 	EHR_ASSERT_OK(auth_cert_serial_hex(serial, cert));
-	EHR_ASSERT_OK(auth_admin_revoke(pool, ledger, serial));
+	EHR_ASSERT_OK(auth_admin_revoke(pool, &events, serial));
 	EHR_ASSERT_ERR(auth_check_client_cert(ctx, &p, cert, X509_V_OK), EHR_ERR_AUTH);
 	EHR_ASSERT_OK(auth_check_client_cert(ctx, &p, c2, X509_V_OK));
-	EHR_ASSERT_ERR(auth_admin_revoke(pool, ledger, serial), EHR_ERR_NOT_FOUND);
+	EHR_ASSERT_ERR(auth_admin_revoke(pool, &events, serial), EHR_ERR_NOT_FOUND);
 	/* revoke the principal: every certificate goes */
-	EHR_ASSERT_OK(auth_admin_revoke(pool, ledger, who.id));
+	EHR_ASSERT_OK(auth_admin_revoke(pool, &events, who.id));
 	EHR_ASSERT_ERR(auth_check_client_cert(ctx, &p, c2, X509_V_OK), EHR_ERR_AUTH);
 	CU_ASSERT(ledger_count("auth.revoke", NULL) >= 2);
 	CU_ASSERT(ledger_count("auth.renew", NULL) >= 1);
@@ -501,7 +525,7 @@ static void test_dpop_requests(void)
 		ehr_buf_free(&bearer);
 	}
 	/* revoke the patient: the still-unexpired token stops working at once */
-	EHR_ASSERT_OK(auth_admin_revoke(pool, ledger, pid));
+	EHR_ASSERT_OK(auth_admin_revoke(pool, &events, pid));
 	EHR_ASSERT_ERR(
 	        auth_check_dpop_request(ctx, &p, ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), "GET", url),
 	        EHR_ERR_AUTH);
@@ -529,6 +553,107 @@ static void test_failure_events_rate_limited(void)
 	CU_ASSERT_EQUAL(ledger_count("auth.flood", NULL), after + 4);
 }
 
+/* Run fn with stderr captured into buf (NUL-terminated). */
+static void capture_stderr(char *buf, size_t cap, void (*fn)(void *), void *arg)
+{
+	char path[] = "/tmp/ehr-auth-stderr-XXXXXX";
+	int fd = mkstemp(path), saved;
+	ssize_t n;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return;
+	fflush(stderr);
+	saved = dup(2);
+	dup2(fd, 2);
+	fn(arg);
+	fflush(stderr);
+	dup2(saved, 2);
+	close(saved);
+	n = pread(fd, buf, cap - 1, 0);
+	buf[n > 0 ? n : 0] = '\0';
+	close(fd);
+	unlink(path);
+}
+
+static int failed_event_rc;
+
+static void emit_failure_event(void *arg)
+{
+	(void)arg;
+	failed_event_rc = auth_event(ctx, "auth.sinkfail", "anonymous", "", false, "test", "192.0.2.90");
+}
+
+/* auth knows only its sink: when the sink fails (the ledger is down), an
+ * operation that needs its event fails and is rolled back - the token is
+ * not spent, nothing is revoked - and a failure event is logged, not lost
+ * silently. Once the sink works again, the same token registers. */
+static void test_sink_failure(void)
+{
+	struct ehr_buf tok = EHR_BUF_INIT(128), csr = EHR_BUF_INIT(8192);
+	EVP_PKEY *key = NULL;
+	json_t *resp = NULL;
+	X509 *cert = NULL;
+	struct auth_principal who;
+	char log[4096], serial[65];
+	int64_t exp;
+	long long regs = ledger_count("auth.register", "AND actor <> 'anonymous'");
+	int calls;
+
+	EHR_ASSERT_OK(auth_admin_issue_token(pool, &tok, "server", "Sink Clinic", 3600, &exp));
+	EHR_ASSERT_OK(auth_key_generate_p256(&key));
+	EHR_ASSERT_OK(auth_csr_create(&csr, key, "x"));
+	sink.fail = EHR_ERR_UNAVAILABLE;
+	calls = sink.called;
+	EHR_ASSERT_ERR(
+	        auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "192.0.2.91"),
+	        EHR_ERR_UNAVAILABLE);
+	CU_ASSERT_PTR_NULL(resp);
+	CU_ASSERT_EQUAL(sink.called, calls + 1);
+	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, "SELECT count(*) FROM auth_principals WHERE name = 'Sink "
+	                                          "Clinic'"),
+	                0);
+
+	/* a failure event: returned and logged */
+	capture_stderr(log, sizeof(log), emit_failure_event, NULL);
+	CU_ASSERT_EQUAL(failed_event_rc, EHR_ERR_UNAVAILABLE);
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "auth.ledger_event_failed"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(log, "auth.sinkfail"));
+	CU_ASSERT_EQUAL(ledger_count("auth.sinkfail", NULL), 0);
+
+	/* the token was not burned */
+	sink.fail = 0;
+	EHR_ASSERT_OK(
+	        auth_register(ctx, &resp, (const char *)csr.data, csr.len, ehr_buf_cstr(&tok), "192.0.2.91"));
+	CU_ASSERT_EQUAL(ledger_count("auth.register", "AND actor <> 'anonymous'"), regs + 1);
+	snprintf(serial, sizeof(serial), "%s", json_string_value(json_object_get(resp, "serial")));
+
+	/* revocation needs its event too: refused while the sink fails, nothing revoked */
+	sink.fail = EHR_ERR_DB;
+	EHR_ASSERT_ERR(auth_admin_revoke(pool, &events, serial), EHR_ERR_DB);
+	sink.fail = 0;
+	{
+		const char *pem = json_string_value(json_object_get(resp, "certificate"));
+		EHR_ASSERT_OK(auth_cert_load_pem(&cert, pem, strlen(pem)));
+		EHR_ASSERT_OK(auth_check_client_cert(ctx, &who, cert, X509_V_OK));
+	}
+	EHR_ASSERT_OK(auth_admin_revoke(pool, &events, serial));
+	EHR_ASSERT_ERR(auth_check_client_cert(ctx, &who, cert, X509_V_OK), EHR_ERR_AUTH);
+
+	/* a sink without append drops events: the operation itself still works */
+	{
+		struct auth_event_sink none = { 0 };
+		long long revs = ledger_count("auth.revoke", NULL);
+		EHR_ASSERT_OK(auth_admin_revoke(pool, &none, json_string_value(json_object_get(resp, "id"))));
+		CU_ASSERT_EQUAL(ledger_count("auth.revoke", NULL), revs);
+	}
+	X509_free(cert);
+	json_decref(resp);
+	EVP_PKEY_free(key);
+	ehr_buf_free(&tok);
+	ehr_buf_free(&csr);
+}
+
 static void test_rate_limit_token_route(void)
 {
 	int ok = 0, limited = 0;
@@ -554,6 +679,7 @@ static void register_suites(void)
 	              { "login_and_nonce_replay", test_login_and_nonce_replay },
 	              { "dpop_requests", test_dpop_requests },
 	              { "failure_events_rate_limited", test_failure_events_rate_limited },
+	              { "sink_failure", test_sink_failure },
 	              { "rate_limit_token_route", test_rate_limit_token_route });
 }
 

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include "common/common.h"
+#include "common/db.h"
 #include "tests/harness/harness.h"
 
 static void test_buf_bounds(void)
@@ -126,6 +127,51 @@ static void test_hex_and_numbers(void)
 	EHR_ASSERT_ERR(ehr_parse_i64(&i, "11", -10, 10), EHR_ERR_TOO_LARGE);
 }
 
+/* The one hex encoder: exact fit, one byte short, appended to a buffer at
+ * its limit, and the bytea parameter form built on it. */
+static void test_hex_fixed_and_bytea(void)
+{
+	char out[7], small[6], bytea[EHR_DB_BYTEA_HEX_LEN(3)];
+	struct ehr_buf b = EHR_BUF_INIT(8);
+
+	EHR_ASSERT_OK(ehr_hex_encode_fixed(out, sizeof(out), "\x00\xff\x10", 3));
+	CU_ASSERT_STRING_EQUAL(out, "00ff10");
+	EHR_ASSERT_ERR(ehr_hex_encode_fixed(small, sizeof(small), "\x00\xff\x10", 3), EHR_ERR_TOO_LARGE);
+	CU_ASSERT_STRING_EQUAL(small, "");
+	EHR_ASSERT_OK(ehr_hex_encode_fixed(out, 1, "", 0));
+	CU_ASSERT_STRING_EQUAL(out, "");
+	EHR_ASSERT_ERR(ehr_hex_encode_fixed(out, 0, "", 0), EHR_ERR_TOO_LARGE);
+	EHR_ASSERT_ERR(ehr_hex_encode_fixed(out, sizeof(out), "", SIZE_MAX), EHR_ERR_TOO_LARGE);
+
+	/* appending: "ab" + 3 bytes = 8 characters, exactly the buffer's max */
+	EHR_ASSERT_OK(ehr_buf_append_str(&b, "ab"));
+	EHR_ASSERT_OK(ehr_hex_encode(&b, "\x01\x23\xef", 3));
+	CU_ASSERT_STRING_EQUAL(ehr_buf_cstr(&b), "ab0123ef");
+	EHR_ASSERT_ERR(ehr_hex_encode(&b, "\x00", 1), EHR_ERR_TOO_LARGE);
+	CU_ASSERT_EQUAL(b.len, 8);
+	ehr_buf_free(&b);
+
+	EHR_ASSERT_OK(ehr_db_bytea_param(bytea, sizeof(bytea), "\x00\xff\x10", 3));
+	CU_ASSERT_STRING_EQUAL(bytea, "\\x00ff10");
+	EHR_ASSERT_ERR(ehr_db_bytea_param(bytea, sizeof(bytea) - 1, "\x00\xff\x10", 3), EHR_ERR_TOO_LARGE);
+	EHR_ASSERT_ERR(ehr_db_bytea_param(bytea, 2, "", 0), EHR_ERR_TOO_LARGE);
+}
+
+/* One SQLSTATE map for every caller. */
+static void test_sqlstate_map(void)
+{
+	CU_ASSERT_EQUAL(ehr_db_sqlstate_err("23505", true), EHR_ERR_CONFLICT);
+	CU_ASSERT_EQUAL(ehr_db_sqlstate_err("42501", true), EHR_ERR_FORBIDDEN);
+	CU_ASSERT_EQUAL(ehr_db_sqlstate_err("P0001", true), EHR_ERR_FORBIDDEN);
+	CU_ASSERT_EQUAL(ehr_db_sqlstate_err("57014", true), EHR_ERR_TIMEOUT);
+	CU_ASSERT_EQUAL(ehr_db_sqlstate_err("23503", true), EHR_ERR_DB);
+	CU_ASSERT_EQUAL(ehr_db_sqlstate_err(NULL, true), EHR_ERR_DB);
+	CU_ASSERT_EQUAL(ehr_db_sqlstate_err("23505", false), EHR_ERR_UNAVAILABLE);
+	CU_ASSERT_EQUAL(ehr_db_rows(NULL), 0);
+	CU_ASSERT_TRUE(ehr_db_is_null(NULL, 0, 0));
+	CU_ASSERT_STRING_EQUAL(ehr_db_value(NULL, 0, 0), "");
+}
+
 static void test_json_limits(void)
 {
 	json_t *v = NULL;
@@ -183,7 +229,8 @@ static void register_suites(void)
 	              { "big-endian buffer and cursor", test_buf_be },
 	              { "overflow-checked sizes", test_sizes }, { "base64 RFC 4648 vectors", test_base64 },
 	              { "hex and decimal parsing", test_hex_and_numbers },
-	              { "JSON limits", test_json_limits },
+	              { "fixed-buffer hex and bytea parameters", test_hex_fixed_and_bytea },
+	              { "SQLSTATE map", test_sqlstate_map }, { "JSON limits", test_json_limits },
 	              { "atomic exclusive file write", test_atomic_file });
 }
 
