@@ -244,12 +244,12 @@ static void db_tag(char *out, size_t cap)
 
 static void set_paths(struct gw_proc *p)
 {
-	snprintf(p->state_dir, sizeof(p->state_dir), "%.400s/state", p->dir);
-	snprintf(p->config, sizeof(p->config), "%.400s/ehrgate.ini", p->dir);
-	snprintf(p->log_path, sizeof(p->log_path), "%.400s/ehrgate.log", p->dir);
-	snprintf(p->ca_pem, sizeof(p->ca_pem), "%.400s/ca.pem", p->state_dir);
-	snprintf(p->regca_pem, sizeof(p->regca_pem), "%.400s/regca.pem", p->state_dir);
-	snprintf(p->regca_key, sizeof(p->regca_key), "%.400s/regca.key", p->state_dir);
+	snprintf(p->state_dir, sizeof(p->state_dir), "%.200s/state", p->dir);
+	snprintf(p->config, sizeof(p->config), "%.200s/ehrgate.ini", p->dir);
+	snprintf(p->log_path, sizeof(p->log_path), "%.200s/ehrgate.log", p->dir);
+	snprintf(p->ca_pem, sizeof(p->ca_pem), "%.200s/ca.pem", p->state_dir);
+	snprintf(p->regca_pem, sizeof(p->regca_pem), "%.200s/regca.pem", p->state_dir);
+	snprintf(p->regca_key, sizeof(p->regca_key), "%.200s/regca.key", p->state_dir);
 }
 
 /* `ehrgate <sub> ...` with the setup's sets; fails unless it exits 0. */

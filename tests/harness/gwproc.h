@@ -64,7 +64,7 @@
 
 #include "tests/harness/dbfix.h"
 
-#define GWP_PATH 512
+#define GWP_PATH 256
 
 struct gwp_options {
 	const char *const *sets; /* NULL-terminated "section.key=value" for migrate and serve */

@@ -841,12 +841,12 @@ static int gw_attach(struct gw *g)
 	if (dir == NULL || url == NULL || pid == NULL || ehr_parse_i64(&p, pid, 1, INT32_MAX) < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "EHRGATE_BENCH_GW_DIR/_URL/_PID not set (use run.sh)");
 	snprintf(g->t.dir, sizeof(g->t.dir), "%s", dir);
-	snprintf(g->t.state_dir, sizeof(g->t.state_dir), "%s/state", dir);
-	snprintf(g->t.config, sizeof(g->t.config), "%s/ehrgate.ini", dir);
-	snprintf(g->t.ca_pem, sizeof(g->t.ca_pem), "%s/ca.pem", g->t.state_dir);
+	snprintf(g->t.state_dir, sizeof(g->t.state_dir), "%.200s/state", dir);
+	snprintf(g->t.config, sizeof(g->t.config), "%.200s/ehrgate.ini", dir);
+	snprintf(g->t.ca_pem, sizeof(g->t.ca_pem), "%.200s/ca.pem", g->t.state_dir);
 	snprintf(g->t.base_url, sizeof(g->t.base_url), "%s", url);
 	/* `ehrgate admin` runs on the gateway run.sh started: its stderr to cmd.log */
-	snprintf(g->t.log_path, sizeof(g->t.log_path), "%s/cmd.log", dir);
+	snprintf(g->t.log_path, sizeof(g->t.log_path), "%.200s/cmd.log", dir);
 	snprintf(g->t.bin, sizeof(g->t.bin), "%s",
 	         getenv("EHRGATE_BIN") ? getenv("EHRGATE_BIN") : EHRGATE_BIN);
 	g->t.pid = (pid_t)p;
