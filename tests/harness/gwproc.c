@@ -260,7 +260,7 @@ static int run_checked(struct gw_proc *p, const char *const *args, bool with_set
 	size_t k = 0;
 	int st = -1;
 
-	for (; args[k] && k < 8; k++)
+	for (; k < 8 && args[k]; k++)
 		argv[k] = args[k];
 	for (size_t i = 0; with_sets && i < p->nsets && k + 2 < EHR_ARRAY_LEN(argv); i++) {
 		argv[k++] = "--set";
