@@ -4,7 +4,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
@@ -19,7 +18,6 @@
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <libpq-fe.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -46,77 +44,6 @@ void gwp_sleep_ms(long ms)
 
 	while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
 		;
-}
-
-/* conninfo with dbname/user replaced, as keyword='value' pairs. */
-static int conninfo_with(char *out, size_t cap, const char *base, const char *dbname, const char *user)
-{
-	char *errmsg = NULL;
-	PQconninfoOption *opts = PQconninfoParse(base, &errmsg);
-	struct ehr_buf b = EHR_BUF_INIT(4096);
-	int err = 0;
-
-	if (opts == NULL) {
-		PQfreemem(errmsg);
-		return ehr_error_set(EHR_ERR_CONFIG, "EHRGATE_TEST_PG does not parse as a conninfo");
-	}
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		const char *v = o->val;
-		if (strcmp(o->keyword, "dbname") == 0 && dbname)
-			v = dbname;
-		else if (strcmp(o->keyword, "user") == 0 && user)
-			v = user;
-		if (v == NULL || *v == '\0')
-			continue;
-		if ((err = ehr_buf_printf(&b, "%s%s='", b.len ? " " : "", o->keyword)) < 0)
-			goto out;
-		for (const char *c = v; *c; c++) {
-			if (*c == '\'' || *c == '\\')
-				GUARD_GOTO(ehr_buf_append_u8(&b, '\\'));
-			GUARD_GOTO(ehr_buf_append_u8(&b, (uint8_t)*c));
-		}
-		GUARD_GOTO(ehr_buf_append_u8(&b, '\''));
-	}
-	if (b.len + 1 > cap) {
-		err = ehr_error_set(EHR_ERR_TOO_LARGE, "conninfo too long");
-		goto out;
-	}
-	memcpy(out, ehr_buf_cstr(&b), b.len + 1);
-out:
-	PQconninfoFree(opts);
-	ehr_buf_free(&b);
-	return err;
-}
-
-static void quiet_notice(void *arg, const char *msg)
-{
-	(void)arg;
-	(void)msg;
-}
-
-static int admin_exec(const char *sql)
-{
-	const char *pg = ehr_test_env("EHRGATE_TEST_PG");
-	PGconn *c;
-	PGresult *r;
-	int err = 0;
-
-	if (pg == NULL)
-		return ehr_error_set(EHR_ERR_CONFIG,
-		                     "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
-	c = PQconnectdb(pg);
-	if (PQstatus(c) != CONNECTION_OK) {
-		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "connect EHRGATE_TEST_PG: %s", PQerrorMessage(c));
-		PQfinish(c);
-		return err;
-	}
-	PQsetNoticeProcessor(c, quiet_notice, NULL);
-	r = PQexec(c, sql);
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-		err = ehr_error_set(EHR_ERR_DB, "%s: %s", sql, PQresultErrorMessage(r));
-	PQclear(r);
-	PQfinish(c);
-	return err;
 }
 
 /* fork/exec argv with stdout to out_fd (or /dev/null), stderr to err_path (append). */
@@ -202,96 +129,201 @@ int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *s
 	return wait_exit(pid, status, 120000);
 }
 
+int gwp_cmd(struct gw_proc *p, char *out, size_t cap, const char *const *args)
+{
+	const char *argv[48];
+	size_t n = 0;
+	int pfd[2] = { -1, -1 };
+	size_t got = 0;
+	int st = -1;
+	pid_t pid;
+
+	argv[n++] = p->bin;
+	for (size_t i = 0; args[i] && n + 3 < EHR_ARRAY_LEN(argv); i++)
+		argv[n++] = args[i];
+	argv[n++] = "-c";
+	argv[n++] = p->config;
+	argv[n] = NULL;
+	if (pipe(pfd) != 0)
+		return -1;
+	pid = spawn((char *const *)argv, pfd[1], p->log_path);
+	close(pfd[1]);
+	if (pid < 0) {
+		close(pfd[0]);
+		return -1;
+	}
+	for (;;) {
+		char tmp[4096];
+		ssize_t r = read(pfd[0], tmp, sizeof(tmp));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (out && got + 1 < cap) {
+			size_t take = (size_t)r < cap - 1 - got ? (size_t)r : cap - 1 - got;
+			memcpy(out + got, tmp, take);
+			got += take;
+		}
+	}
+	close(pfd[0]);
+	if (out && cap)
+		out[got] = '\0';
+	return wait_exit(pid, &st, 120000) == 0 ? st : -1;
+}
+
+int gwp_db_exec(const struct gw_proc *p, const char *sql)
+{
+	return ehr_testdb_exec(p->db.super_ci, sql);
+}
+
+long long gwp_db_scalar(const struct gw_proc *p, const char *sql)
+{
+	return ehr_testdb_scalar(p->db.super_ci, sql);
+}
+
+void gwp_s3_store_ini(char *out, size_t cap, const char *endpoint, const char *extra)
+{
+	snprintf(out, cap,
+	         "[store]\nbackend = s3\ns3_endpoint = %s\ns3_bucket = %s\ns3_region = %s\n"
+	         "s3_access_key = %s\ns3_secret_key = %s\nkey_prefix = t%d/\n%s",
+	         endpoint ? endpoint : ehr_test_env("EHRGATE_TEST_S3"),
+	         ehr_test_env("EHRGATE_TEST_S3_BUCKET"), ehr_test_env("EHRGATE_TEST_S3_REGION"),
+	         ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY"), ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY"),
+	         (int)getpid(), extra ? extra : "");
+}
+
+/* Write p->config from the setup's options (see gwproc.h). */
+static int write_config(struct gw_proc *p)
+{
+	struct ehr_buf ini = EHR_BUF_INIT(1u << 16);
+	int err = 0;
+
+	GUARD_GOTO(ehr_buf_printf(&ini,
+	                          "; written by tests/harness/gwproc.c\n"
+	                          "[server]\nlisten = 127.0.0.1:0\nstate_dir = %s\n%s"
+	                          "[database]\nurl = %s\nadmin_url = %s\n",
+	                          p->state_dir, p->test_routes ? "test_routes = true\n" : "", p->db.app_ci,
+	                          p->db.super_ci));
+	if (p->store_ini)
+		GUARD_GOTO(ehr_buf_printf(&ini, "%s\n", p->store_ini));
+	else
+		GUARD_GOTO(ehr_buf_printf(&ini, "[store]\nbackend = fs\nfs_path = %s/objects\n", p->dir));
+	if (p->extra_ini)
+		GUARD_GOTO(ehr_buf_printf(&ini, "%s\n", p->extra_ini));
+	GUARD_GOTO(ehr_file_write_atomic(p->config, ini.data, ini.len, 0600, false));
+out:
+	ehr_buf_free(&ini);
+	return err;
+}
+
+int gwp_set_store(struct gw_proc *p, const char *store_ini)
+{
+	ENSURE(p->pid <= 0, EHR_ERR_EXISTS);
+	free(p->store_ini);
+	p->store_ini = store_ini ? strdup(store_ini) : NULL;
+	return write_config(p);
+}
+
+/* The database name part: gw_<binary> in [a-z0-9_]. */
+static void db_tag(char *out, size_t cap)
+{
+	char exe[GWP_PATH] = "test";
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	const char *base;
+	size_t j;
+
+	if (n > 0)
+		exe[n] = '\0';
+	base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+	j = (size_t)snprintf(out, cap, "gw_");
+	for (; *base && j + 1 < cap; base++)
+		out[j++] = (char)((*base >= 'a' && *base <= 'z') || (*base >= '0' && *base <= '9') ? *base
+		                                                                                   : '_');
+	out[j] = '\0';
+}
+
+static void set_paths(struct gw_proc *p)
+{
+	snprintf(p->state_dir, sizeof(p->state_dir), "%.200s/state", p->dir);
+	snprintf(p->config, sizeof(p->config), "%.200s/ehrgate.ini", p->dir);
+	snprintf(p->log_path, sizeof(p->log_path), "%.200s/ehrgate.log", p->dir);
+	snprintf(p->ca_pem, sizeof(p->ca_pem), "%.200s/ca.pem", p->state_dir);
+	snprintf(p->regca_pem, sizeof(p->regca_pem), "%.200s/regca.pem", p->state_dir);
+	snprintf(p->regca_key, sizeof(p->regca_key), "%.200s/regca.key", p->state_dir);
+}
+
+/* `ehrgate <sub> ...` with the setup's sets; fails unless it exits 0. */
+static int run_checked(struct gw_proc *p, const char *const *args, bool with_sets, bool with_config)
+{
+	const char *argv[48];
+	char out[4096];
+	size_t k = 0;
+	int st = -1;
+
+	for (; k < 8 && args[k]; k++)
+		argv[k] = args[k];
+	for (size_t i = 0; with_sets && i < p->nsets && k + 2 < EHR_ARRAY_LEN(argv); i++) {
+		argv[k++] = "--set";
+		argv[k++] = p->sets[i];
+	}
+	argv[k] = NULL;
+	GUARD(gwp_run(p, argv, with_config, &st, out, sizeof(out)));
+	if (st != 0)
+		return ehr_error_set(EHR_ERR_INTERNAL, "ehrgate %s exited %d (log %s)", args[0], st,
+		                     p->log_path);
+	return 0;
+}
+
 int gwp_setup(struct gw_proc *p, const struct gwp_options *o)
 {
 	static const struct gwp_options none = { 0 };
 	const char *bin = ehr_test_env("EHRGATE_BIN");
-	const char *pg = ehr_test_env("EHRGATE_TEST_PG");
-	char exe[GWP_PATH] = "test", sql[256], out[4096];
-	struct ehr_buf ini = EHR_BUF_INIT(1u << 16);
-	ssize_t n;
-	int st = -1, err = 0;
+	struct ehr_db_opts dbo = { .migrations = "none" };
+	char tag[48];
+	int err = 0;
 
 	/* Raw-socket tests write to connections the server may have closed. */
 	signal(SIGPIPE, SIG_IGN);
 	if (o == NULL)
 		o = &none;
 	memset(p, 0, sizeof(*p));
-	if (pg == NULL)
+	if (ehr_test_env("EHRGATE_TEST_PG") == NULL)
 		return ehr_error_set(EHR_ERR_CONFIG,
 		                     "EHRGATE_TEST_PG is not set (run tests through tests/run.sh)");
 	snprintf(p->bin, sizeof(p->bin), "%s", bin ? bin : EHRGATE_BUILD_BIN);
 	snprintf(p->dir, sizeof(p->dir), "/tmp/ehrgw.XXXXXX");
 	if (mkdtemp(p->dir) == NULL)
 		return ehr_error_set(EHR_ERR_IO, "mkdtemp: %s", strerror(errno));
-	snprintf(p->state_dir, sizeof(p->state_dir), "%.400s/state", p->dir);
-	snprintf(p->config, sizeof(p->config), "%.400s/ehrgate.ini", p->dir);
-	snprintf(p->log_path, sizeof(p->log_path), "%.400s/ehrgate.log", p->dir);
-	snprintf(p->ca_pem, sizeof(p->ca_pem), "%.400s/ca.pem", p->state_dir);
-	snprintf(p->regca_pem, sizeof(p->regca_pem), "%.400s/regca.pem", p->state_dir);
-	snprintf(p->regca_key, sizeof(p->regca_key), "%.400s/regca.key", p->state_dir);
+	set_paths(p);
 	for (size_t i = 0; o->sets && o->sets[i] && p->nsets < EHR_ARRAY_LEN(p->sets); i++)
 		p->sets[p->nsets++] = strdup(o->sets[i]);
-
-	/* A fresh database per test binary: gw_<binary>_<pid>. */
-	n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-	if (n > 0)
-		exe[n] = '\0';
-	{
-		const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
-		size_t j = 0;
-		j += (size_t)snprintf(p->dbname, sizeof(p->dbname), "gw_");
-		for (; *base && j < 40; base++)
-			p->dbname[j++] =
-			        (char)((*base >= 'a' && *base <= 'z') || (*base >= '0' && *base <= '9')
-			                       ? *base
-			                       : '_');
-		static unsigned instances;
-		snprintf(p->dbname + j, sizeof(p->dbname) - j, "_%d_%u", (int)getpid(), instances++);
-	}
-	snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", p->dbname);
-	GUARD_GOTO(admin_exec(sql));
-	snprintf(sql, sizeof(sql), "CREATE DATABASE %s", p->dbname);
-	GUARD_GOTO(admin_exec(sql));
-	GUARD_GOTO(conninfo_with(p->db_admin_url, sizeof(p->db_admin_url), pg, p->dbname, NULL));
-	GUARD_GOTO(conninfo_with(p->db_url, sizeof(p->db_url), pg, p->dbname, "ehrgate_app"));
-
+	p->extra_ini = o->extra_ini ? strdup(o->extra_ini) : NULL;
+	p->store_ini = o->store_ini ? strdup(o->store_ini) : NULL;
+	p->test_routes = !o->no_test_routes;
+	p->keep_port = o->keep_port;
+	db_tag(tag, sizeof(tag));
+	dbo.tag = tag;
+	GUARD_GOTO(ehr_db_fixture_new(&p->db, &dbo));
 	{
 		const char *args[] = { "init", "--state-dir", p->state_dir, NULL };
-		GUARD_GOTO(gwp_run(p, args, false, &st, out, sizeof(out)));
-		if (st != 0) {
-			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate init exited %d (log %s)", st,
-			                    p->log_path);
-			goto out;
-		}
+		GUARD_GOTO(run_checked(p, args, false, false));
 	}
-	GUARD_GOTO(ehr_buf_printf(&ini,
-	                          "; written by tests/harness/gwproc.c\n"
-	                          "[server]\nlisten = 127.0.0.1:0\nstate_dir = %s\ntest_routes = true\n"
-	                          "[database]\nurl = %s\nadmin_url = %s\n"
-	                          "[store]\nbackend = fs\nfs_path = %s/objects\n",
-	                          p->state_dir, p->db_url, p->db_admin_url, p->dir));
-	if (o->extra_ini)
-		GUARD_GOTO(ehr_buf_printf(&ini, "%s\n", o->extra_ini));
-	GUARD_GOTO(ehr_file_write_atomic(p->config, ini.data, ini.len, 0600, false));
+	GUARD_GOTO(write_config(p));
 	if (!o->no_migrate) {
-		const char *args[40] = { "migrate" };
-		size_t k = 1;
-		for (size_t i = 0; i < p->nsets && k + 2 < EHR_ARRAY_LEN(args); i++) {
-			args[k++] = "--set";
-			args[k++] = p->sets[i];
-		}
-		args[k] = NULL;
-		GUARD_GOTO(gwp_run(p, args, true, &st, out, sizeof(out)));
-		if (st != 0) {
-			err = ehr_error_set(EHR_ERR_INTERNAL, "ehrgate migrate exited %d (log %s)", st,
-			                    p->log_path);
-			goto out;
-		}
+		const char *args[] = { "migrate", NULL };
+		GUARD_GOTO(run_checked(p, args, true, true));
 	}
 out:
-	ehr_buf_free(&ini);
 	return err;
+}
+
+void gwp_instance(struct gw_proc *second, const struct gw_proc *first)
+{
+	memcpy(second, first, sizeof(*second));
+	second->pid = 0;
+	second->port = 0;
+	second->base_url[0] = '\0';
+	second->borrowed = true;
 }
 
 int gwp_start_with(struct gw_proc *p, const char *const *extra)
@@ -299,7 +331,7 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 	char *argv[100];
 	size_t n = 0;
 	int pfd[2];
-	char line[512];
+	char line[512], listen[64];
 	size_t got = 0;
 	int64_t deadline;
 	int err = 0;
@@ -313,6 +345,11 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 	for (size_t i = 0; i < p->nsets; i++) {
 		argv[n++] = "--set";
 		argv[n++] = p->sets[i];
+	}
+	if (p->keep_port && p->port != 0) {
+		snprintf(listen, sizeof(listen), "server.listen=127.0.0.1:%u", p->port);
+		argv[n++] = "--set";
+		argv[n++] = listen;
 	}
 	for (size_t i = 0; extra && extra[i] && n + 3 < EHR_ARRAY_LEN(argv); i++) {
 		argv[n++] = "--set";
@@ -406,6 +443,16 @@ int gwp_wait(struct gw_proc *p, int *status, long wait_ms)
 	return err;
 }
 
+int gwp_kill(struct gw_proc *p)
+{
+	int err;
+
+	GUARD(gwp_signal(p, SIGKILL));
+	err = wait_exit(p->pid, NULL, 20000);
+	p->pid = 0;
+	return err;
+}
+
 int gwp_stop(struct gw_proc *p, int *status, long wait_ms)
 {
 	int err;
@@ -420,30 +467,22 @@ int gwp_stop(struct gw_proc *p, int *status, long wait_ms)
 	return err;
 }
 
-static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
-{
-	(void)sb;
-	(void)flag;
-	(void)ftw;
-	remove(path);
-	return 0;
-}
-
 void gwp_teardown(struct gw_proc *p)
 {
-	char sql[256];
-
 	if (p->pid > 0)
 		gwp_stop(p, NULL, 0);
-	ehr_test_check_log(p->log_path);
-	if (p->dbname[0]) {
-		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", p->dbname);
-		admin_exec(sql);
+	if (p->borrowed) {
+		memset(p, 0, sizeof(*p));
+		return;
 	}
-	if (p->dir[0] && !ehr_test_env("EHRGATE_TEST_KEEP"))
-		nftw(p->dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+	ehr_test_check_log(p->log_path);
+	ehr_db_fixture_free(&p->db);
+	if (p->dir[0])
+		ehr_test_rmrf(p->dir);
 	for (size_t i = 0; i < p->nsets; i++)
 		free(p->sets[i]);
+	free(p->extra_ini);
+	free(p->store_ini);
 	memset(p, 0, sizeof(*p));
 }
 

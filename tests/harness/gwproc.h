@@ -23,24 +23,32 @@
  *     unless EHRGATE_TEST_KEEP is set);
  *   - runs `ehrgate init --state-dir p->state_dir` (so p->state_dir holds
  *     ca.pem, server.pem/key, regca.pem/key, ledger.key/pub, token.key/pub,
- *     pseudonym.key, kek/: see gateway/cmd_init.c);
- *   - creates a fresh database named after the test binary and the pid,
- *     through the superuser conninfo in $EHRGATE_TEST_PG, and derives
- *     p->db_admin_url (superuser, that database) and p->db_url (role
- *     ehrgate_app, that database);
- *   - writes p->config (INI: listen 127.0.0.1:0, state_dir, test_routes,
- *     both database urls, the fs object store under p->dir/objects, plus
- *     options->extra_ini appended verbatim; a key may appear only once in
- *     the file, so override base keys with options->sets instead);
+ *     pseudonym.key, kek/: see gateway/cmd/cmd_init.c);
+ *   - creates a fresh, empty database through the one database fixture
+ *     (dbfix.h), named after the test binary: p->db.super_ci (superuser)
+ *     and p->db.app_ci (ehrgate_app) are its conninfo strings;
+ *   - writes p->config (INI: listen 127.0.0.1:0, state_dir, test_routes
+ *     unless options->no_test_routes, both database urls, the [store]
+ *     section: options->store_ini, or by default the fs store under
+ *     p->dir/objects; then options->extra_ini appended verbatim; a key may
+ *     appear only once in the file, so override base keys with
+ *     options->sets instead);
  *   - runs `ehrgate migrate -c p->config` (schemas/sql of the source tree).
  * gwp_start runs `ehrgate serve -c p->config --set ...` and waits (15 s at
  * most) for its "ehrgate listening on https://127.0.0.1:PORT" line, filling
  * p->base_url, p->port and p->pid. The server's stderr (JSON logs) goes to
- * p->log_path. gwp_stop sends SIGTERM and reports the exit status.
+ * p->log_path. gwp_stop sends SIGTERM and reports the exit status; gwp_kill
+ * is kill -9. With options->keep_port, every start after the first listens
+ * on the first start's port again (client profiles keep the URL).
+ * gwp_teardown stops the server, scans p->log_path for sanitizer reports
+ * (ehr_test_check_log: a report fails the binary), drops the database and
+ * removes the temp dir.
  *
- * Environment: EHRGATE_TEST_PG (required: superuser conninfo of the dev
- * services), EHRGATE_BIN (the binary; default: this build tree's ehrgate),
- * EHRGATE_TEST_KEEP (set: keep p->dir after teardown, for debugging).
+ * Several servers on one state dir and database (two instances, a second
+ * one with other settings): gwp_instance(&b, &gw) makes b a borrower of gw's
+ * files and database; gwp_start_with(&b, sets) runs it on its own port, and
+ * gwp_teardown(&b) only stops it (its log is gw's log).
+ *
  * Every function returns 0 or a negative ehr_err with the detail set.
  * The harness ignores SIGPIPE (raw-socket tests write to closed peers).
  */
@@ -54,12 +62,17 @@
 
 #include <jansson.h>
 
-#define GWP_PATH 512
+#include "tests/harness/dbfix.h"
+
+#define GWP_PATH 256
 
 struct gwp_options {
 	const char *const *sets; /* NULL-terminated "section.key=value" for migrate and serve */
 	const char *extra_ini;   /* appended to the config file, e.g. "[auth]\nfoo = 1\n" */
 	bool no_migrate;         /* skip `ehrgate migrate` */
+	const char *store_ini;   /* the [store] section (NULL: fs under dir/objects; "": none) */
+	bool no_test_routes;     /* leave server.test_routes off */
+	bool keep_port;          /* restarts listen on the first start's port */
 };
 
 struct gw_proc {
@@ -71,25 +84,34 @@ struct gw_proc {
 	char regca_pem[GWP_PATH]; /* state_dir/regca.pem */
 	char regca_key[GWP_PATH]; /* state_dir/regca.key */
 	char bin[GWP_PATH];       /* the ehrgate binary */
-	char dbname[64];
-	char db_url[1024];       /* conninfo as ehrgate_app */
-	char db_admin_url[1024]; /* conninfo as the superuser */
-	char base_url[128];      /* https://127.0.0.1:PORT, set by gwp_start */
+	struct ehr_db_fixture db; /* db.super_ci (superuser), db.app_ci (ehrgate_app) */
+	char base_url[128];       /* https://127.0.0.1:PORT, set by gwp_start */
 	uint16_t port;
 	pid_t pid;      /* serve's pid while running, else 0 */
 	char *sets[32]; /* copies of options->sets */
 	size_t nsets;
+	char *extra_ini, *store_ini; /* copies, to rewrite the config */
+	bool test_routes, keep_port;
+	bool borrowed; /* made by gwp_instance: the files and database are not its own */
 };
 
 int gwp_setup(struct gw_proc *p, const struct gwp_options *o);
 /* Start serve with the setup's sets plus `extra_sets` (NULL-terminated, may be NULL). */
 int gwp_start_with(struct gw_proc *p, const char *const *extra_sets);
 int gwp_start(struct gw_proc *p);
+/* Make `second` another server on first's state dir, config, database and
+ * log (first must outlive it); start it with gwp_start_with. */
+void gwp_instance(struct gw_proc *second, const struct gw_proc *first);
+/* Rewrite p->config with another [store] section (as options->store_ini);
+ * the server must be stopped. */
+int gwp_set_store(struct gw_proc *p, const char *store_ini);
 /* Send a signal to the running server. */
 int gwp_signal(struct gw_proc *p, int sig);
 /* SIGTERM, wait up to wait_ms (0: 20 s), then SIGKILL. *status (may be NULL)
  * gets the exit code, or 128 + signal number if it was killed by a signal. */
 int gwp_stop(struct gw_proc *p, int *status, long wait_ms);
+/* kill -9 and reap (crash tests). */
+int gwp_kill(struct gw_proc *p);
 /* Wait for the server to exit on its own (after a signal the test sent). */
 int gwp_wait(struct gw_proc *p, int *status, long wait_ms);
 /* Stop the server if running, drop the database, remove the temp dir. */
@@ -99,6 +121,16 @@ void gwp_teardown(struct gw_proc *p);
  * Its stdout goes to out (may be NULL; NUL-terminated, truncated to cap), its
  * stderr is appended to p->log_path. */
 int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *status, char *out, size_t cap);
+/* Run `ehrgate <args...> -c p->config` (args NULL-terminated, e.g. "admin",
+ * "issue-token", ...): stdout into out (may be NULL), stderr appended to
+ * p->log_path. Returns the exit code, or -1 when it could not run. */
+int gwp_cmd(struct gw_proc *p, char *out, size_t cap, const char *const *args);
+/* SQL on p's database as the superuser (dbfix.h: ehr_testdb_exec, ehr_testdb_scalar). */
+int gwp_db_exec(const struct gw_proc *p, const char *sql);
+long long gwp_db_scalar(const struct gw_proc *p, const char *sql);
+/* An S3 [store] section for the dev services' SigV4 front ($EHRGATE_TEST_S3,
+ * or `endpoint`), key prefix t<pid>/, then `extra` lines (may be NULL). */
+void gwp_s3_store_ini(char *out, size_t cap, const char *endpoint, const char *extra);
 
 /* ---- HTTPS requests with libcurl */
 struct gwp_req {

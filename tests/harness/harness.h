@@ -19,6 +19,7 @@
 
 #include <CUnit/Basic.h>
 #include <CUnit/CUnit.h>
+#include <stddef.h>
 
 int ehr_test_main(int argc, char **argv, void (*register_suites)(void));
 /* A failure found outside any test (e.g. a sanitizer report in a gateway's
@@ -28,6 +29,17 @@ void ehr_test_fail_late(const char *what);
  * ASan/UBSan errors, or LeakSanitizer's report at exit. */
 void ehr_test_check_log(const char *path);
 const char *ehr_test_env(const char *name);
+
+/* ---- processes and temporary directories (proc.c) */
+/* Run argv (argv[0] is a path) and wait: its stdout into out (NUL-terminated,
+ * truncated to cap - 1; out may be NULL), its stderr passed through. Returns
+ * the exit code, 128 + the signal number if a signal ended it, or -1. */
+int ehr_test_run(char *out, size_t cap, const char *const *argv);
+/* A fresh private directory /tmp/ehr-<tag>-XXXXXX (mode 0700) into out. */
+int ehr_test_tmpdir(char *out, size_t cap, const char *tag);
+/* Remove a tree made by ehr_test_tmpdir (anything outside /tmp/ is refused);
+ * kept when EHRGATE_TEST_KEEP is set. */
+void ehr_test_rmrf(const char *dir);
 
 /* Add a suite with its tests: ADD_SUITE("name", init, clean, {"t1", fn1}, ...) */
 struct ehr_test_case {

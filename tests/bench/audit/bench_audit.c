@@ -187,7 +187,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	L = gw_app_ledger(app);
-	su = PQconnectdb(gw.db_admin_url);
+	su = PQconnectdb(gw.db.super_ci);
 
 	/* 1. fill */
 	g_target = entries;

@@ -35,7 +35,8 @@
 
 #include "auth/auth.h"
 #include "client/client.h"
-#include "tests/integration/auth/atest.h"
+#include "tests/harness/gwproc.h"
+#include "tests/harness/harness.h"
 
 extern char **environ;
 
@@ -45,8 +46,7 @@ extern char **environ;
 static double seconds = 5;
 static int nthreads = 2;
 static char tmp[256], state[300], cafile[400], srvdir[300], patdir[300], cert[400], key[400];
-static struct atest_gw gw;
-static struct atest_db db;
+static struct gw_proc gw;
 
 static double now_s(void)
 {
@@ -248,7 +248,7 @@ struct pg_arg {
 static void *pg_thread(void *p)
 {
 	struct pg_arg *a = p;
-	PGconn *c = atest_connect(db.app_ci);
+	PGconn *c = ehr_testdb_connect(gw.db.app_ci);
 	char jti[64];
 	const char *params[1] = { jti };
 
@@ -290,11 +290,6 @@ static double run_pg_commits(int threads)
 
 /* ------------------------------------------------------------------ main */
 
-static int run(const char *const *argv)
-{
-	return atest_run(NULL, 0, argv);
-}
-
 int main(int argc, char **argv)
 {
 	static const char *const sets[] = { "auth.rate_challenge_per_min=1000000",
@@ -303,12 +298,12 @@ int main(int argc, char **argv)
 		                            "auth.rate_enroll_per_min=1000000",
 		                            "auth.rate_register_per_min=1000000",
 		                            NULL };
-	char admin_cfg[400], ini[4096], tok[128], out[8192], req[256], sport[16], srvpem[400], srvkey[400],
-	        regca[400], code[128], pid[128];
-	const char *init[] = { EHRGATE_BIN, "init", "--state-dir", state, NULL };
-	const char *mig[] = { EHRGATE_BIN, "migrate", "-c", admin_cfg, NULL };
-	const char *itok[] = { EHRGATE_BIN, "admin",  "issue-token",    "-c", admin_cfg, "--role",
-		               "server",    "--name", "Bench Hospital", NULL };
+	static const char *const base[] = { "server.workers=1", "database.pool_size=8", "log.level=warn",
+		                            "log.access=false", NULL };
+	struct gwp_options o = { .sets = base, .store_ini = "", .no_test_routes = true };
+	char tok[128], out[8192], req[256], sport[16], srvpem[400], srvkey[400], regca[400], code[128],
+	        pid[128];
+	const char *itok[] = { "admin", "issue-token", "--role", "server", "--name", "Bench Hospital", NULL };
 	double gw_hs, ss_hs, dpop, health, tokens, pgc;
 	long f1, f2, f3, f4, f5;
 	pid_t ss;
@@ -326,25 +321,17 @@ int main(int argc, char **argv)
 	}
 	signal(SIGPIPE, SIG_IGN);
 	setvbuf(stdout, NULL, _IOLBF, 0);
-	if (atest_tmpdir(tmp, "bench") < 0)
-		return 1;
-	snprintf(state, sizeof(state), "%s/state", tmp);
-	snprintf(cafile, sizeof(cafile), "%s/ca.pem", state);
+	if (gwp_setup(&gw, &o) < 0 || gwp_start_with(&gw, sets) < 0)
+		goto fail;
+	snprintf(tmp, sizeof(tmp), "%s", gw.dir);
+	snprintf(state, sizeof(state), "%s", gw.state_dir);
+	snprintf(cafile, sizeof(cafile), "%s", gw.ca_pem);
 	snprintf(srvdir, sizeof(srvdir), "%s/server", tmp);
 	snprintf(patdir, sizeof(patdir), "%s/patient", tmp);
-	snprintf(admin_cfg, sizeof(admin_cfg), "%s/admin.ini", tmp);
-	if (run(init) != 0 || atest_db_create_empty(&db, "bench") < 0)
-		return 1;
-	snprintf(ini, sizeof(ini),
-	         "[server]\nstate_dir = %s\n[database]\nurl = %s\nadmin_url = %s\n[log]\nlevel = warn\n",
-	         state, db.app_ci, db.super_ci);
-	ehr_file_write_atomic(admin_cfg, ini, strlen(ini), 0600, false);
-	if (run(mig) != 0 || atest_gw_start(&gw, EHRGATE_BIN, state, &db, sets) < 0)
-		return 1;
-	if (atest_run(tok, sizeof(tok), itok) != 0)
+	if (gwp_cmd(&gw, tok, sizeof(tok), itok) != 0)
 		goto fail;
 	tok[strcspn(tok, "\n")] = '\0';
-	if (ehr_client_register(gw.url, cafile, tok, srvdir, NULL) < 0) {
+	if (ehr_client_register(gw.base_url, cafile, tok, srvdir, NULL) < 0) {
 		fprintf(stderr, "bench: register: %s\n", ehr_error_msg());
 		goto fail;
 	}
@@ -360,7 +347,7 @@ int main(int argc, char **argv)
 		json_decref(b);
 		snprintf(pid, sizeof(pid), "%s", json_string_value(json_object_get(j, "patient_id")));
 		snprintf(code, sizeof(code), "%s", json_string_value(json_object_get(j, "enrolment_code")));
-		if (ehr_client_enroll(gw.url, cafile, pid, code, NULL, patdir) < 0 ||
+		if (ehr_client_enroll(gw.base_url, cafile, pid, code, NULL, patdir) < 0 ||
 		    ehr_client_login(patdir) < 0) {
 			fprintf(stderr, "bench: enrol: %s\n", ehr_error_msg());
 			goto fail;
@@ -440,13 +427,10 @@ int main(int argc, char **argv)
 	json_decref(j);
 	EVP_PKEY_free(dev);
 	ehr_client_free(sc);
-	atest_gw_stop(&gw);
-	atest_db_drop(&db);
-	atest_rmrf(tmp);
+	gwp_teardown(&gw);
 	return 0;
 fail:
 	fprintf(stderr, "bench_auth: setup failed: %s\n", ehr_error_msg());
-	atest_gw_stop(&gw);
-	atest_db_drop(&db);
+	gwp_teardown(&gw);
 	return 1;
 }

@@ -216,7 +216,8 @@ static double self_cpu_s(void)
 
 int main(int argc, char **argv)
 {
-	struct ltest_db db;
+	struct ehr_db_fixture db;
+	struct ehr_db_opts dbo = { .tag = "ledger_bench", .migrations = LTEST_MIGRATIONS };
 	EVP_PKEY *key;
 	struct ledger *l = NULL;
 	uint8_t pub[32];
@@ -239,7 +240,7 @@ int main(int argc, char **argv)
 		if (ehr_parse_u64(&v, argv[2], UINT64_MAX) == 0)
 			min_verify = v;
 	}
-	if (ltest_db_create(&db, "bench") < 0)
+	if (ehr_db_fixture_new(&db, &dbo) < 0)
 		return 1;
 	key = ltest_key_new();
 	ledger_key_raw_public(pub, key);
@@ -359,6 +360,6 @@ int main(int argc, char **argv)
 	PQfinish(su);
 	EVP_PKEY_free(key);
 	if (getenv("BENCH_KEEP_DB") == NULL)
-		ltest_db_drop(&db);
+		ehr_db_fixture_free(&db);
 	return 0;
 }

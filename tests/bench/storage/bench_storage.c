@@ -443,7 +443,7 @@ static bool count_data(const void *data, size_t len, void *ud)
 }
 
 struct gw {
-	struct ehrt t;
+	struct gw_proc t;
 	struct ehr_client *srv, *pat;
 	struct obj_store *direct;
 	char records_path[256]; /* /v1/patients/{pid}/records */
@@ -564,7 +564,7 @@ static int gw_post_chunked(struct gw *g, const uint8_t *body, size_t n, long *st
 	int err = 0;
 
 	*status = 0;
-	GUARD_GOTO(ehr_buf_printf(&url, "%s%s", g->t.url, g->records_path));
+	GUARD_GOTO(ehr_buf_printf(&url, "%s%s", g->t.base_url, g->records_path));
 	curl_easy_reset(g->chunked); /* keeps the live connection */
 	curl_easy_setopt(g->chunked, CURLOPT_URL, ehr_buf_cstr(&url));
 	curl_easy_setopt(g->chunked, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
@@ -841,10 +841,14 @@ static int gw_attach(struct gw *g)
 	if (dir == NULL || url == NULL || pid == NULL || ehr_parse_i64(&p, pid, 1, INT32_MAX) < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "EHRGATE_BENCH_GW_DIR/_URL/_PID not set (use run.sh)");
 	snprintf(g->t.dir, sizeof(g->t.dir), "%s", dir);
-	snprintf(g->t.state, sizeof(g->t.state), "%s/state", dir);
-	snprintf(g->t.ini, sizeof(g->t.ini), "%s/ehrgate.ini", dir);
-	snprintf(g->t.ca, sizeof(g->t.ca), "%s/ca.pem", g->t.state);
-	snprintf(g->t.url, sizeof(g->t.url), "%s", url);
+	snprintf(g->t.state_dir, sizeof(g->t.state_dir), "%.200s/state", dir);
+	snprintf(g->t.config, sizeof(g->t.config), "%.200s/ehrgate.ini", dir);
+	snprintf(g->t.ca_pem, sizeof(g->t.ca_pem), "%.200s/ca.pem", g->t.state_dir);
+	snprintf(g->t.base_url, sizeof(g->t.base_url), "%s", url);
+	/* `ehrgate admin` runs on the gateway run.sh started: its stderr to cmd.log */
+	snprintf(g->t.log_path, sizeof(g->t.log_path), "%.200s/cmd.log", dir);
+	snprintf(g->t.bin, sizeof(g->t.bin), "%s",
+	         getenv("EHRGATE_BIN") ? getenv("EHRGATE_BIN") : EHRGATE_BIN);
 	g->t.pid = (pid_t)p;
 	return 0;
 }
@@ -869,11 +873,11 @@ static void bench_gateway(void)
 		return;
 	}
 	/* The baseline's S3 path is whatever the gateway itself is configured with. */
-	if (ini_value(g.t.ini, "s3_endpoint", endpoint, sizeof(endpoint)) < 0 ||
-	    ini_value(g.t.ini, "s3_bucket", bucket, sizeof(bucket)) < 0 ||
-	    ini_value(g.t.ini, "s3_region", region, sizeof(region)) < 0 ||
-	    ini_value(g.t.ini, "s3_access_key", ak, sizeof(ak)) < 0 ||
-	    ini_value(g.t.ini, "s3_secret_key", sk, sizeof(sk)) < 0) {
+	if (ini_value(g.t.config, "s3_endpoint", endpoint, sizeof(endpoint)) < 0 ||
+	    ini_value(g.t.config, "s3_bucket", bucket, sizeof(bucket)) < 0 ||
+	    ini_value(g.t.config, "s3_region", region, sizeof(region)) < 0 ||
+	    ini_value(g.t.config, "s3_access_key", ak, sizeof(ak)) < 0 ||
+	    ini_value(g.t.config, "s3_secret_key", sk, sizeof(sk)) < 0) {
 		printf("gateway: skipped (the gateway's ini has no S3 [store] section)\n");
 		free(body);
 		return;
@@ -892,7 +896,7 @@ static void bench_gateway(void)
 		comm[strcspn(comm, "\n")] = '\0';
 		close(fd);
 	}
-	printf("gateway %s, pid %d (%s)\n", g.t.url, (int)g.t.pid, comm);
+	printf("gateway %s, pid %d (%s)\n", g.t.base_url, (int)g.t.pid, comm);
 	printf("gateway S3 path, the gateway's and the direct baseline's alike: %s %s, bucket %s\n", via,
 	       endpoint, bucket);
 	printf("gateway MB/s, median [min..max] of %d rounds; gateway and direct alternate (the first swaps "

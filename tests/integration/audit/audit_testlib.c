@@ -1,7 +1,6 @@
 /* audit_testlib.c - see audit_testlib.h. */
 #include "tests/integration/audit/audit_testlib.h"
 
-#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,132 +12,7 @@
 
 #include "tests/harness/harness.h"
 
-#ifndef EHR_SOURCE_DIR
-#error "EHR_SOURCE_DIR must be defined"
-#endif
-
-static int cmp_str(const void *a, const void *b)
-{
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-static int apply_file(PGconn *c, const char *path)
-{
-	struct ehr_buf sql = EHR_BUF_INIT(1 << 22);
-	PGresult *r;
-	int err = 0;
-
-	GUARD(ehr_file_read(&sql, path, 1 << 22));
-	r = PQexec(c, ehr_buf_cstr(&sql));
-	if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
-		err = ehr_error_set(EHR_ERR_DB, "%s: %s", path, PQerrorMessage(c));
-	PQclear(r);
-	ehr_buf_free(&sql);
-	return err;
-}
-
-int atl_db_create(struct atl_db *db)
-{
-	const char *base = ehr_test_env("EHRGATE_TEST_PG");
-	char dir[512], *names[256];
-	size_t n = 0;
-	PGconn *c;
-	PGresult *r;
-	DIR *d;
-	struct dirent *de;
-	int err = 0;
-	static unsigned counter;
-
-	memset(db, 0, sizeof(*db));
-	if (base == NULL)
-		return ehr_error_set(EHR_ERR_CONFIG, "EHRGATE_TEST_PG is not set");
-	snprintf(db->name, sizeof(db->name), "audit_%d_%u", (int)getpid(), counter++);
-	c = PQconnectdb(base);
-	if (PQstatus(c) != CONNECTION_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "connect: %s", PQerrorMessage(c));
-		PQfinish(c);
-		return err;
-	}
-	{
-		char sql[160];
-		snprintf(sql, sizeof(sql), "CREATE DATABASE %s", db->name);
-		r = PQexec(c, sql);
-		if (PQresultStatus(r) != PGRES_COMMAND_OK)
-			err = ehr_error_set(EHR_ERR_DB, "%s", PQerrorMessage(c));
-		PQclear(r);
-		/* Roles are cluster-wide: make sure the app role exists with a
-		 * password we know, whatever migration 0001 does. */
-		r = PQexec(c,
-		           "DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ehrgate_app') "
-		           "THEN CREATE ROLE ehrgate_app LOGIN PASSWORD 'app'; END IF; END $$");
-		PQclear(r);
-	}
-	PQfinish(c);
-	GUARD(err);
-	snprintf(db->conninfo, sizeof(db->conninfo), "%s dbname=%s", base, db->name);
-	snprintf(db->app_conninfo, sizeof(db->app_conninfo), "%s dbname=%s user=ehrgate_app password=app",
-	         base, db->name);
-	c = PQconnectdb(db->conninfo);
-	if (PQstatus(c) != CONNECTION_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "connect: %s", PQerrorMessage(c));
-		PQfinish(c);
-		return err;
-	}
-	r = PQexec(c, "SET client_min_messages = warning");
-	PQclear(r);
-	snprintf(dir, sizeof(dir), "%s/schemas/sql", EHR_SOURCE_DIR);
-	d = opendir(dir);
-	while (d && (de = readdir(d)) != NULL && n < EHR_ARRAY_LEN(names)) {
-		const char *s = de->d_name;
-		size_t l = strlen(s);
-		int num;
-		if (l < 9 || strcmp(s + l - 4, ".sql") != 0 || s[0] < '0' || s[0] > '9')
-			continue;
-		num = (s[0] - '0') * 1000 + (s[1] - '0') * 100 + (s[2] - '0') * 10 + (s[3] - '0');
-		if (!((num >= 1 && num <= 19) || (num >= 40 && num <= 49)))
-			continue;
-		names[n++] = strdup(s);
-	}
-	if (d)
-		closedir(d);
-	qsort(names, n, sizeof(names[0]), cmp_str);
-	for (size_t i = 0; i < n; i++) {
-		char path[1024];
-		snprintf(path, sizeof(path), "%s/%s", dir, names[i]);
-		if (err == 0)
-			err = apply_file(c, path);
-		free(names[i]);
-	}
-	if (err < 0) {
-		PQfinish(c);
-		return err;
-	}
-	db->conn = c;
-	return 0;
-}
-
-void atl_db_drop(struct atl_db *db)
-{
-	const char *base = ehr_test_env("EHRGATE_TEST_PG");
-	PGconn *c;
-
-	if (db->conn)
-		PQfinish(db->conn);
-	db->conn = NULL;
-	if (base == NULL || db->name[0] == '\0')
-		return;
-	c = PQconnectdb(base);
-	if (PQstatus(c) == CONNECTION_OK) {
-		char sql[160];
-		PGresult *r;
-		snprintf(sql, sizeof(sql), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db->name);
-		r = PQexec(c, sql);
-		PQclear(r);
-	}
-	PQfinish(c);
-}
-
-int atl_ledger_open(struct ledger **out, EVP_PKEY **key, const struct atl_db *db)
+int atl_ledger_open(struct ledger **out, EVP_PKEY **key, const struct ehr_db_fixture *db)
 {
 	struct ledger_config cfg;
 
@@ -146,7 +20,7 @@ int atl_ledger_open(struct ledger **out, EVP_PKEY **key, const struct atl_db *db
 	if (*key == NULL)
 		return ehr_error_ossl(EHR_ERR_CRYPTO, "keygen");
 	memset(&cfg, 0, sizeof(cfg));
-	cfg.conninfo = db->app_conninfo;
+	cfg.conninfo = db->app_ci;
 	cfg.origin = "ehrgate.test/ledger";
 	cfg.signing_key = *key;
 	cfg.batch_ms = 1;

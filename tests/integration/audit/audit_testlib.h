@@ -1,5 +1,6 @@
-/* audit_testlib.h - fresh databases, ledgers and patient keys for the
- * contracts & audit tests. */
+/* audit_testlib.h - ledgers, patient keys and signed contracts for the
+ * contracts & audit tests, on the harness database fixture
+ * (tests/harness/dbfix.h) with ATL_MIGRATIONS applied. */
 #ifndef EHR_AUDIT_TESTLIB_H
 #define EHR_AUDIT_TESTLIB_H
 
@@ -7,21 +8,13 @@
 
 #include "common/common.h"
 #include "policy/policy.h"
+#include "tests/harness/dbfix.h"
 
-struct atl_db {
-	char name[64];
-	char conninfo[512];     /* superuser, on the fresh database */
-	char app_conninfo[512]; /* ehrgate_app, on the fresh database */
-	void *conn;             /* PGconn* as superuser */
-};
+/* Roles and the ledger (0001-0019), contracts and audit (0040-0049). */
+#define ATL_MIGRATIONS "1-19,40-49"
 
-/* Create a fresh database on EHRGATE_TEST_PG and apply schemas/sql
- * migrations 0001-0019 and 0040-0049 in order (creating ehrgate_app if no
- * migration does). */
-int atl_db_create(struct atl_db *db);
-void atl_db_drop(struct atl_db *db);
 /* A ledger on that database with a fresh Ed25519 key. */
-int atl_ledger_open(struct ledger **out, EVP_PKEY **key, const struct atl_db *db);
+int atl_ledger_open(struct ledger **out, EVP_PKEY **key, const struct ehr_db_fixture *db);
 /* A P-256 key and its public JWK. */
 int atl_patient_key(EVP_PKEY **key, json_t **jwk);
 /* A signed contract envelope. */

@@ -41,7 +41,6 @@ static char dir_s1[GWP_PATH + 16], dir_s2[GWP_PATH + 16], dir_aud[GWP_PATH + 16]
         dir_p2[GWP_PATH + 16];
 static char P1[160], P2[160], S1[160], S2[160];
 static struct ehr_client *c_none, *c_p1, *c_p2, *c_s1, *c_s2, *c_aud;
-static uint16_t fixed_port;
 
 /* ------------------------------------------------------------ helpers */
 
@@ -69,28 +68,10 @@ static int exec_su(const char *sql)
 	return ok ? 0 : -1;
 }
 
-static uint16_t free_port(void)
-{
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	socklen_t l = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	uint16_t port = 0;
-
-	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-	    getsockname(fd, (struct sockaddr *)&a, &l) == 0)
-		port = ntohs(a.sin_port);
-	if (fd >= 0)
-		close(fd);
-	return port;
-}
-
+/* Restarts keep the port (options.keep_port): the profiles hold the URL. */
 static int start_gw(void)
 {
-	char listen[64];
-	const char *sets[] = { listen, NULL };
-
-	snprintf(listen, sizeof(listen), "server.listen=127.0.0.1:%u", fixed_port);
-	return gwp_start_with(&gw, sets);
+	return gwp_start(&gw);
 }
 
 static int issue_token(const char *role, const char *name, char *tok, size_t cap)
@@ -160,19 +141,18 @@ static void profile_url(const char *dir, const char *url)
 
 static int suite_init_inner(void)
 {
-	struct gwp_options o = { 0 };
+	struct gwp_options o = { .keep_port = true };
 	struct ehr_client_opts none = { 0 };
 
 	if (gwp_setup(&gw, &o) < 0) {
 		fprintf(stderr, "setup: %s\n", ehr_error_msg());
 		return 1;
 	}
-	fixed_port = free_port();
 	if (start_gw() < 0) {
 		fprintf(stderr, "start: %s\n", ehr_error_msg());
 		return 1;
 	}
-	su = PQconnectdb(gw.db_admin_url);
+	su = PQconnectdb(gw.db.super_ci);
 	if (PQstatus(su) != CONNECTION_OK)
 		return 1;
 	snprintf(dir_s1, sizeof(dir_s1), "%s/s1", gw.dir);
@@ -1266,8 +1246,7 @@ static void test_stream_sees_other_instance(void)
 	uint64_t start = (uint64_t)scalar("SELECT max(seq) FROM ledger_entries") + 1, last;
 	struct ehr_client *p1b = NULL;
 
-	memcpy(&b, &gw, sizeof(b));
-	b.pid = 0;
+	gwp_instance(&b, &gw);
 	CU_ASSERT_EQUAL_FATAL(gwp_start_with(&b, sets), 0);
 	CU_ASSERT_EQUAL_FATAL(tail_start(&t, start), 0); /* streams from A (the profile's URL) */
 	/* Write through B only. */
@@ -1285,7 +1264,7 @@ static void test_stream_sees_other_instance(void)
 	tail_stop(&t);
 	CU_ASSERT(tail_exact(&t, start, last));
 	ehr_client_free(p1b);
-	gwp_stop(&b, NULL, 0);
+	gwp_teardown(&b);
 }
 
 struct bulk {

@@ -18,7 +18,8 @@
 #include "tests/harness/harness.h"
 #include "tests/integration/audit/audit_testlib.h"
 
-static struct atl_db db;
+static struct ehr_db_fixture db;
+static PGconn *su; /* superuser on db */
 static struct ledger *ledger;
 static EVP_PKEY *ledger_key;
 static void *app; /* PGconn as ehrgate_app */
@@ -29,7 +30,9 @@ static int64_t now_s;
 
 static int suite_init_inner(void)
 {
-	if (atl_db_create(&db) < 0) {
+	struct ehr_db_opts dbo = { .tag = "audit", .migrations = ATL_MIGRATIONS };
+
+	if (ehr_db_fixture_new(&db, &dbo) < 0 || (su = ehr_testdb_connect(db.super_ci)) == NULL) {
 		fprintf(stderr, "db: %s\n", ehr_error_msg());
 		return 1;
 	}
@@ -37,7 +40,7 @@ static int suite_init_inner(void)
 		fprintf(stderr, "ledger: %s\n", ehr_error_msg());
 		return 1;
 	}
-	app = PQconnectdb(db.app_conninfo);
+	app = PQconnectdb(db.app_ci);
 	if (PQstatus(app) != CONNECTION_OK)
 		return 1;
 	if (atl_patient_key(&k1, &jwk1) < 0 || atl_patient_key(&k2, &jwk2) < 0)
@@ -55,7 +58,9 @@ static int suite_clean(void)
 	EVP_PKEY_free(k2);
 	json_decref(jwk1);
 	json_decref(jwk2);
-	atl_db_drop(&db);
+	PQfinish(su);
+	su = NULL;
+	ehr_db_fixture_free(&db);
 	return 0;
 }
 
@@ -102,9 +107,9 @@ static void test_live_create_and_refusals(void)
 	                     "treatment", now_s - 60, now_s + 3600, c_rev));
 	EHR_ASSERT_OK(create(P2, k2, jwk2, "{\"server\":\"srv-1\"}", "[\"read\"]", "{\"all\":true}",
 	                     "treatment", now_s - 60, now_s + 3600, c_p2));
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts"), 5);
-	CU_ASSERT_EQUAL(
-	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"), 5);
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM policy_contracts"), 5);
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"),
+	                5);
 
 	/* P1 cannot file a contract in P2's name, even one P2 signed. */
 	env = atl_contract(k2, P2, "{\"server\":\"x\"}", "[\"read\"]", "{\"all\":true}", "treatment", 1, 2);
@@ -129,8 +134,8 @@ static void test_live_create_and_refusals(void)
 	EHR_ASSERT_ERR(policy_contract_create(app, ledger, P1, jwk1, env, cid, &rc), EHR_ERR_CONFLICT);
 	json_decref(env);
 	/* None of the refusals reached the ledger: 5 + the duplicate's first copy. */
-	CU_ASSERT_EQUAL(
-	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"), 6);
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM ledger_entries WHERE type = 'contract.create'"),
+	                6);
 }
 
 static void test_live_revoke(void)
@@ -152,16 +157,15 @@ static void test_live_revoke(void)
 	env = atl_revocation(k1, P1, c_rev);
 	EHR_ASSERT_ERR(policy_contract_revoke(app, ledger, P1, jwk1, c_rev, env, &rc), EHR_ERR_CONFLICT);
 	json_decref(env);
-	CU_ASSERT_EQUAL(
-	        atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"),
-	        1);
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"),
+	                1);
 	/* Groups. */
 	EHR_ASSERT_OK(policy_group_change(app, ledger, "operator", "cardio", "srv-7", true, &rc));
 	EHR_ASSERT_OK(policy_group_change(app, ledger, "operator", "cardio", "srv-8", true, &rc));
 	EHR_ASSERT_OK(policy_group_change(app, ledger, "operator", "cardio", "srv-8", false, &rc));
 	EHR_ASSERT_ERR(policy_group_change(app, ledger, "operator", "bad group", "srv-8", true, &rc),
 	               EHR_ERR_INVAL);
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM policy_groups"), 1);
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM policy_groups"), 1);
 }
 
 static struct policy_decision enforce(const char *server, const char *patient, enum policy_action act,
@@ -185,7 +189,7 @@ static struct policy_decision enforce(const char *server, const char *patient, e
 static void test_enforce_records_decisions(void)
 {
 	long long before =
-	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'");
+	        atl_scalar(su, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'");
 	struct policy_decision d;
 
 	d = enforce("srv-1", P1, POLICY_ACT_READ, "rec-5", NULL, false);
@@ -205,20 +209,18 @@ static void test_enforce_records_decisions(void)
 	d = enforce("srv-9", P1, POLICY_ACT_READ, "rec-1", NULL, true);
 	CU_ASSERT_EQUAL(d.effect, POLICY_ALLOW);
 	CU_ASSERT(d.break_glass);
-	CU_ASSERT_EQUAL(
-	        atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'"),
-	        before + 6);
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision'"),
+	                before + 6);
 	/* The last one is the flagged break-glass read, about P1, by srv-9. */
-	CU_ASSERT_EQUAL(atl_scalar(db.conn,
-	                           "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision' "
-	                           "AND actor = 'srv-9' AND subject = 'pt-alice' AND "
-	                           "position(convert_to('\"break_glass\":true', 'UTF8') in entry) > 0"),
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM ledger_entries WHERE type = 'access.decision' "
+	                               "AND actor = 'srv-9' AND subject = 'pt-alice' AND "
+	                               "position(convert_to('\"break_glass\":true', 'UTF8') in entry) > 0"),
 	                1);
 }
 
 static void digest(uint8_t out[32])
 {
-	EHR_ASSERT_OK(policy_store_digest(db.conn, out));
+	EHR_ASSERT_OK(policy_store_digest(su, out));
 }
 
 static void test_rebuild_equals_live(void)
@@ -227,22 +229,22 @@ static void test_rebuild_equals_live(void)
 	struct policy_rebuild_report rep;
 
 	digest(live);
-	EHR_ASSERT_OK(policy_store_rebuild(db.conn, &rep));
+	EHR_ASSERT_OK(policy_store_rebuild(su, &rep));
 	digest(rebuilt);
 	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0); /* not secret */
 	CU_ASSERT_EQUAL(rep.rejected, 0);
 	CU_ASSERT_EQUAL(rep.applied, rep.entries);
-	CU_ASSERT_EQUAL(rep.entries, (uint64_t)atl_scalar(db.conn, "SELECT count(*) FROM ledger_entries "
-	                                                           "WHERE type LIKE 'contract.%'"));
-	CU_ASSERT_EQUAL(atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts"), 6);
+	CU_ASSERT_EQUAL(rep.entries, (uint64_t)atl_scalar(su, "SELECT count(*) FROM ledger_entries "
+	                                                      "WHERE type LIKE 'contract.%'"));
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM policy_contracts"), 6);
 
 	/* Tamper with the cache as a superuser: un-revoke, extend, delete. */
-	PQclear(PQexec(db.conn, "UPDATE policy_contracts SET revoked_seq = NULL"));
-	PQclear(PQexec(db.conn, "UPDATE policy_contracts SET not_after = not_after + 1000000"));
-	PQclear(PQexec(db.conn, "DELETE FROM policy_groups"));
+	PQclear(PQexec(su, "UPDATE policy_contracts SET revoked_seq = NULL"));
+	PQclear(PQexec(su, "UPDATE policy_contracts SET not_after = not_after + 1000000"));
+	PQclear(PQexec(su, "DELETE FROM policy_groups"));
 	digest(tampered);
 	CU_ASSERT_NOT_EQUAL(memcmp(live, tampered, 32), 0); /* not secret */
-	EHR_ASSERT_OK(policy_store_rebuild(db.conn, &rep));
+	EHR_ASSERT_OK(policy_store_rebuild(su, &rep));
 	digest(rebuilt);
 	CU_ASSERT_EQUAL(memcmp(live, rebuilt, 32), 0); /* not secret */
 }
@@ -293,7 +295,7 @@ static void test_forged_entries_not_materialised(void)
 	json_decref(payload);
 	json_decref(env);
 
-	EHR_ASSERT_OK(policy_store_rebuild(db.conn, &rep));
+	EHR_ASSERT_OK(policy_store_rebuild(su, &rep));
 	CU_ASSERT_EQUAL(rep.rejected, 2);
 	CU_ASSERT_EQUAL(rep.first_rejected_seq, forged.seq);
 	digest(rebuilt);
@@ -301,12 +303,11 @@ static void test_forged_entries_not_materialised(void)
 	{
 		char sql[200];
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM policy_contracts WHERE cid = '%s'", cid);
-		CU_ASSERT_EQUAL(atl_scalar(db.conn, sql), 0);
+		CU_ASSERT_EQUAL(atl_scalar(su, sql), 0);
 	}
 	/* The live apply path refuses the same entries. */
-	CU_ASSERT_EQUAL(
-	        atl_scalar(db.conn, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"),
-	        1);
+	CU_ASSERT_EQUAL(atl_scalar(su, "SELECT count(*) FROM policy_contracts WHERE revoked_seq IS NOT NULL"),
+	                1);
 }
 
 /* The application role cannot delete contracts (the ledger, not the cache,

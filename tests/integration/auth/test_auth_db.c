@@ -16,10 +16,10 @@
 #include "auth/auth.h"
 #include "ledger/ledger.h"
 #include "tests/harness/harness.h"
-#include "tests/integration/auth/atest.h"
+#include "tests/harness/dbfix.h"
 #include "tests/unit/auth/authtest.h"
 
-static struct atest_db db;
+static struct ehr_db_fixture db;
 static char state[256];
 static struct ehr_db_pool *pool;
 static struct ledger *ledger;
@@ -54,7 +54,10 @@ static int setup(void)
 	struct auth_config ac = { 0 };
 	EVP_PKEY *lk;
 
-	if (atest_db_create(&db, "db", false) < 0 || atest_tmpdir(state, "db") < 0 ||
+	/* roles, ledger and auth: schemas/sql 0001, 0010 and 0020 */
+	struct ehr_db_opts dbo = { .tag = "auth_db", .migrations = "1,10,20" };
+
+	if (ehr_db_fixture_new(&db, &dbo) < 0 || ehr_test_tmpdir(state, sizeof(state), "auth-db") < 0 ||
 	    authtest_make_state(state) < 0)
 		return 1;
 	if (ehr_db_pool_new(&pool, db.app_ci, 8, 5000, 10000) < 0)
@@ -90,8 +93,8 @@ static int teardown(void)
 	auth_ctx_free(ctx);
 	ledger_close(ledger);
 	ehr_db_pool_free(pool);
-	atest_db_drop(&db);
-	atest_rmrf(state);
+	ehr_db_fixture_free(&db);
+	ehr_test_rmrf(state);
 	return 0;
 }
 
@@ -101,7 +104,7 @@ static long long ledger_count(const char *type, const char *extra)
 
 	snprintf(q, sizeof(q), "SELECT count(*) FROM ledger_entries WHERE type = '%s' %s", type,
 	         extra ? extra : "");
-	return atest_scalar(db.super_ci, q);
+	return ehr_testdb_scalar(db.super_ci, q);
 }
 
 /* Register a fresh key with a new token; returns the cert (caller frees). */
@@ -156,7 +159,7 @@ static void test_register_single_use(void)
 	         "SELECT count(*) FROM auth_reg_tokens WHERE position('%s' in encode(token_hash, 'escape')) "
 	         "> 0",
 	         ehr_buf_cstr(&tok));
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, q), 0);
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci, q), 0);
 	EHR_ASSERT_OK(auth_key_generate_p256(&key));
 	EHR_ASSERT_OK(auth_csr_create(&csr, key, "ignored"));
 	EHR_ASSERT_OK(
@@ -176,9 +179,9 @@ static void test_register_single_use(void)
 		CU_ASSERT(days >= 89 && days <= 90);
 	}
 	/* the name is in the DB, never in the ledger */
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
-	                             "SELECT count(*) FROM ledger_entries WHERE position('Clinic A' in "
-	                             "encode(entry, 'escape')) > 0"),
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci,
+	                                  "SELECT count(*) FROM ledger_entries WHERE position('Clinic A' in "
+	                                  "encode(entry, 'escape')) > 0"),
 	                0);
 	CU_ASSERT_EQUAL(ledger_count("auth.register", "AND actor <> 'anonymous'"), before + 1);
 	json_decref(resp);
@@ -368,13 +371,13 @@ static void test_patient_enrol(void)
 	CU_ASSERT_EQUAL(strncmp(pid, "pt-", 3), 0);
 	code = json_string_value(json_object_get(resp, "enrolment_code"));
 	/* the external id is stored nowhere */
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
-	                             "SELECT count(*) FROM auth_patients WHERE patient_id LIKE '%Jane%' "
-	                             "OR created_by LIKE '%Jane%'"),
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci,
+	                                  "SELECT count(*) FROM auth_patients WHERE patient_id LIKE '%Jane%' "
+	                                  "OR created_by LIKE '%Jane%'"),
 	                0);
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
-	                             "SELECT count(*) FROM ledger_entries WHERE position('Jane' in "
-	                             "encode(entry, 'escape')) > 0"),
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci,
+	                                  "SELECT count(*) FROM ledger_entries WHERE position('Jane' in "
+	                                  "encode(entry, 'escape')) > 0"),
 	                0);
 	EHR_ASSERT_OK(auth_key_generate_p256(&device));
 	EHR_ASSERT_OK(auth_key_generate_p256(&other));
@@ -394,7 +397,7 @@ static void test_patient_enrol(void)
 	         "UPDATE auth_enrol_codes SET expires_at = now() - interval '1 second' WHERE used_at IS "
 	         "NULL AND patient_id = '%s'",
 	         pid);
-	CU_ASSERT_EQUAL(atest_exec(db.super_ci, q), 0);
+	CU_ASSERT_EQUAL(ehr_testdb_exec(db.super_ci, q), 0);
 	EHR_ASSERT_ERR(
 	        enroll_with(pid, json_string_value(json_object_get(resp2, "enrolment_code")), other, other),
 	        EHR_ERR_AUTH);
@@ -461,9 +464,9 @@ static void test_login_and_nonce_replay(void)
 	/* an expired nonce */
 	json_decref(ch);
 	EHR_ASSERT_OK(auth_challenge(ctx, &ch, pid));
-	CU_ASSERT_EQUAL(atest_exec(db.super_ci,
-	                           "UPDATE auth_challenges SET expires_at = now() - interval '1 second' "
-	                           "WHERE used_at IS NULL"),
+	CU_ASSERT_EQUAL(ehr_testdb_exec(db.super_ci,
+	                                "UPDATE auth_challenges SET expires_at = now() - interval '1 second' "
+	                                "WHERE used_at IS NULL"),
 	                0);
 	ehr_buf_reset(&msg);
 	ehr_buf_reset(&sig);
@@ -610,8 +613,9 @@ static void test_sink_failure(void)
 	        EHR_ERR_UNAVAILABLE);
 	CU_ASSERT_PTR_NULL(resp);
 	CU_ASSERT_EQUAL(sink.called, calls + 1);
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci, "SELECT count(*) FROM auth_principals WHERE name = 'Sink "
-	                                          "Clinic'"),
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci,
+	                                  "SELECT count(*) FROM auth_principals WHERE name = 'Sink "
+	                                  "Clinic'"),
 	                0);
 
 	/* a failure event: returned and logged */

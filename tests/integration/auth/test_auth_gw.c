@@ -23,11 +23,10 @@
 #include "auth/auth.h"
 #include "client/client.h"
 #include "tests/harness/harness.h"
-#include "tests/integration/auth/atest.h"
+#include "tests/harness/gwproc.h"
 #include "tests/unit/auth/authtest.h"
 
-static struct atest_db db;
-static struct atest_gw gw;
+static struct gw_proc gw;
 static char tmp[256], state[300], admin_cfg[320], srvdir[300], auddir[300], patdir[300], cafile[320];
 static char pid[128];
 static const char *const base_sets[] = {
@@ -39,40 +38,32 @@ static const char *const base_sets[] = {
 	NULL,
 };
 
-static int write_admin_cfg(void)
-{
-	char ini[4096];
-
-	snprintf(admin_cfg, sizeof(admin_cfg), "%s/admin.ini", tmp);
-	snprintf(ini, sizeof(ini),
-	         "[server]\nstate_dir = %s\n[database]\nurl = %s\nadmin_url = %s\n[log]\nlevel = warn\n",
-	         state, db.app_ci, db.super_ci);
-	return ehr_file_write_atomic(admin_cfg, ini, strlen(ini), 0600, false);
-}
-
+/* The gateway as these tests run it: one worker, no test routes, the
+ * gateway's default store; rate limits raised (base_sets) except where a test
+ * starts a second instance with its own. */
 static int setup(void)
 {
-	const char *init[] = { EHRGATE_BIN, "init", "--state-dir", state, NULL };
-	const char *mig[] = { EHRGATE_BIN, "migrate", "-c", admin_cfg, NULL };
+	static const char *const sets[] = { "server.workers=1", "database.pool_size=8", "log.level=warn",
+		                            "log.access=false", NULL };
+	struct gwp_options o = { .sets = sets, .store_ini = "", .no_test_routes = true };
 
-	if (atest_tmpdir(tmp, "gw") < 0)
+	if (gwp_setup(&gw, &o) < 0) {
+		fprintf(stderr, "setup: %s\n", ehr_error_msg());
 		return 1;
-	snprintf(state, sizeof(state), "%s/state", tmp);
+	}
+	snprintf(tmp, sizeof(tmp), "%s", gw.dir);
+	snprintf(state, sizeof(state), "%s", gw.state_dir);
+	snprintf(admin_cfg, sizeof(admin_cfg), "%s", gw.config);
 	snprintf(srvdir, sizeof(srvdir), "%s/server", tmp);
 	snprintf(auddir, sizeof(auddir), "%s/auditor", tmp);
 	snprintf(patdir, sizeof(patdir), "%s/patient", tmp);
-	snprintf(cafile, sizeof(cafile), "%s/ca.pem", state);
-	if (atest_run(NULL, 0, init) != 0 || atest_db_create_empty(&db, "gw") < 0 || write_admin_cfg() < 0 ||
-	    atest_run(NULL, 0, mig) != 0)
-		return 1;
-	return atest_gw_start(&gw, EHRGATE_BIN, state, &db, base_sets) < 0;
+	snprintf(cafile, sizeof(cafile), "%s", gw.ca_pem);
+	return gwp_start_with(&gw, base_sets) < 0;
 }
 
 static int teardown(void)
 {
-	atest_gw_stop(&gw);
-	atest_db_drop(&db);
-	atest_rmrf(tmp);
+	gwp_teardown(&gw);
 	return 0;
 }
 
@@ -83,7 +74,7 @@ static int issue_token(char out[128], const char *role, const char *ttl)
 		               "-c",        admin_cfg, "--role",
 		               role,        "--name",  "Integration Test Hospital",
 		               "--ttl",     ttl,       NULL };
-	int rc = atest_run(out, 128, argv);
+	int rc = ehr_test_run(out, 128, argv);
 
 	out[strcspn(out, "\n")] = '\0';
 	return rc;
@@ -94,12 +85,12 @@ static int ehrctl(char *out, size_t cap, const char *dir, const char *a1, const 
                   const char *a9, const char *a10)
 {
 	const char *argv[16] = { EHRCTL_BIN, "--dir", dir, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, NULL };
-	return atest_run(out, cap, argv);
+	return ehr_test_run(out, cap, argv);
 }
 
 static struct ehr_client *plain_client(void)
 {
-	struct ehr_client_opts o = { .url = gw.url, .ca_file = cafile };
+	struct ehr_client_opts o = { .url = gw.base_url, .ca_file = cafile };
 	struct ehr_client *c = NULL;
 
 	ehr_client_new(&c, &o);
@@ -108,7 +99,9 @@ static struct ehr_client *plain_client(void)
 
 static struct ehr_client *cert_client(const char *cert, const char *key)
 {
-	struct ehr_client_opts o = { .url = gw.url, .ca_file = cafile, .cert_file = cert, .key_file = key };
+	struct ehr_client_opts o = {
+		.url = gw.base_url, .ca_file = cafile, .cert_file = cert, .key_file = key
+	};
 	struct ehr_client *c = NULL;
 
 	ehr_client_new(&c, &o);
@@ -167,8 +160,8 @@ static void test_server_register_whoami_renew(void)
 
 	EHR_ASSERT_OK(issue_token(tok, "server", "1h"));
 	CU_ASSERT_EQUAL(strlen(tok), 43);
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "register", "--url", gw.url, "--token", tok, "--ca",
-	                       cafile, "--out", srvdir, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "register", "--url", gw.base_url, "--token", tok,
+	                       "--ca", cafile, "--out", srvdir, NULL),
 	                0);
 	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), srvdir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 	                       NULL, NULL),
@@ -194,8 +187,8 @@ static void test_auditor_register_whoami(void)
 	char tok[128], out[4096];
 
 	EHR_ASSERT_OK(issue_token(tok, "auditor", "1h"));
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), auddir, "register", "--url", gw.url, "--token", tok, "--ca",
-	                       cafile, "--out", auddir, NULL),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), auddir, "register", "--url", gw.base_url, "--token", tok,
+	                       "--ca", cafile, "--out", auddir, NULL),
 	                0);
 	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), auddir, "whoami", NULL, NULL, NULL, NULL, NULL, NULL, NULL,
 	                       NULL, NULL),
@@ -218,8 +211,8 @@ static void test_patient_enrol_login_whoami(void)
 	snprintf(code, sizeof(code), "%s", json_string_value(json_object_get(j, "enrolment_code")));
 	json_decref(j);
 	CU_ASSERT_PTR_NULL(strstr(pid, "MRN"));
-	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "patient", "enroll", "--url", gw.url, "--code", code,
-	                       "--patient", pid, "--ca", cafile),
+	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "patient", "enroll", "--url", gw.base_url, "--code",
+	                       code, "--patient", pid, "--ca", cafile),
 	                0);
 	CU_ASSERT_EQUAL(ehrctl(out, sizeof(out), patdir, "patient", "login", NULL, NULL, NULL, NULL, NULL,
 	                       NULL, NULL, NULL),
@@ -382,7 +375,7 @@ static void test_foreign_ca_and_expired_certificate(void)
 	         "'%s', "
 	         "'server', now() - interval '200 days', now() + interval '1 day')",
 	         serial, id);
-	CU_ASSERT_EQUAL(atest_exec(db.super_ci, q),
+	CU_ASSERT_EQUAL(ehr_testdb_exec(gw.db.super_ci, q),
 	                0); /* the DB even thinks it is valid: the TLS check decides */
 	EHR_ASSERT_OK(write_pair(tmp, "expired", old, k, cpath, kpath));
 	c = cert_client(cpath, kpath);
@@ -411,7 +404,7 @@ static void test_revoked_on_open_connection(void)
 
 	snprintf(dir, sizeof(dir), "%s/server2", tmp);
 	EHR_ASSERT_OK(issue_token(tok, "server", "1h"));
-	EHR_ASSERT_OK(ehr_client_register(gw.url, cafile, tok, dir, &info));
+	EHR_ASSERT_OK(ehr_client_register(gw.base_url, cafile, tok, dir, &info));
 	EHR_ASSERT_OK(ehr_client_open_profile(&c, dir));
 	CU_ASSERT_FATAL(c != NULL);
 	st = send_raw(c, "GET", "/v1/whoami", NULL, NULL, NULL, &resp);
@@ -420,7 +413,7 @@ static void test_revoked_on_open_connection(void)
 	CU_ASSERT_EQUAL(st, 200);
 	CU_ASSERT_EQUAL(ehr_client_last_connects(c), 0); /* kept alive */
 	revoke[5] = json_string_value(json_object_get(info, "id"));
-	CU_ASSERT_EQUAL(atest_run(out, sizeof(out), revoke), 0);
+	CU_ASSERT_EQUAL(ehr_test_run(out, sizeof(out), revoke), 0);
 	st = send_raw(c, "GET", "/v1/whoami", NULL, NULL, NULL, &resp);
 	assert_error(st, 401, ehr_buf_cstr(&resp));
 	CU_ASSERT_EQUAL(ehr_client_last_connects(c), 0); /* same connection, refused anyway */
@@ -464,7 +457,7 @@ static long dpop_call(struct ehr_client *c, const char *tok, EVP_PKEY *key, cons
 	struct ehr_buf proof = EHR_BUF_INIT(4096), authz = EHR_BUF_INIT(8192), url = EHR_BUF_INIT(512);
 	long st;
 
-	ehr_buf_printf(&url, "%s%s", gw.url, path);
+	ehr_buf_printf(&url, "%s%s", gw.base_url, path);
 	auth_dpop_create(&proof, key, htm, ehr_buf_cstr(&url), tok, iat);
 	ehr_buf_printf(&authz, "DPoP %s", tok);
 	st = send_raw(c, "GET", "/v1/whoami", ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), NULL, resp);
@@ -488,7 +481,7 @@ static void test_dpop_negatives(void)
 	/* control: a correct call passes */
 	CU_ASSERT_EQUAL(dpop_call(c, token, device, "GET", "/v1/whoami", time(NULL), &resp), 200);
 	/* replayed jti: the very same proof twice */
-	ehr_buf_printf(&url, "%s/v1/whoami", gw.url);
+	ehr_buf_printf(&url, "%s/v1/whoami", gw.base_url);
 	EHR_ASSERT_OK(auth_dpop_create(&proof, device, "GET", ehr_buf_cstr(&url), token, time(NULL)));
 	ehr_buf_printf(&authz, "DPoP %s", token);
 	st = send_raw(c, "GET", "/v1/whoami", ehr_buf_cstr(&authz), ehr_buf_cstr(&proof), NULL, &resp);
@@ -615,13 +608,13 @@ static void test_nonce_replay_and_expired_code(void)
 		json_t *j = NULL;
 		char dir[400];
 		CU_ASSERT_FATAL(ehr_json_parse(&j, out, strlen(out), 65536, 4) == 0);
-		CU_ASSERT_EQUAL(atest_exec(db.super_ci,
-		                           "UPDATE auth_enrol_codes SET expires_at = now() - interval "
-		                           "'1 second' WHERE used_at IS NULL"),
+		CU_ASSERT_EQUAL(ehr_testdb_exec(gw.db.super_ci,
+		                                "UPDATE auth_enrol_codes SET expires_at = now() - interval "
+		                                "'1 second' WHERE used_at IS NULL"),
 		                0);
 		snprintf(dir, sizeof(dir), "%s/patient2", tmp);
 		/* ehrctl reports the refusal... */
-		CU_ASSERT_NOT_EQUAL(ehrctl(out, sizeof(out), dir, "patient", "enroll", "--url", gw.url,
+		CU_ASSERT_NOT_EQUAL(ehrctl(out, sizeof(out), dir, "patient", "enroll", "--url", gw.base_url,
 		                           "--code", json_string_value(json_object_get(j, "enrolment_code")),
 		                           "--patient", json_string_value(json_object_get(j, "patient_id")),
 		                           "--ca", cafile),
@@ -741,7 +734,7 @@ static void test_forward_secrecy(void)
 static void test_client_pins_gateway_ca(void)
 {
 	char wrong[400];
-	struct ehr_client_opts o = { .url = gw.url };
+	struct ehr_client_opts o = { .url = gw.base_url };
 	struct ehr_client *c = NULL;
 	struct ehr_buf resp = EHR_BUF_INIT(65536);
 	long st = 0;
@@ -767,15 +760,16 @@ static void test_client_pins_gateway_ca(void)
 static void test_rate_limit_429(void)
 {
 	static const char *const sets[] = { "auth.rate_challenge_per_min=1", "auth.rate_burst=2", NULL };
-	struct atest_gw g2;
+	struct gw_proc g2;
 	struct ehr_client_opts o = { .ca_file = cafile };
 	struct ehr_client *c = NULL;
 	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
 	char q[256];
 	long st[3];
 
-	CU_ASSERT_FATAL(atest_gw_start(&g2, EHRGATE_BIN, state, &db, sets) == 0);
-	o.url = g2.url;
+	gwp_instance(&g2, &gw);
+	CU_ASSERT_FATAL(gwp_start_with(&g2, sets) == 0);
+	o.url = g2.base_url;
 	EHR_ASSERT_OK(ehr_client_new(&c, &o));
 	snprintf(q, sizeof(q), "{\"patient_id\":\"%s\"}", pid);
 	for (int i = 0; i < 3; i++)
@@ -785,7 +779,7 @@ static void test_rate_limit_429(void)
 	assert_error(st[2], 429, ehr_buf_cstr(&resp));
 	ehr_client_free(c);
 	ehr_buf_free(&resp);
-	atest_gw_stop(&g2);
+	gwp_teardown(&g2);
 }
 
 /* Two instances on one database: a proof spent on one is a replay on the
@@ -793,7 +787,7 @@ static void test_rate_limit_429(void)
 static void test_two_instances(void)
 {
 	static const char *const sets[] = { "server.public_url=https://ehrgate.test", NULL };
-	struct atest_gw a, b;
+	struct gw_proc a, b;
 	struct ehr_client_opts o = { .ca_file = cafile };
 	struct ehr_client *ca = NULL, *cb = NULL;
 	struct ehr_buf resp = EHR_BUF_INIT(1 << 20), proof = EHR_BUF_INIT(4096), authz = EHR_BUF_INIT(8192);
@@ -802,11 +796,13 @@ static void test_two_instances(void)
 	X509 *x = NULL;
 
 	load_patient();
-	CU_ASSERT_FATAL(atest_gw_start(&a, EHRGATE_BIN, state, &db, sets) == 0);
-	CU_ASSERT_FATAL(atest_gw_start(&b, EHRGATE_BIN, state, &db, sets) == 0);
-	o.url = a.url;
+	gwp_instance(&a, &gw);
+	CU_ASSERT_FATAL(gwp_start_with(&a, sets) == 0);
+	gwp_instance(&b, &gw);
+	CU_ASSERT_FATAL(gwp_start_with(&b, sets) == 0);
+	o.url = a.base_url;
 	ehr_client_new(&ca, &o);
-	o.url = b.url;
+	o.url = b.base_url;
 	ehr_client_new(&cb, &o);
 	EHR_ASSERT_OK(
 	        auth_dpop_create(&proof, device, "GET", "https://ehrgate.test/v1/whoami", token, time(NULL)));
@@ -827,13 +823,13 @@ static void test_two_instances(void)
 	EHR_ASSERT_OK(auth_cert_subject(id, sizeof(id), role, sizeof(role), x));
 	o.cert_file = cert;
 	o.key_file = key;
-	o.url = a.url;
+	o.url = a.base_url;
 	ehr_client_new(&ca, &o);
-	o.url = b.url;
+	o.url = b.base_url;
 	ehr_client_new(&cb, &o);
 	CU_ASSERT_EQUAL(send_raw(ca, "GET", "/v1/whoami", NULL, NULL, NULL, &resp), 200);
 	CU_ASSERT_EQUAL(send_raw(cb, "GET", "/v1/whoami", NULL, NULL, NULL, &resp), 200);
-	CU_ASSERT_EQUAL(atest_run(out, sizeof(out), revoke), 0);
+	CU_ASSERT_EQUAL(ehr_test_run(out, sizeof(out), revoke), 0);
 	assert_error(send_raw(ca, "GET", "/v1/whoami", NULL, NULL, NULL, &resp), 401, ehr_buf_cstr(&resp));
 	assert_error(send_raw(cb, "GET", "/v1/whoami", NULL, NULL, NULL, &resp), 401, ehr_buf_cstr(&resp));
 	X509_free(x);
@@ -842,46 +838,49 @@ static void test_two_instances(void)
 	ehr_buf_free(&resp);
 	ehr_buf_free(&proof);
 	ehr_buf_free(&authz);
-	atest_gw_stop(&a);
-	atest_gw_stop(&b);
+	gwp_teardown(&a);
+	gwp_teardown(&b);
 }
 
 /* The ledger saw the registrations, enrolments, logins and failures, under
  * pseudonyms only. */
 static void test_ledger_events(void)
 {
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
-	                       "LIKE 'srv-%'") >= 2);
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
-	                       "LIKE 'aud-%'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.renew'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.enroll'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.token' AND actor "
-	                       "LIKE 'pt-%'") >= 2);
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.revoke'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.dpop' AND actor = "
-	                       "'anonymous'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci, "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls'") >=
-	          1);
+	CU_ASSERT(ehr_testdb_scalar(
+	                  gw.db.super_ci,
+	                  "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
+	                  "LIKE 'srv-%'") >= 2);
+	CU_ASSERT(ehr_testdb_scalar(
+	                  gw.db.super_ci,
+	                  "SELECT count(*) FROM ledger_entries WHERE type = 'auth.register' AND actor "
+	                  "LIKE 'aud-%'") >= 1);
+	CU_ASSERT(ehr_testdb_scalar(gw.db.super_ci,
+	                            "SELECT count(*) FROM ledger_entries WHERE type = 'auth.renew'") >= 1);
+	CU_ASSERT(ehr_testdb_scalar(gw.db.super_ci,
+	                            "SELECT count(*) FROM ledger_entries WHERE type = 'auth.enroll'") >= 1);
+	CU_ASSERT(ehr_testdb_scalar(gw.db.super_ci,
+	                            "SELECT count(*) FROM ledger_entries WHERE type = 'auth.token' AND actor "
+	                            "LIKE 'pt-%'") >= 2);
+	CU_ASSERT(ehr_testdb_scalar(gw.db.super_ci,
+	                            "SELECT count(*) FROM ledger_entries WHERE type = 'auth.revoke'") >= 1);
+	CU_ASSERT(
+	        ehr_testdb_scalar(gw.db.super_ci,
+	                          "SELECT count(*) FROM ledger_entries WHERE type = 'auth.dpop' AND actor = "
+	                          "'anonymous'") >= 1);
+	CU_ASSERT(ehr_testdb_scalar(gw.db.super_ci,
+	                            "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls'") >= 1);
 	/* sampled success events for authenticated requests */
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls' AND actor "
-	                       "LIKE 'srv-%'") >= 1);
-	CU_ASSERT(atest_scalar(db.super_ci,
-	                       "SELECT count(*) FROM ledger_entries WHERE type = 'auth.dpop' AND actor "
-	                       "LIKE 'pt-%'") >= 1);
+	CU_ASSERT(ehr_testdb_scalar(gw.db.super_ci,
+	                            "SELECT count(*) FROM ledger_entries WHERE type = 'auth.mtls' AND actor "
+	                            "LIKE 'srv-%'") >= 1);
+	CU_ASSERT(ehr_testdb_scalar(gw.db.super_ci,
+	                            "SELECT count(*) FROM ledger_entries WHERE type = 'auth.dpop' AND actor "
+	                            "LIKE 'pt-%'") >= 1);
 	/* no hospital name, no external id */
-	CU_ASSERT_EQUAL(atest_scalar(db.super_ci,
-	                             "SELECT count(*) FROM ledger_entries WHERE position('Integration "
-	                             "Test Hospital' in encode(entry, 'escape')) > 0 OR "
-	                             "position('MRN-' in encode(entry, 'escape')) > 0"),
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(gw.db.super_ci,
+	                                  "SELECT count(*) FROM ledger_entries WHERE position('Integration "
+	                                  "Test Hospital' in encode(entry, 'escape')) > 0 OR "
+	                                  "position('MRN-' in encode(entry, 'escape')) > 0"),
 	                0);
 }
 

@@ -27,7 +27,7 @@
 #define LEDGER_LOCK_KEY 0x6568726c6467LL /* contracts/ledger_internal.h */
 
 struct world {
-	struct ehrt t;
+	struct gw_proc t;
 	struct ehr_client *srv_a, *srv_b, *pat1, *pat2, *anon;
 	char pid1[160], pid2[160];
 	bool s3;
@@ -51,10 +51,11 @@ static uint8_t *make_body(size_t n, unsigned seed)
 static int world_up(struct world *w, const char *tag, bool s3)
 {
 	char sect[2048] = "";
+	(void)tag; /* the launcher names the database after the binary */
 	w->s3 = s3;
 	if (s3)
-		ehrt_s3_section(sect, sizeof(sect), NULL, NULL);
-	if (ehrt_setup(&w->t, tag, sect) < 0 || ehrt_start(&w->t) < 0)
+		gwp_s3_store_ini(sect, sizeof(sect), NULL, NULL);
+	if (ehrt_gw_setup(&w->t, sect) < 0 || gwp_start(&w->t) < 0)
 		return -1;
 	if (ehrt_server(&w->t, "hosp-a", &w->srv_a) < 0 || ehrt_server(&w->t, "hosp-b", &w->srv_b) < 0) {
 		fprintf(stderr, "server registration: %s\n", ehr_error_msg());
@@ -95,7 +96,7 @@ static int world_up(struct world *w, const char *tag, bool s3)
 		return -1;
 	}
 	{
-		struct ehr_client_opts o = { .url = w->t.url, .ca_file = w->t.ca };
+		struct ehr_client_opts o = { .url = w->t.base_url, .ca_file = w->t.ca_pem };
 		if (ehr_client_new(&w->anon, &o) < 0)
 			return -1;
 	}
@@ -109,7 +110,7 @@ static void world_down(struct world *w)
 	ehr_client_free(w->pat1);
 	ehr_client_free(w->pat2);
 	ehr_client_free(w->anon);
-	ehrt_teardown(&w->t);
+	gwp_teardown(&w->t);
 }
 
 static int fs_init(void)
@@ -221,14 +222,14 @@ static void warm(struct world *w)
 
 static long long count_all(struct world *w)
 {
-	return ehrt_scalar(&w->t, "SELECT count(*) FROM ledger_entries");
+	return gwp_db_scalar(&w->t, "SELECT count(*) FROM ledger_entries");
 }
 
 static long long count_type(struct world *w, const char *type)
 {
 	char sql[200];
 	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger_entries WHERE type = '%s'", type);
-	return ehrt_scalar(&w->t, sql);
+	return gwp_db_scalar(&w->t, sql);
 }
 
 static void round_trip(struct world *w, size_t n)
@@ -275,7 +276,7 @@ static void round_trip(struct world *w, size_t n)
 		         "SELECT count(*) FROM ledger_entries WHERE type = 'ehr.store' AND seq = %lld AND "
 		         "position(convert_to('%s', 'UTF8') in entry) > 0",
 		         st.seq, st.sha);
-		CU_ASSERT_EQUAL(ehrt_scalar(&w->t, sql), 1);
+		CU_ASSERT_EQUAL(gwp_db_scalar(&w->t, sql), 1);
 	}
 	ehr_buf_free_secure(&out);
 	free(body);
@@ -386,7 +387,7 @@ static struct obj_store *raw_store(struct world *w)
 		c.s3_access_key = ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY");
 		c.s3_secret_key = ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY");
 	} else {
-		snprintf(root, sizeof(root), "%s/objects", w->t.state);
+		snprintf(root, sizeof(root), "%s/objects", w->t.state_dir);
 		c.backend = OBJ_BACKEND_FS;
 		c.fs_path = root;
 	}
@@ -523,7 +524,8 @@ static void test_s3_bucket_scan(void)
 	fprintf(stderr, "\n  s3cmd downloaded %d objects\n", nobj);
 	/* every stored record of this gateway, no more, no less */
 	CU_ASSERT(nobj >= 8);
-	CU_ASSERT_EQUAL(nobj, ehrt_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'stored'"));
+	CU_ASSERT_EQUAL(nobj,
+	                gwp_db_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'stored'"));
 	if (nobj < 8)
 		fprintf(stderr, "  s3cmd said: %s\n", out);
 	/* no object holds the plaintext marker; no key holds a patient id or MRN */
@@ -566,7 +568,7 @@ static void test_s3_stopped(void)
 	CU_ASSERT(is_json_error(&resp, "unavailable"));
 	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
 	CU_ASSERT_EQUAL(count_all(&S3), all); /* no ledger entry of any kind */
-	CU_ASSERT_EQUAL(ehrt_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
+	CU_ASSERT_EQUAL(gwp_db_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
 	CU_ASSERT_EQUAL(
 	        ehr_client_request(S3.anon, &status, &out, "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(status, 503);
@@ -597,11 +599,11 @@ static void test_s3_multipart_failure(void)
 	CU_ASSERT_FATAL(fault_proxy_start(&fp, fault_proxy_url_port(ehr_test_env("EHRGATE_TEST_S3"))) == 0);
 	fp.fail_part_from = 2;
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%u", fp.port);
-	snprintf(orig, sizeof(orig), "%s", S3.t.store_extra);
-	ehrt_s3_section(sect, sizeof(sect), ep, "s3_single_put_max = 0\n");
-	ehrt_stop(&S3.t, false);
-	CU_ASSERT_EQUAL_FATAL(ehrt_set_store(&S3.t, sect), 0);
-	CU_ASSERT_EQUAL_FATAL(ehrt_start(&S3.t), 0);
+	snprintf(orig, sizeof(orig), "%s", S3.t.store_ini);
+	gwp_s3_store_ini(sect, sizeof(sect), ep, "s3_single_put_max = 0\n");
+	gwp_stop(&S3.t, NULL, 0);
+	CU_ASSERT_EQUAL_FATAL(gwp_set_store(&S3.t, sect), 0);
+	CU_ASSERT_EQUAL_FATAL(gwp_start(&S3.t), 0);
 
 	warm(&S3);
 	all = count_all(&S3); /* after the restart and a first request */
@@ -614,12 +616,12 @@ static void test_s3_multipart_failure(void)
 	CU_ASSERT_EQUAL(fp.completes_ok, 0);
 	CU_ASSERT_EQUAL(count_type(&S3, "ehr.store"), stores);
 	CU_ASSERT_EQUAL(count_all(&S3), all);
-	CU_ASSERT_EQUAL(ehrt_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
+	CU_ASSERT_EQUAL(gwp_db_scalar(&S3.t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
 
-	ehrt_stop(&S3.t, false);
+	gwp_stop(&S3.t, NULL, 0);
 	fault_proxy_stop(&fp);
-	CU_ASSERT_EQUAL(ehrt_set_store(&S3.t, orig), 0);
-	CU_ASSERT_EQUAL(ehrt_start(&S3.t), 0);
+	CU_ASSERT_EQUAL(gwp_set_store(&S3.t, orig), 0);
+	CU_ASSERT_EQUAL(gwp_start(&S3.t), 0);
 	ehr_buf_free(&resp);
 	free(body);
 }
@@ -634,17 +636,17 @@ static void test_s3_wrong_secret(void)
 	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
 	long status = 0;
 
-	snprintf(orig, sizeof(orig), "%s", S3.t.store_extra);
-	ehrt_s3_section(sect, sizeof(sect), NULL, NULL);
+	snprintf(orig, sizeof(orig), "%s", S3.t.store_ini);
+	gwp_s3_store_ini(sect, sizeof(sect), NULL, NULL);
 	{
 		char *p = strstr(sect, "s3_secret_key = ");
 		CU_ASSERT_PTR_NOT_NULL_FATAL(p);
 		p += strlen("s3_secret_key = ");
 		*p = *p == 'X' ? 'Y' : 'X'; /* one character changed */
 	}
-	ehrt_stop(&S3.t, false);
-	CU_ASSERT_EQUAL_FATAL(ehrt_set_store(&S3.t, sect), 0);
-	CU_ASSERT_EQUAL_FATAL(ehrt_start(&S3.t), 0);
+	gwp_stop(&S3.t, NULL, 0);
+	CU_ASSERT_EQUAL_FATAL(gwp_set_store(&S3.t, sect), 0);
+	CU_ASSERT_EQUAL_FATAL(gwp_start(&S3.t), 0);
 	warm(&S3);
 	all = count_all(&S3); /* after the restart and a first request */
 	CU_ASSERT_EQUAL(post_record(S3.srv_a, S3.pid1, body, 3000, NULL, NULL, NULL, &resp), 503);
@@ -655,9 +657,9 @@ static void test_s3_wrong_secret(void)
 	CU_ASSERT_EQUAL(
 	        ehr_client_request(S3.anon, &status, &resp, "GET", "/readyz", NULL, NULL, 0, NULL, NULL), 0);
 	CU_ASSERT_EQUAL(status, 503);
-	ehrt_stop(&S3.t, false);
-	CU_ASSERT_EQUAL(ehrt_set_store(&S3.t, orig), 0);
-	CU_ASSERT_EQUAL(ehrt_start(&S3.t), 0);
+	gwp_stop(&S3.t, NULL, 0);
+	CU_ASSERT_EQUAL(gwp_set_store(&S3.t, orig), 0);
+	CU_ASSERT_EQUAL(gwp_start(&S3.t), 0);
 	ehr_buf_free(&resp);
 	free(body);
 }
@@ -702,7 +704,7 @@ static void kill9(struct world *w)
 	struct bg_post bp = { .w = w, .body = body, .n = n };
 	long long stores = count_type(w, "ehr.store");
 	int before = object_count(raw), now = before;
-	PGconn *lock = PQconnectdb(w->t.super_ci);
+	PGconn *lock = PQconnectdb(w->t.db.super_ci);
 	PGresult *r;
 	pthread_t th;
 	char out[1 << 14], sql[128];
@@ -722,7 +724,7 @@ static void kill9(struct world *w)
 	}
 	CU_ASSERT_EQUAL(now, before + 1); /* the object is stored, the ledger entry is not */
 	usleep(200 * 1000);
-	ehrt_stop(&w->t, true); /* kill -9 */
+	gwp_kill(&w->t); /* kill -9 */
 	r = PQexec(lock, "COMMIT");
 	PQclear(r);
 	PQfinish(lock);
@@ -733,7 +735,7 @@ static void kill9(struct world *w)
 	/* fsck: reported, kept on a dry run, removed otherwise */
 	{
 		const char *args[] = { "fsck", "--dry-run", "--grace", "0", NULL };
-		rc = ehrt_cmd(&w->t, out, sizeof(out), args);
+		rc = gwp_cmd(&w->t, out, sizeof(out), args);
 		fprintf(stderr, "\n%s", out);
 		CU_ASSERT_EQUAL(rc, 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "orphan-object ehr/"));
@@ -742,21 +744,21 @@ static void kill9(struct world *w)
 	}
 	{
 		const char *args[] = { "fsck", "--grace", "0", NULL };
-		rc = ehrt_cmd(&w->t, out, sizeof(out), args);
+		rc = gwp_cmd(&w->t, out, sizeof(out), args);
 		fprintf(stderr, "%s", out);
 		CU_ASSERT_EQUAL(rc, 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "1 orphan objects (1 removed)"));
 		CU_ASSERT_EQUAL(object_count(raw), before);
 		CU_ASSERT_EQUAL(
-		        ehrt_scalar(&w->t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
+		        gwp_db_scalar(&w->t, "SELECT count(*) FROM ehr_records WHERE state = 'pending'"), 0);
 	}
 	{
 		const char *args[] = { "fsck", "--grace", "0", NULL };
-		rc = ehrt_cmd(&w->t, out, sizeof(out), args);
+		rc = gwp_cmd(&w->t, out, sizeof(out), args);
 		CU_ASSERT_EQUAL(rc, 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "0 orphan objects (0 removed), 0 missing objects"));
 	}
-	CU_ASSERT_EQUAL(ehrt_start(&w->t), 0);
+	CU_ASSERT_EQUAL(gwp_start(&w->t), 0);
 	obj_store_free(raw);
 	free(body);
 }
@@ -790,7 +792,7 @@ static void test_fs_fsck_findings(void)
 	EHR_ASSERT_OK(obj_store_delete(raw, key));
 	{
 		const char *args[] = { "fsck", "--grace", "0", NULL };
-		rc = ehrt_cmd(&w->t, txt, sizeof(txt), args);
+		rc = gwp_cmd(&w->t, txt, sizeof(txt), args);
 		CU_ASSERT_EQUAL(rc, 1);
 		snprintf(sql, sizeof(sql), "missing-object %s ledger-seq=%lld", st.rid, st.seq);
 		CU_ASSERT_PTR_NOT_NULL(strstr(txt, sql));
@@ -806,11 +808,11 @@ static void test_fs_fsck_findings(void)
 	         "NULL, "
 	         "plain_size = NULL WHERE record_id = '%s'",
 	         st.rid);
-	CU_ASSERT_EQUAL_FATAL(ehrt_exec(&w->t, sql), 0);
+	CU_ASSERT_EQUAL_FATAL(gwp_db_exec(&w->t, sql), 0);
 	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 404); /* not readable while pending */
 	{
 		const char *args[] = { "fsck", "--grace", "0", NULL };
-		rc = ehrt_cmd(&w->t, txt, sizeof(txt), args);
+		rc = gwp_cmd(&w->t, txt, sizeof(txt), args);
 		CU_ASSERT_EQUAL(rc, 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(txt, "1 pending rows completed"));
 		CU_ASSERT_PTR_NOT_NULL(strstr(txt, "0 orphan objects"));
@@ -820,7 +822,7 @@ static void test_fs_fsck_findings(void)
 	         "ledger_seq = %lld "
 	         "AND plain_size = 70000",
 	         st.rid, st.seq);
-	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, sql), 1);
+	CU_ASSERT_EQUAL(gwp_db_scalar(&w->t, sql), 1);
 	ehr_buf_reset(&out);
 	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 200);
 	CU_ASSERT(out.len == 70000 && memcmp(out.data, body, 70000) == 0); /* not secret */
@@ -851,20 +853,20 @@ static void rotate(struct world *w)
 	CU_ASSERT_EQUAL_FATAL(post_record(w->srv_a, w->pid1, body, 100000, NULL, NULL, &st, NULL), 201);
 	EHR_ASSERT_OK(key_of(key, sizeof(key), st.rid));
 	EHR_ASSERT_OK(obj_store_get(raw, key, cloud_buf_write, &sink, &before));
-	rows = ehrt_scalar(&w->t, "SELECT count(*) FROM ehr_records");
+	rows = gwp_db_scalar(&w->t, "SELECT count(*) FROM ehr_records");
 	{
 		const char *args[] = { "admin", "rotate-kek", NULL };
-		rc = ehrt_cmd(&w->t, outtxt, sizeof(outtxt), args);
+		rc = gwp_cmd(&w->t, outtxt, sizeof(outtxt), args);
 		fprintf(stderr, "\n%s", outtxt);
 		CU_ASSERT_EQUAL(rc, 0);
 	}
 	/* every data key is now under the new KEK ... */
-	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, "SELECT count(DISTINCT kek_id) FROM ehr_records"), 1);
-	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, "SELECT count(*) FROM ehr_records"), rows);
+	CU_ASSERT_EQUAL(gwp_db_scalar(&w->t, "SELECT count(DISTINCT kek_id) FROM ehr_records"), 1);
+	CU_ASSERT_EQUAL(gwp_db_scalar(&w->t, "SELECT count(*) FROM ehr_records"), rows);
 	{
 		char sql[512], cur[128] = "";
 		FILE *f;
-		snprintf(sql, sizeof(sql), "%s/kek/current", w->t.state);
+		snprintf(sql, sizeof(sql), "%s/kek/current", w->t.state_dir);
 		f = fopen(sql, "r");
 		if (f) {
 			if (fgets(cur, sizeof(cur), f) == NULL)
@@ -873,7 +875,7 @@ static void rotate(struct world *w)
 		}
 		cur[strcspn(cur, "\n")] = '\0';
 		snprintf(sql, sizeof(sql), "SELECT count(*) FROM ehr_records WHERE kek_id = '%s'", cur);
-		CU_ASSERT_EQUAL(ehrt_scalar(&w->t, sql), rows);
+		CU_ASSERT_EQUAL(gwp_db_scalar(&w->t, sql), rows);
 	}
 	/* ... the object was not rewritten ... */
 	ehr_buf_reset(&sink);
@@ -884,17 +886,17 @@ static void rotate(struct world *w)
 	CU_ASSERT(out.len == 100000 && memcmp(out.data, body, 100000) == 0); /* not secret */
 	/* new records use the new KEK */
 	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, NULL, &st, NULL), 201);
-	CU_ASSERT_EQUAL(ehrt_scalar(&w->t, "SELECT count(DISTINCT kek_id) FROM ehr_records"), 1);
+	CU_ASSERT_EQUAL(gwp_db_scalar(&w->t, "SELECT count(DISTINCT kek_id) FROM ehr_records"), 1);
 	/* the old KEK file is retired only now that nothing uses it */
 	{
 		const char *args[] = { "admin", "rotate-kek", "--retire", NULL };
 		char path[400];
 		struct stat sb;
 		int nkeys = 0;
-		rc = ehrt_cmd(&w->t, outtxt, sizeof(outtxt), args);
+		rc = gwp_cmd(&w->t, outtxt, sizeof(outtxt), args);
 		CU_ASSERT_EQUAL(rc, 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(outtxt, "is used by no record: deleted"));
-		snprintf(path, sizeof(path), "ls %s/kek/*.key | wc -l", w->t.state);
+		snprintf(path, sizeof(path), "ls %s/kek/*.key | wc -l", w->t.state_dir);
 		FILE *f = popen(path, "r");
 		if (f) {
 			if (fscanf(f, "%d", &nkeys) != 1) /* cppcheck-suppress invalidscanf */

@@ -9,44 +9,6 @@
 
 #include <openssl/pem.h>
 
-static int ci_build(char *out, size_t cap, const char *base, const char *dbname, const char *user)
-{
-	char *errmsg = NULL;
-	PQconninfoOption *opts = PQconninfoParse(base, &errmsg);
-	struct ehr_buf b = EHR_BUF_INIT(2048);
-	int err = 0;
-
-	if (opts == NULL) {
-		fprintf(stderr, "bad EHRGATE_TEST_PG: %s\n", errmsg ? errmsg : "?");
-		PQfreemem(errmsg);
-		return -1;
-	}
-	for (PQconninfoOption *o = opts; o->keyword; o++) {
-		const char *v = o->val;
-
-		if (strcmp(o->keyword, "dbname") == 0 && dbname)
-			v = dbname;
-		if (strcmp(o->keyword, "user") == 0 && user)
-			v = user;
-		if (v == NULL)
-			continue;
-		err |= ehr_buf_printf(&b, "%s='", o->keyword);
-		for (const char *p = v; *p; p++) {
-			if (*p == '\'' || *p == '\\')
-				err |= ehr_buf_append_u8(&b, '\\');
-			err |= ehr_buf_append_u8(&b, (uint8_t)*p);
-		}
-		err |= ehr_buf_append(&b, "' ", 2);
-	}
-	PQconninfoFree(opts);
-	if (err == 0 && b.len < cap)
-		snprintf(out, cap, "%s", ehr_buf_cstr(&b));
-	else
-		err = -1;
-	ehr_buf_free(&b);
-	return err ? -1 : 0;
-}
-
 PGconn *ltest_connect(const char *ci, bool bypass)
 {
 	PGconn *c = PQconnectdb(ci);
@@ -91,67 +53,6 @@ long long ltest_scalar(PGconn *c, const char *sql)
 	}
 	PQclear(r);
 	return v;
-}
-
-int ltest_db_create(struct ltest_db *db, const char *tag)
-{
-	const char *base = getenv("EHRGATE_TEST_PG");
-	struct ehr_buf sql = EHR_BUF_INIT(1 << 20);
-	char admin_ci[1024], q[256], path[1024];
-	const char *src = getenv("EHRGATE_SOURCE_DIR");
-	PGconn *c;
-	static unsigned counter;
-	int rc = -1;
-
-	if (base == NULL) {
-		fprintf(stderr, "EHRGATE_TEST_PG is not set\n");
-		return -1;
-	}
-	snprintf(db->name, sizeof(db->name), "ledger_%s_%d_%u", tag, (int)getpid(), counter++);
-	if (ci_build(admin_ci, sizeof(admin_ci), base, NULL, NULL) < 0 ||
-	    ci_build(db->super_ci, sizeof(db->super_ci), base, db->name, NULL) < 0 ||
-	    ci_build(db->app_ci, sizeof(db->app_ci), base, db->name, "ehrgate_app") < 0)
-		return -1;
-	c = ltest_connect(admin_ci, false);
-	if (c == NULL)
-		return -1;
-	snprintf(q, sizeof(q), "DROP DATABASE IF EXISTS %s", db->name);
-	ltest_exec(c, q);
-	snprintf(q, sizeof(q), "CREATE DATABASE %s", db->name);
-	if (ltest_exec(c, q) < 0)
-		goto out;
-	/* migration 0001 (gateway core) creates this role; make sure it exists */
-	PQclear(PQexec(c, "DO $$BEGIN IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'ehrgate_app') "
-	                  "THEN CREATE ROLE ehrgate_app LOGIN; END IF; END$$"));
-	PQfinish(c);
-	c = ltest_connect(db->super_ci, false);
-	if (c == NULL)
-		return -1;
-	snprintf(path, sizeof(path), "%s/schemas/sql/0010_ledger.sql", src ? src : EHR_SOURCE_DIR);
-	if (ehr_file_read(&sql, path, 1 << 20) < 0) {
-		fprintf(stderr, "cannot read %s\n", path);
-		goto out;
-	}
-	rc = ltest_exec(c, ehr_buf_cstr(&sql));
-out:
-	PQfinish(c);
-	ehr_buf_free(&sql);
-	return rc;
-}
-
-void ltest_db_drop(struct ltest_db *db)
-{
-	char admin_ci[1024], q[256];
-	PGconn *c;
-
-	if (ci_build(admin_ci, sizeof(admin_ci), getenv("EHRGATE_TEST_PG"), NULL, NULL) < 0)
-		return;
-	c = ltest_connect(admin_ci, false);
-	if (c == NULL)
-		return;
-	snprintf(q, sizeof(q), "DROP DATABASE IF EXISTS %s WITH (FORCE)", db->name);
-	ltest_exec(c, q);
-	PQfinish(c);
 }
 
 EVP_PKEY *ltest_key_new(void)

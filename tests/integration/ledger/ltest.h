@@ -1,7 +1,8 @@
 /*
- * ltest.h - helpers for the ledger's database tests and benchmark: a fresh
- * database per test with migration 0010 applied, conninfo strings for the
- * superuser and for ehrgate_app, Ed25519 keys, bulk appends.
+ * ltest.h - helpers for the ledger's database tests and benchmark:
+ * connections (one that bypasses triggers, for the tamper tests), Ed25519
+ * keys, bulk appends. The database itself is the harness fixture
+ * (tests/harness/dbfix.h) with LTEST_MIGRATIONS applied.
  */
 #ifndef EHR_LTEST_H
 #define EHR_LTEST_H
@@ -9,16 +10,10 @@
 #include <libpq-fe.h>
 
 #include "ledger/ledger.h"
+#include "tests/harness/dbfix.h"
 
-struct ltest_db {
-	char name[64];
-	char super_ci[1024]; /* superuser, this database */
-	char app_ci[1024];   /* ehrgate_app, this database */
-};
-
-/* Create a database (migration applied) from EHRGATE_TEST_PG. */
-int ltest_db_create(struct ltest_db *db, const char *tag);
-void ltest_db_drop(struct ltest_db *db);
+/* The ledger's own schema only (schemas/sql/0010_ledger.sql). */
+#define LTEST_MIGRATIONS "10"
 /* A superuser connection to db; with bypass, session_replication_role=replica
  * (ordinary triggers do not fire: the tamper tests' attacker). */
 PGconn *ltest_connect(const char *ci, bool bypass);

@@ -22,7 +22,7 @@
 #include "tests/harness/harness.h"
 
 struct fixture {
-	struct ltest_db db;
+	struct ehr_db_fixture db;
 	EVP_PKEY *key;
 	uint8_t pub[32];
 	struct ledger *l;
@@ -30,8 +30,12 @@ struct fixture {
 
 static int fx_open(struct fixture *f, const char *tag, unsigned batch_max, unsigned batch_ms)
 {
+	char name[48];
+	struct ehr_db_opts dbo = { .tag = name, .migrations = LTEST_MIGRATIONS };
+
 	memset(f, 0, sizeof(*f));
-	if (ltest_db_create(&f->db, tag) < 0)
+	snprintf(name, sizeof(name), "ledger_%.30s", tag);
+	if (ehr_db_fixture_new(&f->db, &dbo) < 0)
 		return -1;
 	f->key = ltest_key_new();
 	if (f->key == NULL || ledger_key_raw_public(f->pub, f->key) < 0)
@@ -47,7 +51,7 @@ static void fx_close(struct fixture *f)
 {
 	ledger_close(f->l);
 	EVP_PKEY_free(f->key);
-	ltest_db_drop(&f->db);
+	ehr_db_fixture_free(&f->db);
 }
 
 static int verify(struct fixture *f, uint64_t from, const struct ehr_buf *trusted,
