@@ -9,7 +9,6 @@
  */
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
-#include "gateway/gateway_internal.h"
 
 #include <dirent.h>
 #include <stdio.h>
