@@ -1,6 +1,7 @@
 /*
  * gateway_internal.h - the application's internals, shared between the
- * gateway/ source files and gateway/cmd/. Not part of the face (gateway.h).
+ * gateway/ source files only (gateway/cmd/ uses the face, gateway.h, like
+ * any other module: scripts/layers.conf).
  */
 #ifndef EHR_GATEWAY_INTERNAL_H
 #define EHR_GATEWAY_INTERNAL_H
@@ -27,7 +28,7 @@ extern const size_t gw_routes_test_len;
 
 /* policy_gate.c (contracts & audit): decide one EHR read or append against
  * the access-policy contracts, record it in the ledger (access.decision),
- * count it. 0 = allowed; EHR_ERR_FORBIDDEN = denied (detail = reason);
+ * count it (ehrgate_access_decisions_* in the metrics registry). 0 = allowed; EHR_ERR_FORBIDDEN = denied (detail = reason);
  * EHR_ERR_INVAL = bad X-EHR-Break-Glass / X-EHR-Purpose header; any other
  * error = the decision could not be recorded (refuse with 503). */
 int gw_policy_check(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
@@ -40,7 +41,5 @@ int gw_policy_decide(struct gw_req *r, enum policy_action action, const char *pa
                      const char *category, struct policy_decision *dec);
 int gw_policy_record(struct gw_req *r, enum policy_action action, const char *patient, const char *record_id,
                      const char *category, const struct policy_decision *dec);
-/* Appends the policy counters to /metrics. */
-int gw_policy_metrics_render(struct ehr_buf *out);
 
 #endif
