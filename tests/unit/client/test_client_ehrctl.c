@@ -1,4 +1,4 @@
-/* test_ehrctl_link.c - ehrctl, as built, needs no libpq: `readelf -d` lists
+/* test_client_ehrctl.c - ehrctl, as built, needs no libpq: `readelf -d` lists
  * no NEEDED libpq (scripts/check-layers.sh keeps libpq out of its link
  * closure; this checks the binary itself), and it runs. */
 #include <stdio.h>
