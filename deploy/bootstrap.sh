@@ -20,6 +20,8 @@ APT_PACKAGES=(
 	postgresql curl ca-certificates openssl procps
 	# sanitizers, fuzzing, lint
 	clang libclang-rt-14-dev clang-format cppcheck valgrind
+	# scripts/check-size.sh (function extents); readelf for the ehrctl link test
+	universal-ctags binutils
 	# TLS checks and benchmarks; tests/bench/*.sh use python3 for free ports
 	sslscan wrk nginx-light python3
 	# storage tests: an independent S3 client scans the bucket (tests/integration/ehr)

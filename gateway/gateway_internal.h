@@ -1,6 +1,7 @@
 /*
  * gateway_internal.h - the application's internals, shared between the
- * gateway/ source files and gateway/cmd/. Not part of the face (gateway.h).
+ * gateway/ source files only (gateway/cmd/ uses the face, gateway.h, like
+ * any other module: scripts/layers.conf).
  */
 #ifndef EHR_GATEWAY_INTERNAL_H
 #define EHR_GATEWAY_INTERNAL_H
@@ -29,12 +30,11 @@ extern const size_t gw_routes_test_len;
  * as the policy sees it, from the identity and the X-EHR-Break-Glass /
  * X-EHR-Purpose headers (EHR_ERR_INVAL for a bad one); the record service
  * (records/) fills patient, action, record and category, decides and
- * records. gw_policy_count then counts what it decided: recorded (allow,
- * deny, break-glass, which is also logged) or not (refused with 503). */
+ * records. gw_policy_count then counts what it decided (the
+ * ehrgate_access_decisions_* counters of the metrics registry): recorded
+ * (allow, deny, break-glass, which is also logged) or not (refused with 503). */
 int gw_policy_request(struct gw_req *r, struct policy_request *q);
 void gw_policy_count(const struct policy_request *q, const char *record_id, bool recorded,
                      const struct policy_decision *dec);
-/* Appends the policy counters to /metrics. */
-int gw_policy_metrics_render(struct ehr_buf *out);
 
 #endif

@@ -10,13 +10,32 @@
  *   X-EHR-Purpose: <purpose>             default "treatment"
  * Fails closed: if the decision cannot be recorded, the answer is no.
  */
-#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "common/metrics.h"
 #include "policy/policy.h"
 #include "gateway/gateway_internal.h"
 
-static atomic_ulong n_allow, n_deny, n_break_glass, n_unrecorded;
+enum { DECISION_ALLOW, DECISION_DENY }; /* the series of m_decisions */
+static struct ehr_metric m_decisions =
+        EHR_METRIC_LABELLED(EHR_METRIC_COUNTER, "ehrgate_access_decisions_total",
+                            "EHR access decisions recorded in the ledger.", "decision", "allow", "deny");
+static struct ehr_metric m_break_glass = EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_break_glass_reads_total",
+                                                    "Reads allowed only by a break-glass declaration.");
+static struct ehr_metric m_unrecorded =
+        EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_access_decisions_unrecorded_total",
+                   "Requests refused because their decision could not be recorded.");
+
+/* The counters are in /metrics from the start, zeros included, whether or
+ * not a request ever reaches the gate: registered when the program loads.
+ * The definitions are constants, so a failure is a typo: stop there. */
+__attribute__((constructor)) static void register_metrics(void)
+{
+	if (ehr_metric_register(&m_decisions) < 0 || ehr_metric_register(&m_break_glass) < 0 ||
+	    ehr_metric_register(&m_unrecorded) < 0)
+		abort();
+}
 
 static bool printable(const char *s)
 {
@@ -54,37 +73,18 @@ void gw_policy_count(const struct policy_request *q, const char *record_id, bool
                      const struct policy_decision *dec)
 {
 	if (!recorded) {
-		atomic_fetch_add(&n_unrecorded, 1);
+		ehr_metric_inc(&m_unrecorded, 0);
 		return;
 	}
 	if (dec->effect != POLICY_ALLOW) {
-		atomic_fetch_add(&n_deny, 1);
+		ehr_metric_inc(&m_decisions, DECISION_DENY);
 		return;
 	}
-	atomic_fetch_add(&n_allow, 1);
+	ehr_metric_inc(&m_decisions, DECISION_ALLOW);
 	if (dec->break_glass) {
-		atomic_fetch_add(&n_break_glass, 1);
+		ehr_metric_inc(&m_break_glass, 0);
 		ehr_log_json(EHR_LOG_WARN, "policy.break_glass",
 		             json_pack("{s:s, s:s}", "requester", q->requester, "record",
 		                       record_id ? record_id : ""));
 	}
-}
-
-int gw_policy_metrics_render(struct ehr_buf *out)
-{
-	return ehr_buf_printf(
-	        out,
-	        "# HELP ehrgate_access_decisions_total EHR access decisions recorded in the ledger.\n"
-	        "# TYPE ehrgate_access_decisions_total counter\n"
-	        "ehrgate_access_decisions_total{decision=\"allow\"} %lu\n"
-	        "ehrgate_access_decisions_total{decision=\"deny\"} %lu\n"
-	        "# HELP ehrgate_break_glass_reads_total Reads allowed only by a break-glass declaration.\n"
-	        "# TYPE ehrgate_break_glass_reads_total counter\n"
-	        "ehrgate_break_glass_reads_total %lu\n"
-	        "# HELP ehrgate_access_decisions_unrecorded_total Requests refused because their decision "
-	        "could not be recorded.\n"
-	        "# TYPE ehrgate_access_decisions_unrecorded_total counter\n"
-	        "ehrgate_access_decisions_unrecorded_total %lu\n",
-	        atomic_load(&n_allow), atomic_load(&n_deny), atomic_load(&n_break_glass),
-	        atomic_load(&n_unrecorded));
 }

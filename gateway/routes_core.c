@@ -3,6 +3,7 @@
  * and (only with [server] test_routes = true) test helpers.
  */
 #include "common/db.h"
+#include "common/metrics.h"
 #include "gateway/gateway_internal.h"
 #include "cloud/cloud.h"
 
@@ -53,11 +54,13 @@ static void route_readyz(struct gw_req *r)
 	ehr_buf_free(&down);
 }
 
+/* GET /metrics: the engine's own metrics (routes, connections, TLS reloads),
+ * then everything the modules registered (common/metrics.h). */
 static void route_metrics(struct gw_req *r)
 {
 	struct ehr_buf b = EHR_BUF_INIT(16u << 20);
 
-	if (gw_metrics_render(r, &b) < 0 || gw_policy_metrics_render(&b) < 0) {
+	if (gw_metrics_render(r, &b) < 0 || ehr_metrics_render(&b) < 0) {
 		ehr_buf_free(&b);
 		gw_reply_err(r, EHR_ERR_INTERNAL);
 		return;

@@ -3,7 +3,11 @@
 #   1. scripts/check-banned.sh   banned C functions (CONVENTIONS.md)
 #   2. clang-format --dry-run -Werror on every *.c / *.h (style: .clang-format)
 #   3. cppcheck (warning, portability, performance) with --error-exitcode=1
-# All three always run; the exit status is non-zero if any failed.
+#   4. scripts/check-layers.sh   includes and CMake links go one way (layers.conf)
+#   5. scripts/check-headers.sh  every header compiles alone
+#   6. scripts/check-size.sh     files <= 800 lines, functions <= 100 (ratchet:
+#                                scripts/size-exceptions.txt)
+# All always run; the exit status is non-zero if any failed.
 # Fix formatting with:  clang-format -i FILE...
 # Silence a cppcheck false positive on one line with a comment on the line above:
 #   // cppcheck-suppress <id>
@@ -38,6 +42,15 @@ if ! cppcheck -q --std=c11 --enable=warning,portability,performance --inline-sup
 	-I. -j2 "${DIRS[@]}"; then
 	fail=1
 fi
+
+echo "lint: layers (includes, links)"
+bash scripts/check-layers.sh || fail=1
+
+echo "lint: self-contained headers"
+bash scripts/check-headers.sh || fail=1
+
+echo "lint: sizes"
+bash scripts/check-size.sh || fail=1
 
 if [ "$fail" = 0 ]; then
 	echo "lint: ok"

@@ -17,7 +17,6 @@
  */
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
-#include "gateway/gateway_internal.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -10,7 +10,6 @@
 #include "common/db.h"
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
-#include "gateway/gateway_internal.h"
 
 #include <dirent.h>
 #include <stdio.h>

@@ -4,7 +4,6 @@
  */
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
-#include "gateway/gateway_internal.h"
 
 #include <malloc.h>
 #include <signal.h>

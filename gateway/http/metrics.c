@@ -1,5 +1,9 @@
 /*
- * metrics.c - Prometheus text exposition (format 0.0.4).
+ * metrics.c - the engine's own metrics in Prometheus text (format 0.0.4):
+ * requests and latency by route, open connections, in-flight requests, the
+ * blocking queue, refusals and TLS reloads. They belong to one server
+ * instance, so they live here and not in the process-wide registry
+ * (common/metrics.h), which /metrics renders after them.
  *
  * Each worker owns a shard and is its only writer, so an observation is a
  * relaxed load and store with no lock and no shared cache line. A scrape

@@ -6,7 +6,6 @@
  * Literal segments compare byte for byte against the raw segment. Decoded
  * parameters may not contain NUL or '/', so an id can never smuggle a path.
  */
-#include "gateway/gateway.h"
 #include "gateway/http/http_internal.h"
 
 #include <stdio.h>
