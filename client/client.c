@@ -253,25 +253,50 @@ static size_t on_read(char *buf, size_t size, size_t nitems, void *ud)
 	return (size_t)n;
 }
 
-static int perform(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
-                   const char *path, const char *const *headers, const void *body, size_t len,
-                   struct fd_body *fb, int64_t fd_size, ehr_client_data_fn on_data, void *ud)
+/* The request's headers: no Expect, the DPoP-bound token with a fresh
+ * proof for this method and URL, the caller's headers, and a JSON
+ * Content-Type for a body unless the caller gave one. The list goes into
+ * *hl even on failure (the caller frees it). */
+static int request_headers(struct ehr_client *c, struct curl_slist **hl, const char *method, const char *url,
+                           const char *const *headers, bool has_body)
 {
-	struct ehr_buf url = EHR_BUF_INIT(8192), proof = EHR_BUF_INIT(AUTH_MAX_JWS), h = EHR_BUF_INIT(8192);
-	struct curl_slist *hl = NULL;
-	struct sink sink = { resp, on_data, ud, false };
-	struct ehr_buf local = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
-	char errbuf[CURL_ERROR_SIZE] = "";
-	CURL *cu = c->curl;
-	CURLcode rc;
+	struct ehr_buf proof = EHR_BUF_INIT(AUTH_MAX_JWS), h = EHR_BUF_INIT(8192);
+	bool has_ct = false;
 	int err = 0;
 
-	*status = 0;
-	if (resp == NULL && on_data == NULL)
-		sink.buf = &local;
-	GUARD_GOTO(ehr_buf_printf(&url, "%s%s", c->url, path));
+	*hl = curl_slist_append(*hl, "Expect:");
+	if (c->dpop_key != NULL && c->token != NULL) {
+		/* A proof per request, bound to method, URL and this token. */
+		GUARD_GOTO(auth_dpop_create(&proof, c->dpop_key, method, url, c->token, time(NULL)));
+		GUARD_GOTO(ehr_buf_printf(&h, "Authorization: DPoP %s", c->token));
+		*hl = curl_slist_append(*hl, ehr_buf_cstr(&h));
+		ehr_buf_reset(&h);
+		GUARD_GOTO(ehr_buf_printf(&h, "DPoP: %s", ehr_buf_cstr(&proof)));
+		*hl = curl_slist_append(*hl, ehr_buf_cstr(&h));
+	}
+	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
+		has_ct = has_ct || strncasecmp(headers[i], "Content-Type:", 13) == 0;
+		*hl = curl_slist_append(*hl, headers[i]);
+	}
+	if (has_body && !has_ct)
+		*hl = curl_slist_append(*hl, "Content-Type: application/json");
+	ENSURE_GOTO(*hl != NULL, EHR_ERR_NOMEM);
+out:
+	ehr_buf_free(&proof);
+	ehr_buf_free_secure(&h);
+	return err;
+}
+
+/* TLS settings, limits and callbacks of one transfer on the client's
+ * handle, and the method with its body (in memory, or streamed from fb). */
+static void set_transfer(struct ehr_client *c, const char *url, char *errbuf, struct sink *sink,
+                         const char *method, const void *body, size_t len, struct fd_body *fb,
+                         int64_t fd_size)
+{
+	CURL *cu = c->curl;
+
 	curl_easy_reset(cu);
-	curl_easy_setopt(cu, CURLOPT_URL, ehr_buf_cstr(&url));
+	curl_easy_setopt(cu, CURLOPT_URL, url);
 	curl_easy_setopt(cu, CURLOPT_PROTOCOLS_STR, "https,http");
 	curl_easy_setopt(cu, CURLOPT_SSL_VERIFYPEER, 1L);
 	curl_easy_setopt(cu, CURLOPT_SSL_VERIFYHOST, 2L);
@@ -289,14 +314,12 @@ static int perform(struct ehr_client *c, long *status, struct ehr_buf *resp, con
 		curl_easy_setopt(cu, CURLOPT_VERBOSE, 1L);
 	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, errbuf);
 	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, on_write);
-	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &sink);
+	curl_easy_setopt(cu, CURLOPT_WRITEDATA, sink);
 	curl_easy_setopt(cu, CURLOPT_HEADERFUNCTION, on_header);
 	curl_easy_setopt(cu, CURLOPT_HEADERDATA, c);
 	curl_easy_setopt(cu, CURLOPT_NOPROGRESS, c->progress ? 0L : 1L);
 	curl_easy_setopt(cu, CURLOPT_XFERINFOFUNCTION, c->progress ? on_progress : NULL);
 	curl_easy_setopt(cu, CURLOPT_XFERINFODATA, c);
-	ehr_buf_reset(&c->resp_headers);
-	c->last_connects = -1;
 	curl_easy_setopt(cu, CURLOPT_CUSTOMREQUEST, method);
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(cu, CURLOPT_NOBODY, 1L);
@@ -310,44 +333,55 @@ static int perform(struct ehr_client *c, long *status, struct ehr_buf *resp, con
 		curl_easy_setopt(cu, CURLOPT_READDATA, fb);
 		curl_easy_setopt(cu, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)fd_size);
 	}
-	hl = curl_slist_append(hl, "Expect:");
-	if (c->dpop_key != NULL && c->token != NULL) {
-		/* A proof per request, bound to method, URL and this token. */
-		GUARD_GOTO(auth_dpop_create(&proof, c->dpop_key, method, ehr_buf_cstr(&url), c->token,
-		                            time(NULL)));
-		GUARD_GOTO(ehr_buf_printf(&h, "Authorization: DPoP %s", c->token));
-		hl = curl_slist_append(hl, ehr_buf_cstr(&h));
-		ehr_buf_reset(&h);
-		GUARD_GOTO(ehr_buf_printf(&h, "DPoP: %s", ehr_buf_cstr(&proof)));
-		hl = curl_slist_append(hl, ehr_buf_cstr(&h));
-	}
-	bool has_ct = false;
-	for (size_t i = 0; headers != NULL && headers[i] != NULL; i++) {
-		has_ct = has_ct || strncasecmp(headers[i], "Content-Type:", 13) == 0;
-		hl = curl_slist_append(hl, headers[i]);
-	}
-	if ((body != NULL || fb != NULL) && !has_ct)
-		hl = curl_slist_append(hl, "Content-Type: application/json");
-	ENSURE_GOTO(hl != NULL, EHR_ERR_NOMEM);
+}
+
+/* A transfer curl could not complete: its text into c->last_error, and the
+ * error: the response was too large, the body could not be read, TLS
+ * refused the peer or our credentials (EHR_ERR_AUTH), or I/O. */
+static int transfer_error(struct ehr_client *c, CURLcode rc, const char *errbuf, const struct sink *sink,
+                          const struct fd_body *fb)
+{
+	ehr_buf_reset(&c->last_error);
+	ehr_buf_printf(&c->last_error, "%s: %s", curl_easy_strerror(rc), errbuf);
+	if (sink->overflow)
+		return ehr_error_set(EHR_ERR_TOO_LARGE, "response larger than the limit");
+	if (fb != NULL && fb->err != 0)
+		return ehr_error_set(EHR_ERR_IO, "reading the body: %s", strerror(fb->err));
+	return ehr_error_set(rc == CURLE_PEER_FAILED_VERIFICATION || rc == CURLE_SSL_CERTPROBLEM ||
+	                                     rc == CURLE_SSL_CACERT_BADFILE
+	                             ? EHR_ERR_AUTH
+	                             : EHR_ERR_IO,
+	                     "request failed: %s", ehr_buf_cstr(&c->last_error));
+}
+
+static int perform(struct ehr_client *c, long *status, struct ehr_buf *resp, const char *method,
+                   const char *path, const char *const *headers, const void *body, size_t len,
+                   struct fd_body *fb, int64_t fd_size, ehr_client_data_fn on_data, void *ud)
+{
+	struct ehr_buf url = EHR_BUF_INIT(8192);
+	struct curl_slist *hl = NULL;
+	struct sink sink = { resp, on_data, ud, false };
+	struct ehr_buf local = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
+	char errbuf[CURL_ERROR_SIZE] = "";
+	CURL *cu = c->curl;
+	CURLcode rc;
+	int err = 0;
+
+	*status = 0;
+	if (resp == NULL && on_data == NULL)
+		sink.buf = &local;
+	GUARD_GOTO(ehr_buf_printf(&url, "%s%s", c->url, path));
+	set_transfer(c, ehr_buf_cstr(&url), errbuf, &sink, method, body, len, fb, fd_size);
+	ehr_buf_reset(&c->resp_headers);
+	c->last_connects = -1;
+	GUARD_GOTO(request_headers(c, &hl, method, ehr_buf_cstr(&url), headers, body != NULL || fb != NULL));
 	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hl);
 	/* A stale entry in this thread's OpenSSL error queue makes SSL_get_error
 	 * report a non-blocking handshake's WANT_READ as a failure inside curl. */
 	ERR_clear_error();
 	rc = curl_easy_perform(cu);
 	if (rc != CURLE_OK) {
-		ehr_buf_reset(&c->last_error);
-		ehr_buf_printf(&c->last_error, "%s: %s", curl_easy_strerror(rc), errbuf);
-		if (sink.overflow)
-			err = ehr_error_set(EHR_ERR_TOO_LARGE, "response larger than the limit");
-		else if (fb != NULL && fb->err != 0)
-			err = ehr_error_set(EHR_ERR_IO, "reading the body: %s", strerror(fb->err));
-		else
-			err = ehr_error_set(rc == CURLE_PEER_FAILED_VERIFICATION ||
-			                                    rc == CURLE_SSL_CERTPROBLEM ||
-			                                    rc == CURLE_SSL_CACERT_BADFILE
-			                            ? EHR_ERR_AUTH
-			                            : EHR_ERR_IO,
-			                    "request failed: %s", ehr_buf_cstr(&c->last_error));
+		err = transfer_error(c, rc, errbuf, &sink, fb);
 		goto out;
 	}
 	curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, status);
@@ -358,8 +392,6 @@ out:
 	curl_easy_setopt(cu, CURLOPT_ERRORBUFFER, NULL);
 	curl_slist_free_all(hl);
 	ehr_buf_free(&url);
-	ehr_buf_free(&proof);
-	ehr_buf_free_secure(&h);
 	ehr_buf_free(&local);
 	return err;
 }

@@ -1,11 +1,17 @@
 /*
  * cloud_internal.h - pieces of cloud/ that tests and fuzzers reach directly:
- * the SigV4 signer, the S3 XML scanner, the backends' vtable.
+ * the SigV4 signer, the S3 XML scanner, the backends' vtable; and what the
+ * S3 backend's files share.
  */
 #ifndef EHR_CLOUD_INTERNAL_H
 #define EHR_CLOUD_INTERNAL_H
 
 #include "cloud/cloud.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include <curl/curl.h>
 
 /* ------------------------------------------------------------ SigV4 */
 
@@ -73,6 +79,84 @@ int s3_xml_next(struct s3_xml_iter *it, const char *name, struct ehr_buf *out);
 int s3_xml_next_raw(struct s3_xml_iter *it, const char *name, const char **p, size_t *n);
 /* Convenience: first element `name` in the document. 1/0/<0 as above. */
 int s3_xml_find(const char *doc, size_t len, const char *name, struct ehr_buf *out);
+
+/* ------------------------------------------------------------ S3 */
+
+/*
+ * The S3 backend is three files: s3.c opens the store and holds the small
+ * verbs (GET, HEAD, DELETE, list, ping), s3_request.c sends one signed
+ * request with retries (s3__do), s3_upload.c puts an object (a streamed
+ * single PUT or a multipart upload). These declarations are theirs alone.
+ */
+#define S3_POOL_MAX 16
+/* Part buffers kept for reuse between uploads (two per upload in flight).
+ * They hold ciphertext only, so they are not wiped. */
+#define S3_SPARE_PARTS 4
+
+struct s3_store {
+	char *scheme; /* "http" / "https" */
+	char *host;   /* host[:port] as it goes in the Host header (path style) */
+	char *vhost;  /* bucket.host[:port] (virtual-hosted style) */
+	char *bucket;
+	char *region;
+	char *access_key;
+	char *secret_key;
+	char *ca_file;
+	struct curl_slist *resolve;
+	bool virtual_host;
+	size_t part_size;
+	uint64_t single_put_max; /* 0: never a streaming single PUT */
+	unsigned max_attempts;
+	unsigned connect_timeout_ms;
+	unsigned timeout_ms;
+	pthread_mutex_t lock; /* guards pool/npool and spare/nspare */
+	CURL *pool[S3_POOL_MAX];
+	size_t npool;
+	uint8_t *spare[S3_SPARE_PARTS]; /* free part buffers, part_size bytes each */
+	size_t nspare;
+};
+
+/* A PUT body pulled from the caller's reader while it is sent (the streaming
+ * single PUT). Not hashed first: it goes as UNSIGNED-PAYLOAD. */
+struct s3_stream {
+	cloud_read_fn rd;
+	void *rctx;
+	uint64_t len;      /* exactly this many bytes (Content-Length) */
+	uint64_t consumed; /* bytes pulled from rd, over all attempts */
+	int err;           /* the reader's error (its detail is this thread's), 0 if none */
+};
+
+struct s3_req {
+	const char *method; /* GET HEAD PUT POST DELETE */
+	const char *key;    /* NULL for the bucket itself */
+	const struct s3_kv *query;
+	size_t nquery;
+	const uint8_t *body;
+	size_t body_len;
+	cloud_write_fn sink; /* GET: where a 2xx body goes */
+	void *sink_ctx;
+	size_t resp_max;            /* bound of a collected body */
+	const atomic_bool *give_up; /* set: no further attempt (NULL: none) */
+	struct s3_stream *stream;   /* PUT: the body comes from a reader (body unused) */
+};
+
+struct s3_resp {
+	long status;
+	struct ehr_buf body;
+	char etag[128];
+	uint64_t content_length;
+	bool have_length;
+};
+
+/* One S3 request with retries (s3_request.c). Returns 0 with rs->status set
+ * for any HTTP answer below 500 (the caller interprets it),
+ * EHR_ERR_UNAVAILABLE when the service stays unreachable or keeps failing.
+ * rs->body is always initialised; the caller frees it. */
+int s3__do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs);
+/* Map a non-2xx answer to an error. */
+int s3__status_err(const struct s3_resp *rs, const char *what);
+/* The put of the backend vtable (s3_upload.c). */
+int s3__put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int64_t size, struct obj_info *info);
 
 /* ------------------------------------------------------- backends */
 

@@ -110,66 +110,67 @@ void s3_sigv4_output_free(struct s3_sigv4_output *out)
 	ehr_buf_free(&out->authorization);
 }
 
-int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
+/* The input's required fields, and a payload hash SigV4 accepts: 64
+ * lower-case hex digits, or the literal UNSIGNED-PAYLOAD (a body streamed
+ * without being hashed first). */
+static int check_input(const struct s3_sigv4_input *in)
 {
-	struct enc_pair *pairs = NULL;
-	struct canon_header *hdrs = NULL;
-	size_t nhdrs = 0;
-	struct ehr_buf signed_headers = EHR_BUF_INIT(8192), key = EHR_BUF_INIT(256);
-	uint8_t h[32], k1[32], k2[32], k3[32], k4[32], sig[32];
-	char hexbuf[65], date[9];
-	int err = 0;
-
-	memset(out, 0, sizeof(*out));
-	ehr_buf_init(&out->canonical_query, 64 * 1024);
-	ehr_buf_init(&out->canonical_uri, 16 * 1024);
-	ehr_buf_init(&out->canonical_request, 256 * 1024);
-	ehr_buf_init(&out->string_to_sign, 4096);
-	ehr_buf_init(&out->authorization, 4096);
-	ENSURE_GOTO(in->method && in->path && in->payload_sha256 && in->amz_date && in->region &&
-	                    in->service && in->access_key && in->secret_key,
-	            EHR_ERR_INVAL);
-	ENSURE_GOTO(strlen(in->amz_date) == 16, EHR_ERR_INVAL);
-	/* The payload hash: 64 lower-case hex digits, or the literal
-	 * UNSIGNED-PAYLOAD (a body streamed without being hashed first). */
+	ENSURE(in->method && in->path && in->payload_sha256 && in->amz_date && in->region && in->service &&
+	               in->access_key && in->secret_key,
+	       EHR_ERR_INVAL);
+	ENSURE(strlen(in->amz_date) == 16, EHR_ERR_INVAL);
 	if (strcmp(in->payload_sha256, "UNSIGNED-PAYLOAD") != 0) {
-		ENSURE_GOTO(strlen(in->payload_sha256) == 64, EHR_ERR_INVAL);
+		ENSURE(strlen(in->payload_sha256) == 64, EHR_ERR_INVAL);
 		for (size_t i = 0; i < 64; i++) {
 			char c = in->payload_sha256[i];
-			ENSURE_GOTO((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'), EHR_ERR_INVAL);
+			ENSURE((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'), EHR_ERR_INVAL);
 		}
 	}
-	memcpy(date, in->amz_date, 8);
-	date[8] = '\0';
+	return 0;
+}
 
-	/* Canonical URI: each segment encoded once, '/' kept; "" means "/". */
-	if (in->path[0] == '\0')
-		GUARD_GOTO(ehr_buf_append_u8(&out->canonical_uri, '/'));
-	else
-		GUARD_GOTO(s3_uri_encode(&out->canonical_uri, in->path, strlen(in->path), true));
+/* Canonical query: encode, then sort by encoded key, then value. */
+static int canonical_query(struct ehr_buf *out, const struct s3_kv *query, size_t nquery)
+{
+	struct enc_pair *pairs;
+	int err = 0;
 
-	/* Canonical query: encode, then sort by encoded key, then value. */
-	if (in->nquery > 0) {
-		pairs = calloc(in->nquery, sizeof(*pairs));
-		ENSURE_GOTO(pairs != NULL, EHR_ERR_NOMEM);
-		for (size_t i = 0; i < in->nquery; i++) {
-			ehr_buf_init(&pairs[i].k, 8192);
-			ehr_buf_init(&pairs[i].v, 8192);
-			GUARD_GOTO(s3_uri_encode(&pairs[i].k, in->query[i].name, strlen(in->query[i].name),
-			                         false));
-			GUARD_GOTO(s3_uri_encode(&pairs[i].v, in->query[i].value, strlen(in->query[i].value),
-			                         false));
-		}
-		qsort(pairs, in->nquery, sizeof(*pairs), pair_cmp);
-		for (size_t i = 0; i < in->nquery; i++) {
-			GUARD_GOTO(ehr_buf_printf(&out->canonical_query, "%s%s=%s", i ? "&" : "",
-			                          ehr_buf_cstr(&pairs[i].k), ehr_buf_cstr(&pairs[i].v)));
-		}
+	if (nquery == 0)
+		return 0;
+	pairs = calloc(nquery, sizeof(*pairs));
+	ENSURE(pairs != NULL, EHR_ERR_NOMEM);
+	for (size_t i = 0; i < nquery; i++) {
+		ehr_buf_init(&pairs[i].k, 8192);
+		ehr_buf_init(&pairs[i].v, 8192);
+		GUARD_GOTO(s3_uri_encode(&pairs[i].k, query[i].name, strlen(query[i].name), false));
+		GUARD_GOTO(s3_uri_encode(&pairs[i].v, query[i].value, strlen(query[i].value), false));
 	}
+	qsort(pairs, nquery, sizeof(*pairs), pair_cmp);
+	for (size_t i = 0; i < nquery; i++) {
+		GUARD_GOTO(ehr_buf_printf(out, "%s%s=%s", i ? "&" : "", ehr_buf_cstr(&pairs[i].k),
+		                          ehr_buf_cstr(&pairs[i].v)));
+	}
+out:
+	for (size_t i = 0; i < nquery; i++) {
+		ehr_buf_free(&pairs[i].k);
+		ehr_buf_free(&pairs[i].v);
+	}
+	free(pairs);
+	return err;
+}
 
-	/* Canonical headers: lower-case names, sorted, duplicates joined. */
+/* The canonical request (method, URI, query, canonical headers, signed
+ * headers, payload hash) and the signed-headers list. Canonical headers:
+ * lower-case names, sorted, duplicates joined with ',' in input order. */
+static int canonical_request(struct s3_sigv4_output *out, struct ehr_buf *signed_headers,
+                             const struct s3_sigv4_input *in)
+{
+	struct canon_header *hdrs;
+	size_t nhdrs = 0;
+	int err = 0;
+
 	hdrs = calloc(in->nheaders ? in->nheaders : 1, sizeof(*hdrs));
-	ENSURE_GOTO(hdrs != NULL, EHR_ERR_NOMEM);
+	ENSURE(hdrs != NULL, EHR_ERR_NOMEM);
 	for (size_t i = 0; i < in->nheaders; i++) {
 		size_t j, nl = strlen(in->headers[i].name);
 		char *lower = malloc(nl + 1);
@@ -200,51 +201,83 @@ int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
 	for (size_t i = 0; i < nhdrs; i++) {
 		GUARD_GOTO(ehr_buf_printf(&out->canonical_request, "%s:%s\n", hdrs[i].name,
 		                          ehr_buf_cstr(&hdrs[i].value)));
-		GUARD_GOTO(ehr_buf_printf(&signed_headers, "%s%s", i ? ";" : "", hdrs[i].name));
+		GUARD_GOTO(ehr_buf_printf(signed_headers, "%s%s", i ? ";" : "", hdrs[i].name));
 	}
-	GUARD_GOTO(ehr_buf_printf(&out->canonical_request, "\n%s\n%s", ehr_buf_cstr(&signed_headers),
+	GUARD_GOTO(ehr_buf_printf(&out->canonical_request, "\n%s\n%s", ehr_buf_cstr(signed_headers),
 	                          in->payload_sha256));
+out:
+	for (size_t i = 0; i < nhdrs; i++) {
+		free(hdrs[i].name);
+		ehr_buf_free(&hdrs[i].value);
+	}
+	free(hdrs);
+	return err;
+}
+
+/* The signature in hex: the signing key is an HMAC chain over date,
+ * region, service and "aws4_request" from the secret key; it signs the
+ * string to sign. Every key is wiped. */
+static int signature(char out[65], const struct s3_sigv4_input *in, const char *date,
+                     const struct ehr_buf *string_to_sign)
+{
+	struct ehr_buf key = EHR_BUF_INIT(256);
+	uint8_t k1[32], k2[32], k3[32], k4[32], sig[32];
+	int err = 0;
+
+	GUARD_GOTO(ehr_buf_printf(&key, "AWS4%s", in->secret_key));
+	GUARD_GOTO(hmac_sha256(k1, key.data, key.len, date, strlen(date)));
+	GUARD_GOTO(hmac_sha256(k2, k1, 32, in->region, strlen(in->region)));
+	GUARD_GOTO(hmac_sha256(k3, k2, 32, in->service, strlen(in->service)));
+	GUARD_GOTO(hmac_sha256(k4, k3, 32, "aws4_request", 12));
+	GUARD_GOTO(hmac_sha256(sig, k4, 32, string_to_sign->data, string_to_sign->len));
+	hex32(out, sig);
+out:
+	ehr_buf_free_secure(&key);
+	OPENSSL_cleanse(k1, sizeof(k1));
+	OPENSSL_cleanse(k2, sizeof(k2));
+	OPENSSL_cleanse(k3, sizeof(k3));
+	OPENSSL_cleanse(k4, sizeof(k4));
+	return err;
+}
+
+int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
+{
+	struct ehr_buf signed_headers = EHR_BUF_INIT(8192);
+	uint8_t h[32];
+	char hexbuf[65], date[9];
+	int err = 0;
+
+	memset(out, 0, sizeof(*out));
+	ehr_buf_init(&out->canonical_query, 64 * 1024);
+	ehr_buf_init(&out->canonical_uri, 16 * 1024);
+	ehr_buf_init(&out->canonical_request, 256 * 1024);
+	ehr_buf_init(&out->string_to_sign, 4096);
+	ehr_buf_init(&out->authorization, 4096);
+	GUARD_GOTO(check_input(in));
+	memcpy(date, in->amz_date, 8);
+	date[8] = '\0';
+
+	/* Canonical URI: each segment encoded once, '/' kept; "" means "/". */
+	if (in->path[0] == '\0')
+		GUARD_GOTO(ehr_buf_append_u8(&out->canonical_uri, '/'));
+	else
+		GUARD_GOTO(s3_uri_encode(&out->canonical_uri, in->path, strlen(in->path), true));
+	GUARD_GOTO(canonical_query(&out->canonical_query, in->query, in->nquery));
+	GUARD_GOTO(canonical_request(out, &signed_headers, in));
 
 	/* String to sign. */
 	SHA256(out->canonical_request.data, out->canonical_request.len, h);
 	hex32(hexbuf, h);
 	GUARD_GOTO(ehr_buf_printf(&out->string_to_sign, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s",
 	                          in->amz_date, date, in->region, in->service, hexbuf));
-
-	/* Signing key: HMAC chain over date, region, service, "aws4_request". */
-	GUARD_GOTO(ehr_buf_printf(&key, "AWS4%s", in->secret_key));
-	GUARD_GOTO(hmac_sha256(k1, key.data, key.len, date, strlen(date)));
-	GUARD_GOTO(hmac_sha256(k2, k1, 32, in->region, strlen(in->region)));
-	GUARD_GOTO(hmac_sha256(k3, k2, 32, in->service, strlen(in->service)));
-	GUARD_GOTO(hmac_sha256(k4, k3, 32, "aws4_request", 12));
-	GUARD_GOTO(hmac_sha256(sig, k4, 32, out->string_to_sign.data, out->string_to_sign.len));
-	hex32(out->signature, sig);
+	GUARD_GOTO(signature(out->signature, in, date, &out->string_to_sign));
 	GUARD_GOTO(ehr_buf_printf(
 	        &out->authorization,
 	        "AWS4-HMAC-SHA256 Credential=%s/%s/%s/%s/aws4_request, SignedHeaders=%s, Signature=%s",
 	        in->access_key, date, in->region, in->service, ehr_buf_cstr(&signed_headers),
 	        out->signature));
 out:
-	if (pairs) {
-		for (size_t i = 0; i < in->nquery; i++) {
-			ehr_buf_free(&pairs[i].k);
-			ehr_buf_free(&pairs[i].v);
-		}
-		free(pairs);
-	}
-	if (hdrs) {
-		for (size_t i = 0; i < nhdrs; i++) {
-			free(hdrs[i].name);
-			ehr_buf_free(&hdrs[i].value);
-		}
-		free(hdrs);
-	}
 	ehr_buf_free(&signed_headers);
-	ehr_buf_free_secure(&key);
-	OPENSSL_cleanse(k1, sizeof(k1));
-	OPENSSL_cleanse(k2, sizeof(k2));
-	OPENSSL_cleanse(k3, sizeof(k3));
-	OPENSSL_cleanse(k4, sizeof(k4));
 	if (err < 0)
 		s3_sigv4_output_free(out);
 	return err;

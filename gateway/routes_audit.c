@@ -19,12 +19,11 @@
 #include "common/db.h"
 #include "policy/policy.h"
 #include "gateway/gateway.h"
+#include "gateway/routes_audit_internal.h"
 
 #define AUDIT_MAX_BODY (32 * 1024)
 #define AUDIT_PAGE_DEFAULT 100
 #define AUDIT_PAGE_MAX 1000
-#define EHR_XSTR(x) #x
-#define EHR_STR(x) EHR_XSTR(x)
 
 /* ------------------------------------------------------------- helpers */
 
@@ -54,6 +53,13 @@ static void reply_err(struct gw_req *r, int err)
 	}
 }
 
+/* The stream's error reply (routes_audit_internal.h): the same mapping as
+ * every route here. */
+void gw__audit_reply_err(struct gw_req *r, int err)
+{
+	reply_err(r, err);
+}
+
 static json_t *body_json(struct gw_req *r)
 {
 	size_t len = 0;
@@ -73,7 +79,7 @@ static json_t *body_json(struct gw_req *r)
 }
 
 /* Optional unsigned query parameter; replies 400 and returns false if bad. */
-static bool query_u64(struct gw_req *r, const char *name, uint64_t *out, uint64_t dflt, uint64_t max)
+bool gw__audit_query_u64(struct gw_req *r, const char *name, uint64_t *out, uint64_t dflt, uint64_t max)
 {
 	const char *s = gw_req_query(r, name);
 
@@ -191,16 +197,6 @@ out:
 
 /* ------------------------------------------------------ reading entries */
 
-struct collect {
-	json_t *items;
-	bool fhir;
-	bool access_log;
-	const char *origin;
-	uint64_t last_seq;
-	unsigned n;
-	int err;
-};
-
 static const char *fhir_action(const char *type, const json_t *payload)
 {
 	const char *a = json_string_value(json_object_get(payload, "action"));
@@ -263,9 +259,10 @@ static json_t *fhir_audit_event(const struct ledger_entry *e, const json_t *payl
 	return ev;
 }
 
-static int collect_entry(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
+/* A ledger_query callback (routes_audit_internal.h). */
+int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
 {
-	struct collect *c = ctx;
+	struct gw__audit_collect *c = ctx;
 	json_t *payload = NULL, *item = NULL;
 	struct ehr_buf b64 = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD + 1024);
 	char when[32];
@@ -367,7 +364,7 @@ static void list_entries(struct gw_req *r, bool access_log)
 	const struct gw_identity *id = gw_req_identity(r);
 	struct gw_app *app = gw_req_app(r);
 	struct ledger_query q;
-	struct collect c;
+	struct gw__audit_collect c;
 	uint64_t limit, from, to, since, until, cursor;
 	char next[24];
 	json_t *body;
@@ -375,10 +372,12 @@ static void list_entries(struct gw_req *r, bool access_log)
 
 	memset(&q, 0, sizeof(q));
 	memset(&c, 0, sizeof(c));
-	if (!query_u64(r, "limit", &limit, AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX) ||
-	    !query_u64(r, "from_seq", &from, 0, INT64_MAX) || !query_u64(r, "to_seq", &to, 0, INT64_MAX) ||
-	    !query_u64(r, "since", &since, 0, INT64_MAX) || !query_u64(r, "until", &until, 0, INT64_MAX) ||
-	    !query_u64(r, "cursor", &cursor, 0, INT64_MAX))
+	if (!gw__audit_query_u64(r, "limit", &limit, AUDIT_PAGE_DEFAULT, AUDIT_PAGE_MAX) ||
+	    !gw__audit_query_u64(r, "from_seq", &from, 0, INT64_MAX) ||
+	    !gw__audit_query_u64(r, "to_seq", &to, 0, INT64_MAX) ||
+	    !gw__audit_query_u64(r, "since", &since, 0, INT64_MAX) ||
+	    !gw__audit_query_u64(r, "until", &until, 0, INT64_MAX) ||
+	    !gw__audit_query_u64(r, "cursor", &cursor, 0, INT64_MAX))
 		return;
 	if (limit == 0)
 		limit = AUDIT_PAGE_DEFAULT;
@@ -415,7 +414,7 @@ static void list_entries(struct gw_req *r, bool access_log)
 	if (q.from_seq == UINT64_MAX || (q.to_seq && q.from_seq >= q.to_seq))
 		err = 0;
 	else
-		err = ledger_query(gw_app_ledger(app), &q, collect_entry, &c);
+		err = ledger_query(gw_app_ledger(app), &q, gw__audit_collect_entry, &c);
 	if (err < 0) {
 		json_decref(c.items);
 		reply_err(r, err);
@@ -468,7 +467,7 @@ static void h_checkpoint(struct gw_req *r)
 	uint64_t size;
 	int err;
 
-	if (!query_u64(r, "size", &size, 0, INT64_MAX))
+	if (!gw__audit_query_u64(r, "size", &size, 0, INT64_MAX))
 		return;
 	err = ledger_checkpoint(gw_app_ledger(gw_req_app(r)), size, &note);
 	if (err < 0)
@@ -505,7 +504,8 @@ static void h_inclusion(struct gw_req *r)
 		gw_reply_error(r, 400, "invalid_request", "index and size are required");
 		return;
 	}
-	if (!query_u64(r, "index", &index, 0, INT64_MAX) || !query_u64(r, "size", &size, 0, INT64_MAX))
+	if (!gw__audit_query_u64(r, "index", &index, 0, INT64_MAX) ||
+	    !gw__audit_query_u64(r, "size", &size, 0, INT64_MAX))
 		return;
 	if (id->role == GW_ROLE_PATIENT) {
 		/* Patients may prove their own entries only; others' look absent. */
@@ -545,7 +545,8 @@ static void h_consistency(struct gw_req *r)
 		gw_reply_error(r, 400, "invalid_request", "from and to are required");
 		return;
 	}
-	if (!query_u64(r, "from", &from, 0, INT64_MAX) || !query_u64(r, "to", &to, 0, INT64_MAX))
+	if (!gw__audit_query_u64(r, "from", &from, 0, INT64_MAX) ||
+	    !gw__audit_query_u64(r, "to", &to, 0, INT64_MAX))
 		return;
 	if (from == 0 || from > to) {
 		gw_reply_error(r, 400, "invalid_request", "need 0 < from <= to");
@@ -557,332 +558,6 @@ static void h_consistency(struct gw_req *r)
 	else
 		gw_reply_json(r, 200,
 		              ledger_proof_json(to, from, true, (const uint8_t(*)[LEDGER_HASH_LEN])proof, n));
-}
-
-/* --------------------------------------------------------- live stream */
-
-/*
- * GET /v1/audit/stream: Server-Sent Events, one event per ledger entry,
- * `id` = seq (docs/AUDIT.md §3). Each stream has its own Postgres
- * connection, driven asynchronously from the connection's event loop:
- * it LISTENs on the channel the ledger NOTIFYs after every commit (by any
- * gateway instance), and on a notification fetches the entries past the
- * last one sent. The loop never blocks on it. A client that does not read
- * fast enough is cut off once more than `buffer` bytes are queued for it,
- * with a final `overflow` event naming the id to resume after.
- */
-#define AUDIT_LEDGER_CHANNEL "ehrgate_ledger" /* contracts/ledger_store.c NOTIFYs it, payload = last seq */
-#define SSE_BATCH 100
-#define SSE_BUFFER_DEFAULT (1u << 20)
-/* Each stream holds one Postgres connection: bound them per process. */
-#define SSE_MAX_STREAMS 64
-
-static atomic_int sse_open;
-
-struct sse {
-	struct gw_stream *s;
-	PGconn *pg;
-	struct event *pg_ev, *hb_ev, *retry_ev;
-	uint64_t next; /* first seq not yet sent */
-	bool have_sent;
-	bool busy, dirty, more;
-	unsigned rows; /* rows of the batch in progress */
-	size_t limit;  /* backlog bound, bytes */
-	unsigned heartbeat_s;
-	bool ended;
-};
-
-static void sse_free(struct sse *x)
-{
-	if (x == NULL)
-		return;
-	atomic_fetch_sub(&sse_open, 1);
-	if (x->pg_ev)
-		event_free(x->pg_ev);
-	if (x->hb_ev)
-		event_free(x->hb_ev);
-	if (x->retry_ev)
-		event_free(x->retry_ev);
-	if (x->pg)
-		PQfinish(x->pg);
-	free(x);
-}
-
-static void sse_end(struct sse *x)
-{
-	if (x->ended)
-		return;
-	x->ended = true;
-	gw_stream_end(x->s);
-	sse_free(x);
-}
-
-static void sse_on_close(struct gw_stream *s, void *ud)
-{
-	(void)s;
-	sse_end(ud);
-}
-
-static int sse_send(struct sse *x, const char *text, size_t len)
-{
-	return gw_stream_write(x->s, text, len);
-}
-
-static bool sse_fetch(struct sse *x)
-{
-	char from[24];
-	const char *p[] = { from };
-
-	snprintf(from, sizeof(from), "%llu", (unsigned long long)x->next);
-	if (!PQsendQueryParams(x->pg,
-	                       "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1::bigint "
-	                       "ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
-	                       1, NULL, p, NULL, NULL, 0))
-		return false;
-	while (PQflush(x->pg) == 1)
-		; /* a few dozen bytes on a local socket */
-	x->busy = true;
-	x->rows = 0;
-	return true;
-}
-
-/* One row -> one event. False ends the stream (client gone or overflow). */
-static bool sse_row(struct sse *x, PGresult *res, int i)
-{
-	size_t len = 0;
-	unsigned char *raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, i, 2), &len);
-	struct ledger_entry e;
-	struct collect c;
-	struct ehr_buf ev = EHR_BUF_INIT(4 * LEDGER_MAX_PAYLOAD);
-	char *data = NULL;
-	bool ok = false;
-
-	memset(&c, 0, sizeof(c));
-	c.items = json_array();
-	if (raw == NULL || c.items == NULL || ledger_entry_decode(&e, raw, len, false) < 0)
-		goto out;
-	ehr_parse_u64(&e.block_height, PQgetvalue(res, i, 1), UINT64_MAX);
-	if (collect_entry(&c, &e, raw, len) < 0 ||
-	    (data = json_dumps(json_array_get(c.items, 0), JSON_COMPACT)) == NULL)
-		goto out;
-	if (ehr_buf_printf(&ev, "id: %llu\nevent: entry\ndata: %s\n\n", (unsigned long long)e.seq, data) <
-	            0 ||
-	    sse_send(x, (const char *)ev.data, ev.len) < 0)
-		goto out;
-	x->next = e.seq + 1;
-	x->have_sent = true;
-	if (gw_stream_backlog(x->s) > x->limit) {
-		struct ehr_buf o = EHR_BUF_INIT(256);
-		ehr_buf_printf(&o,
-		               "event: overflow\ndata: {\"reason\":\"slow "
-		               "consumer\",\"last_event_id\":\"%llu\"}\n\n",
-		               (unsigned long long)e.seq);
-		sse_send(x, ehr_buf_cstr(&o), o.len);
-		ehr_buf_free(&o);
-		ehr_logf(EHR_LOG_WARN, "audit.stream_overflow", "slow consumer cut off after seq %llu",
-		         (unsigned long long)e.seq);
-		goto out;
-	}
-	ok = true;
-out:
-	free(data);
-	json_decref(c.items);
-	ehr_buf_free(&ev);
-	if (raw)
-		PQfreemem(raw);
-	return ok;
-}
-
-static void sse_pump(struct sse *x);
-
-static void sse_retry(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	sse_pump(arg);
-}
-
-/* Start the next fetch if one is due and the client keeps up. */
-static void sse_pump(struct sse *x)
-{
-	if (x->busy || !(x->dirty || x->more))
-		return;
-	if (gw_stream_backlog(x->s) > x->limit / 2) {
-		struct timeval tv = { 0, 50 * 1000 };
-		evtimer_add(x->retry_ev, &tv);
-		return;
-	}
-	x->dirty = x->more = false;
-	if (!sse_fetch(x)) {
-		ehr_logf(EHR_LOG_WARN, "audit.stream_db", "fetch failed: %s", PQerrorMessage(x->pg));
-		sse_end(x);
-	}
-}
-
-static void sse_on_pg(evutil_socket_t fd, short what, void *arg)
-{
-	struct sse *x = arg;
-	PGnotify *n;
-
-	(void)fd;
-	(void)what;
-	if (!PQconsumeInput(x->pg)) {
-		ehr_logf(EHR_LOG_WARN, "audit.stream_db", "lost the database: %s", PQerrorMessage(x->pg));
-		sse_end(x); /* the client reconnects with Last-Event-ID */
-		return;
-	}
-	while ((n = PQnotifies(x->pg)) != NULL) {
-		x->dirty = true;
-		PQfreemem(n);
-	}
-	while (x->busy && !PQisBusy(x->pg)) {
-		PGresult *res = PQgetResult(x->pg);
-		if (res == NULL) {
-			x->busy = false;
-			x->more = x->rows == SSE_BATCH;
-			break;
-		}
-		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-			ehr_logf(EHR_LOG_WARN, "audit.stream_db", "query failed: %s",
-			         PQresultErrorMessage(res));
-			PQclear(res);
-			sse_end(x);
-			return;
-		}
-		for (int i = 0; i < PQntuples(res); i++) {
-			x->rows++;
-			if (!sse_row(x, res, i)) {
-				PQclear(res);
-				sse_end(x);
-				return;
-			}
-		}
-		PQclear(res);
-	}
-	sse_pump(x);
-}
-
-static void sse_heartbeat(evutil_socket_t fd, short what, void *arg)
-{
-	struct sse *x = arg;
-	char hb[64];
-	int n;
-
-	(void)fd;
-	(void)what;
-	n = snprintf(hb, sizeof(hb), ": heartbeat %lld\n\n", (long long)ehr_now_ms());
-	if (sse_send(x, hb, (size_t)n) < 0)
-		sse_end(x);
-}
-
-static void sse_start(struct gw_stream *s, void *ud)
-{
-	struct sse *x = ud;
-	struct event_base *base;
-	struct timeval hb;
-	static const char hello[] = ": ehrgate audit stream\nretry: 1000\n\n";
-
-	if (s == NULL) {
-		sse_free(x);
-		return;
-	}
-	x->s = s;
-	base = gw_stream_base(s);
-	gw_stream_set_close_cb(s, sse_on_close, x);
-	x->pg_ev = event_new(base, PQsocket(x->pg), EV_READ | EV_PERSIST, sse_on_pg, x);
-	x->hb_ev = event_new(base, -1, EV_PERSIST, sse_heartbeat, x);
-	x->retry_ev = evtimer_new(base, sse_retry, x);
-	hb.tv_sec = x->heartbeat_s;
-	hb.tv_usec = 0;
-	if (x->pg_ev == NULL || x->hb_ev == NULL || x->retry_ev == NULL || event_add(x->pg_ev, NULL) != 0 ||
-	    event_add(x->hb_ev, &hb) != 0 || sse_send(x, hello, sizeof(hello) - 1) < 0) {
-		sse_end(x);
-		return;
-	}
-	x->dirty = true; /* catch up from `next` at once */
-	sse_pump(x);
-}
-
-static void h_audit_stream(struct gw_req *r)
-{
-	const struct gw_config *cfg = gw_app_config(gw_req_app(r));
-	const char *last = gw_req_header(r, "Last-Event-ID"), *since = gw_req_query(r, "since");
-	uint64_t v, hb, buf;
-	struct sse *x;
-	PGresult *res;
-
-	if (!query_u64(r, "heartbeat", &hb, 15, 60) ||
-	    !query_u64(r, "buffer", &buf, SSE_BUFFER_DEFAULT, 64u << 20))
-		return;
-	if (hb == 0 || buf < 1024) {
-		gw_reply_error(r, 400, "invalid_request",
-		               "heartbeat must be 1..60 s and buffer at least 1024 bytes");
-		return;
-	}
-	if (atomic_fetch_add(&sse_open, 1) >= SSE_MAX_STREAMS) {
-		atomic_fetch_sub(&sse_open, 1);
-		gw_reply_header(r, "Retry-After", "5");
-		gw_reply_error(r, 503, "unavailable", "too many open audit streams, retry later");
-		return;
-	}
-	x = calloc(1, sizeof(*x));
-	if (x == NULL) {
-		atomic_fetch_sub(&sse_open, 1);
-		reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "out of memory"));
-		return;
-	}
-	x->heartbeat_s = (unsigned)hb;
-	x->limit = (size_t)buf;
-	if (last != NULL) { /* resume after the last event seen */
-		if (ehr_parse_u64(&v, last, INT64_MAX - 1) < 0) {
-			sse_free(x);
-			gw_reply_error(r, 400, "invalid_request", "Last-Event-ID must be a seq");
-			return;
-		}
-		x->next = v + 1;
-	} else if (since != NULL) { /* start at this seq */
-		if (ehr_parse_u64(&v, since, INT64_MAX) < 0) {
-			sse_free(x);
-			gw_reply_error(r, 400, "invalid_request", "since must be a seq");
-			return;
-		}
-		x->next = v;
-	}
-	x->pg = PQconnectdb(gw_config_get(cfg, "database", "url"));
-	if (PQstatus(x->pg) != CONNECTION_OK) {
-		ehr_logf(EHR_LOG_WARN, "audit.stream_db", "connect: %s", PQerrorMessage(x->pg));
-		sse_free(x);
-		gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
-		return;
-	}
-	/* LISTEN before reading the head, so nothing committed in between is missed. */
-	res = PQexec(x->pg, "LISTEN " AUDIT_LEDGER_CHANNEL);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		PQclear(res);
-		sse_free(x);
-		gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
-		return;
-	}
-	PQclear(res);
-	if (last == NULL && since == NULL) { /* only new entries */
-		res = PQexec(x->pg, "SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries");
-		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		    ehr_parse_u64(&x->next, PQgetvalue(res, 0, 0), INT64_MAX) < 0) {
-			PQclear(res);
-			sse_free(x);
-			gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
-			return;
-		}
-		PQclear(res);
-	}
-	if (PQsetnonblocking(x->pg, 1) != 0) {
-		sse_free(x);
-		reply_err(r,
-		          ehr_error_set(EHR_ERR_INTERNAL, "cannot make the stream connection non-blocking"));
-		return;
-	}
-	gw_reply_header(r, "X-Accel-Buffering", "no");
-	gw_reply_stream(r, "text/event-stream", sse_start, x);
 }
 
 /* ------------------------------------------------------------- table */
@@ -897,7 +572,7 @@ const struct gw_route gw_routes_audit[] = {
 	  h_contract_revoke },
 	{ "GET", "/v1/me/access-log", "me.access_log", PAT, GW_BLOCKING, h_access_log },
 	{ "GET", "/v1/audit/entries", "audit.entries", AUD, GW_BLOCKING, h_audit_entries },
-	{ "GET", "/v1/audit/stream", "audit.stream", AUD, GW_BLOCKING, h_audit_stream },
+	{ "GET", "/v1/audit/stream", "audit.stream", AUD, GW_BLOCKING, gw__audit_stream },
 	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, GW_BLOCKING, h_checkpoint },
 	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, GW_BLOCKING,
 	  h_inclusion },

@@ -5,8 +5,7 @@
 #   3. cppcheck (warning, portability, performance) with --error-exitcode=1
 #   4. scripts/check-layers.sh   includes and CMake links go one way (layers.conf)
 #   5. scripts/check-headers.sh  every header compiles alone
-#   6. scripts/check-size.sh     files <= 800 lines, functions <= 100 (ratchet:
-#                                scripts/size-exceptions.txt)
+#   6. scripts/check-size.sh     files <= 800 lines, functions <= 100, no exceptions
 # All always run; the exit status is non-zero if any failed.
 # Fix formatting with:  clang-format -i FILE...
 # Silence a cppcheck false positive on one line with a comment on the line above:

@@ -471,18 +471,173 @@ static int prove_entry(struct ehr_client *c, uint64_t seq, uint64_t size, const 
 	return 0;
 }
 
+/* 1. The checkpoint: fetched, its origin taken from its first line unless
+ * one is pinned, and its signature checked with the pinned ledger key.
+ * Prints what failed; returns the exit status (0 or 1). */
+static int verify_checkpoint(struct ehr_client *c, struct ehr_buf *note, const char *origin,
+                             const uint8_t pub[32], uint64_t *size, uint8_t root[LEDGER_HASH_LEN])
+{
+	char origin_buf[256];
+	long status = 0;
+
+	if (ehr_client_request(c, &status, note, "GET", "/v1/ledger/checkpoint", NULL, NULL, 0, NULL, NULL) <
+	            0 ||
+	    status != 200) {
+		fprintf(stderr, "ehrctl audit verify: cannot fetch the checkpoint: %s\n",
+		        status ? ehr_client_last_error(c) : ehr_error_msg());
+		return 1;
+	}
+	if (origin == NULL) {
+		const char *nl = memchr(note->data, '\n', note->len);
+		size_t l = nl ? (size_t)(nl - (const char *)note->data) : 0;
+		if (l == 0 || l >= sizeof(origin_buf)) {
+			fprintf(stderr, "BAD_CHECKPOINT: malformed checkpoint\n");
+			return 1;
+		}
+		memcpy(origin_buf, note->data, l);
+		origin_buf[l] = '\0';
+		origin = origin_buf;
+	}
+	if (ledger_checkpoint_verify(ehr_buf_cstr(note), note->len, pub, origin, size, root) < 0) {
+		fprintf(stderr, "BAD_CHECKPOINT: the checkpoint is not signed by the pinned ledger key: %s\n",
+		        ehr_error_msg());
+		return 1;
+	}
+	return 0;
+}
+
+/* 2. Consistency with what was verified before: the signed tree did not
+ * shrink (ROLLBACK) and extends the one verified then (FORK). Prints what
+ * failed; returns the exit status (0 or 1). */
+static int verify_consistency(struct ehr_client *c, const struct vstate *st, uint64_t size,
+                              const uint8_t root[LEDGER_HASH_LEN])
+{
+	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
+	struct ehr_buf path = EHR_BUF_INIT(512);
+	size_t n = 0;
+	int err = 1;
+
+	if (!st->have)
+		return 0;
+	if (size < st->size) {
+		fprintf(stderr,
+		        "ROLLBACK: the signed tree has %llu entries, fewer than the %llu verified "
+		        "before\n",
+		        (unsigned long long)size, (unsigned long long)st->size);
+		goto out;
+	}
+	if (size > st->size && st->size > 0) {
+		if (ehr_buf_printf(&path, "/v1/ledger/proof/consistency?from=%llu&to=%llu",
+		                   (unsigned long long)st->size, (unsigned long long)size) < 0 ||
+		    fetch_proof(c, ehr_buf_cstr(&path), proof, &n) < 0) {
+			fprintf(stderr, "FORK: no consistency proof from %llu to %llu: %s\n",
+			        (unsigned long long)st->size, (unsigned long long)size, ehr_error_msg());
+			goto out;
+		}
+	}
+	if (st->size > 0 && merkle_check_advance(st->size, st->root, size, root,
+	                                         (const uint8_t(*)[LEDGER_HASH_LEN])proof, n) < 0) {
+		fprintf(stderr, "FORK: the tree of size %llu does not extend the one verified at %llu: %s\n",
+		        (unsigned long long)size, (unsigned long long)st->size, ehr_error_msg());
+		goto out;
+	}
+	err = 0;
+out:
+	ehr_buf_free(&path);
+	return err;
+}
+
+/* 3. Entries from..size-1 fetched, all of them first (so a missing one is
+ * named DROPPED, not mistaken for a bad proof), each checked against its
+ * bytes; their leaf hashes into leaves[0..size-from-1]. Prints what
+ * failed; returns the exit status (0 or 1). */
+static int verify_entries(struct ehr_client *c, uint64_t from, uint64_t size,
+                          uint8_t (*leaves)[LEDGER_HASH_LEN], uint64_t *checked)
+{
+	struct ehr_buf path = EHR_BUF_INIT(512);
+	uint64_t want = from;
+	long status = 0;
+	int err = 1;
+
+	while (want < size) {
+		json_t *resp = NULL, *entries, *e;
+		size_t i;
+
+		ehr_buf_reset(&path);
+		if (ehr_buf_printf(&path, "/v1/audit/entries?from_seq=%llu&to_seq=%llu&limit=1000",
+		                   (unsigned long long)want, (unsigned long long)size) < 0 ||
+		    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 ||
+		    status != 200) {
+			fprintf(stderr, "ehrctl audit verify: cannot fetch entries: %s\n",
+			        status ? ehr_client_last_error(c) : ehr_error_msg());
+			json_decref(resp);
+			goto out;
+		}
+		entries = json_object_get(resp, "entries");
+		if (json_array_size(entries) == 0) {
+			fprintf(stderr, "DROPPED: entries %llu..%llu of the signed tree are missing\n",
+			        (unsigned long long)want, (unsigned long long)size - 1);
+			json_decref(resp);
+			goto out;
+		}
+		json_array_foreach(entries, i, e)
+		{
+			if (want >= size || check_entry(e, want, leaves[want - from]) < 0) {
+				fprintf(stderr, "%s\n",
+				        want >= size ? "REWRITTEN: entries past the tree size"
+				                     : ehr_error_msg());
+				json_decref(resp);
+				goto out;
+			}
+			want++;
+			(*checked)++;
+		}
+		json_decref(resp);
+	}
+	err = 0;
+out:
+	ehr_buf_free(&path);
+	return err;
+}
+
+/* 4. The tree: the verified frontier fr (empty from entry 0) extended with
+ * the leaves of entries from..size-1 must give the signed root; if not,
+ * the first entry not in the signed tree is named. Prints what failed;
+ * returns the exit status (0 or 1). */
+static int verify_root(struct ehr_client *c, struct frontier *fr, uint8_t (*leaves)[LEDGER_HASH_LEN],
+                       uint64_t from, uint64_t size, const uint8_t root[LEDGER_HASH_LEN])
+{
+	uint8_t mth[LEDGER_HASH_LEN];
+
+	for (uint64_t q = from; q < size; q++)
+		frontier_push(fr, leaves[q - from]);
+	frontier_root(fr, mth);
+	if (CRYPTO_memcmp(mth, root, LEDGER_HASH_LEN) == 0)
+		return 0;
+	for (uint64_t q = from; q < size; q++) {
+		if (prove_entry(c, q, size, leaves[q - from], root) < 0) {
+			fprintf(stderr, "%s\n", ehr_error_msg());
+			return 1;
+		}
+	}
+	fprintf(stderr,
+	        "REWRITTEN: the entries do not hash to the signed root of size "
+	        "%llu\n",
+	        (unsigned long long)size);
+	return 1;
+}
+
 static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 {
 	const char *keyfile = NULL, *origin = NULL, *statefile = NULL;
-	char defstate[1024], origin_buf[256];
-	struct ehr_buf note = EHR_BUF_INIT(1 << 16), path = EHR_BUF_INIT(512);
+	char defstate[1024];
+	struct ehr_buf note = EHR_BUF_INIT(1 << 16);
 	uint8_t pub[32], root[LEDGER_HASH_LEN];
 	uint64_t size = 0, from, checked = 0;
 	struct vstate st;
 	uint8_t(*leaves)[LEDGER_HASH_LEN] = NULL;
 	struct frontier fr;
 	bool full = false;
-	long status = 0;
 	int err;
 
 	for (int i = 1; i < argc; i++) {
@@ -511,74 +666,11 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		fprintf(stderr, "ehrctl audit verify: unreadable state %s: %s\n", statefile, ehr_error_msg());
 		return 1;
 	}
-
-	/* 1. The checkpoint. */
-	if (ehr_client_request(c, &status, &note, "GET", "/v1/ledger/checkpoint", NULL, NULL, 0, NULL, NULL) <
-	            0 ||
-	    status != 200) {
-		fprintf(stderr, "ehrctl audit verify: cannot fetch the checkpoint: %s\n",
-		        status ? ehr_client_last_error(c) : ehr_error_msg());
-		err = 1;
+	if ((err = verify_checkpoint(c, &note, origin, pub, &size, root)) != 0 ||
+	    (err = verify_consistency(c, &st, size, root)) != 0)
 		goto out;
-	}
-	if (origin == NULL) {
-		const char *nl = memchr(note.data, '\n', note.len);
-		size_t l = nl ? (size_t)(nl - (const char *)note.data) : 0;
-		if (l == 0 || l >= sizeof(origin_buf)) {
-			fprintf(stderr, "BAD_CHECKPOINT: malformed checkpoint\n");
-			err = 1;
-			goto out;
-		}
-		memcpy(origin_buf, note.data, l);
-		origin_buf[l] = '\0';
-		origin = origin_buf;
-	}
-	if (ledger_checkpoint_verify(ehr_buf_cstr(&note), note.len, pub, origin, &size, root) < 0) {
-		fprintf(stderr, "BAD_CHECKPOINT: the checkpoint is not signed by the pinned ledger key: %s\n",
-		        ehr_error_msg());
-		err = 1;
-		goto out;
-	}
 
-	/* 2. Consistency with what we verified before. */
-	if (st.have) {
-		uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
-		size_t n = 0;
-
-		if (size < st.size) {
-			fprintf(stderr,
-			        "ROLLBACK: the signed tree has %llu entries, fewer than the %llu verified "
-			        "before\n",
-			        (unsigned long long)size, (unsigned long long)st.size);
-			err = 1;
-			goto out;
-		}
-		if (size > st.size && st.size > 0) {
-			ehr_buf_reset(&path);
-			if (ehr_buf_printf(&path, "/v1/ledger/proof/consistency?from=%llu&to=%llu",
-			                   (unsigned long long)st.size, (unsigned long long)size) < 0 ||
-			    fetch_proof(c, ehr_buf_cstr(&path), proof, &n) < 0) {
-				fprintf(stderr, "FORK: no consistency proof from %llu to %llu: %s\n",
-				        (unsigned long long)st.size, (unsigned long long)size,
-				        ehr_error_msg());
-				err = 1;
-				goto out;
-			}
-		}
-		if (st.size > 0 && merkle_check_advance(st.size, st.root, size, root,
-		                                        (const uint8_t(*)[LEDGER_HASH_LEN])proof, n) < 0) {
-			fprintf(stderr,
-			        "FORK: the tree of size %llu does not extend the one verified at %llu: %s\n",
-			        (unsigned long long)size, (unsigned long long)st.size, ehr_error_msg());
-			err = 1;
-			goto out;
-		}
-	}
-
-	/* 3. Every entry fetched: first all of them (so a missing one is named
-	 * DROPPED, not mistaken for a bad proof), each checked against its bytes;
-	 * 4. then the tree: the verified frontier (empty from entry 0) extended
-	 * with their leaves must give the signed root. */
+	/* 3. and 4.: only the entries past the verified frontier, unless --full. */
 	if (st.have && !full && st.have_frontier) {
 		from = st.size;
 		fr = st.fr;
@@ -587,74 +679,15 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		memset(&fr, 0, sizeof(fr));
 	}
 	if (size > from) {
-		uint64_t want = from;
 		leaves = calloc((size_t)(size - from), LEDGER_HASH_LEN);
 		if (leaves == NULL) {
 			fprintf(stderr, "ehrctl audit verify: out of memory\n");
 			err = 1;
 			goto out;
 		}
-		while (want < size) {
-			json_t *resp = NULL, *entries, *e;
-			size_t i;
-
-			ehr_buf_reset(&path);
-			if (ehr_buf_printf(&path, "/v1/audit/entries?from_seq=%llu&to_seq=%llu&limit=1000",
-			                   (unsigned long long)want, (unsigned long long)size) < 0 ||
-			    ehr_client_json(c, &status, &resp, "GET", ehr_buf_cstr(&path), NULL) < 0 ||
-			    status != 200) {
-				fprintf(stderr, "ehrctl audit verify: cannot fetch entries: %s\n",
-				        status ? ehr_client_last_error(c) : ehr_error_msg());
-				json_decref(resp);
-				err = 1;
-				goto out;
-			}
-			entries = json_object_get(resp, "entries");
-			if (json_array_size(entries) == 0) {
-				fprintf(stderr,
-				        "DROPPED: entries %llu..%llu of the signed tree are missing\n",
-				        (unsigned long long)want, (unsigned long long)size - 1);
-				json_decref(resp);
-				err = 1;
-				goto out;
-			}
-			json_array_foreach(entries, i, e)
-			{
-				if (want >= size || check_entry(e, want, leaves[want - from]) < 0) {
-					fprintf(stderr, "%s\n",
-					        want >= size ? "REWRITTEN: entries past the tree size"
-					                     : ehr_error_msg());
-					json_decref(resp);
-					err = 1;
-					goto out;
-				}
-				want++;
-				checked++;
-			}
-			json_decref(resp);
-		}
-		{
-			uint8_t mth[LEDGER_HASH_LEN];
-			for (uint64_t q = from; q < size; q++)
-				frontier_push(&fr, leaves[q - from]);
-			frontier_root(&fr, mth);
-			if (CRYPTO_memcmp(mth, root, LEDGER_HASH_LEN) != 0) {
-				/* Name the first entry that is not in the signed tree. */
-				for (uint64_t q = from; q < size; q++) {
-					if (prove_entry(c, q, size, leaves[q - from], root) < 0) {
-						fprintf(stderr, "%s\n", ehr_error_msg());
-						err = 1;
-						goto out;
-					}
-				}
-				fprintf(stderr,
-				        "REWRITTEN: the entries do not hash to the signed root of size "
-				        "%llu\n",
-				        (unsigned long long)size);
-				err = 1;
-				goto out;
-			}
-		}
+		if ((err = verify_entries(c, from, size, leaves, &checked)) != 0 ||
+		    (err = verify_root(c, &fr, leaves, from, size, root)) != 0)
+			goto out;
 	}
 	if (save_state(statefile, size, root, ehr_buf_cstr(&note), &fr) < 0) {
 		fprintf(stderr, "ehrctl audit verify: cannot save %s: %s\n", statefile, ehr_error_msg());
@@ -668,7 +701,6 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 out:
 	free(leaves);
 	ehr_buf_free(&note);
-	ehr_buf_free(&path);
 	return err;
 }
 

@@ -237,11 +237,99 @@ static bool on_data(const void *data, size_t len, void *ud)
 	return true;
 }
 
+/* To stdout: the reply is buffered whole, so an error body never reaches
+ * stdout as if it were the record. Returns the exit status. */
+static int get_to_stdout(struct ehr_client *c, const char *path, const char *const *hdrs, struct bar *b,
+                         struct sink *s)
+{
+	struct ehr_buf all = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
+	long status = 0;
+	int rc;
+
+	if (ehr_client_request(c, &status, &all, "GET", path, hdrs, NULL, 0, NULL, NULL) < 0) {
+		ehr_buf_free_secure(&all);
+		if (b->drawn)
+			fputc('\n', stderr);
+		fprintf(stderr, "ehrctl record get: %s\n", ehr_client_last_error(c));
+		return 1;
+	}
+	if (b->drawn)
+		bar_draw(b, all.len, all.len, true);
+	if (status == 200) {
+		on_data(all.data, all.len, s);
+		rc = s->err ? 1 : 0;
+	} else {
+		json_t *j = NULL;
+		ehr_json_parse(&j, all.data, all.len, 1 << 20, 16);
+		rc = ctl_finish(c, status, j);
+		json_decref(j);
+	}
+	ehr_buf_free_secure(&all);
+	return rc;
+}
+
+/* To a file: the body is streamed to FILE.part (tmp, open as s->fd) and
+ * renamed to FILE only after a 200 with the whole record. s->fd is closed
+ * here once the file is complete (then -1). Returns the exit status. */
+static int get_to_file(struct ehr_client *c, const char *path, const char *const *hdrs, const char *tmp,
+                       const char *out, struct bar *b, struct sink *s)
+{
+	struct ehr_buf errbody = EHR_BUF_INIT(1 << 20);
+	long status = 0;
+	int rc = 1;
+
+	if (ehr_client_request(c, &status, NULL, "GET", path, hdrs, NULL, 0, on_data, s) < 0) {
+		if (b->drawn)
+			fputc('\n', stderr);
+		fprintf(stderr, "ehrctl record get: %s\n",
+		        s->err ? strerror(s->err) : ehr_client_last_error(c));
+		unlink(tmp);
+		goto out;
+	}
+	if (b->drawn)
+		bar_draw(b, s->n, s->n, true);
+	if (status != 200) {
+		json_t *j = NULL;
+		ehr_file_read(&errbody, tmp, 1 << 20);
+		unlink(tmp);
+		ehr_json_parse(&j, errbody.data, errbody.len, 1 << 20, 16);
+		rc = ctl_finish(c, status, j);
+		json_decref(j);
+		goto out;
+	}
+	{
+		/* A streamed reply has no Content-Length: the gateway's X-EHR-Size
+		 * tells a complete record from a cut one. */
+		char v[32];
+		uint64_t want = 0;
+		if (ehr_client_response_header(c, "X-EHR-Size", v, sizeof(v)) == 0 &&
+		    (ehr_parse_u64(&want, v, UINT64_MAX) < 0 || want != s->n)) {
+			fprintf(stderr,
+			        "ehrctl record get: received %llu bytes, the record has %s: discarded\n",
+			        (unsigned long long)s->n, v);
+			unlink(tmp);
+			goto out;
+		}
+	}
+	if (fsync(s->fd) != 0 || close(s->fd) != 0 || rename(tmp, out) != 0) {
+		fprintf(stderr, "ehrctl record get: writing %s: %s\n", out, strerror(errno));
+		s->fd = -1;
+		unlink(tmp);
+		goto out;
+	}
+	s->fd = -1;
+	fprintf(stderr, "ehrctl record get: %llu bytes written to %s\n", (unsigned long long)s->n, out);
+	rc = 0;
+out:
+	ehr_buf_free(&errbody);
+	return rc;
+}
+
 static int cmd_get(int argc, char **argv)
 {
 	const char *out = NULL, *rid;
 	struct ehr_client *c = NULL;
-	struct ehr_buf path = EHR_BUF_INIT(256), tmp = EHR_BUF_INIT(4096), errbody = EHR_BUF_INIT(1 << 20);
+	struct ehr_buf path = EHR_BUF_INIT(256), tmp = EHR_BUF_INIT(4096);
 	struct ehr_buf hbg = EHR_BUF_INIT(1024), hpurpose = EHR_BUF_INIT(256);
 	static const struct option opts[] = {
 		{ "break-glass", required_argument, NULL, 'B' },
@@ -253,7 +341,6 @@ static int cmd_get(int argc, char **argv)
 	size_t nhdrs = 0;
 	struct sink s = { .fd = -1 };
 	struct bar b;
-	long status = 0;
 	int ch, rc = 1;
 
 	optind = 1;
@@ -304,80 +391,16 @@ static int cmd_get(int argc, char **argv)
 		s.fd = 1;
 	}
 	bar_start(c, &b, "download");
-	if (s.fd == 1) {
-		/* stdout: buffer, so an error body never reaches it as if it were the record */
-		struct ehr_buf all = EHR_BUF_INIT(EHR_CLIENT_MAX_RESPONSE);
-		if (ehr_client_request(c, &status, &all, "GET", ehr_buf_cstr(&path), nhdrs ? hdrs : NULL,
-		                       NULL, 0, NULL, NULL) < 0) {
-			ehr_buf_free_secure(&all);
-			if (b.drawn)
-				fputc('\n', stderr);
-			fprintf(stderr, "ehrctl record get: %s\n", ehr_client_last_error(c));
-			goto out;
-		}
-		if (b.drawn)
-			bar_draw(&b, all.len, all.len, true);
-		if (status == 200) {
-			on_data(all.data, all.len, &s);
-			rc = s.err ? 1 : 0;
-		} else {
-			json_t *j = NULL;
-			ehr_json_parse(&j, all.data, all.len, 1 << 20, 16);
-			rc = ctl_finish(c, status, j);
-			json_decref(j);
-		}
-		ehr_buf_free_secure(&all);
-		goto out;
-	}
-	if (ehr_client_request(c, &status, NULL, "GET", ehr_buf_cstr(&path), nhdrs ? hdrs : NULL, NULL, 0,
-	                       on_data, &s) < 0) {
-		if (b.drawn)
-			fputc('\n', stderr);
-		fprintf(stderr, "ehrctl record get: %s\n",
-		        s.err ? strerror(s.err) : ehr_client_last_error(c));
-		unlink(ehr_buf_cstr(&tmp));
-		goto out;
-	}
-	if (b.drawn)
-		bar_draw(&b, s.n, s.n, true);
-	if (status != 200) {
-		json_t *j = NULL;
-		ehr_file_read(&errbody, ehr_buf_cstr(&tmp), 1 << 20);
-		unlink(ehr_buf_cstr(&tmp));
-		ehr_json_parse(&j, errbody.data, errbody.len, 1 << 20, 16);
-		rc = ctl_finish(c, status, j);
-		json_decref(j);
-		goto out;
-	}
-	{
-		/* A streamed reply has no Content-Length: the gateway's X-EHR-Size
-		 * tells a complete record from a cut one. */
-		char v[32];
-		uint64_t want = 0;
-		if (ehr_client_response_header(c, "X-EHR-Size", v, sizeof(v)) == 0 &&
-		    (ehr_parse_u64(&want, v, UINT64_MAX) < 0 || want != s.n)) {
-			fprintf(stderr,
-			        "ehrctl record get: received %llu bytes, the record has %s: discarded\n",
-			        (unsigned long long)s.n, v);
-			unlink(ehr_buf_cstr(&tmp));
-			goto out;
-		}
-	}
-	if (fsync(s.fd) != 0 || close(s.fd) != 0 || rename(ehr_buf_cstr(&tmp), out) != 0) {
-		fprintf(stderr, "ehrctl record get: writing %s: %s\n", out, strerror(errno));
-		s.fd = -1;
-		unlink(ehr_buf_cstr(&tmp));
-		goto out;
-	}
-	s.fd = -1;
-	fprintf(stderr, "ehrctl record get: %llu bytes written to %s\n", (unsigned long long)s.n, out);
-	rc = 0;
+	if (s.fd == 1)
+		rc = get_to_stdout(c, ehr_buf_cstr(&path), nhdrs ? hdrs : NULL, &b, &s);
+	else
+		rc = get_to_file(c, ehr_buf_cstr(&path), nhdrs ? hdrs : NULL, ehr_buf_cstr(&tmp), out, &b,
+		                 &s);
 out:
 	if (s.fd > 2)
 		close(s.fd);
 	ehr_buf_free(&path);
 	ehr_buf_free(&tmp);
-	ehr_buf_free(&errbody);
 	ehr_buf_free(&hbg);
 	ehr_buf_free(&hpurpose);
 	ehr_client_free(c);

@@ -310,9 +310,96 @@ enum {
 #define CK_MAX_LINE 1024
 #define CK_MAX_TRAILERS 8192
 
+/* One byte of a chunk-size line (CK_SIZE, CK_SIZE_WS, CK_EXT): the size in
+ * hex, optional whitespace, extensions (ignored) up to CR. */
+static int ck_size_line(struct gw_h1_chunked *c, uint8_t b)
+{
+	switch (c->state) {
+	case CK_SIZE:
+		if ((b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F')) {
+			unsigned d = b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10;
+			if (c->left >> 58)
+				return ehr_error_set(EHR_ERR_PARSE, "chunk size too large");
+			c->left = c->left * 16 + d;
+			c->digits++;
+		} else if (c->digits == 0) {
+			return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
+		} else if (b == '\r') {
+			c->state = CK_SIZE_LF;
+		} else if (b == ';') {
+			c->state = CK_EXT;
+		} else if (b == ' ' || b == '\t') {
+			c->state = CK_SIZE_WS;
+		} else {
+			return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
+		}
+		break;
+	case CK_SIZE_WS:
+		if (b == ';')
+			c->state = CK_EXT;
+		else if (b == '\r')
+			c->state = CK_SIZE_LF;
+		else if (b != ' ' && b != '\t')
+			return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
+		break;
+	case CK_EXT:
+		if (b == '\r')
+			c->state = CK_SIZE_LF;
+		else if (b < 0x20 && b != '\t')
+			return ehr_error_set(EHR_ERR_PARSE, "malformed chunk extension");
+		break;
+	default: break; /* not a size-line state: the caller's business */
+	}
+	return 0;
+}
+
+/* One byte of the trailer section (CK_TRAILER, CK_TRAILER_IN,
+ * CK_TRAILER_LF): trailer lines are skipped, within CK_MAX_TRAILERS bytes;
+ * a CR at the start of a line is the final CRLF's. */
+static int ck_trailer(struct gw_h1_chunked *c, uint8_t b)
+{
+	switch (c->state) {
+	case CK_TRAILER:
+		if (b == '\r') {
+			c->state = CK_END_LF;
+			break;
+		}
+		c->state = CK_TRAILER_IN;
+		/* fall through */
+	case CK_TRAILER_IN:
+		if (b == '\r')
+			c->state = CK_TRAILER_LF;
+		else if (b < 0x20 && b != '\t')
+			return ehr_error_set(EHR_ERR_PARSE, "malformed trailer");
+		if (++c->trailers > CK_MAX_TRAILERS)
+			return ehr_error_set(EHR_ERR_PARSE, "trailer section too large");
+		break;
+	case CK_TRAILER_LF:
+		if (b != '\n')
+			return ehr_error_set(EHR_ERR_PARSE, "trailer without CRLF");
+		c->state = CK_TRAILER;
+		break;
+	default: break; /* not a trailer state: the caller's business */
+	}
+	return 0;
+}
+
+/* Payload bytes from in[i]: as many of the chunk's `left` as the n bytes
+ * hold. The step ends here, so the caller takes them out. */
+static int ck_data(struct gw_h1_chunked *c, size_t i, size_t n, size_t *framing, size_t *payload)
+{
+	*framing = i;
+	*payload = n - i < c->left ? n - i : (size_t)c->left;
+	c->left -= *payload;
+	if (c->left == 0)
+		c->state = CK_DATA_CR;
+	return 0;
+}
+
 int gw_h1_chunked_step(struct gw_h1_chunked *c, const uint8_t *in, size_t n, size_t *framing, size_t *payload)
 {
 	size_t i = 0;
+	int rc;
 
 	*framing = 0;
 	*payload = 0;
@@ -320,37 +407,10 @@ int gw_h1_chunked_step(struct gw_h1_chunked *c, const uint8_t *in, size_t n, siz
 		uint8_t b = in[i];
 		switch (c->state) {
 		case CK_SIZE:
-			if ((b >= '0' && b <= '9') || (b >= 'a' && b <= 'f') || (b >= 'A' && b <= 'F')) {
-				unsigned d = b <= '9' ? b - '0' : (b | 0x20) - 'a' + 10;
-				if (c->left >> 58)
-					return ehr_error_set(EHR_ERR_PARSE, "chunk size too large");
-				c->left = c->left * 16 + d;
-				c->digits++;
-			} else if (c->digits == 0) {
-				return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
-			} else if (b == '\r') {
-				c->state = CK_SIZE_LF;
-			} else if (b == ';') {
-				c->state = CK_EXT;
-			} else if (b == ' ' || b == '\t') {
-				c->state = CK_SIZE_WS;
-			} else {
-				return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
-			}
-			break;
 		case CK_SIZE_WS:
-			if (b == ';')
-				c->state = CK_EXT;
-			else if (b == '\r')
-				c->state = CK_SIZE_LF;
-			else if (b != ' ' && b != '\t')
-				return ehr_error_set(EHR_ERR_PARSE, "malformed chunk size");
-			break;
 		case CK_EXT:
-			if (b == '\r')
-				c->state = CK_SIZE_LF;
-			else if (b < 0x20 && b != '\t')
-				return ehr_error_set(EHR_ERR_PARSE, "malformed chunk extension");
+			if ((rc = ck_size_line(c, b)) < 0)
+				return rc;
 			break;
 		case CK_SIZE_LF:
 			if (b != '\n')
@@ -359,23 +419,12 @@ int gw_h1_chunked_step(struct gw_h1_chunked *c, const uint8_t *in, size_t n, siz
 			c->digits = 0;
 			c->state = c->left ? CK_DATA : CK_TRAILER;
 			i++;
-			if (c->state == CK_DATA) {
-				*framing = i;
-				*payload = n - i < c->left ? n - i : (size_t)c->left;
-				c->left -= *payload;
-				if (c->left == 0)
-					c->state = CK_DATA_CR;
-				return 0;
-			}
+			if (c->state == CK_DATA)
+				return ck_data(c, i, n, framing, payload);
 			continue;
 		case CK_DATA:
 			/* resumed in the middle of a payload */
-			*framing = i;
-			*payload = n - i < c->left ? n - i : (size_t)c->left;
-			c->left -= *payload;
-			if (c->left == 0)
-				c->state = CK_DATA_CR;
-			return 0;
+			return ck_data(c, i, n, framing, payload);
 		case CK_DATA_CR:
 			if (b != '\r')
 				return ehr_error_set(EHR_ERR_PARSE, "chunk data without CRLF");
@@ -388,24 +437,10 @@ int gw_h1_chunked_step(struct gw_h1_chunked *c, const uint8_t *in, size_t n, siz
 			c->line = 0;
 			break;
 		case CK_TRAILER:
-			if (b == '\r') {
-				c->state = CK_END_LF;
-				break;
-			}
-			c->state = CK_TRAILER_IN;
-			/* fall through */
 		case CK_TRAILER_IN:
-			if (b == '\r')
-				c->state = CK_TRAILER_LF;
-			else if (b < 0x20 && b != '\t')
-				return ehr_error_set(EHR_ERR_PARSE, "malformed trailer");
-			if (++c->trailers > CK_MAX_TRAILERS)
-				return ehr_error_set(EHR_ERR_PARSE, "trailer section too large");
-			break;
 		case CK_TRAILER_LF:
-			if (b != '\n')
-				return ehr_error_set(EHR_ERR_PARSE, "trailer without CRLF");
-			c->state = CK_TRAILER;
+			if ((rc = ck_trailer(c, b)) < 0)
+				return rc;
 			break;
 		case CK_END_LF:
 			if (b != '\n')

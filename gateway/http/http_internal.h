@@ -219,7 +219,8 @@ int gw_tls_ctx_new(SSL_CTX **out, const struct gw_http_options *o);
 int gw_tls_init(void);
 int gw_tls_conn_index(void);
 
-/* conn.c: connections, HTTP/1.1 framing, reply writing. */
+/* conn.c (lifecycle), conn_read.c (request heads and bodies), conn_reply.c
+ * (reply heads, streamed replies): connections. */
 void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg);
 /* Close every connection of a worker (loop stopped). */
 void gw_conn_close_all(struct gw_worker *w);
@@ -242,6 +243,57 @@ void gw__stream_closed(struct gw_stream *s); /* conn.c -> stream.c: the client w
 /* stream.c: called by req_finish on the loop thread for a gw_reply_stream
  * reply; sends the head, hands the connection to the stream, ends r. */
 void gw__stream_begin(struct gw_req *r);
+
+/* conn.c, conn_read.c, conn_reply.c: one connection's state, shared by the
+ * three files of the connection (lifecycle; reading requests; writing
+ * replies). Nothing else reads its fields. */
+enum conn_state {
+	CS_HEAD,    /* waiting for (the rest of) a request head */
+	CS_BODY,    /* reading a buffered route's body */
+	CS_RUN,     /* the request runs; a streamed body may still arrive */
+	CS_STREAM,  /* an event stream owns the connection (stream.c) */
+	CS_CLOSING, /* flushing the last reply, then lingering */
+};
+
+struct gw_conn {
+	struct gw_server *srv;
+	struct gw_worker *w;
+	struct gw_conn *prev, *next; /* the worker's list */
+	SSL *ssl;
+	struct bufferevent *bev; /* NULL once closed */
+	struct event *deadline;  /* a whole head (and buffered body) must arrive by then */
+	struct event *wake;      /* other threads poke the loop through it */
+	struct event *linger;
+	enum conn_state state;
+	bool refuse; /* over max_connections: the handshake fails */
+	bool abort;  /* close without close_notify (an aborted reply) */
+	bool next_due;
+	size_t scanned; /* head bytes already searched for its end */
+	struct gw_req *req;
+	uint64_t body_left; /* Content-Length body bytes still to read */
+	bool body_chunked;
+	bool reading_body; /* body bytes are still to come */
+	struct gw_h1_chunked ck;
+	struct gw_stream *stream;
+	char peer[64];
+};
+
+/* conn.c: close the socket now; the object stays while a request or
+ * stream holds it. */
+void gw__conn_drop(struct gw_conn *c);
+/* conn_read.c: look for a complete request head in the input and start
+ * the request (loop thread). */
+void gw__conn_try_head(struct gw_conn *c);
+/* conn_read.c: move body bytes out of the input buffer, as far as there is
+ * room (loop thread). */
+void gw__conn_pump_body(struct gw_conn *c);
+/* conn_reply.c: move the handler's streamed reply bytes to the socket (loop
+ * thread). */
+void gw__conn_move_reply(struct gw_conn *c, struct gw_req *r);
+/* conn_reply.c: must the connection close after r's reply? body_unread:
+ * the request's body has not all been read, so the next request cannot be
+ * found. */
+bool gw__req_must_close(const struct gw_req *r, bool body_unread);
 
 /* http.c */
 /* Fill r from its parsed head and route it (loop thread). Returns 0, or 1

@@ -6,9 +6,9 @@
  *     if the bytes trickled in one at a time: both must agree), then
  *     gw_h1_parse (64 fields at most) parses it, or the whole input when no
  *     end was found. A refusal must be one of the documented statuses with a
- *     reason; an acceptance must hold the invariants conn.c relies on.
+ *     reason; an acceptance must hold the invariants conn_read.c relies on.
  *   odd: a chunked body, fed (byte0 >> 1) bytes at a time (0: all at once)
- *     as conn.c would, checking the step contract on every call, and again
+ *     as conn_read.c would, checking the step contract on every call, and again
  *     fed whole: the outcome, the bytes consumed and the payload must not
  *     depend on how the input was split.
  * A broken property aborts.

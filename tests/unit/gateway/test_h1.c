@@ -482,7 +482,7 @@ static size_t head_end_whole(const char *text, size_t len)
 }
 
 /* The same head arriving `step` bytes at a time, the scan resuming at
- * *scanned as conn.c does: 0 until the first length that holds the whole
+ * *scanned as conn_read.c does: 0 until the first length that holds the whole
  * head, then its end. Returns that end, 0 if it never came. */
 static size_t head_end_trickle(const char *text, size_t len, size_t step)
 {
