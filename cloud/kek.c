@@ -165,7 +165,7 @@ int cloud_kek_generate(const char *dir, char kid_out[CLOUD_KID_MAX])
 	gmtime_r(&now, &tm);
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	GUARD(ehr_random(rnd, sizeof(rnd)));
-	snprintf(kid_out, CLOUD_KID_MAX, "k%s-%02x%02x", stamp, rnd[0], rnd[1]);
+	GUARD_GOTO(ehr_fmt(kid_out, CLOUD_KID_MAX, "k%s-%02x%02x", stamp, rnd[0], rnd[1]));
 	GUARD_GOTO(ehr_random(key, sizeof(key)));
 	GUARD_GOTO(ehr_buf_printf(&path, "%s/%s.key", dir, kid_out));
 	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&path), key, sizeof(key), 0600, true));

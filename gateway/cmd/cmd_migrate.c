@@ -79,9 +79,9 @@ static int list_migrations(const char *dir, struct migration **out, size_t *n)
 			continue;
 		ENSURE_GOTO(count < MIGRATE_MAX_FILES, EHR_ERR_TOO_LARGE);
 		m[count].version = v;
-		snprintf(m[count].file, sizeof(m[count].file), "%.150s", e->d_name);
-		snprintf(m[count].name, sizeof(m[count].name), "%.*s", (int)(strlen(e->d_name) - 9),
-		         e->d_name + 5);
+		GUARD_GOTO(ehr_str_copy(m[count].file, sizeof(m[count].file), e->d_name));
+		GUARD_GOTO(ehr_fmt(m[count].name, sizeof(m[count].name), "%.*s", (int)(strlen(e->d_name) - 9),
+		                   e->d_name + 5));
 		count++;
 	}
 	qsort(m, count, sizeof(*m), cmp_migration);
@@ -108,7 +108,8 @@ static int exec_ok(PGconn *c, const char *sql, const char *what)
 
 	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
 		const char *msg = PQresultErrorMessage(r);
-		err = ehr_error_set(EHR_ERR_DB, "%s: %s", what, msg && *msg ? msg : PQerrorMessage(c));
+		err = ehr_error_set_detail(EHR_ERR_DB, what, "%s: %s", what,
+		                           msg && *msg ? msg : PQerrorMessage(c));
 	}
 	PQclear(r);
 	return err;
@@ -136,13 +137,14 @@ static int applied_hash(PGconn *c, unsigned version, char out[65])
 	PGresult *r;
 	int err = 0;
 
-	snprintf(v, sizeof(v), "%u", version);
+	GUARD(ehr_fmt(v, sizeof(v), "%u", version));
 	r = PQexecParams(c, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, NULL, params, NULL,
 	                 NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "read schema_migrations: %s", PQresultErrorMessage(r));
+		err = ehr_error_set_detail(EHR_ERR_DB, "read schema_migrations", "read schema_migrations: %s",
+		                           PQresultErrorMessage(r));
 	} else if (PQntuples(r) == 1) {
-		snprintf(out, 65, "%s", PQgetvalue(r, 0, 0));
+		err = ehr_str_copy(out, 65, PQgetvalue(r, 0, 0));
 	} else {
 		out[0] = '\0';
 	}
@@ -177,14 +179,15 @@ static int apply_one(PGconn *c, const char *dir, const struct migration *m, int 
 		PQclear(PQexec(c, "ROLLBACK"));
 		goto out;
 	}
-	snprintf(v, sizeof(v), "%u", m->version);
+	GUARD_GOTO(ehr_fmt(v, sizeof(v), "%u", m->version));
 	params[0] = v;
 	params[1] = m->name;
 	params[2] = hash;
 	r = PQexecParams(c, "INSERT INTO schema_migrations(version, name, sha256) VALUES ($1, $2, $3)", 3,
 	                 NULL, params, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_COMMAND_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "record %s: %s", m->file, PQresultErrorMessage(r));
+		err = ehr_error_set_detail(EHR_ERR_DB, "recording a migration failed", "record %s: %s",
+		                           m->file, PQresultErrorMessage(r));
 		PQclear(PQexec(c, "ROLLBACK"));
 		goto out;
 	}
@@ -208,8 +211,9 @@ static int migrate(const char *conninfo, const char *dir)
 	GUARD(list_migrations(dir, &m, &n));
 	c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
-		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "connect to the database ([database] admin_url): %s",
-		                    PQerrorMessage(c));
+		err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE,
+		                           "cannot connect to the database ([database] admin_url)",
+		                           "connect: %s", PQerrorMessage(c));
 		goto out;
 	}
 	PQclear(PQexec(c, "SET client_min_messages = warning"));
@@ -275,7 +279,7 @@ int gw_cmd_migrate(int argc, char **argv)
 		              ? EHRGATE_SOURCE_DIR "/schemas/sql"
 		              : "/usr/share/ehrgate/sql";
 	if (migrate(gw_config_get(cfg, "database", "admin_url"), dir) < 0) {
-		fprintf(stderr, "ehrgate migrate: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate migrate: %s\n", ehr_error_detail());
 		rc = 1;
 		goto out;
 	}
