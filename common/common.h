@@ -80,9 +80,9 @@ int ehr_error_ossl(int code, const char *what);
 /* GUARD_OSSL's failure: public ehr_err_public(code), detail
  * "file:line: expr: <OpenSSL text>". Clears OpenSSL's error queue. */
 int ehr_error_ossl_at(int code, const char *file, int line, const char *expr);
-/* Wrap the current error: the public message becomes "prefix: <message>",
- * the log detail is kept, and `code` is returned. */
-int ehr_error_wrap(int code, const char *prefix);
+/* Wrap the current error: the public message becomes "<prefix>: <message>"
+ * (prefix printf-style), the log detail is kept, and `code` is returned. */
+int ehr_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* The current thread's public message ("" if none). */
 const char *ehr_error_msg(void);
 /* The text for logs and operators: the public message, then the detail in

@@ -157,11 +157,15 @@ int ehr_error_ossl_at(int code, const char *file, int line, const char *expr)
 	                            ossl);
 }
 
-int ehr_error_wrap(int code, const char *prefix)
+int ehr_error_wrap(int code, const char *fmt, ...)
 {
-	char old[sizeof(err_msg)];
+	char old[sizeof(err_msg)], prefix[sizeof(err_msg)];
+	va_list ap;
 
 	memcpy(old, err_msg, sizeof(old));
+	va_start(ap, fmt);
+	slot_vprintf(prefix, sizeof(prefix), fmt, ap);
+	va_end(ap);
 	slot_printf(err_msg, sizeof(err_msg), "%s: %s", prefix, old[0] ? old : ehr_err_public(code));
 	return code;
 }

@@ -146,8 +146,11 @@ static void route_test_stream_echo(struct gw_req *r)
 		gw_reply_err(r, err);
 		return;
 	}
-	for (size_t i = 0; i < 32; i++)
-		snprintf(hex + 2 * i, 3, "%02x", md[i]);
+	for (size_t i = 0; i < 32; i++) {
+		hex[2 * i] = "0123456789abcdef"[md[i] >> 4];
+		hex[2 * i + 1] = "0123456789abcdef"[md[i] & 15];
+	}
+	hex[64] = '\0';
 	gw_reply_json(r, 200, json_pack("{s:I, s:s}", "bytes", (json_int_t)total, "sha256", hex));
 }
 
