@@ -100,7 +100,8 @@ bool auth__rate_take(struct auth_rate *r, const char *peer, int64_t now_ms, bool
 	if (s == NULL) {
 		s = victim;
 		memset(s, 0, sizeof(*s));
-		snprintf(s->peer, sizeof(s->peer), "%s", peer);
+		if (ehr_str_copy(s->peer, sizeof(s->peer), peer) < 0)
+			memcpy(s->peer, "-", 2); /* longer than any IP: the shared bucket */
 		s->tokens = r->burst;
 		s->last_ms = now_ms;
 	}

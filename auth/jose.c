@@ -160,8 +160,14 @@ int auth_jws_parse(struct auth_jws *out, const char *compact, size_t len)
 	GUARD_GOTO(jws_part_json(&out->header, compact, (size_t)(d1 - compact)));
 	/* The algorithm is pinned before anything else is looked at. */
 	alg = json_string_value(json_object_get(out->header, "alg"));
-	ENSURE_GOTO(alg != NULL && strcmp(alg, "ES256") == 0, EHR_ERR_AUTH);
-	ENSURE_GOTO(json_object_get(out->header, "crit") == NULL, EHR_ERR_AUTH);
+	if (alg == NULL || strcmp(alg, "ES256") != 0) {
+		err = ehr_error_set(EHR_ERR_AUTH, "JWS alg must be ES256");
+		goto out;
+	}
+	if (json_object_get(out->header, "crit") != NULL) {
+		err = ehr_error_set(EHR_ERR_AUTH, "JWS crit header is not supported");
+		goto out;
+	}
 	GUARD_GOTO(jws_part_json(&out->payload, d1 + 1, (size_t)(d2 - d1 - 1)));
 	if (ehr_b64url_decode(&sig, d2 + 1, len - (size_t)(d2 + 1 - compact)) < 0 ||
 	    sig.len != EHR_ES256_SIG_LEN) {
@@ -174,7 +180,7 @@ out:
 	ehr_buf_free(&sig);
 	if (err < 0) {
 		if (err != EHR_ERR_AUTH && err != EHR_ERR_NOMEM)
-			err = ehr_error_set(EHR_ERR_AUTH, "JWS rejected: %s", ehr_error_msg());
+			err = ehr_error_wrap(EHR_ERR_AUTH, "JWS rejected");
 		auth_jws_free(out);
 	}
 	return err;

@@ -96,8 +96,8 @@ static int insert_cert(void *conn, const char *serial, const char *id, const cha
 	char na[32], nb[32];
 	const char *params[5];
 
-	snprintf(na, sizeof(na), "%lld", (long long)not_after);
-	snprintf(nb, sizeof(nb), "%lld", (long long)(now_s() - 300));
+	GUARD(ehr_fmt(na, sizeof(na), "%lld", (long long)not_after));
+	GUARD(ehr_fmt(nb, sizeof(nb), "%lld", (long long)(now_s() - 300)));
 	params[0] = serial;
 	params[1] = id;
 	params[2] = role;
@@ -154,7 +154,8 @@ int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size
 	GUARD_GOTO(ehr_db_get_text(name, sizeof(name), res, 0, 1));
 	ehr_db_clear(res);
 	res = NULL;
-	snprintf(id, sizeof(id), "%s-%s", strcmp(role, "auditor") == 0 ? "aud" : "srv", ehr_buf_cstr(&idh));
+	GUARD_GOTO(ehr_fmt(id, sizeof(id), "%s-%s", strcmp(role, "auditor") == 0 ? "aud" : "srv",
+	                   ehr_buf_cstr(&idh)));
 
 	GUARD_GOTO(issue_for(ctx, &cert, serial, &pem, csr_pem, csr_len, id, role, &not_after));
 	params[0] = id;
@@ -252,8 +253,8 @@ int auth_check_client_cert(struct auth_ctx *ctx, struct auth_principal *p, X509 
 		err = ehr_error_set(EHR_ERR_AUTH, "client certificate does not match its registration");
 		goto out;
 	}
-	snprintf(p->id, sizeof(p->id), "%s", cn);
-	snprintf(p->role, sizeof(p->role), "%s", ou);
+	GUARD_GOTO(ehr_str_copy(p->id, sizeof(p->id), cn));
+	GUARD_GOTO(ehr_str_copy(p->role, sizeof(p->role), ou));
 out:
 	ehr_db_clear(res);
 	release(ctx, conn, err);
@@ -262,7 +263,8 @@ out:
 		memcpy(keep, p->serial, sizeof(keep));
 		memset(p, 0, sizeof(*p));
 		/* keep the claimed id for the failure event (a pseudonymous id, never a name) */
-		snprintf(p->id, sizeof(p->id), "%s", cn);
+		if (strlen(cn) < sizeof(p->id)) /* a bounded copy that keeps the error */
+			memcpy(p->id, cn, strlen(cn) + 1);
 		memcpy(p->serial, keep, sizeof(keep));
 	}
 	return err;
@@ -290,7 +292,7 @@ int auth_patient_create(struct auth_ctx *ctx, json_t **resp, const struct auth_p
 	GUARD_GOTO(auth__hash_secret(ch, ehr_buf_cstr(&code)));
 	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), ch, sizeof(ch)));
 	expires = now_s() + ctx->cfg.enroll_ttl;
-	snprintf(ttl, sizeof(ttl), "%lld", (long long)expires);
+	GUARD_GOTO(ehr_fmt(ttl, sizeof(ttl), "%lld", (long long)expires));
 
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
 	GUARD_GOTO(ehr_db_begin(conn));
@@ -432,7 +434,7 @@ int auth_challenge(struct auth_ctx *ctx, json_t **resp, const char *patient_id)
 	GUARD_GOTO(auth__hash_secret(nh, ehr_buf_cstr(&nonce)));
 	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), nh, sizeof(nh)));
 	expires = now_s() + ctx->cfg.nonce_ttl;
-	snprintf(exp, sizeof(exp), "%lld", (long long)expires);
+	GUARD_GOTO(ehr_fmt(exp, sizeof(exp), "%lld", (long long)expires));
 	params[0] = hex;
 	params[1] = patient_id;
 	params[2] = exp;
@@ -528,10 +530,10 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
 	if (err == EHR_ERR_AUTH) {
-		char detail[256];
-		snprintf(detail, sizeof(detail), "%s", ehr_error_msg());
+		struct ehr_error_saved saved;
+		ehr_error_save(&saved);
 		auth_event(ctx, "auth.token", "anonymous", patient_id, false, reason, peer);
-		ehr_error_set(EHR_ERR_AUTH, "%s", detail);
+		ehr_error_restore(&saved);
 	}
 	ehr_db_clear(res);
 	release(ctx, conn, err);
@@ -573,8 +575,8 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	                       ctx->cfg.clock_skew));
 	if (CRYPTO_memcmp(tc.jkt, dc.jkt, EHR_JKT_LEN) != 0)
 		return ehr_error_set(EHR_ERR_AUTH, "proof key does not match the token's cnf.jkt");
-	snprintf(exp, sizeof(exp), "%lld",
-	         (long long)(dc.iat + ctx->cfg.dpop_window + ctx->cfg.clock_skew + 1));
+	GUARD(ehr_fmt(exp, sizeof(exp), "%lld",
+	              (long long)(dc.iat + ctx->cfg.dpop_window + ctx->cfg.clock_skew + 1)));
 	params[0] = dc.jti;
 	params[1] = exp;
 	params[2] = tc.sub;
@@ -598,8 +600,8 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 		goto out;
 	}
 	maybe_cleanup(ctx, conn);
-	snprintf(p->role, sizeof(p->role), "patient");
-	snprintf(p->id, sizeof(p->id), "%s", tc.sub);
+	GUARD_GOTO(ehr_str_copy(p->role, sizeof(p->role), "patient"));
+	GUARD_GOTO(ehr_str_copy(p->id, sizeof(p->id), tc.sub));
 	memcpy(p->jkt, tc.jkt, sizeof(p->jkt));
 out:
 	ehr_db_clear(res);
@@ -625,7 +627,7 @@ int auth_admin_issue_token(struct ehr_db_pool *db, struct ehr_buf *token_out, co
 	GUARD(auth__hash_secret(th, ehr_buf_cstr(token_out)));
 	GUARD(ehr_db_bytea_param(hex, sizeof(hex), th, sizeof(th)));
 	*expires_at = now_s() + ttl_s;
-	snprintf(exp, sizeof(exp), "%lld", (long long)*expires_at);
+	GUARD(ehr_fmt(exp, sizeof(exp), "%lld", (long long)*expires_at));
 	params[0] = hex;
 	params[1] = role;
 	params[2] = name;

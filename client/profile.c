@@ -20,7 +20,8 @@ const char *ehr_client_default_dir(void)
 
 	if (d != NULL && *d != '\0')
 		return d;
-	snprintf(buf, sizeof(buf), "%s/.ehrctl", home ? home : ".");
+	if (ehr_fmt(buf, sizeof(buf), "%s/.ehrctl", home ? home : ".") < 0)
+		return ""; /* HOME longer than any path: no default */
 	return buf;
 }
 
@@ -274,7 +275,7 @@ int ehr_client_login_with(struct ehr_client *c, const char *patient_id, EVP_PKEY
 		err = http_fail(c, status, "challenge refused");
 		goto out;
 	}
-	snprintf(ts, sizeof(ts), "%lld", (long long)time(NULL));
+	GUARD_GOTO(ehr_fmt(ts, sizeof(ts), "%lld", (long long)time(NULL)));
 	GUARD_GOTO(auth_login_message(&msg, nonce, ts, patient_id));
 	GUARD_GOTO(ehr_es256_sign_b64url(&sig, key, msg.data, msg.len));
 	json_decref(req);
@@ -347,8 +348,8 @@ static int open_profile(struct ehr_client **out, const char *dir, bool auto_logi
 		o.key_file = ehr_buf_cstr(&key);
 	}
 	GUARD_GOTO(ehr_client_new(&c, &o));
-	snprintf(c->role, sizeof(c->role), "%s", role);
-	snprintf(c->id, sizeof(c->id), "%s", id);
+	GUARD_GOTO(ehr_str_copy(c->role, sizeof(c->role), role));
+	GUARD_GOTO(ehr_str_copy(c->id, sizeof(c->id), id));
 	c->dir = strdup(dir);
 	ENSURE_GOTO(c->dir != NULL, EHR_ERR_NOMEM);
 	if (dkey != NULL && auto_login) {

@@ -166,7 +166,7 @@ int cloud_kek_generate(const char *dir, char kid_out[CLOUD_KID_MAX])
 	strftime(stamp, sizeof(stamp), "%Y%m%dT%H%M%SZ", &tm);
 	GUARD(ehr_random(rnd, sizeof(rnd)));
 	GUARD(ehr_hex_encode_fixed(rhex, sizeof(rhex), rnd, sizeof(rnd)));
-	snprintf(kid_out, CLOUD_KID_MAX, "k%s-%s", stamp, rhex);
+	GUARD_GOTO(ehr_fmt(kid_out, CLOUD_KID_MAX, "k%s-%s", stamp, rhex));
 	GUARD_GOTO(ehr_random(key, sizeof(key)));
 	GUARD_GOTO(ehr_buf_printf(&path, "%s/%s.key", dir, kid_out));
 	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&path), key, sizeof(key), 0600, true));

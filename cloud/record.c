@@ -41,12 +41,9 @@ int cloud_rid_parse(uint8_t rid[CLOUD_RID_LEN], const char *hex)
 int cloud_record_key(char *out, size_t cap, const uint8_t rid[CLOUD_RID_LEN])
 {
 	char hex[CLOUD_RID_HEX];
-	int n;
 
 	cloud_rid_hex(hex, rid);
-	n = snprintf(out, cap, CLOUD_RECORD_PREFIX "%.2s/%s", hex, hex);
-	ENSURE(n > 0 && (size_t)n < cap, EHR_ERR_TOO_LARGE);
-	return 0;
+	return ehr_fmt(out, cap, CLOUD_RECORD_PREFIX "%.2s/%s", hex, hex);
 }
 
 int cloud_record_key_parse(uint8_t rid[CLOUD_RID_LEN], const char *key)
@@ -122,7 +119,7 @@ int cloud_record_prepare(const struct cloud_kek *kek, struct cloud_record_meta *
 
 	GUARD_GOTO(cloud_dek_new(dek));
 	GUARD_GOTO(cloud_dek_wrap(kek, NULL, meta->rid, dek, meta->wrapped, &kid));
-	snprintf(meta->kid, sizeof(meta->kid), "%s", kid);
+	GUARD_GOTO(ehr_str_copy(meta->kid, sizeof(meta->kid), kid));
 out:
 	OPENSSL_cleanse(dek, sizeof(dek));
 	return err;
@@ -161,7 +158,7 @@ int cloud_record_put_sized(struct obj_store *st, const struct cloud_kek *kek, st
 	if (meta->kid[0] == '\0') {
 		GUARD_GOTO(cloud_dek_new(dek));
 		GUARD_GOTO(cloud_dek_wrap(kek, NULL, meta->rid, dek, meta->wrapped, &kid));
-		snprintf(meta->kid, sizeof(meta->kid), "%s", kid);
+		GUARD_GOTO(ehr_str_copy(meta->kid, sizeof(meta->kid), kid));
 	} else {
 		GUARD_GOTO(cloud_dek_unwrap(kek, meta->kid, meta->rid, meta->wrapped, dek));
 	}
@@ -220,7 +217,7 @@ static int spool_open(int *fd)
 	*fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (*fd < 0) {
 		char path[4096];
-		snprintf(path, sizeof(path), "%s/ehrgate-spool.XXXXXX", dir);
+		GUARD(ehr_fmt(path, sizeof(path), "%s/ehrgate-spool.XXXXXX", dir));
 		*fd = mkostemp(path, O_CLOEXEC);
 		if (*fd < 0)
 			return ehr_error_set(EHR_ERR_IO, "spool: %s", strerror(errno));

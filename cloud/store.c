@@ -91,7 +91,7 @@ int obj_store_open(struct obj_store **out, const struct obj_store_config *cfg)
 		size_t pl = strlen(s->prefix);
 		char probe[600];
 		if (pl > 64 || s->prefix[pl - 1] != '/' ||
-		    (snprintf(probe, sizeof(probe), "%sx", s->prefix), cloud__key_check(probe) < 0)) {
+		    ehr_fmt(probe, sizeof(probe), "%sx", s->prefix) < 0 || cloud__key_check(probe) < 0) {
 			free(s->prefix);
 			free(s);
 			return ehr_error_set(
@@ -294,11 +294,8 @@ static int hashing_end(struct hashing *h, struct obj_info *info)
 /* prefix + key, checked. */
 static int full_key(char out[600], const struct obj_store *s, const char *key)
 {
-	int n;
-
 	GUARD(cloud__key_check(key));
-	n = snprintf(out, 600, "%s%s", s->prefix, key);
-	ENSURE(n > 0 && n < 600, EHR_ERR_TOO_LARGE);
+	GUARD(ehr_fmt(out, 600, "%s%s", s->prefix, key));
 	return cloud__key_check(out);
 }
 
@@ -322,10 +319,10 @@ int obj_store_put_sized(struct obj_store *s, const char *key, cloud_read_fn rd, 
 		/* A backend that stopped pulling early: never stored as complete. */
 		err = ehr_error_set(EHR_ERR_INTERNAL, "store backend read %llu of %lld bytes",
 		                    (unsigned long long)h.size, (long long)h.expect);
-		char saved[256];
-		snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
+		struct ehr_error_saved saved;
+		ehr_error_save(&saved);
 		(void)s->ops->del(s->impl, fk);
-		ehr_error_set(err, "%s", saved);
+		ehr_error_restore(&saved);
 	}
 	if (err < 0) {
 		hashing_end(&h, NULL);
@@ -390,11 +387,9 @@ int obj_store_list(struct obj_store *s, const char *prefix, obj_list_fn fn, void
 {
 	struct strip st = { strlen(s->prefix), fn, ctx };
 	char fp[600];
-	int n;
 
 	ENSURE(prefix != NULL && strlen(prefix) <= 512, EHR_ERR_INVAL);
-	n = snprintf(fp, sizeof(fp), "%s%s", s->prefix, prefix);
-	ENSURE(n >= 0 && (size_t)n < sizeof(fp), EHR_ERR_TOO_LARGE);
+	GUARD(ehr_fmt(fp, sizeof(fp), "%s%s", s->prefix, prefix));
 	return s->ops->list(s->impl, fp, strip_cb, &st);
 }
 

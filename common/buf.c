@@ -99,7 +99,10 @@ int ehr_buf_vprintf(struct ehr_buf *b, const char *fmt, va_list ap)
 	if (n < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "bad format");
 	GUARD(ehr_buf_reserve(b, (size_t)n));
-	vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap);
+	if (vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap) != n) {
+		b->data[b->len] = '\0';
+		return ehr_error_set(EHR_ERR_INVAL, "format changed between passes");
+	}
 	b->len += (size_t)n;
 	return 0;
 }

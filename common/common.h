@@ -49,17 +49,55 @@ typedef enum {
 
 /* Stable lower-case name of a code, e.g. "too_large". Never NULL. */
 const char *ehr_err_name(int err);
+/* A plain, stable one-line text for a code ("invalid request"), fit for a
+ * client. Never NULL. */
+const char *ehr_err_public(int err);
 
-/* Store a printf-style detail in this thread's error slot; returns `code`
- * so that `return ehr_error_set(EHR_ERR_INVAL, "bad %s", x);` reads well.
- * The detail must never hold PHI or secrets. */
+/*
+ * The per-thread error slot (libgit2's error_threadstate) holds two texts:
+ *  - the public message: one plain line a client may read ("patient id
+ *    malformed"). Never a source file, an expression, a path, or libpq,
+ *    OpenSSL, curl or strerror text;
+ *  - the log detail: where and why (file:line: expression, the library's
+ *    own text), for the log and for operators' commands only.
+ * Neither may ever hold PHI or secrets.
+ */
+
+/* Set the public message (printf-style) and clear the log detail; returns
+ * `code` so that `return ehr_error_set(EHR_ERR_INVAL, "bad %s", x);` reads
+ * well. */
 int ehr_error_set(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* As ehr_error_set, appending the first queued OpenSSL error, then clearing
- * OpenSSL's error queue. */
+/* Set a fixed public message and a printf-style log detail: the place for
+ * libpq, OpenSSL, curl and strerror text, and for file paths. */
+int ehr_error_set_detail(int code, const char *public_msg, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+/* ENSURE's failure: public message ehr_err_public(code), detail
+ * "file:line: expr" with file relative to the source root. */
+int ehr_error_at(int code, const char *file, int line, const char *expr);
+/* Public message `what`; detail `what` plus the first queued OpenSSL error.
+ * Clears OpenSSL's error queue. */
 int ehr_error_ossl(int code, const char *what);
-/* The current thread's detail message ("" if none). */
+/* GUARD_OSSL's failure: public ehr_err_public(code), detail
+ * "file:line: expr: <OpenSSL text>". Clears OpenSSL's error queue. */
+int ehr_error_ossl_at(int code, const char *file, int line, const char *expr);
+/* Wrap the current error: the public message becomes "<prefix>: <message>"
+ * (prefix printf-style), the log detail is kept, and `code` is returned. */
+int ehr_error_wrap(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* The current thread's public message ("" if none). */
 const char *ehr_error_msg(void);
+/* The text for logs and operators: the public message, then the detail in
+ * brackets when there is one ("" if neither). Never send it to a client. */
+const char *ehr_error_detail(void);
 void ehr_error_clear(void);
+
+/* A copy of the slot, to keep an error across calls that may set another
+ * (e.g. writing an audit event before returning the first error). */
+struct ehr_error_saved {
+	char msg[512];
+	char detail[512];
+};
+void ehr_error_save(struct ehr_error_saved *s);
+void ehr_error_restore(const struct ehr_error_saved *s);
 
 /* Propagate a negative result. */
 #define GUARD(x)                          \
@@ -69,18 +107,19 @@ void ehr_error_clear(void);
 			return guard__rc; \
 	} while (0)
 
-/* Check a condition; on failure set the detail and return `code`. */
-#define ENSURE(cond, code)                                                                    \
-	do {                                                                                  \
-		if (!(cond))                                                                  \
-			return ehr_error_set((code), "%s:%d: %s", __FILE__, __LINE__, #cond); \
+/* Check a condition; on failure record where (log detail) and return `code`
+ * with a plain public message. */
+#define ENSURE(cond, code)                                                      \
+	do {                                                                    \
+		if (!(cond))                                                    \
+			return ehr_error_at((code), __FILE__, __LINE__, #cond); \
 	} while (0)
 
 /* OpenSSL calls return 1 on success. */
-#define GUARD_OSSL(x)                                              \
-	do {                                                       \
-		if ((x) != 1)                                      \
-			return ehr_error_ossl(EHR_ERR_CRYPTO, #x); \
+#define GUARD_OSSL(x)                                                                     \
+	do {                                                                              \
+		if ((x) != 1)                                                             \
+			return ehr_error_ossl_at(EHR_ERR_CRYPTO, __FILE__, __LINE__, #x); \
 	} while (0)
 
 /* libgit2 style: requires `int err;` and an `out:` label. */
@@ -89,19 +128,19 @@ void ehr_error_clear(void);
 		if ((err = (x)) < 0) \
 			goto out;    \
 	} while (0)
-#define ENSURE_GOTO(cond, code)                                                              \
-	do {                                                                                 \
-		if (!(cond)) {                                                               \
-			err = ehr_error_set((code), "%s:%d: %s", __FILE__, __LINE__, #cond); \
-			goto out;                                                            \
-		}                                                                            \
+#define ENSURE_GOTO(cond, code)                                                \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			err = ehr_error_at((code), __FILE__, __LINE__, #cond); \
+			goto out;                                              \
+		}                                                              \
 	} while (0)
-#define GUARD_OSSL_GOTO(x)                                        \
-	do {                                                      \
-		if ((x) != 1) {                                   \
-			err = ehr_error_ossl(EHR_ERR_CRYPTO, #x); \
-			goto out;                                 \
-		}                                                 \
+#define GUARD_OSSL_GOTO(x)                                                               \
+	do {                                                                             \
+		if ((x) != 1) {                                                          \
+			err = ehr_error_ossl_at(EHR_ERR_CRYPTO, __FILE__, __LINE__, #x); \
+			goto out;                                                        \
+		}                                                                        \
 	} while (0)
 
 #define EHR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
@@ -110,6 +149,21 @@ void ehr_error_clear(void);
 
 int ehr_size_add(size_t *out, size_t a, size_t b);
 int ehr_size_mul(size_t *out, size_t a, size_t b);
+
+/* ------------------------------------------------------ bounded formatting */
+
+/*
+ * snprintf that refuses to truncate: 0 when the whole text and its NUL fit
+ * in dst[cap]; otherwise EHR_ERR_TOO_LARGE (EHR_ERR_INVAL for cap 0 or an
+ * encoding error) with dst set to "" (when cap > 0), never a cut string.
+ * The result must be used: this replaces every bare snprintf.
+ */
+int ehr_fmt(char *dst, size_t cap, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4), warn_unused_result));
+int ehr_vfmt(char *dst, size_t cap, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0), warn_unused_result));
+/* Copy a C string (NULL copies as ""), as ehr_fmt(dst, cap, "%s", src). */
+int ehr_str_copy(char *dst, size_t cap, const char *src) __attribute__((warn_unused_result));
 
 /* ------------------------------------------------------------ bounded buffer */
 

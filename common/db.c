@@ -45,7 +45,12 @@ int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned siz
 	}
 	p->size = size;
 	p->acquire_timeout_ms = acquire_timeout_ms;
-	snprintf(p->options, sizeof(p->options), "-c statement_timeout=%u", statement_timeout_ms);
+	if (ehr_fmt(p->options, sizeof(p->options), "-c statement_timeout=%u", statement_timeout_ms) < 0) {
+		free(p->slots);
+		free(p->conninfo);
+		free(p);
+		return EHR_ERR_TOO_LARGE;
+	}
 	pthread_mutex_init(&p->lock, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -115,8 +120,9 @@ int ehr_db_acquire(struct ehr_db_pool *p, void **conn)
 	if (c == NULL) {
 		c = db_connect(p);
 		if (c == NULL || PQstatus(c) != CONNECTION_OK) {
-			int rc = ehr_error_set(EHR_ERR_UNAVAILABLE, "database connection failed: %s",
-			                       c ? PQerrorMessage(c) : "out of memory");
+			int rc = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "database connection failed",
+			                              "database connection failed: %s",
+			                              c ? PQerrorMessage(c) : "out of memory");
 			if (c)
 				PQfinish(c);
 			pthread_mutex_lock(&p->lock);
@@ -157,6 +163,22 @@ void ehr_db_release(struct ehr_db_pool *p, void *conn, bool broken)
 	pthread_mutex_unlock(&p->lock);
 }
 
+/* The public message names the SQLSTATE (and the text of our own schema's
+ * RAISE, P0001); libpq's full text, which may quote values, goes to the
+ * log detail only. */
+static void db_error(int code, const PGresult *r, const char *state, PGconn *conn)
+{
+	const char *own = r && state && strcmp(state, "P0001") == 0
+	                          ? PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY)
+	                          : NULL;
+	char pub[256];
+
+	if (ehr_fmt(pub, sizeof(pub), "database error %s%s%s", state ? state : "-", own ? ": " : "",
+	            own ? own : "") < 0)
+		memcpy(pub, "database error", sizeof("database error"));
+	ehr_error_set_detail(code, pub, "database: %s %s", state ? state : "-", PQerrorMessage(conn));
+}
+
 int ehr_db_sqlstate_err(const char *state, bool connection_ok)
 {
 	if (!connection_ok)
@@ -188,7 +210,7 @@ static int db_result(PGconn *conn, PGresult *r, void **res)
 	}
 	state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	code = ehr_db_sqlstate_err(state, PQstatus(conn) == CONNECTION_OK);
-	ehr_error_set(code, "database: %s %s", state ? state : "-", PQerrorMessage(conn));
+	db_error(code, r, state, conn);
 	PQclear(r);
 	return code;
 }

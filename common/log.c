@@ -85,11 +85,16 @@ void ehr_logf(enum ehr_log_level lvl, const char *event, const char *fmt, ...)
 {
 	char msg[1024];
 	va_list ap;
+	int n;
 
 	if (lvl < log_level)
 		return;
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (n < 0)
+		msg[0] = '\0';
+	else if ((size_t)n >= sizeof(msg)) /* cut visibly, never silently */
+		memcpy(msg + sizeof(msg) - 4, "...", 4);
 	ehr_log_json(lvl, event, json_pack("{s:s}", "msg", msg));
 }

@@ -35,34 +35,47 @@ static unsigned role_bit(const char *role)
 	return 0;
 }
 
+/* The public message as an RFC 6750 §3 error_description: printable
+ * ASCII without '"' or '\\' (those are dropped, not the whole text). */
+static void description_of(char *out, size_t cap, const char *msg)
+{
+	size_t n = 0;
+
+	for (; *msg && n + 1 < cap; msg++)
+		if (*msg >= 0x20 && *msg < 0x7f && *msg != '"' && *msg != '\\')
+			out[n++] = *msg;
+	out[n] = '\0';
+}
+
 static void challenge(struct gw_req *r, bool dpop, const char *error)
 {
-	char v[512];
-	const char *msg = ehr_error_msg();
+	char v[768], desc[512];
 
 	if (!dpop) {
 		gw_reply_header(r, "WWW-Authenticate", "Mutual-TLS realm=\"ehrgate\"");
 		return;
 	}
-	/* The detail names the failed check; it never holds a quote or a secret. */
-	if (strchr(msg, '"') != NULL || strchr(msg, '\\') != NULL)
-		msg = "";
-	snprintf(v, sizeof(v), "DPoP algs=\"ES256\", error=\"%s\", error_description=\"%s\"", error, msg);
+	/* The public message names the failed check; never a file or a secret. */
+	description_of(desc, sizeof(desc), *ehr_error_msg() ? ehr_error_msg() : ehr_err_public(EHR_ERR_AUTH));
+	if (ehr_fmt(v, sizeof(v), "DPoP algs=\"ES256\", error=\"%s\", error_description=\"%s\"", error,
+	            desc) < 0)
+		memcpy(v, "DPoP algs=\"ES256\"", sizeof("DPoP algs=\"ES256\""));
 	gw_reply_header(r, "WWW-Authenticate", v);
 }
 
 static int fail(struct gw_req *r, struct auth_ctx *ctx, int err, const char *type, const char *actor,
                 const char *reason)
 {
-	char detail[256];
+	struct ehr_error_saved saved;
 
-	snprintf(detail, sizeof(detail), "%s", ehr_error_msg());
+	ehr_error_save(&saved);
 	auth_event(ctx, type, actor, "", false, reason, gw_req_peer(r));
+	ehr_error_restore(&saved);
 	/* Replays, expiries and the rest are all "not authenticated". */
 	if (err != EHR_ERR_FORBIDDEN && err != EHR_ERR_UNAVAILABLE && err != EHR_ERR_NOMEM &&
 	    err != EHR_ERR_TIMEOUT)
 		err = EHR_ERR_AUTH;
-	return ehr_error_set(err, "%s", detail);
+	return err;
 }
 
 static int authenticate_mtls(struct gw_req *r, struct auth_ctx *ctx, const struct gw_route *route,
@@ -88,12 +101,11 @@ static int authenticate_mtls(struct gw_req *r, struct auth_ctx *ctx, const struc
 		return fail(r, ctx, EHR_ERR_FORBIDDEN, "auth.mtls", p.id, "wrong_role");
 	}
 	if (auth_event_session(ctx, "auth.mtls", &p) < 0)
-		return ehr_error_set(EHR_ERR_UNAVAILABLE, "ledger unavailable: %s", ehr_error_msg());
+		return ehr_error_wrap(EHR_ERR_UNAVAILABLE, "ledger unavailable");
 	id->role = bit;
-	snprintf(id->subject, sizeof(id->subject), "%s", p.id);
-	snprintf(id->actor, sizeof(id->actor), "%s", p.id);
-	snprintf(id->cert_serial, sizeof(id->cert_serial), "%.63s", p.serial);
-	return 0;
+	GUARD(ehr_str_copy(id->subject, sizeof(id->subject), p.id));
+	GUARD(ehr_str_copy(id->actor, sizeof(id->actor), p.id));
+	return ehr_str_copy(id->cert_serial, sizeof(id->cert_serial), p.serial);
 }
 
 static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_identity *id)
@@ -109,12 +121,11 @@ static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_i
 		            err == EHR_ERR_REPLAY ? "replay" : "rejected");
 	}
 	if (auth_event_session(ctx, "auth.dpop", &p) < 0)
-		return ehr_error_set(EHR_ERR_UNAVAILABLE, "ledger unavailable: %s", ehr_error_msg());
+		return ehr_error_wrap(EHR_ERR_UNAVAILABLE, "ledger unavailable");
 	id->role = GW_ROLE_PATIENT;
-	snprintf(id->subject, sizeof(id->subject), "%s", p.id);
-	snprintf(id->actor, sizeof(id->actor), "%s", p.id);
-	snprintf(id->jkt, sizeof(id->jkt), "%s", p.jkt);
-	return 0;
+	GUARD(ehr_str_copy(id->subject, sizeof(id->subject), p.id));
+	GUARD(ehr_str_copy(id->actor, sizeof(id->actor), p.id));
+	return ehr_str_copy(id->jkt, sizeof(id->jkt), p.jkt);
 }
 
 int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_identity *id)

@@ -276,12 +276,8 @@ int gw_config_set(struct gw_config *cfg, const char *section, const char *key, c
 	if (i < 0)
 		return ehr_error_set(EHR_ERR_CONFIG, "unknown config key [%.64s] %.64s (%s)", section, key,
 		                     origin);
-	if ((err = validate((size_t)i, value)) < 0) {
-		char why[256];
-		snprintf(why, sizeof(why), "%s", ehr_error_msg());
-		return ehr_error_set(EHR_ERR_CONFIG, "config key [%s] %s (%s): %s", section, key, origin,
-		                     why);
-	}
+	if ((err = validate((size_t)i, value)) < 0)
+		return ehr_error_wrap(EHR_ERR_CONFIG, "config key [%s] %s (%s)", section, key, origin);
 	return store(cfg, (size_t)i, value, origin);
 }
 
@@ -322,13 +318,13 @@ struct ini_ctx {
 	int line; /* line being parsed, 1-based */
 	int err;
 	int err_line;
-	char errmsg[512];
+	struct ehr_error_saved saved; /* the first error */
 };
 
 static void ini_fail(struct ini_ctx *ctx)
 {
 	ctx->err_line = ctx->line;
-	snprintf(ctx->errmsg, sizeof(ctx->errmsg), "%s", ehr_error_msg());
+	ehr_error_save(&ctx->saved);
 }
 
 /* libinih reader: one line per call, counted, so every error names its line;
@@ -368,7 +364,10 @@ static int cfg_ini_handler(void *user, const char *section, const char *name, co
 
 	if (ctx->err < 0)
 		return 1; /* keep the first error */
-	snprintf(origin, sizeof(origin), "file %s line %d", ctx->origin, ctx->line);
+	if (ehr_fmt(origin, sizeof(origin), "file %s line %d", ctx->origin, ctx->line) < 0) {
+		ctx->err = EHR_ERR_CONFIG;
+		goto fail;
+	}
 	if (*section == '\0') {
 		ctx->err = ehr_error_set(EHR_ERR_CONFIG, "config key %.64s outside any [section] (%s)", name,
 		                         origin);
@@ -396,8 +395,10 @@ static int ini_run(struct ini_ctx *ctx)
 	/* rc: the first line libinih found wrong (syntax or a handler refusal). */
 	if (rc > 0 && (ctx->err == 0 || rc < ctx->err_line))
 		return ehr_error_set(EHR_ERR_CONFIG, "config file %s line %d: syntax error", ctx->origin, rc);
-	if (ctx->err < 0)
-		return ehr_error_set(ctx->err, "%s", ctx->errmsg);
+	if (ctx->err < 0) {
+		ehr_error_restore(&ctx->saved);
+		return ctx->err;
+	}
 	if (rc == -2)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory reading %s", ctx->origin);
 	return 0;
@@ -410,10 +411,8 @@ int gw_config_load_file(struct gw_config *cfg, const char *path)
 	int err;
 
 	if (ehr_file_read(&text, path, text.max) < 0) {
-		char why[256];
-		snprintf(why, sizeof(why), "%s", ehr_error_msg());
 		ehr_buf_free(&text);
-		return ehr_error_set(EHR_ERR_CONFIG, "cannot read config file %s: %s", path, why);
+		return ehr_error_wrap(EHR_ERR_CONFIG, "cannot read config file %s", path);
 	}
 	ctx.text = ehr_buf_cstr(&text);
 	err = ini_run(&ctx);
@@ -463,7 +462,7 @@ int gw_config_load_env(struct gw_config *cfg, char *const *envp)
 			section[j] = (char)tolower((unsigned char)rest[j]);
 		section[slen] = '\0';
 		klen = (size_t)(eq - rest) - slen - 1;
-		snprintf(origin, sizeof(origin), "environment %.*s", (int)(eq - e), e);
+		GUARD(ehr_fmt(origin, sizeof(origin), "environment %.*s", (int)(eq - e), e));
 		if (klen == 0 || klen >= sizeof(key))
 			return ehr_error_set(EHR_ERR_CONFIG, "unknown config key in %s", origin);
 		for (size_t j = 0; j < klen; j++)
@@ -490,7 +489,7 @@ int gw_config_set_arg(struct gw_config *cfg, const char *a)
 	section[slen] = '\0';
 	memcpy(key, dot + 1, klen);
 	key[klen] = '\0';
-	snprintf(origin, sizeof(origin), "--set %s.%s", section, key);
+	GUARD(ehr_fmt(origin, sizeof(origin), "--set %s.%s", section, key));
 	return gw_config_set(cfg, section, key, eq + 1, origin);
 }
 
@@ -525,7 +524,7 @@ int gw_config_finish(struct gw_config *cfg)
 				n = 1;
 			if ((uint64_t)n > gw_config_keys[i].max)
 				n = (long)gw_config_keys[i].max;
-			snprintf(num, sizeof(num), "%ld", n);
+			GUARD_GOTO(ehr_fmt(num, sizeof(num), "%ld", n));
 			GUARD_GOTO(store(cfg, i, num, cfg->origins[i]));
 		}
 	}

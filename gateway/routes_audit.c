@@ -27,30 +27,17 @@
 
 /* ------------------------------------------------------------- helpers */
 
+/* The one error table (gateway/errors.c), except that on these routes a
+ * signature that does not verify is the caller's document: 422
+ * `bad_signature` (docs/CONTRACTS.md §6). */
 static void reply_err(struct gw_req *r, int err)
 {
-	const char *msg = ehr_error_msg();
-
-	switch (err) {
-	case EHR_ERR_INVAL:
-	case EHR_ERR_PARSE:
-	case EHR_ERR_TOO_LARGE: gw_reply_error(r, 400, "invalid_request", "%s", msg); break;
-	case EHR_ERR_FORBIDDEN: gw_reply_error(r, 403, "forbidden", "%s", msg); break;
-	case EHR_ERR_NOT_FOUND: gw_reply_error(r, 404, "not_found", "%s", msg); break;
-	case EHR_ERR_CONFLICT:
-	case EHR_ERR_EXISTS: gw_reply_error(r, 409, "conflict", "%s", msg); break;
-	case EHR_ERR_TAMPER: gw_reply_error(r, 422, "bad_signature", "%s", msg); break;
-	case EHR_ERR_UNAVAILABLE:
-	case EHR_ERR_TIMEOUT:
-	case EHR_ERR_DB:
-		ehr_logf(EHR_LOG_WARN, "audit.unavailable", "%s", msg);
-		gw_reply_error(r, 503, "unavailable", "a dependency is unavailable, retry later");
-		break;
-	default:
-		ehr_logf(EHR_LOG_ERROR, "audit.internal", "%s: %s", ehr_err_name(err), msg);
-		gw_reply_error(r, 500, "internal", "internal error");
-		break;
+	if (err == EHR_ERR_TAMPER) {
+		gw_reply_error(r, 422, "bad_signature", "%s",
+		               *ehr_error_msg() ? ehr_error_msg() : "signature does not verify");
+		return;
 	}
+	gw_reply_err(r, err);
 }
 
 /* The stream's error reply (routes_audit_internal.h): the same mapping as
@@ -65,9 +52,10 @@ static json_t *body_json(struct gw_req *r)
 	size_t len = 0;
 	const uint8_t *b = gw_req_body(r, &len);
 	json_t *j = NULL;
+	int err = b ? ehr_json_parse(&j, b, len, AUDIT_MAX_BODY, 8) : EHR_ERR_INVAL;
 
-	if (b == NULL || ehr_json_parse(&j, b, len, AUDIT_MAX_BODY, 8) < 0) {
-		gw_reply_error(r, 400, "invalid_request", "body must be a JSON object: %s", ehr_error_msg());
+	if (err < 0) {
+		gw_reply_err(r, ehr_error_wrap(err, "body must be a JSON object"));
 		return NULL;
 	}
 	if (!json_is_object(j)) {

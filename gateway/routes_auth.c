@@ -12,35 +12,6 @@
 
 #define AUTH_MAX_BODY (16 * 1024)
 
-static void reply_err(struct gw_req *r, int err)
-{
-	const char *msg = ehr_error_msg();
-
-	switch (err) {
-	case EHR_ERR_INVAL:
-	case EHR_ERR_PARSE:
-	case EHR_ERR_TOO_LARGE: gw_reply_error(r, 400, "invalid", "%s", msg); break;
-	case EHR_ERR_AUTH:
-	case EHR_ERR_EXPIRED:
-	case EHR_ERR_REPLAY: gw_reply_error(r, 401, "unauthenticated", "%s", msg); break;
-	case EHR_ERR_FORBIDDEN: gw_reply_error(r, 403, "forbidden", "%s", msg); break;
-	case EHR_ERR_RATE:
-		gw_reply_header(r, "Retry-After", "60");
-		gw_reply_error(r, 429, "rate_limited", "too many requests from this address");
-		break;
-	case EHR_ERR_UNAVAILABLE:
-	case EHR_ERR_TIMEOUT:
-	case EHR_ERR_DB:
-		ehr_logf(EHR_LOG_WARN, "auth.unavailable", "%s", msg);
-		gw_reply_error(r, 503, "unavailable", "a dependency is unavailable, retry later");
-		break;
-	default:
-		ehr_logf(EHR_LOG_ERROR, "auth.internal", "%s: %s", ehr_err_name(err), msg);
-		gw_reply_error(r, 500, "internal_error", "internal error");
-		break;
-	}
-}
-
 static struct auth_ctx *ctx_of(struct gw_req *r)
 {
 	return gw_app_auth(gw_req_app(r));
@@ -52,14 +23,15 @@ static json_t *body_json(struct gw_req *r)
 	size_t len = 0;
 	const uint8_t *b = gw_req_body(r, &len);
 	json_t *j = NULL;
+	int err = b ? ehr_json_parse(&j, b, len, AUTH_MAX_BODY, 6) : EHR_ERR_INVAL;
 
-	if (b == NULL || ehr_json_parse(&j, b, len, AUTH_MAX_BODY, 6) < 0) {
-		gw_reply_error(r, 400, "invalid", "body must be a JSON object: %s", ehr_error_msg());
+	if (err < 0) {
+		gw_reply_err(r, ehr_error_wrap(err, "body must be a JSON object"));
 		return NULL;
 	}
 	if (!json_is_object(j)) {
 		json_decref(j);
-		gw_reply_error(r, 400, "invalid", "body must be a JSON object");
+		gw_reply_err(r, ehr_error_set(EHR_ERR_INVAL, "body must be a JSON object"));
 		return NULL;
 	}
 	return j;
@@ -70,22 +42,24 @@ static bool rate_ok(struct gw_req *r, enum auth_rate_kind kind)
 	int err = auth_rate_check(ctx_of(r), kind, gw_req_peer(r));
 
 	if (err < 0) {
-		reply_err(r, err);
+		gw_reply_err(r, err);
 		return false;
 	}
 	return true;
 }
 
-static void principal_of(struct auth_principal *p, const struct gw_identity *id)
+/* The identity as auth/ sees it; an identity field that does not fit is
+ * refused (EHR_ERR_TOO_LARGE), never cut. */
+static int principal_of(struct auth_principal *p, const struct gw_identity *id)
 {
 	memset(p, 0, sizeof(*p));
-	snprintf(p->role, sizeof(p->role), "%s",
-	         id->role == GW_ROLE_SERVER    ? "server"
-	         : id->role == GW_ROLE_AUDITOR ? "auditor"
-	                                       : "patient");
-	snprintf(p->id, sizeof(p->id), "%s", id->subject);
-	snprintf(p->serial, sizeof(p->serial), "%.63s", id->cert_serial);
-	snprintf(p->jkt, sizeof(p->jkt), "%.43s", id->jkt);
+	GUARD(ehr_str_copy(p->role, sizeof(p->role),
+	                   id->role == GW_ROLE_SERVER    ? "server"
+	                   : id->role == GW_ROLE_AUDITOR ? "auditor"
+	                                                 : "patient"));
+	GUARD(ehr_str_copy(p->id, sizeof(p->id), id->subject));
+	GUARD(ehr_str_copy(p->serial, sizeof(p->serial), id->cert_serial));
+	return ehr_str_copy(p->jkt, sizeof(p->jkt), id->jkt);
 }
 
 static void h_register(struct gw_req *r)
@@ -101,7 +75,7 @@ static void h_register(struct gw_req *r)
 	if ((err = ehr_json_get_str(j, "csr", &csr, AUTH_MAX_CSR_PEM)) < 0 ||
 	    (err = ehr_json_get_str(j, "token", &token, 256)) < 0 ||
 	    (err = auth_register(ctx_of(r), &resp, csr, strlen(csr), token, gw_req_peer(r))) < 0)
-		reply_err(r, err);
+		gw_reply_err(r, err);
 	else
 		gw_reply_json(r, 201, resp);
 	json_decref(j);
@@ -116,10 +90,10 @@ static void h_renew(struct gw_req *r)
 
 	if ((j = body_json(r)) == NULL)
 		return;
-	principal_of(&p, gw_req_identity(r));
-	if ((err = ehr_json_get_str(j, "csr", &csr, AUTH_MAX_CSR_PEM)) < 0 ||
+	if ((err = principal_of(&p, gw_req_identity(r))) < 0 ||
+	    (err = ehr_json_get_str(j, "csr", &csr, AUTH_MAX_CSR_PEM)) < 0 ||
 	    (err = auth_renew(ctx_of(r), &resp, &p, csr, strlen(csr))) < 0)
-		reply_err(r, err);
+		gw_reply_err(r, err);
 	else
 		gw_reply_json(r, 201, resp);
 	json_decref(j);
@@ -134,10 +108,10 @@ static void h_patient_create(struct gw_req *r)
 
 	if ((j = body_json(r)) == NULL)
 		return;
-	principal_of(&p, gw_req_identity(r));
-	if ((err = ehr_json_get_str(j, "external_id", &ext, 256)) < 0 ||
+	if ((err = principal_of(&p, gw_req_identity(r))) < 0 ||
+	    (err = ehr_json_get_str(j, "external_id", &ext, 256)) < 0 ||
 	    (err = auth_patient_create(ctx_of(r), &resp, &p, ext)) < 0)
-		reply_err(r, err);
+		gw_reply_err(r, err);
 	else
 		gw_reply_json(r, 201, resp);
 	json_decref(j);
@@ -156,12 +130,12 @@ static void h_enroll(struct gw_req *r)
 	if ((err = ehr_json_get_str(j, "patient_id", &pid, AUTH_MAX_ID)) < 0 ||
 	    (err = ehr_json_get_str(j, "code", &code, 256)) < 0 ||
 	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0)
-		reply_err(r, err);
+		gw_reply_err(r, err);
 	else if (!json_is_object(json_object_get(j, "jwk")))
-		gw_reply_error(r, 400, "invalid", "field 'jwk' must be a JSON object");
+		gw_reply_err(r, ehr_error_set(EHR_ERR_INVAL, "field 'jwk' must be a JSON object"));
 	else if ((err = auth_enroll(ctx_of(r), &resp, pid, code, json_object_get(j, "jwk"), sig,
 	                            gw_req_peer(r))) < 0)
-		reply_err(r, err);
+		gw_reply_err(r, err);
 	else
 		gw_reply_json(r, 200, resp);
 	json_decref(j);
@@ -179,7 +153,7 @@ static void h_challenge(struct gw_req *r)
 		return;
 	if ((err = ehr_json_get_str(j, "patient_id", &pid, AUTH_MAX_ID)) < 0 ||
 	    (err = auth_challenge(ctx_of(r), &resp, pid)) < 0)
-		reply_err(r, err);
+		gw_reply_err(r, err);
 	else
 		gw_reply_json(r, 200, resp);
 	json_decref(j);
@@ -200,7 +174,7 @@ static void h_token(struct gw_req *r)
 	    (err = ehr_json_get_str(j, "ts", &ts, 20)) < 0 ||
 	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0 ||
 	    (err = auth_token(ctx_of(r), &resp, pid, nonce, ts, sig, gw_req_peer(r))) < 0) {
-		reply_err(r, err);
+		gw_reply_err(r, err);
 	} else {
 		gw_reply_header(r, "Cache-Control", "no-store");
 		gw_reply_json(r, 200, resp);

@@ -104,6 +104,26 @@ static void route_test_echo(struct gw_req *r)
 	gw_reply_json(r, 200, json_pack("{s:I}", "bytes", (json_int_t)n));
 }
 
+/* GET /v1/test/fail?kind=internal|unavailable: fails through the one error
+ * table, with a log detail the client must never see (a failed ENSURE, or
+ * a library's text), for the error-reply tests. */
+static int test_fail_internal(int v)
+{
+	ENSURE(v == 42, EHR_ERR_INTERNAL);
+	return 0;
+}
+
+static void route_test_fail(struct gw_req *r)
+{
+	const char *kind = gw_req_query(r, "kind");
+
+	if (kind && strcmp(kind, "unavailable") == 0)
+		gw_reply_err(r, ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "database connection failed",
+		                                     "libpq: could not connect to server-internal-7"));
+	else
+		gw_reply_err(r, test_fail_internal(7));
+}
+
 /* GET /v1/test/items/{id}/parts/{part}: echoes the decoded parameters. */
 static void route_test_params(struct gw_req *r)
 {
@@ -189,6 +209,7 @@ const struct gw_route gw_routes_test[] = {
 	{ "POST", "/v1/test/stream-echo", "test.stream_echo", 0, GW_STREAM_BODY, route_test_stream_echo },
 	{ "GET", "/v1/test/stream-out", "test.stream_out", 0, GW_BLOCKING, route_test_stream_out },
 	{ "GET", "/v1/test/sleep", "test.sleep", 0, GW_BLOCKING, route_test_sleep },
+	{ "GET", "/v1/test/fail", "test.fail", 0, GW_BLOCKING, route_test_fail },
 	{ "POST", "/v1/test/echo", "test.echo", 0, 0, route_test_echo },
 	{ "GET", "/v1/test/items/{id}/parts/{part}", "test.params", 0, 0, route_test_params },
 };

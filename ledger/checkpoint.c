@@ -160,11 +160,7 @@ int ledger_checkpoint_verify(const char *note, size_t len, const uint8_t pub[32]
 	}
 	memcpy(root, dec.data, LEDGER_HASH_LEN);
 	ehr_buf_free(&dec);
-	if (sig_err < 0) {
-		char why[128];
-
-		snprintf(why, sizeof(why), "%s", ehr_error_msg());
-		return ehr_error_set(sig_err, "checkpoint: %s", why);
-	}
+	if (sig_err < 0)
+		return ehr_error_wrap(sig_err, "checkpoint");
 	return 0;
 }

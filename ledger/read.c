@@ -81,10 +81,10 @@ int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn
 	ENSURE(limit <= 10000 && q->from_seq <= INT64_MAX && q->to_seq <= INT64_MAX, EHR_ERR_INVAL);
 	GUARD_GOTO(ehr_buf_append_str(&sql,
 	                              "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1"));
-	snprintf(nums[0], sizeof(nums[0]), "%llu", (unsigned long long)q->from_seq);
+	GUARD_GOTO(ehr_fmt(nums[0], sizeof(nums[0]), "%llu", (unsigned long long)q->from_seq));
 	params[np++] = nums[0];
 	if (q->to_seq) {
-		snprintf(nums[1], sizeof(nums[1]), "%llu", (unsigned long long)q->to_seq);
+		GUARD_GOTO(ehr_fmt(nums[1], sizeof(nums[1]), "%llu", (unsigned long long)q->to_seq));
 		params[np++] = nums[1];
 		GUARD_GOTO(ehr_buf_printf(&sql, " AND seq < $%d", np));
 	}
@@ -101,12 +101,12 @@ int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn
 		GUARD_GOTO(ehr_buf_printf(&sql, " AND subject = $%d", np));
 	}
 	if (q->since_ms) {
-		snprintf(nums[2], sizeof(nums[2]), "%lld", (long long)q->since_ms);
+		GUARD_GOTO(ehr_fmt(nums[2], sizeof(nums[2]), "%lld", (long long)q->since_ms));
 		params[np++] = nums[2];
 		GUARD_GOTO(ehr_buf_printf(&sql, " AND ts_ms >= $%d", np));
 	}
 	if (q->until_ms) {
-		snprintf(nums[3], sizeof(nums[3]), "%lld", (long long)q->until_ms);
+		GUARD_GOTO(ehr_fmt(nums[3], sizeof(nums[3]), "%lld", (long long)q->until_ms));
 		params[np++] = nums[3];
 		GUARD_GOTO(ehr_buf_printf(&sql, " AND ts_ms < $%d", np));
 	}
@@ -147,7 +147,7 @@ int ledger_block_at_size(struct ledger *l, uint64_t size, struct ledger_block *b
 	char num[24];
 
 	ENSURE(size <= INT64_MAX, EHR_ERR_INVAL);
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)size);
+	GUARD(ehr_fmt(num, sizeof(num), "%llu", (unsigned long long)size));
 	return one_block(l, b, "SELECT " BLOCK_COLS " FROM ledger_blocks WHERE tree_size = $1", num);
 }
 
@@ -156,7 +156,7 @@ int ledger_block_at_height(struct ledger *l, uint64_t height, struct ledger_bloc
 	char num[24];
 
 	ENSURE(height <= INT64_MAX, EHR_ERR_INVAL);
-	snprintf(num, sizeof(num), "%llu", (unsigned long long)height);
+	GUARD(ehr_fmt(num, sizeof(num), "%llu", (unsigned long long)height));
 	return one_block(l, b, "SELECT " BLOCK_COLS " FROM ledger_blocks WHERE height = $1", num);
 }
 

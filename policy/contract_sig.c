@@ -25,7 +25,7 @@ int policy_verify_es256(const json_t *doc, const char *sig_b64url, EVP_PKEY *pub
 	GUARD_GOTO(jcs_canonicalize(&canon, doc));
 	err = ehr_es256_verify_b64url(pub, canon.data, canon.len, sig_b64url);
 	if (err == EHR_ERR_AUTH)
-		err = ehr_error_set(EHR_ERR_TAMPER, "contract signature: %s", ehr_error_msg());
+		err = ehr_error_wrap(EHR_ERR_TAMPER, "contract signature");
 out:
 	ehr_buf_free(&canon);
 	return err;

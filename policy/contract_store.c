@@ -114,11 +114,11 @@ static int apply_create(void *conn, uint64_t seq, const json_t *payload)
 	}
 	GUARD_GOTO(jcs_canonicalize(&canon, doc));
 	GUARD_GOTO(pg_text_array(&arr, c.scope, c.n_scope));
-	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
-	snprintf(acts, sizeof(acts), "%u", c.actions);
-	snprintf(nb, sizeof(nb), "%lld", (long long)c.not_before);
-	snprintf(na, sizeof(na), "%lld", (long long)c.not_after);
-	snprintf(ia, sizeof(ia), "%lld", (long long)c.issued_at);
+	GUARD_GOTO(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
+	GUARD_GOTO(ehr_fmt(acts, sizeof(acts), "%u", c.actions));
+	GUARD_GOTO(ehr_fmt(nb, sizeof(nb), "%lld", (long long)c.not_before));
+	GUARD_GOTO(ehr_fmt(na, sizeof(na), "%lld", (long long)c.not_after));
+	GUARD_GOTO(ehr_fmt(ia, sizeof(ia), "%lld", (long long)c.issued_at));
 	{
 		const char *p[] = { c.cid,
 			            c.patient,
@@ -193,7 +193,7 @@ static int apply_revoke(void *conn, uint64_t seq, const json_t *payload)
 		}
 	}
 	GUARD_GOTO(jcs_canonicalize(&canon, doc));
-	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+	GUARD_GOTO(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
 	{
 		/* The first revocation (lowest seq) is the one that counts. */
 		const char *p[] = { rv.cid, seqs, ehr_buf_cstr(&canon), sig };
@@ -216,7 +216,7 @@ static int apply_group(void *conn, uint64_t seq, const json_t *payload, bool add
 
 	GUARD(ehr_json_get_str(payload, "group", &group, POLICY_ID_MAX - 1));
 	GUARD(ehr_json_get_str(payload, "server", &server, POLICY_ID_MAX - 1));
-	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
+	GUARD(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
 	if (add) {
 		const char *p[] = { group, server, seqs };
 		return ehr_db_run(
@@ -413,11 +413,11 @@ static int row_to_contract(struct policy_contract *c, const void *r, int i)
 	int err = 0;
 
 	memset(c, 0, sizeof(*c));
-	snprintf(c->cid, sizeof(c->cid), "%s", PQgetvalue(r, i, 0));
-	snprintf(c->patient, sizeof(c->patient), "%s", PQgetvalue(r, i, 1));
+	GUARD(ehr_str_copy(c->cid, sizeof(c->cid), PQgetvalue(r, i, 0)));
+	GUARD(ehr_str_copy(c->patient, sizeof(c->patient), PQgetvalue(r, i, 1)));
 	c->grantee_kind =
 	        strcmp(PQgetvalue(r, i, 2), "server") == 0 ? POLICY_GRANTEE_SERVER : POLICY_GRANTEE_GROUP;
-	snprintf(c->grantee, sizeof(c->grantee), "%s", PQgetvalue(r, i, 3));
+	GUARD(ehr_str_copy(c->grantee, sizeof(c->grantee), PQgetvalue(r, i, 3)));
 	{
 		uint64_t a;
 		GUARD(ehr_parse_u64(&a, PQgetvalue(r, i, 4), 3));
@@ -438,7 +438,7 @@ static int row_to_contract(struct policy_contract *c, const void *r, int i)
 		ENSURE_GOTO((c->scope[c->n_scope] = strdup(v)) != NULL, EHR_ERR_NOMEM);
 		c->n_scope++;
 	}
-	snprintf(c->purpose, sizeof(c->purpose), "%s", PQgetvalue(r, i, 7));
+	GUARD_GOTO(ehr_str_copy(c->purpose, sizeof(c->purpose), PQgetvalue(r, i, 7)));
 	GUARD_GOTO(ehr_parse_i64(&c->not_before, PQgetvalue(r, i, 8), INT64_MIN, INT64_MAX));
 	GUARD_GOTO(ehr_parse_i64(&c->not_after, PQgetvalue(r, i, 9), INT64_MIN, INT64_MAX));
 	GUARD_GOTO(ehr_parse_i64(&c->issued_at, PQgetvalue(r, i, 10), INT64_MIN, INT64_MAX));
@@ -696,8 +696,11 @@ int policy_store_rebuild(void *conn, struct policy_rebuild_report *rep)
 				 * materialised; report the first one. */
 				if (rep->rejected++ == 0) {
 					rep->first_rejected_seq = seq;
-					snprintf(rep->first_reason, sizeof(rep->first_reason), "%s",
-					         ehr_error_msg());
+					if (ehr_str_copy(rep->first_reason, sizeof(rep->first_reason),
+					                 ehr_error_msg()) < 0 &&
+					    ehr_fmt(rep->first_reason, sizeof(rep->first_reason), "%.*s...",
+					            (int)sizeof(rep->first_reason) - 4, ehr_error_msg()) < 0)
+						rep->first_reason[0] = '\0'; /* cannot happen: it fits */
 				}
 				continue;
 			}

@@ -44,7 +44,7 @@ int jcs_number(char out[JCS_NUMBER_MAX], double v)
 	if (neg)
 		v = -v;
 	for (int p = 1; p <= 17; p++) {
-		snprintf(sci, sizeof(sci), "%.*e", p - 1, v);
+		GUARD(ehr_fmt(sci, sizeof(sci), "%.*e", p - 1, v));
 		if (strtod(sci, NULL) == v)
 			break;
 	}
@@ -97,8 +97,9 @@ int jcs_number(char out[JCS_NUMBER_MAX], double v)
 			memcpy(out + pos, digits + 1, k - 1);
 			pos += (int)k - 1;
 		}
-		pos += snprintf(out + pos, (size_t)(JCS_NUMBER_MAX - pos), "e%c%d", x < 0 ? '-' : '+',
-		                x < 0 ? -x : x);
+		GUARD(ehr_fmt(out + pos, (size_t)(JCS_NUMBER_MAX - pos), "e%c%d", x < 0 ? '-' : '+',
+		              x < 0 ? -x : x));
+		pos += (int)strlen(out + pos);
 	}
 	out[pos] = '\0';
 	return 0;

@@ -53,7 +53,7 @@ static int nonce(char out[32])
 	int err = ehr_random_token(&b, 16);
 
 	if (err == 0)
-		snprintf(out, 32, "%s", ehr_buf_cstr(&b));
+		err = ehr_str_copy(out, 32, ehr_buf_cstr(&b));
 	ehr_buf_free(&b);
 	return err;
 }

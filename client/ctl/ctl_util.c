@@ -8,7 +8,7 @@ int ctl_open(struct ehr_client **out)
 	const char *dir = ehr_client_default_dir();
 
 	if (ehr_client_open_profile(out, dir) < 0) {
-		fprintf(stderr, "ehrctl: cannot open the profile in %s: %s\n", dir, ehr_error_msg());
+		fprintf(stderr, "ehrctl: cannot open the profile in %s: %s\n", dir, ehr_error_detail());
 		return 1;
 	}
 	return 0;

@@ -43,7 +43,7 @@ static bool want_help(int argc, char **argv)
 
 static int fail(const char *what)
 {
-	fprintf(stderr, "ehrctl %s: %s\n", what, ehr_error_msg());
+	fprintf(stderr, "ehrctl %s: %s\n", what, ehr_error_detail());
 	return 1;
 }
 

@@ -34,7 +34,7 @@ static int open_app(struct gw_app **app, struct gw_config **cfg, int *argc, char
 	if (rc != 0)
 		return rc;
 	if (gw_app_open(app, *cfg, what) < 0) {
-		fprintf(stderr, "ehrgate admin: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate admin: %s\n", ehr_error_detail());
 		gw_config_free(*cfg);
 		*cfg = NULL;
 		return 1;
@@ -86,13 +86,13 @@ static int cmd_issue_token(int argc, char **argv)
 		return 2;
 	}
 	if (gw_app_open(&app, cfg, GW_APP_DB) < 0) {
-		fprintf(stderr, "ehrgate admin: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate admin: %s\n", ehr_error_detail());
 		gw_config_free(cfg);
 		return 1;
 	}
 	rc = auth_admin_issue_token(gw_app_db(app), &tok, role, name, ttl, &expires);
 	if (rc < 0) {
-		fprintf(stderr, "ehrgate admin issue-token: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate admin issue-token: %s\n", ehr_error_detail());
 		rc = 1;
 	} else {
 		ehr_time_rfc3339(when, expires * 1000);
@@ -126,7 +126,7 @@ static int cmd_revoke(int argc, char **argv)
 		fprintf(stderr, "usage: ehrgate admin revoke ID|SERIAL|PATIENT_ID\n");
 		rc = 2;
 	} else if (auth_admin_revoke(gw_app_db(app), &events, argv[1]) < 0) {
-		fprintf(stderr, "ehrgate admin revoke: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate admin revoke: %s\n", ehr_error_detail());
 		rc = 1;
 	} else {
 		fprintf(stderr, "revoked %s\n", argv[1]);
@@ -156,7 +156,7 @@ static int cmd_list(int argc, char **argv, const char *what)
 		fprintf(stderr, "usage: ehrgate admin list principals|tokens|patients\n");
 		rc = 2;
 	} else if (auth_admin_list(gw_app_db(app), &out, what) < 0) {
-		fprintf(stderr, "ehrgate admin list: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate admin list: %s\n", ehr_error_detail());
 		rc = 1;
 	} else {
 		json_dumpf(out, stdout, JSON_INDENT(2));

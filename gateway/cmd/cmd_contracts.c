@@ -66,7 +66,7 @@ static int cmd_rebuild(const struct gw_config *cfg, bool digest_only)
 	if (c == NULL)
 		return 1;
 	if (policy_store_digest(c, before) < 0) {
-		fprintf(stderr, "ehrgate contracts: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate contracts: %s\n", ehr_error_detail());
 		goto out;
 	}
 	if (digest_only) {
@@ -76,7 +76,7 @@ static int cmd_rebuild(const struct gw_config *cfg, bool digest_only)
 		goto out;
 	}
 	if (policy_store_rebuild(c, &rep) < 0 || policy_store_digest(c, after) < 0) {
-		fprintf(stderr, "ehrgate contracts rebuild: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate contracts rebuild: %s\n", ehr_error_detail());
 		goto out;
 	}
 	printf("{\"entries\":%llu,\"applied\":%llu,\"rejected\":%llu", (unsigned long long)rep.entries,
@@ -110,17 +110,17 @@ static int cmd_group(const struct gw_config *cfg, int argc, char **argv)
 		return usage();
 	add = strcmp(argv[1], "add") == 0;
 	if (gw_app_open(&app, cfg, GW_APP_DB | GW_APP_LEDGER) < 0) {
-		fprintf(stderr, "ehrgate contracts group: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate contracts group: %s\n", ehr_error_detail());
 		return 1;
 	}
 	if ((err = ehr_db_acquire(gw_app_db(app), &conn)) < 0) {
-		fprintf(stderr, "ehrgate contracts group: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate contracts group: %s\n", ehr_error_detail());
 		goto out;
 	}
 	err = policy_group_change(conn, gw_app_ledger(app), "operator", argv[2], argv[3], add, &rcpt);
 	ehr_db_release(gw_app_db(app), conn, err < 0 && err != EHR_ERR_INVAL);
 	if (err < 0) {
-		fprintf(stderr, "ehrgate contracts group: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate contracts group: %s\n", ehr_error_detail());
 		goto out;
 	}
 	printf("{\"seq\":%llu,\"type\":\"%s\"}\n", (unsigned long long)rcpt.seq,

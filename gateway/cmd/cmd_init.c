@@ -302,7 +302,7 @@ int gw_cmd_init(int argc, char **argv)
 		dir = gw_config_get(cfg, "server", "state_dir");
 	umask(077);
 	if (ehr_mkdir_p(dir, 0700) < 0) {
-		fprintf(stderr, "ehrgate init: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate init: %s\n", ehr_error_detail());
 		rc = 1;
 		goto out;
 	}
@@ -324,7 +324,7 @@ int gw_cmd_init(int argc, char **argv)
 		goto out;
 	}
 	if (init_state(dir) < 0) {
-		fprintf(stderr, "ehrgate init: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate init: %s\n", ehr_error_detail());
 		rc = 1;
 		goto out;
 	}

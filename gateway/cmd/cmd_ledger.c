@@ -111,11 +111,11 @@ static int cmd_verify(const struct opts *o, const struct gw_config *cfg)
 	int err, rc = 1;
 
 	if (load_pubkey(pub, o, cfg) < 0) {
-		fprintf(stderr, "ehrgate ledger verify: public key: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate ledger verify: public key: %s\n", ehr_error_detail());
 		return 1;
 	}
 	if (o->checkpoint && ehr_file_read(&note, o->checkpoint, 16384) < 0) {
-		fprintf(stderr, "ehrgate ledger verify: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate ledger verify: %s\n", ehr_error_detail());
 		return 1;
 	}
 	c = PQconnectdb(ci ? ci : "");
@@ -148,7 +148,7 @@ static int cmd_verify(const struct opts *o, const struct gw_config *cfg)
 		printf("ledger verify: %llu entries and %llu blocks matched before it\n",
 		       (unsigned long long)rep.entries, (unsigned long long)rep.blocks);
 	} else {
-		fprintf(stderr, "ehrgate ledger verify: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate ledger verify: %s\n", ehr_error_detail());
 	}
 out:
 	PQfinish(c);
@@ -160,7 +160,7 @@ out:
 static int with_ledger(const struct gw_config *cfg, struct gw_app **app)
 {
 	if (gw_app_open(app, cfg, GW_APP_DB | GW_APP_LEDGER) < 0) {
-		fprintf(stderr, "ehrgate ledger: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate ledger: %s\n", ehr_error_detail());
 		return 1;
 	}
 	return 0;
@@ -175,7 +175,7 @@ static int cmd_checkpoint(const struct opts *o, const struct gw_config *cfg)
 	if (with_ledger(cfg, &app) != 0)
 		return 1;
 	if (ledger_checkpoint(gw_app_ledger(app), o->size, &note) < 0)
-		fprintf(stderr, "ehrgate ledger checkpoint: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate ledger checkpoint: %s\n", ehr_error_detail());
 	else if (fwrite(note.data, 1, note.len, stdout) == note.len)
 		rc = 0;
 	ehr_buf_free(&note);
@@ -204,7 +204,7 @@ static int cmd_prove(const struct opts *o, const struct gw_config *cfg)
 	l = gw_app_ledger(app);
 	if (size == 0) {
 		if (ledger_head(l, &head) < 0) {
-			fprintf(stderr, "ehrgate ledger prove: %s\n", ehr_error_msg());
+			fprintf(stderr, "ehrgate ledger prove: %s\n", ehr_error_detail());
 			goto out;
 		}
 		size = head.tree_size;
@@ -214,7 +214,7 @@ static int cmd_prove(const struct opts *o, const struct gw_config *cfg)
 	else
 		err = ledger_prove_consistency(l, o->from, size, proof, &n);
 	if (err < 0) {
-		fprintf(stderr, "ehrgate ledger prove: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate ledger prove: %s\n", ehr_error_detail());
 		goto out;
 	}
 	j = ledger_proof_json(size, o->have_index ? o->index : o->from, !o->have_index,
@@ -238,7 +238,7 @@ static int cmd_vkey(const struct opts *o, const struct gw_config *cfg)
 
 	if (load_pubkey(pub, o, cfg) < 0 ||
 	    ledger_vkey_format(&vk, gw_config_get(cfg, "ledger", "origin"), pub) < 0)
-		fprintf(stderr, "ehrgate ledger vkey: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate ledger vkey: %s\n", ehr_error_detail());
 	else {
 		printf("%s\n", ehr_buf_cstr(&vk));
 		rc = 0;

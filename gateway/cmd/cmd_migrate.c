@@ -79,9 +79,9 @@ static int list_migrations(const char *dir, struct migration **out, size_t *n)
 			continue;
 		ENSURE_GOTO(count < MIGRATE_MAX_FILES, EHR_ERR_TOO_LARGE);
 		m[count].version = v;
-		snprintf(m[count].file, sizeof(m[count].file), "%.150s", e->d_name);
-		snprintf(m[count].name, sizeof(m[count].name), "%.*s", (int)(strlen(e->d_name) - 9),
-		         e->d_name + 5);
+		GUARD_GOTO(ehr_str_copy(m[count].file, sizeof(m[count].file), e->d_name));
+		GUARD_GOTO(ehr_fmt(m[count].name, sizeof(m[count].name), "%.*s", (int)(strlen(e->d_name) - 9),
+		                   e->d_name + 5));
 		count++;
 	}
 	qsort(m, count, sizeof(*m), cmp_migration);
@@ -102,14 +102,13 @@ out:
 
 /* Run sql (possibly several statements) through the one libpq wrapper;
  * migrate reports every failure as EHR_ERR_DB named after `what`. */
+/* Name what failed in front of the database's public message; the log
+ * detail (libpq's text) is kept. Every failure here is EHR_ERR_DB. */
 static int db_err(int err, const char *what)
 {
-	char detail[512];
-
 	if (err == 0)
 		return 0;
-	snprintf(detail, sizeof(detail), "%s", ehr_error_msg());
-	return ehr_error_set(EHR_ERR_DB, "%s: %s", what, detail);
+	return ehr_error_wrap(EHR_ERR_DB, "%s", what);
 }
 
 static int exec_ok(PGconn *c, const char *sql, const char *what)
@@ -135,11 +134,11 @@ static int applied_hash(PGconn *c, unsigned version, char out[65])
 	int err;
 
 	out[0] = '\0';
-	snprintf(v, sizeof(v), "%u", version);
+	GUARD(ehr_fmt(v, sizeof(v), "%u", version));
 	err = db_err(ehr_db_exec(c, &r, "SELECT sha256 FROM schema_migrations WHERE version = $1", 1, params),
 	             "read schema_migrations");
 	if (err == 0 && ehr_db_rows(r) == 1)
-		snprintf(out, 65, "%s", ehr_db_value(r, 0, 0));
+		err = ehr_db_get_text(out, 65, r, 0, 0);
 	ehr_db_clear(r);
 	return err;
 }
@@ -170,15 +169,16 @@ static int apply_one(PGconn *c, const char *dir, const struct migration *m, int 
 		ehr_db_rollback(c);
 		goto out;
 	}
-	snprintf(v, sizeof(v), "%u", m->version);
+	GUARD_GOTO(ehr_fmt(v, sizeof(v), "%u", m->version));
 	params[0] = v;
 	params[1] = m->name;
 	params[2] = hash;
 	err = ehr_db_run(c, "INSERT INTO schema_migrations(version, name, sha256) VALUES ($1, $2, $3)", 3,
 	                 params);
 	if (err < 0) {
-		snprintf(record, sizeof(record), "record %s", m->file);
-		err = db_err(err, record);
+		err = db_err(err, ehr_fmt(record, sizeof(record), "record %s", m->file) == 0
+		                          ? record
+		                          : "record a migration");
 		ehr_db_rollback(c);
 		goto out;
 	}
@@ -201,8 +201,9 @@ static int migrate(const char *conninfo, const char *dir)
 	GUARD(list_migrations(dir, &m, &n));
 	c = PQconnectdb(conninfo);
 	if (PQstatus(c) != CONNECTION_OK) {
-		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "connect to the database ([database] admin_url): %s",
-		                    PQerrorMessage(c));
+		err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE,
+		                           "cannot connect to the database ([database] admin_url)",
+		                           "connect: %s", PQerrorMessage(c));
 		goto out;
 	}
 	(void)ehr_db_run_script(c, "SET client_min_messages = warning");
@@ -268,7 +269,7 @@ int gw_cmd_migrate(int argc, char **argv)
 		              ? EHRGATE_SOURCE_DIR "/schemas/sql"
 		              : "/usr/share/ehrgate/sql";
 	if (migrate(gw_config_get(cfg, "database", "admin_url"), dir) < 0) {
-		fprintf(stderr, "ehrgate migrate: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate migrate: %s\n", ehr_error_detail());
 		rc = 1;
 		goto out;
 	}

@@ -82,19 +82,19 @@ int gw_cmd_serve(int argc, char **argv)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 
 	if (gw_app_open(&app, cfg, GW_APP_ALL) < 0) {
-		fprintf(stderr, "ehrgate serve: %s\n", ehr_error_msg());
-		ehr_logf(EHR_LOG_ERROR, "server.init_failed", "%s", ehr_error_msg());
+		fprintf(stderr, "ehrgate serve: %s\n", ehr_error_detail());
+		ehr_logf(EHR_LOG_ERROR, "server.init_failed", "%s", ehr_error_detail());
 		rc = 1;
 		goto out;
 	}
 	if ((rc = gw_serve(cfg, app)) < 0) {
-		fprintf(stderr, "ehrgate serve: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate serve: %s\n", ehr_error_detail());
 		if (rc == EHR_ERR_TIMEOUT) {
 			/* Handlers are still running on the pool: do not free what they use. */
 			fflush(NULL);
 			_exit(1);
 		}
-		ehr_logf(EHR_LOG_ERROR, "server.failed", "%s", ehr_error_msg());
+		ehr_logf(EHR_LOG_ERROR, "server.failed", "%s", ehr_error_detail());
 		rc = 1;
 		goto out;
 	}

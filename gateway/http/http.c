@@ -42,6 +42,27 @@ int64_t gw_now_us(void)
 
 /* ------------------------------------------------------------- requests */
 
+/* 16 hex digits from 8 random bytes; if the RNG fails, a process counter
+ * (ids need to be unique in a log, not secret). */
+static void req_id_new(char out[17])
+{
+	static const char hex[] = "0123456789abcdef";
+	static atomic_ullong fallback;
+	uint8_t b[8];
+
+	if (ehr_random(b, sizeof(b)) < 0) {
+		unsigned long long v = atomic_fetch_add(&fallback, 1) + 1;
+		for (size_t i = 0; i < sizeof(b); i++)
+			b[i] = (uint8_t)(v >> (8 * (7 - i)));
+		ehr_error_clear();
+	}
+	for (size_t i = 0; i < sizeof(b); i++) {
+		out[2 * i] = hex[b[i] >> 4];
+		out[2 * i + 1] = hex[b[i] & 15];
+	}
+	out[16] = '\0';
+}
+
 struct gw_req *gw_req_new(struct gw_worker *w, struct gw_conn *c)
 {
 	struct gw_req *r = calloc(1, sizeof(*r));
@@ -63,7 +84,10 @@ struct gw_req *gw_req_new(struct gw_worker *w, struct gw_conn *c)
 	r->start_us = gw_now_us();
 	r->method = "OTHER";
 	r->peer_verify = -1;
-	snprintf(r->peer, sizeof(r->peer), "%s", gw_conn_peer(c));
+	if (ehr_str_copy(r->peer, sizeof(r->peer), gw_conn_peer(c)) < 0)
+		memcpy(r->peer, "?", 2);
+	req_id_new(r->req_id);
+	gw_reply_header(r, "X-Request-Id", r->req_id);
 	return r;
 }
 
@@ -106,19 +130,21 @@ void gw_req_free(struct gw_req *r)
  * ours (method and route names, an IP, a TLS version): no escaping needed,
  * and no path, query, header or body is ever logged.
  */
-static void access_log(struct gw_server *srv, struct gw_worker *w, const char *method, const char *route,
-                       int status, size_t bytes, int64_t dur_us, const char *peer, const char *tls)
+static void access_log(struct gw_server *srv, struct gw_worker *w, const struct gw_req *r, const char *route,
+                       size_t bytes, int64_t dur_us)
 {
+	const char *method = r->method, *peer = r->peer, *tls = r->tls_version;
+	int status = r->status;
 	char ts[32];
 
 	if (!srv || !srv->access_log || ehr_log_get_level() > EHR_LOG_INFO)
 		return;
 	if (w == NULL) {
 		ehr_log_json(EHR_LOG_INFO, "http.access",
-		             json_pack("{s:s, s:s, s:i, s:I, s:f, s:s, s:s}", "method", method, "route",
+		             json_pack("{s:s, s:s, s:i, s:I, s:f, s:s, s:s, s:s}", "method", method, "route",
 		                       route, "status", status, "bytes", (json_int_t)bytes, "duration_ms",
 		                       (double)dur_us / 1000.0, "peer", peer ? peer : "", "tls",
-		                       tls ? tls : ""));
+		                       tls ? tls : "", "request_id", r->req_id));
 		return;
 	}
 	for (const char *p = peer; p && *p; p++)
@@ -132,9 +158,10 @@ static void access_log(struct gw_server *srv, struct gw_worker *w, const char *m
 	        &w->alog,
 	        "{\"ts\":\"%s\",\"level\":\"info\",\"event\":\"http.access\",\"method\":\"%s\",\"route\":\"%"
 	        "s\","
-	        "\"status\":%d,\"bytes\":%zu,\"duration_ms\":%lld.%03lld,\"peer\":\"%s\",\"tls\":\"%s\"}\n",
+	        "\"status\":%d,\"bytes\":%zu,\"duration_ms\":%lld.%03lld,\"peer\":\"%s\",\"tls\":\"%s\","
+	        "\"request_id\":\"%s\"}\n",
 	        ts, method, route, status, bytes, (long long)(dur_us / 1000), (long long)(dur_us % 1000),
-	        peer ? peer : "", tls ? tls : "");
+	        peer ? peer : "", tls ? tls : "", r->req_id);
 	if (w->alog.len >= 16384)
 		gw_access_log_flush(w);
 }
@@ -160,8 +187,7 @@ void gw_req_done(struct gw_req *r, size_t bytes)
 	int64_t dur = gw_now_us() - r->start_us;
 
 	gw_metrics_observe(r->w->metrics, r->route_index, r->method, r->status, dur);
-	access_log(srv, r->w, r->method, r->route ? r->route->name : "unmatched", r->status, bytes, dur,
-	           r->peer, r->tls_version);
+	access_log(srv, r->w, r, r->route ? r->route->name : "unmatched", bytes, dur);
 	atomic_fetch_sub(&srv->inflight, 1);
 	gw_req_free(r);
 }
@@ -373,7 +399,8 @@ int gw_http_route(struct gw_req *r)
 	case GW_ROUTE_BAD_METHOD: {
 		char msg[64];
 		gw_reply_header(r, "Allow", allow);
-		snprintf(msg, sizeof(msg), "method %s is not allowed here", r->method);
+		if (ehr_fmt(msg, sizeof(msg), "method %s is not allowed here", r->method) < 0)
+			memcpy(msg, "method not allowed", sizeof("method not allowed"));
 		return route_refuse(r, 405, "method_not_allowed", msg);
 	}
 	case GW_ROUTE_BAD_PATH: r->close = true; return route_refuse(r, 400, "bad_request", "malformed path");
@@ -460,6 +487,11 @@ int64_t gw_req_body_length(const struct gw_req *r)
 const char *gw_req_peer(const struct gw_req *r)
 {
 	return r->peer;
+}
+
+const char *gw_req_id(const struct gw_req *r)
+{
+	return r->req_id;
 }
 
 const struct gw_route *gw_req_route(const struct gw_req *r)
@@ -601,14 +633,17 @@ void gw_reply_json(struct gw_req *r, int status, json_t *body)
 
 void gw_reply_error(struct gw_req *r, int status, const char *code, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[1024];
 	va_list ap;
 	json_t *j;
 	char *text;
+	int rc;
 
 	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
+	rc = ehr_vfmt(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (rc < 0) /* never a cut message: a generic one */
+		memcpy(msg, "request refused", sizeof("request refused"));
 	j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);

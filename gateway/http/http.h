@@ -83,7 +83,10 @@ int64_t gw_req_body_length(const struct gw_req *r);
  */
 int gw_req_body_read(struct gw_req *r, uint8_t *buf, size_t cap, size_t *got);
 #define GW_BODY_WINDOW (1u << 20)
-const char *gw_req_peer(const struct gw_req *r);             /* client IP, for rate limits */
+const char *gw_req_peer(const struct gw_req *r); /* client IP, for rate limits */
+/* This request's id: 16 random hex digits, sent in every reply as
+ * X-Request-Id and written in its access and error log lines. */
+const char *gw_req_id(const struct gw_req *r);
 const struct gw_route *gw_req_route(const struct gw_req *r); /* the matched route */
 const struct gw_identity *gw_req_identity(const struct gw_req *r);
 /* The absolute URL the client used (https://host:port/path), for DPoP htu. */

@@ -171,6 +171,7 @@ struct gw_req {
 	bool query_parsed;
 	char *url;
 	char peer[64];
+	char req_id[17]; /* X-Request-Id: 16 hex digits */
 	const char *tls_version;
 	X509 *peer_cert;
 	long peer_verify;

@@ -200,10 +200,10 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
 		if (strcmp(cr->route->method, method) != 0) {
 			path_matched = true;
 			if (allow && !strstr(allow, cr->route->method)) {
-				int n = snprintf(allow + allow_len, allow_cap - allow_len, "%s%s",
-				                 allow_len ? ", " : "", cr->route->method);
-				if (n > 0 && (size_t)n < allow_cap - allow_len)
-					allow_len += (size_t)n;
+				/* A method that does not fit is left out whole, never cut. */
+				if (ehr_fmt(allow + allow_len, allow_cap - allow_len, "%s%s",
+				            allow_len ? ", " : "", cr->route->method) == 0)
+					allow_len += strlen(allow + allow_len);
 			}
 			continue;
 		}

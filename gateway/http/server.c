@@ -146,10 +146,7 @@ static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t po
 	char addr[300];
 	struct evconnlistener *l;
 
-	if (strchr(srv->host, ':'))
-		snprintf(addr, sizeof(addr), "[%s]:%u", srv->host, port);
-	else
-		snprintf(addr, sizeof(addr), "%s:%u", srv->host, port);
+	GUARD(ehr_fmt(addr, sizeof(addr), strchr(srv->host, ':') ? "[%s]:%u" : "%s:%u", srv->host, port));
 	GUARD(listen_addr(srv, port, &ss, &sslen));
 	l = evconnlistener_new_bind(w->base, gw_conn_accept, w,
 	                            LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC | LEV_OPT_REUSEABLE |
@@ -277,10 +274,9 @@ int gw_server_run(const struct gw_http_options *o)
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		GUARD_GOTO(worker_listen(srv, &srv->workers[i], i == 0 ? port : srv->port));
 	GUARD_GOTO(gw_pool_new(&srv->pool, o->blocking_threads, o->blocking_queue));
-	if (strchr(srv->host, ':'))
-		snprintf(srv->base_url, sizeof(srv->base_url), "https://[%s]:%u", srv->host, srv->port);
-	else
-		snprintf(srv->base_url, sizeof(srv->base_url), "https://%s:%u", srv->host, srv->port);
+	GUARD_GOTO(ehr_fmt(srv->base_url, sizeof(srv->base_url),
+	                   strchr(srv->host, ':') ? "https://[%s]:%u" : "https://%s:%u", srv->host,
+	                   srv->port));
 
 	for (; started < srv->nworkers; started++) {
 		if (pthread_create(&srv->workers[started].thread, NULL, worker_main,

@@ -124,6 +124,26 @@ static void assert_error(long status, long want, const char *body_json)
 	json_decref(j);
 }
 
+/* A refusal names the failed check in plain words: no source file, no
+ * ".c:", no expression, in the body or the challenge; and the reply
+ * carries the request id that keys the server's log (docs/OPERATIONS.md). */
+static void assert_no_internals(struct ehr_client *c, const char *body)
+{
+	static const char *bad[] = { ".c:", "jose.c", "strcmp", "!= NULL", "==", "/work/", "auth/" };
+	char www[512] = "", rid[64] = "";
+
+	CU_ASSERT(ehr_client_response_header(c, "WWW-Authenticate", www, sizeof(www)) == 0);
+	CU_ASSERT(strncmp(www, "DPoP", 4) == 0);
+	CU_ASSERT_PTR_NULL(strstr(www, "error_description=\"\""));
+	for (size_t i = 0; i < EHR_ARRAY_LEN(bad); i++) {
+		CU_ASSERT_PTR_NULL(strstr(body, bad[i]));
+		CU_ASSERT_PTR_NULL(strstr(www, bad[i]));
+	}
+	CU_ASSERT(ehr_client_response_header(c, "X-Request-Id", rid, sizeof(rid)) == 0);
+	CU_ASSERT_EQUAL(strlen(rid), 16);
+	CU_ASSERT_EQUAL(strspn(rid, "0123456789abcdef"), 16);
+}
+
 /* Send with explicit headers (no automatic DPoP); body text may be NULL. */
 static long send_raw(struct ehr_client *c, const char *method, const char *path, const char *authz,
                      const char *dpop, const char *body, struct ehr_buf *resp)
@@ -562,6 +582,7 @@ static void test_forged_tokens(void)
 	EHR_ASSERT_OK(authtest_libjwt_token(&t, "HS256", pl, kid, pem.data, pem.len));
 	assert_error(dpop_call(c, ehr_buf_cstr(&t), device, "GET", "/v1/whoami", now, &resp), 401,
 	             ehr_buf_cstr(&resp));
+	assert_no_internals(c, ehr_buf_cstr(&resp));
 	ehr_buf_reset(&t);
 	EHR_ASSERT_OK(authtest_libjwt_token(&t, "none", pl, kid, NULL, 0));
 	assert_error(dpop_call(c, ehr_buf_cstr(&t), device, "GET", "/v1/whoami", now, &resp), 401,

@@ -268,6 +268,56 @@ static void test_access_log_privacy(void)
 	ehr_buf_free(&log);
 }
 
+/* A 500 or 503 answers with a generic message and the request id; the
+ * detail (file:line: expression, a library's text) is only in the log,
+ * on a line with the same request id (docs/OPERATIONS.md §3, §6). */
+static void check_fail_reply(const char *path, long status, const char *code, const char *detail)
+{
+	struct gwp_resp res;
+	struct ehr_buf log = EHR_BUF_INIT(64u << 20);
+	char rid[64] = "", key[96];
+	const char *line, *eol;
+
+	EHR_ASSERT_OK(gwp_get(&gw, path, &res));
+	CU_ASSERT_EQUAL(res.status, status);
+	CU_ASSERT(gwp_resp_is_error(&res, code));
+	CU_ASSERT_PTR_NULL(strstr(res.body, ".c:"));
+	CU_ASSERT_PTR_NULL(strstr(res.body, detail));
+	CU_ASSERT_PTR_NULL(strstr(res.body, "libpq"));
+	EHR_ASSERT_OK(gwp_resp_header(&res, "X-Request-Id", rid, sizeof(rid)));
+	CU_ASSERT_EQUAL(strlen(rid), 16);
+	gwp_resp_free(&res);
+	gwp_sleep_ms(400); /* access lines are flushed every 100 ms */
+	EHR_ASSERT_OK(ehr_file_read(&log, gw.log_path, log.max));
+	CU_ASSERT_FATAL(snprintf(key, sizeof(key), "\"request_id\":\"%s\"", rid) < (int)sizeof(key));
+	line = strstr(ehr_buf_cstr(&log), "\"event\":\"http.error\"");
+	for (; line; line = strstr(line + 1, "\"event\":\"http.error\"")) {
+		eol = strchr(line, '\n');
+		if (strstr(line, key) && (!eol || strstr(line, key) < eol))
+			break;
+	}
+	CU_ASSERT_PTR_NOT_NULL_FATAL(line);
+	eol = strchr(line, '\n');
+	CU_ASSERT(strstr(line, detail) != NULL && (!eol || strstr(line, detail) < eol));
+	CU_ASSERT(strstr(line, "\"route\":\"test.fail\"") != NULL);
+	/* the access line carries the same id */
+	line = strstr(ehr_buf_cstr(&log), "\"event\":\"http.access\"");
+	for (; line; line = strstr(line + 1, "\"event\":\"http.access\"")) {
+		eol = strchr(line, '\n');
+		if (strstr(line, key) && (!eol || strstr(line, key) < eol))
+			break;
+	}
+	CU_ASSERT_PTR_NOT_NULL(line);
+	ehr_buf_free(&log);
+}
+
+static void test_error_detail_only_in_log(void)
+{
+	check_fail_reply("/v1/test/fail?kind=internal", 500, "internal_error", "gateway/routes_core.c:");
+	check_fail_reply("/v1/test/fail?kind=internal", 500, "internal_error", "v == 42");
+	check_fail_reply("/v1/test/fail?kind=unavailable", 503, "unavailable", "server-internal-7");
+}
+
 /* The client goes away while its request runs on the blocking pool: the
  * late reply is dropped safely and the request no longer counts. */
 static void test_client_gone_mid_request(void)
@@ -1279,21 +1329,23 @@ static void test_cli_usage(void)
 
 static void register_suites(void)
 {
-	EHR_ADD_SUITE("gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
-	              { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
-	              { "path parameters", test_path_params },
-	              { "keep-alive pipelining", test_keepalive_pipelined },
-	              { "a second server on a port in use fails", test_port_in_use },
-	              { "access log: route names, no paths or queries", test_access_log_privacy },
-	              { "client gone mid-request", test_client_gone_mid_request },
-	              { "TLS 1.0/1.1 refused, 1.2/1.3 ok", test_tls_versions },
-	              { "TLS 1.2 non-AEAD suites refused", test_tls12_ciphers },
-	              { "plaintext HTTP refused", test_plaintext_refused },
-	              { "client certificate optional", test_client_cert_optional },
-	              { "malformed requests answered in JSON", test_malformed_requests },
-	              { "SIGHUP reloads certificates", test_sighup_reload },
-	              { "SIGTERM drains in-flight requests", test_sigterm_drain },
-	              { "readyz follows Postgres", test_readyz_follows_postgres });
+	EHR_ADD_SUITE(
+	        "gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
+	        { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
+	        { "path parameters", test_path_params },
+	        { "keep-alive pipelining", test_keepalive_pipelined },
+	        { "a second server on a port in use fails", test_port_in_use },
+	        { "access log: route names, no paths or queries", test_access_log_privacy },
+	        { "5xx: generic reply, detail in the log by request id", test_error_detail_only_in_log },
+	        { "client gone mid-request", test_client_gone_mid_request },
+	        { "TLS 1.0/1.1 refused, 1.2/1.3 ok", test_tls_versions },
+	        { "TLS 1.2 non-AEAD suites refused", test_tls12_ciphers },
+	        { "plaintext HTTP refused", test_plaintext_refused },
+	        { "client certificate optional", test_client_cert_optional },
+	        { "malformed requests answered in JSON", test_malformed_requests },
+	        { "SIGHUP reloads certificates", test_sighup_reload },
+	        { "SIGTERM drains in-flight requests", test_sigterm_drain },
+	        { "readyz follows Postgres", test_readyz_follows_postgres });
 	EHR_ADD_SUITE("commands", cmd_init, cmd_clean,
 	              { "init: files, modes, key types, cert", test_init_files },
 	              { "init refuses to overwrite keys", test_init_refuses_overwrite },

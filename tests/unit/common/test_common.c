@@ -223,6 +223,91 @@ static void test_atomic_file(void)
 	ehr_buf_free(&got);
 }
 
+/* ehr_fmt / ehr_str_copy: fits, exact fit, one byte over, NUL, cap 0. */
+static void test_fmt_bounded(void)
+{
+	char d[6];
+
+	EHR_ASSERT_OK(ehr_fmt(d, sizeof(d), "%s-%d", "ab", 1));
+	CU_ASSERT_STRING_EQUAL(d, "ab-1");
+	EHR_ASSERT_OK(ehr_fmt(d, sizeof(d), "%d", 12345)); /* exact fit: 5 + NUL */
+	CU_ASSERT_STRING_EQUAL(d, "12345");
+	EHR_ASSERT_ERR(ehr_fmt(d, sizeof(d), "%d", 123456), EHR_ERR_TOO_LARGE); /* one over */
+	CU_ASSERT_STRING_EQUAL(d, "");                                          /* never cut */
+	EHR_ASSERT_OK(ehr_fmt(d, sizeof(d), "%s", ""));
+	CU_ASSERT_STRING_EQUAL(d, "");
+	EHR_ASSERT_ERR(ehr_fmt(d, 0, "x"), EHR_ERR_INVAL);
+
+	EHR_ASSERT_OK(ehr_str_copy(d, sizeof(d), "abcd"));
+	CU_ASSERT_STRING_EQUAL(d, "abcd");
+	EHR_ASSERT_OK(ehr_str_copy(d, sizeof(d), "abcde")); /* exact fit */
+	CU_ASSERT_STRING_EQUAL(d, "abcde");
+	EHR_ASSERT_ERR(ehr_str_copy(d, sizeof(d), "abcdef"), EHR_ERR_TOO_LARGE);
+	CU_ASSERT_STRING_EQUAL(d, "");
+	CU_ASSERT_EQUAL(d[0], '\0');
+	EHR_ASSERT_OK(ehr_str_copy(d, sizeof(d), NULL));
+	CU_ASSERT_STRING_EQUAL(d, "");
+	EHR_ASSERT_OK(ehr_str_copy(d, sizeof(d), "a\0bcdefgh")); /* stops at the NUL */
+	CU_ASSERT_STRING_EQUAL(d, "a");
+	EHR_ASSERT_ERR(ehr_str_copy(d, 0, "a"), EHR_ERR_INVAL);
+}
+
+static int ensure_fails(int v)
+{
+	ENSURE(v > 10, EHR_ERR_INVAL);
+	return 0;
+}
+
+static int ensure_goto_fails(void)
+{
+	int err = 0;
+
+	ENSURE_GOTO(1 + 1 == 3, EHR_ERR_AUTH);
+out:
+	return err;
+}
+
+/* ENSURE: the public message is plain; file:line: expr (relative path)
+ * is the log detail only. Wrapping keeps the detail. */
+static void test_error_public_and_detail(void)
+{
+	ehr_error_clear();
+	EHR_ASSERT_ERR(ensure_fails(1), EHR_ERR_INVAL);
+	CU_ASSERT_STRING_EQUAL(ehr_error_msg(), "invalid request");
+	CU_ASSERT_PTR_NULL(strstr(ehr_error_msg(), ".c:"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_error_detail(), "tests/unit/common/test_common.c:"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_error_detail(), "v > 10"));
+	CU_ASSERT_NOT_EQUAL(ehr_error_detail()[0], '/');
+	CU_ASSERT_PTR_NULL(strstr(ehr_error_detail(), "[/")); /* never an absolute path */
+
+	EHR_ASSERT_ERR(ehr_error_wrap(EHR_ERR_AUTH, "JWS %s", "rejected"), EHR_ERR_AUTH);
+	CU_ASSERT_STRING_EQUAL(ehr_error_msg(), "JWS rejected: invalid request");
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_error_detail(), "v > 10"));
+
+	EHR_ASSERT_ERR(ensure_goto_fails(), EHR_ERR_AUTH);
+	CU_ASSERT_STRING_EQUAL(ehr_error_msg(), "authentication failed");
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_error_detail(), "1 + 1 == 3"));
+
+	/* a plain set clears the detail; set_detail keeps library text apart */
+	EHR_ASSERT_ERR(ehr_error_set(EHR_ERR_NOT_FOUND, "no such patient"), EHR_ERR_NOT_FOUND);
+	CU_ASSERT_STRING_EQUAL(ehr_error_detail(), "no such patient");
+	EHR_ASSERT_ERR(ehr_error_set_detail(EHR_ERR_DB, "database error", "libpq: %s", "boom"), EHR_ERR_DB);
+	CU_ASSERT_STRING_EQUAL(ehr_error_msg(), "database error");
+	CU_ASSERT_STRING_EQUAL(ehr_error_detail(), "database error [libpq: boom]");
+	{
+		struct ehr_error_saved sv;
+		ehr_error_save(&sv);
+		ehr_error_set(EHR_ERR_INVAL, "other");
+		ehr_error_restore(&sv);
+		CU_ASSERT_STRING_EQUAL(ehr_error_detail(), "database error [libpq: boom]");
+	}
+	ehr_error_clear();
+	CU_ASSERT_STRING_EQUAL(ehr_error_msg(), "");
+	CU_ASSERT_STRING_EQUAL(ehr_error_detail(), "");
+	CU_ASSERT_STRING_EQUAL(ehr_err_public(EHR_ERR_TOO_LARGE), "too large");
+	CU_ASSERT_STRING_EQUAL(ehr_err_name(EHR_ERR_TOO_LARGE), "too_large");
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("common", NULL, NULL, { "buffer bounds", test_buf_bounds },
@@ -231,7 +316,9 @@ static void register_suites(void)
 	              { "hex and decimal parsing", test_hex_and_numbers },
 	              { "fixed-buffer hex and bytea parameters", test_hex_fixed_and_bytea },
 	              { "SQLSTATE map", test_sqlstate_map }, { "JSON limits", test_json_limits },
-	              { "atomic exclusive file write", test_atomic_file });
+	              { "atomic exclusive file write", test_atomic_file },
+	              { "bounded formatting refuses to truncate", test_fmt_bounded },
+	              { "error: public message apart from the log detail", test_error_public_and_detail });
 }
 
 EHR_TEST_MAIN(register_suites)
