@@ -34,6 +34,8 @@ extern const size_t gw_routes_test_len;
  * ehrgate_access_decisions_* counters of the metrics registry): recorded
  * (allow, deny, break-glass, which is also logged) or not (refused with 503). */
 int gw_policy_request(struct gw_req *r, struct policy_request *q);
+/* Register the policy counters in the metrics registry (gw_serve does). */
+int gw_policy_metrics_register(void);
 void gw_policy_count(const struct policy_request *q, const char *record_id, bool recorded,
                      const struct policy_decision *dec);
 

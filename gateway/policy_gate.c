@@ -27,14 +27,13 @@ static struct ehr_metric m_unrecorded =
         EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_access_decisions_unrecorded_total",
                    "Requests refused because their decision could not be recorded.");
 
-/* The counters are in /metrics from the start, zeros included, whether or
- * not a request ever reaches the gate: registered when the program loads.
- * The definitions are constants, so a failure is a typo: stop there. */
-__attribute__((constructor)) static void register_metrics(void)
+/* Register the counters with common's metrics registry (once, before
+ * serving), so /metrics shows them from the start, zeros included. */
+int gw_policy_metrics_register(void)
 {
-	if (ehr_metric_register(&m_decisions) < 0 || ehr_metric_register(&m_break_glass) < 0 ||
-	    ehr_metric_register(&m_unrecorded) < 0)
-		abort();
+	GUARD(ehr_metric_register(&m_decisions));
+	GUARD(ehr_metric_register(&m_break_glass));
+	return ehr_metric_register(&m_unrecorded);
 }
 
 static bool printable(const char *s)

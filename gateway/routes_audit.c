@@ -40,13 +40,6 @@ static void reply_err(struct gw_req *r, int err)
 	gw_reply_err(r, err);
 }
 
-/* The stream's error reply (routes_audit_internal.h): the same mapping as
- * every route here. */
-void gw__audit_reply_err(struct gw_req *r, int err)
-{
-	reply_err(r, err);
-}
-
 static json_t *body_json(struct gw_req *r)
 {
 	size_t len = 0;

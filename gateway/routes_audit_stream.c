@@ -287,7 +287,7 @@ void gw__audit_stream(struct gw_req *r)
 	x = calloc(1, sizeof(*x));
 	if (x == NULL) {
 		atomic_fetch_sub(&sse_open, 1);
-		gw__audit_reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "out of memory"));
+		gw_reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "out of memory"));
 		return;
 	}
 	x->heartbeat_s = (unsigned)hb;
@@ -336,7 +336,7 @@ void gw__audit_stream(struct gw_req *r)
 	}
 	if (PQsetnonblocking(x->pg, 1) != 0) {
 		sse_free(x);
-		gw__audit_reply_err(
+		gw_reply_err(
 		        r, ehr_error_set(EHR_ERR_INTERNAL, "cannot make the stream connection non-blocking"));
 		return;
 	}

@@ -35,12 +35,12 @@ static void reply_store_err(struct gw_req *r, int err)
 	case EHR_ERR_AUTH: /* the store refused our credentials: not the client's fault */
 	case EHR_ERR_IO:
 	case EHR_ERR_TIMEOUT:
-		ehr_logf(EHR_LOG_WARN, "ehr.store_unavailable", "%s", ehr_error_msg());
+		ehr_logf(EHR_LOG_WARN, "ehr.store_unavailable", "%s", ehr_error_detail());
 		gw_reply_header(r, "Retry-After", "5");
 		gw_reply_error(r, 503, "unavailable", "the record store is unavailable; try again later");
 		return;
 	case EHR_ERR_TAMPER:
-		ehr_logf(EHR_LOG_ERROR, "ehr.integrity", "%s", ehr_error_msg());
+		ehr_logf(EHR_LOG_ERROR, "ehr.integrity", "%s", ehr_error_detail());
 		gw_reply_error(r, 502, "integrity_error",
 		               "the stored record failed verification; nothing was released");
 		return;
@@ -97,7 +97,7 @@ static void reply_records_err(struct gw_req *r, enum records_stage stage, int er
 		               reading ? "released" : "stored");
 		return;
 	case RECORDS_AT_COMPLETE:
-		gw_reply_error(r, 500, "internal",
+		gw_reply_error(r, 500, "internal_error",
 		               "record stored and logged, metadata pending; run ehrgate fsck");
 		return;
 	default: gw_reply_err(r, err); return;

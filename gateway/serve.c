@@ -36,5 +36,6 @@ int gw_serve(const struct gw_config *cfg, struct gw_app *app)
 		.app = app,
 	};
 
+	GUARD(gw_policy_metrics_register());
 	return gw_server_run(&o);
 }

@@ -74,7 +74,7 @@ static int get_verify_meta(const struct records_env *env, struct records_row *ro
 	lc.rid = row->record_id;
 	out->stage = RECORDS_AT_LEDGER;
 	if (ledger_get_entries(env->ledger, row->ledger_seq, 1, ledger_entry_cb, &lc) < 0)
-		return ehr_error_set(EHR_ERR_UNAVAILABLE, "%s", ehr_error_msg());
+		return EHR_ERR_UNAVAILABLE; /* the message and detail stay in the slot */
 	if (!lc.found)
 		return ehr_error_set(EHR_ERR_TAMPER, "record %s has no matching ledger entry",
 		                     row->record_id);
@@ -116,7 +116,7 @@ static void get_stream(struct cloud_record_reader *rr, const struct records_sink
 	       (err = cloud_record_read(rr, 1u << 20, sink->write, sink->ud, &done)) == 0)
 		;
 	if (err < 0 && err != EHR_ERR_IO)
-		ehr_logf(EHR_LOG_ERROR, "ehr.read_aborted", "reply aborted: %s", ehr_error_msg());
+		ehr_logf(EHR_LOG_ERROR, "ehr.read_aborted", "reply aborted: %s", ehr_error_detail());
 	sink->end(sink->ud, err == 0 && done);
 }
 
@@ -135,8 +135,7 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	ENSURE(env->db != NULL && env->ledger != NULL && env->store != NULL, EHR_ERR_UNAVAILABLE);
 	out->stage = RECORDS_AT_ROW;
 	if ((err = records__row_load(env, &row, in->record_id)) < 0)
-		return err == EHR_ERR_NOT_FOUND ? err
-		                                : ehr_error_set(EHR_ERR_UNAVAILABLE, "%s", ehr_error_msg());
+		return err == EHR_ERR_NOT_FOUND ? err : EHR_ERR_UNAVAILABLE;
 	if (!row.stored)
 		return ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
 	q.patient = row.patient;

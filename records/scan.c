@@ -180,7 +180,7 @@ static void check_object(struct fsck *f, const struct obj *ob)
 	cloud_rid_hex(rid, ob->rid);
 	it.rid = rid;
 	if (row_state(f->env, rid, &state, &it.age_ms) < 0) {
-		it.detail = ehr_error_msg();
+		it.detail = ehr_error_detail();
 		emit(f, RECORDS_FSCK_ROW_FAILED, &it);
 		rep->failures++;
 		return;
@@ -195,7 +195,7 @@ static void check_object(struct fsck *f, const struct obj *ob)
 	if (f->o->dry_run)
 		return;
 	if (obj_store_delete(f->env->store, ob->key) < 0) {
-		it.detail = ehr_error_msg();
+		it.detail = ehr_error_detail();
 		emit(f, RECORDS_FSCK_DELETE_FAILED, &it);
 		rep->failures++;
 		return;
@@ -331,7 +331,7 @@ static int rewrap_row(const struct records_env *env, const struct cloud_kek *kek
 		err = cloud_dek_wrap(kek, kid, ridb, dek, neww, NULL);
 	OPENSSL_cleanse(dek, sizeof(dek));
 	if (err < 0) {
-		on_fail(ud, rid, oldkid, ehr_error_msg());
+		on_fail(ud, rid, oldkid, ehr_error_detail());
 		(*failed)++;
 		return 0;
 	}

@@ -88,7 +88,7 @@ static void put_undo(const struct records_env *env, const struct cloud_record_me
 	cloud_rid_hex(rid, m->rid);
 	if (records__row_delete_pending(env, rid) < 0)
 		ehr_logf(EHR_LOG_WARN, "ehr.pending_left", "a pending row was left for fsck: %s",
-		         ehr_error_msg());
+		         ehr_error_detail());
 }
 
 /* The access.decision and the ehr.store entries, in that order, in one
@@ -149,7 +149,7 @@ int records_put(const struct records_env *env, const struct records_put_in *in, 
 	}
 	out->stage = RECORDS_AT_COMMIT;
 	if ((err = put_ledger(env, in, &q, &m, out)) < 0) {
-		ehr_logf(EHR_LOG_WARN, "ehr.ledger_failed", "%s", ehr_error_msg());
+		ehr_logf(EHR_LOG_WARN, "ehr.ledger_failed", "%s", ehr_error_detail());
 		put_undo(env, &m, true);
 		return err;
 	}
@@ -161,7 +161,7 @@ int records_put(const struct records_env *env, const struct records_put_in *in, 
 	                                 m.ct_sha256, false)) < 0) {
 		/* Stored and in the ledger; fsck completes the row. Say so. */
 		ehr_logf(EHR_LOG_ERROR, "ehr.row_incomplete",
-		         "record in ledger, row left pending for fsck: %s", ehr_error_msg());
+		         "record in ledger, row left pending for fsck: %s", ehr_error_detail());
 		return err;
 	}
 	out->stage = RECORDS_AT_NONE;

@@ -181,7 +181,7 @@ static void reload_tls(struct gw_server *srv)
 	if (gw_tls_ctx_new(&fresh, srv->opt) < 0) {
 		atomic_fetch_add(&srv->tls_reload_failures, 1);
 		ehr_logf(EHR_LOG_ERROR, "tls.reload_failed", "keeping the current certificates: %s",
-		         ehr_error_msg());
+		         ehr_error_detail());
 		return;
 	}
 	pthread_mutex_lock(&srv->ctx_lock);
