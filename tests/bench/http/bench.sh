@@ -5,10 +5,12 @@
 #
 #   tests/bench/http/bench.sh [EHRGATE_BIN]
 #
-# Env: DURATION (default 10s), CONNS (64), THREADS (2), ROUNDS (3: the two
-# servers alternate, medians are compared), ACCESS_LOG (1: both servers write
-# an access log line per request; 0: neither does).
-# Prints both rates and the ratio ehrgate/nginx. Not part of the test suite.
+# Env: DURATION (default 10s), CONNS (64), THREADS (2), ROUNDS (3: the
+# servers alternate, medians are compared), ACCESS_LOG (1: every server writes
+# an access log line per request; 0: none does), BASELINE_BIN (an older
+# ehrgate, e.g. the build of an earlier commit: it runs beside the first and
+# is measured in the same rounds, so a change is judged within one run).
+# Prints the rates and the ratios to nginx. Not part of the test suite.
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -32,6 +34,7 @@ work=$(mktemp -d /tmp/ehrbench.XXXXXX)
 gw_pid= ng_pid=
 cleanup() {
 	[[ -n "$gw_pid" ]] && kill "$gw_pid" 2>/dev/null && wait "$gw_pid" 2>/dev/null || true
+	[[ -n "${base_pid:-}" ]] && kill "$base_pid" 2>/dev/null && wait "$base_pid" 2>/dev/null || true
 	[[ -n "$ng_pid" ]] && kill "$ng_pid" 2>/dev/null || true
 	sleep 0.2
 	rm -rf "$work"
@@ -53,6 +56,20 @@ gw_pid=$!
 for _ in $(seq 100); do grep -q listening "$work/gw.out" 2>/dev/null && break; sleep 0.05; done
 gw_url=$(awk '/listening on/ {print $4}' "$work/gw.out")
 [[ -n "$gw_url" ]] || { echo "bench: ehrgate did not start" >&2; exit 1; }
+
+# ---- the baseline ehrgate, if any: same state, settings and log policy
+base_pid= base_url=
+if [[ -n "${BASELINE_BIN:-}" ]]; then
+	base_log=/dev/null
+	[[ "$ACCESS_LOG" == 1 ]] && base_log="$work/baseline.log"
+	"$BASELINE_BIN" serve --set server.state_dir="$work/state" --set server.listen=127.0.0.1:0 \
+		--set "database.url=host=/nonexistent dbname=none" --set log.access=$([[ "$ACCESS_LOG" == 1 ]] && echo true || echo false) \
+		>"$work/base.out" 2>"$base_log" &
+	base_pid=$!
+	for _ in $(seq 100); do grep -q listening "$work/base.out" 2>/dev/null && break; sleep 0.05; done
+	base_url=$(awk '/listening on/ {print $4}' "$work/base.out")
+	[[ -n "$base_url" ]] || { echo "bench: the baseline ehrgate did not start" >&2; exit 1; }
+fi
 
 # ---- nginx with the same certificate, protocols and ciphers (gateway/tls.c)
 ng_port=$(free_port)
@@ -102,17 +119,28 @@ rate() { # url -> requests/s
 
 # Alternate the two servers for ROUNDS rounds so load changes on the machine
 # hit both alike; report the medians and each round's ratio.
-gw_rates=() ng_rates=()
+gw_rates=() ng_rates=() base_rates=()
+ratio_of() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }'; }
 for round in $(seq "$ROUNDS"); do
 	echo "== round $round: ehrgate $gw_url/healthz" >&2
 	gw_rates+=("$(rate "$gw_url/healthz")")
+	if [[ -n "$base_url" ]]; then
+		echo "== round $round: baseline ehrgate $base_url/healthz" >&2
+		base_rates+=("$(rate "$base_url/healthz")")
+	fi
 	echo "== round $round: nginx https://127.0.0.1:$ng_port/healthz" >&2
 	ng_rates+=("$(rate "https://127.0.0.1:$ng_port/healthz")")
-	echo "round $round: ehrgate ${gw_rates[-1]} req/s, nginx ${ng_rates[-1]} req/s, ratio $(awk -v a="${gw_rates[-1]}" -v b="${ng_rates[-1]}" 'BEGIN { printf "%.3f", (b > 0) ? a / b : 0 }')"
+	line="round $round: ehrgate ${gw_rates[-1]} req/s, nginx ${ng_rates[-1]} req/s, ratio $(ratio_of "${gw_rates[-1]}" "${ng_rates[-1]}")"
+	[[ -n "$base_url" ]] && line="$line; baseline ${base_rates[-1]} req/s, ratio $(ratio_of "${base_rates[-1]}" "${ng_rates[-1]}")"
+	echo "$line"
 done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 gw_rate=$(median "${gw_rates[@]}")
 ng_rate=$(median "${ng_rates[@]}")
-ratio=$(awk -v a="$gw_rate" -v b="$ng_rate" 'BEGIN { if (b > 0) printf "%.3f", a / b; else print "nan" }')
 printf 'ehrgate: %s req/s (median of %s)\nnginx:   %s req/s (median of %s)\nratio ehrgate/nginx: %s (target >= 0.7; wrk -t%s -c%s -d%s, access log %s)\n' \
-	"$gw_rate" "$ROUNDS" "$ng_rate" "$ROUNDS" "$ratio" "$THREADS" "$CONNS" "$DURATION" "$([[ "$ACCESS_LOG" == 1 ]] && echo on || echo off)"
+	"$gw_rate" "$ROUNDS" "$ng_rate" "$ROUNDS" "$(ratio_of "$gw_rate" "$ng_rate")" "$THREADS" "$CONNS" "$DURATION" "$([[ "$ACCESS_LOG" == 1 ]] && echo on || echo off)"
+if [[ -n "$base_url" ]]; then
+	base_rate=$(median "${base_rates[@]}")
+	printf 'baseline ehrgate (%s): %s req/s (median of %s), ratio baseline/nginx: %s; ehrgate/baseline: %s\n' \
+		"$BASELINE_BIN" "$base_rate" "$ROUNDS" "$(ratio_of "$base_rate" "$ng_rate")" "$(ratio_of "$gw_rate" "$base_rate")"
+fi
