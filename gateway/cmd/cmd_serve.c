@@ -74,12 +74,7 @@ int gw_cmd_serve(int argc, char **argv)
 	prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
 	/* Block the signals before any thread (ledger writer, pools) starts,
 	 * so only the server's sigwait sees them. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	gw_server_block_signals(&sigs);
 
 	if (gw_app_open(&app, cfg, GW_APP_ALL) < 0) {
 		fprintf(stderr, "ehrgate serve: %s\n", ehr_error_detail());

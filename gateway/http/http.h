@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <signal.h>
 #include <stdint.h>
 
 #include "common/common.h"
@@ -195,6 +196,10 @@ struct gw_http_options {
 
 /* "host:port" / "[v6]:port" into host and port. */
 int gw_parse_listen(const char *v, char *host, size_t host_cap, uint16_t *port);
+/* Ignore SIGPIPE and block SIGTERM, SIGINT and SIGHUP in this thread (and
+ * the threads it starts later), leaving them to gw_server_run's sigwait.
+ * Call it before starting any thread; gw_server_run calls it too. */
+void gw_server_block_signals(sigset_t *set);
 /*
  * Run the server until SIGTERM/SIGINT (drain, then return 0) with SIGHUP
  * reloading the TLS files. Prints "ehrgate listening on URL" when ready.

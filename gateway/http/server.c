@@ -226,6 +226,17 @@ static bool drain(struct gw_server *srv)
 	return clean;
 }
 
+/* Signals go to the main thread's sigwait only; SIGPIPE nowhere. */
+void gw_server_block_signals(sigset_t *set)
+{
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(set);
+	sigaddset(set, SIGTERM);
+	sigaddset(set, SIGINT);
+	sigaddset(set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, set, NULL);
+}
+
 int gw_server_run(const struct gw_http_options *o)
 {
 	struct gw_server *srv = calloc(1, sizeof(*srv));
@@ -257,13 +268,7 @@ int gw_server_run(const struct gw_http_options *o)
 		goto out;
 	}
 
-	/* Signals go to the main thread's sigwait only; SIGPIPE nowhere. */
-	signal(SIGPIPE, SIG_IGN);
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGTERM);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	gw_server_block_signals(&sigs);
 
 	srv->workers = calloc(srv->nworkers, sizeof(*srv->workers));
 	ENSURE_GOTO(srv->workers != NULL, EHR_ERR_NOMEM);
