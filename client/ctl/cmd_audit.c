@@ -659,11 +659,12 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		statefile = defstate;
 	}
 	if (ledger_key_load_public(pub, keyfile) < 0) {
-		fprintf(stderr, "ehrctl audit verify: cannot load the ledger key: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrctl audit verify: cannot load the ledger key: %s\n", ehr_error_detail());
 		return 2;
 	}
 	if (load_state(&st, statefile) < 0) {
-		fprintf(stderr, "ehrctl audit verify: unreadable state %s: %s\n", statefile, ehr_error_msg());
+		fprintf(stderr, "ehrctl audit verify: unreadable state %s: %s\n", statefile,
+		        ehr_error_detail());
 		return 1;
 	}
 	if ((err = verify_checkpoint(c, &note, origin, pub, &size, root)) != 0 ||
@@ -690,7 +691,7 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 			goto out;
 	}
 	if (save_state(statefile, size, root, ehr_buf_cstr(&note), &fr) < 0) {
-		fprintf(stderr, "ehrctl audit verify: cannot save %s: %s\n", statefile, ehr_error_msg());
+		fprintf(stderr, "ehrctl audit verify: cannot save %s: %s\n", statefile, ehr_error_detail());
 		err = 1;
 		goto out;
 	}

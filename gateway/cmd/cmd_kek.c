@@ -159,7 +159,7 @@ int gw_cmd_admin_rotate_kek(int argc, char **argv)
 		goto fail;
 	goto out;
 fail:
-	fprintf(stderr, "ehrgate admin rotate-kek: %s\n", ehr_error_msg());
+	fprintf(stderr, "ehrgate admin rotate-kek: %s\n", ehr_error_detail());
 	rc = 1;
 out:
 	cloud_kek_free(kek);
