@@ -133,7 +133,8 @@ int cloud_kek_load(struct cloud_kek **out, const char *dir)
 	                        data.data[data.len - 1] == ' '))
 		data.data[--data.len] = '\0';
 	if (!kid_valid((const char *)data.data, data.len)) {
-		err = ehr_error_set(EHR_ERR_CONFIG, "%s/current does not name a key id", dir);
+		err = ehr_error_set_detail(EHR_ERR_CONFIG, "the current KEK file does not name a key id",
+		                           "%s/current does not name a key id", dir);
 		goto out;
 	}
 	memcpy(k->current, data.data, data.len);
