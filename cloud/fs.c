@@ -33,10 +33,12 @@ static int fsync_path(const char *dir)
 {
 	int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (fd < 0)
-		return ehr_error_set(EHR_ERR_IO, "open directory: %s", strerror(errno));
+		return ehr_error_set_detail(EHR_ERR_IO, "fs store: cannot open directory",
+		                            "open directory: %s", strerror(errno));
 	if (fsync(fd) != 0) {
 		close(fd);
-		return ehr_error_set(EHR_ERR_IO, "fsync directory: %s", strerror(errno));
+		return ehr_error_set_detail(EHR_ERR_IO, "fs store: cannot sync directory",
+		                            "fsync directory: %s", strerror(errno));
 	}
 	close(fd);
 	return 0;
@@ -49,8 +51,8 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return ehr_error_set(errno == ENOSPC ? EHR_ERR_UNAVAILABLE : EHR_ERR_IO, "write: %s",
-			                     strerror(errno));
+			return ehr_error_set_detail(errno == ENOSPC ? EHR_ERR_UNAVAILABLE : EHR_ERR_IO,
+			                            "fs store: cannot write", "write: %s", strerror(errno));
 		}
 		p += w;
 		n -= (size_t)w;
@@ -75,7 +77,8 @@ static int fs_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int
 	GUARD_GOTO(ehr_buf_printf(&tmp, "%s/put.XXXXXX", fs->tmpdir));
 	fd = mkostemp((char *)tmp.data, O_CLOEXEC);
 	if (fd < 0) {
-		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "fs store: create temp file: %s", strerror(errno));
+		err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: cannot create temp file",
+		                           "fs store: create temp file: %s", strerror(errno));
 		goto out;
 	}
 	for (;;) {
@@ -86,7 +89,8 @@ static int fs_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int
 		GUARD_GOTO(write_all(fd, chunk, got));
 	}
 	if (fsync(fd) != 0) {
-		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "fs store: fsync: %s", strerror(errno));
+		err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: cannot sync",
+		                           "fs store: fsync: %s", strerror(errno));
 		goto out;
 	}
 	close(fd);
@@ -97,7 +101,8 @@ static int fs_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int
 	GUARD_GOTO(ehr_mkdir_p((char *)dst.data, 0700));
 	*slash = '/';
 	if (rename(ehr_buf_cstr(&tmp), ehr_buf_cstr(&dst)) != 0) {
-		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "fs store: rename: %s", strerror(errno));
+		err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: cannot rename",
+		                           "fs store: rename: %s", strerror(errno));
 		goto out;
 	}
 	*slash = '\0';
@@ -125,8 +130,10 @@ static int fs_get(void *impl, const char *key, cloud_write_fn wr, void *wctx, st
 	GUARD_GOTO(fs_path(&path, fs, key));
 	fd = open(ehr_buf_cstr(&path), O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
-		err = ehr_error_set(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_UNAVAILABLE,
-		                    "fs store: open: %s", strerror(errno));
+		err = ehr_error_set_detail(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_UNAVAILABLE,
+		                           errno == ENOENT ? "fs store: no such object"
+		                                           : "fs store: cannot open",
+		                           "fs store: open: %s", strerror(errno));
 		goto out;
 	}
 	chunk = malloc(FS_CHUNK);
@@ -136,7 +143,8 @@ static int fs_get(void *impl, const char *key, cloud_write_fn wr, void *wctx, st
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "fs store: read: %s", strerror(errno));
+			err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: cannot read",
+			                           "fs store: read: %s", strerror(errno));
 			goto out;
 		}
 		if (n == 0)
@@ -179,7 +187,8 @@ static int fs_del(void *impl, const char *key)
 	GUARD_GOTO(fs_path(&path, fs, key));
 	if (unlink(ehr_buf_cstr(&path)) != 0) {
 		if (errno != ENOENT)
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "fs store: unlink: %s", strerror(errno));
+			err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: cannot delete",
+			                           "fs store: unlink: %s", strerror(errno));
 		goto out;
 	}
 	*strrchr((char *)path.data, '/') = '\0';
@@ -204,7 +213,8 @@ static int fs_walk(struct fs_store *fs, const char *rel, const char *prefix, obj
 	d = opendir(ehr_buf_cstr(&dir));
 	if (d == NULL) {
 		if (errno != ENOENT)
-			err = ehr_error_set(EHR_ERR_UNAVAILABLE, "fs store: opendir: %s", strerror(errno));
+			err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: cannot list",
+			                           "fs store: opendir: %s", strerror(errno));
 		goto out;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -245,7 +255,8 @@ static int fs_ping(void *impl)
 {
 	struct fs_store *fs = impl;
 	if (access(fs->tmpdir, W_OK | X_OK) != 0)
-		return ehr_error_set(EHR_ERR_UNAVAILABLE, "fs store: not writable: %s", strerror(errno));
+		return ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: not writable",
+		                            "fs store: not writable: %s", strerror(errno));
 	return 0;
 }
 

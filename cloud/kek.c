@@ -88,8 +88,9 @@ int cloud_kek_load(struct cloud_kek **out, const char *dir)
 	ENSURE_GOTO(k != NULL, EHR_ERR_NOMEM);
 	d = opendir(dir);
 	if (d == NULL) {
-		err = ehr_error_set(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_IO,
-		                    "open KEK directory %s: %s", dir, strerror(errno));
+		err = ehr_error_set_detail(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_IO,
+		                           "cannot open the KEK directory", "open KEK directory %s: %s", dir,
+		                           strerror(errno));
 		goto out;
 	}
 	while ((de = readdir(d)) != NULL) {
@@ -132,7 +133,8 @@ int cloud_kek_load(struct cloud_kek **out, const char *dir)
 	                        data.data[data.len - 1] == ' '))
 		data.data[--data.len] = '\0';
 	if (!kid_valid((const char *)data.data, data.len)) {
-		err = ehr_error_set(EHR_ERR_CONFIG, "%s/current does not name a key id", dir);
+		err = ehr_error_set_detail(EHR_ERR_CONFIG, "the current KEK file does not name a key id",
+		                           "%s/current does not name a key id", dir);
 		goto out;
 	}
 	memcpy(k->current, data.data, data.len);

@@ -199,7 +199,8 @@ static int spool_write(void *ctx, const uint8_t *p, size_t n)
 		if (w < 0) {
 			if (errno == EINTR)
 				continue;
-			return ehr_error_set(EHR_ERR_IO, "spool write: %s", strerror(errno));
+			return ehr_error_set_detail(EHR_ERR_IO, "spool write failed", "spool write: %s",
+			                            strerror(errno));
 		}
 		p += w;
 		n -= (size_t)w;
@@ -220,7 +221,7 @@ static int spool_open(int *fd)
 		GUARD(ehr_fmt(path, sizeof(path), "%s/ehrgate-spool.XXXXXX", dir));
 		*fd = mkostemp(path, O_CLOEXEC);
 		if (*fd < 0)
-			return ehr_error_set(EHR_ERR_IO, "spool: %s", strerror(errno));
+			return ehr_error_set_detail(EHR_ERR_IO, "spool failed", "spool: %s", strerror(errno));
 		unlink(path);
 	}
 	return 0;
@@ -262,7 +263,8 @@ static int rewind_unseal(struct cloud_record_reader *rr)
 	rr->u = NULL;
 	rr->eof = false;
 	if (lseek(rr->fd, 0, SEEK_SET) != 0)
-		return ehr_error_set(EHR_ERR_IO, "spool seek: %s", strerror(errno));
+		return ehr_error_set_detail(EHR_ERR_IO, "spool seek failed", "spool seek: %s",
+		                            strerror(errno));
 	return cloud_unseal_new(&rr->u, rr->dek, rr->rid);
 }
 
@@ -277,7 +279,8 @@ static int pump(struct cloud_record_reader *rr, size_t max, cloud_write_fn wr, v
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			return ehr_error_set(EHR_ERR_IO, "spool read: %s", strerror(errno));
+			return ehr_error_set_detail(EHR_ERR_IO, "spool read failed", "spool read: %s",
+			                            strerror(errno));
 		}
 		if (n == 0) {
 			rr->eof = true;

@@ -306,13 +306,9 @@ static void payload_hash_of(const struct s3_req *rq, char out[65])
 	if (rq->stream) {
 		memcpy(out, "UNSIGNED-PAYLOAD", sizeof("UNSIGNED-PAYLOAD"));
 	} else if (rq->body_len) {
-		static const char hx[] = "0123456789abcdef";
 		SHA256(rq->body, rq->body_len, h);
-		for (int i = 0; i < 32; i++) {
-			out[2 * i] = hx[h[i] >> 4];
-			out[2 * i + 1] = hx[h[i] & 15];
-		}
-		out[64] = '\0';
+		if (ehr_hex_encode_fixed(out, 65, h, sizeof(h)) < 0) /* 65 bytes hold 32 in hex */
+			memcpy(out, "UNSIGNED-PAYLOAD", sizeof("UNSIGNED-PAYLOAD"));
 	} else {
 		memcpy(out, EMPTY_SHA256, 65);
 	}
@@ -487,11 +483,13 @@ static int call_outcome(struct s3_call *k, const struct xfer *x, CURLcode rc, bo
 	if (tls_refused(rc, tls_verify_error)) {
 		/* curl's text for a CURLE_SSL_CONNECT_ERROR is OpenSSL's first
 		 * queued error, not the verification result: name that. */
-		if (rc == CURLE_SSL_CONNECT_ERROR || k->curl_err[0] == '\0')
-			snprintf(k->curl_err, sizeof(k->curl_err), "SSL certificate problem: %s",
-			         tls_verify_error != X509_V_OK
-			                 ? X509_verify_cert_error_string(tls_verify_error)
-			                 : curl_easy_strerror(rc));
+		if ((rc == CURLE_SSL_CONNECT_ERROR || k->curl_err[0] == '\0') &&
+		    ehr_fmt(k->curl_err, sizeof(k->curl_err), "SSL certificate problem: %s",
+		            tls_verify_error != X509_V_OK ? X509_verify_cert_error_string(tls_verify_error)
+		                                          : curl_easy_strerror(rc)) < 0)
+			k->curl_err[0] = '\0'; /* OpenSSL's and curl's texts are short: cannot happen */
+		/* The verification result stays in the public message: it is what
+		 * an operator fixes (CA, name), and the tests assert on it. */
 		return ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s (not retried): %s", rq->method,
 		                     rc == CURLE_SSL_CACERT_BADFILE
 		                             ? "the CA file for TLS verification cannot be used"
@@ -499,7 +497,8 @@ static int call_outcome(struct s3_call *k, const struct xfer *x, CURLcode rc, bo
 		                     k->curl_err);
 	}
 	*retry = transient_curl(rc);
-	return ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: %s", rq->method, curl_easy_strerror(rc));
+	return ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "S3 request failed", "S3 %s: %s", rq->method,
+	                            curl_easy_strerror(rc));
 }
 
 /* One S3 request with retries (cloud_internal.h). */

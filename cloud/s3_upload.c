@@ -119,12 +119,12 @@ static int s3_put_stream(struct s3_store *s, const char *key, cloud_read_fn rd, 
 		err = s3__status_err(&rs, "PutObject");
 	ehr_buf_free(&rs.body);
 	if (err < 0 && st.consumed > 0) {
-		char saved[256];
+		struct ehr_error_saved saved;
 		struct s3_req dq = { .method = "DELETE", .key = key };
 		struct s3_resp ds;
 		int derr;
 
-		snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
+		ehr_error_save(&saved);
 		derr = s3__do(s, &dq, &ds);
 		if (derr == 0 && ds.status != 204 && ds.status != 200 && ds.status != 404)
 			derr = s3__status_err(&ds, "DeleteObject");
@@ -132,8 +132,8 @@ static int s3_put_stream(struct s3_store *s, const char *key, cloud_read_fn rd, 
 		if (derr < 0)
 			ehr_logf(EHR_LOG_WARN, "s3.put_cleanup_failed",
 			         "deleting the key of a failed PUT failed (%s); fsck lists it as an orphan",
-			         ehr_error_msg());
-		ehr_error_set(err, "%s", saved);
+			         ehr_error_detail());
+		ehr_error_restore(&saved);
 	}
 	return err;
 }
@@ -154,7 +154,7 @@ static int s3_upload_part(struct s3_store *s, const char *key, const char *uploa
 	struct s3_resp rs;
 	int err;
 
-	snprintf(pn, sizeof(pn), "%zu", number);
+	GUARD(ehr_fmt(pn, sizeof(pn), "%zu", number));
 	err = s3__do(s, &rq, &rs);
 	if (err == 0 && (rs.status < 200 || rs.status >= 300))
 		err = s3__status_err(&rs, "UploadPart");
@@ -204,8 +204,8 @@ struct part_pipe {
 	size_t job_len;
 	size_t job_number;
 	bool quit;
-	int err;       /* the first error, 0 if none */
-	char msg[512]; /* its detail */
+	int err;                      /* the first error, 0 if none */
+	struct ehr_error_saved saved; /* its message and detail */
 };
 
 /* Record err (its detail is this thread's) unless an error is known already. */
@@ -214,7 +214,7 @@ static void pipe_fail_locked(struct part_pipe *pp, int err)
 	if (pp->err != 0)
 		return;
 	pp->err = err;
-	snprintf(pp->msg, sizeof(pp->msg), "%s", ehr_error_msg());
+	ehr_error_save(&pp->saved);
 	atomic_store(&pp->give_up, true);
 }
 
@@ -296,7 +296,7 @@ static int pipe_finish(struct part_pipe *pp, pthread_t th)
 	pthread_join(th, NULL);
 	err = pp->err;
 	if (err < 0)
-		ehr_error_set(err, "%s", pp->msg);
+		ehr_error_restore(&pp->saved);
 	return err;
 }
 
@@ -442,10 +442,16 @@ static int put_multipart(struct s3_store *s, const char *key, cloud_read_fn rd, 
 abort : {
 	/* Keep the first error; the abort's own outcome is only logged. The
 	 * uploader has stopped: no part can land after this. */
-	char saved[256];
-	snprintf(saved, sizeof(saved), "%s", ehr_error_msg());
+	struct ehr_error_saved saved;
+	char pub[sizeof(saved.msg) + 32];
+
+	ehr_error_save(&saved);
 	s3_abort(s, key, ehr_buf_cstr(&upload_id));
-	ehr_error_set(err, "%s (multipart upload aborted)", saved);
+	/* pub has room for the saved message and the suffix: cannot fail */
+	if (ehr_fmt(pub, sizeof(pub), "%s (multipart upload aborted)", saved.msg) < 0)
+		ehr_error_restore(&saved);
+	else
+		ehr_error_set_detail(err, pub, "%s", saved.detail);
 }
 out:
 	if (pipe_ready) {

@@ -91,16 +91,6 @@ static int hmac_sha256(uint8_t out[32], const void *key, size_t klen, const void
 	return 0;
 }
 
-static void hex32(char out[65], const uint8_t in[32])
-{
-	static const char hx[] = "0123456789abcdef";
-	for (size_t i = 0; i < 32; i++) {
-		out[2 * i] = hx[in[i] >> 4];
-		out[2 * i + 1] = hx[in[i] & 15];
-	}
-	out[64] = '\0';
-}
-
 void s3_sigv4_output_free(struct s3_sigv4_output *out)
 {
 	ehr_buf_free(&out->canonical_query);
@@ -230,7 +220,7 @@ static int signature(char out[65], const struct s3_sigv4_input *in, const char *
 	GUARD_GOTO(hmac_sha256(k3, k2, 32, in->service, strlen(in->service)));
 	GUARD_GOTO(hmac_sha256(k4, k3, 32, "aws4_request", 12));
 	GUARD_GOTO(hmac_sha256(sig, k4, 32, string_to_sign->data, string_to_sign->len));
-	hex32(out, sig);
+	GUARD_GOTO(ehr_hex_encode_fixed(out, 65, sig, sizeof(sig)));
 out:
 	ehr_buf_free_secure(&key);
 	OPENSSL_cleanse(k1, sizeof(k1));
@@ -267,7 +257,7 @@ int s3_sigv4_sign(struct s3_sigv4_output *out, const struct s3_sigv4_input *in)
 
 	/* String to sign. */
 	SHA256(out->canonical_request.data, out->canonical_request.len, h);
-	hex32(hexbuf, h);
+	GUARD_GOTO(ehr_hex_encode_fixed(hexbuf, sizeof(hexbuf), h, sizeof(h)));
 	GUARD_GOTO(ehr_buf_printf(&out->string_to_sign, "AWS4-HMAC-SHA256\n%s\n%s/%s/%s/aws4_request\n%s",
 	                          in->amz_date, date, in->region, in->service, hexbuf));
 	GUARD_GOTO(signature(out->signature, in, date, &out->string_to_sign));

@@ -94,12 +94,12 @@ int ehr_buf_vprintf(struct ehr_buf *b, const char *fmt, va_list ap)
 	int n;
 
 	va_copy(cp, ap);
-	n = vsnprintf(NULL, 0, fmt, cp);
+	n = vsnprintf(NULL, 0, fmt, cp); /* bounded: checked */
 	va_end(cp);
 	if (n < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "bad format");
 	GUARD(ehr_buf_reserve(b, (size_t)n));
-	if (vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap) != n) {
+	if (vsnprintf((char *)b->data + b->len, (size_t)n + 1, fmt, ap) != n) { /* bounded: checked */
 		b->data[b->len] = '\0';
 		return ehr_error_set(EHR_ERR_INVAL, "format changed between passes");
 	}

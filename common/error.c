@@ -64,7 +64,7 @@ const char *ehr_err_public(int err)
  * failing, since an error must always be recordable. */
 static void slot_vprintf(char *dst, size_t cap, const char *fmt, va_list ap)
 {
-	int n = vsnprintf(dst, cap, fmt, ap);
+	int n = vsnprintf(dst, cap, fmt, ap); /* bounded: checked */
 
 	if (n < 0)
 		dst[0] = '\0';
@@ -209,7 +209,7 @@ int ehr_vfmt(char *dst, size_t cap, const char *fmt, va_list ap)
 
 	if (dst == NULL || cap == 0)
 		return ehr_error_set(EHR_ERR_INVAL, "no room to format into");
-	n = vsnprintf(dst, cap, fmt, ap);
+	n = vsnprintf(dst, cap, fmt, ap); /* bounded: checked */
 	if (n < 0) {
 		dst[0] = '\0';
 		return ehr_error_set(EHR_ERR_INVAL, "text could not be formatted");

@@ -10,6 +10,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* A failed system call on path: a plain public message; the path and
+ * strerror(errno) go to the log detail only (operators' commands print it). */
+static int io_fail(int code, const char *public_msg, const char *what, const char *path)
+{
+	int e = errno;
+
+	return ehr_error_set_detail(code, public_msg, "%s %s: %s", what, path, strerror(e));
+}
+
 int ehr_file_read(struct ehr_buf *out, const char *path, size_t max)
 {
 	uint8_t chunk[16384];
@@ -18,17 +27,18 @@ int ehr_file_read(struct ehr_buf *out, const char *path, size_t max)
 
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
-		return ehr_error_set(errno == ENOENT ? EHR_ERR_NOT_FOUND : EHR_ERR_IO, "open %s: %s", path,
-		                     strerror(errno));
+		return errno == ENOENT ? io_fail(EHR_ERR_NOT_FOUND, "file not found", "open", path)
+		                       : io_fail(EHR_ERR_IO, "cannot open file", "open", path);
 	while ((n = read(fd, chunk, sizeof(chunk))) != 0) {
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			err = ehr_error_set(EHR_ERR_IO, "read %s: %s", path, strerror(errno));
+			err = io_fail(EHR_ERR_IO, "cannot read file", "read", path);
 			goto out;
 		}
 		if (out->len + (size_t)n > max) {
-			err = ehr_error_set(EHR_ERR_TOO_LARGE, "%s is larger than %zu bytes", path, max);
+			err = ehr_error_set_detail(EHR_ERR_TOO_LARGE, "file too large",
+			                           "%s is larger than %zu bytes", path, max);
 			goto out;
 		}
 		GUARD_GOTO(ehr_buf_append(out, chunk, (size_t)n));
@@ -41,17 +51,18 @@ out:
 static int fsync_dir_of(const char *path)
 {
 	char copy[4096];
-	int dfd;
+	int dfd, err;
 
 	if (strlen(path) >= sizeof(copy))
 		return ehr_error_set(EHR_ERR_INVAL, "path too long");
 	memcpy(copy, path, strlen(path) + 1);
 	dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (dfd < 0)
-		return ehr_error_set(EHR_ERR_IO, "open directory of %s: %s", path, strerror(errno));
+		return io_fail(EHR_ERR_IO, "cannot open directory", "open directory of", path);
 	if (fsync(dfd) != 0) {
+		err = io_fail(EHR_ERR_IO, "cannot sync directory", "fsync directory of", path);
 		close(dfd);
-		return ehr_error_set(EHR_ERR_IO, "fsync directory of %s: %s", path, strerror(errno));
+		return err;
 	}
 	close(dfd);
 	return 0;
@@ -64,15 +75,16 @@ int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsign
 	int fd = -1, err = 0;
 
 	if (exclusive && access(path, F_OK) == 0)
-		return ehr_error_set(EHR_ERR_EXISTS, "%s already exists; refusing to overwrite", path);
+		return ehr_error_set_detail(EHR_ERR_EXISTS, "file already exists; refusing to overwrite",
+		                            "%s already exists; refusing to overwrite", path);
 	GUARD_GOTO(ehr_buf_printf(&tmp, "%s.tmp.XXXXXX", path));
 	fd = mkostemp((char *)tmp.data, O_CLOEXEC);
 	if (fd < 0) {
-		err = ehr_error_set(EHR_ERR_IO, "create temp file for %s: %s", path, strerror(errno));
+		err = io_fail(EHR_ERR_IO, "cannot create file", "create temp file for", path);
 		goto out;
 	}
 	if (fchmod(fd, (mode_t)mode) != 0) {
-		err = ehr_error_set(EHR_ERR_IO, "chmod %s: %s", path, strerror(errno));
+		err = io_fail(EHR_ERR_IO, "cannot set file mode", "chmod", path);
 		goto out;
 	}
 	while (len > 0) {
@@ -80,14 +92,14 @@ int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsign
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			err = ehr_error_set(EHR_ERR_IO, "write %s: %s", path, strerror(errno));
+			err = io_fail(EHR_ERR_IO, "cannot write file", "write", path);
 			goto out;
 		}
 		p += n;
 		len -= (size_t)n;
 	}
 	if (fsync(fd) != 0) {
-		err = ehr_error_set(EHR_ERR_IO, "fsync %s: %s", path, strerror(errno));
+		err = io_fail(EHR_ERR_IO, "cannot sync file", "fsync", path);
 		goto out;
 	}
 	close(fd);
@@ -95,13 +107,13 @@ int ehr_file_write_atomic(const char *path, const void *data, size_t len, unsign
 	if (exclusive) {
 		/* link() fails if the target appeared meanwhile: no silent overwrite. */
 		if (link((char *)tmp.data, path) != 0) {
-			err = ehr_error_set(errno == EEXIST ? EHR_ERR_EXISTS : EHR_ERR_IO, "create %s: %s",
-			                    path, strerror(errno));
+			err = errno == EEXIST ? io_fail(EHR_ERR_EXISTS, "file already exists", "create", path)
+			                      : io_fail(EHR_ERR_IO, "cannot create file", "create", path);
 			goto out;
 		}
 		unlink((char *)tmp.data);
 	} else if (rename((char *)tmp.data, path) != 0) {
-		err = ehr_error_set(EHR_ERR_IO, "rename to %s: %s", path, strerror(errno));
+		err = io_fail(EHR_ERR_IO, "cannot replace file", "rename to", path);
 		goto out;
 	}
 	err = fsync_dir_of(path);
@@ -127,10 +139,10 @@ int ehr_mkdir_p(const char *path, unsigned mode)
 			continue;
 		copy[i] = '\0';
 		if (mkdir(copy, 0755) != 0 && errno != EEXIST)
-			return ehr_error_set(EHR_ERR_IO, "mkdir %s: %s", copy, strerror(errno));
+			return io_fail(EHR_ERR_IO, "cannot create directory", "mkdir", copy);
 		copy[i] = '/';
 	}
 	if (mkdir(copy, (mode_t)mode) != 0 && errno != EEXIST)
-		return ehr_error_set(EHR_ERR_IO, "mkdir %s: %s", copy, strerror(errno));
+		return io_fail(EHR_ERR_IO, "cannot create directory", "mkdir", copy);
 	return 0;
 }

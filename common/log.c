@@ -90,7 +90,7 @@ void ehr_logf(enum ehr_log_level lvl, const char *event, const char *fmt, ...)
 	if (lvl < log_level)
 		return;
 	va_start(ap, fmt);
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap); /* bounded: checked */
 	va_end(ap);
 	if (n < 0)
 		msg[0] = '\0';

@@ -662,7 +662,7 @@ int gw_config_from_args(struct gw_config **out, int *argc, char **argv)
 			path = env;
 	}
 	if (gw_config_build(out, path, sets, nsets) < 0) {
-		fprintf(stderr, "ehrgate %s: %s\n", argv[0], ehr_error_msg());
+		fprintf(stderr, "ehrgate %s: %s\n", argv[0], ehr_error_detail());
 		rc = 1;
 	}
 out:

@@ -209,7 +209,8 @@ static json_t *fhir_audit_event(const struct ledger_entry *e, const json_t *payl
 	json_t *ev, *entity;
 
 	ehr_time_rfc3339(when, e->ts_ms);
-	snprintf(id, sizeof(id), "%llu", (unsigned long long)e->seq);
+	if (ehr_fmt(id, sizeof(id), "%llu", (unsigned long long)e->seq) < 0)
+		return NULL; /* 24 bytes hold any u64: cannot happen */
 	entity = json_pack("[{s:{s:{s:s, s:s}}, s:{s:s, s:s}}]", "what", "identifier", "system",
 	                   "urn:ehrgate:subject", "value", e->subject, "type", "system",
 	                   "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code", "1");
@@ -289,7 +290,7 @@ static int seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq)
 	void *conn = NULL, *res = NULL;
 	int err;
 
-	snprintf(ts, sizeof(ts), "%lld", (long long)since_ms);
+	GUARD(ehr_fmt(ts, sizeof(ts), "%lld", (long long)since_ms));
 	GUARD(ehr_db_acquire(gw_app_db(app), &conn));
 	err = ehr_db_exec(
 	        conn, &res,
@@ -401,7 +402,11 @@ static void list_entries(struct gw_req *r, bool access_log)
 		reply_err(r, err);
 		return;
 	}
-	snprintf(next, sizeof(next), "%llu", (unsigned long long)(c.last_seq + 1));
+	if ((err = ehr_fmt(next, sizeof(next), "%llu", (unsigned long long)(c.last_seq + 1))) < 0) {
+		json_decref(c.items);
+		reply_err(r, err);
+		return;
+	}
 	if (c.fhir) {
 		body = json_pack("{s:s, s:s, s:o}", "resourceType", "Bundle", "type", "searchset", "entry",
 		                 c.items);

@@ -12,6 +12,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "common/db.h"
 #include "gateway/gateway.h"
 #include "gateway/routes_audit_internal.h"
 
@@ -92,7 +93,8 @@ static bool sse_fetch(struct sse *x)
 	char from[24];
 	const char *p[] = { from };
 
-	snprintf(from, sizeof(from), "%llu", (unsigned long long)x->next);
+	if (ehr_fmt(from, sizeof(from), "%llu", (unsigned long long)x->next) < 0)
+		return false; /* 24 bytes hold any u64: cannot happen */
 	if (!PQsendQueryParams(x->pg,
 	                       "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1::bigint "
 	                       "ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
@@ -225,12 +227,11 @@ static void sse_heartbeat(evutil_socket_t fd, short what, void *arg)
 {
 	struct sse *x = arg;
 	char hb[64];
-	int n;
 
 	(void)fd;
 	(void)what;
-	n = snprintf(hb, sizeof(hb), ": heartbeat %lld\n\n", (long long)ehr_now_ms());
-	if (sse_send(x, hb, (size_t)n) < 0)
+	if (ehr_fmt(hb, sizeof(hb), ": heartbeat %lld\n\n", (long long)ehr_now_ms()) < 0 ||
+	    sse_send(x, hb, strlen(hb)) < 0)
 		sse_end(x);
 }
 
@@ -268,7 +269,6 @@ void gw__audit_stream(struct gw_req *r)
 	const char *last = gw_req_header(r, "Last-Event-ID"), *since = gw_req_query(r, "since");
 	uint64_t v, hb, buf;
 	struct sse *x;
-	PGresult *res;
 
 	if (!gw__audit_query_u64(r, "heartbeat", &hb, 15, 60) ||
 	    !gw__audit_query_u64(r, "buffer", &buf, SSE_BUFFER_DEFAULT, 64u << 20))
@@ -315,24 +315,23 @@ void gw__audit_stream(struct gw_req *r)
 		return;
 	}
 	/* LISTEN before reading the head, so nothing committed in between is missed. */
-	res = PQexec(x->pg, "LISTEN " AUDIT_LEDGER_CHANNEL);
-	if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-		PQclear(res);
+	if (ehr_db_run_script(x->pg, "LISTEN " AUDIT_LEDGER_CHANNEL) < 0) {
 		sse_free(x);
 		gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
 		return;
 	}
-	PQclear(res);
 	if (last == NULL && since == NULL) { /* only new entries */
-		res = PQexec(x->pg, "SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries");
-		if (PQresultStatus(res) != PGRES_TUPLES_OK ||
-		    ehr_parse_u64(&x->next, PQgetvalue(res, 0, 0), INT64_MAX) < 0) {
-			PQclear(res);
+		void *res = NULL;
+
+		if (ehr_db_exec(x->pg, &res, "SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries", 0,
+		                NULL) < 0 ||
+		    ehr_db_get_u64(&x->next, res, 0, 0, INT64_MAX) < 0) {
+			ehr_db_clear(res);
 			sse_free(x);
 			gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
 			return;
 		}
-		PQclear(res);
+		ehr_db_clear(res);
 	}
 	if (PQsetnonblocking(x->pg, 1) != 0) {
 		sse_free(x);

@@ -210,9 +210,9 @@ static int sink_start(void *ud, const struct records_meta *m)
 	gw_reply_header(r, "X-EHR-Record-Id", m->record_id);
 	if (m->category[0])
 		gw_reply_header(r, "X-EHR-Category", m->category);
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)m->read_seq);
+	GUARD(ehr_fmt(v, sizeof(v), "%llu", (unsigned long long)m->read_seq));
 	gw_reply_header(r, "X-EHR-Ledger-Seq", v);
-	snprintf(v, sizeof(v), "%llu", (unsigned long long)m->plain_size);
+	GUARD(ehr_fmt(v, sizeof(v), "%llu", (unsigned long long)m->plain_size));
 	gw_reply_header(r, "X-EHR-Size", v);
 	/* The type is the uploader's: never let a browser render it in our origin. */
 	gw_reply_header(r, "X-Content-Type-Options", "nosniff");

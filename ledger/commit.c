@@ -35,8 +35,9 @@ static int writer_connect(struct ledger *l)
 	l->tip_valid = false;
 	l->conn = PQconnectdb(l->conninfo);
 	if (l->conn == NULL || PQstatus(l->conn) != CONNECTION_OK) {
-		int err = ehr_error_set(EHR_ERR_UNAVAILABLE, "ledger writer: cannot connect: %s",
-		                        l->conn ? PQerrorMessage(l->conn) : "out of memory");
+		int err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "ledger writer: cannot connect",
+		                               "ledger writer: cannot connect: %s",
+		                               l->conn ? PQerrorMessage(l->conn) : "out of memory");
 
 		PQfinish(l->conn);
 		l->conn = NULL;
@@ -145,7 +146,7 @@ static int tip_reload(struct ledger *l)
 	PGresult *r;
 	int err;
 
-	snprintf(q, sizeof(q), "BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long)LEDGER_LOCK_KEY);
+	GUARD(ehr_fmt(q, sizeof(q), "BEGIN; SELECT pg_advisory_xact_lock(%lld)", (long long)LEDGER_LOCK_KEY));
 	GUARD(ledger__pg_simple(l->conn, q, "lock", NULL));
 	r = PQexecParams(l->conn,
 	                 "SELECT " LEDGER_BLOCK_COLS " FROM ledger_blocks ORDER BY height DESC LIMIT 1", 0,
@@ -286,9 +287,10 @@ static void publish(struct ledger *l, struct ledger_req **reqs, unsigned n, cons
 		}
 	l->frontier = *fr;
 	l->tip = *blk;
-	snprintf(l->tip.origin, sizeof(l->tip.origin), "%s", l->origin);
+	/* ledger_open refused an origin that does not fit here: cannot fail (if it did, the
+	 * tip is reloaded from the database on the next batch). */
 	l->tip_empty = false;
-	l->tip_valid = true;
+	l->tip_valid = ehr_str_copy(l->tip.origin, sizeof(l->tip.origin), l->origin) == 0;
 }
 
 /*
@@ -299,9 +301,9 @@ static void publish(struct ledger *l, struct ledger_req **reqs, unsigned n, cons
  */
 static int batch_fail(struct ledger *l, int err)
 {
-	char msg[256];
+	struct ehr_error_saved saved;
 
-	snprintf(msg, sizeof(msg), "%s", ehr_error_msg());
+	ehr_error_save(&saved);
 	l->tip_valid = false;
 	if (l->conn && PQstatus(l->conn) == CONNECTION_OK && PQtransactionStatus(l->conn) != PQTRANS_IDLE)
 		ledger__pg_simple(l->conn, "ROLLBACK", "rollback", NULL);
@@ -309,7 +311,8 @@ static int batch_fail(struct ledger *l, int err)
 		PQfinish(l->conn);
 		l->conn = NULL;
 	}
-	return ehr_error_set(err, "%s", msg);
+	ehr_error_restore(&saved);
+	return err;
 }
 
 /*
@@ -410,7 +413,8 @@ static void fail_all(struct ledger *l)
 	for (struct ledger_req *q = l->head; q; q = l->head) {
 		l->head = q->next;
 		q->rc = EHR_ERR_NOMEM;
-		snprintf(q->errmsg, sizeof(q->errmsg), "ledger writer out of memory");
+		ehr_error_set(EHR_ERR_NOMEM, "ledger writer out of memory");
+		ehr_error_save(&q->err);
 		sem_post(&q->done);
 	}
 	l->tail = NULL;
@@ -442,7 +446,7 @@ void *ledger__writer_main(void *arg)
 		rc = commit_batch(l, batch, n);
 		if (rc < 0)
 			ehr_logf(EHR_LOG_ERROR, "ledger.batch_failed", "batch of %u requests failed: %s", n,
-			         ehr_error_msg());
+			         ehr_error_detail());
 		/*
 		 * Wake the waiters outside the mutex (sem_post), so that 256
 		 * woken appenders do not pile up on l->mu. The semaphore
@@ -454,7 +458,7 @@ void *ledger__writer_main(void *arg)
 			entries += batch[i]->n;
 			batch[i]->rc = rc;
 			if (rc < 0)
-				snprintf(batch[i]->errmsg, sizeof(batch[i]->errmsg), "%s", ehr_error_msg());
+				ehr_error_save(&batch[i]->err);
 		}
 		pthread_mutex_lock(&l->mu);
 		l->last_batch = entries + l->queued; /* in flight when this batch completed */

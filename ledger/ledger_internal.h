@@ -65,7 +65,6 @@ bool ledger__key_name_ok(const char *s, size_t n);
 int ledger__block_verify(const struct ledger_block *b, const uint8_t pub[32]);
 
 /* Store helpers (ledger_store.c) used by reads and verification. */
-int ledger__exec(void *conn, void **res, const char *sql, int nparams, const char *const *params);
 int ledger__row_block(struct ledger_block *b, void *res, int row);
 int ledger__fetch_nodes(void *conn, struct merkle_node_ref *refs, size_t n);
 

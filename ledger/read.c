@@ -28,15 +28,13 @@ static uint64_t be64(const uint8_t *p)
 static int query_bin(struct ledger *l, void **conn, void **out, const char *sql, int n,
                      const char *const *params)
 {
-	char detail[512];
 	int err;
 
 	GUARD(ehr_db_acquire(ledger__pool(l), conn));
 	err = ehr_db_exec_binary(*conn, out, sql, n, params);
 	if (err < 0) {
-		snprintf(detail, sizeof(detail), "%s", ehr_error_msg());
-		err = ehr_error_set(err == EHR_ERR_UNAVAILABLE ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
-		                    "ledger read: %s", detail);
+		err = ehr_error_wrap(err == EHR_ERR_UNAVAILABLE ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
+		                     "ledger read");
 		ehr_db_release(ledger__pool(l), *conn, true);
 		*conn = NULL;
 	}

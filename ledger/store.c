@@ -26,24 +26,25 @@
 
 /* ------------------------------------------------------------ db helpers */
 
-int ledger__exec(void *conn, void **res, const char *sql, int nparams, const char *const *params)
-{
-	return ehr_db_exec(conn, res, sql, nparams, params);
-}
-
+/*
+ * The one SQLSTATE map (ehr_db_sqlstate_err), except that the writer never
+ * reported a cancelled statement (57014) as a timeout: it stays EHR_ERR_DB.
+ * The public message names the step and the SQLSTATE; libpq's text, which
+ * may quote values, goes to the log detail only.
+ */
 int ledger__pg_fail(PGconn *c, PGresult *r, const char *what)
 {
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 	const char *msg = r ? PQresultErrorMessage(r) : PQerrorMessage(c);
-	int code = EHR_ERR_DB;
+	int code = ehr_db_sqlstate_err(state, PQstatus(c) == CONNECTION_OK);
+	char pub[128];
 
-	if (PQstatus(c) != CONNECTION_OK)
-		code = EHR_ERR_UNAVAILABLE;
-	else if (state && strcmp(state, "23505") == 0)
-		code = EHR_ERR_CONFLICT;
-	else if (state && (strcmp(state, "42501") == 0 || strcmp(state, "P0001") == 0))
-		code = EHR_ERR_FORBIDDEN;
-	return ehr_error_set(code, "ledger %s: %s %s", what, state ? state : "", msg ? msg : "");
+	if (code == EHR_ERR_TIMEOUT)
+		code = EHR_ERR_DB;
+	if (ehr_fmt(pub, sizeof(pub), "ledger %s: database error %s", what, state ? state : "-") < 0)
+		ehr_error_clear(); /* `what` is one of our short literals: cannot happen; pub is "" */
+	return ehr_error_set_detail(code, pub[0] ? pub : NULL, "ledger %s: %s %s", what, state ? state : "",
+	                            msg ? msg : "");
 }
 
 /* Simple-protocol exec expecting success; the result is discarded unless
@@ -288,8 +289,10 @@ static int enqueue_wait(struct ledger *l, struct ledger_req *req)
 	pthread_mutex_unlock(&l->mu);
 	while (sem_wait(&req->done) != 0)
 		; /* EINTR */
-	if (req->rc < 0)
-		return ehr_error_set(req->rc, "%s", req->errmsg);
+	if (req->rc < 0) {
+		ehr_error_restore(&req->err);
+		return req->rc;
+	}
 	return 0;
 }
 

@@ -27,7 +27,7 @@ struct ledger_req {
 	size_t n;
 	sem_t done; /* posted once the batch is committed or failed */
 	int rc;
-	char errmsg[256];
+	struct ehr_error_saved err; /* the writer's error (message and detail) when rc < 0 */
 };
 
 struct ledger {

@@ -6,6 +6,7 @@
  * streamed with binary COPY in block-aligned chunks inside one
  * REPEATABLE READ snapshot; hashing is in C with a cached SHA-256 context.
  */
+#include "common/db.h"
 #include "ledger/ledger_internal.h"
 
 #include <pthread.h>
@@ -77,10 +78,24 @@ static int bad(struct vstate *v, enum ledger_bad_kind kind, uint64_t pos, const 
 	else
 		v->rep->bad_height = pos;
 	va_start(ap, fmt);
-	vsnprintf(v->rep->reason, sizeof(v->rep->reason), fmt, ap);
+	if (ehr_vfmt(v->rep->reason, sizeof(v->rep->reason), fmt, ap) < 0) {
+		static const char too_long[] = "finding too long to describe";
+
+		memcpy(v->rep->reason, too_long, sizeof(too_long)); /* fits: reason[256] */
+	}
 	va_end(ap);
 	return ehr_error_set(EHR_ERR_TAMPER, "%s %llu: %s", kind == LEDGER_BAD_ENTRY ? "entry" : "block",
 	                     (unsigned long long)pos, v->rep->reason);
+}
+
+/* A libpq failure while verifying: always EHR_ERR_DB (verification reports
+ * no other database code); libpq's text goes to the log detail only. */
+static int pg_err(PGconn *c, const PGresult *r, const char *what)
+{
+	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
+
+	return ehr_error_set_detail(EHR_ERR_DB, "verify: database error", "verify: %s: %s %s", what,
+	                            state ? state : "-", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
 }
 
 static int sig_ok(EVP_PKEY *pk, const uint8_t *sig, const void *msg, size_t len)
@@ -231,14 +246,9 @@ static int fetch_blocks(struct vstate *v, struct ledger_block *out, int *n, cons
 	PGresult *r;
 	int err = 0;
 
-	snprintf(sql, sizeof(sql), "SELECT " BLOCK_COLS " FROM ledger_blocks %s", where);
-	r = PQexecParams(v->c, sql, 0, NULL, NULL, NULL, NULL, 1);
-	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "verify: reading blocks: %s",
-		                    r ? PQresultErrorMessage(r) : PQerrorMessage(v->c));
-		PQclear(r);
-		return err;
-	}
+	GUARD(ehr_fmt(sql, sizeof(sql), "SELECT " BLOCK_COLS " FROM ledger_blocks %s", where));
+	if (ehr_db_exec_binary(v->c, (void **)&r, sql, 0, NULL) < 0)
+		return ehr_error_wrap(EHR_ERR_DB, "verify: reading blocks");
 	*n = PQntuples(r);
 	for (int i = 0; i < *n && err == 0; i++) {
 		if (ledger__row_block(&out[i], r, i) < 0) {
@@ -422,15 +432,14 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 
 	GUARD(check_block_link(v, &blocks[0]));
 	GUARD(check_block_self(v, &blocks[0]));
-	snprintf(sql, sizeof(sql),
-	         "COPY (SELECT seq, ts_ms, type, actor, subject, block_height, entry, leaf_hash, nodes "
-	         "FROM ledger_entries WHERE seq >= %llu AND seq < %llu ORDER BY seq) TO STDOUT (FORMAT "
-	         "binary)",
-	         (unsigned long long)v->cur, (unsigned long long)end);
+	GUARD(ehr_fmt(sql, sizeof(sql),
+	              "COPY (SELECT seq, ts_ms, type, actor, subject, block_height, entry, leaf_hash, nodes "
+	              "FROM ledger_entries WHERE seq >= %llu AND seq < %llu ORDER BY seq) TO STDOUT (FORMAT "
+	              "binary)",
+	              (unsigned long long)v->cur, (unsigned long long)end));
 	r = PQexec(v->c, sql);
 	if (r == NULL || PQresultStatus(r) != PGRES_COPY_OUT) {
-		err = ehr_error_set(EHR_ERR_DB, "verify: COPY: %s",
-		                    r ? PQresultErrorMessage(r) : PQerrorMessage(v->c));
+		err = pg_err(v->c, r, "COPY");
 		PQclear(r);
 		return err;
 	}
@@ -445,7 +454,7 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 		if (len == -1)
 			break;
 		if (len < 0) {
-			err = ehr_error_set(EHR_ERR_DB, "verify: COPY stream: %s", PQerrorMessage(v->c));
+			err = pg_err(v->c, NULL, "COPY stream");
 			break;
 		}
 		plen = (size_t)len;
@@ -503,7 +512,7 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 	r = PQgetResult(v->c);
 	while (r) {
 		if (err == 0 && PQresultStatus(r) != PGRES_COMMAND_OK)
-			err = ehr_error_set(EHR_ERR_DB, "verify: COPY: %s", PQresultErrorMessage(r));
+			err = pg_err(v->c, r, "COPY");
 		PQclear(r);
 		r = PQgetResult(v->c);
 	}
@@ -528,8 +537,8 @@ static int start_at(struct vstate *v, uint64_t from, struct ledger_block *blocks
 	unsigned nr;
 	int n = 0;
 
-	snprintf(where, sizeof(where), "WHERE tree_size <= %llu ORDER BY height DESC LIMIT 1",
-	         (unsigned long long)from);
+	GUARD(ehr_fmt(where, sizeof(where), "WHERE tree_size <= %llu ORDER BY height DESC LIMIT 1",
+	              (unsigned long long)from));
 	GUARD(fetch_blocks(v, blocks, &n, where));
 	if (n != 1)
 		return 0;
@@ -559,11 +568,11 @@ static int check_uncovered(struct vstate *v)
 	PGresult *r;
 	int err = 0;
 
-	snprintf(sql, sizeof(sql), "SELECT min(seq) FROM ledger_entries WHERE seq >= %llu",
-	         (unsigned long long)v->cur);
+	GUARD(ehr_fmt(sql, sizeof(sql), "SELECT min(seq) FROM ledger_entries WHERE seq >= %llu",
+	              (unsigned long long)v->cur));
 	r = PQexec(v->c, sql);
 	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "verify: %s", r ? PQresultErrorMessage(r) : "no result");
+		err = pg_err(v->c, r, "uncovered entries");
 		PQclear(r);
 		return err;
 	}
@@ -612,10 +621,11 @@ static int run(struct vstate *v, uint64_t from)
 		GUARD_GOTO(start_at(v, from, blocks));
 	for (;;) {
 		if (v->have_prev)
-			snprintf(where, sizeof(where), "WHERE height > %llu ORDER BY height LIMIT %d",
-			         (unsigned long long)v->prev.height, CHUNK_BLOCKS);
+			GUARD_GOTO(ehr_fmt(where, sizeof(where),
+			                   "WHERE height > %llu ORDER BY height LIMIT %d",
+			                   (unsigned long long)v->prev.height, CHUNK_BLOCKS));
 		else
-			snprintf(where, sizeof(where), "ORDER BY height LIMIT %d", CHUNK_BLOCKS);
+			GUARD_GOTO(ehr_fmt(where, sizeof(where), "ORDER BY height LIMIT %d", CHUNK_BLOCKS));
 		GUARD_GOTO(fetch_blocks(v, blocks, &n, where));
 		if (n == 0)
 			break;
@@ -635,7 +645,6 @@ int ledger_verify_db(void *conn, const uint8_t pub[32], uint64_t from, const cha
                      size_t trusted_len, struct ledger_verify_report *rep)
 {
 	struct vstate *v;
-	PGresult *r;
 	int err = 0;
 
 	memset(rep, 0, sizeof(*rep));
@@ -680,17 +689,13 @@ int ledger_verify_db(void *conn, const uint8_t pub[32], uint64_t from, const cha
 	v->q.started = true;
 	/* One snapshot for the whole run; stream entries by primary-key range
 	 * scans (already in seq order: no sort, no bitmap heap scan). */
-	r = PQexec(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL enable_sort = off; "
-	                 "SET LOCAL enable_bitmapscan = off");
-	if (r == NULL || PQresultStatus(r) != PGRES_COMMAND_OK) {
-		err = ehr_error_set(EHR_ERR_DB, "verify: %s",
-		                    r ? PQresultErrorMessage(r) : PQerrorMessage(conn));
-		PQclear(r);
+	if (ehr_db_run_script(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL "
+	                            "enable_sort = off; SET LOCAL enable_bitmapscan = off") < 0) {
+		err = ehr_error_wrap(EHR_ERR_DB, "verify");
 		goto out;
 	}
-	PQclear(r);
 	err = run(v, from);
-	PQclear(PQexec(conn, "ROLLBACK"));
+	ehr_db_rollback(conn); /* read only; never touches the error slot */
 out:
 	err = sigq_finish(v, err);
 	if (v->q.jobs) {

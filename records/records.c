@@ -39,37 +39,13 @@ bool records_content_type_ok(const char *s)
 	return true;
 }
 
-int records__hex(char *out, size_t cap, const uint8_t *p, size_t n)
+/* A bytea column of exactly n bytes; anything else is a database fault
+ * (EHR_ERR_DB, as the rows are ours). */
+static int bytea_get(uint8_t *out, size_t n, PGresult *res, int i, int col)
 {
-	static const char hx[] = "0123456789abcdef";
-
-	ENSURE(cap >= 2 * n + 1, EHR_ERR_INTERNAL);
-	for (size_t i = 0; i < n; i++) {
-		out[2 * i] = hx[p[i] >> 4];
-		out[2 * i + 1] = hx[p[i] & 15];
-	}
-	out[2 * n] = '\0';
-	return 0;
-}
-
-int records__bytea(char *out, size_t cap, const uint8_t *p, size_t n)
-{
-	ENSURE(cap >= 2 * n + 3, EHR_ERR_INTERNAL);
-	out[0] = '\\';
-	out[1] = 'x';
-	return records__hex(out + 2, cap - 2, p, n);
-}
-
-static int bytea_get(uint8_t *out, size_t n, const char *v)
-{
-	if (v == NULL || strlen(v) != 2 + 2 * n || v[0] != '\\' || v[1] != 'x')
+	if (ehr_db_get_bytea(out, n, res, i, col) < 0)
 		return ehr_error_set(EHR_ERR_DB, "unexpected bytea value");
-	return ehr_hex_decode(out, n, v + 2, 2 * n);
-}
-
-int records__exec_on(void *conn, void **res, const char *sql, int n, const char *const *params)
-{
-	return ehr_db_exec(conn, res, sql, n, params);
+	return 0;
 }
 
 int records__exec(const struct records_env *env, void **res, const char *sql, int n,
@@ -98,11 +74,11 @@ static int row_decode(struct records_row *row, PGresult *res, int i)
 	int64_t seq = 0, v = 0;
 
 	memset(row, 0, sizeof(*row));
-	snprintf(row->record_id, sizeof(row->record_id), "%s", PQgetvalue(res, i, 0));
-	snprintf(row->patient, sizeof(row->patient), "%s", PQgetvalue(res, i, 1));
-	snprintf(row->stored_by, sizeof(row->stored_by), "%s", PQgetvalue(res, i, 2));
-	snprintf(row->content_type, sizeof(row->content_type), "%s", PQgetvalue(res, i, 3));
-	snprintf(row->category, sizeof(row->category), "%s", PQgetvalue(res, i, 4));
+	GUARD(ehr_db_get_text(row->record_id, sizeof(row->record_id), res, i, 0));
+	GUARD(ehr_db_get_text(row->patient, sizeof(row->patient), res, i, 1));
+	GUARD(ehr_db_get_text(row->stored_by, sizeof(row->stored_by), res, i, 2));
+	GUARD(ehr_db_get_text(row->content_type, sizeof(row->content_type), res, i, 3));
+	GUARD(ehr_db_get_text(row->category, sizeof(row->category), res, i, 4));
 	row->stored = strcmp(PQgetvalue(res, i, 5), "stored") == 0;
 	GUARD(ehr_parse_i64(&seq, PQgetvalue(res, i, 6), -1, INT64_MAX));
 	row->ledger_seq = seq < 0 ? 0 : (uint64_t)seq;
@@ -112,9 +88,9 @@ static int row_decode(struct records_row *row, PGresult *res, int i)
 	GUARD(ehr_parse_i64(&v, PQgetvalue(res, i, 9), 0, INT64_MAX));
 	row->meta.ct_size = (uint64_t)v;
 	if (!PQgetisnull(res, i, 10))
-		GUARD(bytea_get(row->meta.ct_sha256, 32, PQgetvalue(res, i, 10)));
-	snprintf(row->meta.kid, sizeof(row->meta.kid), "%s", PQgetvalue(res, i, 11));
-	GUARD(bytea_get(row->meta.wrapped, CLOUD_WRAPPED_LEN, PQgetvalue(res, i, 12)));
+		GUARD(bytea_get(row->meta.ct_sha256, 32, res, i, 10));
+	GUARD(ehr_db_get_text(row->meta.kid, sizeof(row->meta.kid), res, i, 11));
+	GUARD(bytea_get(row->meta.wrapped, CLOUD_WRAPPED_LEN, res, i, 12));
 	return cloud_rid_parse(row->meta.rid, row->record_id);
 }
 
@@ -139,9 +115,8 @@ int records__patient_exists(void *conn, const char *pid)
 	void *res = NULL;
 	int err;
 
-	GUARD(records__exec_on(conn, &res,
-	                       "SELECT 1 FROM auth_patients WHERE patient_id = $1 AND revoked_at IS NULL", 1,
-	                       p));
+	GUARD(ehr_db_exec(conn, &res,
+	                  "SELECT 1 FROM auth_patients WHERE patient_id = $1 AND revoked_at IS NULL", 1, p));
 	err = PQntuples(res) == 1 ? 0 : ehr_error_set(EHR_ERR_NOT_FOUND, "no such patient");
 	PQclear(res);
 	return err;
@@ -150,19 +125,18 @@ int records__patient_exists(void *conn, const char *pid)
 int records__row_insert_pending(void *conn, const char *pid, const char *stored_by, const char *ct,
                                 const char *cat, const struct cloud_record_meta *m)
 {
-	char rid[CLOUD_RID_HEX], wrapped[2 * CLOUD_WRAPPED_LEN + 3];
+	char rid[CLOUD_RID_HEX], wrapped[EHR_DB_BYTEA_HEX_LEN(CLOUD_WRAPPED_LEN)];
 	const char *p[7] = { rid, pid, stored_by, ct, cat, m->kid, wrapped };
 	void *res = NULL;
 	int err;
 
 	cloud_rid_hex(rid, m->rid);
-	GUARD(records__bytea(wrapped, sizeof(wrapped), m->wrapped, CLOUD_WRAPPED_LEN));
-	err = records__exec_on(
-	        conn, &res,
-	        "INSERT INTO ehr_records (record_id, patient, stored_by, content_type, category, "
-	        "kek_id, wrapped_key, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, "
-	        "(extract(epoch from clock_timestamp()) * 1000)::bigint)",
-	        7, p);
+	GUARD(ehr_db_bytea_param(wrapped, sizeof(wrapped), m->wrapped, CLOUD_WRAPPED_LEN));
+	err = ehr_db_exec(conn, &res,
+	                  "INSERT INTO ehr_records (record_id, patient, stored_by, content_type, category, "
+	                  "kek_id, wrapped_key, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, "
+	                  "(extract(epoch from clock_timestamp()) * 1000)::bigint)",
+	                  7, p);
 	PQclear(res);
 	return err;
 }
@@ -170,15 +144,15 @@ int records__row_insert_pending(void *conn, const char *pid, const char *stored_
 int records__row_complete(const struct records_env *env, const char *rid, uint64_t seq, uint64_t plain,
                           uint64_t ct, const uint8_t sha[32], bool only_pending)
 {
-	char seqs[24], plains[24], cts[24], sha_b[70];
+	char seqs[24], plains[24], cts[24], sha_b[EHR_DB_BYTEA_HEX_LEN(32)];
 	const char *p[5] = { rid, seqs, plains, cts, sha_b };
 	void *res = NULL;
 	int err;
 
-	GUARD(records__bytea(sha_b, sizeof(sha_b), sha, 32));
-	snprintf(seqs, sizeof(seqs), "%llu", (unsigned long long)seq);
-	snprintf(plains, sizeof(plains), "%llu", (unsigned long long)plain);
-	snprintf(cts, sizeof(cts), "%llu", (unsigned long long)ct);
+	GUARD(ehr_db_bytea_param(sha_b, sizeof(sha_b), sha, 32));
+	GUARD(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
+	GUARD(ehr_fmt(plains, sizeof(plains), "%llu", (unsigned long long)plain));
+	GUARD(ehr_fmt(cts, sizeof(cts), "%llu", (unsigned long long)ct));
 	err = records__exec(
 	        env, &res,
 	        only_pending ? "UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = "
@@ -207,7 +181,7 @@ json_t *records__payload(const char *rid, const uint8_t sha[32], uint64_t size, 
 {
 	char hex[65];
 
-	if (records__hex(hex, sizeof(hex), sha, 32) < 0)
+	if (ehr_hex_encode_fixed(hex, sizeof(hex), sha, 32) < 0)
 		return NULL;
 	return json_pack("{s:s, s:s, s:I, s:s, s:s}", "record_id", rid, "sha256", hex, "size",
 	                 (json_int_t)size, "actor", actor, "patient", patient);
@@ -219,7 +193,8 @@ static json_t *row_json(const struct records_row *row)
 {
 	char sha[65];
 
-	records__hex(sha, sizeof(sha), row->meta.ct_sha256, 32);
+	if (ehr_hex_encode_fixed(sha, sizeof(sha), row->meta.ct_sha256, 32) < 0)
+		return NULL; /* cannot happen: 65 bytes hold 32 in hex */
 	return json_pack("{s:s, s:s, s:s?, s:I, s:I, s:s, s:I, s:s, s:I}", "record_id", row->record_id,
 	                 "content_type", row->content_type, "category",
 	                 row->category[0] ? row->category : NULL, "size", (json_int_t)row->meta.plain_size,
@@ -237,8 +212,8 @@ int records_list(const struct records_env *env, const char *patient, const char 
 	json_t *arr;
 
 	*out = NULL;
-	snprintf(lims, sizeof(lims), "%llu", (unsigned long long)limit);
-	snprintf(afters, sizeof(afters), "%lld", (long long)after_ms);
+	GUARD(ehr_fmt(lims, sizeof(lims), "%llu", (unsigned long long)limit));
+	GUARD(ehr_fmt(afters, sizeof(afters), "%lld", (long long)after_ms));
 	GUARD(records__exec(env, &res,
 	                    "SELECT " ROW_COLS " FROM ehr_records WHERE patient = $1 AND state = 'stored' "
 	                    "AND ($2 = '' OR stored_by = $2) AND created_ms > $3::bigint "

@@ -21,17 +21,11 @@ struct records_row {
 	struct cloud_record_meta meta;
 };
 
-/* Lower-case hex of p[0..n) into out (2n + 1 bytes). */
-int records__hex(char *out, size_t cap, const uint8_t *p, size_t n);
-/* libpq bytea in hex escape form "\x..." (2n + 3 bytes). */
-int records__bytea(char *out, size_t cap, const uint8_t *p, size_t n);
-
 /* Run one statement on a pooled connection (acquired and released here,
  * dropped if it broke). *res is a PGresult* the caller PQclears. */
 int records__exec(const struct records_env *env, void **res, const char *sql, int n,
                   const char *const *params);
-/* The same on a connection the caller holds. */
-int records__exec_on(void *conn, void **res, const char *sql, int n, const char *const *params);
+/* On a connection the caller holds: ehr_db_exec. */
 
 /* EHR_ERR_NOT_FOUND unless `pid` is an enrolled, unrevoked patient. */
 int records__patient_exists(void *conn, const char *pid);

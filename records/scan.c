@@ -313,15 +313,14 @@ out:
 static int rewrap_row(const struct records_env *env, const struct cloud_kek *kek, const char *kid,
                       PGresult *res, int i, records_rewrap_fn on_fail, void *ud, size_t *failed)
 {
-	const char *rid = PQgetvalue(res, i, 0), *oldkid = PQgetvalue(res, i, 1), *w = PQgetvalue(res, i, 2);
+	const char *rid = PQgetvalue(res, i, 0), *oldkid = PQgetvalue(res, i, 1);
 	uint8_t ridb[CLOUD_RID_LEN], oldw[CLOUD_WRAPPED_LEN], neww[CLOUD_WRAPPED_LEN], dek[CLOUD_KEY_LEN];
-	char oldw_s[2 * CLOUD_WRAPPED_LEN + 3], neww_s[2 * CLOUD_WRAPPED_LEN + 3];
+	char oldw_s[EHR_DB_BYTEA_HEX_LEN(CLOUD_WRAPPED_LEN)], neww_s[EHR_DB_BYTEA_HEX_LEN(CLOUD_WRAPPED_LEN)];
 	const char *q[5] = { rid, kid, neww_s, oldkid, oldw_s };
 	void *r2 = NULL;
 	int err;
 
-	if (cloud_rid_parse(ridb, rid) < 0 || strlen(w) != 2 + 2 * CLOUD_WRAPPED_LEN ||
-	    ehr_hex_decode(oldw, sizeof(oldw), w + 2, 2 * CLOUD_WRAPPED_LEN) < 0) {
+	if (cloud_rid_parse(ridb, rid) < 0 || ehr_db_get_bytea(oldw, sizeof(oldw), res, i, 2) < 0) {
 		on_fail(ud, rid, NULL, "malformed row");
 		(*failed)++;
 		return 0;
@@ -335,8 +334,8 @@ static int rewrap_row(const struct records_env *env, const struct cloud_kek *kek
 		(*failed)++;
 		return 0;
 	}
-	GUARD(records__bytea(oldw_s, sizeof(oldw_s), oldw, CLOUD_WRAPPED_LEN));
-	GUARD(records__bytea(neww_s, sizeof(neww_s), neww, CLOUD_WRAPPED_LEN));
+	GUARD(ehr_db_bytea_param(oldw_s, sizeof(oldw_s), oldw, CLOUD_WRAPPED_LEN));
+	GUARD(ehr_db_bytea_param(neww_s, sizeof(neww_s), neww, CLOUD_WRAPPED_LEN));
 	GUARD(records__exec(
 	        env, &r2,
 	        "UPDATE ehr_records SET kek_id = $2, wrapped_key = $3::bytea WHERE record_id = $1 "
@@ -364,7 +363,8 @@ int records_rewrap(const struct records_env *env, const struct cloud_kek *kek, c
 		        2, p));
 		n = PQntuples(res);
 		for (int i = 0; i < n && err >= 0; i++) {
-			snprintf(last, sizeof(last), "%s", PQgetvalue(res, i, 0));
+			if ((err = ehr_db_get_text(last, sizeof(last), res, i, 0)) < 0)
+				break;
 			if ((err = rewrap_row(env, kek, kid, res, i, on_fail, ud, failed)) > 0)
 				(*done)++;
 		}

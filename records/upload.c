@@ -153,7 +153,7 @@ int records_put(const struct records_env *env, const struct records_put_in *in, 
 		put_undo(env, &m, true);
 		return err;
 	}
-	GUARD(records__hex(out->sha256, sizeof(out->sha256), m.ct_sha256, 32));
+	GUARD(ehr_hex_encode_fixed(out->sha256, sizeof(out->sha256), m.ct_sha256, 32));
 	out->plain_size = m.plain_size;
 	out->ct_size = m.ct_size;
 	out->stage = RECORDS_AT_COMPLETE;

@@ -159,9 +159,13 @@ static bool tail_on_data(const void *p, size_t n, void *ud)
 				if (t->count && t->printed >= t->count)
 					return false;
 			} else if (strncmp(l, "id: ", 4) == 0) {
-				snprintf(t->id, sizeof(t->id), "%s", l + 4);
+				/* too long for a seq: left "", so the event is ignored */
+				if (ehr_str_copy(t->id, sizeof(t->id), l + 4) < 0)
+					t->id[0] = '\0';
 			} else if (strncmp(l, "event: ", 7) == 0) {
-				snprintf(t->event, sizeof(t->event), "%s", l + 7);
+				/* too long for an event name we know: left "", ignored */
+				if (ehr_str_copy(t->event, sizeof(t->event), l + 7) < 0)
+					t->event[0] = '\0';
 			} else if (strncmp(l, "data: ", 6) == 0) {
 				if (ehr_buf_append(&t->data, l + 6, t->line.len - 6) < 0)
 					return false;
@@ -209,16 +213,20 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 		long status = 0;
 		uint64_t before = t.printed;
 
-		if (t.have_last) {
-			snprintf(path, sizeof(path), "/v1/audit/stream");
-			snprintf(hdr, sizeof(hdr), "Last-Event-ID: %llu", (unsigned long long)t.last);
-		} else if (have_since) {
-			snprintf(path, sizeof(path), "/v1/audit/stream?since=%llu",
-			         (unsigned long long)since);
-			snprintf(hdr, sizeof(hdr), "Accept: text/event-stream");
-		} else {
-			snprintf(path, sizeof(path), "/v1/audit/stream");
-			snprintf(hdr, sizeof(hdr), "Accept: text/event-stream");
+		int err;
+
+		if (t.have_last)
+			err = ehr_fmt(hdr, sizeof(hdr), "Last-Event-ID: %llu", (unsigned long long)t.last);
+		else
+			err = ehr_str_copy(hdr, sizeof(hdr), "Accept: text/event-stream");
+		if (err == 0 && !t.have_last && have_since)
+			err = ehr_fmt(path, sizeof(path), "/v1/audit/stream?since=%llu",
+			              (unsigned long long)since);
+		else if (err == 0)
+			err = ehr_str_copy(path, sizeof(path), "/v1/audit/stream");
+		if (err < 0) {
+			fprintf(stderr, "ehrctl audit tail: %s\n", ehr_error_detail());
+			goto out;
 		}
 		ehr_buf_reset(&t.line);
 		ehr_buf_reset(&t.data);
@@ -461,8 +469,8 @@ static int prove_entry(struct ehr_client *c, uint64_t seq, uint64_t size, const 
 	char path[160];
 	size_t n;
 
-	snprintf(path, sizeof(path), "/v1/ledger/proof/inclusion?index=%llu&size=%llu",
-	         (unsigned long long)seq, (unsigned long long)size);
+	GUARD(ehr_fmt(path, sizeof(path), "/v1/ledger/proof/inclusion?index=%llu&size=%llu",
+	              (unsigned long long)seq, (unsigned long long)size));
 	if (fetch_proof(c, path, proof, &n) < 0 ||
 	    merkle_verify_inclusion(leaf, seq, size, (const uint8_t(*)[LEDGER_HASH_LEN])proof, n, root) < 0)
 		return ehr_error_set(EHR_ERR_TAMPER,
@@ -655,15 +663,21 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 	if (keyfile == NULL)
 		return usage();
 	if (statefile == NULL) {
-		snprintf(defstate, sizeof(defstate), "%s/audit-state.json", ehr_client_default_dir());
+		if (ehr_fmt(defstate, sizeof(defstate), "%s/audit-state.json", ehr_client_default_dir()) <
+		    0) {
+			fprintf(stderr, "ehrctl audit verify: the default state path is too long: %s\n",
+			        ehr_error_detail());
+			return 1;
+		}
 		statefile = defstate;
 	}
 	if (ledger_key_load_public(pub, keyfile) < 0) {
-		fprintf(stderr, "ehrctl audit verify: cannot load the ledger key: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrctl audit verify: cannot load the ledger key: %s\n", ehr_error_detail());
 		return 2;
 	}
 	if (load_state(&st, statefile) < 0) {
-		fprintf(stderr, "ehrctl audit verify: unreadable state %s: %s\n", statefile, ehr_error_msg());
+		fprintf(stderr, "ehrctl audit verify: unreadable state %s: %s\n", statefile,
+		        ehr_error_detail());
 		return 1;
 	}
 	if ((err = verify_checkpoint(c, &note, origin, pub, &size, root)) != 0 ||
@@ -690,7 +704,7 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 			goto out;
 	}
 	if (save_state(statefile, size, root, ehr_buf_cstr(&note), &fr) < 0) {
-		fprintf(stderr, "ehrctl audit verify: cannot save %s: %s\n", statefile, ehr_error_msg());
+		fprintf(stderr, "ehrctl audit verify: cannot save %s: %s\n", statefile, ehr_error_detail());
 		err = 1;
 		goto out;
 	}

@@ -46,16 +46,23 @@ struct bar {
 	bool drawn;
 };
 
+/* A size for the progress bar. The callers' 32 bytes hold any of these
+ * (2^64 bytes is "17179869184.0 GiB"); were it not to fit, out is "" and the
+ * bar shows no number rather than a cut one. */
 static void human(char *out, size_t cap, double b)
 {
+	int err;
+
 	if (b >= 1 << 30)
-		snprintf(out, cap, "%.1f GiB", b / (1 << 30));
+		err = ehr_fmt(out, cap, "%.1f GiB", b / (1 << 30));
 	else if (b >= 1 << 20)
-		snprintf(out, cap, "%.1f MiB", b / (1 << 20));
+		err = ehr_fmt(out, cap, "%.1f MiB", b / (1 << 20));
 	else if (b >= 1 << 10)
-		snprintf(out, cap, "%.1f KiB", b / (1 << 10));
+		err = ehr_fmt(out, cap, "%.1f KiB", b / (1 << 10));
 	else
-		snprintf(out, cap, "%.0f B", b);
+		err = ehr_fmt(out, cap, "%.0f B", b);
+	if (err < 0)
+		out[0] = '\0';
 }
 
 static void bar_draw(struct bar *b, uint64_t now, uint64_t total, bool final)
@@ -74,7 +81,10 @@ static void bar_draw(struct bar *b, uint64_t now, uint64_t total, bool final)
 		fill = (int)((double)now / (double)total * width);
 	if (fill > width)
 		fill = width;
-	n = snprintf(line, sizeof(line), "\r%s [", b->what);
+	/* b->what is one of our short labels; a longer one is drawn without it */
+	if (ehr_fmt(line, sizeof(line), "\r%s [", b->what) < 0)
+		memcpy(line, "\r[", sizeof("\r["));
+	n = (int)strlen(line);
 	for (int i = 0; i < width && n < (int)sizeof(line) - 1; i++)
 		line[n++] = i < fill ? '#' : (total ? '.' : ' ');
 	line[n] = '\0';

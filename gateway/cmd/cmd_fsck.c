@@ -128,7 +128,7 @@ int gw_cmd_fsck(int argc, char **argv)
 		return rc < 0 ? 0 : rc;
 	}
 	if (gw_app_open(&app, cfg, GW_APP_DB | GW_APP_LEDGER | GW_APP_STORE) < 0) {
-		fprintf(stderr, "ehrgate fsck: %s\n", ehr_error_msg());
+		fprintf(stderr, "ehrgate fsck: %s\n", ehr_error_detail());
 		gw_config_free(cfg);
 		return 1;
 	}
@@ -142,7 +142,7 @@ int gw_cmd_fsck(int argc, char **argv)
 
 		if (records_fsck(&env, &o, &rep) < 0) {
 			fprintf(stderr, "ehrgate fsck: %s%s%s\n", rep.failed_at ? rep.failed_at : "",
-			        rep.failed_at && *rep.failed_at ? ": " : "", ehr_error_msg());
+			        rep.failed_at && *rep.failed_at ? ": " : "", ehr_error_detail());
 			rc = 1;
 			goto out;
 		}

@@ -10,6 +10,7 @@
  * not yet seen the new KEK. Old key files are kept (a row may still need
  * one); --retire alone deletes the key files no row refers to any more.
  */
+#include <errno.h>
 #include <dirent.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -38,7 +39,8 @@ static int retire(const struct records_env *env, const char *dir, const char *cu
 	int rc = 0;
 
 	if (d == NULL)
-		return ehr_error_set(EHR_ERR_IO, "open %s", dir);
+		return ehr_error_set_detail(EHR_ERR_IO, "cannot open the KEK directory", "open %s: %s", dir,
+		                            strerror(errno));
 	while ((de = readdir(d)) != NULL) {
 		size_t nl = strlen(de->d_name);
 		char kid[CLOUD_KID_MAX];
@@ -159,7 +161,7 @@ int gw_cmd_admin_rotate_kek(int argc, char **argv)
 		goto fail;
 	goto out;
 fail:
-	fprintf(stderr, "ehrgate admin rotate-kek: %s\n", ehr_error_msg());
+	fprintf(stderr, "ehrgate admin rotate-kek: %s\n", ehr_error_detail());
 	rc = 1;
 out:
 	cloud_kek_free(kek);

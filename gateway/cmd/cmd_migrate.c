@@ -70,7 +70,8 @@ static int list_migrations(const char *dir, struct migration **out, size_t *n)
 	int err = 0;
 
 	if (d == NULL)
-		return ehr_error_set(EHR_ERR_NOT_FOUND, "cannot open migrations directory %s", dir);
+		return ehr_error_set_detail(EHR_ERR_NOT_FOUND, "cannot open the migrations directory",
+		                            "cannot open migrations directory %s", dir);
 	m = calloc(MIGRATE_MAX_FILES, sizeof(*m));
 	ENSURE_GOTO(m != NULL, EHR_ERR_NOMEM);
 	while ((e = readdir(d)) != NULL) {

@@ -92,7 +92,7 @@ static void head_add(struct headbuf *hb, const char *fmt, ...)
 	int k;
 
 	va_start(ap, fmt);
-	k = vsnprintf(hb->buf + hb->n, sizeof(hb->buf) - hb->n, fmt, ap);
+	k = vsnprintf(hb->buf + hb->n, sizeof(hb->buf) - hb->n, fmt, ap); /* bounded: checked */
 	va_end(ap);
 	if (k >= 0 && (size_t)k < sizeof(hb->buf) - hb->n) {
 		hb->n += (size_t)k;

@@ -127,13 +127,15 @@ static int probe_port_free(struct gw_server *srv, uint16_t port)
 	GUARD(listen_addr(srv, port, &ss, &sslen));
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0)
-		return ehr_error_set(EHR_ERR_IO, "socket: %s", strerror(errno));
+		return ehr_error_set_detail(EHR_ERR_IO, "cannot open a socket", "socket: %s",
+		                            strerror(errno));
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	rc = bind(fd, (struct sockaddr *)&ss, (socklen_t)sslen);
 	if (rc != 0) {
 		int e = errno;
 		close(fd);
-		return ehr_error_set(EHR_ERR_IO, "cannot listen on %s:%u: %s", srv->host, port, strerror(e));
+		return ehr_error_set_detail(EHR_ERR_IO, "cannot listen", "cannot listen on %s:%u: %s",
+		                            srv->host, port, strerror(e));
 	}
 	close(fd);
 	return 0;
@@ -153,7 +155,8 @@ static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t po
 	                                    LEV_OPT_REUSEABLE_PORT,
 	                            1024, (struct sockaddr *)&ss, sslen);
 	if (l == NULL)
-		return ehr_error_set(EHR_ERR_IO, "cannot listen on %s: %s", addr, strerror(errno));
+		return ehr_error_set_detail(EHR_ERR_IO, "cannot listen", "cannot listen on %s: %s", addr,
+		                            strerror(errno));
 	{
 		/* Accepted sockets inherit TCP_NODELAY on Linux: without it a reply
 		 * written as two TLS records waits for the peer's delayed ACK. */
@@ -165,7 +168,8 @@ static int worker_listen(struct gw_server *srv, struct gw_worker *w, uint16_t po
 		struct sockaddr_storage got;
 		socklen_t glen = sizeof(got);
 		if (getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&got, &glen) != 0)
-			return ehr_error_set(EHR_ERR_IO, "getsockname: %s", strerror(errno));
+			return ehr_error_set_detail(EHR_ERR_IO, "cannot read the listening address",
+			                            "getsockname: %s", strerror(errno));
 		srv->port = ntohs(got.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&got)->sin6_port
 		                                            : ((struct sockaddr_in *)&got)->sin_port);
 	} else {
