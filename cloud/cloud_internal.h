@@ -153,6 +153,10 @@ struct s3_resp {
  * EHR_ERR_UNAVAILABLE when the service stays unreachable or keeps failing.
  * rs->body is always initialised; the caller frees it. */
 int s3__do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs);
+/* s3__do, then a status other than 2xx (with gone_ok: other than 200, 204
+ * or 404, for deletes and aborts, where "already gone" is success) becomes
+ * s3__status_err(rs, what). The caller frees rs->body either way. */
+int s3__call(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs, const char *what, bool gone_ok);
 /* Map a non-2xx answer to an error. */
 int s3__status_err(const struct s3_resp *rs, const char *what);
 /* The put of the backend vtable (s3_upload.c). */

@@ -29,9 +29,7 @@ static int s3_get(void *impl, const char *key, cloud_write_fn wr, void *wctx, st
 	int err;
 
 	(void)info;
-	err = s3__do(s, &rq, &rs);
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "GetObject");
+	err = s3__call(s, &rq, &rs, "GetObject", false);
 	ehr_buf_free(&rs.body);
 	return err;
 }
@@ -41,10 +39,8 @@ static int s3_head(void *impl, const char *key, uint64_t *size)
 	struct s3_store *s = impl;
 	struct s3_req rq = { .method = "HEAD", .key = key };
 	struct s3_resp rs;
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "HeadObject", false);
 
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "HeadObject");
 	if (err == 0 && !rs.have_length)
 		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 HeadObject: no Content-Length");
 	if (err == 0)
@@ -58,10 +54,8 @@ static int s3_del(void *impl, const char *key)
 	struct s3_store *s = impl;
 	struct s3_req rq = { .method = "DELETE", .key = key };
 	struct s3_resp rs;
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "DeleteObject", true);
 
-	if (err == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404)
-		err = s3__status_err(&rs, "DeleteObject");
 	ehr_buf_free(&rs.body);
 	return err;
 }
@@ -89,9 +83,7 @@ static int s3_list(void *impl, const char *prefix, obj_list_fn fn, void *ctx)
 		int r;
 
 		q[2].value = ehr_buf_cstr(&token);
-		err = s3__do(s, &rq, &rs);
-		if (err == 0 && (rs.status < 200 || rs.status >= 300))
-			err = s3__status_err(&rs, "ListObjectsV2");
+		err = s3__call(s, &rq, &rs, "ListObjectsV2", false);
 		if (err < 0) {
 			ehr_buf_free(&rs.body);
 			goto out;
@@ -139,10 +131,8 @@ static int s3_ping(void *impl)
 	struct s3_store *s = impl;
 	struct s3_req rq = { .method = "HEAD" };
 	struct s3_resp rs;
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "HeadBucket", false);
 
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "HeadBucket");
 	ehr_buf_free(&rs.body);
 	return err;
 }

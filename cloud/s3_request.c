@@ -568,6 +568,18 @@ out:
 }
 
 /* Map a non-2xx answer to an error. */
+int s3__call(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs, const char *what, bool gone_ok)
+{
+	int err = s3__do(s, rq, rs);
+
+	if (err < 0)
+		return err;
+	if (gone_ok ? rs->status == 200 || rs->status == 204 || rs->status == 404
+	            : rs->status >= 200 && rs->status < 300)
+		return 0;
+	return s3__status_err(rs, what);
+}
+
 int s3__status_err(const struct s3_resp *rs, const char *what)
 {
 	struct ehr_buf code = EHR_BUF_INIT(256);

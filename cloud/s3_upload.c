@@ -73,10 +73,8 @@ static int s3_abort(struct s3_store *s, const char *key, const char *upload_id)
 	const struct s3_kv q[] = { { "uploadId", upload_id } };
 	struct s3_req rq = { .method = "DELETE", .key = key, .query = q, .nquery = 1 };
 	struct s3_resp rs;
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "AbortMultipartUpload", true);
 
-	if (err == 0 && rs.status != 204 && rs.status != 200 && rs.status != 404)
-		err = s3__status_err(&rs, "AbortMultipartUpload");
 	ehr_buf_free(&rs.body);
 	if (err < 0)
 		ehr_logf(EHR_LOG_WARN, "s3.abort_failed",
@@ -92,10 +90,8 @@ static int s3_put_single(struct s3_store *s, const char *key, const uint8_t *bod
 {
 	struct s3_req rq = { .method = "PUT", .key = key, .body = body, .body_len = n };
 	struct s3_resp rs;
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "PutObject", false);
 
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "PutObject");
 	ehr_buf_free(&rs.body);
 	return err;
 }
@@ -113,10 +109,8 @@ static int s3_put_stream(struct s3_store *s, const char *key, cloud_read_fn rd, 
 	struct s3_stream st = { .rd = rd, .rctx = rctx, .len = size };
 	struct s3_req rq = { .method = "PUT", .key = key, .stream = &st };
 	struct s3_resp rs;
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "PutObject", false);
 
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "PutObject");
 	ehr_buf_free(&rs.body);
 	if (err < 0 && st.consumed > 0) {
 		struct ehr_error_saved saved;
@@ -125,9 +119,7 @@ static int s3_put_stream(struct s3_store *s, const char *key, cloud_read_fn rd, 
 		int derr;
 
 		ehr_error_save(&saved);
-		derr = s3__do(s, &dq, &ds);
-		if (derr == 0 && ds.status != 204 && ds.status != 200 && ds.status != 404)
-			derr = s3__status_err(&ds, "DeleteObject");
+		derr = s3__call(s, &dq, &ds, "DeleteObject", true);
 		ehr_buf_free(&ds.body);
 		if (derr < 0)
 			ehr_logf(EHR_LOG_WARN, "s3.put_cleanup_failed",
@@ -155,9 +147,7 @@ static int s3_upload_part(struct s3_store *s, const char *key, const char *uploa
 	int err;
 
 	GUARD(ehr_fmt(pn, sizeof(pn), "%zu", number));
-	err = s3__do(s, &rq, &rs);
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "UploadPart");
+	err = s3__call(s, &rq, &rs, "UploadPart", false);
 	if (err == 0 && rs.etag[0] == '\0')
 		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 UploadPart: no ETag");
 	if (err == 0)
@@ -343,10 +333,8 @@ static int mpu_create(struct s3_store *s, const char *key, struct ehr_buf *uploa
 	const struct s3_kv q[] = { { "uploads", "" } };
 	struct s3_req rq = { .method = "POST", .key = key, .query = q, .nquery = 1 };
 	struct s3_resp rs;
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "CreateMultipartUpload", false);
 
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "CreateMultipartUpload");
 	if (err == 0 && s3_xml_find((const char *)rs.body.data, rs.body.len, "UploadId", upload_id) != 1)
 		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 CreateMultipartUpload: no UploadId");
 	ehr_buf_free(&rs.body);
@@ -397,10 +385,8 @@ static int mpu_complete(struct s3_store *s, const char *key, const char *upload_
 		             .body_len = complete->len };
 	struct s3_resp rs;
 	struct ehr_buf tmp = EHR_BUF_INIT(256);
-	int err = s3__do(s, &rq, &rs);
+	int err = s3__call(s, &rq, &rs, "CompleteMultipartUpload", false);
 
-	if (err == 0 && (rs.status < 200 || rs.status >= 300))
-		err = s3__status_err(&rs, "CompleteMultipartUpload");
 	if (err == 0 && s3_xml_find((const char *)rs.body.data, rs.body.len, "Code", &tmp) == 1)
 		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 CompleteMultipartUpload: %s",
 		                    ehr_buf_cstr(&tmp));
