@@ -179,6 +179,7 @@ void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
 	struct gw_conn *c = calloc(1, sizeof(*c));
 	struct timeval idle = { .tv_sec = srv->idle_timeout_s, .tv_usec = 0 };
 	long open;
+	bool refuse;
 
 	(void)l;
 	(void)salen;
@@ -200,7 +201,8 @@ void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
 	pthread_mutex_lock(&srv->ctx_lock);
 	c->ssl = SSL_new(srv->ctx);
 	pthread_mutex_unlock(&srv->ctx_lock);
-	if (c->ssl == NULL || SSL_set_ex_data(c->ssl, gw_tls_conn_index(), c) != 1) {
+	refuse = open > srv->max_connections || atomic_load(&srv->draining);
+	if (c->ssl == NULL || (refuse && gw_tls_refuse(c->ssl) < 0)) {
 		evutil_closesocket(fd);
 		if (c->ssl)
 			SSL_free(c->ssl);
@@ -208,10 +210,8 @@ void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
 		conn_free(c);
 		return;
 	}
-	if (open > srv->max_connections || atomic_load(&srv->draining)) {
-		c->refuse = true; /* the ClientHello callback fails the handshake */
+	if (refuse)
 		atomic_fetch_add(&srv->conns_refused, 1);
-	}
 	c->deadline = evtimer_new(w->base, conn_deadline, c);
 	c->wake = event_new(w->base, -1, 0, wake_cb, c);
 	c->bev = bufferevent_openssl_socket_new(w->base, fd, c->ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -239,11 +239,6 @@ void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
 const char *gw_conn_peer(const struct gw_conn *c)
 {
 	return c->peer;
-}
-
-bool gw_conn_refused(const struct gw_conn *c)
-{
-	return c->refuse;
 }
 
 /* Loop stopped: close what is left. A connection whose request still runs

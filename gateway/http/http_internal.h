@@ -218,7 +218,10 @@ int64_t gw_now_us(void);
 /* tls.c */
 int gw_tls_ctx_new(SSL_CTX **out, const struct gw_http_options *o);
 int gw_tls_init(void);
-int gw_tls_conn_index(void);
+/* Make this connection's handshake fail at its ClientHello (over
+ * max_connections, or draining): the client gets a TLS alert, not a
+ * silent close. */
+int gw_tls_refuse(SSL *ssl);
 
 /* conn.c (lifecycle), conn_read.c (request heads and bodies), conn_reply.c
  * (reply heads, streamed replies): connections. */
@@ -226,7 +229,6 @@ void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockadd
 /* Close every connection of a worker (loop stopped). */
 void gw_conn_close_all(struct gw_worker *w);
 const char *gw_conn_peer(const struct gw_conn *c); /* the client's IP */
-bool gw_conn_refused(const struct gw_conn *c);     /* over the connection limit */
 /* Loop thread: the request's reply is complete in r (buffered), or was
  * streamed; write what is left, then serve the next request or close. */
 void gw_conn_finish(struct gw_req *r);
@@ -266,8 +268,7 @@ struct gw_conn {
 	struct event *wake;      /* other threads poke the loop through it */
 	struct event *linger;
 	enum conn_state state;
-	bool refuse; /* over max_connections: the handshake fails */
-	bool abort;  /* close without close_notify (an aborted reply) */
+	bool abort; /* close without close_notify (an aborted reply) */
 	bool next_due;
 	size_t scanned; /* head bytes already searched for its end */
 	struct gw_req *req;

@@ -21,18 +21,23 @@
 	"ECDHE-RSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256"
 #define GW_TLS13_SUITES "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256"
 
-static int conn_index = -1;
+/* An SSL marked here fails its handshake at the ClientHello. */
+static int refuse_index = -1;
 
 int gw_tls_init(void)
 {
-	if (conn_index < 0)
-		conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
-	return conn_index < 0 ? ehr_error_ossl(EHR_ERR_CRYPTO, "SSL_get_ex_new_index") : 0;
+	if (refuse_index < 0)
+		refuse_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+	return refuse_index < 0 ? ehr_error_ossl(EHR_ERR_CRYPTO, "SSL_get_ex_new_index") : 0;
 }
 
-int gw_tls_conn_index(void)
+int gw_tls_refuse(SSL *ssl)
 {
-	return conn_index;
+	static char mark;
+
+	return SSL_set_ex_data(ssl, refuse_index, &mark) == 1
+	               ? 0
+	               : ehr_error_ossl(EHR_ERR_CRYPTO, "SSL_set_ex_data");
 }
 
 /* Accept every chain; SSL_get_verify_result keeps the verdict. */
@@ -43,13 +48,11 @@ static int verify_accept(int preverify_ok, X509_STORE_CTX *ctx)
 	return 1;
 }
 
-/* Past max_connections the handshake fails at once. */
+/* Past max_connections (gw_tls_refuse) the handshake fails at once. */
 static int client_hello(SSL *s, int *al, void *arg)
 {
-	struct gw_conn *c = SSL_get_ex_data(s, conn_index);
-
 	(void)arg;
-	if (c && gw_conn_refused(c)) {
+	if (SSL_get_ex_data(s, refuse_index) != NULL) {
 		*al = SSL_AD_INTERNAL_ERROR;
 		return SSL_CLIENT_HELLO_ERROR;
 	}
