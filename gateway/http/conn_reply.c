@@ -113,9 +113,11 @@ void gw_conn_head(struct gw_req *r, struct evbuffer *out, int64_t length)
 
 	hb.out = out;
 	hb.n = 0;
-	head_add(&hb, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n",
+	head_add(&hb,
+	         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
+	         "X-Request-Id: %s\r\n",
 	         r->status, reason_phrase(r->status), http_date(),
-	         r->content_type[0] ? r->content_type : "application/json");
+	         r->content_type[0] ? r->content_type : "application/json", r->req_id);
 	for (struct gw_hdr *h = r->headers; h; h = h->next)
 		head_add(&hb, "%s: %s\r\n", h->name, h->value);
 	if (body_allowed && length >= 0)

@@ -42,24 +42,16 @@ int64_t gw_now_us(void)
 
 /* ------------------------------------------------------------- requests */
 
-/* 16 hex digits from 8 random bytes; if the RNG fails, a process counter
- * (ids need to be unique in a log, not secret). */
-static void req_id_new(char out[17])
+/* 16 hex digits: the worker's next id (server.c starts each worker at a
+ * random point). Ids must be unique in the logs, not secret; only the
+ * worker's loop thread creates requests, so no lock is needed. */
+static void req_id_new(struct gw_worker *w, char out[17])
 {
 	static const char hex[] = "0123456789abcdef";
-	static atomic_ullong fallback;
-	uint8_t b[8];
+	uint64_t v = w->next_req_id++;
 
-	if (ehr_random(b, sizeof(b)) < 0) {
-		unsigned long long v = atomic_fetch_add(&fallback, 1) + 1;
-		for (size_t i = 0; i < sizeof(b); i++)
-			b[i] = (uint8_t)(v >> (8 * (7 - i)));
-		ehr_error_clear();
-	}
-	for (size_t i = 0; i < sizeof(b); i++) {
-		out[2 * i] = hex[b[i] >> 4];
-		out[2 * i + 1] = hex[b[i] & 15];
-	}
+	for (int i = 15; i >= 0; i--, v >>= 4)
+		out[i] = hex[v & 15];
 	out[16] = '\0';
 }
 
@@ -86,8 +78,7 @@ struct gw_req *gw_req_new(struct gw_worker *w, struct gw_conn *c)
 	r->peer_verify = -1;
 	if (ehr_str_copy(r->peer, sizeof(r->peer), gw_conn_peer(c)) < 0)
 		memcpy(r->peer, "?", 2);
-	req_id_new(r->req_id);
-	gw_reply_header(r, "X-Request-Id", r->req_id);
+	req_id_new(w, r->req_id);
 	return r;
 }
 

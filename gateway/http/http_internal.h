@@ -116,6 +116,7 @@ struct gw_worker {
 	struct gw_metrics *metrics; /* this worker's shard */
 	struct ehr_buf alog;        /* access-log lines not yet written */
 	struct event *alog_ev;      /* flushes alog every 100 ms */
+	uint64_t next_req_id;       /* X-Request-Id: a random start, then +1 per request */
 };
 
 struct gw_server {

@@ -58,6 +58,10 @@ static int worker_init(struct gw_server *srv, struct gw_worker *w, unsigned id)
 
 	w->srv = srv;
 	w->id = id;
+	/* Request ids: each worker counts up from its own random start, so ids
+	 * are unique in the logs of every worker and instance without a
+	 * random draw per request. */
+	GUARD(ehr_random(&w->next_req_id, sizeof(w->next_req_id)));
 	pthread_mutex_init(&w->done_lock, NULL);
 	if (ec == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
