@@ -85,13 +85,36 @@ static int wait_exit(pid_t pid, int *status, long wait_ms)
 	return 0;
 }
 
+/* Read fd to its end into out (NUL-terminated, what fits in cap; NULL out
+ * discards), then close it. */
+static void read_all(int fd, char *out, size_t cap)
+{
+	size_t got = 0;
+
+	for (;;) {
+		char tmp[4096];
+		ssize_t r = read(fd, tmp, sizeof(tmp));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			break;
+		if (out && got + 1 < cap) {
+			size_t take = (size_t)r < cap - 1 - got ? (size_t)r : cap - 1 - got;
+			memcpy(out + got, tmp, take);
+			got += take;
+		}
+	}
+	close(fd);
+	if (out && cap)
+		out[got] = '\0';
+}
+
 int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *status, char *out, size_t cap)
 {
 	char *argv[64];
 	size_t n = 0;
 	int pfd[2] = { -1, -1 };
 	pid_t pid;
-	size_t got = 0;
 
 	argv[n++] = p->bin;
 	for (size_t i = 0; args[i] && n < 40; i++) {
@@ -110,22 +133,7 @@ int gwp_run(struct gw_proc *p, const char *const *args, bool with_config, int *s
 		close(pfd[0]);
 		return ehr_error_set(EHR_ERR_IO, "fork: %s", strerror(errno));
 	}
-	for (;;) {
-		char tmp[4096];
-		ssize_t r = read(pfd[0], tmp, sizeof(tmp));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		if (out && got + 1 < cap) {
-			size_t take = (size_t)r < cap - 1 - got ? (size_t)r : cap - 1 - got;
-			memcpy(out + got, tmp, take);
-			got += take;
-		}
-	}
-	close(pfd[0]);
-	if (out && cap)
-		out[got] = '\0';
+	read_all(pfd[0], out, cap);
 	return wait_exit(pid, status, 120000);
 }
 
@@ -134,7 +142,6 @@ int gwp_cmd(struct gw_proc *p, char *out, size_t cap, const char *const *args)
 	const char *argv[48];
 	size_t n = 0;
 	int pfd[2] = { -1, -1 };
-	size_t got = 0;
 	int st = -1;
 	pid_t pid;
 
@@ -152,22 +159,7 @@ int gwp_cmd(struct gw_proc *p, char *out, size_t cap, const char *const *args)
 		close(pfd[0]);
 		return -1;
 	}
-	for (;;) {
-		char tmp[4096];
-		ssize_t r = read(pfd[0], tmp, sizeof(tmp));
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			break;
-		if (out && got + 1 < cap) {
-			size_t take = (size_t)r < cap - 1 - got ? (size_t)r : cap - 1 - got;
-			memcpy(out + got, tmp, take);
-			got += take;
-		}
-	}
-	close(pfd[0]);
-	if (out && cap)
-		out[got] = '\0';
+	read_all(pfd[0], out, cap);
 	return wait_exit(pid, &st, 120000) == 0 ? st : -1;
 }
 
