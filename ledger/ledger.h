@@ -27,7 +27,7 @@ struct ehr_db_pool; /* common/db.h */
 /* ------------------------------------------------------------------ entries */
 
 struct ledger_entry_in {
-	const char *type;      /* "register", "auth", "ehr.store", ... */
+	const char *type;      /* "auth.register", "access.decision", "ehr.store", ... */
 	const char *actor;     /* pseudonym of who acted */
 	const char *subject;   /* pseudonym or id of what it concerns ("" if none) */
 	const json_t *payload; /* JSON object; serialised canonically */

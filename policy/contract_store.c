@@ -612,14 +612,11 @@ int policy_record(struct ledger *l, const struct policy_request *req, const stru
 {
 	json_t *payload = NULL;
 	struct ledger_receipt tmp;
+	struct ledger_entry_in in;
 	int err;
 
-	GUARD(policy_decision_payload(&payload, req, dec));
-	{
-		struct ledger_entry_in in = { POLICY_ENTRY_DECISION, req->requester ? req->requester : "",
-			                      req->patient ? req->patient : "", payload };
-		err = ledger_append(l, &in, rcpt ? rcpt : &tmp);
-	}
+	GUARD(policy_decision_entry(&in, &payload, req, dec));
+	err = ledger_append(l, &in, rcpt ? rcpt : &tmp);
 	json_decref(payload);
 	return err;
 }

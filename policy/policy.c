@@ -499,3 +499,14 @@ out:
 	json_decref(p);
 	return err;
 }
+
+int policy_decision_entry(struct ledger_entry_in *out, json_t **payload, const struct policy_request *req,
+                          const struct policy_decision *dec)
+{
+	GUARD(policy_decision_payload(payload, req, dec));
+	out->type = POLICY_ENTRY_DECISION;
+	out->actor = req->requester ? req->requester : "";
+	out->subject = req->patient ? req->patient : "";
+	out->payload = *payload;
+	return 0;
+}

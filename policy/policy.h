@@ -117,6 +117,11 @@ void policy_decide(const struct policy_contract *set, size_t n, const struct pol
 /* The payload of an "access.decision" ledger entry for req/dec. */
 int policy_decision_payload(json_t **out, const struct policy_request *req,
                             const struct policy_decision *dec);
+/* The whole "access.decision" entry for req/dec: type, actor (the
+ * requester), subject (the patient) and payload. *payload holds the
+ * payload's reference (json_decref it after the append). */
+int policy_decision_entry(struct ledger_entry_in *out, json_t **payload, const struct policy_request *req,
+                          const struct policy_decision *dec);
 
 /* ---- signatures (contract_sig.c): ES256 over JCS, key as a P-256 JWK */
 

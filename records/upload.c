@@ -100,18 +100,12 @@ static int put_ledger(const struct records_env *env, const struct records_put_in
 	struct ledger_receipt rc[2];
 	json_t *dp = NULL,
 	       *sp = records__payload(out->record_id, m->ct_sha256, m->ct_size, in->actor, in->patient);
+	struct ledger_entry_in e[2] = { { 0 }, { "ehr.store", in->actor, in->patient, sp } };
 	int err = 0;
 
 	ENSURE_GOTO(sp != NULL, EHR_ERR_NOMEM);
-	GUARD_GOTO(policy_decision_payload(&dp, q, &out->decision.dec));
-	{
-		struct ledger_entry_in e[2] = {
-			{ POLICY_ENTRY_DECISION, q->requester ? q->requester : "",
-			  q->patient ? q->patient : "", dp },
-			{ "ehr.store", in->actor, in->patient, sp },
-		};
-		GUARD_GOTO(ledger_append_n(env->ledger, e, 2, rc));
-	}
+	GUARD_GOTO(policy_decision_entry(&e[0], &dp, q, &out->decision.dec));
+	GUARD_GOTO(ledger_append_n(env->ledger, e, 2, rc));
 	out->rcpt = rc[1];
 out:
 	out->decision.state = err < 0 ? RECORDS_DECISION_UNRECORDED : RECORDS_DECISION_RECORDED;
