@@ -10,11 +10,17 @@
 #        bench_storage reads the endpoint back from the gateway's ini and sends
 #        its direct baseline to the same one, so both sides share the S3 path.
 #      BENCH_ROUNDS=N  rounds per figure, 1..31 (default 5)
+#      BENCH_GATEWAY_BIN=PATH  the ehrgate to benchmark (default: the build's):
+#                      e.g. an earlier commit's build, measured by this
+#                      build's bench_storage and its direct baseline, so a
+#                      change to the gateway is judged with the same client
 #      BENCH_KEEP=1    keep the work dir (gateway config and log) afterwards;
 #                      it is always kept when the run fails
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
 B=${1:-$ROOT/build}
+GWBIN=${BENCH_GATEWAY_BIN:-$B/gateway/ehrgate}
+export EHRGATE_BIN=$GWBIN # bench_storage's `ehrgate admin` calls use the same one
 S3=${BENCH_S3:-direct}
 case $S3 in
 direct | front) ;;
@@ -88,7 +94,7 @@ STATE=$WORK/services
 GW=$WORK/gw
 mkdir -p "$GW"
 if [ "$S3" = front ]; then ENDPOINT=$EHRGATE_TEST_S3; else ENDPOINT=$EHRGATE_TEST_S3_DIRECT; fi
-"$B/gateway/ehrgate" init --state-dir "$GW/state" >/dev/null
+"$GWBIN" init --state-dir "$GW/state" >/dev/null
 psql "$EHRGATE_TEST_PG" -v ON_ERROR_STOP=1 -qc "CREATE DATABASE ehrbench" >/dev/null
 (
 	umask 077
@@ -114,8 +120,8 @@ s3_secret_key = $EHRGATE_TEST_S3_SECRET_KEY
 key_prefix = bench/
 INI
 )
-"$B/gateway/ehrgate" migrate -c "$GW/ehrgate.ini" >/dev/null
-"$B/gateway/ehrgate" serve -c "$GW/ehrgate.ini" >"$GW/serve.out" 2>"$GW/serve.log" </dev/null &
+"$GWBIN" migrate -c "$GW/ehrgate.ini" >/dev/null
+"$GWBIN" serve -c "$GW/ehrgate.ini" >"$GW/serve.out" 2>"$GW/serve.log" </dev/null &
 GW_PID=$!
 URL=
 for _ in $(seq 200); do
@@ -125,7 +131,7 @@ for _ in $(seq 200); do
 	sleep 0.05
 done
 [ -n "$URL" ] || die "the gateway did not start listening (see $GW/serve.log)"
-echo "run.sh: gateway $URL (pid $GW_PID), S3 store $S3: $ENDPOINT; build $B"
+echo "run.sh: gateway $URL (pid $GW_PID, $GWBIN), S3 store $S3: $ENDPOINT; build $B"
 
 export EHRGATE_BENCH_GW_DIR=$GW EHRGATE_BENCH_GW_URL=$URL EHRGATE_BENCH_GW_PID=$GW_PID
 export EHRGATE_BENCH_ROUNDS=${BENCH_ROUNDS:-5} EHRGATE_BENCH_TMP=$WORK/tmp
