@@ -7,12 +7,28 @@
 #   5. scripts/check-headers.sh  every header compiles alone
 #   6. scripts/check-size.sh     files <= 800 lines, functions <= 100, no exceptions
 # All always run; the exit status is non-zero if any failed.
+#
+# Checks 4 and 5 configure CMake and compile headers, so they need the build
+# dependencies: as root, lint.sh first runs deploy/bootstrap.sh (idempotent,
+# well under a second when all is there), as tests/run.sh does. On a fresh
+# machine .ci/run calls lint.sh before anything else has installed them.
+#   scripts/lint.sh [--no-bootstrap]
 # Fix formatting with:  clang-format -i FILE...
 # Silence a cppcheck false positive on one line with a comment on the line above:
 #   // cppcheck-suppress <id>
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+BOOTSTRAP=1
+for a in "$@"; do
+	case $a in
+	--no-bootstrap) BOOTSTRAP=0 ;;
+	*) echo "usage: scripts/lint.sh [--no-bootstrap]" >&2; exit 2 ;;
+	esac
+done
+if [ "$BOOTSTRAP" = 1 ] && [ "$(id -u)" = 0 ]; then
+	bash deploy/bootstrap.sh || { echo "lint: deploy/bootstrap.sh failed" >&2; exit 1; }
+fi
 DIRS=(common ledger policy auth records cloud client gateway tests)
 fail=0
 
