@@ -183,6 +183,24 @@ out:
 
 /* ------------------------------------------------------------ public API */
 
+/* Everything a ledger holds, with no writer running: ledger_open's failure
+ * path and ledger_close share it. */
+static void ledger_free(struct ledger *l)
+{
+	if (l->conn)
+		PQfinish(l->conn);
+	if (l->own_db)
+		ehr_db_pool_free(l->db);
+	EVP_PKEY_free(l->key);
+	free(l->conninfo);
+	free(l->origin);
+	ehr_buf_free(&l->copybuf);
+	ehr_buf_free(&l->nodesbuf);
+	pthread_mutex_destroy(&l->mu);
+	pthread_cond_destroy(&l->work);
+	free(l);
+}
+
 int ledger_open(struct ledger **out, const struct ledger_config *cfg)
 {
 	struct ledger *l;
@@ -236,13 +254,7 @@ int ledger_open(struct ledger **out, const struct ledger_config *cfg)
 	*out = l;
 	return 0;
 out:
-	if (l->own_db)
-		ehr_db_pool_free(l->db);
-	EVP_PKEY_free(l->key);
-	free(l->conninfo);
-	free(l->origin);
-	ehr_buf_free(&l->copybuf);
-	free(l);
+	ledger_free(l);
 	return err;
 }
 
@@ -255,18 +267,7 @@ void ledger_close(struct ledger *l)
 	pthread_cond_broadcast(&l->work);
 	pthread_mutex_unlock(&l->mu);
 	pthread_join(l->writer, NULL);
-	if (l->conn)
-		PQfinish(l->conn);
-	if (l->own_db)
-		ehr_db_pool_free(l->db);
-	EVP_PKEY_free(l->key);
-	free(l->conninfo);
-	free(l->origin);
-	ehr_buf_free(&l->copybuf);
-	ehr_buf_free(&l->nodesbuf);
-	pthread_mutex_destroy(&l->mu);
-	pthread_cond_destroy(&l->work);
-	free(l);
+	ledger_free(l);
 }
 
 /* Queue req and sleep until the writer has committed or failed its batch.
