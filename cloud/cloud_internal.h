@@ -85,7 +85,7 @@ int s3_xml_find(const char *doc, size_t len, const char *name, struct ehr_buf *o
 /*
  * The S3 backend is three files: s3.c opens the store and holds the small
  * verbs (GET, HEAD, DELETE, list, ping), s3_request.c sends one signed
- * request with retries (s3__do), s3_upload.c puts an object (a streamed
+ * request with retries (s3__call), s3_upload.c puts an object (a streamed
  * single PUT or a multipart upload). These declarations are theirs alone.
  */
 #define S3_POOL_MAX 16
@@ -148,17 +148,13 @@ struct s3_resp {
 	bool have_length;
 };
 
-/* One S3 request with retries (s3_request.c). Returns 0 with rs->status set
- * for any HTTP answer below 500 (the caller interprets it),
+/* One S3 request with retries (s3_request.c), its status judged: a status
+ * other than 2xx (with gone_ok: other than 200, 204 or 404, for deletes and
+ * aborts, where "already gone" is success) becomes an error named after
+ * `what` (404 NOT_FOUND, 401/403 AUTH, else UNAVAILABLE);
  * EHR_ERR_UNAVAILABLE when the service stays unreachable or keeps failing.
- * rs->body is always initialised; the caller frees it. */
-int s3__do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs);
-/* s3__do, then a status other than 2xx (with gone_ok: other than 200, 204
- * or 404, for deletes and aborts, where "already gone" is success) becomes
- * s3__status_err(rs, what). The caller frees rs->body either way. */
+ * rs->body is always initialised; the caller frees it either way. */
 int s3__call(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs, const char *what, bool gone_ok);
-/* Map a non-2xx answer to an error. */
-int s3__status_err(const struct s3_resp *rs, const char *what);
 /* The put of the backend vtable (s3_upload.c). */
 int s3__put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int64_t size, struct obj_info *info);
 

@@ -13,7 +13,7 @@
  * itself, and the caller gets the verification error at once.
  * A streamed PUT is retried only while no byte of its body has been read.
  *
- * Threads: s3__do may run on any number of threads at once. Each call takes
+ * Threads: s3__call may run on any number of threads at once. Each call takes
  * an easy handle from the pool for itself (pool_get/pool_put under s->lock)
  * and gives it back at the end; the store's other fields are read-only after
  * cloud__s3_open (curl only reads the shared CURLOPT_RESOLVE list); the TLS
@@ -501,8 +501,10 @@ static int call_outcome(struct s3_call *k, const struct xfer *x, CURLcode rc, bo
 	                            curl_easy_strerror(rc));
 }
 
-/* One S3 request with retries (cloud_internal.h). */
-int s3__do(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs)
+/* One S3 request with retries: 0 with rs->status set for any HTTP answer
+ * below 500, EHR_ERR_UNAVAILABLE when the service stays unreachable or
+ * keeps failing. rs->body is always initialised. */
+static int do_request(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs)
 {
 	struct s3_call k = {
 		.s = s,
@@ -568,19 +570,7 @@ out:
 }
 
 /* Map a non-2xx answer to an error. */
-int s3__call(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs, const char *what, bool gone_ok)
-{
-	int err = s3__do(s, rq, rs);
-
-	if (err < 0)
-		return err;
-	if (gone_ok ? rs->status == 200 || rs->status == 204 || rs->status == 404
-	            : rs->status >= 200 && rs->status < 300)
-		return 0;
-	return s3__status_err(rs, what);
-}
-
-int s3__status_err(const struct s3_resp *rs, const char *what)
+static int status_err(const struct s3_resp *rs, const char *what)
 {
 	struct ehr_buf code = EHR_BUF_INIT(256);
 	int err;
@@ -595,4 +585,17 @@ int s3__status_err(const struct s3_resp *rs, const char *what)
 		err = ehr_error_set(EHR_ERR_UNAVAILABLE, "S3 %s: HTTP %ld %s", what, rs->status, c);
 	ehr_buf_free(&code);
 	return err;
+}
+
+/* One request, and its status judged (cloud_internal.h). */
+int s3__call(struct s3_store *s, const struct s3_req *rq, struct s3_resp *rs, const char *what, bool gone_ok)
+{
+	int err = do_request(s, rq, rs);
+
+	if (err < 0)
+		return err;
+	if (gone_ok ? rs->status == 200 || rs->status == 204 || rs->status == 404
+	            : rs->status >= 200 && rs->status < 300)
+		return 0;
+	return status_err(rs, what);
 }
