@@ -259,16 +259,12 @@ void ehr_db_rollback(void *conn)
 	PQclear(PQexec(conn, "ROLLBACK"));
 }
 
-bool ehr_db_in_transaction(void *conn)
-{
-	return PQtransactionStatus(conn) != PQTRANS_IDLE;
-}
-
 void ehr_db_release_after(struct ehr_db_pool *p, void *conn, int err)
 {
 	if (conn == NULL)
 		return;
-	if (err < 0 && ehr_db_in_transaction(conn))
+	/* A transaction left open (or failed) is rolled back before reuse. */
+	if (err < 0 && PQtransactionStatus(conn) != PQTRANS_IDLE)
 		ehr_db_rollback(conn);
 	ehr_db_release(p, conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB || err == EHR_ERR_TIMEOUT);
 }
@@ -327,13 +323,6 @@ int ehr_db_get_u64(uint64_t *out, const void *res, int row, int col, uint64_t ma
 	if (!db_cell(res, row, col))
 		return ehr_error_set(EHR_ERR_INVAL, "no column %d in row %d", col, row);
 	return ehr_parse_u64(out, PQgetvalue(res, row, col), max);
-}
-
-int ehr_db_get_i64(int64_t *out, const void *res, int row, int col)
-{
-	if (!db_cell(res, row, col))
-		return ehr_error_set(EHR_ERR_INVAL, "no column %d in row %d", col, row);
-	return ehr_parse_i64(out, PQgetvalue(res, row, col), INT64_MIN, INT64_MAX);
 }
 
 int ehr_db_get_bytea(uint8_t *out, size_t n, const void *res, int row, int col)

@@ -59,8 +59,6 @@ int ehr_db_run_script(void *conn, const char *sql);
 int ehr_db_begin(void *conn);
 int ehr_db_commit(void *conn);
 void ehr_db_rollback(void *conn);
-/* true when conn is inside a transaction block (open or failed). */
-bool ehr_db_in_transaction(void *conn);
 /*
  * Give back a connection after an operation that returned err: a
  * transaction it left open is rolled back first, so nothing half-done can
@@ -81,9 +79,8 @@ size_t ehr_db_len(const void *res, int row, int col);
 /* Copy a text value into out[cap] with its NUL: EHR_ERR_TOO_LARGE (out "")
  * when it does not fit, EHR_ERR_INVAL when the cell does not exist. */
 int ehr_db_get_text(char *out, size_t cap, const void *res, int row, int col);
-/* Decimal text value, range-checked like ehr_parse_u64 / ehr_parse_i64. */
+/* Decimal text value, range-checked like ehr_parse_u64. */
 int ehr_db_get_u64(uint64_t *out, const void *res, int row, int col, uint64_t max);
-int ehr_db_get_i64(int64_t *out, const void *res, int row, int col);
 /* A text-format bytea ("\x" + hex) of exactly n bytes into out. */
 int ehr_db_get_bytea(uint8_t *out, size_t n, const void *res, int row, int col);
 

@@ -98,6 +98,39 @@ out:
 	return err;
 }
 
+/* Open the object store of [store], KEKs attached. */
+static int store_open(struct obj_store **out, const struct gw_config *cfg)
+{
+	struct obj_store_config sc = { 0 };
+	const char *backend = gw_config_get(cfg, "store", "backend");
+	int err;
+
+	sc.key_prefix = gw_config_get(cfg, "store", "key_prefix");
+	if (strcmp(backend, "s3") == 0) {
+		sc.backend = OBJ_BACKEND_S3;
+		sc.s3_endpoint = gw_config_get(cfg, "store", "s3_endpoint");
+		sc.s3_bucket = gw_config_get(cfg, "store", "s3_bucket");
+		sc.s3_region = gw_config_get(cfg, "store", "s3_region");
+		sc.s3_access_key = gw_config_get(cfg, "store", "s3_access_key");
+		sc.s3_secret_key = gw_config_get(cfg, "store", "s3_secret_key");
+		sc.s3_virtual_host = strcmp(gw_config_get(cfg, "store", "s3_addressing"), "virtual") == 0;
+		sc.s3_ca_file = gw_config_get(cfg, "store", "s3_ca_file");
+		sc.s3_part_size = (size_t)gw_config_get_uint(cfg, "store", "s3_part_size");
+		sc.s3_single_put_max = gw_config_get_uint(cfg, "store", "s3_single_put_max");
+		sc.s3_max_attempts = (unsigned)gw_config_get_uint(cfg, "store", "s3_max_attempts");
+		sc.s3_timeout_ms = (unsigned)gw_config_get_uint(cfg, "store", "s3_timeout_ms");
+	} else {
+		sc.backend = OBJ_BACKEND_FS;
+		sc.fs_path = gw_config_get(cfg, "store", "fs_path");
+	}
+	GUARD(obj_store_open(out, &sc));
+	if ((err = obj_store_attach_keks(*out, gw_config_get(cfg, "store", "kek_dir"))) < 0) {
+		obj_store_free(*out);
+		*out = NULL;
+	}
+	return err;
+}
+
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 {
 	struct gw_app *app = calloc(1, sizeof(*app));
@@ -161,7 +194,7 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 
 	if (what & GW_APP_STORE) {
 		/* ---- storage: app->store = ... (obj_store from cloud/cloud.h) goes here */
-		GUARD_GOTO(gw_store_open(&app->store, cfg));
+		GUARD_GOTO(store_open(&app->store, cfg));
 	}
 
 	*out = app;
@@ -183,36 +216,4 @@ void gw_app_close(struct gw_app *app)
 		ledger_close(app->ledger);
 	ehr_db_pool_free(app->db);
 	free(app);
-}
-
-int gw_store_open(struct obj_store **out, const struct gw_config *cfg)
-{
-	struct obj_store_config sc = { 0 };
-	const char *backend = gw_config_get(cfg, "store", "backend");
-	int err;
-
-	sc.key_prefix = gw_config_get(cfg, "store", "key_prefix");
-	if (strcmp(backend, "s3") == 0) {
-		sc.backend = OBJ_BACKEND_S3;
-		sc.s3_endpoint = gw_config_get(cfg, "store", "s3_endpoint");
-		sc.s3_bucket = gw_config_get(cfg, "store", "s3_bucket");
-		sc.s3_region = gw_config_get(cfg, "store", "s3_region");
-		sc.s3_access_key = gw_config_get(cfg, "store", "s3_access_key");
-		sc.s3_secret_key = gw_config_get(cfg, "store", "s3_secret_key");
-		sc.s3_virtual_host = strcmp(gw_config_get(cfg, "store", "s3_addressing"), "virtual") == 0;
-		sc.s3_ca_file = gw_config_get(cfg, "store", "s3_ca_file");
-		sc.s3_part_size = (size_t)gw_config_get_uint(cfg, "store", "s3_part_size");
-		sc.s3_single_put_max = gw_config_get_uint(cfg, "store", "s3_single_put_max");
-		sc.s3_max_attempts = (unsigned)gw_config_get_uint(cfg, "store", "s3_max_attempts");
-		sc.s3_timeout_ms = (unsigned)gw_config_get_uint(cfg, "store", "s3_timeout_ms");
-	} else {
-		sc.backend = OBJ_BACKEND_FS;
-		sc.fs_path = gw_config_get(cfg, "store", "fs_path");
-	}
-	GUARD(obj_store_open(out, &sc));
-	if ((err = obj_store_attach_keks(*out, gw_config_get(cfg, "store", "kek_dir"))) < 0) {
-		obj_store_free(*out);
-		*out = NULL;
-	}
-	return err;
 }

@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include <ini.h>
+#include <openssl/crypto.h>
 
 enum gw_cfg_type {
 	CFG_STR,    /* any text up to CFG_MAX_VALUE bytes, may be empty */
@@ -31,6 +32,12 @@ enum gw_cfg_type {
 	CFG_ENUM,   /* one of choices, "a|b|c" */
 	CFG_LISTEN, /* host:port, [v6]:port */
 };
+
+/* Values may be secrets: wipe them before they are freed or replaced. */
+static void cleanse_str(char *s)
+{
+	OPENSSL_cleanse(s, strlen(s));
+}
 
 struct gw_config_key {
 	const char *section;
@@ -181,7 +188,7 @@ static int store(struct gw_config *cfg, size_t i, const char *value, const char 
 	}
 	if (cfg->values[i]) {
 		if (gw_config_keys[i].secret)
-			gw_cleanse_str(cfg->values[i]);
+			cleanse_str(cfg->values[i]);
 		free(cfg->values[i]);
 	}
 	free(cfg->origins[i]);
@@ -303,7 +310,7 @@ void gw_config_free(struct gw_config *cfg)
 		return;
 	for (size_t i = 0; i < NKEYS; i++) {
 		if (cfg->values[i] && gw_config_keys[i].secret)
-			gw_cleanse_str(cfg->values[i]);
+			cleanse_str(cfg->values[i]);
 		free(cfg->values[i]);
 		free(cfg->origins[i]);
 	}

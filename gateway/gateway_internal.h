@@ -6,21 +6,8 @@
 #ifndef EHR_GATEWAY_INTERNAL_H
 #define EHR_GATEWAY_INTERNAL_H
 
-#include <string.h>
-
-#include <openssl/crypto.h>
-
 #include "gateway/gateway.h"
 #include "policy/policy.h"
-
-static inline void gw_cleanse_str(char *s)
-{
-	OPENSSL_cleanse(s, strlen(s));
-}
-
-/* app.c: open the object store of [store], KEKs attached. */
-struct obj_store;
-int gw_store_open(struct obj_store **out, const struct gw_config *cfg);
 
 /* routes_core.c: routes only mounted with [server] test_routes = true */
 extern const struct gw_route gw_routes_test[];
