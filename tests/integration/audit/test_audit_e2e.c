@@ -141,7 +141,9 @@ static void profile_url(const char *dir, const char *url)
 
 static int suite_init_inner(void)
 {
-	struct gwp_options o = { .keep_port = true };
+	/* every refusal on the ledger, so every kind of AuditEvent can be checked */
+	static const char *const sets[] = { "auth.failure_events_per_min=1000000", NULL };
+	struct gwp_options o = { .keep_port = true, .sets = sets };
 	struct ehr_client_opts none = { 0 };
 
 	if (gwp_setup(&gw, &o) < 0) {
@@ -814,9 +816,24 @@ static void test_fhir_audit_event(void)
 		snprintf(id, sizeof(id), "%lld", seq);
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "id")), id);
 	}
+	/* BALP PatientCreate (issue 14): type rest, subtype create, and the
+	 * entry type as the last subtype. */
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(ev, "type"), "code")),
-	                       "contract.create");
-	CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(json_object_get(ev, "type"), "system")));
+	                       "rest");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(ev, "type"), "system")),
+	                       "http://terminology.hl7.org/CodeSystem/audit-event-type");
+	{
+		json_t *sub = json_object_get(ev, "subtype");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(sub, 0), "code")),
+		                       "create");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+		                               json_array_get(sub, json_array_size(sub) - 1), "code")),
+		                       "contract.create");
+		CU_ASSERT_STRING_EQUAL(
+		        json_string_value(
+		                json_array_get(json_object_get(json_object_get(ev, "meta"), "profile"), 0)),
+		        "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientCreate");
+	}
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "action")), "C");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "outcome")), "0");
 	/* recorded is RFC 3339 UTC with milliseconds */
@@ -829,7 +846,10 @@ static void test_fhir_audit_event(void)
 	CU_ASSERT(json_is_true(json_object_get(agent, "requestor")));
 	CU_ASSERT_PTR_NOT_NULL(json_string_value(
 	        json_object_get(json_object_get(json_object_get(ev, "source"), "observer"), "display")));
-	entity = json_array_get(json_object_get(ev, "entity"), 0);
+	/* entity 0 is the contract (BALP entity[data]), entity 1 the patient */
+	entity = json_array_get(json_object_get(ev, "entity"), 1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(entity, "what"), "type")),
+	                       "Patient");
 	CU_ASSERT_STRING_EQUAL(
 	        json_string_value(json_object_get(
 	                json_object_get(json_object_get(entity, "what"), "identifier"), "value")),
@@ -845,6 +865,149 @@ static void test_fhir_audit_event(void)
 	        json_object_get(json_array_get(json_object_get(b, "entries"), 0), "entry")));
 	json_decref(b);
 	ehr_buf_free(&body);
+}
+
+/* Refusals the other cases may not have made: each one an entry with
+ * outcome "failure" (issue 14: 41 of them rendered as success). */
+static void provoke_refusals(void)
+{
+	json_t *resp = NULL, *req;
+	long status = 0;
+	char out[4096];
+	int st = -1;
+
+	/* auth.register: a bad registration token */
+	CU_ASSERT(ehr_client_register(gw.base_url, gw.ca_pem, "not-a-token", "/tmp/ehr-nonexistent-dir",
+	                              &resp) < 0);
+	json_decref(resp);
+	resp = NULL;
+	/* auth.enroll: a bad enrolment code */
+	CU_ASSERT(ehr_client_enroll(gw.base_url, gw.ca_pem, P1, "bad-code", NULL,
+	                            "/tmp/ehr-nonexistent-dir") < 0);
+	/* auth.token: a login that does not verify */
+	{
+		char ts[24];
+		snprintf(ts, sizeof(ts), "%lld", (long long)(ehr_now_ms() / 1000));
+		req = json_pack("{s:s, s:s, s:s, s:s}", "patient_id", P1, "nonce", "AAAA", "ts", ts,
+		                "signature", "AAAA");
+	}
+	EHR_ASSERT_OK(ehr_client_json(c_none, &status, &resp, "POST", "/v1/auth/token", req));
+	CU_ASSERT(status >= 400 && status < 500);
+	json_decref(req);
+	json_decref(resp);
+	resp = NULL;
+	/* auth.dpop with an empty subject: no credentials on a patient route */
+	EHR_ASSERT_OK(ehr_client_json(c_none, &status, &resp, "GET", "/v1/me/contracts", NULL));
+	CU_ASSERT_EQUAL(status, 401);
+	json_decref(resp);
+	resp = NULL;
+	/* auth.mtls refused: an auditor certificate on a server route */
+	EHR_ASSERT_OK(ehr_client_json(c_aud, &status, &resp, "POST", "/v1/patients", NULL));
+	CU_ASSERT(status == 401 || status == 403);
+	json_decref(resp);
+	/* auth.renew and auth.revoke (success) */
+	{
+		char dir[GWP_PATH + 16], id[160];
+		const char *args[] = { "admin", "revoke", id, "-c", gw.config, NULL };
+		json_t *info = NULL;
+
+		snprintf(dir, sizeof(dir), "%s/renewer", gw.dir);
+		CU_ASSERT_FATAL(register_principal("server", "renewer", dir, id, sizeof(id)) == 0);
+		EHR_ASSERT_OK(ehr_client_renew(dir, &info));
+		json_decref(info);
+		EHR_ASSERT_OK(gwp_run(&gw, args, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+	}
+}
+
+/* Issue 14: every AuditEvent the gateway can emit validates against the
+ * HL7 FHIR R4 JSON schema and the BALP constraints of its profile
+ * (tests/fhir/validate.js), and every entry type is among them. */
+static void test_fhir_every_event_validates(void)
+{
+	static const char *const want[] = {
+		"auth.register outcome=0",       "auth.register outcome=4",   "auth.renew outcome=0",
+		"auth.patient.create outcome=0", "auth.enroll outcome=0",     "auth.enroll outcome=4",
+		"auth.token outcome=0",          "auth.token outcome=4",      "auth.mtls outcome=0",
+		"auth.mtls outcome=4",           "auth.dpop outcome=0",       "auth.dpop outcome=4",
+		"auth.revoke outcome=0",         "contract.create outcome=0", "contract.revoke outcome=0",
+		"contract.group.add outcome=0",  "ehr.store outcome=0",       "ehr.read outcome=0",
+		"access.decision outcome=0",     "access.decision outcome=4",
+	};
+	static const char *const invalid[] = { "empty-subject.json", "read-no-patient.json",
+		                               "read-failure-claims-profile.json" };
+	const char *hdr[] = { "Accept: application/fhir+json", NULL };
+	char dir[GWP_PATH], file[GWP_PATH + 64], script[GWP_PATH + 64], path[160], cursor[32] = "0";
+	static char out[1 << 20];
+	const char *argv[] = { "/usr/bin/env", "node", script, file, NULL };
+	struct ehr_buf body = EHR_BUF_INIT(64 << 20);
+	json_t *summary = NULL, *types;
+	const char *last;
+	FILE *f;
+	int rc;
+
+	provoke_refusals();
+	CU_ASSERT_FATAL(ehr_test_tmpdir(dir, sizeof(dir), "fhir") == 0);
+	snprintf(file, sizeof(file), "%s/bundles.jsonl", dir);
+	snprintf(script, sizeof(script), "%s/tests/fhir/validate.js", EHR_SOURCE_DIR);
+	f = fopen(file, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	for (int page = 0; page < 1000; page++) {
+		json_t *b = NULL;
+		const char *next, *c;
+		long status = 0;
+
+		body.len = 0;
+		snprintf(path, sizeof(path), "/v1/audit/entries?limit=1000&cursor=%s", cursor);
+		EHR_ASSERT_OK(
+		        ehr_client_request(c_aud, &status, &body, "GET", path, hdr, NULL, 0, NULL, NULL));
+		CU_ASSERT_EQUAL_FATAL(status, 200);
+		fwrite(body.data, 1, body.len, f);
+		fputc('\n', f);
+		CU_ASSERT_FATAL(ehr_json_parse(&b, body.data, body.len, 64 << 20, 64) == 0);
+		next = json_string_value(
+		        json_object_get(json_array_get(json_object_get(b, "link"), 0), "url"));
+		c = next ? strstr(next, "cursor=") : NULL;
+		if (c == NULL) {
+			json_decref(b);
+			break;
+		}
+		snprintf(cursor, sizeof(cursor), "%.*s", (int)strcspn(c + 7, "&"), c + 7);
+		json_decref(b);
+	}
+	fclose(f);
+	ehr_buf_free(&body);
+	rc = ehr_test_run(out, sizeof(out), argv);
+	if (rc != 0)
+		fprintf(stderr, "\n  validate.js exited %d:\n%.20000s\n", rc, out);
+	CU_ASSERT_EQUAL(rc, 0);
+	/* the last line is the summary */
+	last = out + strlen(out);
+	while (last > out && last[-1] == '\n')
+		last--;
+	while (last > out && last[-1] != '\n')
+		last--;
+	summary = json_loads(last, 0, NULL);
+	CU_ASSERT_FATAL(summary != NULL);
+	types = json_object_get(summary, "entry_types");
+	for (size_t i = 0; i < EHR_ARRAY_LEN(want); i++) {
+		if (json_object_get(types, want[i]) == NULL) {
+			fprintf(stderr, "\n  no AuditEvent for %s\n", want[i]);
+			CU_FAIL("an entry type the gateway emits was not rendered");
+		}
+	}
+	CU_ASSERT(json_integer_value(json_object_get(summary, "invalid")) == 0);
+	json_decref(summary);
+	ehr_test_rmrf(dir);
+	/* and the validator refuses what main rendered before (an empty subject)
+	 * and what BALP forbids */
+	for (size_t i = 0; i < EHR_ARRAY_LEN(invalid); i++) {
+		snprintf(file, sizeof(file), "%s/tests/fhir/invalid/%s", EHR_SOURCE_DIR, invalid[i]);
+		rc = ehr_test_run(out, sizeof(out), argv);
+		if (rc != 1)
+			fprintf(stderr, "\n  %s: validate.js exited %d, wanted 1\n", invalid[i], rc);
+		CU_ASSERT_EQUAL(rc, 1);
+	}
 }
 
 /* Filters and cursor pagination walk every entry exactly once. */
@@ -1374,6 +1537,7 @@ static void register_suites(void)
 	              { "group_grantee", test_group_grantee },
 	              { "contracts_rebuild_cli", test_contracts_rebuild_cli },
 	              { "fhir_audit_event", test_fhir_audit_event },
+	              { "fhir_every_event_validates", test_fhir_every_event_validates },
 	              { "query_pagination", test_query_pagination },
 	              { "stream_resume_across_restart", test_stream_resume_across_restart },
 	              { "stream_sees_other_instance", test_stream_sees_other_instance },
