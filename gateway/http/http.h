@@ -58,7 +58,27 @@ struct gw_route {
 	unsigned roles;      /* any of these roles may call it; 0 = public */
 	unsigned flags;      /* gw_route_flag bits (true = GW_BLOCKING) */
 	gw_handler_fn fn;
+	/*
+	 * The query parameters the route accepts, space-separated
+	 * ("limit after"); NULL or "" = none. Before the handler runs (after
+	 * the gate), a parameter not named here, a repeated one or a malformed
+	 * query string is refused with 400 invalid_request naming it, so a
+	 * misspelt filter can never widen a query.
+	 */
+	const char *query;
 };
+
+/*
+ * The application's one id validator (gw_http_options.param_check). The
+ * engine calls it, before the handler and after the gate, for every path
+ * parameter (path = true) and every query parameter (path = false) by
+ * name; 0 accepts, a negative ehr_err with a public message refuses (400
+ * invalid_request with that message). With value == NULL it asks whether
+ * the validator knows `name`: a path parameter it does not know stops the
+ * server at start (every id segment is validated); an unknown query name
+ * returns 0 with a value (not an id: the handler parses it).
+ */
+typedef int (*gw_param_fn)(const char *name, const char *value, bool path);
 
 /* ---- request accessors (valid until the reply is sent) */
 const char *gw_req_method(const struct gw_req *r);
@@ -190,8 +210,9 @@ struct gw_http_options {
 	const struct gw_route *const *tables; /* route tables, matched in order */
 	const size_t *table_lens;
 	size_t ntables;
-	gw_gate_fn gate; /* required when a route has roles */
-	void *app;       /* gw_req_userdata */
+	gw_gate_fn gate;         /* required when a route has roles */
+	gw_param_fn param_check; /* required when a route has {parameters} */
+	void *app;               /* gw_req_userdata */
 };
 
 /* "host:port" / "[v6]:port" into host and port. */
