@@ -124,5 +124,12 @@ extern const struct gw_route gw_routes_ehr[];
 extern const size_t gw_routes_ehr_len;
 extern const struct gw_route gw_routes_audit[];
 extern const size_t gw_routes_audit_len;
+extern const struct gw_route gw_routes_fhir[];
+extern const size_t gw_routes_fhir_len;
+
+/* routes_fhir.c: the engine's error hook (gw_http_options.error_render):
+ * every refusal on /fhir is a FHIR OperationOutcome. */
+char *gw_fhir_error_render(const struct gw_req *r, int status, const char *code, const char *message,
+                           const char **content_type);
 
 #endif

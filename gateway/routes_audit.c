@@ -235,7 +235,7 @@ out:
 
 /* A time bound becomes a seq bound through the (ts_ms, seq) index of
  * migration 0041, so a time-filtered page never scans from seq 0. */
-static int seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq)
+int gw__audit_seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq)
 {
 	char ts[24];
 	const char *p[] = { ts };
@@ -331,7 +331,7 @@ static void list_entries(struct gw_req *r, bool access_log)
 	}
 	if (since > 0) {
 		uint64_t s;
-		if ((err = seq_from_time(app, (int64_t)since, &s)) < 0) {
+		if ((err = gw__audit_seq_from_time(app, (int64_t)since, &s)) < 0) {
 			reply_err(r, err);
 			return;
 		}

@@ -33,6 +33,9 @@ int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8
 /* routes_audit.c: an optional unsigned query parameter; replies 400 and
  * returns false if bad. */
 bool gw__audit_query_u64(struct gw_req *r, const char *name, uint64_t *out, uint64_t dflt, uint64_t max);
+/* routes_audit.c: the first seq at or after since_ms (UINT64_MAX: none),
+ * by one probe of the (ts_ms, seq) index. */
+int gw__audit_seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq);
 /* routes_audit_stream.c: GET /v1/audit/stream. */
 void gw__audit_stream(struct gw_req *r);
 

@@ -7,10 +7,10 @@
 
 int gw_serve(const struct gw_config *cfg, struct gw_app *app)
 {
-	const struct gw_route *const tables[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr,
-		                                  gw_routes_audit, gw_routes_test };
-	const size_t lens[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len,
-		                gw_routes_audit_len, gw_routes_test_len };
+	const struct gw_route *const tables[] = { gw_routes_core,  gw_routes_auth, gw_routes_ehr,
+		                                  gw_routes_audit, gw_routes_fhir, gw_routes_test };
+	const size_t lens[] = { gw_routes_core_len,  gw_routes_auth_len, gw_routes_ehr_len,
+		                gw_routes_audit_len, gw_routes_fhir_len, gw_routes_test_len };
 	struct gw_http_options o = {
 		.listen = gw_config_get(cfg, "server", "listen"),
 		.public_url = gw_config_get(cfg, "server", "public_url"),
@@ -31,9 +31,10 @@ int gw_serve(const struct gw_config *cfg, struct gw_app *app)
 		.tables = tables,
 		.table_lens = lens,
 		/* the test routes are mounted only with [server] test_routes = true */
-		.ntables = gw_config_get_bool(cfg, "server", "test_routes") ? 5 : 4,
+		.ntables = gw_config_get_bool(cfg, "server", "test_routes") ? 6 : 5,
 		.gate = gw_gate,
 		.param_check = gw_id_check,
+		.error_render = gw_fhir_error_render,
 		.app = app,
 	};
 

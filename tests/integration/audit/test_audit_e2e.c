@@ -867,6 +867,282 @@ static void test_fhir_audit_event(void)
 	ehr_buf_free(&body);
 }
 
+/* ------------------------------------------------- FHIR search, Consent */
+
+/* Every FHIR body fetched here goes to this file too, for validate.js. */
+static char fhir_file[GWP_PATH + 64];
+
+static long fhir_get(struct ehr_client *c, const char *path, json_t **out)
+{
+	const char *hdr[] = { "Accept: application/fhir+json", NULL };
+	struct ehr_buf body = EHR_BUF_INIT(16 << 20);
+	char ct[128] = "";
+	long status = 0;
+	FILE *f;
+
+	*out = NULL;
+	if (ehr_client_request(c, &status, &body, "GET", path, hdr, NULL, 0, NULL, NULL) < 0) {
+		ehr_buf_free(&body);
+		return 0;
+	}
+	ehr_client_response_header(c, "Content-Type", ct, sizeof(ct));
+	if (status >= 500)
+		fprintf(stderr, "\n  %s: %ld %.*s\n", path, status, (int)body.len, (const char *)body.data);
+	/* every /fhir reply, errors included, is FHIR JSON */
+	if (strncmp(ct, "application/fhir+json", 21) != 0)
+		fprintf(stderr, "\n  %s: Content-Type %s\n", path, ct);
+	CU_ASSERT(strncmp(ct, "application/fhir+json", 21) == 0);
+	if (ehr_json_parse(out, body.data, body.len, 16 << 20, 64) < 0)
+		*out = NULL;
+	CU_ASSERT_PTR_NOT_NULL(*out);
+	if (fhir_file[0] && (f = fopen(fhir_file, "a")) != NULL) {
+		fwrite(body.data, 1, body.len, f);
+		fputc('\n', f);
+		fclose(f);
+	}
+	ehr_buf_free(&body);
+	return status;
+}
+
+static const char *rtype(const json_t *j)
+{
+	return json_string_value(json_object_get(j, "resourceType")) ?: "";
+}
+
+/* A refusal: the status and an OperationOutcome whose text names `what`. */
+static void expect_outcome(struct ehr_client *c, const char *path, long want, const char *what)
+{
+	json_t *j = NULL;
+	long st = fhir_get(c, path, &j);
+	const char *text = json_string_value(json_object_get(
+	        json_object_get(json_array_get(json_object_get(j, "issue"), 0), "details"), "text"));
+
+	if (st != want)
+		fprintf(stderr, "\n  %s: %ld, wanted %ld\n", path, st, want);
+	CU_ASSERT_EQUAL(st, want);
+	CU_ASSERT_STRING_EQUAL(rtype(j), "OperationOutcome");
+	if (what)
+		CU_ASSERT(text && strstr(text, what) != NULL);
+	json_decref(j);
+}
+
+static size_t entries_n(const json_t *b)
+{
+	return json_array_size(json_object_get(b, "entry"));
+}
+
+static const json_t *entry_res(const json_t *b, size_t i)
+{
+	return json_object_get(json_array_get(json_object_get(b, "entry"), i), "resource");
+}
+
+static const char *link_of(const json_t *b, const char *rel)
+{
+	size_t i;
+	json_t *l;
+
+	json_array_foreach(json_object_get(b, "link"), i, l)
+	{
+		if (strcmp(json_string_value(json_object_get(l, "relation")) ?: "", rel) == 0)
+			return json_string_value(json_object_get(l, "url"));
+	}
+	return NULL;
+}
+
+static bool has_subtype(const json_t *ev, const char *code)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(json_object_get(ev, "subtype"), i, c)
+	{
+		if (strcmp(json_string_value(json_object_get(c, "code")) ?: "", code) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void test_fhir_auditevent_search(void)
+{
+	char path[512], dir[GWP_PATH];
+	json_t *b = NULL, *b2 = NULL, *ev = NULL;
+	const char *next, *id0;
+	long st;
+
+	CU_ASSERT_FATAL(ehr_test_tmpdir(dir, sizeof(dir), "fhirs") == 0);
+	snprintf(fhir_file, sizeof(fhir_file), "%s/fhir.jsonl", dir);
+	/* metadata is public */
+	CU_ASSERT_EQUAL(fhir_get(c_none, "/fhir/metadata", &b), 200);
+	CU_ASSERT_STRING_EQUAL(rtype(b), "CapabilityStatement");
+	json_decref(b);
+	/* contract.create entries of P1, through the indexed subtype */
+	snprintf(path, sizeof(path),
+	         "/fhir/AuditEvent?patient=%s&subtype=urn:ehrgate:ledger-entry-type%%7Ccontract.create", P1);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b), 200);
+	CU_ASSERT_STRING_EQUAL(rtype(b), "Bundle");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "type")), "searchset");
+	CU_ASSERT(entries_n(b) >= 2);
+	for (size_t i = 0; i < entries_n(b); i++) {
+		CU_ASSERT(has_subtype(entry_res(b, i), "contract.create"));
+		CU_ASSERT(has_subtype(entry_res(b, i), "create"));
+	}
+	/* paging: _count=1, the next link gives the next one */
+	snprintf(path, sizeof(path),
+	         "/fhir/"
+	         "AuditEvent?patient=%s&subtype=urn:ehrgate:ledger-entry-type%%7Ccontract.create&_count=1",
+	         P1);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b2), 200);
+	CU_ASSERT_EQUAL(entries_n(b2), 1);
+	id0 = json_string_value(json_object_get(entry_res(b2, 0), "id"));
+	CU_ASSERT_STRING_EQUAL(id0, json_string_value(json_object_get(entry_res(b, 0), "id")));
+	next = link_of(b2, "next");
+	CU_ASSERT_FATAL(next != NULL);
+	snprintf(path, sizeof(path), "%s", next);
+	json_decref(b2);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b2), 200);
+	CU_ASSERT_EQUAL(entries_n(b2), 1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(entry_res(b2, 0), "id")),
+	                       json_string_value(json_object_get(entry_res(b, 1), "id")));
+	/* read by id */
+	snprintf(path, sizeof(path), "/fhir/AuditEvent/%s",
+	         json_string_value(json_object_get(entry_res(b, 0), "id")));
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &ev), 200);
+	CU_ASSERT(json_equal(ev, (json_t *)entry_res(b, 0)));
+	json_decref(ev);
+	json_decref(b2);
+	json_decref(b);
+	/* outcome, type (token with system), entity, date */
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/AuditEvent?outcome=4&_count=50", &b), 200);
+	CU_ASSERT(entries_n(b) > 0);
+	for (size_t i = 0; i < entries_n(b); i++)
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(entry_res(b, i), "outcome")), "4");
+	json_decref(b);
+	CU_ASSERT_EQUAL(
+	        fhir_get(c_aud, "/fhir/AuditEvent?type=http://dicom.nema.org/resources/ontology/DCM%7C110114",
+	                 &b),
+	        200);
+	CU_ASSERT(entries_n(b) > 0);
+	for (size_t i = 0; i < entries_n(b); i++)
+		CU_ASSERT(has_subtype(entry_res(b, i), "110122"));
+	json_decref(b);
+	snprintf(path, sizeof(path), "/fhir/AuditEvent?entity=%s&agent=%s", P1, S1);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b), 200);
+	CU_ASSERT(entries_n(b) > 0);
+	json_decref(b);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/AuditEvent?date=ge2100-01-01", &b), 200);
+	CU_ASSERT_EQUAL(entries_n(b), 0);
+	CU_ASSERT_PTR_NULL(json_object_get(b, "entry")); /* no empty arrays in R4 */
+	json_decref(b);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/AuditEvent?date=ge2020-01-01&date=lt2100&_count=3", &b), 200);
+	CU_ASSERT_EQUAL(entries_n(b), 3);
+	json_decref(b);
+	/* refusals are OperationOutcomes */
+	expect_outcome(c_aud, "/fhir/AuditEvent?foo=1", 400, "foo");
+	expect_outcome(c_aud, "/fhir/AuditEvent?_count=1&_count=2", 400, "_count");
+	expect_outcome(c_aud, "/fhir/AuditEvent?date=yesterday", 400, "date");
+	expect_outcome(c_aud, "/fhir/AuditEvent?outcome=3", 400, "outcome");
+	expect_outcome(c_aud, "/fhir/AuditEvent?patient=..", 400, "patient");
+	expect_outcome(c_aud, "/fhir/AuditEvent/99999999999", 404, NULL);
+	expect_outcome(c_aud, "/fhir/AuditEvent/01", 400, NULL);
+	expect_outcome(c_aud, "/fhir/Nothing", 404, NULL);
+	/* the other kind of credential: 403 once h-strict's wrong_role lands, 401 before */
+	{
+		json_t *j = NULL;
+		long s = fhir_get(c_p1, "/fhir/AuditEvent", &j);
+		CU_ASSERT(s == 401 || s == 403);
+		CU_ASSERT_STRING_EQUAL(rtype(j), "OperationOutcome");
+		json_decref(j);
+	}
+	expect_outcome(c_s1, "/fhir/AuditEvent", 403, NULL);
+	expect_outcome(c_none, "/fhir/AuditEvent", 401, NULL);
+	/* a plain JSON error elsewhere, as before */
+	st = call(c_aud, "GET", "/v1/audit/entries?foo=1", NULL, &b);
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_PTR_NOT_NULL(json_object_get(b, "error"));
+	json_decref(b);
+}
+
+/* The signed original attached to a Consent verifies with its jwk. */
+static void check_attachment(const json_t *consent, const char *member)
+{
+	const char *data =
+	        json_string_value(json_object_get(json_object_get(consent, "sourceAttachment"), "data"));
+	struct ehr_buf raw = EHR_BUF_INIT(1 << 20);
+	json_t *p = NULL;
+	EVP_PKEY *key = NULL;
+
+	CU_ASSERT_FATAL(data != NULL);
+	EHR_ASSERT_OK(ehr_b64_decode(&raw, data, strlen(data)));
+	EHR_ASSERT_OK(ehr_json_parse(&p, raw.data, raw.len, 1 << 20, 16));
+	EHR_ASSERT_OK(ehr_jwk_parse(&key, json_object_get(p, "jwk")));
+	EHR_ASSERT_OK(policy_verify_es256(json_object_get(p, member),
+	                                  json_string_value(json_object_get(p, "signature")), key));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(p, "cid")),
+	                       json_string_value(json_object_get(
+	                               json_array_get(json_object_get(consent, "identifier"), 0), "value")));
+	EVP_PKEY_free(key);
+	json_decref(p);
+	ehr_buf_free(&raw);
+}
+
+static void test_fhir_consent(void)
+{
+	char path[512];
+	json_t *b = NULL, *c = NULL;
+	size_t active = 0, inactive = 0, revocations = 0;
+	const char *own_id = NULL;
+
+	snprintf(path, sizeof(path), "/fhir/Consent?patient=%s", P1);
+	CU_ASSERT_EQUAL_FATAL(fhir_get(c_aud, path, &b), 200);
+	CU_ASSERT(entries_n(b) >= 2);
+	for (size_t i = 0; i < entries_n(b); i++) {
+		const json_t *r = entry_res(b, i);
+		const char *status = json_string_value(json_object_get(r, "status"));
+		const char *title =
+		        json_string_value(json_object_get(json_object_get(r, "sourceAttachment"), "title"));
+		bool is_rev = title && strstr(title, "revocation") != NULL;
+
+		CU_ASSERT_STRING_EQUAL(rtype(r), "Consent");
+		CU_ASSERT_STRING_EQUAL(
+		        json_string_value(json_object_get(
+		                json_object_get(json_object_get(r, "patient"), "identifier"), "value")),
+		        P1);
+		CU_ASSERT_STRING_EQUAL(
+		        json_string_value(json_object_get(json_object_get(r, "provision"), "type")),
+		        "permit");
+		check_attachment(r, is_rev ? "revocation" : "contract");
+		revocations += is_rev;
+		active += strcmp(status, "active") == 0;
+		inactive += strcmp(status, "inactive") == 0;
+		if (own_id == NULL)
+			own_id = json_string_value(json_object_get(r, "id"));
+	}
+	CU_ASSERT(active >= 1);
+	CU_ASSERT(revocations >= 1); /* contract_api revoked one */
+	CU_ASSERT(inactive >= 2);    /* the revoked contract and its revocation */
+	/* read by id; the patient reads its own, another patient gets 404 */
+	snprintf(path, sizeof(path), "/fhir/Consent/%s", own_id);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &c), 200);
+	CU_ASSERT(json_equal(c, (json_t *)entry_res(b, 0)));
+	json_decref(c);
+	CU_ASSERT_EQUAL(fhir_get(c_p1, path, &c), 200);
+	json_decref(c);
+	expect_outcome(c_p2, path, 404, NULL);
+	expect_outcome(c_s1, path, 403, NULL);
+	CU_ASSERT_EQUAL(fhir_get(c_p1, "/fhir/Consent", &c), 200);
+	CU_ASSERT_EQUAL(entries_n(c), entries_n(b));
+	json_decref(c);
+	snprintf(path, sizeof(path), "/fhir/Consent?patient=%s", P2);
+	expect_outcome(c_p1, path, 403, NULL);
+	/* an AuditEvent's seq is no Consent */
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/Consent?_count=1", &c), 200);
+	CU_ASSERT_EQUAL(entries_n(c), 1);
+	CU_ASSERT_PTR_NOT_NULL(link_of(c, "next"));
+	json_decref(c);
+	expect_outcome(c_aud, "/fhir/Consent/0", 404, NULL);
+	json_decref(b);
+}
+
 /* Refusals the other cases may not have made: each one an entry with
  * outcome "failure" (issue 14: 41 of them rendered as success). */
 static void provoke_refusals(void)
@@ -977,6 +1253,13 @@ static void test_fhir_every_event_validates(void)
 	}
 	fclose(f);
 	ehr_buf_free(&body);
+	if (fhir_file[0]) { /* Bundles, Consents, CapabilityStatement, OperationOutcomes */
+		const char *argv2[] = { "/usr/bin/env", "node", script, fhir_file, NULL };
+		rc = ehr_test_run(out, sizeof(out), argv2);
+		if (rc != 0)
+			fprintf(stderr, "\n  validate.js %s exited %d:\n%.20000s\n", fhir_file, rc, out);
+		CU_ASSERT_EQUAL(rc, 0);
+	}
 	rc = ehr_test_run(out, sizeof(out), argv);
 	if (rc != 0)
 		fprintf(stderr, "\n  validate.js exited %d:\n%.20000s\n", rc, out);
@@ -1537,6 +1820,8 @@ static void register_suites(void)
 	              { "group_grantee", test_group_grantee },
 	              { "contracts_rebuild_cli", test_contracts_rebuild_cli },
 	              { "fhir_audit_event", test_fhir_audit_event },
+	              { "fhir_auditevent_search", test_fhir_auditevent_search },
+	              { "fhir_consent", test_fhir_consent },
 	              { "fhir_every_event_validates", test_fhir_every_event_validates },
 	              { "query_pagination", test_query_pagination },
 	              { "stream_resume_across_restart", test_stream_resume_across_restart },

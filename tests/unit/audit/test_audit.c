@@ -257,11 +257,96 @@ static void test_refused(void)
 	audit_event_clear(NULL);
 }
 
+#define CONTRACT_PAYLOAD                                                                                     \
+	"{\"cid\":\"c1\",\"contract\":{\"actions\":[\"read\",\"append\"],\"grantee\":{\"server\":\"srv-1\"}" \
+	","                                                                                                  \
+	"\"issued_at\":1764000000,\"nonce\":\"q8Fh2mZ0cT1sLk9wXy3bNA\",\"not_after\":1795536000,\"not_"      \
+	"before\":1764000000,"                                                                               \
+	"\"patient\":\"pt-1\",\"purpose\":\"treatment\",\"scope\":{\"categories\":[\"lab\"]},\"type\":"      \
+	"\"ehrgate.contract.v1\"},"                                                                          \
+	"\"jkt\":\"j\",\"jwk\":{\"kty\":\"EC\"},\"signature\":\"sig\"}"
+
+static void test_consent(void)
+{
+	struct ledger_entry c = mk("contract.create", "pt-1", "pt-1", CONTRACT_PAYLOAD);
+	struct ledger_entry r =
+	        mk("contract.revoke", "pt-1", "pt-1",
+	           "{\"cid\":\"c1\",\"revocation\":{\"cid\":\"c1\"},\"signature\":\"s\",\"jwk\":{}}");
+	json_t *j;
+
+	r.seq = 9;
+	j = audit_consent_json(&c, NULL, false);
+	CU_ASSERT_FATAL(j != NULL);
+	CU_ASSERT(no_empty_strings(j));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "active");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "id")), "7");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "provision"), "type")),
+	                       "permit");
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(json_object_get(j, "provision"), "class")), 1);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(json_object_get(j, "provision"), "action")), 2);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+	                               json_object_get(json_object_get(j, "provision"), "period"), "start")),
+	                       "2025-11-24T16:00:00.000Z");
+	json_decref(j);
+	j = audit_consent_json(&c, &r, false);
+	CU_ASSERT_FATAL(j != NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "inactive");
+	json_decref(j);
+	j = audit_consent_json(&c, &r, true);
+	CU_ASSERT_FATAL(j != NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "id")), "9");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "inactive");
+	json_decref(j);
+	/* not a contract */
+	c = mk("contract.create", "pt-1", "pt-1", "{\"cid\":\"c1\"}");
+	CU_ASSERT_PTR_NULL(audit_consent_json(&c, NULL, false));
+	CU_ASSERT_PTR_NULL(audit_consent_json(&c, NULL, true));
+}
+
+static void test_search_values(void)
+{
+	struct audit_token t;
+	struct audit_code dcm = { AUDIT_SYS_DCM, "110114", NULL };
+	int64_t s = 0, u = 0;
+
+	CU_ASSERT_FATAL(audit_fhir_token_parse(&t, "110114") == 0);
+	CU_ASSERT(t.system == NULL && audit_token_matches(&t, &dcm));
+	CU_ASSERT_FATAL(audit_fhir_token_parse(&t, AUDIT_SYS_DCM "|110114") == 0);
+	CU_ASSERT(audit_token_matches(&t, &dcm));
+	CU_ASSERT_FATAL(audit_fhir_token_parse(&t, "urn:x|110114") == 0);
+	CU_ASSERT(!audit_token_matches(&t, &dcm));
+	CU_ASSERT(audit_fhir_token_parse(&t, "") < 0);
+	CU_ASSERT(audit_fhir_token_parse(&t, "a|") < 0);
+	CU_ASSERT(audit_fhir_token_parse(&t, "a|b|c") < 0);
+	/* eq of a day is that day; ge/lt narrow; a zone moves the instant */
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("2026-11-24", &s, &u) == 0);
+	CU_ASSERT_EQUAL(s, 1795478400000LL);
+	CU_ASSERT_EQUAL(u, 1795478400000LL + 86400000);
+	s = u = 0;
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("ge2026-11-24T05:45:29.854Z", &s, &u) == 0);
+	CU_ASSERT(s == 1795499129854LL && u == 0);
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("lt2026-11-24T06:45:29+01:00", &s, &u) == 0);
+	CU_ASSERT_EQUAL(u, 1795499129000LL);
+	s = u = 0;
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("gt2026", &s, &u) == 0);
+	CU_ASSERT_EQUAL(s, 1798761600000LL); /* 2027-01-01 */
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("le2024-02", &s, &u) == 0);
+	CU_ASSERT_EQUAL(u, 1709251200000LL); /* 2024-03-01 */
+	CU_ASSERT(audit_fhir_date_narrow("2026-02-30", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("ne2026", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("2026-11-24T05:45", &s, &u) < 0); /* a time needs a zone */
+	CU_ASSERT(audit_fhir_date_narrow("2026-11-24T25:00Z", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("1969", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("2026-11-24Z", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("", &s, &u) < 0);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("audit", NULL, NULL, { "table", test_table },
 	              { "read_balp_shape", test_read_balp_shape }, { "query_bytes", test_query_bytes },
-	              { "outcome_rule", test_outcome_rule }, { "refused", test_refused });
+	              { "outcome_rule", test_outcome_rule }, { "refused", test_refused },
+	              { "consent", test_consent }, { "search_values", test_search_values });
 }
 
 EHR_TEST_MAIN(register_suites)

@@ -1,0 +1,22 @@
+/*
+ * routes_fhir_internal.h - what the FHIR routes' files share:
+ * routes_fhir.c (metadata, AuditEvent, the OperationOutcome error hook,
+ * the route table) and routes_fhir_consent.c (Consent). Nothing else
+ * includes it.
+ */
+#ifndef EHR_GATEWAY_ROUTES_FHIR_INTERNAL_H
+#define EHR_GATEWAY_ROUTES_FHIR_INTERNAL_H
+
+#include <jansson.h>
+
+#include "gateway/gateway.h"
+
+#define GW_FHIR_CT "application/fhir+json"
+
+/* Reply with a FHIR resource (takes the reference). */
+void gw__fhir_reply(struct gw_req *r, int status, json_t *resource);
+/* routes_fhir_consent.c: GET /fhir/Consent and GET /fhir/Consent/{seq}. */
+void gw__fhir_consent_search(struct gw_req *r);
+void gw__fhir_consent_read(struct gw_req *r);
+
+#endif
