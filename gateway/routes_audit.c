@@ -264,6 +264,19 @@ static bool accepts_fhir(struct gw_req *r)
 	return a && strstr(a, "application/fhir+json") != NULL;
 }
 
+/* A query value, percent-encoded (RFC 3986 unreserved characters kept). */
+int gw__url_encode(struct ehr_buf *out, const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '.' || *p == '_' || *p == '~')
+			GUARD(ehr_buf_append_u8(out, *p));
+		else
+			GUARD(ehr_buf_printf(out, "%%%02X", *p));
+	}
+	return 0;
+}
+
 /* The same query with cursor=next, as a path (FHIR Bundle.link "next"). */
 static int next_url(struct ehr_buf *out, struct gw_req *r, const char *next)
 {
@@ -277,13 +290,7 @@ static int next_url(struct ehr_buf *out, struct gw_req *r, const char *next)
 		if (v == NULL)
 			continue;
 		GUARD(ehr_buf_printf(out, "&%s=", keys[i]));
-		for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~')
-				GUARD(ehr_buf_append_u8(out, *p));
-			else
-				GUARD(ehr_buf_printf(out, "%%%02X", *p));
-		}
+		GUARD(gw__url_encode(out, v));
 	}
 	return 0;
 }

@@ -36,6 +36,8 @@ bool gw__audit_query_u64(struct gw_req *r, const char *name, uint64_t *out, uint
 /* routes_audit.c: the first seq at or after since_ms (UINT64_MAX: none),
  * by one probe of the (ts_ms, seq) index. */
 int gw__audit_seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq);
+/* routes_audit.c: append a query value, percent-encoded (RFC 3986). */
+int gw__url_encode(struct ehr_buf *out, const char *v);
 /* routes_audit_stream.c: GET /v1/audit/stream. */
 void gw__audit_stream(struct gw_req *r);
 

@@ -193,14 +193,7 @@ static int search_url(struct ehr_buf *out, struct gw_req *r, const char *cursor)
 		for (size_t k = 0; (v = gw_req_query_nth(r, keys[i], k)) != NULL; k++) {
 			GUARD(ehr_buf_printf(out, "%c%s=", sep, keys[i]));
 			sep = '&';
-			for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
-				if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') ||
-				    (*c >= '0' && *c <= '9') || *c == '-' || *c == '.' || *c == '_' ||
-				    *c == '~')
-					GUARD(ehr_buf_append_u8(out, *c));
-				else
-					GUARD(ehr_buf_printf(out, "%%%02X", *c));
-			}
+			GUARD(gw__url_encode(out, v));
 		}
 	}
 	if (cursor)
