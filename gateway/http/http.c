@@ -457,6 +457,16 @@ const char *gw_req_query(const struct gw_req *r, const char *name)
 	return evhttp_find_header(&m->query, name);
 }
 
+const char *gw_req_raw_query(const struct gw_req *r)
+{
+	return r->raw_query;
+}
+
+int gw_req_reply_status(const struct gw_req *r)
+{
+	return r->replied ? r->status : 0;
+}
+
 const char *gw_req_header(const struct gw_req *r, const char *name)
 {
 	return gw_h1_field(&r->h1, name);

@@ -62,9 +62,12 @@ struct gw_route {
 
 /* ---- request accessors (valid until the reply is sent) */
 const char *gw_req_method(const struct gw_req *r);
-const char *gw_req_path(const struct gw_req *r);                     /* decoded path, no query */
-const char *gw_req_param(const struct gw_req *r, const char *name);  /* path parameter */
-const char *gw_req_query(const struct gw_req *r, const char *name);  /* NULL if absent */
+const char *gw_req_path(const struct gw_req *r);                    /* decoded path, no query */
+const char *gw_req_param(const struct gw_req *r, const char *name); /* path parameter */
+const char *gw_req_query(const struct gw_req *r, const char *name); /* NULL if absent */
+/* The query string as received (after '?', still percent-encoded; printable
+ * ASCII only), NULL when the target had no '?'. */
+const char *gw_req_raw_query(const struct gw_req *r);
 const char *gw_req_header(const struct gw_req *r, const char *name); /* NULL if absent */
 /* The whole body of a buffered route ("" for a GW_STREAM_BODY route). */
 const uint8_t *gw_req_body(const struct gw_req *r, size_t *len);
@@ -104,6 +107,9 @@ void *gw_req_userdata(const struct gw_req *r);
 /* Set the reply's Content-Type (copied; a value with a control character
  * becomes application/octet-stream). */
 void gw_req_set_content_type(struct gw_req *r, const char *content_type);
+
+/* The status of the reply given so far (200 for a stream), 0 before one. */
+int gw_req_reply_status(const struct gw_req *r);
 
 /* ---- replies: exactly one per request */
 void gw_reply_header(struct gw_req *r, const char *name, const char *value);
