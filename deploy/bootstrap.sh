@@ -101,3 +101,13 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ] || [ ! -d "$S3/node_mod
 	(cd "$S3" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 	echo "$want" >"$STAMP"
 fi
+
+# npm packages for the OpenAPI checks (tests/openapi: yaml + ajv), pinned by package-lock.json.
+OA=$HERE/../tests/openapi
+STAMP=$OA/node_modules/.ehrgate-lock.sha256
+want=$(sha256sum "$OA/package-lock.json" | cut -d' ' -f1)
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ] || [ ! -d "$OA/node_modules/ajv" ]; then
+	say "npm ci in tests/openapi"
+	(cd "$OA" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+	echo "$want" >"$STAMP"
+fi
