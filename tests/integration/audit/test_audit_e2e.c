@@ -1012,6 +1012,22 @@ static void test_audit_query_entries(void)
 	CU_ASSERT_EQUAL(patient, 1);
 }
 
+/* A clean shutdown commits every queued audit.query entry (AUDIT.md §7):
+ * counted right after the gateway stopped, without waiting. */
+static void test_audit_query_shutdown(void)
+{
+	const char *sql = "SELECT count(*) FROM ledger_entries WHERE type = 'audit.query'";
+	long long before;
+
+	settle();
+	before = scalar(sql);
+	for (int i = 0; i < 20; i++)
+		CU_ASSERT_EQUAL(call(c_aud, "GET", "/v1/ledger/checkpoint", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(gwp_stop(&gw, NULL, 0), 0);
+	CU_ASSERT_EQUAL(scalar(sql), before + 20);
+	CU_ASSERT_EQUAL_FATAL(start_gw(), 0);
+}
+
 /* ------------------------------------------------------------ ehrctl */
 
 /* Run ehrctl with --dir dir; stdout+stderr into out. Returns the exit code. */
@@ -1507,6 +1523,7 @@ static void register_suites(void)
 	              { "fhir_audit_event", test_fhir_audit_event },
 	              { "query_pagination", test_query_pagination },
 	              { "audit_query_entries", test_audit_query_entries },
+	              { "audit_query_shutdown", test_audit_query_shutdown },
 	              { "stream_resume_across_restart", test_stream_resume_across_restart },
 	              { "stream_sees_other_instance", test_stream_sees_other_instance },
 	              { "verify_detects_tampering", test_verify_detects_tampering },

@@ -30,7 +30,7 @@ static long req(const char *method, const char *path, const char *cert, const ch
                 const char *const *headers, struct gwp_resp *out)
 {
 	struct gwp_req rq = { .method = method, .path = path, .cert = cert, .key = key, .headers = headers };
-	struct gwp_resp tmp;
+	struct gwp_resp tmp = { 0 };
 	struct gwp_resp *r = out ? out : &tmp;
 	long status;
 
