@@ -217,21 +217,14 @@ size_t gw_audit_queue_pending(struct gw_audit_queue *q)
 
 /* ------------------------------------------------- recording a request */
 
-/* A patient pseudonym (docs/PROTOCOL.md §9): "pt-" and 43 base64url
- * characters. Anything else an auditor filtered on is not named. */
+/* A patient pseudonym (docs/PROTOCOL.md §9), by the one id validator;
+ * anything else an auditor filtered on is not named. */
 static bool is_patient_pseudonym(const char *s)
 {
-	size_t n = s ? strlen(s) : 0;
+	bool ok = s != NULL && gw_id_check("patient", s, false) == 0;
 
-	if (n != 3 + 43 || strncmp(s, "pt-", 3) != 0)
-		return false;
-	for (size_t i = 3; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-		      c == '-' || c == '_'))
-			return false;
-	}
-	return true;
+	ehr_error_clear();
+	return ok;
 }
 
 /* {"count"?, "outcome", "query", "route"}: route name, the raw query string
@@ -251,6 +244,14 @@ static json_t *query_payload(struct gw_req *r, const struct gw_audit_query_info 
 	return p;
 }
 
+/* The route's query and id checks (GW_CHECK_IN_HANDLER: here, so that a
+ * refusal is recorded like any other failure), then the handler. */
+static void run_checked(struct gw_req *r, gw_audit_read_fn fn, struct gw_audit_query_info *info)
+{
+	if (!(gw_req_route(r)->flags & GW_CHECK_IN_HANDLER) || gw_req_check(r) == 0)
+		fn(r, info);
+}
+
 void gw_audit_query_run(struct gw_req *r, gw_audit_read_fn fn)
 {
 	struct gw_audit_queue *q = gw_app_audit_queue(gw_req_app(r));
@@ -260,7 +261,7 @@ void gw_audit_query_run(struct gw_req *r, gw_audit_read_fn fn)
 	int err;
 
 	if (q == NULL) { /* not serving with a ledger (unit tests of routes) */
-		fn(r, &info);
+		run_checked(r, fn, &info);
 		return;
 	}
 	if ((err = gw_audit_queue_reserve(q, GW_AUDIT_QUEUE_WAIT_MS)) < 0) {
@@ -268,7 +269,7 @@ void gw_audit_query_run(struct gw_req *r, gw_audit_read_fn fn)
 		gw_reply_err(r, err);
 		return;
 	}
-	fn(r, &info);
+	run_checked(r, fn, &info);
 	payload = query_payload(r, &info);
 	if (payload == NULL)
 		ehr_logf(EHR_LOG_ERROR, "audit.query_lost", "cannot build the audit.query entry of route %s",

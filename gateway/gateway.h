@@ -112,6 +112,11 @@ int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_id
  * request's identity and returns 0. */
 int gw_gate(struct gw_req *r);
 
+/* The one id validator (gateway/ids.c), the engine's gw_param_fn: path
+ * parameters {pid} {rid} {cid} and the id-valued query parameters
+ * (patient, actor, subject) by name, in their documented formats. */
+int gw_id_check(const char *name, const char *value, bool path);
+
 /* Route tables contributed by each area (gateway/routes_*.c). */
 /* All route tables in match order (serve.c), the one list both serve and
  * `ehrgate routes` (schemas/openapi.yaml's coverage test) read. Returns how

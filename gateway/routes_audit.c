@@ -590,19 +590,24 @@ static void h_consistency(struct gw_req *r)
 
 #define PAT GW_ROLE_PATIENT
 #define AUD GW_ROLE_AUDITOR
+/* the audit reads: checked and recorded by gw_audit_query_run */
+#define AQ (GW_BLOCKING | GW_CHECK_IN_HANDLER)
+/* list_entries' paging and range parameters (docs/AUDIT.md §1) */
+#define PAGE_QUERY "since until from_seq to_seq limit cursor"
 
 const struct gw_route gw_routes_audit[] = {
-	{ "POST", "/v1/me/contracts", "me.contracts.create", PAT, GW_BLOCKING, h_contract_create },
-	{ "GET", "/v1/me/contracts", "me.contracts.list", PAT, GW_BLOCKING, h_contract_list },
-	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, GW_BLOCKING,
-	  h_contract_revoke },
-	{ "GET", "/v1/me/access-log", "me.access_log", PAT, GW_BLOCKING, h_access_log },
-	{ "GET", "/v1/audit/entries", "audit.entries", AUD, GW_BLOCKING, h_audit_entries },
-	{ "GET", "/v1/audit/stream", "audit.stream", AUD, GW_BLOCKING, h_audit_stream },
-	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, GW_BLOCKING, h_checkpoint },
-	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, GW_BLOCKING,
-	  h_inclusion },
-	{ "GET", "/v1/ledger/proof/consistency", "ledger.proof.consistency", AUD | PAT, GW_BLOCKING,
-	  h_consistency },
+	{ "POST", "/v1/me/contracts", "me.contracts.create", PAT, GW_BLOCKING, h_contract_create, NULL },
+	{ "GET", "/v1/me/contracts", "me.contracts.list", PAT, GW_BLOCKING, h_contract_list, NULL },
+	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, GW_BLOCKING, h_contract_revoke,
+	  NULL },
+	{ "GET", "/v1/me/access-log", "me.access_log", PAT, AQ, h_access_log, PAGE_QUERY },
+	{ "GET", "/v1/audit/entries", "audit.entries", AUD, AQ, h_audit_entries,
+	  "type actor subject " PAGE_QUERY },
+	{ "GET", "/v1/audit/stream", "audit.stream", AUD, AQ, h_audit_stream, "since heartbeat buffer" },
+	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, AQ, h_checkpoint, "size" },
+	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, AQ, h_inclusion,
+	  "index size" },
+	{ "GET", "/v1/ledger/proof/consistency", "ledger.proof.consistency", AUD | PAT, AQ, h_consistency,
+	  "from to" },
 };
 const size_t gw_routes_audit_len = EHR_ARRAY_LEN(gw_routes_audit);

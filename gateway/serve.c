@@ -46,6 +46,7 @@ int gw_serve(const struct gw_config *cfg, struct gw_app *app)
 		/* the test routes are mounted only with [server] test_routes = true */
 		.ntables = gw_config_get_bool(cfg, "server", "test_routes") ? GW_ROUTE_TABLES : production,
 		.gate = gw_gate,
+		.param_check = gw_id_check,
 		.app = app,
 	};
 

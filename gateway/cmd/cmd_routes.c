@@ -1,6 +1,7 @@
 /*
  * cmd_routes.c - `ehrgate routes [--test]`: the router's tables, one route
- * a line, "METHOD PATTERN NAME ROLES", in match order. It reads the tables
+ * a line, "METHOD PATTERN NAME ROLES QUERY", in match order (QUERY: the
+ * query parameter names the route accepts, comma-separated, or "-"). It reads the tables
  * serve mounts (gw_route_tables), so tests/openapi/check_routes.js can hold
  * schemas/openapi.yaml to the code without a hand-kept list.
  */
@@ -40,8 +41,10 @@ int gw_cmd_routes(int argc, char **argv)
 
 	if (argc == 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
 		printf("usage: ehrgate routes [--test]\n\n"
-		       "Print the routes `ehrgate serve` mounts, one a line: METHOD PATTERN NAME ROLES\n"
-		       "(roles: public or a comma-separated list of patient, server, auditor).\n"
+		       "Print the routes `ehrgate serve` mounts, one a line: METHOD PATTERN NAME ROLES "
+		       "QUERY\n"
+		       "(roles: public or a comma-separated list of patient, server, auditor; query: the\n"
+		       "query parameters the route accepts, comma-separated, or -).\n"
 		       "--test adds the routes mounted only with [server] test_routes = true.\n");
 		return 0;
 	}
@@ -53,8 +56,14 @@ int gw_cmd_routes(int argc, char **argv)
 	}
 	for (size_t t = 0; t < n; t++) {
 		for (size_t i = 0; i < lens[t]; i++) {
+			const char *q = tables[t][i].query;
 			printf("%s %s %s ", tables[t][i].method, tables[t][i].pattern, tables[t][i].name);
 			print_roles(tables[t][i].roles);
+			putchar(' ');
+			if (q == NULL || *q == '\0')
+				putchar('-');
+			for (; q && *q; q++)
+				putchar(*q == ' ' ? ',' : *q);
 			putchar('\n');
 		}
 	}

@@ -1,11 +1,12 @@
 // check_routes.js EHRGATE_BIN - schemas/openapi.yaml names exactly the
 // routes `ehrgate routes` prints (the router's tables, production only):
-// each (method, path) in both, operationId = the route's name, and the
-// security of each operation matches the route's roles. Prints
+// each (method, path) in both, operationId = the route's name, the
+// security of each operation matches the route's roles, and its query
+// parameters are exactly those the route declares (the core refuses others). Prints
 // "ehrgate-totals: test_openapi_routes N passed, M failed" for tests/run.sh.
 "use strict";
 const { execFileSync } = require("child_process");
-const { load, operations } = require("./openapi");
+const { load, deref, operations } = require("./openapi");
 
 const bin = process.argv[2] || process.env.EHRGATE_BIN;
 const doc = load(process.argv[3]);
@@ -13,8 +14,8 @@ const routes = execFileSync(bin, ["routes"], { encoding: "utf8" })
   .split("\n")
   .filter(Boolean)
   .map((l) => {
-    const [method, path, name, roles] = l.split(" ");
-    return { method, path, name, roles: roles.split(",") };
+    const [method, path, name, roles, query] = l.split(" ");
+    return { method, path, name, roles: roles.split(","), query: !query || query === "-" ? [] : query.split(",") };
   });
 const ops = operations(doc);
 const key = (m, p) => m + " " + p;
@@ -41,6 +42,10 @@ for (const r of routes) {
   if (wantMtls !== schemes.has("mutualTLS")) problems.push(`mutualTLS ${schemes.has("mutualTLS")}, roles ${r.roles}`);
   if (wantDpop !== (schemes.has("DPoP") && schemes.has("DPoPProof")))
     problems.push(`DPoP ${schemes.has("DPoP")}, roles ${r.roles}`);
+  const params = [...(doc.paths[o.path].parameters || []), ...(o.op.parameters || [])].map((p) => deref(doc, p));
+  const docQuery = params.filter((p) => p && p.in === "query").map((p) => p.name).sort();
+  if (JSON.stringify(docQuery) !== JSON.stringify([...r.query].sort()))
+    problems.push(`query parameters ${docQuery.join(",") || "none"}, the router accepts ${r.query.join(",") || "none"}`);
   const roles = o.op["x-ehrgate-roles"];
   if (!pub && JSON.stringify([...(roles || [])].sort()) !== JSON.stringify([...r.roles].sort()))
     problems.push(`x-ehrgate-roles ${roles}, the router says ${r.roles}`);
