@@ -205,16 +205,6 @@ void gw_audit_queue_put(struct gw_audit_queue *q, const char *actor, const char 
 	pthread_mutex_unlock(&q->mu);
 }
 
-size_t gw_audit_queue_pending(struct gw_audit_queue *q)
-{
-	size_t n;
-
-	pthread_mutex_lock(&q->mu);
-	n = q->count;
-	pthread_mutex_unlock(&q->mu);
-	return n;
-}
-
 /* ------------------------------------------------- recording a request */
 
 /* A patient pseudonym (docs/PROTOCOL.md §9), by the one id validator;

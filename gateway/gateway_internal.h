@@ -49,8 +49,6 @@ void gw_audit_queue_free(struct gw_audit_queue *q);
 int gw_audit_queue_reserve(struct gw_audit_queue *q, unsigned wait_ms);
 /* Fill a reserved slot (payload stolen; NULL gives the slot back). */
 void gw_audit_queue_put(struct gw_audit_queue *q, const char *actor, const char *subject, json_t *payload);
-/* Entries queued and not yet durable (tests, shutdown). */
-size_t gw_audit_queue_pending(struct gw_audit_queue *q);
 /* The app's queue, or NULL when it was opened without GW_APP_AUDIT_QUERIES. */
 struct gw_audit_queue *gw_app_audit_queue(struct gw_app *app);
 
