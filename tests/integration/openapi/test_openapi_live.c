@@ -214,7 +214,9 @@ static void test_contracts_and_records(void)
 	json_decref(resp);
 	CU_ASSERT_EQUAL(preq("POST", "/v1/me/contracts", env, NULL), 409);
 	json_decref(env);
-	CU_ASSERT_EQUAL(preq("POST", "/v1/me/contracts", json_object(), NULL), 400);
+	env = json_object();
+	CU_ASSERT_EQUAL(preq("POST", "/v1/me/contracts", env, NULL), 400);
+	json_decref(env);
 	CU_ASSERT_EQUAL(preq("GET", "/v1/me/contracts", NULL, NULL), 200);
 
 	CU_ASSERT_EQUAL_FATAL(req("POST", path, srv_cert, srv_key, "a lab result", up, &r), 201);
