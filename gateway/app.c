@@ -27,6 +27,7 @@ struct gw_app {
 	struct ledger *ledger;
 	struct auth_ctx *auth;
 	struct obj_store *store;
+	struct gw_audit_queue *audit_queries;
 };
 
 struct gw_app *gw_req_app(const struct gw_req *r)
@@ -65,6 +66,11 @@ struct auth_ctx *gw_app_auth(struct gw_app *app)
 struct obj_store *gw_app_store(struct gw_app *app)
 {
 	return app->store;
+}
+
+struct gw_audit_queue *gw_app_audit_queue(struct gw_app *app)
+{
+	return app->audit_queries;
 }
 
 const struct gw_config *gw_app_config(struct gw_app *app)
@@ -139,6 +145,8 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 	if (app == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 	app->cfg = cfg;
+	if (what & GW_APP_AUDIT_QUERIES)
+		what |= GW_APP_LEDGER;
 	if (what & (GW_APP_LEDGER | GW_APP_AUTH))
 		what |= GW_APP_DB;
 
@@ -197,6 +205,9 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 		GUARD_GOTO(store_open(&app->store, cfg));
 	}
 
+	if (what & GW_APP_AUDIT_QUERIES)
+		GUARD_GOTO(gw_audit_queue_new(&app->audit_queries, app->ledger, GW_AUDIT_QUEUE_MAX));
+
 	*out = app;
 	return 0;
 out:
@@ -208,6 +219,8 @@ void gw_app_close(struct gw_app *app)
 {
 	if (app == NULL)
 		return;
+	/* the queued audit.query entries are committed before the ledger closes */
+	gw_audit_queue_free(app->audit_queries);
 	/* ---- storage: free app->store here */
 	obj_store_free(app->store);
 	/* ---- auth: free app->auth here */

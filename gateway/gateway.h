@@ -90,7 +90,9 @@ enum gw_app_part {
 	GW_APP_LEDGER = 1u << 1, /* ledger_open with <state_dir>/ledger.key (implies DB) */
 	GW_APP_AUTH = 1u << 2,   /* auth context (implies DB) */
 	GW_APP_STORE = 1u << 3,  /* object store */
-	GW_APP_ALL = 0xfu,
+	/* the audit.query queue and its flusher thread (implies LEDGER) */
+	GW_APP_AUDIT_QUERIES = 1u << 4,
+	GW_APP_ALL = 0x1fu,
 };
 /* Open the parts named in `what`. cfg must outlive the app. */
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what);
@@ -110,7 +112,18 @@ int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_id
  * request's identity and returns 0. */
 int gw_gate(struct gw_req *r);
 
+/* The one id validator (gateway/ids.c), the engine's gw_param_fn: path
+ * parameters {pid} {rid} {cid} and the id-valued query parameters
+ * (patient, actor, subject) by name, in their documented formats. */
+int gw_id_check(const char *name, const char *value, bool path);
+
 /* Route tables contributed by each area (gateway/routes_*.c). */
+/* All route tables in match order (serve.c), the one list both serve and
+ * `ehrgate routes` (schemas/openapi.yaml's coverage test) read. Returns how
+ * many of them are mounted in production: the test table is last and is
+ * mounted only with [server] test_routes = true. */
+#define GW_ROUTE_TABLES 5
+size_t gw_route_tables(const struct gw_route *tables[GW_ROUTE_TABLES], size_t lens[GW_ROUTE_TABLES]);
 extern const struct gw_route gw_routes_core[];
 extern const size_t gw_routes_core_len;
 extern const struct gw_route gw_routes_auth[];

@@ -203,14 +203,15 @@ static void h_whoami(struct gw_req *r)
 }
 
 const struct gw_route gw_routes_auth[] = {
-	{ "POST", "/v1/register", "auth.register", 0, GW_BLOCKING, h_register },
-	{ "POST", "/v1/register/renew", "auth.renew", GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING,
-	  h_renew },
-	{ "POST", "/v1/patients", "auth.patients.create", GW_ROLE_SERVER, GW_BLOCKING, h_patient_create },
-	{ "POST", "/v1/enroll", "auth.enroll", 0, GW_BLOCKING, h_enroll },
-	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, GW_BLOCKING, h_challenge },
-	{ "POST", "/v1/auth/token", "auth.token", 0, GW_BLOCKING, h_token },
+	{ "POST", "/v1/register", "auth.register", 0, GW_BLOCKING, h_register, NULL },
+	{ "POST", "/v1/register/renew", "auth.renew", GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING, h_renew,
+	  NULL },
+	{ "POST", "/v1/patients", "auth.patients.create", GW_ROLE_SERVER, GW_BLOCKING, h_patient_create,
+	  NULL },
+	{ "POST", "/v1/enroll", "auth.enroll", 0, GW_BLOCKING, h_enroll, NULL },
+	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, GW_BLOCKING, h_challenge, NULL },
+	{ "POST", "/v1/auth/token", "auth.token", 0, GW_BLOCKING, h_token, NULL },
 	{ "GET", "/v1/whoami", "auth.whoami", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING,
-	  h_whoami },
+	  h_whoami, NULL },
 };
 const size_t gw_routes_auth_len = EHR_ARRAY_LEN(gw_routes_auth);

@@ -131,10 +131,7 @@ static int body_read(void *ud, uint8_t *buf, size_t cap, size_t *got)
  * or 1 after replying. */
 static int put_validate(struct gw_req *r, struct records_put_in *in)
 {
-	if (!records_id_ok(in->patient, RECORDS_MAX_PID)) {
-		gw_reply_error(r, 400, "invalid_request", "bad patient id");
-		return 1;
-	}
+	/* {pid} passed the one id validator (gw_id_check) before the handler. */
 	if (in->content_type == NULL || *in->content_type == '\0')
 		in->content_type = "application/octet-stream";
 	if (!records_content_type_ok(in->content_type)) {
@@ -241,13 +238,9 @@ static void h_record_get(struct gw_req *r)
 	struct records_get_in in = { gw_req_param(r, "rid"), gw_req_identity(r)->actor, &q };
 	struct records_sink sink = { sink_start, sink_write, sink_end, r };
 	struct records_get_out out;
-	uint8_t ridb[CLOUD_RID_LEN];
 	int err;
 
-	if (cloud_rid_parse(ridb, in.record_id) < 0) {
-		gw_reply_error(r, 400, "invalid_request", "record id must be 32 lower-case hex digits");
-		return;
-	}
+	/* {rid} passed the one id validator (gw_id_check) before the handler. */
 	if (env.store == NULL || env.ledger == NULL) {
 		gw_reply_error(r, 503, "unavailable", "record storage is not configured");
 		return;
@@ -288,10 +281,7 @@ static void h_record_list(struct gw_req *r)
 	int64_t after_ms = -1;
 	json_t *arr = NULL;
 
-	if (!records_id_ok(pid, RECORDS_MAX_PID)) {
-		gw_reply_error(r, 400, "invalid_request", "bad patient id");
-		return;
-	}
+	/* {pid} passed the one id validator (gw_id_check) before the handler. */
 	if (lim && ehr_parse_u64(&limit, lim, RECORDS_LIST_MAX) < 0) {
 		gw_reply_error(r, 400, "invalid_request", "limit must be 1..%d", RECORDS_LIST_MAX);
 		return;
@@ -317,8 +307,10 @@ static void h_record_list(struct gw_req *r)
 #define PAT GW_ROLE_PATIENT
 
 const struct gw_route gw_routes_ehr[] = {
-	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, GW_STREAM_BODY, h_record_create },
-	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, GW_BLOCKING, h_record_list },
-	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, GW_BLOCKING, h_record_get },
+	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, GW_STREAM_BODY, h_record_create,
+	  "category" },
+	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, GW_BLOCKING, h_record_list,
+	  "limit after" },
+	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, GW_BLOCKING, h_record_get, NULL },
 };
 const size_t gw_routes_ehr_len = EHR_ARRAY_LEN(gw_routes_ehr);

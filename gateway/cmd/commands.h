@@ -14,5 +14,6 @@ int gw_cmd_admin(int argc, char **argv); /* auth: issue-token, revoke; dispatche
 int gw_cmd_admin_rotate_kek(int argc, char **argv); /* storage (cmd_kek.c) */
 int gw_cmd_fsck(int argc, char **argv);             /* storage (cmd_fsck.c) */
 int gw_cmd_contracts(int argc, char **argv);        /* contracts: rebuild (cmd_contracts.c) */
+int gw_cmd_routes(int argc, char **argv);           /* the router's tables (cmd_routes.c) */
 
 #endif

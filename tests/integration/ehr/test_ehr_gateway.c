@@ -332,7 +332,10 @@ static void authz(struct world *w)
 	CU_ASSERT_EQUAL(post_record(w->anon, w->pid1, body, 10, NULL, NULL, NULL, NULL), 401);
 	CU_ASSERT_EQUAL(post_record(w->srv_b, w->pid1, body, 10, NULL, NULL, NULL, NULL),
 	                403); /* no contract */
-	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexist", body, 10, NULL, NULL, NULL, NULL), 404);
+	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexistdoesnotexistdoesnotexist0000000", body, 10,
+	                            NULL, NULL, NULL, NULL),
+	                404); /* well-formed, unknown */
+	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexist", body, 10, NULL, NULL, NULL, NULL), 400);
 	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, "bad category!", NULL, NULL), 400);
 	ehr_buf_reset(&out);
 	CU_ASSERT_EQUAL(get_record(w->srv_a, "00000000000000000000000000000000", &out), 404);

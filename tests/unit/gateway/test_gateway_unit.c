@@ -258,15 +258,15 @@ static void h(struct gw_req *r)
 }
 
 static const struct gw_route table_a[] = {
-	{ "GET", "/", "root", 0, false, h },
-	{ "GET", "/a", "a", 0, false, h },
-	{ "GET", "/a/{id}", "a.get", 0, false, h },
-	{ "POST", "/a/{id}", "a.post", 0, true, h },
-	{ "GET", "/a/{id}/b/{x}", "a.b", 0, false, h },
+	{ "GET", "/", "root", 0, false, h, NULL },
+	{ "GET", "/a", "a", 0, false, h, NULL },
+	{ "GET", "/a/{id}", "a.get", 0, false, h, NULL },
+	{ "POST", "/a/{id}", "a.post", 0, true, h, NULL },
+	{ "GET", "/a/{id}/b/{x}", "a.b", 0, false, h, NULL },
 };
 static const struct gw_route table_b[] = {
-	{ "DELETE", "/a/{id}", "a.delete", GW_ROLE_SERVER, true, h },
-	{ "GET", "/a/special", "a.special", 0, false, h },
+	{ "DELETE", "/a/{id}", "a.delete", GW_ROLE_SERVER, true, h, NULL },
+	{ "GET", "/a/special", "a.special", 0, false, h, NULL },
 };
 
 static struct gw_router *router(void)
@@ -342,13 +342,13 @@ static void test_router_misses(void)
 
 static void test_router_bad_tables(void)
 {
-	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h },
-		                               { "GET", "/x", "x2", 0, false, h } };
-	static const struct gw_route rel[] = { { "GET", "x", "x", 0, false, h } };
-	static const struct gw_route open_brace[] = { { "GET", "/x/{id", "x", 0, false, h } };
-	static const struct gw_route empty_param[] = { { "GET", "/x/{}", "x", 0, false, h } };
-	static const struct gw_route empty_seg[] = { { "GET", "/x//y", "x", 0, false, h } };
-	static const struct gw_route no_fn[] = { { "GET", "/x", "x", 0, false, NULL } };
+	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h, NULL },
+		                               { "GET", "/x", "x2", 0, false, h, NULL } };
+	static const struct gw_route rel[] = { { "GET", "x", "x", 0, false, h, NULL } };
+	static const struct gw_route open_brace[] = { { "GET", "/x/{id", "x", 0, false, h, NULL } };
+	static const struct gw_route empty_param[] = { { "GET", "/x/{}", "x", 0, false, h, NULL } };
+	static const struct gw_route empty_seg[] = { { "GET", "/x//y", "x", 0, false, h, NULL } };
+	static const struct gw_route no_fn[] = { { "GET", "/x", "x", 0, false, NULL, NULL } };
 	const struct gw_route *cases[] = { dup, rel, open_brace, empty_param, empty_seg, no_fn };
 	size_t lens[] = { 2, 1, 1, 1, 1, 1 };
 	int want[] = { EHR_ERR_CONFLICT, EHR_ERR_INVAL, EHR_ERR_INVAL,
