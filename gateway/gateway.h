@@ -90,7 +90,8 @@ enum gw_app_part {
 	GW_APP_LEDGER = 1u << 1, /* ledger_open with <state_dir>/ledger.key (implies DB) */
 	GW_APP_AUTH = 1u << 2,   /* auth context (implies DB) */
 	GW_APP_STORE = 1u << 3,  /* object store */
-	GW_APP_ALL = 0xfu,
+	GW_APP_ATNA = 1u << 4,   /* the ATNA feed of [atna], when it names repositories (implies LEDGER) */
+	GW_APP_ALL = 0x1fu,
 };
 /* Open the parts named in `what`. cfg must outlive the app. */
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what);
