@@ -1,6 +1,6 @@
 /*
  * atna_internal.h - the feed's pieces shared between its files: the TLS
- * client (tls.c) and the XML of one entry (xml.c until audit/ renders it).
+ * client (tls.c).
  */
 #ifndef EHR_ATNA_INTERNAL_H
 #define EHR_ATNA_INTERNAL_H
@@ -28,8 +28,5 @@ int atna__tls_write(struct atna_conn *c, const void *p, size_t n, unsigned timeo
  * repository never sends application data; session tickets are consumed). */
 bool atna__tls_alive(struct atna_conn *c);
 void atna__tls_close(struct atna_conn *c);
-
-/* The AuditMessage XML of one entry and its EventOutcomeIndicator. */
-int atna__xml(struct ehr_buf *out, int *outcome, const struct ledger_entry *e, const char *source_id);
 
 #endif

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "audit/audit.h"
 #include "ledger/ledger.h"
 
 #define SYSLOG_FACILITY_AUTHPRIV 10 /* "security/authorization messages" (RFC 5424 §6.2.1) */
@@ -141,24 +142,24 @@ static int header_field(struct ehr_buf *out, const char *v, size_t max)
 
 static int render_msg(struct ehr_buf *msg, const struct ledger_entry *e, const struct atna_msg_ctx *ctx)
 {
-	struct ehr_buf xml = EHR_BUF_INIT(SYSLOG_MAX_MSG);
+	struct audit_event ev;
 	char ts[32];
-	int outcome = 0, err;
+	int err;
 
-	GUARD_GOTO(atna__xml(&xml, &outcome, e, ctx->source_id));
+	GUARD_GOTO(audit_event_from_entry(&ev, e, ctx->source_id));
 	ehr_time_rfc3339(ts, e->ts_ms);
 	ENSURE_GOTO(ts[0] != '\0', EHR_ERR_INVAL);
-	GUARD_GOTO(
-	        ehr_buf_printf(msg, "<%d>1 %s ", SYSLOG_FACILITY_AUTHPRIV * 8 + atna_severity(outcome), ts));
+	GUARD_GOTO(ehr_buf_printf(msg, "<%d>1 %s ",
+	                          SYSLOG_FACILITY_AUTHPRIV * 8 + atna_severity((int)ev.outcome), ts));
 	GUARD_GOTO(header_field(msg, ctx->hostname, 255));
 	GUARD_GOTO(ehr_buf_printf(msg, " ehrgate %ld IHE+RFC-3881 [ehrgate@%u index=\"%llu\" origin=\"",
 	                          ctx->procid, (unsigned)ctx->pen, (unsigned long long)e->seq));
 	GUARD_GOTO(sd_value(msg, ctx->origin ? ctx->origin : ""));
 	/* MSG-UTF8 = BOM UTF-8-STRING (RFC 5424 §6.4) */
 	GUARD_GOTO(ehr_buf_append_str(msg, "\"] \xEF\xBB\xBF"));
-	GUARD_GOTO(ehr_buf_append(msg, xml.data, xml.len));
+	GUARD_GOTO(audit_dicom_xml(msg, &ev));
 out:
-	ehr_buf_free(&xml);
+	audit_event_clear(&ev);
 	return err;
 }
 
