@@ -133,7 +133,7 @@ static int issue_token(const char *role, const char *name, char *tok, size_t cap
 
 /* One successful registration (auth.register, success) and one with a
  * token nobody issued (auth.register, failure). */
-static void traffic(int rounds)
+static void traffic_on(struct gw_proc *g, int rounds)
 {
 	for (int i = 0; i < rounds; i++) {
 		char tok[256], dir[GWP_PATH + 32], name[64];
@@ -142,7 +142,7 @@ static void traffic(int rounds)
 		snprintf(name, sizeof(name), "hospital-%d", n_ok);
 		snprintf(dir, sizeof(dir), "%s/prof%d", gw.dir, n_ok++);
 		CU_ASSERT_EQUAL_FATAL(issue_token("server", name, tok, sizeof(tok)), 0);
-		CU_ASSERT_EQUAL(ehr_client_register(gw.base_url, gw.ca_pem, tok, dir, &info), 0);
+		CU_ASSERT_EQUAL(ehr_client_register(g->base_url, g->ca_pem, tok, dir, &info), 0);
 		json_decref(info);
 		snprintf(dir, sizeof(dir), "%s/bad%d", gw.dir, n_ok);
 		CU_ASSERT_NOT_EQUAL(ehr_client_register(gw.base_url, gw.ca_pem,
@@ -150,6 +150,11 @@ static void traffic(int rounds)
 		                    0);
 		json_decref(info);
 	}
+}
+
+static void traffic(int rounds)
+{
+	traffic_on(&gw, rounds);
 }
 
 static long long ledger_size(void)
@@ -310,11 +315,103 @@ static void test_metrics(void)
 	gwp_resp_free(&res);
 }
 
+/* A second gateway on the same database and ledger, with its own [atna]
+ * overrides; it sends to repository `name`, which nothing else sends to. */
+static int start_second(struct gw_proc *b, const char *name, const char *extra1, const char *extra2)
+{
+	static char repo[256];
+	const char *sets[] = { repo, extra1, extra2, NULL };
+
+	snprintf(repo, sizeof(repo), "atna.repositories=%s=%s", name, syslog_addr);
+	gwp_instance(b, &gw);
+	return gwp_start_with(b, sets);
+}
+
+static long long cursor_rows(const char *name)
+{
+	char sql[256];
+
+	snprintf(sql, sizeof(sql),
+	         "SELECT count(*) FROM atna_cursor WHERE repository = '%s' AND last_seq >= 0", name);
+	return gwp_db_scalar(&gw, sql);
+}
+
+static uint64_t errors_of(struct gw_proc *b)
+{
+	struct gwp_resp res;
+	uint64_t n = 0;
+
+	if (gwp_get(b, "/metrics", &res) == 0 && res.status == 200)
+		n = gwp_metric(res.body, "\nehrgate_atna_errors_total ");
+	gwp_resp_free(&res);
+	return n;
+}
+
+/* A repository whose certificate our CA did not issue: the handshake fails,
+ * nothing counts as sent, the error is counted, requests are unaffected. */
+static void test_repository_not_trusted(void)
+{
+	static char ca[GWP_PATH + 32];
+	struct gw_proc b;
+
+	snprintf(ca, sizeof(ca), "atna.ca_file=%s", gw.ca_pem); /* the gateway's own CA */
+	CU_ASSERT_EQUAL_FATAL(start_second(&b, "wrongca", ca, NULL), 0);
+	traffic(1);
+	gwp_sleep_ms(2000);
+	CU_ASSERT(errors_of(&b) > 0);
+	CU_ASSERT_EQUAL(cursor_rows("wrongca"), 0);
+	gwp_assert_healthy(&b);
+	gwp_teardown(&b);
+}
+
+/* A client certificate the repository does not accept (x509/certvalid): with
+ * TLS 1.3 our writes go out before the refusal arrives, so only the settle
+ * rule keeps the cursor from claiming them. */
+static void test_client_cert_refused(void)
+{
+	static char cert[GWP_PATH + 32], key[GWP_PATH + 32];
+	struct gw_proc b;
+
+	snprintf(cert, sizeof(cert), "atna.cert=%s/server.pem", gw.state_dir);
+	snprintf(key, sizeof(key), "atna.key=%s/server.key", gw.state_dir);
+	CU_ASSERT_EQUAL_FATAL(start_second(&b, "badcert", cert, key), 0);
+	traffic(1);
+	gwp_sleep_ms(2500);
+	CU_ASSERT(errors_of(&b) > 0);
+	CU_ASSERT_EQUAL(cursor_rows("badcert"), 0);
+	gwp_teardown(&b);
+}
+
+/* Two instances with the same repository: one advisory lock, one sender;
+ * when it stops, the other takes over from the cursor. */
+static void test_one_sender_per_repository(void)
+{
+	struct gw_proc b;
+	long long locks = -1;
+
+	gwp_instance(&b, &gw);
+	CU_ASSERT_EQUAL_FATAL(gwp_start_with(&b, NULL), 0);
+	traffic(1);
+	wait_all_received("two instances");
+	locks = gwp_db_scalar(&gw, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND classid = "
+	                           "1096043073 AND granted");
+	CU_ASSERT_EQUAL(locks, 1);
+	CU_ASSERT_EQUAL_FATAL(gwp_stop(&gw, NULL, 0), 0);
+	traffic_on(&b, 2);
+	wait_all_received("after the first instance stopped");
+	gwp_teardown(&b);
+	CU_ASSERT_EQUAL_FATAL(gwp_start(&gw), 0);
+	check_file();
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("atna", suite_init, suite_clean,
 	              { "every_index_across_restarts", test_every_index_across_restarts },
-	              { "cursor_catches_up", test_cursor_catches_up }, { "metrics", test_metrics });
+	              { "cursor_catches_up", test_cursor_catches_up }, { "metrics", test_metrics },
+	              { "repository_not_trusted", test_repository_not_trusted },
+	              { "client_cert_refused", test_client_cert_refused },
+	              { "one_sender_per_repository", test_one_sender_per_repository });
 }
 
 EHR_TEST_MAIN(register_suites)
