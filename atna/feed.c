@@ -26,6 +26,7 @@
 
 #define ATNA_BACKOFF_MIN_MS 250
 #define ATNA_BATCH_MAX_BYTES (64u << 20)
+#define ATNA_BATCH_SOFT_BYTES (4u << 20) /* a round stops adding entries past this */
 
 static struct ehr_metric m_sent = EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_atna_sent_total",
                                              "Ledger entries written to Audit Record Repositories.");
@@ -122,6 +123,7 @@ struct batch {
 	struct ehr_buf out;
 	int64_t last;
 	size_t n;
+	bool full; /* stopped early: the rest goes in the next round */
 };
 
 static int render_one(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
@@ -130,6 +132,10 @@ static int render_one(void *ctx, const struct ledger_entry *e, const uint8_t *ra
 
 	(void)raw;
 	(void)raw_len;
+	if (b->out.len >= ATNA_BATCH_SOFT_BYTES) {
+		b->full = true;
+		return EHR_ERR_TOO_LARGE; /* stops the walk; not a failure */
+	}
 	if ((int64_t)e->seq != b->last + 1)
 		return ehr_error_set(EHR_ERR_TAMPER, "ledger index %llu follows %lld",
 		                     (unsigned long long)e->seq, (long long)b->last);
@@ -147,7 +153,13 @@ static int send_batch(struct atna_sender *s, size_t *n)
 	int err;
 
 	*n = 0;
-	GUARD_GOTO(ledger_read_entries_on(s->pg, (uint64_t)(s->sent + 1), s->feed->batch, render_one, &b));
+	err = ledger_read_entries_on(s->pg, (uint64_t)(s->sent + 1), s->feed->batch, render_one, &b);
+	if (err == EHR_ERR_TOO_LARGE && b.full) {
+		ehr_error_clear();
+		err = 0;
+	}
+	if (err < 0)
+		goto out;
 	if (b.n == 0)
 		goto out;
 	if ((err = atna__tls_write(&s->conn, b.out.data, b.out.len, s->feed->timeout_ms)) < 0) {

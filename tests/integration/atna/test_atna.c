@@ -404,6 +404,26 @@ static void test_one_sender_per_repository(void)
 	check_file();
 }
 
+/* A feed that is on needs its TLS files: refused by the configuration check
+ * when they are not set, and at start when they do not load. */
+static void test_config_refusals(void)
+{
+	char repo[128], out[4096];
+	const char *a1[] = { "serve", "--set", repo, "--set", "atna.ca_file=", "--print-config", NULL };
+	const char *a2[] = { "serve", "--set", repo, "--set", "atna.ca_file=/nonexistent/ca.pem", NULL };
+	const char *a3[] = { "serve", "--set", "atna.repositories=a=host", "--print-config", NULL };
+	int st = -1;
+
+	snprintf(repo, sizeof(repo), "atna.repositories=other=%s", syslog_addr);
+	EHR_ASSERT_OK(gwp_run(&gw, a1, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+	EHR_ASSERT_OK(gwp_run(&gw, a2, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+	EHR_ASSERT_OK(gwp_run(&gw, a3, true, &st, out, sizeof(out)));
+	CU_ASSERT_EQUAL(st, 1);
+	CU_ASSERT_EQUAL(cursor_rows("other"), 0);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("atna", suite_init, suite_clean,
@@ -411,6 +431,7 @@ static void register_suites(void)
 	              { "cursor_catches_up", test_cursor_catches_up }, { "metrics", test_metrics },
 	              { "repository_not_trusted", test_repository_not_trusted },
 	              { "client_cert_refused", test_client_cert_refused },
+	              { "config_refusals", test_config_refusals },
 	              { "one_sender_per_repository", test_one_sender_per_repository });
 }
 
