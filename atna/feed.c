@@ -25,6 +25,7 @@
 #include "ledger/ledger.h"
 
 #define ATNA_BACKOFF_MIN_MS 250
+#define ATNA_STABLE_MS 1000 /* a connection this old resets the backoff */
 #define ATNA_BATCH_MAX_BYTES (64u << 20)
 #define ATNA_BATCH_SOFT_BYTES (4u << 20) /* a round stops adding entries past this */
 
@@ -86,13 +87,21 @@ static void tls_drop(struct atna_sender *s)
 static int tls_ready(struct atna_sender *s)
 {
 	if (s->conn.ssl) {
-		if (atna__tls_alive(&s->conn))
+		if (atna__tls_alive(&s->conn)) {
+			/* back off afresh only from a connection that lasted: a
+			 * repository that takes the handshake and then drops us must
+			 * not be redialled four times a second */
+			if (ehr_monotonic_ms() - s->conn_at_ms >=
+			    ATNA_STABLE_MS + (int64_t)s->feed->settle_ms)
+				s->backoff_ms = 0;
 			return 0;
+		}
 		tls_drop(s);
 		return ehr_error_set(EHR_ERR_IO, "the repository closed the connection");
 	}
 	s->conn.fd = -1;
 	GUARD(atna__tls_connect(&s->conn, s->feed->ssl_ctx, s->repo.host, s->repo.port, s->feed->timeout_ms));
+	s->conn_at_ms = ehr_monotonic_ms();
 	ehr_metric_add(&m_connected, 0, 1);
 	ehr_logf(EHR_LOG_INFO, "atna.connected", "repository %s: connected, resending from index %lld",
 	         s->repo.name, (long long)(s->committed + 1));
@@ -191,7 +200,6 @@ static int sender_step(struct atna_sender *s)
 	GUARD(tls_ready(s));
 	GUARD(settle(s));
 	GUARD(send_batch(s, &n));
-	s->backoff_ms = 0;
 	GUARD(atna__ledger_head(s, &head));
 	update_lag(s, head);
 	if (n > 0 && s->sent < head)

@@ -20,9 +20,10 @@ struct atna_sender {
 	struct pg_conn *pg; /* own session: lock, LISTEN, cursor, reads */
 	bool locked;        /* holds the repository's advisory lock */
 	struct atna_conn conn;
-	int64_t committed; /* durable cursor: last seq settled (-1: none) */
-	int64_t sent;      /* last seq written on this connection (>= committed) */
-	bool cand;         /* a write waiting to settle */
+	int64_t conn_at_ms; /* when conn was established */
+	int64_t committed;  /* durable cursor: last seq settled (-1: none) */
+	int64_t sent;       /* last seq written on this connection (>= committed) */
+	bool cand;          /* a write waiting to settle */
 	int64_t cand_seq, cand_at_ms;
 	unsigned backoff_ms;
 	_Atomic int64_t lag;

@@ -123,8 +123,10 @@ static int issue_token(const char *role, const char *name, char *tok, size_t cap
 	size_t n;
 
 	GUARD(gwp_run(&gw, args, false, &st, tok, cap));
-	if (st != 0)
+	if (st != 0) {
+		fprintf(stderr, "\n  issue-token exited %d (log %s)\n", st, gw.log_path);
 		return -1;
+	}
 	n = strlen(tok);
 	while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
 		tok[--n] = '\0';
@@ -142,7 +144,11 @@ static void traffic_on(struct gw_proc *g, int rounds)
 		snprintf(name, sizeof(name), "hospital-%d", n_ok);
 		snprintf(dir, sizeof(dir), "%s/prof%d", gw.dir, n_ok++);
 		CU_ASSERT_EQUAL_FATAL(issue_token("server", name, tok, sizeof(tok)), 0);
-		CU_ASSERT_EQUAL(ehr_client_register(g->base_url, g->ca_pem, tok, dir, &info), 0);
+		if (ehr_client_register(g->base_url, g->ca_pem, tok, dir, &info) != 0) {
+			fprintf(stderr, "\n  register failed: %s (log %s)\n", ehr_error_detail(),
+			        g->log_path);
+			CU_FAIL("a registration with an issued token failed");
+		}
 		json_decref(info);
 		snprintf(dir, sizeof(dir), "%s/bad%d", gw.dir, n_ok);
 		CU_ASSERT_NOT_EQUAL(ehr_client_register(gw.base_url, gw.ca_pem,
