@@ -103,8 +103,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&e, 0, sizeof(e));
 	e.seq = 7;
 	e.ts_ms = 1765000000000;
-	memcpy(e.type, types[data[0] % (sizeof(types) / sizeof(types[0]))], 16);
-	e.type[LEDGER_MAX_TYPE] = '\0';
+	{
+		const char *t = types[data[0] % (sizeof(types) / sizeof(types[0]))];
+		memcpy(e.type, t, strlen(t) + 1);
+	}
 	p++, n--;
 	take(e.actor, sizeof(e.actor), &p, &n);
 	take(e.subject, sizeof(e.subject), &p, &n);
