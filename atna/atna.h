@@ -8,7 +8,7 @@
  * session from a durable cursor (table atna_cursor), so it never takes a
  * slot of the request pool and never waits on an appender. At least once,
  * in order: the cursor moves only past entries that were written, flushed
- * and followed by a connection still seen alive (docs/AUDIT.md, ATNA).
+ * and followed by a connection still seen alive (docs/AUDIT.md §8).
  * A session advisory lock per repository makes one gateway instance on a
  * database the sender for that repository at a time.
  */

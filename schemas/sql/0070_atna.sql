@@ -1,4 +1,4 @@
--- 0070_atna.sql - the ATNA feed's durable cursor (docs/AUDIT.md, ATNA section).
+-- 0070_atna.sql - the ATNA feed's durable cursor (docs/AUDIT.md §8).
 --
 -- One row per Audit Record Repository (the name in [atna] repositories):
 -- the highest ledger seq that was written to that repository over TLS,
