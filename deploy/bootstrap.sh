@@ -26,6 +26,8 @@ APT_PACKAGES=(
 	sslscan wrk nginx-light python3
 	# storage tests: an independent S3 client scans the bucket (tests/integration/ehr)
 	s3cmd
+	# the ATNA feed's real peer (RFC 5425 syslog over TLS) and the XML check of its messages
+	rsyslog rsyslog-gnutls libxml2-utils
 )
 
 say() { echo "bootstrap: $*" >&2; }

@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "atna/atna.h"
 #include "auth/auth.h"
 #include "cloud/cloud.h"
 #include "ledger/ledger.h"
@@ -28,6 +29,7 @@ struct gw_app {
 	struct auth_ctx *auth;
 	struct obj_store *store;
 	struct gw_audit_queue *audit_queries;
+	struct atna_feed *atna;
 };
 
 struct gw_app *gw_req_app(const struct gw_req *r)
@@ -137,6 +139,29 @@ static int store_open(struct obj_store **out, const struct gw_config *cfg)
 	return err;
 }
 
+/* The ATNA feed of [atna] (off, *out NULL, without repositories). */
+static int atna_open(struct atna_feed **out, const struct gw_config *cfg)
+{
+	struct atna_config ac = {
+		.conninfo = gw_config_get(cfg, "database", "url"),
+		.repositories = gw_config_get(cfg, "atna", "repositories"),
+		.ca_file = gw_config_get(cfg, "atna", "ca_file"),
+		.cert_file = gw_config_get(cfg, "atna", "cert"),
+		.key_file = gw_config_get(cfg, "atna", "key"),
+		.hostname = gw_config_get(cfg, "atna", "hostname"),
+		.source_id = gw_config_get(cfg, "atna", "source_id"),
+		.origin = gw_config_get(cfg, "ledger", "origin"),
+		.pen = (uint32_t)gw_config_get_uint(cfg, "atna", "pen"),
+		.batch = (unsigned)gw_config_get_uint(cfg, "atna", "batch"),
+		.poll_ms = (unsigned)gw_config_get_uint(cfg, "atna", "poll_ms"),
+		.backoff_max_ms = (unsigned)gw_config_get_uint(cfg, "atna", "backoff_max_ms"),
+		.timeout_ms = (unsigned)gw_config_get_uint(cfg, "atna", "timeout_ms"),
+		.settle_ms = (unsigned)gw_config_get_uint(cfg, "atna", "settle_ms"),
+	};
+
+	return atna_feed_start(out, &ac);
+}
+
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 {
 	struct gw_app *app = calloc(1, sizeof(*app));
@@ -145,7 +170,7 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 	if (app == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 	app->cfg = cfg;
-	if (what & GW_APP_AUDIT_QUERIES)
+	if (what & (GW_APP_AUDIT_QUERIES | GW_APP_ATNA))
 		what |= GW_APP_LEDGER;
 	if (what & (GW_APP_LEDGER | GW_APP_AUTH))
 		what |= GW_APP_DB;
@@ -207,6 +232,8 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 
 	if (what & GW_APP_AUDIT_QUERIES)
 		GUARD_GOTO(gw_audit_queue_new(&app->audit_queries, app->ledger, GW_AUDIT_QUEUE_MAX));
+	if (what & GW_APP_ATNA)
+		GUARD_GOTO(atna_open(&app->atna, cfg));
 
 	*out = app;
 	return 0;
@@ -219,6 +246,7 @@ void gw_app_close(struct gw_app *app)
 {
 	if (app == NULL)
 		return;
+	atna_feed_stop(app->atna); /* before the ledger: it may be reading */
 	/* the queued audit.query entries are committed before the ledger closes */
 	gw_audit_queue_free(app->audit_queries);
 	/* ---- storage: free app->store here */

@@ -92,7 +92,8 @@ enum gw_app_part {
 	GW_APP_STORE = 1u << 3,  /* object store */
 	/* the audit.query queue and its flusher thread (implies LEDGER) */
 	GW_APP_AUDIT_QUERIES = 1u << 4,
-	GW_APP_ALL = 0x1fu,
+	GW_APP_ATNA = 1u << 5,   /* the ATNA feed of [atna], when it names repositories (implies LEDGER) */
+	GW_APP_ALL = 0x3fu,
 };
 /* Open the parts named in `what`. cfg must outlive the app. */
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what);
