@@ -231,7 +231,7 @@ static int log_refusal(const struct records_env *env, const struct records_erase
 	int err;
 
 	ENSURE(pl != NULL, EHR_ERR_NOMEM);
-	records__refusal_json(pl, why);
+	records_refusal_json(pl, why);
 	err = ledger_append(env->ledger, &e, &rc);
 	json_decref(pl);
 	GUARD(err);

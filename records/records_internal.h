@@ -71,8 +71,6 @@ bool records__code_in(const char *const *list, const char *code);
  * caller may hold in a transaction): 0, or EHR_ERR_CONFLICT with *why. */
 int records__check_row(void *conn, const struct records_row *row, const struct records_retention *ret,
                        struct records_refusal *why);
-/* Add why's fields to an ehr.erase.refused payload or a 409 body. */
-void records__refusal_json(json_t *j, const struct records_refusal *why);
 
 /* Remove a 'pending' row (never a stored one). */
 int records__row_delete_pending(const struct records_env *env, const char *rid);
