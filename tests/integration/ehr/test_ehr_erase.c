@@ -40,28 +40,6 @@ static struct obj_store *raw;
 
 /* ------------------------------------------------------------ helpers */
 
-static void fmt(char *out, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static void fmt(char *out, size_t cap, const char *f, ...)
-{
-	va_list ap;
-	va_start(ap, f);
-	vsnprintf(out, cap, f, ap);
-	va_end(ap);
-}
-
-static int sh(char *out, size_t cap, const char *cmd)
-{
-	FILE *f = popen(cmd, "r");
-	size_t got;
-	int st;
-	if (f == NULL)
-		return -1;
-	got = fread(out, 1, cap - 1, f);
-	out[got] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
-}
-
 static long long q1(const char *f, ...) __attribute__((format(printf, 1, 2)));
 static long long q1(const char *f, ...)
 {
@@ -217,8 +195,8 @@ static int admin(char *out, size_t cap, const char *const *args)
 static int ctl(const char *who, const char *args, char *out, size_t cap)
 {
 	char cmd[4096];
-	fmt(cmd, sizeof(cmd), "%s --dir %s/%s %s 2>&1", EHRCTL_BIN, G.dir, who, args);
-	return sh(out, cap, cmd);
+	ehrt_fmt(cmd, sizeof(cmd), "%s --dir %s/%s %s 2>&1", EHRCTL_BIN, G.dir, who, args);
+	return ehrt_sh(out, cap, cmd);
 }
 
 /* -------------------------------------------------------------- world */
@@ -251,9 +229,6 @@ static int suite_init(void)
 		                 .extra_ini = "[retention]\ncategories = legal=3650d, imaging=10y\n",
 		                 .no_test_routes = true,
 		                 .keep_port = true };
-	struct obj_store_config c = { 0 };
-	char prefix[32];
-
 	if (!ehr_test_env("EHRGATE_TEST_S3"))
 		return -1;
 	gwp_s3_store_ini(sect, sizeof(sect), NULL, NULL);
@@ -274,15 +249,7 @@ static int suite_init(void)
 		if (ehr_client_new(&anon, &co) < 0)
 			return -1;
 	}
-	snprintf(prefix, sizeof(prefix), "t%d/", (int)getpid());
-	c.key_prefix = prefix;
-	c.backend = OBJ_BACKEND_S3;
-	c.s3_endpoint = ehr_test_env("EHRGATE_TEST_S3");
-	c.s3_bucket = ehr_test_env("EHRGATE_TEST_S3_BUCKET");
-	c.s3_region = ehr_test_env("EHRGATE_TEST_S3_REGION");
-	c.s3_access_key = ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY");
-	c.s3_secret_key = ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY");
-	return obj_store_open(&raw, &c) < 0 ? -1 : 0;
+	return ehrt_raw_store(&raw, true, NULL) < 0 ? -1 : 0;
 }
 
 static int suite_clean(void)
@@ -317,8 +284,9 @@ static void test_patient_erases(void)
 	CU_ASSERT_EQUAL(rows_holding(hex), 1);
 	CU_ASSERT(list_bucket(rid).seen);
 	/* The auditor's verifier keeps a frontier from before the erasure. */
-	fmt(state, sizeof(state), "%s/aud-state.json", G.dir);
-	fmt(args, sizeof(args), "audit verify --ledger-key %s/ledger.pub --state %s", G.state_dir, state);
+	ehrt_fmt(state, sizeof(state), "%s/aud-state.json", G.dir);
+	ehrt_fmt(args, sizeof(args), "audit verify --ledger-key %s/ledger.pub --state %s", G.state_dir,
+	         state);
 	CU_ASSERT_EQUAL(ctl("aud", args, out, sizeof(out)), 0);
 
 	/* Who may not: no one, another patient, the servers, the auditor. */
@@ -342,7 +310,7 @@ static void test_patient_erases(void)
 
 	/* The owner erases it with ehrctl. */
 	stores = q1("SELECT count(*) FROM ledger_entries WHERE type = 'ehr.store'");
-	fmt(args, sizeof(args), "record erase %s --basis gdpr-17-1-b", rid);
+	ehrt_fmt(args, sizeof(args), "record erase %s --basis gdpr-17-1-b", rid);
 	CU_ASSERT_EQUAL(ctl("MRN-E001", args, out, sizeof(out)), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"erased\""));
 	erase_seq = q1("SELECT erase_seq FROM ehr_records WHERE record_id = '%s' AND state = 'erased'", rid);
@@ -380,7 +348,7 @@ static void test_patient_erases(void)
 	CU_ASSERT_EQUAL(get(srv_b, rid, &got), 403); /* no contract: it learns nothing */
 
 	/* Listings show it erased. */
-	fmt(args, sizeof(args), "record list %s", pid1);
+	ehrt_fmt(args, sizeof(args), "record list %s", pid1);
 	CU_ASSERT_EQUAL(ctl("MRN-E001", args, out, sizeof(out)), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, rid));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"erased\""));
@@ -397,10 +365,11 @@ static void test_patient_erases(void)
 		const char *lv[] = { "ledger", "verify", NULL };
 		CU_ASSERT_EQUAL(admin(out, sizeof(out), lv), 0);
 	}
-	fmt(args, sizeof(args), "audit verify --ledger-key %s/ledger.pub --state %s", G.state_dir, state);
+	ehrt_fmt(args, sizeof(args), "audit verify --ledger-key %s/ledger.pub --state %s", G.state_dir,
+	         state);
 	CU_ASSERT_EQUAL(ctl("aud", args, out, sizeof(out)), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"ok\":true"));
-	fmt(args, sizeof(args), "audit verify --ledger-key %s/ledger.pub --full", G.state_dir);
+	ehrt_fmt(args, sizeof(args), "audit verify --ledger-key %s/ledger.pub --full", G.state_dir);
 	CU_ASSERT_EQUAL(ctl("aud", args, out, sizeof(out)), 0);
 	/* The erase entry's inclusion proof, as the auditor fetches it. */
 	{
@@ -671,7 +640,7 @@ static void test_read_races_erasure(void)
 	long long erase_seq;
 	char dir[GWP_PATH + 32];
 
-	fmt(dir, sizeof(dir), "%s/MRN-E002", G.dir);
+	ehrt_fmt(dir, sizeof(dir), "%s/MRN-E002", G.dir);
 	CU_ASSERT_EQUAL_FATAL(ehr_client_open_profile(&pat2b, dir), 0);
 	rd[0].c = pat2b;
 
