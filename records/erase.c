@@ -271,9 +271,12 @@ static int erase_begin(const struct records_env *env, const struct records_erase
 		out->erase_seq = row.erase_seq;
 		goto out;
 	}
-	out->stage = RECORDS_AT_REFUSED;
-	GUARD_GOTO(records__check_row(conn, &row, in->retention, &out->refusal));
 	out->stage = RECORDS_AT_PENDING;
+	if ((err = records__check_row(conn, &row, in->retention, &out->refusal)) < 0) {
+		if (err == EHR_ERR_CONFLICT) /* refused; any other error is the database's */
+			out->stage = RECORDS_AT_REFUSED;
+		goto out;
+	}
 	GUARD_GOTO(ehr_db_run(conn,
 	                      "UPDATE ehr_records SET state = 'erasing', wrapped_key = NULL, kek_id = NULL, "
 	                      "erase_basis = $2, erase_by = $3, erase_actor = $4, erase_ms = "
