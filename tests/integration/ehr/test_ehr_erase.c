@@ -125,6 +125,34 @@ static long long err_int(const json_t *resp, const char *key)
 	return json_is_integer(v) ? json_integer_value(v) : -1;
 }
 
+/* A few bytes as an object's body (obj_store_put's reader). */
+struct bytes_src {
+	const char *p;
+	size_t n;
+};
+
+static int bytes_read(void *ctx, uint8_t *buf, size_t cap, size_t *got)
+{
+	struct bytes_src *b = ctx;
+	*got = b->n < cap ? b->n : cap;
+	memcpy(buf, b->p, *got);
+	b->p += *got;
+	b->n -= *got;
+	return 0;
+}
+
+/* Put an object at rid's key behind the gateway's back (a restored backup). */
+static int object_restore(const char *rid)
+{
+	struct bytes_src b = { "old ciphertext from a backup", 28 };
+	struct obj_info info;
+	uint8_t r[CLOUD_RID_LEN];
+	char key[128];
+	GUARD(cloud_rid_parse(r, rid));
+	GUARD(cloud_record_key(key, sizeof(key), r));
+	return obj_store_put(raw, key, bytes_read, &b, &info);
+}
+
 static bool object_exists(const char *rid)
 {
 	uint8_t r[CLOUD_RID_LEN];
@@ -384,6 +412,15 @@ static void test_patient_erases(void)
 		json_decref(j);
 	}
 
+	/* An object restored for an erased record: fsck deletes it again. */
+	{
+		const char *fa[] = { "fsck", "--grace", "0", NULL };
+		CU_ASSERT_EQUAL(object_restore(rid), 0);
+		CU_ASSERT(object_exists(rid));
+		CU_ASSERT_EQUAL(admin(out, sizeof(out), fa), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "erased-record-object"));
+		CU_ASSERT_FALSE(object_exists(rid));
+	}
 	/* fsck: consistent, nothing missing; rotate-kek skips it. */
 	{
 		const char *fa[] = { "fsck", "--grace", "0", NULL };
@@ -547,6 +584,17 @@ static void crash_at(const char *failpoint)
 	        1);
 	/* Unreadable from the crash on. */
 	CU_ASSERT_EQUAL(get(pat2, rid, &got), 410);
+	/* A dry run reports it and changes nothing. */
+	{
+		const char *dry[] = { "fsck", "--dry-run", "--grace", "0", NULL };
+		CU_ASSERT_EQUAL(admin(out, sizeof(out), dry), 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "(dry run: left)"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "0 missing objects"));
+		CU_ASSERT_EQUAL(
+		        q1("SELECT count(*) FROM ehr_records WHERE record_id = '%s' AND state = 'erasing'",
+		           rid),
+		        1);
+	}
 	/* fsck completes it, once. */
 	CU_ASSERT_EQUAL(admin(out, sizeof(out), fa), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "erasure completed"));
