@@ -21,6 +21,7 @@
 #include "auth/auth.h"
 #include "cloud/cloud.h"
 #include "ledger/ledger.h"
+#include "records/records.h"
 
 struct gw_app {
 	const struct gw_config *cfg;
@@ -175,6 +176,11 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 	if (what & (GW_APP_LEDGER | GW_APP_AUTH))
 		what |= GW_APP_DB;
 
+	if (what & GW_APP_STORE) { /* the record service's settings, checked once */
+		struct records_retention ret;
+
+		GUARD_GOTO(gw_retention_from_config(cfg, &ret));
+	}
 	if (what & GW_APP_DB) {
 		GUARD_GOTO(ehr_db_pool_new(
 		        &app->db, gw_config_get(cfg, "database", "url"),

@@ -125,6 +125,9 @@ static const struct gw_config_key gw_config_keys[] = {
 	U("store", "max_record_bytes", "1073741824", 1, 1099511627776ULL),
 	U("store", "s3_max_attempts", "4", 1, 20),
 	U("store", "s3_timeout_ms", "300000", 1000, 86400000),
+	/* [retention] - minimum retention before erasure (docs/ERASURE.md §6) */
+	S("retention", "default_period", "0"),
+	S("retention", "categories", ""),
 	/* [auth] - rows added by the auth area go here */
 	S("auth", "issuer", "urn:ehrgate"),
 	S("auth", "audience", "urn:ehrgate:api"),

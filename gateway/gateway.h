@@ -34,6 +34,13 @@ struct auth_ctx *gw_app_auth(struct gw_app *app);
 struct obj_store *gw_app_store(struct gw_app *app);
 const struct gw_config *gw_app_config(struct gw_app *app);
 
+/* ---- erasure (docs/ERASURE.md §6): [retention] as the record service's
+ * minimum retention periods (gateway/retention.c). EHR_ERR_CONFIG names
+ * what is malformed. gw_app_open checks it, so a bad value stops startup. */
+struct records_retention;
+int gw_retention_parse(struct records_retention *r, const char *default_period, const char *categories);
+int gw_retention_from_config(const struct gw_config *cfg, struct records_retention *r);
+
 /* ---- configuration (gateway/config.c; docs/OPERATIONS.md lists every key)
  *
  * Values come from, in increasing precedence: the built-in defaults, the INI

@@ -629,6 +629,30 @@ static void test_ehr_matrix(void)
 	}
 	CU_ASSERT_EQUAL(cells, 2 * 6 * 3);
 	CU_ASSERT_EQUAL(bad, 0);
+	/* POST /v1/records/{rid}/erase (docs/ERASURE.md §1): the owner only.
+	 * No one is 401; another patient 403; a certificate (server, auditor)
+	 * on this patient-only route is refused as 401 or 403. The owner goes
+	 * last: 200, then reads are 410. */
+	{
+		static const int order[] = { R_NONE, R_P2, R_S1, R_S2, R_AUD, R_P1 };
+		char path[128];
+		snprintf(path, sizeof(path), "/v1/records/%s/erase", rid);
+		for (size_t i = 0; i < EHR_ARRAY_LEN(order); i++) {
+			json_t *body = json_pack("{s:s}", "basis", "patient-request");
+			long s = call(cl[order[i]], "POST", path, body, NULL);
+			long want = order[i] == R_P1 ? 200 : order[i] == R_NONE ? 401 : 403;
+			json_decref(body);
+			if (s != want &&
+			    !(s == 401 && (order[i] == R_S1 || order[i] == R_S2 || order[i] == R_AUD))) {
+				fprintf(stderr, "\n  POST erase as %s -> %ld, wanted %ld",
+				        role_names[order[i]], s, want);
+				bad++;
+			}
+		}
+		CU_ASSERT_EQUAL(get_record(c_p1, rid, NULL), 410);
+		CU_ASSERT_EQUAL(get_record(c_s1, rid, NULL), 403); /* no contract in force: learns nothing */
+		CU_ASSERT_EQUAL(bad, 0);
+	}
 	/* Every decision about P1's records is in the ledger, denials included. */
 	{
 		char sql[512];
