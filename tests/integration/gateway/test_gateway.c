@@ -605,6 +605,12 @@ static void test_malformed_requests(void)
 		{ "BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 501" },
 		{ "GET healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400" },
 		{ "POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", "HTTP/1.1 400" },
+		/* HTTP/1.x other than 1.0 and 1.1 (HTTP/1.2 was served as 1.1) */
+		{ "GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", "HTTP/1.1 505" },
+		{ "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", "HTTP/1.1 505" },
+		/* a bare LF anywhere in the head: 400 and close (it used to end a line) */
+		{ "GET /healthz HTTP/1.1\nHost: x\n\n", "HTTP/1.1 400" },
+		{ "GET /healthz HTTP/1.1\r\nHost: x\r\n\n", "HTTP/1.1 400" },
 	};
 	char out[4096];
 	size_t got;
@@ -618,6 +624,20 @@ static void test_malformed_requests(void)
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].status));
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"error\":{\"code\":\""));
 		CU_ASSERT_PTR_NULL(strstr(out, "<HTML"));
+		CU_ASSERT_TRUE(closed);
+	}
+	/* The finding: a bare LF let "X-A: a\nContent-Length: 37" frame a body
+	 * that another parser reads as a second request (200, then 400 on one
+	 * connection). Now: one 400, the connection closed, nothing else. */
+	{
+		static const char smuggle[] =
+		        "POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nX-A: a\nContent-Length: 37\r\n\r\n"
+		        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+		EHR_ASSERT_OK(gwp_raw_tls(&gw, smuggle, sizeof(smuggle) - 1, out, sizeof(out), &got, &closed,
+		                          3000));
+		CU_ASSERT(strncmp(out, "HTTP/1.1 400", 12) == 0);
+		CU_ASSERT_PTR_NULL(strstr(out + 1, "HTTP/1.1 "));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "bare LF"));
 		CU_ASSERT_TRUE(closed);
 	}
 	/* an over-long request line: JSON 4xx, then close */
