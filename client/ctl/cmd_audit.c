@@ -28,13 +28,18 @@
 #include "client/ctl/ctl_commands.h"
 #include "ledger/ledger.h"
 
-static int usage(void)
+static void usage_to(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 	        "usage: ehrctl audit query [--type T] [--actor A] [--subject S] [--since MS] [--until MS]\n"
 	        "                          [--from-seq N] [--to-seq N] [--limit N] [--cursor C] [--fhir]\n"
 	        "       ehrctl audit tail [--since-seq N] [--count N] [--retries N]\n"
 	        "       ehrctl audit verify --ledger-key FILE [--origin NAME] [--state FILE] [--full]\n");
+}
+
+static int usage(void)
+{
+	usage_to(stderr);
 	return 2;
 }
 
@@ -90,10 +95,13 @@ static int cmd_query(struct ehr_client *c, int argc, char **argv)
 		fprintf(stderr, "ehrctl audit: %s\n", ehr_error_msg());
 		goto out;
 	}
-	fwrite(resp.data ? (const char *)resp.data : "", 1, resp.len,
-	       status >= 200 && status < 300 ? stdout : stderr);
-	fputc('\n', status >= 200 && status < 300 ? stdout : stderr);
-	rc = status >= 200 && status < 300 ? 0 : 1;
+	if (status < 200 || status >= 300) {
+		rc = ctl_finish(c, status, NULL); /* "ehrctl: <status> <code>: <message>" */
+		goto out;
+	}
+	fwrite(resp.data ? (const char *)resp.data : "", 1, resp.len, stdout);
+	fputc('\n', stdout);
+	rc = 0;
 out:
 	ehr_buf_free(&q);
 	ehr_buf_free(&path);
@@ -725,8 +733,8 @@ int ctl_cmd_audit(int argc, char **argv)
 
 	if (argc < 2)
 		return usage();
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage();
+	if (ctl_wants_help(argc, argv)) { /* before the profile: help needs none */
+		usage_to(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "query") != 0 && strcmp(argv[1], "tail") != 0 && strcmp(argv[1], "verify") != 0)

@@ -24,14 +24,19 @@
 
 #include "client/ctl/ctl_commands.h"
 
-static int usage(void)
+static void usage_to(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 	        "usage: ehrctl record put PATIENT_ID FILE|- [--type CONTENT_TYPE] [--category CATEGORY]\n"
 	        "       ehrctl record get RECORD_ID [-o FILE] [--purpose P] [--break-glass JUSTIFICATION]\n"
 	        "           --break-glass: a medical server's emergency read without a contract;\n"
 	        "           always logged and flagged for auditors and the patient (docs/CONTRACTS.md)\n"
 	        "       ehrctl record list PATIENT_ID\n");
+}
+
+static int usage(void)
+{
+	usage_to(stderr);
 	return 2;
 }
 
@@ -446,6 +451,10 @@ int ctl_cmd_record(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage();
+	if (ctl_wants_help(argc, argv)) { /* before the profile: help needs none */
+		usage_to(stdout);
+		return 0;
+	}
 	if (strcmp(argv[1], "put") == 0)
 		return cmd_put(argc - 1, argv + 1);
 	if (strcmp(argv[1], "get") == 0)

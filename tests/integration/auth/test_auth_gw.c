@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -391,6 +392,55 @@ static void test_other_kind_of_credential(void)
 	ehr_client_free(pat);
 	ehr_client_free(srv);
 	ehr_client_free(anon);
+}
+
+/* `ehrctl --dir DIR ARGS` through the shell: exit status, stdout and
+ * stderr together in out. */
+static int ctl_sh(char *out, size_t cap, const char *dir, const char *args)
+{
+	char cmd[2048];
+	FILE *f;
+	size_t n;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "'%s' --dir '%s' %s 2>&1", EHRCTL_BIN, dir, args);
+	if ((f = popen(cmd, "r")) == NULL)
+		return -1;
+	n = fread(out, 1, cap - 1, f);
+	out[n] = '\0';
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ehrctl names the gateway's answer (status and error code) and exits 1
+ * for a refusal; it said "request failed" and the JSON body, and exited 1
+ * for everything. A gateway that cannot be reached is 3. */
+static void test_ehrctl_errors_and_exit_status(void)
+{
+	char out[8192], args[2048];
+
+	/* a patient on an auditor route: 403 forbidden */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), patdir, "audit query --limit 1"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl: 403 forbidden: "));
+	/* an auditor's malformed filter: 400 invalid_request, named */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), auddir, "audit query --actor .."), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl: 400 invalid_request: actor"));
+	/* a server without a contract, through the profile functions too */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), srvdir, "contract list"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "403 forbidden"));
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), auddir, "patient create --external-id MRN-9"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl: 403 forbidden: "));
+	snprintf(args, sizeof(args),
+	         "register --url %s --token AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA --ca %s --out %s/x",
+	         gw.base_url, cafile, tmp);
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), srvdir, args), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl register: 401 unauthenticated: "));
+	/* success is 0 */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), auddir, "audit query --limit 1"), 0);
+	/* nothing listens there: 3 */
+	snprintf(args, sizeof(args), "register --url https://127.0.0.1:1 --token x --ca %s --out %s/y",
+	         cafile, tmp);
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), srvdir, args), 3);
 }
 
 /* Every route checks its query parameters and ids alike, after
@@ -1077,6 +1127,7 @@ static void register_suites(void)
 	              { "wrong_role", test_wrong_role },
 	              { "other_kind_of_credential_403", test_other_kind_of_credential },
 	              { "strict_ids_and_queries", test_strict_ids_and_queries },
+	              { "ehrctl_errors_and_exit_status", test_ehrctl_errors_and_exit_status },
 	              { "foreign_ca_and_expired_certificate", test_foreign_ca_and_expired_certificate },
 	              { "revoked_on_open_connection", test_revoked_on_open_connection },
 	              { "dpop_negatives", test_dpop_negatives }, { "forged_tokens", test_forged_tokens },
