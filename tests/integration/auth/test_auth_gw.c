@@ -173,6 +173,20 @@ static long send_raw(struct ehr_client *c, const char *method, const char *path,
 	return status;
 }
 
+/* Send through the client's own credentials (a patient profile signs a
+ * DPoP proof); body text may be NULL. Returns the status. */
+static long send_auto(struct ehr_client *c, const char *method, const char *path, const char *body,
+                      struct ehr_buf *resp)
+{
+	long status = 0;
+
+	ehr_buf_reset(resp);
+	if (ehr_client_request(c, &status, resp, method, path, NULL, body, body ? strlen(body) : 0, NULL,
+	                       NULL) < 0)
+		fprintf(stderr, "\n  transport: %s\n", ehr_error_msg());
+	return status;
+}
+
 /* -------------------------------------------------------- positive flows */
 
 static void test_server_register_whoami_renew(void)
@@ -363,20 +377,14 @@ static void test_other_kind_of_credential(void)
 		assert_error(st, 401, ehr_buf_cstr(&resp));
 	}
 	for (size_t i = 0; i < EHR_ARRAY_LEN(cert_only); i++) {
-		resp.len = 0;
-		CU_ASSERT_EQUAL(
-		        ehr_client_request(pat, &st, &resp, "GET", cert_only[i], NULL, NULL, 0, NULL, NULL),
-		        0);
+		st = send_auto(pat, "GET", cert_only[i], NULL, &resp);
 		assert_error(st, 403, ehr_buf_cstr(&resp));
 		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "\"forbidden\""));
 		st = send_raw(anon, "GET", cert_only[i], NULL, NULL, NULL, &resp);
 		assert_error(st, 401, ehr_buf_cstr(&resp));
 	}
 	/* a patient token on a server route with a body */
-	resp.len = 0;
-	CU_ASSERT_EQUAL(ehr_client_request(pat, &st, &resp, "POST", "/v1/patients", NULL,
-	                                   "{\"external_id\":\"x\"}", 19, NULL, NULL),
-	                0);
+	st = send_auto(pat, "POST", "/v1/patients", "{\"external_id\":\"x\"}", &resp);
 	assert_error(st, 403, ehr_buf_cstr(&resp));
 	/* an invalid token on a certificate route is the route's 401 */
 	st = send_raw(anon, "GET", "/v1/audit/entries", "DPoP not-a-token", "x.y.z", NULL, &resp);
@@ -505,23 +513,15 @@ static void test_strict_ids_and_queries(void)
 	}
 	/* the patient's own list, and the same refusals for a patient */
 	snprintf(path, sizeof(path), "/v1/patients/%s/records?limit=5", pid);
-	resp.len = 0;
-	CU_ASSERT_EQUAL(ehr_client_request(pat, &st, &resp, "GET", path, NULL, NULL, 0, NULL, NULL), 0);
+	st = send_auto(pat, "GET", path, NULL, &resp);
 	CU_ASSERT_EQUAL(st, 200);
 	snprintf(path, sizeof(path), "/v1/patients/%s/records?limit=5&offset=3", pid);
-	resp.len = 0;
-	CU_ASSERT_EQUAL(ehr_client_request(pat, &st, &resp, "GET", path, NULL, NULL, 0, NULL, NULL), 0);
+	st = send_auto(pat, "GET", path, NULL, &resp);
 	assert_error(st, 400, ehr_buf_cstr(&resp));
 	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "'offset'"));
-	resp.len = 0;
-	CU_ASSERT_EQUAL(ehr_client_request(pat, &st, &resp, "GET", "/v1/patients/%2e%2e/records", NULL, NULL,
-	                                   0, NULL, NULL),
-	                0);
+	st = send_auto(pat, "GET", "/v1/patients/%2e%2e/records", NULL, &resp);
 	assert_error(st, 400, ehr_buf_cstr(&resp));
-	resp.len = 0;
-	CU_ASSERT_EQUAL(ehr_client_request(pat, &st, &resp, "POST", "/v1/me/contracts/%2e%2e/revoke", NULL,
-	                                   "{}", 2, NULL, NULL),
-	                0);
+	st = send_auto(pat, "POST", "/v1/me/contracts/%2e%2e/revoke", "{}", &resp);
 	assert_error(st, 400, ehr_buf_cstr(&resp));
 	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "contract id"));
 	ehr_buf_free(&resp);
