@@ -508,7 +508,7 @@ static int verify_checkpoint(struct ehr_client *c, struct ehr_buf *note, const c
 		size_t l = nl ? (size_t)(nl - (const char *)note->data) : 0;
 		if (l == 0 || l >= sizeof(origin_buf)) {
 			fprintf(stderr, "BAD_CHECKPOINT: malformed checkpoint\n");
-			return 1;
+			return CTL_RC_CHECK_FAILED;
 		}
 		memcpy(origin_buf, note->data, l);
 		origin_buf[l] = '\0';
@@ -517,7 +517,7 @@ static int verify_checkpoint(struct ehr_client *c, struct ehr_buf *note, const c
 	if (ledger_checkpoint_verify(ehr_buf_cstr(note), note->len, pub, origin, size, root) < 0) {
 		fprintf(stderr, "BAD_CHECKPOINT: the checkpoint is not signed by the pinned ledger key: %s\n",
 		        ehr_error_msg());
-		return 1;
+		return CTL_RC_CHECK_FAILED;
 	}
 	return 0;
 }
@@ -531,7 +531,7 @@ static int verify_consistency(struct ehr_client *c, const struct vstate *st, uin
 	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
 	struct ehr_buf path = EHR_BUF_INIT(512);
 	size_t n = 0;
-	int err = 1;
+	int err = CTL_RC_CHECK_FAILED;
 
 	if (!st->have)
 		return 0;
@@ -594,6 +594,7 @@ static int verify_entries(struct ehr_client *c, uint64_t from, uint64_t size,
 			fprintf(stderr, "DROPPED: entries %llu..%llu of the signed tree are missing\n",
 			        (unsigned long long)want, (unsigned long long)size - 1);
 			json_decref(resp);
+			err = CTL_RC_CHECK_FAILED;
 			goto out;
 		}
 		json_array_foreach(entries, i, e)
@@ -603,6 +604,7 @@ static int verify_entries(struct ehr_client *c, uint64_t from, uint64_t size,
 				        want >= size ? "REWRITTEN: entries past the tree size"
 				                     : ehr_error_msg());
 				json_decref(resp);
+				err = CTL_RC_CHECK_FAILED;
 				goto out;
 			}
 			want++;
@@ -633,14 +635,14 @@ static int verify_root(struct ehr_client *c, struct frontier *fr, uint8_t (*leav
 	for (uint64_t q = from; q < size; q++) {
 		if (prove_entry(c, q, size, leaves[q - from], root) < 0) {
 			fprintf(stderr, "%s\n", ehr_error_msg());
-			return 1;
+			return CTL_RC_CHECK_FAILED;
 		}
 	}
 	fprintf(stderr,
 	        "REWRITTEN: the entries do not hash to the signed root of size "
 	        "%llu\n",
 	        (unsigned long long)size);
-	return 1;
+	return CTL_RC_CHECK_FAILED;
 }
 
 static int cmd_verify(struct ehr_client *c, int argc, char **argv)

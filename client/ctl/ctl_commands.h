@@ -23,11 +23,16 @@ enum ctl_exit {
 	CTL_EXIT_REFUSED = 1, /* the gateway answered with an HTTP error (4xx/5xx) */
 	CTL_EXIT_USAGE = 2,   /* bad command line */
 	CTL_EXIT_FAILED = 3,  /* no refusal, but the command failed: the gateway could not
-	                       * be reached (connection, TLS), the profile or a local file
-	                       * could not be used, or a proof did not verify */
+	                       * be reached (connection, TLS), or the profile or a local
+	                       * file could not be used */
 };
+/* `audit verify` found the ledger failing a check (BAD_CHECKPOINT, FORK,
+ * DROPPED, ...): exit 1, as docs/AUDIT.md has always said, whatever the
+ * last request got. */
+#define CTL_RC_CHECK_FAILED 101
 /* A command's 1 becomes CTL_EXIT_REFUSED when this thread's last request
- * got an HTTP error reply (ehr_client_last_refusal), else CTL_EXIT_FAILED. */
+ * got an HTTP error reply (ehr_client_last_refusal), else CTL_EXIT_FAILED;
+ * CTL_RC_CHECK_FAILED becomes 1. */
 int ctl_exit(int rc);
 /* Is --help or -h among argv[1..argc-1]? */
 bool ctl_wants_help(int argc, char **argv);

@@ -25,18 +25,25 @@ void ctl_print_json(const json_t *j)
 
 int ctl_finish(struct ehr_client *c, long status, const json_t *resp)
 {
-	struct ehr_client_refusal r;
+	struct ehr_client_refusal r = { 0 };
+	const json_t *e = json_object_get(resp, "error");
+	const char *code, *msg;
 
 	(void)c;
 	if (status >= 200 && status < 300) {
 		ctl_print_json(resp);
 		return 0;
 	}
-	if (ehr_client_last_refusal(&r))
-		fprintf(stderr, "ehrctl: %ld %s: %s\n", r.status, r.code[0] ? r.code : "(no error code)",
-		        r.message[0] ? r.message : "(no error message)");
-	else
-		fprintf(stderr, "ehrctl: HTTP status %ld\n", status);
+	/* The body the caller parsed (a streamed reply is not kept by the
+	 * client), else the client's record of the refusal. */
+	ehr_client_last_refusal(&r);
+	code = json_string_value(json_object_get(e, "code"));
+	msg = json_string_value(json_object_get(e, "message"));
+	if (code == NULL)
+		code = r.code[0] ? r.code : "(no error code)";
+	if (msg == NULL)
+		msg = r.message[0] ? r.message : "(no error message)";
+	fprintf(stderr, "ehrctl: %ld %s: %s\n", status, code, msg);
 	return 1;
 }
 
@@ -55,6 +62,8 @@ int ctl_fail(const char *what)
 
 int ctl_exit(int rc)
 {
+	if (rc == CTL_RC_CHECK_FAILED)
+		return 1;
 	if (rc != 1)
 		return rc;
 	return ehr_client_last_refusal(NULL) ? CTL_EXIT_REFUSED : CTL_EXIT_FAILED;

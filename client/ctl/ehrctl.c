@@ -34,9 +34,10 @@ static void usage(FILE *f)
 	        "\n"
 	        "Every command and subcommand takes --help (no profile needed).\n"
 	        "Errors name the gateway's answer: \"ehrctl: 403 forbidden: <message>\".\n"
-	        "exit status: 0 ok; 1 the gateway refused (an HTTP error reply); 2 usage;\n"
-	        "             3 the gateway could not be reached or the command failed locally\n"
-	        "               (connection, TLS, profile, files, a proof that does not verify)\n");
+	        "exit status: 0 ok; 1 the gateway refused (an HTTP error reply), or audit verify\n"
+	        "             found the ledger failing a check; 2 usage; 3 the gateway could not\n"
+	        "             be reached or the command failed locally (connection, TLS, profile,\n"
+	        "             files)\n");
 }
 
 static int fail(const char *what)
