@@ -193,6 +193,7 @@ static int write_config(struct gw_proc *p)
 	GUARD_GOTO(ehr_buf_printf(&ini,
 	                          "; written by tests/harness/gwproc.c\n"
 	                          "[server]\nlisten = 127.0.0.1:0\nstate_dir = %s\n%s"
+	                          "[metrics]\nlisten = 127.0.0.1:0\n"
 	                          "[database]\nurl = %s\nadmin_url = %s\n",
 	                          p->state_dir, p->test_routes ? "test_routes = true\n" : "", p->db.app_ci,
 	                          p->db.super_ci));
@@ -348,6 +349,7 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 		argv[n++] = (char *)extra[i];
 	}
 	argv[n] = NULL;
+	p->metrics_url[0] = '\0';
 	if (pipe(pfd) != 0)
 		return ehr_error_set(EHR_ERR_IO, "pipe: %s", strerror(errno));
 	p->pid = spawn(argv, pfd[1], p->log_path);
@@ -380,6 +382,14 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 		}
 		got += (size_t)r;
 		line[got] = '\0';
+		/* "ehrgate metrics on http://..." comes first when [metrics] listen is on */
+		while ((nl = strchr(line, '\n')) != NULL && strncmp(line, "ehrgate metrics on ", 19) == 0) {
+			*nl = '\0';
+			if (strlen(line + 19) < sizeof(p->metrics_url))
+				memcpy(p->metrics_url, line + 19, strlen(line + 19) + 1);
+			got -= (size_t)(nl + 1 - line);
+			memmove(line, nl + 1, got + 1);
+		}
 		if ((nl = strchr(line, '\n')) != NULL) {
 			const char *url = strstr(line, "https://");
 			const char *colon;
@@ -562,6 +572,13 @@ int gwp_get(const struct gw_proc *p, const char *path, struct gwp_resp *out)
 	struct gwp_req rq = { .path = path };
 
 	return gwp_request(p, &rq, out);
+}
+
+int gwp_metrics(const struct gw_proc *p, struct gwp_resp *out)
+{
+	if (p->metrics_url[0] == '\0')
+		return ehr_error_set(EHR_ERR_NOT_FOUND, "the gateway serves no metrics listener");
+	return gwp_get(p, p->metrics_url, out);
 }
 
 void gwp_resp_free(struct gwp_resp *r)
