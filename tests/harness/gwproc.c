@@ -506,6 +506,7 @@ int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_re
 	CURL *c;
 	CURLcode rc;
 	const char *method = rq->method ? rq->method : (rq->body ? "POST" : "GET");
+	bool api;
 
 	memset(out, 0, sizeof(*out));
 	if (!curl_ready) {
@@ -547,6 +548,9 @@ int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_re
 	for (size_t i = 0; rq->headers && rq->headers[i]; i++)
 		hl = curl_slist_append(hl, rq->headers[i]);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	/* Only the TLS API's replies are checked against schemas/openapi.yaml:
+	 * not the metrics listener's, nor plain-HTTP probes of the TLS port. */
+	api = strncmp(ehr_buf_cstr(&url), p->base_url, strlen(p->base_url)) == 0;
 	rc = curl_easy_perform(c);
 	out->curl_code = (int)rc;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
@@ -558,7 +562,7 @@ int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_re
 	out->body_len = body.len;
 	out->body = body.data ? (char *)ehr_buf_detach(&body, NULL) : strdup("");
 	out->headers = hdrs.data ? (char *)ehr_buf_detach(&hdrs, NULL) : strdup("");
-	if (rc == CURLE_OK || out->status > 0) {
+	if (api && (rc == CURLE_OK || out->status > 0)) {
 		char ct[256];
 		if (gwp_resp_header(out, "Content-Type", ct, sizeof(ct)) < 0)
 			ct[0] = '\0';
