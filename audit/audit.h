@@ -162,6 +162,18 @@ bool audit_event_has_profile(const struct audit_event *ev, const char *profile);
  */
 json_t *audit_fhir_json(const struct audit_event *ev);
 
+/*
+ * The DICOM PS3.15 A.5.1 AuditMessage XML of ev (audit/dicom.c), appended
+ * to out: the MSG of the ATNA feed (IHE ITI-20). Well-formed UTF-8 XML 1.0
+ * whatever the strings hold (see audit_xml_escape). EHR_ERR_INVAL for an
+ * event without observer or DICOM EventID; EHR_ERR_TOO_LARGE past out's max.
+ */
+int audit_dicom_xml(struct ehr_buf *out, const struct audit_event *ev);
+/* XML text of s[0..n) for element content or a "-quoted attribute: & < > " '
+ * escaped, TAB/LF/CR as character references, and invalid UTF-8 or a
+ * character XML 1.0 forbids replaced by U+FFFD. */
+int audit_xml_escape(struct ehr_buf *out, const void *s, size_t n);
+
 /* ------------------------------------------------ FHIR search (search.c) */
 
 /* A FHIR token search value, "[system]|[code]" or "code" (FHIR R4 search

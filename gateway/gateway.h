@@ -34,6 +34,13 @@ struct auth_ctx *gw_app_auth(struct gw_app *app);
 struct obj_store *gw_app_store(struct gw_app *app);
 const struct gw_config *gw_app_config(struct gw_app *app);
 
+/* ---- erasure (docs/ERASURE.md §6): [retention] as the record service's
+ * minimum retention periods (gateway/retention.c). EHR_ERR_CONFIG names
+ * what is malformed. gw_app_open checks it, so a bad value stops startup. */
+struct records_retention;
+int gw_retention_parse(struct records_retention *r, const char *default_period, const char *categories);
+int gw_retention_from_config(const struct gw_config *cfg, struct records_retention *r);
+
 /* ---- configuration (gateway/config.c; docs/OPERATIONS.md lists every key)
  *
  * Values come from, in increasing precedence: the built-in defaults, the INI
@@ -90,7 +97,10 @@ enum gw_app_part {
 	GW_APP_LEDGER = 1u << 1, /* ledger_open with <state_dir>/ledger.key (implies DB) */
 	GW_APP_AUTH = 1u << 2,   /* auth context (implies DB) */
 	GW_APP_STORE = 1u << 3,  /* object store */
-	GW_APP_ALL = 0xfu,
+	/* the audit.query queue and its flusher thread (implies LEDGER) */
+	GW_APP_AUDIT_QUERIES = 1u << 4,
+	GW_APP_ATNA = 1u << 5,   /* the ATNA feed of [atna], when it names repositories (implies LEDGER) */
+	GW_APP_ALL = 0x3fu,
 };
 /* Open the parts named in `what`. cfg must outlive the app. */
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what);
@@ -116,6 +126,12 @@ int gw_gate(struct gw_req *r);
 int gw_id_check(const char *name, const char *value, bool path);
 
 /* Route tables contributed by each area (gateway/routes_*.c). */
+/* All route tables in match order (serve.c), the one list both serve and
+ * `ehrgate routes` (schemas/openapi.yaml's coverage test) read. Returns how
+ * many of them are mounted in production: the test table is last and is
+ * mounted only with [server] test_routes = true. */
+#define GW_ROUTE_TABLES 6
+size_t gw_route_tables(const struct gw_route *tables[GW_ROUTE_TABLES], size_t lens[GW_ROUTE_TABLES]);
 extern const struct gw_route gw_routes_core[];
 extern const size_t gw_routes_core_len;
 extern const struct gw_route gw_routes_auth[];

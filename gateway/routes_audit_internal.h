@@ -38,7 +38,8 @@ bool gw__audit_query_u64(struct gw_req *r, const char *name, uint64_t *out, uint
 int gw__audit_seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq);
 /* routes_audit.c: append a query value, percent-encoded (RFC 3986). */
 int gw__url_encode(struct ehr_buf *out, const char *v);
-/* routes_audit_stream.c: GET /v1/audit/stream. */
-void gw__audit_stream(struct gw_req *r);
+/* routes_audit_stream.c: GET /v1/audit/stream (a gw_audit_read_fn). */
+struct gw_audit_query_info;
+void gw__audit_stream(struct gw_req *r, struct gw_audit_query_info *info);
 
 #endif

@@ -4,6 +4,8 @@
  *   POST /v1/patients/{pid}/records   a medical server stores a record
  *   GET  /v1/records/{rid}            the patient or the storing server reads it
  *   GET  /v1/patients/{pid}/records   record metadata
+ *   POST /v1/records/{rid}/erase      the patient erases their record
+ *                                     (docs/ERASURE.md; records_erase)
  *
  * Thin routes: each parses the request, calls one function of the record
  * service (records/records.h: records_put, records_get, records_list),
@@ -58,6 +60,33 @@ static void reply_body_err(struct gw_req *r, int source_err)
 		gw_reply_error(r, 408, "timeout", "the body stalled; nothing was stored");
 	else
 		gw_reply_error(r, 400, "bad_request", "the body ended early; nothing was stored");
+}
+
+/* 410 Gone: the record was erased, with the ehr.erase entry's index once
+ * it is durable (docs/PROTOCOL.md, docs/ERASURE.md §2). */
+static void reply_gone(struct gw_req *r, bool logged, uint64_t seq)
+{
+	json_t *e = json_pack("{s:s, s:s}", "code", "gone", "message",
+	                      logged ? "the record was erased" : "the record is being erased");
+
+	if (e != NULL && logged)
+		json_object_set_new(e, "erase_seq", json_integer((json_int_t)seq));
+	gw_reply_json(r, 410, json_pack("{s:o}", "error", e));
+}
+
+/* 409: an erasure refused by retention or a legal hold; the body says
+ * which, and the ehr.erase.refused entry that recorded it. */
+static void reply_refused(struct gw_req *r, const struct records_refusal *why)
+{
+	json_t *e = json_pack("{s:s, s:s, s:I}", "code", "erasure_refused", "message",
+	                      why->kind == RECORDS_REFUSED_HOLD ? "the record is under a legal hold"
+	                                                        : "the record is inside its minimum "
+	                                                          "retention period",
+	                      "refused_seq", (json_int_t)why->refused_seq);
+
+	if (e != NULL)
+		records_refusal_json(e, why);
+	gw_reply_json(r, 409, json_pack("{s:o}", "error", e));
 }
 
 /* The reply for a record sequence that stopped at `stage` with `err`. */
@@ -249,7 +278,9 @@ static void h_record_get(struct gw_req *r)
 		return;
 	err = records_get(&env, &in, &sink, &out);
 	count_decision(&q, in.record_id, &out.decision);
-	if (err < 0)
+	if (err < 0 && out.stage == RECORDS_AT_ERASED)
+		reply_gone(r, out.erase_logged, out.erase_seq);
+	else if (err < 0)
 		reply_records_err(r, out.stage, err, true, 0);
 }
 
@@ -303,6 +334,109 @@ static void h_record_list(struct gw_req *r)
 	gw_reply_json(r, 200, json_pack("{s:s, s:o}", "patient_id", pid, "records", arr));
 }
 
+/* ---------------------------------------------------------------- erase */
+
+#define ERASE_MAX_BODY 1024
+
+/* The body {"basis": CODE}; 0, or 1 after replying. */
+static int erase_basis(struct gw_req *r, char *basis, size_t cap)
+{
+	size_t len = 0;
+	const uint8_t *b = gw_req_body(r, &len);
+	const char *v = NULL;
+	json_t *j = NULL;
+	int err = b ? ehr_json_parse(&j, b, len, ERASE_MAX_BODY, 4) : EHR_ERR_INVAL;
+
+	if (err == 0 && (!json_is_object(j) || ehr_json_get_str(j, "basis", &v, 64) < 0))
+		err = EHR_ERR_INVAL;
+	if (err == 0 && !records_erase_basis_ok(v))
+		err = ehr_error_set(EHR_ERR_INVAL, "unknown legal basis (docs/ERASURE.md §5)");
+	else if (err == 0)
+		err = ehr_str_copy(basis, cap, v);
+	else
+		err = ehr_error_set(err, "body must be {\"basis\": CODE}");
+	json_decref(j);
+	if (err < 0) {
+		gw_reply_err(r, err);
+		return 1;
+	}
+	return 0;
+}
+
+/* The reply to records_erase. */
+static void reply_erase(struct gw_req *r, const char *rid, int err, const struct records_erase_out *out)
+{
+	if (err == 0) {
+		gw_reply_json(r, 200,
+		              json_pack("{s:s, s:s, s:I, s:b}", "record_id", rid, "state", "erased",
+		                        "erase_seq", (json_int_t)out->erase_seq, "already_erased",
+		                        out->was_erased));
+		return;
+	}
+	switch (out->stage) {
+	case RECORDS_AT_REFUSED: reply_refused(r, &out->refusal); return;
+	case RECORDS_AT_POLICY: gw_reply_error(r, 403, "forbidden", "%s", ehr_error_msg()); return;
+	case RECORDS_AT_COMMIT:
+	case RECORDS_AT_OBJECT:
+	case RECORDS_AT_COMPLETE:
+		if (err == EHR_ERR_CONFLICT || out->stage == RECORDS_AT_COMMIT) {
+			/* Refused and not recorded, or the key wiped and the rest to do. */
+			gw_reply_header(r, "Retry-After", "5");
+			gw_reply_error(r, 503, "unavailable",
+			               "the ledger or the store is unavailable; repeat the request to "
+			               "complete it");
+			return;
+		}
+		reply_store_err(r, err);
+		return;
+	default:
+		if (err == EHR_ERR_NOT_FOUND)
+			gw_reply_error(r, 404, "not_found", "no such record");
+		else
+			reply_store_err(r, err == EHR_ERR_INVAL ? err : EHR_ERR_UNAVAILABLE);
+		return;
+	}
+}
+
+/* POST /v1/records/{rid}/erase {"basis": CODE}: the patient erases one of
+ * their own records (docs/ERASURE.md §2). */
+static void h_record_erase(struct gw_req *r)
+{
+	struct gw_app *app = gw_req_app(r);
+	const struct gw_identity *id = gw_req_identity(r);
+	struct records_env env = env_of(app);
+	struct records_retention ret;
+	struct records_erase_out out;
+	uint8_t ridb[CLOUD_RID_LEN];
+	char basis[64];
+	struct records_erase_in in = {
+		.record_id = gw_req_param(r, "rid"),
+		.patient = id->subject,
+		.actor = id->actor,
+		.requested_by = RECORDS_BY_PATIENT,
+		.basis = basis,
+		.retention = &ret,
+	};
+	int err;
+
+	if (cloud_rid_parse(ridb, in.record_id) < 0) {
+		gw_reply_error(r, 400, "invalid_request", "record id must be 32 lower-case hex digits");
+		return;
+	}
+	if (erase_basis(r, basis, sizeof(basis)) != 0)
+		return;
+	if (env.store == NULL || env.ledger == NULL) {
+		gw_reply_error(r, 503, "unavailable", "record storage is not configured");
+		return;
+	}
+	if (gw_retention_from_config(gw_app_config(app), &ret) < 0) {
+		gw_reply_err(r, EHR_ERR_CONFIG);
+		return;
+	}
+	err = records_erase(&env, &in, &out);
+	reply_erase(r, in.record_id, err, &out);
+}
+
 #define SRV GW_ROLE_SERVER
 #define PAT GW_ROLE_PATIENT
 
@@ -312,5 +446,6 @@ const struct gw_route gw_routes_ehr[] = {
 	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, GW_BLOCKING, h_record_list,
 	  "limit after" },
 	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, GW_BLOCKING, h_record_get, NULL },
+	{ "POST", "/v1/records/{rid}/erase", "ehr.records.erase", PAT, GW_BLOCKING, h_record_erase, NULL },
 };
 const size_t gw_routes_ehr_len = EHR_ARRAY_LEN(gw_routes_ehr);

@@ -30,21 +30,21 @@ static void usage(FILE *f)
 	        "  whoami               an authenticated call (mTLS or DPoP): who the gateway sees\n"
 	        "  record ...           EHR records (ehrctl record --help)\n"
 	        "  contract ...         access contracts (ehrctl contract --help)\n"
-	        "  audit ...            ledger queries and verification (ehrctl audit --help)\n");
-}
-
-static bool want_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return true;
-	return false;
+	        "  audit ...            ledger queries and verification (ehrctl audit --help)\n"
+	        "\n"
+	        "Every command is a client of the gateway's HTTP API: schemas/openapi.yaml\n"
+	        "(OpenAPI 3.1), with the rules in docs/PROTOCOL.md, STORAGE.md, CONTRACTS.md, AUDIT.md.\n"
+	        "Every command and subcommand takes --help (no profile needed).\n"
+	        "Errors name the gateway's answer: \"ehrctl: 403 forbidden: <message>\".\n"
+	        "exit status: 0 ok; 1 the gateway refused (an HTTP error reply), or audit verify\n"
+	        "             found the ledger failing a check; 2 usage; 3 the gateway could not\n"
+	        "             be reached or the command failed locally (connection, TLS, profile,\n"
+	        "             files)\n");
 }
 
 static int fail(const char *what)
 {
-	fprintf(stderr, "ehrctl %s: %s\n", what, ehr_error_detail());
-	return 1;
+	return ctl_fail(what);
 }
 
 static int cmd_register(int argc, char **argv)
@@ -94,7 +94,7 @@ static int cmd_renew(int argc, char **argv)
 {
 	json_t *info = NULL;
 
-	if (want_help(argc, argv)) {
+	if (ctl_wants_help(argc, argv)) {
 		printf("usage: ehrctl [--dir DIR] renew\n  New key and certificate, same id and role, "
 		       "authenticated with the current certificate.\n");
 		return 0;
@@ -197,7 +197,7 @@ static int patient_enroll(int argc, char **argv)
 
 static int patient_login(int argc, char **argv)
 {
-	if (want_help(argc, argv)) {
+	if (ctl_wants_help(argc, argv)) {
 		printf("usage: ehrctl [--dir DIR] patient login\n  Signs a fresh challenge with the device "
 		       "key and "
 		       "stores the DPoP-bound access token in DIR/token.json (0600).\n");
@@ -234,7 +234,7 @@ static int cmd_whoami(int argc, char **argv)
 	long status = 0;
 	int rc;
 
-	if (want_help(argc, argv)) {
+	if (ctl_wants_help(argc, argv)) {
 		printf("usage: ehrctl [--dir DIR] whoami\n  GET /v1/whoami, authenticated with the profile's "
 		       "certificate (mTLS) or access token and a DPoP proof.\n");
 		return 0;
@@ -279,19 +279,19 @@ int main(int argc, char **argv)
 	argv += i;
 	optind = 1;
 	if (strcmp(argv[0], "register") == 0)
-		return cmd_register(argc, argv);
+		return ctl_exit(cmd_register(argc, argv));
 	if (strcmp(argv[0], "renew") == 0)
-		return cmd_renew(argc, argv);
+		return ctl_exit(cmd_renew(argc, argv));
 	if (strcmp(argv[0], "patient") == 0)
-		return cmd_patient(argc, argv);
+		return ctl_exit(cmd_patient(argc, argv));
 	if (strcmp(argv[0], "whoami") == 0)
-		return cmd_whoami(argc, argv);
+		return ctl_exit(cmd_whoami(argc, argv));
 	if (strcmp(argv[0], "record") == 0)
-		return ctl_cmd_record(argc, argv);
+		return ctl_exit(ctl_cmd_record(argc, argv));
 	if (strcmp(argv[0], "audit") == 0)
-		return ctl_cmd_audit(argc, argv);
+		return ctl_exit(ctl_cmd_audit(argc, argv));
 	if (strcmp(argv[0], "contract") == 0)
-		return ctl_cmd_contract(argc, argv);
+		return ctl_exit(ctl_cmd_contract(argc, argv));
 	fprintf(stderr, "ehrctl: unknown command '%s'\n", argv[0]);
 	usage(stderr);
 	return 2;

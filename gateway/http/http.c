@@ -217,7 +217,7 @@ static void run_handler(struct gw_req *r)
 	 * refusal it has replied. */
 	if (r->route->roles != 0 && r->srv->opt->gate(r) != 0)
 		return;
-	if (gw__req_check(r) != 0)
+	if (!(r->route->flags & GW_CHECK_IN_HANDLER) && gw__req_check(r) != 0)
 		return;
 	r->route->fn(r);
 }
@@ -415,7 +415,7 @@ void gw_http_dispatch(struct gw_req *r)
 		}
 		return;
 	}
-	if (gw__req_check(r) == 0)
+	if ((r->route->flags & GW_CHECK_IN_HANDLER) || gw__req_check(r) == 0)
 		r->route->fn(r);
 	req_finish(r);
 }
@@ -441,6 +441,16 @@ const char *gw_req_param(const struct gw_req *r, const char *name)
 		    memcmp(r->match.params[i].name, name, n) == 0) /* not secret */
 			return r->match.params[i].value;
 	return NULL;
+}
+
+const char *gw_req_raw_query(const struct gw_req *r)
+{
+	return r->raw_query;
+}
+
+int gw_req_reply_status(const struct gw_req *r)
+{
+	return r->replied ? r->status : 0;
 }
 
 const char *gw_req_header(const struct gw_req *r, const char *name)

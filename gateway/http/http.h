@@ -49,6 +49,10 @@ enum gw_route_flag {
 	 * gw_req_body_read, while it arrives. Implies GW_BLOCKING. [server]
 	 * max_body_bytes does not apply; the route enforces its own bound. */
 	GW_STREAM_BODY = 1u << 1,
+	/* The handler runs the query and path checks itself (gw_req_check), so
+	 * it can account for their refusals too (audit queries are ledger
+	 * entries whether refused or not). Requires GW_BLOCKING. */
+	GW_CHECK_IN_HANDLER = 1u << 2,
 };
 
 struct gw_route {
@@ -99,6 +103,9 @@ const char *gw_req_param(const struct gw_req *r, const char *name); /* path para
 const char *gw_req_query(const struct gw_req *r, const char *name); /* NULL if absent */
 /* The n-th (0-based) value of a repeatable query parameter; NULL past the last. */
 const char *gw_req_query_nth(const struct gw_req *r, const char *name, size_t n);
+/* The query string as received (after '?', still percent-encoded; printable
+ * ASCII only), NULL when the target had no '?'. */
+const char *gw_req_raw_query(const struct gw_req *r);
 const char *gw_req_header(const struct gw_req *r, const char *name); /* NULL if absent */
 /* The whole body of a buffered route ("" for a GW_STREAM_BODY route). */
 const uint8_t *gw_req_body(const struct gw_req *r, size_t *len);
@@ -138,6 +145,13 @@ void *gw_req_userdata(const struct gw_req *r);
 /* Set the reply's Content-Type (copied; a value with a control character
  * becomes application/octet-stream). */
 void gw_req_set_content_type(struct gw_req *r, const char *content_type);
+
+/* The route's query names and its path and query ids (the checks the core
+ * runs before any handler of a route without GW_CHECK_IN_HANDLER): 0, or 1
+ * after replying 400 naming the parameter. */
+int gw_req_check(struct gw_req *r);
+/* The status of the reply given so far (200 for a stream), 0 before one. */
+int gw_req_reply_status(const struct gw_req *r);
 
 /* ---- replies: exactly one per request */
 void gw_reply_header(struct gw_req *r, const char *name, const char *value);
@@ -221,6 +235,10 @@ struct gw_http_options {
 	long max_connections;
 	unsigned idle_timeout_s, read_timeout_s, drain_timeout_s;
 	bool access_log;
+	/* "host:port": GET /metrics (Prometheus text: the engine's metrics,
+	 * then common/metrics.h's registry) on a plain-HTTP listener of its
+	 * own, never on the TLS port; NULL or "" = none. */
+	const char *metrics_listen;
 	const struct gw_route *const *tables; /* route tables, matched in order */
 	const size_t *table_lens;
 	size_t ntables;
@@ -241,8 +259,5 @@ void gw_server_block_signals(sigset_t *set);
  * reloading the TLS files. Prints "ehrgate listening on URL" when ready.
  */
 int gw_server_run(const struct gw_http_options *o);
-/* Prometheus text of the engine's own metrics (routes, connections,
- * pool) of the server that runs r. */
-int gw_metrics_render(struct gw_req *r, struct ehr_buf *out);
 
 #endif

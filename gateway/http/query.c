@@ -189,6 +189,11 @@ const char *gw_req_query_nth(const struct gw_req *r, const char *name, size_t n)
 	return NULL;
 }
 
+int gw_req_check(struct gw_req *r)
+{
+	return gw__req_check(r);
+}
+
 const char *gw_req_query(const struct gw_req *r, const char *name)
 {
 	struct gw_req *m = (struct gw_req *)r; /* lazily parsed cache */

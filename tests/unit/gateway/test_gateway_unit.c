@@ -8,6 +8,7 @@
 #include "gateway/gateway.h"
 #include "gateway/http/http_internal.h"
 #include "gateway/gateway_internal.h"
+#include "records/records.h"
 #include "tests/harness/harness.h"
 
 /* ---------------------------------------------------------------- config */
@@ -30,6 +31,11 @@ static void test_defaults(void)
 	EHR_ASSERT_OK(gw_config_set(c, "server", "state_dir", "/srv/ehr", "test"));
 	EHR_ASSERT_OK(gw_config_finish(c));
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "listen"), "127.0.0.1:8443");
+	/* metrics on their own loopback listener; "" turns it off; a bad value is an error */
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "metrics", "listen"), "127.0.0.1:9464");
+	EHR_ASSERT_OK(gw_config_set(c, "metrics", "listen", "", "test"));
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "metrics", "listen"), "");
+	CU_ASSERT(gw_config_set(c, "metrics", "listen", "9464", "test") < 0);
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "cert"), "/srv/ehr/server.pem");
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "key"), "/srv/ehr/server.key");
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "client_ca"), "/srv/ehr/regca.pem");
@@ -227,6 +233,47 @@ static void test_from_args(void)
 	CU_ASSERT_PTR_NULL(c);
 }
 
+/* [retention]: periods in days or years, per category; malformed values
+ * are config errors (docs/ERASURE.md §6). */
+static void test_retention(void)
+{
+	struct records_retention r;
+	static const char *const bad_def[] = { "",     "d",     "-1d",  "1w",
+		                               "201y", "73001", "1.5y", "99999999999999999999" };
+	static const char *const bad_cats[] = { "lab",    "lab=",       "=3d",     "a b=1d",
+		                                "lab=1x", "lab=1d,img", "lab=300y" };
+
+	EHR_ASSERT_OK(gw_retention_parse(&r, "0", ""));
+	CU_ASSERT_EQUAL(r.default_s, 0);
+	CU_ASSERT_EQUAL(r.n, 0);
+	EHR_ASSERT_OK(gw_retention_parse(&r, "30", " lab=10y , imaging=3650d,,legal=0 "));
+	CU_ASSERT_EQUAL(r.default_s, 30LL * 86400);
+	CU_ASSERT_EQUAL(r.n, 3);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "lab"), 10LL * 365 * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "imaging"), 3650LL * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "legal"), 0);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "other"), 30LL * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(&r, ""), 30LL * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(NULL, "lab"), 0);
+	EHR_ASSERT_OK(gw_retention_parse(&r, "200y", NULL));
+	for (size_t i = 0; i < EHR_ARRAY_LEN(bad_def); i++)
+		EHR_ASSERT_ERR(gw_retention_parse(&r, bad_def[i], ""), EHR_ERR_CONFIG);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(bad_cats); i++)
+		EHR_ASSERT_ERR(gw_retention_parse(&r, "0", bad_cats[i]), EHR_ERR_CONFIG);
+	{
+		char many[4096] = "";
+		size_t len = 0;
+		for (int i = 0; i <= RECORDS_RETENTION_MAX; i++)
+			len += (size_t)snprintf(many + len, sizeof(many) - len, "c%d=1d,", i);
+		EHR_ASSERT_ERR(gw_retention_parse(&r, "0", many), EHR_ERR_CONFIG);
+	}
+	/* The legal-basis and hold-reason codes are closed lists. */
+	CU_ASSERT(records_erase_basis_ok("gdpr-17-1-a") && records_erase_basis_ok("court-order"));
+	CU_ASSERT(!records_erase_basis_ok("gdpr-17-1-g") && !records_erase_basis_ok("") &&
+	          !records_erase_basis_ok(NULL) && !records_erase_basis_ok("GDPR-17-1-A"));
+	CU_ASSERT(records_hold_reason_ok("litigation") && !records_hold_reason_ok("whim"));
+}
+
 /* docs/OPERATIONS.md documents every key with its environment variable. */
 static void test_docs_cover_keys(void)
 {
@@ -371,6 +418,72 @@ static void test_real_tables(void)
 	struct gw_router *rt = NULL;
 
 	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 6));
+	/* every {parameter} of every real route has an id validator */
+	EHR_ASSERT_OK(gw_router_check_params(rt, gw_id_check));
+	EHR_ASSERT_ERR(gw_router_check_params(rt, NULL), EHR_ERR_CONFIG);
+	gw_router_free(rt);
+}
+
+static int knows_nothing(const char *name, const char *value, bool path)
+{
+	(void)name;
+	(void)value;
+	return path ? EHR_ERR_INVAL : 0;
+}
+
+/* The one id validator: the documented formats, nothing else. */
+static void test_id_validator(void)
+{
+	static const char pt[] = "pt-0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+	static const char cid[] = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+	static const char rid[] = "0123456789abcdef0123456789abcdef";
+	static const struct {
+		const char *name, *value;
+		bool path, ok;
+	} cases[] = {
+		{ "pid", pt, true, true },
+		{ "pid", "..", true, false },
+		{ "pid", ".", true, false },
+		{ "pid", rid, true, false },
+		{ "pid", "pt-short", true, false },
+		{ "pid", "pt-0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I=", true, false },
+		{ "rid", rid, true, true },
+		{ "rid", "0123456789ABCDEF0123456789ABCDEF", true, false },
+		{ "rid", "0123456789abcdef", true, false },
+		{ "rid", "..", true, false },
+		{ "cid", cid, true, true },
+		{ "cid", "../../etc", true, false },
+		{ "patient", pt, false, true },
+		{ "patient", "x", false, false },
+		{ "actor", "srv-0123456789abcdef0123456789abcdef", false, true },
+		{ "actor", "aud-0123456789abcdef0123456789abcdef", false, true },
+		{ "actor", "operator", false, true },
+		{ "actor", "anonymous", false, true },
+		{ "actor", pt, false, true },
+		{ "actor", "..", false, false },
+		{ "actor", "srv-xyz", false, false },
+		{ "subject", "4a0b9c", false, true },
+		{ "subject", cid, false, true },
+		{ "subject", "", false, false },
+		{ "limit", "anything: not an id", false, true },
+		{ "nosuch", "x", true, false },
+	};
+	struct gw_router *rt = NULL;
+	static const struct gw_route one[] = { { "GET", "/x/{pid}", "x", 0, false, h, NULL } };
+	const struct gw_route *t[] = { one };
+	size_t l[] = { 1 };
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		int rc = gw_id_check(cases[i].name, cases[i].value, cases[i].path);
+		if ((rc == 0) != cases[i].ok)
+			fprintf(stderr, "\n  %s=%s: %d\n", cases[i].name, cases[i].value, rc);
+		CU_ASSERT_EQUAL(rc == 0, cases[i].ok);
+	}
+	/* value NULL: does the validator know the name? */
+	CU_ASSERT_EQUAL(gw_id_check("pid", NULL, true), 0);
+	CU_ASSERT(gw_id_check("id", NULL, true) < 0);
+	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 1));
+	EHR_ASSERT_ERR(gw_router_check_params(rt, knows_nothing), EHR_ERR_CONFIG);
 	gw_router_free(rt);
 }
 
@@ -384,11 +497,12 @@ static void register_suites(void)
 	              { "secrets never echoed", test_secrets_not_echoed },
 	              { "cross-key checks", test_cross_checks }, { "missing file", test_missing_file },
 	              { "command-line options", test_from_args },
-	              { "docs/OPERATIONS.md covers every key", test_docs_cover_keys });
+	              { "docs/OPERATIONS.md covers every key", test_docs_cover_keys },
+	              { "[retention] periods", test_retention });
 	EHR_ADD_SUITE("router", NULL, NULL, { "matches and parameters", test_router_match },
 	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
 	              { "invalid tables refused", test_router_bad_tables },
-	              { "real route tables", test_real_tables });
+	              { "real route tables", test_real_tables }, { "one id validator", test_id_validator });
 }
 
 EHR_TEST_MAIN(register_suites)

@@ -1,0 +1,230 @@
+/*
+ * cmd_erase.c - the operator's erasure commands (docs/ERASURE.md):
+ *
+ *   ehrgate admin erase RECORD_ID --basis CODE
+ *   ehrgate admin hold place|lift (--patient PID | --record RID) --reason CODE
+ *   ehrgate admin hold list
+ *
+ * Each calls one function of the record service (records_erase,
+ * records_hold_place/lift/list), with "operator" as the ledger actor.
+ */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "gateway/cmd/commands.h"
+#include "gateway/gateway.h"
+#include "records/records.h"
+
+static void print_codes(FILE *f, const char *const *codes)
+{
+	for (size_t i = 0; codes[i] != NULL; i++)
+		fprintf(f, "%s%s", i ? ", " : "", codes[i]);
+	fprintf(f, "\n");
+}
+
+static void erase_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: ehrgate admin erase RECORD_ID --basis CODE [-c CONFIG] [--set section.key=value]...\n"
+	        "Erase one record: its data key is destroyed, its object deleted, and an ehr.erase\n"
+	        "ledger entry records the basis. Refused (exit 3) inside the record's minimum\n"
+	        "retention ([retention]) or under a legal hold. Legal-basis codes:\n  ");
+	print_codes(f, records_erase_bases);
+}
+
+static void hold_usage(FILE *f)
+{
+	fprintf(f, "usage: ehrgate admin hold place|lift (--patient PID | --record RID) --reason CODE\n"
+	           "       ehrgate admin hold list\n"
+	           "Place or lift a legal hold (an ehr.hold.place / ehr.hold.lift ledger entry); while\n"
+	           "a hold is in force, erasure of the record (or of any record of the patient) is\n"
+	           "refused. Reason codes:\n  ");
+	print_codes(f, records_hold_reasons);
+}
+
+/* Open the app for a records command; 0, or an exit status (cfg freed). */
+static int open_records(struct gw_config **cfg, struct gw_app **app, const char *who)
+{
+	if (gw_app_open(app, *cfg, GW_APP_DB | GW_APP_LEDGER | GW_APP_STORE) < 0 ||
+	    gw_app_ledger(*app) == NULL) {
+		fprintf(stderr, "ehrgate admin %s: %s\n", who,
+		        *app ? "the ledger is not available in this build" : ehr_error_detail());
+		gw_app_close(*app);
+		gw_config_free(*cfg);
+		*app = NULL;
+		*cfg = NULL;
+		return 1;
+	}
+	return 0;
+}
+
+static void close_records(struct gw_config *cfg, struct gw_app *app)
+{
+	gw_app_close(app);
+	gw_config_free(cfg);
+}
+
+/* The refusal on stderr, as the 409 body has it. */
+static void print_refusal(const struct records_refusal *why)
+{
+	json_t *j = json_object();
+	char *t;
+
+	records_refusal_json(j, why);
+	json_object_set_new(j, "refused_seq", json_integer((json_int_t)why->refused_seq));
+	t = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	fprintf(stderr, "ehrgate admin erase: refused: %s\n", t ? t : "");
+	free(t);
+	json_decref(j);
+}
+
+static int run_erase(struct gw_app *app, const char *rid, const char *basis)
+{
+	struct records_env env = { gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
+	struct records_retention ret;
+	struct records_erase_out out;
+	struct records_erase_in in = { rid, NULL, "operator", RECORDS_BY_OPERATOR, basis, &ret };
+	int err;
+
+	if (gw_retention_from_config(gw_app_config(app), &ret) < 0) {
+		fprintf(stderr, "ehrgate admin erase: %s\n", ehr_error_detail());
+		return 1;
+	}
+	err = records_erase(&env, &in, &out);
+	if (err == 0) {
+		printf("{\"record_id\":\"%s\",\"state\":\"erased\",\"erase_seq\":%llu,\"already_erased\":%s}"
+		       "\n",
+		       rid, (unsigned long long)out.erase_seq, out.was_erased ? "true" : "false");
+		return 0;
+	}
+	if (out.stage == RECORDS_AT_REFUSED) {
+		print_refusal(&out.refusal);
+		return 3;
+	}
+	fprintf(stderr, "ehrgate admin erase: %s%s\n", ehr_error_detail(),
+	        out.stage == RECORDS_AT_OBJECT || out.stage == RECORDS_AT_COMPLETE ||
+	                        (out.stage == RECORDS_AT_COMMIT && err != EHR_ERR_CONFLICT)
+	                ? " (if the erasure began, run the command again or ehrgate fsck to finish it)"
+	                : "");
+	return err == EHR_ERR_NOT_FOUND || err == EHR_ERR_INVAL ? 2 : 1;
+}
+
+int gw_cmd_admin_erase(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "basis", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct gw_config *cfg = NULL;
+	struct gw_app *app = NULL;
+	const char *basis = NULL;
+	int c, rc;
+
+	if ((rc = gw_config_from_args(&cfg, &argc, argv)) != 0)
+		return rc;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': basis = optarg; break;
+		case 'h':
+			erase_usage(stdout);
+			gw_config_free(cfg);
+			return 0;
+		default:
+			erase_usage(stderr);
+			gw_config_free(cfg);
+			return 2;
+		}
+	}
+	if (basis == NULL || optind != argc - 1 || !records_erase_basis_ok(basis)) {
+		erase_usage(stderr);
+		gw_config_free(cfg);
+		return 2;
+	}
+	if ((rc = open_records(&cfg, &app, "erase")) != 0)
+		return rc;
+	rc = run_erase(app, argv[optind], basis);
+	close_records(cfg, app);
+	return rc;
+}
+
+static int run_hold(struct gw_app *app, const char *verb, const struct records_hold_in *in)
+{
+	struct records_env env = { gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
+	struct ledger_receipt rc;
+	uint64_t id = 0;
+	json_t *list = NULL;
+	int err;
+
+	if (strcmp(verb, "list") == 0) {
+		if ((err = records_hold_list(&env, &list)) == 0) {
+			json_dumpf(list, stdout, JSON_INDENT(2));
+			printf("\n");
+			json_decref(list);
+		}
+	} else {
+		err = strcmp(verb, "place") == 0 ? records_hold_place(&env, in, &id, &rc)
+		                                 : records_hold_lift(&env, in, &id, &rc);
+		if (err == 0)
+			printf("{\"hold_id\":%llu,\"%s_seq\":%llu}\n", (unsigned long long)id, verb,
+			       (unsigned long long)rc.seq);
+	}
+	if (err < 0) {
+		fprintf(stderr, "ehrgate admin hold %s: %s\n", verb, ehr_error_detail());
+		return err == EHR_ERR_NOT_FOUND || err == EHR_ERR_EXISTS || err == EHR_ERR_INVAL ? 2 : 1;
+	}
+	return 0;
+}
+
+int gw_cmd_admin_hold(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "patient", required_argument, NULL, 'p' },
+		{ "record", required_argument, NULL, 'r' },
+		{ "reason", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct records_hold_in in = { .actor = "operator" };
+	struct gw_config *cfg = NULL;
+	struct gw_app *app = NULL;
+	const char *verb = argc > 1 ? argv[1] : "";
+	bool list;
+	int c, rc;
+
+	if ((rc = gw_config_from_args(&cfg, &argc, argv)) != 0)
+		return rc;
+	/* argv[1] is the verb: getopt sees it as its argv[0]. */
+	optind = 1;
+	while (argc > 1 && (c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': in.patient = optarg; break;
+		case 'r': in.record_id = optarg; break;
+		case 'e': in.reason = optarg; break;
+		case 'h':
+			hold_usage(stdout);
+			gw_config_free(cfg);
+			return 0;
+		default:
+			hold_usage(stderr);
+			gw_config_free(cfg);
+			return 2;
+		}
+	}
+	list = strcmp(verb, "list") == 0;
+	if (optind != argc - 1 || !(list || strcmp(verb, "place") == 0 || strcmp(verb, "lift") == 0) ||
+	    (!list &&
+	     ((in.patient == NULL) == (in.record_id == NULL) || !records_hold_reason_ok(in.reason)))) {
+		hold_usage(stderr);
+		gw_config_free(cfg);
+		return 2;
+	}
+	if ((rc = open_records(&cfg, &app, "hold")) != 0)
+		return rc;
+	rc = run_hold(app, verb, &in);
+	close_records(cfg, app);
+	return rc;
+}
