@@ -115,7 +115,7 @@ static json_t *consent_of(struct gw_app *app, const struct owned_entry *e, int *
 
 /* ------------------------------------------------------------- read */
 
-void gw__fhir_consent_read(struct gw_req *r)
+void gw__fhir_consent_read(struct gw_req *r, struct gw_audit_query_info *info)
 {
 	const struct gw_identity *id = gw_req_identity(r);
 	struct gw_app *app = gw_req_app(r);
@@ -124,6 +124,7 @@ void gw__fhir_consent_read(struct gw_req *r)
 	uint64_t seq;
 	int err = 0;
 
+	(void)info; /* a read by id: no count, no patient filter */
 	if (ehr_parse_u64(&seq, gw_req_param(r, "seq"), INT64_MAX - 1) < 0 ||
 	    (err = load_entry(gw_app_ledger(app), seq, &e)) < 0 || !e.have ||
 	    (id->role == GW_ROLE_PATIENT && strcmp(e.e.subject, id->subject) != 0) ||
@@ -185,7 +186,7 @@ out:
 	return err;
 }
 
-void gw__fhir_consent_search(struct gw_req *r)
+void gw__fhir_consent_search(struct gw_req *r, struct gw_audit_query_info *info)
 {
 	const struct gw_identity *id = gw_req_identity(r);
 	struct gw_app *app = gw_req_app(r);
@@ -214,6 +215,7 @@ void gw__fhir_consent_search(struct gw_req *r)
 		}
 		patient = id->subject;
 	}
+	info->subject = patient;
 	GUARD_GOTO(consent_seqs(gw_app_ledger(app), patient, cursor, (unsigned)count, s));
 	for (size_t i = 0; i < s->n && i < count; i++) {
 		struct owned_entry e = { 0 };
@@ -245,6 +247,7 @@ void gw__fhir_consent_search(struct gw_req *r)
 	}
 	if (json_array_size(entries) > 0)
 		json_object_set(bundle, "entry", entries);
+	info->count = (long long)json_array_size(entries);
 	gw__fhir_reply(r, 200, bundle);
 	bundle = NULL;
 out:

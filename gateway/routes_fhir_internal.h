@@ -15,8 +15,10 @@
 
 /* Reply with a FHIR resource (takes the reference). */
 void gw__fhir_reply(struct gw_req *r, int status, json_t *resource);
-/* routes_fhir_consent.c: GET /fhir/Consent and GET /fhir/Consent/{seq}. */
-void gw__fhir_consent_search(struct gw_req *r);
-void gw__fhir_consent_read(struct gw_req *r);
+/* routes_fhir_consent.c: GET /fhir/Consent and GET /fhir/Consent/{seq}
+ * (gw_audit_read_fn: run and recorded as audit.query by gw_audit_query_run). */
+struct gw_audit_query_info;
+void gw__fhir_consent_search(struct gw_req *r, struct gw_audit_query_info *info);
+void gw__fhir_consent_read(struct gw_req *r, struct gw_audit_query_info *info);
 
 #endif

@@ -72,6 +72,28 @@ static const struct want table[] = {
 	  "rest", 'C', 0, "IHE.BasicAudit.PatientCreate" },
 	{ "ehr.erase", "srv-1", "pt-1", "{\"record_id\":\"r1\"}", "110110", NULL, "rest", 'D', 0,
 	  "IHE.BasicAudit.PatientDelete" },
+	{ "ehr.erase.refused", "pt-1", "pt-1",
+	  "{\"basis\":\"gdpr-17-1-b\",\"reason\":\"legal_hold\",\"record_id\":\"r1\",\"requested_by\":"
+	  "\"patient\"}",
+	  "110110", NULL, "rest", 'D', 4, NULL },
+	{ "ehr.hold.place", "operator", "pt-1",
+	  "{\"hold_id\":1,\"on\":\"patient\",\"reason\":\"litigation\"}", "110110", NULL, "rest", 'U', 0,
+	  "IHE.BasicAudit.PatientUpdate" },
+	{ "ehr.hold.lift", "operator", "pt-1",
+	  "{\"hold_id\":2,\"on\":\"record\",\"reason\":\"court-order\",\"record_id\":\"r1\"}", "110110", NULL,
+	  "rest", 'U', 0, "IHE.BasicAudit.PatientUpdate" },
+	{ "auth.patient.erase", "pt-1", "pt-1", "{\"basis\":\"gdpr-17-1-b\",\"outcome\":\"success\"}",
+	  "110110", NULL, "rest", 'D', 0, "IHE.BasicAudit.PatientDelete" },
+	{ "auth.patient.erase", "pt-1", "pt-1", "{\"outcome\":\"failure\",\"reason\":\"legal_hold\"}",
+	  "110110", NULL, "rest", 'D', 4, NULL },
+	{ "contract.erase", "operator", "pt-1", "{\"patient\":\"pt-1\"}", "110110", NULL, "rest", 'D', 0,
+	  "IHE.BasicAudit.PatientDelete" },
+	{ "audit.query", "pt-1", "pt-1",
+	  "{\"outcome\":\"failure\",\"query\":\"limit=x\",\"route\":\"me.access_log\"}", "110112", NULL,
+	  "rest", 'E', 4, NULL },
+	{ "audit.query", "aud-1", "",
+	  "{\"outcome\":\"success\",\"query\":\"\",\"route\":\"ledger.checkpoint\"}", "110112", NULL, "rest",
+	  'E', 0, NULL },
 	{ "auth.patient.create", "srv-1", "pt-1", "{\"outcome\":\"success\",\"code_expires_at\":1}", "110110",
 	  NULL, "rest", 'C', 0, "IHE.BasicAudit.PatientCreate" },
 	{ "contract.create", "pt-1", "pt-1", "{\"cid\":\"c1\",\"signature\":\"x\"}", "110110", NULL, "rest",
@@ -217,6 +239,32 @@ static void test_query_bytes(void)
 	audit_event_clear(&ev);
 }
 
+/* The caller of an audit query is who its id says (a patient reads its own
+ * access log), and a hold names the record it is on, else the patient. */
+static void test_roles_and_holds(void)
+{
+	struct ledger_entry e = mk("audit.query", "pt-1", "pt-1", "{\"query\":\"limit=1\"}");
+	struct ledger_entry h =
+	        mk("ehr.hold.place", "operator", "pt-1", "{\"on\":\"record\",\"record_id\":\"r9\"}");
+	struct audit_event ev;
+	const struct audit_entity *d;
+
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+	CU_ASSERT_STRING_EQUAL(ev.agent[0].role, "patient");
+	audit_event_clear(&ev);
+	CU_ASSERT_FATAL(ehr_fmt(e.actor, sizeof(e.actor), "%s", "aud-1") == 0);
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+	CU_ASSERT_STRING_EQUAL(ev.agent[0].role, "auditor");
+	audit_event_clear(&ev);
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &h, ORIGIN) == 0);
+	CU_ASSERT_STRING_EQUAL(ev.agent[0].role, "operator");
+	d = entity_of(&ev, AUDIT_ENTITY_DATA);
+	CU_ASSERT_FATAL(d != NULL);
+	CU_ASSERT_STRING_EQUAL(d->id, "r9");
+	CU_ASSERT_STRING_EQUAL(d->id_system, AUDIT_SYS_RECORD);
+	audit_event_clear(&ev);
+}
+
 static void test_outcome_rule(void)
 {
 	static const struct {
@@ -345,8 +393,9 @@ static void register_suites(void)
 {
 	EHR_ADD_SUITE("audit", NULL, NULL, { "table", test_table },
 	              { "read_balp_shape", test_read_balp_shape }, { "query_bytes", test_query_bytes },
-	              { "outcome_rule", test_outcome_rule }, { "refused", test_refused },
-	              { "consent", test_consent }, { "search_values", test_search_values });
+	              { "roles_and_holds", test_roles_and_holds }, { "outcome_rule", test_outcome_rule },
+	              { "refused", test_refused }, { "consent", test_consent },
+	              { "search_values", test_search_values });
 }
 
 EHR_TEST_MAIN(register_suites)
