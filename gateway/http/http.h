@@ -38,6 +38,7 @@ struct gw_identity {
 	char actor[128];      /* pseudonymous actor recorded in the ledger */
 	char cert_serial[64]; /* hex serial for mTLS identities, else "" */
 	char jkt[64];         /* patient: JWK thumbprint of the device key, else "" */
+	char token_jti[64];   /* patient: the access token's jti (not secret: an id), else "" */
 };
 
 typedef void (*gw_handler_fn)(struct gw_req *r);

@@ -1168,6 +1168,34 @@ static void test_fhir_consent(void)
 	json_decref(b);
 }
 
+/* Wait until `sql` counts at least `want` (audit.query entries are
+ * committed by the flusher shortly after the reply). */
+static long long wait_count(const char *sql, long long want)
+{
+	int64_t end = ehr_monotonic_ms() + 10000;
+	long long n;
+
+	while ((n = scalar(sql)) < want && ehr_monotonic_ms() < end)
+		gwp_sleep_ms(20);
+	return n;
+}
+
+/* Wait until the ledger stops growing for 300 ms: the audit.query entries
+ * of earlier requests have been committed. */
+static void settle(void)
+{
+	int64_t end = ehr_monotonic_ms() + 10000;
+	long long n = scalar("SELECT count(*) FROM ledger_entries"), m;
+	int quiet = 0;
+
+	while (quiet < 15 && ehr_monotonic_ms() < end) {
+		gwp_sleep_ms(20);
+		m = scalar("SELECT count(*) FROM ledger_entries");
+		quiet = m == n ? quiet + 1 : 0;
+		n = m;
+	}
+}
+
 /* Refusals the other cases may not have made: each one an entry with
  * outcome "failure" (issue 14: 41 of them rendered as success). */
 static void provoke_refusals(void)
@@ -1206,6 +1234,32 @@ static void provoke_refusals(void)
 	EHR_ASSERT_OK(ehr_client_json(c_aud, &status, &resp, "POST", "/v1/patients", NULL));
 	CU_ASSERT(status == 401 || status == 403);
 	json_decref(resp);
+	/* ehr.hold.place, ehr.erase.refused (409 under the hold), ehr.hold.lift,
+	 * then ehr.erase: a record of P1's stored by S1 under a contract */
+	{
+		char rid[64] = "", cid[POLICY_CID_MAX] = "", path[128];
+		const char *place[] = { "admin",    "hold",       "place", "--record", rid,
+			                "--reason", "litigation", "-c",    gw.config,  NULL };
+		const char *lift[] = { "admin",    "hold",       "lift", "--record", rid,
+			               "--reason", "litigation", "-c",   gw.config,  NULL };
+		json_t *b = json_pack("{s:s}", "basis", "patient-request");
+
+		grant(c_p1, P1, S1, POLICY_ACT_APPEND, cid);
+		CU_ASSERT_EQUAL_FATAL(post_record(c_s1, P1, NULL, rid, sizeof(rid)), 201);
+		revoke_contract(c_p1, P1, cid);
+		snprintf(path, sizeof(path), "/v1/records/%s/erase", rid);
+		EHR_ASSERT_OK(gwp_run(&gw, place, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_EQUAL(call(c_p1, "POST", path, b, NULL), 409);
+		EHR_ASSERT_OK(gwp_run(&gw, lift, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_EQUAL(call(c_p1, "POST", path, b, NULL), 200);
+		json_decref(b);
+	}
+	/* audit.query, success and refused, on a /fhir route */
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?_count=1", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?foo=1", NULL, NULL), 400);
+	settle(); /* the audit.query entries are committed after their replies */
 	/* auth.renew and auth.revoke (success) */
 	{
 		char dir[GWP_PATH + 16], id[160];
@@ -1221,6 +1275,65 @@ static void provoke_refusals(void)
 	}
 }
 
+/* The /fhir AuditEvent and Consent reads are audit reads (issue 14 item 2):
+ * each request, refused or not, is one audit.query entry naming the route,
+ * the raw query, the outcome, the count of a search and the patient it
+ * filtered on. */
+static void test_fhir_audit_queries(void)
+{
+	static const struct {
+		const char *route, *outcome;
+		bool count, patient;
+	} want[] = {
+		{ "fhir.auditevent.search", "success", true, true },
+		{ "fhir.auditevent.search", "failure", false, false },
+		{ "fhir.auditevent.search", "failure", false, false },
+		{ "fhir.auditevent.read", "success", false, false },
+		{ "fhir.consent.search", "success", true, true },
+		{ "fhir.consent.read", "failure", false, false },
+	};
+	char sql[256], path[512];
+	long long before, after, start, top;
+	json_t *resp = NULL, *it;
+	size_t i, n = 0;
+
+	settle();
+	start = scalar("SELECT max(seq) + 1 FROM ledger_entries");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger_entries WHERE type = 'audit.query'");
+	before = scalar(sql);
+	snprintf(path, sizeof(path), "/fhir/AuditEvent?patient=%s&_count=2", P1);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", path, NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?foo=1", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?_count=abc", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent/1", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_p1, "GET", "/fhir/Consent?_count=1", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/Consent/0", NULL, NULL), 404);
+	after = wait_count(sql, before + 6);
+	CU_ASSERT_EQUAL(after, before + 6);
+	top = scalar("SELECT max(seq) + 1 FROM ledger_entries");
+	snprintf(path, sizeof(path), "/v1/audit/entries?type=audit.query&from_seq=%lld&to_seq=%lld", start,
+	         top);
+	CU_ASSERT_EQUAL_FATAL(call(c_aud, "GET", path, NULL, &resp), 200);
+	json_array_foreach(json_object_get(resp, "entries"), i, it)
+	{
+		json_t *pl = json_object_get(it, "payload");
+		const char *route = json_string_value(json_object_get(pl, "route"));
+		const char *outcome = json_string_value(json_object_get(pl, "outcome"));
+		const char *subject = json_string_value(json_object_get(it, "subject"));
+
+		CU_ASSERT_FATAL(n < EHR_ARRAY_LEN(want) && route && outcome && subject);
+		CU_ASSERT_STRING_EQUAL(route, want[n].route);
+		CU_ASSERT_STRING_EQUAL(outcome, want[n].outcome);
+		CU_ASSERT_EQUAL(json_is_integer(json_object_get(pl, "count")), want[n].count);
+		CU_ASSERT_STRING_EQUAL(subject, want[n].patient ? P1 : "");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(it, "actor")),
+		                       strcmp(route, "fhir.consent.search") == 0 ? P1 : AUD);
+		n++;
+	}
+	CU_ASSERT_EQUAL(n, EHR_ARRAY_LEN(want));
+	json_decref(resp);
+}
+
 /* Issue 14: every AuditEvent the gateway can emit validates against the
  * HL7 FHIR R4 JSON schema and the BALP constraints of its profile
  * (tests/fhir/validate.js), and every entry type is among them. */
@@ -1233,7 +1346,15 @@ static void test_fhir_every_event_validates(void)
 		"auth.mtls outcome=4",           "auth.dpop outcome=0",       "auth.dpop outcome=4",
 		"auth.revoke outcome=0",         "contract.create outcome=0", "contract.revoke outcome=0",
 		"contract.group.add outcome=0",  "ehr.store outcome=0",       "ehr.read outcome=0",
-		"access.decision outcome=0",     "access.decision outcome=4",
+		"access.decision outcome=0",     "access.decision outcome=4", "ehr.erase outcome=0",
+		"ehr.erase.refused outcome=4",   "ehr.hold.place outcome=0",  "ehr.hold.lift outcome=0",
+		"audit.query outcome=0",         "audit.query outcome=4",
+	};
+	static const char *const profiles[] = {
+		"IHE.BasicAudit.PatientRead",   "IHE.BasicAudit.OAUTHaccessTokenUse.Minimal",
+		"IHE.BasicAudit.PatientCreate", "IHE.BasicAudit.PatientUpdate",
+		"IHE.BasicAudit.PatientDelete", "IHE.BasicAudit.Query",
+		"IHE.BasicAudit.AuthZconsent",
 	};
 	static const char *const invalid[] = { "empty-subject.json", "read-no-patient.json",
 		                               "read-failure-claims-profile.json" };
@@ -1302,6 +1423,14 @@ static void test_fhir_every_event_validates(void)
 		if (json_object_get(types, want[i]) == NULL) {
 			fprintf(stderr, "\n  no AuditEvent for %s\n", want[i]);
 			CU_FAIL("an entry type the gateway emits was not rendered");
+		}
+	}
+	/* a patient's read carries its token id (BALP OAUTHaccessTokenUse); the
+	 * erasure, the holds and the audit queries follow their profiles */
+	for (size_t i = 0; i < EHR_ARRAY_LEN(profiles); i++) {
+		if (json_object_get(json_object_get(summary, "profiles"), profiles[i]) == NULL) {
+			fprintf(stderr, "\n  no AuditEvent declares %s\n", profiles[i]);
+			CU_FAIL("a BALP profile the gateway emits was not rendered");
 		}
 	}
 	CU_ASSERT(json_integer_value(json_object_get(summary, "invalid")) == 0);
@@ -1373,34 +1502,6 @@ static void test_query_pagination(void)
 }
 
 /* --------------------------------------------------------- audit.query */
-
-/* Wait until `sql` counts at least `want` (audit.query entries are
- * committed by the flusher shortly after the reply). */
-static long long wait_count(const char *sql, long long want)
-{
-	int64_t end = ehr_monotonic_ms() + 10000;
-	long long n;
-
-	while ((n = scalar(sql)) < want && ehr_monotonic_ms() < end)
-		gwp_sleep_ms(20);
-	return n;
-}
-
-/* Wait until the ledger stops growing for 300 ms: the audit.query entries
- * of earlier requests have been committed. */
-static void settle(void)
-{
-	int64_t end = ehr_monotonic_ms() + 10000;
-	long long n = scalar("SELECT count(*) FROM ledger_entries"), m;
-	int quiet = 0;
-
-	while (quiet < 15 && ehr_monotonic_ms() < end) {
-		gwp_sleep_ms(20);
-		m = scalar("SELECT count(*) FROM ledger_entries");
-		quiet = m == n ? quiet + 1 : 0;
-		n = m;
-	}
-}
 
 /* Every audit read is one audit.query entry: actor the caller, subject the
  * patient filtered on, payload {route, query, outcome, count}; a refused
@@ -1997,6 +2098,7 @@ static void register_suites(void)
 	              { "fhir_audit_event", test_fhir_audit_event },
 	              { "fhir_auditevent_search", test_fhir_auditevent_search },
 	              { "fhir_consent", test_fhir_consent },
+	              { "fhir_audit_queries", test_fhir_audit_queries },
 	              { "fhir_every_event_validates", test_fhir_every_event_validates },
 	              { "query_pagination", test_query_pagination },
 	              { "audit_query_entries", test_audit_query_entries },
