@@ -99,7 +99,7 @@ enum gw_app_part {
 	GW_APP_STORE = 1u << 3,  /* object store */
 	/* the audit.query queue and its flusher thread (implies LEDGER) */
 	GW_APP_AUDIT_QUERIES = 1u << 4,
-	GW_APP_ATNA = 1u << 5,   /* the ATNA feed of [atna], when it names repositories (implies LEDGER) */
+	GW_APP_ATNA = 1u << 5, /* the ATNA feed of [atna], when it names repositories (implies LEDGER) */
 	GW_APP_ALL = 0x3fu,
 };
 /* Open the parts named in `what`. cfg must outlive the app. */
