@@ -174,4 +174,51 @@ int audit_dicom_xml(struct ehr_buf *out, const struct audit_event *ev);
  * character XML 1.0 forbids replaced by U+FFFD. */
 int audit_xml_escape(struct ehr_buf *out, const void *s, size_t n);
 
+/* ------------------------------------------------ FHIR search (search.c) */
+
+/* A FHIR token search value, "[system]|[code]" or "code" (FHIR R4 search
+ * §3.1.1.4.9): system NULL matches any system. Strings point into `buf`. */
+struct audit_token {
+	const char *system; /* NULL: any */
+	const char *code;   /* never NULL, never "" */
+	char buf[256];
+};
+int audit_fhir_token_parse(struct audit_token *t, const char *value);
+bool audit_token_matches(const struct audit_token *t, const struct audit_code *c);
+
+/*
+ * One FHIR `date` search value (prefix eq, ge, gt, le, lt; then YYYY,
+ * YYYY-MM, YYYY-MM-DD, or YYYY-MM-DDThh:mm[:ss[.fff]] with Z or +-hh:mm)
+ * narrows the half-open range [*since_ms, *until_ms) (0 = unbounded) the
+ * way FHIR R4 search §3.1.1.4.2 reads it against an instant. EHR_ERR_INVAL
+ * (public message) for anything else.
+ */
+int audit_fhir_date_narrow(const char *value, int64_t *since_ms, int64_t *until_ms);
+
+/* What a FHIR AuditEvent search filters after the ledger's own indexes. */
+struct audit_filter {
+	const struct audit_token *type;    /* AuditEvent.type, or NULL */
+	const struct audit_token *subtype; /* any AuditEvent.subtype, or NULL */
+	int outcome;                       /* 0/4/8/12, or -1 for any */
+	const char *entity;                /* an entity identifier value, or NULL */
+};
+bool audit_event_matches(const struct audit_event *ev, const struct audit_filter *f);
+
+/* ----------------------------------------------------- Consent (consent.c) */
+
+/*
+ * The FHIR R4 Consent (http://hl7.org/fhir/R4/consent.html) of a contract:
+ * `create` is its contract.create entry; `revoke` its first contract.revoke
+ * entry, or NULL while it is in force. With as_revocation the resource is
+ * the revocation's own Consent (id = the revoke seq, status inactive,
+ * the signed revocation attached); otherwise the contract's (id = the
+ * create seq, status active or, once revoked, inactive; the signed contract
+ * attached). The attachment is the ledger payload byte for byte, so a
+ * reader checks the signature with its jwk and the entry against the
+ * signed tree. docs/CONTRACTS.md §9 has the mapping. NULL on a payload that
+ * is not a contract (EHR_ERR_PARSE in the error slot) or out of memory.
+ */
+json_t *audit_consent_json(const struct ledger_entry *create, const struct ledger_entry *revoke,
+                           bool as_revocation);
+
 #endif

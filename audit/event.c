@@ -46,7 +46,13 @@ enum pattern {
 };
 
 /* What the data entity of a REST pattern is. */
-enum data_kind { D_NONE, D_RECORD, D_CONTRACT, D_PATIENT };
+enum data_kind {
+	D_NONE,
+	D_RECORD,   /* payload record_id (or record) */
+	D_CONTRACT, /* payload cid */
+	D_PATIENT,  /* the subject: the patient's record as a whole */
+	D_HOLD,     /* a legal hold: on the record (record_id) or, without one, the patient */
+};
 
 struct audit_map {
 	const char *type; /* the ledger entry type */
@@ -57,24 +63,35 @@ struct audit_map {
 	struct audit_code rest; /* restful-interaction subtype (REST patterns) */
 	char action;
 	const char *profile; /* BALP profile of the success, NULL when none */
+	bool refusal;        /* the entry type itself records a refusal: outcome 4 */
 };
 
 /* THE table: every entry type the gateway emits (docs/AUDIT.md §1). */
 static const struct audit_map audit_map[] = {
 	{ "ehr.read", P_READ, D_RECORD, DCM("110110", "Patient Record"), NOCODE, REST("read"), 'R',
-	  "IHE.BasicAudit.PatientRead" },
+	  "IHE.BasicAudit.PatientRead", false },
 	{ "ehr.store", P_CREATE, D_RECORD, DCM("110110", "Patient Record"), NOCODE, REST("create"), 'C',
-	  "IHE.BasicAudit.PatientCreate" },
+	  "IHE.BasicAudit.PatientCreate", false },
 	{ "ehr.erase", P_DELETE, D_RECORD, DCM("110110", "Patient Record"), NOCODE, REST("delete"), 'D',
-	  "IHE.BasicAudit.PatientDelete" },
+	  "IHE.BasicAudit.PatientDelete", false },
+	{ "ehr.erase.refused", P_DELETE, D_RECORD, DCM("110110", "Patient Record"), NOCODE, REST("delete"),
+	  'D', "IHE.BasicAudit.PatientDelete", true },
+	{ "ehr.hold.place", P_UPDATE, D_HOLD, DCM("110110", "Patient Record"), NOCODE, REST("update"), 'U',
+	  "IHE.BasicAudit.PatientUpdate", false },
+	{ "ehr.hold.lift", P_UPDATE, D_HOLD, DCM("110110", "Patient Record"), NOCODE, REST("update"), 'U',
+	  "IHE.BasicAudit.PatientUpdate", false },
+	{ "auth.patient.erase", P_DELETE, D_PATIENT, DCM("110110", "Patient Record"), NOCODE, REST("delete"),
+	  'D', "IHE.BasicAudit.PatientDelete", false },
+	{ "contract.erase", P_DELETE, D_PATIENT, DCM("110110", "Patient Record"), NOCODE, REST("delete"), 'D',
+	  "IHE.BasicAudit.PatientDelete", false },
 	{ "auth.patient.create", P_CREATE, D_PATIENT, DCM("110110", "Patient Record"), NOCODE, REST("create"),
-	  'C', "IHE.BasicAudit.PatientCreate" },
+	  'C', "IHE.BasicAudit.PatientCreate", false },
 	{ "contract.create", P_CREATE, D_CONTRACT, DCM("110110", "Patient Record"), NOCODE, REST("create"),
-	  'C', "IHE.BasicAudit.PatientCreate" },
+	  'C', "IHE.BasicAudit.PatientCreate", false },
 	{ "contract.revoke", P_UPDATE, D_CONTRACT, DCM("110110", "Patient Record"), NOCODE, REST("update"),
-	  'U', "IHE.BasicAudit.PatientUpdate" },
+	  'U', "IHE.BasicAudit.PatientUpdate", false },
 	{ "audit.query", P_QUERY, D_NONE, DCM("110112", "Query"), NOCODE, REST("search-type"), 'E',
-	  "IHE.BasicAudit.Query" },
+	  "IHE.BasicAudit.Query", false },
 	{ "access.decision",
 	  P_AUTHZ,
 	  D_NONE,
@@ -82,30 +99,31 @@ static const struct audit_map audit_map[] = {
 	  { AUDIT_SYS_BALP_AUTHZ, "AuthZ-Consent", "Authorization Decision using Roles and Consent" },
 	  NOCODE,
 	  'E',
-	  "IHE.BasicAudit.AuthZconsent" },
+	  "IHE.BasicAudit.AuthZconsent",
+	  false },
 	{ "auth.token", P_LOGIN, D_NONE, DCM("110114", "User Authentication"), DCM("110122", "Login"), NOCODE,
-	  'E', NULL },
+	  'E', NULL, false },
 	{ "auth.mtls", P_LOGIN, D_NONE, DCM("110114", "User Authentication"), DCM("110122", "Login"), NOCODE,
-	  'E', NULL },
+	  'E', NULL, false },
 	{ "auth.dpop", P_LOGIN, D_NONE, DCM("110114", "User Authentication"), DCM("110122", "Login"), NOCODE,
-	  'E', NULL },
+	  'E', NULL, false },
 	{ "auth.register", P_SECURITY, D_NONE, DCM("110113", "Security Alert"),
-	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'C', NULL },
+	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'C', NULL, false },
 	{ "auth.renew", P_SECURITY, D_NONE, DCM("110113", "Security Alert"),
-	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'U', NULL },
+	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'U', NULL, false },
 	{ "auth.enroll", P_SECURITY, D_NONE, DCM("110113", "Security Alert"),
-	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'C', NULL },
+	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'C', NULL, false },
 	{ "auth.revoke", P_SECURITY, D_NONE, DCM("110113", "Security Alert"),
-	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'D', NULL },
+	  DCM("110137", "User Security Attributes Changed"), NOCODE, 'D', NULL, false },
 	{ "contract.group.add", P_SECURITY, D_NONE, DCM("110113", "Security Alert"),
-	  DCM("110136", "Security Roles Changed"), NOCODE, 'U', NULL },
+	  DCM("110136", "Security Roles Changed"), NOCODE, 'U', NULL, false },
 	{ "contract.group.remove", P_SECURITY, D_NONE, DCM("110113", "Security Alert"),
-	  DCM("110136", "Security Roles Changed"), NOCODE, 'U', NULL },
+	  DCM("110136", "Security Roles Changed"), NOCODE, 'U', NULL, false },
 };
 
 /* An entry type not in the table (a newer gateway's): Application Activity. */
 static const struct audit_map audit_map_other = {
-	NULL, P_OTHER, D_NONE, DCM("110100", "Application Activity"), NOCODE, NOCODE, 'E', NULL
+	NULL, P_OTHER, D_NONE, DCM("110100", "Application Activity"), NOCODE, NOCODE, 'E', NULL, false
 };
 
 static const struct audit_map *map_find(const char *type)
@@ -134,11 +152,12 @@ static const char *nonempty(const char *s)
  * The outcome rule (docs/AUDIT.md §1), from the payload alone:
  *  - 12 when payload.outcome is "integrity" (the gateway's own data failed a check);
  *  - 8 when payload.outcome is "error" (a valid request the gateway could not complete);
- *  - 4 when payload.outcome is "failure" (a refused credential or request) or
- *    payload.decision is "deny";
+ *  - 4 when payload.outcome is "failure" (a refused credential or request),
+ *    payload.decision is "deny", or the entry type is itself a refusal
+ *    (ehr.erase.refused);
  *  - else 0.
  */
-static enum audit_outcome outcome_of(const struct audit_event *ev)
+static enum audit_outcome outcome_of(const struct audit_event *ev, const struct audit_map *m)
 {
 	const char *o = pstr(ev, "outcome"), *d = pstr(ev, "decision");
 
@@ -146,7 +165,7 @@ static enum audit_outcome outcome_of(const struct audit_event *ev)
 		return AUDIT_OUTCOME_MAJOR;
 	if (o && strcmp(o, "error") == 0)
 		return AUDIT_OUTCOME_SERIOUS;
-	if ((o && strcmp(o, "failure") == 0) || (d && strcmp(d, "deny") == 0))
+	if ((o && strcmp(o, "failure") == 0) || (d && strcmp(d, "deny") == 0) || m->refusal)
 		return AUDIT_OUTCOME_MINOR;
 	return AUDIT_OUTCOME_SUCCESS;
 }
@@ -169,7 +188,12 @@ static const char *actor_role(const struct audit_event *ev, const struct ledger_
 		return strcmp(e->actor, e->subject) == 0 ? "patient" : "server";
 	if (strcmp(e->type, "ehr.read") == 0)
 		return strcmp(e->actor, e->subject) == 0 ? "patient" : "server";
-	if (strcmp(e->type, "audit.query") == 0)
+	/* otherwise the actor's id says its kind (docs/PROTOCOL.md §9) */
+	if (strncmp(e->actor, "pt-", 3) == 0)
+		return "patient";
+	if (strncmp(e->actor, "srv-", 4) == 0)
+		return "server";
+	if (strncmp(e->actor, "aud-", 4) == 0)
 		return "auditor";
 	return NULL;
 }
@@ -248,8 +272,12 @@ static void add_patient(struct audit_event *ev, const char *patient)
 static void add_data(struct audit_event *ev, const struct audit_map *m, const struct ledger_entry *e)
 {
 	struct audit_entity *n = NULL;
+	enum data_kind data = m->data;
 
-	switch (m->data) {
+	/* a hold is on one record or, without record_id, the patient's record */
+	if (data == D_HOLD)
+		data = pstr(ev, "record_id") ? D_RECORD : D_PATIENT;
+	switch (data) {
 	case D_RECORD:
 		n = entity_add(ev, AUDIT_ENTITY_DATA, et_object, or_resource, id_report, AUDIT_SYS_RECORD,
 		               pstr(ev, "record_id") ? pstr(ev, "record_id") : pstr(ev, "record"));
@@ -268,6 +296,7 @@ static void add_data(struct audit_event *ev, const struct audit_map *m, const st
 		if (n)
 			n->ref_type = "Patient";
 		break;
+	case D_HOLD:
 	case D_NONE:
 	default: break;
 	}
@@ -392,6 +421,32 @@ static void build_security(struct audit_event *ev, const struct ledger_entry *e)
 
 /* ------------------------------------------------------------ public */
 
+static bool has_entity(const struct audit_event *ev, enum audit_entity_kind kind)
+{
+	for (size_t i = 0; i < ev->n_entity; i++)
+		if (ev->entity[i].kind == kind && (kind != AUDIT_ENTITY_QUERY || ev->entity[i].query_len > 0))
+			return true;
+	return false;
+}
+
+/* Whether the event fills what its BALP profile requires. BALP profiles
+ * are for successes, AuthZconsent for every decision a contract made
+ * (permit or deny); the Patient* profiles need the data and the patient
+ * entity, Query a query of at least one byte (base64Binary is never
+ * empty): a request without a query string declares no profile. */
+static bool profile_applies(const struct audit_event *ev, const struct audit_map *m)
+{
+	if (m->profile == NULL)
+		return false;
+	if (m->pattern == P_AUTHZ)
+		return pstr(ev, "cid") != NULL;
+	if (ev->outcome != AUDIT_OUTCOME_SUCCESS)
+		return false;
+	if (m->pattern == P_QUERY)
+		return has_entity(ev, AUDIT_ENTITY_QUERY);
+	return has_entity(ev, AUDIT_ENTITY_DATA) && has_entity(ev, AUDIT_ENTITY_PATIENT);
+}
+
 int audit_event_from_entry(struct audit_event *ev, const struct ledger_entry *e, const char *observer)
 {
 	const struct audit_map *m;
@@ -414,7 +469,7 @@ int audit_event_from_entry(struct audit_event *ev, const struct ledger_entry *e,
 	ev->dicom = m->dicom;
 	ev->dicom_subtype = m->dicom_subtype;
 	ev->action = m->action;
-	ev->outcome = outcome_of(ev);
+	ev->outcome = outcome_of(ev, m);
 	ev->outcome_desc = pstr(ev, "reason");
 	if (m->rest.system) {
 		ev->type = type_rest;
@@ -440,10 +495,7 @@ int audit_event_from_entry(struct audit_event *ev, const struct ledger_entry *e,
 		add_patient(ev, e->subject);
 		break;
 	}
-	/* BALP profiles are for successes; AuthZconsent for every decision a
-	 * contract made, permit or deny. */
-	if (m->profile && (ev->outcome == AUDIT_OUTCOME_SUCCESS || m->pattern == P_AUTHZ) &&
-	    (m->pattern != P_AUTHZ || pstr(ev, "cid") != NULL) && (m->data != D_RECORD || ev->n_entity >= 2))
+	if (profile_applies(ev, m))
 		ev->profile[ev->n_profile++] = m->profile;
 	for (size_t i = 0; i < ev->n_agent; i++)
 		if (ev->agent[i].kind == AUDIT_AGENT_OAUTH_USER && ev->n_profile > 0)

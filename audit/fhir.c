@@ -42,13 +42,16 @@ static json_t *concept(const struct audit_code *c)
 	return k ? json_pack("{s:[o]}", "coding", k) : NULL;
 }
 
-/* A logical Reference: {type?, identifier{system?, value}}. */
+/* A logical Reference: {type?, identifier{system?, value}}; the gateway's
+ * also has a display, and is the same wherever it appears (source.observer
+ * and the authoriser's who: BALP's val-audit-source compares them). */
 static json_t *reference(const char *ref_type, const char *system, const char *value)
 {
 	json_t *id = json_object(), *r = json_object();
 
 	if (id == NULL || r == NULL || set_str(id, "system", system) < 0 || set_str(id, "value", value) < 0 ||
-	    set_str(r, "type", ref_type) < 0 || json_object_set_new(r, "identifier", id) < 0) {
+	    set_str(r, "type", ref_type) < 0 || json_object_set_new(r, "identifier", id) < 0 ||
+	    (system && strcmp(system, AUDIT_SYS_GATEWAY) == 0 && set_str(r, "display", value) < 0)) {
 		json_decref(r);
 		return NULL;
 	}

@@ -234,6 +234,7 @@ struct auth_principal {
 	char id[AUTH_MAX_ID + 1];  /* server/auditor id or patient pseudonym */
 	char serial[65];           /* certificate serial (mTLS) */
 	char jkt[EHR_JKT_LEN + 1]; /* device key thumbprint (patient) */
+	char token_jti[64];        /* patient: the access token's jti (BALP OAUTHaccessTokenUse) */
 };
 
 /*

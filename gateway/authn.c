@@ -125,6 +125,7 @@ static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_i
 	id->role = GW_ROLE_PATIENT;
 	GUARD(ehr_str_copy(id->subject, sizeof(id->subject), p.id));
 	GUARD(ehr_str_copy(id->actor, sizeof(id->actor), p.id));
+	GUARD(ehr_str_copy(id->token_jti, sizeof(id->token_jti), p.token_jti));
 	return ehr_str_copy(id->jkt, sizeof(id->jkt), p.jkt);
 }
 

@@ -17,6 +17,7 @@ enum gw_id_kind {
 	GW_ID_PRINCIPAL, /* "srv-" / "aud-" + 32 lower-case hex */
 	GW_ID_LEDGER,    /* a ledger actor or subject: any id above, a serial, operator, anonymous */
 	GW_ID_TEST,      /* the test routes' echo segments: any decoded segment */
+	GW_ID_SEQ,       /* a ledger seq in decimal: the FHIR id of an AuditEvent or a Consent */
 };
 
 /* Path and query parameter names, and what each must be. A route with a
@@ -32,9 +33,11 @@ static const struct {
 	{ "cid", true, GW_ID_CONTRACT, "contract id must be 43 base64url characters" },
 	{ "item", true, GW_ID_TEST, "" },
 	{ "part", true, GW_ID_TEST, "" },
+	{ "seq", true, GW_ID_SEQ, "id must be a ledger seq (decimal digits)" },
 	{ "patient", false, GW_ID_PATIENT, "patient must be pt- and 43 base64url characters" },
 	{ "actor", false, GW_ID_LEDGER, "actor must be an id, a pseudonym, operator or anonymous" },
 	{ "subject", false, GW_ID_LEDGER, "subject must be an id, a pseudonym or a serial" },
+	{ "agent", false, GW_ID_LEDGER, "agent must be an id, a pseudonym, operator or anonymous" },
 };
 
 static bool all_of(const char *s, size_t n, bool (*ok)(char))
@@ -82,6 +85,7 @@ static bool gw_id_valid(enum gw_id_kind kind, const char *v)
 		       gw_id_valid(GW_ID_CONTRACT, v) || (n > 0 && n <= 64 && all_of(v, n, lower_hex_char)) ||
 		       strcmp(v, "operator") == 0 || strcmp(v, "anonymous") == 0;
 	case GW_ID_TEST: return true;
+	case GW_ID_SEQ: return n > 0 && n <= 18 && strspn(v, "0123456789") == n && (n == 1 || v[0] != '0');
 	default: return false;
 	}
 }

@@ -16,6 +16,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "audit/audit.h"
 #include "common/db.h"
 #include "policy/policy.h"
 #include "gateway/gateway.h"
@@ -179,67 +180,18 @@ out:
 
 /* ------------------------------------------------------ reading entries */
 
-static const char *fhir_action(const char *type, const json_t *payload)
+/* FHIR R4 AuditEvent of one entry: the audit module's mapping (audit/audit.h,
+ * docs/AUDIT.md §1), so the query, the FHIR search and the ATNA feed agree. */
+static json_t *fhir_audit_event(const struct ledger_entry *e, const char *origin)
 {
-	const char *a = json_string_value(json_object_get(payload, "action"));
+	struct audit_event ev;
+	json_t *j;
 
-	if (a && strcmp(a, "read") == 0)
-		return "R";
-	if (a && strcmp(a, "append") == 0)
-		return "C";
-	if (strcmp(type, POLICY_ENTRY_CREATE) == 0 || strstr(type, "store") || strstr(type, "create") ||
-	    strstr(type, "register") || strstr(type, "enrol"))
-		return "C";
-	if (strcmp(type, POLICY_ENTRY_REVOKE) == 0 || strstr(type, "revoke"))
-		return "D";
-	if (strstr(type, "read"))
-		return "R";
-	return "E";
-}
-
-/* FHIR R4 AuditEvent (http://hl7.org/fhir/R4/auditevent.html) for one
- * ledger entry. outcome: 0 success, 4 minor failure (a denial or a
- * refused authentication). */
-static json_t *fhir_audit_event(const struct ledger_entry *e, const json_t *payload, const char *origin)
-{
-	char when[32], id[24];
-	const char *decision = json_string_value(json_object_get(payload, "decision"));
-	const json_t *success = json_object_get(payload, "success");
-	bool failed = (decision && strcmp(decision, "deny") == 0) || json_is_false(success);
-	const char *record = json_string_value(json_object_get(payload, "record"));
-	json_t *ev, *entity;
-
-	ehr_time_rfc3339(when, e->ts_ms);
-	if (ehr_fmt(id, sizeof(id), "%llu", (unsigned long long)e->seq) < 0)
-		return NULL; /* 24 bytes hold any u64: cannot happen */
-	entity = json_pack("[{s:{s:{s:s, s:s}}, s:{s:s, s:s}}]", "what", "identifier", "system",
-	                   "urn:ehrgate:subject", "value", e->subject, "type", "system",
-	                   "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code", "1");
-	if (entity && record)
-		json_array_append_new(
-		        entity,
-		        json_pack("{s:{s:{s:s, s:s}}, s:{s:s, s:s}}", "what", "identifier", "system",
-		                  "urn:ehrgate:record", "value", record, "type", "system",
-		                  "http://terminology.hl7.org/CodeSystem/audit-entity-type", "code", "2"));
-	ev = json_pack("{s:s, s:s, s:{s:s, s:s, s:s}, s:s, s:s, s:s, s:s, s:[{s:{s:{s:s, s:s}}, s:b}], "
-	               "s:{s:{s:s}, s:[{s:s, s:s}]}, s:o}",
-	               "resourceType", "AuditEvent", "id", id, "type", "system",
-	               "urn:ehrgate:ledger-entry-type", "code", e->type, "display", e->type, "action",
-	               fhir_action(e->type, payload), "recorded", when, "outcome", failed ? "4" : "0",
-	               "outcomeDesc",
-	               json_string_value(json_object_get(payload, "reason"))
-	                       ? json_string_value(json_object_get(payload, "reason"))
-	                       : (failed ? "failure" : "success"),
-	               "agent", "who", "identifier", "system", "urn:ehrgate:actor", "value", e->actor,
-	               "requestor", 1, "source", "observer", "display", origin, "type", "system",
-	               "http://terminology.hl7.org/CodeSystem/security-source-type", "code", "4", "entity",
-	               entity ? entity : json_array());
-	if (ev && json_is_true(json_object_get(payload, "break_glass")))
-		json_object_set_new(ev, "purposeOfEvent",
-		                    json_pack("[{s:[{s:s, s:s, s:s}]}]", "coding", "system",
-		                              "http://terminology.hl7.org/CodeSystem/v3-ActReason", "code",
-		                              "ETREAT", "display", "Emergency Treatment"));
-	return ev;
+	if (audit_event_from_entry(&ev, e, origin) < 0)
+		return NULL;
+	j = audit_fhir_json(&ev);
+	audit_event_clear(&ev);
+	return j;
 }
 
 /* A ledger_query callback (routes_audit_internal.h). */
@@ -255,7 +207,7 @@ int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8
 	        ehr_json_parse(&payload, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, EHR_JSON_MAX_DEPTH));
 	ehr_time_rfc3339(when, e->ts_ms);
 	if (c->fhir) {
-		item = json_pack("{s:o}", "resource", fhir_audit_event(e, payload, c->origin));
+		item = json_pack("{s:o}", "resource", fhir_audit_event(e, c->origin));
 	} else if (c->access_log) {
 		item = json_pack("{s:I, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:b}", "seq",
 		                 (json_int_t)e->seq, "time", when, "requester", e->actor, "decision",
@@ -284,7 +236,7 @@ out:
 
 /* A time bound becomes a seq bound through the (ts_ms, seq) index of
  * migration 0041, so a time-filtered page never scans from seq 0. */
-static int seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq)
+int gw__audit_seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq)
 {
 	char ts[24];
 	const char *p[] = { ts };
@@ -313,6 +265,19 @@ static bool accepts_fhir(struct gw_req *r)
 	return a && strstr(a, "application/fhir+json") != NULL;
 }
 
+/* A query value, percent-encoded (RFC 3986 unreserved characters kept). */
+int gw__url_encode(struct ehr_buf *out, const char *v)
+{
+	for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		    *p == '-' || *p == '.' || *p == '_' || *p == '~')
+			GUARD(ehr_buf_append_u8(out, *p));
+		else
+			GUARD(ehr_buf_printf(out, "%%%02X", *p));
+	}
+	return 0;
+}
+
 /* The same query with cursor=next, as a path (FHIR Bundle.link "next"). */
 static int next_url(struct ehr_buf *out, struct gw_req *r, const char *next)
 {
@@ -326,13 +291,7 @@ static int next_url(struct ehr_buf *out, struct gw_req *r, const char *next)
 		if (v == NULL)
 			continue;
 		GUARD(ehr_buf_printf(out, "&%s=", keys[i]));
-		for (const unsigned char *p = (const unsigned char *)v; *p; p++) {
-			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-			    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~')
-				GUARD(ehr_buf_append_u8(out, *p));
-			else
-				GUARD(ehr_buf_printf(out, "%%%02X", *p));
-		}
+		GUARD(gw__url_encode(out, v));
 	}
 	return 0;
 }
@@ -381,7 +340,7 @@ static void list_entries(struct gw_req *r, bool access_log, struct gw_audit_quer
 	info->subject = q.subject;
 	if (since > 0) {
 		uint64_t s;
-		if ((err = seq_from_time(app, (int64_t)since, &s)) < 0) {
+		if ((err = gw__audit_seq_from_time(app, (int64_t)since, &s)) < 0) {
 			reply_err(r, err);
 			return;
 		}

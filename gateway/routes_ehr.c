@@ -264,7 +264,8 @@ static void h_record_get(struct gw_req *r)
 	struct gw_app *app = gw_req_app(r);
 	struct records_env env = env_of(app);
 	struct policy_request q;
-	struct records_get_in in = { gw_req_param(r, "rid"), gw_req_identity(r)->actor, &q };
+	const struct gw_identity *id = gw_req_identity(r);
+	struct records_get_in in = { gw_req_param(r, "rid"), id->actor, &q, id->token_jti };
 	struct records_sink sink = { sink_start, sink_write, sink_end, r };
 	struct records_get_out out;
 	int err;

@@ -101,6 +101,8 @@ static int get_log_read(const struct records_env *env, const struct records_get_
 
 	ENSURE(payload != NULL, EHR_ERR_NOMEM);
 	json_object_set_new(payload, "basis", json_string(basis));
+	if (in->token_jti && *in->token_jti)
+		json_object_set_new(payload, "jti", json_string(in->token_jti));
 	err = ledger_append(env->ledger, &e, rcpt);
 	json_decref(payload);
 	return err;

@@ -156,6 +156,9 @@ struct records_get_in {
 	/* As for records_put; records_get fills patient, action (read),
 	 * record_id and category from the row. */
 	const struct policy_request *policy;
+	/* The patient's access token id when a patient token was used, else
+	 * NULL: the ehr.read payload's "jti" (IHE BALP OAUTHaccessTokenUse). */
+	const char *token_jti;
 };
 
 struct records_get_out {

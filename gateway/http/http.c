@@ -661,6 +661,16 @@ void gw_reply_error(struct gw_req *r, int status, const char *code, const char *
 	va_end(ap);
 	if (rc < 0) /* never a cut message: a generic one */
 		memcpy(msg, "request refused", sizeof("request refused"));
+	if (r->srv && r->srv->opt && r->srv->opt->error_render) {
+		const char *ct = NULL;
+		text = r->srv->opt->error_render(r, status, code, msg, &ct);
+		if (text != NULL && ct != NULL) {
+			gw_reply_bytes(r, status, ct, text, strlen(text));
+			free(text);
+			return;
+		}
+		free(text);
+	}
 	j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
 	text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 	json_decref(j);

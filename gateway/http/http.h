@@ -38,6 +38,7 @@ struct gw_identity {
 	char actor[128];      /* pseudonymous actor recorded in the ledger */
 	char cert_serial[64]; /* hex serial for mTLS identities, else "" */
 	char jkt[64];         /* patient: JWK thumbprint of the device key, else "" */
+	char token_jti[64];   /* patient: the access token's jti (not secret: an id), else "" */
 };
 
 typedef void (*gw_handler_fn)(struct gw_req *r);
@@ -67,7 +68,8 @@ struct gw_route {
 	 * ("limit after"); NULL or "" = none. Before the handler runs (after
 	 * the gate), a parameter not named here, a repeated one or a malformed
 	 * query string is refused with 400 invalid_request naming it, so a
-	 * misspelt filter can never widen a query.
+	 * misspelt filter can never widen a query. A name ending in '*'
+	 * ("date*") may be repeated (FHIR ranges: date=ge..&date=lt..).
 	 */
 	const char *query;
 };
@@ -84,11 +86,24 @@ struct gw_route {
  */
 typedef int (*gw_param_fn)(const char *name, const char *value, bool path);
 
+/*
+ * The application's error body (gw_http_options.error_render), asked by
+ * gw_reply_error for every refusal, the engine's own included (404, 405,
+ * 400 for a query, 401/403 from the gate): a malloc'd body with
+ * *content_type set to a static string, or NULL for the engine's JSON
+ * error {"error":{"code","message"}}. Lets one area answer in its own
+ * format (FHIR OperationOutcome on /fhir).
+ */
+typedef char *(*gw_error_fn)(const struct gw_req *r, int status, const char *code, const char *message,
+                             const char **content_type);
+
 /* ---- request accessors (valid until the reply is sent) */
 const char *gw_req_method(const struct gw_req *r);
 const char *gw_req_path(const struct gw_req *r);                    /* decoded path, no query */
 const char *gw_req_param(const struct gw_req *r, const char *name); /* path parameter */
 const char *gw_req_query(const struct gw_req *r, const char *name); /* NULL if absent */
+/* The n-th (0-based) value of a repeatable query parameter; NULL past the last. */
+const char *gw_req_query_nth(const struct gw_req *r, const char *name, size_t n);
 /* The query string as received (after '?', still percent-encoded; printable
  * ASCII only), NULL when the target had no '?'. */
 const char *gw_req_raw_query(const struct gw_req *r);
@@ -228,9 +243,10 @@ struct gw_http_options {
 	const struct gw_route *const *tables; /* route tables, matched in order */
 	const size_t *table_lens;
 	size_t ntables;
-	gw_gate_fn gate;         /* required when a route has roles */
-	gw_param_fn param_check; /* required when a route has {parameters} */
-	void *app;               /* gw_req_userdata */
+	gw_gate_fn gate;          /* required when a route has roles */
+	gw_param_fn param_check;  /* required when a route has {parameters} */
+	gw_error_fn error_render; /* optional */
+	void *app;                /* gw_req_userdata */
 };
 
 /* "host:port" / "[v6]:port" into host and port. */

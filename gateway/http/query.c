@@ -103,8 +103,9 @@ int gw__query_parse(struct gw_req *r)
 	}
 }
 
-/* Is `name` one of the route's space-separated query names? */
-static bool route_accepts(const struct gw_route *route, const char *name)
+/* Is `name` one of the route's space-separated query names? *repeatable
+ * says whether it was declared with a trailing '*'. */
+static bool route_accepts(const struct gw_route *route, const char *name, bool *repeatable)
 {
 	const char *p = route->query;
 	size_t n = strlen(name);
@@ -112,8 +113,12 @@ static bool route_accepts(const struct gw_route *route, const char *name)
 	while (p && *p) {
 		const char *e = strchr(p, ' ');
 		size_t len = e ? (size_t)(e - p) : strlen(p);
-		if (len == n && memcmp(p, name, n) == 0) /* not secret */
+		bool star = len > 0 && p[len - 1] == '*';
+
+		if (len - star == n && memcmp(p, name, n) == 0) { /* not secret */
+			*repeatable = star;
 			return true;
+		}
 		p = e ? e + 1 : p + len;
 	}
 	return false;
@@ -132,11 +137,12 @@ static int check_query_names(struct gw_req *r)
 		return refuse(r, r->query_msg);
 	for (size_t i = 0; i < r->nquery; i++) {
 		const char *name = r->query[i].name;
-		if (!route_accepts(r->route, name)) {
+		bool repeatable = false;
+		if (!route_accepts(r->route, name, &repeatable)) {
 			query_refuse(r, "is not one this route accepts", name);
 			return refuse(r, r->query_msg);
 		}
-		for (size_t j = 0; j < i; j++)
+		for (size_t j = 0; !repeatable && j < i; j++)
 			if (strcmp(r->query[j].name, name) == 0) {
 				query_refuse(r, "is repeated", name);
 				return refuse(r, r->query_msg);
@@ -169,6 +175,18 @@ int gw__req_check(struct gw_req *r)
 			return refuse(r, *ehr_error_msg() ? ehr_error_msg() : "malformed query parameter");
 	ehr_error_clear();
 	return 0;
+}
+
+const char *gw_req_query_nth(const struct gw_req *r, const char *name, size_t n)
+{
+	struct gw_req *m = (struct gw_req *)r; /* lazily parsed cache */
+
+	if (gw__query_parse(m) < 0)
+		return NULL;
+	for (size_t i = 0; i < m->nquery; i++)
+		if (strcmp(m->query[i].name, name) == 0 && n-- == 0)
+			return m->query[i].value;
+	return NULL;
 }
 
 int gw_req_check(struct gw_req *r)

@@ -44,8 +44,16 @@ for (const r of routes) {
     problems.push(`DPoP ${schemes.has("DPoP")}, roles ${r.roles}`);
   const params = [...(doc.paths[o.path].parameters || []), ...(o.op.parameters || [])].map((p) => deref(doc, p));
   const docQuery = params.filter((p) => p && p.in === "query").map((p) => p.name).sort();
-  if (JSON.stringify(docQuery) !== JSON.stringify([...r.query].sort()))
-    problems.push(`query parameters ${docQuery.join(",") || "none"}, the router accepts ${r.query.join(",") || "none"}`);
+  // a trailing '*' marks a parameter the route lets repeat (gw_route query
+  // names): the document names it plainly, as an exploded array
+  const routerQuery = r.query.map((q) => q.replace(/\*$/, ""));
+  if (JSON.stringify(docQuery) !== JSON.stringify([...routerQuery].sort()))
+    problems.push(`query parameters ${docQuery.join(",") || "none"}, the router accepts ${routerQuery.join(",") || "none"}`);
+  for (const q of r.query.filter((x) => x.endsWith("*"))) {
+    const d = params.find((p) => p && p.in === "query" && p.name === q.slice(0, -1));
+    if (d && !(d.schema && d.schema.type === "array" && d.explode !== false))
+      problems.push(`query parameter ${q.slice(0, -1)} repeats: the document must make it an exploded array`);
+  }
   const roles = o.op["x-ehrgate-roles"];
   if (!pub && JSON.stringify([...(roles || [])].sort()) !== JSON.stringify([...r.roles].sort()))
     problems.push(`x-ehrgate-roles ${roles}, the router says ${r.roles}`);

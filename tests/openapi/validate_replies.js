@@ -115,6 +115,10 @@ function selftest(check) {
     ok("DELETE", "/healthz", 405, "application/json", '{"error":{"code":"method_not_allowed","message":"m"}}'),
     ok("POST", "/v1/me/contracts", 201, "application/json", '{"cid":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA","seq":4}'),
     bad("POST", "/v1/me/contracts", 201, "application/json", '{"cid":"short","seq":4}'),
+    ok("GET", "/fhir/AuditEvent?foo=1", 400, "application/fhir+json", '{"resourceType":"OperationOutcome","issue":[{"severity":"error","code":"invalid","details":{"coding":[{"system":"urn:ehrgate:error","code":"invalid_request"}],"text":"query parameter foo"}}]}'),
+    bad("GET", "/fhir/AuditEvent?foo=1", 400, "application/json", err),
+    ok("GET", "/fhir/AuditEvent", 200, "application/fhir+json", '{"resourceType":"Bundle","type":"searchset","link":[{"relation":"self","url":"/fhir/AuditEvent"}]}'),
+    bad("GET", "/fhir/AuditEvent/1", 200, "application/fhir+json", '{"resourceType":"Consent","id":"1"}'),
   ];
   let pass = 0,
     fail = 0;

@@ -141,7 +141,9 @@ static void profile_url(const char *dir, const char *url)
 
 static int suite_init_inner(void)
 {
-	struct gwp_options o = { .keep_port = true };
+	/* every refusal on the ledger, so every kind of AuditEvent can be checked */
+	static const char *const sets[] = { "auth.failure_events_per_min=1000000", NULL };
+	struct gwp_options o = { .keep_port = true, .sets = sets };
 	struct ehr_client_opts none = { 0 };
 
 	if (gwp_setup(&gw, &o) < 0) {
@@ -838,9 +840,24 @@ static void test_fhir_audit_event(void)
 		snprintf(id, sizeof(id), "%lld", seq);
 		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "id")), id);
 	}
+	/* BALP PatientCreate (issue 14): type rest, subtype create, and the
+	 * entry type as the last subtype. */
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(ev, "type"), "code")),
-	                       "contract.create");
-	CU_ASSERT_PTR_NOT_NULL(json_string_value(json_object_get(json_object_get(ev, "type"), "system")));
+	                       "rest");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(ev, "type"), "system")),
+	                       "http://terminology.hl7.org/CodeSystem/audit-event-type");
+	{
+		json_t *sub = json_object_get(ev, "subtype");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_array_get(sub, 0), "code")),
+		                       "create");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+		                               json_array_get(sub, json_array_size(sub) - 1), "code")),
+		                       "contract.create");
+		CU_ASSERT_STRING_EQUAL(
+		        json_string_value(
+		                json_array_get(json_object_get(json_object_get(ev, "meta"), "profile"), 0)),
+		        "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientCreate");
+	}
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "action")), "C");
 	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ev, "outcome")), "0");
 	/* recorded is RFC 3339 UTC with milliseconds */
@@ -853,7 +870,10 @@ static void test_fhir_audit_event(void)
 	CU_ASSERT(json_is_true(json_object_get(agent, "requestor")));
 	CU_ASSERT_PTR_NOT_NULL(json_string_value(
 	        json_object_get(json_object_get(json_object_get(ev, "source"), "observer"), "display")));
-	entity = json_array_get(json_object_get(ev, "entity"), 0);
+	/* entity 0 is the contract (BALP entity[data]), entity 1 the patient */
+	entity = json_array_get(json_object_get(ev, "entity"), 1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(entity, "what"), "type")),
+	                       "Patient");
 	CU_ASSERT_STRING_EQUAL(
 	        json_string_value(json_object_get(
 	                json_object_get(json_object_get(entity, "what"), "identifier"), "value")),
@@ -869,6 +889,562 @@ static void test_fhir_audit_event(void)
 	        json_object_get(json_array_get(json_object_get(b, "entries"), 0), "entry")));
 	json_decref(b);
 	ehr_buf_free(&body);
+}
+
+/* ------------------------------------------------- FHIR search, Consent */
+
+/* Every FHIR body fetched here goes to this file too, for validate.js. */
+static char fhir_file[GWP_PATH + 64];
+
+static long fhir_get(struct ehr_client *c, const char *path, json_t **out)
+{
+	const char *hdr[] = { "Accept: application/fhir+json", NULL };
+	struct ehr_buf body = EHR_BUF_INIT(16 << 20);
+	char ct[128] = "";
+	long status = 0;
+	FILE *f;
+
+	*out = NULL;
+	if (ehr_client_request(c, &status, &body, "GET", path, hdr, NULL, 0, NULL, NULL) < 0) {
+		ehr_buf_free(&body);
+		return 0;
+	}
+	ehr_client_response_header(c, "Content-Type", ct, sizeof(ct));
+	if (status >= 500)
+		fprintf(stderr, "\n  %s: %ld %.*s\n", path, status, (int)body.len, (const char *)body.data);
+	/* every /fhir reply, errors included, is FHIR JSON */
+	if (strncmp(ct, "application/fhir+json", 21) != 0)
+		fprintf(stderr, "\n  %s: Content-Type %s\n", path, ct);
+	CU_ASSERT(strncmp(ct, "application/fhir+json", 21) == 0);
+	if (ehr_json_parse(out, body.data, body.len, 16 << 20, 64) < 0)
+		*out = NULL;
+	CU_ASSERT_PTR_NOT_NULL(*out);
+	if (fhir_file[0] && (f = fopen(fhir_file, "a")) != NULL) {
+		fwrite(body.data, 1, body.len, f);
+		fputc('\n', f);
+		fclose(f);
+	}
+	ehr_buf_free(&body);
+	return status;
+}
+
+static const char *rtype(const json_t *j)
+{
+	return json_string_value(json_object_get(j, "resourceType")) ?: "";
+}
+
+/* A refusal: the status and an OperationOutcome whose text names `what`. */
+static void expect_outcome(struct ehr_client *c, const char *path, long want, const char *what)
+{
+	json_t *j = NULL;
+	long st = fhir_get(c, path, &j);
+	const char *text = json_string_value(json_object_get(
+	        json_object_get(json_array_get(json_object_get(j, "issue"), 0), "details"), "text"));
+
+	if (st != want)
+		fprintf(stderr, "\n  %s: %ld, wanted %ld\n", path, st, want);
+	CU_ASSERT_EQUAL(st, want);
+	CU_ASSERT_STRING_EQUAL(rtype(j), "OperationOutcome");
+	if (what)
+		CU_ASSERT(text && strstr(text, what) != NULL);
+	json_decref(j);
+}
+
+static size_t entries_n(const json_t *b)
+{
+	return json_array_size(json_object_get(b, "entry"));
+}
+
+static const json_t *entry_res(const json_t *b, size_t i)
+{
+	return json_object_get(json_array_get(json_object_get(b, "entry"), i), "resource");
+}
+
+static const char *link_of(const json_t *b, const char *rel)
+{
+	size_t i;
+	json_t *l;
+
+	json_array_foreach(json_object_get(b, "link"), i, l)
+	{
+		if (strcmp(json_string_value(json_object_get(l, "relation")) ?: "", rel) == 0)
+			return json_string_value(json_object_get(l, "url"));
+	}
+	return NULL;
+}
+
+static bool has_subtype(const json_t *ev, const char *code)
+{
+	size_t i;
+	json_t *c;
+
+	json_array_foreach(json_object_get(ev, "subtype"), i, c)
+	{
+		if (strcmp(json_string_value(json_object_get(c, "code")) ?: "", code) == 0)
+			return true;
+	}
+	return false;
+}
+
+static void test_fhir_auditevent_search(void)
+{
+	char path[512], dir[GWP_PATH];
+	json_t *b = NULL, *b2 = NULL, *ev = NULL;
+	const char *next, *id0;
+	long st;
+
+	CU_ASSERT_FATAL(ehr_test_tmpdir(dir, sizeof(dir), "fhirs") == 0);
+	snprintf(fhir_file, sizeof(fhir_file), "%s/fhir.jsonl", dir);
+	/* metadata is public */
+	CU_ASSERT_EQUAL(fhir_get(c_none, "/fhir/metadata", &b), 200);
+	CU_ASSERT_STRING_EQUAL(rtype(b), "CapabilityStatement");
+	json_decref(b);
+	/* contract.create entries of P1, through the indexed subtype */
+	snprintf(path, sizeof(path),
+	         "/fhir/AuditEvent?patient=%s&subtype=urn:ehrgate:ledger-entry-type%%7Ccontract.create", P1);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b), 200);
+	CU_ASSERT_STRING_EQUAL(rtype(b), "Bundle");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(b, "type")), "searchset");
+	CU_ASSERT(entries_n(b) >= 2);
+	for (size_t i = 0; i < entries_n(b); i++) {
+		CU_ASSERT(has_subtype(entry_res(b, i), "contract.create"));
+		CU_ASSERT(has_subtype(entry_res(b, i), "create"));
+	}
+	/* paging: _count=1, the next link gives the next one */
+	snprintf(path, sizeof(path),
+	         "/fhir/"
+	         "AuditEvent?patient=%s&subtype=urn:ehrgate:ledger-entry-type%%7Ccontract.create&_count=1",
+	         P1);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b2), 200);
+	CU_ASSERT_EQUAL(entries_n(b2), 1);
+	id0 = json_string_value(json_object_get(entry_res(b2, 0), "id"));
+	CU_ASSERT_STRING_EQUAL(id0, json_string_value(json_object_get(entry_res(b, 0), "id")));
+	next = link_of(b2, "next");
+	CU_ASSERT_FATAL(next != NULL);
+	snprintf(path, sizeof(path), "%s", next);
+	json_decref(b2);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b2), 200);
+	CU_ASSERT_EQUAL(entries_n(b2), 1);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(entry_res(b2, 0), "id")),
+	                       json_string_value(json_object_get(entry_res(b, 1), "id")));
+	/* read by id */
+	snprintf(path, sizeof(path), "/fhir/AuditEvent/%s",
+	         json_string_value(json_object_get(entry_res(b, 0), "id")));
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &ev), 200);
+	CU_ASSERT(json_equal(ev, (json_t *)entry_res(b, 0)));
+	json_decref(ev);
+	json_decref(b2);
+	json_decref(b);
+	/* outcome, type (token with system), entity, date */
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/AuditEvent?outcome=4&_count=50", &b), 200);
+	CU_ASSERT(entries_n(b) > 0);
+	for (size_t i = 0; i < entries_n(b); i++)
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(entry_res(b, i), "outcome")), "4");
+	json_decref(b);
+	CU_ASSERT_EQUAL(
+	        fhir_get(c_aud, "/fhir/AuditEvent?type=http://dicom.nema.org/resources/ontology/DCM%7C110114",
+	                 &b),
+	        200);
+	CU_ASSERT(entries_n(b) > 0);
+	for (size_t i = 0; i < entries_n(b); i++)
+		CU_ASSERT(has_subtype(entry_res(b, i), "110122"));
+	json_decref(b);
+	snprintf(path, sizeof(path), "/fhir/AuditEvent?entity=%s&agent=%s", P1, S1);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &b), 200);
+	CU_ASSERT(entries_n(b) > 0);
+	json_decref(b);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/AuditEvent?date=ge2100-01-01", &b), 200);
+	CU_ASSERT_EQUAL(entries_n(b), 0);
+	CU_ASSERT_PTR_NULL(json_object_get(b, "entry")); /* no empty arrays in R4 */
+	json_decref(b);
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/AuditEvent?date=ge2020-01-01&date=lt2100&_count=3", &b), 200);
+	CU_ASSERT_EQUAL(entries_n(b), 3);
+	json_decref(b);
+	/* refusals are OperationOutcomes */
+	expect_outcome(c_aud, "/fhir/AuditEvent?foo=1", 400, "foo");
+	expect_outcome(c_aud, "/fhir/AuditEvent?_count=1&_count=2", 400, "_count");
+	expect_outcome(c_aud, "/fhir/AuditEvent?date=yesterday", 400, "date");
+	expect_outcome(c_aud, "/fhir/AuditEvent?outcome=3", 400, "outcome");
+	expect_outcome(c_aud, "/fhir/AuditEvent?patient=..", 400, "patient");
+	expect_outcome(c_aud, "/fhir/AuditEvent/99999999999", 404, NULL);
+	expect_outcome(c_aud, "/fhir/AuditEvent/01", 400, NULL);
+	expect_outcome(c_aud, "/fhir/Nothing", 404, NULL);
+	/* the other kind of credential: 403 once h-strict's wrong_role lands, 401 before */
+	{
+		json_t *j = NULL;
+		long s = fhir_get(c_p1, "/fhir/AuditEvent", &j);
+		CU_ASSERT(s == 401 || s == 403);
+		CU_ASSERT_STRING_EQUAL(rtype(j), "OperationOutcome");
+		json_decref(j);
+	}
+	expect_outcome(c_s1, "/fhir/AuditEvent", 403, NULL);
+	expect_outcome(c_none, "/fhir/AuditEvent", 401, NULL);
+	/* a plain JSON error elsewhere, as before */
+	st = call(c_aud, "GET", "/v1/audit/entries?foo=1", NULL, &b);
+	CU_ASSERT_EQUAL(st, 400);
+	CU_ASSERT_PTR_NOT_NULL(json_object_get(b, "error"));
+	json_decref(b);
+}
+
+/* The signed original attached to a Consent verifies with its jwk. */
+static void check_attachment(const json_t *consent, const char *member)
+{
+	const char *data =
+	        json_string_value(json_object_get(json_object_get(consent, "sourceAttachment"), "data"));
+	struct ehr_buf raw = EHR_BUF_INIT(1 << 20);
+	json_t *p = NULL;
+	EVP_PKEY *key = NULL;
+
+	CU_ASSERT_FATAL(data != NULL);
+	EHR_ASSERT_OK(ehr_b64_decode(&raw, data, strlen(data)));
+	EHR_ASSERT_OK(ehr_json_parse(&p, raw.data, raw.len, 1 << 20, 16));
+	EHR_ASSERT_OK(ehr_jwk_parse(&key, json_object_get(p, "jwk")));
+	EHR_ASSERT_OK(policy_verify_es256(json_object_get(p, member),
+	                                  json_string_value(json_object_get(p, "signature")), key));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(p, "cid")),
+	                       json_string_value(json_object_get(
+	                               json_array_get(json_object_get(consent, "identifier"), 0), "value")));
+	EVP_PKEY_free(key);
+	json_decref(p);
+	ehr_buf_free(&raw);
+}
+
+static void test_fhir_consent(void)
+{
+	char path[512];
+	json_t *b = NULL, *c = NULL;
+	size_t active = 0, inactive = 0, revocations = 0;
+	const char *own_id = NULL;
+
+	snprintf(path, sizeof(path), "/fhir/Consent?patient=%s", P1);
+	CU_ASSERT_EQUAL_FATAL(fhir_get(c_aud, path, &b), 200);
+	CU_ASSERT(entries_n(b) >= 2);
+	for (size_t i = 0; i < entries_n(b); i++) {
+		const json_t *r = entry_res(b, i);
+		const char *status = json_string_value(json_object_get(r, "status"));
+		const char *title =
+		        json_string_value(json_object_get(json_object_get(r, "sourceAttachment"), "title"));
+		bool is_rev = title && strstr(title, "revocation") != NULL;
+
+		CU_ASSERT_STRING_EQUAL(rtype(r), "Consent");
+		CU_ASSERT_STRING_EQUAL(
+		        json_string_value(json_object_get(
+		                json_object_get(json_object_get(r, "patient"), "identifier"), "value")),
+		        P1);
+		CU_ASSERT_STRING_EQUAL(
+		        json_string_value(json_object_get(json_object_get(r, "provision"), "type")),
+		        "permit");
+		check_attachment(r, is_rev ? "revocation" : "contract");
+		revocations += is_rev;
+		active += strcmp(status, "active") == 0;
+		inactive += strcmp(status, "inactive") == 0;
+		if (own_id == NULL)
+			own_id = json_string_value(json_object_get(r, "id"));
+	}
+	CU_ASSERT(active >= 1);
+	CU_ASSERT(revocations >= 1); /* contract_api revoked one */
+	CU_ASSERT(inactive >= 2);    /* the revoked contract and its revocation */
+	/* read by id; the patient reads its own, another patient gets 404 */
+	CU_ASSERT_FATAL(own_id != NULL);
+	snprintf(path, sizeof(path), "/fhir/Consent/%s", own_id ? own_id : "0");
+	CU_ASSERT_EQUAL(fhir_get(c_aud, path, &c), 200);
+	CU_ASSERT(json_equal(c, (json_t *)entry_res(b, 0)));
+	json_decref(c);
+	CU_ASSERT_EQUAL(fhir_get(c_p1, path, &c), 200);
+	json_decref(c);
+	expect_outcome(c_p2, path, 404, NULL);
+	expect_outcome(c_s1, path, 403, NULL);
+	CU_ASSERT_EQUAL(fhir_get(c_p1, "/fhir/Consent", &c), 200);
+	CU_ASSERT_EQUAL(entries_n(c), entries_n(b));
+	json_decref(c);
+	snprintf(path, sizeof(path), "/fhir/Consent?patient=%s", P2);
+	expect_outcome(c_p1, path, 403, NULL);
+	/* an AuditEvent's seq is no Consent */
+	CU_ASSERT_EQUAL(fhir_get(c_aud, "/fhir/Consent?_count=1", &c), 200);
+	CU_ASSERT_EQUAL(entries_n(c), 1);
+	CU_ASSERT_PTR_NOT_NULL(link_of(c, "next"));
+	json_decref(c);
+	expect_outcome(c_aud, "/fhir/Consent/0", 404, NULL);
+	json_decref(b);
+}
+
+/* Wait until `sql` counts at least `want` (audit.query entries are
+ * committed by the flusher shortly after the reply). */
+static long long wait_count(const char *sql, long long want)
+{
+	int64_t end = ehr_monotonic_ms() + 10000;
+	long long n;
+
+	while ((n = scalar(sql)) < want && ehr_monotonic_ms() < end)
+		gwp_sleep_ms(20);
+	return n;
+}
+
+/* Wait until the ledger stops growing for 300 ms: the audit.query entries
+ * of earlier requests have been committed. */
+static void settle(void)
+{
+	int64_t end = ehr_monotonic_ms() + 10000;
+	long long n = scalar("SELECT count(*) FROM ledger_entries"), m;
+	int quiet = 0;
+
+	while (quiet < 15 && ehr_monotonic_ms() < end) {
+		gwp_sleep_ms(20);
+		m = scalar("SELECT count(*) FROM ledger_entries");
+		quiet = m == n ? quiet + 1 : 0;
+		n = m;
+	}
+}
+
+/* Refusals the other cases may not have made: each one an entry with
+ * outcome "failure" (issue 14: 41 of them rendered as success). */
+static void provoke_refusals(void)
+{
+	json_t *resp = NULL, *req;
+	long status = 0;
+	char out[4096];
+	int st = -1;
+
+	/* auth.register: a bad registration token */
+	CU_ASSERT(ehr_client_register(gw.base_url, gw.ca_pem, "not-a-token", "/tmp/ehr-nonexistent-dir",
+	                              &resp) < 0);
+	json_decref(resp);
+	resp = NULL;
+	/* auth.enroll: a bad enrolment code */
+	CU_ASSERT(ehr_client_enroll(gw.base_url, gw.ca_pem, P1, "bad-code", NULL,
+	                            "/tmp/ehr-nonexistent-dir") < 0);
+	/* auth.token: a login that does not verify */
+	{
+		char ts[24];
+		snprintf(ts, sizeof(ts), "%lld", (long long)(ehr_now_ms() / 1000));
+		req = json_pack("{s:s, s:s, s:s, s:s}", "patient_id", P1, "nonce", "AAAA", "ts", ts,
+		                "signature", "AAAA");
+	}
+	EHR_ASSERT_OK(ehr_client_json(c_none, &status, &resp, "POST", "/v1/auth/token", req));
+	CU_ASSERT(status >= 400 && status < 500);
+	json_decref(req);
+	json_decref(resp);
+	resp = NULL;
+	/* auth.dpop with an empty subject: no credentials on a patient route */
+	EHR_ASSERT_OK(ehr_client_json(c_none, &status, &resp, "GET", "/v1/me/contracts", NULL));
+	CU_ASSERT_EQUAL(status, 401);
+	json_decref(resp);
+	resp = NULL;
+	/* auth.mtls refused: an auditor certificate on a server route */
+	EHR_ASSERT_OK(ehr_client_json(c_aud, &status, &resp, "POST", "/v1/patients", NULL));
+	CU_ASSERT(status == 401 || status == 403);
+	json_decref(resp);
+	/* ehr.hold.place, ehr.erase.refused (409 under the hold), ehr.hold.lift,
+	 * then ehr.erase: a record of P1's stored by S1 under a contract */
+	{
+		char rid[64] = "", cid[POLICY_CID_MAX] = "", path[128];
+		const char *place[] = { "admin",    "hold",       "place", "--record", rid,
+			                "--reason", "litigation", "-c",    gw.config,  NULL };
+		const char *lift[] = { "admin",    "hold",       "lift", "--record", rid,
+			               "--reason", "litigation", "-c",   gw.config,  NULL };
+		json_t *b = json_pack("{s:s}", "basis", "patient-request");
+
+		grant(c_p1, P1, S1, POLICY_ACT_APPEND, cid);
+		CU_ASSERT_EQUAL_FATAL(post_record(c_s1, P1, NULL, rid, sizeof(rid)), 201);
+		revoke_contract(c_p1, P1, cid);
+		snprintf(path, sizeof(path), "/v1/records/%s/erase", rid);
+		EHR_ASSERT_OK(gwp_run(&gw, place, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_EQUAL(call(c_p1, "POST", path, b, NULL), 409);
+		EHR_ASSERT_OK(gwp_run(&gw, lift, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_EQUAL(call(c_p1, "POST", path, b, NULL), 200);
+		json_decref(b);
+	}
+	/* audit.query, success and refused, on a /fhir route */
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?_count=1", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?foo=1", NULL, NULL), 400);
+	settle(); /* the audit.query entries are committed after their replies */
+	/* auth.renew and auth.revoke (success) */
+	{
+		char dir[GWP_PATH + 16], id[160];
+		const char *args[] = { "admin", "revoke", id, "-c", gw.config, NULL };
+		json_t *info = NULL;
+
+		snprintf(dir, sizeof(dir), "%s/renewer", gw.dir);
+		CU_ASSERT_FATAL(register_principal("server", "renewer", dir, id, sizeof(id)) == 0);
+		EHR_ASSERT_OK(ehr_client_renew(dir, &info));
+		json_decref(info);
+		EHR_ASSERT_OK(gwp_run(&gw, args, false, &st, out, sizeof(out)));
+		CU_ASSERT_EQUAL(st, 0);
+	}
+}
+
+/* The /fhir AuditEvent and Consent reads are audit reads (issue 14 item 2):
+ * each request, refused or not, is one audit.query entry naming the route,
+ * the raw query, the outcome, the count of a search and the patient it
+ * filtered on. */
+static void test_fhir_audit_queries(void)
+{
+	static const struct {
+		const char *route, *outcome;
+		bool count, patient;
+	} want[] = {
+		{ "fhir.auditevent.search", "success", true, true },
+		{ "fhir.auditevent.search", "failure", false, false },
+		{ "fhir.auditevent.search", "failure", false, false },
+		{ "fhir.auditevent.read", "success", false, false },
+		{ "fhir.consent.search", "success", true, true },
+		{ "fhir.consent.read", "failure", false, false },
+	};
+	char sql[256], path[512];
+	long long before, after, start, top;
+	json_t *resp = NULL, *it;
+	size_t i, n = 0;
+
+	settle();
+	start = scalar("SELECT max(seq) + 1 FROM ledger_entries");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger_entries WHERE type = 'audit.query'");
+	before = scalar(sql);
+	snprintf(path, sizeof(path), "/fhir/AuditEvent?patient=%s&_count=2", P1);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", path, NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?foo=1", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent?_count=abc", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/AuditEvent/1", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_p1, "GET", "/fhir/Consent?_count=1", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/fhir/Consent/0", NULL, NULL), 404);
+	after = wait_count(sql, before + 6);
+	CU_ASSERT_EQUAL(after, before + 6);
+	top = scalar("SELECT max(seq) + 1 FROM ledger_entries");
+	snprintf(path, sizeof(path), "/v1/audit/entries?type=audit.query&from_seq=%lld&to_seq=%lld", start,
+	         top);
+	CU_ASSERT_EQUAL_FATAL(call(c_aud, "GET", path, NULL, &resp), 200);
+	json_array_foreach(json_object_get(resp, "entries"), i, it)
+	{
+		json_t *pl = json_object_get(it, "payload");
+		const char *route = json_string_value(json_object_get(pl, "route"));
+		const char *outcome = json_string_value(json_object_get(pl, "outcome"));
+		const char *subject = json_string_value(json_object_get(it, "subject"));
+
+		CU_ASSERT_FATAL(n < EHR_ARRAY_LEN(want) && route && outcome && subject);
+		CU_ASSERT_STRING_EQUAL(route, want[n].route);
+		CU_ASSERT_STRING_EQUAL(outcome, want[n].outcome);
+		CU_ASSERT_EQUAL(json_is_integer(json_object_get(pl, "count")), want[n].count);
+		CU_ASSERT_STRING_EQUAL(subject, want[n].patient ? P1 : "");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(it, "actor")),
+		                       strcmp(route, "fhir.consent.search") == 0 ? P1 : AUD);
+		n++;
+	}
+	CU_ASSERT_EQUAL(n, EHR_ARRAY_LEN(want));
+	json_decref(resp);
+}
+
+/* Issue 14: every AuditEvent the gateway can emit validates against the
+ * HL7 FHIR R4 JSON schema and the BALP constraints of its profile
+ * (tests/fhir/validate.js), and every entry type is among them. */
+static void test_fhir_every_event_validates(void)
+{
+	static const char *const want[] = {
+		"auth.register outcome=0",       "auth.register outcome=4",   "auth.renew outcome=0",
+		"auth.patient.create outcome=0", "auth.enroll outcome=0",     "auth.enroll outcome=4",
+		"auth.token outcome=0",          "auth.token outcome=4",      "auth.mtls outcome=0",
+		"auth.mtls outcome=4",           "auth.dpop outcome=0",       "auth.dpop outcome=4",
+		"auth.revoke outcome=0",         "contract.create outcome=0", "contract.revoke outcome=0",
+		"contract.group.add outcome=0",  "ehr.store outcome=0",       "ehr.read outcome=0",
+		"access.decision outcome=0",     "access.decision outcome=4", "ehr.erase outcome=0",
+		"ehr.erase.refused outcome=4",   "ehr.hold.place outcome=0",  "ehr.hold.lift outcome=0",
+		"audit.query outcome=0",         "audit.query outcome=4",
+	};
+	static const char *const profiles[] = {
+		"IHE.BasicAudit.PatientRead",   "IHE.BasicAudit.OAUTHaccessTokenUse.Minimal",
+		"IHE.BasicAudit.PatientCreate", "IHE.BasicAudit.PatientUpdate",
+		"IHE.BasicAudit.PatientDelete", "IHE.BasicAudit.Query",
+		"IHE.BasicAudit.AuthZconsent",
+	};
+	static const char *const invalid[] = { "empty-subject.json", "read-no-patient.json",
+		                               "read-failure-claims-profile.json" };
+	const char *hdr[] = { "Accept: application/fhir+json", NULL };
+	char dir[GWP_PATH], file[GWP_PATH + 64], script[GWP_PATH + 64], path[160], cursor[32] = "0";
+	static char out[1 << 20];
+	const char *argv[] = { "/usr/bin/env", "node", script, file, NULL };
+	struct ehr_buf body = EHR_BUF_INIT(64 << 20);
+	json_t *summary = NULL, *types;
+	const char *last;
+	FILE *f;
+	int rc;
+
+	provoke_refusals();
+	CU_ASSERT_FATAL(ehr_test_tmpdir(dir, sizeof(dir), "fhir") == 0);
+	snprintf(file, sizeof(file), "%s/bundles.jsonl", dir);
+	snprintf(script, sizeof(script), "%s/tests/fhir/validate.js", EHR_SOURCE_DIR);
+	f = fopen(file, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	for (int page = 0; page < 1000; page++) {
+		json_t *b = NULL;
+		const char *next, *c;
+		long status = 0;
+
+		body.len = 0;
+		snprintf(path, sizeof(path), "/v1/audit/entries?limit=1000&cursor=%s", cursor);
+		EHR_ASSERT_OK(
+		        ehr_client_request(c_aud, &status, &body, "GET", path, hdr, NULL, 0, NULL, NULL));
+		CU_ASSERT_EQUAL_FATAL(status, 200);
+		fwrite(body.data, 1, body.len, f);
+		fputc('\n', f);
+		CU_ASSERT_FATAL(ehr_json_parse(&b, body.data, body.len, 64 << 20, 64) == 0);
+		next = json_string_value(
+		        json_object_get(json_array_get(json_object_get(b, "link"), 0), "url"));
+		c = next ? strstr(next, "cursor=") : NULL;
+		if (c == NULL) {
+			json_decref(b);
+			break;
+		}
+		snprintf(cursor, sizeof(cursor), "%.*s", (int)strcspn(c + 7, "&"), c + 7);
+		json_decref(b);
+	}
+	fclose(f);
+	ehr_buf_free(&body);
+	if (fhir_file[0]) { /* Bundles, Consents, CapabilityStatement, OperationOutcomes */
+		const char *argv2[] = { "/usr/bin/env", "node", script, fhir_file, NULL };
+		rc = ehr_test_run(out, sizeof(out), argv2);
+		if (rc != 0)
+			fprintf(stderr, "\n  validate.js %s exited %d:\n%.20000s\n", fhir_file, rc, out);
+		CU_ASSERT_EQUAL(rc, 0);
+	}
+	rc = ehr_test_run(out, sizeof(out), argv);
+	if (rc != 0)
+		fprintf(stderr, "\n  validate.js exited %d:\n%.20000s\n", rc, out);
+	CU_ASSERT_EQUAL(rc, 0);
+	/* the last line is the summary */
+	last = out + strlen(out);
+	while (last > out && last[-1] == '\n')
+		last--;
+	while (last > out && last[-1] != '\n')
+		last--;
+	summary = json_loads(last, 0, NULL);
+	CU_ASSERT_FATAL(summary != NULL);
+	types = json_object_get(summary, "entry_types");
+	for (size_t i = 0; i < EHR_ARRAY_LEN(want); i++) {
+		if (json_object_get(types, want[i]) == NULL) {
+			fprintf(stderr, "\n  no AuditEvent for %s\n", want[i]);
+			CU_FAIL("an entry type the gateway emits was not rendered");
+		}
+	}
+	/* a patient's read carries its token id (BALP OAUTHaccessTokenUse); the
+	 * erasure, the holds and the audit queries follow their profiles */
+	for (size_t i = 0; i < EHR_ARRAY_LEN(profiles); i++) {
+		if (json_object_get(json_object_get(summary, "profiles"), profiles[i]) == NULL) {
+			fprintf(stderr, "\n  no AuditEvent declares %s\n", profiles[i]);
+			CU_FAIL("a BALP profile the gateway emits was not rendered");
+		}
+	}
+	CU_ASSERT(json_integer_value(json_object_get(summary, "invalid")) == 0);
+	json_decref(summary);
+	ehr_test_rmrf(dir);
+	/* and the validator refuses what main rendered before (an empty subject)
+	 * and what BALP forbids */
+	for (size_t i = 0; i < EHR_ARRAY_LEN(invalid); i++) {
+		snprintf(file, sizeof(file), "%s/tests/fhir/invalid/%s", EHR_SOURCE_DIR, invalid[i]);
+		rc = ehr_test_run(out, sizeof(out), argv);
+		if (rc != 1)
+			fprintf(stderr, "\n  %s: validate.js exited %d, wanted 1\n", invalid[i], rc);
+		CU_ASSERT_EQUAL(rc, 1);
+	}
 }
 
 /* Filters and cursor pagination walk every entry exactly once. */
@@ -926,34 +1502,6 @@ static void test_query_pagination(void)
 }
 
 /* --------------------------------------------------------- audit.query */
-
-/* Wait until `sql` counts at least `want` (audit.query entries are
- * committed by the flusher shortly after the reply). */
-static long long wait_count(const char *sql, long long want)
-{
-	int64_t end = ehr_monotonic_ms() + 10000;
-	long long n;
-
-	while ((n = scalar(sql)) < want && ehr_monotonic_ms() < end)
-		gwp_sleep_ms(20);
-	return n;
-}
-
-/* Wait until the ledger stops growing for 300 ms: the audit.query entries
- * of earlier requests have been committed. */
-static void settle(void)
-{
-	int64_t end = ehr_monotonic_ms() + 10000;
-	long long n = scalar("SELECT count(*) FROM ledger_entries"), m;
-	int quiet = 0;
-
-	while (quiet < 15 && ehr_monotonic_ms() < end) {
-		gwp_sleep_ms(20);
-		m = scalar("SELECT count(*) FROM ledger_entries");
-		quiet = m == n ? quiet + 1 : 0;
-		n = m;
-	}
-}
 
 /* Every audit read is one audit.query entry: actor the caller, subject the
  * patient filtered on, payload {route, query, outcome, count}; a refused
@@ -1548,6 +2096,10 @@ static void register_suites(void)
 	              { "group_grantee", test_group_grantee },
 	              { "contracts_rebuild_cli", test_contracts_rebuild_cli },
 	              { "fhir_audit_event", test_fhir_audit_event },
+	              { "fhir_auditevent_search", test_fhir_auditevent_search },
+	              { "fhir_consent", test_fhir_consent },
+	              { "fhir_audit_queries", test_fhir_audit_queries },
+	              { "fhir_every_event_validates", test_fhir_every_event_validates },
 	              { "query_pagination", test_query_pagination },
 	              { "audit_query_entries", test_audit_query_entries },
 	              { "audit_query_shutdown", test_audit_query_shutdown },

@@ -293,10 +293,48 @@ static void test_audit(void)
 	        400);
 }
 
+/* The FHIR face: FHIR bodies (application/fhir+json) and OperationOutcome
+ * refusals, each reply checked against the document's schemas. */
+static void test_fhir(void)
+{
+	char path[256];
+	struct gwp_resp r = { 0 };
+	json_t *resp = NULL;
+	const char *id;
+
+	CU_ASSERT_EQUAL(req("GET", "/fhir/metadata", NULL, NULL, NULL, NULL, NULL), 200);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent?_count=3", aud_cert, aud_key, NULL, NULL, NULL), 200);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent?date=ge2020-01-01&date=lt2100-01-01&_count=2", aud_cert,
+	                    aud_key, NULL, NULL, NULL),
+	                200);
+	snprintf(path, sizeof(path), "/fhir/AuditEvent?patient=%s&outcome=0&_count=2", PID);
+	CU_ASSERT_EQUAL(req("GET", path, aud_cert, aud_key, NULL, NULL, NULL), 200);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent?outcome=3", aud_cert, aud_key, NULL, NULL, NULL), 400);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent?foo=1", aud_cert, aud_key, NULL, NULL, NULL), 400);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent", NULL, NULL, NULL, NULL, NULL), 401);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent", srv_cert, srv_key, NULL, NULL, NULL), 403);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent/1", aud_cert, aud_key, NULL, NULL, NULL), 200);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/AuditEvent/999999999", aud_cert, aud_key, NULL, NULL, NULL), 404);
+	CU_ASSERT_EQUAL(preq("GET", "/fhir/Consent", NULL, &resp), 200);
+	id = json_string_value(json_object_get(
+	        json_object_get(json_array_get(json_object_get(resp, "entry"), 0), "resource"), "id"));
+	CU_ASSERT_PTR_NOT_NULL_FATAL(id);
+	snprintf(path, sizeof(path), "/fhir/Consent/%s", id);
+	json_decref(resp);
+	CU_ASSERT_EQUAL(preq("GET", path, NULL, NULL), 200);
+	CU_ASSERT_EQUAL(req("GET", path, aud_cert, aud_key, NULL, NULL, NULL), 200);
+	snprintf(path, sizeof(path), "/fhir/Consent?patient=%s&_count=1", PID);
+	CU_ASSERT_EQUAL(req("GET", path, aud_cert, aud_key, NULL, NULL, &r), 200);
+	gwp_resp_free(&r);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/Consent/0", aud_cert, aud_key, NULL, NULL, NULL), 404);
+	CU_ASSERT_EQUAL(req("GET", "/fhir/Consent?_count=0", aud_cert, aud_key, NULL, NULL, NULL), 400);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("openapi_live", suite_init, suite_clean, { "core", test_core }, { "auth", test_auth },
-	              { "contracts_and_records", test_contracts_and_records }, { "audit", test_audit });
+	              { "contracts_and_records", test_contracts_and_records }, { "audit", test_audit },
+	              { "fhir", test_fhir });
 }
 
 EHR_TEST_MAIN(register_suites)

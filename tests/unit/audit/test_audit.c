@@ -72,6 +72,28 @@ static const struct want table[] = {
 	  "rest", 'C', 0, "IHE.BasicAudit.PatientCreate" },
 	{ "ehr.erase", "srv-1", "pt-1", "{\"record_id\":\"r1\"}", "110110", NULL, "rest", 'D', 0,
 	  "IHE.BasicAudit.PatientDelete" },
+	{ "ehr.erase.refused", "pt-1", "pt-1",
+	  "{\"basis\":\"gdpr-17-1-b\",\"reason\":\"legal_hold\",\"record_id\":\"r1\",\"requested_by\":"
+	  "\"patient\"}",
+	  "110110", NULL, "rest", 'D', 4, NULL },
+	{ "ehr.hold.place", "operator", "pt-1",
+	  "{\"hold_id\":1,\"on\":\"patient\",\"reason\":\"litigation\"}", "110110", NULL, "rest", 'U', 0,
+	  "IHE.BasicAudit.PatientUpdate" },
+	{ "ehr.hold.lift", "operator", "pt-1",
+	  "{\"hold_id\":2,\"on\":\"record\",\"reason\":\"court-order\",\"record_id\":\"r1\"}", "110110", NULL,
+	  "rest", 'U', 0, "IHE.BasicAudit.PatientUpdate" },
+	{ "auth.patient.erase", "pt-1", "pt-1", "{\"basis\":\"gdpr-17-1-b\",\"outcome\":\"success\"}",
+	  "110110", NULL, "rest", 'D', 0, "IHE.BasicAudit.PatientDelete" },
+	{ "auth.patient.erase", "pt-1", "pt-1", "{\"outcome\":\"failure\",\"reason\":\"legal_hold\"}",
+	  "110110", NULL, "rest", 'D', 4, NULL },
+	{ "contract.erase", "operator", "pt-1", "{\"patient\":\"pt-1\"}", "110110", NULL, "rest", 'D', 0,
+	  "IHE.BasicAudit.PatientDelete" },
+	{ "audit.query", "pt-1", "pt-1",
+	  "{\"outcome\":\"failure\",\"query\":\"limit=x\",\"route\":\"me.access_log\"}", "110112", NULL,
+	  "rest", 'E', 4, NULL },
+	{ "audit.query", "aud-1", "",
+	  "{\"outcome\":\"success\",\"query\":\"\",\"route\":\"ledger.checkpoint\"}", "110112", NULL, "rest",
+	  'E', 0, NULL },
 	{ "auth.patient.create", "srv-1", "pt-1", "{\"outcome\":\"success\",\"code_expires_at\":1}", "110110",
 	  NULL, "rest", 'C', 0, "IHE.BasicAudit.PatientCreate" },
 	{ "contract.create", "pt-1", "pt-1", "{\"cid\":\"c1\",\"signature\":\"x\"}", "110110", NULL, "rest",
@@ -217,6 +239,32 @@ static void test_query_bytes(void)
 	audit_event_clear(&ev);
 }
 
+/* The caller of an audit query is who its id says (a patient reads its own
+ * access log), and a hold names the record it is on, else the patient. */
+static void test_roles_and_holds(void)
+{
+	struct ledger_entry e = mk("audit.query", "pt-1", "pt-1", "{\"query\":\"limit=1\"}");
+	struct ledger_entry h =
+	        mk("ehr.hold.place", "operator", "pt-1", "{\"on\":\"record\",\"record_id\":\"r9\"}");
+	struct audit_event ev;
+	const struct audit_entity *d;
+
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+	CU_ASSERT_STRING_EQUAL(ev.agent[0].role, "patient");
+	audit_event_clear(&ev);
+	CU_ASSERT_FATAL(ehr_fmt(e.actor, sizeof(e.actor), "%s", "aud-1") == 0);
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+	CU_ASSERT_STRING_EQUAL(ev.agent[0].role, "auditor");
+	audit_event_clear(&ev);
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &h, ORIGIN) == 0);
+	CU_ASSERT_STRING_EQUAL(ev.agent[0].role, "operator");
+	d = entity_of(&ev, AUDIT_ENTITY_DATA);
+	CU_ASSERT_FATAL(d != NULL);
+	CU_ASSERT_STRING_EQUAL(d->id, "r9");
+	CU_ASSERT_STRING_EQUAL(d->id_system, AUDIT_SYS_RECORD);
+	audit_event_clear(&ev);
+}
+
 static void test_outcome_rule(void)
 {
 	static const struct {
@@ -257,11 +305,97 @@ static void test_refused(void)
 	audit_event_clear(NULL);
 }
 
+#define CONTRACT_PAYLOAD                                                                                     \
+	"{\"cid\":\"c1\",\"contract\":{\"actions\":[\"read\",\"append\"],\"grantee\":{\"server\":\"srv-1\"}" \
+	","                                                                                                  \
+	"\"issued_at\":1764000000,\"nonce\":\"q8Fh2mZ0cT1sLk9wXy3bNA\",\"not_after\":1795536000,\"not_"      \
+	"before\":1764000000,"                                                                               \
+	"\"patient\":\"pt-1\",\"purpose\":\"treatment\",\"scope\":{\"categories\":[\"lab\"]},\"type\":"      \
+	"\"ehrgate.contract.v1\"},"                                                                          \
+	"\"jkt\":\"j\",\"jwk\":{\"kty\":\"EC\"},\"signature\":\"sig\"}"
+
+static void test_consent(void)
+{
+	struct ledger_entry c = mk("contract.create", "pt-1", "pt-1", CONTRACT_PAYLOAD);
+	struct ledger_entry r =
+	        mk("contract.revoke", "pt-1", "pt-1",
+	           "{\"cid\":\"c1\",\"revocation\":{\"cid\":\"c1\"},\"signature\":\"s\",\"jwk\":{}}");
+	json_t *j;
+
+	r.seq = 9;
+	j = audit_consent_json(&c, NULL, false);
+	CU_ASSERT_FATAL(j != NULL);
+	CU_ASSERT(no_empty_strings(j));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "active");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "id")), "7");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(j, "provision"), "type")),
+	                       "permit");
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(json_object_get(j, "provision"), "class")), 1);
+	CU_ASSERT_EQUAL(json_array_size(json_object_get(json_object_get(j, "provision"), "action")), 2);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(
+	                               json_object_get(json_object_get(j, "provision"), "period"), "start")),
+	                       "2025-11-24T16:00:00.000Z");
+	json_decref(j);
+	j = audit_consent_json(&c, &r, false);
+	CU_ASSERT_FATAL(j != NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "inactive");
+	json_decref(j);
+	j = audit_consent_json(&c, &r, true);
+	CU_ASSERT_FATAL(j != NULL);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "id")), "9");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "status")), "inactive");
+	json_decref(j);
+	/* not a contract */
+	c = mk("contract.create", "pt-1", "pt-1", "{\"cid\":\"c1\"}");
+	CU_ASSERT_PTR_NULL(audit_consent_json(&c, NULL, false));
+	CU_ASSERT_PTR_NULL(audit_consent_json(&c, NULL, true));
+}
+
+static void test_search_values(void)
+{
+	struct audit_token t;
+	struct audit_code dcm = { AUDIT_SYS_DCM, "110114", NULL };
+	int64_t s = 0, u = 0;
+
+	CU_ASSERT_FATAL(audit_fhir_token_parse(&t, "110114") == 0);
+	CU_ASSERT(t.system == NULL && audit_token_matches(&t, &dcm));
+	CU_ASSERT_FATAL(audit_fhir_token_parse(&t, AUDIT_SYS_DCM "|110114") == 0);
+	CU_ASSERT(audit_token_matches(&t, &dcm));
+	CU_ASSERT_FATAL(audit_fhir_token_parse(&t, "urn:x|110114") == 0);
+	CU_ASSERT(!audit_token_matches(&t, &dcm));
+	CU_ASSERT(audit_fhir_token_parse(&t, "") < 0);
+	CU_ASSERT(audit_fhir_token_parse(&t, "a|") < 0);
+	CU_ASSERT(audit_fhir_token_parse(&t, "a|b|c") < 0);
+	/* eq of a day is that day; ge/lt narrow; a zone moves the instant */
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("2026-11-24", &s, &u) == 0);
+	CU_ASSERT_EQUAL(s, 1795478400000LL);
+	CU_ASSERT_EQUAL(u, 1795478400000LL + 86400000);
+	s = u = 0;
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("ge2026-11-24T05:45:29.854Z", &s, &u) == 0);
+	CU_ASSERT(s == 1795499129854LL && u == 0);
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("lt2026-11-24T06:45:29+01:00", &s, &u) == 0);
+	CU_ASSERT_EQUAL(u, 1795499129000LL);
+	s = u = 0;
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("gt2026", &s, &u) == 0);
+	CU_ASSERT_EQUAL(s, 1798761600000LL); /* 2027-01-01 */
+	CU_ASSERT_FATAL(audit_fhir_date_narrow("le2024-02", &s, &u) == 0);
+	CU_ASSERT_EQUAL(u, 1709251200000LL); /* 2024-03-01 */
+	CU_ASSERT(audit_fhir_date_narrow("2026-02-30", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("ne2026", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("2026-11-24T05:45", &s, &u) < 0); /* a time needs a zone */
+	CU_ASSERT(audit_fhir_date_narrow("2026-11-24T25:00Z", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("1969", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("2026-11-24Z", &s, &u) < 0);
+	CU_ASSERT(audit_fhir_date_narrow("", &s, &u) < 0);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("audit", NULL, NULL, { "table", test_table },
 	              { "read_balp_shape", test_read_balp_shape }, { "query_bytes", test_query_bytes },
-	              { "outcome_rule", test_outcome_rule }, { "refused", test_refused });
+	              { "roles_and_holds", test_roles_and_holds }, { "outcome_rule", test_outcome_rule },
+	              { "refused", test_refused }, { "consent", test_consent },
+	              { "search_values", test_search_values });
 }
 
 EHR_TEST_MAIN(register_suites)

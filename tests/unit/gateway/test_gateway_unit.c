@@ -411,13 +411,13 @@ static void test_router_bad_tables(void)
 /* The real route tables of every area compile into one router. */
 static void test_real_tables(void)
 {
-	const struct gw_route *t[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit,
-		                       gw_routes_test };
-	size_t l[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len, gw_routes_audit_len,
-		       gw_routes_test_len };
+	const struct gw_route *t[] = { gw_routes_core,  gw_routes_auth, gw_routes_ehr,
+		                       gw_routes_audit, gw_routes_fhir, gw_routes_test };
+	size_t l[] = { gw_routes_core_len,  gw_routes_auth_len, gw_routes_ehr_len,
+		       gw_routes_audit_len, gw_routes_fhir_len, gw_routes_test_len };
 	struct gw_router *rt = NULL;
 
-	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 5));
+	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 6));
 	/* every {parameter} of every real route has an id validator */
 	EHR_ASSERT_OK(gw_router_check_params(rt, gw_id_check));
 	EHR_ASSERT_ERR(gw_router_check_params(rt, NULL), EHR_ERR_CONFIG);
