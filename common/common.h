@@ -45,6 +45,7 @@ typedef enum {
 	EHR_ERR_RATE = -19, /* rate limit */
 	EHR_ERR_INTERNAL = -20,
 	EHR_ERR_CONFIG = -21, /* configuration error */
+	EHR_ERR_GONE = -22,   /* existed, and was erased on purpose */
 } ehr_err;
 
 /* Stable lower-case name of a code, e.g. "too_large". Never NULL. */

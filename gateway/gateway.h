@@ -110,6 +110,37 @@ int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_id
  * request's identity and returns 0. */
 int gw_gate(struct gw_req *r);
 
+/* ---- patient erasure, the right to be forgotten (gateway/patient_erase.c,
+ * docs/ERASURE.md §Patient erasure) */
+struct gw_patient_erase_out {
+	uint64_t erase_seq;      /* the auth.patient.erase entry */
+	uint64_t records_erased; /* by this run */
+	bool already;            /* it was erased before: nothing done */
+	char refusal[64]; /* GW_ERASE_REASON_MAX; with EHR_ERR_CONFLICT: the retention/hold reason */
+};
+/*
+ * Erase patient `pid` on a legal basis: refused with EHR_ERR_CONFLICT (and
+ * recorded) inside retention or under a hold; otherwise the erasure is in
+ * the ledger, the link from the external id is gone, the device key and
+ * the contracts are revoked, and every record is erased. requested_by is
+ * "patient" or "operator", actor the ledger actor. Running it again on a
+ * patient left 'erasing' by a crash finishes the erasure.
+ */
+int gw_patient_erase(struct gw_app *app, const char *pid, const char *basis, const char *requested_by,
+                     const char *actor, struct gw_patient_erase_out *out);
+struct gw_patient_erase_report {
+	size_t applied;   /* erasures in the ledger whose state was missing (crash before commit) */
+	size_t completed; /* 'erasing' patients finished */
+	size_t failed;
+	uint64_t records_erased;
+};
+/* fsck: complete every erasure that a crash interrupted. */
+int gw_patient_erase_complete(struct gw_app *app, struct gw_patient_erase_report *rep);
+/* 410 patient_erased {"error":{"code","message","erase_seq"}}. */
+void gw_reply_patient_erased(struct gw_req *r, const char *pid);
+/* If pid is an erased patient, reply 410 (or 503) and return 1; else 0. */
+int gw_patient_refused(struct gw_req *r, const char *pid);
+
 /* Route tables contributed by each area (gateway/routes_*.c). */
 extern const struct gw_route gw_routes_core[];
 extern const size_t gw_routes_core_len;

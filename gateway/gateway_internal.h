@@ -26,4 +26,13 @@ int gw_policy_metrics_register(void);
 void gw_policy_count(const struct policy_request *q, const char *record_id, bool recorded,
                      const struct policy_decision *dec);
 
+/* patient_erase_records.c: what patient erasure takes from record erasure
+ * (records/, h-erase): the legal-basis codes, the retention/hold check
+ * (reason "" when erasable) and erasing every record of the patient. */
+#define GW_ERASE_REASON_MAX 64
+bool gw__erase_basis_ok(const char *basis);
+int gw__erase_check_patient(struct gw_app *app, const char *pid, char *reason, size_t cap);
+int gw__erase_patient_records(struct gw_app *app, const char *pid, uint64_t erase_seq, const char *basis,
+                              const char *requested_by, const char *actor, uint64_t *erased);
+
 #endif

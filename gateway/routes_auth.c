@@ -174,10 +174,43 @@ static void h_token(struct gw_req *r)
 	    (err = ehr_json_get_str(j, "ts", &ts, 20)) < 0 ||
 	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0 ||
 	    (err = auth_token(ctx_of(r), &resp, pid, nonce, ts, sig, gw_req_peer(r))) < 0) {
-		gw_reply_err(r, err);
+		if (err == EHR_ERR_GONE)
+			gw_reply_patient_erased(r, pid);
+		else
+			gw_reply_err(r, err);
 	} else {
 		gw_reply_header(r, "Cache-Control", "no-store");
 		gw_reply_json(r, 200, resp);
+	}
+	json_decref(j);
+}
+
+/* POST /v1/me/erase {"basis": CODE}: the patient erases themself
+ * (docs/ERASURE.md §Patient erasure). The token's subject is the only
+ * patient a caller can name. */
+static void h_me_erase(struct gw_req *r)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct gw_patient_erase_out out;
+	json_t *j;
+	const char *basis;
+	int err;
+
+	if ((j = body_json(r)) == NULL)
+		return;
+	if ((err = ehr_json_get_str(j, "basis", &basis, 32)) < 0 ||
+	    (err = gw_patient_erase(gw_req_app(r), id->subject, basis, "patient", id->actor, &out)) < 0) {
+		if (err == EHR_ERR_CONFLICT && out.refusal[0])
+			gw_reply_json(r, 409,
+			              json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "erasure_refused",
+			                        "message", ehr_error_msg(), "reason", out.refusal));
+		else
+			gw_reply_err(r, err);
+	} else {
+		gw_reply_json(r, 200,
+		              json_pack("{s:s,s:s,s:I,s:I}", "patient_id", id->subject, "state", "erased",
+		                        "erase_seq", (json_int_t)out.erase_seq, "records_erased",
+		                        (json_int_t)out.records_erased));
 	}
 	json_decref(j);
 }
@@ -210,6 +243,7 @@ const struct gw_route gw_routes_auth[] = {
 	{ "POST", "/v1/enroll", "auth.enroll", 0, GW_BLOCKING, h_enroll },
 	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, GW_BLOCKING, h_challenge },
 	{ "POST", "/v1/auth/token", "auth.token", 0, GW_BLOCKING, h_token },
+	{ "POST", "/v1/me/erase", "me.erase", GW_ROLE_PATIENT, GW_BLOCKING, h_me_erase },
 	{ "GET", "/v1/whoami", "auth.whoami", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING,
 	  h_whoami },
 };

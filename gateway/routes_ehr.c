@@ -195,6 +195,9 @@ static void h_record_create(struct gw_req *r)
 		                        "content_type", in.content_type, "category", in.category));
 	else if (out.stage == RECORDS_AT_BODY)
 		reply_body_err(r, out.source_err);
+	else if (out.stage == RECORDS_AT_PATIENT && err == EHR_ERR_NOT_FOUND &&
+	         gw_patient_refused(r, in.patient))
+		return; /* 410 patient_erased */
 	else
 		reply_records_err(r, out.stage, err, false, in.max_bytes);
 }
@@ -306,6 +309,8 @@ static void h_record_list(struct gw_req *r)
 		gw_reply_error(r, 403, "forbidden", "%s", ehr_error_msg());
 		return;
 	}
+	if (gw_patient_refused(r, pid))
+		return;
 	if (records_list(&env, pid, stored_by, after_ms, limit, &arr) < 0) {
 		reply_store_err(r, EHR_ERR_UNAVAILABLE);
 		return;

@@ -111,6 +111,23 @@ static int parse_args(int argc, char **argv, bool *dry, uint64_t *grace_s)
 	return 0;
 }
 
+/* Patient erasures a crash interrupted (docs/ERASURE.md §Patient erasure):
+ * finished before the records pass, which then sees them erased. */
+static int patient_erasures(struct gw_app *app)
+{
+	struct gw_patient_erase_report pr;
+
+	if (gw_patient_erase_complete(app, &pr) < 0) {
+		fprintf(stderr, "ehrgate fsck: patient erasures: %s\n", ehr_error_detail());
+		return -1;
+	}
+	if (pr.applied + pr.completed + pr.failed > 0)
+		printf("fsck: patient erasures: %zu applied from the ledger, %zu completed (%llu records "
+		       "erased), %zu failed\n",
+		       pr.applied, pr.completed, (unsigned long long)pr.records_erased, pr.failed);
+	return pr.failed > 0 ? -1 : 0;
+}
+
 int gw_cmd_fsck(int argc, char **argv)
 {
 	struct gw_config *cfg = NULL;
@@ -134,6 +151,10 @@ int gw_cmd_fsck(int argc, char **argv)
 	}
 	if (gw_app_ledger(app) == NULL) {
 		fprintf(stderr, "ehrgate fsck: the ledger is not available in this build\n");
+		rc = 1;
+		goto out;
+	}
+	if (!o.dry_run && patient_erasures(app) < 0) {
 		rc = 1;
 		goto out;
 	}

@@ -8,13 +8,16 @@
  *   regca.pem, regca.key      registration CA (P-256, self-signed), issues client certs
  *   ledger.key, ledger.pub    Ed25519, PKCS#8 PEM / SubjectPublicKeyInfo PEM
  *   token.key, token.pub      P-256 for ES256 access tokens, PKCS#8 PEM / SPKI PEM
- *   pseudonym.key             32 random bytes (HMAC key for pseudonyms)
+ *   link.key                  32 random bytes: HMAC key of the external-id -> patient
+ *                             links that erasure destroys (pseudonyms themselves are
+ *                             random; a pre-0055 install also has pseudonym.key)
  *   kek/<kid>.key             32 random bytes; kid is 16 lower-case hex digits
  *   kek/current               the current kid (no trailing newline)
  *
  * The directory is 0700, private keys 0600, certificates and public keys 0644.
  * Nothing is overwritten: if any of the files exists, init stops (exit 1).
  */
+#include "auth/auth.h"
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
 
@@ -32,8 +35,8 @@
 #include <openssl/x509v3.h>
 
 static const char *init_files[] = {
-	"ca.pem",     "ca.key",     "server.pem", "server.key", "regca.pem",     "regca.key",
-	"ledger.key", "ledger.pub", "token.key",  "token.pub",  "pseudonym.key", "kek/current",
+	"ca.pem",     "ca.key",     "server.pem", "server.key", "regca.pem", "regca.key",
+	"ledger.key", "ledger.pub", "token.key",  "token.pub",  "link.key",  "kek/current",
 };
 
 static int path_of(struct ehr_buf *b, const char *dir, const char *name)
@@ -236,7 +239,7 @@ static int init_state(const char *dir)
 	GUARD_GOTO(write_public_key(dir, "ledger.pub", ledger_key));
 	GUARD_GOTO(write_private_key(dir, "token.key", token_key));
 	GUARD_GOTO(write_public_key(dir, "token.pub", token_key));
-	GUARD_GOTO(write_random(dir, "pseudonym.key", 32));
+	GUARD_GOTO(write_random(dir, AUTH_LINK_KEY_FILE, 32));
 
 	GUARD_GOTO(path_of(&path, dir, "kek"));
 	GUARD_GOTO(ehr_mkdir_p(ehr_buf_cstr(&path), 0700));
@@ -266,7 +269,7 @@ static void init_usage(FILE *f)
 	fprintf(f, "usage: ehrgate init [--state-dir DIR] [-c FILE] [--set section.key=value]...\n\n"
 	           "Create the state directory (default: [server] state_dir) with mode 0700 and,\n"
 	           "inside it, a dev PKI (ca.pem, server.pem for localhost/127.0.0.1, regca.pem),\n"
-	           "the Ed25519 ledger key, the ES256 token key, the pseudonym key and a first\n"
+	           "the Ed25519 ledger key, the ES256 token key, the link key (link.key) and a first\n"
 	           "key-encryption key (kek/). Private keys are 0600. Existing keys are never\n"
 	           "overwritten: init exits 1 if any is present.\n");
 }
