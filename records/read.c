@@ -11,6 +11,9 @@
 
 #include <string.h>
 
+#include <libpq-fe.h>
+#include <openssl/crypto.h>
+
 #include "common/db.h"
 
 /* The ledger is the authority on what was stored: find the ehr.store
@@ -103,6 +106,50 @@ static int get_log_read(const struct records_env *env, const struct records_get_
 	return err;
 }
 
+/* The record is erased, or being erased: stage ERASED, with the ehr.erase
+ * entry once it is durable. */
+static int gone(struct records_get_out *out, bool logged, uint64_t seq)
+{
+	out->stage = RECORDS_AT_ERASED;
+	out->erase_logged = logged;
+	out->erase_seq = seq;
+	return ehr_error_set(EHR_ERR_NOT_FOUND, "the record was erased");
+}
+
+/*
+ * Begin a transaction on *conn that share-locks the row while it is still
+ * 'stored': an erasure (which locks it FOR UPDATE to wipe the key) waits
+ * until this read's ehr.read entry is durable and the lock is released.
+ * RECORDS_AT_ERASED if the erasure got there first.
+ */
+static int get_lock_stored(const struct records_env *env, const char *rid, void **conn,
+                           struct records_get_out *out)
+{
+	const char *p[1] = { rid };
+	void *res = NULL;
+	int64_t seq = -1;
+	int err = 0;
+
+	GUARD(ehr_db_acquire(env->db, conn));
+	GUARD_GOTO(ehr_db_begin(*conn));
+	GUARD_GOTO(ehr_db_exec(*conn, &res,
+	                       "SELECT state, coalesce(erase_seq, -1) FROM ehr_records WHERE record_id = $1 "
+	                       "FOR SHARE",
+	                       1, p));
+	ENSURE_GOTO(PQntuples(res) == 1, EHR_ERR_DB);
+	if (strcmp(PQgetvalue(res, 0, 0), "stored") != 0) {
+		GUARD_GOTO(ehr_parse_i64(&seq, PQgetvalue(res, 0, 1), -1, INT64_MAX));
+		err = gone(out, seq >= 0, seq < 0 ? 0 : (uint64_t)seq);
+	}
+out:
+	PQclear(res);
+	if (err < 0) {
+		ehr_db_release_after(env->db, *conn, err);
+		*conn = NULL;
+	}
+	return err;
+}
+
 /* The whole record verified in cloud_record_open; each segment is checked
  * again as it is decrypted. A failure now (the sink failed, the spool
  * broke) ends the sink incomplete, so no reader takes it for a record. */
@@ -118,6 +165,43 @@ static void get_stream(struct cloud_record_reader *rr, const struct records_sink
 	if (err < 0 && err != EHR_ERR_IO)
 		ehr_logf(EHR_LOG_ERROR, "ehr.read_aborted", "reply aborted: %s", ehr_error_detail());
 	sink->end(sink->ud, err == 0 && done);
+}
+
+/* After the checks: spool and verify the object, then, with the row
+ * share-locked and still stored, the ehr.read entry. *rr on success. */
+static int get_open_logged(const struct records_env *env, const struct records_get_in *in,
+                           struct records_row *row, const struct cloud_kek *kek,
+                           struct cloud_record_reader **rr, struct ledger_receipt *rcpt,
+                           struct records_get_out *out)
+{
+	void *conn = NULL;
+	int err;
+
+	/* Spool, check the ledger hash, verify every tag: nothing is released
+	 * unless the whole record is good. */
+	out->stage = RECORDS_AT_OBJECT;
+	if ((err = cloud_record_open(rr, env->store, kek, &row->meta)) < 0) {
+		struct records_row now;
+
+		if (err != EHR_ERR_NOT_FOUND)
+			return err;
+		/* Deleted by an erasure since the row was read? */
+		if (records__row_load(env, &now, in->record_id) == 0 && now.state >= ROW_ERASING)
+			return gone(out, now.erase_logged, now.erase_seq);
+		return ehr_error_set(EHR_ERR_TAMPER, "object missing");
+	}
+	out->stage = RECORDS_AT_COMMIT;
+	if ((err = get_lock_stored(env, row->record_id, &conn, out)) == 0) {
+		err = get_log_read(env, in, row, out->decision.dec.reason, rcpt);
+		if (err == 0)
+			err = ehr_db_commit(conn);
+		ehr_db_release_after(env->db, conn, err);
+	}
+	if (err < 0) {
+		cloud_record_close(*rr);
+		*rr = NULL;
+	}
+	return err;
 }
 
 int records_get(const struct records_env *env, const struct records_get_in *in,
@@ -136,7 +220,7 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	out->stage = RECORDS_AT_ROW;
 	if ((err = records__row_load(env, &row, in->record_id)) < 0)
 		return err == EHR_ERR_NOT_FOUND ? err : EHR_ERR_UNAVAILABLE;
-	if (!row.stored)
+	if (row.state == ROW_PENDING)
 		return ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
 	q.patient = row.patient;
 	q.action = POLICY_ACT_READ;
@@ -144,17 +228,13 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	q.category = row.category[0] ? row.category : NULL;
 	out->stage = RECORDS_AT_POLICY;
 	GUARD(get_decide(env, &q, &out->decision));
+	/* Only who may read it learns that it was erased. */
+	if (row.state != ROW_STORED)
+		return gone(out, row.erase_logged, row.erase_seq);
 	GUARD(get_verify_meta(env, &row, &kek, out));
-	/* Spool, check the ledger hash, verify every tag: nothing is released
-	 * unless the whole record is good. */
-	out->stage = RECORDS_AT_OBJECT;
-	if ((err = cloud_record_open(&rr, env->store, kek, &row.meta)) < 0)
-		return err == EHR_ERR_NOT_FOUND ? ehr_error_set(EHR_ERR_TAMPER, "object missing") : err;
-	out->stage = RECORDS_AT_COMMIT;
-	if ((err = get_log_read(env, in, &row, out->decision.dec.reason, &rcpt)) < 0) {
-		cloud_record_close(rr);
-		return err;
-	}
+	err = get_open_logged(env, in, &row, kek, &rr, &rcpt, out);
+	OPENSSL_cleanse(row.meta.wrapped, sizeof(row.meta.wrapped));
+	GUARD(err);
 	out->stage = RECORDS_AT_STREAM;
 	m = (struct records_meta){ row.record_id, row.content_type, row.category, row.meta.plain_size,
 		                   rcpt.seq };

@@ -65,12 +65,20 @@ int records__exec(const struct records_env *env, void **res, const char *sql, in
 
 /* ------------------------------------------------------------------ rows */
 
-#define ROW_COLS                                                                                            \
-	"record_id, patient, stored_by, content_type, coalesce(category, ''), state, coalesce(ledger_seq, " \
-	"-1), created_ms, coalesce(plain_size, 0), coalesce(ct_size, 0), ct_sha256, kek_id, wrapped_key"
-
-static int row_decode(struct records_row *row, PGresult *res, int i)
+static enum records_row_state state_of(const char *s)
 {
+	if (strcmp(s, "stored") == 0)
+		return ROW_STORED;
+	if (strcmp(s, "erasing") == 0)
+		return ROW_ERASING;
+	if (strcmp(s, "erased") == 0)
+		return ROW_ERASED;
+	return ROW_PENDING;
+}
+
+int records__row_decode(struct records_row *row, void *resv, int i)
+{
+	PGresult *res = resv;
 	int64_t seq = 0, v = 0;
 
 	memset(row, 0, sizeof(*row));
@@ -79,7 +87,8 @@ static int row_decode(struct records_row *row, PGresult *res, int i)
 	GUARD(ehr_db_get_text(row->stored_by, sizeof(row->stored_by), res, i, 2));
 	GUARD(ehr_db_get_text(row->content_type, sizeof(row->content_type), res, i, 3));
 	GUARD(ehr_db_get_text(row->category, sizeof(row->category), res, i, 4));
-	row->stored = strcmp(PQgetvalue(res, i, 5), "stored") == 0;
+	row->state = state_of(PQgetvalue(res, i, 5));
+	row->stored = row->state == ROW_STORED;
 	GUARD(ehr_parse_i64(&seq, PQgetvalue(res, i, 6), -1, INT64_MAX));
 	row->ledger_seq = seq < 0 ? 0 : (uint64_t)seq;
 	GUARD(ehr_parse_i64(&row->created_ms, PQgetvalue(res, i, 7), 0, INT64_MAX));
@@ -90,7 +99,11 @@ static int row_decode(struct records_row *row, PGresult *res, int i)
 	if (!PQgetisnull(res, i, 10))
 		GUARD(bytea_get(row->meta.ct_sha256, 32, res, i, 10));
 	GUARD(ehr_db_get_text(row->meta.kid, sizeof(row->meta.kid), res, i, 11));
-	GUARD(bytea_get(row->meta.wrapped, CLOUD_WRAPPED_LEN, res, i, 12));
+	if (!PQgetisnull(res, i, 12))
+		GUARD(bytea_get(row->meta.wrapped, CLOUD_WRAPPED_LEN, res, i, 12));
+	GUARD(ehr_parse_i64(&seq, PQgetvalue(res, i, 13), -1, INT64_MAX));
+	row->erase_logged = seq >= 0;
+	row->erase_seq = seq < 0 ? 0 : (uint64_t)seq;
 	return cloud_rid_parse(row->meta.rid, row->record_id);
 }
 
@@ -100,11 +113,12 @@ int records__row_load(const struct records_env *env, struct records_row *row, co
 	void *res = NULL;
 	int err;
 
-	GUARD(records__exec(env, &res, "SELECT " ROW_COLS " FROM ehr_records WHERE record_id = $1", 1, p));
+	GUARD(records__exec(env, &res, "SELECT " RECORDS__ROW_COLS " FROM ehr_records WHERE record_id = $1",
+	                    1, p));
 	if (PQntuples(res) != 1)
 		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
 	else
-		err = row_decode(row, res, 0);
+		err = records__row_decode(row, res, 0);
 	PQclear(res);
 	return err;
 }
@@ -189,18 +203,26 @@ json_t *records__payload(const char *rid, const uint8_t sha[32], uint64_t size, 
 
 /* ------------------------------------------------------------- listing */
 
+static const char *const state_names[] = { "pending", "stored", "erasing", "erased" };
+
 static json_t *row_json(const struct records_row *row)
 {
 	char sha[65];
+	json_t *j;
 
 	if (ehr_hex_encode_fixed(sha, sizeof(sha), row->meta.ct_sha256, 32) < 0)
 		return NULL; /* cannot happen: 65 bytes hold 32 in hex */
-	return json_pack("{s:s, s:s, s:s?, s:I, s:I, s:s, s:I, s:s, s:I}", "record_id", row->record_id,
-	                 "content_type", row->content_type, "category",
-	                 row->category[0] ? row->category : NULL, "size", (json_int_t)row->meta.plain_size,
-	                 "stored_size", (json_int_t)row->meta.ct_size, "sha256", sha, "seq",
-	                 (json_int_t)row->ledger_seq, "stored_by", row->stored_by, "created_ms",
-	                 (json_int_t)row->created_ms);
+	j = json_pack("{s:s, s:s, s:s?, s:I, s:I, s:s, s:I, s:s, s:I}", "record_id", row->record_id,
+	              "content_type", row->content_type, "category", row->category[0] ? row->category : NULL,
+	              "size", (json_int_t)row->meta.plain_size, "stored_size", (json_int_t)row->meta.ct_size,
+	              "sha256", sha, "seq", (json_int_t)row->ledger_seq, "stored_by", row->stored_by,
+	              "created_ms", (json_int_t)row->created_ms);
+	if (j == NULL)
+		return NULL;
+	json_object_set_new(j, "state", json_string(state_names[row->state]));
+	if (row->erase_logged)
+		json_object_set_new(j, "erase_seq", json_integer((json_int_t)row->erase_seq));
+	return j;
 }
 
 int records_list(const struct records_env *env, const char *patient, const char *stored_by, int64_t after_ms,
@@ -215,7 +237,8 @@ int records_list(const struct records_env *env, const char *patient, const char 
 	GUARD(ehr_fmt(lims, sizeof(lims), "%llu", (unsigned long long)limit));
 	GUARD(ehr_fmt(afters, sizeof(afters), "%lld", (long long)after_ms));
 	GUARD(records__exec(env, &res,
-	                    "SELECT " ROW_COLS " FROM ehr_records WHERE patient = $1 AND state = 'stored' "
+	                    "SELECT " RECORDS__ROW_COLS
+	                    " FROM ehr_records WHERE patient = $1 AND state <> 'pending' "
 	                    "AND ($2 = '' OR stored_by = $2) AND created_ms > $3::bigint "
 	                    "ORDER BY created_ms, record_id LIMIT $4::int",
 	                    4, p));
@@ -223,7 +246,7 @@ int records_list(const struct records_env *env, const char *patient, const char 
 	for (int i = 0; arr != NULL && i < PQntuples(res); i++) {
 		struct records_row row;
 
-		if (row_decode(&row, res, i) < 0)
+		if (records__row_decode(&row, res, i) < 0)
 			continue;
 		json_array_append_new(arr, row_json(&row));
 	}

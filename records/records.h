@@ -11,8 +11,12 @@
  *   read    records_get     row -> decision (recorded) -> ledger's ehr.store
  *                           -> object spooled and verified -> ehr.read ->
  *                           plaintext to the sink
- *   list    records_list    stored rows of a patient
- *   repair  records_fsck    object store vs ledger vs rows
+ *   list    records_list    stored and erased rows of a patient
+ *   erase   records_erase   retention/hold check -> row 'erasing' with the
+ *                           data key wiped (one transaction) -> ehr.erase
+ *                           (durable) -> object deleted -> row 'erased'
+ *   holds   records_hold_*  legal holds (ehr.hold.place / ehr.hold.lift)
+ *   repair  records_fsck    object store vs ledger vs rows; finishes erasures
  *   keys    records_rewrap  re-wrap data keys under a new KEK
  */
 #ifndef EHR_RECORDS_H
@@ -65,6 +69,8 @@ enum records_stage {
 	RECORDS_AT_COMMIT,   /* appending the ledger entries: nothing stored or released */
 	RECORDS_AT_COMPLETE, /* stored and in the ledger, the row left pending for fsck */
 	RECORDS_AT_STREAM,   /* the sink or the spool failed after start */
+	RECORDS_AT_ERASED,   /* the record is erased or being erased (EHR_ERR_NOT_FOUND); see erase_seq */
+	RECORDS_AT_REFUSED,  /* erasure refused by retention or a hold (EHR_ERR_CONFLICT); see refusal */
 };
 
 /* What became of the access decision, for the gateway's counters. */
@@ -155,13 +161,19 @@ struct records_get_in {
 struct records_get_out {
 	enum records_stage stage;
 	struct records_decision decision;
+	bool erase_logged;  /* RECORDS_AT_ERASED: the ehr.erase entry is durable, */
+	uint64_t erase_seq; /* at this index */
 };
 
 /*
  * Read one record into the sink. Nothing reaches the sink unless the row
  * is stored, the decision allows it and is recorded, the object's size and
  * SHA-256 equal the ledger's ehr.store entry, every segment's GCM tag
- * verifies and the ehr.read entry is durable. A failure before start
+ * verifies and the ehr.read entry is durable. An erased record (or one
+ * whose erasure committed while this read spooled it) fails with
+ * RECORDS_AT_ERASED: the row is share-locked from the check that it is
+ * still stored until ehr.read is durable, so a read either precedes the
+ * erasure in the ledger and completes from its verified spool, or fails. A failure before start
  * returns < 0 and the sink is untouched; once started, the sink's end is
  * always called and records_get returns 0 (end says whether it completed).
  */
@@ -171,12 +183,126 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 /* ---- list */
 
 /*
- * The stored records of `patient` as a JSON array (new reference), oldest
- * first, created after after_ms (-1 = all), at most limit; stored_by ""
- * means every server's (the patient's own view), else only that server's.
+ * The stored and erased records of `patient` as a JSON array (new
+ * reference), oldest first, created after after_ms (-1 = all), at most
+ * limit; stored_by "" means every server's (the patient's own view), else
+ * only that server's. Each carries "state": "stored", "erasing" or
+ * "erased" (with "erase_seq" once the ehr.erase entry is durable).
  */
 int records_list(const struct records_env *env, const char *patient, const char *stored_by, int64_t after_ms,
                  uint64_t limit, json_t **out);
+
+/* ---- erasure, retention and legal holds (docs/ERASURE.md) */
+
+/* The closed lists of codes (NULL-terminated), for usage texts and docs. */
+extern const char *const records_erase_bases[]; /* gdpr-17-1-a .. gdpr-17-1-f, patient-request, court-order */
+extern const char *const records_hold_reasons[]; /* litigation, investigation, regulator, court-order */
+bool records_erase_basis_ok(const char *code);
+bool records_hold_reason_ok(const char *code);
+
+/* Who asked for an erasure (the ehr.erase payload's requested_by). */
+#define RECORDS_BY_PATIENT "patient"
+#define RECORDS_BY_OPERATOR "operator"
+#define RECORDS_BY_PATIENT_ERASURE "patient-erasure" /* right to be forgotten (h-forget) */
+
+/* Minimum retention: records of a category may not be erased until
+ * period_s after they were stored; categories not listed (and records
+ * with none) use default_s. 0 = no minimum. */
+#define RECORDS_RETENTION_MAX 32
+struct records_retention {
+	int64_t default_s;
+	size_t n;
+	struct {
+		char category[RECORDS_MAX_CATEGORY + 1];
+		int64_t period_s;
+	} cat[RECORDS_RETENTION_MAX];
+};
+/* The period that applies to `category` ("" or NULL: none). */
+int64_t records_retention_period(const struct records_retention *r, const char *category);
+
+enum records_refusal_kind {
+	RECORDS_REFUSED_NONE = 0,
+	RECORDS_REFUSED_RETENTION, /* inside the category's minimum retention */
+	RECORDS_REFUSED_HOLD,      /* a legal hold on the record or its patient */
+};
+
+/* Why an erasure was refused: what the 409 says, and what the
+ * ehr.erase.refused entry records (no PHI: codes and ids). */
+struct records_refusal {
+	enum records_refusal_kind kind;
+	char record_id[CLOUD_RID_HEX]; /* the record that blocks it */
+	char category[RECORDS_MAX_CATEGORY + 1];
+	int64_t retain_until_ms; /* RETENTION */
+	uint64_t hold_id;        /* HOLD */
+	char hold_reason[32];    /* HOLD: its reason code */
+	bool hold_on_patient;    /* HOLD: placed on the patient, not the record */
+	uint64_t refused_seq;    /* the ehr.erase.refused entry (records_erase only) */
+};
+
+/*
+ * The retention and hold check alone, so a patient erasure refuses as a
+ * record erasure does: 0 if every stored record of `patient` (or only
+ * `record_id` when not NULL) may be erased now; EHR_ERR_CONFLICT with *why
+ * for the first that may not. Records already erased are not checked.
+ * `ret` NULL means no retention periods. Writes nothing.
+ */
+int records_erase_check(const struct records_env *env, const char *patient, const char *record_id,
+                        const struct records_retention *ret, struct records_refusal *why);
+
+struct records_erase_in {
+	const char *record_id; /* 32 lower-case hex digits */
+	const char *patient; /* NULL (operator), else the record must be this patient's (EHR_ERR_FORBIDDEN) */
+	const char *actor;   /* the ledger actor: a pseudonym, or "operator" */
+	const char *requested_by;                  /* RECORDS_BY_* */
+	const char *basis;                         /* records_erase_basis_ok */
+	const struct records_retention *retention; /* NULL = no retention periods */
+};
+
+struct records_erase_out {
+	enum records_stage stage;       /* where it stopped, on failure */
+	uint64_t erase_seq;             /* the ehr.erase entry */
+	bool was_erased;                /* erased by an earlier request: erase_seq is that one's */
+	struct records_refusal refusal; /* RECORDS_AT_REFUSED */
+};
+
+/*
+ * Erase one stored record (crypto-shredding, docs/ERASURE.md §2). On the
+ * row, locked: the retention and hold check (a refusal is recorded as an
+ * ehr.erase.refused entry and fails with EHR_ERR_CONFLICT, stage
+ * RECORDS_AT_REFUSED); then in ONE transaction the row becomes 'erasing',
+ * its wrapped data key and KEK id are wiped and the request is kept. From
+ * that commit the record is unreadable and nothing undoes it. Then the
+ * ehr.erase entry is made durable (erase_seq), the object is deleted and
+ * the row becomes 'erased'. A failure after the wipe (stage
+ * RECORDS_AT_COMMIT: the ledger; RECORDS_AT_OBJECT: the store) leaves an
+ * 'erasing' row that a repeated call or `ehrgate fsck` finishes from the
+ * row alone. A record already erased answers 0 with was_erased. Errors:
+ * EHR_ERR_INVAL (basis, id), EHR_ERR_NOT_FOUND (no stored record: stage
+ * RECORDS_AT_ROW), EHR_ERR_FORBIDDEN (another patient's).
+ */
+int records_erase(const struct records_env *env, const struct records_erase_in *in,
+                  struct records_erase_out *out);
+
+struct records_hold_in {
+	const char *patient;   /* a patient pseudonym, or */
+	const char *record_id; /* one record (exactly one of the two) */
+	const char *reason;    /* records_hold_reason_ok */
+	const char *actor;     /* the ledger actor ("operator") */
+};
+
+/*
+ * Place a legal hold: the hold row first (in force from its commit), then
+ * the ehr.hold.place entry. EHR_ERR_NOT_FOUND: no such patient or record;
+ * EHR_ERR_EXISTS: the same hold is already in force.
+ */
+int records_hold_place(const struct records_env *env, const struct records_hold_in *in, uint64_t *hold_id,
+                       struct ledger_receipt *rcpt);
+/* Lift the hold in force on that target with that reason: the
+ * ehr.hold.lift entry, then the row. EHR_ERR_NOT_FOUND if none is. */
+int records_hold_lift(const struct records_env *env, const struct records_hold_in *in, uint64_t *hold_id,
+                      struct ledger_receipt *rcpt);
+/* The holds in force as a JSON array (new reference). */
+int records_hold_list(const struct records_env *env, json_t **out);
 
 /* ---- fsck (docs/STORAGE.md §6) */
 
@@ -191,6 +317,9 @@ enum records_fsck_event {
 	RECORDS_FSCK_PENDING_BAD_SIZE,  /* rid, ledger_size: not a ciphertext size */
 	RECORDS_FSCK_PENDING_COMPLETED, /* rid, seq: completed (or would be) from the ledger */
 	RECORDS_FSCK_STALE_PENDING,     /* rid: neither object nor entry, removed (or would be) */
+	RECORDS_FSCK_ERASE_COMPLETED,   /* rid, seq: an 'erasing' row finished (or would be) */
+	RECORDS_FSCK_ERASE_FAILED,      /* rid, detail: finishing it failed */
+	RECORDS_FSCK_ERASED_OBJECT,     /* key: an erased record's object still stored, deleted */
 };
 
 struct records_fsck_item {
@@ -212,7 +341,7 @@ struct records_fsck_opts {
 
 struct records_fsck_report {
 	size_t ledger_records, objects, orphans, removed, missing, completed, dropped, young, foreign,
-	        failures;
+	        failures, erased, erasures_completed;
 	const char *failed_at; /* on a fatal error: "reading the ledger", ... or NULL */
 };
 
@@ -221,6 +350,9 @@ struct records_fsck_report {
  * ehr.store entry) are removed with their pending row; entries without an
  * object are reported; pending rows whose entry exists are completed from
  * the ledger; pending rows with neither, older than grace, are removed.
+ * First, every 'erasing' row is finished as records_erase would (ehr.erase
+ * found in the ledger or appended, object deleted, row 'erased'); erased
+ * records are consistent without their object (counted in rep->erased).
  * Returns < 0 only if it could not scan (rep->failed_at says which);
  * per-record failures are counted in rep->failures.
  */
@@ -233,7 +365,8 @@ int records_fsck(const struct records_env *env, const struct records_fsck_opts *
 typedef void (*records_rewrap_fn)(void *ud, const char *rid, const char *kid, const char *detail);
 
 /*
- * One pass over every row whose data key is not under `kid`: unwrap with
+ * One pass over every row whose data key is not under `kid` (erased rows
+ * hold none and are skipped): unwrap with
  * its own KEK, wrap under `kid`, compare-and-set, so a concurrent writer is
  * never overwritten. Objects are never read. Adds to *done / *failed.
  */

@@ -8,7 +8,10 @@
 
 #include "records/records.h"
 
-/* One row of ehr_records. */
+enum records_row_state { ROW_PENDING, ROW_STORED, ROW_ERASING, ROW_ERASED };
+
+/* One row of ehr_records (an erasing or erased row has no key: meta.kid
+ * is "" and meta.wrapped zero). */
 struct records_row {
 	char record_id[CLOUD_RID_HEX];
 	char patient[RECORDS_MAX_PID + 1];
@@ -16,10 +19,26 @@ struct records_row {
 	char content_type[RECORDS_MAX_CT + 1];
 	char category[RECORDS_MAX_CATEGORY + 1];
 	bool stored;
+	enum records_row_state state;
 	uint64_t ledger_seq;
+	bool erase_logged; /* erase_seq is set */
+	uint64_t erase_seq;
 	int64_t created_ms;
 	struct cloud_record_meta meta;
 };
+
+/* The row columns records__row_decode reads, in order. */
+#define RECORDS__ROW_COLS                                                                                   \
+	"record_id, patient, stored_by, content_type, coalesce(category, ''), state, coalesce(ledger_seq, " \
+	"-1), created_ms, coalesce(plain_size, 0), coalesce(ct_size, 0), ct_sha256, coalesce(kek_id, ''), " \
+	"wrapped_key, coalesce(erase_seq, -1)"
+/* Decode row i of a result of "SELECT " RECORDS__ROW_COLS. */
+int records__row_decode(struct records_row *row, void *res, int i);
+
+/* Test-only crash points (docs/ERASURE.md §3): when the environment
+ * variable EHRGATE_TEST_FAILPOINT names `name`, the process SIGKILLs
+ * itself there, as a power cut would. */
+void records__failpoint(const char *name);
 
 /* Run one statement on a pooled connection (acquired and released here,
  * dropped if it broke). *res is a PGresult* the caller PQclears. */
@@ -38,6 +57,23 @@ int records__row_insert_pending(void *conn, const char *pid, const char *stored_
  * only_pending adds "AND state = 'pending'" (fsck). */
 int records__row_complete(const struct records_env *env, const char *rid, uint64_t seq, uint64_t plain,
                           uint64_t ct, const uint8_t sha[32], bool only_pending);
+/* The ehr.erase payload of a record (no PHI: ids and codes). New reference or NULL. */
+json_t *records__erase_payload(const char *rid, const char *basis, const char *requested_by);
+/* Finish an 'erasing' row (records_erase after the wipe, and fsck): the
+ * ehr.erase entry found in the ledger or appended, the object deleted,
+ * the row 'erased'. *seq is the entry. *stage says where it stopped. */
+int records__erase_finish(const struct records_env *env, const char *rid, uint64_t *seq,
+                          enum records_stage *stage);
+
+/* code is one of list's (NULL-terminated). */
+bool records__code_in(const char *const *list, const char *code);
+/* The retention and hold check of one stored row, on conn (which the
+ * caller may hold in a transaction): 0, or EHR_ERR_CONFLICT with *why. */
+int records__check_row(void *conn, const struct records_row *row, const struct records_retention *ret,
+                       struct records_refusal *why);
+/* Add why's fields to an ehr.erase.refused payload or a 409 body. */
+void records__refusal_json(json_t *j, const struct records_refusal *why);
+
 /* Remove a 'pending' row (never a stored one). */
 int records__row_delete_pending(const struct records_env *env, const char *rid);
 

@@ -36,6 +36,8 @@ struct fsck {
 	size_t nled, capled;
 	struct obj *obj;
 	size_t nobj, capobj;
+	uint8_t (*erased)[CLOUD_RID_LEN]; /* erased records, sorted */
+	size_t nerased, caperased;
 	uint64_t next_seq;
 	uint64_t last_seen;
 };
@@ -119,6 +121,11 @@ static struct led *find_led(struct fsck *f, const uint8_t rid[CLOUD_RID_LEN])
 	return bsearch(rid, f->led, f->nled, sizeof(*f->led), rid_cmp);
 }
 
+static bool is_erased(struct fsck *f, const uint8_t rid[CLOUD_RID_LEN])
+{
+	return bsearch(rid, f->erased, f->nerased, CLOUD_RID_LEN, rid_cmp) != NULL;
+}
+
 /* The state of a record's row: 0 none, 1 pending (age in ms), 2 stored. */
 static int row_state(const struct records_env *env, const char *rid, int *state, int64_t *age_ms)
 {
@@ -138,6 +145,61 @@ static int row_state(const struct records_env *env, const char *rid, int *state,
 		err = ehr_parse_i64(age_ms, PQgetvalue(res, 0, 1), INT64_MIN, INT64_MAX);
 	}
 	PQclear(res);
+	return err;
+}
+
+/* 0: finish every 'erasing' row (a crash or a failure after the key was
+ * wiped), as records_erase would have. */
+static int finish_erasing(struct fsck *f)
+{
+	void *res = NULL;
+
+	f->rep->failed_at = "listing erasures";
+	GUARD(records__exec(f->env, &res,
+	                    "SELECT record_id FROM ehr_records WHERE state = 'erasing' ORDER BY record_id", 0,
+	                    NULL));
+	f->rep->failed_at = NULL;
+	for (int i = 0; i < PQntuples(res); i++) {
+		struct records_fsck_item it = { .rid = PQgetvalue(res, i, 0) };
+		enum records_stage st;
+
+		if (f->o->dry_run) {
+			emit(f, RECORDS_FSCK_ERASE_COMPLETED, &it);
+			continue;
+		}
+		if (records__erase_finish(f->env, it.rid, &it.seq, &st) < 0) {
+			it.detail = ehr_error_detail();
+			emit(f, RECORDS_FSCK_ERASE_FAILED, &it);
+			f->rep->failures++;
+			continue;
+		}
+		emit(f, RECORDS_FSCK_ERASE_COMPLETED, &it);
+		f->rep->erasures_completed++;
+	}
+	PQclear(res);
+	return 0;
+}
+
+/* The erased records (and, in a dry run, those being erased), sorted. */
+static int collect_erased(struct fsck *f)
+{
+	void *res = NULL;
+	int err = 0;
+
+	f->rep->failed_at = "listing erasures";
+	GUARD(records__exec(f->env, &res,
+	                    "SELECT record_id FROM ehr_records WHERE state IN ('erased', 'erasing') ORDER BY "
+	                    "record_id",
+	                    0, NULL));
+	f->rep->failed_at = NULL;
+	for (int i = 0; i < PQntuples(res) && err == 0; i++) {
+		if ((err = grow((void **)&f->erased, &f->caperased, f->nerased, CLOUD_RID_LEN)) == 0 &&
+		    cloud_rid_parse(f->erased[f->nerased], PQgetvalue(res, i, 0)) == 0)
+			f->nerased++;
+	}
+	PQclear(res);
+	qsort(f->erased, f->nerased, CLOUD_RID_LEN, rid_cmp);
+	f->rep->erased = f->nerased;
 	return err;
 }
 
@@ -170,6 +232,17 @@ static void check_object(struct fsck *f, const struct obj *ob)
 	char rid[CLOUD_RID_HEX];
 	int state = 0;
 
+	if (l && is_erased(f, ob->rid)) {
+		/* Its erasure deleted it once; the store brought it back (a
+		 * restored backup, a replica): delete it again. */
+		emit(f, RECORDS_FSCK_ERASED_OBJECT, &it);
+		if (!f->o->dry_run && obj_store_delete(f->env->store, ob->key) < 0) {
+			it.detail = ehr_error_detail();
+			emit(f, RECORDS_FSCK_DELETE_FAILED, &it);
+			rep->failures++;
+		}
+		return;
+	}
 	if (l) {
 		l->seen = true;
 		it.ledger_size = l->size;
@@ -283,14 +356,16 @@ int records_fsck(const struct records_env *env, const struct records_fsck_opts *
 	f.o = o;
 	f.rep = rep;
 	ENSURE(env->db != NULL && env->ledger != NULL && env->store != NULL, EHR_ERR_INVAL);
+	GUARD_GOTO(finish_erasing(&f));
+	GUARD_GOTO(collect_erased(&f));
 	GUARD_GOTO(collect(&f));
 	for (size_t i = 0; i < f.nobj; i++)
 		check_object(&f, &f.obj[i]);
-	/* 4: ledger entries without an object */
+	/* 4: ledger entries without an object (an erased record has none) */
 	for (size_t i = 0; i < f.nled; i++) {
 		char rid[CLOUD_RID_HEX];
 
-		if (f.led[i].seen)
+		if (f.led[i].seen || is_erased(&f, f.led[i].rid))
 			continue;
 		cloud_rid_hex(rid, f.led[i].rid);
 		rep->missing++;
@@ -303,6 +378,7 @@ out:
 	rep->objects = f.nobj;
 	free(f.led);
 	free(f.obj);
+	free(f.erased);
 	return err;
 }
 
@@ -359,7 +435,7 @@ int records_rewrap(const struct records_env *env, const struct cloud_kek *kek, c
 		GUARD(records__exec(
 		        env, &res,
 		        "SELECT record_id, kek_id, wrapped_key FROM ehr_records WHERE kek_id <> $1 AND "
-		        "record_id > $2 ORDER BY record_id LIMIT 500",
+		        "wrapped_key IS NOT NULL AND record_id > $2 ORDER BY record_id LIMIT 500",
 		        2, p));
 		n = PQntuples(res);
 		for (int i = 0; i < n && err >= 0; i++) {
