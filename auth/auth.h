@@ -299,6 +299,13 @@ enum auth_patient_state {
 struct auth_patient_info {
 	enum auth_patient_state state;
 	uint64_t erase_seq; /* the auth.patient.erase entry, when ERASING/ERASED */
+	char basis[32];     /* the erasure's legal basis, by whom, and its ledger actor */
+	char by[16];
+	char actor[AUTH_MAX_ID + 1];
+};
+/* Who asked for an erasure, and on what basis (kept on the row). */
+struct auth_erase_request {
+	const char *basis, *by, *actor;
 };
 /* Where a patient stands (one primary-key read). */
 int auth_patient_lookup(struct ehr_db_pool *db, const char *pid, struct auth_patient_info *out);
@@ -311,7 +318,7 @@ int auth_patient_lock(void *conn, const char *pid, struct auth_patient_info *out
  * delete the link (nothing leads from the external id to the pseudonym
  * any more), enrolment codes and login challenges. Idempotent.
  */
-int auth_patient_erase_apply(void *conn, const char *pid, uint64_t seq);
+int auth_patient_erase_apply(void *conn, const char *pid, uint64_t seq, const struct auth_erase_request *rq);
 /* 'erasing' -> 'erased' once every record is erased. */
 int auth_patient_erase_finish(struct ehr_db_pool *db, const char *pid);
 /* Pseudonyms of patients left 'erasing' (by a crash), as a JSON array. */

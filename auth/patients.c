@@ -163,6 +163,10 @@ out:
 
 /* ------------------------------------------------------------- erasure */
 
+#define INFO_COLS                                                                     \
+	"erase_state, erase_seq, coalesce(erase_basis, ''), coalesce(erase_by, ''), " \
+	"coalesce(erase_actor, '')"
+
 static int info_of(struct auth_patient_info *out, void *res)
 {
 	const char *st;
@@ -175,6 +179,9 @@ static int info_of(struct auth_patient_info *out, void *res)
 		return 0;
 	st = ehr_db_value(res, 0, 0);
 	out->state = strcmp(st, "erased") == 0 ? AUTH_PATIENT_ERASED : AUTH_PATIENT_ERASING;
+	GUARD(ehr_db_get_text(out->basis, sizeof(out->basis), res, 0, 2));
+	GUARD(ehr_db_get_text(out->by, sizeof(out->by), res, 0, 3));
+	GUARD(ehr_db_get_text(out->actor, sizeof(out->actor), res, 0, 4));
 	return ehr_db_get_u64(&out->erase_seq, res, 0, 1, UINT64_MAX);
 }
 
@@ -185,9 +192,8 @@ static int lookup_on(void *conn, const char *pid, struct auth_patient_info *out,
 	int err;
 
 	err = ehr_db_exec(conn, &res,
-	                  lock ? "SELECT erase_state, erase_seq FROM auth_patients WHERE patient_id = $1 "
-	                         "FOR UPDATE"
-	                       : "SELECT erase_state, erase_seq FROM auth_patients WHERE patient_id = $1",
+	                  lock ? "SELECT " INFO_COLS " FROM auth_patients WHERE patient_id = $1 FOR UPDATE"
+	                       : "SELECT " INFO_COLS " FROM auth_patients WHERE patient_id = $1",
 	                  1, p);
 	if (err == 0)
 		err = info_of(out, res);
@@ -212,20 +218,20 @@ int auth_patient_lock(void *conn, const char *pid, struct auth_patient_info *out
 	return lookup_on(conn, pid, out, true);
 }
 
-int auth_patient_erase_apply(void *conn, const char *pid, uint64_t seq)
+int auth_patient_erase_apply(void *conn, const char *pid, uint64_t seq, const struct auth_erase_request *rq)
 {
 	char seqs[24];
-	const char *p[2] = { pid, seqs };
+	const char *p[5] = { pid, seqs, rq->basis, rq->by, rq->actor };
 
 	GUARD(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
 	/* The device key stays on the row (its thumbprint is in the ledger
 	 * anyway) but is revoked: no request authenticates with it again. */
 	GUARD(ehr_db_run(
 	        conn,
-	        "UPDATE auth_patients SET erase_state = coalesce(erase_state, 'erasing'), "
-	        "erase_seq = coalesce(erase_seq, $2::bigint), revoked_at = coalesce(revoked_at, now()) "
-	        "WHERE patient_id = $1",
-	        2, p));
+	        "UPDATE auth_patients SET erase_state = 'erasing', erase_seq = $2::bigint, "
+	        "erase_basis = $3, erase_by = $4, erase_actor = $5, "
+	        "revoked_at = coalesce(revoked_at, now()) WHERE patient_id = $1 AND erase_state IS NULL",
+	        5, p));
 	GUARD(ehr_db_run(conn, "DELETE FROM auth_patient_links WHERE patient_id = $1", 1, p));
 	GUARD(ehr_db_run(conn, "DELETE FROM auth_enrol_codes WHERE patient_id = $1", 1, p));
 	return ehr_db_run(conn, "DELETE FROM auth_challenges WHERE patient_id = $1", 1, p);

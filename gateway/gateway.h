@@ -116,7 +116,7 @@ struct gw_patient_erase_out {
 	uint64_t erase_seq;      /* the auth.patient.erase entry */
 	uint64_t records_erased; /* by this run */
 	bool already;            /* it was erased before: nothing done */
-	char refusal[64]; /* GW_ERASE_REASON_MAX; with EHR_ERR_CONFLICT: the retention/hold reason */
+	char refusal[64];        /* GW_ERASE_REASON_MAX; with EHR_ERR_CONFLICT: the retention/hold reason */
 };
 /*
  * Erase patient `pid` on a legal basis: refused with EHR_ERR_CONFLICT (and

@@ -59,10 +59,10 @@ static int refuse(struct gw_app *app, const char *pid, const char *actor, const 
 
 /* Phase A's writes, after the batch is durable: the auth state and the
  * contracts, in the caller's transaction. */
-static int apply_state(void *conn, const char *pid, uint64_t erase_seq, uint64_t contract_seq,
-                       const json_t *contract_payload)
+static int apply_state(void *conn, const char *pid, uint64_t erase_seq, const struct auth_erase_request *rq,
+                       uint64_t contract_seq, const json_t *contract_payload)
 {
-	GUARD(auth_patient_erase_apply(conn, pid, erase_seq));
+	GUARD(auth_patient_erase_apply(conn, pid, erase_seq, rq));
 	return policy_store_apply(conn, contract_seq, POLICY_ENTRY_ERASE, contract_payload);
 }
 
@@ -72,6 +72,7 @@ static int commit_erasure(struct gw_app *app, void *conn, const char *pid, const
 	json_t *p_erase = NULL, *p_revoke = NULL, *p_contracts = NULL;
 	struct ledger_entry_in in[3];
 	struct ledger_receipt rcpt[3];
+	struct auth_erase_request rq = { basis, requested_by, actor };
 	int err;
 
 	p_erase = json_pack("{s:s,s:s,s:s}", "outcome", "success", "basis", basis, "requested_by",
@@ -84,7 +85,7 @@ static int commit_erasure(struct gw_app *app, void *conn, const char *pid, const
 	in[2] = (struct ledger_entry_in){ POLICY_ENTRY_ERASE, actor, pid, p_contracts };
 	GUARD_GOTO(ledger_append_n(gw_app_ledger(app), in, 3, rcpt));
 	failpoint("patient-erase:ledger");
-	GUARD_GOTO(apply_state(conn, pid, rcpt[0].seq, rcpt[2].seq, p_contracts));
+	GUARD_GOTO(apply_state(conn, pid, rcpt[0].seq, &rq, rcpt[2].seq, p_contracts));
 	GUARD_GOTO(ehr_db_commit(conn));
 	*erase_seq = rcpt[0].seq;
 out:
@@ -130,11 +131,17 @@ out:
 	return err;
 }
 
-/* Phases B and C for a patient already 'erasing'. */
-static int finish(struct gw_app *app, const char *pid, uint64_t erase_seq, const char *basis,
-                  const char *requested_by, const char *actor, struct gw_patient_erase_out *out)
+/* Phases B and C for a patient already 'erasing', on the request its row
+ * keeps (so a re-run or fsck erases the records on the original basis). */
+static int finish(struct gw_app *app, const char *pid, struct gw_patient_erase_out *out)
 {
-	GUARD(gw__erase_patient_records(app, pid, erase_seq, basis, requested_by, actor,
+	struct auth_patient_info info;
+
+	GUARD(auth_patient_lookup(gw_app_db(app), pid, &info));
+	if (info.state != AUTH_PATIENT_ERASING)
+		return 0;
+	out->erase_seq = info.erase_seq;
+	GUARD(gw__erase_patient_records(app, pid, info.erase_seq, info.basis, info.by, info.actor,
 	                                &out->records_erased));
 	failpoint("patient-erase:records");
 	return auth_patient_erase_finish(gw_app_db(app), pid);
@@ -155,7 +162,7 @@ int gw_patient_erase(struct gw_app *app, const char *pid, const char *basis, con
 	if (out->already)
 		return 0;
 	failpoint("patient-erase:committed");
-	return finish(app, pid, out->erase_seq, basis, requested_by, actor, out);
+	return finish(app, pid, out);
 }
 
 /* ---------------------------------------------------------------- fsck */
@@ -189,9 +196,12 @@ static int on_entry(void *ud, const struct ledger_entry *e, const uint8_t *raw, 
 		GUARD_GOTO(policy_store_apply(conn, e->seq, e->type, pl));
 	} else if (ehr_json_get_str(pl, "outcome", &outcome, 16) == 0 && strcmp(outcome, "success") == 0) {
 		struct auth_patient_info info;
+		struct auth_erase_request rq = { NULL, NULL, e->actor };
 		GUARD_GOTO(auth_patient_lock(conn, e->subject, &info));
+		GUARD_GOTO(ehr_json_get_str(pl, "basis", &rq.basis, 31));
+		GUARD_GOTO(ehr_json_get_str(pl, "requested_by", &rq.by, 15));
 		if (info.state == AUTH_PATIENT_ACTIVE) {
-			GUARD_GOTO(auth_patient_erase_apply(conn, e->subject, e->seq));
+			GUARD_GOTO(auth_patient_erase_apply(conn, e->subject, e->seq, &rq));
 			s->rep->applied++;
 		}
 	}
@@ -231,13 +241,11 @@ int gw_patient_erase_complete(struct gw_app *app, struct gw_patient_erase_report
 	GUARD(auth_patients_erasing(gw_app_db(app), &pids));
 	json_array_foreach(pids, i, v)
 	{
-		struct auth_patient_info info;
 		struct gw_patient_erase_out out;
 		const char *pid = json_string_value(v);
 
 		memset(&out, 0, sizeof(out));
-		if (auth_patient_lookup(gw_app_db(app), pid, &info) < 0 ||
-		    finish(app, pid, info.erase_seq, "completion", "operator", "operator", &out) < 0) {
+		if (finish(app, pid, &out) < 0) {
 			rep->failed++;
 			continue;
 		}

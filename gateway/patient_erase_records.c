@@ -1,8 +1,8 @@
 /*
  * patient_erase_records.c - what patient erasure takes from record erasure
  * (records/): the legal-basis codes, the retention/hold check and the
- * erasure of each record. One place, so that when records/ exports its
- * own (h-erase's records_erase and its check), only this file changes.
+ * erasure of each record, all through records/' own functions, so a
+ * patient erasure refuses and erases exactly as record erasures do.
  */
 #include <string.h>
 
@@ -10,44 +10,88 @@
 #include "gateway/gateway_internal.h"
 #include "records/records.h"
 
-static const char *const basis_codes[] = {
-	"gdpr-17-1-a", "gdpr-17-1-b",     "gdpr-17-1-c", "gdpr-17-1-d", "gdpr-17-1-e",
-	"gdpr-17-1-f", "patient-request", "court-order", "completion",
-};
+static struct records_env env_of(struct gw_app *app)
+{
+	return (struct records_env){ gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
+}
+
+/* The [retention] periods: NULL until the gateway's config carries them
+ * (h-erase wires the same source for record erasure). */
+static const struct records_retention *retention_of(struct gw_app *app)
+{
+	(void)app;
+	return NULL;
+}
 
 bool gw__erase_basis_ok(const char *basis)
 {
-	for (size_t i = 0; basis != NULL && i < EHR_ARRAY_LEN(basis_codes); i++)
-		if (strcmp(basis, basis_codes[i]) == 0)
-			return true;
-	return false;
+	return records_erase_basis_ok(basis);
 }
 
 int gw__erase_check_patient(struct gw_app *app, const char *pid, char *reason, size_t cap)
 {
-	(void)app;
-	(void)pid;
-	if (cap > 0)
-		reason[0] = '\0';
-	return 0;
+	struct records_env env = env_of(app);
+	struct records_refusal why;
+	int err;
+
+	memset(&why, 0, sizeof(why));
+	reason[0] = '\0';
+	err = records_erase_check(&env, pid, NULL, retention_of(app), &why);
+	if (err != EHR_ERR_CONFLICT)
+		return err;
+	ehr_error_clear();
+	/* A code, never PHI: "retention" or "hold:<reason code>". */
+	if (why.kind == RECORDS_REFUSED_HOLD)
+		return ehr_fmt(reason, cap, "hold:%s", why.hold_reason[0] ? why.hold_reason : "unknown");
+	return ehr_fmt(reason, cap, "retention");
+}
+
+/* One page of the patient's records, each erased (or found erased). */
+static int erase_page(struct gw_app *app, const char *pid, const char *basis, const char *actor,
+                      int64_t *after_ms, uint64_t *erased, size_t *seen)
+{
+	struct records_env env = env_of(app);
+	json_t *arr = NULL, *v;
+	size_t i;
+	int err = 0;
+
+	GUARD(records_list(&env, pid, "", *after_ms, RECORDS_LIST_MAX, &arr));
+	*seen = json_array_size(arr);
+	json_array_foreach(arr, i, v)
+	{
+		struct records_erase_in in = {
+			.record_id = json_string_value(json_object_get(v, "record_id")),
+			.patient = NULL, /* the patient's own erasure names every record of theirs */
+			.actor = actor,
+			.requested_by = RECORDS_BY_PATIENT_ERASURE,
+			.basis = basis,
+			.retention = retention_of(app),
+		};
+		struct records_erase_out out;
+		json_int_t created = json_integer_value(json_object_get(v, "created_ms"));
+
+		if (created > *after_ms)
+			*after_ms = created;
+		if ((err = records_erase(&env, &in, &out)) < 0)
+			break;
+		if (!out.was_erased)
+			(*erased)++;
+	}
+	json_decref(arr);
+	return err;
 }
 
 int gw__erase_patient_records(struct gw_app *app, const char *pid, uint64_t erase_seq, const char *basis,
                               const char *requested_by, const char *actor, uint64_t *erased)
 {
-	struct records_env env = { gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
-	json_t *arr = NULL;
-	int err;
+	int64_t after_ms = -1;
+	size_t seen;
 
 	(void)erase_seq;
-	(void)basis;
 	(void)requested_by;
-	(void)actor;
 	*erased = 0;
-	GUARD(records_list(&env, pid, "", -1, 1, &arr));
-	err = json_array_size(arr) == 0
-	              ? 0
-	              : ehr_error_set(EHR_ERR_UNAVAILABLE, "record erasure is not built yet");
-	json_decref(arr);
-	return err;
+	do {
+		GUARD(erase_page(app, pid, basis, actor, &after_ms, erased, &seen));
+	} while (seen == RECORDS_LIST_MAX);
+	return 0;
 }

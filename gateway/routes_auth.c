@@ -191,14 +191,17 @@ static void h_token(struct gw_req *r)
 static void h_me_erase(struct gw_req *r)
 {
 	const struct gw_identity *id = gw_req_identity(r);
-	struct gw_patient_erase_out out;
+	struct gw_patient_erase_out out = { 0 };
 	json_t *j;
 	const char *basis;
-	int err;
+	int err = 0;
 
 	if ((j = body_json(r)) == NULL)
 		return;
-	if ((err = ehr_json_get_str(j, "basis", &basis, 32)) < 0 ||
+	/* Only "basis": a patient can name no one but themself. */
+	if (json_object_size(j) != 1)
+		err = ehr_error_set(EHR_ERR_INVAL, "the body is {\"basis\": CODE} and nothing else");
+	if (err < 0 || (err = ehr_json_get_str(j, "basis", &basis, 32)) < 0 ||
 	    (err = gw_patient_erase(gw_req_app(r), id->subject, basis, "patient", id->actor, &out)) < 0) {
 		if (err == EHR_ERR_CONFLICT && out.refusal[0])
 			gw_reply_json(r, 409,

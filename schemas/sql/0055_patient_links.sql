@@ -22,7 +22,11 @@ ALTER TABLE auth_patients
 	ADD COLUMN erase_state text CHECK (erase_state IN ('erasing', 'erased')),
 	ADD COLUMN erase_seq   bigint UNIQUE,           -- ledger seq of auth.patient.erase
 	ADD COLUMN erased_at   timestamptz,
-	ADD CONSTRAINT auth_patients_erase_seq CHECK (erase_state IS NULL OR erase_seq IS NOT NULL);
+	-- the request, kept so that fsck finishes the record erasures on it
+	ADD COLUMN erase_basis text,
+	ADD COLUMN erase_by    text CHECK (erase_by IN ('patient', 'operator')),
+	ADD COLUMN erase_actor text,
+	ADD CONSTRAINT auth_patients_erase_seq CHECK (erase_state IS NULL OR (erase_seq IS NOT NULL AND erase_basis IS NOT NULL));
 -- Rows inserted from now on say which scheme made them.
 ALTER TABLE auth_patients ALTER COLUMN scheme SET DEFAULT 'random';
 

@@ -704,11 +704,12 @@ static long long link_rows(const uint8_t lk[32], const char *ext)
 
 static void erase_state(const char *who, uint64_t seq)
 {
+	struct auth_erase_request rq = { "patient-request", "patient", who };
 	void *conn = NULL;
 
 	EHR_ASSERT_OK(ehr_db_acquire(pool, &conn));
 	EHR_ASSERT_OK(ehr_db_begin(conn));
-	EHR_ASSERT_OK(auth_patient_erase_apply(conn, who, seq));
+	EHR_ASSERT_OK(auth_patient_erase_apply(conn, who, seq, &rq));
 	EHR_ASSERT_OK(ehr_db_commit(conn));
 	ehr_db_release(pool, conn, false);
 }
