@@ -2,10 +2,12 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -214,6 +216,14 @@ int ehr_random_token(struct ehr_buf *out, size_t nbytes)
 	rc = ehr_b64url_encode(out, raw, nbytes);
 	OPENSSL_cleanse(raw, sizeof(raw));
 	return rc;
+}
+
+void ehr_failpoint(const char *name)
+{
+	const char *fp = getenv("EHRGATE_TEST_FAILPOINT");
+
+	if (fp != NULL && strcmp(fp, name) == 0)
+		kill(getpid(), SIGKILL);
 }
 
 int64_t ehr_now_ms(void)

@@ -255,6 +255,13 @@ int64_t ehr_monotonic_ms(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-24T05:19:49.123Z" (25 bytes + NUL). */
 void ehr_time_rfc3339(char out[32], int64_t unix_ms);
 
+/* ------------------------------------------------------------ crash tests */
+
+/* Test-only crash points (docs/ERASURE.md §3): when the environment
+ * variable EHRGATE_TEST_FAILPOINT names `name`, the process SIGKILLs
+ * itself there, as a power cut would. One mechanism for every module. */
+void ehr_failpoint(const char *name);
+
 /* ------------------------------------------------------------------ logging */
 
 enum ehr_log_level { EHR_LOG_DEBUG = 0, EHR_LOG_INFO, EHR_LOG_WARN, EHR_LOG_ERROR };

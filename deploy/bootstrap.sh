@@ -26,6 +26,8 @@ APT_PACKAGES=(
 	sslscan wrk nginx-light python3
 	# storage tests: an independent S3 client scans the bucket (tests/integration/ehr)
 	s3cmd
+	# the ATNA feed's real peer (RFC 5425 syslog over TLS) and the XML check of its messages
+	rsyslog rsyslog-gnutls libxml2-utils
 )
 
 say() { echo "bootstrap: $*" >&2; }
@@ -92,12 +94,18 @@ if ! command -v npm >/dev/null 2>&1; then
 	apt_install npm
 fi
 
-# npm packages for the dev S3 (s3rver and the SigV4 front), pinned by package-lock.json.
-S3=$HERE/s3
-STAMP=$S3/node_modules/.ehrgate-lock.sha256
-want=$(sha256sum "$S3/package-lock.json" | cut -d' ' -f1)
-if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$want" ] || [ ! -d "$S3/node_modules/s3rver" ]; then
-	say "npm ci in deploy/s3"
-	(cd "$S3" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-	echo "$want" >"$STAMP"
-fi
+# npm_ci DIR PACKAGE: `npm ci` in DIR when its package-lock.json changed since
+# the last run (a stamp in node_modules) or node_modules/PACKAGE is missing.
+npm_ci() {
+	local dir=$1 stamp=$1/node_modules/.ehrgate-lock.sha256 want
+	want=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+	if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ] || [ ! -d "$dir/node_modules/$2" ]; then
+		say "npm ci in ${dir#"$HERE/"}"
+		(cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+		echo "$want" >"$stamp"
+	fi
+}
+# The dev S3 (s3rver and the SigV4 front) and the OpenAPI checks (yaml + ajv),
+# each pinned by its package-lock.json.
+npm_ci "$HERE/s3" s3rver
+npm_ci "$(cd "$HERE/../tests/openapi" && pwd)" ajv

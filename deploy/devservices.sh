@@ -9,6 +9,8 @@
 #   deploy/devservices.sh destroy STATE_DIR       (stop, then delete STATE_DIR and its /tmp dirs)
 #   deploy/devservices.sh stop-pg|start-pg STATE_DIR   (Postgres only; same port, same data)
 #   deploy/devservices.sh stop-s3|start-s3 STATE_DIR   (s3rver and the front; same ports, data, certs)
+#   deploy/devservices.sh start-syslog|stop-syslog STATE_DIR
+#       (rsyslog as an ATNA Audit Record Repository; started only on demand; same port on restart)
 #
 # `start` waits until every service answers, writes STATE_DIR/services.env (shell
 # `export` lines: EHRGATE_TEST_PG, EHRGATE_TEST_PG_SOCKDIR, EHRGATE_TEST_PG_PORT,
@@ -24,6 +26,18 @@
 # and is issued by a private test CA made with the openssl CLI on the first start
 # (remade when it nears expiry): STATE_DIR/tls/ca.pem (EHRGATE_TEST_S3_CA), ca.key,
 # server.pem, server.key (keys 0600). Trust that CA only in tests.
+#
+# start-syslog runs Debian's rsyslogd (packages rsyslog, rsyslog-gnutls) in the
+# foreground under its own config file STATE_DIR/syslog/rsyslog.conf, never the
+# system's: imtcp on 127.0.0.1 with StreamDriver gtls, mode 1 (TLS only),
+# authmode x509/certvalid (the client must present a certificate from the test
+# CA), the front's server certificate, and every received message's raw text
+# (%rawmsg%, the RFC 5424 SYSLOG-MSG without its octet count) appended as one
+# line to STATE_DIR/syslog/messages.log. It also issues a client certificate for
+# the gateway's feed from the test CA (tls/syslog-client.pem, .key) and adds to
+# services.env: EHRGATE_TEST_SYSLOG (127.0.0.1:PORT), EHRGATE_TEST_SYSLOG_CA,
+# EHRGATE_TEST_SYSLOG_CERT, EHRGATE_TEST_SYSLOG_KEY, EHRGATE_TEST_SYSLOG_FILE.
+# stop-syslog stops it by its PID; the port, certificates and the file stay.
 #
 # Runs as root (Postgres runs as the `postgres` user, since initdb refuses root).
 # Needs: postgresql-15, node, openssl (and deploy/s3/node_modules: run deploy/bootstrap.sh).
@@ -42,7 +56,7 @@ die() {
 say() { echo "devservices: $*" >&2; }
 
 usage() {
-	sed -n '2,26p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+	sed -n '2,41p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 	exit 2
 }
 
@@ -353,6 +367,94 @@ s3_stop() {
 	stop_pid s3rver s3rver.js
 }
 
+# ---------------------------------------------------------------- rsyslog (ATNA)
+
+syslog_running() { alive "$(rd syslog.pid)"; }
+
+# A client certificate for the gateway's ATNA feed, from the test CA (clientAuth).
+syslog_client_cert() {
+	local d=$STATE/tls
+	if [ -s "$d/syslog-client.pem" ] && openssl x509 -checkend 86400 -noout -in "$d/syslog-client.pem" >/dev/null 2>&1 &&
+		openssl verify -CAfile "$d/ca.pem" "$d/syslog-client.pem" >/dev/null 2>&1; then
+		return 0
+	fi
+	cat >"$d/client.cnf" <<-'EOF'
+		[v3_client]
+		basicConstraints = critical,CA:FALSE
+		keyUsage = critical,digitalSignature
+		extendedKeyUsage = clientAuth
+		subjectKeyIdentifier = hash
+		authorityKeyIdentifier = keyid
+	EOF
+	(
+		umask 077
+		openssl req -new -subj "/CN=ehrgate ATNA feed (test)" -newkey ec -pkeyopt ec_paramgen_curve:P-256 \
+			-nodes -keyout "$d/syslog-client.key" -out "$d/syslog-client.csr" &&
+			openssl x509 -req -in "$d/syslog-client.csr" -CA "$d/ca.pem" -CAkey "$d/ca.key" \
+				-set_serial "0x$(openssl rand -hex 16)" -days 365 \
+				-extfile "$d/client.cnf" -extensions v3_client -out "$d/syslog-client.pem"
+	) >"$d/openssl-client.log" 2>&1 || {
+		cat "$d/openssl-client.log" >&2
+		die "could not issue the ATNA client certificate"
+	}
+	rm -f "$d/syslog-client.csr"
+	chmod 0600 "$d/syslog-client.key"
+	chmod 0644 "$d/syslog-client.pem"
+}
+
+syslog_conf() {
+	local d=$STATE/syslog port=$1
+	cat >"$d/rsyslog.conf" <<-EOF
+		# written by deploy/devservices.sh: an ATNA Audit Record Repository for tests
+		global(
+		  workDirectory="$d/work"
+		  maxMessageSize="256k"
+		  defaultNetstreamDriver="gtls"
+		  defaultNetstreamDriverCAFile="$STATE/tls/ca.pem"
+		  defaultNetstreamDriverCertFile="$STATE/tls/server.pem"
+		  defaultNetstreamDriverKeyFile="$STATE/tls/server.key"
+		)
+		module(load="imtcp" streamDriver.name="gtls" streamDriver.mode="1"
+		       streamDriver.authMode="x509/certvalid" maxSessions="64")
+		input(type="imtcp" address="127.0.0.1" port="$port")
+		template(name="ehrgate_raw" type="string" string="%rawmsg%\n")
+		action(type="omfile" file="$d/messages.log" template="ehrgate_raw")
+	EOF
+}
+
+syslog_start() {
+	local d=$STATE/syslog port
+	command -v rsyslogd >/dev/null 2>&1 && [ -f /usr/lib/x86_64-linux-gnu/rsyslog/lmnsd_gtls.so ] ||
+		[ -n "$(find /usr/lib -name lmnsd_gtls.so 2>/dev/null | head -1)" ] ||
+		die "rsyslogd with its GnuTLS driver is missing: run deploy/bootstrap.sh (rsyslog, rsyslog-gnutls)"
+	if syslog_running; then
+		return 0
+	fi
+	tls_init
+	syslog_client_cert
+	mkdir -p "$d/work"
+	touch "$d/messages.log"
+	port=$(rd syslog.port)
+	if [ -z "$port" ] || port_busy "$port"; then
+		port=$(free_port "$(rd pg.port)" "$(rd s3.port)" "$(rd front.port)" "$(rd front.tlsport)")
+	fi
+	wr syslog.port "$port"
+	syslog_conf "$port"
+	rsyslogd -N1 -f "$d/rsyslog.conf" >"$d/check.log" 2>&1 || {
+		cat "$d/check.log" >&2
+		die "rsyslog rejects its config"
+	}
+	setsid rsyslogd -n -f "$d/rsyslog.conf" -i "$d/rsyslogd.pid" >>"$d/rsyslogd.log" 2>&1 </dev/null &
+	wr syslog.pid $!
+	if ! wait_for 20 "rsyslog" port_busy "$port"; then
+		tail -5 "$d/rsyslogd.log" >&2 || true
+		die "rsyslog did not start"
+	fi
+	say "rsyslog (ATNA repository, TLS) ready on 127.0.0.1:$port, writing $d/messages.log"
+}
+
+syslog_stop() { stop_pid syslog rsyslogd; }
+
 # ---------------------------------------------------------------- env
 
 write_env() {
@@ -375,6 +477,13 @@ write_env() {
 			echo "export EHRGATE_TEST_S3_ACCESS_KEY='$ACCESS_KEY'"
 			echo "export EHRGATE_TEST_S3_SECRET_KEY='$SECRET_KEY'"
 		fi
+		if [ -n "$(rd syslog.port)" ]; then
+			echo "export EHRGATE_TEST_SYSLOG='127.0.0.1:$(rd syslog.port)'"
+			echo "export EHRGATE_TEST_SYSLOG_CA='$STATE/tls/ca.pem'"
+			echo "export EHRGATE_TEST_SYSLOG_CERT='$STATE/tls/syslog-client.pem'"
+			echo "export EHRGATE_TEST_SYSLOG_KEY='$STATE/tls/syslog-client.key'"
+			echo "export EHRGATE_TEST_SYSLOG_FILE='$STATE/syslog/messages.log'"
+		fi
 	} >"$STATE/services.env.tmp"
 	mv "$STATE/services.env.tmp" "$STATE/services.env"
 }
@@ -393,6 +502,10 @@ status() {
 		alive "$(rd front.pid)" && echo "sigv4 front: running (pid $(rd front.pid), http port $(rd front.port), https port $(rd front.tlsport))" ||
 			{ echo "sigv4 front: stopped"; rc=1; }
 	fi
+	if [ -n "$(rd syslog.port)" ]; then
+		syslog_running && echo "rsyslog: running (pid $(rd syslog.pid), port $(rd syslog.port))" ||
+			echo "rsyslog: stopped (port $(rd syslog.port))"
+	fi
 	return $rc
 }
 
@@ -407,6 +520,7 @@ start)
 	cat "$STATE/services.env"
 	;;
 stop)
+	syslog_stop
 	s3_stop
 	pg_stop
 	# Remove the short /tmp dirs only once Postgres is down (they hold its socket/data).
@@ -434,6 +548,12 @@ start-pg)
 	write_env
 	;;
 stop-s3) s3_stop ;;
+start-syslog)
+	syslog_start
+	write_env
+	cat "$STATE/services.env"
+	;;
+stop-syslog) syslog_stop ;;
 start-s3)
 	[ "$(rd s3.enabled)" = 1 ] || die "S3 was not enabled for this state dir"
 	s3_start

@@ -17,9 +17,11 @@
 #include <openssl/evp.h>
 #include <openssl/pem.h>
 
+#include "atna/atna.h"
 #include "auth/auth.h"
 #include "cloud/cloud.h"
 #include "ledger/ledger.h"
+#include "records/records.h"
 
 struct gw_app {
 	const struct gw_config *cfg;
@@ -27,6 +29,8 @@ struct gw_app {
 	struct ledger *ledger;
 	struct auth_ctx *auth;
 	struct obj_store *store;
+	struct gw_audit_queue *audit_queries;
+	struct atna_feed *atna;
 };
 
 struct gw_app *gw_req_app(const struct gw_req *r)
@@ -65,6 +69,11 @@ struct auth_ctx *gw_app_auth(struct gw_app *app)
 struct obj_store *gw_app_store(struct gw_app *app)
 {
 	return app->store;
+}
+
+struct gw_audit_queue *gw_app_audit_queue(struct gw_app *app)
+{
+	return app->audit_queries;
 }
 
 const struct gw_config *gw_app_config(struct gw_app *app)
@@ -131,6 +140,29 @@ static int store_open(struct obj_store **out, const struct gw_config *cfg)
 	return err;
 }
 
+/* The ATNA feed of [atna] (off, *out NULL, without repositories). */
+static int atna_open(struct atna_feed **out, const struct gw_config *cfg)
+{
+	struct atna_config ac = {
+		.conninfo = gw_config_get(cfg, "database", "url"),
+		.repositories = gw_config_get(cfg, "atna", "repositories"),
+		.ca_file = gw_config_get(cfg, "atna", "ca_file"),
+		.cert_file = gw_config_get(cfg, "atna", "cert"),
+		.key_file = gw_config_get(cfg, "atna", "key"),
+		.hostname = gw_config_get(cfg, "atna", "hostname"),
+		.source_id = gw_config_get(cfg, "atna", "source_id"),
+		.origin = gw_config_get(cfg, "ledger", "origin"),
+		.pen = (uint32_t)gw_config_get_uint(cfg, "atna", "pen"),
+		.batch = (unsigned)gw_config_get_uint(cfg, "atna", "batch"),
+		.poll_ms = (unsigned)gw_config_get_uint(cfg, "atna", "poll_ms"),
+		.backoff_max_ms = (unsigned)gw_config_get_uint(cfg, "atna", "backoff_max_ms"),
+		.timeout_ms = (unsigned)gw_config_get_uint(cfg, "atna", "timeout_ms"),
+		.settle_ms = (unsigned)gw_config_get_uint(cfg, "atna", "settle_ms"),
+	};
+
+	return atna_feed_start(out, &ac);
+}
+
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 {
 	struct gw_app *app = calloc(1, sizeof(*app));
@@ -139,9 +171,16 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 	if (app == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 	app->cfg = cfg;
+	if (what & (GW_APP_AUDIT_QUERIES | GW_APP_ATNA))
+		what |= GW_APP_LEDGER;
 	if (what & (GW_APP_LEDGER | GW_APP_AUTH))
 		what |= GW_APP_DB;
 
+	if (what & GW_APP_STORE) { /* the record service's settings, checked once */
+		struct records_retention ret;
+
+		GUARD_GOTO(gw_retention_from_config(cfg, &ret));
+	}
 	if (what & GW_APP_DB) {
 		GUARD_GOTO(ehr_db_pool_new(
 		        &app->db, gw_config_get(cfg, "database", "url"),
@@ -197,6 +236,11 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 		GUARD_GOTO(store_open(&app->store, cfg));
 	}
 
+	if (what & GW_APP_AUDIT_QUERIES)
+		GUARD_GOTO(gw_audit_queue_new(&app->audit_queries, app->ledger, GW_AUDIT_QUEUE_MAX));
+	if (what & GW_APP_ATNA)
+		GUARD_GOTO(atna_open(&app->atna, cfg));
+
 	*out = app;
 	return 0;
 out:
@@ -208,6 +252,9 @@ void gw_app_close(struct gw_app *app)
 {
 	if (app == NULL)
 		return;
+	atna_feed_stop(app->atna); /* before the ledger: it may be reading */
+	/* the queued audit.query entries are committed before the ledger closes */
+	gw_audit_queue_free(app->audit_queries);
 	/* ---- storage: free app->store here */
 	obj_store_free(app->store);
 	/* ---- auth: free app->auth here */

@@ -12,6 +12,8 @@
 #include "gateway/gateway.h"
 #include "gateway/gateway_internal.h"
 
+#include "atna/atna.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <getopt.h>
@@ -123,6 +125,9 @@ static const struct gw_config_key gw_config_keys[] = {
 	U("store", "max_record_bytes", "1073741824", 1, 1099511627776ULL),
 	U("store", "s3_max_attempts", "4", 1, 20),
 	U("store", "s3_timeout_ms", "300000", 1000, 86400000),
+	/* [retention] - minimum retention before erasure (docs/ERASURE.md §6) */
+	S("retention", "default_period", "0"),
+	S("retention", "categories", ""),
 	/* [auth] - rows added by the auth area go here */
 	S("auth", "issuer", "urn:ehrgate"),
 	S("auth", "audience", "urn:ehrgate:api"),
@@ -138,6 +143,19 @@ static const struct gw_config_key gw_config_keys[] = {
 	U("auth", "rate_token_per_min", "60", 1, 1000000),
 	U("auth", "rate_burst", "10", 1, 1000000),
 	U("auth", "failure_events_per_min", "10", 1, 1000000),
+	/* [atna] the ATNA feed (docs/AUDIT.md); no repositories = off */
+	S("atna", "repositories", ""),
+	S("atna", "ca_file", ""),
+	S("atna", "cert", ""),
+	S("atna", "key", ""),
+	S("atna", "hostname", ""),
+	S("atna", "source_id", ""),
+	U("atna", "pen", "32473", 1, 4294967295ULL),
+	U("atna", "batch", "256", 1, 10000),
+	U("atna", "poll_ms", "1000", 10, 60000),
+	U("atna", "backoff_max_ms", "30000", 250, 3600000),
+	U("atna", "timeout_ms", "10000", 100, 600000),
+	U("atna", "settle_ms", "500", 0, 60000),
 	/* [log] */
 	E("log", "level", "info", "debug|info|warn|error"),
 	B("log", "access", "true"),
@@ -509,6 +527,22 @@ static const char *value_of(const struct gw_config *cfg, const char *section, co
 	return i < 0 ? NULL : cfg->values[i];
 }
 
+/* [atna]: the repositories parse, and a feed that is on has its TLS files. */
+static int atna_check(const struct gw_config *cfg)
+{
+	struct atna_repo repos[ATNA_MAX_REPOS];
+	size_t n;
+
+	if (atna_repos_parse(repos, ATNA_MAX_REPOS, &n, gw_config_get(cfg, "atna", "repositories")) < 0)
+		return ehr_error_wrap(EHR_ERR_CONFIG, "config key [atna] repositories");
+	if (n > 0 &&
+	    (*gw_config_get(cfg, "atna", "ca_file") == '\0' || *gw_config_get(cfg, "atna", "cert") == '\0' ||
+	     *gw_config_get(cfg, "atna", "key") == '\0'))
+		return ehr_error_set(EHR_ERR_CONFIG, "config keys [atna] ca_file, cert and key are required "
+		                                     "when [atna] repositories is set");
+	return 0;
+}
+
 int gw_config_finish(struct gw_config *cfg)
 {
 	const char *state = value_of(cfg, "server", "state_dir", NULL);
@@ -549,6 +583,7 @@ int gw_config_finish(struct gw_config *cfg)
 			goto out;
 		}
 	}
+	GUARD_GOTO(atna_check(cfg));
 	cfg->finished = true;
 out:
 	ehr_buf_free(&b);

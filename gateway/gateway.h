@@ -34,6 +34,13 @@ struct auth_ctx *gw_app_auth(struct gw_app *app);
 struct obj_store *gw_app_store(struct gw_app *app);
 const struct gw_config *gw_app_config(struct gw_app *app);
 
+/* ---- erasure (docs/ERASURE.md §6): [retention] as the record service's
+ * minimum retention periods (gateway/retention.c). EHR_ERR_CONFIG names
+ * what is malformed. gw_app_open checks it, so a bad value stops startup. */
+struct records_retention;
+int gw_retention_parse(struct records_retention *r, const char *default_period, const char *categories);
+int gw_retention_from_config(const struct gw_config *cfg, struct records_retention *r);
+
 /* ---- configuration (gateway/config.c; docs/OPERATIONS.md lists every key)
  *
  * Values come from, in increasing precedence: the built-in defaults, the INI
@@ -90,7 +97,10 @@ enum gw_app_part {
 	GW_APP_LEDGER = 1u << 1, /* ledger_open with <state_dir>/ledger.key (implies DB) */
 	GW_APP_AUTH = 1u << 2,   /* auth context (implies DB) */
 	GW_APP_STORE = 1u << 3,  /* object store */
-	GW_APP_ALL = 0xfu,
+	/* the audit.query queue and its flusher thread (implies LEDGER) */
+	GW_APP_AUDIT_QUERIES = 1u << 4,
+	GW_APP_ATNA = 1u << 5, /* the ATNA feed of [atna], when it names repositories (implies LEDGER) */
+	GW_APP_ALL = 0x3fu,
 };
 /* Open the parts named in `what`. cfg must outlive the app. */
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what);
@@ -116,18 +126,21 @@ struct gw_patient_erase_out {
 	uint64_t erase_seq;      /* the auth.patient.erase entry */
 	uint64_t records_erased; /* by this run */
 	bool already;            /* it was erased before: nothing done */
-	char refusal[64];        /* GW_ERASE_REASON_MAX; with EHR_ERR_CONFLICT: the retention/hold reason */
 };
+struct records_refusal;
 /*
- * Erase patient `pid` on a legal basis: refused with EHR_ERR_CONFLICT (and
- * recorded) inside retention or under a hold; otherwise the erasure is in
- * the ledger, the link from the external id is gone, the device key and
- * the contracts are revoked, and every record is erased. requested_by is
- * "patient" or "operator", actor the ledger actor. Running it again on a
- * patient left 'erasing' by a crash finishes the erasure.
+ * Erase patient `pid` on a legal basis. Refused with EHR_ERR_CONFLICT and
+ * *why filled (why->refused_seq: the auth.patient.erase failure entry that
+ * records it) while a record of the patient is inside its [retention]
+ * period or under a legal hold (records_erase_check, the record erasure's
+ * own check); otherwise the erasure is in the ledger, the link from the
+ * external id is gone, the device key and the contracts are revoked, and
+ * every record is erased. requested_by is "patient" or "operator", actor
+ * the ledger actor. Running it again on a patient left 'erasing' by a
+ * crash finishes the erasure.
  */
 int gw_patient_erase(struct gw_app *app, const char *pid, const char *basis, const char *requested_by,
-                     const char *actor, struct gw_patient_erase_out *out);
+                     const char *actor, struct gw_patient_erase_out *out, struct records_refusal *why);
 struct gw_patient_erase_report {
 	size_t applied;   /* erasures in the ledger whose state was missing (crash before commit) */
 	size_t completed; /* 'erasing' patients finished */
@@ -140,8 +153,23 @@ int gw_patient_erase_complete(struct gw_app *app, struct gw_patient_erase_report
 void gw_reply_patient_erased(struct gw_req *r, const char *pid);
 /* If pid is an erased patient, reply 410 (or 503) and return 1; else 0. */
 int gw_patient_refused(struct gw_req *r, const char *pid);
+/* 409 erasure_refused {"error":{"code","message","refused_seq", and
+ * records_refusal_json's fields}}: the one reply for a refused record or
+ * patient erasure (of_patient: the message names the patient's records). */
+void gw_reply_erase_refused(struct gw_req *r, const struct records_refusal *why, bool of_patient);
+
+/* The one id validator (gateway/ids.c), the engine's gw_param_fn: path
+ * parameters {pid} {rid} {cid} and the id-valued query parameters
+ * (patient, actor, subject) by name, in their documented formats. */
+int gw_id_check(const char *name, const char *value, bool path);
 
 /* Route tables contributed by each area (gateway/routes_*.c). */
+/* All route tables in match order (serve.c), the one list both serve and
+ * `ehrgate routes` (schemas/openapi.yaml's coverage test) read. Returns how
+ * many of them are mounted in production: the test table is last and is
+ * mounted only with [server] test_routes = true. */
+#define GW_ROUTE_TABLES 5
+size_t gw_route_tables(const struct gw_route *tables[GW_ROUTE_TABLES], size_t lens[GW_ROUTE_TABLES]);
 extern const struct gw_route gw_routes_core[];
 extern const size_t gw_routes_core_len;
 extern const struct gw_route gw_routes_auth[];

@@ -9,6 +9,8 @@
 #include "gateway/gateway.h"
 #include "policy/policy.h"
 
+struct ledger;
+
 /* routes_core.c: routes only mounted with [server] test_routes = true */
 extern const struct gw_route gw_routes_test[];
 extern const size_t gw_routes_test_len;
@@ -27,12 +29,48 @@ void gw_policy_count(const struct policy_request *q, const char *record_id, bool
                      const struct policy_decision *dec);
 
 /* patient_erase_records.c: what patient erasure takes from record erasure
- * (records/, h-erase): the legal-basis codes, the retention/hold check
- * (reason "" when erasable) and erasing every record of the patient. */
-#define GW_ERASE_REASON_MAX 64
+ * (records/): the legal-basis codes, the retention/hold check over every
+ * record of the patient with the [retention] periods (0, or
+ * EHR_ERR_CONFLICT with *why) and erasing every record of the patient. */
 bool gw__erase_basis_ok(const char *basis);
-int gw__erase_check_patient(struct gw_app *app, const char *pid, char *reason, size_t cap);
-int gw__erase_patient_records(struct gw_app *app, const char *pid, uint64_t erase_seq, const char *basis,
+int gw__erase_check_patient(struct gw_app *app, const char *pid, struct records_refusal *why);
+int gw__erase_patient_records(struct gw_app *app, const char *pid, const char *basis,
                               const char *requested_by, const char *actor, uint64_t *erased);
+
+/*
+ * audit_query.c: every request on an audit read route is one `audit.query`
+ * ledger entry (docs/AUDIT.md §7). Actor: the caller's id or pseudonym;
+ * subject: the patient pseudonym the request filtered on, else "";
+ * payload {"route", "query" (raw query string), "outcome"
+ * ("success"|"failure"), "count" (entries returned, when it applies)}.
+ * Entries go through a bounded queue (GW_AUDIT_QUEUE_MAX) to one flusher
+ * thread that commits them with ledger_append_n; see the file's comment
+ * for what is guaranteed.
+ */
+#define GW_AUDIT_QUERY_TYPE "audit.query"
+#define GW_AUDIT_QUEUE_MAX 4096
+#define GW_AUDIT_QUEUE_WAIT_MS 2000
+struct gw_audit_queue;
+int gw_audit_queue_new(struct gw_audit_queue **out, struct ledger *ledger, size_t cap);
+/* Commits what is queued (retrying a failed commit a few times), then frees. */
+void gw_audit_queue_free(struct gw_audit_queue *q);
+/* Reserve a slot, waiting up to wait_ms for room: 0, or EHR_ERR_UNAVAILABLE. */
+int gw_audit_queue_reserve(struct gw_audit_queue *q, unsigned wait_ms);
+/* Fill a reserved slot (payload stolen; NULL gives the slot back). */
+void gw_audit_queue_put(struct gw_audit_queue *q, const char *actor, const char *subject, json_t *payload);
+/* The app's queue, or NULL when it was opened without GW_APP_AUDIT_QUERIES. */
+struct gw_audit_queue *gw_app_audit_queue(struct gw_app *app);
+
+/* What an audit read handler tells the recorder: entries returned (-1: not
+ * a listing) and the patient pseudonym it filtered on (NULL: none). */
+struct gw_audit_query_info {
+	long long count;
+	const char *subject;
+};
+typedef void (*gw_audit_read_fn)(struct gw_req *r, struct gw_audit_query_info *info);
+/* Run an audit read route's handler and record the request as one
+ * audit.query entry, success or failure. When the queue stays full the
+ * handler does not run and the reply is 503 (Retry-After: 1). */
+void gw_audit_query_run(struct gw_req *r, gw_audit_read_fn fn);
 
 #endif

@@ -18,7 +18,6 @@
  * leaves 'erasing': fsck (or running the command again) finishes B and C.
  * No acknowledged erasure can be undone: the acknowledgement comes after C.
  */
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,31 +29,26 @@
 #include "policy/policy.h"
 #include "records/records.h"
 
-/* Test-only crash points: EHRGATE_FAILPOINT=<name> kills the process
- * (SIGKILL, as kill -9 would) when the sequence reaches <name>. */
-static void failpoint(const char *name)
-{
-	const char *fp = getenv("EHRGATE_FAILPOINT");
-
-	if (fp != NULL && strcmp(fp, name) == 0)
-		raise(SIGKILL);
-}
-
-/* The refusal is itself recorded (outcome failure), then 409 with the reason. */
+/* The refusal is itself recorded: an auth.patient.erase entry with outcome
+ * failure, the request and the refusal's fields (as ehr.erase.refused has
+ * them for a record), then EHR_ERR_CONFLICT. */
 static int refuse(struct gw_app *app, const char *pid, const char *actor, const char *basis,
-                  const char *requested_by, const char *reason)
+                  const char *requested_by, struct records_refusal *why)
 {
-	json_t *pl = json_pack("{s:s,s:s,s:s,s:s}", "outcome", "failure", "reason", reason, "basis", basis,
-	                       "requested_by", requested_by);
+	json_t *pl = json_pack("{s:s,s:s,s:s}", "outcome", "failure", "basis", basis, "requested_by",
+	                       requested_by);
 	struct ledger_entry_in in = { "auth.patient.erase", actor, pid, pl };
 	struct ledger_receipt rcpt;
 	int err;
 
 	ENSURE(pl != NULL, EHR_ERR_NOMEM);
+	records_refusal_json(pl, why);
 	err = ledger_append(gw_app_ledger(app), &in, &rcpt);
 	json_decref(pl);
 	GUARD(err);
-	return ehr_error_set(EHR_ERR_CONFLICT, "erasure refused: %s", reason);
+	why->refused_seq = rcpt.seq;
+	return ehr_error_set(EHR_ERR_CONFLICT, "erasure refused: %s",
+	                     why->kind == RECORDS_REFUSED_HOLD ? "legal hold" : "retention");
 }
 
 /* Phase A's writes, after the batch is durable: the auth state and the
@@ -84,7 +78,7 @@ static int commit_erasure(struct gw_app *app, void *conn, const char *pid, const
 	in[1] = (struct ledger_entry_in){ "auth.revoke", actor, pid, p_revoke };
 	in[2] = (struct ledger_entry_in){ POLICY_ENTRY_ERASE, actor, pid, p_contracts };
 	GUARD_GOTO(ledger_append_n(gw_app_ledger(app), in, 3, rcpt));
-	failpoint("patient-erase:ledger");
+	ehr_failpoint("patient-erase.ledger");
 	GUARD_GOTO(apply_state(conn, pid, rcpt[0].seq, &rq, rcpt[2].seq, p_contracts));
 	GUARD_GOTO(ehr_db_commit(conn));
 	*erase_seq = rcpt[0].seq;
@@ -97,11 +91,10 @@ out:
 
 /* Phase A, or where an earlier run stopped. */
 static int phase_a(struct gw_app *app, const char *pid, const char *basis, const char *requested_by,
-                   const char *actor, struct gw_patient_erase_out *out)
+                   const char *actor, struct gw_patient_erase_out *out, struct records_refusal *why)
 {
 	struct ehr_db_pool *db = gw_app_db(app);
 	struct auth_patient_info info;
-	char reason[GW_ERASE_REASON_MAX] = "";
 	void *conn = NULL;
 	int err;
 
@@ -118,13 +111,14 @@ static int phase_a(struct gw_app *app, const char *pid, const char *basis, const
 	case AUTH_PATIENT_ACTIVE:
 	default: break;
 	}
-	GUARD_GOTO(gw__erase_check_patient(app, pid, reason, sizeof(reason)));
-	if (reason[0] != '\0') {
+	err = gw__erase_check_patient(app, pid, why);
+	if (err == EHR_ERR_CONFLICT && why->kind != RECORDS_REFUSED_NONE) {
 		ehr_db_rollback(conn);
-		memcpy(out->refusal, reason, sizeof(out->refusal)); /* same size, NUL-terminated */
-		err = refuse(app, pid, actor, basis, requested_by, reason);
+		ehr_error_clear();
+		err = refuse(app, pid, actor, basis, requested_by, why);
 		goto out;
 	}
+	GUARD_GOTO(err);
 	err = commit_erasure(app, conn, pid, basis, requested_by, actor, &out->erase_seq);
 out:
 	ehr_db_release_after(db, conn, err);
@@ -141,16 +135,16 @@ static int finish(struct gw_app *app, const char *pid, struct gw_patient_erase_o
 	if (info.state != AUTH_PATIENT_ERASING)
 		return 0;
 	out->erase_seq = info.erase_seq;
-	GUARD(gw__erase_patient_records(app, pid, info.erase_seq, info.basis, info.by, info.actor,
-	                                &out->records_erased));
-	failpoint("patient-erase:records");
+	GUARD(gw__erase_patient_records(app, pid, info.basis, info.by, info.actor, &out->records_erased));
+	ehr_failpoint("patient-erase.records");
 	return auth_patient_erase_finish(gw_app_db(app), pid);
 }
 
 int gw_patient_erase(struct gw_app *app, const char *pid, const char *basis, const char *requested_by,
-                     const char *actor, struct gw_patient_erase_out *out)
+                     const char *actor, struct gw_patient_erase_out *out, struct records_refusal *why)
 {
 	memset(out, 0, sizeof(*out));
+	memset(why, 0, sizeof(*why));
 	if (!gw__erase_basis_ok(basis))
 		return ehr_error_set(EHR_ERR_INVAL,
 		                     "basis must be one of the legal-basis codes (docs/ERASURE.md)");
@@ -158,10 +152,10 @@ int gw_patient_erase(struct gw_app *app, const char *pid, const char *basis, con
 		return ehr_error_set(EHR_ERR_INVAL, "not a patient pseudonym");
 	if (gw_app_ledger(app) == NULL)
 		return ehr_error_set(EHR_ERR_UNAVAILABLE, "the ledger is not open");
-	GUARD(phase_a(app, pid, basis, requested_by, actor, out));
+	GUARD(phase_a(app, pid, basis, requested_by, actor, out, why));
 	if (out->already)
 		return 0;
-	failpoint("patient-erase:committed");
+	ehr_failpoint("patient-erase.committed");
 	return finish(app, pid, out);
 }
 

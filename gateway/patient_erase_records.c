@@ -1,8 +1,9 @@
 /*
  * patient_erase_records.c - what patient erasure takes from record erasure
  * (records/): the legal-basis codes, the retention/hold check and the
- * erasure of each record, all through records/' own functions, so a
- * patient erasure refuses and erases exactly as record erasures do.
+ * erasure of each record, all through records/' own functions and the
+ * gateway's one [retention] reader, so a patient erasure refuses and
+ * erases exactly as record erasures do.
  */
 #include <string.h>
 
@@ -15,40 +16,24 @@ static struct records_env env_of(struct gw_app *app)
 	return (struct records_env){ gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
 }
 
-/* The [retention] periods: NULL until the gateway's config carries them
- * (h-erase wires the same source for record erasure). */
-static const struct records_retention *retention_of(struct gw_app *app)
-{
-	(void)app;
-	return NULL;
-}
-
 bool gw__erase_basis_ok(const char *basis)
 {
 	return records_erase_basis_ok(basis);
 }
 
-int gw__erase_check_patient(struct gw_app *app, const char *pid, char *reason, size_t cap)
+int gw__erase_check_patient(struct gw_app *app, const char *pid, struct records_refusal *why)
 {
 	struct records_env env = env_of(app);
-	struct records_refusal why;
-	int err;
+	struct records_retention ret;
 
-	memset(&why, 0, sizeof(why));
-	reason[0] = '\0';
-	err = records_erase_check(&env, pid, NULL, retention_of(app), &why);
-	if (err != EHR_ERR_CONFLICT)
-		return err;
-	ehr_error_clear();
-	/* A code, never PHI: "retention" or "hold:<reason code>". */
-	if (why.kind == RECORDS_REFUSED_HOLD)
-		return ehr_fmt(reason, cap, "hold:%s", why.hold_reason[0] ? why.hold_reason : "unknown");
-	return ehr_fmt(reason, cap, "retention");
+	memset(why, 0, sizeof(*why));
+	GUARD(gw_retention_from_config(gw_app_config(app), &ret));
+	return records_erase_check(&env, pid, NULL, &ret, why);
 }
 
 /* One page of the patient's records, each erased (or found erased). */
-static int erase_page(struct gw_app *app, const char *pid, const char *basis, const char *actor,
-                      int64_t *after_ms, uint64_t *erased, size_t *seen)
+static int erase_page(struct gw_app *app, const struct records_retention *ret, const char *pid,
+                      const char *basis, const char *actor, int64_t *after_ms, uint64_t *erased, size_t *seen)
 {
 	struct records_env env = env_of(app);
 	json_t *arr = NULL, *v;
@@ -65,7 +50,7 @@ static int erase_page(struct gw_app *app, const char *pid, const char *basis, co
 			.actor = actor,
 			.requested_by = RECORDS_BY_PATIENT_ERASURE,
 			.basis = basis,
-			.retention = retention_of(app),
+			.retention = ret,
 		};
 		struct records_erase_out out;
 		json_int_t created = json_integer_value(json_object_get(v, "created_ms"));
@@ -81,17 +66,18 @@ static int erase_page(struct gw_app *app, const char *pid, const char *basis, co
 	return err;
 }
 
-int gw__erase_patient_records(struct gw_app *app, const char *pid, uint64_t erase_seq, const char *basis,
+int gw__erase_patient_records(struct gw_app *app, const char *pid, const char *basis,
                               const char *requested_by, const char *actor, uint64_t *erased)
 {
+	struct records_retention ret;
 	int64_t after_ms = -1;
 	size_t seen;
 
-	(void)erase_seq;
 	(void)requested_by;
 	*erased = 0;
+	GUARD(gw_retention_from_config(gw_app_config(app), &ret));
 	do {
-		GUARD(erase_page(app, pid, basis, actor, &after_ms, erased, &seen));
+		GUARD(erase_page(app, &ret, pid, basis, actor, &after_ms, erased, &seen));
 	} while (seen == RECORDS_LIST_MAX);
 	return 0;
 }

@@ -19,6 +19,7 @@
 #include "common/db.h"
 #include "policy/policy.h"
 #include "gateway/gateway.h"
+#include "gateway/gateway_internal.h"
 #include "gateway/routes_audit_internal.h"
 
 #define AUDIT_MAX_BODY (32 * 1024)
@@ -341,7 +342,7 @@ static int next_url(struct ehr_buf *out, struct gw_req *r, const char *next)
  * since/until: Unix milliseconds (until exclusive); cursor: the opaque
  * next_cursor of the previous page (today: a decimal seq).
  */
-static void list_entries(struct gw_req *r, bool access_log)
+static void list_entries(struct gw_req *r, bool access_log, struct gw_audit_query_info *info)
 {
 	const struct gw_identity *id = gw_req_identity(r);
 	struct gw_app *app = gw_req_app(r);
@@ -377,6 +378,7 @@ static void list_entries(struct gw_req *r, bool access_log)
 		q.subject = gw_req_query(r, "subject");
 		c.fhir = accepts_fhir(r);
 	}
+	info->subject = q.subject;
 	if (since > 0) {
 		uint64_t s;
 		if ((err = seq_from_time(app, (int64_t)since, &s)) < 0) {
@@ -402,6 +404,7 @@ static void list_entries(struct gw_req *r, bool access_log)
 		reply_err(r, err);
 		return;
 	}
+	info->count = c.n;
 	if ((err = ehr_fmt(next, sizeof(next), "%llu", (unsigned long long)(c.last_seq + 1))) < 0) {
 		json_decref(c.items);
 		reply_err(r, err);
@@ -435,23 +438,25 @@ static void list_entries(struct gw_req *r, bool access_log)
 	gw_reply_json(r, 200, body);
 }
 
-static void h_audit_entries(struct gw_req *r)
+static void audit_entries(struct gw_req *r, struct gw_audit_query_info *info)
 {
-	list_entries(r, false);
+	list_entries(r, false, info);
 }
 
-static void h_access_log(struct gw_req *r)
+static void me_access_log(struct gw_req *r, struct gw_audit_query_info *info)
 {
-	list_entries(r, true);
+	list_entries(r, true, info);
 }
 
 /* ----------------------------------------------------------- proofs */
 
-static void h_checkpoint(struct gw_req *r)
+static void checkpoint(struct gw_req *r, struct gw_audit_query_info *info)
 {
 	struct ehr_buf note = EHR_BUF_INIT(4096);
 	uint64_t size;
 	int err;
+
+	(void)info; /* not a listing, no patient filter */
 
 	if (!gw__audit_query_u64(r, "size", &size, 0, INT64_MAX))
 		return;
@@ -477,7 +482,7 @@ static int owner_cb(void *ctx, const struct ledger_entry *e, const uint8_t *raw,
 	return 0;
 }
 
-static void h_inclusion(struct gw_req *r)
+static void inclusion(struct gw_req *r, struct gw_audit_query_info *info)
 {
 	const struct gw_identity *id = gw_req_identity(r);
 	struct ledger *l = gw_app_ledger(gw_req_app(r));
@@ -485,6 +490,8 @@ static void h_inclusion(struct gw_req *r)
 	size_t n = 0;
 	uint64_t index, size;
 	int err;
+
+	(void)info; /* not a listing, no patient filter */
 
 	if (gw_req_query(r, "index") == NULL || gw_req_query(r, "size") == NULL) {
 		gw_reply_error(r, 400, "invalid_request", "index and size are required");
@@ -519,13 +526,15 @@ static void h_inclusion(struct gw_req *r)
 		        ledger_proof_json(size, index, false, (const uint8_t(*)[LEDGER_HASH_LEN])path, n));
 }
 
-static void h_consistency(struct gw_req *r)
+static void consistency(struct gw_req *r, struct gw_audit_query_info *info)
 {
 	struct ledger *l = gw_app_ledger(gw_req_app(r));
 	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
 	size_t n = 0;
 	uint64_t from, to;
 	int err;
+
+	(void)info; /* not a listing, no patient filter */
 
 	if (gw_req_query(r, "from") == NULL || gw_req_query(r, "to") == NULL) {
 		gw_reply_error(r, 400, "invalid_request", "from and to are required");
@@ -548,21 +557,57 @@ static void h_consistency(struct gw_req *r)
 
 /* ------------------------------------------------------------- table */
 
+/* Every read of the audit trail is an audit.query entry (audit_query.c). */
+static void h_audit_entries(struct gw_req *r)
+{
+	gw_audit_query_run(r, audit_entries);
+}
+
+static void h_access_log(struct gw_req *r)
+{
+	gw_audit_query_run(r, me_access_log);
+}
+
+static void h_audit_stream(struct gw_req *r)
+{
+	gw_audit_query_run(r, gw__audit_stream);
+}
+
+static void h_checkpoint(struct gw_req *r)
+{
+	gw_audit_query_run(r, checkpoint);
+}
+
+static void h_inclusion(struct gw_req *r)
+{
+	gw_audit_query_run(r, inclusion);
+}
+
+static void h_consistency(struct gw_req *r)
+{
+	gw_audit_query_run(r, consistency);
+}
+
 #define PAT GW_ROLE_PATIENT
 #define AUD GW_ROLE_AUDITOR
+/* the audit reads: checked and recorded by gw_audit_query_run */
+#define AQ (GW_BLOCKING | GW_CHECK_IN_HANDLER)
+/* list_entries' paging and range parameters (docs/AUDIT.md §1) */
+#define PAGE_QUERY "since until from_seq to_seq limit cursor"
 
 const struct gw_route gw_routes_audit[] = {
-	{ "POST", "/v1/me/contracts", "me.contracts.create", PAT, GW_BLOCKING, h_contract_create },
-	{ "GET", "/v1/me/contracts", "me.contracts.list", PAT, GW_BLOCKING, h_contract_list },
-	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, GW_BLOCKING,
-	  h_contract_revoke },
-	{ "GET", "/v1/me/access-log", "me.access_log", PAT, GW_BLOCKING, h_access_log },
-	{ "GET", "/v1/audit/entries", "audit.entries", AUD, GW_BLOCKING, h_audit_entries },
-	{ "GET", "/v1/audit/stream", "audit.stream", AUD, GW_BLOCKING, gw__audit_stream },
-	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, GW_BLOCKING, h_checkpoint },
-	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, GW_BLOCKING,
-	  h_inclusion },
-	{ "GET", "/v1/ledger/proof/consistency", "ledger.proof.consistency", AUD | PAT, GW_BLOCKING,
-	  h_consistency },
+	{ "POST", "/v1/me/contracts", "me.contracts.create", PAT, GW_BLOCKING, h_contract_create, NULL },
+	{ "GET", "/v1/me/contracts", "me.contracts.list", PAT, GW_BLOCKING, h_contract_list, NULL },
+	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, GW_BLOCKING, h_contract_revoke,
+	  NULL },
+	{ "GET", "/v1/me/access-log", "me.access_log", PAT, AQ, h_access_log, PAGE_QUERY },
+	{ "GET", "/v1/audit/entries", "audit.entries", AUD, AQ, h_audit_entries,
+	  "type actor subject " PAGE_QUERY },
+	{ "GET", "/v1/audit/stream", "audit.stream", AUD, AQ, h_audit_stream, "since heartbeat buffer" },
+	{ "GET", "/v1/ledger/checkpoint", "ledger.checkpoint", AUD | PAT, AQ, h_checkpoint, "size" },
+	{ "GET", "/v1/ledger/proof/inclusion", "ledger.proof.inclusion", AUD | PAT, AQ, h_inclusion,
+	  "index size" },
+	{ "GET", "/v1/ledger/proof/consistency", "ledger.proof.consistency", AUD | PAT, AQ, h_consistency,
+	  "from to" },
 };
 const size_t gw_routes_audit_len = EHR_ARRAY_LEN(gw_routes_audit);

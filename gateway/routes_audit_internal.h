@@ -33,7 +33,8 @@ int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8
 /* routes_audit.c: an optional unsigned query parameter; replies 400 and
  * returns false if bad. */
 bool gw__audit_query_u64(struct gw_req *r, const char *name, uint64_t *out, uint64_t dflt, uint64_t max);
-/* routes_audit_stream.c: GET /v1/audit/stream. */
-void gw__audit_stream(struct gw_req *r);
+/* routes_audit_stream.c: GET /v1/audit/stream (a gw_audit_read_fn). */
+struct gw_audit_query_info;
+void gw__audit_stream(struct gw_req *r, struct gw_audit_query_info *info);
 
 #endif

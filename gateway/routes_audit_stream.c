@@ -263,13 +263,14 @@ static void sse_start(struct gw_stream *s, void *ud)
 	sse_pump(x);
 }
 
-void gw__audit_stream(struct gw_req *r)
+void gw__audit_stream(struct gw_req *r, struct gw_audit_query_info *info)
 {
 	const struct gw_config *cfg = gw_app_config(gw_req_app(r));
 	const char *last = gw_req_header(r, "Last-Event-ID"), *since = gw_req_query(r, "since");
 	uint64_t v, hb, buf;
 	struct sse *x;
 
+	(void)info; /* recorded at open: no count, no patient filter */
 	if (!gw__audit_query_u64(r, "heartbeat", &hb, 15, 60) ||
 	    !gw__audit_query_u64(r, "buffer", &buf, SSE_BUFFER_DEFAULT, 64u << 20))
 		return;

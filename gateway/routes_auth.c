@@ -9,6 +9,7 @@
 
 #include "auth/auth.h"
 #include "gateway/gateway.h"
+#include "records/records.h"
 
 #define AUTH_MAX_BODY (16 * 1024)
 
@@ -192,6 +193,7 @@ static void h_me_erase(struct gw_req *r)
 {
 	const struct gw_identity *id = gw_req_identity(r);
 	struct gw_patient_erase_out out = { 0 };
+	struct records_refusal why = { 0 };
 	json_t *j;
 	const char *basis;
 	int err = 0;
@@ -202,11 +204,10 @@ static void h_me_erase(struct gw_req *r)
 	if (json_object_size(j) != 1)
 		err = ehr_error_set(EHR_ERR_INVAL, "the body is {\"basis\": CODE} and nothing else");
 	if (err < 0 || (err = ehr_json_get_str(j, "basis", &basis, 32)) < 0 ||
-	    (err = gw_patient_erase(gw_req_app(r), id->subject, basis, "patient", id->actor, &out)) < 0) {
-		if (err == EHR_ERR_CONFLICT && out.refusal[0])
-			gw_reply_json(r, 409,
-			              json_pack("{s:{s:s,s:s,s:s}}", "error", "code", "erasure_refused",
-			                        "message", ehr_error_msg(), "reason", out.refusal));
+	    (err = gw_patient_erase(gw_req_app(r), id->subject, basis, "patient", id->actor, &out, &why)) <
+	            0) {
+		if (err == EHR_ERR_CONFLICT && why.kind != RECORDS_REFUSED_NONE)
+			gw_reply_erase_refused(r, &why, true);
 		else
 			gw_reply_err(r, err);
 	} else {
@@ -239,15 +240,16 @@ static void h_whoami(struct gw_req *r)
 }
 
 const struct gw_route gw_routes_auth[] = {
-	{ "POST", "/v1/register", "auth.register", 0, GW_BLOCKING, h_register },
-	{ "POST", "/v1/register/renew", "auth.renew", GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING,
-	  h_renew },
-	{ "POST", "/v1/patients", "auth.patients.create", GW_ROLE_SERVER, GW_BLOCKING, h_patient_create },
-	{ "POST", "/v1/enroll", "auth.enroll", 0, GW_BLOCKING, h_enroll },
-	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, GW_BLOCKING, h_challenge },
-	{ "POST", "/v1/auth/token", "auth.token", 0, GW_BLOCKING, h_token },
-	{ "POST", "/v1/me/erase", "me.erase", GW_ROLE_PATIENT, GW_BLOCKING, h_me_erase },
+	{ "POST", "/v1/register", "auth.register", 0, GW_BLOCKING, h_register, NULL },
+	{ "POST", "/v1/register/renew", "auth.renew", GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING, h_renew,
+	  NULL },
+	{ "POST", "/v1/patients", "auth.patients.create", GW_ROLE_SERVER, GW_BLOCKING, h_patient_create,
+	  NULL },
+	{ "POST", "/v1/enroll", "auth.enroll", 0, GW_BLOCKING, h_enroll, NULL },
+	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, GW_BLOCKING, h_challenge, NULL },
+	{ "POST", "/v1/auth/token", "auth.token", 0, GW_BLOCKING, h_token, NULL },
+	{ "POST", "/v1/me/erase", "me.erase", GW_ROLE_PATIENT, GW_BLOCKING, h_me_erase, NULL },
 	{ "GET", "/v1/whoami", "auth.whoami", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING,
-	  h_whoami },
+	  h_whoami, NULL },
 };
 const size_t gw_routes_auth_len = EHR_ARRAY_LEN(gw_routes_auth);

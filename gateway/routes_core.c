@@ -70,9 +70,9 @@ static void route_metrics(struct gw_req *r)
 }
 
 const struct gw_route gw_routes_core[] = {
-	{ "GET", "/healthz", "healthz", 0, 0, route_healthz },
-	{ "GET", "/readyz", "readyz", 0, GW_BLOCKING, route_readyz },
-	{ "GET", "/metrics", "metrics", 0, 0, route_metrics },
+	{ "GET", "/healthz", "healthz", 0, 0, route_healthz, NULL },
+	{ "GET", "/readyz", "readyz", 0, GW_BLOCKING, route_readyz, NULL },
+	{ "GET", "/metrics", "metrics", 0, 0, route_metrics, NULL },
 };
 const size_t gw_routes_core_len = EHR_ARRAY_LEN(gw_routes_core);
 
@@ -124,11 +124,11 @@ static void route_test_fail(struct gw_req *r)
 		gw_reply_err(r, test_fail_internal(7));
 }
 
-/* GET /v1/test/items/{id}/parts/{part}: echoes the decoded parameters. */
+/* GET /v1/test/items/{item}/parts/{part}: echoes the decoded parameters. */
 static void route_test_params(struct gw_req *r)
 {
 	gw_reply_json(r, 200,
-	              json_pack("{s:s, s:s, s:s}", "id", gw_req_param(r, "id"), "part",
+	              json_pack("{s:s, s:s, s:s}", "id", gw_req_param(r, "item"), "part",
 	                        gw_req_param(r, "part"), "path", gw_req_path(r)));
 }
 
@@ -206,11 +206,14 @@ static void route_test_stream_out(struct gw_req *r)
 }
 
 const struct gw_route gw_routes_test[] = {
-	{ "POST", "/v1/test/stream-echo", "test.stream_echo", 0, GW_STREAM_BODY, route_test_stream_echo },
-	{ "GET", "/v1/test/stream-out", "test.stream_out", 0, GW_BLOCKING, route_test_stream_out },
-	{ "GET", "/v1/test/sleep", "test.sleep", 0, GW_BLOCKING, route_test_sleep },
-	{ "GET", "/v1/test/fail", "test.fail", 0, GW_BLOCKING, route_test_fail },
-	{ "POST", "/v1/test/echo", "test.echo", 0, 0, route_test_echo },
-	{ "GET", "/v1/test/items/{id}/parts/{part}", "test.params", 0, 0, route_test_params },
+	{ "POST", "/v1/test/stream-echo", "test.stream_echo", 0, GW_STREAM_BODY, route_test_stream_echo,
+	  "stop_at" },
+	{ "GET", "/v1/test/stream-out", "test.stream_out", 0, GW_BLOCKING, route_test_stream_out,
+	  "bytes chunked abort_at" },
+	{ "GET", "/v1/test/sleep", "test.sleep", 0, GW_BLOCKING, route_test_sleep, "ms" },
+	{ "GET", "/v1/test/fail", "test.fail", 0, GW_BLOCKING, route_test_fail, "kind" },
+	{ "POST", "/v1/test/echo", "test.echo", 0, 0, route_test_echo, NULL },
+	/* "x" and "token": the log tests send them and check they are never logged */
+	{ "GET", "/v1/test/items/{item}/parts/{part}", "test.params", 0, 0, route_test_params, "x token" },
 };
 const size_t gw_routes_test_len = EHR_ARRAY_LEN(gw_routes_test);

@@ -4,6 +4,8 @@
  *   POST /v1/patients/{pid}/records   a medical server stores a record
  *   GET  /v1/records/{rid}            the patient or the storing server reads it
  *   GET  /v1/patients/{pid}/records   record metadata
+ *   POST /v1/records/{rid}/erase      the patient erases their record
+ *                                     (docs/ERASURE.md; records_erase)
  *
  * Thin routes: each parses the request, calls one function of the record
  * service (records/records.h: records_put, records_get, records_list),
@@ -58,6 +60,36 @@ static void reply_body_err(struct gw_req *r, int source_err)
 		gw_reply_error(r, 408, "timeout", "the body stalled; nothing was stored");
 	else
 		gw_reply_error(r, 400, "bad_request", "the body ended early; nothing was stored");
+}
+
+/* 410 Gone: the record was erased, with the ehr.erase entry's index once
+ * it is durable (docs/PROTOCOL.md, docs/ERASURE.md §2). */
+static void reply_gone(struct gw_req *r, bool logged, uint64_t seq)
+{
+	json_t *e = json_pack("{s:s, s:s}", "code", "gone", "message",
+	                      logged ? "the record was erased" : "the record is being erased");
+
+	if (e != NULL && logged)
+		json_object_set_new(e, "erase_seq", json_integer((json_int_t)seq));
+	gw_reply_json(r, 410, json_pack("{s:o}", "error", e));
+}
+
+/* 409: an erasure refused by retention or a legal hold; the body says
+ * which, and the entry that recorded it (gateway.h). */
+void gw_reply_erase_refused(struct gw_req *r, const struct records_refusal *why, bool of_patient)
+{
+	const char *msg =
+	        why->kind == RECORDS_REFUSED_HOLD
+	                ? (of_patient ? "a legal hold is in force on the patient or one of their records"
+	                              : "the record is under a legal hold")
+	                : (of_patient ? "a record of the patient is inside its minimum retention period"
+	                              : "the record is inside its minimum retention period");
+	json_t *e = json_pack("{s:s, s:s, s:I}", "code", "erasure_refused", "message", msg, "refused_seq",
+	                      (json_int_t)why->refused_seq);
+
+	if (e != NULL)
+		records_refusal_json(e, why);
+	gw_reply_json(r, 409, json_pack("{s:o}", "error", e));
 }
 
 /* The reply for a record sequence that stopped at `stage` with `err`. */
@@ -131,10 +163,7 @@ static int body_read(void *ud, uint8_t *buf, size_t cap, size_t *got)
  * or 1 after replying. */
 static int put_validate(struct gw_req *r, struct records_put_in *in)
 {
-	if (!records_id_ok(in->patient, RECORDS_MAX_PID)) {
-		gw_reply_error(r, 400, "invalid_request", "bad patient id");
-		return 1;
-	}
+	/* {pid} passed the one id validator (gw_id_check) before the handler. */
 	if (in->content_type == NULL || *in->content_type == '\0')
 		in->content_type = "application/octet-stream";
 	if (!records_content_type_ok(in->content_type)) {
@@ -244,13 +273,9 @@ static void h_record_get(struct gw_req *r)
 	struct records_get_in in = { gw_req_param(r, "rid"), gw_req_identity(r)->actor, &q };
 	struct records_sink sink = { sink_start, sink_write, sink_end, r };
 	struct records_get_out out;
-	uint8_t ridb[CLOUD_RID_LEN];
 	int err;
 
-	if (cloud_rid_parse(ridb, in.record_id) < 0) {
-		gw_reply_error(r, 400, "invalid_request", "record id must be 32 lower-case hex digits");
-		return;
-	}
+	/* {rid} passed the one id validator (gw_id_check) before the handler. */
 	if (env.store == NULL || env.ledger == NULL) {
 		gw_reply_error(r, 503, "unavailable", "record storage is not configured");
 		return;
@@ -259,7 +284,9 @@ static void h_record_get(struct gw_req *r)
 		return;
 	err = records_get(&env, &in, &sink, &out);
 	count_decision(&q, in.record_id, &out.decision);
-	if (err < 0)
+	if (err < 0 && out.stage == RECORDS_AT_ERASED)
+		reply_gone(r, out.erase_logged, out.erase_seq);
+	else if (err < 0)
 		reply_records_err(r, out.stage, err, true, 0);
 }
 
@@ -291,10 +318,7 @@ static void h_record_list(struct gw_req *r)
 	int64_t after_ms = -1;
 	json_t *arr = NULL;
 
-	if (!records_id_ok(pid, RECORDS_MAX_PID)) {
-		gw_reply_error(r, 400, "invalid_request", "bad patient id");
-		return;
-	}
+	/* {pid} passed the one id validator (gw_id_check) before the handler. */
 	if (lim && ehr_parse_u64(&limit, lim, RECORDS_LIST_MAX) < 0) {
 		gw_reply_error(r, 400, "invalid_request", "limit must be 1..%d", RECORDS_LIST_MAX);
 		return;
@@ -318,12 +342,118 @@ static void h_record_list(struct gw_req *r)
 	gw_reply_json(r, 200, json_pack("{s:s, s:o}", "patient_id", pid, "records", arr));
 }
 
+/* ---------------------------------------------------------------- erase */
+
+#define ERASE_MAX_BODY 1024
+
+/* The body {"basis": CODE}; 0, or 1 after replying. */
+static int erase_basis(struct gw_req *r, char *basis, size_t cap)
+{
+	size_t len = 0;
+	const uint8_t *b = gw_req_body(r, &len);
+	const char *v = NULL;
+	json_t *j = NULL;
+	int err = b ? ehr_json_parse(&j, b, len, ERASE_MAX_BODY, 4) : EHR_ERR_INVAL;
+
+	if (err == 0 && (!json_is_object(j) || ehr_json_get_str(j, "basis", &v, 64) < 0))
+		err = EHR_ERR_INVAL;
+	if (err == 0 && !records_erase_basis_ok(v))
+		err = ehr_error_set(EHR_ERR_INVAL, "unknown legal basis (docs/ERASURE.md §5)");
+	else if (err == 0)
+		err = ehr_str_copy(basis, cap, v);
+	else
+		err = ehr_error_set(err, "body must be {\"basis\": CODE}");
+	json_decref(j);
+	if (err < 0) {
+		gw_reply_err(r, err);
+		return 1;
+	}
+	return 0;
+}
+
+/* The reply to records_erase. */
+static void reply_erase(struct gw_req *r, const char *rid, int err, const struct records_erase_out *out)
+{
+	if (err == 0) {
+		gw_reply_json(r, 200,
+		              json_pack("{s:s, s:s, s:I, s:b}", "record_id", rid, "state", "erased",
+		                        "erase_seq", (json_int_t)out->erase_seq, "already_erased",
+		                        out->was_erased));
+		return;
+	}
+	switch (out->stage) {
+	case RECORDS_AT_REFUSED: gw_reply_erase_refused(r, &out->refusal, false); return;
+	case RECORDS_AT_POLICY: gw_reply_error(r, 403, "forbidden", "%s", ehr_error_msg()); return;
+	case RECORDS_AT_COMMIT:
+	case RECORDS_AT_OBJECT:
+	case RECORDS_AT_COMPLETE:
+		if (err == EHR_ERR_CONFLICT || out->stage == RECORDS_AT_COMMIT) {
+			/* Refused and not recorded, or the key wiped and the rest to do. */
+			gw_reply_header(r, "Retry-After", "5");
+			gw_reply_error(r, 503, "unavailable",
+			               "the ledger or the store is unavailable; repeat the request to "
+			               "complete it");
+			return;
+		}
+		reply_store_err(r, err);
+		return;
+	default:
+		if (err == EHR_ERR_NOT_FOUND)
+			gw_reply_error(r, 404, "not_found", "no such record");
+		else
+			reply_store_err(r, err == EHR_ERR_INVAL ? err : EHR_ERR_UNAVAILABLE);
+		return;
+	}
+}
+
+/* POST /v1/records/{rid}/erase {"basis": CODE}: the patient erases one of
+ * their own records (docs/ERASURE.md §2). */
+static void h_record_erase(struct gw_req *r)
+{
+	struct gw_app *app = gw_req_app(r);
+	const struct gw_identity *id = gw_req_identity(r);
+	struct records_env env = env_of(app);
+	struct records_retention ret;
+	struct records_erase_out out;
+	uint8_t ridb[CLOUD_RID_LEN];
+	char basis[64];
+	struct records_erase_in in = {
+		.record_id = gw_req_param(r, "rid"),
+		.patient = id->subject,
+		.actor = id->actor,
+		.requested_by = RECORDS_BY_PATIENT,
+		.basis = basis,
+		.retention = &ret,
+	};
+	int err;
+
+	if (cloud_rid_parse(ridb, in.record_id) < 0) {
+		gw_reply_error(r, 400, "invalid_request", "record id must be 32 lower-case hex digits");
+		return;
+	}
+	if (erase_basis(r, basis, sizeof(basis)) != 0)
+		return;
+	if (env.store == NULL || env.ledger == NULL) {
+		gw_reply_error(r, 503, "unavailable", "record storage is not configured");
+		return;
+	}
+	if (gw_retention_from_config(gw_app_config(app), &ret) < 0) {
+		gw_reply_err(r, EHR_ERR_CONFIG);
+		return;
+	}
+	err = records_erase(&env, &in, &out);
+	reply_erase(r, in.record_id, err, &out);
+}
+
 #define SRV GW_ROLE_SERVER
 #define PAT GW_ROLE_PATIENT
 
 const struct gw_route gw_routes_ehr[] = {
-	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, GW_STREAM_BODY, h_record_create },
-	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, GW_BLOCKING, h_record_list },
-	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, GW_BLOCKING, h_record_get },
+	{ "POST", "/v1/patients/{pid}/records", "ehr.records.create", SRV, GW_STREAM_BODY, h_record_create,
+	  "category" },
+	{ "GET", "/v1/patients/{pid}/records", "ehr.records.list", SRV | PAT, GW_BLOCKING, h_record_list,
+	  "limit after" },
+	{ "GET", "/v1/records/{rid}", "ehr.records.get", SRV | PAT, GW_BLOCKING, h_record_get, NULL },
+	{ "POST", "/v1/records/{rid}/erase", "ehr.records.erase", PAT, GW_BLOCKING, h_record_erase, NULL },
 };
 const size_t gw_routes_ehr_len = EHR_ARRAY_LEN(gw_routes_ehr);

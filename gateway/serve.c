@@ -5,12 +5,25 @@
  */
 #include "gateway/gateway_internal.h"
 
+size_t gw_route_tables(const struct gw_route *tables[GW_ROUTE_TABLES], size_t lens[GW_ROUTE_TABLES])
+{
+	const struct gw_route *const t[GW_ROUTE_TABLES] = { gw_routes_core, gw_routes_auth, gw_routes_ehr,
+		                                            gw_routes_audit, gw_routes_test };
+	const size_t n[GW_ROUTE_TABLES] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len,
+		                            gw_routes_audit_len, gw_routes_test_len };
+
+	for (size_t i = 0; i < GW_ROUTE_TABLES; i++) {
+		tables[i] = t[i];
+		lens[i] = n[i];
+	}
+	return GW_ROUTE_TABLES - 1; /* all but gw_routes_test */
+}
+
 int gw_serve(const struct gw_config *cfg, struct gw_app *app)
 {
-	const struct gw_route *const tables[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr,
-		                                  gw_routes_audit, gw_routes_test };
-	const size_t lens[] = { gw_routes_core_len, gw_routes_auth_len, gw_routes_ehr_len,
-		                gw_routes_audit_len, gw_routes_test_len };
+	const struct gw_route *tables[GW_ROUTE_TABLES];
+	size_t lens[GW_ROUTE_TABLES];
+	size_t production = gw_route_tables(tables, lens);
 	struct gw_http_options o = {
 		.listen = gw_config_get(cfg, "server", "listen"),
 		.public_url = gw_config_get(cfg, "server", "public_url"),
@@ -31,8 +44,9 @@ int gw_serve(const struct gw_config *cfg, struct gw_app *app)
 		.tables = tables,
 		.table_lens = lens,
 		/* the test routes are mounted only with [server] test_routes = true */
-		.ntables = gw_config_get_bool(cfg, "server", "test_routes") ? 5 : 4,
+		.ntables = gw_config_get_bool(cfg, "server", "test_routes") ? GW_ROUTE_TABLES : production,
 		.gate = gw_gate,
+		.param_check = gw_id_check,
 		.app = app,
 	};
 

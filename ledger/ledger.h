@@ -224,6 +224,9 @@ struct ledger_query {
 /* Entries from `from` on, at most `limit` (1..10000). */
 int ledger_get_entries(struct ledger *l, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx);
 int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn cb, void *ctx);
+/* As ledger_get_entries, on a connection the caller holds (a PGconn*, e.g.
+ * a feed's own session, so reading never takes a slot of the request pool). */
+int ledger_read_entries_on(void *conn, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx);
 
 /* Latest block (the signed tree head); EHR_ERR_NOT_FOUND if the ledger is empty. */
 int ledger_head(struct ledger *l, struct ledger_block *b);

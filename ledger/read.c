@@ -58,6 +58,27 @@ static int emit_rows(const void *r, ledger_entry_fn cb, void *ctx)
 	return 0;
 }
 
+int ledger_read_entries_on(void *conn, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx)
+{
+	char num[24], lim[12];
+	const char *params[2] = { num, lim };
+	void *r = NULL;
+	int err;
+
+	ENSURE(limit >= 1 && limit <= 10000 && from <= INT64_MAX, EHR_ERR_INVAL);
+	GUARD(ehr_fmt(num, sizeof(num), "%llu", (unsigned long long)from));
+	GUARD(ehr_fmt(lim, sizeof(lim), "%u", limit));
+	if ((err = ehr_db_exec_binary(conn, &r,
+	                              "SELECT seq, block_height, entry FROM ledger_entries "
+	                              "WHERE seq >= $1 ORDER BY seq LIMIT $2::int",
+	                              2, params)) < 0)
+		return ehr_error_wrap(err == EHR_ERR_UNAVAILABLE ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
+		                      "ledger read");
+	err = emit_rows(r, cb, ctx);
+	ehr_db_clear(r);
+	return err;
+}
+
 int ledger_get_entries(struct ledger *l, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx)
 {
 	struct ledger_query q = { .from_seq = from, .limit = limit };

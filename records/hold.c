@@ -30,7 +30,7 @@ int64_t records_retention_period(const struct records_retention *r, const char *
 	return r->default_s;
 }
 
-void records__refusal_json(json_t *j, const struct records_refusal *why)
+void records_refusal_json(json_t *j, const struct records_refusal *why)
 {
 	json_object_set_new(j, "refused_record_id", json_string(why->record_id));
 	if (why->kind == RECORDS_REFUSED_HOLD) {

@@ -239,6 +239,10 @@ struct records_refusal {
 	uint64_t refused_seq;    /* the ehr.erase.refused entry (records_erase only) */
 };
 
+/* Add why's fields (ids and codes: "reason" retention|legal_hold, ...) to
+ * j: the ehr.erase.refused payload and the 409 body say the same. */
+void records_refusal_json(json_t *j, const struct records_refusal *why);
+
 /*
  * The retention and hold check alone, so a patient erasure refuses as a
  * record erasure does: 0 if every stored record of `patient` (or only

@@ -35,11 +35,6 @@ struct records_row {
 /* Decode row i of a result of "SELECT " RECORDS__ROW_COLS. */
 int records__row_decode(struct records_row *row, void *res, int i);
 
-/* Test-only crash points (docs/ERASURE.md §3): when the environment
- * variable EHRGATE_TEST_FAILPOINT names `name`, the process SIGKILLs
- * itself there, as a power cut would. */
-void records__failpoint(const char *name);
-
 /* Run one statement on a pooled connection (acquired and released here,
  * dropped if it broke). *res is a PGresult* the caller PQclears. */
 int records__exec(const struct records_env *env, void **res, const char *sql, int n,
@@ -71,8 +66,6 @@ bool records__code_in(const char *const *list, const char *code);
  * caller may hold in a transaction): 0, or EHR_ERR_CONFLICT with *why. */
 int records__check_row(void *conn, const struct records_row *row, const struct records_retention *ret,
                        struct records_refusal *why);
-/* Add why's fields to an ehr.erase.refused payload or a 409 body. */
-void records__refusal_json(json_t *j, const struct records_refusal *why);
 
 /* Remove a 'pending' row (never a stored one). */
 int records__row_delete_pending(const struct records_env *env, const char *rid);

@@ -16,7 +16,10 @@
 # each job slot with its OWN fresh dev services (deploy/devservices.sh, a new
 # state dir per slot and tree), with these exported:
 #   services.env (EHRGATE_TEST_PG, EHRGATE_TEST_S3, ...), EHRGATE_BIN (gateway/ehrgate),
-#   EHRGATE_CTL (client/ehrctl), EHRGATE_SOURCE_DIR, EHRGATE_DEVSERVICES (the script).
+#   EHRGATE_CTL (client/ehrctl), EHRGATE_SOURCE_DIR, EHRGATE_DEVSERVICES (the script),
+#   EHRGATE_TEST_REPLIES (the tree's replies.jsonl: the harness records the gateway's
+#   replies there; after the tree's tests, tests/openapi/validate_replies.js checks
+#   them against schemas/openapi.yaml and counts as one more binary).
 # Each binary prints "ehrgate-totals: <bin> N passed, N failed"; a binary that
 # prints none, times out (EHRGATE_TEST_TIMEOUT s, default 300) or exits non-zero
 # without reporting a failure (e.g. a leak found at exit) counts as 1 failed.
@@ -262,11 +265,21 @@ for tree in "${TREES[@]}"; do
 			set +a
 			export EHRGATE_BIN=$B/gateway/ehrgate EHRGATE_CTL=$B/client/ehrctl
 			export EHRGATE_SOURCE_DIR=$ROOT EHRGATE_DEVSERVICES=$ROOT/deploy/devservices.sh
+			export EHRGATE_TEST_REPLIES=$LOGROOT/$tree/replies.jsonl
 			cd "${wd:-$B}" && exec timeout --kill-after=10 "$TIMEOUT" "${cmd[@]}"
 		) >"${SLOT_LOG[i]}" 2>&1 </dev/null &
 		SLOT_PID[i]=$!
 	done < <(list_tests "$B")
 	while [ "$(running)" -gt 0 ]; do wait_slot; done
+	# The replies the tests recorded (tests/harness/replies.c), validated
+	# against schemas/openapi.yaml: counted like one more binary.
+	if [ -s "$LOGROOT/$tree/replies.jsonl" ]; then
+		SLOT_NAME[0]=test_openapi_replies
+		SLOT_LOG[0]=$LOGROOT/$tree/test_openapi_replies.log
+		SLOT_T0[0]=$(date +%s%N)
+		node "$ROOT/tests/openapi/validate_replies.js" "$LOGROOT/$tree/replies.jsonl" >"${SLOT_LOG[0]}" 2>&1
+		finish_slot 0 $?
+	fi
 	[ -n "$FILTER" ] || mv -f "$B/.ehrgate-test-times.new" "$B/.ehrgate-test-times" 2>/dev/null
 	echo "[$tree] $n binaries: $tp passed, $tf failed"
 	SUMMARY+=("$tree: $n binaries, $tp passed, $tf failed")

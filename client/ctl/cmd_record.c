@@ -7,6 +7,8 @@
  *          the patient or an allowed server fetches the plaintext
  *   ehrctl record list PATIENT_ID
  *          record metadata (JSON)
+ *   ehrctl record erase RECORD_ID --basis CODE
+ *          the patient erases one of their records (docs/ERASURE.md)
  *
  * On a terminal (stderr isatty) put and get draw a progress bar.
  */
@@ -31,7 +33,10 @@ static int usage(void)
 	        "       ehrctl record get RECORD_ID [-o FILE] [--purpose P] [--break-glass JUSTIFICATION]\n"
 	        "           --break-glass: a medical server's emergency read without a contract;\n"
 	        "           always logged and flagged for auditors and the patient (docs/CONTRACTS.md)\n"
-	        "       ehrctl record list PATIENT_ID\n");
+	        "       ehrctl record list PATIENT_ID\n"
+	        "       ehrctl record erase RECORD_ID --basis CODE\n"
+	        "           the patient erases one of their records for good (docs/ERASURE.md);\n"
+	        "           CODE: gdpr-17-1-a .. gdpr-17-1-f, patient-request, court-order\n");
 	return 2;
 }
 
@@ -442,6 +447,47 @@ static int cmd_list(int argc, char **argv)
 	return rc;
 }
 
+/* ----------------------------------------------------------------- erase */
+
+static int cmd_erase(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "basis", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct ehr_client *c = NULL;
+	struct ehr_buf path = EHR_BUF_INIT(256);
+	const char *basis = NULL;
+	json_t *j = NULL, *body = NULL;
+	long status = 0;
+	int ch, rc = 1;
+
+	optind = 1;
+	while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (ch) {
+		case 'b': basis = optarg; break;
+		case 'h': usage(); return 0;
+		default: return usage();
+		}
+	}
+	if (basis == NULL || optind != argc - 1 || argv[optind][0] == '-')
+		return usage();
+	if (ctl_open(&c) != 0)
+		return 1;
+	body = json_pack("{s:s}", "basis", basis);
+	if (body != NULL && ehr_buf_printf(&path, "/v1/records/%s/erase", argv[optind]) == 0 &&
+	    ehr_client_json(c, &status, &j, "POST", ehr_buf_cstr(&path), body) == 0)
+		rc = ctl_finish(c, status, j);
+	else
+		fprintf(stderr, "ehrctl record erase: %s\n", ehr_client_last_error(c));
+	json_decref(body);
+	json_decref(j);
+	ehr_buf_free(&path);
+	ehr_client_free(c);
+	return rc;
+}
+
 int ctl_cmd_record(int argc, char **argv)
 {
 	if (argc < 2)
@@ -452,6 +498,8 @@ int ctl_cmd_record(int argc, char **argv)
 		return cmd_get(argc - 1, argv + 1);
 	if (strcmp(argv[1], "list") == 0)
 		return cmd_list(argc - 1, argv + 1);
+	if (strcmp(argv[1], "erase") == 0)
+		return cmd_erase(argc - 1, argv + 1);
 	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
 		usage();
 		return 0;

@@ -32,7 +32,10 @@ static void usage(FILE *f)
 	        "  whoami               an authenticated call (mTLS or DPoP): who the gateway sees\n"
 	        "  record ...           EHR records (ehrctl record --help)\n"
 	        "  contract ...         access contracts (ehrctl contract --help)\n"
-	        "  audit ...            ledger queries and verification (ehrctl audit --help)\n");
+	        "  audit ...            ledger queries and verification (ehrctl audit --help)\n"
+	        "\n"
+	        "Every command is a client of the gateway's HTTP API: schemas/openapi.yaml\n"
+	        "(OpenAPI 3.1), with the rules in docs/PROTOCOL.md, STORAGE.md, CONTRACTS.md, AUDIT.md.\n");
 }
 
 static bool want_help(int argc, char **argv)

@@ -30,7 +30,12 @@ static void usage(FILE *f)
 	           "        create link.key if absent; link pre-0055 (derived) patients from their\n"
 	           "        external ids, one per line; print how many remain unlinked.\n"
 	           "  rotate-kek ...\n"
-	           "        re-wrap data keys under a new key-encryption key (see its --help).\n");
+	           "        re-wrap data keys under a new key-encryption key (see its --help).\n"
+	           "  erase RECORD_ID --basis CODE\n"
+	           "        erase one record: data key destroyed, object deleted, ehr.erase entry\n"
+	           "        (see its --help for the legal-basis codes).\n"
+	           "  hold place|lift (--patient PID | --record RID) --reason CODE | hold list\n"
+	           "        legal holds: while one is in force, erasure is refused.\n");
 }
 
 static int open_app(struct gw_app **app, struct gw_config **cfg, int *argc, char **argv, unsigned what)
@@ -202,6 +207,10 @@ int gw_cmd_admin(int argc, char **argv)
 		return gw_cmd_admin_migrate_pseudonyms(argc - 1, argv + 1);
 	if (strcmp(sub, "rotate-kek") == 0)
 		return gw_cmd_admin_rotate_kek(argc - 1, argv + 1);
+	if (strcmp(sub, "erase") == 0)
+		return gw_cmd_admin_erase(argc - 1, argv + 1);
+	if (strcmp(sub, "hold") == 0)
+		return gw_cmd_admin_hold(argc - 1, argv + 1);
 	fprintf(stderr, "ehrgate admin: unknown command '%s'\n", sub);
 	usage(stderr);
 	return 2;

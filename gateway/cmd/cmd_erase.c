@@ -1,39 +1,119 @@
 /*
- * cmd_erase.c - `ehrgate admin erase-patient` (the operator's path to the
- * right to be forgotten) and `ehrgate admin migrate-pseudonyms` (the link
- * key, and links for patients whose pseudonyms were derived before
- * migration 0055). docs/ERASURE.md says when to use each.
+ * cmd_erase.c - the operator's erasure commands (docs/ERASURE.md):
+ *
+ *   ehrgate admin erase RECORD_ID --basis CODE
+ *   ehrgate admin hold place|lift (--patient PID | --record RID) --reason CODE
+ *   ehrgate admin hold list
+ *   ehrgate admin erase-patient PATIENT_ID --basis CODE
+ *
+ * Each calls one function of the record service (records_erase,
+ * records_hold_place/lift/list) or gw_patient_erase (the right to be
+ * forgotten), with "operator" as the ledger actor.
  */
-#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
-#include <openssl/crypto.h>
-
-#include "auth/auth.h"
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
+#include "records/records.h"
 
-static int open_app(struct gw_app **app, struct gw_config **cfg, int *argc, char **argv, unsigned what,
-                    const char *cmd)
+static void print_codes(FILE *f, const char *const *codes)
 {
-	int rc = gw_config_from_args(cfg, argc, argv);
+	for (size_t i = 0; codes[i] != NULL; i++)
+		fprintf(f, "%s%s", i ? ", " : "", codes[i]);
+	fprintf(f, "\n");
+}
 
-	if (rc != 0)
-		return rc;
-	if (gw_app_open(app, *cfg, what) < 0) {
-		fprintf(stderr, "ehrgate admin %s: %s\n", cmd, ehr_error_detail());
+static void erase_usage(FILE *f)
+{
+	fprintf(f,
+	        "usage: ehrgate admin erase RECORD_ID --basis CODE [-c CONFIG] [--set section.key=value]...\n"
+	        "Erase one record: its data key is destroyed, its object deleted, and an ehr.erase\n"
+	        "ledger entry records the basis. Refused (exit 3) inside the record's minimum\n"
+	        "retention ([retention]) or under a legal hold. Legal-basis codes:\n  ");
+	print_codes(f, records_erase_bases);
+}
+
+static void hold_usage(FILE *f)
+{
+	fprintf(f, "usage: ehrgate admin hold place|lift (--patient PID | --record RID) --reason CODE\n"
+	           "       ehrgate admin hold list\n"
+	           "Place or lift a legal hold (an ehr.hold.place / ehr.hold.lift ledger entry); while\n"
+	           "a hold is in force, erasure of the record (or of any record of the patient) is\n"
+	           "refused. Reason codes:\n  ");
+	print_codes(f, records_hold_reasons);
+}
+
+/* Open the app for a records command; 0, or an exit status (cfg freed). */
+static int open_records(struct gw_config **cfg, struct gw_app **app, const char *who)
+{
+	if (gw_app_open(app, *cfg, GW_APP_DB | GW_APP_LEDGER | GW_APP_STORE) < 0 ||
+	    gw_app_ledger(*app) == NULL) {
+		fprintf(stderr, "ehrgate admin %s: %s\n", who,
+		        *app ? "the ledger is not available in this build" : ehr_error_detail());
+		gw_app_close(*app);
 		gw_config_free(*cfg);
+		*app = NULL;
 		*cfg = NULL;
 		return 1;
 	}
 	return 0;
 }
 
-/* ehrgate admin erase-patient PID --basis CODE */
-int gw_cmd_admin_erase_patient(int argc, char **argv)
+static void close_records(struct gw_config *cfg, struct gw_app *app)
+{
+	gw_app_close(app);
+	gw_config_free(cfg);
+}
+
+/* The refusal on stderr, as the 409 body has it. */
+static void print_refusal(const char *cmd, const struct records_refusal *why)
+{
+	json_t *j = json_object();
+	char *t;
+
+	records_refusal_json(j, why);
+	json_object_set_new(j, "refused_seq", json_integer((json_int_t)why->refused_seq));
+	t = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
+	fprintf(stderr, "ehrgate admin %s: refused: %s\n", cmd, t ? t : "");
+	free(t);
+	json_decref(j);
+}
+
+static int run_erase(struct gw_app *app, const char *rid, const char *basis)
+{
+	struct records_env env = { gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
+	struct records_retention ret;
+	struct records_erase_out out;
+	struct records_erase_in in = { rid, NULL, "operator", RECORDS_BY_OPERATOR, basis, &ret };
+	int err;
+
+	if (gw_retention_from_config(gw_app_config(app), &ret) < 0) {
+		fprintf(stderr, "ehrgate admin erase: %s\n", ehr_error_detail());
+		return 1;
+	}
+	err = records_erase(&env, &in, &out);
+	if (err == 0) {
+		printf("{\"record_id\":\"%s\",\"state\":\"erased\",\"erase_seq\":%llu,\"already_erased\":%s}"
+		       "\n",
+		       rid, (unsigned long long)out.erase_seq, out.was_erased ? "true" : "false");
+		return 0;
+	}
+	if (out.stage == RECORDS_AT_REFUSED) {
+		print_refusal("erase", &out.refusal);
+		return 3;
+	}
+	fprintf(stderr, "ehrgate admin erase: %s%s\n", ehr_error_detail(),
+	        out.stage == RECORDS_AT_OBJECT || out.stage == RECORDS_AT_COMPLETE ||
+	                        (out.stage == RECORDS_AT_COMMIT && err != EHR_ERR_CONFLICT)
+	                ? " (if the erasure began, run the command again or ehrgate fsck to finish it)"
+	                : "");
+	return err == EHR_ERR_NOT_FOUND || err == EHR_ERR_INVAL ? 2 : 1;
+}
+
+int gw_cmd_admin_erase(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "basis", required_argument, NULL, 'b' },
@@ -42,7 +122,6 @@ int gw_cmd_admin_erase_patient(int argc, char **argv)
 	};
 	struct gw_config *cfg = NULL;
 	struct gw_app *app = NULL;
-	struct gw_patient_erase_out out;
 	const char *basis = NULL;
 	int c, rc;
 
@@ -53,152 +132,174 @@ int gw_cmd_admin_erase_patient(int argc, char **argv)
 		switch (c) {
 		case 'b': basis = optarg; break;
 		case 'h':
-			printf("usage: ehrgate admin erase-patient PATIENT_ID --basis CODE\n"
-			       "  Erase a patient (right to be forgotten): every record, the device key,\n"
-			       "  the contracts and the link from the external id; see docs/ERASURE.md.\n"
-			       "  Running it again finishes an erasure a crash interrupted.\n");
+			erase_usage(stdout);
 			gw_config_free(cfg);
 			return 0;
-		default: gw_config_free(cfg); return 2;
+		default:
+			erase_usage(stderr);
+			gw_config_free(cfg);
+			return 2;
 		}
 	}
-	if (basis == NULL || optind + 1 != argc) {
-		fprintf(stderr, "usage: ehrgate admin erase-patient PATIENT_ID --basis CODE\n");
+	if (basis == NULL || optind != argc - 1 || !records_erase_basis_ok(basis)) {
+		erase_usage(stderr);
 		gw_config_free(cfg);
 		return 2;
 	}
-	if (gw_app_open(&app, cfg, GW_APP_ALL & ~GW_APP_AUTH) < 0) {
-		fprintf(stderr, "ehrgate admin erase-patient: %s\n", ehr_error_detail());
-		gw_config_free(cfg);
-		return 1;
-	}
-	rc = gw_patient_erase(app, argv[optind], basis, "operator", "operator", &out);
-	if (rc == EHR_ERR_CONFLICT && out.refusal[0]) {
-		fprintf(stderr, "ehrgate admin erase-patient: refused (%s); the refusal is recorded\n",
-		        out.refusal);
-		rc = 3;
-	} else if (rc < 0) {
-		fprintf(stderr, "ehrgate admin erase-patient: %s\n", ehr_error_detail());
-		rc = rc == EHR_ERR_INVAL || rc == EHR_ERR_NOT_FOUND ? 2 : 1;
-	} else {
-		printf("{\"patient_id\":\"%s\",\"state\":\"erased\",\"erase_seq\":%llu,\"records_erased\":%"
-		       "llu,"
-		       "\"already\":%s}\n",
-		       argv[optind], (unsigned long long)out.erase_seq,
-		       (unsigned long long)out.records_erased, out.already ? "true" : "false");
-		rc = 0;
-	}
-	gw_app_close(app);
-	gw_config_free(cfg);
+	if ((rc = open_records(&cfg, &app, "erase")) != 0)
+		return rc;
+	rc = run_erase(app, argv[optind], basis);
+	close_records(cfg, app);
 	return rc;
 }
 
-/* Read a 32-byte key file of the state directory; 1 when absent. */
-static int read_key(const struct gw_config *cfg, const char *name, uint8_t out[32])
+static int run_hold(struct gw_app *app, const char *verb, const struct records_hold_in *in)
 {
-	struct ehr_buf path = EHR_BUF_INIT(4096), raw = EHR_BUF_INIT(64);
+	struct records_env env = { gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
+	struct ledger_receipt rc;
+	uint64_t id = 0;
+	json_t *list = NULL;
 	int err;
 
-	GUARD_GOTO(gw_config_state_path(cfg, name, &path));
-	if (access(ehr_buf_cstr(&path), F_OK) != 0 && errno == ENOENT) {
-		err = 1;
-		goto out;
+	if (strcmp(verb, "list") == 0) {
+		if ((err = records_hold_list(&env, &list)) == 0) {
+			json_dumpf(list, stdout, JSON_INDENT(2));
+			printf("\n");
+			json_decref(list);
+		}
+	} else {
+		err = strcmp(verb, "place") == 0 ? records_hold_place(&env, in, &id, &rc)
+		                                 : records_hold_lift(&env, in, &id, &rc);
+		if (err == 0)
+			printf("{\"hold_id\":%llu,\"%s_seq\":%llu}\n", (unsigned long long)id, verb,
+			       (unsigned long long)rc.seq);
 	}
-	GUARD_GOTO(ehr_file_read(&raw, ehr_buf_cstr(&path), 64));
-	ENSURE_GOTO(raw.len == 32, EHR_ERR_CONFIG);
-	memcpy(out, raw.data, 32);
-out:
-	ehr_buf_free(&path);
-	ehr_buf_free_secure(&raw);
-	return err;
-}
-
-/* link.key: created (exclusive, 0600) when absent. */
-static int ensure_link_key(const struct gw_config *cfg, uint8_t key[32])
-{
-	struct ehr_buf path = EHR_BUF_INIT(4096);
-	int err = read_key(cfg, AUTH_LINK_KEY_FILE, key);
-
-	if (err != 1)
-		return err;
-	GUARD_GOTO(ehr_random(key, 32));
-	GUARD_GOTO(gw_config_state_path(cfg, AUTH_LINK_KEY_FILE, &path));
-	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&path), key, 32, 0600, true));
-	fprintf(stderr, "created %s: copy it to every instance's state directory and back it up\n",
-	        ehr_buf_cstr(&path));
-out:
-	ehr_buf_free(&path);
-	return err;
-}
-
-/* One external id per line: link the legacy patient it derives, if any. */
-static int link_file(struct gw_app *app, const uint8_t pk[32], const uint8_t lk[32], const char *file,
-                     uint64_t *linked)
-{
-	FILE *f = strcmp(file, "-") == 0 ? stdin : fopen(file, "r");
-	char line[300];
-	int err = 0, one;
-
-	if (f == NULL)
-		return ehr_error_set(EHR_ERR_IO, "cannot open the external-id file");
-	while (err == 0 && fgets(line, sizeof(line), f) != NULL) {
-		size_t n = strcspn(line, "\r\n");
-		line[n] = '\0';
-		if (n == 0)
-			continue;
-		err = auth_legacy_link(gw_app_db(app), pk, lk, line, &one);
-		*linked += (uint64_t)one;
+	if (err < 0) {
+		fprintf(stderr, "ehrgate admin hold %s: %s\n", verb, ehr_error_detail());
+		return err == EHR_ERR_NOT_FOUND || err == EHR_ERR_EXISTS || err == EHR_ERR_INVAL ? 2 : 1;
 	}
-	OPENSSL_cleanse(line, sizeof(line));
-	if (f != stdin)
-		fclose(f);
-	return err;
+	return 0;
 }
 
-/* ehrgate admin migrate-pseudonyms [--external-ids FILE] */
-int gw_cmd_admin_migrate_pseudonyms(int argc, char **argv)
+int gw_cmd_admin_hold(int argc, char **argv)
 {
+	static const struct option opts[] = {
+		{ "patient", required_argument, NULL, 'p' },
+		{ "record", required_argument, NULL, 'r' },
+		{ "reason", required_argument, NULL, 'e' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct records_hold_in in = { .actor = "operator" };
 	struct gw_config *cfg = NULL;
 	struct gw_app *app = NULL;
-	struct auth_legacy_counts n;
-	uint8_t pk[32], lk[32];
-	uint64_t linked = 0;
-	const char *file = NULL;
-	int rc, havepk;
+	const char *verb = argc > 1 ? argv[1] : "";
+	bool list;
+	int c, rc;
 
-	if ((rc = open_app(&app, &cfg, &argc, argv, GW_APP_DB, "migrate-pseudonyms")) != 0)
+	if ((rc = gw_config_from_args(&cfg, &argc, argv)) != 0)
 		return rc;
-	if (argc == 3 && strcmp(argv[1], "--external-ids") == 0)
-		file = argv[2];
-	else if (argc != 1) {
-		fprintf(stderr, "usage: ehrgate admin migrate-pseudonyms [--external-ids FILE|-]\n");
-		rc = 2;
-		goto out;
+	/* argv[1] is the verb: getopt sees it as its argv[0]. */
+	optind = 1;
+	while (argc > 1 && (c = getopt_long(argc - 1, argv + 1, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p': in.patient = optarg; break;
+		case 'r': in.record_id = optarg; break;
+		case 'e': in.reason = optarg; break;
+		case 'h':
+			hold_usage(stdout);
+			gw_config_free(cfg);
+			return 0;
+		default:
+			hold_usage(stderr);
+			gw_config_free(cfg);
+			return 2;
+		}
 	}
-	rc = 1;
-	if (ensure_link_key(cfg, lk) < 0 || (havepk = read_key(cfg, "pseudonym.key", pk)) < 0)
-		goto fail;
-	if (file != NULL && havepk == 1) {
-		fprintf(stderr, "ehrgate admin migrate-pseudonyms: no pseudonym.key: nothing to link\n");
-		goto out;
+	list = strcmp(verb, "list") == 0;
+	if (optind != argc - 1 || !(list || strcmp(verb, "place") == 0 || strcmp(verb, "lift") == 0) ||
+	    (!list &&
+	     ((in.patient == NULL) == (in.record_id == NULL) || !records_hold_reason_ok(in.reason)))) {
+		hold_usage(stderr);
+		gw_config_free(cfg);
+		return 2;
 	}
-	if (file != NULL && link_file(app, pk, lk, file, &linked) < 0)
-		goto fail;
-	if (auth_legacy_counts(gw_app_db(app), &n) < 0)
-		goto fail;
-	printf("{\"legacy_patients\":%llu,\"linked\":%llu,\"erased\":%llu,\"unlinked\":%llu,"
-	       "\"linked_now\":%llu,\"pseudonym_key\":%s}\n",
-	       (unsigned long long)n.total, (unsigned long long)n.linked, (unsigned long long)n.erased,
-	       (unsigned long long)(n.total - n.linked - n.erased), (unsigned long long)linked,
-	       havepk == 1 ? "false" : "true");
-	rc = 0;
-	goto out;
-fail:
-	fprintf(stderr, "ehrgate admin migrate-pseudonyms: %s\n", ehr_error_detail());
-out:
-	OPENSSL_cleanse(pk, sizeof(pk));
-	OPENSSL_cleanse(lk, sizeof(lk));
-	gw_app_close(app);
-	gw_config_free(cfg);
+	if ((rc = open_records(&cfg, &app, "hold")) != 0)
+		return rc;
+	rc = run_hold(app, verb, &in);
+	close_records(cfg, app);
+	return rc;
+}
+
+static void erase_patient_usage(FILE *f)
+{
+	fprintf(f, "usage: ehrgate admin erase-patient PATIENT_ID --basis CODE [-c CONFIG] [--set "
+	           "section.key=value]...\n"
+	           "Erase a patient (right to be forgotten): every record, the device key, the contracts\n"
+	           "and the link from the external id (docs/ERASURE.md §10). Refused (exit 3, recorded)\n"
+	           "while a record is inside its minimum retention ([retention]) or a legal hold is in\n"
+	           "force. Running it again finishes an erasure a crash interrupted. Legal-basis codes:\n  ");
+	print_codes(f, records_erase_bases);
+}
+
+static int run_erase_patient(struct gw_app *app, const char *pid, const char *basis)
+{
+	struct gw_patient_erase_out out;
+	struct records_refusal why;
+	int err = gw_patient_erase(app, pid, basis, "operator", "operator", &out, &why);
+
+	if (err == 0) {
+		printf("{\"patient_id\":\"%s\",\"state\":\"erased\",\"erase_seq\":%llu,\"records_erased\":%"
+		       "llu,"
+		       "\"already\":%s}\n",
+		       pid, (unsigned long long)out.erase_seq, (unsigned long long)out.records_erased,
+		       out.already ? "true" : "false");
+		return 0;
+	}
+	if (err == EHR_ERR_CONFLICT && why.kind != RECORDS_REFUSED_NONE) {
+		print_refusal("erase-patient", &why);
+		return 3;
+	}
+	fprintf(stderr, "ehrgate admin erase-patient: %s\n", ehr_error_detail());
+	return err == EHR_ERR_INVAL || err == EHR_ERR_NOT_FOUND ? 2 : 1;
+}
+
+int gw_cmd_admin_erase_patient(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "basis", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	struct gw_config *cfg = NULL;
+	struct gw_app *app = NULL;
+	const char *basis = NULL;
+	int c, rc;
+
+	if ((rc = gw_config_from_args(&cfg, &argc, argv)) != 0)
+		return rc;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': basis = optarg; break;
+		case 'h':
+			erase_patient_usage(stdout);
+			gw_config_free(cfg);
+			return 0;
+		default:
+			erase_patient_usage(stderr);
+			gw_config_free(cfg);
+			return 2;
+		}
+	}
+	if (basis == NULL || optind != argc - 1 || !records_erase_basis_ok(basis)) {
+		erase_patient_usage(stderr);
+		gw_config_free(cfg);
+		return 2;
+	}
+	if ((rc = open_records(&cfg, &app, "erase-patient")) != 0)
+		return rc;
+	rc = run_erase_patient(app, argv[optind], basis);
+	close_records(cfg, app);
 	return rc;
 }

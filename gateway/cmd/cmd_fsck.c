@@ -12,6 +12,10 @@
  *   - pending rows whose ledger entry exists (a crash after the commit):
  *     completed from the ledger.
  *   - pending rows with neither object nor entry, older than --grace: removed.
+ *   - 'erasing' rows (an erasure that crashed or failed after the data key
+ *     was destroyed): finished - ehr.erase found or appended, object
+ *     deleted, row 'erased' (docs/ERASURE.md §3). An erased record has no
+ *     object and is consistent; an object found for one is deleted again.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -61,6 +65,19 @@ static void print_finding(void *ud, enum records_fsck_event ev, const struct rec
 	case RECORDS_FSCK_STALE_PENDING:
 		printf("stale-pending-row %s%s\n", it->rid, dry ? " (dry run: kept)" : ": removed");
 		break;
+	case RECORDS_FSCK_ERASE_COMPLETED:
+		if (dry)
+			printf("erasing-row %s (dry run: left)\n", it->rid);
+		else
+			printf("erasing-row %s: erasure completed, ehr.erase entry %llu\n", it->rid,
+			       (unsigned long long)it->seq);
+		break;
+	case RECORDS_FSCK_ERASE_FAILED:
+		fprintf(stderr, "ehrgate fsck: finishing the erasure of %s: %s\n", it->rid, it->detail);
+		break;
+	case RECORDS_FSCK_ERASED_OBJECT:
+		printf("erased-record-object %s%s\n", it->key, dry ? " (dry run: kept)" : ": deleted");
+		break;
 	default: break;
 	}
 }
@@ -74,7 +91,8 @@ static void usage(FILE *out)
 	        "  orphan objects (no ehr.store ledger entry): removed, with their pending row;\n"
 	        "  missing objects (a ledger entry without its object): reported, exit status 1;\n"
 	        "  pending rows whose ledger entry exists: completed from the ledger;\n"
-	        "  pending rows with neither object nor entry: removed.\n"
+	        "  pending rows with neither object nor entry: removed;\n"
+	        "  erasures left half-done by a crash: completed (docs/ERASURE.md).\n"
 	        "--dry-run reports and changes nothing. Objects and rows younger than --grace\n"
 	        "seconds (default 600) may be uploads in flight and are left alone.\n");
 }
@@ -171,9 +189,10 @@ int gw_cmd_fsck(int argc, char **argv)
 	printf("fsck: %zu ledger records, %zu objects, %zu orphan objects (%zu removed), %zu missing "
 	       "objects, "
 	       "%zu pending rows completed, %zu stale pending rows removed, %zu in flight, %zu foreign keys, "
-	       "%zu failures%s\n",
+	       "%zu erased records (%zu erasures completed), %zu failures%s\n",
 	       rep.ledger_records, rep.objects, rep.orphans, rep.removed, rep.missing, rep.completed,
-	       rep.dropped, rep.young, rep.foreign, rep.failures, o.dry_run ? " (dry run)" : "");
+	       rep.dropped, rep.young, rep.foreign, rep.erased, rep.erasures_completed, rep.failures,
+	       o.dry_run ? " (dry run)" : "");
 	rc = (rep.missing > 0 || rep.failures > 0) ? 1 : 0;
 out:
 	gw_app_close(app);

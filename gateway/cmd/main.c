@@ -21,6 +21,7 @@ static const struct {
 	{ "admin", gw_cmd_admin, "operator tasks: registration tokens, revocation, key rotation" },
 	{ "fsck", gw_cmd_fsck, "find and remove orphan objects in the store" },
 	{ "contracts", gw_cmd_contracts, "access-contract tools (rebuild, ...)" },
+	{ "routes", gw_cmd_routes, "list the HTTP routes serve mounts (schemas/openapi.yaml covers them)" },
 };
 
 static void usage(FILE *f)

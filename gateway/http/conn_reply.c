@@ -12,6 +12,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -113,13 +114,19 @@ void gw_conn_head(struct gw_req *r, struct evbuffer *out, int64_t length)
 
 	hb.out = out;
 	hb.n = 0;
-	head_add(&hb,
-	         "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nCache-Control: no-store\r\n"
-	         "X-Request-Id: %s\r\n",
-	         r->status, reason_phrase(r->status), http_date(),
+	bool cache_control = false;
+
+	head_add(&hb, "HTTP/1.1 %d %s\r\nDate: %s\r\nContent-Type: %s\r\nX-Request-Id: %s\r\n", r->status,
+	         reason_phrase(r->status), http_date(),
 	         r->content_type[0] ? r->content_type : "application/json", r->req_id);
-	for (struct gw_hdr *h = r->headers; h; h = h->next)
+	/* gw_reply_header keeps one value per name and none of the lines
+	 * above; Cache-Control is ours unless the handler chose one. */
+	for (struct gw_hdr *h = r->headers; h; h = h->next) {
 		head_add(&hb, "%s: %s\r\n", h->name, h->value);
+		cache_control = cache_control || strcasecmp(h->name, "Cache-Control") == 0;
+	}
+	if (!cache_control)
+		head_add(&hb, "Cache-Control: no-store\r\n");
 	if (body_allowed && length >= 0)
 		head_add(&hb, "Content-Length: %lld\r\n", (long long)length);
 	else if (body_allowed)

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include <event2/buffer.h>
@@ -93,8 +94,7 @@ void gw_req_free(struct gw_req *r)
 	free(r->path);
 	free(r->url);
 	free(r->head);
-	if (r->query_parsed)
-		evhttp_clear_headers(&r->query);
+	gw__query_free(r);
 	X509_free(r->peer_cert);
 	for (h = r->headers; h; h = next) {
 		next = h->next;
@@ -216,6 +216,8 @@ static void run_handler(struct gw_req *r)
 	/* The application's gate authenticates (gw_http_options.gate); on a
 	 * refusal it has replied. */
 	if (r->route->roles != 0 && r->srv->opt->gate(r) != 0)
+		return;
+	if (!(r->route->flags & GW_CHECK_IN_HANDLER) && gw__req_check(r) != 0)
 		return;
 	r->route->fn(r);
 }
@@ -413,7 +415,8 @@ void gw_http_dispatch(struct gw_req *r)
 		}
 		return;
 	}
-	r->route->fn(r);
+	if ((r->route->flags & GW_CHECK_IN_HANDLER) || gw__req_check(r) == 0)
+		r->route->fn(r);
 	req_finish(r);
 }
 
@@ -440,21 +443,14 @@ const char *gw_req_param(const struct gw_req *r, const char *name)
 	return NULL;
 }
 
-const char *gw_req_query(const struct gw_req *r, const char *name)
+const char *gw_req_raw_query(const struct gw_req *r)
 {
-	struct gw_req *m = (struct gw_req *)r; /* lazily parsed cache */
+	return r->raw_query;
+}
 
-	if (!m->query_parsed) {
-		m->query.tqh_first = NULL;
-		m->query.tqh_last = &m->query.tqh_first;
-		m->query_parsed = true;
-		if (m->raw_query && evhttp_parse_query_str(m->raw_query, &m->query) != 0) {
-			evhttp_clear_headers(&m->query);
-			m->query.tqh_first = NULL;
-			m->query.tqh_last = &m->query.tqh_first;
-		}
-	}
-	return evhttp_find_header(&m->query, name);
+int gw_req_reply_status(const struct gw_req *r)
+{
+	return r->replied ? r->status : 0;
 }
 
 const char *gw_req_header(const struct gw_req *r, const char *name)
@@ -540,12 +536,42 @@ void gw_req_set_identity(struct gw_req *r, const struct gw_identity *id)
 	r->id = *id;
 }
 
+/* Headers the engine writes itself (gw_conn_head): a handler never adds
+ * them, so no reply carries one twice or disagrees about framing. */
+static bool engine_header(const char *name)
+{
+	static const char *const own[] = { "Date",           "Content-Type",
+		                           "Content-Length", "Transfer-Encoding",
+		                           "Connection",     "X-Request-Id" };
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(own); i++)
+		if (strcasecmp(name, own[i]) == 0)
+			return true;
+	return false;
+}
+
+/* One value per header name: a second call for a name replaces the
+ * first (names compare case-insensitively, RFC 9110 §5.1). */
 void gw_reply_header(struct gw_req *r, const char *name, const char *value)
 {
 	struct gw_hdr *h;
+	char *v;
 
 	if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n"))
 		return;
+	if (engine_header(name)) {
+		ehr_logf(EHR_LOG_ERROR, "http.reply_header", "route %s set the engine's header %s",
+		         r->route ? r->route->name : "-", name);
+		return;
+	}
+	for (h = r->headers; h; h = h->next)
+		if (strcasecmp(h->name, name) == 0) {
+			if ((v = strdup(value)) != NULL) {
+				free(h->value);
+				h->value = v;
+			}
+			return;
+		}
 	h = calloc(1, sizeof(*h));
 	if (h == NULL)
 		return;

@@ -49,6 +49,10 @@ enum gw_route_flag {
 	 * gw_req_body_read, while it arrives. Implies GW_BLOCKING. [server]
 	 * max_body_bytes does not apply; the route enforces its own bound. */
 	GW_STREAM_BODY = 1u << 1,
+	/* The handler runs the query and path checks itself (gw_req_check), so
+	 * it can account for their refusals too (audit queries are ledger
+	 * entries whether refused or not). Requires GW_BLOCKING. */
+	GW_CHECK_IN_HANDLER = 1u << 2,
 };
 
 struct gw_route {
@@ -58,13 +62,36 @@ struct gw_route {
 	unsigned roles;      /* any of these roles may call it; 0 = public */
 	unsigned flags;      /* gw_route_flag bits (true = GW_BLOCKING) */
 	gw_handler_fn fn;
+	/*
+	 * The query parameters the route accepts, space-separated
+	 * ("limit after"); NULL or "" = none. Before the handler runs (after
+	 * the gate), a parameter not named here, a repeated one or a malformed
+	 * query string is refused with 400 invalid_request naming it, so a
+	 * misspelt filter can never widen a query.
+	 */
+	const char *query;
 };
+
+/*
+ * The application's one id validator (gw_http_options.param_check). The
+ * engine calls it, before the handler and after the gate, for every path
+ * parameter (path = true) and every query parameter (path = false) by
+ * name; 0 accepts, a negative ehr_err with a public message refuses (400
+ * invalid_request with that message). With value == NULL it asks whether
+ * the validator knows `name`: a path parameter it does not know stops the
+ * server at start (every id segment is validated); an unknown query name
+ * returns 0 with a value (not an id: the handler parses it).
+ */
+typedef int (*gw_param_fn)(const char *name, const char *value, bool path);
 
 /* ---- request accessors (valid until the reply is sent) */
 const char *gw_req_method(const struct gw_req *r);
-const char *gw_req_path(const struct gw_req *r);                     /* decoded path, no query */
-const char *gw_req_param(const struct gw_req *r, const char *name);  /* path parameter */
-const char *gw_req_query(const struct gw_req *r, const char *name);  /* NULL if absent */
+const char *gw_req_path(const struct gw_req *r);                    /* decoded path, no query */
+const char *gw_req_param(const struct gw_req *r, const char *name); /* path parameter */
+const char *gw_req_query(const struct gw_req *r, const char *name); /* NULL if absent */
+/* The query string as received (after '?', still percent-encoded; printable
+ * ASCII only), NULL when the target had no '?'. */
+const char *gw_req_raw_query(const struct gw_req *r);
 const char *gw_req_header(const struct gw_req *r, const char *name); /* NULL if absent */
 /* The whole body of a buffered route ("" for a GW_STREAM_BODY route). */
 const uint8_t *gw_req_body(const struct gw_req *r, size_t *len);
@@ -104,6 +131,13 @@ void *gw_req_userdata(const struct gw_req *r);
 /* Set the reply's Content-Type (copied; a value with a control character
  * becomes application/octet-stream). */
 void gw_req_set_content_type(struct gw_req *r, const char *content_type);
+
+/* The route's query names and its path and query ids (the checks the core
+ * runs before any handler of a route without GW_CHECK_IN_HANDLER): 0, or 1
+ * after replying 400 naming the parameter. */
+int gw_req_check(struct gw_req *r);
+/* The status of the reply given so far (200 for a stream), 0 before one. */
+int gw_req_reply_status(const struct gw_req *r);
 
 /* ---- replies: exactly one per request */
 void gw_reply_header(struct gw_req *r, const char *name, const char *value);
@@ -190,8 +224,9 @@ struct gw_http_options {
 	const struct gw_route *const *tables; /* route tables, matched in order */
 	const size_t *table_lens;
 	size_t ntables;
-	gw_gate_fn gate; /* required when a route has roles */
-	void *app;       /* gw_req_userdata */
+	gw_gate_fn gate;         /* required when a route has roles */
+	gw_param_fn param_check; /* required when a route has {parameters} */
+	void *app;               /* gw_req_userdata */
 };
 
 /* "host:port" / "[v6]:port" into host and port. */

@@ -45,6 +45,23 @@ const struct gw_route *gw_router_route(const struct gw_router *rt, size_t i);
 enum gw_route_result gw_router_match(const struct gw_router *rt, const char *method, const char *raw_path,
                                      struct gw_match *m, char *allow, size_t allow_cap);
 void gw_match_clear(struct gw_match *m);
+/* Fails (EHR_ERR_CONFIG, naming the route) when a {parameter} is one
+ * `check` does not know, or when there is no check. */
+int gw_router_check_params(const struct gw_router *rt, gw_param_fn check);
+char *gw__pct_decode(const char *s, size_t len, bool slash_ok, bool plus_space);
+
+/* query.c: the query string of a request, checked against its route. */
+#define GW_MAX_QUERY 32
+struct gw_qparam {
+	char *name, *value; /* decoded, owned by the request */
+};
+/* Before the handler: unknown, repeated or malformed query parameters and
+ * path/query values the application's validator refuses are 400
+ * invalid_request. Returns 0 to run the handler, or 1 after replying. */
+int gw__req_check(struct gw_req *r);
+/* Parse r's query once (idempotent); negative on a malformed query. */
+int gw__query_parse(struct gw_req *r);
+void gw__query_free(struct gw_req *r);
 
 /* ---------------------------------------------------------------- h1.c */
 
@@ -168,8 +185,11 @@ struct gw_req {
 	char *raw_path; /* without query, still percent-encoded */
 	char *path;     /* decoded */
 	const char *raw_query;
-	struct evkeyvalq query;
+	struct gw_qparam *query; /* nquery decoded parameters, in order */
+	size_t nquery;
 	bool query_parsed;
+	int query_err;      /* 0, or the query string is malformed or refused */
+	char query_msg[96]; /* the public message of query_err */
 	char *url;
 	char peer[64];
 	char req_id[17]; /* X-Request-Id: 16 hex digits */

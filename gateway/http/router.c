@@ -115,6 +115,31 @@ void gw_router_free(struct gw_router *rt)
 	free(rt);
 }
 
+/* Every {parameter} of every route must be one the application's id
+ * validator knows: an id segment no validator checks cannot be added by
+ * accident. */
+int gw_router_check_params(const struct gw_router *rt, gw_param_fn check)
+{
+	for (size_t i = 0; i < rt->n; i++) {
+		const struct croute *cr = &rt->routes[i];
+		for (size_t j = 0; j < cr->nseg; j++) {
+			char name[64];
+			if (!cr->seg[j].param)
+				continue;
+			if (check == NULL || cr->seg[j].len >= sizeof(name))
+				return ehr_error_set(EHR_ERR_CONFIG, "route %s %s: no id validator",
+				                     cr->route->method, cr->route->pattern);
+			memcpy(name, cr->seg[j].text, cr->seg[j].len);
+			name[cr->seg[j].len] = '\0';
+			if (check(name, NULL, true) < 0)
+				return ehr_error_set(EHR_ERR_CONFIG,
+				                     "route %s %s: parameter {%s} has no id validator",
+				                     cr->route->method, cr->route->pattern, name);
+		}
+	}
+	return 0;
+}
+
 size_t gw_router_count(const struct gw_router *rt)
 {
 	return rt->n;
@@ -125,8 +150,10 @@ const struct gw_route *gw_router_route(const struct gw_router *rt, size_t i)
 	return i < rt->n ? rt->routes[i].route : NULL;
 }
 
-/* Percent-decode one segment; NUL, '/' and bad escapes are refused. */
-static char *decode_segment(const char *s, size_t len)
+/* Percent-decode len bytes of s (a path segment or a query name or
+ * value); NUL and bad escapes are refused, and '/' too when !slash_ok;
+ * plus_space turns '+' into ' ' (application/x-www-form-urlencoded). */
+char *gw__pct_decode(const char *s, size_t len, bool slash_ok, bool plus_space)
 {
 	char *out = malloc(len + 1);
 	size_t o = 0;
@@ -140,9 +167,11 @@ static char *decode_segment(const char *s, size_t len)
 			if (i + 2 >= len || ehr_hex_decode(&b, 1, s + i + 1, 2) < 0)
 				goto bad;
 			c = (char)b;
-			if (c == '\0' || c == '/')
+			if (c == '\0' || (c == '/' && !slash_ok))
 				goto bad;
 			i += 2;
+		} else if (c == '+' && plus_space) {
+			c = ' ';
 		}
 		out[o++] = c;
 	}
@@ -218,7 +247,7 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
 			}
 			m->params[m->nparams].name = cr->seg[j].text;
 			m->params[m->nparams].name_len = cr->seg[j].len;
-			m->params[m->nparams].value = decode_segment(segs[j], lens[j]);
+			m->params[m->nparams].value = gw__pct_decode(segs[j], lens[j], false, false);
 			m->nparams++;
 			if (m->params[m->nparams - 1].value == NULL) {
 				gw_match_clear(m);

@@ -269,6 +269,7 @@ int gw_server_run(const struct gw_http_options *o)
 	GUARD_GOTO(gw_router_new(&srv->router, o->tables, o->table_lens, o->ntables));
 	for (size_t i = 0; i < gw_router_count(srv->router); i++)
 		ENSURE_GOTO(gw_router_route(srv->router, i)->roles == 0 || o->gate != NULL, EHR_ERR_CONFIG);
+	GUARD_GOTO(gw_router_check_params(srv->router, o->param_check));
 	GUARD_GOTO(gw_tls_init());
 	GUARD_GOTO(gw_tls_ctx_new(&srv->ctx, o));
 	if (evthread_use_pthreads() != 0) {

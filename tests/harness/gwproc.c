@@ -548,6 +548,12 @@ int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_re
 	out->body_len = body.len;
 	out->body = body.data ? (char *)ehr_buf_detach(&body, NULL) : strdup("");
 	out->headers = hdrs.data ? (char *)ehr_buf_detach(&hdrs, NULL) : strdup("");
+	if (rc == CURLE_OK || out->status > 0) {
+		char ct[256];
+		if (gwp_resp_header(out, "Content-Type", ct, sizeof(ct)) < 0)
+			ct[0] = '\0';
+		gwp_record_reply(method, rq->path, out->status, ct, out->body, out->body_len);
+	}
 	return 0;
 }
 

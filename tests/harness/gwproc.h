@@ -162,6 +162,13 @@ json_t *gwp_resp_json(const struct gwp_resp *r);
 /* body is {"error":{"code":code,...}} (code NULL: any code). */
 bool gwp_resp_is_error(const struct gwp_resp *r, const char *code);
 
+/* Append one reply to $EHRGATE_TEST_REPLIES when it is set (replies.c):
+ * tests/openapi/validate_replies.js checks each against schemas/openapi.yaml.
+ * gwp_request records its replies itself; tests that talk through
+ * libehrclient hand theirs here. path may be a full URL or a path with query. */
+void gwp_record_reply(const char *method, const char *path, long status, const char *content_type,
+                      const void *body, size_t len);
+
 /* ---- raw bytes over TLS (OpenSSL), for malformed-request tests */
 /*
  * Connect to p's port, complete a TLS handshake (verifying p->ca_pem), write

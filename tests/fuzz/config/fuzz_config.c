@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "gateway/gateway.h"
+#include "records/records.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
@@ -27,7 +28,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct ehr_buf dump = EHR_BUF_INIT(1u << 20);
 		gw_config_dump(cfg, &dump);
 		ehr_buf_free(&dump);
+		struct records_retention ret;
 		(void)gw_config_get_uint(cfg, "server", "workers");
+		/* [retention]'s own syntax (gateway/retention.c). */
+		rc = gw_retention_from_config(cfg, &ret);
+		if (rc != 0 && rc != EHR_ERR_CONFIG)
+			abort();
 	}
 	gw_config_free(cfg);
 	free(text);

@@ -17,9 +17,9 @@ static void nop(struct gw_req *r)
 }
 
 static const struct gw_route extra[] = {
-	{ "GET", "/", "root", 0, false, nop },
-	{ "GET", "/v1/a/{x}/b/{y}/c/{z}", "abc", 0, false, nop },
-	{ "PUT", "/v1/patients/{pid}/records/{rid}", "rec", GW_ROLE_SERVER, true, nop },
+	{ "GET", "/", "root", 0, false, nop, NULL },
+	{ "GET", "/v1/a/{x}/b/{y}/c/{z}", "abc", 0, false, nop, NULL },
+	{ "PUT", "/v1/patients/{pid}/records/{rid}", "rec", GW_ROLE_SERVER, true, nop, NULL },
 };
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

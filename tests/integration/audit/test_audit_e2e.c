@@ -39,7 +39,7 @@ static struct gw_proc gw;
 static PGconn *su; /* superuser on the test database */
 static char dir_s1[GWP_PATH + 16], dir_s2[GWP_PATH + 16], dir_aud[GWP_PATH + 16], dir_p1[GWP_PATH + 16],
         dir_p2[GWP_PATH + 16];
-static char P1[160], P2[160], S1[160], S2[160];
+static char P1[160], P2[160], S1[160], S2[160], AUD[160];
 static struct ehr_client *c_none, *c_p1, *c_p2, *c_s1, *c_s2, *c_aud;
 
 /* ------------------------------------------------------------ helpers */
@@ -162,7 +162,7 @@ static int suite_init_inner(void)
 	snprintf(dir_p2, sizeof(dir_p2), "%s/p2", gw.dir);
 	if (register_principal("server", "hospital-one", dir_s1, S1, sizeof(S1)) < 0 ||
 	    register_principal("server", "hospital-two", dir_s2, S2, sizeof(S2)) < 0 ||
-	    register_principal("auditor", "auditor-one", dir_aud, (char[160]){ 0 }, 160) < 0 ||
+	    register_principal("auditor", "auditor-one", dir_aud, AUD, sizeof(AUD)) < 0 ||
 	    ehr_client_open_profile(&c_s1, dir_s1) < 0 || ehr_client_open_profile(&c_s2, dir_s2) < 0 ||
 	    ehr_client_open_profile(&c_aud, dir_aud) < 0 ||
 	    enrol_patient(c_s1, "mrn-0001", dir_p1, P1, sizeof(P1)) < 0 ||
@@ -629,6 +629,47 @@ static void test_ehr_matrix(void)
 	}
 	CU_ASSERT_EQUAL(cells, 2 * 6 * 3);
 	CU_ASSERT_EQUAL(bad, 0);
+	/* POST /v1/records/{rid}/erase (docs/ERASURE.md §1): the owner only.
+	 * No one is 401; another patient 403; a certificate (server, auditor)
+	 * on this patient-only route is refused as 401 or 403. The owner goes
+	 * last: 200, then reads are 410. */
+	{
+		static const int order[] = { R_NONE, R_P2, R_S1, R_S2, R_AUD, R_P1 };
+		char path[128];
+		snprintf(path, sizeof(path), "/v1/records/%s/erase", rid);
+		for (size_t i = 0; i < EHR_ARRAY_LEN(order); i++) {
+			json_t *body = json_pack("{s:s}", "basis", "patient-request");
+			long s = call(cl[order[i]], "POST", path, body, NULL);
+			long want = order[i] == R_P1 ? 200 : order[i] == R_NONE ? 401 : 403;
+			json_decref(body);
+			if (s != want &&
+			    !(s == 401 && (order[i] == R_S1 || order[i] == R_S2 || order[i] == R_AUD))) {
+				fprintf(stderr, "\n  POST erase as %s -> %ld, wanted %ld",
+				        role_names[order[i]], s, want);
+				bad++;
+			}
+		}
+		CU_ASSERT_EQUAL(get_record(c_p1, rid, NULL), 410);
+		CU_ASSERT_EQUAL(get_record(c_s1, rid, NULL), 403); /* no contract in force: learns nothing */
+		CU_ASSERT_EQUAL(bad, 0);
+	}
+	/* POST /v1/me/erase (docs/ERASURE.md §10): a patient erases only
+	 * themself (the route takes no patient id: test_patient_erase.c); no one
+	 * is 401; a certificate (server, auditor) is 401 or 403. */
+	{
+		static const int order[] = { R_NONE, R_S1, R_S2, R_AUD };
+		for (size_t i = 0; i < EHR_ARRAY_LEN(order); i++) {
+			json_t *body = json_pack("{s:s}", "basis", "patient-request");
+			long s = call(cl[order[i]], "POST", "/v1/me/erase", body, NULL);
+			json_decref(body);
+			if (order[i] == R_NONE ? s != 401 : s != 401 && s != 403) {
+				fprintf(stderr, "\n  POST /v1/me/erase as %s -> %ld", role_names[order[i]],
+				        s);
+				bad++;
+			}
+		}
+		CU_ASSERT_EQUAL(bad, 0);
+	}
 	/* Every decision about P1's records is in the ledger, denials included. */
 	{
 		char sql[512];
@@ -858,7 +899,9 @@ static void test_query_pagination(void)
 	for (int guard = 0; guard < 1000; guard++) {
 		json_t *resp = NULL, *it;
 		size_t i;
-		snprintf(path, sizeof(path), "/v1/audit/entries?limit=7&cursor=%s", cursor);
+		/* to_seq: each page is itself an audit.query entry; walk what existed */
+		snprintf(path, sizeof(path), "/v1/audit/entries?limit=7&cursor=%s&to_seq=%lld", cursor,
+		         total);
 		CU_ASSERT_EQUAL_FATAL(call(c_aud, "GET", path, NULL, &resp), 200);
 		json_array_foreach(json_object_get(resp, "entries"), i, it)
 		{
@@ -897,6 +940,136 @@ static void test_query_pagination(void)
 		CU_ASSERT_EQUAL(json_array_size(json_object_get(resp, "entries")), 0);
 		json_decref(resp);
 	}
+}
+
+/* --------------------------------------------------------- audit.query */
+
+/* Wait until `sql` counts at least `want` (audit.query entries are
+ * committed by the flusher shortly after the reply). */
+static long long wait_count(const char *sql, long long want)
+{
+	int64_t end = ehr_monotonic_ms() + 10000;
+	long long n;
+
+	while ((n = scalar(sql)) < want && ehr_monotonic_ms() < end)
+		gwp_sleep_ms(20);
+	return n;
+}
+
+/* Wait until the ledger stops growing for 300 ms: the audit.query entries
+ * of earlier requests have been committed. */
+static void settle(void)
+{
+	int64_t end = ehr_monotonic_ms() + 10000;
+	long long n = scalar("SELECT count(*) FROM ledger_entries"), m;
+	int quiet = 0;
+
+	while (quiet < 15 && ehr_monotonic_ms() < end) {
+		gwp_sleep_ms(20);
+		m = scalar("SELECT count(*) FROM ledger_entries");
+		quiet = m == n ? quiet + 1 : 0;
+		n = m;
+	}
+}
+
+/* Every audit read is one audit.query entry: actor the caller, subject the
+ * patient filtered on, payload {route, query, outcome, count}; a refused
+ * (400) query is recorded as a failure, by the handler or by the route's
+ * query check. */
+static void test_audit_query_entries(void)
+{
+	char sql[512], path[512], q[256];
+	long long before, after, top, start;
+	json_t *resp = NULL, *it;
+	size_t i;
+	int ok = 0, failed = 0, patient = 0;
+
+	settle();
+	start = scalar("SELECT max(seq) + 1 FROM ledger_entries");
+	snprintf(sql, sizeof(sql), "SELECT count(*) FROM ledger_entries WHERE type = 'audit.query'");
+	before = scalar(sql);
+	snprintf(q, sizeof(q), "type=contract.create&subject=%s&limit=2", P1);
+	for (int k = 0; k < 5; k++) {
+		snprintf(path, sizeof(path), "/v1/audit/entries?%s", q);
+		CU_ASSERT_EQUAL(call(c_aud, "GET", path, NULL, NULL), 200);
+	}
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/v1/audit/entries?limit=abc", NULL, NULL), 400);
+	/* refused by the route's query check (an unknown name): recorded too */
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/v1/audit/entries?foo=1", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(call(c_aud, "GET", "/v1/ledger/checkpoint", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(call(c_p1, "GET", "/v1/me/access-log?limit=3", NULL, NULL), 200);
+	after = wait_count(sql, before + 9);
+	CU_ASSERT_EQUAL(after, before + 9);
+	if (after != before + 9)
+		fprintf(stderr, "\n  audit.query entries: %lld, wanted %lld\n", after, before + 9);
+	gwp_sleep_ms(200); /* nothing more arrives */
+	CU_ASSERT_EQUAL(scalar(sql), before + 9);
+
+	top = scalar("SELECT max(seq) + 1 FROM ledger_entries");
+	snprintf(path, sizeof(path), "/v1/audit/entries?type=audit.query&from_seq=%lld&to_seq=%lld", start,
+	         top);
+	CU_ASSERT_EQUAL_FATAL(call(c_aud, "GET", path, NULL, &resp), 200);
+	json_array_foreach(json_object_get(resp, "entries"), i, it)
+	{
+		json_t *pl = json_object_get(it, "payload");
+		const char *actor = json_string_value(json_object_get(it, "actor"));
+		const char *subject = json_string_value(json_object_get(it, "subject"));
+		const char *route = json_string_value(json_object_get(pl, "route"));
+		const char *query = json_string_value(json_object_get(pl, "query"));
+		const char *outcome = json_string_value(json_object_get(pl, "outcome"));
+
+		CU_ASSERT_PTR_NOT_NULL_FATAL(route);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(query);
+		CU_ASSERT_PTR_NOT_NULL_FATAL(outcome);
+		if (strcmp(route, "me.access_log") == 0) {
+			patient++;
+			CU_ASSERT_STRING_EQUAL(actor, P1);
+			CU_ASSERT_STRING_EQUAL(subject, P1);
+			CU_ASSERT_STRING_EQUAL(query, "limit=3");
+			CU_ASSERT_STRING_EQUAL(outcome, "success");
+			CU_ASSERT(json_is_integer(json_object_get(pl, "count")));
+			continue;
+		}
+		CU_ASSERT_STRING_EQUAL(actor, AUD);
+		if (strcmp(route, "ledger.checkpoint") == 0) {
+			CU_ASSERT_STRING_EQUAL(query, "");
+			CU_ASSERT_PTR_NULL(json_object_get(pl, "count"));
+			continue;
+		}
+		CU_ASSERT_STRING_EQUAL(route, "audit.entries");
+		if (strcmp(outcome, "failure") == 0) {
+			failed++;
+			CU_ASSERT(strcmp(query, "limit=abc") == 0 || strcmp(query, "foo=1") == 0);
+			CU_ASSERT_STRING_EQUAL(subject, "");
+			CU_ASSERT_PTR_NULL(json_object_get(pl, "count"));
+		} else {
+			ok++;
+			CU_ASSERT_STRING_EQUAL(outcome, "success");
+			CU_ASSERT_STRING_EQUAL(query, q);
+			CU_ASSERT_STRING_EQUAL(subject, P1);
+			CU_ASSERT_EQUAL(json_integer_value(json_object_get(pl, "count")), 2);
+		}
+	}
+	json_decref(resp);
+	CU_ASSERT_EQUAL(ok, 5);
+	CU_ASSERT_EQUAL(failed, 2);
+	CU_ASSERT_EQUAL(patient, 1);
+}
+
+/* A clean shutdown commits every queued audit.query entry (AUDIT.md §7):
+ * counted right after the gateway stopped, without waiting. */
+static void test_audit_query_shutdown(void)
+{
+	const char *sql = "SELECT count(*) FROM ledger_entries WHERE type = 'audit.query'";
+	long long before;
+
+	settle();
+	before = scalar(sql);
+	for (int i = 0; i < 20; i++)
+		CU_ASSERT_EQUAL(call(c_aud, "GET", "/v1/ledger/checkpoint", NULL, NULL), 200);
+	CU_ASSERT_EQUAL(gwp_stop(&gw, NULL, 0), 0);
+	CU_ASSERT_EQUAL(scalar(sql), before + 20);
+	CU_ASSERT_EQUAL_FATAL(start_gw(), 0);
 }
 
 /* ------------------------------------------------------------ ehrctl */
@@ -955,6 +1128,17 @@ static void test_break_glass_ctl(void)
 
 static char verify_args[2048];
 
+/* The integer member `name` of verify's JSON line, -1 when absent. */
+static long long out_num(const char *out, const char *name)
+{
+	char key[64];
+	const char *p;
+
+	snprintf(key, sizeof(key), "\"%s\":", name);
+	p = strstr(out, key);
+	return p ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
 static int verify(char *out, size_t cap, bool full)
 {
 	char args[2200];
@@ -965,7 +1149,7 @@ static int verify(char *out, size_t cap, bool full)
 static void test_verify_detects_tampering(void)
 {
 	char out[8192];
-	long long k;
+	long long k, size1, size2, last_size;
 	PGresult *saved;
 
 	snprintf(verify_args, sizeof(verify_args),
@@ -973,22 +1157,22 @@ static void test_verify_detects_tampering(void)
 	         gw.dir);
 	CU_ASSERT_EQUAL(verify(out, sizeof(out), false), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"ok\":true"));
-	/* Nothing changed: verifying again is fine (consistency of equal trees). */
+	/* Verifying again is fine (consistency proof from the first run's tree);
+	 * the new entries are the audit.query entries of the first run's
+	 * requests (AUDIT.md §7). */
+	size1 = out_num(out, "tree_size");
 	CU_ASSERT_EQUAL(verify(out, sizeof(out), false), 0);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"entries_checked\":0"));
+	CU_ASSERT_EQUAL(out_num(out, "previous_size"), size1);
+	size2 = out_num(out, "tree_size");
+	CU_ASSERT_EQUAL(out_num(out, "entries_checked"), size2 - size1);
 	/* New entries are checked incrementally, from the kept frontier. */
-	{
-		long long before = scalar("SELECT max(tree_size) FROM ledger_blocks"), after;
-		char want[96];
-		append_contracts(3);
-		after = scalar("SELECT max(tree_size) FROM ledger_blocks");
-		CU_ASSERT_EQUAL(verify(out, sizeof(out), false), 0);
-		snprintf(want, sizeof(want), "\"previous_size\":%lld,\"entries_checked\":%lld", before,
-		         after - before);
-		CU_ASSERT_PTR_NOT_NULL(strstr(out, want));
-		if (strstr(out, want) == NULL)
-			fprintf(stderr, "\n  verify said: %s (wanted %s)\n", out, want);
-	}
+	append_contracts(3);
+	CU_ASSERT_EQUAL(verify(out, sizeof(out), false), 0);
+	CU_ASSERT_EQUAL(out_num(out, "previous_size"), size2);
+	CU_ASSERT(out_num(out, "tree_size") >= size2 + 3);
+	CU_ASSERT_EQUAL(out_num(out, "entries_checked"), out_num(out, "tree_size") - size2);
+	if (out_num(out, "previous_size") != size2)
+		fprintf(stderr, "\n  verify said: %s (wanted previous_size %lld)\n", out, size2);
 
 	/* REWRITTEN: change one byte of a middle entry's payload. */
 	k = scalar("SELECT max(seq) / 2 FROM ledger_entries");
@@ -1087,13 +1271,20 @@ static void test_verify_detects_tampering(void)
 		CU_ASSERT_EQUAL(verify(out, sizeof(out), true), 0);
 		PQclear(saved);
 	}
+	last_size = out_num(out, "tree_size"); /* what the state file now trusts */
+	settle();                              /* that run's own audit.query entries are in */
 
 	/* ROLLBACK: the last blocks and their entries vanish. */
 	{
-		long long n = scalar("SELECT max(tree_size) FROM ledger_blocks");
-		long long keep =
-		        scalar("SELECT tree_size FROM ledger_blocks ORDER BY height DESC OFFSET 3 LIMIT 1");
+		long long n = scalar("SELECT max(tree_size) FROM ledger_blocks"), keep;
 		char sql[512];
+
+		/* below the trusted size (later blocks hold audit.query entries) */
+		snprintf(sql, sizeof(sql),
+		         "SELECT max(tree_size) FROM ledger_blocks WHERE tree_size < %lld AND height < "
+		         "(SELECT max(height) - 2 FROM ledger_blocks)",
+		         last_size);
+		keep = scalar(sql);
 
 		CU_ASSERT_FATAL(keep > 0 && keep < n);
 		snprintf(sql, sizeof(sql),
@@ -1375,6 +1566,8 @@ static void register_suites(void)
 	              { "contracts_rebuild_cli", test_contracts_rebuild_cli },
 	              { "fhir_audit_event", test_fhir_audit_event },
 	              { "query_pagination", test_query_pagination },
+	              { "audit_query_entries", test_audit_query_entries },
+	              { "audit_query_shutdown", test_audit_query_shutdown },
 	              { "stream_resume_across_restart", test_stream_resume_across_restart },
 	              { "stream_sees_other_instance", test_stream_sees_other_instance },
 	              { "verify_detects_tampering", test_verify_detects_tampering },

@@ -225,8 +225,8 @@ static void test_patient_erases_self(void)
 /* kill -9 at each point of an operator erasure, then fsck completes it. */
 static void test_kill9_then_fsck(void)
 {
-	static const char *const points[] = { "patient-erase:ledger", "patient-erase:committed",
-		                              "patient-erase:records" };
+	static const char *const points[] = { "patient-erase.ledger", "patient-erase.committed",
+		                              "patient-erase.records" };
 	char pid[128], dir[300], out[8192], ext[64];
 
 	for (size_t i = 0; i < EHR_ARRAY_LEN(points); i++) {
@@ -235,9 +235,9 @@ static void test_kill9_then_fsck(void)
 		snprintf(dir, sizeof(dir), "%s/k%zu", gw.dir, i);
 		snprintf(ext, sizeof(ext), "MRN-KILL-%zu", i);
 		make_patient(ext, dir, pid);
-		setenv("EHRGATE_FAILPOINT", points[i], 1);
+		setenv("EHRGATE_TEST_FAILPOINT", points[i], 1);
 		CU_ASSERT_NOT_EQUAL(gwp_cmd(&gw, out, sizeof(out), erase), 0); /* killed */
-		unsetenv("EHRGATE_FAILPOINT");
+		unsetenv("EHRGATE_TEST_FAILPOINT");
 		CU_ASSERT_EQUAL(state_of(pid, "= 'erased'"), 0);
 		CU_ASSERT_EQUAL(gwp_cmd(&gw, out, sizeof(out), fsck), 0);
 		CU_ASSERT_EQUAL(state_of(pid, "= 'erased'"), 1);

@@ -1,8 +1,11 @@
 /* ehrtest.c - see ehrtest.h. */
 #include "ehrtest.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "common/common.h"
 #include "tests/harness/harness.h"
@@ -76,4 +79,48 @@ int ehrt_grant(struct gw_proc *g, const char *patient_name, const char *server_i
 	if (rc != 0)
 		return ehr_error_set(EHR_ERR_INTERNAL, "ehrctl contract create exited %d", rc);
 	return 0;
+}
+
+void ehrt_fmt(char *out, size_t cap, const char *f, ...)
+{
+	va_list ap;
+
+	va_start(ap, f);
+	vsnprintf(out, cap, f, ap);
+	va_end(ap);
+}
+
+int ehrt_sh(char *out, size_t cap, const char *cmd)
+{
+	FILE *f = popen(cmd, "r");
+	size_t got;
+	int st;
+
+	if (f == NULL)
+		return -1;
+	got = fread(out, 1, cap - 1, f);
+	out[got] = '\0';
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+int ehrt_raw_store(struct obj_store **out, bool s3, const char *fs_root)
+{
+	struct obj_store_config c = { 0 };
+	char prefix[32];
+
+	if (s3) {
+		snprintf(prefix, sizeof(prefix), "t%d/", (int)getpid());
+		c.key_prefix = prefix;
+		c.backend = OBJ_BACKEND_S3;
+		c.s3_endpoint = ehr_test_env("EHRGATE_TEST_S3");
+		c.s3_bucket = ehr_test_env("EHRGATE_TEST_S3_BUCKET");
+		c.s3_region = ehr_test_env("EHRGATE_TEST_S3_REGION");
+		c.s3_access_key = ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY");
+		c.s3_secret_key = ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY");
+	} else {
+		c.backend = OBJ_BACKEND_FS;
+		c.fs_path = fs_root;
+	}
+	return obj_store_open(out, &c);
 }

@@ -7,7 +7,11 @@
 #ifndef EHR_EHRTEST_H
 #define EHR_EHRTEST_H
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include "client/client.h"
+#include "cloud/cloud.h"
 #include "tests/harness/gwproc.h"
 
 /* gwp_setup with the EHR tests' settings (2 workers, 100 MiB bodies, a pool
@@ -25,5 +29,16 @@ int ehrt_patient(struct gw_proc *g, struct ehr_client *srv, const char *name, ch
 /* As the patient whose profile is dir/<patient_name>, grant server_id a
  * contract (`ehrctl contract create --server ID --actions A --all`). */
 int ehrt_grant(struct gw_proc *g, const char *patient_name, const char *server_id, const char *actions);
+
+/* printf into out[cap] (a plain wrapper: -Wformat-truncation would flag
+ * every direct snprintf of a path into a fixed buffer). */
+void ehrt_fmt(char *out, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));
+/* Run a shell command: its stdout into out[cap] (NUL-terminated); returns
+ * its exit status (128 if it did not exit, -1 if it could not run). */
+int ehrt_sh(char *out, size_t cap, const char *cmd);
+/* The gateway's object store opened directly, to look at the bucket or the
+ * directory behind the gateway's back: S3 through the dev services' front
+ * with the launcher's key prefix (t<pid>/), or the fs store at fs_root. */
+int ehrt_raw_store(struct obj_store **out, bool s3, const char *fs_root);
 
 #endif

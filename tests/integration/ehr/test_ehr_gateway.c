@@ -332,7 +332,10 @@ static void authz(struct world *w)
 	CU_ASSERT_EQUAL(post_record(w->anon, w->pid1, body, 10, NULL, NULL, NULL, NULL), 401);
 	CU_ASSERT_EQUAL(post_record(w->srv_b, w->pid1, body, 10, NULL, NULL, NULL, NULL),
 	                403); /* no contract */
-	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexist", body, 10, NULL, NULL, NULL, NULL), 404);
+	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexistdoesnotexistdoesnotexist0000000", body, 10,
+	                            NULL, NULL, NULL, NULL),
+	                404); /* well-formed, unknown */
+	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexist", body, 10, NULL, NULL, NULL, NULL), 400);
 	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, "bad category!", NULL, NULL), 400);
 	ehr_buf_reset(&out);
 	CU_ASSERT_EQUAL(get_record(w->srv_a, "00000000000000000000000000000000", &out), 404);
@@ -374,26 +377,10 @@ static void test_fs_authz(void)
 /* Read and replace a stored object through the store itself (fs or S3). */
 static struct obj_store *raw_store(struct world *w)
 {
-	struct obj_store_config c = { 0 };
 	struct obj_store *st = NULL;
-	char root[400], prefix[32];
-	snprintf(prefix, sizeof(prefix), "t%d/", (int)getpid());
-	if (w->s3) {
-		c.key_prefix = prefix;
-		c.backend = OBJ_BACKEND_S3;
-		c.s3_endpoint = ehr_test_env("EHRGATE_TEST_S3");
-		c.s3_bucket = ehr_test_env("EHRGATE_TEST_S3_BUCKET");
-		c.s3_region = ehr_test_env("EHRGATE_TEST_S3_REGION");
-		c.s3_access_key = ehr_test_env("EHRGATE_TEST_S3_ACCESS_KEY");
-		c.s3_secret_key = ehr_test_env("EHRGATE_TEST_S3_SECRET_KEY");
-	} else {
-		snprintf(root, sizeof(root), "%s/objects", w->t.state_dir);
-		c.backend = OBJ_BACKEND_FS;
-		c.fs_path = root;
-	}
-	if (obj_store_open(&st, &c) < 0)
-		return NULL;
-	return st;
+	char root[400];
+	snprintf(root, sizeof(root), "%s/objects", w->t.state_dir);
+	return ehrt_raw_store(&st, w->s3, root) < 0 ? NULL : st;
 }
 
 static int key_of(char *key, size_t cap, const char *rid)
@@ -926,28 +913,6 @@ static void test_s3_rotate(void)
 
 /* ------------------------------------------------------ ehrctl record */
 
-/* snprintf through a va_list: gcc -O2 cannot bound strings reached through
- * a pointer to a struct and would flag every call with -Wformat-truncation. */
-static void fmt(char *out, size_t cap, const char *f, ...) __attribute__((format(printf, 3, 4)));
-static void fmt(char *out, size_t cap, const char *f, ...)
-{
-	va_list ap;
-	va_start(ap, f);
-	vsnprintf(out, cap, f, ap);
-	va_end(ap);
-}
-
-static int sh(char *out, size_t cap, const char *cmd)
-{
-	FILE *f = popen(cmd, "r");
-	size_t got;
-	if (f == NULL)
-		return -1;
-	got = fread(out, 1, cap - 1, f);
-	out[got] = '\0';
-	return pclose(f);
-}
-
 /* The JSON that `ehrctl record put` printed last, and its record id
  * (pointing into the returned object). */
 static json_t *put_answer(const char *out, const char **rid)
@@ -971,9 +936,9 @@ static void patient_gets(struct world *w, const char *rid, const char *outp, con
 	char cmd[2048], out[1 << 14];
 	struct ehr_buf got = EHR_BUF_INIT(64u << 20);
 
-	fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid,
-	    outp);
-	CU_ASSERT_EQUAL(sh(out, sizeof(out), cmd), 0);
+	ehrt_fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid,
+	         outp);
+	CU_ASSERT_EQUAL(ehrt_sh(out, sizeof(out), cmd), 0);
 	EHR_ASSERT_OK(ehr_file_read(&got, outp, 64u << 20));
 	CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
 	ehr_buf_free(&got);
@@ -990,17 +955,17 @@ static void test_fs_ehrctl(void)
 	FILE *f;
 	int rc;
 
-	fmt(in, sizeof(in), "%s/scan.pdf", w->t.dir);
-	fmt(outp, sizeof(outp), "%s/scan-copy.pdf", w->t.dir);
+	ehrt_fmt(in, sizeof(in), "%s/scan.pdf", w->t.dir);
+	ehrt_fmt(outp, sizeof(outp), "%s/scan-copy.pdf", w->t.dir);
 	f = fopen(in, "wb");
 	CU_ASSERT_FATAL(f != NULL && fwrite(body, 1, n, f) == n);
 	fclose(f);
 	/* a server uploads with the CLI, on a pseudo-terminal so the progress bar shows */
-	fmt(cmd, sizeof(cmd),
-	    "script -qec '%s --dir %s/hosp-a record put %s %s --type application/pdf --category "
-	    "imaging' /dev/null",
-	    EHRCTL_BIN, w->t.dir, w->pid1, in);
-	rc = sh(out, sizeof(out), cmd);
+	ehrt_fmt(cmd, sizeof(cmd),
+	         "script -qec '%s --dir %s/hosp-a record put %s %s --type application/pdf --category "
+	         "imaging' /dev/null",
+	         EHRCTL_BIN, w->t.dir, w->pid1, in);
+	rc = ehrt_sh(out, sizeof(out), cmd);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "upload"));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "100%"));
@@ -1009,9 +974,9 @@ static void test_fs_ehrctl(void)
 	/* the patient downloads it */
 	patient_gets(w, rid, outp, body, n);
 	/* from a pipe the upload is chunked (no Content-Length): same bytes back */
-	fmt(cmd, sizeof(cmd), "cat %s | %s --dir %s/hosp-a record put %s - --type application/pdf 2>&1", in,
-	    EHRCTL_BIN, w->t.dir, w->pid1);
-	rc = sh(out, sizeof(out), cmd);
+	ehrt_fmt(cmd, sizeof(cmd), "cat %s | %s --dir %s/hosp-a record put %s - --type application/pdf 2>&1",
+	         in, EHRCTL_BIN, w->t.dir, w->pid1);
+	rc = ehrt_sh(out, sizeof(out), cmd);
 	CU_ASSERT_EQUAL(rc, 0);
 	j2 = put_answer(out, &rid2);
 	CU_ASSERT_PTR_NOT_NULL_FATAL(j2);
@@ -1019,18 +984,19 @@ static void test_fs_ehrctl(void)
 	json_decref(j2);
 	/* another server is refused, and no file appears */
 	unlink(outp);
-	fmt(cmd, sizeof(cmd), "%s --dir %s/hosp-b record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid, outp);
-	rc = sh(out, sizeof(out), cmd);
+	ehrt_fmt(cmd, sizeof(cmd), "%s --dir %s/hosp-b record get %s -o %s 2>&1", EHRCTL_BIN, w->t.dir, rid,
+	         outp);
+	rc = ehrt_sh(out, sizeof(out), cmd);
 	CU_ASSERT_NOT_EQUAL(rc, 0);
 	CU_ASSERT_EQUAL(access(outp, F_OK), -1);
 	{
 		char part[420];
-		fmt(part, sizeof(part), "%s.part", outp);
+		ehrt_fmt(part, sizeof(part), "%s.part", outp);
 		CU_ASSERT_EQUAL(access(part, F_OK), -1);
 	}
 	/* list shows it, with the category */
-	fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record list %s", EHRCTL_BIN, w->t.dir, w->pid1);
-	rc = sh(out, sizeof(out), cmd);
+	ehrt_fmt(cmd, sizeof(cmd), "%s --dir %s/MRN-0001 record list %s", EHRCTL_BIN, w->t.dir, w->pid1);
+	rc = ehrt_sh(out, sizeof(out), cmd);
 	CU_ASSERT_EQUAL(rc, 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, rid));
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "imaging"));

@@ -210,6 +210,55 @@ static void test_path_params(void)
 	gwp_resp_free(&res);
 }
 
+/* A route declares its query parameters (struct gw_route.query): an
+ * unknown, repeated or malformed one is 400 invalid_request naming it,
+ * before the handler runs, on every route alike (docs/PROTOCOL.md §1.4). */
+static void test_query_params(void)
+{
+	static const struct {
+		const char *path;
+		long status;
+		const char *says; /* in the message, or NULL */
+	} cases[] = {
+		{ "/v1/test/sleep?ms=1", 200, NULL },
+		{ "/v1/test/sleep?foo=1", 400, "'foo'" },
+		{ "/v1/test/sleep?ms=1&ms=2", 400, "'ms' is repeated" },
+		{ "/v1/test/sleep?ms=1&", 400, "stray" },
+		{ "/v1/test/sleep?&ms=1", 400, "stray" },
+		{ "/v1/test/sleep?=1", 400, "no name" },
+		{ "/v1/test/sleep?m%73=1", 200, NULL }, /* names are percent-decoded */
+		{ "/v1/test/sleep?ms=%zz", 400, "'ms' is malformed" },
+		{ "/v1/test/sleep?ms=%00", 400, "'ms' is malformed" },
+		{ "/healthz?x=1", 400, "'x'" },
+		{ "/healthz?", 200, NULL },
+		{ "/v1/test/sleep?%3Cscript%3E=1", 400, "a query parameter is not one" },
+	};
+	struct gwp_resp res;
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		EHR_ASSERT_OK(gwp_get(&gw, cases[i].path, &res));
+		if (res.status != cases[i].status)
+			fprintf(stderr, "\n  %s: %ld %s\n", cases[i].path, res.status, res.body);
+		CU_ASSERT_EQUAL(res.status, cases[i].status);
+		if (cases[i].status == 400) {
+			CU_ASSERT(gwp_resp_is_error(&res, "invalid_request"));
+			CU_ASSERT_PTR_NOT_NULL(strstr(res.body, cases[i].says));
+			CU_ASSERT_PTR_NULL(strstr(res.body, "<script>"));
+		}
+		gwp_resp_free(&res);
+	}
+	/* 33 parameters: over the bound, refused whole */
+	{
+		char path[1024];
+		size_t n = (size_t)snprintf(path, sizeof(path), "/v1/test/sleep?ms=1");
+		for (int i = 0; i < 32; i++)
+			n += (size_t)snprintf(path + n, sizeof(path) - n, "&x%d=1", i);
+		EHR_ASSERT_OK(gwp_get(&gw, path, &res));
+		CU_ASSERT_EQUAL(res.status, 400);
+		gwp_resp_free(&res);
+	}
+}
+
 static void test_keepalive_pipelined(void)
 {
 	static const char two[] = "GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n"
@@ -1335,6 +1384,7 @@ static void register_suites(void)
 	        "gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
 	        { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
 	        { "path parameters", test_path_params },
+	        { "query parameters: declared, once, well-formed", test_query_params },
 	        { "keep-alive pipelining", test_keepalive_pipelined },
 	        { "a second server on a port in use fails", test_port_in_use },
 	        { "access log: route names, no paths or queries", test_access_log_privacy },

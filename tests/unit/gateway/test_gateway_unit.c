@@ -8,6 +8,7 @@
 #include "gateway/gateway.h"
 #include "gateway/http/http_internal.h"
 #include "gateway/gateway_internal.h"
+#include "records/records.h"
 #include "tests/harness/harness.h"
 
 /* ---------------------------------------------------------------- config */
@@ -227,6 +228,47 @@ static void test_from_args(void)
 	CU_ASSERT_PTR_NULL(c);
 }
 
+/* [retention]: periods in days or years, per category; malformed values
+ * are config errors (docs/ERASURE.md §6). */
+static void test_retention(void)
+{
+	struct records_retention r;
+	static const char *const bad_def[] = { "",     "d",     "-1d",  "1w",
+		                               "201y", "73001", "1.5y", "99999999999999999999" };
+	static const char *const bad_cats[] = { "lab",    "lab=",       "=3d",     "a b=1d",
+		                                "lab=1x", "lab=1d,img", "lab=300y" };
+
+	EHR_ASSERT_OK(gw_retention_parse(&r, "0", ""));
+	CU_ASSERT_EQUAL(r.default_s, 0);
+	CU_ASSERT_EQUAL(r.n, 0);
+	EHR_ASSERT_OK(gw_retention_parse(&r, "30", " lab=10y , imaging=3650d,,legal=0 "));
+	CU_ASSERT_EQUAL(r.default_s, 30LL * 86400);
+	CU_ASSERT_EQUAL(r.n, 3);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "lab"), 10LL * 365 * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "imaging"), 3650LL * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "legal"), 0);
+	CU_ASSERT_EQUAL(records_retention_period(&r, "other"), 30LL * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(&r, ""), 30LL * 86400);
+	CU_ASSERT_EQUAL(records_retention_period(NULL, "lab"), 0);
+	EHR_ASSERT_OK(gw_retention_parse(&r, "200y", NULL));
+	for (size_t i = 0; i < EHR_ARRAY_LEN(bad_def); i++)
+		EHR_ASSERT_ERR(gw_retention_parse(&r, bad_def[i], ""), EHR_ERR_CONFIG);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(bad_cats); i++)
+		EHR_ASSERT_ERR(gw_retention_parse(&r, "0", bad_cats[i]), EHR_ERR_CONFIG);
+	{
+		char many[4096] = "";
+		size_t len = 0;
+		for (int i = 0; i <= RECORDS_RETENTION_MAX; i++)
+			len += (size_t)snprintf(many + len, sizeof(many) - len, "c%d=1d,", i);
+		EHR_ASSERT_ERR(gw_retention_parse(&r, "0", many), EHR_ERR_CONFIG);
+	}
+	/* The legal-basis and hold-reason codes are closed lists. */
+	CU_ASSERT(records_erase_basis_ok("gdpr-17-1-a") && records_erase_basis_ok("court-order"));
+	CU_ASSERT(!records_erase_basis_ok("gdpr-17-1-g") && !records_erase_basis_ok("") &&
+	          !records_erase_basis_ok(NULL) && !records_erase_basis_ok("GDPR-17-1-A"));
+	CU_ASSERT(records_hold_reason_ok("litigation") && !records_hold_reason_ok("whim"));
+}
+
 /* docs/OPERATIONS.md documents every key with its environment variable. */
 static void test_docs_cover_keys(void)
 {
@@ -258,15 +300,15 @@ static void h(struct gw_req *r)
 }
 
 static const struct gw_route table_a[] = {
-	{ "GET", "/", "root", 0, false, h },
-	{ "GET", "/a", "a", 0, false, h },
-	{ "GET", "/a/{id}", "a.get", 0, false, h },
-	{ "POST", "/a/{id}", "a.post", 0, true, h },
-	{ "GET", "/a/{id}/b/{x}", "a.b", 0, false, h },
+	{ "GET", "/", "root", 0, false, h, NULL },
+	{ "GET", "/a", "a", 0, false, h, NULL },
+	{ "GET", "/a/{id}", "a.get", 0, false, h, NULL },
+	{ "POST", "/a/{id}", "a.post", 0, true, h, NULL },
+	{ "GET", "/a/{id}/b/{x}", "a.b", 0, false, h, NULL },
 };
 static const struct gw_route table_b[] = {
-	{ "DELETE", "/a/{id}", "a.delete", GW_ROLE_SERVER, true, h },
-	{ "GET", "/a/special", "a.special", 0, false, h },
+	{ "DELETE", "/a/{id}", "a.delete", GW_ROLE_SERVER, true, h, NULL },
+	{ "GET", "/a/special", "a.special", 0, false, h, NULL },
 };
 
 static struct gw_router *router(void)
@@ -342,13 +384,13 @@ static void test_router_misses(void)
 
 static void test_router_bad_tables(void)
 {
-	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h },
-		                               { "GET", "/x", "x2", 0, false, h } };
-	static const struct gw_route rel[] = { { "GET", "x", "x", 0, false, h } };
-	static const struct gw_route open_brace[] = { { "GET", "/x/{id", "x", 0, false, h } };
-	static const struct gw_route empty_param[] = { { "GET", "/x/{}", "x", 0, false, h } };
-	static const struct gw_route empty_seg[] = { { "GET", "/x//y", "x", 0, false, h } };
-	static const struct gw_route no_fn[] = { { "GET", "/x", "x", 0, false, NULL } };
+	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h, NULL },
+		                               { "GET", "/x", "x2", 0, false, h, NULL } };
+	static const struct gw_route rel[] = { { "GET", "x", "x", 0, false, h, NULL } };
+	static const struct gw_route open_brace[] = { { "GET", "/x/{id", "x", 0, false, h, NULL } };
+	static const struct gw_route empty_param[] = { { "GET", "/x/{}", "x", 0, false, h, NULL } };
+	static const struct gw_route empty_seg[] = { { "GET", "/x//y", "x", 0, false, h, NULL } };
+	static const struct gw_route no_fn[] = { { "GET", "/x", "x", 0, false, NULL, NULL } };
 	const struct gw_route *cases[] = { dup, rel, open_brace, empty_param, empty_seg, no_fn };
 	size_t lens[] = { 2, 1, 1, 1, 1, 1 };
 	int want[] = { EHR_ERR_CONFLICT, EHR_ERR_INVAL, EHR_ERR_INVAL,
@@ -384,7 +426,8 @@ static void register_suites(void)
 	              { "secrets never echoed", test_secrets_not_echoed },
 	              { "cross-key checks", test_cross_checks }, { "missing file", test_missing_file },
 	              { "command-line options", test_from_args },
-	              { "docs/OPERATIONS.md covers every key", test_docs_cover_keys });
+	              { "docs/OPERATIONS.md covers every key", test_docs_cover_keys },
+	              { "[retention] periods", test_retention });
 	EHR_ADD_SUITE("router", NULL, NULL, { "matches and parameters", test_router_match },
 	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
 	              { "invalid tables refused", test_router_bad_tables },

@@ -1,0 +1,267 @@
+/*
+ * test_audit.c - ledger entry -> struct audit_event -> FHIR AuditEvent:
+ * the mapping table, the outcome rule (docs/AUDIT.md §1), BALP profiles
+ * and "no empty strings" (issue 14: empty subjects rendered as "").
+ */
+#include <string.h>
+
+#include "audit/audit.h"
+#include "tests/harness/harness.h"
+
+#define ORIGIN "ehrgate.test/ledger"
+
+static struct ledger_entry mk(const char *type, const char *actor, const char *subject, const char *payload)
+{
+	struct ledger_entry e;
+
+	memset(&e, 0, sizeof(e));
+	e.seq = 7;
+	e.ts_ms = 1795499129854LL;
+	CU_ASSERT_FATAL(ehr_fmt(e.type, sizeof(e.type), "%s", type) == 0);
+	CU_ASSERT_FATAL(ehr_fmt(e.actor, sizeof(e.actor), "%s", actor) == 0);
+	CU_ASSERT_FATAL(ehr_fmt(e.subject, sizeof(e.subject), "%s", subject) == 0);
+	e.payload = (const uint8_t *)payload;
+	e.payload_len = strlen(payload);
+	return e;
+}
+
+/* No "" anywhere in a JSON value (R4 string/code/uri patterns). */
+static bool no_empty_strings(const json_t *v)
+{
+	const char *k;
+	json_t *x;
+	size_t i;
+
+	if (json_is_string(v))
+		return json_string_length(v) > 0;
+	if (json_is_object(v)) {
+		json_object_foreach((json_t *)v, k, x)
+		{
+			if (*k == '\0' || !no_empty_strings(x))
+				return false;
+		}
+	}
+	if (json_is_array(v))
+		json_array_foreach(v, i, x) if (!no_empty_strings(x)) return false;
+	return true;
+}
+
+static const struct audit_entity *entity_of(const struct audit_event *ev, enum audit_entity_kind kind)
+{
+	for (size_t i = 0; i < ev->n_entity; i++)
+		if (ev->entity[i].kind == kind)
+			return &ev->entity[i];
+	return NULL;
+}
+
+struct want {
+	const char *type, *actor, *subject, *payload;
+	const char *dicom, *dicom_sub, *fhir_type;
+	char action;
+	int outcome;
+	const char *profile; /* NULL: none */
+};
+
+/* Every entry type the gateway emits, success and refusal. */
+static const struct want table[] = {
+	{ "ehr.read", "srv-1", "pt-1",
+	  "{\"actor\":\"srv-1\",\"basis\":\"allow.contract\",\"patient\":\"pt-1\",\"record_id\":\"r1\","
+	  "\"sha256\":\"00\",\"size\":3}",
+	  "110110", NULL, "rest", 'R', 0, "IHE.BasicAudit.PatientRead" },
+	{ "ehr.store", "srv-1", "pt-1", "{\"record_id\":\"r1\",\"sha256\":\"00\",\"size\":3}", "110110", NULL,
+	  "rest", 'C', 0, "IHE.BasicAudit.PatientCreate" },
+	{ "ehr.erase", "srv-1", "pt-1", "{\"record_id\":\"r1\"}", "110110", NULL, "rest", 'D', 0,
+	  "IHE.BasicAudit.PatientDelete" },
+	{ "auth.patient.create", "srv-1", "pt-1", "{\"outcome\":\"success\",\"code_expires_at\":1}", "110110",
+	  NULL, "rest", 'C', 0, "IHE.BasicAudit.PatientCreate" },
+	{ "contract.create", "pt-1", "pt-1", "{\"cid\":\"c1\",\"signature\":\"x\"}", "110110", NULL, "rest",
+	  'C', 0, "IHE.BasicAudit.PatientCreate" },
+	{ "contract.revoke", "pt-1", "pt-1", "{\"cid\":\"c1\",\"signature\":\"x\"}", "110110", NULL, "rest",
+	  'U', 0, "IHE.BasicAudit.PatientUpdate" },
+	{ "audit.query", "aud-1", "", "{\"query\":\"type=ehr.read\",\"route\":\"/v1/audit/entries\"}",
+	  "110112", NULL, "rest", 'E', 0, "IHE.BasicAudit.Query" },
+	{ "access.decision", "srv-1", "pt-1",
+	  "{\"decision\":\"allow\",\"reason\":\"allow.contract\",\"cid\":\"c1\",\"action\":\"read\","
+	  "\"record\":\"r1\","
+	  "\"purpose\":\"treatment\",\"break_glass\":false,\"requester\":\"srv-1\",\"patient\":\"pt-1\"}",
+	  "110113", "AuthZ-Consent", "110113", 'E', 0, "IHE.BasicAudit.AuthZconsent" },
+	{ "access.decision", "srv-1", "pt-1",
+	  "{\"decision\":\"deny\",\"reason\":\"deny.scope\",\"cid\":\"c1\",\"action\":\"read\",\"requester\":"
+	  "\"srv-1\"}",
+	  "110113", "AuthZ-Consent", "110113", 'E', 4, "IHE.BasicAudit.AuthZconsent" },
+	{ "access.decision", "srv-1", "pt-1",
+	  "{\"decision\":\"deny\",\"reason\":\"deny.no_contract\",\"cid\":null,\"action\":\"read\"}",
+	  "110113", "AuthZ-Consent", "110113", 'E', 4, NULL },
+	{ "auth.token", "pt-1", "pt-1", "{\"outcome\":\"success\",\"reason\":\"login\"}", "110114", "110122",
+	  "110114", 'E', 0, NULL },
+	{ "auth.token", "anonymous", "pt-1", "{\"outcome\":\"failure\",\"reason\":\"bad_signature\"}",
+	  "110114", "110122", "110114", 'E', 4, NULL },
+	{ "auth.mtls", "srv-1", "srv-1", "{\"outcome\":\"success\",\"role\":\"server\",\"serial\":\"ab\"}",
+	  "110114", "110122", "110114", 'E', 0, NULL },
+	{ "auth.mtls", "anonymous", "", "{\"outcome\":\"failure\",\"reason\":\"bad_certificate\"}", "110114",
+	  "110122", "110114", 'E', 4, NULL },
+	{ "auth.dpop", "anonymous", "", "{\"outcome\":\"failure\",\"reason\":\"replay\"}", "110114", "110122",
+	  "110114", 'E', 4, NULL },
+	{ "auth.register", "srv-1", "srv-1",
+	  "{\"outcome\":\"success\",\"role\":\"server\",\"serial\":\"ab\"}", "110113", "110137", "110113",
+	  'C', 0, NULL },
+	{ "auth.register", "anonymous", "", "{\"outcome\":\"failure\",\"reason\":\"bad_token\"}", "110113",
+	  "110137", "110113", 'C', 4, NULL },
+	{ "auth.renew", "srv-1", "srv-1", "{\"outcome\":\"success\",\"serial\":\"cd\",\"previous\":\"ab\"}",
+	  "110113", "110137", "110113", 'U', 0, NULL },
+	{ "auth.enroll", "pt-1", "pt-1", "{\"outcome\":\"success\",\"jkt\":\"j\"}", "110113", "110137",
+	  "110113", 'C', 0, NULL },
+	{ "auth.enroll", "anonymous", "pt-1", "{\"outcome\":\"failure\",\"reason\":\"bad_code\"}", "110113",
+	  "110137", "110113", 'C', 4, NULL },
+	{ "auth.revoke", "operator", "srv-1", "{\"outcome\":\"success\",\"kind\":\"server\"}", "110113",
+	  "110137", "110113", 'D', 0, NULL },
+	{ "contract.group.add", "operator", "grp-1", "{\"group\":\"grp-1\",\"server\":\"srv-1\"}", "110113",
+	  "110136", "110113", 'U', 0, NULL },
+	{ "contract.group.remove", "operator", "grp-1", "{\"group\":\"grp-1\",\"server\":\"srv-1\"}",
+	  "110113", "110136", "110113", 'U', 0, NULL },
+	{ "something.new", "x", "", "{}", "110100", NULL, "110100", 'E', 0, NULL },
+};
+
+static void test_table(void)
+{
+	for (size_t i = 0; i < EHR_ARRAY_LEN(table); i++) {
+		const struct want *w = &table[i];
+		struct ledger_entry e = mk(w->type, w->actor, w->subject, w->payload);
+		struct audit_event ev;
+		json_t *j;
+
+		CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+		CU_ASSERT_STRING_EQUAL(ev.dicom.code, w->dicom);
+		if (w->dicom_sub) {
+			CU_ASSERT(ev.dicom_subtype.code && strcmp(ev.dicom_subtype.code, w->dicom_sub) == 0);
+		} else {
+			CU_ASSERT(ev.dicom_subtype.code == NULL);
+		}
+		CU_ASSERT_STRING_EQUAL(ev.type.code, w->fhir_type);
+		CU_ASSERT_EQUAL(ev.action, w->action);
+		if ((int)ev.outcome != w->outcome)
+			fprintf(stderr, "\n  %s #%zu: outcome %d, wanted %d\n", w->type, i, (int)ev.outcome,
+			        w->outcome);
+		CU_ASSERT_EQUAL((int)ev.outcome, w->outcome);
+		if (w->profile) {
+			CU_ASSERT(audit_event_has_profile(&ev, w->profile));
+		} else {
+			CU_ASSERT_EQUAL(ev.n_profile, 0);
+		}
+		/* the entry type is always the last subtype, so searches find it */
+		CU_ASSERT_STRING_EQUAL(ev.subtype[ev.n_subtype - 1].code, w->type);
+		CU_ASSERT(ev.n_agent >= 2 || strcmp(w->type, "something.new") == 0);
+		/* an empty subject is no entity, never an empty identifier */
+		for (size_t k = 0; k < ev.n_entity; k++)
+			CU_ASSERT(ev.entity[k].kind == AUDIT_ENTITY_QUERY ||
+			          (ev.entity[k].id && *ev.entity[k].id));
+		j = audit_fhir_json(&ev);
+		CU_ASSERT_FATAL(j != NULL);
+		if (!no_empty_strings(j)) {
+			char *s = json_dumps(j, JSON_COMPACT);
+			fprintf(stderr, "\n  empty string in %s\n", s);
+			free(s);
+			CU_FAIL("empty string in a FHIR AuditEvent");
+		}
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "id")), "7");
+		CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(j, "recorded")),
+		                       "2026-11-24T05:45:29.854Z");
+		CU_ASSERT(w->profile == NULL || json_object_get(j, "meta") != NULL);
+		json_decref(j);
+		audit_event_clear(&ev);
+	}
+}
+
+static void test_read_balp_shape(void)
+{
+	struct ledger_entry e = mk("ehr.read", "srv-1", "pt-1", "{\"record_id\":\"r1\",\"jti\":\"tok-1\"}");
+	struct audit_event ev;
+	const struct audit_entity *p, *d;
+
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+	p = entity_of(&ev, AUDIT_ENTITY_PATIENT);
+	d = entity_of(&ev, AUDIT_ENTITY_DATA);
+	CU_ASSERT_FATAL(p != NULL && d != NULL);
+	CU_ASSERT_STRING_EQUAL(p->id, "pt-1");
+	CU_ASSERT_STRING_EQUAL(p->type.code, "1");
+	CU_ASSERT_STRING_EQUAL(p->role.code, "1");
+	CU_ASSERT_STRING_EQUAL(p->ref_type, "Patient");
+	CU_ASSERT_STRING_EQUAL(d->id, "r1");
+	CU_ASSERT_STRING_EQUAL(d->type.code, "2");
+	CU_ASSERT_STRING_EQUAL(d->role.code, "4");
+	/* a token id makes it OAUTHaccessTokenUse.Minimal too, jti as a URN */
+	CU_ASSERT(audit_event_has_profile(&ev, "IHE.BasicAudit.OAUTHaccessTokenUse.Minimal"));
+	CU_ASSERT_STRING_EQUAL(ev.agent[ev.n_agent - 1].policy, "urn:ietf:params:oauth:jti:tok-1");
+	audit_event_clear(&ev);
+}
+
+static void test_query_bytes(void)
+{
+	struct ledger_entry e = mk("audit.query", "aud-1", "", "{\"query\":\"limit=1&limit=2\"}");
+	struct audit_event ev;
+	const struct audit_entity *q;
+	json_t *j, *ent;
+
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+	q = entity_of(&ev, AUDIT_ENTITY_QUERY);
+	CU_ASSERT_FATAL(q != NULL);
+	CU_ASSERT_FATAL(q->query_len == 15);
+	CU_ASSERT(memcmp(q->query, "limit=1&limit=2", 15) == 0); /* not secret */
+	j = audit_fhir_json(&ev);
+	CU_ASSERT_FATAL(j != NULL);
+	ent = json_array_get(json_object_get(j, "entity"), 0);
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(ent, "query")), "bGltaXQ9MSZsaW1pdD0y");
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(json_object_get(ent, "role"), "code")),
+	                       "24");
+	json_decref(j);
+	audit_event_clear(&ev);
+}
+
+static void test_outcome_rule(void)
+{
+	static const struct {
+		const char *payload;
+		int outcome;
+	} cases[] = {
+		{ "{\"outcome\":\"success\"}", 0 }, { "{\"outcome\":\"failure\"}", 4 },
+		{ "{\"decision\":\"deny\"}", 4 },   { "{\"decision\":\"allow\"}", 0 },
+		{ "{\"outcome\":\"error\"}", 8 },   { "{\"outcome\":\"integrity\"}", 12 },
+		{ "{\"success\":false}", 0 }, /* the old, wrong key means nothing */
+	};
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		struct ledger_entry e = mk("auth.token", "pt-1", "pt-1", cases[i].payload);
+		struct audit_event ev;
+
+		CU_ASSERT_FATAL(audit_event_from_entry(&ev, &e, ORIGIN) == 0);
+		CU_ASSERT_EQUAL((int)ev.outcome, cases[i].outcome);
+		audit_event_clear(&ev);
+	}
+}
+
+static void test_refused(void)
+{
+	struct audit_event ev;
+	struct ledger_entry bad = mk("ehr.read", "srv-1", "pt-1", "[1]");
+	struct ledger_entry junk = mk("ehr.read", "srv-1", "pt-1", "{not json");
+	struct ledger_entry ok = mk("ehr.read", "srv-1", "pt-1", "{}");
+
+	EHR_ASSERT_ERR(audit_event_from_entry(&ev, &bad, ORIGIN), EHR_ERR_PARSE);
+	CU_ASSERT(audit_event_from_entry(&ev, &junk, ORIGIN) < 0);
+	EHR_ASSERT_ERR(audit_event_from_entry(&ev, &ok, ""), EHR_ERR_INVAL);
+	EHR_ASSERT_ERR(audit_event_from_entry(&ev, &ok, NULL), EHR_ERR_INVAL);
+	/* a read without a record id claims no PatientRead: BALP needs entity[data] */
+	CU_ASSERT_FATAL(audit_event_from_entry(&ev, &ok, ORIGIN) == 0);
+	CU_ASSERT_EQUAL(ev.n_profile, 0);
+	audit_event_clear(&ev);
+	audit_event_clear(NULL);
+}
+
+static void register_suites(void)
+{
+	EHR_ADD_SUITE("audit", NULL, NULL, { "table", test_table },
+	              { "read_balp_shape", test_read_balp_shape }, { "query_bytes", test_query_bytes },
+	              { "outcome_rule", test_outcome_rule }, { "refused", test_refused });
+}
+
+EHR_TEST_MAIN(register_suites)
