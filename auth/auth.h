@@ -321,7 +321,10 @@ int auth_patient_lock(void *conn, const char *pid, struct auth_patient_info *out
 int auth_patient_erase_apply(void *conn, const char *pid, uint64_t seq, const struct auth_erase_request *rq);
 /* 'erasing' -> 'erased' once every record is erased. */
 int auth_patient_erase_finish(struct ehr_db_pool *db, const char *pid);
-/* Pseudonyms of patients left 'erasing' (by a crash), as a JSON array. */
+/* Pseudonyms of patients whose erasure is unfinished, as a JSON array:
+ * left 'erasing' (by a crash), or 'erased' with a record still stored or
+ * being erased (an upload whose ehr.store was durable when the process
+ * died, its row completed by fsck afterwards). */
 int auth_patients_erasing(struct ehr_db_pool *db, json_t **out);
 /* Legacy (derived-pseudonym) patients: total, linked, erased. */
 struct auth_legacy_counts {

@@ -272,7 +272,9 @@ int auth_patients_erasing(struct ehr_db_pool *db, json_t **out)
 {
 	return query_json(db,
 	                  "SELECT coalesce(json_agg(patient_id ORDER BY erase_seq), '[]')::text "
-	                  "FROM auth_patients WHERE erase_state = 'erasing'",
+	                  "FROM auth_patients p WHERE erase_state = 'erasing' OR (erase_state = "
+	                  "'erased' AND EXISTS (SELECT 1 FROM ehr_records r WHERE r.patient = "
+	                  "p.patient_id AND r.state IN ('stored', 'erasing')))",
 	                  out);
 }
 

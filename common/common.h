@@ -261,6 +261,11 @@ void ehr_time_rfc3339(char out[32], int64_t unix_ms);
  * variable EHRGATE_TEST_FAILPOINT names `name`, the process SIGKILLs
  * itself there, as a power cut would. One mechanism for every module. */
 void ehr_failpoint(const char *name);
+/* A test-only pause point: when EHRGATE_TEST_FAILPOINT names `name`, create
+ * the file $EHRGATE_TEST_FAILPOINT_RELEASE.reached, then wait (at most 60 s)
+ * until the file $EHRGATE_TEST_FAILPOINT_RELEASE exists. A test uses it to
+ * hold one request at a point while it races another against it. */
+void ehr_failpoint_wait(const char *name);
 
 /* ------------------------------------------------------------------ logging */
 

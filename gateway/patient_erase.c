@@ -126,12 +126,16 @@ out:
 }
 
 /* Phases B and C for a patient already 'erasing', on the request its row
- * keeps (so a re-run or fsck erases the records on the original basis). */
-static int finish(struct gw_app *app, const char *pid, struct gw_patient_erase_out *out)
+ * keeps (so a re-run or fsck erases the records on the original basis).
+ * sweep (fsck): an 'erased' patient's records left stored are erased too. */
+static int finish(struct gw_app *app, const char *pid, bool sweep, struct gw_patient_erase_out *out)
 {
 	struct auth_patient_info info;
 
 	GUARD(auth_patient_lookup(gw_app_db(app), pid, &info));
+	if (sweep && info.state == AUTH_PATIENT_ERASED)
+		return gw__erase_patient_records(app, pid, info.basis, info.by, info.actor,
+		                                 &out->records_erased);
 	if (info.state != AUTH_PATIENT_ERASING)
 		return 0;
 	out->erase_seq = info.erase_seq;
@@ -156,7 +160,7 @@ int gw_patient_erase(struct gw_app *app, const char *pid, const char *basis, con
 	if (out->already)
 		return 0;
 	ehr_failpoint("patient-erase.committed");
-	return finish(app, pid, out);
+	return finish(app, pid, false, out);
 }
 
 /* ---------------------------------------------------------------- fsck */
@@ -239,7 +243,7 @@ int gw_patient_erase_complete(struct gw_app *app, struct gw_patient_erase_report
 		const char *pid = json_string_value(v);
 
 		memset(&out, 0, sizeof(out));
-		if (finish(app, pid, &out) < 0) {
+		if (finish(app, pid, true, &out) < 0) {
 			rep->failed++;
 			continue;
 		}

@@ -172,10 +172,6 @@ int gw_cmd_fsck(int argc, char **argv)
 		rc = 1;
 		goto out;
 	}
-	if (!o.dry_run && patient_erasures(app) < 0) {
-		rc = 1;
-		goto out;
-	}
 	{
 		struct records_env env = { gw_app_db(app), gw_app_ledger(app), gw_app_store(app) };
 
@@ -194,6 +190,10 @@ int gw_cmd_fsck(int argc, char **argv)
 	       rep.dropped, rep.young, rep.foreign, rep.erased, rep.erasures_completed, rep.failures,
 	       o.dry_run ? " (dry run)" : "");
 	rc = (rep.missing > 0 || rep.failures > 0) ? 1 : 0;
+	/* After the record pass: a row it completed for an erased patient is
+	 * erased here, in the same run. */
+	if (!o.dry_run && patient_erasures(app) < 0)
+		rc = 1;
 out:
 	gw_app_close(app);
 	gw_config_free(cfg);
