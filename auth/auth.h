@@ -331,6 +331,10 @@ struct auth_legacy_counts {
 	uint64_t total, linked, erased;
 };
 int auth_legacy_counts(struct ehr_db_pool *db, struct auth_legacy_counts *out);
+/* How many external-id links the database holds (0 before migration 0055):
+ * a new link.key is safe only when it is 0, since links made under another
+ * key would no longer be found (docs/ERASURE.md §11). */
+int auth_links_count(struct ehr_db_pool *db, uint64_t *n);
 /*
  * `ehrgate admin migrate-pseudonyms --external-ids FILE`: link the legacy
  * patient whose derived pseudonym (under pseudonym_key) the external id

@@ -204,8 +204,10 @@ int auth_ctx_new(struct auth_ctx **out, const struct auth_config *cfg)
 	GUARD_GOTO(state_path(&path, c->state_dir, AUTH_LINK_KEY_FILE));
 	if (access(ehr_buf_cstr(&path), F_OK) != 0 && errno == ENOENT) {
 		err = ehr_error_set(EHR_ERR_CONFIG,
-		                    "%s missing in the state directory: run `ehrgate admin "
-		                    "migrate-pseudonyms` once (docs/ERASURE.md)",
+		                    "%s missing in the state directory (an install older than schema "
+		                    "0055): run `ehrgate init -c CONFIG`, which adds it alone, then "
+		                    "`ehrgate migrate` and `ehrgate admin migrate-pseudonyms` "
+		                    "(docs/ERASURE.md §11)",
 		                    AUTH_LINK_KEY_FILE);
 		goto out;
 	}

@@ -318,3 +318,19 @@ out:
 	OPENSSL_cleanse(link_hex, sizeof(link_hex));
 	return err;
 }
+
+int auth_links_count(struct ehr_db_pool *db, uint64_t *n)
+{
+	json_t *j = NULL;
+
+	*n = 0;
+	GUARD(query_json(db, "SELECT json_build_array(to_regclass('auth_patient_links') IS NOT NULL)::text",
+	                 &j));
+	if (json_is_true(json_array_get(j, 0))) {
+		json_decref(j);
+		GUARD(query_json(db, "SELECT json_build_array(count(*))::text FROM auth_patient_links", &j));
+		*n = (uint64_t)json_integer_value(json_array_get(j, 0));
+	}
+	json_decref(j);
+	return 0;
+}

@@ -15,7 +15,9 @@
  *   kek/current               the current kid (no trailing newline)
  *
  * The directory is 0700, private keys 0600, certificates and public keys 0644.
- * Nothing is overwritten: if any of the files exists, init stops (exit 1).
+ * Nothing is overwritten: if any of the files exists, init stops (exit 1),
+ * except that a state directory with every file but link.key (made before
+ * schema 0055) gets link.key alone, when the database holds no links yet.
  */
 #include "auth/auth.h"
 #include "gateway/cmd/commands.h"
@@ -264,6 +266,27 @@ out:
 	return err;
 }
 
+/* An install older than schema 0055: every key but link.key. Add it alone
+ * (docs/ERASURE.md §11), touching nothing else. */
+static int add_link_key(const struct gw_config *cfg, const char *path)
+{
+	struct gw_app *app = NULL;
+	int err;
+
+	if (gw_app_open(&app, cfg, GW_APP_DB) < 0) {
+		fprintf(stderr, "ehrgate init: adding %s needs the database: %s\n", path, ehr_error_detail());
+		return 1;
+	}
+	err = gw_cmd_link_key_create(gw_app_db(app), path);
+	gw_app_close(app);
+	if (err < 0) {
+		fprintf(stderr, "ehrgate init: %s\n", ehr_error_detail());
+		return 1;
+	}
+	printf("ehrgate init: added %s to the existing state directory; no other key was touched\n", path);
+	return 0;
+}
+
 static void init_usage(FILE *f)
 {
 	fprintf(f, "usage: ehrgate init [--state-dir DIR] [-c FILE] [--set section.key=value]...\n\n"
@@ -271,7 +294,9 @@ static void init_usage(FILE *f)
 	           "inside it, a dev PKI (ca.pem, server.pem for localhost/127.0.0.1, regca.pem),\n"
 	           "the Ed25519 ledger key, the ES256 token key, the link key (link.key) and a first\n"
 	           "key-encryption key (kek/). Private keys are 0600. Existing keys are never\n"
-	           "overwritten: init exits 1 if any is present.\n");
+	           "overwritten: init exits 1 if any is present, except on a state directory that\n"
+	           "has every key but link.key (an install older than schema 0055): then it adds\n"
+	           "link.key alone, if the database holds no external-id links yet.\n");
 }
 
 int gw_cmd_init(int argc, char **argv)
@@ -316,10 +341,18 @@ int gw_cmd_init(int argc, char **argv)
 	}
 	for (size_t i = 0; i < EHR_ARRAY_LEN(init_files); i++) {
 		path_of(&path, dir, init_files[i]);
-		if (access(ehr_buf_cstr(&path), F_OK) == 0) {
-			fprintf(stderr, "ehrgate init: %s already exists\n", ehr_buf_cstr(&path));
+		if (access(ehr_buf_cstr(&path), F_OK) == 0)
 			found++;
-		}
+	}
+	path_of(&path, dir, AUTH_LINK_KEY_FILE);
+	if (found == (int)EHR_ARRAY_LEN(init_files) - 1 && access(ehr_buf_cstr(&path), F_OK) != 0) {
+		rc = add_link_key(cfg, ehr_buf_cstr(&path));
+		goto out;
+	}
+	for (size_t i = 0; found && i < EHR_ARRAY_LEN(init_files); i++) {
+		path_of(&path, dir, init_files[i]);
+		if (access(ehr_buf_cstr(&path), F_OK) == 0)
+			fprintf(stderr, "ehrgate init: %s already exists\n", ehr_buf_cstr(&path));
 	}
 	if (found) {
 		fprintf(stderr, "ehrgate init: refusing to overwrite existing keys in %s\n", dir);

@@ -51,19 +51,40 @@ out:
 	return err;
 }
 
-/* link.key: created (exclusive, 0600) when absent. */
-static int ensure_link_key(const struct gw_config *cfg, uint8_t key[32])
+int gw_cmd_link_key_create(struct ehr_db_pool *db, const char *path)
+{
+	uint8_t key[32];
+	uint64_t links = 0;
+	int err;
+
+	if (access(path, F_OK) == 0 || errno != ENOENT)
+		return 1;
+	GUARD(auth_links_count(db, &links));
+	if (links > 0)
+		return ehr_error_set(EHR_ERR_CONFIG,
+		                     "%s is missing but the database holds %llu external-id links made "
+		                     "under another instance's link.key: copy that file here (a new key "
+		                     "would never find them)",
+		                     path, (unsigned long long)links);
+	GUARD(ehr_random(key, sizeof(key)));
+	err = ehr_file_write_atomic(path, key, sizeof(key), 0600, true);
+	OPENSSL_cleanse(key, sizeof(key));
+	GUARD(err);
+	fprintf(stderr, "created %s: copy it to every instance's state directory and back it up\n", path);
+	return 0;
+}
+
+/* link.key, created (exclusive, 0600) when absent and safe. */
+static int ensure_link_key(struct gw_app *app, const struct gw_config *cfg, uint8_t key[32])
 {
 	struct ehr_buf path = EHR_BUF_INIT(4096);
-	int err = read_key(cfg, AUTH_LINK_KEY_FILE, key);
+	int err;
 
-	if (err != 1)
-		return err;
-	GUARD_GOTO(ehr_random(key, 32));
 	GUARD_GOTO(gw_config_state_path(cfg, AUTH_LINK_KEY_FILE, &path));
-	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&path), key, 32, 0600, true));
-	fprintf(stderr, "created %s: copy it to every instance's state directory and back it up\n",
-	        ehr_buf_cstr(&path));
+	GUARD_GOTO(gw_cmd_link_key_create(gw_app_db(app), ehr_buf_cstr(&path)));
+	err = read_key(cfg, AUTH_LINK_KEY_FILE, key);
+	if (err == 1)
+		err = ehr_error_set(EHR_ERR_CONFIG, "%s vanished", AUTH_LINK_KEY_FILE);
 out:
 	ehr_buf_free(&path);
 	return err;
@@ -114,7 +135,7 @@ int gw_cmd_admin_migrate_pseudonyms(int argc, char **argv)
 		goto out;
 	}
 	rc = 1;
-	if (ensure_link_key(cfg, lk) < 0 || (havepk = read_key(cfg, "pseudonym.key", pk)) < 0)
+	if (ensure_link_key(app, cfg, lk) < 0 || (havepk = read_key(cfg, "pseudonym.key", pk)) < 0)
 		goto fail;
 	if (file != NULL && havepk == 1) {
 		fprintf(stderr, "ehrgate admin migrate-pseudonyms: no pseudonym.key: nothing to link\n");

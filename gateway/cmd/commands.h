@@ -20,4 +20,14 @@ int gw_cmd_fsck(int argc, char **argv);                     /* storage (cmd_fsck
 int gw_cmd_contracts(int argc, char **argv);                /* contracts: rebuild (cmd_contracts.c) */
 int gw_cmd_routes(int argc, char **argv);                   /* the router's tables (cmd_routes.c) */
 
+/*
+ * Create link.key at `path` when it is absent, and only while the database
+ * holds no external-id links (links made under another instance's key
+ * would never be found again). 0: created; 1: it exists, nothing done;
+ * < 0: refused (EHR_ERR_CONFIG) or failed. `ehrgate init` on an existing
+ * state directory and `ehrgate admin migrate-pseudonyms` (cmd_pseudonyms.c).
+ */
+struct ehr_db_pool;
+int gw_cmd_link_key_create(struct ehr_db_pool *db, const char *path);
+
 #endif

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth/auth.h"
 #include "client/client.h"
@@ -257,11 +258,48 @@ static void test_kill9_then_fsck(void)
 	}
 }
 
+/* A state directory from before schema 0055 (no link.key): `ehrgate init`
+ * adds link.key alone, and only while the database holds no links. */
+static void test_init_adds_link_key(void)
+{
+	struct ehr_buf path = EHR_BUF_INIT(512), saved = EHR_BUF_INIT(64), ledger = EHR_BUF_INIT(4096),
+	               now = EHR_BUF_INIT(4096), made = EHR_BUF_INIT(64);
+	const char *init[] = { "init", NULL };
+	char out[4096], lpath[512];
+
+	EHR_ASSERT_OK(ehr_buf_printf(&path, "%s/" AUTH_LINK_KEY_FILE, gw.state_dir));
+	snprintf(lpath, sizeof(lpath), "%s/ledger.key", gw.state_dir);
+	EHR_ASSERT_OK(ehr_file_read(&saved, ehr_buf_cstr(&path), 64));
+	EHR_ASSERT_OK(ehr_file_read(&ledger, lpath, 4096));
+	CU_ASSERT_EQUAL_FATAL(unlink(ehr_buf_cstr(&path)), 0);
+	/* Links exist (made under the old key): refused, nothing created. */
+	CU_ASSERT_EQUAL(gwp_cmd(&gw, out, sizeof(out), init), 1);
+	CU_ASSERT_NOT_EQUAL(access(ehr_buf_cstr(&path), F_OK), 0);
+	/* No links: link.key is added, nothing else touched. */
+	CU_ASSERT_EQUAL(gwp_db_exec(&gw, "DELETE FROM auth_patient_links"), 0);
+	CU_ASSERT_EQUAL(gwp_cmd(&gw, out, sizeof(out), init), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "added"));
+	EHR_ASSERT_OK(ehr_file_read(&made, ehr_buf_cstr(&path), 64));
+	CU_ASSERT_EQUAL(made.len, 32);
+	EHR_ASSERT_OK(ehr_file_read(&now, lpath, 4096));
+	CU_ASSERT(now.len == ledger.len && memcmp(now.data, ledger.data, now.len) == 0); /* not secret */
+	/* Everything present: init refuses as before. */
+	CU_ASSERT_EQUAL(gwp_cmd(&gw, out, sizeof(out), init), 1);
+	/* Put the running gateway's key back. */
+	EHR_ASSERT_OK(ehr_file_write_atomic(ehr_buf_cstr(&path), saved.data, saved.len, 0600, false));
+	ehr_buf_free(&path);
+	ehr_buf_free_secure(&saved);
+	ehr_buf_free_secure(&made);
+	ehr_buf_free_secure(&ledger);
+	ehr_buf_free_secure(&now);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("auth.patient_erase", setup, teardown,
 	              { "patient_erases_self", test_patient_erases_self },
-	              { "kill9_then_fsck", test_kill9_then_fsck });
+	              { "kill9_then_fsck", test_kill9_then_fsck },
+	              { "init_adds_link_key", test_init_adds_link_key });
 }
 
 EHR_TEST_MAIN(register_suites)
