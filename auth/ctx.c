@@ -200,7 +200,7 @@ int auth_ctx_new(struct auth_ctx **out, const struct auth_config *cfg)
 	}
 	GUARD_GOTO(ehr_jwk_thumbprint(c->kid, c->token_key));
 	/* link.key is required; pseudonym.key only while derived (legacy)
-	 * pseudonyms may still be looked up (docs/ERASURE.md §Migration). */
+	 * pseudonyms may still be looked up (docs/ERASURE.md §11). */
 	GUARD_GOTO(state_path(&path, c->state_dir, AUTH_LINK_KEY_FILE));
 	if (access(ehr_buf_cstr(&path), F_OK) != 0 && errno == ENOENT) {
 		err = ehr_error_set(EHR_ERR_CONFIG,

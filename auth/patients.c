@@ -1,6 +1,6 @@
 /*
  * patients.c - patients, their pseudonyms and the link that erasure
- * destroys (docs/ERASURE.md §Pseudonyms, §Patient erasure).
+ * destroys (docs/ERASURE.md §9, §10).
  *
  * A new patient's pseudonym is random. The hospital's external id leads to
  * it only through one row of auth_patient_links, keyed by

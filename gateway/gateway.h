@@ -121,7 +121,7 @@ int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_id
 int gw_gate(struct gw_req *r);
 
 /* ---- patient erasure, the right to be forgotten (gateway/patient_erase.c,
- * docs/ERASURE.md §Patient erasure) */
+ * docs/ERASURE.md §10) */
 struct gw_patient_erase_out {
 	uint64_t erase_seq;      /* the auth.patient.erase entry */
 	uint64_t records_erased; /* by this run */

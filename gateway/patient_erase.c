@@ -1,6 +1,6 @@
 /*
- * patient_erase.c - the right to be forgotten (docs/ERASURE.md §Patient
- * erasure): the one sequence that both POST /v1/me/erase and `ehrgate
+ * patient_erase.c - the right to be forgotten (docs/ERASURE.md §10):
+ * the one sequence that both POST /v1/me/erase and `ehrgate
  * admin erase-patient` run, and the completion that `ehrgate fsck` runs.
  *
  *   A  one transaction, the patient's row locked: retention/hold check
@@ -17,6 +17,9 @@
  * state: fsck applies them from the ledger. A crash in B or before C
  * leaves 'erasing': fsck (or running the command again) finishes B and C.
  * No acknowledged erasure can be undone: the acknowledgement comes after C.
+ * An upload in flight ends under a share lock on the same row
+ * (records/upload.c): it commits before A and is erased in B, or finds
+ * the patient revoked and is refused.
  */
 #include <stdlib.h>
 #include <string.h>

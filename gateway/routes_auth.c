@@ -187,7 +187,7 @@ static void h_token(struct gw_req *r)
 }
 
 /* POST /v1/me/erase {"basis": CODE}: the patient erases themself
- * (docs/ERASURE.md §Patient erasure). The token's subject is the only
+ * (docs/ERASURE.md §10). The token's subject is the only
  * patient a caller can name. */
 static void h_me_erase(struct gw_req *r)
 {

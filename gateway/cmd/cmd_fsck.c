@@ -129,7 +129,7 @@ static int parse_args(int argc, char **argv, bool *dry, uint64_t *grace_s)
 	return 0;
 }
 
-/* Patient erasures a crash interrupted (docs/ERASURE.md §Patient erasure):
+/* Patient erasures a crash interrupted (docs/ERASURE.md §10):
  * finished before the records pass, which then sees them erased. */
 static int patient_erasures(struct gw_app *app)
 {

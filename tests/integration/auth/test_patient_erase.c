@@ -1,6 +1,6 @@
 /*
  * test_patient_erase.c - the right to be forgotten end to end (docs/ERASURE.md
- * §Patient erasure): the real `ehrgate` on real PostgreSQL over real TLS,
+ * §10): the real `ehrgate` on real PostgreSQL over real TLS,
  * driven by `ehrctl`, libehrclient and `ehrgate admin`. After an erasure the
  * external id's link is gone (recomputing it finds nothing), every request
  * for the patient is refused with 410 patient_erased, and the ledger
