@@ -33,20 +33,26 @@ static int link_param(char hex[LINK_HEX_LEN], const uint8_t key[AUTH_PSEUDONYM_K
 
 /* Insert the link (link -> pid); *won = false when another transaction
  * linked that external id (or that patient) first. */
+/* Run sql; *one: it returned exactly one row. */
+static int one_row(void *conn, const char *sql, int n, const char *const *p, bool *one)
+{
+	void *res = NULL;
+	int err = ehr_db_exec(conn, &res, sql, n, p);
+
+	if (err == 0)
+		*one = ehr_db_rows(res) == 1;
+	ehr_db_clear(res);
+	return err;
+}
+
 static int insert_link(void *conn, const char *link_hex, const char *pid, bool *won)
 {
 	const char *p[2] = { link_hex, pid };
-	void *res = NULL;
-	int err;
 
-	err = ehr_db_exec(conn, &res,
-	                  "INSERT INTO auth_patient_links (link_hash, patient_id) VALUES ($1::bytea, $2) "
-	                  "ON CONFLICT DO NOTHING RETURNING 1",
-	                  2, p);
-	if (err == 0)
-		*won = ehr_db_rows(res) == 1;
-	ehr_db_clear(res);
-	return err;
+	return one_row(conn,
+	               "INSERT INTO auth_patient_links (link_hash, patient_id) VALUES ($1::bytea, $2) "
+	               "ON CONFLICT DO NOTHING RETURNING 1",
+	               2, p, won);
 }
 
 /* The legacy patient whose derived pseudonym `ext` gives, if it exists and
@@ -55,19 +61,13 @@ static int find_legacy(void *conn, const uint8_t key[AUTH_PSEUDONYM_KEY_LEN], co
                        char pid[AUTH_MAX_ID + 1], bool *found)
 {
 	const char *p[1] = { pid };
-	void *res = NULL;
-	int err;
 
 	*found = false;
 	GUARD(auth_pseudonym(pid, key, "patient", ext));
-	err = ehr_db_exec(conn, &res,
-	                  "SELECT 1 FROM auth_patients WHERE patient_id = $1 AND scheme = 'derived' "
-	                  "AND erase_state IS NULL",
-	                  1, p);
-	if (err == 0)
-		*found = ehr_db_rows(res) == 1;
-	ehr_db_clear(res);
-	return err;
+	return one_row(conn,
+	               "SELECT 1 FROM auth_patients WHERE patient_id = $1 AND scheme = 'derived' AND "
+	               "erase_state IS NULL",
+	               1, p, found);
 }
 
 /*

@@ -198,20 +198,41 @@ long ehr_client_last_connects(const struct ehr_client *c)
 	return c->last_connects;
 }
 
+/* The gateway's refusal of this thread's last request (see
+ * ehr_client_last_refusal); cleared when a request starts. */
+static __thread struct ehr_client_refusal last_refusal;
+
+bool ehr_client_last_refusal(struct ehr_client_refusal *out)
+{
+	if (last_refusal.status < 400)
+		return false;
+	if (out)
+		*out = last_refusal;
+	return true;
+}
+
+/* An HTTP error reply: "<status> <error.code>: <error.message>" into
+ * c->last_error and this thread's refusal record. */
 static void note_error(struct ehr_client *c, long status, const struct ehr_buf *resp)
 {
 	json_t *j = NULL;
 	const char *msg = NULL, *code = NULL;
 
 	ehr_buf_reset(&c->last_error);
-	if (status < 400 || resp == NULL || resp->len == 0)
+	if (status < 400)
 		return;
-	if (ehr_json_parse(&j, resp->data, resp->len, 1 << 20, 8) == 0) {
+	if (resp != NULL && resp->len > 0 && ehr_json_parse(&j, resp->data, resp->len, 1 << 20, 8) == 0) {
 		json_t *e = json_object_get(j, "error");
 		code = json_string_value(json_object_get(e, "code"));
 		msg = json_string_value(json_object_get(e, "message"));
 	}
-	ehr_buf_printf(&c->last_error, "HTTP %ld %s: %s", status, code ? code : "", msg ? msg : "");
+	last_refusal.status = status;
+	if (ehr_str_copy(last_refusal.code, sizeof(last_refusal.code), code ? code : "") < 0)
+		last_refusal.code[0] = '\0';
+	if (ehr_str_copy(last_refusal.message, sizeof(last_refusal.message), msg ? msg : "") < 0)
+		last_refusal.message[0] = '\0';
+	ehr_buf_printf(&c->last_error, "%ld %s: %s", status, code ? code : "(no error code)",
+	               msg ? msg : "(no error message)");
 	json_decref(j);
 	ehr_error_clear();
 }
@@ -368,6 +389,7 @@ static int perform(struct ehr_client *c, long *status, struct ehr_buf *resp, con
 	int err = 0;
 
 	*status = 0;
+	memset(&last_refusal, 0, sizeof(last_refusal));
 	if (resp == NULL && on_data == NULL)
 		sink.buf = &local;
 	GUARD_GOTO(ehr_buf_printf(&url, "%s%s", c->url, path));

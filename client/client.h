@@ -113,7 +113,24 @@ typedef void (*ehr_client_progress_fn)(uint64_t dl_total, uint64_t dl_now, uint6
                                        void *ud);
 void ehr_client_set_progress(struct ehr_client *c, ehr_client_progress_fn fn, void *ud);
 
-/* Last HTTP error body's "error.message" or curl detail, for CLI messages. */
+/* The last request's error for CLI messages: "<status> <error.code>:
+ * <error.message>" after an HTTP error reply, else the curl detail. */
 const char *ehr_client_last_error(const struct ehr_client *c);
+
+/*
+ * The gateway's refusal of the last request this thread made (through any
+ * client, including the ones ehr_client_register/enroll/login/renew make
+ * for themselves): true, with the HTTP status (>= 400) and the JSON error's
+ * code and message ("" when the body had none), when that request got an
+ * HTTP error reply; false when it succeeded, could not reach the gateway
+ * (connection, TLS) or no request was made. A CLI tells a refusal by the
+ * gateway from a transport failure with it (ehrctl's exit status).
+ */
+struct ehr_client_refusal {
+	long status;
+	char code[64];
+	char message[512];
+};
+bool ehr_client_last_refusal(struct ehr_client_refusal *out);
 
 #endif

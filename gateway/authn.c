@@ -134,19 +134,53 @@ static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_i
 	return ehr_str_copy(id->jkt, sizeof(id->jkt), p.jkt);
 }
 
+/*
+ * A patient's DPoP token and proof on a route only certificates may call:
+ * when both verify, the caller is authenticated but of the wrong role,
+ * 403 with a wrong_role event (the proof's jti is spent, as on any use).
+ * 0 when they do not verify: the route's own 401 follows.
+ */
+static int patient_on_cert_route(struct gw_req *r, struct auth_ctx *ctx, const struct gw_route *route)
+{
+	struct auth_principal p;
+	int err = auth_check_dpop_request(ctx, &p, gw_req_header(r, "Authorization"),
+	                                  gw_req_header(r, "DPoP"), gw_req_method(r), gw_req_url(r));
+
+	if (err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_TIMEOUT || err == EHR_ERR_NOMEM)
+		return err;
+	if (err < 0) {
+		ehr_error_clear();
+		return 0;
+	}
+	ehr_error_set(EHR_ERR_FORBIDDEN, "role 'patient' may not call %s: it needs a client certificate",
+	              route->name);
+	return fail(r, ctx, EHR_ERR_FORBIDDEN, "auth.dpop", p.id, "wrong_role");
+}
+
 int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_identity *id)
 {
 	struct auth_ctx *ctx = gw_app_auth(gw_req_app(r));
 	const char *authz = gw_req_header(r, "Authorization");
 	bool wants_cert = (route->roles & (GW_ROLE_SERVER | GW_ROLE_AUDITOR)) != 0;
 	bool wants_patient = (route->roles & GW_ROLE_PATIENT) != 0;
+	bool has_dpop = authz != NULL && strncasecmp(authz, "DPoP ", 5) == 0;
 
 	memset(id, 0, sizeof(*id));
 	if (ctx == NULL)
 		return ehr_error_set(EHR_ERR_UNAVAILABLE, "authentication is not available");
+	/* The other kind of credential, valid, is 403 (docs/PROTOCOL.md §1.4):
+	 * a verified certificate on a patient-only route, a patient's token on
+	 * a certificate-only route. An absent or invalid one stays 401. */
+	if (wants_patient && !wants_cert && !has_dpop && gw_req_peer_verify(r) == X509_V_OK)
+		return authenticate_mtls(r, ctx, route, id);
+	if (!wants_patient && has_dpop && gw_req_peer_verify(r) == -1) {
+		int err = patient_on_cert_route(r, ctx, route);
+		if (err < 0)
+			return err;
+	}
 	/* A patient route is tried with DPoP when the request carries it, or
 	 * when it is the only choice; otherwise the client certificate decides. */
-	if (wants_patient && ((authz != NULL && strncasecmp(authz, "DPoP ", 5) == 0) || !wants_cert))
+	if (wants_patient && (has_dpop || !wants_cert))
 		return authenticate_dpop(r, ctx, id);
 	if (wants_patient && gw_req_peer_verify(r) == -1 && authz == NULL) {
 		ehr_error_set(EHR_ERR_AUTH, "credentials required: a client certificate or a DPoP token");

@@ -26,13 +26,14 @@
 #include <openssl/crypto.h>
 
 enum gw_cfg_type {
-	CFG_STR,    /* any text up to CFG_MAX_VALUE bytes, may be empty */
-	CFG_PATH,   /* non-empty text without control characters */
-	CFG_UINT,   /* decimal in [min, max] */
-	CFG_AUTO,   /* "auto" or decimal in [min, max] */
-	CFG_BOOL,   /* true/false, yes/no, on/off, 1/0 */
-	CFG_ENUM,   /* one of choices, "a|b|c" */
-	CFG_LISTEN, /* host:port, [v6]:port */
+	CFG_STR,        /* any text up to CFG_MAX_VALUE bytes, may be empty */
+	CFG_PATH,       /* non-empty text without control characters */
+	CFG_UINT,       /* decimal in [min, max] */
+	CFG_AUTO,       /* "auto" or decimal in [min, max] */
+	CFG_BOOL,       /* true/false, yes/no, on/off, 1/0 */
+	CFG_ENUM,       /* one of choices, "a|b|c" */
+	CFG_LISTEN,     /* host:port, [v6]:port */
+	CFG_LISTEN_OPT, /* host:port, [v6]:port, or "" (off) */
 };
 
 /* Values may be secrets: wipe them before they are freed or replaced. */
@@ -159,6 +160,9 @@ static const struct gw_config_key gw_config_keys[] = {
 	/* [log] */
 	E("log", "level", "info", "debug|info|warn|error"),
 	B("log", "access", "true"),
+	/* [metrics]: Prometheus text on its own plain-HTTP listener, loopback
+	 * by default; "" = no metrics listener (docs/OPERATIONS.md §7) */
+	{ "metrics", "listen", CFG_LISTEN_OPT, "127.0.0.1:9464", 0, 0, NULL, false },
 };
 
 #undef U
@@ -287,6 +291,10 @@ static int validate(size_t i, const char *v)
 		if (!choice_ok(k->choices, v))
 			return ehr_error_set(EHR_ERR_CONFIG, "must be one of %s", k->choices);
 		return 0;
+	case CFG_LISTEN_OPT:
+		if (*v == '\0')
+			return 0;
+		/* fall through */
 	case CFG_LISTEN: return gw_parse_listen(v, host, sizeof(host), &port);
 	default: return ehr_error_set(EHR_ERR_INTERNAL, "unknown key type");
 	}

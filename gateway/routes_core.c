@@ -1,5 +1,5 @@
 /*
- * routes_core.c - the gateway's own routes: liveness, readiness, metrics,
+ * routes_core.c - the gateway's own routes: liveness, readiness,
  * and (only with [server] test_routes = true) test helpers.
  */
 #include "common/db.h"
@@ -54,25 +54,10 @@ static void route_readyz(struct gw_req *r)
 	ehr_buf_free(&down);
 }
 
-/* GET /metrics: the engine's own metrics (routes, connections, TLS reloads),
- * then everything the modules registered (common/metrics.h). */
-static void route_metrics(struct gw_req *r)
-{
-	struct ehr_buf b = EHR_BUF_INIT(16u << 20);
-
-	if (gw_metrics_render(r, &b) < 0 || ehr_metrics_render(&b) < 0) {
-		ehr_buf_free(&b);
-		gw_reply_err(r, EHR_ERR_INTERNAL);
-		return;
-	}
-	gw_reply_bytes(r, 200, "text/plain; version=0.0.4; charset=utf-8", b.data, b.len);
-	ehr_buf_free(&b);
-}
-
 const struct gw_route gw_routes_core[] = {
 	{ "GET", "/healthz", "healthz", 0, 0, route_healthz, NULL },
 	{ "GET", "/readyz", "readyz", 0, GW_BLOCKING, route_readyz, NULL },
-	{ "GET", "/metrics", "metrics", 0, 0, route_metrics, NULL },
+	/* /metrics is not here: it has its own listener ([metrics] listen) */
 };
 const size_t gw_routes_core_len = EHR_ARRAY_LEN(gw_routes_core);
 

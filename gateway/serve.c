@@ -41,6 +41,7 @@ int gw_serve(const struct gw_config *cfg, struct gw_app *app)
 		.read_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "read_timeout_s"),
 		.drain_timeout_s = (unsigned)gw_config_get_uint(cfg, "server", "drain_timeout_s"),
 		.access_log = gw_config_get_bool(cfg, "log", "access"),
+		.metrics_listen = gw_config_get(cfg, "metrics", "listen"),
 		.tables = tables,
 		.table_lens = lens,
 		/* the test routes are mounted only with [server] test_routes = true */

@@ -28,13 +28,18 @@
 #include "client/ctl/ctl_commands.h"
 #include "ledger/ledger.h"
 
-static int usage(void)
+static void usage_to(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 	        "usage: ehrctl audit query [--type T] [--actor A] [--subject S] [--since MS] [--until MS]\n"
 	        "                          [--from-seq N] [--to-seq N] [--limit N] [--cursor C] [--fhir]\n"
 	        "       ehrctl audit tail [--since-seq N] [--count N] [--retries N]\n"
 	        "       ehrctl audit verify --ledger-key FILE [--origin NAME] [--state FILE] [--full]\n");
+}
+
+static int usage(void)
+{
+	usage_to(stderr);
 	return 2;
 }
 
@@ -90,10 +95,13 @@ static int cmd_query(struct ehr_client *c, int argc, char **argv)
 		fprintf(stderr, "ehrctl audit: %s\n", ehr_error_msg());
 		goto out;
 	}
-	fwrite(resp.data ? (const char *)resp.data : "", 1, resp.len,
-	       status >= 200 && status < 300 ? stdout : stderr);
-	fputc('\n', status >= 200 && status < 300 ? stdout : stderr);
-	rc = status >= 200 && status < 300 ? 0 : 1;
+	if (status < 200 || status >= 300) {
+		rc = ctl_finish(c, status, NULL); /* "ehrctl: <status> <code>: <message>" */
+		goto out;
+	}
+	fwrite(resp.data ? (const char *)resp.data : "", 1, resp.len, stdout);
+	fputc('\n', stdout);
+	rc = 0;
 out:
 	ehr_buf_free(&q);
 	ehr_buf_free(&path);
@@ -500,7 +508,7 @@ static int verify_checkpoint(struct ehr_client *c, struct ehr_buf *note, const c
 		size_t l = nl ? (size_t)(nl - (const char *)note->data) : 0;
 		if (l == 0 || l >= sizeof(origin_buf)) {
 			fprintf(stderr, "BAD_CHECKPOINT: malformed checkpoint\n");
-			return 1;
+			return CTL_RC_CHECK_FAILED;
 		}
 		memcpy(origin_buf, note->data, l);
 		origin_buf[l] = '\0';
@@ -509,7 +517,7 @@ static int verify_checkpoint(struct ehr_client *c, struct ehr_buf *note, const c
 	if (ledger_checkpoint_verify(ehr_buf_cstr(note), note->len, pub, origin, size, root) < 0) {
 		fprintf(stderr, "BAD_CHECKPOINT: the checkpoint is not signed by the pinned ledger key: %s\n",
 		        ehr_error_msg());
-		return 1;
+		return CTL_RC_CHECK_FAILED;
 	}
 	return 0;
 }
@@ -523,7 +531,7 @@ static int verify_consistency(struct ehr_client *c, const struct vstate *st, uin
 	uint8_t proof[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
 	struct ehr_buf path = EHR_BUF_INIT(512);
 	size_t n = 0;
-	int err = 1;
+	int err = CTL_RC_CHECK_FAILED;
 
 	if (!st->have)
 		return 0;
@@ -586,6 +594,7 @@ static int verify_entries(struct ehr_client *c, uint64_t from, uint64_t size,
 			fprintf(stderr, "DROPPED: entries %llu..%llu of the signed tree are missing\n",
 			        (unsigned long long)want, (unsigned long long)size - 1);
 			json_decref(resp);
+			err = CTL_RC_CHECK_FAILED;
 			goto out;
 		}
 		json_array_foreach(entries, i, e)
@@ -595,6 +604,7 @@ static int verify_entries(struct ehr_client *c, uint64_t from, uint64_t size,
 				        want >= size ? "REWRITTEN: entries past the tree size"
 				                     : ehr_error_msg());
 				json_decref(resp);
+				err = CTL_RC_CHECK_FAILED;
 				goto out;
 			}
 			want++;
@@ -625,14 +635,14 @@ static int verify_root(struct ehr_client *c, struct frontier *fr, uint8_t (*leav
 	for (uint64_t q = from; q < size; q++) {
 		if (prove_entry(c, q, size, leaves[q - from], root) < 0) {
 			fprintf(stderr, "%s\n", ehr_error_msg());
-			return 1;
+			return CTL_RC_CHECK_FAILED;
 		}
 	}
 	fprintf(stderr,
 	        "REWRITTEN: the entries do not hash to the signed root of size "
 	        "%llu\n",
 	        (unsigned long long)size);
-	return 1;
+	return CTL_RC_CHECK_FAILED;
 }
 
 static int cmd_verify(struct ehr_client *c, int argc, char **argv)
@@ -725,8 +735,8 @@ int ctl_cmd_audit(int argc, char **argv)
 
 	if (argc < 2)
 		return usage();
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage();
+	if (ctl_wants_help(argc, argv)) { /* before the profile: help needs none */
+		usage_to(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "query") != 0 && strcmp(argv[1], "tail") != 0 && strcmp(argv[1], "verify") != 0)

@@ -18,14 +18,19 @@
 #include "client/ctl/ctl_commands.h"
 #include "policy/policy.h"
 
+static void usage_to(FILE *f)
+{
+	fprintf(f, "usage: ehrctl contract create (--server ID | --group NAME) [--actions read,append]\n"
+	           "                              [--all | --records ID,.. | --categories CAT,..]\n"
+	           "                              [--purpose P] [--not-before UNIX] [--not-after UNIX | "
+	           "--days N]\n"
+	           "       ehrctl contract list\n"
+	           "       ehrctl contract revoke CID\n");
+}
+
 static int usage(void)
 {
-	fprintf(stderr, "usage: ehrctl contract create (--server ID | --group NAME) [--actions read,append]\n"
-	                "                              [--all | --records ID,.. | --categories CAT,..]\n"
-	                "                              [--purpose P] [--not-before UNIX] [--not-after UNIX | "
-	                "--days N]\n"
-	                "       ehrctl contract list\n"
-	                "       ehrctl contract revoke CID\n");
+	usage_to(stderr);
 	return 2;
 }
 
@@ -216,8 +221,8 @@ int ctl_cmd_contract(int argc, char **argv)
 
 	if (argc < 2)
 		return usage();
-	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		usage();
+	if (ctl_wants_help(argc, argv)) { /* before the profile: help needs none */
+		usage_to(stdout);
 		return 0;
 	}
 	if (strcmp(argv[1], "create") != 0 && strcmp(argv[1], "list") != 0 && strcmp(argv[1], "revoke") != 0)

@@ -26,9 +26,9 @@
 
 #include "client/ctl/ctl_commands.h"
 
-static int usage(void)
+static void usage_to(FILE *f)
 {
-	fprintf(stderr,
+	fprintf(f,
 	        "usage: ehrctl record put PATIENT_ID FILE|- [--type CONTENT_TYPE] [--category CATEGORY]\n"
 	        "       ehrctl record get RECORD_ID [-o FILE] [--purpose P] [--break-glass JUSTIFICATION]\n"
 	        "           --break-glass: a medical server's emergency read without a contract;\n"
@@ -37,6 +37,11 @@ static int usage(void)
 	        "       ehrctl record erase RECORD_ID --basis CODE\n"
 	        "           the patient erases one of their records for good (docs/ERASURE.md);\n"
 	        "           CODE: gdpr-17-1-a .. gdpr-17-1-f, patient-request, court-order\n");
+}
+
+static int usage(void)
+{
+	usage_to(stderr);
 	return 2;
 }
 
@@ -492,6 +497,10 @@ int ctl_cmd_record(int argc, char **argv)
 {
 	if (argc < 2)
 		return usage();
+	if (ctl_wants_help(argc, argv)) { /* before the profile: help needs none */
+		usage_to(stdout);
+		return 0;
+	}
 	if (strcmp(argv[1], "put") == 0)
 		return cmd_put(argc - 1, argv + 1);
 	if (strcmp(argv[1], "get") == 0)

@@ -2,9 +2,11 @@
  * ctl_commands.h - the `ehrctl` subcommands implemented outside ehrctl.c,
  * and small helpers they share (ctl_util.c). Each command gets the
  * arguments after `ehrctl` with argv[0] = its own name ("record", ...),
- * handles --help itself and returns the exit status (0 ok, 1 failure,
- * 2 usage). The profile directory is ehr_client_default_dir(): ehrctl's
- * global --dir DIR sets EHRCTL_DIR before dispatching.
+ * handles --help itself, before it opens the profile (help needs none),
+ * and returns 0 ok, 1 failure or 2 usage; main() turns a failure into
+ * CTL_EXIT_REFUSED or CTL_EXIT_FAILED (ctl_exit). The profile directory is
+ * ehr_client_default_dir(): ehrctl's global --dir DIR sets EHRCTL_DIR
+ * before dispatching.
  */
 #ifndef EHR_CTL_COMMANDS_H
 #define EHR_CTL_COMMANDS_H
@@ -15,13 +17,36 @@ int ctl_cmd_record(int argc, char **argv);   /* storage: client/ctl/cmd_record.c
 int ctl_cmd_audit(int argc, char **argv);    /* contracts: client/ctl/cmd_audit.c */
 int ctl_cmd_contract(int argc, char **argv); /* contracts: client/ctl/cmd_contract.c */
 
+/* ehrctl's exit statuses (README.md, "ehrctl"). */
+enum ctl_exit {
+	CTL_EXIT_OK = 0,
+	CTL_EXIT_REFUSED = 1, /* the gateway answered with an HTTP error (4xx/5xx) */
+	CTL_EXIT_USAGE = 2,   /* bad command line */
+	CTL_EXIT_FAILED = 3,  /* no refusal, but the command failed: the gateway could not
+	                       * be reached (connection, TLS), or the profile or a local
+	                       * file could not be used */
+};
+/* `audit verify` found the ledger failing a check (BAD_CHECKPOINT, FORK,
+ * DROPPED, ...): exit 1, as docs/AUDIT.md has always said, whatever the
+ * last request got. */
+#define CTL_RC_CHECK_FAILED 101
+/* A command's 1 becomes CTL_EXIT_REFUSED when this thread's last request
+ * got an HTTP error reply (ehr_client_last_refusal), else CTL_EXIT_FAILED;
+ * CTL_RC_CHECK_FAILED becomes 1. */
+int ctl_exit(int rc);
+/* Is --help or -h among argv[1..argc-1]? */
+bool ctl_wants_help(int argc, char **argv);
+/* After a failed call of the client library: "ehrctl WHAT: <status>
+ * <code>: <message>" for a refusal, else "ehrctl WHAT: <detail>"; 1. */
+int ctl_fail(const char *what);
+
 /* Open the client of the current profile (patients log in when needed).
  * Prints the reason and returns 1 on failure, else 0. */
 int ctl_open(struct ehr_client **out);
 /* Pretty-print JSON on stdout. */
 void ctl_print_json(const json_t *j);
-/* For a finished request: print the body (2xx) or the error (otherwise) and
- * return the exit status (0 for 2xx, 1 else). */
+/* For a finished request: print the body (2xx), or "ehrctl: <status>
+ * <code>: <message>" on stderr (otherwise); return 0 for 2xx, 1 else. */
 int ctl_finish(struct ehr_client *c, long status, const json_t *resp);
 
 #endif

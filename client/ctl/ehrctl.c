@@ -35,21 +35,18 @@ static void usage(FILE *f)
 	        "  audit ...            ledger queries and verification (ehrctl audit --help)\n"
 	        "\n"
 	        "Every command is a client of the gateway's HTTP API: schemas/openapi.yaml\n"
-	        "(OpenAPI 3.1), with the rules in docs/PROTOCOL.md, STORAGE.md, CONTRACTS.md, AUDIT.md.\n");
-}
-
-static bool want_help(int argc, char **argv)
-{
-	for (int i = 1; i < argc; i++)
-		if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
-			return true;
-	return false;
+	        "(OpenAPI 3.1), with the rules in docs/PROTOCOL.md, STORAGE.md, CONTRACTS.md, AUDIT.md.\n"
+	        "Every command and subcommand takes --help (no profile needed).\n"
+	        "Errors name the gateway's answer: \"ehrctl: 403 forbidden: <message>\".\n"
+	        "exit status: 0 ok; 1 the gateway refused (an HTTP error reply), or audit verify\n"
+	        "             found the ledger failing a check; 2 usage; 3 the gateway could not\n"
+	        "             be reached or the command failed locally (connection, TLS, profile,\n"
+	        "             files)\n");
 }
 
 static int fail(const char *what)
 {
-	fprintf(stderr, "ehrctl %s: %s\n", what, ehr_error_detail());
-	return 1;
+	return ctl_fail(what);
 }
 
 static int cmd_register(int argc, char **argv)
@@ -99,7 +96,7 @@ static int cmd_renew(int argc, char **argv)
 {
 	json_t *info = NULL;
 
-	if (want_help(argc, argv)) {
+	if (ctl_wants_help(argc, argv)) {
 		printf("usage: ehrctl [--dir DIR] renew\n  New key and certificate, same id and role, "
 		       "authenticated with the current certificate.\n");
 		return 0;
@@ -114,6 +111,27 @@ static int cmd_renew(int argc, char **argv)
 	return 0;
 }
 
+/* POST path {key: value} with the profile's credentials; the reply printed. */
+static int post_one(const char *what, const char *path, const char *key, const char *value)
+{
+	struct ehr_client *cl = NULL;
+	json_t *req, *resp = NULL;
+	long status = 0;
+	int rc;
+
+	if (ctl_open(&cl) != 0)
+		return 1;
+	req = json_pack("{s:s}", key, value);
+	if (ehr_client_json(cl, &status, &resp, "POST", path, req) < 0)
+		rc = fail(what);
+	else
+		rc = ctl_finish(cl, status, resp);
+	json_decref(req);
+	json_decref(resp);
+	ehr_client_free(cl);
+	return rc;
+}
+
 static int patient_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -122,10 +140,7 @@ static int patient_create(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *ext = NULL;
-	struct ehr_client *cl = NULL;
-	json_t *req, *resp = NULL;
-	long status = 0;
-	int c, rc;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -144,17 +159,7 @@ static int patient_create(int argc, char **argv)
 		fprintf(stderr, "ehrctl patient create: --external-id is required\n");
 		return 2;
 	}
-	if (ctl_open(&cl) != 0)
-		return 1;
-	req = json_pack("{s:s}", "external_id", ext);
-	if (ehr_client_json(cl, &status, &resp, "POST", "/v1/patients", req) < 0)
-		rc = fail("patient create");
-	else
-		rc = ctl_finish(cl, status, resp);
-	json_decref(req);
-	json_decref(resp);
-	ehr_client_free(cl);
-	return rc;
+	return post_one("patient create", "/v1/patients", "external_id", ext);
 }
 
 /* POST /v1/me/erase: the patient's right to be forgotten (docs/ERASURE.md). */
@@ -166,10 +171,7 @@ static int patient_erase(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *basis = NULL;
-	struct ehr_client *cl = NULL;
-	json_t *req, *resp = NULL;
-	long status = 0;
-	int c, rc;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -187,17 +189,7 @@ static int patient_erase(int argc, char **argv)
 		fprintf(stderr, "ehrctl patient erase: --basis CODE is required\n");
 		return 2;
 	}
-	if (ctl_open(&cl) != 0)
-		return 1;
-	req = json_pack("{s:s}", "basis", basis);
-	if (ehr_client_json(cl, &status, &resp, "POST", "/v1/me/erase", req) < 0)
-		rc = fail("patient erase");
-	else
-		rc = ctl_finish(cl, status, resp);
-	json_decref(req);
-	json_decref(resp);
-	ehr_client_free(cl);
-	return rc;
+	return post_one("patient erase", "/v1/me/erase", "basis", basis);
 }
 
 static int patient_enroll(int argc, char **argv)
@@ -245,7 +237,7 @@ static int patient_enroll(int argc, char **argv)
 
 static int patient_login(int argc, char **argv)
 {
-	if (want_help(argc, argv)) {
+	if (ctl_wants_help(argc, argv)) {
 		printf("usage: ehrctl [--dir DIR] patient login\n  Signs a fresh challenge with the device "
 		       "key and "
 		       "stores the DPoP-bound access token in DIR/token.json (0600).\n");
@@ -284,7 +276,7 @@ static int cmd_whoami(int argc, char **argv)
 	long status = 0;
 	int rc;
 
-	if (want_help(argc, argv)) {
+	if (ctl_wants_help(argc, argv)) {
 		printf("usage: ehrctl [--dir DIR] whoami\n  GET /v1/whoami, authenticated with the profile's "
 		       "certificate (mTLS) or access token and a DPoP proof.\n");
 		return 0;
@@ -329,19 +321,19 @@ int main(int argc, char **argv)
 	argv += i;
 	optind = 1;
 	if (strcmp(argv[0], "register") == 0)
-		return cmd_register(argc, argv);
+		return ctl_exit(cmd_register(argc, argv));
 	if (strcmp(argv[0], "renew") == 0)
-		return cmd_renew(argc, argv);
+		return ctl_exit(cmd_renew(argc, argv));
 	if (strcmp(argv[0], "patient") == 0)
-		return cmd_patient(argc, argv);
+		return ctl_exit(cmd_patient(argc, argv));
 	if (strcmp(argv[0], "whoami") == 0)
-		return cmd_whoami(argc, argv);
+		return ctl_exit(cmd_whoami(argc, argv));
 	if (strcmp(argv[0], "record") == 0)
-		return ctl_cmd_record(argc, argv);
+		return ctl_exit(ctl_cmd_record(argc, argv));
 	if (strcmp(argv[0], "audit") == 0)
-		return ctl_cmd_audit(argc, argv);
+		return ctl_exit(ctl_cmd_audit(argc, argv));
 	if (strcmp(argv[0], "contract") == 0)
-		return ctl_cmd_contract(argc, argv);
+		return ctl_exit(ctl_cmd_contract(argc, argv));
 	fprintf(stderr, "ehrctl: unknown command '%s'\n", argv[0]);
 	usage(stderr);
 	return 2;

@@ -113,7 +113,13 @@ static int run_erase(struct gw_app *app, const char *rid, const char *basis)
 	return err == EHR_ERR_NOT_FOUND || err == EHR_ERR_INVAL ? 2 : 1;
 }
 
-int gw_cmd_admin_erase(int argc, char **argv)
+/*
+ * `ehrgate admin CMD ID --basis CODE [-c CONFIG] [--set ...]`, the shape of
+ * both erasure commands: parse, open the app, run(app, ID, CODE). Returns
+ * the exit status (usage errors 2, with the usage on stderr).
+ */
+static int basis_command(int argc, char **argv, const char *cmd, void (*usage)(FILE *),
+                         int (*run)(struct gw_app *, const char *, const char *))
 {
 	static const struct option opts[] = {
 		{ "basis", required_argument, NULL, 'b' },
@@ -132,25 +138,30 @@ int gw_cmd_admin_erase(int argc, char **argv)
 		switch (c) {
 		case 'b': basis = optarg; break;
 		case 'h':
-			erase_usage(stdout);
+			usage(stdout);
 			gw_config_free(cfg);
 			return 0;
 		default:
-			erase_usage(stderr);
+			usage(stderr);
 			gw_config_free(cfg);
 			return 2;
 		}
 	}
 	if (basis == NULL || optind != argc - 1 || !records_erase_basis_ok(basis)) {
-		erase_usage(stderr);
+		usage(stderr);
 		gw_config_free(cfg);
 		return 2;
 	}
-	if ((rc = open_records(&cfg, &app, "erase")) != 0)
+	if ((rc = open_records(&cfg, &app, cmd)) != 0)
 		return rc;
-	rc = run_erase(app, argv[optind], basis);
+	rc = run(app, argv[optind], basis);
 	close_records(cfg, app);
 	return rc;
+}
+
+int gw_cmd_admin_erase(int argc, char **argv)
+{
+	return basis_command(argc, argv, "erase", erase_usage, run_erase);
 }
 
 static int run_hold(struct gw_app *app, const char *verb, const struct records_hold_in *in)
@@ -266,40 +277,5 @@ static int run_erase_patient(struct gw_app *app, const char *pid, const char *ba
 
 int gw_cmd_admin_erase_patient(int argc, char **argv)
 {
-	static const struct option opts[] = {
-		{ "basis", required_argument, NULL, 'b' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	struct gw_config *cfg = NULL;
-	struct gw_app *app = NULL;
-	const char *basis = NULL;
-	int c, rc;
-
-	if ((rc = gw_config_from_args(&cfg, &argc, argv)) != 0)
-		return rc;
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-		switch (c) {
-		case 'b': basis = optarg; break;
-		case 'h':
-			erase_patient_usage(stdout);
-			gw_config_free(cfg);
-			return 0;
-		default:
-			erase_patient_usage(stderr);
-			gw_config_free(cfg);
-			return 2;
-		}
-	}
-	if (basis == NULL || optind != argc - 1 || !records_erase_basis_ok(basis)) {
-		erase_patient_usage(stderr);
-		gw_config_free(cfg);
-		return 2;
-	}
-	if ((rc = open_records(&cfg, &app, "erase-patient")) != 0)
-		return rc;
-	rc = run_erase_patient(app, argv[optind], basis);
-	close_records(cfg, app);
-	return rc;
+	return basis_command(argc, argv, "erase-patient", erase_patient_usage, run_erase_patient);
 }

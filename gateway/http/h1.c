@@ -8,7 +8,10 @@
  * where a message ends: obsolete line folding, whitespace before a colon,
  * control characters, several Content-Length or Transfer-Encoding fields,
  * and Content-Length together with Transfer-Encoding are all refused.
- * Lines may end in CRLF or a bare LF (RFC 9112 §2.2); a bare CR is refused.
+ * Every line of the head ends in CRLF: a bare LF (which RFC 9112 §2.2
+ * lets a recipient accept) and a bare CR are refused with 400 and the
+ * connection closes, so no proxy in front that splits lines differently
+ * can disagree with us about where a request ends (docs/OPERATIONS.md §3).
  */
 #include "gateway/http/http_internal.h"
 
@@ -103,8 +106,8 @@ static int request_line(struct gw_h1_req *q, char *line, const char **why)
 	if (strncmp(v, "HTTP/", 5) != 0 || !(v[5] >= '0' && v[5] <= '9') || v[6] != '.' ||
 	    !(v[7] >= '0' && v[7] <= '9') || v[8] != '\0')
 		return *why = "malformed HTTP version", 400;
-	if (v[5] != '1')
-		return *why = "only HTTP/1.x is served", 505;
+	if (v[5] != '1' || v[7] > '1')
+		return *why = "only HTTP/1.0 and HTTP/1.1 are served", 505;
 	q->minor = v[7] - '0';
 	for (size_t i = 0; i < EHR_ARRAY_LEN(methods); i++)
 		known = known || strcmp(q->method, methods[i]) == 0;
@@ -216,11 +219,14 @@ int gw_h1_parse(struct gw_h1_req *q, char *head, size_t len, struct gw_h1_field 
 	q->fields = fields;
 	q->content_length = -1;
 	*why = "";
+	for (size_t i = 0; i < len; i++)
+		if (head[i] == '\n' && (i == 0 || head[i - 1] != '\r'))
+			return *why = "a bare LF in the request head (lines end in CRLF)", 400;
 	/* RFC 9112 §2.2: ignore at least one empty line before the request line. */
-	while (p < end && (*p == '\r' || *p == '\n')) {
-		if (*p == '\r' && (p + 1 >= end || p[1] != '\n'))
+	while (p < end && *p == '\r') {
+		if (p + 1 >= end || p[1] != '\n')
 			return *why = "stray CR", 400;
-		p += *p == '\r' ? 2 : 1;
+		p += 2;
 	}
 	if ((line = next_line(&p, end, &n)) == NULL || n == 0)
 		return *why = "malformed request line", 400;
@@ -265,26 +271,22 @@ size_t gw_h1_head_end(const uint8_t *buf, size_t len, size_t *scanned)
 {
 	size_t i = *scanned, lead = 0;
 
-	/* Empty lines before the request line (RFC 9112 §2.2) are skipped by
-	 * the parser, so they cannot end the head here. While nothing else has
-	 * arrived, keep no resume point: the next byte decides. */
-	while (lead < len && (buf[lead] == '\r' || buf[lead] == '\n'))
-		lead++;
-	if (lead == len)
-		return 0;
+	/* Empty lines (CRLF) before the request line are skipped by the
+	 * parser (RFC 9112 §2.2), so they cannot end the head here. */
+	while (lead + 1 < len && buf[lead] == '\r' && buf[lead + 1] == '\n')
+		lead += 2;
 	if (i < lead)
 		i = lead;
 	for (; i < len; i++) {
 		if (buf[i] != '\n')
 			continue;
-		/* "\n\n" or "\n\r\n" ends the head, unless it is the very start
-		 * (empty lines before the request line are skipped by the parser). */
-		if (i + 1 < len && buf[i + 1] == '\n')
-			return i + 2;
-		if (i + 2 < len && buf[i + 1] == '\r' && buf[i + 2] == '\n')
-			return i + 3;
-		if (i + 2 >= len)
-			break; /* the next bytes decide: look here again */
+		/* A bare LF ends the head at once: gw_h1_parse refuses it (400,
+		 * and the connection closes), so bytes after it are never taken
+		 * for a request of their own. */
+		if (i == 0 || buf[i - 1] != '\r')
+			return i + 1;
+		if (i >= lead + 3 && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+			return i + 1; /* CRLF CRLF */
 	}
 	*scanned = i;
 	return 0;

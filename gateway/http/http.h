@@ -221,6 +221,10 @@ struct gw_http_options {
 	long max_connections;
 	unsigned idle_timeout_s, read_timeout_s, drain_timeout_s;
 	bool access_log;
+	/* "host:port": GET /metrics (Prometheus text: the engine's metrics,
+	 * then common/metrics.h's registry) on a plain-HTTP listener of its
+	 * own, never on the TLS port; NULL or "" = none. */
+	const char *metrics_listen;
 	const struct gw_route *const *tables; /* route tables, matched in order */
 	const size_t *table_lens;
 	size_t ntables;
@@ -240,8 +244,5 @@ void gw_server_block_signals(sigset_t *set);
  * reloading the TLS files. Prints "ehrgate listening on URL" when ready.
  */
 int gw_server_run(const struct gw_http_options *o);
-/* Prometheus text of the engine's own metrics (routes, connections,
- * pool) of the server that runs r. */
-int gw_metrics_render(struct gw_req *r, struct ehr_buf *out);
 
 #endif

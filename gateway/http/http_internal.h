@@ -161,7 +161,15 @@ struct gw_server {
 	atomic_ulong tls_reloads;
 	atomic_ulong tls_reload_failures;
 	atomic_bool draining;
+	struct gw_metrics_listener *metrics_listener; /* NULL: [metrics] listen is off */
 };
+
+/* metrics_listen.c: GET /metrics on its own plain-HTTP listener. */
+struct gw_metrics_listener;
+/* Bind `listen` ("host:port"), print "ehrgate metrics on http://host:port/metrics"
+ * and serve on a thread of its own. */
+int gw__metrics_listen_start(struct gw_server *srv, const char *listen, struct gw_metrics_listener **out);
+void gw__metrics_listen_stop(struct gw_metrics_listener *m);
 
 /* Request state: one per HTTP request, owned by the core. */
 struct gw_hdr {
@@ -344,6 +352,8 @@ void gw_access_log_timer(evutil_socket_t fd, short what, void *arg);
 /* metrics.c */
 int gw_metrics_new(struct gw_metrics **out, size_t nroutes);
 void gw_metrics_free(struct gw_metrics *m);
+/* The engine's metrics of srv in Prometheus text. */
+int gw__metrics_render(struct gw_server *srv, struct ehr_buf *out);
 /* route_index -1 = unmatched. */
 void gw_metrics_observe(struct gw_metrics *m, int route_index, const char *method, int status,
                         int64_t dur_us);

@@ -3,7 +3,9 @@
  * requests and latency by route, open connections, in-flight requests, the
  * blocking queue, refusals and TLS reloads. They belong to one server
  * instance, so they live here and not in the process-wide registry
- * (common/metrics.h), which /metrics renders after them.
+ * (common/metrics.h), which /metrics renders after them. They are served
+ * on their own plain-HTTP listener (metrics_listen.c), never on the TLS
+ * port.
  *
  * Each worker owns a shard and is its only writer, so an observation is a
  * relaxed load and store with no lock and no shared cache line. A scrape
@@ -106,9 +108,8 @@ void gw_metrics_observe(struct gw_metrics *m, int route_index, const char *metho
 	bump(&rm->n, 1);
 }
 
-int gw_metrics_render(struct gw_req *r, struct ehr_buf *out)
+int gw__metrics_render(struct gw_server *srv, struct ehr_buf *out)
 {
-	struct gw_server *srv = r->srv;
 	size_t nr = gw_router_count(srv->router) + 1;
 
 	GUARD(ehr_buf_append_str(

@@ -292,6 +292,8 @@ int gw_server_run(const struct gw_http_options *o)
 	                   strchr(srv->host, ':') ? "https://[%s]:%u" : "https://%s:%u", srv->host,
 	                   srv->port));
 
+	if (o->metrics_listen && *o->metrics_listen)
+		GUARD_GOTO(gw__metrics_listen_start(srv, o->metrics_listen, &srv->metrics_listener));
 	for (; started < srv->nworkers; started++) {
 		if (pthread_create(&srv->workers[started].thread, NULL, worker_main,
 		                   &srv->workers[started]) != 0) {
@@ -327,6 +329,7 @@ stop:
 		return ehr_error_set(EHR_ERR_TIMEOUT, "drain timed out");
 	}
 out:
+	gw__metrics_listen_stop(srv->metrics_listener);
 	gw_pool_stop(srv->pool);
 	if (srv->workers) {
 		for (unsigned i = 0; i < srv->nworkers; i++)

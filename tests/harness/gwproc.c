@@ -193,6 +193,7 @@ static int write_config(struct gw_proc *p)
 	GUARD_GOTO(ehr_buf_printf(&ini,
 	                          "; written by tests/harness/gwproc.c\n"
 	                          "[server]\nlisten = 127.0.0.1:0\nstate_dir = %s\n%s"
+	                          "[metrics]\nlisten = 127.0.0.1:0\n"
 	                          "[database]\nurl = %s\nadmin_url = %s\n",
 	                          p->state_dir, p->test_routes ? "test_routes = true\n" : "", p->db.app_ci,
 	                          p->db.super_ci));
@@ -348,6 +349,7 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 		argv[n++] = (char *)extra[i];
 	}
 	argv[n] = NULL;
+	p->metrics_url[0] = '\0';
 	if (pipe(pfd) != 0)
 		return ehr_error_set(EHR_ERR_IO, "pipe: %s", strerror(errno));
 	p->pid = spawn(argv, pfd[1], p->log_path);
@@ -380,6 +382,14 @@ int gwp_start_with(struct gw_proc *p, const char *const *extra)
 		}
 		got += (size_t)r;
 		line[got] = '\0';
+		/* "ehrgate metrics on http://..." comes first when [metrics] listen is on */
+		while ((nl = strchr(line, '\n')) != NULL && strncmp(line, "ehrgate metrics on ", 19) == 0) {
+			*nl = '\0';
+			if (strlen(line + 19) < sizeof(p->metrics_url))
+				memcpy(p->metrics_url, line + 19, strlen(line + 19) + 1);
+			got -= (size_t)(nl + 1 - line);
+			memmove(line, nl + 1, got + 1);
+		}
 		if ((nl = strchr(line, '\n')) != NULL) {
 			const char *url = strstr(line, "https://");
 			const char *colon;
@@ -496,6 +506,7 @@ int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_re
 	CURL *c;
 	CURLcode rc;
 	const char *method = rq->method ? rq->method : (rq->body ? "POST" : "GET");
+	bool api;
 
 	memset(out, 0, sizeof(*out));
 	if (!curl_ready) {
@@ -537,6 +548,9 @@ int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_re
 	for (size_t i = 0; rq->headers && rq->headers[i]; i++)
 		hl = curl_slist_append(hl, rq->headers[i]);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hl);
+	/* Only the TLS API's replies are checked against schemas/openapi.yaml:
+	 * not the metrics listener's, nor plain-HTTP probes of the TLS port. */
+	api = strncmp(ehr_buf_cstr(&url), p->base_url, strlen(p->base_url)) == 0;
 	rc = curl_easy_perform(c);
 	out->curl_code = (int)rc;
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &out->status);
@@ -548,7 +562,7 @@ int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_re
 	out->body_len = body.len;
 	out->body = body.data ? (char *)ehr_buf_detach(&body, NULL) : strdup("");
 	out->headers = hdrs.data ? (char *)ehr_buf_detach(&hdrs, NULL) : strdup("");
-	if (rc == CURLE_OK || out->status > 0) {
+	if (api && (rc == CURLE_OK || out->status > 0)) {
 		char ct[256];
 		if (gwp_resp_header(out, "Content-Type", ct, sizeof(ct)) < 0)
 			ct[0] = '\0';
@@ -562,6 +576,13 @@ int gwp_get(const struct gw_proc *p, const char *path, struct gwp_resp *out)
 	struct gwp_req rq = { .path = path };
 
 	return gwp_request(p, &rq, out);
+}
+
+int gwp_metrics(const struct gw_proc *p, struct gwp_resp *out)
+{
+	if (p->metrics_url[0] == '\0')
+		return ehr_error_set(EHR_ERR_NOT_FOUND, "the gateway serves no metrics listener");
+	return gwp_get(p, p->metrics_url, out);
 }
 
 void gwp_resp_free(struct gwp_resp *r)

@@ -27,7 +27,7 @@
  *   - creates a fresh, empty database through the one database fixture
  *     (dbfix.h), named after the test binary: p->db.super_ci (superuser)
  *     and p->db.app_ci (ehrgate_app) are its conninfo strings;
- *   - writes p->config (INI: listen 127.0.0.1:0, state_dir, test_routes
+ *   - writes p->config (INI: listen 127.0.0.1:0, metrics listen 127.0.0.1:0, state_dir, test_routes
  *     unless options->no_test_routes, both database urls, the [store]
  *     section: options->store_ini, or by default the fs store under
  *     p->dir/objects; then options->extra_ini appended verbatim; a key may
@@ -86,6 +86,7 @@ struct gw_proc {
 	char bin[GWP_PATH];       /* the ehrgate binary */
 	struct ehr_db_fixture db; /* db.super_ci (superuser), db.app_ci (ehrgate_app) */
 	char base_url[128];       /* https://127.0.0.1:PORT, set by gwp_start */
+	char metrics_url[128];    /* http://127.0.0.1:PORT/metrics ([metrics] listen), or "" */
 	uint16_t port;
 	pid_t pid;      /* serve's pid while running, else 0 */
 	char *sets[32]; /* copies of options->sets */
@@ -154,6 +155,10 @@ struct gwp_resp {
 };
 int gwp_request(const struct gw_proc *p, const struct gwp_req *rq, struct gwp_resp *out);
 int gwp_get(const struct gw_proc *p, const char *path, struct gwp_resp *out);
+/* GET p->metrics_url: the [metrics] listener (plain HTTP, loopback; the
+ * harness's config listens on 127.0.0.1:0 and gwp_start reads the
+ * "ehrgate metrics on URL" line). EHR_ERR_NOT_FOUND when it is off. */
+int gwp_metrics(const struct gw_proc *p, struct gwp_resp *out);
 void gwp_resp_free(struct gwp_resp *r);
 /* The value of the last header `name` (case-insensitive) into out; 0 or EHR_ERR_NOT_FOUND. */
 int gwp_resp_header(const struct gwp_resp *r, const char *name, char *out, size_t cap);

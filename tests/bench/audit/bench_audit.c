@@ -55,7 +55,7 @@ static void *filler(void *arg)
 
 	for (;;) {
 		uint64_t i;
-		char actor[32], subject[32];
+		char actor[64], subject[64]; /* well-formed ids: the audit query validates them */
 		json_t *payload;
 		struct ledger_entry_in in;
 
@@ -65,8 +65,8 @@ static void *filler(void *arg)
 		if (i == UINT64_MAX)
 			return NULL;
 		seed = seed * 1103515245u + 12345u;
-		snprintf(actor, sizeof(actor), "srv-%04u", (seed >> 8) % 1000);
-		snprintf(subject, sizeof(subject), "pt-%05u", (seed >> 4) % 20000);
+		snprintf(actor, sizeof(actor), "srv-%032u", (seed >> 8) % 1000);
+		snprintf(subject, sizeof(subject), "pt-%043u", (seed >> 4) % 20000);
 		payload = json_pack(
 		        "{s:s, s:s, s:I, s:s}", "record", "0123456789abcdef0123456789abcdef", "sha256",
 		        "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "size",
@@ -274,18 +274,19 @@ int main(int argc, char **argv)
 					break;
 				case 3:
 					snprintf(path, sizeof(path),
-					         "/v1/audit/entries?limit=100&actor=srv-%04u", seed % 1000);
+					         "/v1/audit/entries?limit=100&actor=srv-%032u", seed % 1000);
 					snprintf(q, sizeof(q),
 					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
-					         "seq >= 0 AND actor = 'srv-%04u' ORDER BY seq LIMIT 100",
+					         "seq >= 0 AND actor = 'srv-%032u' ORDER BY seq LIMIT 100",
 					         seed % 1000);
 					break;
 				case 4:
 					snprintf(path, sizeof(path),
-					         "/v1/audit/entries?limit=100&subject=pt-%05u", seed % 20000);
+					         "/v1/audit/entries?limit=100&subject=pt-%043u",
+					         seed % 20000);
 					snprintf(q, sizeof(q),
 					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
-					         "seq >= 0 AND subject = 'pt-%05u' ORDER BY seq LIMIT 100",
+					         "seq >= 0 AND subject = 'pt-%043u' ORDER BY seq LIMIT 100",
 					         seed % 20000);
 					break;
 				case 5:
@@ -310,11 +311,11 @@ int main(int argc, char **argv)
 					break;
 				default:
 					snprintf(path, sizeof(path),
-					         "/v1/audit/entries?limit=100&subject=pt-%05u&type=%s",
+					         "/v1/audit/entries?limit=100&subject=pt-%043u&type=%s",
 					         seed % 20000, types[seed % 8]);
 					snprintf(q, sizeof(q),
 					         "SELECT seq, block_height, entry FROM ledger_entries WHERE "
-					         "seq >= 0 AND subject = 'pt-%05u' AND type = '%s' ORDER BY "
+					         "seq >= 0 AND subject = 'pt-%043u' AND type = '%s' ORDER BY "
 					         "seq LIMIT 100",
 					         seed % 20000, types[seed % 8]);
 					break;

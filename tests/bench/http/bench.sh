@@ -49,7 +49,9 @@ workers=$(nproc)
 # ---- ehrgate (no database needed for /healthz; the pool connects lazily)
 gw_log=/dev/null
 [[ "$ACCESS_LOG" == 1 ]] && gw_log="$work/ehrgate.log"
-"$bin" serve --set server.state_dir="$work/state" --set server.listen=127.0.0.1:0 \
+# [metrics] listen: a free port, given as an environment variable, which a
+# baseline binary from before [metrics] existed ignores (no such section).
+EHRGATE_METRICS_LISTEN=127.0.0.1:0 "$bin" serve --set server.state_dir="$work/state" --set server.listen=127.0.0.1:0 \
 	--set "database.url=host=/nonexistent dbname=none" --set log.access=$([[ "$ACCESS_LOG" == 1 ]] && echo true || echo false) \
 	>"$work/gw.out" 2>"$gw_log" &
 gw_pid=$!
@@ -62,7 +64,7 @@ base_pid= base_url=
 if [[ -n "${BASELINE_BIN:-}" ]]; then
 	base_log=/dev/null
 	[[ "$ACCESS_LOG" == 1 ]] && base_log="$work/baseline.log"
-	"$BASELINE_BIN" serve --set server.state_dir="$work/state" --set server.listen=127.0.0.1:0 \
+	EHRGATE_METRICS_LISTEN=127.0.0.1:0 "$BASELINE_BIN" serve --set server.state_dir="$work/state" --set server.listen=127.0.0.1:0 \
 		--set "database.url=host=/nonexistent dbname=none" --set log.access=$([[ "$ACCESS_LOG" == 1 ]] && echo true || echo false) \
 		>"$work/base.out" 2>"$base_log" &
 	base_pid=$!

@@ -121,7 +121,8 @@ key_prefix = bench/
 INI
 )
 "$GWBIN" migrate -c "$GW/ehrgate.ini" >/dev/null
-"$GWBIN" serve -c "$GW/ehrgate.ini" >"$GW/serve.out" 2>"$GW/serve.log" </dev/null &
+# a free metrics port (an environment variable: an older BENCH_GATEWAY_BIN ignores it)
+EHRGATE_METRICS_LISTEN=127.0.0.1:0 "$GWBIN" serve -c "$GW/ehrgate.ini" >"$GW/serve.out" 2>"$GW/serve.log" </dev/null &
 GW_PID=$!
 URL=
 for _ in $(seq 200); do

@@ -79,8 +79,13 @@ static void check_head(const uint8_t *data, size_t size)
 		abort();
 	if (q.nfields > MAX_FIELDS || q.content_length < -1 || (q.chunked && q.content_length >= 0))
 		abort();
-	if (q.minor < 0 || q.minor > 9 || (q.minor == 0 && (q.chunked || q.expect_continue)))
+	/* only HTTP/1.0 and 1.1 are served (anything else is 505) */
+	if (q.minor < 0 || q.minor > 1 || (q.minor == 0 && (q.chunked || q.expect_continue)))
 		abort();
+	/* every LF of an accepted head ends a CRLF: a bare one is refused */
+	for (size_t i = 0; i < len; i++)
+		if (data[i] == '\n' && (i == 0 || data[i - 1] != '\r'))
+			abort();
 	if (q.minor >= 1 && gw_h1_field(&q, "Host") == NULL)
 		abort();
 	for (const char *p = q.target; *p; p++)

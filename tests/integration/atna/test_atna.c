@@ -312,12 +312,11 @@ static void test_metrics(void)
 {
 	struct gwp_resp res;
 
-	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
-	if (res.status == 200) {
-		CU_ASSERT(gwp_metric(res.body, "\nehrgate_atna_sent_total ") > 0);
-		CU_ASSERT(strstr(res.body, "\nehrgate_atna_lag_entries ") != NULL);
-		CU_ASSERT(strstr(res.body, "\nehrgate_atna_errors_total ") != NULL);
-	}
+	EHR_ASSERT_OK(gwp_metrics(&gw, &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	CU_ASSERT(gwp_metric(res.body, "\nehrgate_atna_sent_total ") > 0);
+	CU_ASSERT(strstr(res.body, "\nehrgate_atna_lag_entries ") != NULL);
+	CU_ASSERT(strstr(res.body, "\nehrgate_atna_errors_total ") != NULL);
 	gwp_resp_free(&res);
 }
 
@@ -347,7 +346,7 @@ static uint64_t errors_of(struct gw_proc *b)
 	struct gwp_resp res;
 	uint64_t n = 0;
 
-	if (gwp_get(b, "/metrics", &res) == 0 && res.status == 200)
+	if (gwp_metrics(b, &res) == 0 && res.status == 200)
 		n = gwp_metric(res.body, "\nehrgate_atna_errors_total ");
 	gwp_resp_free(&res);
 	return n;

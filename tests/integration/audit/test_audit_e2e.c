@@ -687,7 +687,7 @@ static long long metric(const char *name)
 	struct gwp_resp m;
 	long long v = -1;
 
-	if (gwp_get(&gw, "/metrics", &m) == 0 && m.body) {
+	if (gwp_metrics(&gw, &m) == 0 && m.body) {
 		const char *p = strstr(m.body, name);
 		while (p && p > m.body && p[-1] != '\n')
 			p = strstr(p + 1, name);

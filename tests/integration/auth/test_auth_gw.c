@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -169,6 +170,20 @@ static long send_raw(struct ehr_client *c, const char *method, const char *path,
 		fprintf(stderr, "\n  transport: %s\n", ehr_error_msg());
 	ehr_buf_free(&h1);
 	ehr_buf_free(&h2);
+	return status;
+}
+
+/* Send through the client's own credentials (a patient profile signs a
+ * DPoP proof); body text may be NULL. Returns the status. */
+static long send_auto(struct ehr_client *c, const char *method, const char *path, const char *body,
+                      struct ehr_buf *resp)
+{
+	long status = 0;
+
+	ehr_buf_reset(resp);
+	if (ehr_client_request(c, &status, resp, method, path, NULL, body, body ? strlen(body) : 0, NULL,
+	                       NULL) < 0)
+		fprintf(stderr, "\n  transport: %s\n", ehr_error_msg());
 	return status;
 }
 
@@ -334,6 +349,185 @@ static void test_wrong_role(void)
 	CU_ASSERT_EQUAL(st, 200);
 	ehr_buf_free(&resp);
 	ehr_client_free(c);
+}
+
+/* The other kind of credential, valid, is 403 forbidden ("authenticated,
+ * but the route is not open to this role", docs/PROTOCOL.md §1.4): a
+ * patient's DPoP token on a certificate route, a certificate on a
+ * patient-only route. Both were 401. No credential at all stays 401. */
+static void test_other_kind_of_credential(void)
+{
+	static const char *const patient_only[] = { "/v1/me/contracts", "/v1/me/access-log" };
+	static const char *const cert_only[] = { "/v1/audit/entries", "/v1/audit/entries?limit=1" };
+	char cert[400], key[400];
+	struct ehr_client *pat = NULL, *srv, *anon = plain_client();
+	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
+	long st;
+
+	path_of(cert, sizeof(cert), srvdir, "cert.pem");
+	path_of(key, sizeof(key), srvdir, "key.pem");
+	srv = cert_client(cert, key);
+	EHR_ASSERT_OK(ehr_client_open_profile(&pat, patdir));
+	CU_ASSERT_FATAL(pat != NULL && srv != NULL && anon != NULL);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(patient_only); i++) {
+		st = send_raw(srv, "GET", patient_only[i], NULL, NULL, NULL, &resp);
+		assert_error(st, 403, ehr_buf_cstr(&resp));
+		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "\"forbidden\""));
+		st = send_raw(anon, "GET", patient_only[i], NULL, NULL, NULL, &resp);
+		assert_error(st, 401, ehr_buf_cstr(&resp));
+	}
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cert_only); i++) {
+		st = send_auto(pat, "GET", cert_only[i], NULL, &resp);
+		assert_error(st, 403, ehr_buf_cstr(&resp));
+		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "\"forbidden\""));
+		st = send_raw(anon, "GET", cert_only[i], NULL, NULL, NULL, &resp);
+		assert_error(st, 401, ehr_buf_cstr(&resp));
+	}
+	/* a patient token on a server route with a body */
+	st = send_auto(pat, "POST", "/v1/patients", "{\"external_id\":\"x\"}", &resp);
+	assert_error(st, 403, ehr_buf_cstr(&resp));
+	/* an invalid token on a certificate route is the route's 401 */
+	st = send_raw(anon, "GET", "/v1/audit/entries", "DPoP not-a-token", "x.y.z", NULL, &resp);
+	assert_error(st, 401, ehr_buf_cstr(&resp));
+	/* the refusals are ledger events with reason wrong_role (failure
+	 * events are rate-limited per peer, so at least the first is there) */
+	CU_ASSERT(
+	        ehr_testdb_scalar(gw.db.super_ci,
+	                          "SELECT count(*) FROM ledger_entries WHERE type IN ('auth.mtls', "
+	                          "'auth.dpop') AND actor NOT IN ('anonymous') AND position('wrong_role' in "
+	                          "encode(entry, 'escape')) > 0") >= 1);
+	ehr_buf_free(&resp);
+	ehr_client_free(pat);
+	ehr_client_free(srv);
+	ehr_client_free(anon);
+}
+
+/* `ehrctl --dir DIR ARGS` through the shell: exit status, stdout and
+ * stderr together in out. */
+static int ctl_sh(char *out, size_t cap, const char *dir, const char *args)
+{
+	char cmd[2048];
+	FILE *f;
+	size_t n;
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "'%s' --dir '%s' %s 2>&1", EHRCTL_BIN, dir, args);
+	if ((f = popen(cmd, "r")) == NULL)
+		return -1;
+	n = fread(out, 1, cap - 1, f);
+	out[n] = '\0';
+	st = pclose(f);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* ehrctl names the gateway's answer (status and error code) and exits 1
+ * for a refusal; it said "request failed" and the JSON body, and exited 1
+ * for everything. A gateway that cannot be reached is 3. */
+static void test_ehrctl_errors_and_exit_status(void)
+{
+	char out[8192], args[2048];
+
+	/* a patient on an auditor route: 403 forbidden */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), patdir, "audit query --limit 1"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl: 403 forbidden: "));
+	/* an auditor's malformed filter: 400 invalid_request, named */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), auddir, "audit query --actor .."), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl: 400 invalid_request: actor"));
+	/* a server without a contract, through the profile functions too */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), srvdir, "contract list"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "403 forbidden"));
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), auddir, "patient create --external-id MRN-9"), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl: 403 forbidden: "));
+	snprintf(args, sizeof(args),
+	         "register --url %s --token AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA --ca %s --out %s/x",
+	         gw.base_url, cafile, tmp);
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), srvdir, args), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl register: 401 unauthenticated: "));
+	/* success is 0 */
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), auddir, "audit query --limit 1"), 0);
+	/* nothing listens there: 3 */
+	snprintf(args, sizeof(args), "register --url https://127.0.0.1:1 --token x --ca %s --out %s/y",
+	         cafile, tmp);
+	CU_ASSERT_EQUAL(ctl_sh(out, sizeof(out), srvdir, args), 3);
+}
+
+/* Every route checks its query parameters and ids alike, after
+ * authentication: an unknown or repeated parameter, or an id outside its
+ * documented format, is 400 invalid_request naming it. Before, the audit
+ * query ignored ?foo=1 (all entries) and limit=1&limit=1000, and the record
+ * list answered 200 for the patient id "..". */
+static void test_strict_ids_and_queries(void)
+{
+	static const struct {
+		const char *path;
+		const char *says;
+	} aud_cases[] = {
+		{ "/v1/audit/entries?foo=1", "'foo'" },
+		{ "/v1/audit/entries?limit=1&limit=1000", "'limit' is repeated" },
+		{ "/v1/audit/entries?tpye=auth.token", "'tpye'" },
+		{ "/v1/audit/entries?actor=..", "actor" },
+		{ "/v1/audit/entries?subject=%2e", "subject" },
+		{ "/v1/audit/stream?since=0&foo=1", "'foo'" },
+		{ "/v1/ledger/checkpoint?sise=1", "'sise'" },
+		{ "/v1/ledger/proof/inclusion?index=0&size=1&index=0", "'index' is repeated" },
+	};
+	static const char *const srv_bad_ids[] = {
+		"/v1/patients/%2e%2e/records",
+		"/v1/patients/%2e/records",
+		"/v1/patients/0123abcd/records",
+		"/v1/patients/pt-short/records",
+		"/v1/records/%2e%2e",
+		"/v1/records/ABCDEF0123456789ABCDEF0123456789",
+	};
+	char cert[400], key[400], path[512];
+	struct ehr_client *aud, *srv, *pat = NULL;
+	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
+	long st;
+
+	path_of(cert, sizeof(cert), auddir, "cert.pem");
+	path_of(key, sizeof(key), auddir, "key.pem");
+	aud = cert_client(cert, key);
+	path_of(cert, sizeof(cert), srvdir, "cert.pem");
+	path_of(key, sizeof(key), srvdir, "key.pem");
+	srv = cert_client(cert, key);
+	EHR_ASSERT_OK(ehr_client_open_profile(&pat, patdir));
+	CU_ASSERT_FATAL(aud != NULL && srv != NULL && pat != NULL);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(aud_cases); i++) {
+		st = send_raw(aud, "GET", aud_cases[i].path, NULL, NULL, NULL, &resp);
+		assert_error(st, 400, ehr_buf_cstr(&resp));
+		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "invalid_request"));
+		if (strstr(ehr_buf_cstr(&resp), aud_cases[i].says) == NULL)
+			fprintf(stderr, "\n  %s: %s\n", aud_cases[i].path, ehr_buf_cstr(&resp));
+		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), aud_cases[i].says));
+	}
+	/* well-formed filters still work */
+	snprintf(path, sizeof(path), "/v1/audit/entries?limit=1&subject=%s&actor=anonymous", pid);
+	st = send_raw(aud, "GET", path, NULL, NULL, NULL, &resp);
+	CU_ASSERT_EQUAL(st, 200);
+	for (size_t i = 0; i < EHR_ARRAY_LEN(srv_bad_ids); i++) {
+		st = send_raw(srv, "GET", srv_bad_ids[i], NULL, NULL, NULL, &resp);
+		if (st != 400)
+			fprintf(stderr, "\n  %s: %ld %s\n", srv_bad_ids[i], st, ehr_buf_cstr(&resp));
+		assert_error(st, 400, ehr_buf_cstr(&resp));
+		CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "invalid_request"));
+	}
+	/* the patient's own list, and the same refusals for a patient */
+	snprintf(path, sizeof(path), "/v1/patients/%s/records?limit=5", pid);
+	st = send_auto(pat, "GET", path, NULL, &resp);
+	CU_ASSERT_EQUAL(st, 200);
+	snprintf(path, sizeof(path), "/v1/patients/%s/records?limit=5&offset=3", pid);
+	st = send_auto(pat, "GET", path, NULL, &resp);
+	assert_error(st, 400, ehr_buf_cstr(&resp));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "'offset'"));
+	st = send_auto(pat, "GET", "/v1/patients/%2e%2e/records", NULL, &resp);
+	assert_error(st, 400, ehr_buf_cstr(&resp));
+	st = send_auto(pat, "POST", "/v1/me/contracts/%2e%2e/revoke", "{}", &resp);
+	assert_error(st, 400, ehr_buf_cstr(&resp));
+	CU_ASSERT_PTR_NOT_NULL(strstr(ehr_buf_cstr(&resp), "contract id"));
+	ehr_buf_free(&resp);
+	ehr_client_free(aud);
+	ehr_client_free(srv);
+	ehr_client_free(pat);
 }
 
 static int write_pair(const char *dir, const char *name, X509 *cert, EVP_PKEY *key, char *cpath, char *kpath)
@@ -616,8 +810,25 @@ static void test_nonce_replay_and_expired_code(void)
 	              json_string_value(json_object_get(ch, "nonce")), "ts", ts, "signature",
 	              ehr_buf_cstr(&sig));
 	ehr_json_dump(&body, b);
-	st = send_raw(c, "POST", "/v1/auth/token", NULL, NULL, ehr_buf_cstr(&body), &resp);
-	CU_ASSERT_EQUAL(st, 200);
+	{
+		/* RFC 6749 §5.1: the token reply is not cached; it said
+		 * Cache-Control: no-store twice (the route's and the core's). */
+		const char *hs[] = { "Content-Type: application/json", NULL };
+		struct gwp_req rq = { .method = "POST",
+			              .path = "/v1/auth/token",
+			              .body = body.data,
+			              .body_len = body.len,
+			              .headers = hs };
+		struct gwp_resp res;
+		size_t n = 0;
+		EHR_ASSERT_OK(gwp_request(&gw, &rq, &res));
+		CU_ASSERT_EQUAL(res.status, 200);
+		for (const char *h = res.headers; h && (h = strcasestr(h, "\ncache-control:")) != NULL; h++)
+			n++;
+		CU_ASSERT_EQUAL(n, 1);
+		CU_ASSERT_PTR_NOT_NULL(strcasestr(res.headers, "\ncache-control: no-store\r\n"));
+		gwp_resp_free(&res);
+	}
 	st = send_raw(c, "POST", "/v1/auth/token", NULL, NULL, ehr_buf_cstr(&body), &resp);
 	assert_error(st, 401, ehr_buf_cstr(&resp));
 
@@ -914,6 +1125,9 @@ static void register_suites(void)
 	              { "register_token_reused_or_expired", test_register_token_reused_or_expired },
 	              { "server_route_without_certificate", test_server_route_without_certificate },
 	              { "wrong_role", test_wrong_role },
+	              { "other_kind_of_credential_403", test_other_kind_of_credential },
+	              { "strict_ids_and_queries", test_strict_ids_and_queries },
+	              { "ehrctl_errors_and_exit_status", test_ehrctl_errors_and_exit_status },
 	              { "foreign_ca_and_expired_certificate", test_foreign_ca_and_expired_certificate },
 	              { "revoked_on_open_connection", test_revoked_on_open_connection },
 	              { "dpop_negatives", test_dpop_negatives }, { "forged_tokens", test_forged_tokens },

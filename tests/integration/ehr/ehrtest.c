@@ -127,6 +127,17 @@ int ehrt_raw_store(struct obj_store **out, bool s3, const char *fs_root)
 	return obj_store_open(out, &c);
 }
 
+long long ehrt_q1(const struct gw_proc *g, const char *f, ...)
+{
+	char sql[4096];
+	va_list ap;
+
+	va_start(ap, f);
+	vsnprintf(sql, sizeof(sql), f, ap);
+	va_end(ap);
+	return gwp_db_scalar(g, sql);
+}
+
 long ehrt_put(struct ehr_client *c, const char *pid, const char *cat, const uint8_t *body, size_t n,
               char rid[CLOUD_RID_HEX])
 {
@@ -191,4 +202,24 @@ bool ehrt_object_exists(struct obj_store *raw, const char *rid)
 	if (cloud_rid_parse(r, rid) < 0 || cloud_record_key(key, sizeof(key), r) < 0)
 		return true;
 	return obj_store_head(raw, key, &size) == 0;
+}
+
+long ehrt_post_basis(struct ehr_client *c, const char *path, const char *basis, json_t **resp)
+{
+	json_t *body = json_pack("{s:s}", "basis", basis), *r = NULL;
+	long status = 0;
+
+	if (ehr_client_json(c, &status, &r, "POST", path, body) < 0)
+		status = 0;
+	json_decref(body);
+	if (resp)
+		*resp = r;
+	else
+		json_decref(r);
+	return status;
+}
+
+const char *ehrt_err_str(const json_t *resp, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(resp, "error"), key));
 }

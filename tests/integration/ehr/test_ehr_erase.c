@@ -40,16 +40,7 @@ static struct obj_store *raw;
 
 /* ------------------------------------------------------------ helpers */
 
-static long long q1(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static long long q1(const char *f, ...)
-{
-	char sql[2048];
-	va_list ap;
-	va_start(ap, f);
-	vsnprintf(sql, sizeof(sql), f, ap);
-	va_end(ap);
-	return gwp_db_scalar(&G, sql);
-}
+#define q1(...) ehrt_q1(&G, __VA_ARGS__)
 
 static uint8_t *make_body(size_t n, unsigned seed)
 {
@@ -74,22 +65,8 @@ static long get(struct ehr_client *c, const char *rid, struct ehr_buf *out)
 static long erase_req(struct ehr_client *c, const char *rid, const char *basis, json_t **resp)
 {
 	char path[128];
-	json_t *body = json_pack("{s:s}", "basis", basis), *r = NULL;
-	long status = 0;
 	snprintf(path, sizeof(path), "/v1/records/%s/erase", rid);
-	if (ehr_client_json(c, &status, &r, "POST", path, body) < 0)
-		status = 0;
-	json_decref(body);
-	if (resp)
-		*resp = r;
-	else
-		json_decref(r);
-	return status;
-}
-
-static const char *err_str(const json_t *resp, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(resp, "error"), key));
+	return ehrt_post_basis(c, path, basis, resp);
 }
 
 static long long err_int(const json_t *resp, const char *key)
@@ -301,7 +278,7 @@ static void test_patient_erases(void)
 	{
 		json_t *j = NULL;
 		CU_ASSERT_EQUAL(ehr_json_parse(&j, got.data, got.len, 1 << 16, 8), 0);
-		CU_ASSERT_STRING_EQUAL(err_str(j, "code") ?: "", "gone");
+		CU_ASSERT_STRING_EQUAL(ehrt_err_str(j, "code") ?: "", "gone");
 		CU_ASSERT_EQUAL(err_int(j, "erase_seq"), erase_seq);
 		json_decref(j);
 	}
@@ -391,10 +368,10 @@ static void expect_refused(struct ehr_client *c, const char *rid, const char *re
 	long long refused_seq;
 
 	CU_ASSERT_EQUAL(erase_req(c, rid, "patient-request", &resp), 409);
-	CU_ASSERT_STRING_EQUAL(err_str(resp, "code") ?: "", "erasure_refused");
-	CU_ASSERT_STRING_EQUAL(err_str(resp, "reason") ?: "", reason);
+	CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, "code") ?: "", "erasure_refused");
+	CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, "reason") ?: "", reason);
 	if (extra_key)
-		CU_ASSERT_STRING_EQUAL(err_str(resp, extra_key) ?: "", extra_val);
+		CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, extra_key) ?: "", extra_val);
 	refused_seq = err_int(resp, "refused_seq");
 	CU_ASSERT_EQUAL(q1("SELECT count(*) FROM ledger_entries WHERE seq = %lld AND type = "
 	                   "'ehr.erase.refused' AND position(convert_to('%s', 'UTF8') in entry) > 0",

@@ -30,16 +30,7 @@ static struct obj_store *raw;
 static char release[GWP_PATH + 32], reached[GWP_PATH + 48];
 static int npatients;
 
-static long long q1(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static long long q1(const char *f, ...)
-{
-	char sql[2048];
-	va_list ap;
-	va_start(ap, f);
-	vsnprintf(sql, sizeof(sql), f, ap);
-	va_end(ap);
-	return gwp_db_scalar(&G, sql);
-}
+#define q1(...) ehrt_q1(&G, __VA_ARGS__)
 
 static void touch(const char *path)
 {
@@ -78,21 +69,7 @@ static long get(struct ehr_client *c, const char *rid)
 /* POST /v1/me/erase as the patient; *resp the JSON reply. */
 static long me_erase(struct ehr_client *pat, json_t **resp)
 {
-	json_t *body = json_pack("{s:s}", "basis", "gdpr-17-1-a"), *r = NULL;
-	long status = 0;
-	if (ehr_client_json(pat, &status, &r, "POST", "/v1/me/erase", body) < 0)
-		status = 0;
-	json_decref(body);
-	if (resp)
-		*resp = r;
-	else
-		json_decref(r);
-	return status;
-}
-
-static const char *err_str(const json_t *resp, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(resp, "error"), key));
+	return ehrt_post_basis(pat, "/v1/me/erase", "gdpr-17-1-a", resp);
 }
 
 static long long erase_state_null(const char *pid)
@@ -228,9 +205,9 @@ static void assert_refused(const char *pid, struct ehr_client *pat, const char *
 	char out[4096];
 
 	CU_ASSERT_EQUAL(me_erase(pat, &resp), 409);
-	CU_ASSERT_STRING_EQUAL(err_str(resp, "code") ?: "", "erasure_refused");
-	CU_ASSERT_STRING_EQUAL(err_str(resp, "reason") ?: "", reason);
-	CU_ASSERT_STRING_EQUAL(err_str(resp, field) ?: "", value);
+	CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, "code") ?: "", "erasure_refused");
+	CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, "reason") ?: "", reason);
+	CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, field) ?: "", value);
 	{
 		json_t *seq = json_object_get(json_object_get(resp, "error"), "refused_seq");
 		CU_ASSERT_FATAL(json_is_integer(seq));
@@ -341,8 +318,8 @@ static void *upload_thread(void *ud)
 	ehrt_fmt(path, sizeof(path), "/v1/patients/%s/records", u->pid);
 	if (ehr_client_upload(srv, &u->status, &resp, "POST", path, NULL, u->fd, -1) < 0)
 		u->status = 0;
-	if (ehr_json_parse(&j, resp.data, resp.len, 1 << 20, 8) == 0 && err_str(j, "code"))
-		ehrt_fmt(u->code, sizeof(u->code), "%s", err_str(j, "code"));
+	if (ehr_json_parse(&j, resp.data, resp.len, 1 << 20, 8) == 0 && ehrt_err_str(j, "code"))
+		ehrt_fmt(u->code, sizeof(u->code), "%s", ehrt_err_str(j, "code"));
 	json_decref(j);
 	ehr_buf_free(&resp);
 	return NULL;

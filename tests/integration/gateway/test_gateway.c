@@ -130,7 +130,7 @@ static void test_metrics(void)
 	char ct[128];
 	uint64_t before, after;
 
-	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+	EHR_ASSERT_OK(gwp_metrics(&gw, &res));
 	CU_ASSERT_EQUAL(res.status, 200);
 	before = gwp_metric(res.body,
 	                    "ehrgate_http_requests_total{route=\"healthz\",method=\"GET\",status=\"200\"}");
@@ -141,7 +141,7 @@ static void test_metrics(void)
 	}
 	EHR_ASSERT_OK(gwp_get(&gw, "/no/such/thing", &res));
 	gwp_resp_free(&res);
-	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+	EHR_ASSERT_OK(gwp_metrics(&gw, &res));
 	CU_ASSERT_EQUAL(res.status, 200);
 	EHR_ASSERT_OK(gwp_resp_header(&res, "Content-Type", ct, sizeof(ct)));
 	CU_ASSERT_PTR_NOT_NULL(strstr(ct, "text/plain"));
@@ -157,9 +157,41 @@ static void test_metrics(void)
 	        res.body, "ehrgate_http_request_duration_seconds_bucket{route=\"healthz\",le=\"+Inf\"}"));
 	CU_ASSERT_PTR_NOT_NULL(
 	        strstr(res.body, "ehrgate_http_request_duration_seconds_count{route=\"healthz\"}"));
-	CU_ASSERT(gwp_metric(res.body, "\nehrgate_http_open_connections") >= 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "\nehrgate_http_open_connections "));
 	/* no raw paths in labels */
 	CU_ASSERT_PTR_NULL(strstr(res.body, "/no/such/thing"));
+	gwp_resp_free(&res);
+}
+
+/* /metrics is served on its own plain-HTTP listener, loopback by default,
+ * and no longer on the TLS port every client reaches (it answered anyone:
+ * per-route counts, decisions, the break-glass counter). */
+static void test_metrics_own_listener(void)
+{
+	struct gwp_resp res;
+	struct gwp_req post = { .method = "POST", .body = "x", .body_len = 1 };
+	char url[160];
+
+	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+	CU_ASSERT_EQUAL(res.status, 404);
+	CU_ASSERT(gwp_resp_is_error(&res, "not_found"));
+	CU_ASSERT_PTR_NULL(strstr(res.body, "ehrgate_"));
+	gwp_resp_free(&res);
+	CU_ASSERT(strncmp(gw.metrics_url, "http://127.0.0.1:", 17) == 0);
+	EHR_ASSERT_OK(gwp_metrics(&gw, &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "# TYPE ehrgate_http_requests_total counter"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(res.body, "ehrgate_break_glass_reads_total"));
+	gwp_resp_free(&res);
+	/* nothing else is served there */
+	snprintf(url, sizeof(url), "%s", gw.metrics_url);
+	snprintf(strstr(url, "/metrics"), 16, "/healthz");
+	EHR_ASSERT_OK(gwp_get(&gw, url, &res));
+	CU_ASSERT_EQUAL(res.status, 404);
+	gwp_resp_free(&res);
+	post.path = gw.metrics_url;
+	EHR_ASSERT_OK(gwp_request(&gw, &post, &res));
+	CU_ASSERT_EQUAL(res.status, 405);
 	gwp_resp_free(&res);
 }
 
@@ -382,9 +414,9 @@ static void test_client_gone_mid_request(void)
 	CU_ASSERT_EQUAL(got, 0);
 	gwp_sleep_ms(1200);
 	gwp_assert_healthy(&gw);
-	EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
-	/* only the scrape itself is in flight */
-	CU_ASSERT_EQUAL(gwp_metric(res.body, "\nehrgate_http_inflight_requests"), 1);
+	EHR_ASSERT_OK(gwp_metrics(&gw, &res));
+	/* nothing is in flight (the scrape is on the metrics listener) */
+	CU_ASSERT_EQUAL(gwp_metric(res.body, "\nehrgate_http_inflight_requests"), 0);
 	CU_ASSERT(
 	        gwp_metric(
 	                res.body,
@@ -605,6 +637,12 @@ static void test_malformed_requests(void)
 		{ "BREW /healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 501" },
 		{ "GET healthz HTTP/1.1\r\nHost: x\r\n\r\n", "HTTP/1.1 400" },
 		{ "POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n", "HTTP/1.1 400" },
+		/* HTTP/1.x other than 1.0 and 1.1 (HTTP/1.2 was served as 1.1) */
+		{ "GET /healthz HTTP/1.2\r\nHost: x\r\n\r\n", "HTTP/1.1 505" },
+		{ "GET /healthz HTTP/2.0\r\nHost: x\r\n\r\n", "HTTP/1.1 505" },
+		/* a bare LF anywhere in the head: 400 and close (it used to end a line) */
+		{ "GET /healthz HTTP/1.1\nHost: x\n\n", "HTTP/1.1 400" },
+		{ "GET /healthz HTTP/1.1\r\nHost: x\r\n\n", "HTTP/1.1 400" },
 	};
 	char out[4096];
 	size_t got;
@@ -618,6 +656,20 @@ static void test_malformed_requests(void)
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, cases[i].status));
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "{\"error\":{\"code\":\""));
 		CU_ASSERT_PTR_NULL(strstr(out, "<HTML"));
+		CU_ASSERT_TRUE(closed);
+	}
+	/* The finding: a bare LF let "X-A: a\nContent-Length: 37" frame a body
+	 * that another parser reads as a second request (200, then 400 on one
+	 * connection). Now: one 400, the connection closed, nothing else. */
+	{
+		static const char smuggle[] =
+		        "POST /v1/test/echo HTTP/1.1\r\nHost: x\r\nX-A: a\nContent-Length: 37\r\n\r\n"
+		        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+		EHR_ASSERT_OK(gwp_raw_tls(&gw, smuggle, sizeof(smuggle) - 1, out, sizeof(out), &got, &closed,
+		                          3000));
+		CU_ASSERT(strncmp(out, "HTTP/1.1 400", 12) == 0);
+		CU_ASSERT_PTR_NULL(strstr(out + 1, "HTTP/1.1 "));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "bare LF"));
 		CU_ASSERT_TRUE(closed);
 	}
 	/* an over-long request line: JSON 4xx, then close */
@@ -946,7 +998,7 @@ static void test_sighup_reload(void)
 	gwp_assert_healthy(&gw);
 	{
 		struct gwp_resp res;
-		EHR_ASSERT_OK(gwp_get(&gw, "/metrics", &res));
+		EHR_ASSERT_OK(gwp_metrics(&gw, &res));
 		CU_ASSERT_EQUAL(gwp_metric(res.body, "\nehrgate_tls_reload_failures_total"), 1);
 		CU_ASSERT_EQUAL(gwp_metric(res.body, "\nehrgate_tls_reloads_total"), 1);
 		gwp_resp_free(&res);
@@ -1375,6 +1427,7 @@ static void test_cli_usage(void)
 		CU_ASSERT_EQUAL(st, 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "server.test_routes = true"));
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "database.url = (set)"));
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "metrics.listen = 127.0.0.1:0"));
 	}
 }
 
@@ -1382,8 +1435,9 @@ static void register_suites(void)
 {
 	EHR_ADD_SUITE(
 	        "gateway", gw_init, gw_clean, { "healthz", test_healthz }, { "readyz", test_readyz },
-	        { "metrics", test_metrics }, { "404 and 405 JSON", test_not_found_and_method },
-	        { "path parameters", test_path_params },
+	        { "metrics", test_metrics },
+	        { "metrics on its own listener only", test_metrics_own_listener },
+	        { "404 and 405 JSON", test_not_found_and_method }, { "path parameters", test_path_params },
 	        { "query parameters: declared, once, well-formed", test_query_params },
 	        { "keep-alive pipelining", test_keepalive_pipelined },
 	        { "a second server on a port in use fails", test_port_in_use },

@@ -3,6 +3,7 @@
  * closure; this checks the binary itself), and it runs. */
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
 
 #include "common/common.h"
 #include "tests/harness/harness.h"
@@ -58,10 +59,83 @@ static void test_runs_help(void)
 	ehr_buf_free(&cmd);
 }
 
+/* `ehrctl ARGS` with no profile (EHRCTL_DIR names a directory that does
+ * not exist): its exit status, stdout and stderr in out. */
+static int run_ctl(const char *args, char *out, size_t cap)
+{
+	struct ehr_buf cmd = EHR_BUF_INIT(4096);
+	int st;
+
+	EHR_ASSERT_OK(
+	        ehr_buf_printf(&cmd, "EHRCTL_DIR=/nonexistent/ehrctl-test '%s' %s 2>&1", ctl_bin(), args));
+	st = run(ehr_buf_cstr(&cmd), out, cap);
+	ehr_buf_free(&cmd);
+	return st >= 0 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* --help works on every command and subcommand without a profile (it
+ * failed for `audit query --help`, `contract create --help`, ...). */
+static void test_help_everywhere_without_profile(void)
+{
+	static const char *const cmds[] = {
+		"--help",
+		"register --help",
+		"renew --help",
+		"whoami --help",
+		"patient --help",
+		"patient create --help",
+		"patient enroll --help",
+		"patient login --help",
+		"record --help",
+		"record put --help",
+		"record get --help",
+		"record list --help",
+		"contract --help",
+		"contract create --help",
+		"contract list --help",
+		"contract revoke --help",
+		"audit --help",
+		"audit query --help",
+		"audit tail --help",
+		"audit verify --help",
+		"audit query -h",
+	};
+	static char out[1 << 16];
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cmds); i++) {
+		int st = run_ctl(cmds[i], out, sizeof(out));
+		if (st != 0 || strstr(out, "usage: ehrctl") == NULL)
+			fprintf(stderr, "\n  ehrctl %s: exit %d: %.200s\n", cmds[i], st, out);
+		CU_ASSERT_EQUAL(st, 0);
+		CU_ASSERT_PTR_NOT_NULL(strstr(out, "usage: ehrctl"));
+		CU_ASSERT_PTR_NULL(strstr(out, "cannot open the profile"));
+	}
+}
+
+/* Exit statuses: 2 usage; 3 no gateway reached or no profile; (1, a
+ * refusal by the gateway, is tested against a real gateway in
+ * tests/integration/auth). */
+static void test_exit_status(void)
+{
+	static char out[1 << 16];
+
+	CU_ASSERT_EQUAL(run_ctl("frobnicate", out, sizeof(out)), 2);
+	CU_ASSERT_EQUAL(run_ctl("audit no-such-command", out, sizeof(out)), 2);
+	CU_ASSERT_EQUAL(run_ctl("whoami", out, sizeof(out)), 3);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "profile"));
+	/* nothing listens on port 1: a transport failure, not a refusal */
+	CU_ASSERT_EQUAL(run_ctl("register --url https://127.0.0.1:1 --token x --out /nonexistent/ehrctl-test",
+	                        out, sizeof(out)),
+	                3);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "ehrctl register: "));
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("ehrctl link", NULL, NULL, { "no NEEDED libpq", test_no_libpq_needed },
-	              { "runs --help", test_runs_help });
+	              { "runs --help", test_runs_help },
+	              { "--help everywhere, no profile needed", test_help_everywhere_without_profile },
+	              { "exit status: usage 2, unreachable 3", test_exit_status });
 }
 
 EHR_TEST_MAIN(register_suites)

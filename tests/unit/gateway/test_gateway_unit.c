@@ -31,6 +31,11 @@ static void test_defaults(void)
 	EHR_ASSERT_OK(gw_config_set(c, "server", "state_dir", "/srv/ehr", "test"));
 	EHR_ASSERT_OK(gw_config_finish(c));
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "server", "listen"), "127.0.0.1:8443");
+	/* metrics on their own loopback listener; "" turns it off; a bad value is an error */
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "metrics", "listen"), "127.0.0.1:9464");
+	EHR_ASSERT_OK(gw_config_set(c, "metrics", "listen", "", "test"));
+	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "metrics", "listen"), "");
+	CU_ASSERT(gw_config_set(c, "metrics", "listen", "9464", "test") < 0);
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "cert"), "/srv/ehr/server.pem");
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "key"), "/srv/ehr/server.key");
 	CU_ASSERT_STRING_EQUAL(gw_config_get(c, "tls", "client_ca"), "/srv/ehr/regca.pem");
@@ -413,6 +418,72 @@ static void test_real_tables(void)
 	struct gw_router *rt = NULL;
 
 	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 5));
+	/* every {parameter} of every real route has an id validator */
+	EHR_ASSERT_OK(gw_router_check_params(rt, gw_id_check));
+	EHR_ASSERT_ERR(gw_router_check_params(rt, NULL), EHR_ERR_CONFIG);
+	gw_router_free(rt);
+}
+
+static int knows_nothing(const char *name, const char *value, bool path)
+{
+	(void)name;
+	(void)value;
+	return path ? EHR_ERR_INVAL : 0;
+}
+
+/* The one id validator: the documented formats, nothing else. */
+static void test_id_validator(void)
+{
+	static const char pt[] = "pt-0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+	static const char cid[] = "0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I";
+	static const char rid[] = "0123456789abcdef0123456789abcdef";
+	static const struct {
+		const char *name, *value;
+		bool path, ok;
+	} cases[] = {
+		{ "pid", pt, true, true },
+		{ "pid", "..", true, false },
+		{ "pid", ".", true, false },
+		{ "pid", rid, true, false },
+		{ "pid", "pt-short", true, false },
+		{ "pid", "pt-0ZcOCORZNYy-DWpqq30jZyJGHTN0d2HglBV3uiguA4I=", true, false },
+		{ "rid", rid, true, true },
+		{ "rid", "0123456789ABCDEF0123456789ABCDEF", true, false },
+		{ "rid", "0123456789abcdef", true, false },
+		{ "rid", "..", true, false },
+		{ "cid", cid, true, true },
+		{ "cid", "../../etc", true, false },
+		{ "patient", pt, false, true },
+		{ "patient", "x", false, false },
+		{ "actor", "srv-0123456789abcdef0123456789abcdef", false, true },
+		{ "actor", "aud-0123456789abcdef0123456789abcdef", false, true },
+		{ "actor", "operator", false, true },
+		{ "actor", "anonymous", false, true },
+		{ "actor", pt, false, true },
+		{ "actor", "..", false, false },
+		{ "actor", "srv-xyz", false, false },
+		{ "subject", "4a0b9c", false, true },
+		{ "subject", cid, false, true },
+		{ "subject", "", false, false },
+		{ "limit", "anything: not an id", false, true },
+		{ "nosuch", "x", true, false },
+	};
+	struct gw_router *rt = NULL;
+	static const struct gw_route one[] = { { "GET", "/x/{pid}", "x", 0, false, h, NULL } };
+	const struct gw_route *t[] = { one };
+	size_t l[] = { 1 };
+
+	for (size_t i = 0; i < EHR_ARRAY_LEN(cases); i++) {
+		int rc = gw_id_check(cases[i].name, cases[i].value, cases[i].path);
+		if ((rc == 0) != cases[i].ok)
+			fprintf(stderr, "\n  %s=%s: %d\n", cases[i].name, cases[i].value, rc);
+		CU_ASSERT_EQUAL(rc == 0, cases[i].ok);
+	}
+	/* value NULL: does the validator know the name? */
+	CU_ASSERT_EQUAL(gw_id_check("pid", NULL, true), 0);
+	CU_ASSERT(gw_id_check("id", NULL, true) < 0);
+	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 1));
+	EHR_ASSERT_ERR(gw_router_check_params(rt, knows_nothing), EHR_ERR_CONFIG);
 	gw_router_free(rt);
 }
 
@@ -431,7 +502,7 @@ static void register_suites(void)
 	EHR_ADD_SUITE("router", NULL, NULL, { "matches and parameters", test_router_match },
 	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
 	              { "invalid tables refused", test_router_bad_tables },
-	              { "real route tables", test_real_tables });
+	              { "real route tables", test_real_tables }, { "one id validator", test_id_validator });
 }
 
 EHR_TEST_MAIN(register_suites)
