@@ -69,6 +69,12 @@ static const struct audit_map audit_map[] = {
 	  "IHE.BasicAudit.PatientDelete" },
 	{ "auth.patient.create", P_CREATE, D_PATIENT, DCM("110110", "Patient Record"), NOCODE, REST("create"),
 	  'C', "IHE.BasicAudit.PatientCreate" },
+	/* The right to be forgotten (docs/ERASURE.md §10): the patient erased,
+	 * and every contract of theirs ended with them. */
+	{ "auth.patient.erase", P_DELETE, D_PATIENT, DCM("110110", "Patient Record"), NOCODE, REST("delete"),
+	  'D', "IHE.BasicAudit.PatientDelete" },
+	{ "contract.erase", P_UPDATE, D_PATIENT, DCM("110110", "Patient Record"), NOCODE, REST("update"), 'U',
+	  "IHE.BasicAudit.PatientUpdate" },
 	{ "contract.create", P_CREATE, D_CONTRACT, DCM("110110", "Patient Record"), NOCODE, REST("create"),
 	  'C', "IHE.BasicAudit.PatientCreate" },
 	{ "contract.revoke", P_UPDATE, D_CONTRACT, DCM("110110", "Patient Record"), NOCODE, REST("update"),

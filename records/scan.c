@@ -198,7 +198,8 @@ static int collect_erased(struct fsck *f)
 			f->nerased++;
 	}
 	PQclear(res);
-	qsort(f->erased, f->nerased, CLOUD_RID_LEN, rid_cmp);
+	if (f->nerased > 0) /* f->erased is NULL when there are none */
+		qsort(f->erased, f->nerased, CLOUD_RID_LEN, rid_cmp);
 	f->rep->erased = f->nerased;
 	return err;
 }

@@ -179,7 +179,7 @@ int gw_cmd_fsck(int argc, char **argv)
 			fprintf(stderr, "ehrgate fsck: %s%s%s\n", rep.failed_at ? rep.failed_at : "",
 			        rep.failed_at && *rep.failed_at ? ": " : "", ehr_error_detail());
 			rc = 1;
-			goto out;
+			goto patients; /* a failed record pass does not stop the patient pass */
 		}
 	}
 	printf("fsck: %zu ledger records, %zu objects, %zu orphan objects (%zu removed), %zu missing "
@@ -190,6 +190,7 @@ int gw_cmd_fsck(int argc, char **argv)
 	       rep.dropped, rep.young, rep.foreign, rep.erased, rep.erasures_completed, rep.failures,
 	       o.dry_run ? " (dry run)" : "");
 	rc = (rep.missing > 0 || rep.failures > 0) ? 1 : 0;
+patients:
 	/* After the record pass: a row it completed for an erased patient is
 	 * erased here, in the same run. */
 	if (!o.dry_run && patient_erasures(app) < 0)
