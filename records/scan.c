@@ -118,12 +118,13 @@ static int on_object(void *ctx, const char *key, uint64_t size)
 
 static struct led *find_led(struct fsck *f, const uint8_t rid[CLOUD_RID_LEN])
 {
-	return bsearch(rid, f->led, f->nled, sizeof(*f->led), rid_cmp);
+	/* the lists are NULL while empty: libc may not be handed NULL */
+	return f->nled ? bsearch(rid, f->led, f->nled, sizeof(*f->led), rid_cmp) : NULL;
 }
 
 static bool is_erased(struct fsck *f, const uint8_t rid[CLOUD_RID_LEN])
 {
-	return bsearch(rid, f->erased, f->nerased, CLOUD_RID_LEN, rid_cmp) != NULL;
+	return f->nerased && bsearch(rid, f->erased, f->nerased, CLOUD_RID_LEN, rid_cmp) != NULL;
 }
 
 /* The state of a record's row: 0 none, 1 pending (age in ms), 2 stored. */
@@ -198,7 +199,7 @@ static int collect_erased(struct fsck *f)
 			f->nerased++;
 	}
 	PQclear(res);
-	if (f->nerased > 0) /* f->erased is NULL when there are none */
+	if (f->nerased > 0)
 		qsort(f->erased, f->nerased, CLOUD_RID_LEN, rid_cmp);
 	f->rep->erased = f->nerased;
 	return err;
@@ -216,7 +217,8 @@ static int collect(struct fsck *f)
 		if (f->last_seen - before < 10000)
 			break;
 	}
-	qsort(f->led, f->nled, sizeof(*f->led), rid_cmp);
+	if (f->nled > 0)
+		qsort(f->led, f->nled, sizeof(*f->led), rid_cmp);
 	f->rep->failed_at = "listing the object store";
 	GUARD(obj_store_list(f->env->store, CLOUD_RECORD_PREFIX, on_object, f));
 	f->rep->failed_at = NULL;
