@@ -165,13 +165,27 @@ int auth_login_message(struct ehr_buf *out, const char *nonce, const char *ts, c
 /* ------------------------------------------------------------- pseudonyms */
 
 #define AUTH_PSEUDONYM_KEY_LEN 32
+#define AUTH_LINK_KEY_FILE "link.key"
 /*
- * A pseudonym: prefix "-" base64url(HMAC-SHA256(key, "ehrgate-pseudonym-v1\n"
- * kind "\n" identifier)), e.g. kind "patient" gives "pt-...". Deterministic,
- * so the same hospital identifier always maps to the same patient.
+ * The LEGACY (derived) pseudonym: prefix "-" base64url(HMAC-SHA256(key,
+ * "ehrgate-pseudonym-v1\n" kind "\n" identifier)), e.g. kind "patient" gives
+ * "pt-...". Anyone holding pseudonym.key can recompute it from the external
+ * id forever, so the gateway no longer creates patients this way; it only
+ * looks up patients created before migration 0055 (docs/ERASURE.md).
  */
 int auth_pseudonym(char out[AUTH_MAX_ID + 1], const uint8_t key[AUTH_PSEUDONYM_KEY_LEN], const char *kind,
                    const char *identifier);
+/* A new patient pseudonym: "pt-" base64url(32 random bytes). It has no
+ * derivation from anything, so once its link is destroyed nothing leads
+ * from an external id to it. */
+int auth_pseudonym_random(char out[AUTH_MAX_ID + 1]);
+/*
+ * The link of an external id: HMAC-SHA256(link_key, "ehrgate-link-v1\n"
+ * "patient\n" external_id). Stored (auth_patient_links) only while the
+ * patient is not erased, never in the ledger or a log.
+ */
+int auth_patient_link_hash(uint8_t out[32], const uint8_t link_key[AUTH_PSEUDONYM_KEY_LEN],
+                           const char *external_id);
 
 /* -------------------------------------------------- the gateway's context */
 
@@ -235,6 +249,7 @@ struct auth_principal {
 	char serial[65];           /* certificate serial (mTLS) */
 	char jkt[EHR_JKT_LEN + 1]; /* device key thumbprint (patient) */
 	char token_jti[64];        /* patient: the access token's jti (BALP OAUTHaccessTokenUse) */
+	uint64_t erase_seq;        /* with EHR_ERR_GONE: the patient's erasure entry */
 };
 
 /*
@@ -263,9 +278,71 @@ int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size
 /* Renewal by an authenticated principal with a new CSR: same id and role. */
 int auth_renew(struct auth_ctx *ctx, json_t **resp, const struct auth_principal *who, const char *csr_pem,
                size_t csr_len);
-/* POST /v1/patients by a server: {patient_id, enrolment_code, expires_at}. */
+/*
+ * POST /v1/patients by a server: {patient_id, enrolment_code, expires_at}.
+ * The external id is found through its link (auth_patient_link_hash); a
+ * patient created before migration 0055 through its derived pseudonym
+ * (then linked). An unknown or erased external id gets a new random
+ * pseudonym. Idempotent while linked: the same external id gives the same
+ * patient_id and a new code.
+ */
 int auth_patient_create(struct auth_ctx *ctx, json_t **resp, const struct auth_principal *server,
                         const char *external_id);
+
+/* ---------------------------------------------------- patient erasure */
+
+enum auth_patient_state {
+	AUTH_PATIENT_UNKNOWN = 0, /* no such pseudonym */
+	AUTH_PATIENT_ACTIVE,      /* not erased (it may be revoked) */
+	AUTH_PATIENT_ERASING,     /* erasure committed and in the ledger; records may remain */
+	AUTH_PATIENT_ERASED,
+};
+struct auth_patient_info {
+	enum auth_patient_state state;
+	uint64_t erase_seq; /* the auth.patient.erase entry, when ERASING/ERASED */
+	char basis[32];     /* the erasure's legal basis, by whom, and its ledger actor */
+	char by[16];
+	char actor[AUTH_MAX_ID + 1];
+};
+/* Who asked for an erasure, and on what basis (kept on the row). */
+struct auth_erase_request {
+	const char *basis, *by, *actor;
+};
+/* Where a patient stands (one primary-key read). */
+int auth_patient_lookup(struct ehr_db_pool *db, const char *pid, struct auth_patient_info *out);
+/* The same inside the caller's transaction, locking the row (FOR UPDATE)
+ * so two erasures of one patient serialise. */
+int auth_patient_lock(void *conn, const char *pid, struct auth_patient_info *out);
+/*
+ * Inside the caller's transaction, once the auth.patient.erase entry at
+ * `seq` is durable: mark the patient 'erasing', revoke the device key,
+ * delete the link (nothing leads from the external id to the pseudonym
+ * any more), enrolment codes and login challenges. Idempotent.
+ */
+int auth_patient_erase_apply(void *conn, const char *pid, uint64_t seq, const struct auth_erase_request *rq);
+/* 'erasing' -> 'erased' once every record is erased. */
+int auth_patient_erase_finish(struct ehr_db_pool *db, const char *pid);
+/* Pseudonyms of patients whose erasure is unfinished, as a JSON array:
+ * left 'erasing' (by a crash), or 'erased' with a record still stored or
+ * being erased (an upload whose ehr.store was durable when the process
+ * died, its row completed by fsck afterwards). */
+int auth_patients_erasing(struct ehr_db_pool *db, json_t **out);
+/* Legacy (derived-pseudonym) patients: total, linked, erased. */
+struct auth_legacy_counts {
+	uint64_t total, linked, erased;
+};
+int auth_legacy_counts(struct ehr_db_pool *db, struct auth_legacy_counts *out);
+/* How many external-id links the database holds (0 before migration 0055):
+ * a new link.key is safe only when it is 0, since links made under another
+ * key would no longer be found (docs/ERASURE.md §11). */
+int auth_links_count(struct ehr_db_pool *db, uint64_t *n);
+/*
+ * `ehrgate admin migrate-pseudonyms --external-ids FILE`: link the legacy
+ * patient whose derived pseudonym (under pseudonym_key) the external id
+ * gives, if any and not erased. *linked is 1 when a link was created.
+ */
+int auth_legacy_link(struct ehr_db_pool *db, const uint8_t pseudonym_key[AUTH_PSEUDONYM_KEY_LEN],
+                     const uint8_t link_key[AUTH_PSEUDONYM_KEY_LEN], const char *external_id, int *linked);
 /* POST /v1/enroll. */
 int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, const char *code,
                 const json_t *jwk, const char *signature, const char *peer);

@@ -42,7 +42,9 @@ struct auth_ctx {
 	EVP_PKEY *regca_key;
 	EVP_PKEY *token_key;
 	char kid[EHR_JKT_LEN + 1];
-	uint8_t pseudonym_key[AUTH_PSEUDONYM_KEY_LEN];
+	uint8_t pseudonym_key[AUTH_PSEUDONYM_KEY_LEN]; /* legacy derivation, if has_pseudonym_key */
+	bool has_pseudonym_key;
+	uint8_t link_key[AUTH_PSEUDONYM_KEY_LEN]; /* external id -> link row (auth_patient_links) */
 	struct ehr_buf regca_pem;
 	struct ehr_buf gateway_ca_pem;
 	struct auth_rate rate[AUTH_RATE__N];
@@ -50,6 +52,14 @@ struct auth_ctx {
 	struct auth_rate success_events; /* one per credential per AUTH_SUCCESS_EVENT_MS */
 	atomic_uint_fast64_t cleanup_tick;
 };
+
+/* Shared by store.c and patients.c. */
+json_t *auth__rfc3339(int64_t unix_s);
+int64_t auth__now_s(void);
+/* A secret presented by a client: base64url, 16..128 characters. */
+bool auth__plausible_secret(const char *s);
+/* "pt-" and 43 base64url characters. */
+bool auth__valid_patient_id(const char *pid);
 
 /* SHA-256 of a secret string, for storage and lookup. */
 int auth__hash_secret(uint8_t out[32], const char *secret);

@@ -3,9 +3,11 @@
  * directory, rate limiters, and events (to the application's sink) with
  * bounded failure logging.
  */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -148,6 +150,17 @@ static int state_path(struct ehr_buf *b, const char *dir, const char *file)
 	return ehr_buf_printf(b, "%s/%s", dir, file);
 }
 
+/* A 32-byte raw key file into out (the buffer is wiped by the caller). */
+static int load_key32(uint8_t out[32], struct ehr_buf *tmp, const char *path, const char *name)
+{
+	ehr_buf_reset(tmp);
+	GUARD(ehr_file_read(tmp, path, 256));
+	if (tmp->len != 32)
+		return ehr_error_set(EHR_ERR_CONFIG, "%s must hold exactly 32 bytes", name);
+	memcpy(out, tmp->data, 32);
+	return 0;
+}
+
 int auth_ctx_new(struct auth_ctx **out, const struct auth_config *cfg)
 {
 	struct auth_ctx *c;
@@ -186,13 +199,24 @@ int auth_ctx_new(struct auth_ctx **out, const struct auth_config *cfg)
 		goto out;
 	}
 	GUARD_GOTO(ehr_jwk_thumbprint(c->kid, c->token_key));
-	GUARD_GOTO(state_path(&path, c->state_dir, "pseudonym.key"));
-	GUARD_GOTO(ehr_file_read(&pk, ehr_buf_cstr(&path), 256));
-	if (pk.len != AUTH_PSEUDONYM_KEY_LEN) {
-		err = ehr_error_set(EHR_ERR_CONFIG, "pseudonym.key must hold exactly 32 bytes");
+	/* link.key is required; pseudonym.key only while derived (legacy)
+	 * pseudonyms may still be looked up (docs/ERASURE.md §11). */
+	GUARD_GOTO(state_path(&path, c->state_dir, AUTH_LINK_KEY_FILE));
+	if (access(ehr_buf_cstr(&path), F_OK) != 0 && errno == ENOENT) {
+		err = ehr_error_set(EHR_ERR_CONFIG,
+		                    "%s missing in the state directory (an install older than schema "
+		                    "0055): run `ehrgate init -c CONFIG`, which adds it alone, then "
+		                    "`ehrgate migrate` and `ehrgate admin migrate-pseudonyms` "
+		                    "(docs/ERASURE.md §11)",
+		                    AUTH_LINK_KEY_FILE);
 		goto out;
 	}
-	memcpy(c->pseudonym_key, pk.data, AUTH_PSEUDONYM_KEY_LEN);
+	GUARD_GOTO(load_key32(c->link_key, &pk, ehr_buf_cstr(&path), AUTH_LINK_KEY_FILE));
+	GUARD_GOTO(state_path(&path, c->state_dir, "pseudonym.key"));
+	if (access(ehr_buf_cstr(&path), F_OK) == 0 || errno != ENOENT) {
+		GUARD_GOTO(load_key32(c->pseudonym_key, &pk, ehr_buf_cstr(&path), "pseudonym.key"));
+		c->has_pseudonym_key = true;
+	}
 
 	per_min[AUTH_RATE_REGISTER] = c->cfg.rate_register;
 	per_min[AUTH_RATE_ENROLL] = c->cfg.rate_enroll;
@@ -228,6 +252,7 @@ void auth_ctx_free(struct auth_ctx *c)
 	EVP_PKEY_free(c->regca_key);
 	EVP_PKEY_free(c->token_key);
 	OPENSSL_cleanse(c->pseudonym_key, sizeof(c->pseudonym_key));
+	OPENSSL_cleanse(c->link_key, sizeof(c->link_key));
 	ehr_buf_free(&c->regca_pem);
 	ehr_buf_free(&c->gateway_ca_pem);
 	free(c->state_dir);

@@ -18,7 +18,7 @@
 #include "auth/auth.h"
 #include "auth/auth_internal.h"
 
-static json_t *rfc3339(int64_t unix_s)
+json_t *auth__rfc3339(int64_t unix_s)
 {
 	char t[32];
 
@@ -26,7 +26,7 @@ static json_t *rfc3339(int64_t unix_s)
 	return json_string(t);
 }
 
-static int64_t now_s(void)
+int64_t auth__now_s(void)
 {
 	return ehr_now_ms() / 1000;
 }
@@ -40,7 +40,7 @@ static void release(struct auth_ctx *ctx, void *conn, int err)
 }
 
 /* A secret presented by a client: base64url, 16..128 characters. */
-static bool plausible_secret(const char *s)
+bool auth__plausible_secret(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 
@@ -63,7 +63,7 @@ static int issue_for(struct auth_ctx *ctx, X509 **cert, char serial[65], struct 
 {
 	X509_REQ *req = NULL;
 	struct auth_cert_params p;
-	int64_t now = now_s();
+	int64_t now = auth__now_s();
 	int err;
 
 	GUARD(auth_csr_parse(&req, csr_pem, csr_len));
@@ -86,7 +86,7 @@ static int cert_response(struct auth_ctx *ctx, json_t **resp, const struct ehr_b
 {
 	*resp = json_pack("{s:s,s:[s],s:s,s:s,s:s,s:s,s:o}", "certificate", ehr_buf_cstr(pem), "ca_chain",
 	                  ehr_buf_cstr(&ctx->regca_pem), "gateway_ca", ehr_buf_cstr(&ctx->gateway_ca_pem),
-	                  "id", id, "role", role, "serial", serial, "not_after", rfc3339(not_after));
+	                  "id", id, "role", role, "serial", serial, "not_after", auth__rfc3339(not_after));
 	ENSURE(*resp != NULL, EHR_ERR_NOMEM);
 	return 0;
 }
@@ -97,7 +97,7 @@ static int insert_cert(void *conn, const char *serial, const char *id, const cha
 	const char *params[5];
 
 	GUARD(ehr_fmt(na, sizeof(na), "%lld", (long long)not_after));
-	GUARD(ehr_fmt(nb, sizeof(nb), "%lld", (long long)(now_s() - 300)));
+	GUARD(ehr_fmt(nb, sizeof(nb), "%lld", (long long)(auth__now_s() - 300)));
 	params[0] = serial;
 	params[1] = id;
 	params[2] = role;
@@ -127,7 +127,7 @@ int auth_register(struct auth_ctx *ctx, json_t **resp, const char *csr_pem, size
 	*resp = NULL;
 	/* Check the CSR first: a malformed request must not burn the token. */
 	GUARD_GOTO(auth_csr_parse(&req, csr_pem, csr_len));
-	if (!plausible_secret(token)) {
+	if (!auth__plausible_secret(token)) {
 		err = ehr_error_set(EHR_ERR_AUTH, "registration token invalid, used or expired");
 		auth_event(ctx, "auth.register", "anonymous", "", false, "bad_token", peer);
 		goto out;
@@ -272,60 +272,10 @@ out:
 
 /* ------------------------------------------------------------- patients */
 
-int auth_patient_create(struct auth_ctx *ctx, json_t **resp, const struct auth_principal *server,
-                        const char *external_id)
-{
-	char pid[AUTH_MAX_ID + 1], hex[67], ttl[24];
-	uint8_t ch[32];
-	struct ehr_buf code = EHR_BUF_INIT(64);
-	void *conn = NULL;
-	const char *params[3];
-	int64_t expires;
-	int err;
-
-	*resp = NULL;
-	ENSURE(strcmp(server->role, "server") == 0, EHR_ERR_FORBIDDEN);
-	if (external_id == NULL || *external_id == '\0' || strlen(external_id) > 256)
-		return ehr_error_set(EHR_ERR_INVAL, "external_id must be 1 to 256 bytes");
-	GUARD_GOTO(auth_pseudonym(pid, ctx->pseudonym_key, "patient", external_id));
-	GUARD_GOTO(ehr_random_token(&code, 32));
-	GUARD_GOTO(auth__hash_secret(ch, ehr_buf_cstr(&code)));
-	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), ch, sizeof(ch)));
-	expires = now_s() + ctx->cfg.enroll_ttl;
-	GUARD_GOTO(ehr_fmt(ttl, sizeof(ttl), "%lld", (long long)expires));
-
-	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	GUARD_GOTO(ehr_db_begin(conn));
-	params[0] = pid;
-	params[1] = server->id;
-	GUARD_GOTO(ehr_db_run(conn,
-	                      "INSERT INTO auth_patients (patient_id, created_by) VALUES ($1, $2) "
-	                      "ON CONFLICT (patient_id) DO NOTHING",
-	                      2, params));
-	params[0] = hex;
-	params[1] = pid;
-	params[2] = ttl;
-	GUARD_GOTO(ehr_db_run(conn,
-	                      "INSERT INTO auth_enrol_codes (code_hash, patient_id, expires_at) "
-	                      "VALUES ($1::bytea, $2, to_timestamp($3::bigint))",
-	                      3, params));
-	GUARD_GOTO(auth__emit(
-	        ctx, "auth.patient.create", server->id, pid,
-	        json_pack("{s:s,s:I}", "outcome", "success", "code_expires_at", (json_int_t)expires)));
-	GUARD_GOTO(ehr_db_commit(conn));
-	*resp = json_pack("{s:s,s:s,s:o}", "patient_id", pid, "enrolment_code", ehr_buf_cstr(&code),
-	                  "expires_at", rfc3339(expires));
-	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
-out:
-	release(ctx, conn, err);
-	ehr_buf_free_secure(&code);
-	return err;
-}
-
-static bool valid_patient_id(const char *pid)
+bool auth__valid_patient_id(const char *pid)
 {
 	return pid != NULL && strlen(pid) == 3 + EHR_JKT_LEN && strncmp(pid, "pt-", 3) == 0 &&
-	       plausible_secret(pid + 3);
+	       auth__plausible_secret(pid + 3);
 }
 
 int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, const char *code,
@@ -341,12 +291,12 @@ int auth_enroll(struct auth_ctx *ctx, json_t **resp, const char *patient_id, con
 	int err;
 
 	*resp = NULL;
-	if (!valid_patient_id(patient_id))
+	if (!auth__valid_patient_id(patient_id))
 		return ehr_error_set(EHR_ERR_INVAL, "patient_id is not a patient pseudonym");
 	if (ehr_jwk_parse(&key, jwk) < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "jwk must be a P-256 public JWK");
 	GUARD_GOTO(ehr_jwk_thumbprint(jkt, key));
-	if (!plausible_secret(code)) {
+	if (!auth__plausible_secret(code)) {
 		err = ehr_error_set(EHR_ERR_AUTH, "enrolment code invalid, used or expired");
 		auth_event(ctx, "auth.enroll", "anonymous", patient_id, false, "bad_code", peer);
 		goto out;
@@ -427,13 +377,13 @@ int auth_challenge(struct auth_ctx *ctx, json_t **resp, const char *patient_id)
 	int err;
 
 	*resp = NULL;
-	if (!valid_patient_id(patient_id))
+	if (!auth__valid_patient_id(patient_id))
 		return ehr_error_set(EHR_ERR_INVAL, "patient_id is not a patient pseudonym");
 	/* Issued whether or not the patient exists, so this does not reveal who is enrolled. */
 	GUARD_GOTO(ehr_random_token(&nonce, 32));
 	GUARD_GOTO(auth__hash_secret(nh, ehr_buf_cstr(&nonce)));
 	GUARD_GOTO(ehr_db_bytea_param(hex, sizeof(hex), nh, sizeof(nh)));
-	expires = now_s() + ctx->cfg.nonce_ttl;
+	expires = auth__now_s() + ctx->cfg.nonce_ttl;
 	GUARD_GOTO(ehr_fmt(exp, sizeof(exp), "%lld", (long long)expires));
 	params[0] = hex;
 	params[1] = patient_id;
@@ -444,8 +394,8 @@ int auth_challenge(struct auth_ctx *ctx, json_t **resp, const char *patient_id)
 	                      "VALUES ($1::bytea, $2, to_timestamp($3::bigint))",
 	                      3, params));
 	maybe_cleanup(ctx, conn);
-	*resp = json_pack("{s:s,s:o,s:I}", "nonce", ehr_buf_cstr(&nonce), "expires_at", rfc3339(expires),
-	                  "expires_in", (json_int_t)ctx->cfg.nonce_ttl);
+	*resp = json_pack("{s:s,s:o,s:I}", "nonce", ehr_buf_cstr(&nonce), "expires_at",
+	                  auth__rfc3339(expires), "expires_in", (json_int_t)ctx->cfg.nonce_ttl);
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
 	release(ctx, conn, err);
@@ -464,15 +414,15 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	void *conn = NULL, *res = NULL;
 	const char *params[2];
 	const char *reason = "internal";
-	int64_t t, now = now_s();
+	int64_t t, now = auth__now_s();
 	int err;
 
 	*resp = NULL;
-	if (!valid_patient_id(patient_id))
+	if (!auth__valid_patient_id(patient_id))
 		return ehr_error_set(EHR_ERR_INVAL, "patient_id is not a patient pseudonym");
 	if (ts == NULL || ehr_parse_i64(&t, ts, 0, 253402300799LL) < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "ts must be decimal Unix seconds");
-	if (!plausible_secret(nonce)) {
+	if (!auth__plausible_secret(nonce)) {
 		reason = "bad_nonce";
 		err = ehr_error_set(EHR_ERR_AUTH, "nonce invalid, used or expired");
 		goto out;
@@ -501,8 +451,8 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	ehr_db_clear(res);
 	res = NULL;
 	GUARD_GOTO(ehr_db_exec(conn, &res,
-	                       "SELECT device_jwk, device_jkt FROM auth_patients WHERE patient_id = $1 "
-	                       "AND revoked_at IS NULL AND device_jkt IS NOT NULL",
+	                       "SELECT device_jwk, device_jkt, (revoked_at IS NULL)::int, erase_seq "
+	                       "FROM auth_patients WHERE patient_id = $1 AND device_jkt IS NOT NULL",
 	                       1, params + 1));
 	if (ehr_db_rows(res) != 1) {
 		reason = "not_enrolled";
@@ -517,6 +467,16 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 		err = ehr_error_set(EHR_ERR_AUTH, "login refused: bad signature or no enrolled device");
 		goto out;
 	}
+	if (strcmp(ehr_db_value(res, 0, 2), "1") != 0) {
+		/* The device key proved itself: it may learn that it was erased. */
+		reason = "not_enrolled";
+		err = ehr_db_is_null(res, 0, 3)
+		              ? ehr_error_set(EHR_ERR_AUTH,
+		                              "login refused: bad signature or no enrolled device")
+		              : ehr_error_set(EHR_ERR_GONE, "this patient was erased (ledger entry %s)",
+		                              ehr_db_value(res, 0, 3));
+		goto out;
+	}
 	tp.key = ctx->token_key;
 	tp.kid = ctx->kid;
 	tp.iss = ctx->issuer;
@@ -529,7 +489,7 @@ int auth_token(struct auth_ctx *ctx, json_t **resp, const char *patient_id, cons
 	                  "expires_in", (json_int_t)ctx->cfg.token_ttl);
 	ENSURE_GOTO(*resp != NULL, EHR_ERR_NOMEM);
 out:
-	if (err == EHR_ERR_AUTH) {
+	if (err == EHR_ERR_AUTH || err == EHR_ERR_GONE) {
 		struct ehr_error_saved saved;
 		ehr_error_save(&saved);
 		auth_event(ctx, "auth.token", "anonymous", patient_id, false, reason, peer);
@@ -545,6 +505,23 @@ out:
 
 /* --------------------------------------------------------- DPoP requests */
 
+/* Why a patient's valid token no longer works: erased (EHR_ERR_GONE, with
+ * the erasure's seq in p), else revoked or re-enrolled. Only a caller who
+ * proved possession of the patient's device key gets this far. */
+static int refused_patient(void *conn, struct auth_principal *p, const char *sub)
+{
+	struct auth_patient_info info;
+
+	if (auth_patient_lock(conn, sub, &info) == 0 &&
+	    (info.state == AUTH_PATIENT_ERASING || info.state == AUTH_PATIENT_ERASED) &&
+	    ehr_str_copy(p->id, sizeof(p->id), sub) == 0) {
+		p->erase_seq = info.erase_seq;
+		return ehr_error_set(EHR_ERR_GONE, "this patient was erased (ledger entry %llu)",
+		                     (unsigned long long)info.erase_seq);
+	}
+	return ehr_error_set(EHR_ERR_AUTH, "patient revoked or re-enrolled");
+}
+
 int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, const char *authorization,
                             const char *dpop, const char *method, const char *url)
 {
@@ -555,7 +532,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	void *conn = NULL, *res = NULL;
 	char exp[24];
 	const char *params[4];
-	int64_t now = now_s();
+	int64_t now = auth__now_s();
 	int err;
 
 	memset(p, 0, sizeof(*p));
@@ -596,7 +573,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	if (err < 0)
 		goto out;
 	if (ehr_db_rows(res) != 1) {
-		err = ehr_error_set(EHR_ERR_AUTH, "patient revoked or re-enrolled");
+		err = refused_patient(conn, p, tc.sub);
 		goto out;
 	}
 	maybe_cleanup(ctx, conn);
@@ -627,7 +604,7 @@ int auth_admin_issue_token(struct ehr_db_pool *db, struct ehr_buf *token_out, co
 	GUARD(ehr_random_token(token_out, 32));
 	GUARD(auth__hash_secret(th, ehr_buf_cstr(token_out)));
 	GUARD(ehr_db_bytea_param(hex, sizeof(hex), th, sizeof(th)));
-	*expires_at = now_s() + ttl_s;
+	*expires_at = auth__now_s() + ttl_s;
 	GUARD(ehr_fmt(exp, sizeof(exp), "%lld", (long long)*expires_at));
 	params[0] = hex;
 	params[1] = role;

@@ -312,6 +312,39 @@ out:
 	return err;
 }
 
+int auth_pseudonym_random(char out[AUTH_MAX_ID + 1])
+{
+	struct ehr_buf enc = EHR_BUF_INIT(64);
+	uint8_t rnd[32];
+	int err;
+
+	out[0] = '\0';
+	GUARD_GOTO(ehr_random(rnd, sizeof(rnd)));
+	GUARD_GOTO(ehr_buf_printf(&enc, "pt-"));
+	GUARD_GOTO(ehr_b64url_encode(&enc, rnd, sizeof(rnd)));
+	memcpy(out, enc.data, enc.len + 1);
+out:
+	ehr_buf_free(&enc);
+	return err;
+}
+
+int auth_patient_link_hash(uint8_t out[32], const uint8_t link_key[AUTH_PSEUDONYM_KEY_LEN],
+                           const char *external_id)
+{
+	struct ehr_buf msg = EHR_BUF_INIT(4096);
+	unsigned maclen = 0;
+	int err;
+
+	GUARD_GOTO(ehr_buf_printf(&msg, "ehrgate-link-v1\npatient\n%s", external_id));
+	ENSURE_GOTO(HMAC(EVP_sha256(), link_key, AUTH_PSEUDONYM_KEY_LEN, msg.data, msg.len, out, &maclen) !=
+	                            NULL &&
+	                    maclen == 32,
+	            EHR_ERR_CRYPTO);
+out:
+	ehr_buf_free_secure(&msg);
+	return err;
+}
+
 int auth_parse_duration(int64_t *out, const char *s)
 {
 	char num[24];

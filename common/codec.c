@@ -2,10 +2,13 @@
 #include "common/common.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
@@ -214,6 +217,31 @@ int ehr_random_token(struct ehr_buf *out, size_t nbytes)
 	rc = ehr_b64url_encode(out, raw, nbytes);
 	OPENSSL_cleanse(raw, sizeof(raw));
 	return rc;
+}
+
+void ehr_failpoint(const char *name)
+{
+	const char *fp = getenv("EHRGATE_TEST_FAILPOINT");
+
+	if (fp != NULL && strcmp(fp, name) == 0)
+		kill(getpid(), SIGKILL);
+}
+
+void ehr_failpoint_wait(const char *name)
+{
+	const char *fp = getenv("EHRGATE_TEST_FAILPOINT"), *rel = getenv("EHRGATE_TEST_FAILPOINT_RELEASE");
+	char reached[4096];
+	int fd;
+
+	if (fp == NULL || rel == NULL || strcmp(fp, name) != 0 ||
+	    ehr_fmt(reached, sizeof(reached), "%s.reached", rel) < 0)
+		return;
+	if ((fd = open(reached, O_WRONLY | O_CREAT | O_CLOEXEC, 0600)) >= 0)
+		close(fd);
+	for (int i = 0; i < 6000 && access(rel, F_OK) != 0; i++) {
+		struct timespec ts = { 0, 10 * 1000 * 1000 };
+		nanosleep(&ts, NULL);
+	}
 }
 
 int64_t ehr_now_ms(void)

@@ -45,6 +45,7 @@ typedef enum {
 	EHR_ERR_RATE = -19, /* rate limit */
 	EHR_ERR_INTERNAL = -20,
 	EHR_ERR_CONFIG = -21, /* configuration error */
+	EHR_ERR_GONE = -22,   /* existed, and was erased on purpose */
 } ehr_err;
 
 /* Stable lower-case name of a code, e.g. "too_large". Never NULL. */
@@ -253,6 +254,18 @@ int64_t ehr_now_ms(void); /* wall clock, Unix ms */
 int64_t ehr_monotonic_ms(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-24T05:19:49.123Z" (25 bytes + NUL). */
 void ehr_time_rfc3339(char out[32], int64_t unix_ms);
+
+/* ------------------------------------------------------------ crash tests */
+
+/* Test-only crash points (docs/ERASURE.md §3): when the environment
+ * variable EHRGATE_TEST_FAILPOINT names `name`, the process SIGKILLs
+ * itself there, as a power cut would. One mechanism for every module. */
+void ehr_failpoint(const char *name);
+/* A test-only pause point: when EHRGATE_TEST_FAILPOINT names `name`, create
+ * the file $EHRGATE_TEST_FAILPOINT_RELEASE.reached, then wait (at most 60 s)
+ * until the file $EHRGATE_TEST_FAILPOINT_RELEASE exists. A test uses it to
+ * hold one request at a point while it races another against it. */
+void ehr_failpoint_wait(const char *name);
 
 /* ------------------------------------------------------------------ logging */
 

@@ -36,7 +36,8 @@ static _Thread_local char err_text[1100];
 	X(EHR_ERR_EXPIRED, "expired", "expired")                             \
 	X(EHR_ERR_RATE, "rate_limited", "too many requests")                 \
 	X(EHR_ERR_INTERNAL, "internal_error", "internal error")              \
-	X(EHR_ERR_CONFIG, "config_error", "configuration error")
+	X(EHR_ERR_CONFIG, "config_error", "configuration error")             \
+	X(EHR_ERR_GONE, "gone", "erased")
 
 const char *ehr_err_name(int err)
 {

@@ -108,6 +108,10 @@ mkdir -p "$STATE/objects"
 if [ ! -f "$GWSTATE/server.key" ]; then
 	say "ehrgate init (keys and dev PKI in $GWSTATE)"
 	"$EHRGATE" init -c "$INI"
+elif [ ! -f "$GWSTATE/link.key" ]; then
+	# A .state/ from before schema 0055: init adds link.key alone.
+	say "ehrgate init (adding link.key to $GWSTATE)"
+	"$EHRGATE" init -c "$INI"
 fi
 say "ehrgate migrate"
 "$EHRGATE" migrate -c "$INI"

@@ -115,6 +115,12 @@ static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_i
 
 	err = auth_check_dpop_request(ctx, &p, gw_req_header(r, "Authorization"), gw_req_header(r, "DPoP"),
 	                              gw_req_method(r), gw_req_url(r));
+	if (err == EHR_ERR_GONE) {
+		/* The token and proof are the patient's own: say that they were
+		 * erased (gw_gate replies 410 patient_erased). */
+		GUARD(ehr_str_copy(id->subject, sizeof(id->subject), p.id));
+		return err;
+	}
 	if (err < 0) {
 		challenge(r, true, err == EHR_ERR_REPLAY ? "invalid_dpop_proof" : "invalid_token");
 		return fail(r, ctx, err, "auth.dpop", "anonymous",
@@ -197,6 +203,10 @@ int gw_gate(struct gw_req *r)
 	struct gw_identity id = { 0 };
 	int rc = gw_authenticate(r, route, &id);
 
+	if (rc == EHR_ERR_GONE) {
+		gw_reply_patient_erased(r, id.subject);
+		return 1;
+	}
 	if (rc < 0) {
 		if (rc != EHR_ERR_AUTH && rc != EHR_ERR_FORBIDDEN && rc != EHR_ERR_UNAVAILABLE &&
 		    rc != EHR_ERR_TIMEOUT && rc != EHR_ERR_NOMEM && rc != EHR_ERR_RATE)

@@ -27,6 +27,7 @@
 	X(EHR_ERR_NOT_FOUND, 404, "not_found", true, NULL)                                            \
 	X(EHR_ERR_EXISTS, 409, "conflict", true, NULL)                                                \
 	X(EHR_ERR_CONFLICT, 409, "conflict", true, NULL)                                              \
+	X(EHR_ERR_GONE, 410, "gone", true, NULL)                                                      \
 	X(EHR_ERR_TOO_LARGE, 413, "too_large", true, NULL)                                            \
 	X(EHR_ERR_RATE, 429, "rate_limited", true, NULL)                                              \
 	X(EHR_ERR_TAMPER, 502, "integrity_error", false,                                              \

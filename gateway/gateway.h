@@ -120,6 +120,44 @@ int gw_authenticate(struct gw_req *r, const struct gw_route *route, struct gw_id
  * request's identity and returns 0. */
 int gw_gate(struct gw_req *r);
 
+/* ---- patient erasure, the right to be forgotten (gateway/patient_erase.c,
+ * docs/ERASURE.md §10) */
+struct gw_patient_erase_out {
+	uint64_t erase_seq;      /* the auth.patient.erase entry */
+	uint64_t records_erased; /* by this run */
+	bool already;            /* it was erased before: nothing done */
+};
+struct records_refusal;
+/*
+ * Erase patient `pid` on a legal basis. Refused with EHR_ERR_CONFLICT and
+ * *why filled (why->refused_seq: the auth.patient.erase failure entry that
+ * records it) while a record of the patient is inside its [retention]
+ * period or under a legal hold (records_erase_check, the record erasure's
+ * own check); otherwise the erasure is in the ledger, the link from the
+ * external id is gone, the device key and the contracts are revoked, and
+ * every record is erased. requested_by is "patient" or "operator", actor
+ * the ledger actor. Running it again on a patient left 'erasing' by a
+ * crash finishes the erasure.
+ */
+int gw_patient_erase(struct gw_app *app, const char *pid, const char *basis, const char *requested_by,
+                     const char *actor, struct gw_patient_erase_out *out, struct records_refusal *why);
+struct gw_patient_erase_report {
+	size_t applied;   /* erasures in the ledger whose state was missing (crash before commit) */
+	size_t completed; /* 'erasing' patients finished */
+	size_t failed;
+	uint64_t records_erased;
+};
+/* fsck: complete every erasure that a crash interrupted. */
+int gw_patient_erase_complete(struct gw_app *app, struct gw_patient_erase_report *rep);
+/* 410 patient_erased {"error":{"code","message","erase_seq"}}. */
+void gw_reply_patient_erased(struct gw_req *r, const char *pid);
+/* If pid is an erased patient, reply 410 (or 503) and return 1; else 0. */
+int gw_patient_refused(struct gw_req *r, const char *pid);
+/* 409 erasure_refused {"error":{"code","message","refused_seq", and
+ * records_refusal_json's fields}}: the one reply for a refused record or
+ * patient erasure (of_patient: the message names the patient's records). */
+void gw_reply_erase_refused(struct gw_req *r, const struct records_refusal *why, bool of_patient);
+
 /* The one id validator (gateway/ids.c), the engine's gw_param_fn: path
  * parameters {pid} {rid} {cid} and the id-valued query parameters
  * (patient, actor, subject) by name, in their documented formats. */

@@ -28,6 +28,15 @@ int gw_policy_metrics_register(void);
 void gw_policy_count(const struct policy_request *q, const char *record_id, bool recorded,
                      const struct policy_decision *dec);
 
+/* patient_erase_records.c: what patient erasure takes from record erasure
+ * (records/): the legal-basis codes, the retention/hold check over every
+ * record of the patient with the [retention] periods (0, or
+ * EHR_ERR_CONFLICT with *why) and erasing every record of the patient. */
+bool gw__erase_basis_ok(const char *basis);
+int gw__erase_check_patient(struct gw_app *app, const char *pid, struct records_refusal *why);
+int gw__erase_patient_records(struct gw_app *app, const char *pid, const char *basis,
+                              const char *requested_by, const char *actor, uint64_t *erased);
+
 /*
  * audit_query.c: every request on an audit read route is one `audit.query`
  * ledger entry (docs/AUDIT.md §7). Actor: the caller's id or pseudonym;

@@ -9,6 +9,7 @@
 
 #include "auth/auth.h"
 #include "gateway/gateway.h"
+#include "records/records.h"
 
 #define AUTH_MAX_BODY (16 * 1024)
 
@@ -174,10 +175,46 @@ static void h_token(struct gw_req *r)
 	    (err = ehr_json_get_str(j, "ts", &ts, 20)) < 0 ||
 	    (err = ehr_json_get_str(j, "signature", &sig, 256)) < 0 ||
 	    (err = auth_token(ctx_of(r), &resp, pid, nonce, ts, sig, gw_req_peer(r))) < 0) {
-		gw_reply_err(r, err);
+		if (err == EHR_ERR_GONE)
+			gw_reply_patient_erased(r, pid);
+		else
+			gw_reply_err(r, err);
 	} else {
 		gw_reply_header(r, "Cache-Control", "no-store");
 		gw_reply_json(r, 200, resp);
+	}
+	json_decref(j);
+}
+
+/* POST /v1/me/erase {"basis": CODE}: the patient erases themself
+ * (docs/ERASURE.md §10). The token's subject is the only
+ * patient a caller can name. */
+static void h_me_erase(struct gw_req *r)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct gw_patient_erase_out out = { 0 };
+	struct records_refusal why = { 0 };
+	json_t *j;
+	const char *basis;
+	int err = 0;
+
+	if ((j = body_json(r)) == NULL)
+		return;
+	/* Only "basis": a patient can name no one but themself. */
+	if (json_object_size(j) != 1)
+		err = ehr_error_set(EHR_ERR_INVAL, "the body is {\"basis\": CODE} and nothing else");
+	if (err < 0 || (err = ehr_json_get_str(j, "basis", &basis, 32)) < 0 ||
+	    (err = gw_patient_erase(gw_req_app(r), id->subject, basis, "patient", id->actor, &out, &why)) <
+	            0) {
+		if (err == EHR_ERR_CONFLICT && why.kind != RECORDS_REFUSED_NONE)
+			gw_reply_erase_refused(r, &why, true);
+		else
+			gw_reply_err(r, err);
+	} else {
+		gw_reply_json(r, 200,
+		              json_pack("{s:s,s:s,s:I,s:I}", "patient_id", id->subject, "state", "erased",
+		                        "erase_seq", (json_int_t)out.erase_seq, "records_erased",
+		                        (json_int_t)out.records_erased));
 	}
 	json_decref(j);
 }
@@ -211,6 +248,7 @@ const struct gw_route gw_routes_auth[] = {
 	{ "POST", "/v1/enroll", "auth.enroll", 0, GW_BLOCKING, h_enroll, NULL },
 	{ "POST", "/v1/auth/challenge", "auth.challenge", 0, GW_BLOCKING, h_challenge, NULL },
 	{ "POST", "/v1/auth/token", "auth.token", 0, GW_BLOCKING, h_token, NULL },
+	{ "POST", "/v1/me/erase", "me.erase", GW_ROLE_PATIENT, GW_BLOCKING, h_me_erase, NULL },
 	{ "GET", "/v1/whoami", "auth.whoami", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR, GW_BLOCKING,
 	  h_whoami, NULL },
 };

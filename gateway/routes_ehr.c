@@ -75,14 +75,17 @@ static void reply_gone(struct gw_req *r, bool logged, uint64_t seq)
 }
 
 /* 409: an erasure refused by retention or a legal hold; the body says
- * which, and the ehr.erase.refused entry that recorded it. */
-static void reply_refused(struct gw_req *r, const struct records_refusal *why)
+ * which, and the entry that recorded it (gateway.h). */
+void gw_reply_erase_refused(struct gw_req *r, const struct records_refusal *why, bool of_patient)
 {
-	json_t *e = json_pack("{s:s, s:s, s:I}", "code", "erasure_refused", "message",
-	                      why->kind == RECORDS_REFUSED_HOLD ? "the record is under a legal hold"
-	                                                        : "the record is inside its minimum "
-	                                                          "retention period",
-	                      "refused_seq", (json_int_t)why->refused_seq);
+	const char *msg =
+	        why->kind == RECORDS_REFUSED_HOLD
+	                ? (of_patient ? "a legal hold is in force on the patient or one of their records"
+	                              : "the record is under a legal hold")
+	                : (of_patient ? "a record of the patient is inside its minimum retention period"
+	                              : "the record is inside its minimum retention period");
+	json_t *e = json_pack("{s:s, s:s, s:I}", "code", "erasure_refused", "message", msg, "refused_seq",
+	                      (json_int_t)why->refused_seq);
 
 	if (e != NULL)
 		records_refusal_json(e, why);
@@ -221,6 +224,9 @@ static void h_record_create(struct gw_req *r)
 		                        "content_type", in.content_type, "category", in.category));
 	else if (out.stage == RECORDS_AT_BODY)
 		reply_body_err(r, out.source_err);
+	else if (out.stage == RECORDS_AT_PATIENT && err == EHR_ERR_NOT_FOUND &&
+	         gw_patient_refused(r, in.patient))
+		return; /* 410 patient_erased */
 	else
 		reply_records_err(r, out.stage, err, false, in.max_bytes);
 }
@@ -328,6 +334,8 @@ static void h_record_list(struct gw_req *r)
 		gw_reply_error(r, 403, "forbidden", "%s", ehr_error_msg());
 		return;
 	}
+	if (gw_patient_refused(r, pid))
+		return;
 	if (records_list(&env, pid, stored_by, after_ms, limit, &arr) < 0) {
 		reply_store_err(r, EHR_ERR_UNAVAILABLE);
 		return;
@@ -375,7 +383,7 @@ static void reply_erase(struct gw_req *r, const char *rid, int err, const struct
 		return;
 	}
 	switch (out->stage) {
-	case RECORDS_AT_REFUSED: reply_refused(r, &out->refusal); return;
+	case RECORDS_AT_REFUSED: gw_reply_erase_refused(r, &out->refusal, false); return;
 	case RECORDS_AT_POLICY: gw_reply_error(r, 403, "forbidden", "%s", ehr_error_msg()); return;
 	case RECORDS_AT_COMMIT:
 	case RECORDS_AT_OBJECT:

@@ -231,6 +231,25 @@ static int apply_group(void *conn, uint64_t seq, const json_t *payload, bool add
 	}
 }
 
+/* A patient's erasure revokes all their contracts at `seq`: no signature,
+ * the erasure entry (operator or patient) is the authority. */
+static int apply_erase(void *conn, uint64_t seq, const json_t *payload)
+{
+	const char *patient;
+	char seqs[24];
+
+	GUARD(ehr_json_get_str(payload, "patient", &patient, POLICY_ID_MAX - 1));
+	GUARD(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
+	{
+		const char *p[] = { patient, seqs };
+		return ehr_db_run(
+		        conn,
+		        "UPDATE policy_contracts SET revoked_seq = $2 WHERE patient = $1 AND "
+		        "created_seq < $2::bigint AND (revoked_seq IS NULL OR revoked_seq > $2::bigint)",
+		        2, p);
+	}
+}
+
 int policy_store_apply(void *conn, uint64_t seq, const char *type, const json_t *payload)
 {
 	if (!json_is_object(payload))
@@ -244,6 +263,8 @@ int policy_store_apply(void *conn, uint64_t seq, const char *type, const json_t 
 		return apply_group(conn, seq, payload, true);
 	if (strcmp(type, POLICY_ENTRY_GROUP_REMOVE) == 0)
 		return apply_group(conn, seq, payload, false);
+	if (strcmp(type, POLICY_ENTRY_ERASE) == 0)
+		return apply_erase(conn, seq, payload);
 	return 0; /* not ours */
 }
 

@@ -149,6 +149,9 @@ int policy_jwk_thumbprint(char out[64], const json_t *jwk);
 #define POLICY_ENTRY_REVOKE "contract.revoke"
 #define POLICY_ENTRY_GROUP_ADD "contract.group.add"
 #define POLICY_ENTRY_GROUP_REMOVE "contract.group.remove"
+/* Patient erasure ends every contract of payload.patient created before it
+ * (docs/ERASURE.md §Patient erasure); payload {"patient", "erase_seq"}. */
+#define POLICY_ENTRY_ERASE "contract.erase"
 #define POLICY_ENTRY_DECISION "access.decision"
 
 /*

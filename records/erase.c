@@ -15,10 +15,7 @@
  */
 #include "records/records_internal.h"
 
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include <libpq-fe.h>
 #include <openssl/crypto.h>
@@ -46,14 +43,6 @@ bool records__code_in(const char *const *list, const char *code)
 bool records_erase_basis_ok(const char *code)
 {
 	return records__code_in(records_erase_bases, code);
-}
-
-void records__failpoint(const char *name)
-{
-	const char *fp = getenv("EHRGATE_TEST_FAILPOINT");
-
-	if (fp != NULL && strcmp(fp, name) == 0)
-		kill(getpid(), SIGKILL);
 }
 
 json_t *records__erase_payload(const char *rid, const char *basis, const char *requested_by)
@@ -157,7 +146,7 @@ static int finish_log(const struct records_env *env, void *conn, const struct re
 		GUARD(err);
 		*seq = rc.seq;
 	}
-	records__failpoint("erase.logged");
+	ehr_failpoint("erase.logged");
 	GUARD(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)*seq));
 	return ehr_db_run(conn, "UPDATE ehr_records SET erase_seq = $2::bigint WHERE record_id = $1", 2, p);
 }
@@ -208,7 +197,7 @@ int records__erase_finish(const struct records_env *env, const char *rid, uint64
 	*stage = RECORDS_AT_OBJECT;
 	GUARD(cloud_record_key(key, sizeof(key), ridb));
 	GUARD(obj_store_delete(env->store, key)); /* absent is success */
-	records__failpoint("erase.deleted");
+	ehr_failpoint("erase.deleted");
 	*stage = RECORDS_AT_COMPLETE;
 	GUARD(records__exec(
 	        env, &res,
@@ -313,6 +302,6 @@ int records_erase(const struct records_env *env, const struct records_erase_in *
 	GUARD(err);
 	if (out->was_erased)
 		return 0;
-	records__failpoint("erase.wiped");
+	ehr_failpoint("erase.wiped");
 	return records__erase_finish(env, in->record_id, &out->erase_seq, &out->stage);
 }

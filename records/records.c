@@ -123,15 +123,21 @@ int records__row_load(const struct records_env *env, struct records_row *row, co
 	return err;
 }
 
-int records__patient_exists(void *conn, const char *pid)
+int records__patient_exists(void *conn, const char *pid, bool share_lock)
 {
 	const char *p[1] = { pid };
 	void *res = NULL;
 	int err;
 
 	GUARD(ehr_db_exec(conn, &res,
-	                  "SELECT 1 FROM auth_patients WHERE patient_id = $1 AND revoked_at IS NULL", 1, p));
-	err = PQntuples(res) == 1 ? 0 : ehr_error_set(EHR_ERR_NOT_FOUND, "no such patient");
+	                  share_lock ? "SELECT revoked_at IS NULL FROM auth_patients WHERE patient_id = $1 "
+	                               "FOR SHARE"
+	                             : "SELECT true FROM auth_patients WHERE patient_id = $1 AND "
+	                               "revoked_at IS NULL",
+	                  1, p));
+	err = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0
+	              ? 0
+	              : ehr_error_set(EHR_ERR_NOT_FOUND, "no such patient");
 	PQclear(res);
 	return err;
 }
@@ -155,9 +161,15 @@ int records__row_insert_pending(void *conn, const char *pid, const char *stored_
 	return err;
 }
 
-int records__row_complete(const struct records_env *env, const char *rid, uint64_t seq, uint64_t plain,
-                          uint64_t ct, const uint8_t sha[32], bool only_pending)
+int records__row_complete(const struct records_env *env, void *conn, const char *rid, uint64_t seq,
+                          uint64_t plain, uint64_t ct, const uint8_t sha[32], bool only_pending)
 {
+	static const char *const sql[2] = {
+		"UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = $3, ct_size = $4, "
+		"ct_sha256 = $5::bytea WHERE record_id = $1",
+		"UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = $3, ct_size = $4, "
+		"ct_sha256 = $5::bytea WHERE record_id = $1 AND state = 'pending'",
+	};
 	char seqs[24], plains[24], cts[24], sha_b[EHR_DB_BYTEA_HEX_LEN(32)];
 	const char *p[5] = { rid, seqs, plains, cts, sha_b };
 	void *res = NULL;
@@ -167,14 +179,9 @@ int records__row_complete(const struct records_env *env, const char *rid, uint64
 	GUARD(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
 	GUARD(ehr_fmt(plains, sizeof(plains), "%llu", (unsigned long long)plain));
 	GUARD(ehr_fmt(cts, sizeof(cts), "%llu", (unsigned long long)ct));
-	err = records__exec(
-	        env, &res,
-	        only_pending ? "UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = "
-	                       "$3, ct_size = $4, ct_sha256 = $5::bytea WHERE record_id = $1 AND "
-	                       "state = 'pending'"
-	                     : "UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = "
-	                       "$3, ct_size = $4, ct_sha256 = $5::bytea WHERE record_id = $1",
-	        5, p);
+	if (conn != NULL)
+		return ehr_db_run(conn, sql[only_pending], 5, p);
+	err = records__exec(env, &res, sql[only_pending], 5, p);
 	PQclear(res);
 	return err;
 }

@@ -3,8 +3,17 @@
  *
  *   patient exists -> decision (a denial recorded at once) -> row 'pending'
  *   holding the wrapped data key -> object streamed through the STREAM
- *   encryptor -> access.decision + ehr.store in ONE durable ledger batch ->
- *   row 'stored'.
+ *   encryptor -> in ONE transaction holding the patient's row
+ *   share-locked: the patient still enrolled, access.decision + ehr.store
+ *   in ONE durable ledger batch, row 'stored'.
+ *
+ * The share lock is what makes an upload racing a patient erasure safe
+ * (docs/ERASURE.md §10): the erasure takes the patient's row FOR UPDATE
+ * and revokes it before it lists the records to erase. Either it waits
+ * for this upload's commit and then erases the stored record, or it
+ * committed first and this upload finds the patient revoked, removes the
+ * object and the row and fails with RECORDS_AT_PATIENT (410 for the
+ * gateway). No upload is acknowledged for an erased patient.
  *
  * A failure before the ledger batch removes the object and the row; after
  * it, `ehrgate fsck` completes the row. So no ledger entry ever names an
@@ -56,7 +65,7 @@ static int put_begin(const struct records_env *env, const struct records_put_in 
 
 	out->stage = RECORDS_AT_PATIENT;
 	GUARD(ehr_db_acquire(env->db, &conn));
-	if ((err = records__patient_exists(conn, in->patient)) < 0)
+	if ((err = records__patient_exists(conn, in->patient, false)) < 0)
 		goto out;
 	out->stage = RECORDS_AT_POLICY;
 	if ((err = records__decide(conn, q, &out->decision)) < 0 || out->decision.dec.effect != POLICY_ALLOW)
@@ -114,6 +123,37 @@ out:
 	return err;
 }
 
+/*
+ * The end of an upload, in one transaction on the patient's share-locked
+ * row (see the top of the file): the patient still enrolled (else stage
+ * RECORDS_AT_PATIENT, nothing in the ledger), the ledger batch (stage
+ * RECORDS_AT_COMMIT), the row 'stored' (stage RECORDS_AT_COMPLETE: a
+ * failure leaves the row 'pending' for fsck, which completes it from the
+ * ledger).
+ */
+static int put_commit(const struct records_env *env, const struct records_put_in *in,
+                      const struct policy_request *q, const struct cloud_record_meta *m,
+                      struct records_put_out *out)
+{
+	void *conn = NULL;
+	int err;
+
+	out->stage = RECORDS_AT_PATIENT;
+	GUARD(ehr_db_acquire(env->db, &conn));
+	GUARD_GOTO(ehr_db_begin(conn));
+	GUARD_GOTO(records__patient_exists(conn, in->patient, true));
+	ehr_failpoint_wait("upload.locked");
+	out->stage = RECORDS_AT_COMMIT;
+	GUARD_GOTO(put_ledger(env, in, q, m, out));
+	out->stage = RECORDS_AT_COMPLETE;
+	GUARD_GOTO(records__row_complete(env, conn, out->record_id, out->rcpt.seq, m->plain_size, m->ct_size,
+	                                 m->ct_sha256, false));
+	err = ehr_db_commit(conn);
+out:
+	ehr_db_release_after(env->db, conn, err);
+	return err;
+}
+
 int records_put(const struct records_env *env, const struct records_put_in *in, struct records_put_out *out)
 {
 	const struct cloud_kek *kek = NULL;
@@ -141,23 +181,23 @@ int records_put(const struct records_env *env, const struct records_put_in *in, 
 			out->stage = RECORDS_AT_BODY;
 		return err;
 	}
-	out->stage = RECORDS_AT_COMMIT;
-	if ((err = put_ledger(env, in, &q, &m, out)) < 0) {
-		ehr_logf(EHR_LOG_WARN, "ehr.ledger_failed", "%s", ehr_error_detail());
+	err = put_commit(env, in, &q, &m, out);
+	if (err < 0 && out->stage != RECORDS_AT_COMPLETE) {
+		/* Nothing in the ledger names the object: undo it. */
+		if (out->stage == RECORDS_AT_COMMIT)
+			ehr_logf(EHR_LOG_WARN, "ehr.ledger_failed", "%s", ehr_error_detail());
 		put_undo(env, &m, true);
 		return err;
 	}
-	GUARD(ehr_hex_encode_fixed(out->sha256, sizeof(out->sha256), m.ct_sha256, 32));
-	out->plain_size = m.plain_size;
-	out->ct_size = m.ct_size;
-	out->stage = RECORDS_AT_COMPLETE;
-	if ((err = records__row_complete(env, out->record_id, out->rcpt.seq, m.plain_size, m.ct_size,
-	                                 m.ct_sha256, false)) < 0) {
+	if (err < 0) {
 		/* Stored and in the ledger; fsck completes the row. Say so. */
 		ehr_logf(EHR_LOG_ERROR, "ehr.row_incomplete",
 		         "record in ledger, row left pending for fsck: %s", ehr_error_detail());
 		return err;
 	}
+	GUARD(ehr_hex_encode_fixed(out->sha256, sizeof(out->sha256), m.ct_sha256, 32));
+	out->plain_size = m.plain_size;
+	out->ct_size = m.ct_size;
 	out->stage = RECORDS_AT_NONE;
 	return 0;
 }

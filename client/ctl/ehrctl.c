@@ -27,6 +27,8 @@ static void usage(FILE *f)
 	        "  patient enroll --url URL --code CODE --patient ID [--key FILE] [--ca FILE] [--out DIR]\n"
 	        "                       bind a device key (0600 file) to a patient\n"
 	        "  patient login        challenge + token; stores the access token (0600)\n"
+	        "  patient erase --basis CODE\n"
+	        "                       (patient) erase yourself: records, keys, contracts, link\n"
 	        "  whoami               an authenticated call (mTLS or DPoP): who the gateway sees\n"
 	        "  record ...           EHR records (ehrctl record --help)\n"
 	        "  contract ...         access contracts (ehrctl contract --help)\n"
@@ -109,6 +111,27 @@ static int cmd_renew(int argc, char **argv)
 	return 0;
 }
 
+/* POST path {key: value} with the profile's credentials; the reply printed. */
+static int post_one(const char *what, const char *path, const char *key, const char *value)
+{
+	struct ehr_client *cl = NULL;
+	json_t *req, *resp = NULL;
+	long status = 0;
+	int rc;
+
+	if (ctl_open(&cl) != 0)
+		return 1;
+	req = json_pack("{s:s}", key, value);
+	if (ehr_client_json(cl, &status, &resp, "POST", path, req) < 0)
+		rc = fail(what);
+	else
+		rc = ctl_finish(cl, status, resp);
+	json_decref(req);
+	json_decref(resp);
+	ehr_client_free(cl);
+	return rc;
+}
+
 static int patient_create(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -117,10 +140,7 @@ static int patient_create(int argc, char **argv)
 		{ NULL, 0, NULL, 0 },
 	};
 	const char *ext = NULL;
-	struct ehr_client *cl = NULL;
-	json_t *req, *resp = NULL;
-	long status = 0;
-	int c, rc;
+	int c;
 
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
@@ -139,17 +159,37 @@ static int patient_create(int argc, char **argv)
 		fprintf(stderr, "ehrctl patient create: --external-id is required\n");
 		return 2;
 	}
-	if (ctl_open(&cl) != 0)
-		return 1;
-	req = json_pack("{s:s}", "external_id", ext);
-	if (ehr_client_json(cl, &status, &resp, "POST", "/v1/patients", req) < 0)
-		rc = fail("patient create");
-	else
-		rc = ctl_finish(cl, status, resp);
-	json_decref(req);
-	json_decref(resp);
-	ehr_client_free(cl);
-	return rc;
+	return post_one("patient create", "/v1/patients", "external_id", ext);
+}
+
+/* POST /v1/me/erase: the patient's right to be forgotten (docs/ERASURE.md). */
+static int patient_erase(int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "basis", required_argument, NULL, 'b' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *basis = NULL;
+	int c;
+
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'b': basis = optarg; break;
+		case 'h':
+			printf("usage: ehrctl [--dir DIR] patient erase --basis CODE\n"
+			       "  (patient) Erase yourself: every record, your device key, your contracts\n"
+			       "  and the link from the hospital's id to your pseudonym. Irreversible.\n"
+			       "  CODE: patient-request, gdpr-17-1-a..f (docs/ERASURE.md).\n");
+			return 0;
+		default: return 2;
+		}
+	}
+	if (basis == NULL || optind != argc) {
+		fprintf(stderr, "ehrctl patient erase: --basis CODE is required\n");
+		return 2;
+	}
+	return post_one("patient erase", "/v1/me/erase", "basis", basis);
 }
 
 static int patient_enroll(int argc, char **argv)
@@ -214,7 +254,7 @@ static int patient_login(int argc, char **argv)
 static int cmd_patient(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		printf("usage: ehrctl patient create|enroll|login [--help]\n");
+		printf("usage: ehrctl patient create|enroll|login|erase [--help]\n");
 		return argc < 2 ? 2 : 0;
 	}
 	if (strcmp(argv[1], "create") == 0)
@@ -223,6 +263,8 @@ static int cmd_patient(int argc, char **argv)
 		return patient_enroll(argc - 1, argv + 1);
 	if (strcmp(argv[1], "login") == 0)
 		return patient_login(argc - 1, argv + 1);
+	if (strcmp(argv[1], "erase") == 0)
+		return patient_erase(argc - 1, argv + 1);
 	fprintf(stderr, "ehrctl patient: unknown command '%s'\n", argv[1]);
 	return 2;
 }

@@ -23,6 +23,12 @@ static void usage(FILE *f)
 	           "        (lower-case hex serial) or a patient (pt-...). Effective at once.\n"
 	           "  list principals|tokens|patients\n"
 	           "        print JSON (no secrets).\n"
+	           "  erase-patient PATIENT_ID --basis CODE\n"
+	           "        erase a patient (right to be forgotten; docs/ERASURE.md). Exit 3: refused\n"
+	           "        (retention or legal hold), recorded in the ledger.\n"
+	           "  migrate-pseudonyms [--external-ids FILE|-]\n"
+	           "        create link.key if absent; link pre-0055 (derived) patients from their\n"
+	           "        external ids, one per line; print how many remain unlinked.\n"
 	           "  rotate-kek ...\n"
 	           "        re-wrap data keys under a new key-encryption key (see its --help).\n"
 	           "  erase RECORD_ID --basis CODE\n"
@@ -195,6 +201,10 @@ int gw_cmd_admin(int argc, char **argv)
 		return cmd_list(argc - 1, argv + 1, "tokens");
 	if (strcmp(sub, "list-patients") == 0)
 		return cmd_list(argc - 1, argv + 1, "patients");
+	if (strcmp(sub, "erase-patient") == 0)
+		return gw_cmd_admin_erase_patient(argc - 1, argv + 1);
+	if (strcmp(sub, "migrate-pseudonyms") == 0)
+		return gw_cmd_admin_migrate_pseudonyms(argc - 1, argv + 1);
 	if (strcmp(sub, "rotate-kek") == 0)
 		return gw_cmd_admin_rotate_kek(argc - 1, argv + 1);
 	if (strcmp(sub, "erase") == 0)

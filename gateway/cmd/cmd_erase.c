@@ -4,9 +4,11 @@
  *   ehrgate admin erase RECORD_ID --basis CODE
  *   ehrgate admin hold place|lift (--patient PID | --record RID) --reason CODE
  *   ehrgate admin hold list
+ *   ehrgate admin erase-patient PATIENT_ID --basis CODE
  *
  * Each calls one function of the record service (records_erase,
- * records_hold_place/lift/list), with "operator" as the ledger actor.
+ * records_hold_place/lift/list) or gw_patient_erase (the right to be
+ * forgotten), with "operator" as the ledger actor.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -67,7 +69,7 @@ static void close_records(struct gw_config *cfg, struct gw_app *app)
 }
 
 /* The refusal on stderr, as the 409 body has it. */
-static void print_refusal(const struct records_refusal *why)
+static void print_refusal(const char *cmd, const struct records_refusal *why)
 {
 	json_t *j = json_object();
 	char *t;
@@ -75,7 +77,7 @@ static void print_refusal(const struct records_refusal *why)
 	records_refusal_json(j, why);
 	json_object_set_new(j, "refused_seq", json_integer((json_int_t)why->refused_seq));
 	t = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS);
-	fprintf(stderr, "ehrgate admin erase: refused: %s\n", t ? t : "");
+	fprintf(stderr, "ehrgate admin %s: refused: %s\n", cmd, t ? t : "");
 	free(t);
 	json_decref(j);
 }
@@ -100,7 +102,7 @@ static int run_erase(struct gw_app *app, const char *rid, const char *basis)
 		return 0;
 	}
 	if (out.stage == RECORDS_AT_REFUSED) {
-		print_refusal(&out.refusal);
+		print_refusal("erase", &out.refusal);
 		return 3;
 	}
 	fprintf(stderr, "ehrgate admin erase: %s%s\n", ehr_error_detail(),
@@ -111,7 +113,13 @@ static int run_erase(struct gw_app *app, const char *rid, const char *basis)
 	return err == EHR_ERR_NOT_FOUND || err == EHR_ERR_INVAL ? 2 : 1;
 }
 
-int gw_cmd_admin_erase(int argc, char **argv)
+/*
+ * `ehrgate admin CMD ID --basis CODE [-c CONFIG] [--set ...]`, the shape of
+ * both erasure commands: parse, open the app, run(app, ID, CODE). Returns
+ * the exit status (usage errors 2, with the usage on stderr).
+ */
+static int basis_command(int argc, char **argv, const char *cmd, void (*usage)(FILE *),
+                         int (*run)(struct gw_app *, const char *, const char *))
 {
 	static const struct option opts[] = {
 		{ "basis", required_argument, NULL, 'b' },
@@ -130,25 +138,30 @@ int gw_cmd_admin_erase(int argc, char **argv)
 		switch (c) {
 		case 'b': basis = optarg; break;
 		case 'h':
-			erase_usage(stdout);
+			usage(stdout);
 			gw_config_free(cfg);
 			return 0;
 		default:
-			erase_usage(stderr);
+			usage(stderr);
 			gw_config_free(cfg);
 			return 2;
 		}
 	}
 	if (basis == NULL || optind != argc - 1 || !records_erase_basis_ok(basis)) {
-		erase_usage(stderr);
+		usage(stderr);
 		gw_config_free(cfg);
 		return 2;
 	}
-	if ((rc = open_records(&cfg, &app, "erase")) != 0)
+	if ((rc = open_records(&cfg, &app, cmd)) != 0)
 		return rc;
-	rc = run_erase(app, argv[optind], basis);
+	rc = run(app, argv[optind], basis);
 	close_records(cfg, app);
 	return rc;
+}
+
+int gw_cmd_admin_erase(int argc, char **argv)
+{
+	return basis_command(argc, argv, "erase", erase_usage, run_erase);
 }
 
 static int run_hold(struct gw_app *app, const char *verb, const struct records_hold_in *in)
@@ -227,4 +240,42 @@ int gw_cmd_admin_hold(int argc, char **argv)
 	rc = run_hold(app, verb, &in);
 	close_records(cfg, app);
 	return rc;
+}
+
+static void erase_patient_usage(FILE *f)
+{
+	fprintf(f, "usage: ehrgate admin erase-patient PATIENT_ID --basis CODE [-c CONFIG] [--set "
+	           "section.key=value]...\n"
+	           "Erase a patient (right to be forgotten): every record, the device key, the contracts\n"
+	           "and the link from the external id (docs/ERASURE.md §10). Refused (exit 3, recorded)\n"
+	           "while a record is inside its minimum retention ([retention]) or a legal hold is in\n"
+	           "force. Running it again finishes an erasure a crash interrupted. Legal-basis codes:\n  ");
+	print_codes(f, records_erase_bases);
+}
+
+static int run_erase_patient(struct gw_app *app, const char *pid, const char *basis)
+{
+	struct gw_patient_erase_out out;
+	struct records_refusal why;
+	int err = gw_patient_erase(app, pid, basis, "operator", "operator", &out, &why);
+
+	if (err == 0) {
+		printf("{\"patient_id\":\"%s\",\"state\":\"erased\",\"erase_seq\":%llu,\"records_erased\":%"
+		       "llu,"
+		       "\"already\":%s}\n",
+		       pid, (unsigned long long)out.erase_seq, (unsigned long long)out.records_erased,
+		       out.already ? "true" : "false");
+		return 0;
+	}
+	if (err == EHR_ERR_CONFLICT && why.kind != RECORDS_REFUSED_NONE) {
+		print_refusal("erase-patient", &why);
+		return 3;
+	}
+	fprintf(stderr, "ehrgate admin erase-patient: %s\n", ehr_error_detail());
+	return err == EHR_ERR_INVAL || err == EHR_ERR_NOT_FOUND ? 2 : 1;
+}
+
+int gw_cmd_admin_erase_patient(int argc, char **argv)
+{
+	return basis_command(argc, argv, "erase-patient", erase_patient_usage, run_erase_patient);
 }

@@ -129,6 +129,23 @@ static int parse_args(int argc, char **argv, bool *dry, uint64_t *grace_s)
 	return 0;
 }
 
+/* Patient erasures a crash interrupted (docs/ERASURE.md §10):
+ * finished before the records pass, which then sees them erased. */
+static int patient_erasures(struct gw_app *app)
+{
+	struct gw_patient_erase_report pr;
+
+	if (gw_patient_erase_complete(app, &pr) < 0) {
+		fprintf(stderr, "ehrgate fsck: patient erasures: %s\n", ehr_error_detail());
+		return -1;
+	}
+	if (pr.applied + pr.completed + pr.failed > 0)
+		printf("fsck: patient erasures: %zu applied from the ledger, %zu completed (%llu records "
+		       "erased), %zu failed\n",
+		       pr.applied, pr.completed, (unsigned long long)pr.records_erased, pr.failed);
+	return pr.failed > 0 ? -1 : 0;
+}
+
 int gw_cmd_fsck(int argc, char **argv)
 {
 	struct gw_config *cfg = NULL;
@@ -162,7 +179,7 @@ int gw_cmd_fsck(int argc, char **argv)
 			fprintf(stderr, "ehrgate fsck: %s%s%s\n", rep.failed_at ? rep.failed_at : "",
 			        rep.failed_at && *rep.failed_at ? ": " : "", ehr_error_detail());
 			rc = 1;
-			goto out;
+			goto patients; /* a failed record pass does not stop the patient pass */
 		}
 	}
 	printf("fsck: %zu ledger records, %zu objects, %zu orphan objects (%zu removed), %zu missing "
@@ -173,6 +190,11 @@ int gw_cmd_fsck(int argc, char **argv)
 	       rep.dropped, rep.young, rep.foreign, rep.erased, rep.erasures_completed, rep.failures,
 	       o.dry_run ? " (dry run)" : "");
 	rc = (rep.missing > 0 || rep.failures > 0) ? 1 : 0;
+patients:
+	/* After the record pass: a row it completed for an erased patient is
+	 * erased here, in the same run. */
+	if (!o.dry_run && patient_erasures(app) < 0)
+		rc = 1;
 out:
 	gw_app_close(app);
 	gw_config_free(cfg);

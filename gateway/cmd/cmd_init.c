@@ -8,13 +8,18 @@
  *   regca.pem, regca.key      registration CA (P-256, self-signed), issues client certs
  *   ledger.key, ledger.pub    Ed25519, PKCS#8 PEM / SubjectPublicKeyInfo PEM
  *   token.key, token.pub      P-256 for ES256 access tokens, PKCS#8 PEM / SPKI PEM
- *   pseudonym.key             32 random bytes (HMAC key for pseudonyms)
+ *   link.key                  32 random bytes: HMAC key of the external-id -> patient
+ *                             links that erasure destroys (pseudonyms themselves are
+ *                             random; a pre-0055 install also has pseudonym.key)
  *   kek/<kid>.key             32 random bytes; kid is 16 lower-case hex digits
  *   kek/current               the current kid (no trailing newline)
  *
  * The directory is 0700, private keys 0600, certificates and public keys 0644.
- * Nothing is overwritten: if any of the files exists, init stops (exit 1).
+ * Nothing is overwritten: if any of the files exists, init stops (exit 1),
+ * except that a state directory with every file but link.key (made before
+ * schema 0055) gets link.key alone, when the database holds no links yet.
  */
+#include "auth/auth.h"
 #include "gateway/cmd/commands.h"
 #include "gateway/gateway.h"
 
@@ -32,8 +37,8 @@
 #include <openssl/x509v3.h>
 
 static const char *init_files[] = {
-	"ca.pem",     "ca.key",     "server.pem", "server.key", "regca.pem",     "regca.key",
-	"ledger.key", "ledger.pub", "token.key",  "token.pub",  "pseudonym.key", "kek/current",
+	"ca.pem",     "ca.key",     "server.pem", "server.key", "regca.pem", "regca.key",
+	"ledger.key", "ledger.pub", "token.key",  "token.pub",  "link.key",  "kek/current",
 };
 
 static int path_of(struct ehr_buf *b, const char *dir, const char *name)
@@ -236,7 +241,7 @@ static int init_state(const char *dir)
 	GUARD_GOTO(write_public_key(dir, "ledger.pub", ledger_key));
 	GUARD_GOTO(write_private_key(dir, "token.key", token_key));
 	GUARD_GOTO(write_public_key(dir, "token.pub", token_key));
-	GUARD_GOTO(write_random(dir, "pseudonym.key", 32));
+	GUARD_GOTO(write_random(dir, AUTH_LINK_KEY_FILE, 32));
 
 	GUARD_GOTO(path_of(&path, dir, "kek"));
 	GUARD_GOTO(ehr_mkdir_p(ehr_buf_cstr(&path), 0700));
@@ -261,14 +266,37 @@ out:
 	return err;
 }
 
+/* An install older than schema 0055: every key but link.key. Add it alone
+ * (docs/ERASURE.md §11), touching nothing else. */
+static int add_link_key(const struct gw_config *cfg, const char *path)
+{
+	struct gw_app *app = NULL;
+	int err;
+
+	if (gw_app_open(&app, cfg, GW_APP_DB) < 0) {
+		fprintf(stderr, "ehrgate init: adding %s needs the database: %s\n", path, ehr_error_detail());
+		return 1;
+	}
+	err = gw_cmd_link_key_create(gw_app_db(app), path);
+	gw_app_close(app);
+	if (err < 0) {
+		fprintf(stderr, "ehrgate init: %s\n", ehr_error_detail());
+		return 1;
+	}
+	printf("ehrgate init: added %s to the existing state directory; no other key was touched\n", path);
+	return 0;
+}
+
 static void init_usage(FILE *f)
 {
 	fprintf(f, "usage: ehrgate init [--state-dir DIR] [-c FILE] [--set section.key=value]...\n\n"
 	           "Create the state directory (default: [server] state_dir) with mode 0700 and,\n"
 	           "inside it, a dev PKI (ca.pem, server.pem for localhost/127.0.0.1, regca.pem),\n"
-	           "the Ed25519 ledger key, the ES256 token key, the pseudonym key and a first\n"
+	           "the Ed25519 ledger key, the ES256 token key, the link key (link.key) and a first\n"
 	           "key-encryption key (kek/). Private keys are 0600. Existing keys are never\n"
-	           "overwritten: init exits 1 if any is present.\n");
+	           "overwritten: init exits 1 if any is present, except on a state directory that\n"
+	           "has every key but link.key (an install older than schema 0055): then it adds\n"
+	           "link.key alone, if the database holds no external-id links yet.\n");
 }
 
 int gw_cmd_init(int argc, char **argv)
@@ -313,10 +341,18 @@ int gw_cmd_init(int argc, char **argv)
 	}
 	for (size_t i = 0; i < EHR_ARRAY_LEN(init_files); i++) {
 		path_of(&path, dir, init_files[i]);
-		if (access(ehr_buf_cstr(&path), F_OK) == 0) {
-			fprintf(stderr, "ehrgate init: %s already exists\n", ehr_buf_cstr(&path));
+		if (access(ehr_buf_cstr(&path), F_OK) == 0)
 			found++;
-		}
+	}
+	path_of(&path, dir, AUTH_LINK_KEY_FILE);
+	if (found == (int)EHR_ARRAY_LEN(init_files) - 1 && access(ehr_buf_cstr(&path), F_OK) != 0) {
+		rc = add_link_key(cfg, ehr_buf_cstr(&path));
+		goto out;
+	}
+	for (size_t i = 0; found && i < EHR_ARRAY_LEN(init_files); i++) {
+		path_of(&path, dir, init_files[i]);
+		if (access(ehr_buf_cstr(&path), F_OK) == 0)
+			fprintf(stderr, "ehrgate init: %s already exists\n", ehr_buf_cstr(&path));
 	}
 	if (found) {
 		fprintf(stderr, "ehrgate init: refusing to overwrite existing keys in %s\n", dir);

@@ -655,6 +655,23 @@ static void test_ehr_matrix(void)
 		CU_ASSERT_EQUAL(get_record(c_s1, rid, NULL), 403); /* no contract in force: learns nothing */
 		CU_ASSERT_EQUAL(bad, 0);
 	}
+	/* POST /v1/me/erase (docs/ERASURE.md §10): a patient erases only
+	 * themself (the route takes no patient id: test_patient_erase.c); no one
+	 * is 401; a certificate (server, auditor) is 401 or 403. */
+	{
+		static const int order[] = { R_NONE, R_S1, R_S2, R_AUD };
+		for (size_t i = 0; i < EHR_ARRAY_LEN(order); i++) {
+			json_t *body = json_pack("{s:s}", "basis", "patient-request");
+			long s = call(cl[order[i]], "POST", "/v1/me/erase", body, NULL);
+			json_decref(body);
+			if (order[i] == R_NONE ? s != 401 : s != 401 && s != 403) {
+				fprintf(stderr, "\n  POST /v1/me/erase as %s -> %ld", role_names[order[i]],
+				        s);
+				bad++;
+			}
+		}
+		CU_ASSERT_EQUAL(bad, 0);
+	}
 	/* Every decision about P1's records is in the ledger, denials included. */
 	{
 		char sql[512];

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
 #include <openssl/x509_vfy.h>
 
 #include "common/db.h"
@@ -54,8 +55,8 @@ static int setup(void)
 	struct auth_config ac = { 0 };
 	EVP_PKEY *lk;
 
-	/* roles, ledger and auth: schemas/sql 0001, 0010 and 0020 */
-	struct ehr_db_opts dbo = { .tag = "auth_db", .migrations = "1,10,20" };
+	/* roles, ledger and auth: schemas/sql 0001, 0010, 0020 and 0055 (links) */
+	struct ehr_db_opts dbo = { .tag = "auth_db", .migrations = "1,10,20,55" };
 
 	if (ehr_db_fixture_new(&db, &dbo) < 0 || ehr_test_tmpdir(state, sizeof(state), "auth-db") < 0 ||
 	    authtest_make_state(state) < 0)
@@ -673,6 +674,115 @@ static void test_rate_limit_token_route(void)
 	EHR_ASSERT_OK(auth_rate_check(ctx, AUTH_RATE_TOKEN, "198.51.100.8"));
 }
 
+/* A 32-byte key of the test state directory. */
+static void state_key(uint8_t out[32], const char *name)
+{
+	struct ehr_buf path = EHR_BUF_INIT(512), raw = EHR_BUF_INIT(64);
+
+	EHR_ASSERT_OK(ehr_buf_printf(&path, "%s/%s", state, name));
+	EHR_ASSERT_OK(ehr_file_read(&raw, ehr_buf_cstr(&path), 64));
+	CU_ASSERT_FATAL(raw.len == 32);
+	memcpy(out, raw.data, 32);
+	ehr_buf_free(&path);
+	ehr_buf_free_secure(&raw);
+}
+
+/* How many link rows the external id's keyed hash finds (as the gateway's lookup would). */
+static long long link_rows(const uint8_t lk[32], const char *ext)
+{
+	uint8_t h[32];
+	struct ehr_buf hex = EHR_BUF_INIT(80);
+	char q[256];
+
+	EHR_ASSERT_OK(auth_patient_link_hash(h, lk, ext));
+	EHR_ASSERT_OK(ehr_hex_encode(&hex, h, sizeof(h)));
+	snprintf(q, sizeof(q), "SELECT count(*) FROM auth_patient_links WHERE link_hash = '\\x%s'::bytea",
+	         ehr_buf_cstr(&hex));
+	ehr_buf_free(&hex);
+	return ehr_testdb_scalar(db.super_ci, q);
+}
+
+static void erase_state(const char *who, uint64_t seq)
+{
+	struct auth_erase_request rq = { "patient-request", "patient", who };
+	void *conn = NULL;
+
+	EHR_ASSERT_OK(ehr_db_acquire(pool, &conn));
+	EHR_ASSERT_OK(ehr_db_begin(conn));
+	EHR_ASSERT_OK(auth_patient_erase_apply(conn, who, seq, &rq));
+	EHR_ASSERT_OK(ehr_db_commit(conn));
+	ehr_db_release(pool, conn, false);
+}
+
+/* New pseudonyms are random, found again only through the link; erasure
+ * deletes the link, after which neither the old derivation nor the link
+ * lookup leads anywhere and the same external id gets a new pseudonym.
+ * Legacy (derived) patients are linked lazily. */
+static void test_patient_links_and_erasure(void)
+{
+	struct auth_principal srv = { .role = "server", .id = "srv-links" };
+	struct auth_patient_info info;
+	uint8_t pk[32], lk[32];
+	char derived[AUTH_MAX_ID + 1], npid[AUTH_MAX_ID + 1], legacy[AUTH_MAX_ID + 1], q[512];
+	json_t *r1 = NULL, *r2 = NULL, *r3 = NULL;
+
+	state_key(pk, "pseudonym.key");
+	state_key(lk, AUTH_LINK_KEY_FILE);
+	EHR_ASSERT_OK(auth_patient_create(ctx, &r1, &srv, "MRN-LINK-1"));
+	snprintf(npid, sizeof(npid), "%s", json_string_value(json_object_get(r1, "patient_id")));
+	EHR_ASSERT_OK(auth_pseudonym(derived, pk, "patient", "MRN-LINK-1"));
+	CU_ASSERT_STRING_NOT_EQUAL(npid, derived); /* not derived from the external id */
+	CU_ASSERT_EQUAL(link_rows(lk, "MRN-LINK-1"), 1);
+	EHR_ASSERT_OK(auth_patient_create(ctx, &r2, &srv, "MRN-LINK-1"));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r2, "patient_id")), npid); /* idempotent */
+	EHR_ASSERT_OK(auth_patient_lookup(pool, npid, &info));
+	CU_ASSERT_EQUAL(info.state, AUTH_PATIENT_ACTIVE);
+	/* erasure: the link and the enrolment codes go */
+	erase_state(npid, 424242);
+	CU_ASSERT_EQUAL(link_rows(lk, "MRN-LINK-1"), 0);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM auth_enrol_codes WHERE patient_id = '%s'", npid);
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci, q), 0);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM auth_patients WHERE patient_id = '%s'", derived);
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci, q), 0); /* the old derivation finds nothing */
+	EHR_ASSERT_OK(auth_patient_lookup(pool, npid, &info));
+	CU_ASSERT_EQUAL(info.state, AUTH_PATIENT_ERASING);
+	CU_ASSERT_EQUAL(info.erase_seq, 424242);
+	EHR_ASSERT_OK(auth_patient_erase_finish(pool, npid));
+	EHR_ASSERT_OK(auth_patient_lookup(pool, npid, &info));
+	CU_ASSERT_EQUAL(info.state, AUTH_PATIENT_ERASED);
+	/* the same external id now gets a new, unrelated pseudonym */
+	json_decref(r2);
+	EHR_ASSERT_OK(auth_patient_create(ctx, &r2, &srv, "MRN-LINK-1"));
+	CU_ASSERT_STRING_NOT_EQUAL(json_string_value(json_object_get(r2, "patient_id")), npid);
+
+	/* a legacy patient (created before 0055 with a derived pseudonym) */
+	EHR_ASSERT_OK(auth_pseudonym(legacy, pk, "patient", "MRN-LEGACY-7"));
+	snprintf(q, sizeof(q),
+	         "INSERT INTO auth_patients (patient_id, created_by, scheme) VALUES ('%s', 'srv-old', "
+	         "'derived')",
+	         legacy);
+	CU_ASSERT_EQUAL(ehr_testdb_exec(db.super_ci, q), 0);
+	CU_ASSERT_EQUAL(link_rows(lk, "MRN-LEGACY-7"), 0);
+	EHR_ASSERT_OK(auth_patient_create(ctx, &r3, &srv, "MRN-LEGACY-7"));
+	CU_ASSERT_STRING_EQUAL(json_string_value(json_object_get(r3, "patient_id")), legacy);
+	CU_ASSERT_EQUAL(link_rows(lk, "MRN-LEGACY-7"), 1); /* linked lazily */
+	erase_state(legacy, 424243);
+	CU_ASSERT_EQUAL(link_rows(lk, "MRN-LEGACY-7"), 0);
+	json_decref(r3);
+	EHR_ASSERT_OK(auth_patient_create(ctx, &r3, &srv, "MRN-LEGACY-7"));
+	CU_ASSERT_STRING_NOT_EQUAL(json_string_value(json_object_get(r3, "patient_id")), legacy);
+	/* no external id and no link hash in the ledger */
+	CU_ASSERT_EQUAL(ehr_testdb_scalar(db.super_ci,
+	                                  "SELECT count(*) FROM ledger_entries WHERE position('MRN-L' in "
+	                                  "encode(entry, 'escape')) > 0"),
+	                0);
+	OPENSSL_cleanse(pk, sizeof(pk));
+	OPENSSL_cleanse(lk, sizeof(lk));
+	json_decref(r1);
+	json_decref(r2);
+	json_decref(r3);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("auth.db", setup, teardown, { "register_single_use", test_register_single_use },
@@ -680,6 +790,7 @@ static void register_suites(void)
 	              { "register_race", test_register_race },
 	              { "cert_checks_and_revocation", test_cert_checks_and_revocation },
 	              { "patient_enrol", test_patient_enrol },
+	              { "patient_links_and_erasure", test_patient_links_and_erasure },
 	              { "login_and_nonce_replay", test_login_and_nonce_replay },
 	              { "dpop_requests", test_dpop_requests },
 	              { "failure_events_rate_limited", test_failure_events_rate_limited },

@@ -7,6 +7,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "common/common.h"
 #include "tests/harness/harness.h"
 
@@ -123,4 +125,101 @@ int ehrt_raw_store(struct obj_store **out, bool s3, const char *fs_root)
 		c.fs_path = fs_root;
 	}
 	return obj_store_open(out, &c);
+}
+
+long long ehrt_q1(const struct gw_proc *g, const char *f, ...)
+{
+	char sql[4096];
+	va_list ap;
+
+	va_start(ap, f);
+	vsnprintf(sql, sizeof(sql), f, ap);
+	va_end(ap);
+	return gwp_db_scalar(g, sql);
+}
+
+long ehrt_put(struct ehr_client *c, const char *pid, const char *cat, const uint8_t *body, size_t n,
+              char rid[CLOUD_RID_HEX])
+{
+	char path[256], cath[128];
+	const char *hdrs[3] = { "Content-Type: text/plain", NULL, NULL };
+	struct ehr_buf resp = EHR_BUF_INIT(1 << 16);
+	const char *r = NULL;
+	json_t *j = NULL;
+	long status = 0;
+
+	ehrt_fmt(path, sizeof(path), "/v1/patients/%s/records", pid);
+	if (cat) {
+		ehrt_fmt(cath, sizeof(cath), "X-EHR-Category: %s", cat);
+		hdrs[1] = cath;
+	}
+	if (ehr_client_request(c, &status, &resp, "POST", path, hdrs, body, n, NULL, NULL) < 0)
+		status = 0;
+	rid[0] = '\0';
+	if (status == 201 && ehr_json_parse(&j, resp.data, resp.len, 1 << 20, 8) == 0 &&
+	    ehr_json_get_str(j, "record_id", &r, 40) == 0)
+		ehrt_fmt(rid, CLOUD_RID_HEX, "%s", r);
+	json_decref(j);
+	ehr_buf_free(&resp);
+	return status;
+}
+
+void ehrt_wrapped_hex(const struct gw_proc *g, const char *rid, char *out, size_t cap)
+{
+	char sql[256];
+	PGresult *r;
+	PGconn *c = PQconnectdb(g->db.super_ci);
+
+	ehrt_fmt(sql, sizeof(sql),
+	         "SELECT coalesce(encode(wrapped_key, 'hex'), '') FROM ehr_records WHERE record_id = '%s'",
+	         rid);
+	r = PQexec(c, sql);
+	ehrt_fmt(out, cap, "%s",
+	         PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
+	PQclear(r);
+	PQfinish(c);
+}
+
+long long ehrt_rows_holding(const struct gw_proc *g, const char *hex)
+{
+	char sql[2048];
+
+	ehrt_fmt(sql, sizeof(sql),
+	         "SELECT sum(n) FROM (SELECT (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) "
+	         "AS n FROM %%I.%%I t WHERE t::text LIKE %%L', table_schema, table_name, '%%%s%%'), false, "
+	         "true, '')))[1]::text::bigint AS n FROM information_schema.tables WHERE table_schema NOT IN "
+	         "('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE') s",
+	         hex);
+	return gwp_db_scalar(g, sql);
+}
+
+bool ehrt_object_exists(struct obj_store *raw, const char *rid)
+{
+	uint8_t r[CLOUD_RID_LEN];
+	char key[128];
+	uint64_t size = 0;
+
+	if (cloud_rid_parse(r, rid) < 0 || cloud_record_key(key, sizeof(key), r) < 0)
+		return true;
+	return obj_store_head(raw, key, &size) == 0;
+}
+
+long ehrt_post_basis(struct ehr_client *c, const char *path, const char *basis, json_t **resp)
+{
+	json_t *body = json_pack("{s:s}", "basis", basis), *r = NULL;
+	long status = 0;
+
+	if (ehr_client_json(c, &status, &r, "POST", path, body) < 0)
+		status = 0;
+	json_decref(body);
+	if (resp)
+		*resp = r;
+	else
+		json_decref(r);
+	return status;
+}
+
+const char *ehrt_err_str(const json_t *resp, const char *key)
+{
+	return json_string_value(json_object_get(json_object_get(resp, "error"), key));
 }

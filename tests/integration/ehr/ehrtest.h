@@ -41,4 +41,25 @@ int ehrt_sh(char *out, size_t cap, const char *cmd);
  * with the launcher's key prefix (t<pid>/), or the fs store at fs_root. */
 int ehrt_raw_store(struct obj_store **out, bool s3, const char *fs_root);
 
+/* ---- what the erasure tests look at (test_ehr_erase.c, test_patient_erase_ehr.c) */
+
+/* A server stores a record for pid (category cat or none): the status;
+ * rid gets its id on 201. */
+long ehrt_put(struct ehr_client *c, const char *pid, const char *cat, const uint8_t *body, size_t n,
+              char rid[CLOUD_RID_HEX]);
+/* One number from SQL (printf-formatted) on g's database as the superuser. */
+long long ehrt_q1(const struct gw_proc *g, const char *f, ...) __attribute__((format(printf, 2, 3)));
+/* The hex of rid's wrapped data key as stored, "" if none. */
+void ehrt_wrapped_hex(const struct gw_proc *g, const char *rid, char *out, size_t cap);
+/* How many rows of every table of the database hold hex in their text form
+ * (bytea renders as \x<hex>): the wrapped key anywhere at all. */
+long long ehrt_rows_holding(const struct gw_proc *g, const char *hex);
+/* POST path {"basis": basis} (JSON); the status; *resp (may be NULL) the
+ * JSON reply. */
+long ehrt_post_basis(struct ehr_client *c, const char *path, const char *basis, json_t **resp);
+/* A refusal body's error.<key>, or NULL. */
+const char *ehrt_err_str(const json_t *resp, const char *key);
+/* rid's object is in the store (opened with ehrt_raw_store). */
+bool ehrt_object_exists(struct obj_store *raw, const char *rid);
+
 #endif

@@ -40,16 +40,7 @@ static struct obj_store *raw;
 
 /* ------------------------------------------------------------ helpers */
 
-static long long q1(const char *f, ...) __attribute__((format(printf, 1, 2)));
-static long long q1(const char *f, ...)
-{
-	char sql[2048];
-	va_list ap;
-	va_start(ap, f);
-	vsnprintf(sql, sizeof(sql), f, ap);
-	va_end(ap);
-	return gwp_db_scalar(&G, sql);
-}
+#define q1(...) ehrt_q1(&G, __VA_ARGS__)
 
 static uint8_t *make_body(size_t n, unsigned seed)
 {
@@ -58,33 +49,6 @@ static uint8_t *make_body(size_t n, unsigned seed)
 		b[i] = (uint8_t)((i * 2654435761u + seed) >> 13);
 	memcpy(b, MARKER, sizeof(MARKER) - 1);
 	return b;
-}
-
-/* A server stores a record for pid (category cat or none); rid gets its id. */
-static long put(struct ehr_client *c, const char *pid, const char *cat, const uint8_t *body, size_t n,
-                char rid[CLOUD_RID_HEX])
-{
-	char path[256], cath[128];
-	const char *hdrs[3] = { "Content-Type: text/plain", NULL, NULL };
-	struct ehr_buf resp = EHR_BUF_INIT(1 << 16);
-	const char *r = NULL;
-	json_t *j = NULL;
-	long status = 0;
-
-	snprintf(path, sizeof(path), "/v1/patients/%s/records", pid);
-	if (cat) {
-		snprintf(cath, sizeof(cath), "X-EHR-Category: %s", cat);
-		hdrs[1] = cath;
-	}
-	if (ehr_client_request(c, &status, &resp, "POST", path, hdrs, body, n, NULL, NULL) < 0)
-		status = 0;
-	rid[0] = '\0';
-	if (status == 201 && ehr_json_parse(&j, resp.data, resp.len, 1 << 20, 8) == 0 &&
-	    ehr_json_get_str(j, "record_id", &r, 40) == 0)
-		snprintf(rid, CLOUD_RID_HEX, "%s", r);
-	json_decref(j);
-	ehr_buf_free(&resp);
-	return status;
 }
 
 static long get(struct ehr_client *c, const char *rid, struct ehr_buf *out)
@@ -101,22 +65,8 @@ static long get(struct ehr_client *c, const char *rid, struct ehr_buf *out)
 static long erase_req(struct ehr_client *c, const char *rid, const char *basis, json_t **resp)
 {
 	char path[128];
-	json_t *body = json_pack("{s:s}", "basis", basis), *r = NULL;
-	long status = 0;
 	snprintf(path, sizeof(path), "/v1/records/%s/erase", rid);
-	if (ehr_client_json(c, &status, &r, "POST", path, body) < 0)
-		status = 0;
-	json_decref(body);
-	if (resp)
-		*resp = r;
-	else
-		json_decref(r);
-	return status;
-}
-
-static const char *err_str(const json_t *resp, const char *key)
-{
-	return json_string_value(json_object_get(json_object_get(resp, "error"), key));
+	return ehrt_post_basis(c, path, basis, resp);
 }
 
 static long long err_int(const json_t *resp, const char *key)
@@ -153,16 +103,6 @@ static int object_restore(const char *rid)
 	return obj_store_put(raw, key, bytes_read, &b, &info);
 }
 
-static bool object_exists(const char *rid)
-{
-	uint8_t r[CLOUD_RID_LEN];
-	char key[128];
-	uint64_t size = 0;
-	if (cloud_rid_parse(r, rid) < 0 || cloud_record_key(key, sizeof(key), r) < 0)
-		return true;
-	return obj_store_head(raw, key, &size) == 0;
-}
-
 struct listing {
 	const char *rid;
 	bool seen;
@@ -185,34 +125,6 @@ static struct listing list_bucket(const char *rid)
 	struct listing l = { rid, false, 0 };
 	CU_ASSERT_EQUAL(obj_store_list(raw, "ehr/", list_cb, &l), 0);
 	return l;
-}
-
-/* The hex of rid's wrapped data key as stored, "" if none. */
-static void wrapped_hex(const char *rid, char *out, size_t cap)
-{
-	char sql[256];
-	PGresult *r;
-	PGconn *c = PQconnectdb(G.db.super_ci);
-	snprintf(sql, sizeof(sql),
-	         "SELECT coalesce(encode(wrapped_key, 'hex'), '') FROM ehr_records WHERE record_id = '%s'",
-	         rid);
-	r = PQexec(c, sql);
-	snprintf(out, cap, "%s",
-	         PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1 ? PQgetvalue(r, 0, 0) : "");
-	PQclear(r);
-	PQfinish(c);
-}
-
-/* How many rows of every table of the database hold hex in their text form
- * (bytea renders as \x<hex>): the wrapped key anywhere at all. */
-static long long rows_holding(const char *hex)
-{
-	return q1(
-	        "SELECT sum(n) FROM (SELECT (xpath('/row/n/text()', query_to_xml(format('SELECT count(*) "
-	        "AS n FROM %%I.%%I t WHERE t::text LIKE %%L', table_schema, table_name, '%%%s%%'), false, "
-	        "true, '')))[1]::text::bigint AS n FROM information_schema.tables WHERE table_schema NOT IN "
-	        "('pg_catalog', 'information_schema') AND table_type = 'BASE TABLE') s",
-	        hex);
 }
 
 static int admin(char *out, size_t cap, const char *const *args)
@@ -304,12 +216,12 @@ static void test_patient_erases(void)
 	json_t *resp = NULL;
 	long long erase_seq, stores;
 
-	CU_ASSERT_EQUAL_FATAL(put(srv_a, pid1, "lab", body, n, rid), 201);
+	CU_ASSERT_EQUAL_FATAL(ehrt_put(srv_a, pid1, "lab", body, n, rid), 201);
 	CU_ASSERT_EQUAL(get(pat1, rid, &got), 200);
 	CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
-	wrapped_hex(rid, hex, sizeof(hex));
+	ehrt_wrapped_hex(&G, rid, hex, sizeof(hex));
 	CU_ASSERT_EQUAL_FATAL(strlen(hex), 2 * CLOUD_WRAPPED_LEN);
-	CU_ASSERT_EQUAL(rows_holding(hex), 1);
+	CU_ASSERT_EQUAL(ehrt_rows_holding(&G, hex), 1);
 	CU_ASSERT(list_bucket(rid).seen);
 	/* The auditor's verifier keeps a frontier from before the erasure. */
 	ehrt_fmt(state, sizeof(state), "%s/aud-state.json", G.dir);
@@ -333,7 +245,7 @@ static void test_patient_erases(void)
 	CU_ASSERT_EQUAL(erase_req(pat1, rid, "because", NULL), 400);
 	CU_ASSERT_EQUAL(erase_req(pat1, "00000000000000000000000000000000", "patient-request", NULL), 404);
 	CU_ASSERT_EQUAL(erase_req(pat1, "NOT-HEX", "patient-request", NULL), 400);
-	CU_ASSERT(object_exists(rid));
+	CU_ASSERT(ehrt_object_exists(raw, rid));
 	CU_ASSERT_EQUAL(q1("SELECT count(*) FROM ledger_entries WHERE type = 'ehr.erase'"), 0);
 
 	/* The owner erases it with ehrctl. */
@@ -353,8 +265,8 @@ static void test_patient_erases(void)
 
 	/* Gone from the bucket, listed directly; the key in no table. */
 	CU_ASSERT_FALSE(list_bucket(rid).seen);
-	CU_ASSERT_FALSE(object_exists(rid));
-	CU_ASSERT_EQUAL(rows_holding(hex), 0);
+	CU_ASSERT_FALSE(ehrt_object_exists(raw, rid));
+	CU_ASSERT_EQUAL(ehrt_rows_holding(&G, hex), 0);
 	CU_ASSERT_EQUAL(q1("SELECT count(*) FROM ehr_records WHERE record_id = '%s' AND wrapped_key IS NULL "
 	                   "AND kek_id IS NULL AND ct_sha256 IS NOT NULL AND ledger_seq IS NOT NULL",
 	                   rid),
@@ -366,7 +278,7 @@ static void test_patient_erases(void)
 	{
 		json_t *j = NULL;
 		CU_ASSERT_EQUAL(ehr_json_parse(&j, got.data, got.len, 1 << 16, 8), 0);
-		CU_ASSERT_STRING_EQUAL(err_str(j, "code") ?: "", "gone");
+		CU_ASSERT_STRING_EQUAL(ehrt_err_str(j, "code") ?: "", "gone");
 		CU_ASSERT_EQUAL(err_int(j, "erase_seq"), erase_seq);
 		json_decref(j);
 	}
@@ -416,10 +328,10 @@ static void test_patient_erases(void)
 	{
 		const char *fa[] = { "fsck", "--grace", "0", NULL };
 		CU_ASSERT_EQUAL(object_restore(rid), 0);
-		CU_ASSERT(object_exists(rid));
+		CU_ASSERT(ehrt_object_exists(raw, rid));
 		CU_ASSERT_EQUAL(admin(out, sizeof(out), fa), 0);
 		CU_ASSERT_PTR_NOT_NULL(strstr(out, "erased-record-object"));
-		CU_ASSERT_FALSE(object_exists(rid));
+		CU_ASSERT_FALSE(ehrt_object_exists(raw, rid));
 	}
 	/* fsck: consistent, nothing missing; rotate-kek skips it. */
 	{
@@ -456,17 +368,17 @@ static void expect_refused(struct ehr_client *c, const char *rid, const char *re
 	long long refused_seq;
 
 	CU_ASSERT_EQUAL(erase_req(c, rid, "patient-request", &resp), 409);
-	CU_ASSERT_STRING_EQUAL(err_str(resp, "code") ?: "", "erasure_refused");
-	CU_ASSERT_STRING_EQUAL(err_str(resp, "reason") ?: "", reason);
+	CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, "code") ?: "", "erasure_refused");
+	CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, "reason") ?: "", reason);
 	if (extra_key)
-		CU_ASSERT_STRING_EQUAL(err_str(resp, extra_key) ?: "", extra_val);
+		CU_ASSERT_STRING_EQUAL(ehrt_err_str(resp, extra_key) ?: "", extra_val);
 	refused_seq = err_int(resp, "refused_seq");
 	CU_ASSERT_EQUAL(q1("SELECT count(*) FROM ledger_entries WHERE seq = %lld AND type = "
 	                   "'ehr.erase.refused' AND position(convert_to('%s', 'UTF8') in entry) > 0",
 	                   refused_seq, rid),
 	                1);
 	json_decref(resp);
-	CU_ASSERT(object_exists(rid));
+	CU_ASSERT(ehrt_object_exists(raw, rid));
 	CU_ASSERT_EQUAL(q1("SELECT count(*) FROM ehr_records WHERE record_id = '%s' AND state = 'stored' AND "
 	                   "wrapped_key IS NOT NULL",
 	                   rid),
@@ -479,9 +391,9 @@ static void test_retention_and_holds(void)
 	char legal[CLOUD_RID_HEX], lab[CLOUD_RID_HEX], lab2[CLOUD_RID_HEX], out[1 << 14];
 	long long places = q1("SELECT count(*) FROM ledger_entries WHERE type = 'ehr.hold.place'");
 
-	CU_ASSERT_EQUAL_FATAL(put(srv_a, pid1, "legal", body, 1000, legal), 201);
-	CU_ASSERT_EQUAL_FATAL(put(srv_a, pid1, "lab", body, 1000, lab), 201);
-	CU_ASSERT_EQUAL_FATAL(put(srv_a, pid1, NULL, body, 1000, lab2), 201);
+	CU_ASSERT_EQUAL_FATAL(ehrt_put(srv_a, pid1, "legal", body, 1000, legal), 201);
+	CU_ASSERT_EQUAL_FATAL(ehrt_put(srv_a, pid1, "lab", body, 1000, lab), 201);
+	CU_ASSERT_EQUAL_FATAL(ehrt_put(srv_a, pid1, NULL, body, 1000, lab2), 201);
 
 	/* Inside retention: the patient and the operator are refused. */
 	expect_refused(pat1, legal, "retention", "category", "legal");
@@ -508,7 +420,7 @@ static void test_retention_and_holds(void)
 		CU_ASSERT_EQUAL(admin(out, sizeof(out), lift), 0);
 		CU_ASSERT_EQUAL(admin(out, sizeof(out), lift), 2); /* none in force */
 		CU_ASSERT_EQUAL(erase_req(pat1, lab, "patient-request", NULL), 200);
-		CU_ASSERT_FALSE(object_exists(lab));
+		CU_ASSERT_FALSE(ehrt_object_exists(raw, lab));
 	}
 	/* A hold on the patient covers every record of theirs. */
 	{
@@ -568,7 +480,7 @@ static void crash_at(const char *failpoint)
 	long long digest, entries, objects;
 	int rc;
 
-	CU_ASSERT_EQUAL_FATAL(put(srv_a, pid2, "lab", body, 5000, rid), 201);
+	CU_ASSERT_EQUAL_FATAL(ehrt_put(srv_a, pid2, "lab", body, 5000, rid), 201);
 	a[2] = rid;
 	digest = others_digest(rid);
 	entries = q1("SELECT count(*) FROM ledger_entries");
@@ -610,7 +522,7 @@ static void crash_at(const char *failpoint)
 	                   "position(convert_to('gdpr-17-1-d', 'UTF8') in e.entry) > 0",
 	                   rid),
 	                1);
-	CU_ASSERT_FALSE(object_exists(rid));
+	CU_ASSERT_FALSE(ehrt_object_exists(raw, rid));
 	/* Nothing else changed. */
 	CU_ASSERT_EQUAL(others_digest(rid), digest);
 	CU_ASSERT_EQUAL(list_bucket(rid).n, objects - 1);
@@ -692,7 +604,7 @@ static void test_read_races_erasure(void)
 	CU_ASSERT_EQUAL_FATAL(ehr_client_open_profile(&pat2b, dir), 0);
 	rd[0].c = pat2b;
 
-	CU_ASSERT_EQUAL_FATAL(put(srv_a, pid2, "lab", body, n, rid), 201);
+	CU_ASSERT_EQUAL_FATAL(ehrt_put(srv_a, pid2, "lab", body, n, rid), 201);
 	for (int i = 0; i < 2; i++)
 		pthread_create(&th[i], NULL, reader_main, &rd[i]);
 	while (rd[0].ok + rd[1].ok < 3)

@@ -1149,7 +1149,7 @@ static mode_t mode_of(const char *dir, const char *name)
 static void test_init_files(void)
 {
 	static const char *keys[] = { "ca.key",     "server.key", "regca.key",
-		                      "ledger.key", "token.key",  "pseudonym.key" };
+		                      "ledger.key", "token.key",  "link.key" };
 	static const char *pub[] = { "ca.pem", "server.pem", "regca.pem", "ledger.pub", "token.pub" };
 	struct ehr_buf kid = EHR_BUF_INIT(64), raw = EHR_BUF_INIT(64);
 	char path[800];
@@ -1167,9 +1167,11 @@ static void test_init_files(void)
 	EHR_ASSERT_OK(ehr_file_read(&raw, path, 64));
 	CU_ASSERT_EQUAL(raw.len, 32);
 	ehr_buf_reset(&raw);
-	snprintf(path, sizeof(path), "%s/pseudonym.key", cmd.state_dir);
+	snprintf(path, sizeof(path), "%s/link.key", cmd.state_dir);
 	EHR_ASSERT_OK(ehr_file_read(&raw, path, 64));
 	CU_ASSERT_EQUAL(raw.len, 32);
+	/* a fresh install has no legacy (derived) pseudonyms, so no pseudonym.key */
+	CU_ASSERT_EQUAL(mode_of(cmd.state_dir, "pseudonym.key"), (mode_t)-1);
 	/* key types */
 	{
 		FILE *f;

@@ -128,6 +128,10 @@ int authtest_make_state(const char *dir)
 	GUARD_GOTO(ehr_buf_printf(&p, "%s/pseudonym.key", dir));
 	GUARD_GOTO(ehr_random(pk, sizeof(pk)));
 	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&p), pk, sizeof(pk), 0600, false));
+	ehr_buf_reset(&p);
+	GUARD_GOTO(ehr_buf_printf(&p, "%s/" AUTH_LINK_KEY_FILE, dir));
+	GUARD_GOTO(ehr_random(pk, sizeof(pk)));
+	GUARD_GOTO(ehr_file_write_atomic(ehr_buf_cstr(&p), pk, sizeof(pk), 0600, false));
 out:
 	X509_free(regca);
 	X509_free(ca);
