@@ -99,12 +99,6 @@ static const struct want table[] = {
 	{ "auth.patient.erase", "operator", "pt-1",
 	  "{\"outcome\":\"success\",\"basis\":\"court-order\",\"requested_by\":\"operator\"}", "110110", NULL,
 	  "rest", 'D', 0, "IHE.BasicAudit.PatientDelete" },
-	{ "auth.patient.erase", "pt-1", "pt-1",
-	  "{\"outcome\":\"failure\",\"basis\":\"patient-request\",\"requested_by\":\"patient\",\"reason\":"
-	  "\"retention\"}",
-	  "110110", NULL, "rest", 'D', 4, NULL },
-	{ "contract.erase", "operator", "pt-1", "{\"patient\":\"pt-1\"}", "110110", NULL, "rest", 'U', 0,
-	  "IHE.BasicAudit.PatientUpdate" },
 	{ "contract.create", "pt-1", "pt-1", "{\"cid\":\"c1\",\"signature\":\"x\"}", "110110", NULL, "rest",
 	  'C', 0, "IHE.BasicAudit.PatientCreate" },
 	{ "contract.revoke", "pt-1", "pt-1", "{\"cid\":\"c1\",\"signature\":\"x\"}", "110110", NULL, "rest",
