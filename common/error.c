@@ -64,6 +64,8 @@ const char *ehr_err_public(int err)
 /* Format into a slot; a text that does not fit ends in "..." rather than
  * failing, since an error must always be recordable. */
 static void slot_vprintf(char *dst, size_t cap, const char *fmt, va_list ap)
+        __attribute__((format(printf, 3, 0)));
+static void slot_vprintf(char *dst, size_t cap, const char *fmt, va_list ap)
 {
 	int n = vsnprintf(dst, cap, fmt, ap); /* bounded: checked */
 

@@ -199,7 +199,7 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 	memset(&t, 0, sizeof(t));
 	ehr_buf_init(&t.line, 4 * LEDGER_MAX_PAYLOAD);
 	ehr_buf_init(&t.data, 4 * LEDGER_MAX_PAYLOAD);
-	for (int i = 1; i < argc; i++) {
+	for (int i = 1; i < argc; i += 2) { /* every option takes a value */
 		if (i + 1 < argc && strcmp(argv[i], "--since-seq") == 0 &&
 		    ehr_parse_u64(&since, argv[i + 1], INT64_MAX) == 0)
 			have_since = true;
@@ -213,7 +213,6 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 			rc = usage();
 			goto out;
 		}
-		i++;
 	}
 	for (uint64_t attempt = 0;; attempt++) {
 		char path[128], hdr[64];
