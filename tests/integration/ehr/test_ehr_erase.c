@@ -232,13 +232,13 @@ static void test_patient_erases(void)
 	/* Who may not: no one, another patient, the servers, the auditor. */
 	CU_ASSERT_EQUAL(erase_req(anon, rid, "patient-request", NULL), 401);
 	CU_ASSERT_EQUAL(erase_req(pat2, rid, "patient-request", NULL), 403);
-	/* A certificate on a patient-only route: refused as the wrong
-	 * credentials (401) today; 403 wrong_role once authn says so (h-strict). */
+	/* A certificate on a patient-only route: 403, the wrong kind of
+	 * credential (PROTOCOL.md §1.4). */
 	{
 		struct ehr_client *certs[3] = { srv_a, srv_b, aud };
 		for (int i = 0; i < 3; i++) {
 			long s = erase_req(certs[i], rid, "patient-request", NULL);
-			CU_ASSERT(s == 401 || s == 403);
+			CU_ASSERT_EQUAL(s, 403);
 		}
 	}
 	/* Bad requests. */
