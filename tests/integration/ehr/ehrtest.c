@@ -223,3 +223,16 @@ const char *ehrt_err_str(const json_t *resp, const char *key)
 {
 	return json_string_value(json_object_get(json_object_get(resp, "error"), key));
 }
+
+long ehrt_get(struct ehr_client *c, const char *rid, struct ehr_buf *out)
+{
+	struct ehr_buf tmp = EHR_BUF_INIT(1 << 20);
+	char path[128];
+	long status = 0;
+
+	ehrt_fmt(path, sizeof(path), "/v1/records/%s", rid);
+	if (ehr_client_request(c, &status, out ? out : &tmp, "GET", path, NULL, NULL, 0, NULL, NULL) < 0)
+		status = 0;
+	ehr_buf_free(&tmp);
+	return status;
+}

@@ -54,6 +54,9 @@ void ehrt_wrapped_hex(const struct gw_proc *g, const char *rid, char *out, size_
 /* How many rows of every table of the database hold hex in their text form
  * (bytea renders as \x<hex>): the wrapped key anywhere at all. */
 long long ehrt_rows_holding(const struct gw_proc *g, const char *hex);
+/* GET /v1/records/{rid}; the status (0 when no reply came); the body into
+ * out, or discarded when out is NULL. */
+long ehrt_get(struct ehr_client *c, const char *rid, struct ehr_buf *out);
 /* POST path {"basis": basis} (JSON); the status; *resp (may be NULL) the
  * JSON reply. */
 long ehrt_post_basis(struct ehr_client *c, const char *path, const char *basis, json_t **resp);

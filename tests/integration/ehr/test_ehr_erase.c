@@ -51,16 +51,6 @@ static uint8_t *make_body(size_t n, unsigned seed)
 	return b;
 }
 
-static long get(struct ehr_client *c, const char *rid, struct ehr_buf *out)
-{
-	char path[128];
-	long status = 0;
-	snprintf(path, sizeof(path), "/v1/records/%s", rid);
-	if (ehr_client_request(c, &status, out, "GET", path, NULL, NULL, 0, NULL, NULL) < 0)
-		return 0;
-	return status;
-}
-
 /* POST /v1/records/{rid}/erase {"basis": basis}; *resp the JSON reply. */
 static long erase_req(struct ehr_client *c, const char *rid, const char *basis, json_t **resp)
 {
@@ -217,7 +207,7 @@ static void test_patient_erases(void)
 	long long erase_seq, stores;
 
 	CU_ASSERT_EQUAL_FATAL(ehrt_put(srv_a, pid1, "lab", body, n, rid), 201);
-	CU_ASSERT_EQUAL(get(pat1, rid, &got), 200);
+	CU_ASSERT_EQUAL(ehrt_get(pat1, rid, &got), 200);
 	CU_ASSERT(got.len == n && memcmp(got.data, body, n) == 0); /* not secret */
 	ehrt_wrapped_hex(&G, rid, hex, sizeof(hex));
 	CU_ASSERT_EQUAL_FATAL(strlen(hex), 2 * CLOUD_WRAPPED_LEN);
@@ -274,7 +264,7 @@ static void test_patient_erases(void)
 
 	/* Reads: 410 with the erase entry's index, for every reader. */
 	ehr_buf_reset(&got);
-	CU_ASSERT_EQUAL(get(pat1, rid, &got), 410);
+	CU_ASSERT_EQUAL(ehrt_get(pat1, rid, &got), 410);
 	{
 		json_t *j = NULL;
 		CU_ASSERT_EQUAL(ehr_json_parse(&j, got.data, got.len, 1 << 16, 8), 0);
@@ -283,9 +273,9 @@ static void test_patient_erases(void)
 		json_decref(j);
 	}
 	ehr_buf_reset(&got);
-	CU_ASSERT_EQUAL(get(srv_a, rid, &got), 410);
+	CU_ASSERT_EQUAL(ehrt_get(srv_a, rid, &got), 410);
 	ehr_buf_reset(&got);
-	CU_ASSERT_EQUAL(get(srv_b, rid, &got), 403); /* no contract: it learns nothing */
+	CU_ASSERT_EQUAL(ehrt_get(srv_b, rid, &got), 403); /* no contract: it learns nothing */
 
 	/* Listings show it erased. */
 	ehrt_fmt(args, sizeof(args), "record list %s", pid1);
@@ -495,7 +485,7 @@ static void crash_at(const char *failpoint)
 	           rid),
 	        1);
 	/* Unreadable from the crash on. */
-	CU_ASSERT_EQUAL(get(pat2, rid, &got), 410);
+	CU_ASSERT_EQUAL(ehrt_get(pat2, rid, &got), 410);
 	/* A dry run reports it and changes nothing. */
 	{
 		const char *dry[] = { "fsck", "--dry-run", "--grace", "0", NULL };
@@ -572,7 +562,7 @@ static void *reader_main(void *arg)
 		long st;
 		last = *r->stop;
 		ehr_buf_reset(&got);
-		st = get(r->c, r->rid, &got);
+		st = ehrt_get(r->c, r->rid, &got);
 		if (st == 200 && got.len == r->n && memcmp(got.data, r->body, r->n) == 0) /* not secret */
 			r->ok++;
 		else if (st == 410)

@@ -184,16 +184,6 @@ static long post_record(struct ehr_client *c, const char *pid, const void *body,
 	return status;
 }
 
-static long get_record(struct ehr_client *c, const char *rid, struct ehr_buf *out)
-{
-	char path[128];
-	long status = 0;
-	snprintf(path, sizeof(path), "/v1/records/%s", rid);
-	if (ehr_client_request(c, &status, out, "GET", path, NULL, NULL, 0, NULL, NULL) < 0)
-		return 0;
-	return status;
-}
-
 static bool is_json_error(const struct ehr_buf *b, const char *code)
 {
 	json_t *j = NULL;
@@ -250,7 +240,7 @@ static void round_trip(struct world *w, size_t n)
 		return;
 	}
 	/* the storing server reads it back */
-	s = get_record(w->srv_a, st.rid, &out);
+	s = ehrt_get(w->srv_a, st.rid, &out);
 	if (s != 200)
 		fprintf(stderr, "\n  GET %zu bytes -> %ld (%s), %zu bytes\n", n, s,
 		        ehr_client_last_error(w->srv_a), out.len);
@@ -267,7 +257,7 @@ static void round_trip(struct world *w, size_t n)
 	}
 	/* and so does the patient, with DPoP */
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 200);
+	CU_ASSERT_EQUAL(ehrt_get(w->pat1, st.rid, &out), 200);
 	CU_ASSERT(out.len == n && (n == 0 || memcmp(out.data, body, n) == 0)); /* not secret */
 	/* the ledger holds the ciphertext hash the answer gave */
 	{
@@ -316,13 +306,13 @@ static void authz(struct world *w)
 	CU_ASSERT_EQUAL_FATAL(post_record(w->srv_a, w->pid1, body, 1000, "text/plain", NULL, &st, NULL), 201);
 	reads = count_type(w, "ehr.read");
 	/* another medical server, another patient, nobody */
-	CU_ASSERT_EQUAL(get_record(w->srv_b, st.rid, &out), 403);
+	CU_ASSERT_EQUAL(ehrt_get(w->srv_b, st.rid, &out), 403);
 	CU_ASSERT(is_json_error(&out, "forbidden"));
 	CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->pat2, st.rid, &out), 403);
+	CU_ASSERT_EQUAL(ehrt_get(w->pat2, st.rid, &out), 403);
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->anon, st.rid, &out), 401);
+	CU_ASSERT_EQUAL(ehrt_get(w->anon, st.rid, &out), 401);
 	CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
 	CU_ASSERT_EQUAL(count_type(w, "ehr.read"), reads); /* refused reads release nothing */
 	/* only servers store; only for existing patients; bad ids refused */
@@ -338,9 +328,9 @@ static void authz(struct world *w)
 	CU_ASSERT_EQUAL(post_record(w->srv_a, "pt-doesnotexist", body, 10, NULL, NULL, NULL, NULL), 400);
 	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, "bad category!", NULL, NULL), 400);
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->srv_a, "00000000000000000000000000000000", &out), 404);
+	CU_ASSERT_EQUAL(ehrt_get(w->srv_a, "00000000000000000000000000000000", &out), 404);
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->srv_a, "not-a-record-id", &out), 400);
+	CU_ASSERT_EQUAL(ehrt_get(w->srv_a, "not-a-record-id", &out), 400);
 	/* listing */
 	snprintf(path, sizeof(path), "/v1/patients/%s/records", w->pid1);
 	{
@@ -428,25 +418,25 @@ static void tamper(struct world *w)
 		rd = (struct cloud_mem_reader){ bad.data, bad.len, 0 };
 		EHR_ASSERT_OK(obj_store_put(raw, key, cloud_mem_read, &rd, NULL));
 		ehr_buf_reset(&out);
-		CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 502);
+		CU_ASSERT_EQUAL(ehrt_get(w->srv_a, st.rid, &out), 502);
 		CU_ASSERT(is_json_error(&out, "integrity_error"));
 		CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
 		ehr_buf_reset(&out);
-		CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 502);
+		CU_ASSERT_EQUAL(ehrt_get(w->pat1, st.rid, &out), 502);
 		CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
 	}
 	CU_ASSERT_EQUAL(count_type(w, "ehr.read"), reads);
 	/* the object deleted: refused too */
 	EHR_ASSERT_OK(obj_store_delete(raw, key));
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 502);
+	CU_ASSERT_EQUAL(ehrt_get(w->srv_a, st.rid, &out), 502);
 	/* restored: reads again */
 	{
 		struct cloud_mem_reader rd = { orig.data, orig.len, 0 };
 		EHR_ASSERT_OK(obj_store_put(raw, key, cloud_mem_read, &rd, NULL));
 	}
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 200);
+	CU_ASSERT_EQUAL(ehrt_get(w->srv_a, st.rid, &out), 200);
 	CU_ASSERT(out.len == n && memcmp(out.data, body, n) == 0); /* not secret */
 	obj_store_free(raw);
 	ehr_buf_free(&orig);
@@ -796,7 +786,7 @@ static void test_fs_fsck_findings(void)
 	         "plain_size = NULL WHERE record_id = '%s'",
 	         st.rid);
 	CU_ASSERT_EQUAL_FATAL(gwp_db_exec(&w->t, sql), 0);
-	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 404); /* not readable while pending */
+	CU_ASSERT_EQUAL(ehrt_get(w->srv_a, st.rid, &out), 404); /* not readable while pending */
 	{
 		const char *args[] = { "fsck", "--grace", "0", NULL };
 		rc = gwp_cmd(&w->t, txt, sizeof(txt), args);
@@ -811,7 +801,7 @@ static void test_fs_fsck_findings(void)
 	         st.rid, st.seq);
 	CU_ASSERT_EQUAL(gwp_db_scalar(&w->t, sql), 1);
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->srv_a, st.rid, &out), 200);
+	CU_ASSERT_EQUAL(ehrt_get(w->srv_a, st.rid, &out), 200);
 	CU_ASSERT(out.len == 70000 && memcmp(out.data, body, 70000) == 0); /* not secret */
 	obj_store_free(raw);
 	ehr_buf_free(&obj);
@@ -869,7 +859,7 @@ static void rotate(struct world *w)
 	EHR_ASSERT_OK(obj_store_get(raw, key, cloud_buf_write, &sink, &after));
 	CU_ASSERT(memcmp(before.sha256, after.sha256, 32) == 0); /* not secret */
 	/* ... and the running gateway still reads it (it reloads the KEKs) */
-	CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 200);
+	CU_ASSERT_EQUAL(ehrt_get(w->pat1, st.rid, &out), 200);
 	CU_ASSERT(out.len == 100000 && memcmp(out.data, body, 100000) == 0); /* not secret */
 	/* new records use the new KEK */
 	CU_ASSERT_EQUAL(post_record(w->srv_a, w->pid1, body, 10, NULL, NULL, &st, NULL), 201);
@@ -894,7 +884,7 @@ static void rotate(struct world *w)
 		(void)sb;
 	}
 	ehr_buf_reset(&out);
-	CU_ASSERT_EQUAL(get_record(w->pat1, st.rid, &out), 200);
+	CU_ASSERT_EQUAL(ehrt_get(w->pat1, st.rid, &out), 200);
 	obj_store_free(raw);
 	ehr_buf_free(&sink);
 	ehr_buf_free_secure(&out);

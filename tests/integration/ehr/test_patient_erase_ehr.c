@@ -54,18 +54,6 @@ static long put(const char *pid, const char *cat, char rid[CLOUD_RID_HEX])
 	return ehrt_put(srv, pid, cat, body, sizeof(body) - 1, rid);
 }
 
-static long get(struct ehr_client *c, const char *rid)
-{
-	struct ehr_buf out = EHR_BUF_INIT(1 << 20);
-	char path[128];
-	long status = 0;
-	ehrt_fmt(path, sizeof(path), "/v1/records/%s", rid);
-	if (ehr_client_request(c, &status, &out, "GET", path, NULL, NULL, 0, NULL, NULL) < 0)
-		status = 0;
-	ehr_buf_free(&out);
-	return status;
-}
-
 /* POST /v1/me/erase as the patient; *resp the JSON reply. */
 static long me_erase(struct ehr_client *pat, json_t **resp)
 {
@@ -161,16 +149,16 @@ static void test_erase_with_records(void)
 		CU_ASSERT(ehrt_object_exists(raw, rids[i]));
 	}
 	CU_ASSERT_EQUAL_FATAL(put(other, "lab", orid), 201);
-	CU_ASSERT_EQUAL(get(pat, rids[0]), 200);
+	CU_ASSERT_EQUAL(ehrt_get(pat, rids[0], NULL), 200);
 
 	CU_ASSERT_EQUAL(admin_erase(pid, out, sizeof(out)), 0);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"records_erased\":3"));
 	for (int i = 0; i < 3; i++) {
 		CU_ASSERT_FALSE(ehrt_object_exists(raw, rids[i]));
 		CU_ASSERT_EQUAL(ehrt_rows_holding(&G, hex[i]), 0);
-		CU_ASSERT_EQUAL(get(pat, rids[i]), 410); /* patient_erased */
+		CU_ASSERT_EQUAL(ehrt_get(pat, rids[i], NULL), 410); /* patient_erased */
 		/* The server's contract ended with the erasure: it learns nothing. */
-		CU_ASSERT_EQUAL(get(srv, rids[i]), 403);
+		CU_ASSERT_EQUAL(ehrt_get(srv, rids[i], NULL), 403);
 		CU_ASSERT_EQUAL(
 		        q1("SELECT count(*) FROM ledger_entries WHERE type = 'ehr.erase' AND subject = "
 		           "'%s' AND position(convert_to('%s', 'UTF8') in entry) > 0 AND "
@@ -182,7 +170,7 @@ static void test_erase_with_records(void)
 	        q1("SELECT count(*) FROM ehr_records WHERE patient = '%s' AND state <> 'erased'", pid), 0);
 	/* The other patient is untouched. */
 	CU_ASSERT(ehrt_object_exists(raw, orid));
-	CU_ASSERT_EQUAL(get(opat, orid), 200);
+	CU_ASSERT_EQUAL(ehrt_get(opat, orid, NULL), 200);
 	CU_ASSERT_EQUAL(gwp_cmd(&G, out, sizeof(out), lv), 0);
 	/* Again: already erased, nothing more. */
 	CU_ASSERT_EQUAL(admin_erase(pid, out, sizeof(out)), 0);
@@ -233,7 +221,7 @@ static void assert_refused(const char *pid, struct ehr_client *pat, const char *
 	                   rid),
 	                1);
 	CU_ASSERT(ehrt_object_exists(raw, rid));
-	CU_ASSERT_EQUAL(get(pat, rid), 200);
+	CU_ASSERT_EQUAL(ehrt_get(pat, rid, NULL), 200);
 }
 
 static void test_refused_patient_hold(void)
