@@ -235,6 +235,14 @@ int ledger_block_at_size(struct ledger *l, uint64_t size, struct ledger_block *b
 int ledger_block_at_height(struct ledger *l, uint64_t height, struct ledger_block *b);
 /* The C2SP checkpoint note at a tree size a block ended at (0 = latest). */
 int ledger_checkpoint(struct ledger *l, uint64_t size, struct ehr_buf *note);
+/*
+ * The published checkpoint: the newest tree head that clients are handed
+ * (tiles, receipts, proofs). Without witnesses it is the latest signed
+ * checkpoint; with witnesses it is the newest one that reached quorum and
+ * carries its cosignature lines. *size is its tree size.
+ * EHR_ERR_NOT_FOUND when nothing is published yet.
+ */
+int ledger_published(struct ledger *l, struct ehr_buf *note, uint64_t *size);
 /* RFC 9162 PATH(index, D[size]) and PROOF(size1, D[size2]) from the store,
  * with O(log n) lookups (docs/LEDGER.md §4). out has LEDGER_MAX_PROOF slots. */
 int ledger_prove_inclusion(struct ledger *l, uint64_t index, uint64_t size, uint8_t (*out)[LEDGER_HASH_LEN],

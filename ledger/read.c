@@ -192,6 +192,17 @@ int ledger_checkpoint(struct ledger *l, uint64_t size, struct ehr_buf *note)
 	return ledger_checkpoint_note(note, b.origin, b.tree_size, b.root, pub, b.cp_sig);
 }
 
+int ledger_published(struct ledger *l, struct ehr_buf *note, uint64_t *size)
+{
+	struct ledger_block b;
+	uint8_t pub[32];
+
+	ledger_public_key(l, pub);
+	GUARD(ledger_head(l, &b));
+	*size = b.tree_size;
+	return ledger_checkpoint_note(note, b.origin, b.tree_size, b.root, pub, b.cp_sig);
+}
+
 /* Proofs: plan the ranges, fetch every needed perfect subtree in one query. */
 static int pool_fetch(void *ctx, struct merkle_node_ref *refs, size_t n)
 {
