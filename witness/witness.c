@@ -50,8 +50,8 @@ struct req_facts {
 	bool have_sizes;
 };
 
-/* Refuse with a plain-text reason (the current error's public message when
- * fmt is NULL), log it and count it. */
+/* Refuse with a one-line plain-text reason (never PHI: checkpoints hold
+ * none), log it with the request's origin and sizes, and count it. */
 static void refuse(struct witness_result *res, enum outcome oc, const struct req_facts *f, const char *reason)
 {
 	json_t *fields = json_pack("{s:i, s:s}", "status", outcome_status[oc], "reason", reason);
@@ -86,8 +86,8 @@ static void conflict(struct witness_result *res, const struct req_facts *f, uint
 		ehr_buf_reset(&res->body);
 }
 
-/* The consistency checks against the stored checkpoint (lock held):
- * 0, or the refusal's outcome with its reason set. */
+/* The consistency checks against the stored checkpoint (lock held): 0, or
+ * EHR_ERR_TAMPER with the reason as the public message. */
 static int check_consistency(const struct witness_origin *o, const struct ledger_add_checkpoint *req,
                              uint64_t size, const uint8_t root[LEDGER_HASH_LEN])
 {
