@@ -145,6 +145,8 @@ static int precheck(struct witness *w, const struct ledger_add_checkpoint *req, 
                     char *origin, size_t origin_cap, uint64_t *size, uint8_t root[LEDGER_HASH_LEN],
                     size_t *text_len, struct witness_result *res, struct req_facts *f)
 {
+	/* room for our cosignature line (<= 365 bytes) in the stored note */
+	static const size_t note_max = LEDGER_NOTE_MAX - 512;
 	static const uint8_t empty_root[LEDGER_HASH_LEN] = {
 		0xe3, 0xb0, 0xc4, 0x42, 0x98, 0xfc, 0x1c, 0x14, 0x9a, 0xfb, 0xf4,
 		0xc8, 0x99, 0x6f, 0xb9, 0x24, 0x27, 0xae, 0x41, 0xe4, 0x64, 0x9b,
@@ -152,10 +154,10 @@ static int precheck(struct witness *w, const struct ledger_add_checkpoint *req, 
 	};
 	int rc;
 
-	if (req->note_len > LEDGER_NOTE_MAX - 256 ||
+	if (req->note_len > note_max ||
 	    ledger_checkpoint_parse(req->note, req->note_len, origin, origin_cap, size, root, text_len) < 0) {
 		refuse(res, OUT_MALFORMED, f,
-		       req->note_len > LEDGER_NOTE_MAX - 256 ? "checkpoint too large" : ehr_error_msg());
+		       req->note_len > note_max ? "checkpoint too large" : ehr_error_msg());
 		return -1;
 	}
 	f->origin = origin;

@@ -326,6 +326,33 @@ static void test_refusals(void)
 	EHR_ASSERT_OK(ehr_buf_append_u8(&req, '\n'));
 	EHR_ASSERT_OK(ehr_buf_append(&req, note.data, note.len));
 	expect(&req, 400, NULL);
+	/* 400: a validly signed note too large to store with a cosignature */
+	{
+		uint8_t root[32], sig[64];
+		struct ehr_buf body = EHR_BUF_INIT(32768), blob = EHR_BUF_INIT(128);
+		uint8_t id[4];
+
+		EHR_ASSERT_OK(merkle_root(root, (const uint8_t(*)[LEDGER_HASH_LEN])leaves, s + 1));
+		EHR_ASSERT_OK(ledger_checkpoint_body(&body, ORIGIN, s + 1, root));
+		for (int i = 0; i < 198; i++) /* extension lines */
+			EHR_ASSERT_OK(ehr_buf_append_str(
+			        &body, "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"
+			               "xxxxxxxxxxxxxxxxxxxx\n"));
+		EHR_ASSERT_OK(ledger_ed25519_sign(sig, log_key, body.data, body.len));
+		ledger_note_key_id(id, ORIGIN, log_pub);
+		EHR_ASSERT_OK(ehr_buf_append(&blob, id, 4));
+		EHR_ASSERT_OK(ehr_buf_append(&blob, sig, 64));
+		EHR_ASSERT_OK(ehr_buf_printf(&body, "\n\xe2\x80\x94 %s ", ORIGIN));
+		EHR_ASSERT_OK(ehr_b64_encode(&body, blob.data, blob.len));
+		EHR_ASSERT_OK(ehr_buf_append_u8(&body, '\n'));
+		CU_ASSERT(body.len > LEDGER_NOTE_MAX - 512 && body.len <= LEDGER_NOTE_MAX);
+		ehr_buf_reset(&req);
+		EHR_ASSERT_OK(
+		        ledger_add_checkpoint_format(&req, s, NULL, 0, (const char *)body.data, body.len));
+		expect(&req, 400, "checkpoint too large");
+		ehr_buf_free(&body);
+		ehr_buf_free(&blob);
+	}
 	/* 413: a body larger than any valid request */
 	ehr_buf_reset(&req);
 	while (req.len <= LEDGER_ADD_CHECKPOINT_MAX)
