@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # lib.sh - shell pieces the benchmarks' run.sh scripts share (sourced).
 
 # A child that has exited but is not reaped yet counts as gone.
