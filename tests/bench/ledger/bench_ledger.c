@@ -11,6 +11,10 @@
  *   verification entries/s over the whole ledger (ledger_verify_db).
  *
  *   EHRGATE_TEST_PG=... bench_ledger [seconds-per-run (5)] [min entries to verify (1000000)]
+ *
+ * BENCH_KEEP_DB=1 keeps the database (its conninfo is printed last) and
+ * BENCH_LEDGER_KEY=FILE writes the signing key there (PEM, 0600), so that
+ * `ehrgate ledger verify --db CONNINFO --pubkey FILE` can run on it again.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -244,6 +248,8 @@ int main(int argc, char **argv)
 		return 1;
 	key = ltest_key_new();
 	ledger_key_raw_public(pub, key);
+	if (getenv("BENCH_LEDGER_KEY") != NULL && ltest_key_write(key, getenv("BENCH_LEDGER_KEY")) < 0)
+		return 1;
 	su = ltest_connect(db.super_ci, false);
 	if (su == NULL ||
 	    ltest_exec(su, "CREATE TABLE raw_rows (id bigserial PRIMARY KEY, payload bytea NOT NULL); "
@@ -361,5 +367,7 @@ int main(int argc, char **argv)
 	EVP_PKEY_free(key);
 	if (getenv("BENCH_KEEP_DB") == NULL)
 		ehr_db_fixture_free(&db);
+	else /* e.g. to profile: ehrgate ledger verify --db CONNINFO --pubkey $BENCH_LEDGER_KEY */
+		printf("kept the database: %s\n", db.app_ci);
 	return 0;
 }
