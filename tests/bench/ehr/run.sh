@@ -21,45 +21,12 @@ B=${BENCH_BUILD:-$ROOT/build}
 GWBIN=${BENCH_GATEWAY_BIN:-$B/gateway/ehrgate}
 export EHRGATE_BIN=$GWBIN # the bench's `ehrgate admin` calls use the same one
 
-WORK='' STATE='' BUILD_PID='' GW_PID='' BENCH_PID=''
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [ -n "$BUILD_PID" ]; then
-		kill -TERM -- "-$BUILD_PID" 2>/dev/null || true
-		wait "$BUILD_PID" 2>/dev/null || true
-	fi
-	if [ -n "$BENCH_PID" ]; then stop_pid "$BENCH_PID"; fi
-	if [ -n "$GW_PID" ]; then stop_pid "$GW_PID"; fi
-	if [ -n "$STATE" ]; then "$ROOT/deploy/devservices.sh" destroy "$STATE" >/dev/null 2>&1 || true; fi
-	if [ -n "$WORK" ]; then
-		rm -rf "$WORK/gw/objects" "$WORK/floor"
-		if [ "$rc" -ne 0 ] || [ -n "${BENCH_KEEP:-}" ]; then
-			echo "run.sh: kept $WORK (build.log, services.log, gw/ehrgate.ini, gw/serve.log, gw/setup.log)" >&2
-		else
-			rm -rf "$WORK"
-		fi
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'echo "run.sh: interrupted" >&2; exit 130' INT
-trap 'echo "run.sh: terminated" >&2; exit 143' TERM
-die() {
-	echo "run.sh: $*" >&2
-	exit 1
-}
+bench_traps
 
 WORK=$(mktemp -d /tmp/ehr-bench-ehr.XXXXXX)
 
-# Build in its own process group, in the background + wait, so that a signal
-# reaches the trap at once and cleanup can stop the whole build.
-# shellcheck disable=SC2016 # $1 and $2 are the inner shell's arguments
-setsid bash -c 'cmake -S "$1" -B "$2" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null && cmake --build "$2" -j2 --target bench_ehr' \
-	build "$ROOT" "$B" >"$WORK/build.log" 2>&1 </dev/null &
-BUILD_PID=$!
-wait "$BUILD_PID" || { tail -n 30 "$WORK/build.log" >&2; die "build failed"; }
-BUILD_PID=
+bench_build "$B" bench_ehr
+SCRATCH="$WORK/gw/objects $WORK/floor"
 
 STATE=$WORK/services
 "$ROOT/deploy/devservices.sh" start "$STATE" --no-s3 >"$WORK/services.log" 2>&1 ||
