@@ -318,6 +318,21 @@ static int finish_block(struct vstate *v, const struct ledger_block *b)
 	return 0;
 }
 
+/* The binary COPY header (signature, flags, extension) before the first tuple. */
+static int skip_copy_header(const uint8_t **p, size_t *plen)
+{
+	uint32_t ext;
+
+	if (*plen < 19 || memcmp(*p, "PGCOPY\n\377\r\n\0", 11) != 0) /* not secret */
+		return ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
+	ext = (uint32_t)(*p)[15] << 24 | (uint32_t)(*p)[16] << 16 | (uint32_t)(*p)[17] << 8 | (*p)[18];
+	if (*plen < 19 + (size_t)ext)
+		return ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
+	*p += 19 + ext;
+	*plen -= 19 + ext;
+	return 0;
+}
+
 /* Stream entries [v->cur, blocks[n-1].tree_size) and check them block by block. */
 static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int n)
 {
@@ -360,23 +375,8 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 			continue;
 		}
 		if (header) {
-			uint32_t ext;
-
-			if (plen < 19 || memcmp(p, "PGCOPY\n\377\r\n\0", 11) != 0) { /* not secret */
-				err = ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
-				PQfreemem(buf);
-				continue;
-			}
-			ext = (uint32_t)p[15] << 24 | (uint32_t)p[16] << 16 | (uint32_t)p[17] << 8 | p[18];
-			if (plen < 19 + (size_t)ext) {
-				err = ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
-				PQfreemem(buf);
-				continue;
-			}
-			p += 19 + ext;
-			plen -= 19 + ext;
 			header = false;
-			if (plen == 0) {
+			if ((err = skip_copy_header(&p, &plen)) < 0 || plen == 0) {
 				PQfreemem(buf);
 				continue;
 			}
