@@ -380,13 +380,29 @@ struct ledger_verify_report {
 };
 
 /*
- * Recompute every leaf, subtree node, block hash, block signature and
- * checkpoint signature from seq `from` on (docs/LEDGER.md §8), streaming
- * the tables. `conn` is a PGconn*. With a trusted checkpoint note (may be
- * NULL) the database must also contain that tree head (rollback/fork check).
- * Returns 0 when all match, EHR_ERR_TAMPER (report filled) when not, or
- * another error if the database could not be read.
+ * Recompute the ledger from the database from seq `from` on (docs/LEDGER.md
+ * §8), streaming the tables: every entry against its columns, every leaf,
+ * stored subtree node, block root, block hash and hash-chain link, and the
+ * last block's block and checkpoint signatures (which, through the chain,
+ * vouch for every earlier header); with all_signatures, both signatures of
+ * every block. `conn` is a PGconn*. With a trusted checkpoint note the
+ * database must also contain that tree head (rollback/fork check). Ranges
+ * of a long ledger are checked in parallel (jobs; each range after the
+ * first on its own connection with conn's parameters, all in one
+ * snapshot). Returns 0 when all match, EHR_ERR_TAMPER (report filled: the
+ * first bad position) when not, or another error if the database could
+ * not be read.
  */
+struct ledger_verify_opts {
+	uint64_t from;            /* start at the block boundary at or below this seq */
+	const char *trusted_note; /* a checkpoint note kept by an auditor, or NULL */
+	size_t trusted_len;
+	bool all_signatures; /* verify both Ed25519 signatures of every block */
+	unsigned jobs;       /* ranges at once; 0 = one per CPU (at most 4) for a long ledger */
+};
+int ledger_verify_db_opts(void *conn, const uint8_t pub[32], const struct ledger_verify_opts *o,
+                          struct ledger_verify_report *rep);
+/* The same with the defaults (last block's signatures, automatic jobs). */
 int ledger_verify_db(void *conn, const uint8_t pub[32], uint64_t from, const char *trusted_note,
                      size_t trusted_len, struct ledger_verify_report *rep);
 

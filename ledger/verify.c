@@ -1,74 +1,24 @@
 /*
- * ledger_verify.c - full recomputation of the ledger from the database
- * (docs/LEDGER.md §8): every entry's encoding against its columns, every
- * leaf hash, every stored subtree hash, every block root, header hash,
- * hash-chain link, block signature and checkpoint signature. Entries are
- * streamed with binary COPY in block-aligned chunks inside one
- * REPEATABLE READ snapshot; hashing is in C with a cached SHA-256 context.
+ * verify.c - one range of the ledger recomputed from the database, in
+ * order of position (docs/LEDGER.md §8): every entry's encoding against its
+ * columns, every leaf hash, every stored subtree hash, every block root,
+ * header hash and hash-chain link (and, with all_signatures, both
+ * signatures of every block). Entries are streamed with binary COPY in
+ * block-aligned chunks; verify_run.c runs the ranges and the checks made
+ * once for the whole ledger.
  */
-#include "common/db.h"
-#include "ledger/ledger_internal.h"
+#include "ledger/verify_internal.h"
 
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
 #include <openssl/err.h>
 
 #define BLOCK_COLS "height, prev_hash, tree_size, root, ts_ms, hash, sig, origin, cp_sig"
 #define CHUNK_BLOCKS 1024
 
-/*
- * Ed25519 verification (two per block) costs more than hashing a block's
- * entries, so it runs on a second thread while the main thread streams and
- * hashes. The lowest failing height wins when results are merged, which
- * keeps "the first bad block or entry" exact.
- */
-#define SIGQ_LEN 1024
-struct sigjob {
-	uint64_t height;
-	bool checkpoint;
-	size_t len;
-	uint8_t msg[512];
-	uint8_t sig[LEDGER_SIG_LEN];
-};
-
-struct sigq {
-	pthread_t th;
-	bool started;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct sigjob *jobs;
-	unsigned head, count;
-	bool closing;
-	EVP_PKEY *pk;
-	bool failed;
-	uint64_t fail_height;
-	bool fail_checkpoint;
-};
-
-struct vstate {
-	PGconn *c;
-	const uint8_t *pub;
-	EVP_PKEY *pk;
-	struct ledger_verify_report *rep;
-	struct merkle_frontier fr;
-	uint64_t cur; /* next expected seq */
-	bool have_prev;
-	struct ledger_block prev;
-	uint64_t trusted_size; /* 0 = none */
-	bool trusted_seen;
-	uint8_t trusted_root[LEDGER_HASH_LEN];
-	uint8_t root_at_trusted[LEDGER_HASH_LEN];
-	struct sigq q;
-	uint64_t cur_height; /* block the main thread is in, for merging */
-};
-
-static int bad(struct vstate *v, enum ledger_bad_kind kind, uint64_t pos, const char *fmt, ...)
-        __attribute__((format(printf, 4, 5)));
-static int bad(struct vstate *v, enum ledger_bad_kind kind, uint64_t pos, const char *fmt, ...)
+int ledger__verify_bad(struct vstate *v, enum ledger_bad_kind kind, uint64_t pos, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -88,9 +38,9 @@ static int bad(struct vstate *v, enum ledger_bad_kind kind, uint64_t pos, const 
 	                     (unsigned long long)pos, v->rep->reason);
 }
 
-/* A libpq failure while verifying: always EHR_ERR_DB (verification reports
- * no other database code); libpq's text goes to the log detail only. */
-static int pg_err(PGconn *c, const PGresult *r, const char *what)
+/* Always EHR_ERR_DB (verification reports no other database code);
+ * libpq's text goes to the log detail only. */
+int ledger__verify_pg_err(PGconn *c, const PGresult *r, const char *what)
 {
 	const char *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
@@ -112,105 +62,43 @@ static int sig_ok(EVP_PKEY *pk, const uint8_t *sig, const void *msg, size_t len)
 	return ok;
 }
 
-static void *sig_main(void *arg)
+int ledger__verify_block_sigs(struct vstate *v, const struct ledger_block *b)
 {
-	struct sigq *q = arg;
+	uint8_t header[LEDGER_BLOCK_HEADER_LEN];
+	struct ehr_buf body = EHR_BUF_INIT(1024);
+	bool ok;
 
-	pthread_mutex_lock(&q->mu);
-	for (;;) {
-		struct sigjob job;
-
-		while (q->count == 0 && !q->closing)
-			pthread_cond_wait(&q->cv, &q->mu);
-		if (q->count == 0)
-			break;
-		job = q->jobs[q->head];
-		q->head = (q->head + 1) % SIGQ_LEN;
-		q->count--;
-		pthread_cond_broadcast(&q->cv);
-		if (q->failed) /* later blocks cannot be "first" any more */
-			continue;
-		pthread_mutex_unlock(&q->mu);
-		if (!sig_ok(q->pk, job.sig, job.msg, job.len)) {
-			pthread_mutex_lock(&q->mu);
-			q->failed = true;
-			q->fail_height = job.height;
-			q->fail_checkpoint = job.checkpoint;
-			continue;
-		}
-		pthread_mutex_lock(&q->mu);
+	ledger_block_header(header, b);
+	if (!sig_ok(v->pk, b->sig, header, sizeof(header)))
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b->height, "block signature does not verify");
+	if (ledger_checkpoint_body(&body, b->origin, b->tree_size, b->root) < 0) {
+		ehr_buf_free(&body);
+		return ledger__verify_bad(v, LEDGER_BAD_CHECKPOINT, b->height,
+		                          "block origin is not a valid key name");
 	}
-	pthread_mutex_unlock(&q->mu);
-	return NULL;
-}
-
-static int sigq_push(struct vstate *v, uint64_t height, bool cp, const uint8_t *sig, const void *msg,
-                     size_t len)
-{
-	struct sigq *q = &v->q;
-	struct sigjob *j;
-
-	if (len > sizeof(j->msg))
-		return bad(v, cp ? LEDGER_BAD_CHECKPOINT : LEDGER_BAD_BLOCK, height,
-		           "signed message too long");
-	pthread_mutex_lock(&q->mu);
-	while (q->count == SIGQ_LEN)
-		pthread_cond_wait(&q->cv, &q->mu);
-	j = &q->jobs[(q->head + q->count) % SIGQ_LEN];
-	j->height = height;
-	j->checkpoint = cp;
-	j->len = len;
-	memcpy(j->msg, msg, len);
-	memcpy(j->sig, sig, LEDGER_SIG_LEN);
-	q->count++;
-	pthread_cond_broadcast(&q->cv);
-	pthread_mutex_unlock(&q->mu);
+	ok = sig_ok(v->pk, b->cp_sig, body.data, body.len);
+	ehr_buf_free(&body);
+	if (!ok)
+		return ledger__verify_bad(v, LEDGER_BAD_CHECKPOINT, b->height,
+		                          "checkpoint signature does not verify");
 	return 0;
 }
 
-/* Wait for every queued signature; fold a failure into the report if it
- * comes before (or in the same block as) what the main thread found. */
-static int sigq_finish(struct vstate *v, int err)
-{
-	struct sigq *q = &v->q;
-
-	if (!q->started)
-		return err;
-	pthread_mutex_lock(&q->mu);
-	q->closing = true;
-	pthread_cond_broadcast(&q->cv);
-	pthread_mutex_unlock(&q->mu);
-	pthread_join(q->th, NULL);
-	q->started = false;
-	if (q->failed && (err == 0 || (err == EHR_ERR_TAMPER && q->fail_height <= v->cur_height))) {
-		memset(v->rep->reason, 0, sizeof(v->rep->reason));
-		return bad(v, q->fail_checkpoint ? LEDGER_BAD_CHECKPOINT : LEDGER_BAD_BLOCK, q->fail_height,
-		           q->fail_checkpoint ? "checkpoint signature does not verify"
-		                              : "block signature does not verify");
-	}
-	return err;
-}
-
-/* Checks of a block that do not depend on its entries. */
+/*
+ * Checks of a block that do not depend on its entries. Its signatures only
+ * with all_signatures: the hash chain ties every header to the last
+ * block's, whose signatures verify_run.c checks (docs/LEDGER.md §8).
+ */
 static int check_block_self(struct vstate *v, const struct ledger_block *b)
 {
 	uint8_t header[LEDGER_BLOCK_HEADER_LEN], h[LEDGER_HASH_LEN];
-	struct ehr_buf body = EHR_BUF_INIT(1024);
-	int err;
 
-	v->cur_height = b->height;
 	ledger_block_header(header, b);
 	ledger__sha256(h, header, sizeof(header), NULL, 0);
 	if (memcmp(h, b->hash, LEDGER_HASH_LEN) != 0) /* not secret */
-		return bad(v, LEDGER_BAD_BLOCK, b->height, "stored block hash is not the hash of its header");
-	GUARD(sigq_push(v, b->height, false, b->sig, header, sizeof(header)));
-	if (ledger_checkpoint_body(&body, b->origin, b->tree_size, b->root) < 0) {
-		ehr_buf_free(&body);
-		return bad(v, LEDGER_BAD_CHECKPOINT, b->height, "block origin is not a valid key name");
-	}
-	err = sigq_push(v, b->height, true, b->cp_sig, body.data, body.len);
-	ehr_buf_free(&body);
-	return err;
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b->height,
+		                          "stored block hash is not the hash of its header");
+	return v->all_signatures ? ledger__verify_block_sigs(v, b) : 0;
 }
 
 /* Chain checks against the previous block. */
@@ -220,23 +108,26 @@ static int check_block_link(struct vstate *v, const struct ledger_block *b)
 
 	if (!v->have_prev) {
 		if (b->height != 0)
-			return bad(v, LEDGER_BAD_BLOCK, 0,
-			           "block missing (first block found has height %llu)",
-			           (unsigned long long)b->height);
+			return ledger__verify_bad(v, LEDGER_BAD_BLOCK, 0,
+			                          "block missing (first block found has height %llu)",
+			                          (unsigned long long)b->height);
 		if (memcmp(b->prev_hash, zero, LEDGER_HASH_LEN) != 0) /* not secret */
-			return bad(v, LEDGER_BAD_BLOCK, 0, "genesis block has a non-zero previous hash");
+			return ledger__verify_bad(v, LEDGER_BAD_BLOCK, 0,
+			                          "genesis block has a non-zero previous hash");
 		return 0;
 	}
 	if (b->height != v->prev.height + 1)
-		return bad(v, LEDGER_BAD_BLOCK, v->prev.height + 1,
-		           "block missing (next block found has height %llu)", (unsigned long long)b->height);
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, v->prev.height + 1,
+		                          "block missing (next block found has height %llu)",
+		                          (unsigned long long)b->height);
 	if (memcmp(b->prev_hash, v->prev.hash, LEDGER_HASH_LEN) != 0) /* not secret */
-		return bad(v, LEDGER_BAD_BLOCK, b->height, "previous-block hash does not link to block %llu",
-		           (unsigned long long)v->prev.height);
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b->height,
+		                          "previous-block hash does not link to block %llu",
+		                          (unsigned long long)v->prev.height);
 	if (b->tree_size <= v->prev.tree_size)
-		return bad(v, LEDGER_BAD_BLOCK, b->height, "tree size does not grow");
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b->height, "tree size does not grow");
 	if (b->ts_ms < v->prev.ts_ms)
-		return bad(v, LEDGER_BAD_BLOCK, b->height, "block time goes backwards");
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b->height, "block time goes backwards");
 	return 0;
 }
 
@@ -260,7 +151,8 @@ static int fetch_blocks(struct vstate *v, struct ledger_block *out, int *n, cons
 				for (int k = 0; k < 8; k++)
 					h = (h << 8) | p[k];
 			}
-			err = bad(v, LEDGER_BAD_BLOCK, (uint64_t)h, "block row has a malformed column");
+			err = ledger__verify_bad(v, LEDGER_BAD_BLOCK, (uint64_t)h,
+			                         "block row has a malformed column");
 		}
 	}
 	PQclear(r);
@@ -306,7 +198,6 @@ static uint64_t fbe64(const struct field *f)
 	return v;
 }
 
-/* One entry row against the block it belongs to. */
 /*
  * The structure of LEDGER.md §1 without copies: version, seq, ts and the
  * length-prefixed fields, each within bounds, nothing trailing. (Field
@@ -369,33 +260,39 @@ static int check_entry(struct vstate *v, const struct field *f, const struct led
 	uint64_t seq = v->cur;
 
 	if (f[0].len != 8 || f[1].len != 8 || f[5].len != 8 || f[6].len < 0 || f[7].len < 0 || f[8].len < 0)
-		return bad(v, LEDGER_BAD_ENTRY, seq, "row has NULL or malformed columns");
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq, "row has NULL or malformed columns");
 	if (!entry_view(&e, f[6].p, (size_t)f[6].len))
-		return bad(v, LEDGER_BAD_ENTRY, seq, "entry bytes do not decode");
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq, "entry bytes do not decode");
 	if (e.seq != seq)
-		return bad(v, LEDGER_BAD_ENTRY, seq, "entry bytes encode seq %llu in the row of seq %llu",
-		           (unsigned long long)e.seq, (unsigned long long)seq);
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq,
+		                          "entry bytes encode seq %llu in the row of seq %llu",
+		                          (unsigned long long)e.seq, (unsigned long long)seq);
 	if ((int64_t)fbe64(&f[1]) != e.ts || !same(&f[2], e.type, e.tlen) || !same(&f[3], e.actor, e.alen) ||
 	    !same(&f[4], e.subject, e.slen))
-		return bad(v, LEDGER_BAD_ENTRY, seq, "indexed columns differ from the entry bytes");
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq,
+		                          "indexed columns differ from the entry bytes");
 	if (fbe64(&f[5]) != b->height)
-		return bad(v, LEDGER_BAD_ENTRY, seq, "row names block %llu but block %llu covers it",
-		           (unsigned long long)fbe64(&f[5]), (unsigned long long)b->height);
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq,
+		                          "row names block %llu but block %llu covers it",
+		                          (unsigned long long)fbe64(&f[5]), (unsigned long long)b->height);
 	if (e.ts != b->ts_ms)
-		return bad(v, LEDGER_BAD_ENTRY, seq, "entry time differs from its block's time");
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq,
+		                          "entry time differs from its block's time");
 	merkle_leaf_hash(leaf, f[6].p, (size_t)f[6].len);
 	if (f[7].len != LEDGER_HASH_LEN || memcmp(f[7].p, leaf, LEDGER_HASH_LEN) != 0) /* not secret */
-		return bad(v, LEDGER_BAD_ENTRY, seq, "stored leaf hash is not SHA-256(0x00 || entry)");
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq,
+		                          "stored leaf hash is not SHA-256(0x00 || entry)");
 	merkle__frontier_push(&v->fr, leaf, done, &ndone);
 	if ((size_t)f[8].len != (size_t)ndone * LEDGER_HASH_LEN)
-		return bad(v, LEDGER_BAD_ENTRY, seq, "stored subtree hashes: %d bytes, expected %u levels",
-		           f[8].len, ndone);
+		return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq,
+		                          "stored subtree hashes: %d bytes, expected %u levels", f[8].len,
+		                          ndone);
 	for (unsigned k = 0; k < ndone; k++) {
 		const uint8_t *stored = f[8].p + (size_t)k * LEDGER_HASH_LEN;
 
 		if (memcmp(stored, done[k], LEDGER_HASH_LEN) != 0) /* not secret */
-			return bad(v, LEDGER_BAD_ENTRY, seq, "stored subtree hash at level %u differs",
-			           k + 1);
+			return ledger__verify_bad(v, LEDGER_BAD_ENTRY, seq,
+			                          "stored subtree hash at level %u differs", k + 1);
 	}
 	v->cur++;
 	v->rep->entries++;
@@ -412,12 +309,27 @@ static int finish_block(struct vstate *v, const struct ledger_block *b)
 
 	merkle__frontier_root(&v->fr, root);
 	if (memcmp(root, b->root, LEDGER_HASH_LEN) != 0) /* not secret */
-		return bad(v, LEDGER_BAD_BLOCK, b->height,
-		           "signed root differs from the root recomputed from entries 0..%llu",
-		           (unsigned long long)(b->tree_size - 1));
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b->height,
+		                          "signed root differs from the root recomputed from entries 0..%llu",
+		                          (unsigned long long)(b->tree_size - 1));
 	v->prev = *b;
 	v->have_prev = true;
 	v->rep->blocks++;
+	return 0;
+}
+
+/* The binary COPY header (signature, flags, extension) before the first tuple. */
+static int skip_copy_header(const uint8_t **p, size_t *plen)
+{
+	uint32_t ext;
+
+	if (*plen < 19 || memcmp(*p, "PGCOPY\n\377\r\n\0", 11) != 0) /* not secret */
+		return ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
+	ext = (uint32_t)(*p)[15] << 24 | (uint32_t)(*p)[16] << 16 | (uint32_t)(*p)[17] << 8 | (*p)[18];
+	if (*plen < 19 + (size_t)ext)
+		return ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
+	*p += 19 + ext;
+	*plen -= 19 + ext;
 	return 0;
 }
 
@@ -439,7 +351,7 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 	              (unsigned long long)v->cur, (unsigned long long)end));
 	r = PQexec(v->c, sql);
 	if (r == NULL || PQresultStatus(r) != PGRES_COPY_OUT) {
-		err = pg_err(v->c, r, "COPY");
+		err = ledger__verify_pg_err(v->c, r, "COPY");
 		PQclear(r);
 		return err;
 	}
@@ -454,7 +366,7 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 		if (len == -1)
 			break;
 		if (len < 0) {
-			err = pg_err(v->c, NULL, "COPY stream");
+			err = ledger__verify_pg_err(v->c, NULL, "COPY stream");
 			break;
 		}
 		plen = (size_t)len;
@@ -463,23 +375,8 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 			continue;
 		}
 		if (header) {
-			uint32_t ext;
-
-			if (plen < 19 || memcmp(p, "PGCOPY\n\377\r\n\0", 11) != 0) { /* not secret */
-				err = ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
-				PQfreemem(buf);
-				continue;
-			}
-			ext = (uint32_t)p[15] << 24 | (uint32_t)p[16] << 16 | (uint32_t)p[17] << 8 | p[18];
-			if (plen < 19 + (size_t)ext) {
-				err = ehr_error_set(EHR_ERR_DB, "verify: bad COPY header");
-				PQfreemem(buf);
-				continue;
-			}
-			p += 19 + ext;
-			plen -= 19 + ext;
 			header = false;
-			if (plen == 0) {
+			if ((err = skip_copy_header(&p, &plen)) < 0 || plen == 0) {
 				PQfreemem(buf);
 				continue;
 			}
@@ -490,13 +387,14 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 			continue;
 		}
 		if (parse_tuple(f, 9, p, plen) < 0 || f[0].len != 8) {
-			err = bad(v, LEDGER_BAD_ENTRY, v->cur, "row does not parse");
+			err = ledger__verify_bad(v, LEDGER_BAD_ENTRY, v->cur, "row does not parse");
 		} else {
 			uint64_t seq = fbe64(&f[0]);
 
 			if (seq != v->cur)
-				err = bad(v, LEDGER_BAD_ENTRY, v->cur,
-				          "entry missing (next row has seq %llu)", (unsigned long long)seq);
+				err = ledger__verify_bad(v, LEDGER_BAD_ENTRY, v->cur,
+				                         "entry missing (next row has seq %llu)",
+				                         (unsigned long long)seq);
 			else
 				err = check_entry(v, f, &blocks[bi]);
 			while (err == 0 && bi < n && v->cur == blocks[bi].tree_size) {
@@ -512,103 +410,48 @@ static int verify_chunk(struct vstate *v, const struct ledger_block *blocks, int
 	r = PQgetResult(v->c);
 	while (r) {
 		if (err == 0 && PQresultStatus(r) != PGRES_COMMAND_OK)
-			err = pg_err(v->c, r, "COPY");
+			err = ledger__verify_pg_err(v->c, r, "COPY");
 		PQclear(r);
 		r = PQgetResult(v->c);
 	}
 	if (err == 0 && v->cur < end)
-		err = bad(v, LEDGER_BAD_ENTRY, v->cur, "entry missing (block %llu claims tree size %llu)",
-		          (unsigned long long)blocks[bi].height, (unsigned long long)blocks[bi].tree_size);
+		err = ledger__verify_bad(
+		        v, LEDGER_BAD_ENTRY, v->cur, "entry missing (block %llu claims tree size %llu)",
+		        (unsigned long long)blocks[bi].height, (unsigned long long)blocks[bi].tree_size);
 	return err;
 }
 
-static int conn_fetch(void *ctx, struct merkle_node_ref *refs, size_t n)
-{
-	return ledger__fetch_nodes(ctx, refs, n);
-}
-
-/* Start at the block boundary at or below `from`: the stored right edge
- * there must hash to that block's signed root. */
-static int start_at(struct vstate *v, uint64_t from, struct ledger_block *blocks)
+int ledger__verify_start_at(struct vstate *v, const char *where)
 {
 	struct merkle_node_ref refs[LEDGER_MAX_LEVELS];
+	struct ledger_block b;
 	uint8_t root[LEDGER_HASH_LEN];
-	char where[256];
 	unsigned nr;
 	int n = 0;
 
-	GUARD(ehr_fmt(where, sizeof(where), "WHERE tree_size <= %llu ORDER BY height DESC LIMIT 1",
-	              (unsigned long long)from));
-	GUARD(fetch_blocks(v, blocks, &n, where));
+	GUARD(fetch_blocks(v, &b, &n, where));
 	if (n != 1)
 		return 0;
-	GUARD(check_block_self(v, &blocks[0]));
-	nr = merkle__frontier_refs(refs, blocks[0].tree_size);
+	GUARD(check_block_self(v, &b));
+	nr = merkle__frontier_refs(refs, b.tree_size);
 	if (ledger__fetch_nodes(v->c, refs, nr) < 0)
-		return bad(v, LEDGER_BAD_BLOCK, blocks[0].height, "stored right edge unreadable: %s",
-		           ehr_error_msg());
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b.height, "stored right edge unreadable: %s",
+		                          ehr_error_msg());
 	for (unsigned i = 0; i < nr; i++)
 		memcpy(v->fr.h[i], refs[i].hash, LEDGER_HASH_LEN);
 	v->fr.n = nr;
-	v->fr.size = blocks[0].tree_size;
+	v->fr.size = b.tree_size;
 	merkle__frontier_root(&v->fr, root);
-	if (memcmp(root, blocks[0].root, LEDGER_HASH_LEN) != 0) /* not secret */
-		return bad(v, LEDGER_BAD_BLOCK, blocks[0].height,
-		           "stored subtree hashes do not hash to the signed root");
-	v->prev = blocks[0];
+	if (memcmp(root, b.root, LEDGER_HASH_LEN) != 0) /* not secret */
+		return ledger__verify_bad(v, LEDGER_BAD_BLOCK, b.height,
+		                          "stored subtree hashes do not hash to the signed root");
+	v->prev = b;
 	v->have_prev = true;
-	v->cur = blocks[0].tree_size;
+	v->cur = b.tree_size;
 	return 0;
 }
 
-/* Entries past the last block were never covered by a signature. */
-static int check_uncovered(struct vstate *v)
-{
-	char sql[256];
-	PGresult *r;
-	int err = 0;
-
-	GUARD(ehr_fmt(sql, sizeof(sql), "SELECT min(seq) FROM ledger_entries WHERE seq >= %llu",
-	              (unsigned long long)v->cur));
-	r = PQexec(v->c, sql);
-	if (r == NULL || PQresultStatus(r) != PGRES_TUPLES_OK) {
-		err = pg_err(v->c, r, "uncovered entries");
-		PQclear(r);
-		return err;
-	}
-	if (!PQgetisnull(r, 0, 0)) {
-		uint64_t s = 0;
-
-		ehr_parse_u64(&s, PQgetvalue(r, 0, 0), UINT64_MAX);
-		err = bad(v, LEDGER_BAD_ENTRY, s, "entry %llu is not covered by any signed block",
-		          (unsigned long long)s);
-	}
-	PQclear(r);
-	return err;
-}
-
-/* The database's tree must extend the trusted checkpoint: no rollback, no fork. */
-static int check_trusted(struct vstate *v)
-{
-	if (v->trusted_size > v->fr.size)
-		return bad(v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
-		           "rollback: database tree size %llu is older than the trusted checkpoint's "
-		           "%llu",
-		           (unsigned long long)v->fr.size, (unsigned long long)v->trusted_size);
-	if (!v->trusted_seen) {
-		/* The trusted size lies before `from`: use stored subtrees. */
-		struct merkle_range rg = { 0, v->trusted_size };
-
-		GUARD(merkle__ranges_hash(&v->root_at_trusted, &rg, 1, conn_fetch, v->c));
-	}
-	if (memcmp(v->root_at_trusted, v->trusted_root, LEDGER_HASH_LEN) != 0) /* not secret */
-		return bad(v, LEDGER_BAD_CHECKPOINT, v->have_prev ? v->prev.height : 0,
-		           "fork: the database's tree of size %llu differs from the trusted checkpoint",
-		           (unsigned long long)v->trusted_size);
-	return 0;
-}
-
-static int run(struct vstate *v, uint64_t from)
+int ledger__verify_range(struct vstate *v)
 {
 	struct ledger_block *blocks = calloc(CHUNK_BLOCKS, sizeof(*blocks));
 	char where[256];
@@ -616,94 +459,21 @@ static int run(struct vstate *v, uint64_t from)
 
 	if (blocks == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
-	merkle__frontier_init(&v->fr);
-	if (from > 0)
-		GUARD_GOTO(start_at(v, from, blocks));
 	for (;;) {
-		if (v->have_prev)
-			GUARD_GOTO(ehr_fmt(where, sizeof(where),
-			                   "WHERE height > %llu ORDER BY height LIMIT %d",
-			                   (unsigned long long)v->prev.height, CHUNK_BLOCKS));
-		else
-			GUARD_GOTO(ehr_fmt(where, sizeof(where), "ORDER BY height LIMIT %d", CHUNK_BLOCKS));
+		unsigned long long after = v->have_prev ? (unsigned long long)v->prev.height : 0;
+
+		if (v->have_prev && v->prev.height >= v->end_height)
+			break;
+		GUARD_GOTO(ehr_fmt(where, sizeof(where),
+		                   "WHERE height %s %llu AND height <= %llu ORDER BY height LIMIT %d",
+		                   v->have_prev ? ">" : ">=", after, (unsigned long long)v->end_height,
+		                   CHUNK_BLOCKS));
 		GUARD_GOTO(fetch_blocks(v, blocks, &n, where));
 		if (n == 0)
 			break;
 		GUARD_GOTO(verify_chunk(v, blocks, n));
 	}
-	GUARD_GOTO(check_uncovered(v));
-	v->rep->tree_size = v->fr.size;
-	merkle__frontier_root(&v->fr, v->rep->root);
-	if (v->trusted_size)
-		GUARD_GOTO(check_trusted(v));
 out:
 	free(blocks);
-	return err;
-}
-
-int ledger_verify_db(void *conn, const uint8_t pub[32], uint64_t from, const char *trusted_note,
-                     size_t trusted_len, struct ledger_verify_report *rep)
-{
-	struct vstate *v;
-	int err = 0;
-
-	memset(rep, 0, sizeof(*rep));
-	ENSURE(conn != NULL && from <= INT64_MAX, EHR_ERR_INVAL);
-	v = calloc(1, sizeof(*v));
-	if (v == NULL)
-		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
-	v->c = conn;
-	v->pub = pub;
-	v->rep = rep;
-	v->pk = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, 32);
-	if (v->pk == NULL) {
-		err = ehr_error_ossl(EHR_ERR_CRYPTO, "ledger public key");
-		goto out;
-	}
-	if (trusted_note != NULL) {
-		char origin[256];
-		const char *nl = memchr(trusted_note, '\n', trusted_len);
-		size_t olen = nl ? (size_t)(nl - trusted_note) : 0;
-
-		if (olen == 0 || olen >= sizeof(origin)) {
-			err = ehr_error_set(EHR_ERR_PARSE, "trusted checkpoint: no origin line");
-			goto out;
-		}
-		memcpy(origin, trusted_note, olen);
-		origin[olen] = '\0';
-		GUARD_GOTO(ledger_checkpoint_verify(trusted_note, trusted_len, pub, origin, &v->trusted_size,
-		                                    v->trusted_root));
-	}
-	v->q.jobs = calloc(SIGQ_LEN, sizeof(*v->q.jobs));
-	if (v->q.jobs == NULL) {
-		err = ehr_error_set(EHR_ERR_NOMEM, "out of memory");
-		goto out;
-	}
-	pthread_mutex_init(&v->q.mu, NULL);
-	pthread_cond_init(&v->q.cv, NULL);
-	v->q.pk = v->pk;
-	if (pthread_create(&v->q.th, NULL, sig_main, &v->q) != 0) {
-		err = ehr_error_set(EHR_ERR_INTERNAL, "cannot start the signature thread");
-		goto out;
-	}
-	v->q.started = true;
-	/* One snapshot for the whole run; stream entries by primary-key range
-	 * scans (already in seq order: no sort, no bitmap heap scan). */
-	if (ehr_db_run_script(conn, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL "
-	                            "enable_sort = off; SET LOCAL enable_bitmapscan = off") < 0) {
-		err = ehr_error_wrap(EHR_ERR_DB, "verify");
-		goto out;
-	}
-	err = run(v, from);
-	ehr_db_rollback(conn); /* read only; never touches the error slot */
-out:
-	err = sigq_finish(v, err);
-	if (v->q.jobs) {
-		pthread_mutex_destroy(&v->q.mu);
-		pthread_cond_destroy(&v->q.cv);
-		free(v->q.jobs);
-	}
-	EVP_PKEY_free(v->pk);
-	free(v);
 	return err;
 }

@@ -3,6 +3,7 @@
  * print checkpoints, proofs and the verifier key (docs/LEDGER.md §8).
  *
  *   ehrgate ledger verify [--from N] [--checkpoint FILE] [--db CONNINFO] [--pubkey FILE]
+ *                         [--all-signatures] [--jobs N]
  *   ehrgate ledger checkpoint [--size N]
  *   ehrgate ledger prove --index I [--size N] | --from M [--size N]
  *   ehrgate ledger vkey
@@ -27,10 +28,15 @@ static void usage(FILE *f)
 {
 	fprintf(f, "usage: ehrgate ledger <command> [-c FILE] [--set section.key=value] ...\n"
 	           "  verify [--from N] [--checkpoint FILE] [--db CONNINFO] [--pubkey FILE]\n"
-	           "        recompute every leaf, subtree hash, block hash, block signature and\n"
-	           "        checkpoint signature from entry N (default 0); with --checkpoint, also\n"
-	           "        require the database to extend that trusted checkpoint. Exit 0 only if\n"
-	           "        everything matches; otherwise name the first bad entry or block.\n"
+	           "         [--all-signatures] [--jobs N]\n"
+	           "        recompute every leaf, subtree hash, block hash and hash-chain link from\n"
+	           "        entry N (default 0) and check the last block's block and checkpoint\n"
+	           "        signatures (the chain binds every earlier block to them);\n"
+	           "        --all-signatures checks both signatures of every block too. --jobs N:\n"
+	           "        N ranges at once, each on its own connection (default: one per CPU, at\n"
+	           "        most 4, for a long ledger). With --checkpoint, also require the\n"
+	           "        database to extend that trusted checkpoint. Exit 0 only if everything\n"
+	           "        matches; otherwise name the first bad entry or block.\n"
 	           "  checkpoint [--size N]\n"
 	           "        print the signed checkpoint note at tree size N (default: latest).\n"
 	           "  prove --index I [--size N]   inclusion proof of entry I in tree size N (JSON)\n"
@@ -39,18 +45,19 @@ static void usage(FILE *f)
 }
 
 struct opts {
-	uint64_t from, size, index;
-	bool have_from, have_index;
+	uint64_t from, size, index, jobs;
+	bool have_from, have_index, all_signatures;
 	const char *db, *pubkey, *checkpoint;
 };
 
 static int parse_opts(struct opts *o, int argc, char **argv)
 {
 	static const struct option lo[] = {
-		{ "from", required_argument, NULL, 'f' },   { "size", required_argument, NULL, 's' },
-		{ "index", required_argument, NULL, 'i' },  { "db", required_argument, NULL, 'd' },
-		{ "pubkey", required_argument, NULL, 'p' }, { "checkpoint", required_argument, NULL, 'k' },
-		{ "help", no_argument, NULL, 'h' },         { NULL, 0, NULL, 0 },
+		{ "from", required_argument, NULL, 'f' },     { "size", required_argument, NULL, 's' },
+		{ "index", required_argument, NULL, 'i' },    { "db", required_argument, NULL, 'd' },
+		{ "pubkey", required_argument, NULL, 'p' },   { "checkpoint", required_argument, NULL, 'k' },
+		{ "all-signatures", no_argument, NULL, 'a' }, { "jobs", required_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },           { NULL, 0, NULL, 0 },
 	};
 	int c;
 
@@ -72,6 +79,11 @@ static int parse_opts(struct opts *o, int argc, char **argv)
 				goto bad;
 			o->have_index = true;
 			break;
+		case 'j':
+			if (ehr_parse_u64(&o->jobs, optarg, 16) < 0 || o->jobs == 0)
+				goto bad;
+			break;
+		case 'a': o->all_signatures = true; break;
 		case 'd': o->db = optarg; break;
 		case 'p': o->pubkey = optarg; break;
 		case 'k': o->checkpoint = optarg; break;
@@ -125,18 +137,28 @@ static int cmd_verify(const struct opts *o, const struct gw_config *cfg)
 		goto out;
 	}
 	t0 = ehr_monotonic_ms();
-	err = ledger_verify_db(c, pub, o->from, o->checkpoint ? (const char *)note.data : NULL, note.len,
-	                       &rep);
+	{
+		struct ledger_verify_opts vo = {
+			.from = o->from,
+			.trusted_note = o->checkpoint ? (const char *)note.data : NULL,
+			.trusted_len = note.len,
+			.all_signatures = o->all_signatures,
+			.jobs = (unsigned)o->jobs,
+		};
+
+		err = ledger_verify_db_opts(c, pub, &vo, &rep);
+	}
 	if (err == 0) {
 		int64_t ms = ehr_monotonic_ms() - t0;
 
 		ehr_b64_encode(&b64, rep.root, LEDGER_HASH_LEN);
 		printf("ledger verify: OK: %llu entries, %llu blocks checked from seq %llu; tree size %llu, "
 		       "root %s "
-		       "(%lld ms, %.0f entries/s)\n",
+		       "(%lld ms, %.0f entries/s; signatures: %s)\n",
 		       (unsigned long long)rep.entries, (unsigned long long)rep.blocks,
 		       (unsigned long long)o->from, (unsigned long long)rep.tree_size, ehr_buf_cstr(&b64),
-		       (long long)ms, ms > 0 ? (double)rep.entries * 1000.0 / (double)ms : 0.0);
+		       (long long)ms, ms > 0 ? (double)rep.entries * 1000.0 / (double)ms : 0.0,
+		       o->all_signatures ? "every block's" : "the last block's");
 		rc = 0;
 	} else if (err == EHR_ERR_TAMPER && rep.bad != LEDGER_BAD_NONE) {
 		printf("ledger verify: FAILED at %s %llu: %s\n",

@@ -8,9 +8,19 @@
  *   durable ledger appends/s at 1, 16 and 256 appender threads, with the
  *     ratio to the baselines;
  *   inclusion proofs/s (generation from the store, and client verification);
- *   verification entries/s over the whole ledger (ledger_verify_db).
+ *   verification entries/s over the whole ledger (ledger_verify_db_opts):
+ *     right after the fill (Postgres then sets hint bits on every row it
+ *     reads: a one-time cost), then the default (ranges at once, the last
+ *     block's signatures), one range, and every block's signatures; each
+ *     with the CPU per entry of the verifier and of the Postgres backends.
  *
  *   EHRGATE_TEST_PG=... bench_ledger [seconds-per-run (5)] [min entries to verify (1000000)]
+ *
+ * BENCH_KEEP_DB=1 keeps the database (its conninfo is printed last) and
+ * BENCH_LEDGER_KEY=FILE writes the signing key there (PEM, 0600), so that
+ * `ehrgate ledger verify --db CONNINFO --pubkey FILE`, or this benchmark's
+ * verification passes alone (BENCH_VERIFY_DB=CONNINFO BENCH_LEDGER_KEY=FILE
+ * bench_ledger), can run on it again.
  */
 #include <pthread.h>
 #include <stdio.h>
@@ -20,6 +30,7 @@
 #include <unistd.h>
 
 #include "ledger/ledger_internal.h"
+#include "tests/harness/harness.h"
 #include "tests/integration/ledger/ltest.h"
 
 static int g_secs = 5;
@@ -163,48 +174,6 @@ static double run_ledger(struct ledger *l, unsigned threads, long *failed)
 	return (double)total / (t1 - t0);
 }
 
-/* CPU seconds (user + system) of a local process, from /proc/PID/stat. */
-static double proc_cpu_s(int pid)
-{
-	struct ehr_buf st = EHR_BUF_INIT(4096);
-	char path[64];
-	const char *p;
-	double v = -1;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-	if (ehr_file_read(&st, path, 4096) == 0 && (p = strrchr(ehr_buf_cstr(&st), ')')) != NULL) {
-		/* fields after "comm)": state(3) ... utime(14) stime(15) */
-		unsigned long long ut = 0, stt = 0;
-		int field = 2;
-
-		for (const char *q = p + 1; *q && field < 15; q++) {
-			if (*q == ' ') {
-				field++;
-				if (field == 14 || field == 15) {
-					uint64_t x;
-					char num[32];
-					size_t n = 0;
-
-					while (q[1 + n] >= '0' && q[1 + n] <= '9' && n < sizeof(num) - 1) {
-						num[n] = q[1 + n];
-						n++;
-					}
-					num[n] = '\0';
-					if (ehr_parse_u64(&x, num, UINT64_MAX) == 0) {
-						if (field == 14)
-							ut = x;
-						else
-							stt = x;
-					}
-				}
-			}
-		}
-		v = (double)(ut + stt) / (double)sysconf(_SC_CLK_TCK);
-	}
-	ehr_buf_free(&st);
-	return v;
-}
-
 static double self_cpu_s(void)
 {
 	struct rusage ru;
@@ -212,6 +181,144 @@ static double self_cpu_s(void)
 	getrusage(RUSAGE_SELF, &ru);
 	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
 	       (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+/* ---------------------------------------------------------- verification */
+
+/*
+ * The CPU the database spends on a verification: every backend of the
+ * database but the sampler's own, sampled every 20 ms from /proc (the
+ * parallel ranges open connections of their own and close them at the
+ * end, so each one's last sample counts).
+ */
+#define MAX_BACKENDS 64
+struct backend_cpu {
+	const char *ci;
+	volatile int stop;
+	int pid[MAX_BACKENDS];
+	double first[MAX_BACKENDS], last[MAX_BACKENDS];
+	int n;
+	pthread_t th;
+};
+
+static void backend_sample(struct backend_cpu *b, PGconn *c, bool initial)
+{
+	PGresult *r = PQexec(c, "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND "
+	                        "backend_type = 'client backend' AND pid "
+	                        "<> pg_backend_pid()");
+
+	for (int i = 0; r != NULL && PQresultStatus(r) == PGRES_TUPLES_OK && i < PQntuples(r); i++) {
+		uint64_t pid;
+		double cpu;
+		int k = 0;
+
+		if (ehr_parse_u64(&pid, PQgetvalue(r, i, 0), INT32_MAX) < 0 ||
+		    (cpu = ehr_test_proc_cpu_s((int)pid)) < 0)
+			continue;
+		while (k < b->n && b->pid[k] != (int)pid)
+			k++;
+		if (k == b->n) {
+			if (b->n == MAX_BACKENDS)
+				continue;
+			b->pid[b->n++] = (int)pid;
+			b->first[k] = initial ? cpu : 0; /* a new backend: all its CPU is the run's */
+		}
+		b->last[k] = cpu;
+	}
+	PQclear(r);
+}
+
+static void *backend_main(void *arg)
+{
+	struct backend_cpu *b = arg;
+	PGconn *c = ltest_connect(b->ci, false);
+
+	while (c != NULL && !b->stop) {
+		backend_sample(b, c, false);
+		usleep(20 * 1000);
+	}
+	if (c != NULL)
+		backend_sample(b, c, false);
+	PQfinish(c);
+	return NULL;
+}
+
+static double backend_total(const struct backend_cpu *b)
+{
+	double t = 0;
+
+	for (int i = 0; i < b->n; i++)
+		t += b->last[i] - b->first[i];
+	return t;
+}
+
+static void verify_pass(const char *ci, const uint8_t pub[32], unsigned jobs, bool all, const char *what)
+{
+	struct ledger_verify_opts o = { .jobs = jobs, .all_signatures = all };
+	struct ledger_verify_report rep;
+	struct backend_cpu bc = { .ci = ci };
+	PGconn *c = ltest_connect(ci, false), *mon = ltest_connect(ci, false);
+	double s0, s1, t0, t1, rate;
+	int rc;
+
+	if (c == NULL || mon == NULL)
+		return;
+	backend_sample(&bc, mon, true);
+	PQfinish(mon);
+	pthread_create(&bc.th, NULL, backend_main, &bc);
+	s0 = self_cpu_s();
+	t0 = now_s();
+	rc = ledger_verify_db_opts(c, pub, &o, &rep);
+	t1 = now_s();
+	s1 = self_cpu_s();
+	PQfinish(c);
+	usleep(50 * 1000);
+	bc.stop = 1;
+	pthread_join(bc.th, NULL);
+	rate = (double)rep.entries / (t1 - t0);
+	printf("verify %s:\n  rc=%d, %llu entries in %llu blocks in %.2f s: %.0f entries/s   TARGET >= 1M/s: "
+	       "%s\n",
+	       what, rc, (unsigned long long)rep.entries, (unsigned long long)rep.blocks, t1 - t0, rate,
+	       rate >= 1e6 ? "met" : "NOT met");
+	if (rep.entries > 0)
+		printf("  CPU per entry: verifier %.2f us (all its threads), PostgreSQL backends %.2f us; "
+		       "load "
+		       "average %.1f on %ld cores\n",
+		       (s1 - s0) * 1e6 / (double)rep.entries, backend_total(&bc) * 1e6 / (double)rep.entries,
+		       load1(), sysconf(_SC_NPROCESSORS_ONLN));
+}
+
+/* The verification passes; `fresh`: the ledger was just written. */
+static void verify_passes(const char *ci, const uint8_t pub[32], bool fresh)
+{
+	static const struct {
+		unsigned jobs;
+		bool all;
+		const char *what;
+	} pass[] = {
+		{ 0, false, "first pass after the writes (Postgres sets hint bits)" },
+		{ 0, false, "default: ranges at once, the last block's signatures" },
+		{ 1, false, "one range (--jobs 1)" },
+		{ 0, true, "--all-signatures" },
+	};
+
+	for (size_t i = fresh ? 0 : 1; i < EHR_ARRAY_LEN(pass); i++)
+		verify_pass(ci, pub, pass[i].jobs, pass[i].all, pass[i].what);
+}
+
+/* BENCH_VERIFY_DB=CONNINFO BENCH_LEDGER_KEY=FILE: only the verification
+ * passes, on a database kept by an earlier run (BENCH_KEEP_DB=1). */
+static int verify_only(const char *ci, const char *keyfile)
+{
+	uint8_t pub[32];
+
+	if (keyfile == NULL || ledger_key_load_public(pub, keyfile) < 0) {
+		fprintf(stderr, "BENCH_VERIFY_DB needs BENCH_LEDGER_KEY (the kept run's key): %s\n",
+		        ehr_error_msg());
+		return 1;
+	}
+	verify_passes(ci, pub, false);
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -240,10 +347,14 @@ int main(int argc, char **argv)
 		if (ehr_parse_u64(&v, argv[2], UINT64_MAX) == 0)
 			min_verify = v;
 	}
+	if (getenv("BENCH_VERIFY_DB") != NULL)
+		return verify_only(getenv("BENCH_VERIFY_DB"), getenv("BENCH_LEDGER_KEY"));
 	if (ehr_db_fixture_new(&db, &dbo) < 0)
 		return 1;
 	key = ltest_key_new();
 	ledger_key_raw_public(pub, key);
+	if (getenv("BENCH_LEDGER_KEY") != NULL && ltest_key_write(key, getenv("BENCH_LEDGER_KEY")) < 0)
+		return 1;
 	su = ltest_connect(db.super_ci, false);
 	if (su == NULL ||
 	    ltest_exec(su, "CREATE TABLE raw_rows (id bigserial PRIMARY KEY, payload bytea NOT NULL); "
@@ -332,34 +443,14 @@ int main(int argc, char **argv)
 	}
 	ledger_close(l);
 
-	/* verification */
-	{
-		struct ledger_verify_report rep;
-		PGconn *c = ltest_connect(db.app_ci, false);
-		int backend = PQbackendPID(c);
-		double b0 = proc_cpu_s(backend), s0 = self_cpu_s(), b1, s1;
-		double t0 = now_s(), t1;
-		int rc = ledger_verify_db(c, pub, 0, NULL, 0, &rep);
-
-		t1 = now_s();
-		b1 = proc_cpu_s(backend);
-		s1 = self_cpu_s();
-		printf("verify: rc=%d, %llu entries in %llu blocks in %.2f s: %.0f entries/s   TARGET >= "
-		       "1M/s: %s\n",
-		       rc, (unsigned long long)rep.entries, (unsigned long long)rep.blocks, t1 - t0,
-		       (double)rep.entries / (t1 - t0),
-		       (double)rep.entries / (t1 - t0) >= 1e6 ? "met" : "NOT met");
-		if (rep.entries > 0 && b0 >= 0 && b1 >= 0)
-			printf("verify: CPU per entry: verifier %.2f us (both threads), PostgreSQL backend "
-			       "%.2f us; load average %.1f on %ld cores\n",
-			       (s1 - s0) * 1e6 / (double)rep.entries, (b1 - b0) * 1e6 / (double)rep.entries,
-			       load1(), sysconf(_SC_NPROCESSORS_ONLN));
-		PQfinish(c);
-	}
+	/* verification: four passes over the same ledger */
+	verify_passes(db.app_ci, pub, true);
 	(void)n;
 	PQfinish(su);
 	EVP_PKEY_free(key);
 	if (getenv("BENCH_KEEP_DB") == NULL)
 		ehr_db_fixture_free(&db);
+	else /* e.g. to profile: ehrgate ledger verify --db CONNINFO --pubkey $BENCH_LEDGER_KEY */
+		printf("kept the database: %s\n", db.app_ci);
 	return 0;
 }

@@ -54,17 +54,52 @@ static void fx_close(struct fixture *f)
 	ehr_db_fixture_free(&f->db);
 }
 
-static int verify(struct fixture *f, uint64_t from, const struct ehr_buf *trusted,
-                  struct ledger_verify_report *rep)
+/* With it, verify() checks both signatures of every block (--all-signatures). */
+static bool g_all_signatures;
+
+static int verify_jobs(struct fixture *f, uint64_t from, const struct ehr_buf *trusted,
+                       struct ledger_verify_report *rep, unsigned jobs)
 {
+	struct ledger_verify_opts o = { .from = from,
+		                        .trusted_note = trusted ? (const char *)trusted->data : NULL,
+		                        .trusted_len = trusted ? trusted->len : 0,
+		                        .all_signatures = g_all_signatures,
+		                        .jobs = jobs };
 	PGconn *c = ltest_connect(f->db.app_ci, false);
 	int rc;
 
 	if (c == NULL)
 		return EHR_ERR_UNAVAILABLE;
-	rc = ledger_verify_db(c, f->pub, from, trusted ? (const char *)trusted->data : NULL,
-	                      trusted ? trusted->len : 0, rep);
+	rc = ledger_verify_db_opts(c, f->pub, &o, rep);
 	PQfinish(c);
+	return rc;
+}
+
+/*
+ * Every verification runs twice: in one pass, and cut into three ranges
+ * checked at once on three connections (docs/LEDGER.md §8). Both must say
+ * exactly the same: the same first finding, counts, tree size and root.
+ */
+static int verify(struct fixture *f, uint64_t from, const struct ehr_buf *trusted,
+                  struct ledger_verify_report *rep)
+{
+	struct ledger_verify_report par;
+	int rc = verify_jobs(f, from, trusted, rep, 1), rc_par = verify_jobs(f, from, trusted, &par, 3);
+	bool same = rc == rc_par && rep->bad == par.bad && rep->bad_seq == par.bad_seq &&
+	            rep->bad_height == par.bad_height && strcmp(rep->reason, par.reason) == 0 &&
+	            rep->entries == par.entries && rep->blocks == par.blocks &&
+	            rep->tree_size == par.tree_size &&
+	            memcmp(rep->root, par.root, sizeof(par.root)) == 0; /* not secret */
+
+	CU_ASSERT(same);
+	if (!same)
+		fprintf(stderr,
+		        "\n  one pass: rc %d bad %d seq %llu height %llu entries %llu blocks %llu: %s"
+		        "\n  3 ranges: rc %d bad %d seq %llu height %llu entries %llu blocks %llu: %s\n",
+		        rc, rep->bad, (unsigned long long)rep->bad_seq, (unsigned long long)rep->bad_height,
+		        (unsigned long long)rep->entries, (unsigned long long)rep->blocks, rep->reason,
+		        rc_par, par.bad, (unsigned long long)par.bad_seq, (unsigned long long)par.bad_height,
+		        (unsigned long long)par.entries, (unsigned long long)par.blocks, par.reason);
 	return rc;
 }
 
@@ -791,25 +826,68 @@ static void test_tamper_truncate_tail(void)
 	fx_close(&f);
 }
 
+static long long last_height(struct fixture *f)
+{
+	PGconn *su = ltest_connect(f->db.super_ci, false);
+	long long h = ltest_scalar(su, "SELECT max(height) FROM ledger_blocks");
+
+	PQfinish(su);
+	return h;
+}
+
+/*
+ * A block's signature alone broken, its hash chain intact: the last
+ * block's signature still vouches for that header through the chain, so
+ * the default verification passes and says so; --all-signatures names the
+ * block (docs/LEDGER.md §8). The last block's own signature is always
+ * checked.
+ */
 static void test_tamper_block_signature(void)
 {
 	struct fixture f;
+	struct ledger_verify_report rep;
+	char sql[256];
+	long long last;
 
 	CU_ASSERT_FATAL(tamper_fixture(&f, "t_sig", NULL) == 0);
+	last = last_height(&f);
+	CU_ASSERT_FATAL(last > 5);
 	tamper(&f, "UPDATE ledger_blocks SET sig = overlay(sig placing '\\xdeadbeef'::bytea from 5 for 4) "
 	           "WHERE height = 4");
+	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
+	g_all_signatures = true;
 	expect_bad(&f, LEDGER_BAD_BLOCK, 4, "signature");
+	g_all_signatures = false;
+	snprintf(sql, sizeof(sql),
+	         "UPDATE ledger_blocks SET sig = overlay(sig placing '\\xdeadbeef'::bytea from 5 for 4) "
+	         "WHERE height = %lld",
+	         last);
+	tamper(&f, sql);
+	expect_bad(&f, LEDGER_BAD_BLOCK, (uint64_t)last, "block signature does not verify");
 	fx_close(&f);
 }
 
 static void test_tamper_checkpoint_signature(void)
 {
 	struct fixture f;
+	struct ledger_verify_report rep;
+	char sql[256];
+	long long last;
 
 	CU_ASSERT_FATAL(tamper_fixture(&f, "t_cp", NULL) == 0);
+	last = last_height(&f);
 	tamper(&f, "UPDATE ledger_blocks SET cp_sig = (SELECT cp_sig FROM ledger_blocks WHERE height = 2) "
 	           "WHERE height = 3");
+	EHR_ASSERT_OK(verify(&f, 0, NULL, &rep));
+	g_all_signatures = true;
 	expect_bad(&f, LEDGER_BAD_CHECKPOINT, 3, "checkpoint signature");
+	g_all_signatures = false;
+	snprintf(sql, sizeof(sql),
+	         "UPDATE ledger_blocks SET cp_sig = (SELECT cp_sig FROM ledger_blocks WHERE height = 2) "
+	         "WHERE height = %lld",
+	         last);
+	tamper(&f, sql);
+	expect_bad(&f, LEDGER_BAD_CHECKPOINT, (uint64_t)last, "checkpoint signature does not verify");
 	fx_close(&f);
 }
 
@@ -870,7 +948,9 @@ static void test_old_checkpoint_and_fork(void)
 }
 
 /* Run `ehrgate ledger verify --db CI --pubkey FILE`, capture stdout. */
-static int run_cli_verify(const char *ci, const char *keyfile, char *out, size_t cap)
+/* `ehrgate ledger verify --db ci --pubkey keyfile [extra...]` (extra: up to 3 more, NULL-ended). */
+static int run_cli_verify_with(const char *ci, const char *keyfile, char *out, size_t cap, const char *x1,
+                               const char *x2, const char *x3)
 {
 	const char *bin = getenv("EHRGATE_BIN") ? getenv("EHRGATE_BIN") : EHRGATE_BIN_DEFAULT;
 	int p[2], st = 0;
@@ -885,7 +965,8 @@ static int run_cli_verify(const char *ci, const char *keyfile, char *out, size_t
 		dup2(p[1], 1);
 		close(p[0]);
 		close(p[1]);
-		execl(bin, "ehrgate", "ledger", "verify", "--db", ci, "--pubkey", keyfile, (char *)NULL);
+		execl(bin, "ehrgate", "ledger", "verify", "--db", ci, "--pubkey", keyfile, x1, x2, x3,
+		      (char *)NULL);
 		_exit(127);
 	}
 	close(p[1]);
@@ -895,6 +976,11 @@ static int run_cli_verify(const char *ci, const char *keyfile, char *out, size_t
 	close(p[0]);
 	waitpid(pid, &st, 0);
 	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static int run_cli_verify(const char *ci, const char *keyfile, char *out, size_t cap)
+{
+	return run_cli_verify_with(ci, keyfile, out, cap, NULL, NULL, NULL);
 }
 
 static void test_cli_verify(void)
@@ -907,12 +993,21 @@ static void test_cli_verify(void)
 	CU_ASSERT_FATAL(ltest_key_write(f.key, keyfile) == 0);
 	CU_ASSERT_EQUAL(run_cli_verify(f.db.app_ci, keyfile, out, sizeof(out)), 0);
 	CU_ASSERT(strstr(out, "ledger verify: OK: 100 entries") != NULL);
+	CU_ASSERT(strstr(out, "signatures: the last block's") != NULL);
+	CU_ASSERT_EQUAL(run_cli_verify_with(f.db.app_ci, keyfile, out, sizeof(out), "--all-signatures",
+	                                    "--jobs", "2"),
+	                0);
+	CU_ASSERT(strstr(out, "ledger verify: OK: 100 entries") != NULL);
+	CU_ASSERT(strstr(out, "signatures: every block's") != NULL);
+	CU_ASSERT_EQUAL(run_cli_verify_with(f.db.app_ci, keyfile, out, sizeof(out), "--jobs", "0", NULL), 2);
 	tamper(&f, "UPDATE ledger_entries SET entry = set_byte(entry, 30, get_byte(entry, 30) # 4) WHERE seq "
 	           "= 61");
 	CU_ASSERT_EQUAL(run_cli_verify(f.db.app_ci, keyfile, out, sizeof(out)), 1);
 	CU_ASSERT(strstr(out, "FAILED at entry seq 61:") != NULL);
 	if (strstr(out, "FAILED at entry seq 61:") == NULL)
 		fprintf(stderr, "\n  ehrgate said: %s\n", out);
+	CU_ASSERT_EQUAL(run_cli_verify_with(f.db.app_ci, keyfile, out, sizeof(out), "--jobs", "3", NULL), 1);
+	CU_ASSERT(strstr(out, "FAILED at entry seq 61:") != NULL);
 	unlink(keyfile);
 	fx_close(&f);
 }
