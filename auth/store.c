@@ -559,7 +559,15 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	params[2] = tc.sub;
 	params[3] = tc.jkt;
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	/* One statement: the patient is still bound to this key, and the jti is new. */
+	/*
+	 * One statement: the patient is still bound to this key, and the jti
+	 * is new. Its commit does not wait for a WAL flush of its own: the
+	 * request's ledger batch (a read's ehr.read, a contract's entry) is a
+	 * later durable commit and flushes it with everything before it, so
+	 * the spend joins that group commit (docs/PROTOCOL.md §7).
+	 */
+	if ((err = ehr_db_begin_covered(conn)) < 0)
+		goto out;
 	err = ehr_db_exec(
 	        conn, &res,
 	        "INSERT INTO auth_dpop_jti (jti, expires_at) SELECT $1, to_timestamp($2::bigint) "
@@ -576,6 +584,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 		err = refused_patient(conn, p, tc.sub);
 		goto out;
 	}
+	GUARD_GOTO(ehr_db_commit(conn));
 	maybe_cleanup(ctx, conn);
 	GUARD_GOTO(ehr_str_copy(p->role, sizeof(p->role), "patient"));
 	GUARD_GOTO(ehr_str_copy(p->id, sizeof(p->id), tc.sub));

@@ -249,6 +249,11 @@ int ehr_db_begin(void *conn)
 	return ehr_db_run(conn, "BEGIN", 0, NULL);
 }
 
+int ehr_db_begin_covered(void *conn)
+{
+	return ehr_db_run_script(conn, "BEGIN; SET LOCAL synchronous_commit = off");
+}
+
 int ehr_db_commit(void *conn)
 {
 	return ehr_db_run(conn, "COMMIT", 0, NULL);

@@ -58,6 +58,15 @@ int ehr_db_run_script(void *conn, const char *sql);
  * reused (ehr_db_release sees the open transaction). */
 int ehr_db_begin(void *conn);
 int ehr_db_commit(void *conn);
+/*
+ * BEGIN a transaction whose COMMIT does not wait for its WAL flush
+ * (synchronous_commit off for it alone). Only for writes whose durability
+ * is covered elsewhere: PostgreSQL flushes the WAL in order, so a later
+ * durable commit anywhere in the cluster (the ledger batch the request
+ * waits for) makes it durable too; or writes that are derived again after
+ * a crash (a record row that fsck completes from the ledger).
+ */
+int ehr_db_begin_covered(void *conn);
 void ehr_db_rollback(void *conn);
 /*
  * Give back a connection after an operation that returned err: a
