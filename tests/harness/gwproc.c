@@ -245,6 +245,24 @@ static void set_paths(struct gw_proc *p)
 	snprintf(p->regca_key, sizeof(p->regca_key), "%.200s/regca.key", p->state_dir);
 }
 
+int gwp_attach(struct gw_proc *p, const char *dir, const char *url, pid_t pid)
+{
+	const char *bin = ehr_test_env("EHRGATE_BIN");
+
+	memset(p, 0, sizeof(*p));
+	if (dir == NULL || url == NULL || pid <= 0)
+		return ehr_error_set(EHR_ERR_INVAL, "gwp_attach: no gateway dir, URL or pid");
+	snprintf(p->bin, sizeof(p->bin), "%s", bin ? bin : EHRGATE_BUILD_BIN);
+	snprintf(p->dir, sizeof(p->dir), "%s", dir);
+	set_paths(p);
+	/* `ehrgate admin ...` runs against it: their stderr to cmd.log, not serve's log */
+	snprintf(p->log_path, sizeof(p->log_path), "%.200s/cmd.log", p->dir);
+	snprintf(p->base_url, sizeof(p->base_url), "%s", url);
+	p->pid = pid;
+	p->borrowed = true;
+	return 0;
+}
+
 /* `ehrgate <sub> ...` with the setup's sets; fails unless it exits 0. */
 static int run_checked(struct gw_proc *p, const char *const *args, bool with_sets, bool with_config)
 {

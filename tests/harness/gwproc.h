@@ -103,6 +103,11 @@ int gwp_start(struct gw_proc *p);
 /* Make `second` another server on first's state dir, config, database and
  * log (first must outlive it); start it with gwp_start_with. */
 void gwp_instance(struct gw_proc *second, const struct gw_proc *first);
+/* Describe a gateway someone else started (a benchmark's run.sh): its work
+ * dir (ehrgate.ini, state/), URL and pid. gwp_cmd and gwp_run work on it
+ * (their stderr goes to dir/cmd.log). Never gwp_stop or gwp_teardown it:
+ * whoever started it stops it. */
+int gwp_attach(struct gw_proc *p, const char *dir, const char *url, pid_t pid);
 /* Rewrite p->config with another [store] section (as options->store_ini);
  * the server must be stopped. */
 int gwp_set_store(struct gw_proc *p, const char *store_ini);

@@ -40,6 +40,11 @@ int ehr_test_tmpdir(char *out, size_t cap, const char *tag);
 /* Remove a tree made by ehr_test_tmpdir (anything outside /tmp/ is refused);
  * kept when EHRGATE_TEST_KEEP is set. */
 void ehr_test_rmrf(const char *dir);
+/* A value of /proc/<pid>/status in KiB (field "VmRSS", "VmHWM", ...), or -1. */
+long ehr_test_proc_kib(int pid, const char *field);
+/* CPU seconds (user + system, all threads) of a process, from
+ * /proc/<pid>/stat, or -1. */
+double ehr_test_proc_cpu_s(int pid);
 
 /* Add a suite with its tests: ADD_SUITE("name", init, clean, {"t1", fn1}, ...) */
 struct ehr_test_case {

@@ -1,5 +1,6 @@
 /* proc.c - child processes and temporary directories for tests (see harness.h). */
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <spawn.h>
 #include <stdio.h>
@@ -76,4 +77,73 @@ void ehr_test_rmrf(const char *dir)
 		return;
 	if (ehr_test_env("EHRGATE_TEST_KEEP") == NULL)
 		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* The text of a small /proc file into buf (NUL-terminated); its length or -1. */
+static ssize_t proc_read(int pid, const char *name, char *buf, size_t cap)
+{
+	char path[64];
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	while (got < cap - 1 && (n = read(fd, buf + got, cap - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	return (ssize_t)got;
+}
+
+long ehr_test_proc_kib(int pid, const char *field)
+{
+	char buf[8192];
+	size_t flen = strlen(field);
+
+	if (proc_read(pid, "status", buf, sizeof(buf)) < 0)
+		return -1;
+	for (const char *line = buf; *line != '\0';) {
+		const char *nl = strchr(line, '\n');
+
+		if (strncmp(line, field, flen) == 0 && line[flen] == ':') {
+			const char *p = line + flen + 1;
+			long v = 0;
+
+			while (*p == ' ' || *p == '\t')
+				p++;
+			if (*p < '0' || *p > '9')
+				return -1;
+			while (*p >= '0' && *p <= '9')
+				v = v * 10 + (*p++ - '0');
+			return v;
+		}
+		if (nl == NULL)
+			break;
+		line = nl + 1;
+	}
+	return -1;
+}
+
+double ehr_test_proc_cpu_s(int pid)
+{
+	char buf[4096];
+	const char *p;
+	unsigned long long t[2] = { 0, 0 };
+	int field = 2; /* the field after "(comm)" is the 3rd: state */
+
+	if (proc_read(pid, "stat", buf, sizeof(buf)) < 0 || (p = strrchr(buf, ')')) == NULL)
+		return -1;
+	/* fields 14 and 15: utime, stime (clock ticks) */
+	for (p++; *p != '\0' && field < 15; p++) {
+		if (*p != ' ')
+			continue;
+		field++;
+		if (field == 14 || field == 15)
+			for (const char *q = p + 1; *q >= '0' && *q <= '9'; q++)
+				t[field - 14] = t[field - 14] * 10 + (unsigned long long)(*q - '0');
+	}
+	return field == 15 ? (double)(t[0] + t[1]) / (double)sysconf(_SC_CLK_TCK) : -1;
 }
