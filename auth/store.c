@@ -566,10 +566,8 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	 * later durable commit and flushes it with everything before it, so
 	 * the spend joins that group commit (docs/PROTOCOL.md §7).
 	 */
-	if ((err = ehr_db_begin_covered(conn)) < 0)
-		goto out;
-	err = ehr_db_exec(
-	        conn, &res,
+	err = ehr_db_exec_steps(
+	        conn, &res, EHR_DB_BEGIN_COVERED | EHR_DB_COMMIT,
 	        "INSERT INTO auth_dpop_jti (jti, expires_at) SELECT $1, to_timestamp($2::bigint) "
 	        "WHERE EXISTS (SELECT 1 FROM auth_patients WHERE patient_id = $3 AND device_jkt = $4 "
 	        "AND revoked_at IS NULL) RETURNING 1",
@@ -584,7 +582,6 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 		err = refused_patient(conn, p, tc.sub);
 		goto out;
 	}
-	GUARD_GOTO(ehr_db_commit(conn));
 	maybe_cleanup(ctx, conn);
 	GUARD_GOTO(ehr_str_copy(p->role, sizeof(p->role), "patient"));
 	GUARD_GOTO(ehr_str_copy(p->id, sizeof(p->id), tc.sub));

@@ -11,7 +11,7 @@
  * ehr.read entry (consecutive seqs, all or nothing), still before any byte
  * is released; a read that stops earlier (erased, tampered, a store
  * failure) records the decision alone on its way out. The row's share
- * lock commits without a WAL flush of its own (ehr_db_begin_covered).
+ * lock commits without a WAL flush of its own (EHR_DB_BEGIN_COVERED, ehr_db_exec_steps).
  */
 #include "records/records_internal.h"
 
@@ -167,11 +167,11 @@ static int get_lock_stored(const struct records_env *env, const char *rid, void 
 
 	GUARD(ehr_db_acquire(env->db, conn));
 	/* Only a lock: its commit needs no WAL flush of its own. */
-	GUARD_GOTO(ehr_db_begin_covered(*conn));
-	GUARD_GOTO(ehr_db_exec(*conn, &res,
-	                       "SELECT state, coalesce(erase_seq, -1) FROM ehr_records WHERE record_id = $1 "
-	                       "FOR SHARE",
-	                       1, p));
+	GUARD_GOTO(ehr_db_exec_steps(
+	        *conn, &res, EHR_DB_BEGIN_COVERED,
+	        "SELECT state, coalesce(erase_seq, -1) FROM ehr_records WHERE record_id = $1 "
+	        "FOR SHARE",
+	        1, p));
 	ENSURE_GOTO(PQntuples(res) == 1, EHR_ERR_DB);
 	if (strcmp(PQgetvalue(res, 0, 0), "stored") != 0) {
 		GUARD_GOTO(ehr_parse_i64(&seq, PQgetvalue(res, 0, 1), -1, INT64_MAX));
