@@ -559,9 +559,15 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	params[2] = tc.sub;
 	params[3] = tc.jkt;
 	GUARD_GOTO(ehr_db_acquire(ctx->cfg.db, &conn));
-	/* One statement: the patient is still bound to this key, and the jti is new. */
-	err = ehr_db_exec(
-	        conn, &res,
+	/*
+	 * One statement: the patient is still bound to this key, and the jti
+	 * is new. Its commit does not wait for a WAL flush of its own: the
+	 * request's ledger batch (a read's ehr.read, a contract's entry) is a
+	 * later durable commit and flushes it with everything before it, so
+	 * the spend joins that group commit (docs/PROTOCOL.md §7).
+	 */
+	err = ehr_db_exec_steps(
+	        conn, &res, EHR_DB_BEGIN_COVERED | EHR_DB_COMMIT,
 	        "INSERT INTO auth_dpop_jti (jti, expires_at) SELECT $1, to_timestamp($2::bigint) "
 	        "WHERE EXISTS (SELECT 1 FROM auth_patients WHERE patient_id = $3 AND device_jkt = $4 "
 	        "AND revoked_at IS NULL) RETURNING 1",

@@ -269,6 +269,81 @@ void ehr_db_release_after(struct ehr_db_pool *p, void *conn, int err)
 	ehr_db_release(p, conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB || err == EHR_ERR_TIMEOUT);
 }
 
+/* ------------------------------------------------------------ pipelined steps */
+
+/* Read one pipelined query's results up to its NULL: the statement's own
+ * result is kept in *keep (if keep), a failure mapped once into *err. */
+static void steps_collect(PGconn *c, PGresult **keep, int *err)
+{
+	PGresult *r;
+
+	while ((r = PQgetResult(c)) != NULL) {
+		ExecStatusType st = PQresultStatus(r);
+
+		if (keep && *keep == NULL && (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)) {
+			*keep = r;
+		} else if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK && *err == 0) {
+			*err = db_result(c, r, NULL); /* frees r; PIPELINE_ABORTED follows an earlier error */
+		} else {
+			PQclear(r);
+		}
+	}
+}
+
+int ehr_db_exec_steps(void *conn, void **res, unsigned steps, const char *sql, int nparams,
+                      const char *const *params)
+{
+	const char *q[4];
+	unsigned nq = 0, stmt;
+	PGconn *c = conn;
+	PGresult *mine = NULL, *r;
+	int err = 0;
+
+	if (res != NULL)
+		*res = NULL;
+	if (steps & EHR_DB_BEGIN_COVERED) {
+		q[nq++] = "BEGIN";
+		q[nq++] = "SET LOCAL synchronous_commit = off";
+	}
+	stmt = nq;
+	q[nq++] = sql;
+	if (steps & EHR_DB_COMMIT)
+		q[nq++] = "COMMIT";
+	if (PQenterPipelineMode(c) != 1)
+		return db_result(c, NULL, NULL);
+	for (unsigned i = 0; i < nq; i++)
+		if (PQsendQueryParams(c, q[i], i == stmt ? nparams : 0, NULL, i == stmt ? params : NULL, NULL,
+		                      NULL, 0) != 1) {
+			err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "database connection failed",
+			                           "database: send: %s", PQerrorMessage(c));
+			break;
+		}
+	if (err == 0 && PQpipelineSync(c) != 1)
+		err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "database connection failed",
+		                           "database: sync: %s", PQerrorMessage(c));
+	if (err == 0) {
+		/* every query's results, then the sync point */
+		for (unsigned i = 0; i < nq; i++)
+			steps_collect(c, i == stmt ? &mine : NULL, &err);
+		if ((r = PQgetResult(c)) != NULL && PQresultStatus(r) != PGRES_PIPELINE_SYNC && err == 0)
+			err = db_result(c, r, NULL);
+		else
+			PQclear(r);
+	}
+	/* A connection that did not reach the sync point cannot leave pipeline
+	 * mode: the caller's release drops it (err is UNAVAILABLE or DB). */
+	if (PQexitPipelineMode(c) != 1 && err == 0)
+		err = ehr_error_set_detail(EHR_ERR_DB, "database error", "database: pipeline: %s",
+		                           PQerrorMessage(c));
+	if (err == 0 && mine == NULL)
+		err = ehr_error_set(EHR_ERR_DB, "database error");
+	if (err < 0 || res == NULL)
+		PQclear(mine);
+	else
+		*res = mine;
+	return err;
+}
+
 /* ------------------------------------------------------------ typed results */
 
 void ehr_db_clear(void *res)

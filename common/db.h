@@ -66,6 +66,23 @@ void ehr_db_rollback(void *conn);
  * be unusable (EHR_ERR_UNAVAILABLE, EHR_ERR_DB, EHR_ERR_TIMEOUT). conn may be NULL.
  */
 void ehr_db_release_after(struct ehr_db_pool *p, void *conn, int err);
+/*
+ * One statement with its transaction steps in ONE round trip (libpq
+ * pipeline mode): EHR_DB_COMMIT commits after it; EHR_DB_BEGIN_COVERED
+ * first begins a transaction whose COMMIT does not wait for its WAL flush
+ * (synchronous_commit off for it alone). That is only for writes whose
+ * durability is covered elsewhere: PostgreSQL flushes its WAL in order, so
+ * a later durable commit anywhere in the cluster (the ledger batch the
+ * request waits for) makes it durable too; or writes derived again after a
+ * crash (a record row that fsck completes from the ledger). Results and
+ * errors as ehr_db_exec (*res is the statement's). A statement that fails
+ * skips the COMMIT: the transaction is left failed, for
+ * ehr_db_release_after to roll back.
+ */
+#define EHR_DB_BEGIN_COVERED 1u
+#define EHR_DB_COMMIT 2u
+int ehr_db_exec_steps(void *conn, void **res, unsigned steps, const char *sql, int nparams,
+                      const char *const *params);
 
 /* ------------------------------------------------------ typed results */
 

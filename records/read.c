@@ -1,11 +1,17 @@
 /*
  * read.c - records_get: the read sequence (docs/STORAGE.md §5).
  *
- *   row -> decision, recorded (access.decision) -> the ledger's ehr.store
+ *   row -> decision (a denial recorded at once) -> the ledger's ehr.store
  *   entry -> object spooled, size and SHA-256 equal to the ledger's ->
- *   every segment's GCM tag verified -> ehr.read (durable) -> the sink:
- *   the plaintext streamed from the verified spool, each segment's tag
- *   checked again as it is decrypted.
+ *   every segment's GCM tag verified -> access.decision + ehr.read in ONE
+ *   durable ledger batch -> the sink: the plaintext streamed from the
+ *   verified spool, each segment's tag checked again as it is decrypted.
+ *
+ * One durable wait per read: an allowed decision is appended with the
+ * ehr.read entry (consecutive seqs, all or nothing), still before any byte
+ * is released; a read that stops earlier (erased, tampered, a store
+ * failure) records the decision alone on its way out. The row's share
+ * lock commits without a WAL flush of its own (EHR_DB_BEGIN_COVERED, ehr_db_exec_steps).
  */
 #include "records/records_internal.h"
 
@@ -49,7 +55,9 @@ static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_
 	return 0;
 }
 
-/* Allowed or denied, the decision is recorded before it is acted on. */
+/* Allowed or denied, the decision is recorded before it is acted on: a
+ * denial here, an allowed one with the ehr.read entry (get_log_read) or
+ * alone when the read stops before it (records_get). */
 static int get_decide(const struct records_env *env, const struct policy_request *q,
                       struct records_decision *d)
 {
@@ -63,8 +71,10 @@ static int get_decide(const struct records_env *env, const struct policy_request
 	err = records__decide(conn, q, d);
 	ehr_db_release(env->db, conn, err == EHR_ERR_DB || err == EHR_ERR_UNAVAILABLE);
 	GUARD(err);
+	if (d->dec.effect == POLICY_ALLOW)
+		return 0; /* d->state stays NONE: recorded later, before a byte leaves */
 	GUARD(records__record(env->ledger, q, d));
-	return d->dec.effect == POLICY_ALLOW ? 0 : ehr_error_set(EHR_ERR_FORBIDDEN, "%s", d->dec.reason);
+	return ehr_error_set(EHR_ERR_FORBIDDEN, "%s", d->dec.reason);
 }
 
 /* The row's ledger entry gives the ciphertext's size and hash; the KEK
@@ -90,21 +100,44 @@ static int get_verify_meta(const struct records_env *env, struct records_row *ro
 	return 0;
 }
 
-/* The read, on the ledger before a byte is released. */
+/* The read, on the ledger before a byte is released: the allowed decision
+ * and the ehr.read entry in one batch, one durable wait. */
 static int get_log_read(const struct records_env *env, const struct records_get_in *in,
-                        const struct records_row *row, const char *basis, struct ledger_receipt *rcpt)
+                        const struct policy_request *q, const struct records_row *row,
+                        struct records_decision *d, struct ledger_receipt *rcpt)
 {
-	json_t *payload = records__payload(row->record_id, row->meta.ct_sha256, row->meta.ct_size, in->actor,
-	                                   row->patient);
-	struct ledger_entry_in e = { "ehr.read", in->actor, row->patient, payload };
-	int err;
+	json_t *dp = NULL, *payload = records__payload(row->record_id, row->meta.ct_sha256, row->meta.ct_size,
+	                                               in->actor, row->patient);
+	struct ledger_entry_in e[2] = { { 0 }, { "ehr.read", in->actor, row->patient, payload } };
+	struct ledger_receipt rc[2];
+	int err = 0;
 
-	ENSURE(payload != NULL, EHR_ERR_NOMEM);
-	json_object_set_new(payload, "basis", json_string(basis));
+	ENSURE_GOTO(payload != NULL, EHR_ERR_NOMEM);
+	json_object_set_new(payload, "basis", json_string(d->dec.reason));
 	if (in->token_jti && *in->token_jti)
 		json_object_set_new(payload, "jti", json_string(in->token_jti));
-	err = ledger_append(env->ledger, &e, rcpt);
+	GUARD_GOTO(policy_decision_entry(&e[0], &dp, q, &d->dec));
+	GUARD_GOTO(ledger_append_n(env->ledger, e, 2, rc));
+	*rcpt = rc[1];
+out:
+	d->state = err < 0 ? RECORDS_DECISION_UNRECORDED : RECORDS_DECISION_RECORDED;
+	json_decref(dp);
 	json_decref(payload);
+	return err;
+}
+
+/* The read stopped before its ehr.read batch (err < 0): the allowed
+ * decision goes to the ledger alone; err is kept unless that fails. */
+static int get_record_alone(const struct records_env *env, const struct policy_request *q,
+                            struct records_decision *d, int err)
+{
+	struct ehr_error_saved saved;
+	int rerr;
+
+	ehr_error_save(&saved);
+	if ((rerr = records__record(env->ledger, q, d)) < 0)
+		return rerr;
+	ehr_error_restore(&saved);
 	return err;
 }
 
@@ -133,11 +166,12 @@ static int get_lock_stored(const struct records_env *env, const char *rid, void 
 	int err = 0;
 
 	GUARD(ehr_db_acquire(env->db, conn));
-	GUARD_GOTO(ehr_db_begin(*conn));
-	GUARD_GOTO(ehr_db_exec(*conn, &res,
-	                       "SELECT state, coalesce(erase_seq, -1) FROM ehr_records WHERE record_id = $1 "
-	                       "FOR SHARE",
-	                       1, p));
+	/* Only a lock: its commit needs no WAL flush of its own. */
+	GUARD_GOTO(ehr_db_exec_steps(
+	        *conn, &res, EHR_DB_BEGIN_COVERED,
+	        "SELECT state, coalesce(erase_seq, -1) FROM ehr_records WHERE record_id = $1 "
+	        "FOR SHARE",
+	        1, p));
 	ENSURE_GOTO(PQntuples(res) == 1, EHR_ERR_DB);
 	if (strcmp(PQgetvalue(res, 0, 0), "stored") != 0) {
 		GUARD_GOTO(ehr_parse_i64(&seq, PQgetvalue(res, 0, 1), -1, INT64_MAX));
@@ -172,9 +206,9 @@ static void get_stream(struct cloud_record_reader *rr, const struct records_sink
 /* After the checks: spool and verify the object, then, with the row
  * share-locked and still stored, the ehr.read entry. *rr on success. */
 static int get_open_logged(const struct records_env *env, const struct records_get_in *in,
-                           struct records_row *row, const struct cloud_kek *kek,
-                           struct cloud_record_reader **rr, struct ledger_receipt *rcpt,
-                           struct records_get_out *out)
+                           const struct policy_request *q, struct records_row *row,
+                           const struct cloud_kek *kek, struct cloud_record_reader **rr,
+                           struct ledger_receipt *rcpt, struct records_get_out *out)
 {
 	void *conn = NULL;
 	int err;
@@ -194,7 +228,7 @@ static int get_open_logged(const struct records_env *env, const struct records_g
 	}
 	out->stage = RECORDS_AT_COMMIT;
 	if ((err = get_lock_stored(env, row->record_id, &conn, out)) == 0) {
-		err = get_log_read(env, in, row, out->decision.dec.reason, rcpt);
+		err = get_log_read(env, in, q, row, &out->decision, rcpt);
 		if (err == 0)
 			err = ehr_db_commit(conn);
 		ehr_db_release_after(env->db, conn, err);
@@ -212,7 +246,7 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	const struct cloud_kek *kek = NULL;
 	struct cloud_record_reader *rr = NULL;
 	struct policy_request q = *in->policy;
-	struct ledger_receipt rcpt;
+	struct ledger_receipt rcpt = { 0 };
 	struct records_row row;
 	struct records_meta m;
 	int err;
@@ -232,10 +266,12 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	GUARD(get_decide(env, &q, &out->decision));
 	/* Only who may read it learns that it was erased. */
 	if (row.state != ROW_STORED)
-		return gone(out, row.erase_logged, row.erase_seq);
-	GUARD(get_verify_meta(env, &row, &kek, out));
-	err = get_open_logged(env, in, &row, kek, &rr, &rcpt, out);
+		err = gone(out, row.erase_logged, row.erase_seq);
+	else if ((err = get_verify_meta(env, &row, &kek, out)) == 0)
+		err = get_open_logged(env, in, &q, &row, kek, &rr, &rcpt, out);
 	OPENSSL_cleanse(row.meta.wrapped, sizeof(row.meta.wrapped));
+	if (out->decision.state == RECORDS_DECISION_NONE)
+		err = get_record_alone(env, &q, &out->decision, err);
 	GUARD(err);
 	out->stage = RECORDS_AT_STREAM;
 	m = (struct records_meta){ row.record_id, row.content_type, row.category, row.meta.plain_size,

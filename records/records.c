@@ -123,18 +123,19 @@ int records__row_load(const struct records_env *env, struct records_row *row, co
 	return err;
 }
 
-int records__patient_exists(void *conn, const char *pid, bool share_lock)
+int records__patient_exists(void *conn, const char *pid, bool share_lock, unsigned steps)
 {
 	const char *p[1] = { pid };
 	void *res = NULL;
 	int err;
 
-	GUARD(ehr_db_exec(conn, &res,
-	                  share_lock ? "SELECT revoked_at IS NULL FROM auth_patients WHERE patient_id = $1 "
-	                               "FOR SHARE"
-	                             : "SELECT true FROM auth_patients WHERE patient_id = $1 AND "
-	                               "revoked_at IS NULL",
-	                  1, p));
+	GUARD(ehr_db_exec_steps(
+	        conn, &res, steps,
+	        share_lock ? "SELECT revoked_at IS NULL FROM auth_patients WHERE patient_id = $1 "
+	                     "FOR SHARE"
+	                   : "SELECT true FROM auth_patients WHERE patient_id = $1 AND "
+	                     "revoked_at IS NULL",
+	        1, p));
 	err = PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0
 	              ? 0
 	              : ehr_error_set(EHR_ERR_NOT_FOUND, "no such patient");
@@ -143,7 +144,7 @@ int records__patient_exists(void *conn, const char *pid, bool share_lock)
 }
 
 int records__row_insert_pending(void *conn, const char *pid, const char *stored_by, const char *ct,
-                                const char *cat, const struct cloud_record_meta *m)
+                                const char *cat, const struct cloud_record_meta *m, unsigned steps)
 {
 	char rid[CLOUD_RID_HEX], wrapped[EHR_DB_BYTEA_HEX_LEN(CLOUD_WRAPPED_LEN)];
 	const char *p[7] = { rid, pid, stored_by, ct, cat, m->kid, wrapped };
@@ -152,17 +153,19 @@ int records__row_insert_pending(void *conn, const char *pid, const char *stored_
 
 	cloud_rid_hex(rid, m->rid);
 	GUARD(ehr_db_bytea_param(wrapped, sizeof(wrapped), m->wrapped, CLOUD_WRAPPED_LEN));
-	err = ehr_db_exec(conn, &res,
-	                  "INSERT INTO ehr_records (record_id, patient, stored_by, content_type, category, "
-	                  "kek_id, wrapped_key, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, "
-	                  "(extract(epoch from clock_timestamp()) * 1000)::bigint)",
-	                  7, p);
+	err = ehr_db_exec_steps(
+	        conn, &res, steps,
+	        "INSERT INTO ehr_records (record_id, patient, stored_by, content_type, category, "
+	        "kek_id, wrapped_key, created_ms) VALUES ($1, $2, $3, $4, $5, $6, $7::bytea, "
+	        "(extract(epoch from clock_timestamp()) * 1000)::bigint)",
+	        7, p);
 	PQclear(res);
 	return err;
 }
 
 int records__row_complete(const struct records_env *env, void *conn, const char *rid, uint64_t seq,
-                          uint64_t plain, uint64_t ct, const uint8_t sha[32], bool only_pending)
+                          uint64_t plain, uint64_t ct, const uint8_t sha[32], bool only_pending,
+                          unsigned steps)
 {
 	static const char *const sql[2] = {
 		"UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = $3, ct_size = $4, "
@@ -180,7 +183,7 @@ int records__row_complete(const struct records_env *env, void *conn, const char 
 	GUARD(ehr_fmt(plains, sizeof(plains), "%llu", (unsigned long long)plain));
 	GUARD(ehr_fmt(cts, sizeof(cts), "%llu", (unsigned long long)ct));
 	if (conn != NULL)
-		return ehr_db_run(conn, sql[only_pending], 5, p);
+		return ehr_db_exec_steps(conn, NULL, steps, sql[only_pending], 5, p);
 	err = records__exec(env, &res, sql[only_pending], 5, p);
 	PQclear(res);
 	return err;

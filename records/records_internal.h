@@ -43,18 +43,21 @@ int records__exec(const struct records_env *env, void **res, const char *sql, in
 
 /* EHR_ERR_NOT_FOUND unless `pid` is an enrolled, unrevoked patient.
  * share_lock: the patient's row stays share-locked until the caller's
- * transaction ends, so no revocation or erasure can commit meanwhile. */
-int records__patient_exists(void *conn, const char *pid, bool share_lock);
+ * transaction ends, so no revocation or erasure can commit meanwhile.
+ * steps: EHR_DB_BEGIN_COVERED / EHR_DB_COMMIT sent with it in one round
+ * trip (ehr_db_exec_steps), here and below; 0 for none. */
+int records__patient_exists(void *conn, const char *pid, bool share_lock, unsigned steps);
 /* The row of `rid`; EHR_ERR_NOT_FOUND if none. */
 int records__row_load(const struct records_env *env, struct records_row *row, const char *rid);
 /* Insert the 'pending' row of a new record, holding its wrapped data key. */
 int records__row_insert_pending(void *conn, const char *pid, const char *stored_by, const char *ct,
-                                const char *cat, const struct cloud_record_meta *m);
+                                const char *cat, const struct cloud_record_meta *m, unsigned steps);
 /* Mark a row 'stored' with its ledger seq, sizes and ciphertext hash, on
  * conn (the caller's transaction) or, when conn is NULL, on a pooled
  * connection; only_pending adds "AND state = 'pending'" (fsck). */
 int records__row_complete(const struct records_env *env, void *conn, const char *rid, uint64_t seq,
-                          uint64_t plain, uint64_t ct, const uint8_t sha[32], bool only_pending);
+                          uint64_t plain, uint64_t ct, const uint8_t sha[32], bool only_pending,
+                          unsigned steps);
 /* The ehr.erase payload of a record (no PHI: ids and codes). New reference or NULL. */
 json_t *records__erase_payload(const char *rid, const char *basis, const char *requested_by);
 /* Finish an 'erasing' row (records_erase after the wipe, and fsck): the

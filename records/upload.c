@@ -7,6 +7,13 @@
  *   share-locked: the patient still enrolled, access.decision + ehr.store
  *   in ONE durable ledger batch, row 'stored'.
  *
+ * One durable wait per upload: the ledger batch (shared with every other
+ * request in it). The pending row commits before it and the row 'stored'
+ * after it without their own WAL flush (EHR_DB_BEGIN_COVERED, ehr_db_exec_steps): PostgreSQL
+ * flushes its WAL in order, so the batch's durable commit carries the
+ * pending row; a row left 'pending' by a crash after the batch is
+ * completed from the ledger by fsck, as before.
+ *
  * The share lock is what makes an upload racing a patient erasure safe
  * (docs/ERASURE.md §10): the erasure takes the patient's row FOR UPDATE
  * and revokes it before it lists the records to erase. Either it waits
@@ -65,7 +72,10 @@ static int put_begin(const struct records_env *env, const struct records_put_in 
 
 	out->stage = RECORDS_AT_PATIENT;
 	GUARD(ehr_db_acquire(env->db, &conn));
-	if ((err = records__patient_exists(conn, in->patient, false)) < 0)
+	/* The pending row needs no WAL flush of its own: the ledger batch's
+	 * durable commit comes after it and flushes it too, and a row lost
+	 * with no entry leaves only an orphan object for fsck. */
+	if ((err = records__patient_exists(conn, in->patient, false, EHR_DB_BEGIN_COVERED)) < 0)
 		goto out;
 	out->stage = RECORDS_AT_POLICY;
 	if ((err = records__decide(conn, q, &out->decision)) < 0 || out->decision.dec.effect != POLICY_ALLOW)
@@ -74,10 +84,12 @@ static int put_begin(const struct records_env *env, const struct records_put_in 
 	if ((err = new_keys(env->store, kek, m)) < 0)
 		goto out;
 	out->stage = RECORDS_AT_PENDING;
-	err = records__row_insert_pending(conn, in->patient, in->stored_by, in->content_type, in->category,
-	                                  m);
+	err = records__row_insert_pending(conn, in->patient, in->stored_by, in->content_type, in->category, m,
+	                                  EHR_DB_COMMIT);
 out:
-	ehr_db_release(env->db, conn, err == EHR_ERR_UNAVAILABLE || err == EHR_ERR_DB);
+	if (err == 0 && out->stage == RECORDS_AT_POLICY)
+		ehr_db_rollback(conn); /* denied: nothing was written */
+	ehr_db_release_after(env->db, conn, err);
 	if (err == 0 && out->stage == RECORDS_AT_POLICY) {
 		/* Appending needs a contract with "append" (docs/CONTRACTS.md §2). */
 		GUARD(records__record(env->ledger, q, &out->decision));
@@ -140,15 +152,16 @@ static int put_commit(const struct records_env *env, const struct records_put_in
 
 	out->stage = RECORDS_AT_PATIENT;
 	GUARD(ehr_db_acquire(env->db, &conn));
-	GUARD_GOTO(ehr_db_begin(conn));
-	GUARD_GOTO(records__patient_exists(conn, in->patient, true));
+	/* The ledger batch is the one durable wait: this transaction's own
+	 * commit (the lock and the row 'stored') is not waited for; a row it
+	 * leaves 'pending' after a crash is completed by fsck from the entry. */
+	GUARD_GOTO(records__patient_exists(conn, in->patient, true, EHR_DB_BEGIN_COVERED));
 	ehr_failpoint_wait("upload.locked");
 	out->stage = RECORDS_AT_COMMIT;
 	GUARD_GOTO(put_ledger(env, in, q, m, out));
 	out->stage = RECORDS_AT_COMPLETE;
-	GUARD_GOTO(records__row_complete(env, conn, out->record_id, out->rcpt.seq, m->plain_size, m->ct_size,
-	                                 m->ct_sha256, false));
-	err = ehr_db_commit(conn);
+	err = records__row_complete(env, conn, out->record_id, out->rcpt.seq, m->plain_size, m->ct_size,
+	                            m->ct_sha256, false, EHR_DB_COMMIT);
 out:
 	ehr_db_release_after(env->db, conn, err);
 	return err;

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
 #include <openssl/crypto.h>
 #include <openssl/x509_vfy.h>
 
@@ -486,6 +487,49 @@ static void test_login_and_nonce_replay(void)
 	ehr_buf_free(&sig);
 }
 
+/* ehr_db_exec_steps (common/db.c), on the jti table the DPoP spend uses:
+ * BEGIN (covered) + statement + COMMIT in one round trip; a failing
+ * statement skips the COMMIT, leaves the transaction failed, and the
+ * connection is rolled back and reusable after ehr_db_release_after. */
+static void test_db_exec_steps(void)
+{
+	const char *ins =
+	        "INSERT INTO auth_dpop_jti (jti, expires_at) VALUES ($1, now() + interval '1 minute') "
+	        "RETURNING 1";
+	const char *p[1] = { "steps-test-jti-0123456789" };
+	void *conn = NULL, *res = NULL;
+	int err;
+
+	EHR_ASSERT_OK(ehr_db_acquire(pool, &conn));
+	EHR_ASSERT_OK(ehr_db_exec_steps(conn, &res, EHR_DB_BEGIN_COVERED | EHR_DB_COMMIT, ins, 1, p));
+	CU_ASSERT_EQUAL(ehr_db_rows(res), 1);
+	ehr_db_clear(res);
+	CU_ASSERT_EQUAL(PQtransactionStatus(conn), PQTRANS_IDLE); /* committed */
+	/* the same jti again: the unique violation, nothing committed, the transaction left failed */
+	err = ehr_db_exec_steps(conn, &res, EHR_DB_BEGIN_COVERED | EHR_DB_COMMIT, ins, 1, p);
+	CU_ASSERT_EQUAL(err, EHR_ERR_CONFLICT);
+	CU_ASSERT_PTR_NULL(res);
+	CU_ASSERT_EQUAL(PQtransactionStatus(conn), PQTRANS_INERROR);
+	ehr_db_release_after(pool, conn, err);
+	/* BEGIN alone: the transaction stays open, without its own WAL flush; COMMIT alone ends it */
+	EHR_ASSERT_OK(ehr_db_acquire(pool, &conn));
+	EHR_ASSERT_OK(ehr_db_exec_steps(conn, &res, EHR_DB_BEGIN_COVERED,
+	                                "SELECT current_setting('synchronous_commit')", 0, NULL));
+	CU_ASSERT_STRING_EQUAL(ehr_db_value(res, 0, 0), "off");
+	ehr_db_clear(res);
+	CU_ASSERT_EQUAL(PQtransactionStatus(conn), PQTRANS_INTRANS);
+	EHR_ASSERT_OK(ehr_db_exec_steps(conn, &res, EHR_DB_COMMIT,
+	                                "SELECT count(*) FROM auth_dpop_jti WHERE jti = $1", 1, p));
+	CU_ASSERT_STRING_EQUAL(ehr_db_value(res, 0, 0), "1");
+	ehr_db_clear(res);
+	CU_ASSERT_EQUAL(PQtransactionStatus(conn), PQTRANS_IDLE);
+	/* outside a transaction again: the session's own setting */
+	EHR_ASSERT_OK(ehr_db_exec(conn, &res, "SELECT current_setting('synchronous_commit')", 0, NULL));
+	CU_ASSERT_STRING_EQUAL(ehr_db_value(res, 0, 0), "on");
+	ehr_db_clear(res);
+	ehr_db_release(pool, conn, false);
+}
+
 static void test_dpop_requests(void)
 {
 	struct auth_principal p;
@@ -792,7 +836,7 @@ static void register_suites(void)
 	              { "patient_enrol", test_patient_enrol },
 	              { "patient_links_and_erasure", test_patient_links_and_erasure },
 	              { "login_and_nonce_replay", test_login_and_nonce_replay },
-	              { "dpop_requests", test_dpop_requests },
+	              { "dpop_requests", test_dpop_requests }, { "db_exec_steps", test_db_exec_steps },
 	              { "failure_events_rate_limited", test_failure_events_rate_limited },
 	              { "sink_failure", test_sink_failure },
 	              { "rate_limit_token_route", test_rate_limit_token_route });

@@ -281,9 +281,22 @@ static void round_trips(struct world *w)
 		round_trip(w, sizes[i]);
 }
 
+/* A read's allowed decision and its ehr.read entry are one batch: every
+ * ehr.read directly follows an access.decision in the same block. */
+static void reads_batched(struct world *w)
+{
+	CU_ASSERT(count_type(w, "ehr.read") > 0);
+	CU_ASSERT_EQUAL(gwp_db_scalar(&w->t,
+	                              "SELECT count(*) FROM ledger_entries r LEFT JOIN ledger_entries d "
+	                              "ON d.seq = r.seq - 1 WHERE r.type = 'ehr.read' AND (d.seq IS NULL "
+	                              "OR d.type <> 'access.decision' OR d.block_height <> r.block_height)"),
+	                0);
+}
+
 static void test_fs_round_trips(void)
 {
 	round_trips(&FS);
+	reads_batched(&FS);
 }
 
 static void test_s3_round_trips(void)
@@ -389,7 +402,7 @@ static void tamper(struct world *w)
 	struct ehr_buf orig = EHR_BUF_INIT(64u << 20), bad = EHR_BUF_INIT(64u << 20),
 	               out = EHR_BUF_INIT(64u << 20);
 	char key[128];
-	long long reads;
+	long long reads, decisions;
 
 	CU_ASSERT_PTR_NOT_NULL_FATAL(raw);
 	CU_ASSERT_EQUAL_FATAL(post_record(w->srv_a, w->pid1, body, n, "application/pdf", NULL, &st, NULL),
@@ -398,6 +411,7 @@ static void tamper(struct world *w)
 	EHR_ASSERT_OK(obj_store_get(raw, key, cloud_buf_write, &orig, NULL));
 	CU_ASSERT_PTR_NULL(memmem(orig.data, orig.len, MARKER, strlen(MARKER))); /* ciphertext only */
 	reads = count_type(w, "ehr.read");
+	decisions = count_type(w, "access.decision");
 
 	for (int mode = 0; mode < 4; mode++) {
 		struct cloud_mem_reader rd;
@@ -426,6 +440,8 @@ static void tamper(struct world *w)
 		CU_ASSERT_PTR_NULL(memmem(out.data, out.len, MARKER, strlen(MARKER)));
 	}
 	CU_ASSERT_EQUAL(count_type(w, "ehr.read"), reads);
+	/* each refused read's (allowed) decision is in the ledger all the same, alone */
+	CU_ASSERT_EQUAL(count_type(w, "access.decision"), decisions + 8);
 	/* the object deleted: refused too */
 	EHR_ASSERT_OK(obj_store_delete(raw, key));
 	ehr_buf_reset(&out);
