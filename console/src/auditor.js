@@ -39,7 +39,7 @@ function entryRow(e, onOpen) {
 function entryTable(caption, rows) {
   return h(
     "div.scroll",
-    {},
+    { tabindex: "0", role: "region", "aria-label": caption },
     h(
       "table",
       {},
@@ -84,7 +84,7 @@ export function mountAuditor(root) {
   );
   const detail = h("section#detail", { "aria-labelledby": "detail-h", hidden: true });
   const tailList = h("tbody");
-  const tailStatus = h("p.status#tail-status", { role: "status", "aria-live": "polite" }, "stopped");
+  const tailStatus = h("p#tail-status.status", { role: "status", "aria-live": "polite" }, "stopped");
   const health = h("dl#health");
 
   clear(

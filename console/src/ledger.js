@@ -12,7 +12,11 @@ const fail = (m) => {
 
 // vkey "<name>+<8 hex key id>+<base64(0x01 || 32-byte Ed25519 key)>" (§6).
 export async function parseVkey(vkey) {
-  const parts = (vkey || "").trim().split("+");
+  // the name has no '+', the base64 may: split at the first two only
+  const v = (vkey || "").trim();
+  const i = v.indexOf("+"),
+    j = v.indexOf("+", i + 1);
+  const parts = i > 0 && j > i ? [v.slice(0, i), v.slice(i + 1, j), v.slice(j + 1)] : [];
   if (parts.length !== 3 || !parts[0] || !/^[0-9a-f]{8}$/.test(parts[1]))
     fail("the ledger key is not a vkey (name+keyid+base64)");
   let raw;
@@ -72,8 +76,17 @@ export async function verifyCheckpoint(note, vk) {
   return { origin, size: Number(sizeText), root, witnesses, checks };
 }
 
-// Entry bytes (§1) -> fields; throws on any malformed byte.
+// Entry bytes (§1) -> fields; throws CheckError on any malformed byte.
 export function decodeEntry(b) {
+  try {
+    return decodeEntryBytes(b);
+  } catch (e) {
+    if (e instanceof CheckError) throw e;
+    fail(`entry: the signed bytes do not decode (${e.message})`);
+  }
+}
+
+function decodeEntryBytes(b) {
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   let o = 0;
   const need = (n) => {

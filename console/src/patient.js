@@ -10,7 +10,7 @@ const PURPOSES = ["treatment", "emergency", "research", "payment", "operations",
 const nonce = () => b64url(crypto.getRandomValues(new Uint8Array(18)));
 
 export function mountPatient(root) {
-  const status = h("p.status#p-status", { role: "status", "aria-live": "polite" });
+  const status = h("p#p-status.status", { role: "status", "aria-live": "polite" });
   let session = null;
   let pollTimer = null;
   const seen = new Set();
@@ -303,7 +303,7 @@ export function mountPatient(root) {
     const tbody = body instanceof Node ? body : h("tbody", {}, body);
     return h(
       "div.scroll",
-      {},
+      { tabindex: "0", role: "region", "aria-label": caption },
       h("table", {}, h("caption", {}, caption), h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))), tbody),
     );
   }

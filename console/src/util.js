@@ -44,12 +44,14 @@ export async function sha256(bytes) {
   return new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
 }
 
-// h("tag.class", {attr: v, onclick: fn}, children...): an element. Text
+// h("tag#id.class", {attr: v, onclick: fn}, children...): an element. Text
 // children become text nodes (never HTML), so nothing served is ever parsed
 // as markup.
 export function h(spec, attrs, ...kids) {
-  const [tag, ...cls] = spec.split(".");
+  const [tagId, ...cls] = spec.split(".");
+  const [tag, id] = tagId.split("#");
   const el = document.createElement(tag);
+  if (id) el.id = id;
   if (cls.length) el.className = cls.join(" ");
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v === undefined || v === null || v === false) continue;
@@ -57,7 +59,7 @@ export function h(spec, attrs, ...kids) {
     else if (k === "text") el.textContent = v;
     else el.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const k of kids.flat()) if (k !== null && k !== undefined && k !== false)
+  for (const k of kids.flat(Infinity)) if (k !== null && k !== undefined && k !== false)
     el.append(k instanceof Node ? k : document.createTextNode(String(k)));
   return el;
 }
@@ -65,7 +67,7 @@ export function h(spec, attrs, ...kids) {
 export const $ = (sel, root = document) => root.querySelector(sel);
 
 export function clear(el, ...kids) {
-  el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
+  el.replaceChildren(...kids.flat(Infinity).filter((k) => k !== null && k !== undefined && k !== false));
   return el;
 }
 
