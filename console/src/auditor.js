@@ -3,7 +3,9 @@
 // of the SSE stream, and the log's health. Every request is same-origin;
 // the browser presents the auditor's client certificate in the TLS
 // handshake (mutual TLS), so no credential is held by this page.
-import { h, $, clear, say, isoTime, download, replyError } from "./util.js";
+import { h, $, clear, say, isoTime, download, replyError, labelled } from "./util.js";
+
+const ENTRY_COLS = ["seq", "time (UTC)", "type", "actor", "subject"];
 import { parseVkey, verifyEntry, verifyCheckpoint, CheckError } from "./ledger.js";
 
 const VKEY = "ehrgate.console.vkey"; // the pinned ledger key: public, not a secret
@@ -25,7 +27,7 @@ export function alertOf(e) {
 
 function entryRow(e, onOpen) {
   const alert = alertOf(e);
-  return h(
+  return labelled(ENTRY_COLS, h(
     `tr${alert ? ".alert" : ""}`,
     { "data-seq": e.seq },
     h("td", {}, h("button.link", { type: "button", onclick: () => onOpen(e), "aria-label": `open entry ${e.seq}` }, String(e.seq))),
@@ -33,7 +35,7 @@ function entryRow(e, onOpen) {
     h("td", {}, e.type, alert ? h("span.badge", {}, alert) : null),
     h("td.id", {}, e.actor),
     h("td.id", {}, e.subject || "—"),
-  );
+  ));
 }
 
 function entryTable(caption, rows) {
@@ -41,10 +43,10 @@ function entryTable(caption, rows) {
     "div.scroll",
     { tabindex: "0", role: "region", "aria-label": caption },
     h(
-      "table",
+      "table.cards",
       {},
       h("caption", {}, caption),
-      h("thead", {}, h("tr", {}, ["seq", "time (UTC)", "type", "actor", "subject"].map((c) => h("th", { scope: "col" }, c)))),
+      h("thead", {}, h("tr", {}, ENTRY_COLS.map((c) => h("th", { scope: "col" }, c)))),
       h("tbody", {}, rows),
     ),
   );

@@ -2,7 +2,11 @@
 // browser as a device, log in, see and download records, grant and revoke
 // contracts (RFC 8785 canonical JSON signed with the device key), and watch
 // every access to the records as it happens, break-glass reads marked.
-import { h, $, clear, say, isoTime, download, b64url } from "./util.js";
+import { h, $, clear, say, isoTime, download, b64url, labelled } from "./util.js";
+
+const RECORD_COLS = ["record", "category", "type", "bytes", "stored by", "stored", ""];
+const CONTRACT_COLS = ["contract", "grantee", "may", "purpose", "state", ""];
+const ACCESS_COLS = ["entry", "time", "by", "action", "decision", "reason", "record", "receipt"];
 import { jcs } from "./ledger.js";
 import { loadDevice, forgetDevice, enrol, Session } from "./device.js";
 
@@ -153,7 +157,7 @@ export function mountPatient(root) {
       try {
         const j = await session.json("GET", `/v1/patients/${dev.patientId}/records`);
         const rows = j.records.map((r) =>
-          h(
+          labelled(RECORD_COLS, h(
             "tr",
             { "data-record": r.record_id },
             h("td.id", {}, r.record_id),
@@ -169,9 +173,9 @@ export function mountPatient(root) {
                 ? h("button", { type: "button", onclick: () => fetchRecord(r), "aria-label": `download record ${r.record_id}` }, "Download")
                 : r.state,
             ),
-          ),
+          )),
         );
-        clear(records, table(`${j.records.length} records`, ["record", "category", "type", "bytes", "stored by", "stored", ""], rows));
+        clear(records, table(`${j.records.length} records`, RECORD_COLS, rows));
       } catch (e) {
         say(status, `records: ${e.message}`, true);
       }
@@ -193,7 +197,7 @@ export function mountPatient(root) {
       try {
         const j = await session.json("GET", "/v1/me/contracts");
         const rows = j.contracts.map((c) =>
-          h(
+          labelled(CONTRACT_COLS, h(
             "tr",
             { "data-cid": c.cid },
             h("td.id", {}, c.cid),
@@ -202,9 +206,9 @@ export function mountPatient(root) {
             h("td", {}, c.contract.purpose),
             h("td", {}, c.state),
             h("td", {}, c.state === "revoked" ? "" : h("button", { type: "button", onclick: () => revoke(c), "aria-label": `revoke contract ${c.cid}` }, "Revoke")),
-          ),
+          )),
         );
-        clear(contracts, table(`${j.contracts.length} contracts`, ["contract", "grantee", "may", "purpose", "state", ""], rows));
+        clear(contracts, table(`${j.contracts.length} contracts`, CONTRACT_COLS, rows));
       } catch (e) {
         say(status, `contracts: ${e.message}`, true);
       }
@@ -242,7 +246,7 @@ export function mountPatient(root) {
             const bg = e.break_glass === true;
             const deny = e.decision !== "allow";
             access.prepend(
-              h(
+              labelled(ACCESS_COLS, h(
                 `tr${bg || deny ? ".alert" : ""}`,
                 { "data-seq": e.seq },
                 h("td", {}, String(e.seq)),
@@ -253,7 +257,7 @@ export function mountPatient(root) {
                 h("td", {}, e.reason),
                 h("td.id", {}, e.record || "—"),
                 h("td", {}, e.receipt ? h("a", { href: e.receipt }, "receipt") : "not yet available"),
-              ),
+              )),
             );
             if (bg) say(status, `break-glass read of record ${e.record} by ${e.requester}`);
           }
@@ -289,7 +293,7 @@ export function mountPatient(root) {
         { "aria-labelledby": "access-h" },
         h("h2#access-h", {}, "Who accessed your records"),
         h("p", {}, "Every decision the gateway made about your records, as it happens. Break-glass (emergency) reads and denials are marked."),
-        table("Newest first", ["entry", "time", "by", "action", "decision", "reason", "record", "receipt"], access),
+        table("Newest first", ACCESS_COLS, access),
       ),
       h("section", { "aria-labelledby": "contracts-h" }, h("h2#contracts-h", {}, "Your contracts"), contracts),
       h("section", { "aria-labelledby": "grant-h" }, h("h2#grant-h", {}, "Grant access to a hospital"), grant),
@@ -304,7 +308,7 @@ export function mountPatient(root) {
     return h(
       "div.scroll",
       { tabindex: "0", role: "region", "aria-label": caption },
-      h("table", {}, h("caption", {}, caption), h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))), tbody),
+      h("table.cards", {}, h("caption", {}, caption), h("thead", {}, h("tr", {}, cols.map((c) => h("th", { scope: "col" }, c)))), tbody),
     );
   }
 

@@ -103,3 +103,10 @@ export async function replyError(res) {
   }
   return new Error(msg);
 }
+
+// Name each cell of a row after its column (data-label): on a phone-sized
+// screen the stylesheet shows each row as a card of "label: value" lines.
+export function labelled(cols, tr) {
+  Array.from(tr.children).forEach((td, i) => td.setAttribute("data-label", cols[i] || ""));
+  return tr;
+}

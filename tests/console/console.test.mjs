@@ -300,10 +300,20 @@ try {
       await p.goto(`${URL0}/console/${view}`);
       await p.locator("main h2").first().waitFor();
       fcps.push(await p.evaluate(() => performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? -1));
+      if (i === 2) {
+        // the same view again in a browser that is already running (a new
+        // page, the cached script, the open TLS session)
+        const q = await ctx.newPage();
+        await q.goto(`${URL0}/console/${view}`);
+        await q.locator("main h2").first().waitFor();
+        const warm = await q.evaluate(() => performance.getEntriesByName("first-contentful-paint")[0]?.startTime ?? -1);
+        const h2 = await q.evaluate(() => performance.now());
+        console.log(`console-measure: first contentful paint ${view || "#home"} in a running browser: ${warm.toFixed(0)} ms (view rendered by ${h2.toFixed(0)} ms)`);
+      }
       await ctx.close();
     }
     fcps.sort((a, b) => a - b);
-    console.log(`console-measure: first contentful paint ${view || "#home"}: median ${fcps[1].toFixed(0)} ms (${fcps.map((x) => x.toFixed(0)).join(", ")})`);
+    console.log(`console-measure: first contentful paint ${view || "#home"}, new browser context: median ${fcps[1].toFixed(0)} ms (${fcps.map((x) => x.toFixed(0)).join(", ")})`);
   }
   const out = process.env.CONSOLE_OUT;
   if (out && existsSync(join(out, "sizes.txt"))) {
