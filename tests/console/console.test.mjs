@@ -373,5 +373,21 @@ async function proofBench(page) {
   return `${res.hashes} hashes + checkpoint signature: p50 ${res.p50.toFixed(2)} ms, max ${res.max.toFixed(2)} ms over 20 runs`;
 }
 
+// For docs/CONSOLE.md only: Chromium's own certificate manager, where an
+// auditor imports the PKCS#12 file ("Your certificates" > Import).
+if (DOCS) {
+  const ctx = await browser.newContext({ viewport: { width: 1100, height: 560 } });
+  const p = await ctx.newPage();
+  try {
+    await p.goto("chrome://certificate-manager/", { timeout: 10000 });
+    await p.getByText("Your certificates").first().click();
+    await p.waitForTimeout(800);
+    await p.screenshot({ path: join(DOCS, "chromium-certificate-manager.png") });
+  } catch (e) {
+    console.log(`console-measure: no certificate manager screenshot: ${e.message.split("\n")[0]}`);
+  }
+  await ctx.close();
+}
+
 await browser.close();
 process.exit(failed ? 1 : 0);
