@@ -261,14 +261,28 @@ export function mountAuditor(root) {
       say(tailStatus, "stopped");
       return;
     }
-    es = new EventSource("/v1/audit/stream?heartbeat=5");
     btn.textContent = "Stop live tail";
     btn.setAttribute("aria-pressed", "true");
-    es.onopen = () => say(tailStatus, `connected${es.lastSeen ? `, resumed after entry ${es.lastSeen}` : ""}`);
-    es.onerror = () => say(tailStatus, `reconnecting${es?.lastSeen ? ` (will resume after entry ${es.lastSeen})` : ""}…`, true);
+    connect("");
+  }
+
+  // EventSource gives up for good when a reconnect is answered with an error
+  // status (503 while the database is down, or the gateway's stream limit):
+  // then a new one starts at the next seq (?since=, inclusive), after 2 s.
+  let lastSeen = "";
+  function connect(since) {
+    es = new EventSource(`/v1/audit/stream?heartbeat=5${since ? `&since=${since}` : ""}`);
+    es.onopen = () => say(tailStatus, `connected${lastSeen ? `, resumed after entry ${lastSeen}` : ""}`);
+    es.onerror = () => {
+      say(tailStatus, `reconnecting${lastSeen ? ` (will resume after entry ${lastSeen})` : ""}…`, true);
+      if (es && es.readyState === EventSource.CLOSED) {
+        const old = es;
+        setTimeout(() => es === old && connect(lastSeen ? String(Number(lastSeen) + 1) : ""), 2000);
+      }
+    };
     es.addEventListener("entry", (ev) => {
       const e = JSON.parse(ev.data);
-      es.lastSeen = ev.lastEventId;
+      lastSeen = ev.lastEventId;
       delays.push(Date.now() - e.ts_ms);
       if (delays.length > 200) delays.shift();
       tailList.prepend(entryRow(e, open));
