@@ -99,9 +99,9 @@ export class Session {
     return `${input}.${await sign(this.dev.privateKey, input)}`;
   }
 
-  async fetch(method, path, body, accept = "application/json") {
+  async fetch(method, path, body, accept = "application/json", extra = {}) {
     if (!this.token || Date.now() > this.expires) await this.login();
-    const headers = { Authorization: `DPoP ${this.token}`, DPoP: await this.proof(method, path), Accept: accept };
+    const headers = { Authorization: `DPoP ${this.token}`, DPoP: await this.proof(method, path), Accept: accept, ...extra };
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const res = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
     if (!res.ok) throw await replyError(res);

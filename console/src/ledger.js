@@ -92,33 +92,27 @@ function decodeEntryBytes(b) {
   const need = (n) => {
     if (o + n > b.length) fail("entry: the bytes end early");
   };
-  need(18);
+  const uint = (n) => {
+    need(n);
+    const v = n === 1 ? b[o] : n === 2 ? dv.getUint16(o) : dv.getUint32(o);
+    o += n;
+    return v;
+  };
+  const text = (n) => {
+    need(n);
+    const v = td.decode(b.subarray(o, o + n));
+    o += n;
+    return v;
+  };
+  need(17);
   if (b[0] !== 1) fail("entry: unknown version");
   const seq = Number(dv.getBigUint64(1));
   const ts = Number(dv.getBigInt64(9));
-  const T = b[17];
-  o = 18;
-  need(T);
-  const type = td.decode(b.subarray(o, o + T));
-  o += T;
-  need(2);
-  const A = dv.getUint16(o);
-  o += 2;
-  need(A);
-  const actor = td.decode(b.subarray(o, o + A));
-  o += A;
-  need(2);
-  const S = dv.getUint16(o);
-  o += 2;
-  need(S);
-  const subject = td.decode(b.subarray(o, o + S));
-  o += S;
-  need(4);
-  const P = dv.getUint32(o);
-  o += 4;
-  need(P);
-  const payloadText = td.decode(b.subarray(o, o + P));
-  o += P;
+  o = 17;
+  const type = text(uint(1));
+  const actor = text(uint(2));
+  const subject = text(uint(2));
+  const payloadText = text(uint(4));
   if (o !== b.length) fail("entry: bytes after the payload");
   return { seq, ts_ms: ts, type, actor, subject, payloadText, payload: JSON.parse(payloadText) };
 }

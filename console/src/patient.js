@@ -17,6 +17,7 @@ export function mountPatient(root) {
   const status = h("p#p-status.status", { role: "status", "aria-live": "polite" });
   let session = null;
   let pollTimer = null;
+  let stopped = false;
   const seen = new Set();
 
   async function start() {
@@ -232,48 +233,120 @@ export function mountPatient(root) {
       }
     }
 
-    // Every access decision about this patient's records, newest first,
-    // polled (GET /v1/me/access-log) every 1.5 s from the last seq seen.
+    // Every access decision about this patient's records, newest first:
+    // from the patient's live stream (GET /v1/me/access/stream, docs/AUDIT.md
+    // §10) where the gateway has it, else polled (GET /v1/me/access-log)
+    // every 1.5 s from the last seq seen. Rows are keyed by seq, so the two
+    // sources never show an entry twice.
     let nextFrom = 0;
+    let streaming = false;
+    function showAccess(e) {
+      nextFrom = Math.max(nextFrom, e.seq + 1);
+      if (seen.has(e.seq)) return;
+      seen.add(e.seq);
+      const bg = e.break_glass === true;
+      const deny = e.decision !== "allow";
+      access.prepend(
+        labelled(ACCESS_COLS, h(
+          `tr${bg || deny ? ".alert" : ""}`,
+          { "data-seq": e.seq },
+          h("td", {}, String(e.seq)),
+          h("td", {}, e.time),
+          h("td.id", {}, e.requester),
+          h("td", {}, e.action || "—"),
+          h("td", {}, e.decision, bg ? h("span.badge", {}, "BREAK-GLASS") : null, deny ? h("span.badge", {}, "DENIED") : null),
+          h("td", {}, e.reason || "—"),
+          h("td.id", {}, e.record || "—"),
+          h("td", {}, e.receipt ? h("a", { href: e.receipt }, "receipt") : "not yet available"),
+        )),
+      );
+      if (bg) say(status, `break-glass read of record ${e.record} by ${e.requester}`);
+    }
+
+    // One poll loop (every 1.5 s, or every 5 s as a safety net beside a
+    // working stream).
+    let polling = false;
+    function startPolling() {
+      if (!polling) {
+        polling = true;
+        pollAccess();
+      }
+    }
     async function pollAccess() {
+      if (stopped) return;
       try {
         for (;;) {
           const j = await session.json("GET", `/v1/me/access-log?from_seq=${nextFrom}&limit=200`);
-          for (const e of j.entries) {
-            nextFrom = Math.max(nextFrom, e.seq + 1);
-            if (seen.has(e.seq)) continue;
-            seen.add(e.seq);
-            const bg = e.break_glass === true;
-            const deny = e.decision !== "allow";
-            access.prepend(
-              labelled(ACCESS_COLS, h(
-                `tr${bg || deny ? ".alert" : ""}`,
-                { "data-seq": e.seq },
-                h("td", {}, String(e.seq)),
-                h("td", {}, e.time),
-                h("td.id", {}, e.requester),
-                h("td", {}, e.action),
-                h("td", {}, e.decision, bg ? h("span.badge", {}, "BREAK-GLASS") : null, deny ? h("span.badge", {}, "DENIED") : null),
-                h("td", {}, e.reason),
-                h("td.id", {}, e.record || "—"),
-                h("td", {}, e.receipt ? h("a", { href: e.receipt }, "receipt") : "not yet available"),
-              )),
-            );
-            if (bg) say(status, `break-glass read of record ${e.record} by ${e.requester}`);
-          }
+          j.entries.forEach(showAccess);
           if (!j.next_cursor) break;
         }
       } catch (e) {
         say(status, `access log: ${e.message}`, true);
       }
       loadRecordsMaybe();
-      pollTimer = setTimeout(pollAccess, 1500);
+      pollTimer = setTimeout(pollAccess, streaming ? 5000 : 1500);
     }
-    let lastRecordsLoad = 0;
+
+    // The stream with fetch (EventSource cannot send the DPoP headers): a
+    // new proof per connection, Last-Event-ID to resume. Any failure (the
+    // route is absent: 404) falls back to polling.
+    async function streamAccess(lastId) {
+      if (stopped) return;
+      const path = "/v1/me/access/stream";
+      let res;
+      try {
+        res = await session.fetch("GET", `${path}?heartbeat=15${lastId ? "" : `&from=${nextFrom}`}`, undefined, "text/event-stream", lastId ? { "Last-Event-ID": lastId } : {});
+      } catch (e) {
+        streaming = false;
+        return;
+      }
+      streaming = true;
+      let last = lastId, buf = "", ended = false;
+      const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
+      try {
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (stopped) return reader.cancel();
+          if (done) break;
+          buf += value;
+          let i;
+          while ((i = buf.indexOf("\n\n")) >= 0) {
+            const ev = { data: "" };
+            for (const line of buf.slice(0, i).split("\n")) {
+              const c = line.indexOf(":");
+              if (c === 0) continue;
+              const k = c < 0 ? line : line.slice(0, c), v = c < 0 ? "" : line.slice(c + 1).replace(/^ /, "");
+              if (k === "data") ev.data += v;
+              else ev[k] = v;
+            }
+            buf = buf.slice(i + 2);
+            if (ev.id) last = ev.id;
+            if (ev.event === "end") ended = true;
+            if (ev.event === "access.decision" && ev.data) {
+              const d = JSON.parse(ev.data);
+              showAccess({ seq: d.index, time: d.time, requester: d.actor, action: d.action, decision: d.decision, reason: d.reason, record: d.record, break_glass: d.break_glass, receipt: d.receipt });
+            }
+            if (ev.event === "ehr.store" || ev.event === "ehr.read") loadRecordsMaybe();
+          }
+        }
+      } catch (e) {
+        /* the connection broke: resume below */
+      }
+      if (ended) session.token = null; // the token ended the stream: log in again
+      if (stopped) return;
+      streaming = false;
+      setTimeout(() => streamAccess(last), 1000);
+    }
+    // Reload the records list at most every 3 s; a request inside that
+    // window is kept for its end, so the newest upload is never missed.
+    let lastRecordsLoad = 0, recordsPending = null;
     function loadRecordsMaybe() {
-      if (Date.now() - lastRecordsLoad > 3000) {
+      const wait = lastRecordsLoad + 3000 - Date.now();
+      if (wait <= 0) {
         lastRecordsLoad = Date.now();
         loadRecords();
+      } else if (!recordsPending) {
+        recordsPending = setTimeout(() => ((recordsPending = null), loadRecordsMaybe()), wait);
       }
     }
 
@@ -300,7 +373,9 @@ export function mountPatient(root) {
     );
     $("#home-h", root).focus();
     loadContracts();
-    pollAccess();
+    loadRecords();
+    startPolling();
+    streamAccess("");
   }
 
   function table(caption, cols, body) {
@@ -313,5 +388,8 @@ export function mountPatient(root) {
   }
 
   start();
-  return () => clearTimeout(pollTimer);
+  return () => {
+    stopped = true;
+    clearTimeout(pollTimer);
+  };
 }
