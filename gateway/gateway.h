@@ -168,7 +168,7 @@ int gw_id_check(const char *name, const char *value, bool path);
  * `ehrgate routes` (schemas/openapi.yaml's coverage test) read. Returns how
  * many of them are mounted in production: the test table is last and is
  * mounted only with [server] test_routes = true. */
-#define GW_ROUTE_TABLES 6
+#define GW_ROUTE_TABLES 7
 size_t gw_route_tables(const struct gw_route *tables[GW_ROUTE_TABLES], size_t lens[GW_ROUTE_TABLES]);
 extern const struct gw_route gw_routes_core[];
 extern const size_t gw_routes_core_len;
@@ -180,6 +180,21 @@ extern const struct gw_route gw_routes_audit[];
 extern const size_t gw_routes_audit_len;
 extern const struct gw_route gw_routes_fhir[];
 extern const size_t gw_routes_fhir_len;
+extern const struct gw_route gw_routes_console[];
+extern const size_t gw_routes_console_len;
+
+/* The web console's files (docs/CONSOLE.md), bundled from console/ by
+ * console/build.mjs at build time into a generated C file: served by
+ * routes_console.c from memory, so the binary carries its own console. */
+struct gw_console_asset {
+	const char *name;         /* "index.html", "app-<hash>.js": one path segment */
+	const char *content_type; /* the Content-Type it is served with */
+	const unsigned char *data;
+	size_t len;
+	bool immutable; /* a content-hashed name: cached for a year */
+};
+extern const struct gw_console_asset gw_console_assets[];
+extern const size_t gw_console_assets_len;
 
 /* routes_fhir.c: the engine's error hook (gw_http_options.error_render):
  * every refusal on /fhir is a FHIR OperationOutcome. */

@@ -18,6 +18,7 @@ enum gw_id_kind {
 	GW_ID_LEDGER,    /* a ledger actor or subject: any id above, a serial, operator, anonymous */
 	GW_ID_TEST,      /* the test routes' echo segments: any decoded segment */
 	GW_ID_SEQ,       /* a ledger seq in decimal: the FHIR id of an AuditEvent or a Consent */
+	GW_ID_ASSET,     /* a console file name: [a-z0-9._-], 1..64, starting with a letter or digit */
 };
 
 /* Path and query parameter names, and what each must be. A route with a
@@ -34,6 +35,7 @@ static const struct {
 	{ "item", true, GW_ID_TEST, "" },
 	{ "part", true, GW_ID_TEST, "" },
 	{ "seq", true, GW_ID_SEQ, "id must be a ledger seq (decimal digits)" },
+	{ "asset", true, GW_ID_ASSET, "console file name must be 1..64 of [a-z0-9._-]" },
 	{ "patient", false, GW_ID_PATIENT, "patient must be pt- and 43 base64url characters" },
 	{ "actor", false, GW_ID_LEDGER, "actor must be an id, a pseudonym, operator or anonymous" },
 	{ "subject", false, GW_ID_LEDGER, "subject must be an id, a pseudonym or a serial" },
@@ -52,6 +54,11 @@ static bool b64url_char(char c)
 {
 	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
 	       c == '_';
+}
+
+static bool asset_char(char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
 }
 
 static bool lower_hex_char(char c)
@@ -86,6 +93,9 @@ static bool gw_id_valid(enum gw_id_kind kind, const char *v)
 		       strcmp(v, "operator") == 0 || strcmp(v, "anonymous") == 0;
 	case GW_ID_TEST: return true;
 	case GW_ID_SEQ: return n > 0 && n <= 18 && strspn(v, "0123456789") == n && (n == 1 || v[0] != '0');
+	case GW_ID_ASSET:
+		/* no leading '.', so never "." or ".." or a hidden name */
+		return n > 0 && n <= 64 && v[0] != '.' && v[0] != '-' && all_of(v, n, asset_char);
 	default: return false;
 	}
 }

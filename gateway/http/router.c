@@ -3,6 +3,7 @@
  *
  * A pattern is a '/'-separated list of segments; "{name}" matches exactly
  * one non-empty segment, whose percent-decoded value becomes a parameter.
+ * A pattern may end with '/' ("/console/"): its last segment is empty.
  * Literal segments compare byte for byte against the raw segment. Decoded
  * parameters may not contain NUL or '/', so an id can never smuggle a path.
  */
@@ -44,7 +45,9 @@ static int split_pattern(struct croute *cr, const char *pattern)
 		size_t len = e ? (size_t)(e - s) : strlen(s);
 		struct seg *g;
 
-		if (cr->nseg >= GW_MAX_SEGMENTS || len == 0)
+		/* An empty segment only at the end: "/console/" (a directory's
+		 * index) is its own route, matched by the request path exactly. */
+		if (cr->nseg >= GW_MAX_SEGMENTS || (len == 0 && (e != NULL || cr->nseg == 0)))
 			return ehr_error_set(EHR_ERR_INVAL, "bad route pattern %s", pattern);
 		g = &cr->seg[cr->nseg++];
 		if (s[0] == '{') {

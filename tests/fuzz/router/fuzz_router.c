@@ -54,12 +54,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	enum gw_route_result res;
 
 	if (rt == NULL) {
-		const struct gw_route *t[] = { gw_routes_core, gw_routes_auth, gw_routes_ehr, gw_routes_audit,
-			                       gw_routes_fhir, gw_routes_test, extra };
-		size_t l[] = { gw_routes_core_len,  gw_routes_auth_len, gw_routes_ehr_len,
-			       gw_routes_audit_len, gw_routes_fhir_len, gw_routes_test_len,
-			       EHR_ARRAY_LEN(extra) };
-		if (gw_router_new(&rt, t, l, 7) < 0)
+		const struct gw_route *t[GW_ROUTE_TABLES + 1];
+		size_t l[GW_ROUTE_TABLES + 1];
+
+		/* every real table (gw_route_tables, the test table included), then extra */
+		gw_route_tables(t, l);
+		t[GW_ROUTE_TABLES] = extra;
+		l[GW_ROUTE_TABLES] = EHR_ARRAY_LEN(extra);
+		if (gw_router_new(&rt, t, l, GW_ROUTE_TABLES + 1) < 0)
 			abort();
 	}
 	buf = malloc(size + 1);

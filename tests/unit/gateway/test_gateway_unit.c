@@ -387,6 +387,39 @@ static void test_router_misses(void)
 	gw_router_free(rt);
 }
 
+/* A pattern ending in '/' (a directory's index, "/console/") is its own
+ * route: the path with the slash matches it, the path without does not. */
+static void test_router_trailing_slash(void)
+{
+	static const struct gw_route dir[] = { { "GET", "/d", "d", 0, false, h, NULL },
+		                               { "GET", "/d/", "d.index", 0, false, h, NULL },
+		                               { "GET", "/d/{id}", "d.file", 0, false, h, NULL } };
+	static const struct gw_route two_empty[] = { { "GET", "/d//", "x", 0, false, h, NULL } };
+	const struct gw_route *t[] = { dir }, *bad[] = { two_empty };
+	size_t l[] = { EHR_ARRAY_LEN(dir) }, lb[] = { 1 };
+	struct gw_router *rt = NULL;
+	struct gw_match m;
+	char allow[64];
+
+	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 1));
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/d", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "d");
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/d/", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "d.index");
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/d/app.js", &m, allow, sizeof(allow)), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "d.file");
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/d//", &m, allow, sizeof(allow)), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/d/app.js/", &m, allow, sizeof(allow)),
+	                GW_ROUTE_NOT_FOUND);
+	gw_router_free(rt);
+	rt = NULL;
+	EHR_ASSERT_ERR(gw_router_new(&rt, bad, lb, 1), EHR_ERR_INVAL);
+	CU_ASSERT_PTR_NULL(rt);
+}
+
 static void test_router_bad_tables(void)
 {
 	static const struct gw_route dup[] = { { "GET", "/x", "x1", 0, false, h, NULL },
@@ -411,13 +444,12 @@ static void test_router_bad_tables(void)
 /* The real route tables of every area compile into one router. */
 static void test_real_tables(void)
 {
-	const struct gw_route *t[] = { gw_routes_core,  gw_routes_auth, gw_routes_ehr,
-		                       gw_routes_audit, gw_routes_fhir, gw_routes_test };
-	size_t l[] = { gw_routes_core_len,  gw_routes_auth_len, gw_routes_ehr_len,
-		       gw_routes_audit_len, gw_routes_fhir_len, gw_routes_test_len };
+	const struct gw_route *t[GW_ROUTE_TABLES];
+	size_t l[GW_ROUTE_TABLES];
 	struct gw_router *rt = NULL;
 
-	EHR_ASSERT_OK(gw_router_new(&rt, t, l, 6));
+	gw_route_tables(t, l); /* the one list serve and `ehrgate routes` read, test table included */
+	EHR_ASSERT_OK(gw_router_new(&rt, t, l, GW_ROUTE_TABLES));
 	/* every {parameter} of every real route has an id validator */
 	EHR_ASSERT_OK(gw_router_check_params(rt, gw_id_check));
 	EHR_ASSERT_ERR(gw_router_check_params(rt, NULL), EHR_ERR_CONFIG);
@@ -467,6 +499,16 @@ static void test_id_validator(void)
 		{ "subject", "", false, false },
 		{ "limit", "anything: not an id", false, true },
 		{ "nosuch", "x", true, false },
+		{ "asset", "app-0123456789ab.js", true, true },
+		{ "asset", "index.html", true, true },
+		{ "asset", ".env", true, false },
+		{ "asset", "..", true, false },
+		{ "asset", "-x.js", true, false },
+		{ "asset", "Index.html", true, false },
+		{ "asset", "a/b", true, false },
+		{ "asset", "a\\b", true, false },
+		{ "asset", "", true, false },
+		{ "asset", "0123456789012345678901234567890123456789012345678901234567890123x", true, false },
 	};
 	struct gw_router *rt = NULL;
 	static const struct gw_route one[] = { { "GET", "/x/{pid}", "x", 0, false, h, NULL } };
@@ -502,6 +544,7 @@ static void register_suites(void)
 	EHR_ADD_SUITE("router", NULL, NULL, { "matches and parameters", test_router_match },
 	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
 	              { "invalid tables refused", test_router_bad_tables },
+	              { "a pattern ending in a slash", test_router_trailing_slash },
 	              { "real route tables", test_real_tables }, { "one id validator", test_id_validator });
 }
 
