@@ -267,6 +267,36 @@ int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint6
 void ledger_public_key(struct ledger *l, uint8_t out[32]);
 const char *ledger_origin(struct ledger *l);
 
+/* ------------------------------------------- C2SP tlog-tiles (docs/LEDGER.md §10) */
+
+#define LEDGER_TILE_WIDTH 256
+/* An entry bundle prefixes each entry with a big-endian uint16 length, so
+ * ledger_entry_encode refuses entries longer than this. */
+#define LEDGER_MAX_BUNDLE_ENTRY 65535
+
+/* A tile resource: hash tile (level, index) or entry bundle (entries),
+ * width LEDGER_TILE_WIDTH for a full tile, 1..255 for a partial one. */
+struct ledger_tile {
+	bool entries;
+	unsigned level; /* 0..63; 0 for entry bundles */
+	uint64_t index;
+	unsigned width;
+};
+
+/* Strict parse of the path after "<prefix>/tile/": "<L>/<N>[.p/<W>]" or
+ * "entries/<N>[.p/<W>]", <N> in x-prefixed 3-digit groups, no leading zeros,
+ * one spelling per tile; tiles past 2^63 entries are refused. EHR_ERR_PARSE. */
+int ledger_tile_path_parse(struct ledger_tile *t, const char *path, size_t len);
+/* The same path, canonical. Appends to out. */
+int ledger_tile_path_format(struct ehr_buf *out, const struct ledger_tile *t);
+/* Whether every hash (entry) of t lies in the tree of `size` entries: the
+ * full tiles below it and every partial tile of any size up to it. */
+bool ledger_tile_covered(const struct ledger_tile *t, uint64_t size);
+/* The tile's bytes from the store: width * 32 hash bytes, or the bundle
+ * (uint16 length || entry bytes, for each entry). The caller checks
+ * ledger_tile_covered against the published size first. Appends to out. */
+int ledger_tile_read(struct ledger *l, const struct ledger_tile *t, struct ehr_buf *out);
+
 /* ----------------------------------------------------------- verification */
 
 enum ledger_bad_kind { LEDGER_BAD_NONE = 0, LEDGER_BAD_ENTRY, LEDGER_BAD_BLOCK, LEDGER_BAD_CHECKPOINT };
