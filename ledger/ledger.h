@@ -204,6 +204,103 @@ int ledger_checkpoint_note(struct ehr_buf *out, const char *origin, uint64_t siz
 int ledger_checkpoint_verify(const char *note, size_t len, const uint8_t pub[32], const char *origin,
                              uint64_t *size, uint8_t root[LEDGER_HASH_LEN]);
 
+/* -------------------------------------- witnesses: C2SP cosignatures (pure, cosig.c) */
+
+#define LEDGER_NOTE_MAX 16384                          /* bytes of a signed note we accept */
+#define LEDGER_SIGTYPE_ED25519 0x01                    /* signed-note Ed25519 signature type */
+#define LEDGER_SIGTYPE_COSIG_V1 0x04                   /* C2SP tlog-cosignature Ed25519 (cosignature/v1) */
+#define LEDGER_COSIG_BLOB_LEN (4 + 8 + LEDGER_SIG_LEN) /* key id || BE u64 time || sig */
+#define LEDGER_WITNESS_MAX_PROOF 63                    /* tlog-witness: at most 63 consistency proof lines */
+/* Largest add-checkpoint body: "old <u64>\n", 63 proof lines, "\n", a note. */
+#define LEDGER_ADD_CHECKPOINT_MAX (24 + LEDGER_WITNESS_MAX_PROOF * 45 + 1 + LEDGER_NOTE_MAX)
+
+/* cosignature/v1 key id: SHA-256(name || 0x0A || 0x04 || pub)[:4]. */
+void ledger_cosig_key_id(uint8_t out[4], const char *name, const uint8_t pub[32]);
+/* A cosigner's vkey "<name>+<hex key id>+<base64(0x04 || pub)>". Appends to out. */
+int ledger_cosig_vkey_format(struct ehr_buf *out, const char *name, const uint8_t pub[32]);
+/* Parse such a vkey (signature type 0x04 only; EHR_ERR_PARSE otherwise). */
+int ledger_cosig_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap, uint8_t pub[32]);
+/*
+ * Cosign a checkpoint: append the signature line
+ * "— <name> <base64(key id || timestamp BE u64 || Ed25519 sig)>\n", the
+ * signature over "cosignature/v1\ntime <timestamp>\n" || text, where text is
+ * the note text (the checkpoint body through its final newline, without any
+ * signature lines). timestamp is POSIX seconds, 1..2^63-1.
+ */
+int ledger_cosig_sign(struct ehr_buf *out, EVP_PKEY *key, const char *name, uint64_t timestamp,
+                      const char *text, size_t text_len);
+/*
+ * Verify witness (name, pub)'s cosignature/v1 on a signed note: the first
+ * signature line by that name with its cosignature key id must verify;
+ * *timestamp (may be NULL) gets its time. EHR_ERR_PARSE for a malformed
+ * note, EHR_ERR_NOT_FOUND when the witness has no line, EHR_ERR_TAMPER when
+ * its line does not verify (or its time exceeds 2^63-1).
+ */
+int ledger_cosig_verify(const char *note, size_t len, const char *name, const uint8_t pub[32],
+                        uint64_t *timestamp);
+
+/* A trusted key: a witness (cosignature/v1) or a log (Ed25519 note key). */
+struct ledger_note_key {
+	const char *name;
+	uint8_t pub[32];
+};
+
+struct ledger_quorum_report {
+	uint64_t size; /* the checkpoint's tree size and root (when it parsed) */
+	uint8_t root[LEDGER_HASH_LEN];
+	size_t valid;     /* distinct witness keys whose cosignature verified */
+	int first_bad;    /* index of the first witness missing or bad; -1 if none */
+	int first_bad_rc; /* its error: EHR_ERR_NOT_FOUND (missing) or EHR_ERR_TAMPER (bad) */
+	char reason[256]; /* plain text naming the witness and what was wrong */
+};
+
+/*
+ * Quorum check of a cosigned checkpoint: 0 when the log's signature (key
+ * name = origin, ledger_checkpoint_verify) is valid and at least k of the
+ * witnesses w[0..n) have a valid cosignature/v1. Witnesses sharing a public
+ * key count once (the Ed25519 cosigned message does not commit to the name).
+ * The report (may be NULL) is filled in either case. EHR_ERR_PARSE for a
+ * malformed note, EHR_ERR_TAMPER for a bad log signature or too few
+ * cosignatures, EHR_ERR_INVAL for k > n.
+ */
+int ledger_note_quorum(const char *note, size_t len, const char *origin, const uint8_t log_pub[32],
+                       const struct ledger_note_key *w, size_t n, size_t k, struct ledger_quorum_report *rep);
+
+/*
+ * Verify a note against a set of trusted Ed25519 note keys (C2SP
+ * tlog-witness): 0 when at least one key has a valid signature line and no
+ * line matching a trusted key's name and id fails. EHR_ERR_PARSE for a
+ * malformed note, EHR_ERR_TAMPER otherwise; *text_len as ledger_note_verify.
+ */
+int ledger_note_verify_any(const char *note, size_t len, const struct ledger_note_key *keys, size_t n,
+                           size_t *text_len);
+
+/* The unverified fields of a checkpoint note: origin (first line), size and
+ * root (strict, as ledger_checkpoint_verify), and the text length. */
+int ledger_checkpoint_parse(const char *note, size_t len, char *origin, size_t origin_cap, uint64_t *size,
+                            uint8_t root[LEDGER_HASH_LEN], size_t *text_len);
+
+/* A tlog-witness add-checkpoint request, parsed. note points into the body. */
+struct ledger_add_checkpoint {
+	uint64_t old_size;
+	size_t proof_len;
+	uint8_t proof[LEDGER_WITNESS_MAX_PROOF][LEDGER_HASH_LEN];
+	const char *note;
+	size_t note_len;
+};
+
+/* Client side: "old <N>\n", one base64 line per proof hash (n <= 63), an
+ * empty line, then the checkpoint note. Appends to out. */
+int ledger_add_checkpoint_format(struct ehr_buf *out, uint64_t old_size,
+                                 const uint8_t (*proof)[LEDGER_HASH_LEN], size_t n, const char *note,
+                                 size_t note_len);
+/* Witness side, strict: every line ends in '\n'; "old" then one space and a
+ * decimal without leading zeros (<= 2^63-1); each proof line exactly one
+ * canonical base64 32-byte hash; at most 63 of them; the empty line; a
+ * non-empty note (its own syntax is checked later). At most
+ * LEDGER_ADD_CHECKPOINT_MAX bytes. EHR_ERR_PARSE / EHR_ERR_TOO_LARGE. */
+int ledger_add_checkpoint_parse(struct ledger_add_checkpoint *req, const char *body, size_t len);
+
 /* ---------------------------------------------------- reading the ledger */
 
 /* Called once per entry, in seq order; a negative return stops the walk and
