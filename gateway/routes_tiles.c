@@ -128,8 +128,8 @@ static void h_bundle(struct gw_req *r)
 const struct gw_route gw_routes_tiles[] = {
 	{ "GET", "/checkpoint", "tiles.checkpoint", 0, GW_BLOCKING, h_checkpoint, NULL },
 	/* before /tile/{+tile}, which would match "entries/..." too (and refuse it) */
-	{ "GET", "/tile/entries/{+bundle}", "tiles.entries", GW_ROLE_AUDITOR, GW_BLOCKING | GW_CHECK_IN_HANDLER,
-	  h_bundle, NULL },
+	{ "GET", "/tile/entries/{+bundle}", "tiles.entries", GW_ROLE_AUDITOR,
+	  GW_BLOCKING | GW_CHECK_IN_HANDLER, h_bundle, NULL },
 	{ "GET", "/tile/{+tile}", "tiles.tile", 0, GW_BLOCKING, h_tile, NULL },
 };
 const size_t gw_routes_tiles_len = EHR_ARRAY_LEN(gw_routes_tiles);

@@ -382,7 +382,8 @@ struct ledger_tile {
 
 /* Strict parse of the path after "<prefix>/tile/": "<L>/<N>[.p/<W>]" or
  * "entries/<N>[.p/<W>]", <N> in x-prefixed 3-digit groups, no leading zeros,
- * one spelling per tile; tiles past 2^63 entries are refused. EHR_ERR_PARSE. */
+ * one spelling per tile (any level 0..63 and index: whether the tile
+ * exists is ledger_tile_covered's question). EHR_ERR_PARSE. */
 int ledger_tile_path_parse(struct ledger_tile *t, const char *path, size_t len);
 /* The same path, canonical. Appends to out. */
 int ledger_tile_path_format(struct ehr_buf *out, const struct ledger_tile *t);

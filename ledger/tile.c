@@ -42,7 +42,7 @@ static int tile_index(uint64_t *out, const char *s, size_t n)
 		bool last = n - off == 3;
 
 		if (!last) {
-			if (n - off < 5 || g[0] != 'x' || g[4] != '/')
+			if (n - off < 8 || g[0] != 'x' || g[4] != '/') /* a last group follows */
 				return EHR_ERR_PARSE;
 			g++;
 		}
@@ -61,16 +61,6 @@ static int tile_index(uint64_t *out, const char *s, size_t n)
 		return EHR_ERR_PARSE;
 	*out = v;
 	return 0;
-}
-
-/* Whether tile t fits below 2^63 entries (tree sizes are int64 in the store). */
-static bool tile_in_range(const struct ledger_tile *t)
-{
-	unsigned shift = 8 * (t->level + 1);
-
-	if (shift >= 63)
-		return t->index == 0;
-	return t->index < (UINT64_C(1) << (63 - shift));
 }
 
 int ledger_tile_path_parse(struct ledger_tile *t, const char *path, size_t len)
@@ -101,17 +91,19 @@ int ledger_tile_path_parse(struct ledger_tile *t, const char *path, size_t len)
 			break;
 		}
 	if (dotp) {
-		if (plain_decimal(&v, dotp + 3, (size_t)(end - dotp - 3), LEDGER_TILE_WIDTH - 1) < 0 || v == 0)
+		if (plain_decimal(&v, dotp + 3, (size_t)(end - dotp - 3), LEDGER_TILE_WIDTH - 1) < 0 ||
+		    v == 0)
 			goto bad;
 		t->width = (unsigned)v;
 		end = dotp;
 	}
-	if (tile_index(&t->index, p, (size_t)(end - p)) < 0 || !tile_in_range(t))
+	if (tile_index(&t->index, p, (size_t)(end - p)) < 0)
 		goto bad;
 	return 0;
 bad:
-	return ehr_error_set(EHR_ERR_PARSE,
-	                     "tile path must be <L>/<N>[.p/<W>] or entries/<N>[.p/<W>] (c2sp.org/tlog-tiles)");
+	return ehr_error_set(
+	        EHR_ERR_PARSE,
+	        "tile path must be <L>/<N>[.p/<W>] or entries/<N>[.p/<W>] (c2sp.org/tlog-tiles)");
 }
 
 int ledger_tile_path_format(struct ehr_buf *out, const struct ledger_tile *t)
@@ -152,9 +144,11 @@ bool ledger_tile_covered(const struct ledger_tile *t, uint64_t size)
 	unsigned lvl = t->entries ? 0 : t->level;
 	uint64_t below;
 
-	if (!tile_in_range(t) || t->width == 0 || t->width > LEDGER_TILE_WIDTH)
+	if (t->width == 0 || t->width > LEDGER_TILE_WIDTH)
 		return false;
-	below = 8 * lvl >= 64 ? 0 : size >> (8 * lvl); /* full subtrees of this level */
+	if (lvl > 7)
+		return false;      /* its hashes span 2^64 leaves or more */
+	below = size >> (8 * lvl); /* full subtrees of this level */
 	return t->index <= (UINT64_MAX - t->width) / LEDGER_TILE_WIDTH &&
 	       t->index * LEDGER_TILE_WIDTH + t->width <= below;
 }

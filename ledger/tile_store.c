@@ -55,11 +55,13 @@ int ledger_tile_read(struct ledger *l, const struct ledger_tile *t, struct ehr_b
 		sql = "SELECT leaf_hash FROM ledger_entries WHERE seq BETWEEN $1 AND $2 ORDER BY seq";
 	else
 		sql = "SELECT substring(nodes FROM $4::int FOR 32) FROM ledger_entries "
-		      "WHERE seq IN (SELECT generate_series($1::bigint, $2::bigint, $3::bigint)) ORDER BY seq";
+		      "WHERE seq IN (SELECT generate_series($1::bigint, $2::bigint, $3::bigint)) ORDER BY "
+		      "seq";
 	GUARD(ehr_db_acquire(ledger__pool(l), &conn));
 	err = ehr_db_exec_binary(conn, &r, sql, h == 0 ? 2 : 4, params);
 	if (err < 0) {
-		err = ehr_error_wrap(err == EHR_ERR_UNAVAILABLE ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB, "ledger read");
+		err = ehr_error_wrap(err == EHR_ERR_UNAVAILABLE ? EHR_ERR_UNAVAILABLE : EHR_ERR_DB,
+		                     "ledger read");
 		ehr_db_release(ledger__pool(l), conn, true);
 		return err;
 	}

@@ -292,8 +292,9 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
 			}
 			m->params[m->nparams].name = cr->seg[j].text;
 			m->params[m->nparams].name_len = cr->seg[j].len;
-			m->params[m->nparams].value = cr->seg[j].rest ? rest_decode(segs + j, lens + j, nseg - j)
-			                                              : gw__pct_decode(segs[j], lens[j], false, false);
+			m->params[m->nparams].value =
+			        cr->seg[j].rest ? rest_decode(segs + j, lens + j, nseg - j)
+			                        : gw__pct_decode(segs[j], lens[j], false, false);
 			m->nparams++;
 			if (m->params[m->nparams - 1].value == NULL) {
 				gw_match_clear(m);
