@@ -131,5 +131,8 @@ const struct gw_route gw_routes_tiles[] = {
 	{ "GET", "/tile/entries/{+bundle}", "tiles.entries", GW_ROLE_AUDITOR,
 	  GW_BLOCKING | GW_CHECK_IN_HANDLER, h_bundle, NULL },
 	{ "GET", "/tile/{+tile}", "tiles.tile", 0, GW_BLOCKING, h_tile, NULL },
+	/* routes_receipts.c: an audit read, so checked in the handler and recorded */
+	{ "GET", "/v1/receipts/{index}", "receipts.get", GW_ROLE_PATIENT | GW_ROLE_SERVER | GW_ROLE_AUDITOR,
+	  GW_BLOCKING | GW_CHECK_IN_HANDLER, gw__receipt_get, NULL },
 };
 const size_t gw_routes_tiles_len = EHR_ARRAY_LEN(gw_routes_tiles);
