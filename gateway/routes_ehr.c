@@ -217,7 +217,7 @@ static void h_record_create(struct gw_req *r)
 	count_decision(&q, NULL, &out.decision);
 	if (err == 0)
 		gw_reply_json(r, 201,
-		              json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:s?, s:o?}", "record_id",
+		              json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:s*, s:o*}", "record_id",
 		                        out.record_id, "seq", (json_int_t)out.rcpt.seq, "tree_size",
 		                        (json_int_t)out.rcpt.tree_size, "sha256", out.sha256, "size",
 		                        (json_int_t)out.plain_size, "stored_size", (json_int_t)out.ct_size,

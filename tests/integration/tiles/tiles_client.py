@@ -53,7 +53,7 @@ class Conn:
 # ---- signed note / checkpoint (c2sp.org/signed-note, tlog-checkpoint)
 
 def parse_vkey(vkey):
-    name, keyid, b = vkey.split("+")
+    name, keyid, b = vkey.split("+", 2)  # base64 may hold "+" too
     raw = base64.b64decode(b)
     assert raw[0] == 0x01 and len(raw) == 33, "vkey must be an Ed25519 (0x01) key"
     assert hashlib.sha256(name.encode() + b"\n" + raw).digest()[:4].hex() == keyid
@@ -210,6 +210,12 @@ def main():
 
     t = Tiles(pub, size)
     check(t.mth(0, size) == root, "root rebuilt from %d tiles equals the checkpoint's" % t.fetched)
+    # and from the leaves alone: every level-0 tile, full and partial
+    leaves = []
+    for n in range((size + 255) // 256):
+        leaves += t.tile(0, n)
+    check(len(leaves) == size and mth_list(leaves) == root,
+          "root rebuilt from all %d level-0 tiles equals the checkpoint's" % ((size + 255) // 256))
 
     # every level-1 hash is the MTH of the full level-0 tile below it
     if size >= 65536:
