@@ -82,7 +82,7 @@ int gw__tile_parse(struct ledger_tile *t, const char *value, bool bundle);
 bool gw_tiles_route_open(const struct gw_req *r);
 
 /* routes_receipts.c: the receipt of ledger entry `index` on an acknowledged
- * reply (docs/PROTOCOL.md §12): sets X-EHR-Ledger-Index and X-EHR-Receipt
+ * reply (docs/PROTOCOL.md §16): sets X-EHR-Ledger-Index and X-EHR-Receipt
  * (the receipt URL) and returns the reply's "receipt" member
  * {"index","url"} (new reference; NULL when out of memory). With
  * `Prefer: wait=N` on the request it first waits (capped) for a published

@@ -1,5 +1,5 @@
 /*
- * routes_receipts.c - receipts (docs/LEDGER.md §11, docs/PROTOCOL.md §12):
+ * routes_receipts.c - receipts (docs/LEDGER.md §11, docs/PROTOCOL.md §16):
  * every acknowledged upload, read (break-glass included) and contract
  * change names its ledger entry (X-EHR-Ledger-Index) and the entry's
  * receipt URL (X-EHR-Receipt, and a "receipt" member in JSON replies);

@@ -1,5 +1,5 @@
 /*
- * cmd_receipt.c - receipts (docs/PROTOCOL.md §12, docs/LEDGER.md §11):
+ * cmd_receipt.c - receipts (docs/PROTOCOL.md §16, docs/LEDGER.md §11):
  *
  *   ehrctl receipt get INDEX [-o FILE] [--wait SECONDS]
  *   ehrctl receipt verify FILE --log-key VKEY [--witness NAME=VKEY ...] [--quorum K]

@@ -1,5 +1,5 @@
 /*
- * test_receipts.c - receipts end to end (docs/PROTOCOL.md §12, LEDGER.md
+ * test_receipts.c - receipts end to end (docs/PROTOCOL.md §16, LEDGER.md
  * §11) through a real `ehrgate serve` and the real ehrctl: an upload's and
  * a read's receipt (`record put|get --receipt`) verify offline with
  * `ehrctl receipt verify`; a flipped byte, a wrong log key, a missing
