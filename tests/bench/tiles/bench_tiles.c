@@ -100,7 +100,7 @@ static int mirror(uint64_t size)
 		for (uint64_t n = 0; n * LEDGER_TILE_WIDTH < hashes; n++) {
 			struct ledger_tile t = { false, level, n, LEDGER_TILE_WIDTH };
 			struct ehr_buf path = EHR_BUF_INIT(256);
-			char url[300], file[GWP_PATH + 300];
+			char url[300], file[1024];
 			struct gwp_resp res;
 
 			if ((n + 1) * LEDGER_TILE_WIDTH > hashes)
