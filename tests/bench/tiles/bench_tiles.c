@@ -78,7 +78,7 @@ static int mkdirs(char *path)
 		if (*p != '/')
 			continue;
 		*p = '\0';
-		if (mkdir(path, 0700) != 0 && access(path, F_OK) != 0)
+		if (mkdir(path, 0755) != 0 && access(path, F_OK) != 0)
 			return -1;
 		*p = '/';
 	}
@@ -172,8 +172,12 @@ static double wrk_rate(const char *base, const char *secs)
 		return 0;
 	while (fgets(line, sizeof(line), f)) {
 		fputs(line, stderr);
-		if (strncmp(line, "Requests/sec:", 13) == 0)
+		if (strncmp(line, "Requests/sec:", 13) == 0 && rate == 0)
 			rate = strtod(line + 13, NULL);
+		if (strstr(line, "Non-2xx") != NULL) {
+			say("refused requests: this round does not count", NULL);
+			rate = -1;
+		}
 	}
 	pclose(f);
 	return rate;
@@ -218,10 +222,14 @@ int main(int argc, char **argv)
 		say("setup failed: ", ehr_error_detail());
 		goto out;
 	}
-	snprintf(www, sizeof(www), "%s/www", gw.dir);
+	/* nginx's workers (not root) read the files: a world-readable tree of
+	 * its own, outside the launcher's private dir */
+	snprintf(www, sizeof(www), "/tmp/ehr-tiles-www-XXXXXX");
+	if (mkdtemp(www) == NULL || chmod(www, 0755) != 0)
+		goto out;
 	snprintf(ngdir, sizeof(ngdir), "%s/nginx", gw.dir);
 	snprintf(paths_lua, sizeof(paths_lua), "%s/paths.lua", gw.dir);
-	if (mkdir(www, 0700) != 0 || mkdir(ngdir, 0700) != 0 || (tiles = mirror(entries)) < 0)
+	if (mkdir(ngdir, 0700) != 0 || (tiles = mirror(entries)) < 0)
 		goto out;
 	port = free_port();
 	if (port == 0 || start_nginx(ngdir, port, &ng) < 0) {
@@ -250,6 +258,8 @@ out:
 		if (system(cmd) != 0)
 			say("could not stop nginx", NULL);
 	}
+	if (www[0])
+		ehr_test_rmrf(www);
 	gwp_teardown(&gw);
 	return rc;
 }
