@@ -28,6 +28,8 @@ APT_PACKAGES=(
 	s3cmd
 	# the ATNA feed's real peer (RFC 5425 syslog over TLS) and the XML check of its messages
 	rsyslog rsyslog-gnutls libxml2-utils
+	# the tlog-tiles test client verifies the checkpoint's Ed25519 signature (tests/integration/tiles)
+	python3-cryptography
 )
 
 say() { echo "bootstrap: $*" >&2; }
