@@ -31,6 +31,8 @@ APT_PACKAGES=(
 	rsyslog rsyslog-gnutls libxml2-utils
 	# the web console's tests: Playwright drives Debian's chromium (tests/console)
 	chromium
+	# the tlog-tiles test client verifies the checkpoint's Ed25519 signature (tests/integration/tiles)
+	python3-cryptography
 )
 
 say() { echo "bootstrap: $*" >&2; }

@@ -364,6 +364,88 @@ int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint6
 void ledger_public_key(struct ledger *l, uint8_t out[32]);
 const char *ledger_origin(struct ledger *l);
 
+/* ------------------------------------------- C2SP tlog-tiles (docs/LEDGER.md §10) */
+
+#define LEDGER_TILE_WIDTH 256
+/* An entry bundle prefixes each entry with a big-endian uint16 length, so
+ * ledger_entry_encode refuses entries longer than this. */
+#define LEDGER_MAX_BUNDLE_ENTRY 65535
+
+/* A tile resource: hash tile (level, index) or entry bundle (entries),
+ * width LEDGER_TILE_WIDTH for a full tile, 1..255 for a partial one. */
+struct ledger_tile {
+	bool entries;
+	unsigned level; /* 0..63; 0 for entry bundles */
+	uint64_t index;
+	unsigned width;
+};
+
+/* Strict parse of the path after "<prefix>/tile/": "<L>/<N>[.p/<W>]" or
+ * "entries/<N>[.p/<W>]", <N> in x-prefixed 3-digit groups, no leading zeros,
+ * one spelling per tile (any level 0..63 and index: whether the tile
+ * exists is ledger_tile_covered's question). EHR_ERR_PARSE. */
+int ledger_tile_path_parse(struct ledger_tile *t, const char *path, size_t len);
+/* The same path, canonical. Appends to out. */
+int ledger_tile_path_format(struct ehr_buf *out, const struct ledger_tile *t);
+/* Whether every hash (entry) of t lies in the tree of `size` entries: the
+ * full tiles below it and every partial tile of any size up to it. */
+bool ledger_tile_covered(const struct ledger_tile *t, uint64_t size);
+/* The tile's bytes from the store: width * 32 hash bytes, or the bundle
+ * (uint16 length || entry bytes, for each entry). The caller checks
+ * ledger_tile_covered against the published size first. Appends to out. */
+int ledger_tile_read(struct ledger *l, const struct ledger_tile *t, struct ehr_buf *out);
+
+/* --------------------------------- receipts: C2SP tlog-proof (docs/LEDGER.md §11) */
+
+#define LEDGER_TLOG_PROOF_MAX (96 * 1024) /* extra (base64 entry) + 64 hashes + note */
+
+/* A parsed tlog-proof; note points into the text it was parsed from. */
+struct ledger_tlog_proof {
+	bool has_extra;
+	uint64_t index;
+	size_t path_len;
+	uint8_t path[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
+	const char *note;
+	size_t note_len;
+};
+
+/* "c2sp.org/tlog-proof@v1\n[extra <base64>\n]index <i>\n<hash lines>\n<note>"
+ * (extra_len 0: no extra line). Appends to out. */
+int ledger_tlog_proof_format(struct ehr_buf *out, const void *extra, size_t extra_len, uint64_t index,
+                             const uint8_t (*path)[LEDGER_HASH_LEN], size_t n, const char *note,
+                             size_t note_len);
+/* Strict parse: every line ends in '\n', the index has no leading zeros,
+ * each hash line is canonical base64 of 32 bytes (at most 64), the note
+ * follows the empty line (its own syntax is the verifier's). The decoded
+ * extra data goes to extra. EHR_ERR_PARSE / EHR_ERR_TOO_LARGE. */
+int ledger_tlog_proof_parse(struct ledger_tlog_proof *p, struct ehr_buf *extra, const char *text, size_t len);
+
+struct ledger_tlog_proof_report {
+	uint64_t index;
+	struct ledger_quorum_report quorum; /* the checkpoint: size, root, witnesses */
+	struct ledger_entry entry;          /* the entry of the extra line (payload points into extra) */
+};
+/*
+ * Verify an ehrgate receipt offline: parse it; the checkpoint must carry
+ * the log's signature (key name = origin, log_pub) and k of the witnesses
+ * w[0..n) (ledger_note_quorum); the extra line must be a ledger entry
+ * (LEDGER.md §1) whose seq is the index; SHA-256(0x00 || entry) must be
+ * proven included at that index in the checkpoint's tree. 0, or
+ * EHR_ERR_PARSE (malformed), EHR_ERR_TAMPER (a check failed; the thread's
+ * message says which), EHR_ERR_INVAL (k > n). rep is filled as far as it got.
+ */
+int ledger_tlog_proof_verify(const char *text, size_t len, const char *origin, const uint8_t log_pub[32],
+                             const struct ledger_note_key *w, size_t n, size_t k, struct ehr_buf *extra,
+                             struct ledger_tlog_proof_report *rep);
+/*
+ * Server side: the receipt of entry `index` (whose canonical bytes are
+ * entry[0..entry_len)) against the published checkpoint, waiting up to
+ * wait_ms for one that covers it. 0 with *pending = false and the receipt
+ * appended to out; 0 with *pending = true when none covers it yet.
+ */
+int ledger_receipt_build(struct ledger *l, uint64_t index, const uint8_t *entry, size_t entry_len,
+                         unsigned wait_ms, struct ehr_buf *out, bool *pending);
+
 /* ----------------------------------------------------------- verification */
 
 enum ledger_bad_kind { LEDGER_BAD_NONE = 0, LEDGER_BAD_ENTRY, LEDGER_BAD_BLOCK, LEDGER_BAD_CHECKPOINT };

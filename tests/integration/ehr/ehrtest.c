@@ -28,8 +28,13 @@ int ehrt_gw_setup(struct gw_proc *g, const char *store_ini)
 
 int ehrt_server(struct gw_proc *g, const char *name, struct ehr_client **out)
 {
+	return ehrt_principal(g, "server", name, out);
+}
+
+int ehrt_principal(struct gw_proc *g, const char *role, const char *name, struct ehr_client **out)
+{
 	char token[512], dir[GWP_PATH + 64];
-	const char *args[] = { "admin", "issue-token", "--role", "server", "--name", name, NULL };
+	const char *args[] = { "admin", "issue-token", "--role", role, "--name", name, NULL };
 	json_t *info = NULL;
 	size_t n;
 

@@ -22,6 +22,8 @@ int ehrt_gw_setup(struct gw_proc *g, const char *store_ini);
 /* Register a medical server (issue-token + POST /v1/register) into
  * dir/<name>, and open its client. */
 int ehrt_server(struct gw_proc *g, const char *name, struct ehr_client **out);
+/* The same for any role ("server", "auditor"). */
+int ehrt_principal(struct gw_proc *g, const char *role, const char *name, struct ehr_client **out);
 /* As server `srv`, create a patient and enrol it into dir/<name>; open its
  * client. pid gets the patient pseudonym. */
 int ehrt_patient(struct gw_proc *g, struct ehr_client *srv, const char *name, char pid[160],

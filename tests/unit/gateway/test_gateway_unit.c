@@ -456,6 +456,46 @@ static void test_real_tables(void)
 	gw_router_free(rt);
 }
 
+/* "{+name}": the rest of the path, one or more segments, each decoded
+ * (no encoded '/'), joined by '/'; the first matching route wins. */
+static void test_router_rest(void)
+{
+	static const struct gw_route t[] = {
+		{ "GET", "/t/entries/{+bundle}", "t.entries", 0, false, h, NULL },
+		{ "GET", "/t/{+tile}", "t.tile", 0, false, h, NULL },
+	};
+	static const struct gw_route not_last[] = { { "GET", "/x/{+r}/y", "x", 0, false, h, NULL } };
+	static const struct gw_route empty[] = { { "GET", "/x/{+}", "x", 0, false, h, NULL } };
+	const struct gw_route *tt[] = { t };
+	size_t l = EHR_ARRAY_LEN(t), one = 1;
+	struct gw_router *rt = NULL;
+	struct gw_match m;
+
+	EHR_ASSERT_OK(gw_router_new(&rt, tt, &l, 1));
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/t/0/x001/234.p/5", &m, NULL, 0), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "t.tile");
+	CU_ASSERT_STRING_EQUAL(m.params[0].value, "0/x001/234.p/5");
+	CU_ASSERT_EQUAL(m.params[0].name_len, 4);
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/t/entries/000", &m, NULL, 0), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.route->name, "t.entries");
+	CU_ASSERT_STRING_EQUAL(m.params[0].value, "000");
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/t/a%20b/c", &m, NULL, 0), GW_ROUTE_FOUND);
+	CU_ASSERT_STRING_EQUAL(m.params[0].value, "a b/c");
+	gw_match_clear(&m);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/t", &m, NULL, 0), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/t/", &m, NULL, 0), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/t/0//1", &m, NULL, 0), GW_ROUTE_NOT_FOUND);
+	CU_ASSERT_EQUAL(gw_router_match(rt, "GET", "/t/0/x%2F1", &m, NULL, 0), GW_ROUTE_BAD_PATH);
+	gw_router_free(rt);
+	rt = NULL;
+	tt[0] = not_last;
+	EHR_ASSERT_ERR(gw_router_new(&rt, tt, &one, 1), EHR_ERR_INVAL);
+	tt[0] = empty;
+	EHR_ASSERT_ERR(gw_router_new(&rt, tt, &one, 1), EHR_ERR_INVAL);
+}
+
 static int knows_nothing(const char *name, const char *value, bool path)
 {
 	(void)name;
@@ -497,6 +537,15 @@ static void test_id_validator(void)
 		{ "subject", "4a0b9c", false, true },
 		{ "subject", cid, false, true },
 		{ "subject", "", false, false },
+		{ "tile", "0/x001/x234/067.p/5", true, true },
+		{ "tile", "63/000", true, true },
+		{ "tile", "0/x000/001", true, false },
+		{ "tile", "entries/000", true, false },
+		{ "tile", "64/000", true, false },
+		{ "bundle", "x070/000.p/255", true, true },
+		{ "bundle", "000.p/256", true, false },
+		{ "index", "0", true, true },
+		{ "index", "01", true, false },
 		{ "limit", "anything: not an id", false, true },
 		{ "nosuch", "x", true, false },
 		{ "asset", "app-0123456789ab.js", true, true },
@@ -545,7 +594,8 @@ static void register_suites(void)
 	              { "misses: 404, 405 with Allow, bad paths", test_router_misses },
 	              { "invalid tables refused", test_router_bad_tables },
 	              { "a pattern ending in a slash", test_router_trailing_slash },
-	              { "real route tables", test_real_tables }, { "one id validator", test_id_validator });
+	              { "{+rest} parameters", test_router_rest }, { "real route tables", test_real_tables },
+	              { "one id validator", test_id_validator });
 }
 
 EHR_TEST_MAIN(register_suites)
