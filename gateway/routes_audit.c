@@ -234,15 +234,16 @@ static json_t *me_event(const struct ledger_entry *e, const json_t *payload, con
 	if (!json_is_string(rec))
 		rec = json_object_get(payload, "record");
 	item = json_pack("{s:I, s:s, s:s, s:s, s:O?, s:s, s:b, s:s}", "index", (json_int_t)e->seq, "type",
-	                 e->type, "time", when, "actor", e->actor, "record",
-	                 json_is_string(rec) ? rec : NULL, "outcome", outcome_names[oc], "break_glass",
+	                 e->type, "time", when, "actor", e->actor, "record", json_is_string(rec) ? rec : NULL,
+	                 "outcome", outcome_names[oc], "break_glass",
 	                 json_is_true(json_object_get(payload, "break_glass")) ||
 	                         (basis && strcmp(basis, "allow.break_glass") == 0),
 	                 "receipt", receipt);
 	if (item == NULL || copy_member(item, "decision", payload, "decision") < 0 ||
 	    copy_member(item, "reason", payload, "reason") < 0 ||
-	    copy_member(item, "action", payload, "action") < 0 || copy_member(item, "cid", payload, "cid") < 0 ||
-	    copy_member(item, "jkt", payload, "jkt") < 0 || copy_member(item, "kind", payload, "kind") < 0) {
+	    copy_member(item, "action", payload, "action") < 0 ||
+	    copy_member(item, "cid", payload, "cid") < 0 || copy_member(item, "jkt", payload, "jkt") < 0 ||
+	    copy_member(item, "kind", payload, "kind") < 0) {
 		json_decref(item);
 		return NULL;
 	}

@@ -52,10 +52,9 @@ struct sse_kind {
 };
 
 static atomic_int audit_open, me_open;
-static const struct sse_kind audit_kind = { ": ehrgate audit stream\nretry: 1000\n\n", "since",
-	                                    &audit_open, false };
-static const struct sse_kind me_kind = { ": ehrgate access stream\nretry: 1000\n\n", "from", &me_open,
-	                                 true };
+static const struct sse_kind audit_kind = { ": ehrgate audit stream\nretry: 1000\n\n", "since", &audit_open,
+	                                    false };
+static const struct sse_kind me_kind = { ": ehrgate access stream\nretry: 1000\n\n", "from", &me_open, true };
 
 struct sse {
 	struct gw_stream *s;
@@ -136,15 +135,17 @@ static bool sse_fetch(struct sse *x)
 	if (ehr_fmt(from, sizeof(from), "%llu", (unsigned long long)x->next) < 0)
 		return false; /* 24 bytes hold any u64: cannot happen */
 	if (x->kind->patient) /* the (subject, seq) index of migration 0010 */
-		ok = PQsendQueryParams(x->pg,
-		                       "SELECT seq, block_height, entry FROM ledger_entries WHERE subject = $2 "
-		                       "AND seq >= $1::bigint ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
-		                       2, NULL, p, NULL, NULL, 0);
+		ok = PQsendQueryParams(
+		        x->pg,
+		        "SELECT seq, block_height, entry FROM ledger_entries WHERE subject = $2 "
+		        "AND seq >= $1::bigint ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
+		        2, NULL, p, NULL, NULL, 0);
 	else
-		ok = PQsendQueryParams(x->pg,
-		                       "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1::bigint "
-		                       "ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
-		                       1, NULL, p, NULL, NULL, 0);
+		ok = PQsendQueryParams(
+		        x->pg,
+		        "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1::bigint "
+		        "ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
+		        1, NULL, p, NULL, NULL, 0);
 	if (!ok)
 		return false;
 	while (PQflush(x->pg) == 1)
@@ -400,8 +401,8 @@ static bool sse_connect(struct gw_req *r, struct sse *x, bool from_head)
 	if (from_head) /* only new entries */
 		x->next = x->live_from;
 	if (PQsetnonblocking(x->pg, 1) != 0) {
-		gw_reply_err(r, ehr_error_set(EHR_ERR_INTERNAL,
-		                              "cannot make the stream connection non-blocking"));
+		gw_reply_err(
+		        r, ehr_error_set(EHR_ERR_INTERNAL, "cannot make the stream connection non-blocking"));
 		return false;
 	}
 	return true;

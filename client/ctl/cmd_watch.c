@@ -21,6 +21,8 @@
 #include "client/ctl/ctl_commands.h"
 #include "ledger/ledger.h"
 
+#define WATCH_CONNECTION_MS (10L * 60 * 1000)
+
 struct watch {
 	struct ctl_sse sse;
 	struct ehr_client *c;
@@ -40,7 +42,7 @@ static void watch_usage(FILE *f)
 	           "  revocations, erasures. One line per entry (--json: the event's JSON object).\n"
 	           "  --from N     start at ledger index N (default: only what happens from now)\n"
 	           "  --count N    exit 0 after N entries (default: follow until interrupted)\n"
-	           "  --retries N  reconnect attempts without a new entry before giving up (50)\n");
+	           "  --retries N  failed reconnects in a row before giving up (50)\n");
 }
 
 /* " key=value" when the event has a string or integer `key`. */
@@ -57,7 +59,9 @@ static void print_member(const json_t *ev, const char *key)
 /* One line: index, time, type, who, how it ended, what, and the receipt. */
 static void print_event(const struct watch *w, const json_t *ev)
 {
-	static const char *const members[] = { "actor", "outcome", "reason", "record", "action", "cid", "jkt" };
+	static const char *const members[] = {
+		"actor", "outcome", "reason", "record", "action", "cid", "jkt"
+	};
 
 	if (w->json) {
 		json_dumpf(ev, stdout, JSON_COMPACT | JSON_SORT_KEYS);
@@ -84,7 +88,8 @@ static bool watch_event(struct ctl_sse *s, void *ud)
 	if (strcmp(s->event, "end") == 0 || strcmp(s->event, "overflow") == 0) {
 		if (ehr_json_parse(&ev, s->data.data, s->data.len, s->data.max, 4) == 0 &&
 		    json_is_string(json_object_get(ev, "reason")) &&
-		    ehr_str_copy(w->end, sizeof(w->end), json_string_value(json_object_get(ev, "reason"))) < 0)
+		    ehr_str_copy(w->end, sizeof(w->end), json_string_value(json_object_get(ev, "reason"))) <
+		            0)
 			w->end[0] = '\0';
 		json_decref(ev);
 		return true;
@@ -127,7 +132,7 @@ static int watch_args(struct watch *w, int argc, char **argv, uint64_t *from, bo
 			*have_from = true;
 			i++;
 		} else if (i + 1 < argc && strcmp(argv[i], "--count") == 0 &&
-		         ehr_parse_u64(&w->count, argv[i + 1], INT64_MAX) == 0)
+		           ehr_parse_u64(&w->count, argv[i + 1], INT64_MAX) == 0)
 			i++;
 		else if (i + 1 < argc && strcmp(argv[i], "--retries") == 0 &&
 		         ehr_parse_u64(retries, argv[i + 1], 100000) == 0)
@@ -181,9 +186,14 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 	if (ctl_open(&w.c) != 0)
 		return 1;
 	ctl_sse_init(&w.sse, 4 * LEDGER_MAX_PAYLOAD, watch_event, &w);
+	/* One connection lasts up to 10 min (heartbeats keep it busy), then
+	 * resumes: each open is one audit.query entry, so not every 30 s. */
+	ehr_client_set_timeout(w.c, WATCH_CONNECTION_MS);
 	for (uint64_t attempt = 0;; attempt++) {
 		uint64_t before = w.printed;
+		int64_t t0 = ehr_now_ms();
 		long status = watch_once(&w, have_from, from);
+		bool lasted = status == 200 && ehr_now_ms() - t0 > 5000;
 
 		if (w.count && w.printed >= w.count) {
 			rc = 0;
@@ -199,8 +209,8 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 			ctl_fail("patient watch");
 			break;
 		}
-		if (w.printed > before || w.end[0])
-			attempt = 0;
+		if (w.printed > before || w.end[0] || lasted)
+			attempt = 0; /* only failed or empty short connections in a row count */
 		if (attempt >= retries) {
 			fprintf(stderr, "ehrctl patient watch: the stream ended and did not come back\n");
 			break;
