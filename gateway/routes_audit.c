@@ -207,7 +207,7 @@ static int copy_member(json_t *item, const char *to, const json_t *payload, cons
 }
 
 /*
- * One event of a patient's stream (docs/AUDIT.md §8): what happened, who
+ * One event of a patient's stream (docs/AUDIT.md §10): what happened, who
  * did it, to which record, how it ended (the AuditEvent outcome rule of
  * audit/, so the stream, the query and the ATNA feed agree), whether it was
  * break-glass, and where its receipt is. Optional members only when the

@@ -17,7 +17,7 @@
 
 /* Entries rendered as JSON items into `items`: the ledger entry as stored
  * (default), the patient's access-log view, the patient's stream event
- * (docs/AUDIT.md §8), or a FHIR R4 AuditEvent. */
+ * (docs/AUDIT.md §10), or a FHIR R4 AuditEvent. */
 struct gw__audit_collect {
 	json_t *items;
 	bool fhir;

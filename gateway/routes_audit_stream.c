@@ -2,7 +2,7 @@
  * routes_audit_stream.c - the live feeds of ledger entries as Server-Sent
  * Events: GET /v1/audit/stream, the auditor's feed of every entry
  * (docs/AUDIT.md §3), and GET /v1/me/access/stream, a patient's feed of the
- * entries about its own pseudonym (docs/AUDIT.md §8). One implementation;
+ * entries about its own pseudonym (docs/AUDIT.md §10). One implementation;
  * a patient stream is the same stream with a subject filter, its own
  * event rendering (routes_audit.c) and an end: the token's expiry, or a
  * revocation or new device key seen on the stream. The routes are in
@@ -116,7 +116,7 @@ static int sse_send(struct sse *x, const char *text, size_t len)
 }
 
 /* A patient stream's last event, then the end: `reason` says why the
- * token no longer works (docs/AUDIT.md §8). */
+ * token no longer works (docs/AUDIT.md §10). */
 static void sse_finish(struct sse *x, const char *reason)
 {
 	char ev[96];
@@ -166,7 +166,7 @@ static const char *event_name(const char *type)
 }
 
 /* A patient stream: does this entry, committed after the stream opened,
- * end the token's validity (docs/AUDIT.md §8)? The reason, or NULL. */
+ * end the token's validity (docs/AUDIT.md §10)? The reason, or NULL. */
 static const char *ends_token(const struct sse *x, const struct ledger_entry *e, const json_t *item)
 {
 	const char *outcome = json_string_value(json_object_get(item, "outcome"));
@@ -497,7 +497,7 @@ void gw__audit_stream(struct gw_req *r, struct gw_audit_query_info *info)
 /*
  * GET /v1/me/access/stream: the caller's own entries (subject = its
  * pseudonym), rendered for the patient, ending with the token
- * (docs/AUDIT.md §8). Recorded as an audit.query about the patient.
+ * (docs/AUDIT.md §10). Recorded as an audit.query about the patient.
  */
 void gw__me_access_stream(struct gw_req *r, struct gw_audit_query_info *info)
 {

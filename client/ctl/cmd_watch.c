@@ -1,6 +1,6 @@
 /*
  * cmd_watch.c - `ehrctl patient watch`: follow the patient's own stream,
- * GET /v1/me/access/stream (docs/AUDIT.md §8), one line per ledger entry
+ * GET /v1/me/access/stream (docs/AUDIT.md §10), one line per ledger entry
  * about the patient: who read or stored which record, denials, break-glass
  * reads, contract changes, device-key enrolments and revocations, erasures.
  *
