@@ -20,78 +20,27 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
 
 #include "client/client.h"
 #include "client/ctl/ctl_commands.h"
-#include "policy/policy.h"
 #include "tests/harness/gwproc.h"
 #include "tests/harness/harness.h"
+#include "tests/integration/ehr/ehrtest.h"
 
 static struct gw_proc gw;
-static char dir_s1[GWP_PATH + 16], dir_s2[GWP_PATH + 16], dir_aud[GWP_PATH + 16], dir_p1[GWP_PATH + 16],
-        dir_p2[GWP_PATH + 16];
-static char P1[160], P2[160], S1[160], S2[160], AUD[160];
-static struct ehr_client *c_none, *c_p1, *c_s1, *c_s2, *c_aud;
+static char dir_p1[GWP_PATH + 16], dir_p2[GWP_PATH + 16], dir_aud[GWP_PATH + 16];
+static char P1[160], P2[160], S1[160], S2[160];
+static struct ehr_client *c_none, *c_p1, *c_p2, *c_s1, *c_s2, *c_aud;
 
 #define BREAK_GLASS "X-EHR-Break-Glass: unconscious patient in the emergency room"
 
 /* ------------------------------------------------------------ helpers */
 
-static int issue_token(const char *role, const char *name, char *tok, size_t cap)
-{
-	const char *args[] = {
-		"admin", "issue-token", "--role", role, "--name", name, "-c", gw.config, NULL
-	};
-	int st = -1;
-	size_t n;
-
-	GUARD(gwp_run(&gw, args, false, &st, tok, cap));
-	if (st != 0)
-		return ehr_error_set(EHR_ERR_INTERNAL, "issue-token exited %d", st);
-	n = strlen(tok);
-	while (n > 0 && (tok[n - 1] == '\n' || tok[n - 1] == '\r'))
-		tok[--n] = '\0';
-	return 0;
-}
-
-static int register_principal(const char *role, const char *name, const char *dir, char *id, size_t idcap)
-{
-	char tok[256];
-	json_t *info = NULL;
-
-	GUARD(issue_token(role, name, tok, sizeof(tok)));
-	GUARD(ehr_client_register(gw.base_url, gw.ca_pem, tok, dir, &info));
-	snprintf(id, idcap, "%s", json_string_value(json_object_get(info, "id")) ?: "");
-	json_decref(info);
-	return id[0] ? 0 : ehr_error_set(EHR_ERR_INTERNAL, "no id");
-}
-
-/* POST /v1/patients (again for the same ext: a new code for the same
- * pseudonym) and enrol a device key into `dir`. */
-static int enrol_patient(const char *ext, const char *dir, char *pid, size_t cap)
-{
-	json_t *req = json_pack("{s:s}", "external_id", ext), *resp = NULL;
-	long status = 0;
-	int err;
-
-	err = ehr_client_json(c_s1, &status, &resp, "POST", "/v1/patients", req);
-	json_decref(req);
-	if (err == 0 && status != 201 && status != 200)
-		err = ehr_error_set(EHR_ERR_INTERNAL, "patient create: %ld", status);
-	if (err == 0) {
-		snprintf(pid, cap, "%s", json_string_value(json_object_get(resp, "patient_id")) ?: "");
-		err = ehr_client_enroll(gw.base_url, gw.ca_pem, pid,
-		                        json_string_value(json_object_get(resp, "enrolment_code")), NULL,
-		                        dir);
-	}
-	json_decref(resp);
-	return err;
-}
-
+/* Servers, an auditor and two patients, registered and enrolled as real
+ * clients are (tests/integration/ehr/ehrtest.h); profiles in gw.dir/<name>. */
 static int suite_init_inner(void)
 {
 	struct ehr_client_opts none = { 0 };
@@ -100,22 +49,17 @@ static int suite_init_inner(void)
 		fprintf(stderr, "gateway: %s\n", ehr_error_msg());
 		return 1;
 	}
-	snprintf(dir_s1, sizeof(dir_s1), "%s/s1", gw.dir);
-	snprintf(dir_s2, sizeof(dir_s2), "%s/s2", gw.dir);
-	snprintf(dir_aud, sizeof(dir_aud), "%s/aud", gw.dir);
-	snprintf(dir_p1, sizeof(dir_p1), "%s/p1", gw.dir);
-	snprintf(dir_p2, sizeof(dir_p2), "%s/p2", gw.dir);
-	if (register_principal("server", "hospital-one", dir_s1, S1, sizeof(S1)) < 0 ||
-	    register_principal("server", "hospital-two", dir_s2, S2, sizeof(S2)) < 0 ||
-	    register_principal("auditor", "auditor-one", dir_aud, AUD, sizeof(AUD)) < 0 ||
-	    ehr_client_open_profile(&c_s1, dir_s1) < 0 || ehr_client_open_profile(&c_s2, dir_s2) < 0 ||
-	    ehr_client_open_profile(&c_aud, dir_aud) < 0 ||
-	    enrol_patient("mrn-1", dir_p1, P1, sizeof(P1)) < 0 ||
-	    enrol_patient("mrn-2", dir_p2, P2, sizeof(P2)) < 0 ||
-	    ehr_client_open_profile(&c_p1, dir_p1) < 0) {
+	ehrt_fmt(dir_p1, sizeof(dir_p1), "%s/p1", gw.dir);
+	ehrt_fmt(dir_p2, sizeof(dir_p2), "%s/p2", gw.dir);
+	ehrt_fmt(dir_aud, sizeof(dir_aud), "%s/aud", gw.dir);
+	if (ehrt_server(&gw, "s1", &c_s1) < 0 || ehrt_server(&gw, "s2", &c_s2) < 0 ||
+	    ehrt_principal(&gw, "auditor", "aud", &c_aud) < 0 ||
+	    ehrt_patient(&gw, c_s1, "p1", P1, &c_p1) < 0 || ehrt_patient(&gw, c_s1, "p2", P2, &c_p2) < 0) {
 		fprintf(stderr, "principals: %s\n", ehr_error_msg());
 		return 1;
 	}
+	ehrt_fmt(S1, sizeof(S1), "%s", ehr_client_id(c_s1));
+	ehrt_fmt(S2, sizeof(S2), "%s", ehr_client_id(c_s2));
 	none.url = gw.base_url;
 	none.ca_file = gw.ca_pem;
 	return ehr_client_new(&c_none, &none) < 0;
@@ -125,6 +69,7 @@ static int suite_clean(void)
 {
 	ehr_client_free(c_none);
 	ehr_client_free(c_p1);
+	ehr_client_free(c_p2);
 	ehr_client_free(c_s1);
 	ehr_client_free(c_s2);
 	ehr_client_free(c_aud);
@@ -146,47 +91,24 @@ static long long scalar(const char *sql)
 	return gwp_db_scalar(&gw, sql);
 }
 
-static void grant(struct ehr_client *pat, const char *patient, const char *server, unsigned actions)
-{
-	json_t *env = NULL, *resp = NULL;
-	int64_t now = ehr_now_ms() / 1000;
-	long st = 0;
-
-	CU_ASSERT_FATAL(policy_grant_envelope(&env, ehr_client_device_key(pat), patient, server, actions,
-	                                      now - 60, now + 3600) == 0);
-	ehr_client_json(pat, &st, &resp, "POST", "/v1/me/contracts", env);
-	CU_ASSERT_EQUAL(st, 201);
-	json_decref(env);
-	json_decref(resp);
-}
-
 static long post_record(struct ehr_client *c, const char *pid, char *rid, size_t cap)
 {
-	char path[256];
-	const char *hdr[] = { "Content-Type: text/plain", "X-EHR-Category: lab", NULL };
-	json_t *j = NULL;
-	struct ehr_buf resp = EHR_BUF_INIT(1 << 16);
-	long status = 0;
+	char id[CLOUD_RID_HEX] = "";
+	long st = ehrt_put(c, pid, "lab", (const uint8_t *)"lab result 42", 13, id);
 
-	snprintf(path, sizeof(path), "/v1/patients/%s/records", pid);
-	ehr_client_request(c, &status, &resp, "POST", path, hdr, "lab result 42", 13, NULL, NULL);
-	if (status == 201 && ehr_json_parse(&j, resp.data, resp.len, 1 << 16, 8) == 0)
-		snprintf(rid, cap, "%s", json_string_value(json_object_get(j, "record_id")) ?: "");
-	json_decref(j);
-	ehr_buf_free(&resp);
-	return status;
+	ehrt_fmt(rid, cap, "%s", id);
+	return st;
 }
 
+/* GET /v1/records/{rid} with one extra header (the break-glass declaration). */
 static long get_record(struct ehr_client *c, const char *rid, const char *extra)
 {
 	char path[128];
 	const char *hdr[] = { extra, NULL };
-	struct ehr_buf resp = EHR_BUF_INIT(1 << 20);
 	long status = 0;
 
-	snprintf(path, sizeof(path), "/v1/records/%s", rid);
-	ehr_client_request(c, &status, &resp, "GET", path, extra ? hdr : NULL, NULL, 0, NULL, NULL);
-	ehr_buf_free(&resp);
+	ehrt_fmt(path, sizeof(path), "/v1/records/%s", rid);
+	ehr_client_request(c, &status, NULL, "GET", path, extra ? hdr : NULL, NULL, 0, NULL, NULL);
 	return status;
 }
 
@@ -375,7 +297,7 @@ static void test_reads_within_a_second(void)
 	long i;
 	json_t *d;
 
-	grant(c_p1, P1, S1, POLICY_ACT_READ | POLICY_ACT_APPEND);
+	CU_ASSERT_EQUAL_FATAL(ehrt_grant(&gw, "p1", S1, "read,append"), 0);
 	CU_ASSERT_EQUAL_FATAL(post_record(c_s1, P1, rid, sizeof(rid)), 201);
 	CU_ASSERT(wait_for(w, start, "ehr.store", "record", rid, 2000) >= 0);
 
@@ -512,6 +434,7 @@ static void test_resume_no_gap_no_duplicate(void)
 static void test_device_keys(void)
 {
 	char dir_a[GWP_PATH + 16], dir_b[GWP_PATH + 16], P3[160], P3b[160];
+	struct ehr_client *ca = NULL;
 	const char *args[] = { "admin", "revoke", P3, "-c", gw.config, NULL };
 	struct watcher *wa, *wb;
 	struct ehr_client *cb = NULL;
@@ -522,14 +445,14 @@ static void test_device_keys(void)
 	long status = 0;
 	const char *jkt_b;
 
-	snprintf(dir_a, sizeof(dir_a), "%s/p3a", gw.dir);
-	snprintf(dir_b, sizeof(dir_b), "%s/p3b", gw.dir);
-	CU_ASSERT_FATAL(enrol_patient("mrn-3", dir_a, P3, sizeof(P3)) == 0);
+	ehrt_fmt(dir_a, sizeof(dir_a), "%s/p3a", gw.dir);
+	ehrt_fmt(dir_b, sizeof(dir_b), "%s/p3b", gw.dir);
+	CU_ASSERT_FATAL(ehrt_patient_device(&gw, c_s1, "mrn-3", "p3a", P3, &ca) == 0);
+	ehr_client_free(ca);
 	wa = watch(dir_a, NULL, NULL);
 	start = head();
-	CU_ASSERT_FATAL(enrol_patient("mrn-3", dir_b, P3b, sizeof(P3b)) == 0);
+	CU_ASSERT_FATAL(ehrt_patient_device(&gw, c_s1, "mrn-3", "p3b", P3b, &cb) == 0);
 	CU_ASSERT_STRING_EQUAL(P3, P3b); /* the same pseudonym, a new phone */
-	CU_ASSERT_FATAL(ehr_client_open_profile(&cb, dir_b) == 0);
 	CU_ASSERT_FATAL(ehr_client_json(cb, &status, &who, "GET", "/v1/whoami", NULL) == 0);
 	jkt_b = json_string_value(json_object_get(who, "jkt"));
 	CU_ASSERT_FATAL(jkt_b != NULL);
@@ -614,14 +537,16 @@ static void test_refusals(void)
 static void test_expired_token_ends_stream(void)
 {
 	static const char *const sets[] = { "auth.token_ttl_s=3", NULL };
+	struct ehr_client *c4 = NULL;
 	struct gw_proc gw2;
 	struct watcher *w;
 	json_t *tok = NULL;
 	char dir[GWP_PATH + 16], pid[160];
 	int64_t t0;
 
-	snprintf(dir, sizeof(dir), "%s/p4", gw.dir);
-	CU_ASSERT_FATAL(enrol_patient("mrn-4", dir, pid, sizeof(pid)) == 0);
+	ehrt_fmt(dir, sizeof(dir), "%s/p4", gw.dir);
+	CU_ASSERT_FATAL(ehrt_patient(&gw, c_s1, "p4", pid, &c4) == 0);
+	ehr_client_free(c4);
 	gwp_instance(&gw2, &gw);
 	CU_ASSERT_FATAL(gwp_start_with(&gw2, sets) == 0);
 	w = calloc(1, sizeof(*w));
@@ -653,26 +578,17 @@ static void test_expired_token_ends_stream(void)
 	gwp_teardown(&gw2);
 }
 
-/* `ehrctl patient watch`: one line per entry, the patient's only; usage
- * errors exit 2, a refused profile exits 1. */
+/* ehrctl with the profile `dir`: its exit status; stdout and stderr in out. */
 static int ctl(const char *dir, const char *args, char *out, size_t cap)
 {
-	const char *bin = ehr_test_env("EHRGATE_CTL");
 	char cmd[4096];
-	FILE *f;
-	size_t n;
-	int st;
 
-	snprintf(cmd, sizeof(cmd), "'%s' --dir '%s' %s 2>&1", bin ? bin : "client/ehrctl", dir, args);
-	f = popen(cmd, "r");
-	if (f == NULL)
-		return -1;
-	n = fread(out, 1, cap - 1, f);
-	out[n] = '\0';
-	st = pclose(f);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+	ehrt_fmt(cmd, sizeof(cmd), "'%s' --dir '%s' %s 2>&1", EHRCTL_BIN, dir, args);
+	return ehrt_sh(out, cap, cmd);
 }
 
+/* `ehrctl patient watch`: one line per entry, the patient's only; usage
+ * errors exit 2, a refused profile exits 1. */
 static void test_ehrctl_watch(void)
 {
 	static char out[1 << 18];
