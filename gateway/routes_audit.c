@@ -210,12 +210,14 @@ static int copy_member(json_t *item, const char *to, const json_t *payload, cons
  * One event of a patient's stream (docs/AUDIT.md §10): what happened, who
  * did it, to which record, how it ended (the AuditEvent outcome rule of
  * audit/, so the stream, the query and the ATNA feed agree), whether it was
- * break-glass, and where its receipt is. Optional members only when the
- * entry has them: decision, reason, action, cid, jkt (device-key events:
- * key transparency), justification is never sent (free text).
+ * break-glass, where its receipt is, and the entry's bytes (what the
+ * receipt proves, so the client checks the fields it shows against them).
+ * Optional members only when the entry has them: decision, reason, action,
+ * cid, justification (break-glass), jkt (device-key events: key
+ * transparency), kind.
  */
 static json_t *me_event(const struct ledger_entry *e, const json_t *payload, const char *when,
-                        const char *origin)
+                        const char *origin, const char *entry_b64)
 {
 	struct audit_event ev;
 	const json_t *rec = json_object_get(payload, "record_id");
@@ -223,7 +225,6 @@ static json_t *me_event(const struct ledger_entry *e, const json_t *payload, con
 	char receipt[64];
 	unsigned oc;
 	json_t *item;
-
 	int err = audit_event_from_entry(&ev, e, origin);
 
 	oc = err < 0 ? EHR_ARRAY_LEN(outcome_names) : (unsigned)ev.outcome / 4;
@@ -233,17 +234,18 @@ static json_t *me_event(const struct ledger_entry *e, const json_t *payload, con
 		return NULL;
 	if (!json_is_string(rec))
 		rec = json_object_get(payload, "record");
-	item = json_pack("{s:I, s:s, s:s, s:s, s:O?, s:s, s:b, s:s}", "index", (json_int_t)e->seq, "type",
-	                 e->type, "time", when, "actor", e->actor, "record", json_is_string(rec) ? rec : NULL,
-	                 "outcome", outcome_names[oc], "break_glass",
+	item = json_pack("{s:I, s:s, s:s, s:s, s:O?, s:s, s:b, s:s, s:s}", "index", (json_int_t)e->seq,
+	                 "type", e->type, "time", when, "actor", e->actor, "record",
+	                 json_is_string(rec) ? rec : NULL, "outcome", outcome_names[oc], "break_glass",
 	                 json_is_true(json_object_get(payload, "break_glass")) ||
 	                         (basis && strcmp(basis, "allow.break_glass") == 0),
-	                 "receipt", receipt);
+	                 "receipt", receipt, "entry", entry_b64);
 	if (item == NULL || copy_member(item, "decision", payload, "decision") < 0 ||
 	    copy_member(item, "reason", payload, "reason") < 0 ||
 	    copy_member(item, "action", payload, "action") < 0 ||
-	    copy_member(item, "cid", payload, "cid") < 0 || copy_member(item, "jkt", payload, "jkt") < 0 ||
-	    copy_member(item, "kind", payload, "kind") < 0) {
+	    copy_member(item, "cid", payload, "cid") < 0 ||
+	    copy_member(item, "justification", payload, "justification") < 0 ||
+	    copy_member(item, "jkt", payload, "jkt") < 0 || copy_member(item, "kind", payload, "kind") < 0) {
 		json_decref(item);
 		return NULL;
 	}
@@ -265,7 +267,8 @@ int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8
 	if (c->fhir) {
 		item = json_pack("{s:o}", "resource", fhir_audit_event(e, c->origin));
 	} else if (c->me_stream) {
-		item = me_event(e, payload, when, c->origin);
+		GUARD_GOTO(ehr_b64_encode(&b64, raw, raw_len));
+		item = me_event(e, payload, when, c->origin, ehr_buf_cstr(&b64));
 	} else if (c->access_log) {
 		item = json_pack("{s:I, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:b}", "seq",
 		                 (json_int_t)e->seq, "time", when, "requester", e->actor, "decision",

@@ -6,6 +6,8 @@
  *
  *   ehrctl [--dir DIR] patient watch [--from N] [--count N] [--retries N] [--json]
  *
+ * Every event is checked against its entry bytes before it is printed (a
+ * gateway that lies stops the command: REWRITTEN, exit 1).
  * Each request carries a fresh DPoP proof (libehrclient). When the stream
  * ends it reconnects with Last-Event-ID, so nothing is missed or printed
  * twice; when it ended because the access token expired it logs in again
@@ -31,8 +33,36 @@ struct watch {
 	uint64_t last;  /* index of the last event printed */
 	uint64_t count; /* stop after this many events (0 = never) */
 	uint64_t printed;
-	char end[32]; /* the gateway's `end` reason of this connection, or "" */
+	char end[32];        /* the gateway's `end` reason of this connection, or "" */
+	bool failed;         /* an event failed a check: stop, exit 1 */
+	struct ehr_buf head; /* the first bytes of a reply: a refusal's JSON body */
 };
+
+/* Body bytes: the first few kept (a refusal is a JSON error, not a
+ * stream), all to the SSE reader. */
+static bool watch_data(const void *p, size_t n, void *ud)
+{
+	struct watch *w = ud;
+	size_t room = w->head.max - w->head.len;
+
+	if (room > 0 && ehr_buf_append(&w->head, p, n < room ? n : room) < 0)
+		return false;
+	return ctl_sse_feed(p, n, &w->sse);
+}
+
+/* "ehrctl patient watch: <status> <code>: <message>" for a refusal. */
+static void watch_refused(const struct watch *w, long status)
+{
+	json_t *j = NULL;
+	const json_t *e;
+
+	ehr_json_parse(&j, w->head.data, w->head.len, w->head.max, 8);
+	e = json_object_get(j, "error");
+	fprintf(stderr, "ehrctl patient watch: %ld %s: %s\n", status,
+	        json_string_value(json_object_get(e, "code")) ?: "(no error code)",
+	        json_string_value(json_object_get(e, "message")) ?: "(no error message)");
+	json_decref(j);
+}
 
 static void watch_usage(FILE *f)
 {
@@ -79,9 +109,45 @@ static void print_event(const struct watch *w, const json_t *ev)
 	fflush(stdout);
 }
 
+/*
+ * The event's fields are what its entry bytes say: the index is the
+ * entry's seq, and type, actor, time and record are the decoded entry's
+ * (as `audit verify` checks served entries, docs/AUDIT.md §4). The bytes
+ * are what the receipt proves to be in the log (leaf hash, RFC 9162).
+ */
+static bool event_matches_entry(const json_t *ev, struct ledger_entry *e)
+{
+	const char *b64 = json_string_value(json_object_get(ev, "entry"));
+	const char *rec = json_string_value(json_object_get(ev, "record"));
+	struct ehr_buf raw = EHR_BUF_INIT(2 * LEDGER_MAX_PAYLOAD + 4096);
+	json_t *payload = NULL;
+	const json_t *want;
+	char when[32];
+	bool ok = false;
+
+	if (b64 == NULL || ehr_b64_decode(&raw, b64, strlen(b64)) < 0 ||
+	    ledger_entry_decode(e, raw.data, raw.len, true) < 0 ||
+	    ehr_json_parse(&payload, e->payload, e->payload_len, LEDGER_MAX_PAYLOAD, EHR_JSON_MAX_DEPTH) < 0)
+		goto out;
+	ehr_time_rfc3339(when, e->ts_ms);
+	want = json_object_get(payload, "record_id");
+	if (!json_is_string(want))
+		want = json_object_get(payload, "record");
+	ok = json_integer_value(json_object_get(ev, "index")) == (json_int_t)e->seq &&
+	     strcmp(json_string_value(json_object_get(ev, "type")) ?: "", e->type) == 0 &&
+	     strcmp(json_string_value(json_object_get(ev, "actor")) ?: "", e->actor) == 0 &&
+	     strcmp(json_string_value(json_object_get(ev, "time")) ?: "", when) == 0 &&
+	     (json_is_string(want) ? rec != NULL && strcmp(rec, json_string_value(want)) == 0 : rec == NULL);
+out:
+	json_decref(payload);
+	ehr_buf_free(&raw);
+	return ok;
+}
+
 static bool watch_event(struct ctl_sse *s, void *ud)
 {
 	struct watch *w = ud;
+	struct ledger_entry e;
 	json_t *ev = NULL;
 	uint64_t id;
 
@@ -98,9 +164,16 @@ static bool watch_event(struct ctl_sse *s, void *ud)
 		return true; /* not an entry: ignored */
 	if (w->have_last && id <= w->last)
 		return true; /* cannot happen (the gateway resumes after Last-Event-ID) */
-	if (ehr_json_parse(&ev, s->data.data, s->data.len, s->data.max, EHR_JSON_MAX_DEPTH) == 0 &&
-	    json_is_object(ev))
-		print_event(w, ev);
+	if (ehr_json_parse(&ev, s->data.data, s->data.len, s->data.max, EHR_JSON_MAX_DEPTH) < 0 ||
+	    !event_matches_entry(ev, &e)) {
+		fprintf(stderr,
+		        "ehrctl patient watch: REWRITTEN: event %llu does not match its entry bytes\n",
+		        (unsigned long long)id);
+		w->failed = true;
+		json_decref(ev);
+		return false;
+	}
+	print_event(w, ev);
 	json_decref(ev);
 	w->last = id;
 	w->have_last = true;
@@ -162,8 +235,9 @@ static long watch_once(struct watch *w, bool have_from, uint64_t from)
 	if (err < 0)
 		return -1;
 	ctl_sse_reset(&w->sse);
+	ehr_buf_reset(&w->head);
 	w->end[0] = '\0';
-	ehr_client_request(w->c, &status, NULL, "GET", path, headers, NULL, 0, ctl_sse_feed, &w->sse);
+	ehr_client_request(w->c, &status, NULL, "GET", path, headers, NULL, 0, watch_data, w);
 	return status;
 }
 
@@ -186,6 +260,7 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 	if (ctl_open(&w.c) != 0)
 		return 1;
 	ctl_sse_init(&w.sse, 4 * LEDGER_MAX_PAYLOAD, watch_event, &w);
+	ehr_buf_init(&w.head, 4096);
 	/* One connection lasts up to 10 min (heartbeats keep it busy), then
 	 * resumes: each open is one audit.query entry, so not every 30 s. */
 	ehr_client_set_timeout(w.c, WATCH_CONNECTION_MS);
@@ -195,12 +270,16 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 		long status = watch_once(&w, have_from, from);
 		bool lasted = status == 200 && ehr_now_ms() - t0 > 5000;
 
+		if (w.failed) {
+			rc = CTL_RC_CHECK_FAILED;
+			break;
+		}
 		if (w.count && w.printed >= w.count) {
 			rc = 0;
 			break;
 		}
 		if (status != 0 && status != 200) {
-			fprintf(stderr, "ehrctl patient watch: %s\n", ehr_client_last_error(w.c));
+			watch_refused(&w, status);
 			break;
 		}
 		if (w.end[0])
@@ -218,6 +297,7 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 		usleep(200 * 1000); /* then resume after the last index printed */
 	}
 	ctl_sse_free(&w.sse);
+	ehr_buf_free(&w.head);
 	ehr_client_free(w.c);
 	return rc;
 }

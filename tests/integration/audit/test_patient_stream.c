@@ -583,8 +583,13 @@ static int ctl(const char *dir, const char *args, char *out, size_t cap)
 {
 	char cmd[4096];
 
+	int rc;
+
 	ehrt_fmt(cmd, sizeof(cmd), "'%s' --dir '%s' %s 2>&1", EHRCTL_BIN, dir, args);
-	return ehrt_sh(out, cap, cmd);
+	rc = ehrt_sh(out, cap, cmd);
+	if (rc != 0) /* say what it said: the assertion that follows names the line */
+		fprintf(stderr, "\n  ehrctl %s -> %d: %.300s", args, rc, out);
+	return rc;
 }
 
 /* `ehrctl patient watch`: one line per entry, the patient's only; usage
@@ -623,7 +628,77 @@ static void test_ehrctl_watch(void)
 	CU_ASSERT_EQUAL(ctl(dir_p1, "patient watch --count", out, sizeof(out)), 2);
 	CU_ASSERT_EQUAL(ctl(dir_p1, "patient watch --help", out, sizeof(out)), 0);
 	CU_ASSERT_EQUAL(ctl(dir_aud, "patient watch --count 1", out, sizeof(out)), 1);
-	CU_ASSERT_PTR_NOT_NULL(strstr(out, "403"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "403 forbidden: "));
+}
+
+/* Serve `body` as the stream from a fake gateway (fake_stream.py, with the
+ * gateway's own certificate) to `ehrctl patient watch` on a copy of P1's
+ * profile: its exit status, output in out. */
+static int watch_fake(const char *body, char *out, size_t cap)
+{
+	char file[GWP_PATH + 32], dir[GWP_PATH + 32], cmd[4 * GWP_PATH], line[32] = "";
+	FILE *srv, *f;
+	json_t *prof;
+	int rc;
+
+	ehrt_fmt(file, sizeof(file), "%s/fake.sse", gw.dir);
+	ehrt_fmt(dir, sizeof(dir), "%s/p1fake", gw.dir);
+	f = fopen(file, "w");
+	CU_ASSERT_FATAL(f != NULL);
+	fputs(body, f);
+	fclose(f);
+	ehrt_fmt(cmd, sizeof(cmd), "rm -rf '%s' && cp -r '%s' '%s'", dir, dir_p1, dir);
+	CU_ASSERT_FATAL(ehrt_sh(line, sizeof(line), cmd) == 0);
+	ehrt_fmt(cmd, sizeof(cmd),
+	         "python3 '%s/tests/integration/audit/fake_stream.py' '%s/server.pem' "
+	         "'%s/server.key' '%s'",
+	         EHR_SOURCE_DIR, gw.state_dir, gw.state_dir, file);
+	srv = popen(cmd, "r");
+	CU_ASSERT_FATAL(srv != NULL);
+	CU_ASSERT_FATAL(fgets(line, sizeof(line), srv) != NULL);
+	line[strcspn(line, "\n")] = '\0';
+	ehrt_fmt(file, sizeof(file), "%s/profile.json", dir);
+	prof = json_load_file(file, 0, NULL);
+	CU_ASSERT_FATAL(prof != NULL);
+	ehrt_fmt(cmd, sizeof(cmd), "https://127.0.0.1:%s", line);
+	json_object_set_new(prof, "url", json_string(cmd));
+	json_dump_file(prof, file, JSON_COMPACT);
+	json_decref(prof);
+	rc = ctl(dir, "patient watch --from 0 --count 1 --retries 0", out, cap);
+	pclose(srv);
+	return rc;
+}
+
+/* An event whose fields are not what its entry bytes say (a lying
+ * gateway) stops `ehrctl patient watch`: REWRITTEN, exit 1; the same
+ * event unchanged is printed. */
+static void test_ehrctl_watch_refuses_forgery(void)
+{
+	static char out[1 << 16];
+	char body[1 << 15];
+	json_t *ev = NULL;
+	char *text;
+	long long index;
+
+	CU_ASSERT_EQUAL_FATAL(ctl(dir_p1, "patient watch --from 0 --count 1 --json", out, sizeof(out)), 0);
+	CU_ASSERT_EQUAL_FATAL(ehr_json_parse(&ev, out, strlen(out), sizeof(out), 16), 0);
+	index = json_integer_value(json_object_get(ev, "index"));
+	text = json_dumps(ev, JSON_COMPACT);
+	ehrt_fmt(body, sizeof(body), ": fake\n\nid: %lld\nevent: %s\ndata: %s\n\n", index,
+	         json_string_value(json_object_get(ev, "type")), text);
+	free(text);
+	CU_ASSERT_EQUAL(watch_fake(body, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NULL(strstr(out, "REWRITTEN"));
+
+	json_object_set_new(ev, "actor", json_string("srv-forged"));
+	text = json_dumps(ev, JSON_COMPACT);
+	ehrt_fmt(body, sizeof(body), "id: %lld\nevent: %s\ndata: %s\n\n", index,
+	         json_string_value(json_object_get(ev, "type")), text);
+	free(text);
+	CU_ASSERT_EQUAL(watch_fake(body, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "REWRITTEN: event"));
+	CU_ASSERT_PTR_NULL(strstr(out, "srv-forged"));
+	json_decref(ev);
 }
 
 static void register_suites(void)
@@ -633,6 +708,7 @@ static void register_suites(void)
 	              { "open_is_audited", test_open_is_audited },
 	              { "resume_no_gap_no_duplicate", test_resume_no_gap_no_duplicate },
 	              { "refusals", test_refusals }, { "ehrctl_watch", test_ehrctl_watch },
+	              { "ehrctl_watch_refuses_forgery", test_ehrctl_watch_refuses_forgery },
 	              { "device_keys", test_device_keys },
 	              { "expired_token_ends_stream", test_expired_token_ends_stream });
 }
