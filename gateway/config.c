@@ -109,6 +109,8 @@ static const struct gw_config_key gw_config_keys[] = {
 	S("ledger", "origin", "ehrgate.local/ledger"),
 	U("ledger", "batch_max", "512", 1, 65536),
 	U("ledger", "batch_ms", "2", 0, 1000),
+	B("ledger", "public_entries", "false"),          /* tlog-tiles entry bundles without a cert */
+	U("ledger", "receipt_wait_max_s", "30", 0, 300), /* cap of Prefer: wait=N */
 	/* [store] */
 	E("store", "backend", "fs", "fs|s3"),
 	P("store", "fs_path", "@objects"),

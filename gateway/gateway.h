@@ -168,7 +168,7 @@ int gw_id_check(const char *name, const char *value, bool path);
  * `ehrgate routes` (schemas/openapi.yaml's coverage test) read. Returns how
  * many of them are mounted in production: the test table is last and is
  * mounted only with [server] test_routes = true. */
-#define GW_ROUTE_TABLES 6
+#define GW_ROUTE_TABLES 7
 size_t gw_route_tables(const struct gw_route *tables[GW_ROUTE_TABLES], size_t lens[GW_ROUTE_TABLES]);
 extern const struct gw_route gw_routes_core[];
 extern const size_t gw_routes_core_len;
@@ -180,6 +180,8 @@ extern const struct gw_route gw_routes_audit[];
 extern const size_t gw_routes_audit_len;
 extern const struct gw_route gw_routes_fhir[];
 extern const size_t gw_routes_fhir_len;
+extern const struct gw_route gw_routes_tiles[]; /* routes_tiles.c, routes_receipts.c */
+extern const size_t gw_routes_tiles_len;
 
 /* routes_fhir.c: the engine's error hook (gw_http_options.error_render):
  * every refusal on /fhir is a FHIR OperationOutcome. */

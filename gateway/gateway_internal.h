@@ -73,4 +73,23 @@ typedef void (*gw_audit_read_fn)(struct gw_req *r, struct gw_audit_query_info *i
  * handler does not run and the reply is 503 (Retry-After: 1). */
 void gw_audit_query_run(struct gw_req *r, gw_audit_read_fn fn);
 
+/* routes_tiles.c: a tlog-tiles path parameter ({+tile}, or {+bundle} with
+ * bundle: the part after "entries/") as a tile; EHR_ERR_PARSE. */
+struct ledger_tile;
+int gw__tile_parse(struct ledger_tile *t, const char *value, bool bundle);
+/* Whether the gate lets this request through without credentials: entry
+ * bundles with [ledger] public_entries = true (docs/LEDGER.md §10). */
+bool gw_tiles_route_open(const struct gw_req *r);
+
+/* routes_receipts.c: the receipt of ledger entry `index` on an acknowledged
+ * reply (docs/PROTOCOL.md §16): sets X-EHR-Ledger-Index and X-EHR-Receipt
+ * (the receipt URL) and returns the reply's "receipt" member
+ * {"index","url"} (new reference; NULL when out of memory). With
+ * `Prefer: wait=N` on the request it first waits (capped) for a published
+ * checkpoint covering the entry and adds "proof" (the tlog-proof text), or
+ * "status":"pending" when none came in time. */
+json_t *gw_receipt_attach(struct gw_req *r, uint64_t index);
+/* GET /v1/receipts/{index} (in gw_routes_tiles). */
+void gw__receipt_get(struct gw_req *r);
+
 #endif

@@ -7,6 +7,7 @@
  * included, is 400 invalid_request on every route alike.
  */
 #include "gateway/gateway_internal.h"
+#include "ledger/ledger.h"
 
 #include <string.h>
 
@@ -18,6 +19,8 @@ enum gw_id_kind {
 	GW_ID_LEDGER,    /* a ledger actor or subject: any id above, a serial, operator, anonymous */
 	GW_ID_TEST,      /* the test routes' echo segments: any decoded segment */
 	GW_ID_SEQ,       /* a ledger seq in decimal: the FHIR id of an AuditEvent or a Consent */
+	GW_ID_TILE,      /* C2SP tlog-tiles "<L>/<N>[.p/<W>]" (routes_tiles.c) */
+	GW_ID_BUNDLE,    /* C2SP tlog-tiles entry bundle "<N>[.p/<W>]" */
 };
 
 /* Path and query parameter names, and what each must be. A route with a
@@ -34,6 +37,9 @@ static const struct {
 	{ "item", true, GW_ID_TEST, "" },
 	{ "part", true, GW_ID_TEST, "" },
 	{ "seq", true, GW_ID_SEQ, "id must be a ledger seq (decimal digits)" },
+	{ "index", true, GW_ID_SEQ, "index must be a ledger index (decimal digits)" },
+	{ "tile", true, GW_ID_TILE, "tile path must be <L>/<N>[.p/<W>] (c2sp.org/tlog-tiles)" },
+	{ "bundle", true, GW_ID_BUNDLE, "entry bundle path must be <N>[.p/<W>] (c2sp.org/tlog-tiles)" },
 	{ "patient", false, GW_ID_PATIENT, "patient must be pt- and 43 base64url characters" },
 	{ "actor", false, GW_ID_LEDGER, "actor must be an id, a pseudonym, operator or anonymous" },
 	{ "subject", false, GW_ID_LEDGER, "subject must be an id, a pseudonym or a serial" },
@@ -86,6 +92,13 @@ static bool gw_id_valid(enum gw_id_kind kind, const char *v)
 		       strcmp(v, "operator") == 0 || strcmp(v, "anonymous") == 0;
 	case GW_ID_TEST: return true;
 	case GW_ID_SEQ: return n > 0 && n <= 18 && strspn(v, "0123456789") == n && (n == 1 || v[0] != '0');
+	case GW_ID_TILE:
+	case GW_ID_BUNDLE: {
+		struct ledger_tile t;
+		bool ok = gw__tile_parse(&t, v, kind == GW_ID_BUNDLE) == 0;
+		ehr_error_clear();
+		return ok;
+	}
 	default: return false;
 	}
 }

@@ -125,7 +125,9 @@ out:
 	if (err < 0)
 		reply_err(r, err);
 	else
-		gw_reply_json(r, 201, json_pack("{s:s, s:I}", "cid", cid, "seq", (json_int_t)rcpt.seq));
+		gw_reply_json(r, 201,
+		              json_pack("{s:s, s:I, s:o*}", "cid", cid, "seq", (json_int_t)rcpt.seq,
+		                        "receipt", gw_receipt_attach(r, rcpt.seq)));
 	json_decref(jwk);
 	json_decref(body);
 }
@@ -173,7 +175,9 @@ out:
 	if (err < 0)
 		reply_err(r, err);
 	else
-		gw_reply_json(r, 200, json_pack("{s:s, s:I}", "cid", cid, "seq", (json_int_t)rcpt.seq));
+		gw_reply_json(r, 200,
+		              json_pack("{s:s, s:I, s:o*}", "cid", cid, "seq", (json_int_t)rcpt.seq,
+		                        "receipt", gw_receipt_attach(r, rcpt.seq)));
 	json_decref(jwk);
 	json_decref(body);
 }

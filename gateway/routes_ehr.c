@@ -217,11 +217,12 @@ static void h_record_create(struct gw_req *r)
 	count_decision(&q, NULL, &out.decision);
 	if (err == 0)
 		gw_reply_json(r, 201,
-		              json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:s?}", "record_id",
+		              json_pack("{s:s, s:I, s:I, s:s, s:I, s:I, s:s, s:s*, s:o*}", "record_id",
 		                        out.record_id, "seq", (json_int_t)out.rcpt.seq, "tree_size",
 		                        (json_int_t)out.rcpt.tree_size, "sha256", out.sha256, "size",
 		                        (json_int_t)out.plain_size, "stored_size", (json_int_t)out.ct_size,
-		                        "content_type", in.content_type, "category", in.category));
+		                        "content_type", in.content_type, "category", in.category, "receipt",
+		                        gw_receipt_attach(r, out.rcpt.seq)));
 	else if (out.stage == RECORDS_AT_BODY)
 		reply_body_err(r, out.source_err);
 	else if (out.stage == RECORDS_AT_PATIENT && err == EHR_ERR_NOT_FOUND &&
@@ -244,6 +245,8 @@ static int sink_start(void *ud, const struct records_meta *m)
 		gw_reply_header(r, "X-EHR-Category", m->category);
 	GUARD(ehr_fmt(v, sizeof(v), "%llu", (unsigned long long)m->read_seq));
 	gw_reply_header(r, "X-EHR-Ledger-Seq", v);
+	/* the ehr.read entry's receipt (and with Prefer: wait, its publication) */
+	json_decref(gw_receipt_attach(r, m->read_seq));
 	GUARD(ehr_fmt(v, sizeof(v), "%llu", (unsigned long long)m->plain_size));
 	gw_reply_header(r, "X-EHR-Size", v);
 	/* The type is the uploader's: never let a browser render it in our origin. */

@@ -287,6 +287,9 @@ int ledger_entry_encode(struct ehr_buf *out, uint64_t seq, int64_t ts_ms, const 
 	GUARD_GOTO(ehr_buf_append_str(out, subject));
 	GUARD_GOTO(ehr_buf_append_be32(out, (uint32_t)payload.len));
 	GUARD_GOTO(ehr_buf_append(out, payload.data, payload.len));
+	/* A tlog-tiles entry bundle prefixes each entry with a uint16 length. */
+	if (out->len - start > LEDGER_MAX_BUNDLE_ENTRY)
+		err = ehr_error_set(EHR_ERR_TOO_LARGE, "entry exceeds %d bytes", LEDGER_MAX_BUNDLE_ENTRY);
 out:
 	if (err < 0)
 		out->len = start;

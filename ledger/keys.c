@@ -99,15 +99,22 @@ out:
 	return err;
 }
 
-void ledger_note_key_id(uint8_t out[4], const char *name, const uint8_t pub[32])
+/* signed-note key id with a signature type byte: 0x01 for Ed25519 note
+ * signatures, 0x04 for tlog-cosignature/v1 (C2SP tlog-cosignature). */
+void ledger__key_id(uint8_t out[4], const char *name, uint8_t type, const uint8_t pub[32])
 {
 	uint8_t tail[2 + 32], h[LEDGER_HASH_LEN];
 
 	tail[0] = 0x0a;
-	tail[1] = 0x01; /* signature type: Ed25519 */
+	tail[1] = type;
 	memcpy(tail + 2, pub, 32);
 	ledger__sha256(h, name, strlen(name), tail, sizeof(tail));
 	memcpy(out, h, 4);
+}
+
+void ledger_note_key_id(uint8_t out[4], const char *name, const uint8_t pub[32])
+{
+	ledger__key_id(out, name, LEDGER_SIGTYPE_ED25519, pub);
 }
 
 /* A C2SP key name: non-empty, no Unicode spaces (we allow only printable
@@ -125,21 +132,27 @@ bool ledger__key_name_ok(const char *s, size_t n)
 	return true;
 }
 
-int ledger_vkey_format(struct ehr_buf *out, const char *name, const uint8_t pub[32])
+int ledger__vkey_format(struct ehr_buf *out, const char *name, uint8_t type, const uint8_t pub[32])
 {
 	uint8_t id[4], k[33];
 	char idhex[9];
 
 	ENSURE(ledger__key_name_ok(name, strlen(name)), EHR_ERR_INVAL);
-	ledger_note_key_id(id, name, pub);
-	k[0] = 0x01;
+	ledger__key_id(id, name, type, pub);
+	k[0] = type;
 	memcpy(k + 1, pub, 32);
 	GUARD(ehr_hex_encode_fixed(idhex, sizeof(idhex), id, sizeof(id)));
 	GUARD(ehr_buf_printf(out, "%s+%s+", name, idhex));
 	return ehr_b64_encode(out, k, sizeof(k));
 }
 
-int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap, uint8_t pub[32])
+int ledger_vkey_format(struct ehr_buf *out, const char *name, const uint8_t pub[32])
+{
+	return ledger__vkey_format(out, name, LEDGER_SIGTYPE_ED25519, pub);
+}
+
+int ledger__vkey_parse(const char *vkey, size_t len, uint8_t type, char *name, size_t name_cap,
+                       uint8_t pub[32])
 {
 	struct ehr_buf k = EHR_BUF_INIT(64);
 	const char *p1, *p2;
@@ -162,17 +175,24 @@ int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap,
 	if (ehr_hex_decode(id, 4, p1 + 1, 8) < 0)
 		return ehr_error_set(EHR_ERR_PARSE, "vkey: bad key id");
 	if (ehr_b64_decode(&k, p2 + 1, len - (size_t)(p2 + 1 - vkey)) < 0 || k.len != 33 ||
-	    k.data[0] != 0x01) {
-		err = ehr_error_set(EHR_ERR_PARSE, "vkey: not an Ed25519 key");
+	    k.data[0] != type) {
+		err = ehr_error_set(EHR_ERR_PARSE, type == LEDGER_SIGTYPE_ED25519
+		                                           ? "vkey: not an Ed25519 key"
+		                                           : "vkey: not an Ed25519 cosignature/v1 key");
 		goto out;
 	}
 	memcpy(name, vkey, nlen);
 	name[nlen] = '\0';
 	memcpy(pub, k.data + 1, 32);
-	ledger_note_key_id(want, name, pub);
+	ledger__key_id(want, name, type, pub);
 	if (memcmp(want, id, 4) != 0) /* not secret */
 		err = ehr_error_set(EHR_ERR_PARSE, "vkey: key id does not match the key");
 out:
 	ehr_buf_free(&k);
 	return err;
+}
+
+int ledger_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap, uint8_t pub[32])
+{
+	return ledger__vkey_parse(vkey, len, LEDGER_SIGTYPE_ED25519, name, name_cap, pub);
 }

@@ -204,6 +204,103 @@ int ledger_checkpoint_note(struct ehr_buf *out, const char *origin, uint64_t siz
 int ledger_checkpoint_verify(const char *note, size_t len, const uint8_t pub[32], const char *origin,
                              uint64_t *size, uint8_t root[LEDGER_HASH_LEN]);
 
+/* -------------------------------------- witnesses: C2SP cosignatures (pure, cosig.c) */
+
+#define LEDGER_NOTE_MAX 16384                          /* bytes of a signed note we accept */
+#define LEDGER_SIGTYPE_ED25519 0x01                    /* signed-note Ed25519 signature type */
+#define LEDGER_SIGTYPE_COSIG_V1 0x04                   /* C2SP tlog-cosignature Ed25519 (cosignature/v1) */
+#define LEDGER_COSIG_BLOB_LEN (4 + 8 + LEDGER_SIG_LEN) /* key id || BE u64 time || sig */
+#define LEDGER_WITNESS_MAX_PROOF 63                    /* tlog-witness: at most 63 consistency proof lines */
+/* Largest add-checkpoint body: "old <u64>\n", 63 proof lines, "\n", a note. */
+#define LEDGER_ADD_CHECKPOINT_MAX (24 + LEDGER_WITNESS_MAX_PROOF * 45 + 1 + LEDGER_NOTE_MAX)
+
+/* cosignature/v1 key id: SHA-256(name || 0x0A || 0x04 || pub)[:4]. */
+void ledger_cosig_key_id(uint8_t out[4], const char *name, const uint8_t pub[32]);
+/* A cosigner's vkey "<name>+<hex key id>+<base64(0x04 || pub)>". Appends to out. */
+int ledger_cosig_vkey_format(struct ehr_buf *out, const char *name, const uint8_t pub[32]);
+/* Parse such a vkey (signature type 0x04 only; EHR_ERR_PARSE otherwise). */
+int ledger_cosig_vkey_parse(const char *vkey, size_t len, char *name, size_t name_cap, uint8_t pub[32]);
+/*
+ * Cosign a checkpoint: append the signature line
+ * "— <name> <base64(key id || timestamp BE u64 || Ed25519 sig)>\n", the
+ * signature over "cosignature/v1\ntime <timestamp>\n" || text, where text is
+ * the note text (the checkpoint body through its final newline, without any
+ * signature lines). timestamp is POSIX seconds, 1..2^63-1.
+ */
+int ledger_cosig_sign(struct ehr_buf *out, EVP_PKEY *key, const char *name, uint64_t timestamp,
+                      const char *text, size_t text_len);
+/*
+ * Verify witness (name, pub)'s cosignature/v1 on a signed note: the first
+ * signature line by that name with its cosignature key id must verify;
+ * *timestamp (may be NULL) gets its time. EHR_ERR_PARSE for a malformed
+ * note, EHR_ERR_NOT_FOUND when the witness has no line, EHR_ERR_TAMPER when
+ * its line does not verify (or its time exceeds 2^63-1).
+ */
+int ledger_cosig_verify(const char *note, size_t len, const char *name, const uint8_t pub[32],
+                        uint64_t *timestamp);
+
+/* A trusted key: a witness (cosignature/v1) or a log (Ed25519 note key). */
+struct ledger_note_key {
+	const char *name;
+	uint8_t pub[32];
+};
+
+struct ledger_quorum_report {
+	uint64_t size; /* the checkpoint's tree size and root (when it parsed) */
+	uint8_t root[LEDGER_HASH_LEN];
+	size_t valid;     /* distinct witness keys whose cosignature verified */
+	int first_bad;    /* index of the first witness missing or bad; -1 if none */
+	int first_bad_rc; /* its error: EHR_ERR_NOT_FOUND (missing) or EHR_ERR_TAMPER (bad) */
+	char reason[256]; /* plain text naming the witness and what was wrong */
+};
+
+/*
+ * Quorum check of a cosigned checkpoint: 0 when the log's signature (key
+ * name = origin, ledger_checkpoint_verify) is valid and at least k of the
+ * witnesses w[0..n) have a valid cosignature/v1. Witnesses sharing a public
+ * key count once (the Ed25519 cosigned message does not commit to the name).
+ * The report (may be NULL) is filled in either case. EHR_ERR_PARSE for a
+ * malformed note, EHR_ERR_TAMPER for a bad log signature or too few
+ * cosignatures, EHR_ERR_INVAL for k > n.
+ */
+int ledger_note_quorum(const char *note, size_t len, const char *origin, const uint8_t log_pub[32],
+                       const struct ledger_note_key *w, size_t n, size_t k, struct ledger_quorum_report *rep);
+
+/*
+ * Verify a note against a set of trusted Ed25519 note keys (C2SP
+ * tlog-witness): 0 when at least one key has a valid signature line and no
+ * line matching a trusted key's name and id fails. EHR_ERR_PARSE for a
+ * malformed note, EHR_ERR_TAMPER otherwise; *text_len as ledger_note_verify.
+ */
+int ledger_note_verify_any(const char *note, size_t len, const struct ledger_note_key *keys, size_t n,
+                           size_t *text_len);
+
+/* The unverified fields of a checkpoint note: origin (first line), size and
+ * root (strict, as ledger_checkpoint_verify), and the text length. */
+int ledger_checkpoint_parse(const char *note, size_t len, char *origin, size_t origin_cap, uint64_t *size,
+                            uint8_t root[LEDGER_HASH_LEN], size_t *text_len);
+
+/* A tlog-witness add-checkpoint request, parsed. note points into the body. */
+struct ledger_add_checkpoint {
+	uint64_t old_size;
+	size_t proof_len;
+	uint8_t proof[LEDGER_WITNESS_MAX_PROOF][LEDGER_HASH_LEN];
+	const char *note;
+	size_t note_len;
+};
+
+/* Client side: "old <N>\n", one base64 line per proof hash (n <= 63), an
+ * empty line, then the checkpoint note. Appends to out. */
+int ledger_add_checkpoint_format(struct ehr_buf *out, uint64_t old_size,
+                                 const uint8_t (*proof)[LEDGER_HASH_LEN], size_t n, const char *note,
+                                 size_t note_len);
+/* Witness side, strict: every line ends in '\n'; "old" then one space and a
+ * decimal without leading zeros (<= 2^63-1); each proof line exactly one
+ * canonical base64 32-byte hash; at most 63 of them; the empty line; a
+ * non-empty note (its own syntax is checked later). At most
+ * LEDGER_ADD_CHECKPOINT_MAX bytes. EHR_ERR_PARSE / EHR_ERR_TOO_LARGE. */
+int ledger_add_checkpoint_parse(struct ledger_add_checkpoint *req, const char *body, size_t len);
+
 /* ---------------------------------------------------- reading the ledger */
 
 /* Called once per entry, in seq order; a negative return stops the walk and
@@ -266,6 +363,88 @@ int ledger_proof_from_json(const void *text, size_t len, bool consistency, uint6
 /* The ledger's public key and origin. */
 void ledger_public_key(struct ledger *l, uint8_t out[32]);
 const char *ledger_origin(struct ledger *l);
+
+/* ------------------------------------------- C2SP tlog-tiles (docs/LEDGER.md §10) */
+
+#define LEDGER_TILE_WIDTH 256
+/* An entry bundle prefixes each entry with a big-endian uint16 length, so
+ * ledger_entry_encode refuses entries longer than this. */
+#define LEDGER_MAX_BUNDLE_ENTRY 65535
+
+/* A tile resource: hash tile (level, index) or entry bundle (entries),
+ * width LEDGER_TILE_WIDTH for a full tile, 1..255 for a partial one. */
+struct ledger_tile {
+	bool entries;
+	unsigned level; /* 0..63; 0 for entry bundles */
+	uint64_t index;
+	unsigned width;
+};
+
+/* Strict parse of the path after "<prefix>/tile/": "<L>/<N>[.p/<W>]" or
+ * "entries/<N>[.p/<W>]", <N> in x-prefixed 3-digit groups, no leading zeros,
+ * one spelling per tile (any level 0..63 and index: whether the tile
+ * exists is ledger_tile_covered's question). EHR_ERR_PARSE. */
+int ledger_tile_path_parse(struct ledger_tile *t, const char *path, size_t len);
+/* The same path, canonical. Appends to out. */
+int ledger_tile_path_format(struct ehr_buf *out, const struct ledger_tile *t);
+/* Whether every hash (entry) of t lies in the tree of `size` entries: the
+ * full tiles below it and every partial tile of any size up to it. */
+bool ledger_tile_covered(const struct ledger_tile *t, uint64_t size);
+/* The tile's bytes from the store: width * 32 hash bytes, or the bundle
+ * (uint16 length || entry bytes, for each entry). The caller checks
+ * ledger_tile_covered against the published size first. Appends to out. */
+int ledger_tile_read(struct ledger *l, const struct ledger_tile *t, struct ehr_buf *out);
+
+/* --------------------------------- receipts: C2SP tlog-proof (docs/LEDGER.md §11) */
+
+#define LEDGER_TLOG_PROOF_MAX (96 * 1024) /* extra (base64 entry) + 64 hashes + note */
+
+/* A parsed tlog-proof; note points into the text it was parsed from. */
+struct ledger_tlog_proof {
+	bool has_extra;
+	uint64_t index;
+	size_t path_len;
+	uint8_t path[LEDGER_MAX_PROOF][LEDGER_HASH_LEN];
+	const char *note;
+	size_t note_len;
+};
+
+/* "c2sp.org/tlog-proof@v1\n[extra <base64>\n]index <i>\n<hash lines>\n<note>"
+ * (extra_len 0: no extra line). Appends to out. */
+int ledger_tlog_proof_format(struct ehr_buf *out, const void *extra, size_t extra_len, uint64_t index,
+                             const uint8_t (*path)[LEDGER_HASH_LEN], size_t n, const char *note,
+                             size_t note_len);
+/* Strict parse: every line ends in '\n', the index has no leading zeros,
+ * each hash line is canonical base64 of 32 bytes (at most 64), the note
+ * follows the empty line (its own syntax is the verifier's). The decoded
+ * extra data goes to extra. EHR_ERR_PARSE / EHR_ERR_TOO_LARGE. */
+int ledger_tlog_proof_parse(struct ledger_tlog_proof *p, struct ehr_buf *extra, const char *text, size_t len);
+
+struct ledger_tlog_proof_report {
+	uint64_t index;
+	struct ledger_quorum_report quorum; /* the checkpoint: size, root, witnesses */
+	struct ledger_entry entry;          /* the entry of the extra line (payload points into extra) */
+};
+/*
+ * Verify an ehrgate receipt offline: parse it; the checkpoint must carry
+ * the log's signature (key name = origin, log_pub) and k of the witnesses
+ * w[0..n) (ledger_note_quorum); the extra line must be a ledger entry
+ * (LEDGER.md §1) whose seq is the index; SHA-256(0x00 || entry) must be
+ * proven included at that index in the checkpoint's tree. 0, or
+ * EHR_ERR_PARSE (malformed), EHR_ERR_TAMPER (a check failed; the thread's
+ * message says which), EHR_ERR_INVAL (k > n). rep is filled as far as it got.
+ */
+int ledger_tlog_proof_verify(const char *text, size_t len, const char *origin, const uint8_t log_pub[32],
+                             const struct ledger_note_key *w, size_t n, size_t k, struct ehr_buf *extra,
+                             struct ledger_tlog_proof_report *rep);
+/*
+ * Server side: the receipt of entry `index` (whose canonical bytes are
+ * entry[0..entry_len)) against the published checkpoint, waiting up to
+ * wait_ms for one that covers it. 0 with *pending = false and the receipt
+ * appended to out; 0 with *pending = true when none covers it yet.
+ */
+int ledger_receipt_build(struct ledger *l, uint64_t index, const uint8_t *entry, size_t entry_len,
+                         unsigned wait_ms, struct ehr_buf *out, bool *pending);
 
 /* ----------------------------------------------------------- verification */
 

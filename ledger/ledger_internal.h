@@ -61,6 +61,26 @@ void ledger__sha256(uint8_t out[LEDGER_HASH_LEN], const void *p1, size_t n1, con
 /* A C2SP key name or log origin (keys.c; checkpoint.c checks origins). */
 bool ledger__key_name_ok(const char *s, size_t n);
 
+/* signed-note key ids and vkeys with a signature type byte (keys.c). */
+void ledger__key_id(uint8_t out[4], const char *name, uint8_t type, const uint8_t pub[32]);
+int ledger__vkey_format(struct ehr_buf *out, const char *name, uint8_t type, const uint8_t pub[32]);
+int ledger__vkey_parse(const char *vkey, size_t len, uint8_t type, char *name, size_t name_cap,
+                       uint8_t pub[32]);
+
+/* Walk a signed note's signature lines (checkpoint.c): checks the framing
+ * (LEDGER_NOTE_MAX, no control bytes, text ending at the last "\n\n", em
+ * dash lines, key names, base64 of >= 5 bytes), sets *text_len, and calls
+ * cb (if given) per line with the key name and decoded key id || signature.
+ * A negative cb return stops the walk and is returned. */
+typedef int (*ledger__note_sig_fn)(void *ctx, const char *name, size_t nlen, const uint8_t *blob,
+                                   size_t blen);
+int ledger__note_scan(const char *note, size_t len, size_t *text_len, ledger__note_sig_fn cb, void *ctx);
+/* The first signature line by key name `name` with key id `id`: its blob
+ * (key id || signature) into blob[blob_cap]. EHR_ERR_NOT_FOUND if none,
+ * EHR_ERR_TAMPER if it is longer than blob_cap. */
+int ledger__note_find(const char *note, size_t len, const char *name, const uint8_t id[4], size_t *text_len,
+                      uint8_t *blob, size_t blob_cap, size_t *blob_len);
+
 /* Block header signature check with a block's fields. */
 int ledger__block_verify(const struct ledger_block *b, const uint8_t pub[32]);
 

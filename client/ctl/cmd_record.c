@@ -30,7 +30,11 @@ static void usage_to(FILE *f)
 {
 	fprintf(f,
 	        "usage: ehrctl record put PATIENT_ID FILE|- [--type CONTENT_TYPE] [--category CATEGORY]\n"
+	        "                         [--receipt RFILE]\n"
 	        "       ehrctl record get RECORD_ID [-o FILE] [--purpose P] [--break-glass JUSTIFICATION]\n"
+	        "                         [--receipt RFILE]\n"
+	        "           --receipt: save the ledger entry's receipt (C2SP tlog-proof) to RFILE,\n"
+	        "           waiting up to 30 s for its publication; check it with `ehrctl receipt verify`;\n"
 	        "           --break-glass: a medical server's emergency read without a contract;\n"
 	        "           always logged and flagged for auditors and the patient (docs/CONTRACTS.md)\n"
 	        "       ehrctl record list PATIENT_ID\n"
@@ -141,15 +145,26 @@ static void bar_start(struct ehr_client *c, struct bar *b, const char *what)
 
 /* ------------------------------------------------------------------- put */
 
+/* --receipt FILE: the acknowledged reply named the receipt's URL. */
+static int save_receipt(struct ehr_client *c, const char *url, const char *file)
+{
+	if (url == NULL || strncmp(url, "/v1/receipts/", 13) != 0) {
+		fprintf(stderr, "ehrctl record: the gateway's reply names no receipt\n");
+		return 1;
+	}
+	return ctl_receipt_save(c, url, "30", file);
+}
+
 static int cmd_put(int argc, char **argv)
 {
 	static const struct option opts[] = {
 		{ "type", required_argument, NULL, 't' },
 		{ "category", required_argument, NULL, 'k' },
+		{ "receipt", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *type = "application/octet-stream", *cat = NULL, *pid, *file;
+	const char *type = "application/octet-stream", *cat = NULL, *pid, *file, *receipt = NULL;
 	struct ehr_buf resp = EHR_BUF_INIT(1 << 20), h = EHR_BUF_INIT(512), h2 = EHR_BUF_INIT(256),
 	               path = EHR_BUF_INIT(512);
 	int fd = -1;
@@ -167,6 +182,7 @@ static int cmd_put(int argc, char **argv)
 		switch (ch) {
 		case 't': type = optarg; break;
 		case 'k': cat = optarg; break;
+		case 'r': receipt = optarg; break;
 		case 'h': usage(); return 0;
 		default: return usage();
 		}
@@ -207,6 +223,9 @@ static int cmd_put(int argc, char **argv)
 	if (resp.len > 0)
 		ehr_json_parse(&j, resp.data, resp.len, 1 << 20, 16);
 	rc = ctl_finish(c, status, j);
+	if (rc == 0 && receipt)
+		rc = save_receipt(c, json_string_value(json_object_get(json_object_get(j, "receipt"), "url")),
+		                  receipt);
 out:
 	json_decref(j);
 	if (fd > 0)
@@ -354,9 +373,12 @@ static int cmd_get(int argc, char **argv)
 	static const struct option opts[] = {
 		{ "break-glass", required_argument, NULL, 'B' },
 		{ "purpose", required_argument, NULL, 'P' },
+		{ "receipt", required_argument, NULL, 'r' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
+	const char *receipt = NULL;
+	char rurl[64];
 	const char *hdrs[3] = { NULL, NULL, NULL };
 	size_t nhdrs = 0;
 	struct sink s = { .fd = -1 };
@@ -386,6 +408,7 @@ static int cmd_get(int argc, char **argv)
 			}
 			hdrs[nhdrs++] = ehr_buf_cstr(&hpurpose);
 			break;
+		case 'r': receipt = optarg; break;
 		case 'h': usage(); return 0;
 		default: return usage();
 		}
@@ -416,6 +439,12 @@ static int cmd_get(int argc, char **argv)
 	else
 		rc = get_to_file(c, ehr_buf_cstr(&path), nhdrs ? hdrs : NULL, ehr_buf_cstr(&tmp), out, &b,
 		                 &s);
+	/* the ehr.read entry's receipt, named by the reply's X-EHR-Receipt */
+	if (rc == 0 && receipt)
+		rc = save_receipt(
+		        c,
+		        ehr_client_response_header(c, "X-EHR-Receipt", rurl, sizeof(rurl)) == 0 ? rurl : NULL,
+		        receipt);
 out:
 	if (s.fd > 2)
 		close(s.fd);

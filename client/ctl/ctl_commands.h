@@ -16,8 +16,18 @@
 int ctl_cmd_record(int argc, char **argv);   /* storage: client/ctl/cmd_record.c */
 int ctl_cmd_audit(int argc, char **argv);    /* contracts: client/ctl/cmd_audit.c */
 int ctl_cmd_contract(int argc, char **argv); /* contracts: client/ctl/cmd_contract.c */
+int ctl_cmd_receipt(int argc, char **argv);  /* receipts: client/ctl/cmd_receipt.c */
 /* `ehrctl patient watch` (argv[0] = "watch"): client/ctl/cmd_watch.c */
 int ctl_cmd_patient_watch(int argc, char **argv);
+
+/* GET a receipt URL ("/v1/receipts/N", as a reply named it) with
+ * `Prefer: wait=<wait_s>` and write the tlog-proof to file ("-" or NULL:
+ * stdout). Prints why on failure; 0 or 1 (also when still pending). */
+int ctl_receipt_save(struct ehr_client *c, const char *url, const char *wait_s, const char *file);
+/* A --witness argument "NAME=VKEY" (or a bare VKEY): a cosignature/v1 vkey
+ * whose key name is NAME; w->name points to name[name_cap]. EHR_ERR_PARSE. */
+struct ledger_note_key;
+int ctl_witness_arg(struct ledger_note_key *w, char *name, size_t name_cap, const char *arg);
 
 /* ehrctl's exit statuses (README.md, "ehrctl"). */
 enum ctl_exit {

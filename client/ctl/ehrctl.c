@@ -35,6 +35,8 @@ static void usage(FILE *f)
 	        "  record ...           EHR records (ehrctl record --help)\n"
 	        "  contract ...         access contracts (ehrctl contract --help)\n"
 	        "  audit ...            ledger queries and verification (ehrctl audit --help)\n"
+	        "  receipt ...          a ledger entry's receipt: get it, verify it offline\n"
+	        "                       (ehrctl receipt --help)\n"
 	        "\n"
 	        "Every command is a client of the gateway's HTTP API: schemas/openapi.yaml\n"
 	        "(OpenAPI 3.1), with the rules in docs/PROTOCOL.md, STORAGE.md, CONTRACTS.md, AUDIT.md.\n"
@@ -338,6 +340,8 @@ int main(int argc, char **argv)
 		return ctl_exit(ctl_cmd_audit(argc, argv));
 	if (strcmp(argv[0], "contract") == 0)
 		return ctl_exit(ctl_cmd_contract(argc, argv));
+	if (strcmp(argv[0], "receipt") == 0)
+		return ctl_exit(ctl_cmd_receipt(argc, argv));
 	fprintf(stderr, "ehrctl: unknown command '%s'\n", argv[0]);
 	usage(stderr);
 	return 2;

@@ -5,6 +5,10 @@
  * one non-empty segment, whose percent-decoded value becomes a parameter.
  * Literal segments compare byte for byte against the raw segment. Decoded
  * parameters may not contain NUL or '/', so an id can never smuggle a path.
+ * A last segment "{+name}" (RFC 6570 reserved expansion) matches the rest
+ * of the path, one or more non-empty segments: its value is the segments
+ * decoded one by one (an encoded '/' is still refused) and joined by '/'
+ * (C2SP tlog-tiles paths, whose index spans segments).
  */
 #include "gateway/http/http_internal.h"
 
@@ -18,6 +22,7 @@ struct seg {
 	const char *text; /* literal text or parameter name, into the pattern */
 	size_t len;
 	bool param;
+	bool rest; /* "{+name}": the rest of the path */
 };
 
 struct croute {
@@ -53,12 +58,17 @@ static int split_pattern(struct croute *cr, const char *pattern)
 				return ehr_error_set(EHR_ERR_INVAL, "bad parameter in route pattern %s",
 				                     pattern);
 			g->param = true;
-			g->text = s + 1;
-			g->len = len - 2;
+			g->rest = s[1] == '+';
+			g->text = s + 1 + g->rest;
+			g->len = len - 2 - g->rest;
+			if (g->len == 0 || (g->rest && s[len] != '\0'))
+				return ehr_error_set(EHR_ERR_INVAL, "bad parameter in route pattern %s",
+				                     pattern);
 		} else {
 			if (memchr(s, '{', len) || memchr(s, '}', len))
 				return ehr_error_set(EHR_ERR_INVAL, "bad route pattern %s", pattern);
 			g->param = false;
+			g->rest = false;
 			g->text = s;
 			g->len = len;
 		}
@@ -182,6 +192,36 @@ bad:
 	return NULL;
 }
 
+/* The segments of a "{+name}" parameter, each decoded (no encoded '/'),
+ * joined by '/'. */
+static char *rest_decode(const char *const *segs, const size_t *lens, size_t n)
+{
+	size_t total = 0, o = 0;
+	char *out;
+
+	for (size_t i = 0; i < n; i++)
+		total += lens[i] + 1;
+	if ((out = malloc(total + 1)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i++) {
+		char *d = gw__pct_decode(segs[i], lens[i], false, false);
+		size_t dl;
+
+		if (d == NULL) {
+			free(out);
+			return NULL;
+		}
+		dl = strlen(d);
+		if (i)
+			out[o++] = '/';
+		memcpy(out + o, d, dl);
+		o += dl;
+		free(d);
+	}
+	out[o] = '\0';
+	return out;
+}
+
 void gw_match_clear(struct gw_match *m)
 {
 	for (size_t i = 0; i < m->nparams; i++)
@@ -215,9 +255,14 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
 	}
 	for (size_t i = 0; i < rt->n; i++) {
 		const struct croute *cr = &rt->routes[i];
-		bool ok = cr->nseg == nseg;
+		bool rest = cr->nseg > 0 && cr->seg[cr->nseg - 1].rest;
+		bool ok = rest ? nseg >= cr->nseg : cr->nseg == nseg;
 
 		for (size_t j = 0; ok && j < nseg; j++) {
+			if (j >= cr->nseg - 1 && rest) {
+				ok = lens[j] > 0;
+				continue;
+			}
 			if (cr->seg[j].param)
 				ok = lens[j] > 0;
 			else
@@ -238,7 +283,7 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
 		}
 		m->route = cr->route;
 		m->route_index = (int)i;
-		for (size_t j = 0; j < nseg; j++) {
+		for (size_t j = 0; j < cr->nseg; j++) {
 			if (!cr->seg[j].param)
 				continue;
 			if (m->nparams >= GW_MAX_PARAMS) {
@@ -247,7 +292,9 @@ enum gw_route_result gw_router_match(const struct gw_router *rt, const char *met
 			}
 			m->params[m->nparams].name = cr->seg[j].text;
 			m->params[m->nparams].name_len = cr->seg[j].len;
-			m->params[m->nparams].value = gw__pct_decode(segs[j], lens[j], false, false);
+			m->params[m->nparams].value =
+			        cr->seg[j].rest ? rest_decode(segs + j, lens + j, nseg - j)
+			                        : gw__pct_decode(segs[j], lens[j], false, false);
 			m->nparams++;
 			if (m->params[m->nparams - 1].value == NULL) {
 				gw_match_clear(m);

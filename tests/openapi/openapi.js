@@ -44,14 +44,15 @@ function absolutize(v) {
 }
 
 // [{method, path, re, op}] for every operation; re matches a concrete path
-// ({name} = one segment, as the router matches).
+// ({name} = one segment, {+name} = the rest of the path, as the router matches).
 function operations(doc) {
   const ops = [];
   for (const [p, item] of Object.entries(doc.paths || {})) {
     for (const m of METHODS) {
       if (!item[m]) continue;
+      const esc = (s) => s.replace(/[.*+?^$()|[\]\\]/g, "\\$&");
       const re = new RegExp(
-        "^" + p.split(/\{[^}]+\}/).map((s) => s.replace(/[.*+?^$()|[\]\\]/g, "\\$&")).join("[^/]+") + "$"
+        "^" + p.split(/(\{\+?[^}]+\})/).map((s, i) => (i % 2 ? (s[1] === "+" ? "[^/].*" : "[^/]+") : esc(s))).join("") + "$"
       );
       ops.push({ method: m.toUpperCase(), path: p, re, op: item[m] });
     }
