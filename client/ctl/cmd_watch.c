@@ -24,6 +24,7 @@
 #include "ledger/ledger.h"
 
 #define WATCH_CONNECTION_MS (10L * 60 * 1000)
+#define WATCH_MAX_WITNESSES 32
 
 struct watch {
 	struct ctl_sse sse;
@@ -36,6 +37,16 @@ struct watch {
 	char end[32];        /* the gateway's `end` reason of this connection, or "" */
 	bool failed;         /* an event failed a check: stop, exit 1 */
 	struct ehr_buf head; /* the first bytes of a reply: a refusal's JSON body */
+	/* receipts (--log-key): fetched on their own client, verified offline */
+	struct ehr_client *rc;
+	bool verify;
+	char origin[256];
+	uint8_t log_pub[32];
+	struct ledger_note_key wit[WATCH_MAX_WITNESSES];
+	char wit_names[WATCH_MAX_WITNESSES][256];
+	size_t n_wit;
+	uint64_t quorum;
+	char wait[16];
 };
 
 /* Body bytes: the first few kept (a refusal is a JSON error, not a
@@ -67,12 +78,17 @@ static void watch_refused(const struct watch *w, long status)
 static void watch_usage(FILE *f)
 {
 	fprintf(f, "usage: ehrctl [--dir DIR] patient watch [--from N] [--count N] [--retries N] [--json]\n"
+	           "                  [--log-key VKEY [--witness NAME=VKEY ...] [--quorum K] [--wait S]]\n"
 	           "  (patient) Follow every ledger entry about you as it is written: reads, stores,\n"
 	           "  denials, break-glass reads, contract changes, device-key enrolments and\n"
 	           "  revocations, erasures. One line per entry (--json: the event's JSON object).\n"
 	           "  --from N     start at ledger index N (default: only what happens from now)\n"
 	           "  --count N    exit 0 after N entries (default: follow until interrupted)\n"
-	           "  --retries N  failed reconnects in a row before giving up (50)\n");
+	           "  --retries N  failed reconnects in a row before giving up (50)\n"
+	           "  --log-key    verify each entry's receipt offline: the log's vkey (`ehrgate ledger\n"
+	           "               vkey`, obtained out of band), K of the witnesses' cosignature vkeys\n"
+	           "               (default K = all given); --wait S: how long the gateway may take to\n"
+	           "               publish a checkpoint covering the entry (default 10)\n");
 }
 
 /* " key=value" when the event has a string or integer `key`. */
@@ -103,7 +119,10 @@ static void print_event(const struct watch *w, const json_t *ev)
 			print_member(ev, members[i]);
 		if (json_is_true(json_object_get(ev, "break_glass")))
 			printf(" BREAK-GLASS");
-		print_member(ev, "receipt");
+		if (json_is_string(json_object_get(ev, "receipt_status")))
+			printf(" receipt=%s", json_string_value(json_object_get(ev, "receipt_status")));
+		else
+			print_member(ev, "receipt");
 	}
 	fputc('\n', stdout);
 	fflush(stdout);
@@ -144,6 +163,62 @@ out:
 	return ok;
 }
 
+/*
+ * The event's receipt (GET its `receipt` URL, `Prefer: wait`), verified
+ * offline (ledger_tlog_proof_verify: the log's signature, the witness
+ * quorum, the inclusion proof) and bound to this event: the entry the
+ * receipt proves is the event's entry, byte for byte. "verified",
+ * "pending" (no published checkpoint covers it yet: fetch it later with
+ * `ehrctl receipt get`), or NULL when it does not verify (the reason on
+ * stderr).
+ */
+static const char *check_receipt(struct watch *w, const json_t *ev, const struct ledger_entry *e)
+{
+	struct ehr_buf text = EHR_BUF_INIT(LEDGER_TLOG_PROOF_MAX),
+	               extra = EHR_BUF_INIT(LEDGER_MAX_BUNDLE_ENTRY), pref = EHR_BUF_INIT(64);
+	const char *url = json_string_value(json_object_get(ev, "receipt")), *res = NULL;
+	const char *hdrs[] = { NULL, NULL };
+	struct ledger_tlog_proof_report rep;
+	long status = 0;
+
+	memset(&rep, 0, sizeof(rep));
+	if (url == NULL || ehr_buf_printf(&pref, "Prefer: wait=%s", w->wait) < 0) {
+		fprintf(stderr, "ehrctl patient watch: BAD_RECEIPT: event %llu names no receipt\n",
+		        (unsigned long long)e->seq);
+		goto out;
+	}
+	hdrs[0] = ehr_buf_cstr(&pref);
+	if (ehr_client_request(w->rc, &status, &text, "GET", url, hdrs, NULL, 0, NULL, NULL) < 0 ||
+	    (status != 200 && status != 202)) {
+		fprintf(stderr, "ehrctl patient watch: BAD_RECEIPT: event %llu: %s\n",
+		        (unsigned long long)e->seq, ehr_client_last_error(w->rc));
+		goto out;
+	}
+	if (status == 202) {
+		res = "pending";
+		goto out;
+	}
+	if (ledger_tlog_proof_verify((const char *)text.data, text.len, w->origin, w->log_pub, w->wit,
+	                             w->n_wit, (size_t)w->quorum, &extra, &rep) < 0) {
+		fprintf(stderr, "ehrctl patient watch: BAD_RECEIPT: event %llu: %s\n",
+		        (unsigned long long)e->seq, ehr_error_msg());
+		goto out;
+	}
+	if (rep.index != e->seq ||
+	    memcmp(rep.entry.leaf_hash, e->leaf_hash, LEDGER_HASH_LEN) != 0) { /* not secret: public hashes */
+		fprintf(stderr,
+		        "ehrctl patient watch: BAD_RECEIPT: event %llu: the receipt proves another entry\n",
+		        (unsigned long long)e->seq);
+		goto out;
+	}
+	res = "verified";
+out:
+	ehr_buf_free(&text);
+	ehr_buf_free(&extra);
+	ehr_buf_free(&pref);
+	return res;
+}
+
 static bool watch_event(struct ctl_sse *s, void *ud)
 {
 	struct watch *w = ud;
@@ -173,6 +248,15 @@ static bool watch_event(struct ctl_sse *s, void *ud)
 		json_decref(ev);
 		return false;
 	}
+	if (w->verify) {
+		const char *st = check_receipt(w, ev, &e);
+		if (st == NULL) {
+			w->failed = true;
+			json_decref(ev);
+			return false;
+		}
+		json_object_set_new(ev, "receipt_status", json_string(st));
+	}
 	print_event(w, ev);
 	json_decref(ev);
 	w->last = id;
@@ -194,6 +278,37 @@ static int relogin(struct ehr_client *c)
 	return err;
 }
 
+/* --log-key VKEY, --witness NAME=VKEY, --quorum K, --wait S: 0, or -1 when
+ * it is none of them or malformed (a message for the malformed ones). */
+static int watch_receipt_arg(struct watch *w, const char *opt, const char *val)
+{
+	uint64_t v;
+
+	if (strcmp(opt, "--log-key") == 0) {
+		w->verify =
+		        ledger_vkey_parse(val, strlen(val), w->origin, sizeof(w->origin), w->log_pub) == 0;
+		if (!w->verify)
+			fprintf(stderr, "ehrctl patient watch: --log-key: not a vkey\n");
+		return w->verify ? 0 : -1;
+	}
+	if (strcmp(opt, "--witness") == 0) {
+		if (w->n_wit < WATCH_MAX_WITNESSES &&
+		    ctl_witness_arg(&w->wit[w->n_wit], w->wit_names[w->n_wit], sizeof(w->wit_names[0]),
+		                    val) == 0) {
+			w->n_wit++;
+			return 0;
+		}
+		fprintf(stderr, "ehrctl patient watch: %s\n",
+		        w->n_wit == WATCH_MAX_WITNESSES ? "too many witnesses" : ehr_error_msg());
+		return -1;
+	}
+	if (strcmp(opt, "--quorum") == 0)
+		return ehr_parse_u64(&w->quorum, val, WATCH_MAX_WITNESSES);
+	if (strcmp(opt, "--wait") == 0 && ehr_parse_u64(&v, val, 3600) == 0)
+		return ehr_fmt(w->wait, sizeof(w->wait), "%llu", (unsigned long long)v);
+	return -1;
+}
+
 static int watch_args(struct watch *w, int argc, char **argv, uint64_t *from, bool *have_from,
                       uint64_t *retries)
 {
@@ -210,10 +325,15 @@ static int watch_args(struct watch *w, int argc, char **argv, uint64_t *from, bo
 		else if (i + 1 < argc && strcmp(argv[i], "--retries") == 0 &&
 		         ehr_parse_u64(retries, argv[i + 1], 100000) == 0)
 			i++;
+		else if (i + 1 < argc && watch_receipt_arg(w, argv[i], argv[i + 1]) == 0)
+			i++;
 		else
 			return -1;
 	}
-	return 0;
+	if (w->quorum == UINT64_MAX)
+		w->quorum = w->n_wit;
+	/* witnesses or a quorum without the log key, or more than given: usage */
+	return (!w->verify && (w->n_wit || w->quorum)) || w->quorum > w->n_wit ? -1 : 0;
 }
 
 /* One connection: where to start, then the events until it ends. */
@@ -253,12 +373,16 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 		return 0;
 	}
 	memset(&w, 0, sizeof(w));
+	w.quorum = UINT64_MAX;
+	memcpy(w.wait, "10", 3);
 	if (watch_args(&w, argc, argv, &from, &have_from, &retries) < 0) {
 		watch_usage(stderr);
 		return 2;
 	}
-	if (ctl_open(&w.c) != 0)
+	if (ctl_open(&w.c) != 0 || (w.verify && ctl_open(&w.rc) != 0)) {
+		ehr_client_free(w.c);
 		return 1;
+	}
 	ctl_sse_init(&w.sse, 4 * LEDGER_MAX_PAYLOAD, watch_event, &w);
 	ehr_buf_init(&w.head, 4096);
 	/* One connection lasts up to 10 min (heartbeats keep it busy), then
@@ -299,5 +423,6 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 	ctl_sse_free(&w.sse);
 	ehr_buf_free(&w.head);
 	ehr_client_free(w.c);
+	ehr_client_free(w.rc);
 	return rc;
 }

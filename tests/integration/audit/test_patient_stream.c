@@ -26,6 +26,7 @@
 
 #include "client/client.h"
 #include "client/ctl/ctl_commands.h"
+#include "ledger/ledger.h"
 #include "tests/harness/gwproc.h"
 #include "tests/harness/harness.h"
 #include "tests/integration/ehr/ehrtest.h"
@@ -701,6 +702,45 @@ static void test_ehrctl_watch_refuses_forgery(void)
 	json_decref(ev);
 }
 
+/* With the log's vkey, every event's receipt is fetched and verified
+ * offline (and bound to the event's entry); a quorum of a witness that
+ * never cosigned is refused: BAD_RECEIPT, exit 1. */
+static void test_ehrctl_watch_receipts(void)
+{
+	static char out[1 << 18];
+	const char *args[] = { "ledger", "vkey", NULL };
+	char vkey[512] = "", cmd[2048], *p;
+	struct ehr_buf wk = EHR_BUF_INIT(512);
+	uint8_t pub[32];
+	int verified = 0;
+
+	CU_ASSERT_EQUAL_FATAL(gwp_cmd(&gw, vkey, sizeof(vkey), args), 0);
+	vkey[strcspn(vkey, "\r\n")] = '\0';
+	ehrt_fmt(cmd, sizeof(cmd), "patient watch --from 0 --count 5 --log-key '%s'", vkey);
+	CU_ASSERT_EQUAL(ctl(dir_p1, cmd, out, sizeof(out)), 0);
+	for (p = out; (p = strstr(p, " receipt=verified")) != NULL; p++)
+		verified++;
+	CU_ASSERT_EQUAL(verified, 5);
+	ehrt_fmt(cmd, sizeof(cmd), "patient watch --from 0 --count 2 --json --log-key '%s'", vkey);
+	CU_ASSERT_EQUAL(ctl(dir_p1, cmd, out, sizeof(out)), 0);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "\"receipt_status\":\"verified\""));
+
+	/* A witness that never cosigned, required: refused. */
+	memset(pub, 7, sizeof(pub));
+	CU_ASSERT_FATAL(ledger_cosig_vkey_format(&wk, "witness.example", pub) == 0);
+	ehrt_fmt(cmd, sizeof(cmd),
+	         "patient watch --from 0 --count 1 --log-key '%s' --witness '%s' --quorum 1", vkey,
+	         ehr_buf_cstr(&wk));
+	CU_ASSERT_EQUAL(ctl(dir_p1, cmd, out, sizeof(out)), 1);
+	CU_ASSERT_PTR_NOT_NULL(strstr(out, "BAD_RECEIPT: event"));
+	/* Witnesses without the log key, a quorum above them: usage. */
+	ehrt_fmt(cmd, sizeof(cmd), "patient watch --witness '%s'", ehr_buf_cstr(&wk));
+	CU_ASSERT_EQUAL(ctl(dir_p1, cmd, out, sizeof(out)), 2);
+	ehrt_fmt(cmd, sizeof(cmd), "patient watch --log-key '%s' --quorum 1", vkey);
+	CU_ASSERT_EQUAL(ctl(dir_p1, cmd, out, sizeof(out)), 2);
+	ehr_buf_free(&wk);
+}
+
 static void register_suites(void)
 {
 	EHR_ADD_SUITE("patient_stream", suite_init, suite_clean,
@@ -709,6 +749,7 @@ static void register_suites(void)
 	              { "resume_no_gap_no_duplicate", test_resume_no_gap_no_duplicate },
 	              { "refusals", test_refusals }, { "ehrctl_watch", test_ehrctl_watch },
 	              { "ehrctl_watch_refuses_forgery", test_ehrctl_watch_refuses_forgery },
+	              { "ehrctl_watch_receipts", test_ehrctl_watch_receipts },
 	              { "device_keys", test_device_keys },
 	              { "expired_token_ends_stream", test_expired_token_ends_stream });
 }
