@@ -204,8 +204,9 @@ static const char *check_receipt(struct watch *w, const json_t *ev, const struct
 		        (unsigned long long)e->seq, ehr_error_msg());
 		goto out;
 	}
+	/* public hashes */
 	if (rep.index != e->seq ||
-	    memcmp(rep.entry.leaf_hash, e->leaf_hash, LEDGER_HASH_LEN) != 0) { /* not secret: public hashes */
+	    memcmp(rep.entry.leaf_hash, e->leaf_hash, LEDGER_HASH_LEN) != 0) { /* not secret */
 		fprintf(stderr,
 		        "ehrctl patient watch: BAD_RECEIPT: event %llu: the receipt proves another entry\n",
 		        (unsigned long long)e->seq);
