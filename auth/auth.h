@@ -249,6 +249,7 @@ struct auth_principal {
 	char serial[65];           /* certificate serial (mTLS) */
 	char jkt[EHR_JKT_LEN + 1]; /* device key thumbprint (patient) */
 	char token_jti[64];        /* patient: the access token's jti (BALP OAUTHaccessTokenUse) */
+	int64_t token_exp;         /* patient: the access token's exp, Unix seconds (streams end there) */
 	uint64_t erase_seq;        /* with EHR_ERR_GONE: the patient's erasure entry */
 };
 

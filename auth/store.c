@@ -587,6 +587,7 @@ int auth_check_dpop_request(struct auth_ctx *ctx, struct auth_principal *p, cons
 	GUARD_GOTO(ehr_str_copy(p->id, sizeof(p->id), tc.sub));
 	memcpy(p->jkt, tc.jkt, sizeof(p->jkt));
 	memcpy(p->token_jti, tc.jti, sizeof(p->token_jti));
+	p->token_exp = tc.exp;
 out:
 	ehr_db_clear(res);
 	release(ctx, conn, err);

@@ -92,6 +92,11 @@ void ehr_client_free(struct ehr_client *c)
 	free(c);
 }
 
+void ehr_client_set_timeout(struct ehr_client *c, long timeout_ms)
+{
+	c->timeout_ms = timeout_ms > 0 ? timeout_ms : 30000;
+}
+
 int ehr_client_set_token(struct ehr_client *c, const char *access_token)
 {
 	char *t = access_token ? strdup(access_token) : NULL;

@@ -44,6 +44,9 @@ struct ehr_client_opts {
 int ehr_client_new(struct ehr_client **out, const struct ehr_client_opts *o);
 void ehr_client_free(struct ehr_client *c);
 int ehr_client_set_token(struct ehr_client *c, const char *access_token);
+/* The bound on each later request, connection to last byte (0 = 30 s):
+ * a long-lived stream (SSE) sets it to how long one connection may last. */
+void ehr_client_set_timeout(struct ehr_client *c, long timeout_ms);
 
 /* Called with response body chunks; return false to abort the transfer. */
 typedef bool (*ehr_client_data_fn)(const void *data, size_t len, void *ud);

@@ -133,6 +133,7 @@ static int authenticate_dpop(struct gw_req *r, struct auth_ctx *ctx, struct gw_i
 	GUARD(ehr_str_copy(id->subject, sizeof(id->subject), p.id));
 	GUARD(ehr_str_copy(id->actor, sizeof(id->actor), p.id));
 	GUARD(ehr_str_copy(id->token_jti, sizeof(id->token_jti), p.token_jti));
+	id->token_exp = p.token_exp;
 	return ehr_str_copy(id->jkt, sizeof(id->jkt), p.jkt);
 }
 

@@ -198,6 +198,64 @@ static json_t *fhir_audit_event(const struct ledger_entry *e, const char *origin
 	return j;
 }
 
+static const char *const outcome_names[] = { "success", "failure", "error", "integrity" };
+
+/* Copy payload member `from` to `to` when it is present and not null. */
+static int copy_member(json_t *item, const char *to, const json_t *payload, const char *from)
+{
+	json_t *v = json_object_get(payload, from);
+
+	if (v == NULL || json_is_null(v))
+		return 0;
+	return json_object_set(item, to, v) == 0 ? 0 : ehr_error_set(EHR_ERR_NOMEM, "out of memory");
+}
+
+/*
+ * One event of a patient's stream (docs/AUDIT.md §10): what happened, who
+ * did it, to which record, how it ended (the AuditEvent outcome rule of
+ * audit/, so the stream, the query and the ATNA feed agree), whether it was
+ * break-glass, where its receipt is, and the entry's bytes (what the
+ * receipt proves, so the client checks the fields it shows against them).
+ * Optional members only when the entry has them: decision, reason, action,
+ * cid, justification (break-glass), jkt (device-key events: key
+ * transparency), kind.
+ */
+static json_t *me_event(const struct ledger_entry *e, const json_t *payload, const char *when,
+                        const char *origin, const char *entry_b64)
+{
+	struct audit_event ev;
+	const json_t *rec = json_object_get(payload, "record_id");
+	const char *basis = json_string_value(json_object_get(payload, "basis"));
+	char receipt[64];
+	unsigned oc;
+	json_t *item;
+	int err = audit_event_from_entry(&ev, e, origin);
+
+	oc = err < 0 ? EHR_ARRAY_LEN(outcome_names) : (unsigned)ev.outcome / 4;
+	audit_event_clear(&ev);
+	if (err < 0 || oc >= EHR_ARRAY_LEN(outcome_names) ||
+	    ehr_fmt(receipt, sizeof(receipt), "/v1/receipts/%llu", (unsigned long long)e->seq) < 0)
+		return NULL;
+	if (!json_is_string(rec))
+		rec = json_object_get(payload, "record");
+	item = json_pack("{s:I, s:s, s:s, s:s, s:O?, s:s, s:b, s:s, s:s}", "index", (json_int_t)e->seq,
+	                 "type", e->type, "time", when, "actor", e->actor, "record",
+	                 json_is_string(rec) ? rec : NULL, "outcome", outcome_names[oc], "break_glass",
+	                 json_is_true(json_object_get(payload, "break_glass")) ||
+	                         (basis && strcmp(basis, "allow.break_glass") == 0),
+	                 "receipt", receipt, "entry", entry_b64);
+	if (item == NULL || copy_member(item, "decision", payload, "decision") < 0 ||
+	    copy_member(item, "reason", payload, "reason") < 0 ||
+	    copy_member(item, "action", payload, "action") < 0 ||
+	    copy_member(item, "cid", payload, "cid") < 0 ||
+	    copy_member(item, "justification", payload, "justification") < 0 ||
+	    copy_member(item, "jkt", payload, "jkt") < 0 || copy_member(item, "kind", payload, "kind") < 0) {
+		json_decref(item);
+		return NULL;
+	}
+	return item;
+}
+
 /* A ledger_query callback (routes_audit_internal.h). */
 int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
 {
@@ -212,6 +270,9 @@ int gw__audit_collect_entry(void *ctx, const struct ledger_entry *e, const uint8
 	ehr_time_rfc3339(when, e->ts_ms);
 	if (c->fhir) {
 		item = json_pack("{s:o}", "resource", fhir_audit_event(e, c->origin));
+	} else if (c->me_stream) {
+		GUARD_GOTO(ehr_b64_encode(&b64, raw, raw_len));
+		item = me_event(e, payload, when, c->origin, ehr_buf_cstr(&b64));
 	} else if (c->access_log) {
 		item = json_pack("{s:I, s:s, s:s, s:O?, s:O?, s:O?, s:O?, s:O?, s:b}", "seq",
 		                 (json_int_t)e->seq, "time", when, "requester", e->actor, "decision",
@@ -536,6 +597,11 @@ static void h_audit_stream(struct gw_req *r)
 	gw_audit_query_run(r, gw__audit_stream);
 }
 
+static void h_me_access_stream(struct gw_req *r)
+{
+	gw_audit_query_run(r, gw__me_access_stream);
+}
+
 static void h_checkpoint(struct gw_req *r)
 {
 	gw_audit_query_run(r, checkpoint);
@@ -564,6 +630,8 @@ const struct gw_route gw_routes_audit[] = {
 	{ "POST", "/v1/me/contracts/{cid}/revoke", "me.contracts.revoke", PAT, GW_BLOCKING, h_contract_revoke,
 	  NULL },
 	{ "GET", "/v1/me/access-log", "me.access_log", PAT, AQ, h_access_log, PAGE_QUERY },
+	{ "GET", "/v1/me/access/stream", "me.access_stream", PAT, AQ, h_me_access_stream,
+	  "from heartbeat buffer" },
 	{ "GET", "/v1/audit/entries", "audit.entries", AUD, AQ, h_audit_entries,
 	  "type actor subject " PAGE_QUERY },
 	{ "GET", "/v1/audit/stream", "audit.stream", AUD, AQ, h_audit_stream, "since heartbeat buffer" },

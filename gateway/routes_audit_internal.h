@@ -16,11 +16,13 @@
 #include "ledger/ledger.h"
 
 /* Entries rendered as JSON items into `items`: the ledger entry as stored
- * (default), the patient's access-log view, or a FHIR R4 AuditEvent. */
+ * (default), the patient's access-log view, the patient's stream event
+ * (docs/AUDIT.md §10), or a FHIR R4 AuditEvent. */
 struct gw__audit_collect {
 	json_t *items;
 	bool fhir;
 	bool access_log;
+	bool me_stream;
 	const char *origin;
 	uint64_t last_seq;
 	unsigned n;
@@ -38,8 +40,11 @@ bool gw__audit_query_u64(struct gw_req *r, const char *name, uint64_t *out, uint
 int gw__audit_seq_from_time(struct gw_app *app, int64_t since_ms, uint64_t *seq);
 /* routes_audit.c: append a query value, percent-encoded (RFC 3986). */
 int gw__url_encode(struct ehr_buf *out, const char *v);
-/* routes_audit_stream.c: GET /v1/audit/stream (a gw_audit_read_fn). */
+/* routes_audit_stream.c: GET /v1/audit/stream and the patient's
+ * GET /v1/me/access/stream, one SSE implementation with a subject filter
+ * (gw_audit_read_fns). */
 struct gw_audit_query_info;
 void gw__audit_stream(struct gw_req *r, struct gw_audit_query_info *info);
+void gw__me_access_stream(struct gw_req *r, struct gw_audit_query_info *info);
 
 #endif

@@ -1,8 +1,12 @@
 /*
- * routes_audit_stream.c - GET /v1/audit/stream, the auditor's live feed of
- * ledger entries as Server-Sent Events (docs/AUDIT.md §3). Entries are
- * rendered as the query API renders them (routes_audit.c); the route is in
- * its table, gw_routes_audit.
+ * routes_audit_stream.c - the live feeds of ledger entries as Server-Sent
+ * Events: GET /v1/audit/stream, the auditor's feed of every entry
+ * (docs/AUDIT.md §3), and GET /v1/me/access/stream, a patient's feed of the
+ * entries about its own pseudonym (docs/AUDIT.md §10). One implementation;
+ * a patient stream is the same stream with a subject filter, its own
+ * event rendering (routes_audit.c) and an end: the token's expiry, or a
+ * revocation or new device key seen on the stream. The routes are in
+ * gw_routes_audit.
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +18,7 @@
 
 #include "common/db.h"
 #include "gateway/gateway.h"
+#include "gateway/gateway_internal.h"
 #include "gateway/routes_audit_internal.h"
 
 #define EHR_XSTR(x) #x
@@ -34,35 +39,57 @@
 #define AUDIT_LEDGER_CHANNEL "ehrgate_ledger" /* contracts/ledger_store.c NOTIFYs it, payload = last seq */
 #define SSE_BATCH 100
 #define SSE_BUFFER_DEFAULT (1u << 20)
-/* Each stream holds one Postgres connection: bound them per process. */
+/* Each stream holds one Postgres connection: bound them per process, per
+ * kind, so that patients' streams never crowd out the auditors'. */
 #define SSE_MAX_STREAMS 64
 
-static atomic_int sse_open;
+/* What a kind of stream shows and how it starts. */
+struct sse_kind {
+	const char *hello;       /* the first comment */
+	const char *start_param; /* query parameter: start at this seq */
+	atomic_int *open;        /* streams of this kind open in this process */
+	bool patient;            /* one pseudonym's entries, patient events, an end */
+};
+
+static atomic_int audit_open, me_open;
+static const struct sse_kind audit_kind = { ": ehrgate audit stream\nretry: 1000\n\n", "since", &audit_open,
+	                                    false };
+static const struct sse_kind me_kind = { ": ehrgate access stream\nretry: 1000\n\n", "from", &me_open, true };
 
 struct sse {
 	struct gw_stream *s;
+	const struct sse_kind *kind;
 	PGconn *pg;
-	struct event *pg_ev, *hb_ev, *retry_ev;
-	uint64_t next; /* first seq not yet sent */
+	struct event *pg_ev, *hb_ev, *retry_ev, *exp_ev;
+	uint64_t next;      /* first seq not yet sent */
+	uint64_t live_from; /* the head when the stream opened */
 	bool have_sent;
 	bool busy, dirty, more;
 	unsigned rows; /* rows of the batch in progress */
 	size_t limit;  /* backlog bound, bytes */
 	unsigned heartbeat_s;
 	bool ended;
+	/* patient streams */
+	char subject[LEDGER_MAX_ID + 1]; /* the caller's pseudonym: the only subject shown */
+	char jkt[64];                    /* the device key the token is bound to */
+	int64_t exp_ms;                  /* the token's expiry: the stream ends there */
+	const char *origin;              /* ledger origin, for the outcome rule */
+	const char *end_reason;          /* set: end once caught up (the token is dead) */
 };
 
 static void sse_free(struct sse *x)
 {
 	if (x == NULL)
 		return;
-	atomic_fetch_sub(&sse_open, 1);
+	atomic_fetch_sub(x->kind->open, 1);
 	if (x->pg_ev)
 		event_free(x->pg_ev);
 	if (x->hb_ev)
 		event_free(x->hb_ev);
 	if (x->retry_ev)
 		event_free(x->retry_ev);
+	if (x->exp_ev)
+		event_free(x->exp_ev);
 	if (x->pg)
 		PQfinish(x->pg);
 	free(x);
@@ -88,23 +115,72 @@ static int sse_send(struct sse *x, const char *text, size_t len)
 	return gw_stream_write(x->s, text, len);
 }
 
+/* A patient stream's last event, then the end: `reason` says why the
+ * token no longer works (docs/AUDIT.md §10). */
+static void sse_finish(struct sse *x, const char *reason)
+{
+	char ev[96];
+
+	if (ehr_fmt(ev, sizeof(ev), "event: end\ndata: {\"reason\":\"%s\"}\n\n", reason) == 0)
+		sse_send(x, ev, strlen(ev));
+	sse_end(x);
+}
+
 static bool sse_fetch(struct sse *x)
 {
 	char from[24];
-	const char *p[] = { from };
+	const char *p[] = { from, x->subject };
+	int ok;
 
 	if (ehr_fmt(from, sizeof(from), "%llu", (unsigned long long)x->next) < 0)
 		return false; /* 24 bytes hold any u64: cannot happen */
-	if (!PQsendQueryParams(x->pg,
-	                       "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1::bigint "
-	                       "ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
-	                       1, NULL, p, NULL, NULL, 0))
+	if (x->kind->patient) /* the (subject, seq) index of migration 0010 */
+		ok = PQsendQueryParams(
+		        x->pg,
+		        "SELECT seq, block_height, entry FROM ledger_entries WHERE subject = $2 "
+		        "AND seq >= $1::bigint ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
+		        2, NULL, p, NULL, NULL, 0);
+	else
+		ok = PQsendQueryParams(
+		        x->pg,
+		        "SELECT seq, block_height, entry FROM ledger_entries WHERE seq >= $1::bigint "
+		        "ORDER BY seq LIMIT " EHR_STR(SSE_BATCH),
+		        1, NULL, p, NULL, NULL, 0);
+	if (!ok)
 		return false;
 	while (PQflush(x->pg) == 1)
 		; /* a few dozen bytes on a local socket */
 	x->busy = true;
 	x->rows = 0;
 	return true;
+}
+
+/* An entry type as an SSE event name: our types are [a-z0-9._]; anything
+ * else (a line break would forge events) is "entry". */
+static const char *event_name(const char *type)
+{
+	for (const char *p = type; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '.' || *p == '_'))
+			return "entry";
+	return *type ? type : "entry";
+}
+
+/* A patient stream: does this entry, committed after the stream opened,
+ * end the token's validity (docs/AUDIT.md §10)? The reason, or NULL. */
+static const char *ends_token(const struct sse *x, const struct ledger_entry *e, const json_t *item)
+{
+	const char *outcome = json_string_value(json_object_get(item, "outcome"));
+	const char *jkt = json_string_value(json_object_get(item, "jkt"));
+
+	if (e->seq < x->live_from || outcome == NULL || strcmp(outcome, "success") != 0)
+		return NULL;
+	if (strcmp(e->type, "auth.patient.erase") == 0)
+		return "erased";
+	if (strcmp(e->type, "auth.revoke") == 0)
+		return "revoked";
+	if (strcmp(e->type, "auth.enroll") == 0 && jkt != NULL && strcmp(jkt, x->jkt) != 0)
+		return "key_replaced"; /* not secret: thumbprints of public keys */
+	return NULL;
 }
 
 /* One row -> one event. False ends the stream (client gone or overflow). */
@@ -115,21 +191,36 @@ static bool sse_row(struct sse *x, PGresult *res, int i)
 	struct ledger_entry e;
 	struct gw__audit_collect c;
 	struct ehr_buf ev = EHR_BUF_INIT(4 * LEDGER_MAX_PAYLOAD);
+	const char *reason;
 	char *data = NULL;
 	bool ok = false;
 
 	memset(&c, 0, sizeof(c));
 	c.items = json_array();
+	c.me_stream = x->kind->patient;
+	c.origin = x->origin;
 	if (raw == NULL || c.items == NULL || ledger_entry_decode(&e, raw, len, false) < 0)
 		goto out;
+	if (x->kind->patient && strcmp(e.subject, x->subject) != 0) {
+		/* The query filters by subject: a stored column that disagrees
+		 * with the entry's own bytes is never shown to this patient. */
+		ehr_logf(EHR_LOG_ERROR, "audit.stream_subject", "entry %llu: subject column and bytes differ",
+		         (unsigned long long)e.seq);
+		x->next = e.seq + 1;
+		ok = true;
+		goto out;
+	}
 	ehr_parse_u64(&e.block_height, PQgetvalue(res, i, 1), UINT64_MAX);
 	if (gw__audit_collect_entry(&c, &e, raw, len) < 0 ||
 	    (data = json_dumps(json_array_get(c.items, 0), JSON_COMPACT)) == NULL)
 		goto out;
-	if (ehr_buf_printf(&ev, "id: %llu\nevent: entry\ndata: %s\n\n", (unsigned long long)e.seq, data) <
-	            0 ||
+	if (ehr_buf_printf(&ev, "id: %llu\nevent: %s\ndata: %s\n\n", (unsigned long long)e.seq,
+	                   x->kind->patient ? event_name(e.type) : "entry", data) < 0 ||
 	    sse_send(x, (const char *)ev.data, ev.len) < 0)
 		goto out;
+	if (x->kind->patient && x->end_reason == NULL &&
+	    (reason = ends_token(x, &e, json_array_get(c.items, 0))) != NULL)
+		x->end_reason = reason;
 	x->next = e.seq + 1;
 	x->have_sent = true;
 	if (gw_stream_backlog(x->s) > x->limit) {
@@ -201,6 +292,10 @@ static void sse_on_pg(evutil_socket_t fd, short what, void *arg)
 		if (res == NULL) {
 			x->busy = false;
 			x->more = x->rows == SSE_BATCH;
+			if (!x->more && x->end_reason != NULL) {
+				sse_finish(x, x->end_reason); /* caught up: every entry of it sent */
+				return;
+			}
 			break;
 		}
 		if (PQresultStatus(res) != PGRES_TUPLES_OK) {
@@ -235,12 +330,34 @@ static void sse_heartbeat(evutil_socket_t fd, short what, void *arg)
 		sse_end(x);
 }
 
+static void sse_expired(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	sse_finish(arg, "token_expired");
+}
+
+/* A patient stream ends when its access token does. */
+static int sse_arm_expiry(struct sse *x, struct event_base *base)
+{
+	int64_t left = x->exp_ms - ehr_now_ms();
+	struct timeval tv;
+
+	if (!x->kind->patient)
+		return 0;
+	if (left < 0)
+		left = 0;
+	tv.tv_sec = (time_t)(left / 1000);
+	tv.tv_usec = (suseconds_t)(left % 1000) * 1000;
+	x->exp_ev = evtimer_new(base, sse_expired, x);
+	return x->exp_ev != NULL && evtimer_add(x->exp_ev, &tv) == 0 ? 0 : -1;
+}
+
 static void sse_start(struct gw_stream *s, void *ud)
 {
 	struct sse *x = ud;
 	struct event_base *base;
 	struct timeval hb;
-	static const char hello[] = ": ehrgate audit stream\nretry: 1000\n\n";
 
 	if (s == NULL) {
 		sse_free(x);
@@ -255,7 +372,8 @@ static void sse_start(struct gw_stream *s, void *ud)
 	hb.tv_sec = x->heartbeat_s;
 	hb.tv_usec = 0;
 	if (x->pg_ev == NULL || x->hb_ev == NULL || x->retry_ev == NULL || event_add(x->pg_ev, NULL) != 0 ||
-	    event_add(x->hb_ev, &hb) != 0 || sse_send(x, hello, sizeof(hello) - 1) < 0) {
+	    event_add(x->hb_ev, &hb) != 0 || sse_arm_expiry(x, base) < 0 ||
+	    sse_send(x, x->kind->hello, strlen(x->kind->hello)) < 0) {
 		sse_end(x);
 		return;
 	}
@@ -263,83 +381,139 @@ static void sse_start(struct gw_stream *s, void *ud)
 	sse_pump(x);
 }
 
-void gw__audit_stream(struct gw_req *r, struct gw_audit_query_info *info)
+/* The stream's database connection: LISTEN first, then read the head, so
+ * nothing committed in between is missed. 503 replied on failure. */
+static bool sse_connect(struct gw_req *r, struct sse *x, bool from_head)
 {
 	const struct gw_config *cfg = gw_app_config(gw_req_app(r));
-	const char *last = gw_req_header(r, "Last-Event-ID"), *since = gw_req_query(r, "since");
-	uint64_t v, hb, buf;
-	struct sse *x;
+	void *res = NULL;
 
-	(void)info; /* recorded at open: no count, no patient filter */
-	if (!gw__audit_query_u64(r, "heartbeat", &hb, 15, 60) ||
-	    !gw__audit_query_u64(r, "buffer", &buf, SSE_BUFFER_DEFAULT, 64u << 20))
-		return;
-	if (hb == 0 || buf < 1024) {
-		gw_reply_error(r, 400, "invalid_request",
-		               "heartbeat must be 1..60 s and buffer at least 1024 bytes");
-		return;
-	}
-	if (atomic_fetch_add(&sse_open, 1) >= SSE_MAX_STREAMS) {
-		atomic_fetch_sub(&sse_open, 1);
-		gw_reply_header(r, "Retry-After", "5");
-		gw_reply_error(r, 503, "unavailable", "too many open audit streams, retry later");
-		return;
-	}
-	x = calloc(1, sizeof(*x));
-	if (x == NULL) {
-		atomic_fetch_sub(&sse_open, 1);
-		gw_reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "out of memory"));
-		return;
-	}
-	x->heartbeat_s = (unsigned)hb;
-	x->limit = (size_t)buf;
-	if (last != NULL) { /* resume after the last event seen */
-		if (ehr_parse_u64(&v, last, INT64_MAX - 1) < 0) {
-			sse_free(x);
-			gw_reply_error(r, 400, "invalid_request", "Last-Event-ID must be a seq");
-			return;
-		}
-		x->next = v + 1;
-	} else if (since != NULL) { /* start at this seq */
-		if (ehr_parse_u64(&v, since, INT64_MAX) < 0) {
-			sse_free(x);
-			gw_reply_error(r, 400, "invalid_request", "since must be a seq");
-			return;
-		}
-		x->next = v;
-	}
 	x->pg = PQconnectdb(gw_config_get(cfg, "database", "url"));
 	if (PQstatus(x->pg) != CONNECTION_OK) {
 		ehr_logf(EHR_LOG_WARN, "audit.stream_db", "connect: %s", PQerrorMessage(x->pg));
-		sse_free(x);
-		gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
-		return;
+		goto unavailable;
 	}
-	/* LISTEN before reading the head, so nothing committed in between is missed. */
-	if (ehr_db_run_script(x->pg, "LISTEN " AUDIT_LEDGER_CHANNEL) < 0) {
-		sse_free(x);
-		gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
-		return;
-	}
-	if (last == NULL && since == NULL) { /* only new entries */
-		void *res = NULL;
-
-		if (ehr_db_exec(x->pg, &res, "SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries", 0,
-		                NULL) < 0 ||
-		    ehr_db_get_u64(&x->next, res, 0, 0, INT64_MAX) < 0) {
-			ehr_db_clear(res);
-			sse_free(x);
-			gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
-			return;
-		}
-		ehr_db_clear(res);
-	}
+	if (ehr_db_run_script(x->pg, "LISTEN " AUDIT_LEDGER_CHANNEL) < 0 ||
+	    ehr_db_exec(x->pg, &res, "SELECT coalesce(max(seq) + 1, 0) FROM ledger_entries", 0, NULL) < 0 ||
+	    ehr_db_get_u64(&x->live_from, res, 0, 0, INT64_MAX) < 0)
+		goto unavailable;
+	ehr_db_clear(res);
+	if (from_head) /* only new entries */
+		x->next = x->live_from;
 	if (PQsetnonblocking(x->pg, 1) != 0) {
-		sse_free(x);
 		gw_reply_err(
 		        r, ehr_error_set(EHR_ERR_INTERNAL, "cannot make the stream connection non-blocking"));
-		return;
+		return false;
 	}
+	return true;
+unavailable:
+	ehr_db_clear(res);
+	gw_reply_error(r, 503, "unavailable", "the database is unavailable, retry later");
+	return false;
+}
+
+/* Where the stream starts: after Last-Event-ID, else at the kind's start
+ * parameter, else at the head (*from_head). Replies 400 when malformed. */
+static bool sse_start_at(struct gw_req *r, struct sse *x, bool *from_head)
+{
+	const char *last = gw_req_header(r, "Last-Event-ID"), *at = gw_req_query(r, x->kind->start_param);
+	uint64_t v;
+
+	*from_head = false;
+	if (last != NULL) { /* resume after the last event seen */
+		if (ehr_parse_u64(&v, last, INT64_MAX - 1) < 0) {
+			gw_reply_error(r, 400, "invalid_request", "Last-Event-ID must be a seq");
+			return false;
+		}
+		x->next = v + 1;
+	} else if (at != NULL) { /* start at this seq */
+		if (ehr_parse_u64(&v, at, INT64_MAX) < 0) {
+			gw_reply_error(r, 400, "invalid_request", "%s must be a seq", x->kind->start_param);
+			return false;
+		}
+		x->next = v;
+	} else {
+		*from_head = true;
+	}
+	return true;
+}
+
+/* Open a stream of `kind` for the request (filled in by the caller: the
+ * patient's pseudonym, key and token expiry) and hand the connection to
+ * the event loop. x is consumed. */
+static void sse_open(struct gw_req *r, struct sse *x)
+{
+	uint64_t hb, buf;
+	bool from_head;
+
+	if (!gw__audit_query_u64(r, "heartbeat", &hb, 15, 60) ||
+	    !gw__audit_query_u64(r, "buffer", &buf, SSE_BUFFER_DEFAULT, 64u << 20))
+		goto out;
+	if (hb == 0 || buf < 1024) {
+		gw_reply_error(r, 400, "invalid_request",
+		               "heartbeat must be 1..60 s and buffer at least 1024 bytes");
+		goto out;
+	}
+	x->heartbeat_s = (unsigned)hb;
+	x->limit = (size_t)buf;
+	if (!sse_start_at(r, x, &from_head) || !sse_connect(r, x, from_head))
+		goto out;
 	gw_reply_header(r, "X-Accel-Buffering", "no");
 	gw_reply_stream(r, "text/event-stream", sse_start, x);
+	return;
+out:
+	sse_free(x);
+}
+
+/* A stream slot of `kind`, or 503 (Retry-After) when all are taken. */
+static struct sse *sse_new(struct gw_req *r, const struct sse_kind *kind)
+{
+	struct sse *x;
+
+	if (atomic_fetch_add(kind->open, 1) >= SSE_MAX_STREAMS) {
+		atomic_fetch_sub(kind->open, 1);
+		gw_reply_header(r, "Retry-After", "5");
+		gw_reply_error(r, 503, "unavailable", "too many open streams, retry later");
+		return NULL;
+	}
+	if ((x = calloc(1, sizeof(*x))) == NULL) {
+		atomic_fetch_sub(kind->open, 1);
+		gw_reply_err(r, ehr_error_set(EHR_ERR_NOMEM, "out of memory"));
+		return NULL;
+	}
+	x->kind = kind;
+	return x;
+}
+
+void gw__audit_stream(struct gw_req *r, struct gw_audit_query_info *info)
+{
+	struct sse *x;
+
+	(void)info; /* recorded at open: no count, no patient filter */
+	if ((x = sse_new(r, &audit_kind)) != NULL)
+		sse_open(r, x);
+}
+
+/*
+ * GET /v1/me/access/stream: the caller's own entries (subject = its
+ * pseudonym), rendered for the patient, ending with the token
+ * (docs/AUDIT.md §10). Recorded as an audit.query about the patient.
+ */
+void gw__me_access_stream(struct gw_req *r, struct gw_audit_query_info *info)
+{
+	const struct gw_identity *id = gw_req_identity(r);
+	struct sse *x;
+
+	info->subject = id->subject;
+	if ((x = sse_new(r, &me_kind)) == NULL)
+		return;
+	x->exp_ms = id->token_exp * 1000;
+	x->origin = ledger_origin(gw_app_ledger(gw_req_app(r)));
+	if (ehr_str_copy(x->subject, sizeof(x->subject), id->subject) < 0 ||
+	    ehr_str_copy(x->jkt, sizeof(x->jkt), id->jkt) < 0) {
+		sse_free(x);
+		gw_reply_err(r, ehr_error_set(EHR_ERR_INTERNAL, "identity too long"));
+		return;
+	}
+	sse_open(r, x);
 }

@@ -109,13 +109,9 @@ out:
 	return rc;
 }
 
-/* SSE parsing state for `tail`: events are "id:", "event:", "data:" lines
- * ended by a blank line; comments (":") are heartbeats. */
+/* `tail`'s state: events are read by the one SSE reader (ctl_sse.c). */
 struct tail_state {
-	struct ehr_buf line;
-	struct ehr_buf data;
-	char id[32];
-	char event[32];
+	struct ctl_sse sse;
 	bool have_last;
 	uint64_t last;  /* last entry id printed */
 	uint64_t count; /* stop after this many entries (0 = never) */
@@ -123,17 +119,18 @@ struct tail_state {
 	bool overflow;
 };
 
-static void tail_dispatch(struct tail_state *t)
+static bool tail_event(struct ctl_sse *s, void *ud)
 {
+	struct tail_state *t = ud;
 	uint64_t id;
 
-	if (strcmp(t->event, "overflow") == 0) {
+	if (strcmp(s->event, "overflow") == 0) {
 		t->overflow = true;
 		fprintf(stderr, "ehrctl audit tail: the gateway cut the stream (slow consumer): %s\n",
-		        ehr_buf_cstr(&t->data));
-	} else if (strcmp(t->event, "entry") == 0 && ehr_parse_u64(&id, t->id, INT64_MAX) == 0) {
+		        ehr_buf_cstr(&s->data));
+	} else if (strcmp(s->event, "entry") == 0 && ehr_parse_u64(&id, s->id, INT64_MAX) == 0) {
 		json_t *e = NULL;
-		if (ehr_json_parse(&e, t->data.data, t->data.len, t->data.max, EHR_JSON_MAX_DEPTH) == 0) {
+		if (ehr_json_parse(&e, s->data.data, s->data.len, s->data.max, EHR_JSON_MAX_DEPTH) == 0) {
 			json_object_del(e, "entry");
 			json_dumpf(e, stdout, JSON_COMPACT | JSON_SORT_KEYS);
 			fputc('\n', stdout);
@@ -144,44 +141,7 @@ static void tail_dispatch(struct tail_state *t)
 		t->have_last = true;
 		t->printed++;
 	}
-	ehr_buf_reset(&t->data);
-	t->id[0] = t->event[0] = '\0';
-}
-
-static bool tail_on_data(const void *p, size_t n, void *ud)
-{
-	struct tail_state *t = ud;
-	const char *c = p;
-
-	for (size_t i = 0; i < n; i++) {
-		if (c[i] != '\n') {
-			if (ehr_buf_append_u8(&t->line, (uint8_t)c[i]) < 0)
-				return false;
-			continue;
-		}
-		{
-			const char *l = ehr_buf_cstr(&t->line);
-			if (t->line.len == 0) {
-				if (t->data.len || t->event[0])
-					tail_dispatch(t);
-				if (t->count && t->printed >= t->count)
-					return false;
-			} else if (strncmp(l, "id: ", 4) == 0) {
-				/* too long for a seq: left "", so the event is ignored */
-				if (ehr_str_copy(t->id, sizeof(t->id), l + 4) < 0)
-					t->id[0] = '\0';
-			} else if (strncmp(l, "event: ", 7) == 0) {
-				/* too long for an event name we know: left "", ignored */
-				if (ehr_str_copy(t->event, sizeof(t->event), l + 7) < 0)
-					t->event[0] = '\0';
-			} else if (strncmp(l, "data: ", 6) == 0) {
-				if (ehr_buf_append(&t->data, l + 6, t->line.len - 6) < 0)
-					return false;
-			}
-			ehr_buf_reset(&t->line);
-		}
-	}
-	return true;
+	return !(t->count && t->printed >= t->count);
 }
 
 /*
@@ -197,8 +157,7 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 	int rc = 1;
 
 	memset(&t, 0, sizeof(t));
-	ehr_buf_init(&t.line, 4 * LEDGER_MAX_PAYLOAD);
-	ehr_buf_init(&t.data, 4 * LEDGER_MAX_PAYLOAD);
+	ctl_sse_init(&t.sse, 4 * LEDGER_MAX_PAYLOAD, tail_event, &t);
 	for (int i = 1; i < argc; i += 2) { /* every option takes a value */
 		if (i + 1 < argc && strcmp(argv[i], "--since-seq") == 0 &&
 		    ehr_parse_u64(&since, argv[i + 1], INT64_MAX) == 0)
@@ -235,10 +194,9 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 			fprintf(stderr, "ehrctl audit tail: %s\n", ehr_error_detail());
 			goto out;
 		}
-		ehr_buf_reset(&t.line);
-		ehr_buf_reset(&t.data);
+		ctl_sse_reset(&t.sse);
 		t.overflow = false;
-		ehr_client_request(c, &status, NULL, "GET", path, headers, NULL, 0, tail_on_data, &t);
+		ehr_client_request(c, &status, NULL, "GET", path, headers, NULL, 0, ctl_sse_feed, &t.sse);
 		if (t.count && t.printed >= t.count) {
 			rc = 0;
 			break;
@@ -256,8 +214,7 @@ static int cmd_tail(struct ehr_client *c, int argc, char **argv)
 		usleep(200 * 1000); /* then resume after the last id printed */
 	}
 out:
-	ehr_buf_free(&t.line);
-	ehr_buf_free(&t.data);
+	ctl_sse_free(&t.sse);
 	return rc;
 }
 

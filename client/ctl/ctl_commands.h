@@ -17,6 +17,8 @@ int ctl_cmd_record(int argc, char **argv);   /* storage: client/ctl/cmd_record.c
 int ctl_cmd_audit(int argc, char **argv);    /* contracts: client/ctl/cmd_audit.c */
 int ctl_cmd_contract(int argc, char **argv); /* contracts: client/ctl/cmd_contract.c */
 int ctl_cmd_receipt(int argc, char **argv);  /* receipts: client/ctl/cmd_receipt.c */
+/* `ehrctl patient watch` (argv[0] = "watch"): client/ctl/cmd_watch.c */
+int ctl_cmd_patient_watch(int argc, char **argv);
 
 /* GET a receipt URL ("/v1/receipts/N", as a reply named it) with
  * `Prefer: wait=<wait_s>` and write the tlog-proof to file ("-" or NULL:
@@ -58,5 +60,28 @@ void ctl_print_json(const json_t *j);
 /* For a finished request: print the body (2xx), or "ehrctl: <status>
  * <code>: <message>" on stderr (otherwise); return 0 for 2xx, 1 else. */
 int ctl_finish(struct ehr_client *c, long status, const json_t *resp);
+
+/*
+ * The Server-Sent Events reader (ctl_sse.c): feed it the body of a
+ * text/event-stream reply (ctl_sse_feed is an ehr_client_data_fn whose ud
+ * is the struct ctl_sse); it calls on_event for each event with data, with
+ * `id`, `event` ("" when absent or too long) and `data` (data lines joined
+ * by LF). on_event returning false stops the transfer.
+ */
+struct ctl_sse;
+typedef bool (*ctl_sse_event_fn)(struct ctl_sse *s, void *ud);
+struct ctl_sse {
+	struct ehr_buf line;
+	struct ehr_buf data;
+	char id[32];
+	char event[48];
+	bool has_data, after_cr;
+	ctl_sse_event_fn on_event;
+	void *ud;
+};
+void ctl_sse_init(struct ctl_sse *s, size_t max, ctl_sse_event_fn fn, void *ud);
+void ctl_sse_reset(struct ctl_sse *s); /* before a new connection */
+void ctl_sse_free(struct ctl_sse *s);
+bool ctl_sse_feed(const void *p, size_t n, void *ud);
 
 #endif

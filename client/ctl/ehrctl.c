@@ -29,6 +29,8 @@ static void usage(FILE *f)
 	        "  patient login        challenge + token; stores the access token (0600)\n"
 	        "  patient erase --basis CODE\n"
 	        "                       (patient) erase yourself: records, keys, contracts, link\n"
+	        "  patient watch [--from N] [--count N] [--json]\n"
+	        "                       (patient) follow every access to your records, live\n"
 	        "  whoami               an authenticated call (mTLS or DPoP): who the gateway sees\n"
 	        "  record ...           EHR records (ehrctl record --help)\n"
 	        "  contract ...         access contracts (ehrctl contract --help)\n"
@@ -256,7 +258,7 @@ static int patient_login(int argc, char **argv)
 static int cmd_patient(int argc, char **argv)
 {
 	if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-		printf("usage: ehrctl patient create|enroll|login|erase [--help]\n");
+		printf("usage: ehrctl patient create|enroll|login|erase|watch [--help]\n");
 		return argc < 2 ? 2 : 0;
 	}
 	if (strcmp(argv[1], "create") == 0)
@@ -267,6 +269,8 @@ static int cmd_patient(int argc, char **argv)
 		return patient_login(argc - 1, argv + 1);
 	if (strcmp(argv[1], "erase") == 0)
 		return patient_erase(argc - 1, argv + 1);
+	if (strcmp(argv[1], "watch") == 0)
+		return ctl_cmd_patient_watch(argc - 1, argv + 1);
 	fprintf(stderr, "ehrctl patient: unknown command '%s'\n", argv[1]);
 	return 2;
 }

@@ -39,6 +39,7 @@ struct gw_identity {
 	char cert_serial[64]; /* hex serial for mTLS identities, else "" */
 	char jkt[64];         /* patient: JWK thumbprint of the device key, else "" */
 	char token_jti[64];   /* patient: the access token's jti (not secret: an id), else "" */
+	int64_t token_exp;    /* patient: the access token's exp (Unix seconds), else 0 */
 };
 
 typedef void (*gw_handler_fn)(struct gw_req *r);

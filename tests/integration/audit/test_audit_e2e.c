@@ -412,6 +412,14 @@ static long matrix_call(size_t route, enum role_ix role, enum cstate st, const c
 		         (unsigned long long)size);
 		status = call(c, "GET", path, NULL, NULL);
 		break;
+	case 9: { /* GET /v1/me/access/stream: the caller's own entries (test_patient_stream.c) */
+		bool streaming = false;
+		ehr_client_request(c, &status, NULL, "GET", "/v1/me/access/stream?from=0", NULL, NULL, 0,
+		                   stream_first_chunk, &streaming);
+		status = streaming ? 200
+		                   : call(c, "GET", "/v1/me/access/stream?from=0&heartbeat=1", NULL, NULL);
+		break;
+	}
 	default: break;
 	}
 	json_decref(body);
@@ -431,6 +439,7 @@ static void test_access_matrix(void)
 		{ "GET", "/v1/ledger/checkpoint", BIT(R_AUD) | BIT(R_P1) | BIT(R_P2) },
 		{ "GET", "/v1/ledger/proof/inclusion", BIT(R_AUD) | BIT(R_P1) }, /* P1's entry: not P2's */
 		{ "GET", "/v1/ledger/proof/consistency", BIT(R_AUD) | BIT(R_P1) | BIT(R_P2) },
+		{ "GET", "/v1/me/access/stream", BIT(R_P1) | BIT(R_P2) },
 	};
 	unsigned cells = 0, bad = 0;
 
@@ -508,7 +517,7 @@ static void test_access_matrix(void)
 			}
 		}
 	}
-	CU_ASSERT_EQUAL(cells, 9 * 6 * 3);
+	CU_ASSERT_EQUAL(cells, 10 * 6 * 3);
 	CU_ASSERT_EQUAL(bad, 0);
 }
 

@@ -26,11 +26,6 @@ int ehrt_gw_setup(struct gw_proc *g, const char *store_ini)
 	return gwp_setup(g, &o);
 }
 
-int ehrt_server(struct gw_proc *g, const char *name, struct ehr_client **out)
-{
-	return ehrt_principal(g, "server", name, out);
-}
-
 int ehrt_principal(struct gw_proc *g, const char *role, const char *name, struct ehr_client **out)
 {
 	char token[512], dir[GWP_PATH + 64];
@@ -49,10 +44,15 @@ int ehrt_principal(struct gw_proc *g, const char *role, const char *name, struct
 	return ehr_client_open_profile(out, dir);
 }
 
-int ehrt_patient(struct gw_proc *g, struct ehr_client *srv, const char *name, char pid[160],
-                 struct ehr_client **out)
+int ehrt_server(struct gw_proc *g, const char *name, struct ehr_client **out)
 {
-	json_t *body = json_pack("{s:s}", "external_id", name), *resp = NULL;
+	return ehrt_principal(g, "server", name, out);
+}
+
+int ehrt_patient_device(struct gw_proc *g, struct ehr_client *srv, const char *external_id, const char *name,
+                        char pid[160], struct ehr_client **out)
+{
+	json_t *body = json_pack("{s:s}", "external_id", external_id), *resp = NULL;
 	const char *p = NULL, *code = NULL;
 	char dir[GWP_PATH + 64];
 	long status = 0;
@@ -71,6 +71,12 @@ int ehrt_patient(struct gw_proc *g, struct ehr_client *srv, const char *name, ch
 	json_decref(resp);
 	GUARD(err);
 	return ehr_client_open_profile(out, dir);
+}
+
+int ehrt_patient(struct gw_proc *g, struct ehr_client *srv, const char *name, char pid[160],
+                 struct ehr_client **out)
+{
+	return ehrt_patient_device(g, srv, name, name, pid, out);
 }
 
 int ehrt_grant(struct gw_proc *g, const char *patient_name, const char *server_id, const char *actions)

@@ -19,15 +19,20 @@
  * given [store] section ("" or NULL: the gateway's default store). */
 int ehrt_gw_setup(struct gw_proc *g, const char *store_ini);
 
-/* Register a medical server (issue-token + POST /v1/register) into
- * dir/<name>, and open its client. */
-int ehrt_server(struct gw_proc *g, const char *name, struct ehr_client **out);
-/* The same for any role ("server", "auditor"). */
+/* Register a principal of `role` ("server", "auditor": issue-token + POST
+ * /v1/register) into dir/<name>, and open its client. */
 int ehrt_principal(struct gw_proc *g, const char *role, const char *name, struct ehr_client **out);
-/* As server `srv`, create a patient and enrol it into dir/<name>; open its
- * client. pid gets the patient pseudonym. */
+/* ehrt_principal of a medical server. */
+int ehrt_server(struct gw_proc *g, const char *name, struct ehr_client **out);
+/* As server `srv`, create a patient (external id `name`) and enrol it into
+ * dir/<name>; open its client. pid gets the patient pseudonym. */
 int ehrt_patient(struct gw_proc *g, struct ehr_client *srv, const char *name, char pid[160],
                  struct ehr_client **out);
+/* The same with the external id apart from the profile's name: a second
+ * device of the same patient (POST /v1/patients again gives a new code
+ * for the same pseudonym, docs/PROTOCOL.md §5.1). */
+int ehrt_patient_device(struct gw_proc *g, struct ehr_client *srv, const char *external_id, const char *name,
+                        char pid[160], struct ehr_client **out);
 /* As the patient whose profile is dir/<patient_name>, grant server_id a
  * contract (`ehrctl contract create --server ID --actions A --all`). */
 int ehrt_grant(struct gw_proc *g, const char *patient_name, const char *server_id, const char *actions);

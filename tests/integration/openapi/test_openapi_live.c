@@ -72,6 +72,16 @@ static long preq(const char *method, const char *path, const json_t *body, json_
 	return status;
 }
 
+/* Keep the start of a streamed reply, then stop the transfer. */
+static bool first_chunk(const void *d, size_t n, void *ud)
+{
+	char *out = ud;
+
+	memcpy(out, d, n < 63 ? n : 63);
+	out[n < 63 ? n : 63] = '\0';
+	return false;
+}
+
 /* Register a principal with a fresh key and CSR over POST /v1/register;
  * its certificate and key go to cert/key (PEM files). */
 static int register_principal(const char *role, const char *cert, const char *key, char *id, size_t cap)
@@ -244,6 +254,17 @@ static void test_contracts_and_records(void)
 	json_decref(env);
 	CU_ASSERT_EQUAL(preq("GET", "/v1/me/access-log?limit=5", NULL, NULL), 200);
 	CU_ASSERT_EQUAL(preq("GET", "/v1/me/access-log?limit=x", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(preq("GET", "/v1/me/access/stream?heartbeat=0", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(preq("GET", "/v1/me/access/stream?from=x", NULL, NULL), 400);
+	CU_ASSERT_EQUAL(req("GET", "/v1/me/access/stream", aud_cert, aud_key, NULL, NULL, NULL), 403);
+	{
+		/* the stream's first bytes, then the client leaves */
+		char first[64] = "";
+		long st = 0;
+		ehr_client_request(pat, &st, NULL, "GET", "/v1/me/access/stream?from=0", NULL, NULL, 0,
+		                   first_chunk, first);
+		CU_ASSERT_EQUAL(strncmp(first, ": ehrgate access stream", 23), 0);
+	}
 }
 
 static void test_audit(void)
