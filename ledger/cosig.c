@@ -97,7 +97,7 @@ out:
 static bool pub_seen(const struct ledger_note_key *w, size_t i)
 {
 	for (size_t j = 0; j < i; j++)
-		if (memcmp(w[j].pub, w[i].pub, 32) == 0) /* not secret: public keys */
+		if (memcmp(w[j].pub, w[i].pub, 32) == 0) /* not secret */
 			return true;
 	return false;
 }

@@ -14,7 +14,7 @@ PKGS="openssl libevent libevent_openssl libevent_pthreads libpq libcurl libjwt j
 CFLAGS="-std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-unused-function -I$ROOT $(pkg-config --cflags $PKGS)"
 export CC CFLAGS
 
-mapfile -t HEADERS < <(find common ledger policy auth records cloud gateway client -name '*.h' 2>/dev/null | sort)
+mapfile -t HEADERS < <(find common ledger policy auth records cloud gateway client witness -name '*.h' 2>/dev/null | sort)
 printf '%s\n' "${HEADERS[@]}" | xargs -P2 -I{} sh -c '
 	if ! out=$(printf "#include \"%s\"\n#include \"%s\"\n" "$1" "$1" |
 		$CC $CFLAGS -fsyntax-only -x c - 2>&1); then

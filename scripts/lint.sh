@@ -29,7 +29,7 @@ done
 if [ "$BOOTSTRAP" = 1 ] && [ "$(id -u)" = 0 ]; then
 	bash deploy/bootstrap.sh || { echo "lint: deploy/bootstrap.sh failed" >&2; exit 1; }
 fi
-DIRS=(common ledger policy auth records cloud client gateway tests)
+DIRS=(common ledger policy auth records cloud client gateway witness tests)
 fail=0
 
 mapfile -t FILES < <(find "${DIRS[@]}" -type f \( -name '*.c' -o -name '*.h' \) -not -path '*/node_modules/*' 2>/dev/null | sort)

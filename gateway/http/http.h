@@ -224,10 +224,10 @@ typedef int (*gw_gate_fn)(struct gw_req *r);
 void gw_req_set_identity(struct gw_req *r, const struct gw_identity *id);
 
 struct gw_http_options {
-	const char *listen;                 /* "host:port" / "[v6]:port", numeric host */
-	const char *public_url;             /* for gw_req_url; NULL or "" = from Host */
-	const char *tls_cert, *tls_key;     /* PEM files, re-read on SIGHUP */
-	const char *tls_client_ca;          /* CA the client certificates are checked against */
+	const char *listen;             /* "host:port" / "[v6]:port", numeric host */
+	const char *public_url;         /* for gw_req_url; NULL or "" = from Host */
+	const char *tls_cert, *tls_key; /* PEM files, re-read on SIGHUP */
+	const char *tls_client_ca;      /* CA client certificates are checked against; NULL/"": none asked */
 	unsigned workers, blocking_threads; /* event-loop threads, blocking-pool threads */
 	size_t blocking_queue;              /* jobs waiting beyond this get 503 */
 	unsigned max_headers;

@@ -97,6 +97,13 @@ int gw_tls_ctx_new(SSL_CTX **out, const struct gw_http_options *o)
 		err = ehr_error_ossl(EHR_ERR_CONFIG, "[tls] key does not match [tls] cert");
 		goto out;
 	}
+	if (ca == NULL || *ca == '\0') {
+		/* No client CA (a server without client certificates, e.g.
+		 * ehrwitness): never ask for one. */
+		SSL_CTX_set_client_hello_cb(ctx, client_hello, NULL);
+		*out = ctx;
+		return 0;
+	}
 	if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
 		err = ehr_error_ossl(EHR_ERR_CONFIG, "[tls] client_ca: cannot load the registration CA");
 		goto out;
