@@ -145,7 +145,8 @@ static int db_ready(struct publisher *p, bool *active)
 static int db_publish(struct publisher *p, const struct pub_round *rd, const struct ehr_buf *note)
 {
 	char size[24], old[24], now[24], k[12];
-	const char *params[5] = { size, old, now, ehr_buf_cstr(note), k };
+	const char *params[3] = { size, old, now };
+	const char *ins[4] = { size, ehr_buf_cstr(note), k, now };
 	void *r = NULL;
 	int err;
 
@@ -164,8 +165,8 @@ static int db_publish(struct publisher *p, const struct pub_round *rd, const str
 	}
 	GUARD_GOTO(ehr_db_run(p->pg,
 	                      "INSERT INTO ledger_published (tree_size, note, cosigners, published_ms) "
-	                      "VALUES ($1, $4, $5, $3)",
-	                      5, params));
+	                      "VALUES ($1, $2, $3, $4)",
+	                      4, ins));
 	GUARD_GOTO(ehr_db_commit(p->pg));
 	p->published = rd->size;
 out:
