@@ -240,6 +240,10 @@ static int round_once(struct publisher *p, bool *quorum_ok)
 	GUARD_GOTO(ledger_checkpoint_note(&rd.note, b.origin, b.tree_size, b.root, pub, b.cp_sig));
 	rd.size = b.tree_size;
 	GUARD_GOTO(pub__round(p, &rd));
+	if (atomic_load(&p->stopping)) { /* the round was abandoned: nothing to say */
+		rc = -1;
+		goto out;
+	}
 	if (rd.valid < p->cfg.quorum) {
 		if (*quorum_ok)
 			ehr_logf(EHR_LOG_WARN, "publication.paused",
