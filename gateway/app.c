@@ -21,6 +21,7 @@
 #include "auth/auth.h"
 #include "cloud/cloud.h"
 #include "ledger/ledger.h"
+#include "publish/publish.h"
 #include "records/records.h"
 
 struct gw_app {
@@ -31,6 +32,7 @@ struct gw_app {
 	struct obj_store *store;
 	struct gw_audit_queue *audit_queries;
 	struct atna_feed *atna;
+	struct publisher *publisher;
 };
 
 struct gw_app *gw_req_app(const struct gw_req *r)
@@ -79,6 +81,35 @@ struct gw_audit_queue *gw_app_audit_queue(struct gw_app *app)
 const struct gw_config *gw_app_config(struct gw_app *app)
 {
 	return app->cfg;
+}
+
+struct publisher *gw_app_publisher(struct gw_app *app)
+{
+	return app->publisher;
+}
+
+/* The publisher of [witness] (off, *out NULL, without witnesses). The
+ * config was checked by gw_config_finish. */
+static int publisher_open(struct publisher **out, const struct gw_config *cfg, struct ledger *l)
+{
+	struct publish_witness w[PUBLISH_MAX_WITNESSES];
+	struct publish_config pc = {
+		.ledger = l,
+		.conninfo = gw_config_get(cfg, "database", "url"),
+		.witnesses = w,
+		.quorum = (unsigned)gw_config_get_uint(cfg, "witness", "quorum"),
+		.ca_file = gw_config_get(cfg, "witness", "ca_file"),
+		.cert_file = gw_config_get(cfg, "witness", "cert"),
+		.key_file = gw_config_get(cfg, "witness", "key"),
+		.interval_ms = (unsigned)gw_config_get_uint(cfg, "witness", "interval_ms"),
+		.timeout_ms = (unsigned)gw_config_get_uint(cfg, "witness", "timeout_ms"),
+	};
+
+	GUARD(publish_witnesses_parse(w, PUBLISH_MAX_WITNESSES, &pc.n,
+	                              gw_config_get(cfg, "witness", "witnesses")));
+	if (pc.n == 0)
+		return 0;
+	return publish_start(out, &pc);
 }
 
 static int load_ledger_key(EVP_PKEY **out, const struct gw_config *cfg)
@@ -171,7 +202,7 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 	if (app == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 	app->cfg = cfg;
-	if (what & (GW_APP_AUDIT_QUERIES | GW_APP_ATNA))
+	if (what & (GW_APP_AUDIT_QUERIES | GW_APP_ATNA | GW_APP_PUBLISH))
 		what |= GW_APP_LEDGER;
 	if (what & (GW_APP_LEDGER | GW_APP_AUTH))
 		what |= GW_APP_DB;
@@ -197,6 +228,8 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 			.origin = gw_config_get(cfg, "ledger", "origin"),
 			.batch_max = (unsigned)gw_config_get_uint(cfg, "ledger", "batch_max"),
 			.batch_ms = (unsigned)gw_config_get_uint(cfg, "ledger", "batch_ms"),
+			/* with witnesses, clients get the quorum-published checkpoint */
+			.witnessed = *gw_config_get(cfg, "witness", "witnesses") != '\0',
 		};
 		GUARD_GOTO(load_ledger_key(&key, cfg));
 		lc.signing_key = key;
@@ -240,6 +273,8 @@ int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what)
 		GUARD_GOTO(gw_audit_queue_new(&app->audit_queries, app->ledger, GW_AUDIT_QUEUE_MAX));
 	if (what & GW_APP_ATNA)
 		GUARD_GOTO(atna_open(&app->atna, cfg));
+	if (what & GW_APP_PUBLISH)
+		GUARD_GOTO(publisher_open(&app->publisher, cfg, app->ledger));
 
 	*out = app;
 	return 0;
@@ -252,7 +287,8 @@ void gw_app_close(struct gw_app *app)
 {
 	if (app == NULL)
 		return;
-	atna_feed_stop(app->atna); /* before the ledger: it may be reading */
+	publish_stop(app->publisher); /* before the ledger: it reads proofs */
+	atna_feed_stop(app->atna);    /* before the ledger: it may be reading */
 	/* the queued audit.query entries are committed before the ledger closes */
 	gw_audit_queue_free(app->audit_queries);
 	/* ---- storage: free app->store here */

@@ -13,6 +13,7 @@
 #include "gateway/gateway_internal.h"
 
 #include "atna/atna.h"
+#include "publish/publish.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -159,6 +160,14 @@ static const struct gw_config_key gw_config_keys[] = {
 	U("atna", "backoff_max_ms", "30000", 250, 3600000),
 	U("atna", "timeout_ms", "10000", 100, 600000),
 	U("atna", "settle_ms", "500", 0, 60000),
+	/* [witness] quorum publication (docs/LEDGER.md §13); no witnesses = off */
+	S("witness", "witnesses", ""),
+	U("witness", "quorum", "0", 0, 16),
+	S("witness", "ca_file", ""),
+	S("witness", "cert", ""),
+	S("witness", "key", ""),
+	U("witness", "interval_ms", "250", 10, 60000),
+	U("witness", "timeout_ms", "2000", 50, 60000),
 	/* [log] */
 	E("log", "level", "info", "debug|info|warn|error"),
 	B("log", "access", "true"),
@@ -553,6 +562,32 @@ static int atna_check(const struct gw_config *cfg)
 	return 0;
 }
 
+/* [witness]: the witnesses parse, the quorum is 1..n with witnesses (and
+ * 0 without), and a client certificate comes with its key. */
+static int witness_check(const struct gw_config *cfg)
+{
+	struct publish_witness w[PUBLISH_MAX_WITNESSES];
+	uint64_t k = gw_config_get_uint(cfg, "witness", "quorum");
+	size_t n;
+
+	if (publish_witnesses_parse(w, PUBLISH_MAX_WITNESSES, &n,
+	                            gw_config_get(cfg, "witness", "witnesses")) < 0)
+		return ehr_error_wrap(EHR_ERR_CONFIG, "config key [witness] witnesses");
+	if (n == 0 && k != 0)
+		return ehr_error_set(EHR_ERR_CONFIG,
+		                     "config key [witness] quorum is set but [witness] witnesses "
+		                     "is empty");
+	if (n > 0 && (k < 1 || k > n))
+		return ehr_error_set(EHR_ERR_CONFIG,
+		                     "config key [witness] quorum must be 1..%zu (the number of witnesses) "
+		                     "when [witness] witnesses is set",
+		                     n);
+	if ((*gw_config_get(cfg, "witness", "cert") == '\0') !=
+	    (*gw_config_get(cfg, "witness", "key") == '\0'))
+		return ehr_error_set(EHR_ERR_CONFIG, "config keys [witness] cert and key go together");
+	return 0;
+}
+
 int gw_config_finish(struct gw_config *cfg)
 {
 	const char *state = value_of(cfg, "server", "state_dir", NULL);
@@ -594,6 +629,7 @@ int gw_config_finish(struct gw_config *cfg)
 		}
 	}
 	GUARD_GOTO(atna_check(cfg));
+	GUARD_GOTO(witness_check(cfg));
 	cfg->finished = true;
 out:
 	ehr_buf_free(&b);

@@ -33,6 +33,8 @@ int gw_ledger_event(void *ledger, const char *type, const char *actor, const cha
 struct auth_ctx *gw_app_auth(struct gw_app *app);
 struct obj_store *gw_app_store(struct gw_app *app);
 const struct gw_config *gw_app_config(struct gw_app *app);
+/* The witness publisher (publish/publish.h), NULL without [witness] witnesses. */
+struct publisher *gw_app_publisher(struct gw_app *app);
 
 /* ---- erasure (docs/ERASURE.md §6): [retention] as the record service's
  * minimum retention periods (gateway/retention.c). EHR_ERR_CONFIG names
@@ -100,7 +102,9 @@ enum gw_app_part {
 	/* the audit.query queue and its flusher thread (implies LEDGER) */
 	GW_APP_AUDIT_QUERIES = 1u << 4,
 	GW_APP_ATNA = 1u << 5, /* the ATNA feed of [atna], when it names repositories (implies LEDGER) */
-	GW_APP_ALL = 0x3fu,
+	/* the witness publisher of [witness], when it names witnesses (implies LEDGER) */
+	GW_APP_PUBLISH = 1u << 6,
+	GW_APP_ALL = 0x7fu,
 };
 /* Open the parts named in `what`. cfg must outlive the app. */
 int gw_app_open(struct gw_app **out, const struct gw_config *cfg, unsigned what);

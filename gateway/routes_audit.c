@@ -484,12 +484,28 @@ static void checkpoint(struct gw_req *r, struct gw_audit_query_info *info)
 
 	if (!gw__audit_query_u64(r, "size", &size, 0, INT64_MAX))
 		return;
-	err = ledger_checkpoint(gw_app_ledger(gw_req_app(r)), size, &note);
+	/* No size: the published checkpoint (with witnesses: the newest one
+	 * that reached quorum, cosignature lines included). A size: the log's
+	 * own signed note for that block, cosigned or not. */
+	if (size == 0)
+		err = ledger_published(gw_app_ledger(gw_req_app(r)), &note, &size);
+	else
+		err = ledger_checkpoint(gw_app_ledger(gw_req_app(r)), size, &note);
 	if (err < 0)
 		reply_err(r, err);
 	else
 		gw_reply_bytes(r, 200, "text/plain; charset=utf-8", note.data, note.len);
 	ehr_buf_free(&note);
+}
+
+/* The size of the published checkpoint: the proofs' default tree size. */
+static int published_size(struct ledger *l, uint64_t *size)
+{
+	struct ehr_buf note = EHR_BUF_INIT(LEDGER_NOTE_MAX);
+	int err = ledger_published(l, &note, size);
+
+	ehr_buf_free(&note);
+	return err;
 }
 
 struct owner_check {
@@ -517,13 +533,17 @@ static void inclusion(struct gw_req *r, struct gw_audit_query_info *info)
 
 	(void)info; /* not a listing, no patient filter */
 
-	if (gw_req_query(r, "index") == NULL || gw_req_query(r, "size") == NULL) {
-		gw_reply_error(r, 400, "invalid_request", "index and size are required");
+	if (gw_req_query(r, "index") == NULL) {
+		gw_reply_error(r, 400, "invalid_request", "index is required");
 		return;
 	}
 	if (!gw__audit_query_u64(r, "index", &index, 0, INT64_MAX) ||
 	    !gw__audit_query_u64(r, "size", &size, 0, INT64_MAX))
 		return;
+	if (gw_req_query(r, "size") == NULL && (err = published_size(l, &size)) < 0) {
+		reply_err(r, err);
+		return;
+	}
 	if (id->role == GW_ROLE_PATIENT) {
 		/* Patients may prove their own entries only; others' look absent. */
 		struct owner_check o = { id->subject, false };
@@ -560,13 +580,17 @@ static void consistency(struct gw_req *r, struct gw_audit_query_info *info)
 
 	(void)info; /* not a listing, no patient filter */
 
-	if (gw_req_query(r, "from") == NULL || gw_req_query(r, "to") == NULL) {
-		gw_reply_error(r, 400, "invalid_request", "from and to are required");
+	if (gw_req_query(r, "from") == NULL) {
+		gw_reply_error(r, 400, "invalid_request", "from is required");
 		return;
 	}
 	if (!gw__audit_query_u64(r, "from", &from, 0, INT64_MAX) ||
 	    !gw__audit_query_u64(r, "to", &to, 0, INT64_MAX))
 		return;
+	if (gw_req_query(r, "to") == NULL && (err = published_size(l, &to)) < 0) {
+		reply_err(r, err);
+		return;
+	}
 	if (from == 0 || from > to) {
 		gw_reply_error(r, 400, "invalid_request", "need 0 < from <= to");
 		return;

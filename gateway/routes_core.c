@@ -6,6 +6,7 @@
 #include "common/metrics.h"
 #include "gateway/gateway_internal.h"
 #include "cloud/cloud.h"
+#include "publish/publish.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +22,35 @@ static void route_healthz(struct gw_req *r)
 	gw_reply_bytes(r, 200, "application/json", ok, sizeof(ok) - 1);
 }
 
+/* The publication detail of /readyz: quorum state, sizes, each witness.
+ * Below quorum publication pauses but the gateway still serves (appends
+ * never wait for witnesses), so it is detail, not a 503. */
+static json_t *publication_detail(struct publisher *p, const char **state)
+{
+	struct publish_status st;
+	json_t *ws = json_array();
+
+	publish_status(p, &st);
+	*state = !st.active ? "standby" : st.quorum_ok ? "ok" : "paused";
+	for (unsigned i = 0; i < st.n && ws; i++)
+		json_array_append_new(ws, json_pack("{s:s, s:I, s:I, s:i, s:b}", "name", st.w[i].name,
+		                                    "cosigned_size", (json_int_t)st.w[i].cosigned_size,
+		                                    "cosigned_ms", (json_int_t)st.w[i].cosigned_ms,
+		                                    "last_status", st.w[i].last_status, "ok", st.w[i].ok));
+	return json_pack("{s:s, s:i, s:i, s:i, s:I, s:I, s:I, s:o}", "state", *state, "quorum",
+	                 (int)st.quorum, "witnesses", (int)st.n, "cosigners", (int)st.cosigners,
+	                 "published_size", (json_int_t)st.published_size, "head_size",
+	                 (json_int_t)st.head_size, "lag_ms", (json_int_t)st.lag_ms, "witness",
+	                 ws ? ws : json_array());
+}
+
 /* Ready when every configured dependency answers. Runs on the blocking
  * pool: the database ping may wait up to the pool's acquire timeout. */
 static void route_readyz(struct gw_req *r)
 {
 	struct gw_app *app = gw_req_app(r);
 	json_t *checks = json_object();
+	json_t *publication = NULL;
 	struct ehr_buf down = EHR_BUF_INIT(256);
 
 	if (gw_app_db(app)) {
@@ -43,13 +67,29 @@ static void route_readyz(struct gw_req *r)
 		if (!ok)
 			ehr_buf_printf(&down, "%sstore", down.len ? ", " : "");
 	}
+	if (gw_app_publisher(app)) {
+		const char *state;
+		json_t *detail = publication_detail(gw_app_publisher(app), &state);
+		json_object_set_new(checks, "publication", json_string(state));
+		if (detail)
+			publication = detail;
+	}
 	if (down.len) {
 		json_t *body = json_pack("{s:{s:s, s:s+}, s:o}", "error", "code", "unavailable", "message",
 		                         "not ready: ", ehr_buf_cstr(&down), "checks", checks);
+		if (body && publication)
+			json_object_set_new(body, "publication", publication);
+		else
+			json_decref(publication);
 		gw_reply_header(r, "Retry-After", "1");
 		gw_reply_json(r, 503, body);
 	} else {
-		gw_reply_json(r, 200, json_pack("{s:s, s:o}", "status", "ready", "checks", checks));
+		json_t *body = json_pack("{s:s, s:o}", "status", "ready", "checks", checks);
+		if (body && publication)
+			json_object_set_new(body, "publication", publication);
+		else
+			json_decref(publication);
+		gw_reply_json(r, 200, body);
 	}
 	ehr_buf_free(&down);
 }

@@ -70,6 +70,9 @@ struct ledger_config {
 	unsigned batch_ms;      /* max linger for a batch to fill, default 2 (0 = never);
 	                             * the writer lingers only while fewer entries are queued
 	                             * than its previous batch held (docs/LEDGER.md §3) */
+	bool witnessed;         /* checkpoints count once witnesses cosigned them:
+	                         * ledger_published reads the quorum-published head
+	                         * (table ledger_published, docs/LEDGER.md §13) */
 };
 
 int ledger_open(struct ledger **out, const struct ledger_config *cfg);
@@ -336,7 +339,9 @@ int ledger_checkpoint(struct ledger *l, uint64_t size, struct ehr_buf *note);
  * The published checkpoint: the newest tree head that clients are handed
  * (tiles, receipts, proofs). Without witnesses it is the latest signed
  * checkpoint; with witnesses it is the newest one that reached quorum and
- * carries its cosignature lines. *size is its tree size.
+ * carries its cosignature lines (ledger_config.witnessed: the head of
+ * table ledger_published, which the publisher of publish/publish.h moves
+ * forward). *size is its tree size.
  * EHR_ERR_NOT_FOUND when nothing is published yet.
  */
 int ledger_published(struct ledger *l, struct ehr_buf *note, uint64_t *size);

@@ -241,6 +241,7 @@ int ledger_open(struct ledger **out, const struct ledger_config *cfg)
 	if (l->batch_max > 65536)
 		l->batch_max = 65536;
 	l->batch_ms = cfg->batch_ms;
+	l->witnessed = cfg->witnessed;
 	if (cfg->db != NULL) {
 		l->db = cfg->db;
 	} else {
@@ -349,4 +350,10 @@ struct ehr_db_pool *ledger__pool(struct ledger *l);
 struct ehr_db_pool *ledger__pool(struct ledger *l)
 {
 	return l->db;
+}
+
+bool ledger__witnessed(const struct ledger *l);
+bool ledger__witnessed(const struct ledger *l)
+{
+	return l->witnessed;
 }

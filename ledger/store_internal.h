@@ -39,6 +39,7 @@ struct ledger {
 	uint8_t pub[32];
 	unsigned batch_max;
 	unsigned batch_ms;
+	bool witnessed;
 
 	pthread_t writer;
 	pthread_mutex_t mu;

@@ -5,9 +5,12 @@
  *                      [--from-seq N] [--to-seq N] [--limit N] [--cursor C] [--fhir]
  *   ehrctl audit tail  [--since-seq N] [--count N] [--retries N]
  *   ehrctl audit verify --ledger-key FILE [--origin NAME] [--state FILE] [--full]
+ *                       [--witness NAME=VKEY ... [--quorum K]]
  *
  * verify is an independent client-side check (docs/AUDIT.md §4):
- *  1. the current checkpoint's signature against the pinned ledger key;
+ *  1. the current (published) checkpoint's signature against the pinned
+ *     ledger key and, with --witness, k valid witness cosignatures
+ *     (NO_QUORUM names the first witness missing or bad);
  *  2. consistency between the last checkpoint this client verified (kept in
  *     the state file) and the new one: a smaller tree is a ROLLBACK, a
  *     different root at the same size or a failing proof is a FORK;
@@ -34,7 +37,8 @@ static void usage_to(FILE *f)
 	        "usage: ehrctl audit query [--type T] [--actor A] [--subject S] [--since MS] [--until MS]\n"
 	        "                          [--from-seq N] [--to-seq N] [--limit N] [--cursor C] [--fhir]\n"
 	        "       ehrctl audit tail [--since-seq N] [--count N] [--retries N]\n"
-	        "       ehrctl audit verify --ledger-key FILE [--origin NAME] [--state FILE] [--full]\n");
+	        "       ehrctl audit verify --ledger-key FILE [--origin NAME] [--state FILE] [--full]\n"
+	        "                           [--witness NAME=VKEY ... [--quorum K]]\n");
 }
 
 static int usage(void)
@@ -447,7 +451,8 @@ static int prove_entry(struct ehr_client *c, uint64_t seq, uint64_t size, const 
  * one is pinned, and its signature checked with the pinned ledger key.
  * Prints what failed; returns the exit status (0 or 1). */
 static int verify_checkpoint(struct ehr_client *c, struct ehr_buf *note, const char *origin,
-                             const uint8_t pub[32], uint64_t *size, uint8_t root[LEDGER_HASH_LEN])
+                             const uint8_t pub[32], const struct ctl_witnesses *ws, uint64_t *size,
+                             uint8_t root[LEDGER_HASH_LEN])
 {
 	char origin_buf[256];
 	long status = 0;
@@ -475,7 +480,7 @@ static int verify_checkpoint(struct ehr_client *c, struct ehr_buf *note, const c
 		        ehr_error_msg());
 		return CTL_RC_CHECK_FAILED;
 	}
-	return 0;
+	return ctl_quorum_check(ws, ehr_buf_cstr(note), note->len, origin, pub);
 }
 
 /* 2. Consistency with what was verified before: the signed tree did not
@@ -611,8 +616,9 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 	struct vstate st;
 	uint8_t(*leaves)[LEDGER_HASH_LEN] = NULL;
 	struct frontier fr;
+	struct ctl_witnesses ws = { .n = 0 };
 	bool full = false;
-	int err;
+	int err = 0;
 
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--full") == 0)
@@ -623,11 +629,23 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 			origin = argv[++i];
 		else if (strcmp(argv[i], "--state") == 0 && i + 1 < argc)
 			statefile = argv[++i];
+		else if (strcmp(argv[i], "--witness") == 0 && i + 1 < argc)
+			err = ctl_witness_opt(&ws, argv[++i]);
+		else if (strcmp(argv[i], "--quorum") == 0 && i + 1 < argc)
+			err = ctl_quorum_opt(&ws, argv[++i]);
 		else
 			return usage();
+		if (err < 0) {
+			fprintf(stderr, "ehrctl audit verify: %s\n", ehr_error_msg());
+			return 2;
+		}
 	}
 	if (keyfile == NULL)
 		return usage();
+	if (ctl_witness_finish(&ws) < 0) {
+		fprintf(stderr, "ehrctl audit verify: %s\n", ehr_error_msg());
+		return 2;
+	}
 	if (statefile == NULL) {
 		if (ehr_fmt(defstate, sizeof(defstate), "%s/audit-state.json", ehr_client_default_dir()) <
 		    0) {
@@ -646,7 +664,7 @@ static int cmd_verify(struct ehr_client *c, int argc, char **argv)
 		        ehr_error_detail());
 		return 1;
 	}
-	if ((err = verify_checkpoint(c, &note, origin, pub, &size, root)) != 0 ||
+	if ((err = verify_checkpoint(c, &note, origin, pub, &ws, &size, root)) != 0 ||
 	    (err = verify_consistency(c, &st, size, root)) != 0)
 		goto out;
 

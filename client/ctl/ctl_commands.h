@@ -12,6 +12,7 @@
 #define EHR_CTL_COMMANDS_H
 
 #include "client/client.h"
+#include "ledger/ledger.h"
 
 int ctl_cmd_record(int argc, char **argv);   /* storage: client/ctl/cmd_record.c */
 int ctl_cmd_audit(int argc, char **argv);    /* contracts: client/ctl/cmd_audit.c */
@@ -83,5 +84,27 @@ void ctl_sse_init(struct ctl_sse *s, size_t max, ctl_sse_event_fn fn, void *ud);
 void ctl_sse_reset(struct ctl_sse *s); /* before a new connection */
 void ctl_sse_free(struct ctl_sse *s);
 bool ctl_sse_feed(const void *p, size_t n, void *ud);
+/* ---- witnesses (ctl_witness.c): --witness NAME=VKEY ... --quorum K */
+#define CTL_MAX_WITNESSES 16
+struct ctl_witness {
+	char name[256];
+	struct ledger_note_key key; /* key.name points at name */
+};
+struct ctl_witnesses {
+	struct ctl_witness w[CTL_MAX_WITNESSES];
+	size_t n;
+	size_t k; /* 0 until --quorum (ctl_witness_finish: all of them) */
+};
+/* One --witness NAME=VKEY (a cosignature/v1 vkey whose key name is NAME). */
+int ctl_witness_opt(struct ctl_witnesses *ws, const char *arg);
+int ctl_quorum_opt(struct ctl_witnesses *ws, const char *arg);
+/* After the options: --quorum without witnesses or above their number is
+ * an error; no --quorum means all of them. */
+int ctl_witness_finish(struct ctl_witnesses *ws);
+/* With witnesses: the note must carry the log's signature and k valid
+ * cosignatures; if not, print "NO_QUORUM: ..." naming the first witness
+ * missing or bad and return CTL_RC_CHECK_FAILED. 0 without witnesses. */
+int ctl_quorum_check(const struct ctl_witnesses *ws, const char *note, size_t len, const char *origin,
+                     const uint8_t log_pub[32]);
 
 #endif

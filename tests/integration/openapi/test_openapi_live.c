@@ -299,7 +299,10 @@ static void test_audit(void)
 	CU_ASSERT_EQUAL(req("GET", "/v1/ledger/checkpoint?size=x", aud_cert, aud_key, NULL, NULL, NULL), 400);
 	snprintf(path, sizeof(path), "/v1/ledger/proof/inclusion?index=1&size=%lld", size);
 	CU_ASSERT_EQUAL(req("GET", path, aud_cert, aud_key, NULL, NULL, NULL), 200);
+	/* no size: the published checkpoint's tree size (LEDGER.md §13) */
 	CU_ASSERT_EQUAL(req("GET", "/v1/ledger/proof/inclusion?index=1", aud_cert, aud_key, NULL, NULL, NULL),
+	                200);
+	CU_ASSERT_EQUAL(req("GET", "/v1/ledger/proof/inclusion?size=2", aud_cert, aud_key, NULL, NULL, NULL),
 	                400);
 	snprintf(path, sizeof(path), "/v1/ledger/proof/inclusion?index=0&size=%lld", size);
 	CU_ASSERT_EQUAL(preq("GET", path, NULL, NULL), 404); /* not the patient's entry */
