@@ -89,9 +89,14 @@ static PGconn *db_connect(struct ehr_db_pool *p)
 	const char *vals[] = { p->conninfo, "5", p->options, "ehrgate", NULL };
 	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
-	if (c != NULL)
-		PQsetNoticeProcessor(c, db_quiet_notice, NULL);
+	ehr_db_conn_quiet(c);
 	return c;
+}
+
+void ehr_db_conn_quiet(void *conn)
+{
+	if (conn != NULL)
+		PQsetNoticeProcessor(conn, db_quiet_notice, NULL);
 }
 
 bool ehr_db_conn_alive(void *conn)
@@ -104,17 +109,21 @@ bool ehr_db_conn_alive(void *conn)
 		return false;
 	pfd.fd = PQsocket(c);
 	pfd.events = POLLIN;
-	pfd.revents = 0;
-	if (poll(&pfd, 1, 0) == 0)
-		return true; /* nothing arrived while idle: the usual case, one syscall */
-	/* Something arrived: a NOTIFY, a parameter change, or the server's
-	 * FATAL (57P01 on shutdown) followed by EOF. libpq reads it and marks
-	 * the connection bad on EOF or a read error. */
-	if (PQconsumeInput(c) != 1)
-		return false;
+	/* Nothing arrived while idle: the usual case, one syscall. Something
+	 * did: a NOTIFY, a parameter change, or the server's FATAL (57P01 on
+	 * shutdown, taken by libpq as a notice) and then EOF, which libpq only
+	 * sees on a later read; so read until nothing is left (a few rounds at
+	 * most), and the EOF marks the connection bad. */
+	for (int round = 0; round < 8; round++) {
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 0) == 0)
+			break;
+		if (PQconsumeInput(c) != 1 || PQstatus(c) != CONNECTION_OK)
+			return false;
+	}
 	while ((n = PQnotifies(c)) != NULL)
 		PQfreemem(n);
-	return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) != PQTRANS_UNKNOWN;
+	return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
 int ehr_db_acquire(struct ehr_db_pool *p, void **conn)

@@ -35,13 +35,17 @@ int ehr_db_acquire(struct ehr_db_pool *p, void **conn);
 /* broken: the connection saw an error that may have left it unusable. */
 void ehr_db_release(struct ehr_db_pool *p, void *conn, bool broken);
 /*
- * false when conn (a PGconn*) is closed, or when what arrived on it while
- * idle says it is gone (the server's shutdown message, EOF): one poll(2),
- * no round trip. The pool checks every connection with it on acquire and
+ * true when conn (a PGconn*) is open, idle (no transaction) and nothing
+ * that arrived on it while idle says it is gone (the server's shutdown
+ * message, EOF): one poll(2), no round trip. The pool checks every connection with it on acquire and
  * before a statement sent outside a transaction; the ledger writer before
  * each batch. Pending NOTIFYs are dropped.
  */
 bool ehr_db_conn_alive(void *conn);
+/* Drop the server's notices on conn (a PGconn*, may be NULL) instead of
+ * libpq printing them on stderr, where they would break the JSON log; a
+ * shutdown notice is acted on by ehr_db_conn_alive. */
+void ehr_db_conn_quiet(void *conn);
 /* SELECT 1 through the pool; 0 if the database answers. */
 int ehr_db_ping(struct ehr_db_pool *p);
 /*

@@ -39,6 +39,7 @@ static int writer_connect(struct ledger *l)
 		PQfinish(l->conn);
 	l->tip_valid = false;
 	l->conn = PQconnectdb(l->conninfo);
+	ehr_db_conn_quiet(l->conn);
 	if (l->conn == NULL || PQstatus(l->conn) != CONNECTION_OK) {
 		int err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "ledger writer: cannot connect",
 		                               "ledger writer: cannot connect: %s",

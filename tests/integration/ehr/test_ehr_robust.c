@@ -28,7 +28,7 @@
 #include "ehrtest.h"
 #include "tests/harness/harness.h"
 
-#define LOAD_THREADS 4
+#define LOAD_THREADS 8 /* the pool size ehrt_gw_setup sets */
 #define MAX_SAMPLES 200000
 /* Issue 13's target is 1 s from "Postgres accepts connections" to "every
  * request succeeds"; asserted with room for a loaded 2-core CI machine. */
@@ -91,7 +91,8 @@ struct loader {
 	char rid[CLOUD_RID_HEX]; /* a record to read */
 	struct sample *s;
 	size_t n;
-	atomic_bool *stop;
+	atomic_bool *stop, *pause;
+	atomic_int *busy; /* requests in flight over all loaders */
 };
 
 static void *load_main(void *arg)
@@ -104,11 +105,18 @@ static void *load_main(void *arg)
 	for (unsigned i = 0; !atomic_load(ld->stop) && ld->n < MAX_SAMPLES; i++) {
 		struct sample *s = &ld->s[ld->n];
 
+		atomic_fetch_add(ld->busy, 1);
+		if (atomic_load(ld->pause)) {
+			atomic_fetch_sub(ld->busy, 1);
+			gwp_sleep_ms(5);
+			continue;
+		}
 		s->put = (i % 2) == 0;
 		s->status = s->put ? ehrt_put(ld->srv, pg_pid, NULL, body, sizeof(body), rid)
 		                   : ehrt_get(ld->srv, ld->rid, NULL);
 		s->t = now_ms();
 		ld->n++;
+		atomic_fetch_sub(ld->busy, 1);
 		if (s->status != 200 && s->status != 201)
 			gwp_sleep_ms(20); /* a client backing off, not spinning on 503 */
 	}
@@ -174,19 +182,68 @@ static int pg_clean(void)
 	return 0;
 }
 
+/* Stop Postgres, wait OUTAGE_MS, start it: when it accepted again. */
+static long long pg_outage(void)
+{
+	CU_ASSERT_EQUAL(devservices("stop-pg"), 0);
+	/* from here on Postgres must be started again whatever fails */
+	gwp_sleep_ms(OUTAGE_MS);
+	return pg_start_timed();
+}
+
+struct tally {
+	size_t fails, odd, ok;
+	long long last_fail;
+};
+
+/* The samples of every loader taken in [from, to). */
+static struct tally tally(const struct loader *ld, long long from, long long to)
+{
+	struct tally t = { 0 };
+
+	for (int i = 0; i < LOAD_THREADS; i++)
+		for (size_t k = 0; k < ld[i].n; k++) {
+			const struct sample *s = &ld[i].s[k];
+
+			if (s->t < from || s->t >= to)
+				continue;
+			if (s->status == (s->put ? 201 : 200)) {
+				t.ok++;
+				continue;
+			}
+			t.fails++;
+			/* 503; or for an upload whose connection was cut between its
+			 * ledger commit and its row, the documented 500 "run
+			 * ehrgate fsck" (docs/OPERATIONS.md) */
+			t.odd += s->status != 503 && !(s->put && s->status == 500);
+			if (s->status != 503)
+				fprintf(stderr, "\n  failed: %s -> %ld\n", s->put ? "upload" : "read",
+				        s->status);
+			if (s->t > t.last_fail)
+				t.last_fail = s->t;
+		}
+	return t;
+}
+
 /*
- * Uploads and reads run on LOAD_THREADS clients while Postgres is stopped
- * for OUTAGE_MS and started again. Before the stop every request succeeds;
- * during the outage a request succeeds or gets 503 (nothing else, never a
- * 500); from RESTART_GRACE_MS after Postgres accepts connections again,
- * every request succeeds.
+ * Uploads (through the ledger writer) and reads run on LOAD_THREADS
+ * clients, one per pool connection, through two restarts of Postgres:
+ *   1. the clients pause (every pooled connection and the writer's are
+ *      open and idle), Postgres stops for OUTAGE_MS and starts, and the
+ *      clients go on the moment it accepts a connection: not one request
+ *      may fail, since no connection may be used before it is checked;
+ *   2. the clients keep going through the outage: each request succeeds
+ *      or gets 503 (an upload cut between its ledger commit and its row
+ *      may get the 500 that asks for fsck), and from RESTART_GRACE_MS after
+ *      Postgres accepts connections again every request succeeds.
  */
 static void test_pg_restart_under_load(void)
 {
 	struct loader ld[LOAD_THREADS];
-	atomic_bool stop = false;
-	long long t_stop, t_up, last_fail = 0;
-	size_t ok_after = 0, bad_before = 0, odd = 0, fails = 0;
+	atomic_bool stop = false, pause = false;
+	atomic_int busy = 0;
+	long long t0 = now_ms(), t_stop1, t_up1, t_stop2, t_up2, t_end;
+	struct tally before, first, during, after;
 	int started = 0;
 
 	memset(ld, 0, sizeof(ld));
@@ -200,6 +257,8 @@ static void test_pg_restart_under_load(void)
 		CU_ASSERT_FATAL(ehrt_put(ld[i].srv, pg_pid, NULL, b, sizeof(b), ld[i].rid) == 201);
 		ld[i].s = calloc(MAX_SAMPLES, sizeof(*ld[i].s));
 		ld[i].stop = &stop;
+		ld[i].pause = &pause;
+		ld[i].busy = &busy;
 		CU_ASSERT_FATAL(ld[i].s != NULL);
 	}
 	for (int i = 0; i < LOAD_THREADS; i++)
@@ -207,44 +266,45 @@ static void test_pg_restart_under_load(void)
 			started++;
 	CU_ASSERT_EQUAL(started, LOAD_THREADS);
 	gwp_sleep_ms(1500);
-	t_stop = now_ms();
-	CU_ASSERT_EQUAL(devservices("stop-pg"), 0);
-	/* from here on Postgres must be started again whatever fails */
-	gwp_sleep_ms(OUTAGE_MS);
-	t_up = pg_start_timed();
+
+	/* 1: idle through the outage */
+	atomic_store(&pause, true);
+	while (atomic_load(&busy) > 0)
+		gwp_sleep_ms(5);
+	t_stop1 = now_ms();
+	t_up1 = pg_outage();
+	atomic_store(&pause, false);
+	gwp_sleep_ms(3000);
+
+	/* 2: under load through the outage */
+	t_stop2 = now_ms();
+	t_up2 = pg_outage();
 	gwp_sleep_ms(RESTART_GRACE_MS + 5000);
 	atomic_store(&stop, true);
 	for (int i = 0; i < started; i++)
 		pthread_join(ld[i].th, NULL);
+	t_end = now_ms() + 1;
 
+	before = tally(ld, t0, t_stop1);
+	first = tally(ld, t_up1, t_stop2);
+	during = tally(ld, t_stop2, t_end);
+	after = tally(ld, t_up2 + RESTART_GRACE_MS, t_end);
+	fprintf(stderr,
+	        "\n  postgres restart, idle: %zu requests after, %zu failed\n"
+	        "  postgres restart, under load: %zu failed (%zu not 503), the last %lld ms after Postgres "
+	        "accepted again (target 1000, asserted %d); %zu successes after that\n",
+	        first.ok + first.fails, first.fails, during.fails, during.odd,
+	        during.fails ? during.last_fail - t_up2 : 0, RESTART_GRACE_MS, after.ok);
+	CU_ASSERT_EQUAL(before.fails, 0);
+	CU_ASSERT_EQUAL(first.fails, 0);
+	CU_ASSERT(first.ok > 0);
+	CU_ASSERT_EQUAL(during.odd, 0);
+	CU_ASSERT_EQUAL(after.fails, 0);
+	CU_ASSERT(after.ok > 0);
 	for (int i = 0; i < LOAD_THREADS; i++) {
-		for (size_t k = 0; k < ld[i].n; k++) {
-			const struct sample *s = &ld[i].s[k];
-			bool ok = s->status == (s->put ? 201 : 200);
-
-			if (!ok && s->t < t_stop)
-				bad_before++;
-			if (!ok && s->status != 503)
-				odd++;
-			if (!ok) {
-				fails++;
-				if (s->t > last_fail)
-					last_fail = s->t;
-			}
-			if (ok && s->t > t_up + RESTART_GRACE_MS)
-				ok_after++;
-		}
 		ehr_client_free(ld[i].srv);
 		free(ld[i].s);
 	}
-	fprintf(stderr,
-	        "\n  postgres restart: %zu failed requests (all 503: %s), last failure %lld ms after "
-	        "Postgres was back (target 1000, asserted %d); %zu successes after the grace\n",
-	        fails, odd ? "no" : "yes", last_fail ? last_fail - t_up : 0, RESTART_GRACE_MS, ok_after);
-	CU_ASSERT_EQUAL(bad_before, 0);
-	CU_ASSERT_EQUAL(odd, 0);
-	CU_ASSERT(last_fail <= t_up + RESTART_GRACE_MS);
-	CU_ASSERT(ok_after > 0);
 	gwp_assert_healthy(&PG);
 	{
 		struct gwp_resp res;
