@@ -23,6 +23,8 @@ struct ledger_check {
 	uint8_t sha[32];
 	uint64_t size;
 	bool found;
+	uint8_t tags_sha[32]; /* seg_tags_sha256, when the entry has it */
+	bool has_tags;
 };
 
 static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
@@ -44,6 +46,8 @@ static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_
 	    ehr_hex_decode(lc->sha, 32, sha, 64) == 0) {
 		lc->size = (uint64_t)size;
 		lc->found = true;
+		lc->has_tags = ehr_json_get_str(j, "seg_tags_sha256", &sha, 64) == 0 && strlen(sha) == 64 &&
+		               ehr_hex_decode(lc->tags_sha, 32, sha, 64) == 0;
 	}
 	json_decref(j);
 	return 0;
@@ -70,19 +74,18 @@ static int get_decide(const struct records_env *env, const struct policy_request
 /* The row's ledger entry gives the ciphertext's size and hash; the KEK
  * set must hold the row's key (reloaded once if it does not). */
 static int get_verify_meta(const struct records_env *env, struct records_row *row,
-                           const struct cloud_kek **kek, struct records_get_out *out)
+                           const struct cloud_kek **kek, struct ledger_check *lc, struct records_get_out *out)
 {
-	struct ledger_check lc = { 0 };
-
-	lc.rid = row->record_id;
+	memset(lc, 0, sizeof(*lc));
+	lc->rid = row->record_id;
 	out->stage = RECORDS_AT_LEDGER;
-	if (ledger_get_entries(env->ledger, row->ledger_seq, 1, ledger_entry_cb, &lc) < 0)
+	if (ledger_get_entries(env->ledger, row->ledger_seq, 1, ledger_entry_cb, lc) < 0)
 		return EHR_ERR_UNAVAILABLE; /* the message and detail stay in the slot */
-	if (!lc.found)
+	if (!lc->found)
 		return ehr_error_set(EHR_ERR_TAMPER, "record %s has no matching ledger entry",
 		                     row->record_id);
-	row->meta.ct_size = lc.size;
-	memcpy(row->meta.ct_sha256, lc.sha, 32);
+	row->meta.ct_size = lc->size;
+	memcpy(row->meta.ct_sha256, lc->sha, 32);
 	out->stage = RECORDS_AT_KEYS;
 	GUARD(obj_store_keks(env->store, false, kek));
 	if (!cloud_kek_has(*kek, row->meta.kid))
@@ -91,8 +94,8 @@ static int get_verify_meta(const struct records_env *env, struct records_row *ro
 }
 
 /* The read, on the ledger before a byte is released. */
-static int get_log_read(const struct records_env *env, const struct records_get_in *in,
-                        const struct records_row *row, const char *basis, struct ledger_receipt *rcpt)
+int records__log_read(const struct records_env *env, const struct records_get_in *in,
+                      const struct records_row *row, const char *basis, struct ledger_receipt *rcpt)
 {
 	json_t *payload = records__payload(row->record_id, row->meta.ct_sha256, row->meta.ct_size, in->actor,
 	                                   row->patient);
@@ -110,7 +113,7 @@ static int get_log_read(const struct records_env *env, const struct records_get_
 
 /* The record is erased, or being erased: stage ERASED, with the ehr.erase
  * entry once it is durable. */
-static int gone(struct records_get_out *out, bool logged, uint64_t seq)
+int records__gone(struct records_get_out *out, bool logged, uint64_t seq)
 {
 	out->stage = RECORDS_AT_ERASED;
 	out->erase_logged = logged;
@@ -141,7 +144,7 @@ static int get_lock_stored(const struct records_env *env, const char *rid, void 
 	ENSURE_GOTO(PQntuples(res) == 1, EHR_ERR_DB);
 	if (strcmp(PQgetvalue(res, 0, 0), "stored") != 0) {
 		GUARD_GOTO(ehr_parse_i64(&seq, PQgetvalue(res, 0, 1), -1, INT64_MAX));
-		err = gone(out, seq >= 0, seq < 0 ? 0 : (uint64_t)seq);
+		err = records__gone(out, seq >= 0, seq < 0 ? 0 : (uint64_t)seq);
 	}
 out:
 	PQclear(res);
@@ -189,12 +192,12 @@ static int get_open_logged(const struct records_env *env, const struct records_g
 			return err;
 		/* Deleted by an erasure since the row was read? */
 		if (records__row_load(env, &now, in->record_id) == 0 && now.state >= ROW_ERASING)
-			return gone(out, now.erase_logged, now.erase_seq);
+			return records__gone(out, now.erase_logged, now.erase_seq);
 		return ehr_error_set(EHR_ERR_TAMPER, "object missing");
 	}
 	out->stage = RECORDS_AT_COMMIT;
 	if ((err = get_lock_stored(env, row->record_id, &conn, out)) == 0) {
-		err = get_log_read(env, in, row, out->decision.dec.reason, rcpt);
+		err = records__log_read(env, in, row, out->decision.dec.reason, rcpt);
 		if (err == 0)
 			err = ehr_db_commit(conn);
 		ehr_db_release_after(env->db, conn, err);
@@ -215,6 +218,7 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	struct ledger_receipt rcpt;
 	struct records_row row;
 	struct records_meta m;
+	struct ledger_check lc;
 	int err;
 
 	memset(out, 0, sizeof(*out));
@@ -232,8 +236,15 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	GUARD(get_decide(env, &q, &out->decision));
 	/* Only who may read it learns that it was erased. */
 	if (row.state != ROW_STORED)
-		return gone(out, row.erase_logged, row.erase_seq);
-	GUARD(get_verify_meta(env, &row, &kek, out));
+		return records__gone(out, row.erase_logged, row.erase_seq);
+	GUARD(get_verify_meta(env, &row, &kek, &lc, out));
+	if (lc.has_tags) { /* segment by segment, as the object arrives (stream.c) */
+		err = records__get_streamed(env, in, &row, kek, lc.tags_sha, sink, out);
+		if (err <= 0) {
+			OPENSSL_cleanse(row.meta.wrapped, sizeof(row.meta.wrapped));
+			return err;
+		}
+	}
 	err = get_open_logged(env, in, &row, kek, &rr, &rcpt, out);
 	OPENSSL_cleanse(row.meta.wrapped, sizeof(row.meta.wrapped));
 	GUARD(err);
