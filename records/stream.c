@@ -119,13 +119,13 @@ int records__get_streamed(const struct records_env *env, const struct records_ge
 		err = 1;
 		goto out;
 	}
+	out->stage = RECORDS_AT_OBJECT; /* a list unlike the ledger's: the stored data is not the record */
 	if (tags.len % CLOUD_TAG_LEN != 0 || SHA256(tags.data, tags.len, h) == NULL ||
 	    CRYPTO_memcmp(h, tags_sha, 32) != 0) {
 		err = ehr_error_set(EHR_ERR_TAMPER, "record %s: segment tags differ from the ledger's",
 		                    row->record_id);
 		goto out;
 	}
-	out->stage = RECORDS_AT_OBJECT;
 	row->meta.seg_tags = &tags;
 	err = cloud_record_stream(env->store, kek, &row->meta, before_first, &st, sink->write, sink->ud,
 	                          &released);
