@@ -427,7 +427,13 @@ static void test_rss_after_floods(void)
 		        "ended, %ld 10 s later (limit %d)\n",
 		        round + 1, version == TLS1_3_VERSION ? 3 : 2, with_cert ? "client cert" : "no cert",
 		        opened, before, peak, after, RSS_LIMIT_KIB);
+#if defined(__SANITIZE_ADDRESS__)
+		/* ASan keeps freed memory in quarantine, so RSS says nothing about
+		 * the gateway's here; the normal build asserts the bound. */
+		CU_ASSERT(after >= 0);
+#else
 		CU_ASSERT(after >= 0 && after < RSS_LIMIT_KIB);
+#endif
 	}
 	gwp_assert_healthy(&MEM);
 }
