@@ -177,6 +177,9 @@ int cloud_seal_new(struct cloud_seal **out, const uint8_t dek[CLOUD_KEY_LEN],
                    const uint8_t rid[CLOUD_RID_LEN], uint32_t seg_size);
 int cloud_seal_update(struct cloud_seal *s, const uint8_t *p, size_t n, cloud_write_fn out, void *octx);
 int cloud_seal_final(struct cloud_seal *s, cloud_write_fn out, void *octx);
+/* Append every segment's 16-byte GCM tag to tags, in order, as segments
+ * are sealed (the list the ledger commits to, docs/STORAGE.md). */
+void cloud_seal_keep_tags(struct cloud_seal *s, struct ehr_buf *tags);
 void cloud_seal_free(struct cloud_seal *s);
 
 struct cloud_unseal;
@@ -184,6 +187,10 @@ int cloud_unseal_new(struct cloud_unseal **out, const uint8_t dek[CLOUD_KEY_LEN]
                      const uint8_t rid[CLOUD_RID_LEN]);
 int cloud_unseal_update(struct cloud_unseal *u, const uint8_t *p, size_t n, cloud_write_fn out, void *octx);
 int cloud_unseal_final(struct cloud_unseal *u, cloud_write_fn out, void *octx);
+/* Segment i must carry tags[16 i .. 16 i + 16) and the final segment must
+ * be the n-th: checked before each segment is decrypted (EHR_ERR_TAMPER
+ * otherwise). tags must outlive u. */
+void cloud_unseal_expect_tags(struct cloud_unseal *u, const uint8_t *tags, size_t n);
 void cloud_unseal_free(struct cloud_unseal *u);
 
 /*
@@ -205,7 +212,13 @@ struct cloud_record_meta {
 	uint64_t plain_size;
 	uint64_t ct_size;
 	uint8_t ct_sha256[32];
+	/* optional, caller-owned: cloud_record_put appends every segment's
+	 * tag here; cloud_record_stream reads the list from here */
+	struct ehr_buf *seg_tags;
 };
+
+/* SHA-256 over a tag list: what the ehr.store entry commits to. */
+int cloud_tags_sha256(uint8_t out[32], const struct ehr_buf *tags);
 
 /* New random record id, and its 32-hex-digit form. */
 int cloud_rid_new(uint8_t rid[CLOUD_RID_LEN]);
@@ -261,6 +274,26 @@ int cloud_record_get(struct obj_store *st, const struct cloud_kek *kek, const st
  * segment. Memory is constant. cloud_record_close wipes and frees.
  */
 struct cloud_record_reader;
+/* What cloud_record_stream verifies before releasing anything. */
+#define CLOUD_STREAM_HOLD (1024u * 1024)
+/*
+ * Fetch, verify and decrypt a record as it arrives, for a record whose
+ * segment tags are known (meta->seg_tags, already checked against the
+ * ledger): each segment must carry the tag listed for its index and pass
+ * GCM before its plaintext goes to wr, and the final one must be the
+ * last listed; the object's size and SHA-256 are checked against meta at
+ * the end too. The first CLOUD_STREAM_HOLD bytes of plaintext are held
+ * back, so a record up to that size is verified whole before any of it
+ * leaves (as cloud_record_get); past it, segments go out as they verify.
+ * before_first (may be NULL) runs once, just before the first plaintext
+ * is handed on: a failure there ends the transfer with nothing released.
+ * Memory: one segment plus the hold.
+ * A failure after plaintext went out leaves wr's consumer short: the
+ * caller must make that visible (an aborted reply).
+ */
+int cloud_record_stream(struct obj_store *st, const struct cloud_kek *kek,
+                        const struct cloud_record_meta *meta, int (*before_first)(void *ctx), void *bctx,
+                        cloud_write_fn wr, void *wctx, bool *released);
 int cloud_record_open(struct cloud_record_reader **out, struct obj_store *st, const struct cloud_kek *kek,
                       const struct cloud_record_meta *meta);
 int cloud_record_read(struct cloud_record_reader *rr, size_t max_plain, cloud_write_fn wr, void *wctx,

@@ -38,6 +38,7 @@ struct cloud_seal {
 	uint64_t idx;
 	bool hdr_sent;
 	bool finished;
+	struct ehr_buf *tags; /* optional: every segment's tag, in order */
 };
 
 struct cloud_unseal {
@@ -53,6 +54,8 @@ struct cloud_unseal {
 	uint64_t idx;
 	bool finished;
 	bool failed;
+	const uint8_t *want; /* optional: the tag each segment must carry */
+	size_t nwant;
 };
 
 int cloud_ciphertext_size(uint64_t *out, uint64_t n, uint32_t seg)
@@ -177,6 +180,8 @@ static int seal_emit(struct cloud_seal *s, bool final, cloud_write_fn out, void 
 	ENSURE((size_t)(len + flen) == s->fill, EHR_ERR_CRYPTO);
 	GUARD_OSSL(EVP_CIPHER_CTX_ctrl(s->ctx, EVP_CTRL_GCM_GET_TAG, CLOUD_TAG_LEN, s->ct + s->fill));
 	OPENSSL_cleanse(s->pt, s->fill);
+	if (s->tags)
+		GUARD(ehr_buf_append(s->tags, s->ct + s->fill, CLOUD_TAG_LEN));
 	GUARD(out(octx, s->ct, s->fill + CLOUD_TAG_LEN));
 	s->fill = 0;
 	s->idx++;
@@ -204,6 +209,11 @@ int cloud_seal_update(struct cloud_seal *s, const uint8_t *p, size_t n, cloud_wr
 		n -= take;
 	}
 	return 0;
+}
+
+void cloud_seal_keep_tags(struct cloud_seal *s, struct ehr_buf *tags)
+{
+	s->tags = tags;
 }
 
 int cloud_seal_final(struct cloud_seal *s, cloud_write_fn out, void *octx)
@@ -264,6 +274,15 @@ static int unseal_emit(struct cloud_unseal *u, bool final, cloud_write_fn out, v
 	if (u->fill < CLOUD_TAG_LEN)
 		return ehr_error_set(EHR_ERR_TAMPER, "envelope: truncated segment");
 	ctlen = u->fill - CLOUD_TAG_LEN;
+	/* With a list, the segment is the one it names at this index, and
+	 * the final segment is its last (checked before decrypting). */
+	if (u->want != NULL &&
+	    (u->idx >= u->nwant || (final && u->idx + 1 != u->nwant) ||
+	     CRYPTO_memcmp(u->ct + ctlen, u->want + u->idx * CLOUD_TAG_LEN, CLOUD_TAG_LEN) != 0)) {
+		u->failed = true;
+		return ehr_error_set(EHR_ERR_TAMPER, "envelope: segment %llu is not the one the ledger lists",
+		                     (unsigned long long)u->idx);
+	}
 	nonce_aad(nonce, aad, u->hdr, u->rid, u->idx, final);
 	GUARD_OSSL(EVP_DecryptInit_ex(u->ctx, NULL, NULL, u->key, nonce));
 	GUARD_OSSL(EVP_DecryptUpdate(u->ctx, NULL, &len, aad, (int)sizeof(aad)));
@@ -316,6 +335,12 @@ int cloud_unseal_update(struct cloud_unseal *u, const uint8_t *p, size_t n, clou
 		n -= take;
 	}
 	return 0;
+}
+
+void cloud_unseal_expect_tags(struct cloud_unseal *u, const uint8_t *tags, size_t n)
+{
+	u->want = tags;
+	u->nwant = n;
 }
 
 int cloud_unseal_final(struct cloud_unseal *u, cloud_write_fn out, void *octx)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #define REC_CHUNK (64 * 1024)
 
@@ -163,6 +164,10 @@ int cloud_record_put_sized(struct obj_store *st, const struct cloud_kek *kek, st
 		GUARD_GOTO(cloud_dek_unwrap(kek, meta->kid, meta->rid, meta->wrapped, dek));
 	}
 	GUARD_GOTO(cloud_seal_new(&pp.seal, dek, meta->rid, CLOUD_SEG_DEFAULT));
+	if (meta->seg_tags != NULL) {
+		ehr_buf_reset(meta->seg_tags);
+		cloud_seal_keep_tags(pp.seal, meta->seg_tags);
+	}
 	pp.in = malloc(CLOUD_SEG_DEFAULT);
 	ENSURE_GOTO(pp.in != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(obj_store_put_sized(st, key, pipe_read, &pp, ct_size, &info));
@@ -354,5 +359,109 @@ int cloud_record_get(struct obj_store *st, const struct cloud_kek *kek, const st
 	if (err == 0 && !done)
 		err = ehr_error_set(EHR_ERR_INTERNAL, "record read stopped early");
 	cloud_record_close(rr);
+	return err;
+}
+
+/* ---------------------------------------------------- streaming get */
+
+int cloud_tags_sha256(uint8_t out[32], const struct ehr_buf *tags)
+{
+	ENSURE(tags != NULL && tags->len > 0 && tags->len % CLOUD_TAG_LEN == 0, EHR_ERR_INVAL);
+	SHA256(tags->data, tags->len, out);
+	return 0;
+}
+
+struct stream_pipe {
+	struct cloud_unseal *u;
+	uint64_t got, limit;
+	int (*before_first)(void *ctx);
+	void *bctx;
+	cloud_write_fn wr;
+	void *wctx;
+	struct ehr_buf held; /* verified plaintext not yet released (the first CLOUD_STREAM_HOLD bytes) */
+	bool released;
+};
+
+/* Release: before_first once, then what was held. */
+static int stream_release(struct stream_pipe *sp)
+{
+	int err = 0;
+
+	if (sp->before_first)
+		GUARD(sp->before_first(sp->bctx));
+	sp->released = true;
+	if (sp->held.len > 0)
+		err = sp->wr(sp->wctx, sp->held.data, sp->held.len);
+	OPENSSL_cleanse(sp->held.data, sp->held.len);
+	ehr_buf_reset(&sp->held);
+	return err;
+}
+
+/* The unseal's output: plaintext of a segment already matched to the
+ * ledger's list and authenticated. The first CLOUD_STREAM_HOLD bytes are
+ * held, so a record that small is verified whole (its size and SHA-256
+ * too) before anything leaves, exactly like a spooled read. */
+static int stream_out(void *ctx, const uint8_t *p, size_t n)
+{
+	struct stream_pipe *sp = ctx;
+
+	if (sp->released)
+		return n > 0 ? sp->wr(sp->wctx, p, n) : 0;
+	if (sp->held.len + n <= CLOUD_STREAM_HOLD)
+		return ehr_buf_append(&sp->held, p, n);
+	GUARD(stream_release(sp));
+	return n > 0 ? sp->wr(sp->wctx, p, n) : 0;
+}
+
+/* The store's output: ciphertext as it arrives. */
+static int stream_in(void *ctx, const uint8_t *p, size_t n)
+{
+	struct stream_pipe *sp = ctx;
+
+	if (sp->got + n > sp->limit)
+		return ehr_error_set(EHR_ERR_TAMPER, "stored object is larger than the ledger says");
+	sp->got += n;
+	return cloud_unseal_update(sp->u, p, n, stream_out, sp);
+}
+
+int cloud_record_stream(struct obj_store *st, const struct cloud_kek *kek,
+                        const struct cloud_record_meta *meta, int (*before_first)(void *ctx), void *bctx,
+                        cloud_write_fn wr, void *wctx, bool *released)
+{
+	struct stream_pipe sp = {
+		.limit = meta->ct_size,
+		.before_first = before_first,
+		.bctx = bctx,
+		.wr = wr,
+		.wctx = wctx,
+		.held = EHR_BUF_INIT(CLOUD_STREAM_HOLD),
+	};
+	uint8_t dek[CLOUD_KEY_LEN];
+	struct obj_info info;
+	char key[128];
+	int err = 0;
+
+	*released = false;
+	ENSURE(meta->seg_tags != NULL && meta->seg_tags->len > 0 && meta->seg_tags->len % CLOUD_TAG_LEN == 0,
+	       EHR_ERR_INVAL);
+	GUARD(cloud_record_key(key, sizeof(key), meta->rid));
+	GUARD(cloud_dek_unwrap(kek, meta->kid, meta->rid, meta->wrapped, dek));
+	err = cloud_unseal_new(&sp.u, dek, meta->rid);
+	OPENSSL_cleanse(dek, sizeof(dek));
+	GUARD(err);
+	cloud_unseal_expect_tags(sp.u, meta->seg_tags->data, meta->seg_tags->len / CLOUD_TAG_LEN);
+	GUARD_GOTO(obj_store_get(st, key, stream_in, &sp, &info));
+	GUARD_GOTO(cloud_unseal_final(sp.u, stream_out, &sp));
+	/* Every segment matched the list; the whole object is the ledger's too. */
+	if (info.size != meta->ct_size || CRYPTO_memcmp(info.sha256, meta->ct_sha256, 32) != 0) {
+		err = ehr_error_set(EHR_ERR_TAMPER, "stored object does not match its ledger entry");
+		goto out;
+	}
+	if (!sp.released)
+		err = stream_release(&sp); /* a small record, verified whole */
+out:
+	*released = sp.released;
+	cloud_unseal_free(sp.u);
+	ehr_buf_free_secure(&sp.held);
 	return err;
 }

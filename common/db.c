@@ -2,6 +2,7 @@
 #include "common/db.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -74,12 +75,55 @@ void ehr_db_pool_free(struct ehr_db_pool *p)
 	free(p);
 }
 
+/* The server's words to an idle connection (its shutdown notice) are not
+ * ours to print on stderr: ehr_db_conn_alive turns them into a reconnect. */
+static void db_quiet_notice(void *arg, const char *message)
+{
+	(void)arg;
+	(void)message;
+}
+
 static PGconn *db_connect(struct ehr_db_pool *p)
 {
 	const char *keys[] = { "dbname", "connect_timeout", "options", "application_name", NULL };
 	const char *vals[] = { p->conninfo, "5", p->options, "ehrgate", NULL };
+	PGconn *c = PQconnectdbParams(keys, vals, 1);
 
-	return PQconnectdbParams(keys, vals, 1);
+	ehr_db_conn_quiet(c);
+	return c;
+}
+
+void ehr_db_conn_quiet(void *conn)
+{
+	if (conn != NULL)
+		PQsetNoticeProcessor(conn, db_quiet_notice, NULL);
+}
+
+bool ehr_db_conn_alive(void *conn)
+{
+	PGconn *c = conn;
+	struct pollfd pfd;
+	PGnotify *n;
+
+	if (c == NULL || PQstatus(c) != CONNECTION_OK || PQsocket(c) < 0)
+		return false;
+	pfd.fd = PQsocket(c);
+	pfd.events = POLLIN;
+	/* Nothing arrived while idle: the usual case, one syscall. Something
+	 * did: a NOTIFY, a parameter change, or the server's FATAL (57P01 on
+	 * shutdown, taken by libpq as a notice) and then EOF, which libpq only
+	 * sees on a later read; so read until nothing is left (a few rounds at
+	 * most), and the EOF marks the connection bad. */
+	for (int round = 0; round < 8; round++) {
+		pfd.revents = 0;
+		if (poll(&pfd, 1, 0) == 0)
+			break;
+		if (PQconsumeInput(c) != 1 || PQstatus(c) != CONNECTION_OK)
+			return false;
+	}
+	while ((n = PQnotifies(c)) != NULL)
+		PQfreemem(n);
+	return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
 int ehr_db_acquire(struct ehr_db_pool *p, void **conn)
@@ -113,7 +157,9 @@ int ehr_db_acquire(struct ehr_db_pool *p, void **conn)
 	slot->conn = NULL;
 	pthread_mutex_unlock(&p->lock);
 
-	if (c != NULL && PQstatus(c) != CONNECTION_OK) {
+	/* A connection the server closed while it sat in the pool (a restart)
+	 * is replaced here, before any statement is sent on it. */
+	if (c != NULL && !ehr_db_conn_alive(c)) {
 		PQfinish(c);
 		c = NULL;
 	}
@@ -194,6 +240,25 @@ int ehr_db_sqlstate_err(const char *state, bool connection_ok)
 	return EHR_ERR_DB;
 }
 
+/* The last result of a sent statement, as PQexec would return it (an
+ * error result wins over a later one; NULL when none came). */
+static PGresult *db_collect(PGconn *c)
+{
+	PGresult *last = NULL, *r;
+
+	while ((r = PQgetResult(c)) != NULL) {
+		if (last != NULL && PQresultStatus(last) == PGRES_FATAL_ERROR) {
+			PQclear(r);
+			continue;
+		}
+		PQclear(last);
+		last = r;
+		if (PQresultStatus(r) == PGRES_COPY_IN || PQresultStatus(r) == PGRES_COPY_OUT)
+			break;
+	}
+	return last;
+}
+
 /* Keep a successful result, or map the failure and free it. */
 static int db_result(PGconn *conn, PGresult *r, void **res)
 {
@@ -215,13 +280,39 @@ static int db_result(PGconn *conn, PGresult *r, void **res)
 	return code;
 }
 
+/*
+ * Outside a transaction a statement may go out on a fresh connection: if
+ * the held one died since it was checked (the server restarted between
+ * statements), or the send itself failed, nothing of the statement reached
+ * the server, so it is reconnected (PQreset: same PGconn, same pool slot)
+ * and sent once more. Inside a transaction a lost connection is an error:
+ * the transaction is gone with it.
+ */
+static PGresult *db_send(PGconn *c, const char *sql, int nparams, const char *const *params,
+                         int result_format)
+{
+	/* Not after a loss the caller already saw: a COMMIT must never land on
+	 * a new connection outside the transaction it was meant for. */
+	bool fresh = PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
+
+	if (fresh && !ehr_db_conn_alive(c))
+		PQreset(c);
+	if (PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, result_format) != 1) {
+		if (!fresh)
+			return NULL;
+		PQreset(c); /* never sent: once more on a new connection */
+		if (PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, result_format) != 1)
+			return NULL;
+	}
+	return db_collect(c);
+}
+
 static int db_exec(void *conn, void **res, const char *sql, int nparams, const char *const *params,
                    int result_format)
 {
 	if (res != NULL)
 		*res = NULL;
-	return db_result(conn, PQexecParams(conn, sql, nparams, NULL, params, NULL, NULL, result_format),
-	                 res);
+	return db_result(conn, db_send(conn, sql, nparams, params, result_format), res);
 }
 
 int ehr_db_exec(void *conn, void **res, const char *sql, int nparams, const char *const *params)

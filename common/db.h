@@ -21,6 +21,11 @@ struct ehr_db_pool;
  * for a free connection, then fails with EHR_ERR_UNAVAILABLE, so a caller is
  * never parked indefinitely. Connections are opened lazily, with
  * connect_timeout and statement_timeout applied, and reopened after failure.
+ * A connection the server closed while it was idle (a Postgres restart) is
+ * replaced on acquire, before anything is sent on it; a statement sent
+ * outside a transaction on a connection that turns out dead is sent once
+ * more on a fresh one (it never reached the server). So once Postgres
+ * accepts connections again, the next request succeeds.
  */
 int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned size,
                     unsigned acquire_timeout_ms, unsigned statement_timeout_ms);
@@ -29,6 +34,18 @@ void ehr_db_pool_free(struct ehr_db_pool *p);
 int ehr_db_acquire(struct ehr_db_pool *p, void **conn);
 /* broken: the connection saw an error that may have left it unusable. */
 void ehr_db_release(struct ehr_db_pool *p, void *conn, bool broken);
+/*
+ * true when conn (a PGconn*) is open, idle (no transaction) and nothing
+ * that arrived on it while idle says it is gone (the server's shutdown
+ * message, EOF): one poll(2), no round trip. The pool checks every connection with it on acquire and
+ * before a statement sent outside a transaction; the ledger writer before
+ * each batch. Pending NOTIFYs are dropped.
+ */
+bool ehr_db_conn_alive(void *conn);
+/* Drop the server's notices on conn (a PGconn*, may be NULL) instead of
+ * libpq printing them on stderr, where they would break the JSON log; a
+ * shutdown notice is acted on by ehr_db_conn_alive. */
+void ehr_db_conn_quiet(void *conn);
 /* SELECT 1 through the pool; 0 if the database answers. */
 int ehr_db_ping(struct ehr_db_pool *p);
 /*

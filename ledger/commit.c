@@ -6,6 +6,8 @@
  */
 #include "ledger/store_internal.h"
 
+#include "common/db.h"
+
 #include <errno.h>
 #include <pthread.h>
 #include <semaphore.h>
@@ -26,14 +28,18 @@ static void put_be64(uint8_t *p, uint64_t v)
 
 /* ----------------------------------------------------------- the writer */
 
+/* The writer's own connection, replaced when the server closed it while
+ * idle (a Postgres restart: checked before every batch, so the first
+ * batch after the restart does not fail on the dead one). */
 static int writer_connect(struct ledger *l)
 {
-	if (l->conn != NULL && PQstatus(l->conn) == CONNECTION_OK)
+	if (l->conn != NULL && ehr_db_conn_alive(l->conn))
 		return 0;
 	if (l->conn)
 		PQfinish(l->conn);
 	l->tip_valid = false;
 	l->conn = PQconnectdb(l->conninfo);
+	ehr_db_conn_quiet(l->conn);
 	if (l->conn == NULL || PQstatus(l->conn) != CONNECTION_OK) {
 		int err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "ledger writer: cannot connect",
 		                               "ledger writer: cannot connect: %s",

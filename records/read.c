@@ -29,6 +29,8 @@ struct ledger_check {
 	uint8_t sha[32];
 	uint64_t size;
 	bool found;
+	uint8_t tags_sha[32]; /* seg_tags_sha256, when the entry has it */
+	bool has_tags;
 };
 
 static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t raw_len)
@@ -50,6 +52,8 @@ static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_
 	    ehr_hex_decode(lc->sha, 32, sha, 64) == 0) {
 		lc->size = (uint64_t)size;
 		lc->found = true;
+		lc->has_tags = ehr_json_get_str(j, "seg_tags_sha256", &sha, 64) == 0 && strlen(sha) == 64 &&
+		               ehr_hex_decode(lc->tags_sha, 32, sha, 64) == 0;
 	}
 	json_decref(j);
 	return 0;
@@ -80,19 +84,18 @@ static int get_decide(const struct records_env *env, const struct policy_request
 /* The row's ledger entry gives the ciphertext's size and hash; the KEK
  * set must hold the row's key (reloaded once if it does not). */
 static int get_verify_meta(const struct records_env *env, struct records_row *row,
-                           const struct cloud_kek **kek, struct records_get_out *out)
+                           const struct cloud_kek **kek, struct ledger_check *lc, struct records_get_out *out)
 {
-	struct ledger_check lc = { 0 };
-
-	lc.rid = row->record_id;
+	memset(lc, 0, sizeof(*lc));
+	lc->rid = row->record_id;
 	out->stage = RECORDS_AT_LEDGER;
-	if (ledger_get_entries(env->ledger, row->ledger_seq, 1, ledger_entry_cb, &lc) < 0)
+	if (ledger_get_entries(env->ledger, row->ledger_seq, 1, ledger_entry_cb, lc) < 0)
 		return EHR_ERR_UNAVAILABLE; /* the message and detail stay in the slot */
-	if (!lc.found)
+	if (!lc->found)
 		return ehr_error_set(EHR_ERR_TAMPER, "record %s has no matching ledger entry",
 		                     row->record_id);
-	row->meta.ct_size = lc.size;
-	memcpy(row->meta.ct_sha256, lc.sha, 32);
+	row->meta.ct_size = lc->size;
+	memcpy(row->meta.ct_sha256, lc->sha, 32);
 	out->stage = RECORDS_AT_KEYS;
 	GUARD(obj_store_keks(env->store, false, kek));
 	if (!cloud_kek_has(*kek, row->meta.kid))
@@ -102,9 +105,9 @@ static int get_verify_meta(const struct records_env *env, struct records_row *ro
 
 /* The read, on the ledger before a byte is released: the allowed decision
  * and the ehr.read entry in one batch, one durable wait. */
-static int get_log_read(const struct records_env *env, const struct records_get_in *in,
-                        const struct policy_request *q, const struct records_row *row,
-                        struct records_decision *d, struct ledger_receipt *rcpt)
+int records__log_read(const struct records_env *env, const struct records_get_in *in,
+                      const struct policy_request *q, const struct records_row *row,
+                      struct records_decision *d, struct ledger_receipt *rcpt)
 {
 	json_t *dp = NULL, *payload = records__payload(row->record_id, row->meta.ct_sha256, row->meta.ct_size,
 	                                               in->actor, row->patient);
@@ -143,7 +146,7 @@ static int get_record_alone(const struct records_env *env, const struct policy_r
 
 /* The record is erased, or being erased: stage ERASED, with the ehr.erase
  * entry once it is durable. */
-static int gone(struct records_get_out *out, bool logged, uint64_t seq)
+int records__gone(struct records_get_out *out, bool logged, uint64_t seq)
 {
 	out->stage = RECORDS_AT_ERASED;
 	out->erase_logged = logged;
@@ -175,7 +178,7 @@ static int get_lock_stored(const struct records_env *env, const char *rid, void 
 	ENSURE_GOTO(PQntuples(res) == 1, EHR_ERR_DB);
 	if (strcmp(PQgetvalue(res, 0, 0), "stored") != 0) {
 		GUARD_GOTO(ehr_parse_i64(&seq, PQgetvalue(res, 0, 1), -1, INT64_MAX));
-		err = gone(out, seq >= 0, seq < 0 ? 0 : (uint64_t)seq);
+		err = records__gone(out, seq >= 0, seq < 0 ? 0 : (uint64_t)seq);
 	}
 out:
 	PQclear(res);
@@ -223,12 +226,12 @@ static int get_open_logged(const struct records_env *env, const struct records_g
 			return err;
 		/* Deleted by an erasure since the row was read? */
 		if (records__row_load(env, &now, in->record_id) == 0 && now.state >= ROW_ERASING)
-			return gone(out, now.erase_logged, now.erase_seq);
+			return records__gone(out, now.erase_logged, now.erase_seq);
 		return ehr_error_set(EHR_ERR_TAMPER, "object missing");
 	}
 	out->stage = RECORDS_AT_COMMIT;
 	if ((err = get_lock_stored(env, row->record_id, &conn, out)) == 0) {
-		err = get_log_read(env, in, q, row, &out->decision, rcpt);
+		err = records__log_read(env, in, q, row, &out->decision, rcpt);
 		if (err == 0)
 			err = ehr_db_commit(conn);
 		ehr_db_release_after(env->db, conn, err);
@@ -249,6 +252,8 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	struct ledger_receipt rcpt = { 0 };
 	struct records_row row;
 	struct records_meta m;
+	struct ledger_check lc;
+	bool streamed = false;
 	int err;
 
 	memset(out, 0, sizeof(*out));
@@ -266,13 +271,20 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	GUARD(get_decide(env, &q, &out->decision));
 	/* Only who may read it learns that it was erased. */
 	if (row.state != ROW_STORED)
-		err = gone(out, row.erase_logged, row.erase_seq);
-	else if ((err = get_verify_meta(env, &row, &kek, out)) == 0)
-		err = get_open_logged(env, in, &q, &row, kek, &rr, &rcpt, out);
+		err = records__gone(out, row.erase_logged, row.erase_seq);
+	else if ((err = get_verify_meta(env, &row, &kek, &lc, out)) == 0) {
+		/* segment by segment, as the object arrives (stream.c); 1: the old way */
+		err = lc.has_tags ? records__get_streamed(env, in, &q, &row, kek, lc.tags_sha, sink, out) : 1;
+		if (err == 1)
+			err = get_open_logged(env, in, &q, &row, kek, &rr, &rcpt, out);
+		else if (err == 0)
+			streamed = true;
+	}
 	OPENSSL_cleanse(row.meta.wrapped, sizeof(row.meta.wrapped));
 	if (out->decision.state == RECORDS_DECISION_NONE)
 		err = get_record_alone(env, &q, &out->decision, err);
-	GUARD(err);
+	if (err < 0 || streamed)
+		return err;
 	out->stage = RECORDS_AT_STREAM;
 	m = (struct records_meta){ row.record_id, row.content_type, row.category, row.meta.plain_size,
 		                   rcpt.seq };

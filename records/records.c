@@ -164,29 +164,53 @@ int records__row_insert_pending(void *conn, const char *pid, const char *stored_
 }
 
 int records__row_complete(const struct records_env *env, void *conn, const char *rid, uint64_t seq,
-                          uint64_t plain, uint64_t ct, const uint8_t sha[32], bool only_pending,
-                          unsigned steps)
+                          uint64_t plain, uint64_t ct, const uint8_t sha[32], const struct ehr_buf *tags,
+                          bool only_pending, unsigned steps)
 {
 	static const char *const sql[2] = {
 		"UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = $3, ct_size = $4, "
-		"ct_sha256 = $5::bytea WHERE record_id = $1",
+		"ct_sha256 = $5::bytea, seg_tags = $6::bytea WHERE record_id = $1",
 		"UPDATE ehr_records SET state = 'stored', ledger_seq = $2, plain_size = $3, ct_size = $4, "
-		"ct_sha256 = $5::bytea WHERE record_id = $1 AND state = 'pending'",
+		"ct_sha256 = $5::bytea, seg_tags = $6::bytea WHERE record_id = $1 AND state = 'pending'",
 	};
 	char seqs[24], plains[24], cts[24], sha_b[EHR_DB_BYTEA_HEX_LEN(32)];
-	const char *p[5] = { rid, seqs, plains, cts, sha_b };
+	struct ehr_buf tags_b = EHR_BUF_INIT(64u << 20);
+	const char *p[6] = { rid, seqs, plains, cts, sha_b, NULL };
 	void *res = NULL;
-	int err;
+	int err = 0;
 
 	GUARD(ehr_db_bytea_param(sha_b, sizeof(sha_b), sha, 32));
 	GUARD(ehr_fmt(seqs, sizeof(seqs), "%llu", (unsigned long long)seq));
 	GUARD(ehr_fmt(plains, sizeof(plains), "%llu", (unsigned long long)plain));
 	GUARD(ehr_fmt(cts, sizeof(cts), "%llu", (unsigned long long)ct));
-	if (conn != NULL)
-		return ehr_db_exec_steps(conn, NULL, steps, sql[only_pending], 5, p);
-	err = records__exec(env, &res, sql[only_pending], 5, p);
-	PQclear(res);
+	if (tags != NULL && tags->len > 0) { /* bytea hex input: \x and the digits */
+		GUARD_GOTO(ehr_buf_append(&tags_b, "\\x", 2));
+		GUARD_GOTO(ehr_hex_encode(&tags_b, tags->data, tags->len));
+		p[5] = ehr_buf_cstr(&tags_b);
+	}
+	if (conn != NULL) {
+		err = ehr_db_exec_steps(conn, NULL, steps, sql[only_pending], 6, p);
+	} else {
+		err = records__exec(env, &res, sql[only_pending], 6, p);
+		PQclear(res);
+	}
+out:
+	ehr_buf_free(&tags_b);
 	return err;
+}
+
+int records__payload_tags(json_t *payload, const struct ehr_buf *tags)
+{
+	uint8_t h[32];
+	char hex[65];
+
+	if (tags == NULL || tags->len == 0)
+		return 0;
+	GUARD(cloud_tags_sha256(h, tags));
+	GUARD(ehr_hex_encode_fixed(hex, sizeof(hex), h, 32));
+	return json_object_set_new(payload, "seg_tags_sha256", json_string(hex)) == 0
+	               ? 0
+	               : ehr_error_set(EHR_ERR_NOMEM, "out of memory");
 }
 
 int records__row_delete_pending(const struct records_env *env, const char *rid)

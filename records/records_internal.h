@@ -52,12 +52,17 @@ int records__row_load(const struct records_env *env, struct records_row *row, co
 /* Insert the 'pending' row of a new record, holding its wrapped data key. */
 int records__row_insert_pending(void *conn, const char *pid, const char *stored_by, const char *ct,
                                 const char *cat, const struct cloud_record_meta *m, unsigned steps);
-/* Mark a row 'stored' with its ledger seq, sizes and ciphertext hash, on
+/* Mark a row 'stored' with its ledger seq, sizes, ciphertext hash and
+ * segment tags (NULL: none, e.g. fsck completing from the ledger), on
  * conn (the caller's transaction) or, when conn is NULL, on a pooled
- * connection; only_pending adds "AND state = 'pending'" (fsck). */
+ * connection; only_pending adds "AND state = 'pending'" (fsck); steps as
+ * ehr_db_exec_steps (0 on a pooled connection). */
 int records__row_complete(const struct records_env *env, void *conn, const char *rid, uint64_t seq,
-                          uint64_t plain, uint64_t ct, const uint8_t sha[32], bool only_pending,
-                          unsigned steps);
+                          uint64_t plain, uint64_t ct, const uint8_t sha[32], const struct ehr_buf *tags,
+                          bool only_pending, unsigned steps);
+/* Add "seg_tags_sha256" (the SHA-256 of the segment tag list) to an
+ * ehr.store payload; nothing when tags is NULL or empty. */
+int records__payload_tags(json_t *payload, const struct ehr_buf *tags);
 /* The ehr.erase payload of a record (no PHI: ids and codes). New reference or NULL. */
 json_t *records__erase_payload(const char *rid, const char *basis, const char *requested_by);
 /* Finish an 'erasing' row (records_erase after the wipe, and fsck): the
@@ -75,6 +80,26 @@ int records__check_row(void *conn, const struct records_row *row, const struct r
 
 /* Remove a 'pending' row (never a stored one). */
 int records__row_delete_pending(const struct records_env *env, const char *rid);
+
+/* The read on the ledger before a byte is released: the allowed decision
+ * and ehr.read in one batch, one durable wait; d->state says whether the
+ * decision is on the ledger. */
+int records__log_read(const struct records_env *env, const struct records_get_in *in,
+                      const struct policy_request *q, const struct records_row *row,
+                      struct records_decision *d, struct ledger_receipt *rcpt);
+/* The record is erased, or being erased: stage ERASED, EHR_ERR_NOT_FOUND. */
+int records__gone(struct records_get_out *out, bool logged, uint64_t seq);
+/*
+ * records_get for a record whose ehr.store entry commits to its segment
+ * tags (tags_sha: its seg_tags_sha256), streamed segment by segment
+ * (stream.c). 1: the row has no tag list (fsck completed it), read it the
+ * old way; 0: done (the sink ended, complete or cut short); < 0: nothing
+ * was released, out->stage says where it stopped.
+ */
+int records__get_streamed(const struct records_env *env, const struct records_get_in *in,
+                          const struct policy_request *q, struct records_row *row,
+                          const struct cloud_kek *kek, const uint8_t tags_sha[32],
+                          const struct records_sink *sink, struct records_get_out *out);
 
 /* The ehr.store ledger payload of a record. New reference or NULL. */
 json_t *records__payload(const char *rid, const uint8_t sha[32], uint64_t size, const char *actor,

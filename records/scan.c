@@ -305,7 +305,7 @@ static void check_pending(struct fsck *f, const char *rid, int64_t age)
 		emit(f, RECORDS_FSCK_PENDING_COMPLETED, &it);
 		if (f->o->dry_run)
 			return;
-		if (records__row_complete(f->env, NULL, rid, l->seq, pn, l->size, l->sha, true, 0) < 0)
+		if (records__row_complete(f->env, NULL, rid, l->seq, pn, l->size, l->sha, NULL, true, 0) < 0)
 			rep->failures++;
 		else
 			rep->completed++;

@@ -125,6 +125,7 @@ static int put_ledger(const struct records_env *env, const struct records_put_in
 	int err = 0;
 
 	ENSURE_GOTO(sp != NULL, EHR_ERR_NOMEM);
+	GUARD_GOTO(records__payload_tags(sp, m->seg_tags));
 	GUARD_GOTO(policy_decision_entry(&e[0], &dp, q, &out->decision.dec));
 	GUARD_GOTO(ledger_append_n(env->ledger, e, 2, rc));
 	out->rcpt = rc[1];
@@ -161,13 +162,14 @@ static int put_commit(const struct records_env *env, const struct records_put_in
 	GUARD_GOTO(put_ledger(env, in, q, m, out));
 	out->stage = RECORDS_AT_COMPLETE;
 	err = records__row_complete(env, conn, out->record_id, out->rcpt.seq, m->plain_size, m->ct_size,
-	                            m->ct_sha256, false, EHR_DB_COMMIT);
+	                            m->ct_sha256, m->seg_tags, false, EHR_DB_COMMIT);
 out:
 	ehr_db_release_after(env->db, conn, err);
 	return err;
 }
 
-int records_put(const struct records_env *env, const struct records_put_in *in, struct records_put_out *out)
+static int put_run(const struct records_env *env, const struct records_put_in *in,
+                   struct records_put_out *out, struct ehr_buf *tags)
 {
 	const struct cloud_kek *kek = NULL;
 	struct body_src src = { in->read, in->read_ud, 0 };
@@ -177,6 +179,7 @@ int records_put(const struct records_env *env, const struct records_put_in *in, 
 
 	memset(out, 0, sizeof(*out));
 	memset(&m, 0, sizeof(m));
+	m.seg_tags = tags; /* the segment tags, for the ledger and the row */
 	ENSURE(env->db != NULL && env->ledger != NULL && env->store != NULL, EHR_ERR_UNAVAILABLE);
 	q.patient = in->patient;
 	q.action = POLICY_ACT_APPEND;
@@ -213,4 +216,13 @@ int records_put(const struct records_env *env, const struct records_put_in *in, 
 	out->ct_size = m.ct_size;
 	out->stage = RECORDS_AT_NONE;
 	return 0;
+}
+
+int records_put(const struct records_env *env, const struct records_put_in *in, struct records_put_out *out)
+{
+	struct ehr_buf tags = EHR_BUF_INIT(64u << 20);
+	int err = put_run(env, in, out, &tags);
+
+	ehr_buf_free(&tags);
+	return err;
 }

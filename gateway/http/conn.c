@@ -60,6 +60,7 @@ static void conn_free(struct gw_conn *c)
 	if (c->linger)
 		event_free(c->linger);
 	atomic_fetch_sub(&c->srv->open_conns, 1);
+	atomic_fetch_add(&c->srv->conns_closed, 1);
 	free(c);
 }
 

@@ -133,6 +133,8 @@ struct gw_worker {
 	struct gw_metrics *metrics; /* this worker's shard */
 	struct ehr_buf alog;        /* access-log lines not yet written */
 	struct event *alog_ev;      /* flushes alog every 100 ms */
+	struct event *trim_ev;      /* worker 0 only: gives freed memory back after floods */
+	unsigned long trim_closed;  /* srv->conns_closed at the last trim */
 	uint64_t next_req_id;       /* X-Request-Id: a random start, then +1 per request */
 };
 
@@ -156,6 +158,7 @@ struct gw_server {
 	bool access_log;
 	/* counters */
 	atomic_long open_conns;
+	atomic_ulong conns_closed; /* ever: the memory trim's measure of churn */
 	atomic_long inflight;
 	atomic_ulong conns_refused;
 	atomic_ulong tls_reloads;

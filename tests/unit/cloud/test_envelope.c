@@ -317,13 +317,82 @@ static void test_rid_and_keys(void)
 	EHR_ASSERT_ERR(cloud__key_check(""), EHR_ERR_INVAL);
 }
 
+/* Open ct against a tag list of ntags tags; 0 or the error. */
+static int open_listed(struct ehr_buf *pt, const struct ehr_buf *ct, const uint8_t *tags, size_t ntags)
+{
+	struct cloud_unseal *u;
+	int rc;
+
+	ehr_buf_reset(pt);
+	GUARD(cloud_unseal_new(&u, DEK, RID));
+	cloud_unseal_expect_tags(u, tags, ntags);
+	rc = cloud_unseal_update(u, ct->data, ct->len, cloud_buf_write, pt);
+	if (rc == 0)
+		rc = cloud_unseal_final(u, cloud_buf_write, pt);
+	cloud_unseal_free(u);
+	return rc;
+}
+
+/*
+ * The tag list the ledger commits to (docs/STORAGE.md §3): kept by the
+ * sealer in order, it opens its own object; a list with one tag changed,
+ * one tag fewer (a truncated object that still ends in a valid final
+ * segment would need it) or one more (an object cut at a boundary) is
+ * refused, and nothing past the first bad segment is released.
+ */
+static void test_tag_list(void)
+{
+	size_t n = 3 * SEG + 5;
+	uint8_t *p = malloc(n);
+	struct ehr_buf ct = EHR_BUF_INIT(1 << 20), pt = EHR_BUF_INIT(1 << 20), tags = EHR_BUF_INIT(4096),
+	               bad = EHR_BUF_INIT(4096);
+	struct cloud_seal *s;
+	uint8_t h[32];
+
+	RAND_bytes(p, (int)n);
+	EHR_ASSERT_OK(cloud_seal_new(&s, DEK, RID, SEG));
+	cloud_seal_keep_tags(s, &tags);
+	EHR_ASSERT_OK(cloud_seal_update(s, p, n, cloud_buf_write, &ct));
+	EHR_ASSERT_OK(cloud_seal_final(s, cloud_buf_write, &ct));
+	cloud_seal_free(s);
+	CU_ASSERT_EQUAL(tags.len, 4 * CLOUD_TAG_LEN);
+	for (size_t i = 0; i < 4; i++) { /* each segment ends in its listed tag */
+		size_t at = CLOUD_HDR_LEN + (i + 1) * (SEG + CLOUD_TAG_LEN) - CLOUD_TAG_LEN -
+		            (i == 3 ? SEG - 5 : 0);
+		int same = memcmp(tags.data + i * CLOUD_TAG_LEN, ct.data + at, 16); /* not secret */
+		CU_ASSERT_EQUAL(same, 0);
+	}
+	EHR_ASSERT_OK(cloud_tags_sha256(h, &tags));
+	EHR_ASSERT_OK(open_listed(&pt, &ct, tags.data, 4));
+	CU_ASSERT(pt.len == n && memcmp(pt.data, p, n) == 0); /* not secret */
+
+	EHR_ASSERT_OK(ehr_buf_append(&bad, tags.data, tags.len));
+	bad.data[2 * CLOUD_TAG_LEN] ^= 1; /* segment 2's tag */
+	EHR_ASSERT_ERR(open_listed(&pt, &ct, bad.data, 4), EHR_ERR_TAMPER);
+	CU_ASSERT_EQUAL(pt.len, 2 * SEG);                                    /* segments 0 and 1 only */
+	EHR_ASSERT_ERR(open_listed(&pt, &ct, tags.data, 3), EHR_ERR_TAMPER); /* one fewer */
+	CU_ASSERT_EQUAL(pt.len, 3 * SEG);
+	ehr_buf_reset(&bad);
+	EHR_ASSERT_OK(ehr_buf_append(&bad, tags.data, tags.len));
+	EHR_ASSERT_OK(ehr_buf_append(&bad, tags.data, CLOUD_TAG_LEN));
+	EHR_ASSERT_ERR(open_listed(&pt, &ct, bad.data, 5), EHR_ERR_TAMPER); /* one more */
+	CU_ASSERT_EQUAL(pt.len, 3 * SEG);
+	ehr_buf_reset(&bad);
+	EHR_ASSERT_ERR(cloud_tags_sha256(h, &bad), EHR_ERR_INVAL); /* an empty list hashes to nothing */
+	free(p);
+	ehr_buf_free(&ct);
+	ehr_buf_free(&pt);
+	ehr_buf_free(&tags);
+	ehr_buf_free(&bad);
+}
+
 static void reg(void)
 {
 	EHR_ADD_SUITE("envelope", setup, NULL, { "round trips", test_round_trips },
 	              { "bit flips", test_bit_flips },
 	              { "reorder truncate splice", test_reorder_truncate_splice },
 	              { "header parse", test_header_parse }, { "kek", test_kek },
-	              { "record ids and keys", test_rid_and_keys });
+	              { "record ids and keys", test_rid_and_keys }, { "tag list", test_tag_list });
 }
 
 EHR_TEST_MAIN(reg)
