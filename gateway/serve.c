@@ -7,13 +7,13 @@
 
 size_t gw_route_tables(const struct gw_route *tables[GW_ROUTE_TABLES], size_t lens[GW_ROUTE_TABLES])
 {
-	const struct gw_route *const t[GW_ROUTE_TABLES] = { gw_routes_core,  gw_routes_auth,    gw_routes_ehr,
-		                                            gw_routes_audit, gw_routes_fhir,    gw_routes_tiles,
+	const struct gw_route *const t[GW_ROUTE_TABLES] = { gw_routes_core,    gw_routes_auth,
+		                                            gw_routes_ehr,     gw_routes_audit,
+		                                            gw_routes_fhir,    gw_routes_tiles,
 		                                            gw_routes_console, gw_routes_test };
-	const size_t n[GW_ROUTE_TABLES] = { gw_routes_core_len,  gw_routes_auth_len, gw_routes_ehr_len,
-		                            gw_routes_audit_len, gw_routes_fhir_len, gw_routes_tiles_len,
-		                            gw_routes_console_len,
-		                            gw_routes_test_len };
+	const size_t n[GW_ROUTE_TABLES] = { gw_routes_core_len,    gw_routes_auth_len, gw_routes_ehr_len,
+		                            gw_routes_audit_len,   gw_routes_fhir_len, gw_routes_tiles_len,
+		                            gw_routes_console_len, gw_routes_test_len };
 
 	for (size_t i = 0; i < GW_ROUTE_TABLES; i++) {
 		tables[i] = t[i];

@@ -19,7 +19,6 @@
 #include "client/ctl/ctl_commands.h"
 #include "ledger/ledger.h"
 
-#define RECEIPT_MAX_WITNESSES 32
 #define RECEIPT_DEFAULT_WAIT "30"
 
 static int usage(void)
@@ -112,21 +111,6 @@ static int cmd_get(int argc, char **argv)
 	return rc;
 }
 
-int ctl_witness_arg(struct ledger_note_key *w, char *name, size_t name_cap, const char *arg)
-{
-	const char *eq = strchr(arg, '=');
-	const char *vkey = eq ? eq + 1 : arg;
-
-	if (ledger_cosig_vkey_parse(vkey, strlen(vkey), name, name_cap, w->pub) < 0)
-		return ehr_error_set(EHR_ERR_PARSE, "--witness %s: not a cosignature/v1 vkey", arg);
-	/* NAME= is the witness's key name, as the vkey says it */
-	if (eq && ((size_t)(eq - arg) != strlen(name) || strncmp(arg, name, (size_t)(eq - arg)) != 0))
-		return ehr_error_set(EHR_ERR_PARSE, "--witness %s: NAME is not the vkey's name %s", arg,
-		                     name);
-	w->name = name;
-	return 0;
-}
-
 /* Print what the receipt says, or why it does not verify. */
 static int report(int err, const struct ledger_tlog_proof_report *rep, size_t n, size_t k)
 {
@@ -157,13 +141,10 @@ static int cmd_verify(int argc, char **argv)
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
-	struct ledger_note_key w[RECEIPT_MAX_WITNESSES];
-	static char names[RECEIPT_MAX_WITNESSES][256];
+	static struct ctl_witnesses ws;
 	char origin[256];
 	uint8_t log_pub[32];
 	const char *log_vkey = NULL;
-	uint64_t k = UINT64_MAX;
-	size_t n = 0;
 	struct ehr_buf text = EHR_BUF_INIT(LEDGER_TLOG_PROOF_MAX),
 	               extra = EHR_BUF_INIT(LEDGER_MAX_BUNDLE_ENTRY);
 	struct ledger_tlog_proof_report rep;
@@ -174,17 +155,11 @@ static int cmd_verify(int argc, char **argv)
 		switch (ch) {
 		case 'l': log_vkey = optarg; break;
 		case 'w':
-			if (n == RECEIPT_MAX_WITNESSES ||
-			    ctl_witness_arg(&w[n], names[n], sizeof(names[n]), optarg) < 0) {
-				fprintf(stderr, "ehrctl receipt verify: %s\n",
-				        n == RECEIPT_MAX_WITNESSES ? "too many witnesses" : ehr_error_msg());
+		case 'q':
+			if ((ch == 'w' ? ctl_witness_opt(&ws, optarg) : ctl_quorum_opt(&ws, optarg)) < 0) {
+				fprintf(stderr, "ehrctl receipt verify: %s\n", ehr_error_msg());
 				goto out;
 			}
-			n++;
-			break;
-		case 'q':
-			if (ehr_parse_u64(&k, optarg, RECEIPT_MAX_WITNESSES) < 0)
-				goto usage;
 			break;
 		case 'h':
 			usage();
@@ -196,11 +171,8 @@ static int cmd_verify(int argc, char **argv)
 	if (argc - optind != 1 || log_vkey == NULL ||
 	    ledger_vkey_parse(log_vkey, strlen(log_vkey), origin, sizeof(origin), log_pub) < 0)
 		goto usage;
-	if (k == UINT64_MAX)
-		k = n;
-	if (k > n) {
-		fprintf(stderr, "ehrctl receipt verify: --quorum %llu but %zu witnesses\n",
-		        (unsigned long long)k, n);
+	if (ctl_witness_finish(&ws) < 0) {
+		fprintf(stderr, "ehrctl receipt verify: %s\n", ehr_error_msg());
 		goto out;
 	}
 	if (ehr_file_read(&text, argv[optind], LEDGER_TLOG_PROOF_MAX) < 0) {
@@ -208,9 +180,9 @@ static int cmd_verify(int argc, char **argv)
 		rc = 3;
 		goto out;
 	}
-	rc = report(ledger_tlog_proof_verify((const char *)text.data, text.len, origin, log_pub, w, n,
-	                                     (size_t)k, &extra, &rep),
-	            &rep, n, (size_t)k);
+	rc = report(ledger_tlog_proof_verify((const char *)text.data, text.len, origin, log_pub, ws.keys,
+	                                     ws.n, ws.k, &extra, &rep),
+	            &rep, ws.n, ws.k);
 	goto out;
 usage:
 	rc = usage();

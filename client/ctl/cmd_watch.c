@@ -24,7 +24,6 @@
 #include "ledger/ledger.h"
 
 #define WATCH_CONNECTION_MS (10L * 60 * 1000)
-#define WATCH_MAX_WITNESSES 32
 
 struct watch {
 	struct ctl_sse sse;
@@ -42,10 +41,7 @@ struct watch {
 	bool verify;
 	char origin[256];
 	uint8_t log_pub[32];
-	struct ledger_note_key wit[WATCH_MAX_WITNESSES];
-	char wit_names[WATCH_MAX_WITNESSES][256];
-	size_t n_wit;
-	uint64_t quorum;
+	struct ctl_witnesses ws;
 	char wait[16];
 };
 
@@ -198,8 +194,8 @@ static const char *check_receipt(struct watch *w, const json_t *ev, const struct
 		res = "pending";
 		goto out;
 	}
-	if (ledger_tlog_proof_verify((const char *)text.data, text.len, w->origin, w->log_pub, w->wit,
-	                             w->n_wit, (size_t)w->quorum, &extra, &rep) < 0) {
+	if (ledger_tlog_proof_verify((const char *)text.data, text.len, w->origin, w->log_pub, w->ws.keys,
+	                             w->ws.n, w->ws.k, &extra, &rep) < 0) {
 		fprintf(stderr, "ehrctl patient watch: BAD_RECEIPT: event %llu: %s\n",
 		        (unsigned long long)e->seq, ehr_error_msg());
 		goto out;
@@ -292,19 +288,12 @@ static int watch_receipt_arg(struct watch *w, const char *opt, const char *val)
 			fprintf(stderr, "ehrctl patient watch: --log-key: not a vkey\n");
 		return w->verify ? 0 : -1;
 	}
-	if (strcmp(opt, "--witness") == 0) {
-		if (w->n_wit < WATCH_MAX_WITNESSES &&
-		    ctl_witness_arg(&w->wit[w->n_wit], w->wit_names[w->n_wit], sizeof(w->wit_names[0]),
-		                    val) == 0) {
-			w->n_wit++;
+	if (strcmp(opt, "--witness") == 0 || strcmp(opt, "--quorum") == 0) {
+		if ((opt[2] == 'w' ? ctl_witness_opt(&w->ws, val) : ctl_quorum_opt(&w->ws, val)) == 0)
 			return 0;
-		}
-		fprintf(stderr, "ehrctl patient watch: %s\n",
-		        w->n_wit == WATCH_MAX_WITNESSES ? "too many witnesses" : ehr_error_msg());
+		fprintf(stderr, "ehrctl patient watch: %s\n", ehr_error_msg());
 		return -1;
 	}
-	if (strcmp(opt, "--quorum") == 0)
-		return ehr_parse_u64(&w->quorum, val, WATCH_MAX_WITNESSES);
 	if (strcmp(opt, "--wait") == 0 && ehr_parse_u64(&v, val, 3600) == 0)
 		return ehr_fmt(w->wait, sizeof(w->wait), "%llu", (unsigned long long)v);
 	return -1;
@@ -331,10 +320,10 @@ static int watch_args(struct watch *w, int argc, char **argv, uint64_t *from, bo
 		else
 			return -1;
 	}
-	if (w->quorum == UINT64_MAX)
-		w->quorum = w->n_wit;
 	/* witnesses or a quorum without the log key, or more than given: usage */
-	return (!w->verify && (w->n_wit || w->quorum)) || w->quorum > w->n_wit ? -1 : 0;
+	if (!w->verify && (w->ws.n || w->ws.k))
+		return -1;
+	return ctl_witness_finish(&w->ws) < 0 ? -1 : 0;
 }
 
 /* One connection: where to start, then the events until it ends. */
@@ -374,7 +363,6 @@ int ctl_cmd_patient_watch(int argc, char **argv)
 		return 0;
 	}
 	memset(&w, 0, sizeof(w));
-	w.quorum = UINT64_MAX;
 	memcpy(w.wait, "10", 3);
 	if (watch_args(&w, argc, argv, &from, &have_from, &retries) < 0) {
 		watch_usage(stderr);

@@ -25,10 +25,6 @@ int ctl_cmd_patient_watch(int argc, char **argv);
  * `Prefer: wait=<wait_s>` and write the tlog-proof to file ("-" or NULL:
  * stdout). Prints why on failure; 0 or 1 (also when still pending). */
 int ctl_receipt_save(struct ehr_client *c, const char *url, const char *wait_s, const char *file);
-/* A --witness argument "NAME=VKEY" (or a bare VKEY): a cosignature/v1 vkey
- * whose key name is NAME; w->name points to name[name_cap]. EHR_ERR_PARSE. */
-struct ledger_note_key;
-int ctl_witness_arg(struct ledger_note_key *w, char *name, size_t name_cap, const char *arg);
 
 /* ehrctl's exit statuses (README.md, "ehrctl"). */
 enum ctl_exit {
@@ -86,12 +82,9 @@ void ctl_sse_free(struct ctl_sse *s);
 bool ctl_sse_feed(const void *p, size_t n, void *ud);
 /* ---- witnesses (ctl_witness.c): --witness NAME=VKEY ... --quorum K */
 #define CTL_MAX_WITNESSES 16
-struct ctl_witness {
-	char name[256];
-	struct ledger_note_key key; /* key.name points at name */
-};
 struct ctl_witnesses {
-	struct ctl_witness w[CTL_MAX_WITNESSES];
+	struct ledger_note_key keys[CTL_MAX_WITNESSES]; /* keys[i].name points at names[i] */
+	char names[CTL_MAX_WITNESSES][256];
 	size_t n;
 	size_t k; /* 0 until --quorum (ctl_witness_finish: all of them) */
 };

@@ -12,26 +12,28 @@
 int ctl_witness_opt(struct ctl_witnesses *ws, const char *arg)
 {
 	const char *eq = strchr(arg, '=');
-	struct ctl_witness *w;
+	struct ledger_note_key *w;
+	char *name;
 	size_t nlen;
 
 	if (ws->n >= CTL_MAX_WITNESSES)
 		return ehr_error_set(EHR_ERR_INVAL, "--witness: at most %d witnesses", CTL_MAX_WITNESSES);
 	if (eq == NULL || eq == arg)
 		return ehr_error_set(EHR_ERR_INVAL, "--witness wants NAME=VKEY");
-	w = &ws->w[ws->n];
+	w = &ws->keys[ws->n];
+	name = ws->names[ws->n];
 	nlen = (size_t)(eq - arg);
-	if (ledger_cosig_vkey_parse(eq + 1, strlen(eq + 1), w->name, sizeof(w->name), w->key.pub) < 0)
+	if (ledger_cosig_vkey_parse(eq + 1, strlen(eq + 1), name, sizeof(ws->names[0]), w->pub) < 0)
 		return ehr_error_set(EHR_ERR_INVAL, "--witness %.*s: not a cosignature/v1 vkey: %s",
 		                     (int)nlen, arg, ehr_error_msg());
 	/* The vkey names the key; NAME must say the same (no silent mix-ups). */
-	if (strlen(w->name) != nlen || memcmp(w->name, arg, nlen) != 0) /* not secret */
+	if (strlen(name) != nlen || memcmp(name, arg, nlen) != 0) /* not secret */
 		return ehr_error_set(EHR_ERR_INVAL, "--witness %.*s: the vkey is for %s", (int)nlen, arg,
-		                     w->name);
+		                     name);
 	for (size_t i = 0; i < ws->n; i++)
-		if (strcmp(ws->w[i].name, w->name) == 0)
-			return ehr_error_set(EHR_ERR_INVAL, "--witness %s given twice", w->name);
-	w->key.name = w->name;
+		if (strcmp(ws->names[i], name) == 0)
+			return ehr_error_set(EHR_ERR_INVAL, "--witness %s given twice", name);
+	w->name = name;
 	ws->n++;
 	return 0;
 }
@@ -63,14 +65,11 @@ int ctl_witness_finish(struct ctl_witnesses *ws)
 int ctl_quorum_check(const struct ctl_witnesses *ws, const char *note, size_t len, const char *origin,
                      const uint8_t log_pub[32])
 {
-	struct ledger_note_key keys[CTL_MAX_WITNESSES];
 	struct ledger_quorum_report rep;
 
 	if (ws->n == 0)
 		return 0;
-	for (size_t i = 0; i < ws->n; i++)
-		keys[i] = ws->w[i].key;
-	if (ledger_note_quorum(note, len, origin, log_pub, keys, ws->n, ws->k, &rep) == 0)
+	if (ledger_note_quorum(note, len, origin, log_pub, ws->keys, ws->n, ws->k, &rep) == 0)
 		return 0;
 	fprintf(stderr,
 	        "NO_QUORUM: the checkpoint of size %llu has %zu valid cosignatures of the %zu needed; %s\n",

@@ -204,6 +204,12 @@ static void test_cross_checks(void)
 	        c, "[store]\nbackend = s3\ns3_endpoint = http://127.0.0.1:9\ns3_bucket = b\n", "s3.ini"));
 	EHR_ASSERT_OK(gw_config_finish(c));
 	gw_config_free(c);
+	/* no client CA: the engine would ask for no client certificate (as
+	 * ehrwitness runs); the gateway refuses the empty path */
+	c = fresh();
+	CU_ASSERT_EQUAL(gw_config_load_string(c, "[tls]\nclient_ca =\n", "noca.ini"), EHR_ERR_CONFIG);
+	ASSERT_MSG_HAS("[tls] client_ca");
+	gw_config_free(c);
 }
 
 static void test_missing_file(void)
