@@ -18,6 +18,9 @@
 #include <openssl/sha.h>
 
 #define REC_CHUNK (64 * 1024)
+/* An object of at most this many ciphertext bytes is spooled in memory (no
+ * more than the read chunk a file spool needs), larger ones in a file. */
+#define REC_SPOOL_MEM_MAX REC_CHUNK
 
 int cloud_rid_new(uint8_t rid[CLOUD_RID_LEN])
 {
@@ -188,7 +191,8 @@ out:
 /* ------------------------------------------------------------------ get */
 
 struct spool {
-	int fd;
+	int fd;       /* the file spool, or -1 */
+	uint8_t *mem; /* or the memory spool, limit bytes */
 	uint64_t size;
 	uint64_t limit;
 };
@@ -199,6 +203,11 @@ static int spool_write(void *ctx, const uint8_t *p, size_t n)
 
 	if (sp->size + n > sp->limit)
 		return ehr_error_set(EHR_ERR_TAMPER, "stored object is larger than the ledger says");
+	if (sp->mem != NULL) {
+		memcpy(sp->mem + sp->size, p, n);
+		sp->size += n;
+		return 0;
+	}
 	while (n > 0) {
 		ssize_t w = write(sp->fd, p, n);
 		if (w < 0) {
@@ -233,7 +242,10 @@ static int spool_open(int *fd)
 }
 
 struct cloud_record_reader {
-	int fd;
+	int fd;       /* the file spool, or -1 */
+	uint8_t *mem; /* or the memory spool: mem_len bytes, read up to mem_off */
+	size_t mem_len;
+	size_t mem_off;
 	uint8_t dek[CLOUD_KEY_LEN];
 	uint8_t rid[CLOUD_RID_LEN];
 	struct cloud_unseal *u;
@@ -257,6 +269,7 @@ void cloud_record_close(struct cloud_record_reader *rr)
 	OPENSSL_cleanse(rr->dek, sizeof(rr->dek));
 	cloud_unseal_free(rr->u);
 	free(rr->chunk);
+	free(rr->mem);
 	if (rr->fd >= 0)
 		close(rr->fd);
 	free(rr);
@@ -267,7 +280,8 @@ static int rewind_unseal(struct cloud_record_reader *rr)
 	cloud_unseal_free(rr->u);
 	rr->u = NULL;
 	rr->eof = false;
-	if (lseek(rr->fd, 0, SEEK_SET) != 0)
+	rr->mem_off = 0;
+	if (rr->mem == NULL && lseek(rr->fd, 0, SEEK_SET) != 0)
 		return ehr_error_set_detail(EHR_ERR_IO, "spool seek failed", "spool seek: %s",
 		                            strerror(errno));
 	return cloud_unseal_new(&rr->u, rr->dek, rr->rid);
@@ -280,7 +294,16 @@ static int pump(struct cloud_record_reader *rr, size_t max, cloud_write_fn wr, v
 	size_t fed = 0;
 
 	while (!rr->eof && (max == 0 || fed < max)) {
-		ssize_t n = read(rr->fd, rr->chunk, REC_CHUNK);
+		const uint8_t *p = rr->chunk;
+		ssize_t n;
+		if (rr->mem != NULL) {
+			size_t left = rr->mem_len - rr->mem_off;
+			n = (ssize_t)(left < REC_CHUNK ? left : REC_CHUNK);
+			p = rr->mem + rr->mem_off;
+			rr->mem_off += (size_t)n;
+		} else {
+			n = read(rr->fd, rr->chunk, REC_CHUNK);
+		}
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -293,7 +316,7 @@ static int pump(struct cloud_record_reader *rr, size_t max, cloud_write_fn wr, v
 			rr->done = true;
 			break;
 		}
-		GUARD(cloud_unseal_update(rr->u, rr->chunk, (size_t)n, wr, wctx));
+		GUARD(cloud_unseal_update(rr->u, p, (size_t)n, wr, wctx));
 		fed += (size_t)n;
 	}
 	return 0;
@@ -313,12 +336,19 @@ int cloud_record_open(struct cloud_record_reader **out, struct obj_store *st, co
 	ENSURE(rr != NULL, EHR_ERR_NOMEM);
 	rr->fd = -1;
 	memcpy(rr->rid, meta->rid, CLOUD_RID_LEN);
-	rr->chunk = malloc(REC_CHUNK);
-	ENSURE_GOTO(rr->chunk != NULL, EHR_ERR_NOMEM);
 	GUARD_GOTO(cloud_record_key(key, sizeof(key), meta->rid));
-	GUARD_GOTO(spool_open(&sp.fd));
-	rr->fd = sp.fd;
+	/* A small object (a few KiB is the common record) needs no file. */
+	if (meta->ct_size <= REC_SPOOL_MEM_MAX) {
+		rr->mem = sp.mem = malloc(meta->ct_size > 0 ? (size_t)meta->ct_size : 1);
+		ENSURE_GOTO(rr->mem != NULL, EHR_ERR_NOMEM);
+	} else {
+		rr->chunk = malloc(REC_CHUNK);
+		ENSURE_GOTO(rr->chunk != NULL, EHR_ERR_NOMEM);
+		GUARD_GOTO(spool_open(&sp.fd));
+		rr->fd = sp.fd;
+	}
 	GUARD_GOTO(obj_store_get(st, key, spool_write, &sp, &info));
+	rr->mem_len = (size_t)sp.size;
 	/* The whole object must be the one the ledger recorded, before any
 	 * decryption. */
 	if (info.size != meta->ct_size || CRYPTO_memcmp(info.sha256, meta->ct_sha256, 32) != 0) {
