@@ -330,14 +330,24 @@ export function mountAuditor(root) {
       }
       const lat = ready?.ledger || ready?.checks?.ledger;
       row("append latency", lat?.append_ms !== undefined ? `${lat.append_ms} ms` : "not reported by this gateway (see /metrics)", "h-append");
+      // /readyz "publication" (docs/LEDGER.md §13): present with [witness].
+      const pub = ready?.publication;
       row(
-        "publication latency",
-        lat?.publication_ms !== undefined ? `${lat.publication_ms} ms` : "not reported by this gateway",
+        "publication",
+        pub
+          ? `${pub.state}: ${pub.cosigners} of ${pub.witnesses} witnesses cosigned (quorum ${pub.quorum}); published ${pub.published_size} of ${pub.head_size}, lag ${pub.lag_ms} ms`
+          : "no witnesses configured: the ledger's own signature only",
         "h-publication",
       );
-      const ws = ready?.witnesses || ready?.checks?.witnesses;
-      const wtext = Array.isArray(ws) && ws.length
-        ? ws.map((w) => `${w.name}: last cosignature ${w.last_cosigned || w.last || "never"}`).join("; ")
+      const ws = Array.isArray(pub?.witness) ? pub.witness : [];
+      const wtext = ws.length
+        ? ws
+            .map((w) =>
+              w.cosigned_ms > 0
+                ? `${w.name}: last cosigned size ${w.cosigned_size} at ${isoTime(w.cosigned_ms)}${w.ok ? "" : ` (now failing, HTTP ${w.last_status || "unreachable"})`}`
+                : `${w.name}: never cosigned${w.last_status ? ` (HTTP ${w.last_status})` : ""}`,
+            )
+            .join("; ")
         : witnesses.length
           ? witnesses.map((w) => `${w.name} (cosigned this checkpoint)`).join("; ")
           : "not configured";

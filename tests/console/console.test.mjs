@@ -247,6 +247,9 @@ await flow("auditor-live-tail-2s", async () => {
   // Last-Event-ID and nothing is lost or repeated
   await ap.getByRole("button", { name: "Refresh" }).click();
   await ap.locator("#h-witnesses").waitFor();
+  // no [witness] in this gateway: /readyz has no publication object, and the panel says so
+  must(/not configured/.test(await ap.locator("#h-witnesses").textContent()), "witnesses line without [witness]");
+  must(/no witnesses configured/.test(await ap.locator("#h-publication").textContent()), "publication line without [witness]");
   docShot(await shot(ap, "auditor-tail-health"), "auditor-tail-health.png");
 });
 

@@ -734,8 +734,8 @@ static void test_ehrctl_watch_receipts(void)
 	memset(pub, 7, sizeof(pub));
 	CU_ASSERT_FATAL(ledger_cosig_vkey_format(&wk, "witness.example", pub) == 0);
 	ehrt_fmt(cmd, sizeof(cmd),
-	         "patient watch --from 0 --count 1 --log-key '%s' --witness 'witness.example=%s' --quorum 1", vkey,
-	         ehr_buf_cstr(&wk));
+	         "patient watch --from 0 --count 1 --log-key '%s' --witness 'witness.example=%s' --quorum 1",
+	         vkey, ehr_buf_cstr(&wk));
 	CU_ASSERT_EQUAL(ctl(dir_p1, cmd, out, sizeof(out)), 1);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "BAD_RECEIPT: event"));
 	/* Witnesses without the log key, a quorum above them: usage. */
