@@ -83,21 +83,11 @@ static int parse_item(struct atna_repo *r, const char *item, size_t len, size_t 
 
 int atna_repos_parse(struct atna_repo *out, size_t cap, size_t *n, const char *text)
 {
-	const char *p = text ? text : "";
+	const char *cur = text, *p;
+	size_t len;
 
 	*n = 0;
-	while (*p) {
-		const char *end;
-		size_t len;
-
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (*p == '\0')
-			break;
-		end = p;
-		while (*end && *end != ',' && *end != ' ' && *end != '\t')
-			end++;
-		len = (size_t)(end - p);
+	while ((p = ehr_list_next(&cur, ", \t", &len)) != NULL) {
 		if (*n >= cap)
 			return ehr_error_set(EHR_ERR_CONFIG, "more than %zu repositories", cap);
 		GUARD(parse_item(&out[*n], p, len, *n + 1));
@@ -106,7 +96,6 @@ int atna_repos_parse(struct atna_repo *out, size_t cap, size_t *n, const char *t
 				return ehr_error_set(EHR_ERR_CONFIG, "repository %zu: name used twice",
 				                     *n + 1);
 		(*n)++;
-		p = end;
 	}
 	return 0;
 }

@@ -182,6 +182,26 @@ int ehr_parse_u64(uint64_t *out, const char *s, uint64_t max)
 	return 0;
 }
 
+const char *ehr_list_next(const char **cursor, const char *seps, size_t *len)
+{
+	const char *p = *cursor ? *cursor : "", *item;
+	size_t n;
+
+	while (*p == ' ' || *p == '\t' || (*p && strchr(seps, *p)))
+		p++;
+	if (*p == '\0') {
+		*cursor = p;
+		return NULL;
+	}
+	item = p;
+	n = strcspn(p, seps);
+	*cursor = p + n;
+	while (n > 0 && (item[n - 1] == ' ' || item[n - 1] == '\t'))
+		n--;
+	*len = n;
+	return item;
+}
+
 int ehr_parse_i64(int64_t *out, const char *s, int64_t min, int64_t max)
 {
 	char *end;

@@ -241,6 +241,10 @@ int ehr_hex_decode(uint8_t *out, size_t outlen, const char *in, size_t n);
 /* Decimal parsing without atoi: whole string, range-checked. */
 int ehr_parse_u64(uint64_t *out, const char *s, uint64_t max);
 int ehr_parse_i64(int64_t *out, const char *s, int64_t min, int64_t max);
+/* The next item of a config list: skips blanks and separators, stops at
+ * the next character of seps (or the end) and drops trailing blanks.
+ * Returns the item (*len bytes) and moves *cursor past it; NULL at the end. */
+const char *ehr_list_next(const char **cursor, const char *seps, size_t *len);
 
 /* -------------------------------------------------------------- randomness */
 

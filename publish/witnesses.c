@@ -64,21 +64,11 @@ static int parse_item(struct publish_witness *w, const char *s, size_t len, size
 
 int publish_witnesses_parse(struct publish_witness *out, size_t cap, size_t *n, const char *text)
 {
-	const char *p = text ? text : "";
+	const char *cur = text, *p;
+	size_t len;
 
 	*n = 0;
-	while (*p) {
-		const char *end;
-		size_t len;
-
-		while (*p == ' ' || *p == '\t' || *p == ',')
-			p++;
-		if (*p == '\0')
-			break;
-		end = strchr(p, ',');
-		len = end ? (size_t)(end - p) : strlen(p);
-		while (len > 0 && (p[len - 1] == ' ' || p[len - 1] == '\t'))
-			len--;
+	while ((p = ehr_list_next(&cur, ",", &len)) != NULL) {
 		if (*n >= cap)
 			return ehr_error_set(EHR_ERR_CONFIG, "more than %zu witnesses", cap);
 		GUARD(parse_item(&out[*n], p, len, *n + 1));
@@ -93,7 +83,6 @@ int publish_witnesses_parse(struct publish_witness *out, size_t cap, size_t *n, 
 				                     i + 1, out[i].name);
 		}
 		(*n)++;
-		p = end ? end : p + strlen(p);
 	}
 	return 0;
 }

@@ -127,6 +127,32 @@ static void test_hex_and_numbers(void)
 	EHR_ASSERT_ERR(ehr_parse_i64(&i, "11", -10, 10), EHR_ERR_TOO_LARGE);
 }
 
+/* Config lists: items between separators, blanks around them dropped. */
+static void test_list_next(void)
+{
+	const char *cur = " , https://a x y ,,\tb ,", *p;
+	size_t len = 0;
+
+	p = ehr_list_next(&cur, ",", &len);
+	CU_ASSERT_FATAL(p != NULL);
+	CU_ASSERT_EQUAL(len, 13);
+	CU_ASSERT_EQUAL(strncmp(p, "https://a x y", len), 0);
+	p = ehr_list_next(&cur, ",", &len);
+	CU_ASSERT_FATAL(p != NULL);
+	CU_ASSERT_EQUAL(len, 1);
+	CU_ASSERT_EQUAL(*p, 'b');
+	CU_ASSERT_PTR_NULL(ehr_list_next(&cur, ",", &len));
+	CU_ASSERT_PTR_NULL(ehr_list_next(&cur, ",", &len)); /* stays at the end */
+	cur = "a=h:1 b=h:2,c=h:3";
+	CU_ASSERT_PTR_NOT_NULL(ehr_list_next(&cur, ", \t", &len));
+	CU_ASSERT_EQUAL(len, 5);
+	CU_ASSERT_PTR_NOT_NULL(ehr_list_next(&cur, ", \t", &len));
+	CU_ASSERT_PTR_NOT_NULL(ehr_list_next(&cur, ", \t", &len));
+	CU_ASSERT_PTR_NULL(ehr_list_next(&cur, ", \t", &len));
+	cur = NULL;
+	CU_ASSERT_PTR_NULL(ehr_list_next(&cur, ",", &len));
+}
+
 /* The one hex encoder: exact fit, one byte short, appended to a buffer at
  * its limit, and the bytea parameter form built on it. */
 static void test_hex_fixed_and_bytea(void)
@@ -314,6 +340,7 @@ static void register_suites(void)
 	              { "big-endian buffer and cursor", test_buf_be },
 	              { "overflow-checked sizes", test_sizes }, { "base64 RFC 4648 vectors", test_base64 },
 	              { "hex and decimal parsing", test_hex_and_numbers },
+	              { "config list items", test_list_next },
 	              { "fixed-buffer hex and bytea parameters", test_hex_fixed_and_bytea },
 	              { "SQLSTATE map", test_sqlstate_map }, { "JSON limits", test_json_limits },
 	              { "atomic exclusive file write", test_atomic_file },
