@@ -39,36 +39,9 @@ static void say(const char *f, const char *a)
 static int fill(uint64_t size)
 {
 	char keyf[GWP_PATH + 32];
-	EVP_PKEY *k;
-	struct ledger *l = NULL;
-	struct ledger_entry_in in[1000];
-	json_t *pl = json_pack("{s:s}", "note", "tiles bench");
-	long long have = gwp_db_scalar(&gw, "SELECT count(*) FROM ledger_entries");
-	int err = -1;
 
 	snprintf(keyf, sizeof(keyf), "%s/ledger.key", gw.state_dir);
-	k = ltest_key_read(keyf);
-	struct ledger_config cfg = { .conninfo = gw.db.app_ci,
-		                     .origin = "ehrgate.local/ledger",
-		                     .signing_key = k,
-		                     .batch_max = 1000,
-		                     .batch_ms = 0 };
-	if (k == NULL || have < 0 || ledger_open(&l, &cfg) < 0)
-		goto out;
-	for (size_t i = 0; i < 1000; i++)
-		in[i] = (struct ledger_entry_in){ "ehr.read", "srv-00000000000000000000000000000000", "subj",
-			                          pl };
-	err = 0;
-	while ((uint64_t)have < size && err == 0) {
-		size_t n = size - (uint64_t)have > 1000 ? 1000 : (size_t)(size - (uint64_t)have);
-		err = ledger_append_n(l, in, n, NULL);
-		have += (long long)n;
-	}
-out:
-	ledger_close(l);
-	EVP_PKEY_free(k);
-	json_decref(pl);
-	return err;
+	return ltest_grow_to(gw.db.app_ci, keyf, "ehrgate.local/ledger", size, "tiles bench");
 }
 
 /* mkdir -p of the directories in path (not its last element). */

@@ -152,3 +152,40 @@ int ltest_fill(struct ledger *l, unsigned n, unsigned threads, const char *subje
 	}
 	return fails ? -1 : 0;
 }
+
+int ltest_grow_to(const char *ci, const char *keyfile, const char *origin, uint64_t size, const char *note)
+{
+	EVP_PKEY *k = ltest_key_read(keyfile);
+	struct ledger_config cfg = {
+		.conninfo = ci, .origin = origin, .signing_key = k, .batch_max = 1000, .batch_ms = 0
+	};
+	struct ledger *l = NULL;
+	struct ledger_entry_in in[1000];
+	struct ledger_block head;
+	json_t *pl = json_pack("{s:s}", "note", note);
+	uint64_t have = 0;
+	int err = -1;
+
+	if (k == NULL || pl == NULL || ledger_open(&l, &cfg) < 0)
+		goto out;
+	if ((err = ledger_head(l, &head)) == 0)
+		have = head.tree_size;
+	else if (err != EHR_ERR_NOT_FOUND)
+		goto out;
+	err = 0;
+	for (size_t i = 0; i < 1000; i++)
+		in[i] = (struct ledger_entry_in){ "ehr.read", "srv-00000000000000000000000000000000", "subj",
+			                          pl };
+	while (have < size && err == 0) {
+		size_t n = size - have > 1000 ? 1000 : (size_t)(size - have);
+		err = ledger_append_n(l, in, n, NULL);
+		have += n;
+	}
+out:
+	if (err < 0)
+		fprintf(stderr, "ltest_grow_to: %s\n", ehr_error_detail());
+	ledger_close(l);
+	EVP_PKEY_free(k);
+	json_decref(pl);
+	return err < 0 ? -1 : 0;
+}

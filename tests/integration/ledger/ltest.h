@@ -31,6 +31,14 @@ int ltest_ledger_open(struct ledger **l, const char *ci, EVP_PKEY *k, unsigned b
 /* Append n entries from `threads` threads; 0 if every append succeeded. */
 int ltest_fill(struct ledger *l, unsigned n, unsigned threads, const char *subject);
 
+/*
+ * Append, as a second writer with the key in keyfile and the given origin,
+ * batches of 1000 entries (one block each) until the ledger at ci holds
+ * `size` entries; nothing when it already does. `note` goes in each
+ * payload. 0, or -1 with a message on stderr.
+ */
+int ltest_grow_to(const char *ci, const char *keyfile, const char *origin, uint64_t size, const char *note);
+
 #define LTEST_ORIGIN "ehrgate.test/ledger"
 
 #endif
