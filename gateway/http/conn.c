@@ -260,6 +260,17 @@ void gw_conn_close_all(struct gw_worker *w)
 	}
 }
 
+void gw_conn_close_idle(struct gw_worker *w)
+{
+	struct gw_conn *c = w->conns, *next;
+
+	for (; c; c = next) {
+		next = c->next;
+		if (c->req == NULL && c->stream == NULL && c->state == CS_HEAD)
+			gw__conn_drop(c);
+	}
+}
+
 static void next_request(struct gw_conn *c)
 {
 	c->state = CS_HEAD;

@@ -164,6 +164,7 @@ struct gw_server {
 	atomic_ulong tls_reloads;
 	atomic_ulong tls_reload_failures;
 	atomic_bool draining;
+	atomic_uint quiesced;                         /* workers that stopped taking new requests */
 	struct gw_metrics_listener *metrics_listener; /* NULL: [metrics] listen is off */
 };
 
@@ -260,6 +261,10 @@ int gw_tls_refuse(SSL *ssl);
 void gw_conn_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg);
 /* Close every connection of a worker (loop stopped). */
 void gw_conn_close_all(struct gw_worker *w);
+/* Draining, on the loop thread: close the connections that wait for a
+ * request (idle keep-alive, a handshake, a partial head), so no request
+ * can start after this; busy ones close after their reply. */
+void gw_conn_close_idle(struct gw_worker *w);
 const char *gw_conn_peer(const struct gw_conn *c); /* the client's IP */
 /* Loop thread: the request's reply is complete in r (buffered), or was
  * streamed; write what is left, then serve the next request or close. */

@@ -50,6 +50,8 @@ static void stop_accepting(evutil_socket_t fd, short what, void *arg)
 		evconnlistener_free(w->listener);
 		w->listener = NULL;
 	}
+	gw_conn_close_idle(w);
+	atomic_fetch_add(&w->srv->quiesced, 1);
 }
 
 /* Connections closed since the last trim that make one worth its cost. */
@@ -259,7 +261,10 @@ static bool drain(struct gw_server *srv)
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		event_base_once(srv->workers[i].base, -1, EV_TIMEOUT, stop_accepting, &srv->workers[i],
 		                &zero);
-	while (atomic_load(&srv->inflight) > 0) {
+	/* Once every loop has quiesced no request can start, so an inflight
+	 * count of zero then means none will run: a request that began after
+	 * it read zero would be freed under its handler. */
+	while (atomic_load(&srv->quiesced) < srv->nworkers || atomic_load(&srv->inflight) > 0) {
 		if (ehr_monotonic_ms() >= deadline) {
 			clean = false;
 			ehr_logf(EHR_LOG_WARN, "server.drain_timeout", "%ld requests still in flight",

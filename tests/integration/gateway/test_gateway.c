@@ -1025,15 +1025,33 @@ static void *slow_request(void *arg)
 
 static void test_sigterm_drain(void)
 {
+	static const char hz[] = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
 	struct slow_call call = { .p = &gw };
+	struct gwp_tls idle;
+	char buf[2048];
+	size_t got = 0;
+	bool closed = false;
 	pthread_t t;
 	int status = -1;
 	json_t *j;
 
+	/* a keep-alive connection, idle between requests when the drain starts */
+	EHR_ASSERT_OK(gwp_tls_open(&gw, &idle));
+	EHR_ASSERT_OK(gwp_tls_write(&idle, hz, sizeof(hz) - 1));
+	EHR_ASSERT_OK(gwp_tls_read(&idle, "\"ok\"}", buf, sizeof(buf), &got, &closed, 5000));
+	CU_ASSERT(strncmp(buf, "HTTP/1.1 200", 12) == 0 && !closed);
 	CU_ASSERT_EQUAL_FATAL(pthread_create(&t, NULL, slow_request, &call), 0);
 	gwp_sleep_ms(400); /* the request is in flight on the blocking pool */
 	EHR_ASSERT_OK(gwp_signal(&gw, SIGTERM));
 	gwp_sleep_ms(200);
+	/* the drain closed the idle one: no request can start on it any more
+	 * (one that did could outlive the drain's count and the server) */
+	got = 0;
+	(void)gwp_tls_write(&idle, hz, sizeof(hz) - 1);
+	(void)gwp_tls_read(&idle, NULL, buf, sizeof(buf), &got, &closed, 3000);
+	CU_ASSERT(closed);
+	CU_ASSERT(strstr(buf, "HTTP/1.1 200") == NULL);
+	gwp_tls_close(&idle);
 	/* no new connections while draining */
 	{
 		struct gwp_resp res;
