@@ -98,6 +98,7 @@ void ehr_db_release_after(struct ehr_db_pool *p, void *conn, int err);
  */
 #define EHR_DB_BEGIN_COVERED 1u
 #define EHR_DB_COMMIT 2u
+#define EHR_DB_BINARY 4u /* the statement's results in binary, as ehr_db_exec_binary */
 int ehr_db_exec_steps(void *conn, void **res, unsigned steps, const char *sql, int nparams,
                       const char *const *params);
 

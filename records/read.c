@@ -154,34 +154,32 @@ int records__gone(struct records_get_out *out, bool logged, uint64_t seq)
 	return ehr_error_set(EHR_ERR_NOT_FOUND, "the record was erased");
 }
 
-/*
- * Begin a transaction on *conn that share-locks the row while it is still
- * 'stored': an erasure (which locks it FOR UPDATE to wipe the key) waits
- * until this read's ehr.read entry is durable and the lock is released.
- * RECORDS_AT_ERASED if the erasure got there first.
- */
-static int get_lock_stored(const struct records_env *env, const char *rid, void **conn,
-                           struct records_get_out *out)
+int records__lock_stored(const struct records_env *env, const char *rid, void **conn, struct ehr_buf *tags,
+                         struct records_get_out *out)
 {
 	const char *p[1] = { rid };
+	struct ehr_cursor cur;
+	uint64_t seq;
 	void *res = NULL;
-	int64_t seq = -1;
 	int err = 0;
 
 	GUARD(ehr_db_acquire(env->db, conn));
-	/* Only a lock: its commit needs no WAL flush of its own. */
-	GUARD_GOTO(ehr_db_exec_steps(
-	        *conn, &res, EHR_DB_BEGIN_COVERED,
-	        "SELECT state, coalesce(erase_seq, -1) FROM ehr_records WHERE record_id = $1 "
-	        "FOR SHARE",
-	        1, p));
-	ENSURE_GOTO(PQntuples(res) == 1, EHR_ERR_DB);
-	if (strcmp(PQgetvalue(res, 0, 0), "stored") != 0) {
-		GUARD_GOTO(ehr_parse_i64(&seq, PQgetvalue(res, 0, 1), -1, INT64_MAX));
-		err = records__gone(out, seq >= 0, seq < 0 ? 0 : (uint64_t)seq);
+	GUARD_GOTO(ehr_db_exec_steps(*conn, &res, EHR_DB_BEGIN_COVERED | EHR_DB_BINARY,
+	                             "SELECT state::text, coalesce(erase_seq, -1), seg_tags FROM "
+	                             "ehr_records WHERE record_id = $1 FOR SHARE",
+	                             1, p));
+	ENSURE_GOTO(ehr_db_rows(res) == 1, EHR_ERR_DB);
+	if (ehr_db_len(res, 0, 0) != 6 ||
+	    memcmp(ehr_db_value(res, 0, 0), "stored", 6) != 0) { /* not secret */
+		ehr_cursor_init(&cur, ehr_db_value(res, 0, 1), ehr_db_len(res, 0, 1));
+		GUARD_GOTO(ehr_cursor_read_be64(&cur, &seq));
+		err = records__gone(out, seq <= INT64_MAX, seq <= INT64_MAX ? seq : 0); /* -1: not logged */
+		goto out;
 	}
+	if (tags != NULL && !ehr_db_is_null(res, 0, 2))
+		err = ehr_buf_append(tags, ehr_db_value(res, 0, 2), ehr_db_len(res, 0, 2));
 out:
-	PQclear(res);
+	ehr_db_clear(res);
 	if (err < 0) {
 		ehr_db_release_after(env->db, *conn, err);
 		*conn = NULL;
@@ -230,7 +228,7 @@ static int get_open_logged(const struct records_env *env, const struct records_g
 		return ehr_error_set(EHR_ERR_TAMPER, "object missing");
 	}
 	out->stage = RECORDS_AT_COMMIT;
-	if ((err = get_lock_stored(env, row->record_id, &conn, out)) == 0) {
+	if ((err = records__lock_stored(env, row->record_id, &conn, NULL, out)) == 0) {
 		err = records__log_read(env, in, q, row, &out->decision, rcpt);
 		if (err == 0)
 			err = ehr_db_commit(conn);

@@ -90,6 +90,17 @@ int records__log_read(const struct records_env *env, const struct records_get_in
 /* The record is erased, or being erased: stage ERASED, EHR_ERR_NOT_FOUND. */
 int records__gone(struct records_get_out *out, bool logged, uint64_t seq);
 /*
+ * Acquire *conn and begin on it, in one round trip, a transaction that
+ * share-locks the record's row while it is still 'stored': an erasure
+ * (which locks it FOR UPDATE to wipe the key) waits until this read's
+ * ehr.read entry is durable and the lock is released. Its commit needs no
+ * WAL flush of its own (EHR_DB_BEGIN_COVERED). tags (may be NULL) gets the
+ * row's segment tag list, left empty when it has none. RECORDS_AT_ERASED
+ * (and *conn released) if an erasure got there first.
+ */
+int records__lock_stored(const struct records_env *env, const char *rid, void **conn, struct ehr_buf *tags,
+                         struct records_get_out *out);
+/*
  * records_get for a record whose ehr.store entry commits to its segment
  * tags (tags_sha: its seg_tags_sha256), streamed segment by segment
  * (stream.c). 1: the row has no tag list (fsck completed it), read it the

@@ -29,44 +29,6 @@ struct streamed {
 	bool started;
 };
 
-/*
- * Begin a transaction on *conn that share-locks the row while it is still
- * 'stored' (an erasure waits for this read's ehr.read entry) and load its
- * segment tags into tags (left empty when the row has none).
- */
-static int lock_with_tags(struct streamed *st, struct ehr_buf *tags)
-{
-	const char *p[1] = { st->row->record_id };
-	void *res = NULL;
-	int64_t seq = -1;
-	int err = 0;
-
-	GUARD(ehr_db_acquire(st->env->db, &st->conn));
-	GUARD_GOTO(ehr_db_begin(st->conn));
-	GUARD_GOTO(
-	        ehr_db_exec_binary(st->conn, &res,
-	                           "SELECT state::text, coalesce(erase_seq, -1), seg_tags FROM ehr_records "
-	                           "WHERE record_id = $1 FOR SHARE",
-	                           1, p));
-	ENSURE_GOTO(ehr_db_rows(res) == 1, EHR_ERR_DB);
-	if (ehr_db_len(res, 0, 0) != 6 ||
-	    memcmp(ehr_db_value(res, 0, 0), "stored", 6) != 0) { /* not secret */
-		const uint8_t *v = (const uint8_t *)ehr_db_value(res, 0, 1);
-
-		ENSURE_GOTO(ehr_db_len(res, 0, 1) == 8, EHR_ERR_DB);
-		seq = (int64_t)((uint64_t)v[0] << 56 | (uint64_t)v[1] << 48 | (uint64_t)v[2] << 40 |
-		                (uint64_t)v[3] << 32 | (uint64_t)v[4] << 24 | (uint64_t)v[5] << 16 |
-		                (uint64_t)v[6] << 8 | v[7]);
-		err = records__gone(st->out, seq >= 0, seq < 0 ? 0 : (uint64_t)seq);
-		goto out;
-	}
-	if (!ehr_db_is_null(res, 0, 2))
-		err = ehr_buf_append(tags, ehr_db_value(res, 0, 2), ehr_db_len(res, 0, 2));
-out:
-	ehr_db_clear(res);
-	return err;
-}
-
 /* After the first segment verified, before its plaintext leaves: the
  * read on the ledger, the lock released, the reply started. */
 static int before_first(void *ctx)
@@ -115,7 +77,7 @@ int records__get_streamed(const struct records_env *env, const struct records_ge
 	int err;
 
 	out->stage = RECORDS_AT_COMMIT;
-	if ((err = lock_with_tags(&st, &tags)) < 0)
+	if ((err = records__lock_stored(env, row->record_id, &st.conn, &tags, out)) < 0)
 		goto out;
 	if (tags.len == 0) { /* completed by fsck: read the old way */
 		err = 1;
