@@ -67,7 +67,7 @@ static int fs_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int
 	struct fs_store *fs = impl;
 	struct ehr_buf tmp = EHR_BUF_INIT(4096), dst = EHR_BUF_INIT(4096);
 	uint8_t *chunk = NULL;
-	int fd = -1, err = 0;
+	int fd = -1, err = 0, rc;
 	char *slash;
 
 	(void)size;
@@ -97,10 +97,16 @@ static int fs_put(void *impl, const char *key, cloud_read_fn rd, void *rctx, int
 	fd = -1;
 	GUARD_GOTO(fs_path(&dst, fs, key));
 	slash = strrchr((char *)dst.data, '/');
-	*slash = '\0';
-	GUARD_GOTO(ehr_mkdir_p((char *)dst.data, 0700));
-	*slash = '/';
-	if (rename(ehr_buf_cstr(&tmp), ehr_buf_cstr(&dst)) != 0) {
+	/* The key's directory usually exists: make it only when the rename
+	 * says it does not (six failing mkdirs per put, otherwise). */
+	rc = rename(ehr_buf_cstr(&tmp), ehr_buf_cstr(&dst));
+	if (rc != 0 && errno == ENOENT) {
+		*slash = '\0';
+		GUARD_GOTO(ehr_mkdir_p((char *)dst.data, 0700));
+		*slash = '/';
+		rc = rename(ehr_buf_cstr(&tmp), ehr_buf_cstr(&dst));
+	}
+	if (rc != 0) {
 		err = ehr_error_set_detail(EHR_ERR_UNAVAILABLE, "fs store: cannot rename",
 		                           "fs store: rename: %s", strerror(errno));
 		goto out;

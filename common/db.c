@@ -107,8 +107,15 @@ struct db_stmt {
 struct db_stmts {
 	unsigned n;
 	size_t bytes;
+	int64_t alive_ms; /* when the connection was last seen working */
 	struct db_stmt s[DB_STMT_MAX];
 };
+
+/* Seen working (checked, or a statement answered) within this long: a
+ * statement outside a transaction goes out without another poll(2). A
+ * server that went away since can only be in its outage, when a fresh
+ * connection would fail as well; the pool still checks on every acquire. */
+#define DB_ALIVE_RECENT_MS 100
 
 static void stmts_clear(struct db_stmts *st)
 {
@@ -214,6 +221,28 @@ static int stmt_send(PGconn *c, const char *sql, int nparams, const char *const 
 	return PQsendQueryParams(c, sql, nparams, NULL, params, NULL, NULL, format);
 }
 
+static void conn_seen_alive(PGconn *c)
+{
+	struct db_stmts *st = PQinstanceData(c, stmts_event);
+
+	if (st != NULL)
+		st->alive_ms = ehr_monotonic_ms();
+}
+
+/* ehr_db_conn_alive, skipped when c was seen working a moment ago. */
+static bool conn_alive_recent(PGconn *c)
+{
+	struct db_stmts *st = PQinstanceData(c, stmts_event);
+
+	if (st != NULL && PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE &&
+	    ehr_monotonic_ms() - st->alive_ms < DB_ALIVE_RECENT_MS)
+		return true;
+	if (!ehr_db_conn_alive(c))
+		return false;
+	conn_seen_alive(c);
+	return true;
+}
+
 static PGconn *db_connect(struct ehr_db_pool *p)
 {
 	const char *keys[] = { "dbname", "connect_timeout", "options", "application_name", NULL };
@@ -296,6 +325,8 @@ int ehr_db_acquire(struct ehr_db_pool *p, void **conn)
 		PQfinish(c);
 		c = NULL;
 	}
+	if (c != NULL)
+		conn_seen_alive(c);
 	if (c == NULL) {
 		c = db_connect(p);
 		if (c == NULL || PQstatus(c) != CONNECTION_OK) {
@@ -431,7 +462,7 @@ static PGresult *db_send(PGconn *c, const char *sql, int nparams, const char *co
 	PGresult *failed = NULL;
 	int rc;
 
-	if (fresh && !ehr_db_conn_alive(c))
+	if (fresh && !conn_alive_recent(c))
 		PQreset(c);
 	if ((rc = stmt_send(c, sql, nparams, params, result_format, &failed)) == 0) {
 		if (!fresh)

@@ -103,7 +103,7 @@ static const struct gw_config_key gw_config_keys[] = {
 	/* [database] */
 	SECRET("database", "url", "dbname=ehrgate user=ehrgate_app"),
 	SECRET("database", "admin_url", ""),
-	U("database", "pool_size", "16", 1, 1024),
+	U("database", "pool_size", "32", 1, 1024),
 	U("database", "acquire_timeout_ms", "2000", 1, 600000),
 	U("database", "statement_timeout_ms", "10000", 1, 3600000),
 	/* [ledger] */
