@@ -87,5 +87,10 @@ int ledger__block_verify(const struct ledger_block *b, const uint8_t pub[32]);
 /* Store helpers (ledger_store.c) used by reads and verification. */
 int ledger__row_block(struct ledger_block *b, void *res, int row);
 int ledger__fetch_nodes(void *conn, struct merkle_node_ref *refs, size_t n);
+/* read.c: entries read one at a time, kept by seq (they never change once
+ * committed); NULL when there is no memory for it, and then not used. */
+struct ledger__entry_cache;
+struct ledger__entry_cache *ledger__entry_cache_new(void);
+void ledger__entry_cache_free(struct ledger__entry_cache *c);
 
 #endif

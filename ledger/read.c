@@ -6,11 +6,14 @@
 #include "common/db.h"
 #include "ledger/ledger_internal.h"
 
+#include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 struct ehr_db_pool *ledger__pool(struct ledger *l);
 bool ledger__witnessed(const struct ledger *l);
+struct ledger__entry_cache *ledger__ecache(struct ledger *l);
 
 #define BLOCK_COLS "height, prev_hash, tree_size, root, ts_ms, hash, sig, origin, cp_sig"
 
@@ -80,12 +83,118 @@ int ledger_read_entries_on(void *conn, uint64_t from, unsigned limit, ledger_ent
 	return err;
 }
 
+/* ------------------------------------------------- single entries, cached */
+
+/*
+ * Every record read looks up its ehr.store entry by seq: one round trip
+ * each time for bytes that never change once committed (ledger_entries
+ * refuses UPDATE and DELETE). The last LEDGER_ECACHE_SLOTS such entries are
+ * kept, direct-mapped by seq, each at most LEDGER_ECACHE_ENTRY bytes (about
+ * 1 MiB in all). A hit is decoded again, as a row would be.
+ */
+#define LEDGER_ECACHE_SLOTS 1024u
+#define LEDGER_ECACHE_ENTRY 1024u
+
+struct ecache_slot {
+	uint64_t seq, height;
+	size_t len; /* 0: empty */
+	uint8_t raw[LEDGER_ECACHE_ENTRY];
+};
+
+struct ledger__entry_cache {
+	pthread_mutex_t mu;
+	struct ecache_slot slot[LEDGER_ECACHE_SLOTS];
+};
+
+struct ledger__entry_cache *ledger__entry_cache_new(void)
+{
+	struct ledger__entry_cache *c = calloc(1, sizeof(*c));
+
+	if (c != NULL)
+		pthread_mutex_init(&c->mu, NULL);
+	return c;
+}
+
+void ledger__entry_cache_free(struct ledger__entry_cache *c)
+{
+	if (c == NULL)
+		return;
+	pthread_mutex_destroy(&c->mu);
+	free(c);
+}
+
+/* The entry at seq, into raw (LEDGER_ECACHE_ENTRY bytes): its length, 0 if not kept. */
+static size_t ecache_get(struct ledger__entry_cache *c, uint64_t seq, uint8_t *raw, uint64_t *height)
+{
+	struct ecache_slot *s;
+	size_t len = 0;
+
+	if (c == NULL)
+		return 0;
+	s = &c->slot[seq % LEDGER_ECACHE_SLOTS];
+	pthread_mutex_lock(&c->mu);
+	if (s->len > 0 && s->seq == seq) {
+		len = s->len;
+		memcpy(raw, s->raw, len);
+		*height = s->height;
+	}
+	pthread_mutex_unlock(&c->mu);
+	return len;
+}
+
+static void ecache_put(struct ledger__entry_cache *c, const struct ledger_entry *e, const uint8_t *raw,
+                       size_t len)
+{
+	struct ecache_slot *s;
+
+	if (c == NULL || len == 0 || len > LEDGER_ECACHE_ENTRY)
+		return;
+	s = &c->slot[e->seq % LEDGER_ECACHE_SLOTS];
+	pthread_mutex_lock(&c->mu);
+	s->seq = e->seq;
+	s->height = e->block_height;
+	s->len = len;
+	memcpy(s->raw, raw, len);
+	pthread_mutex_unlock(&c->mu);
+}
+
+struct one_entry {
+	struct ledger__entry_cache *c;
+	uint64_t seq;
+	ledger_entry_fn cb;
+	void *ctx;
+};
+
+static int keep_one(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t len)
+{
+	struct one_entry *o = ctx;
+
+	if (e->seq == o->seq)
+		ecache_put(o->c, e, raw, len);
+	return o->cb(o->ctx, e, raw, len);
+}
+
 int ledger_get_entries(struct ledger *l, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx)
 {
 	struct ledger_query q = { .from_seq = from, .limit = limit };
+	struct one_entry o = { ledger__ecache(l), from, cb, ctx };
+	uint8_t raw[LEDGER_ECACHE_ENTRY];
+	struct ledger_entry e;
+	size_t len;
 
 	ENSURE(limit >= 1 && limit <= 10000, EHR_ERR_INVAL);
-	return ledger_query(l, &q, cb, ctx);
+	if (limit != 1)
+		return ledger_query(l, &q, cb, ctx);
+	if ((len = ecache_get(o.c, from, raw, &e.block_height)) > 0) {
+		uint64_t height = e.block_height;
+
+		if (ledger_entry_decode(&e, raw, len, false) < 0 || e.seq != from)
+			return ehr_error_set(EHR_ERR_TAMPER, "ledger entry %llu does not decode",
+			                     (unsigned long long)from);
+		e.block_height = height;
+		return cb(ctx, &e, raw, len);
+	}
+	return ledger_query(l, &q, keep_one, &o);
 }
 
 int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn cb, void *ctx)

@@ -196,6 +196,7 @@ static void ledger_free(struct ledger *l)
 	free(l->origin);
 	ehr_buf_free(&l->copybuf);
 	ehr_buf_free(&l->nodesbuf);
+	ledger__entry_cache_free(l->ecache);
 	pthread_mutex_destroy(&l->mu);
 	pthread_cond_destroy(&l->work);
 	free(l);
@@ -215,6 +216,7 @@ int ledger_open(struct ledger **out, const struct ledger_config *cfg)
 	pthread_mutex_init(&l->mu, NULL);
 	pthread_cond_init(&l->work, NULL);
 	ehr_buf_init(&l->copybuf, 256u * 1024 * 1024);
+	l->ecache = ledger__entry_cache_new();
 	l->conninfo = strdup(cfg->conninfo);
 	l->origin = strdup(cfg->origin);
 	ENSURE_GOTO(l->conninfo != NULL && l->origin != NULL, EHR_ERR_NOMEM);
@@ -356,4 +358,10 @@ bool ledger__witnessed(const struct ledger *l);
 bool ledger__witnessed(const struct ledger *l)
 {
 	return l->witnessed;
+}
+
+struct ledger__entry_cache *ledger__ecache(struct ledger *l);
+struct ledger__entry_cache *ledger__ecache(struct ledger *l)
+{
+	return l->ecache;
 }

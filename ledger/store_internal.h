@@ -40,6 +40,7 @@ struct ledger {
 	unsigned batch_max;
 	unsigned batch_ms;
 	bool witnessed;
+	struct ledger__entry_cache *ecache; /* read.c; NULL: none (no memory) */
 
 	pthread_t writer;
 	pthread_mutex_t mu;

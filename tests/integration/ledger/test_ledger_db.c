@@ -416,6 +416,79 @@ static int append_group(struct fixture *f, unsigned n, unsigned base, const char
 	return rc;
 }
 
+/* What one ledger_get_entries(.., 1, ..) gave: the seq, payload "i", leaf. */
+struct one_seen {
+	unsigned n;
+	uint64_t seq;
+	json_int_t i;
+	uint8_t leaf[32];
+};
+
+static int one_cb(void *ctx, const struct ledger_entry *e, const uint8_t *raw, size_t len)
+{
+	struct one_seen *o = ctx;
+	json_t *j = ledger_entry_json(e, raw, len);
+
+	o->n++;
+	o->seq = e->seq;
+	o->i = json_integer_value(json_object_get(json_object_get(j, "payload"), "i"));
+	merkle_leaf_hash(o->leaf, raw, len);
+	json_decref(j);
+	return 0;
+}
+
+/*
+ * Single entries are read through a cache keyed by seq (1024 slots): a
+ * record read looks up its ehr.store entry every time. Seqs that share a
+ * slot (k, k + 1024) each come back as themselves, first read (from the
+ * database) and again (from the cache), with the same bytes; a seq past
+ * the end gives nothing and is not remembered as anything.
+ */
+static void test_single_entry_cache(void)
+{
+	static const uint64_t seqs[] = { 5, 1029, 5, 1029, 6, 1030, 1030, 6 };
+	uint8_t first_leaf[2][32];
+	struct ledger_receipt r[500];
+	struct one_seen o;
+	struct fixture f;
+
+	CU_ASSERT_FATAL(fx_open(&f, "ecache", 512, 0) == 0);
+	for (unsigned g = 0; g < 3; g++) /* seq 0..1499, payload i = seq */
+		EHR_ASSERT_OK(append_group(&f, 500, g * 500, NULL, 0, r));
+	for (size_t k = 0; k < EHR_ARRAY_LEN(seqs); k++) {
+		memset(&o, 0, sizeof(o));
+		EHR_ASSERT_OK(ledger_get_entries(f.l, seqs[k], 1, one_cb, &o));
+		CU_ASSERT_EQUAL(o.n, 1);
+		CU_ASSERT_EQUAL(o.seq, seqs[k]);
+		CU_ASSERT_EQUAL(o.i, (json_int_t)seqs[k]);
+		if (k < 2)
+			memcpy(first_leaf[k], o.leaf, 32);
+		else if (seqs[k] == seqs[0] || seqs[k] == seqs[1])
+			CU_ASSERT(memcmp(o.leaf, first_leaf[seqs[k] == seqs[0] ? 0 : 1], 32) ==
+			          0); /* not secret */
+	}
+	/* past the end: nothing, twice; then appended, it is the new entry */
+	for (int k = 0; k < 2; k++) {
+		memset(&o, 0, sizeof(o));
+		EHR_ASSERT_OK(ledger_get_entries(f.l, 1500, 1, one_cb, &o));
+		CU_ASSERT_EQUAL(o.n, 0);
+	}
+	EHR_ASSERT_OK(append_group(&f, 1, 4242, NULL, 0, r));
+	CU_ASSERT_EQUAL(r[0].seq, 1500);
+	memset(&o, 0, sizeof(o));
+	EHR_ASSERT_OK(ledger_get_entries(f.l, 1500, 1, one_cb, &o));
+	CU_ASSERT(o.n == 1 && o.seq == 1500 && o.i == 4242);
+	/* a range read is not affected by what was kept */
+	{
+		struct collect c = { 0 };
+
+		c.in_order = true;
+		EHR_ASSERT_OK(ledger_get_entries(f.l, 1020, 20, collect_cb, &c));
+		CU_ASSERT(c.n == 20 && c.first == 1020 && c.last == 1039 && c.in_order);
+	}
+	fx_close(&f);
+}
+
 /* Entry i's receipt is right: its seq, and its leaf proven in the block's
  * tree and under the block's root. */
 static void assert_receipt_proves(struct fixture *f, const struct ledger_receipt *r, unsigned i)
@@ -1020,7 +1093,8 @@ static void register_suites(void)
 	              { "batch_failure_is_atomic", test_batch_failure_is_atomic },
 	              { "append_n_one_block", test_append_n_one_block },
 	              { "append_n_beyond_batch_max", test_append_n_beyond_batch_max },
-	              { "append_n_all_or_nothing", test_append_n_all_or_nothing });
+	              { "append_n_all_or_nothing", test_append_n_all_or_nothing },
+	              { "single_entry_cache", test_single_entry_cache });
 	EHR_ADD_SUITE("ledger_concurrency", NULL, NULL, { "threads_8x2000", test_threads_8x2000 },
 	              { "two_processes", test_two_processes }, { "kill9_mid_stream", test_kill9_mid_stream });
 	EHR_ADD_SUITE("ledger_tamper", NULL, NULL, { "payload_byte", test_tamper_payload_byte },
