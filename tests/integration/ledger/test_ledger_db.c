@@ -463,9 +463,11 @@ static void test_single_entry_cache(void)
 		CU_ASSERT_EQUAL(o.i, (json_int_t)seqs[k]);
 		if (k < 2)
 			memcpy(first_leaf[k], o.leaf, 32);
-		else if (seqs[k] == seqs[0] || seqs[k] == seqs[1])
-			CU_ASSERT(memcmp(o.leaf, first_leaf[seqs[k] == seqs[0] ? 0 : 1], 32) ==
-			          0); /* not secret */
+		else if (seqs[k] == seqs[0] || seqs[k] == seqs[1]) {
+			const uint8_t *was = first_leaf[seqs[k] == seqs[0] ? 0 : 1];
+
+			CU_ASSERT(memcmp(o.leaf, was, 32) == 0); /* not secret */
+		}
 	}
 	/* past the end: nothing, twice; then appended, it is the new entry */
 	for (int k = 0; k < 2; k++) {
