@@ -60,20 +60,18 @@ static int ledger_entry_cb(void *ctx, const struct ledger_entry *e, const uint8_
 }
 
 /* Allowed or denied, the decision is recorded before it is acted on: a
- * denial here, an allowed one with the ehr.read entry (get_log_read) or
- * alone when the read stops before it (records_get). */
-static int get_decide(const struct records_env *env, const struct policy_request *q,
+ * denial here (after *conn, the row's lock, is given back), an allowed
+ * one with the ehr.read entry (records__log_read) or alone when the read
+ * stops before it (records_get). */
+static int get_decide(const struct records_env *env, void **conn, const struct policy_request *q,
                       struct records_decision *d)
 {
-	void *conn = NULL;
-	int err;
+	int err = records__decide(*conn, q, d);
 
-	if ((err = ehr_db_acquire(env->db, &conn)) < 0) {
-		d->state = RECORDS_DECISION_UNRECORDED;
-		return err;
+	if (err < 0 || d->dec.effect != POLICY_ALLOW) {
+		ehr_db_release_after(env->db, *conn, err < 0 ? err : EHR_ERR_FORBIDDEN);
+		*conn = NULL;
 	}
-	err = records__decide(conn, q, d);
-	ehr_db_release(env->db, conn, err == EHR_ERR_DB || err == EHR_ERR_UNAVAILABLE);
 	GUARD(err);
 	if (d->dec.effect == POLICY_ALLOW)
 		return 0; /* d->state stays NONE: recorded later, before a byte leaves */
@@ -154,34 +152,35 @@ int records__gone(struct records_get_out *out, bool logged, uint64_t seq)
 	return ehr_error_set(EHR_ERR_NOT_FOUND, "the record was erased");
 }
 
-int records__lock_stored(const struct records_env *env, const char *rid, void **conn, struct ehr_buf *tags,
-                         struct records_get_out *out)
+int records__row_lock(const struct records_env *env, const char *rid, void **conn, struct records_row *row,
+                      struct ehr_buf *tags)
 {
 	const char *p[1] = { rid };
-	struct ehr_cursor cur;
-	uint64_t seq;
+	unsigned char *raw = NULL;
+	size_t len = 0;
 	void *res = NULL;
 	int err = 0;
 
 	GUARD(ehr_db_acquire(env->db, conn));
-	GUARD_GOTO(ehr_db_exec_steps(*conn, &res, EHR_DB_BEGIN_COVERED | EHR_DB_BINARY,
-	                             "SELECT state::text, coalesce(erase_seq, -1), seg_tags FROM "
-	                             "ehr_records WHERE record_id = $1 FOR SHARE",
+	GUARD_GOTO(ehr_db_exec_steps(*conn, &res, EHR_DB_BEGIN_COVERED,
+	                             "SELECT " RECORDS__ROW_COLS ", seg_tags FROM ehr_records "
+	                             "WHERE record_id = $1 FOR SHARE",
 	                             1, p));
-	ENSURE_GOTO(ehr_db_rows(res) == 1, EHR_ERR_DB);
-	if (ehr_db_len(res, 0, 0) != 6 ||
-	    memcmp(ehr_db_value(res, 0, 0), "stored", 6) != 0) { /* not secret */
-		ehr_cursor_init(&cur, ehr_db_value(res, 0, 1), ehr_db_len(res, 0, 1));
-		GUARD_GOTO(ehr_cursor_read_be64(&cur, &seq));
-		err = records__gone(out, seq <= INT64_MAX, seq <= INT64_MAX ? seq : 0); /* -1: not logged */
+	if (ehr_db_rows(res) != 1) {
+		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
 		goto out;
 	}
-	if (tags != NULL && !ehr_db_is_null(res, 0, 2))
-		err = ehr_buf_append(tags, ehr_db_value(res, 0, 2), ehr_db_len(res, 0, 2));
+	GUARD_GOTO(records__row_decode(row, res, 0));
+	if (!ehr_db_is_null(res, 0, 14)) {
+		raw = PQunescapeBytea((const unsigned char *)ehr_db_value(res, 0, 14), &len);
+		ENSURE_GOTO(raw != NULL, EHR_ERR_NOMEM);
+		err = ehr_buf_append(tags, raw, len);
+		PQfreemem(raw);
+	}
 out:
 	ehr_db_clear(res);
 	if (err < 0) {
-		ehr_db_release_after(env->db, *conn, err);
+		ehr_db_release_after(env->db, *conn, err == EHR_ERR_NOT_FOUND ? EHR_ERR_INTERNAL : err);
 		*conn = NULL;
 	}
 	return err;
@@ -208,32 +207,24 @@ static void get_stream(struct cloud_record_reader *rr, const struct records_sink
  * share-locked and still stored, the ehr.read entry. *rr on success. */
 static int get_open_logged(const struct records_env *env, const struct records_get_in *in,
                            const struct policy_request *q, struct records_row *row,
-                           const struct cloud_kek *kek, struct cloud_record_reader **rr,
+                           const struct cloud_kek *kek, void *conn, struct cloud_record_reader **rr,
                            struct ledger_receipt *rcpt, struct records_get_out *out)
 {
-	void *conn = NULL;
 	int err;
 
 	/* Spool, check the ledger hash, verify every tag: nothing is released
 	 * unless the whole record is good. */
 	out->stage = RECORDS_AT_OBJECT;
 	if ((err = cloud_record_open(rr, env->store, kek, &row->meta)) < 0) {
-		struct records_row now;
-
-		if (err != EHR_ERR_NOT_FOUND)
-			return err;
-		/* Deleted by an erasure since the row was read? */
-		if (records__row_load(env, &now, in->record_id) == 0 && now.state >= ROW_ERASING)
-			return records__gone(out, now.erase_logged, now.erase_seq);
-		return ehr_error_set(EHR_ERR_TAMPER, "object missing");
+		/* stored, and the row share-locked since: nothing erased it */
+		ehr_db_release_after(env->db, conn, EHR_ERR_INTERNAL);
+		return err != EHR_ERR_NOT_FOUND ? err : ehr_error_set(EHR_ERR_TAMPER, "object missing");
 	}
 	out->stage = RECORDS_AT_COMMIT;
-	if ((err = records__lock_stored(env, row->record_id, &conn, NULL, out)) == 0) {
-		err = records__log_read(env, in, q, row, &out->decision, rcpt);
-		if (err == 0)
-			err = ehr_db_commit(conn);
-		ehr_db_release_after(env->db, conn, err);
-	}
+	err = records__log_read(env, in, q, row, &out->decision, rcpt);
+	if (err == 0)
+		err = ehr_db_commit(conn);
+	ehr_db_release_after(env->db, conn, err);
 	if (err < 0) {
 		cloud_record_close(*rr);
 		*rr = NULL;
@@ -248,38 +239,54 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	struct cloud_record_reader *rr = NULL;
 	struct policy_request q = *in->policy;
 	struct ledger_receipt rcpt = { 0 };
+	struct ehr_buf tags = EHR_BUF_INIT(64u << 20);
 	struct records_row row;
 	struct records_meta m;
 	struct ledger_check lc;
+	void *conn = NULL;
 	bool streamed = false;
 	int err;
 
 	memset(out, 0, sizeof(*out));
 	ENSURE(env->db != NULL && env->ledger != NULL && env->store != NULL, EHR_ERR_UNAVAILABLE);
 	out->stage = RECORDS_AT_ROW;
-	if ((err = records__row_load(env, &row, in->record_id)) < 0)
+	if ((err = records__row_lock(env, in->record_id, &conn, &row, &tags)) < 0) {
+		ehr_buf_free(&tags);
 		return err == EHR_ERR_NOT_FOUND ? err : EHR_ERR_UNAVAILABLE;
-	if (row.state == ROW_PENDING)
-		return ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
+	}
+	if (row.state == ROW_PENDING) {
+		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
+		goto out;
+	}
 	q.patient = row.patient;
 	q.action = POLICY_ACT_READ;
 	q.record_id = row.record_id;
 	q.category = row.category[0] ? row.category : NULL;
 	out->stage = RECORDS_AT_POLICY;
-	GUARD(get_decide(env, &q, &out->decision));
+	if ((err = get_decide(env, &conn, &q, &out->decision)) < 0)
+		goto out;
 	/* Only who may read it learns that it was erased. */
-	if (row.state != ROW_STORED)
+	if (row.state != ROW_STORED) {
 		err = records__gone(out, row.erase_logged, row.erase_seq);
-	else if ((err = get_verify_meta(env, &row, &kek, &lc, out)) == 0) {
-		/* segment by segment, as the object arrives (stream.c); 1: the old way */
-		err = lc.has_tags ? records__get_streamed(env, in, &q, &row, kek, lc.tags_sha, sink, out) : 1;
-		if (err == 1)
-			err = get_open_logged(env, in, &q, &row, kek, &rr, &rcpt, out);
-		else if (err == 0)
-			streamed = true;
+	} else if ((err = get_verify_meta(env, &row, &kek, &lc, out)) == 0) {
+		/* segment by segment, as the object arrives (stream.c); the whole
+		 * object first for a row fsck completed (no tag list) or an entry
+		 * that commits to none. Either way conn, the lock, goes with it. */
+		if (lc.has_tags && tags.len > 0) {
+			err = records__get_streamed(env, in, &q, &row, kek, lc.tags_sha, conn, &tags, sink,
+			                            out);
+			streamed = err == 0;
+		} else {
+			err = get_open_logged(env, in, &q, &row, kek, conn, &rr, &rcpt, out);
+		}
+		conn = NULL;
 	}
+out:
+	/* the lock goes before the decision alone is recorded */
+	ehr_db_release_after(env->db, conn, err < 0 ? err : EHR_ERR_INTERNAL);
 	OPENSSL_cleanse(row.meta.wrapped, sizeof(row.meta.wrapped));
-	if (out->decision.state == RECORDS_DECISION_NONE)
+	ehr_buf_free(&tags);
+	if (out->decision.state == RECORDS_DECISION_NONE && out->stage != RECORDS_AT_ROW)
 		err = get_record_alone(env, &q, &out->decision, err);
 	if (err < 0 || streamed)
 		return err;

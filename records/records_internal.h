@@ -90,27 +90,28 @@ int records__log_read(const struct records_env *env, const struct records_get_in
 /* The record is erased, or being erased: stage ERASED, EHR_ERR_NOT_FOUND. */
 int records__gone(struct records_get_out *out, bool logged, uint64_t seq);
 /*
- * Acquire *conn and begin on it, in one round trip, a transaction that
- * share-locks the record's row while it is still 'stored': an erasure
- * (which locks it FOR UPDATE to wipe the key) waits until this read's
- * ehr.read entry is durable and the lock is released. Its commit needs no
- * WAL flush of its own (EHR_DB_BEGIN_COVERED). tags (may be NULL) gets the
- * row's segment tag list, left empty when it has none. RECORDS_AT_ERASED
- * (and *conn released) if an erasure got there first.
+ * A read's first step, in one round trip: acquire *conn and begin on it a
+ * transaction that loads the record's row share-locked (FOR SHARE), so an
+ * erasure (which locks it FOR UPDATE to wipe the key) waits until this
+ * read's ehr.read entry is durable and the lock is released, and nothing
+ * the read decided on can change under it. Its commit needs no WAL flush
+ * of its own (EHR_DB_BEGIN_COVERED). tags gets the row's segment tag list
+ * (left empty when it has none). EHR_ERR_NOT_FOUND without a row; on any
+ * error *conn is released and NULL.
  */
-int records__lock_stored(const struct records_env *env, const char *rid, void **conn, struct ehr_buf *tags,
-                         struct records_get_out *out);
+int records__row_lock(const struct records_env *env, const char *rid, void **conn, struct records_row *row,
+                      struct ehr_buf *tags);
 /*
  * records_get for a record whose ehr.store entry commits to its segment
  * tags (tags_sha: its seg_tags_sha256), streamed segment by segment
- * (stream.c). 1: the row has no tag list (fsck completed it), read it the
- * old way; 0: done (the sink ended, complete or cut short); < 0: nothing
- * was released, out->stage says where it stopped.
+ * (stream.c), on conn (records__row_lock's; released here) with the row's
+ * tag list (not empty). 0: done (the sink ended, complete or cut short);
+ * < 0: nothing was released, out->stage says where it stopped.
  */
 int records__get_streamed(const struct records_env *env, const struct records_get_in *in,
                           const struct policy_request *q, struct records_row *row,
-                          const struct cloud_kek *kek, const uint8_t tags_sha[32],
-                          const struct records_sink *sink, struct records_get_out *out);
+                          const struct cloud_kek *kek, const uint8_t tags_sha[32], void *conn,
+                          struct ehr_buf *tags, const struct records_sink *sink, struct records_get_out *out);
 
 /* The ehr.store ledger payload of a record. New reference or NULL. */
 json_t *records__payload(const char *rid, const uint8_t sha[32], uint64_t size, const char *actor,

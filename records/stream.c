@@ -67,30 +67,22 @@ static int not_released(struct streamed *st, int err)
 
 int records__get_streamed(const struct records_env *env, const struct records_get_in *in,
                           const struct policy_request *q, struct records_row *row,
-                          const struct cloud_kek *kek, const uint8_t tags_sha[32],
-                          const struct records_sink *sink, struct records_get_out *out)
+                          const struct cloud_kek *kek, const uint8_t tags_sha[32], void *conn,
+                          struct ehr_buf *tags, const struct records_sink *sink, struct records_get_out *out)
 {
-	struct streamed st = { env, in, q, row, sink, out, NULL, false };
-	struct ehr_buf tags = EHR_BUF_INIT(64u << 20);
+	struct streamed st = { env, in, q, row, sink, out, conn, false };
 	uint8_t h[32];
 	bool released = false;
 	int err;
 
-	out->stage = RECORDS_AT_COMMIT;
-	if ((err = records__lock_stored(env, row->record_id, &st.conn, &tags, out)) < 0)
-		goto out;
-	if (tags.len == 0) { /* completed by fsck: read the old way */
-		err = 1;
-		goto out;
-	}
 	out->stage = RECORDS_AT_OBJECT; /* a list unlike the ledger's: the stored data is not the record */
-	if (tags.len % CLOUD_TAG_LEN != 0 || SHA256(tags.data, tags.len, h) == NULL ||
+	if (tags->len % CLOUD_TAG_LEN != 0 || SHA256(tags->data, tags->len, h) == NULL ||
 	    CRYPTO_memcmp(h, tags_sha, 32) != 0) {
 		err = ehr_error_set(EHR_ERR_TAMPER, "record %s: segment tags differ from the ledger's",
 		                    row->record_id);
 		goto out;
 	}
-	row->meta.seg_tags = &tags;
+	row->meta.seg_tags = tags;
 	err = cloud_record_stream(env->store, kek, &row->meta, before_first, &st, sink->write, sink->ud,
 	                          &released);
 	row->meta.seg_tags = NULL;
@@ -107,6 +99,5 @@ int records__get_streamed(const struct records_env *env, const struct records_ge
 out:
 	if (st.conn != NULL) /* rolled back: nothing was released */
 		ehr_db_release_after(env->db, st.conn, err < 0 ? err : EHR_ERR_INTERNAL);
-	ehr_buf_free(&tags);
 	return err;
 }
