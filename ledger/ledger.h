@@ -327,6 +327,12 @@ int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn
 /* As ledger_get_entries, on a connection the caller holds (a PGconn*, e.g.
  * a feed's own session, so reading never takes a slot of the request pool). */
 int ledger_read_entries_on(void *conn, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx);
+/* The entry at seq (cb is not called when there is none yet), from the
+ * ledger's cache of single entries or else on conn (a PGconn* the caller
+ * holds, e.g. in a transaction, so no second pooled connection is taken:
+ * with every handler holding one and waiting for another, the pool would
+ * run dry). ledger_get_entries(l, seq, 1, ..) uses the same cache. */
+int ledger_get_entry_on(struct ledger *l, void *conn, uint64_t seq, ledger_entry_fn cb, void *ctx);
 
 /* Latest block (the signed tree head); EHR_ERR_NOT_FOUND if the ledger is empty. */
 int ledger_head(struct ledger *l, struct ledger_block *b);

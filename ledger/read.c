@@ -174,27 +174,49 @@ static int keep_one(void *ctx, const struct ledger_entry *e, const uint8_t *raw,
 	return o->cb(o->ctx, e, raw, len);
 }
 
+/* The entry at seq from the cache: 1 when it was there (cb's result in
+ * *err), 0 when not. */
+static int ecache_emit(struct ledger__entry_cache *c, uint64_t seq, ledger_entry_fn cb, void *ctx, int *err)
+{
+	uint8_t raw[LEDGER_ECACHE_ENTRY];
+	struct ledger_entry e;
+	uint64_t height = 0;
+	size_t len;
+
+	if ((len = ecache_get(c, seq, raw, &height)) == 0)
+		return 0;
+	if (ledger_entry_decode(&e, raw, len, false) < 0 || e.seq != seq)
+		*err = ehr_error_set(EHR_ERR_TAMPER, "ledger entry %llu does not decode",
+		                     (unsigned long long)seq);
+	else {
+		e.block_height = height;
+		*err = cb(ctx, &e, raw, len);
+	}
+	return 1;
+}
+
 int ledger_get_entries(struct ledger *l, uint64_t from, unsigned limit, ledger_entry_fn cb, void *ctx)
 {
 	struct ledger_query q = { .from_seq = from, .limit = limit };
 	struct one_entry o = { ledger__ecache(l), from, cb, ctx };
-	uint8_t raw[LEDGER_ECACHE_ENTRY];
-	struct ledger_entry e;
-	size_t len;
+	int err = 0;
 
 	ENSURE(limit >= 1 && limit <= 10000, EHR_ERR_INVAL);
 	if (limit != 1)
 		return ledger_query(l, &q, cb, ctx);
-	if ((len = ecache_get(o.c, from, raw, &e.block_height)) > 0) {
-		uint64_t height = e.block_height;
-
-		if (ledger_entry_decode(&e, raw, len, false) < 0 || e.seq != from)
-			return ehr_error_set(EHR_ERR_TAMPER, "ledger entry %llu does not decode",
-			                     (unsigned long long)from);
-		e.block_height = height;
-		return cb(ctx, &e, raw, len);
-	}
+	if (ecache_emit(o.c, from, cb, ctx, &err))
+		return err;
 	return ledger_query(l, &q, keep_one, &o);
+}
+
+int ledger_get_entry_on(struct ledger *l, void *conn, uint64_t seq, ledger_entry_fn cb, void *ctx)
+{
+	struct one_entry o = { ledger__ecache(l), seq, cb, ctx };
+	int err = 0;
+
+	if (ecache_emit(o.c, seq, cb, ctx, &err))
+		return err;
+	return ledger_read_entries_on(conn, seq, 1, keep_one, &o);
 }
 
 int ledger_query(struct ledger *l, const struct ledger_query *q, ledger_entry_fn cb, void *ctx)

@@ -81,13 +81,15 @@ static int get_decide(const struct records_env *env, void **conn, const struct p
 
 /* The row's ledger entry gives the ciphertext's size and hash; the KEK
  * set must hold the row's key (reloaded once if it does not). */
-static int get_verify_meta(const struct records_env *env, struct records_row *row,
+static int get_verify_meta(const struct records_env *env, void *conn, struct records_row *row,
                            const struct cloud_kek **kek, struct ledger_check *lc, struct records_get_out *out)
 {
 	memset(lc, 0, sizeof(*lc));
 	lc->rid = row->record_id;
 	out->stage = RECORDS_AT_LEDGER;
-	if (ledger_get_entries(env->ledger, row->ledger_seq, 1, ledger_entry_cb, lc) < 0)
+	/* on the row's connection: a second one could wait for a pool whose
+	 * every connection is held by a read waiting the same way */
+	if (ledger_get_entry_on(env->ledger, conn, row->ledger_seq, ledger_entry_cb, lc) < 0)
 		return EHR_ERR_UNAVAILABLE; /* the message and detail stay in the slot */
 	if (!lc->found)
 		return ehr_error_set(EHR_ERR_TAMPER, "record %s has no matching ledger entry",
@@ -268,7 +270,7 @@ int records_get(const struct records_env *env, const struct records_get_in *in,
 	/* Only who may read it learns that it was erased. */
 	if (row.state != ROW_STORED) {
 		err = records__gone(out, row.erase_logged, row.erase_seq);
-	} else if ((err = get_verify_meta(env, &row, &kek, &lc, out)) == 0) {
+	} else if ((err = get_verify_meta(env, conn, &row, &kek, &lc, out)) == 0) {
 		/* segment by segment, as the object arrives (stream.c); the whole
 		 * object first for a row fsck completed (no tag list) or an entry
 		 * that commits to none. Either way conn, the lock, goes with it. */

@@ -52,16 +52,13 @@ static int before_first(void *ctx)
 	return st->sink->start(st->sink->ud, &m);
 }
 
-/* Nothing was released: what the failure means for the caller. */
+/* Nothing was released: what the failure means for the caller. The row
+ * was 'stored' and has been share-locked since, so no erasure removed the
+ * object: a missing one is tampering. */
 static int not_released(struct streamed *st, int err)
 {
-	struct records_row now;
-
 	if (err != EHR_ERR_NOT_FOUND || st->out->stage != RECORDS_AT_OBJECT)
 		return err;
-	/* Deleted by an erasure since the row was read? */
-	if (records__row_load(st->env, &now, st->row->record_id) == 0 && now.state >= ROW_ERASING)
-		return records__gone(st->out, now.erase_logged, now.erase_seq);
 	return ehr_error_set(EHR_ERR_TAMPER, "object missing");
 }
 

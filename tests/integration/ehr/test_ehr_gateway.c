@@ -1010,12 +1010,49 @@ static void test_fs_ehrctl(void)
 	free(body);
 }
 
+/*
+ * A request holds at most one pooled connection at a time. With a pool of
+ * one, an upload, a server read and a patient read of a record whose
+ * ledger entry the (restarted) gateway has not cached yet all succeed: a
+ * read that took a second connection for the entry while holding its
+ * row's lock waited for itself and failed 503 after acquire_timeout_ms
+ * (and under load, with every handler doing so, the pool ran dry).
+ */
+static void test_fs_one_connection(void)
+{
+	static const char *const one[] = { "database.pool_size=1", "database.acquire_timeout_ms=1000", NULL };
+	struct ehr_buf got = EHR_BUF_INIT(1u << 20);
+	uint8_t *body = make_body(5000, 77);
+	struct stored st;
+
+	EHR_ASSERT_OK(gwp_stop(&FS.t, NULL, 10000));
+	CU_ASSERT_FATAL(gwp_start_with(&FS.t, one) == 0);
+	CU_ASSERT_EQUAL_FATAL(
+	        post_record(FS.srv_a, FS.pid1, body, 5000, "application/octet-stream", "lab", &st, NULL),
+	        201);
+	EHR_ASSERT_OK(gwp_stop(&FS.t, NULL, 10000)); /* an empty entry cache */
+	CU_ASSERT_FATAL(gwp_start_with(&FS.t, one) == 0);
+	CU_ASSERT_EQUAL(ehrt_get(FS.srv_a, st.rid, &got), 200);
+	CU_ASSERT(got.len == 5000 && memcmp(got.data, body, 5000) == 0); /* not secret */
+	ehr_buf_reset(&got);
+	CU_ASSERT_EQUAL(ehrt_get(FS.pat1, st.rid, &got), 200);
+	CU_ASSERT(got.len == 5000 && memcmp(got.data, body, 5000) == 0); /* not secret */
+	/* a denied read (hosp-b has no contract) gives the connection back too */
+	CU_ASSERT_EQUAL(ehrt_get(FS.srv_b, st.rid, NULL), 403);
+	CU_ASSERT_EQUAL(ehrt_get(FS.srv_a, st.rid, NULL), 200);
+	EHR_ASSERT_OK(gwp_stop(&FS.t, NULL, 10000));
+	CU_ASSERT_FATAL(gwp_start(&FS.t) == 0);
+	ehr_buf_free(&got);
+	free(body);
+}
+
 static void reg(void)
 {
 	EHR_ADD_SUITE("ehr_fs", fs_init, fs_clean, { "round trips", test_fs_round_trips },
 	              { "authorisation", test_fs_authz }, { "tampering", test_fs_tamper },
 	              { "kill -9 and fsck", test_fs_kill9 }, { "rotate-kek", test_fs_rotate },
-	              { "ehrctl record", test_fs_ehrctl }, { "fsck findings", test_fs_fsck_findings });
+	              { "ehrctl record", test_fs_ehrctl }, { "fsck findings", test_fs_fsck_findings },
+	              { "one pooled connection", test_fs_one_connection });
 	EHR_ADD_SUITE("ehr_s3", s3_init, s3_clean, { "round trips", test_s3_round_trips },
 	              { "authorisation", test_s3_authz }, { "tampering", test_s3_tamper },
 	              { "s3 stopped", test_s3_stopped }, { "wrong S3 secret", test_s3_wrong_secret },
