@@ -1,8 +1,9 @@
 /*
  * read.c - records_get: the read sequence (docs/STORAGE.md §5).
  *
- *   row -> decision (a denial recorded at once) -> the ledger's ehr.store
- *   entry -> object spooled, size and SHA-256 equal to the ledger's ->
+ *   row share-locked (records__row_lock) -> decision on it (a denial
+ *   recorded at once) -> the ledger's ehr.store entry (cached, or on the
+ *   row's connection) -> object spooled, size and SHA-256 equal to the ledger's ->
  *   every segment's GCM tag verified -> access.decision + ehr.read in ONE
  *   durable ledger batch -> the sink: the plaintext streamed from the
  *   verified spool, each segment's tag checked again as it is decrypted.
