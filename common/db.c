@@ -111,8 +111,8 @@ struct db_stmts {
 	struct db_stmt s[DB_STMT_MAX];
 };
 
-/* Seen working (checked, or a statement answered) within this long: a
- * statement outside a transaction goes out without another poll(2). A
+/* Checked within this long (on acquire, or before an earlier statement):
+ * a statement outside a transaction goes out without another poll(2). A
  * server that went away since can only be in its outage, when a fresh
  * connection would fail as well; the pool still checks on every acquire. */
 #define DB_ALIVE_RECENT_MS 100
