@@ -40,6 +40,10 @@ int ehr_test_tmpdir(char *out, size_t cap, const char *tag);
 /* Remove a tree made by ehr_test_tmpdir (anything outside /tmp/ is refused);
  * kept when EHRGATE_TEST_KEEP is set. */
 void ehr_test_rmrf(const char *dir);
+/* deploy/devservices.sh CMD on this test's own services ($EHRGATE_TEST_STATE;
+ * the script from $EHRGATE_DEVSERVICES, else this tree's), its output
+ * dropped: system()'s status (0: it succeeded), -1 without a state dir. */
+int ehr_test_devservices(const char *cmd);
 /* A value of /proc/<pid>/status in KiB (field "VmRSS", "VmHWM", ...), or -1. */
 long ehr_test_proc_kib(int pid, const char *field);
 /* CPU seconds (user + system, all threads) of a process, from

@@ -98,6 +98,23 @@ static ssize_t proc_read(int pid, const char *name, char *buf, size_t cap)
 	return (ssize_t)got;
 }
 
+int ehr_test_devservices(const char *cmd)
+{
+	const char *script = ehr_test_env("EHRGATE_DEVSERVICES");
+	const char *state = ehr_test_env("EHRGATE_TEST_STATE");
+	char line[2048];
+	int n;
+
+	if (state == NULL)
+		return -1;
+	if (script == NULL)
+		script = EHR_SOURCE_DIR "/deploy/devservices.sh";
+	n = snprintf(line, sizeof(line), "'%s' %s '%s' >/dev/null 2>&1", script, cmd, state);
+	if (n < 0 || (size_t)n >= sizeof(line))
+		return -1;
+	return system(line);
+}
+
 long ehr_test_proc_kib(int pid, const char *field)
 {
 	char buf[8192];

@@ -47,37 +47,6 @@ static long long now_ms(void)
 	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int devservices(const char *cmd)
-{
-	const char *script = ehr_test_env("EHRGATE_DEVSERVICES");
-	const char *state = ehr_test_env("EHRGATE_TEST_STATE");
-	char line[2048];
-
-	if (state == NULL)
-		return -1;
-	if (script == NULL)
-		script = EHR_SOURCE_DIR "/deploy/devservices.sh";
-	ehrt_fmt(line, sizeof(line), "'%s' %s '%s' >/dev/null 2>&1", script, cmd, state);
-	return system(line);
-}
-
-/* /proc/<pid>/status VmRSS in KiB, or -1. */
-static long rss_kib(pid_t pid)
-{
-	char path[64], line[256];
-	long kib = -1;
-	FILE *f;
-
-	ehrt_fmt(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmRSS:", 6) == 0)
-			kib = strtol(line + 6, NULL, 10);
-	fclose(f);
-	return kib;
-}
-
 /* ------------------------------------------------------ Postgres restart */
 
 static struct gw_proc PG;
@@ -136,7 +105,7 @@ static void *start_main(void *arg)
 {
 	struct starter *st = arg;
 
-	st->rc = devservices("start-pg");
+	st->rc = ehr_test_devservices("start-pg");
 	return NULL;
 }
 
@@ -189,7 +158,7 @@ static int pg_clean(void)
 /* Stop Postgres, wait OUTAGE_MS, start it: when it accepted again. */
 static long long pg_outage(void)
 {
-	CU_ASSERT_EQUAL(devservices("stop-pg"), 0);
+	CU_ASSERT_EQUAL(ehr_test_devservices("stop-pg"), 0);
 	/* from here on Postgres must be started again whatever fails */
 	gwp_sleep_ms(OUTAGE_MS);
 	return pg_start_timed();
@@ -409,7 +378,7 @@ out:
  */
 static void test_rss_after_floods(void)
 {
-	long before = rss_kib(MEM.pid);
+	long before = ehr_test_proc_kib(MEM.pid, "VmRSS");
 	const char *env = getenv("EHRGATE_TEST_FLOOD_ROUNDS"); /* more rounds by hand */
 	int rounds = env ? (int)strtol(env, NULL, 10) : 4;
 	char cert_dir[GWP_PATH + 64];
@@ -422,11 +391,11 @@ static void test_rss_after_floods(void)
 		long peak, after;
 		int opened = flood(&MEM, version, with_cert ? cert_dir : NULL);
 
-		peak = rss_kib(MEM.pid);
+		peak = ehr_test_proc_kib(MEM.pid, "VmRSS");
 		CU_ASSERT(opened > FLOOD_CONNS * 9 / 10);
 		for (int waited = 0; waited < 10000; waited += 250) { /* 10 s at most */
 			gwp_sleep_ms(250);
-			after = rss_kib(MEM.pid);
+			after = ehr_test_proc_kib(MEM.pid, "VmRSS");
 			if (after >= 0 && after < RSS_LIMIT_KIB)
 				break;
 		}

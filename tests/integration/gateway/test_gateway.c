@@ -1081,27 +1081,13 @@ static void test_sigterm_drain(void)
 
 /* ---------------------------------------------------------------- readiness */
 
-static int devservices(const char *cmd)
-{
-	const char *script = ehr_test_env("EHRGATE_DEVSERVICES");
-	const char *state = ehr_test_env("EHRGATE_TEST_STATE");
-	char line[2048];
-
-	if (state == NULL)
-		return -1;
-	if (script == NULL)
-		script = EHRGATE_SOURCE_DIR "/deploy/devservices.sh";
-	snprintf(line, sizeof(line), "'%s' %s '%s' >/dev/null 2>&1", script, cmd, state);
-	return system(line);
-}
-
 static void test_readyz_follows_postgres(void)
 {
 	struct gwp_resp res;
 	json_t *j;
 	long status = 0;
 
-	CU_ASSERT_EQUAL_FATAL(devservices("stop-pg"), 0);
+	CU_ASSERT_EQUAL_FATAL(ehr_test_devservices("stop-pg"), 0);
 	/* from here on, Postgres must be started again whatever fails */
 	EHR_ASSERT_OK(gwp_get(&gw, "/readyz", &res));
 	CU_ASSERT_EQUAL(res.status, 503);
@@ -1121,7 +1107,7 @@ static void test_readyz_follows_postgres(void)
 	CU_ASSERT_EQUAL(res.status, 200);
 	gwp_resp_free(&res);
 
-	CU_ASSERT_EQUAL_FATAL(devservices("start-pg"), 0);
+	CU_ASSERT_EQUAL_FATAL(ehr_test_devservices("start-pg"), 0);
 	for (int i = 0; i < 50 && status != 200; i++) {
 		EHR_ASSERT_OK(gwp_get(&gw, "/readyz", &res));
 		status = res.status;

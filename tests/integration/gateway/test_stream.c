@@ -51,24 +51,6 @@ static void sha256_hex(const void *p, size_t n, char hex[65])
 		snprintf(hex + 2 * i, 3, "%02x", md[i]);
 }
 
-/* A /proc/<pid>/status value in KiB ("VmRSS", "VmHWM"), or -1. */
-static long proc_kib(pid_t pid, const char *field)
-{
-	char path[64], line[256];
-	size_t n = strlen(field);
-	long v = -1;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-	if ((f = fopen(path, "r")) == NULL)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, field, n) == 0 && line[n] == ':')
-			v = strtol(line + n + 1, NULL, 10);
-	fclose(f);
-	return v;
-}
-
 static long inflight(void)
 {
 	struct gwp_resp res;
@@ -371,7 +353,7 @@ static void test_pipelined_after_stream(void)
 static void test_slow_reader_bounded(void)
 {
 	static const char req[] = "GET /v1/test/stream-out?bytes=536870912 HTTP/1.1\r\nHost: x\r\n\r\n";
-	long before = proc_kib(gw.pid, "VmRSS"), during;
+	long before = ehr_test_proc_kib(gw.pid, "VmRSS"), during;
 	struct gwp_tls t;
 	char out[1024];
 	size_t got = 0;
@@ -383,7 +365,7 @@ static void test_slow_reader_bounded(void)
 	gwp_tls_read(&t, "\r\n\r\n", out, sizeof(out), &got, &closed, 3000);
 	CU_ASSERT_PTR_NOT_NULL(strstr(out, "HTTP/1.1 200"));
 	gwp_sleep_ms(1500); /* the handler runs into the window and waits */
-	during = proc_kib(gw.pid, "VmRSS");
+	during = ehr_test_proc_kib(gw.pid, "VmRSS");
 	CU_ASSERT(during - before < 32 * 1024);
 	if (during - before >= 32 * 1024)
 		fprintf(stderr, "\n  RSS grew %ld KiB with a stalled reader\n", during - before);
@@ -412,7 +394,7 @@ static void test_memory_constant(void)
 	for (size_t i = 0; i < n; i++)
 		body[i] = (uint8_t)(i * 31 + (i >> 12));
 	sha256_hex(body, n, hex);
-	hwm0 = proc_kib(gw.pid, "VmHWM");
+	hwm0 = ehr_test_proc_kib(gw.pid, "VmHWM");
 	EHR_ASSERT_OK(gwp_request(&gw, &up, &res));
 	check_echo(&res, n, hex);
 	gwp_resp_free(&res);
@@ -421,7 +403,7 @@ static void test_memory_constant(void)
 	CU_ASSERT_EQUAL(res.body_len, n);
 	CU_ASSERT_TRUE(pattern_ok(res.body, res.body_len));
 	gwp_resp_free(&res);
-	hwm1 = proc_kib(gw.pid, "VmHWM");
+	hwm1 = ehr_test_proc_kib(gw.pid, "VmHWM");
 	fprintf(stderr, "\n  gateway VmHWM %ld KiB -> %ld KiB after 128 MiB in and out\n", hwm0, hwm1);
 	CU_ASSERT(hwm0 > 0);
 #if defined(__SANITIZE_ADDRESS__)
