@@ -186,12 +186,7 @@ int ledger_add_checkpoint_format(struct ehr_buf *out, uint64_t old_size,
 	ENSURE(old_size <= (uint64_t)INT64_MAX, EHR_ERR_INVAL);
 	ENSURE(note_len > 0 && note_len <= LEDGER_NOTE_MAX, EHR_ERR_INVAL);
 	GUARD(ehr_buf_printf(out, "old %llu\n", (unsigned long long)old_size));
-	for (size_t i = 0; i < n; i++) {
-		GUARD(ehr_b64_encode(out, proof[i], LEDGER_HASH_LEN));
-		GUARD(ehr_buf_append_u8(out, '\n'));
-	}
-	GUARD(ehr_buf_append_u8(out, '\n'));
-	return ehr_buf_append(out, note, note_len);
+	return ledger__hashes_then_note(out, proof, n, note, note_len);
 }
 
 /* One '\n'-terminated line of the cursor's text: [*line, *line + *n). */

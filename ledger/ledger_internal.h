@@ -87,6 +87,11 @@ int ledger__block_verify(const struct ledger_block *b, const uint8_t pub[32]);
 /* Store helpers (ledger_store.c) used by reads and verification. */
 int ledger__row_block(struct ledger_block *b, void *res, int row);
 int ledger__fetch_nodes(void *conn, struct merkle_node_ref *refs, size_t n);
+/* The tail both C2SP bodies with a proof share (tlog-proof, tlog-witness
+ * add-checkpoint): each hash base64 on its own line, an empty line, the
+ * note. */
+int ledger__hashes_then_note(struct ehr_buf *out, const uint8_t (*hashes)[LEDGER_HASH_LEN], size_t n,
+                             const char *note, size_t note_len);
 /* read.c: entries read one at a time, kept by seq (they never change once
  * committed); NULL when there is no memory for it, and then not used. */
 struct ledger__entry_cache;

@@ -15,6 +15,7 @@
  * the log key and a quorum of witnesses signed (ledger_tlog_proof_verify).
  */
 #include "ledger/ledger.h"
+#include "ledger/ledger_internal.h"
 
 #include <string.h>
 
@@ -32,8 +33,14 @@ int ledger_tlog_proof_format(struct ehr_buf *out, const void *extra, size_t extr
 		GUARD(ehr_buf_append_u8(out, '\n'));
 	}
 	GUARD(ehr_buf_printf(out, "index %llu\n", (unsigned long long)index));
+	return ledger__hashes_then_note(out, path, n, note, note_len);
+}
+
+int ledger__hashes_then_note(struct ehr_buf *out, const uint8_t (*hashes)[LEDGER_HASH_LEN], size_t n,
+                             const char *note, size_t note_len)
+{
 	for (size_t i = 0; i < n; i++) {
-		GUARD(ehr_b64_encode(out, path[i], LEDGER_HASH_LEN));
+		GUARD(ehr_b64_encode(out, hashes[i], LEDGER_HASH_LEN));
 		GUARD(ehr_buf_append_u8(out, '\n'));
 	}
 	GUARD(ehr_buf_append_u8(out, '\n'));
