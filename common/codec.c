@@ -278,6 +278,13 @@ int64_t ehr_monotonic_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t ehr_monotonic_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 void ehr_time_rfc3339(char out[32], int64_t unix_ms)
 {
 	time_t secs = (time_t)(unix_ms / 1000);

@@ -256,6 +256,7 @@ int ehr_random_token(struct ehr_buf *out, size_t nbytes);
 
 int64_t ehr_now_ms(void); /* wall clock, Unix ms */
 int64_t ehr_monotonic_ms(void);
+int64_t ehr_monotonic_us(void);
 /* RFC 3339 UTC with milliseconds: "2026-11-24T05:19:49.123Z" (25 bytes + NUL). */
 void ehr_time_rfc3339(char out[32], int64_t unix_ms);
 

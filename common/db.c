@@ -12,6 +12,8 @@
 #include <libpq-events.h>
 #include <libpq-fe.h>
 
+#include "common/metrics.h"
+
 struct db_slot {
 	PGconn *conn;
 	bool busy;
@@ -27,6 +29,21 @@ struct ehr_db_pool {
 	struct db_slot *slots;
 };
 
+/* Where a request's database time starts: waiting for a pooled connection
+ * (and checking or opening it). Summed over every pool of the process. */
+static struct ehr_metric m_acquires = EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_db_acquires_total",
+                                                 "Pooled database connections handed out.");
+static struct ehr_metric m_acquire_us = EHR_METRIC(
+        EHR_METRIC_COUNTER, "ehrgate_db_acquire_wait_microseconds_total",
+        "Time spent getting a pooled database connection: waiting for a free one, checking it, opening it.");
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+
+static void metrics_register(void)
+{
+	(void)ehr_metric_register(&m_acquires);
+	(void)ehr_metric_register(&m_acquire_us);
+}
+
 int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned size,
                     unsigned acquire_timeout_ms, unsigned statement_timeout_ms)
 {
@@ -34,6 +51,7 @@ int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned siz
 	pthread_condattr_t ca;
 
 	ENSURE(size > 0 && size <= 1024, EHR_ERR_INVAL);
+	pthread_once(&metrics_once, metrics_register);
 	p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");
@@ -288,7 +306,20 @@ bool ehr_db_conn_alive(void *conn)
 	return PQstatus(c) == CONNECTION_OK && PQtransactionStatus(c) == PQTRANS_IDLE;
 }
 
+static int acquire(struct ehr_db_pool *p, void **conn);
+
 int ehr_db_acquire(struct ehr_db_pool *p, void **conn)
+{
+	int64_t t0 = ehr_monotonic_us();
+	int err = acquire(p, conn);
+
+	if (err == 0)
+		ehr_metric_inc(&m_acquires, 0);
+	ehr_metric_add(&m_acquire_us, 0, ehr_monotonic_us() - t0);
+	return err;
+}
+
+static int acquire(struct ehr_db_pool *p, void **conn)
 {
 	struct timespec deadline;
 	struct db_slot *slot = NULL;

@@ -7,6 +7,7 @@
 #include "ledger/store_internal.h"
 
 #include "common/db.h"
+#include "common/metrics.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -24,6 +25,44 @@ static void put_be64(uint8_t *p, uint64_t v)
 		p[i] = (uint8_t)v;
 		v >>= 8;
 	}
+}
+
+/* The group commit, as operators see it (docs/OPERATIONS.md §7): batches
+ * and their entries, the time each batch took from being taken off the
+ * queue to its commit's answer, and (store.c) the appenders' waits. */
+static struct ehr_metric m_batches = EHR_METRIC_LABELLED(
+        EHR_METRIC_COUNTER, "ehrgate_ledger_batches_total",
+        "Ledger batches (blocks) the writer committed or failed.", "outcome", "committed", "failed");
+static struct ehr_metric m_batch_entries = EHR_METRIC(
+        EHR_METRIC_COUNTER, "ehrgate_ledger_batch_entries_total", "Entries in committed ledger batches.");
+static struct ehr_metric m_commit_us =
+        EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_ledger_commit_microseconds_total",
+                   "Time from taking a batch to its commit's answer (build, send, WAL flush), all batches.");
+static struct ehr_metric m_appends = EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_ledger_appends_total",
+                                                "Append requests (one or more entries) that were queued.");
+static struct ehr_metric m_append_wait_us =
+        EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_ledger_append_wait_microseconds_total",
+                   "Time appenders waited from queueing to their batch's outcome.");
+static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
+
+static void metrics_register(void)
+{
+	(void)ehr_metric_register(&m_batches);
+	(void)ehr_metric_register(&m_batch_entries);
+	(void)ehr_metric_register(&m_commit_us);
+	(void)ehr_metric_register(&m_appends);
+	(void)ehr_metric_register(&m_append_wait_us);
+}
+
+void ledger__metrics_init(void)
+{
+	pthread_once(&metrics_once, metrics_register);
+}
+
+void ledger__metrics_waited(int64_t us)
+{
+	ehr_metric_inc(&m_appends, 0);
+	ehr_metric_add(&m_append_wait_us, 0, us);
 }
 
 /* ----------------------------------------------------------- the writer */
@@ -449,7 +488,10 @@ void *ledger__writer_main(void *arg)
 		n = take_batch(l, batch);
 		pthread_mutex_unlock(&l->mu);
 
+		int64_t t0 = ehr_monotonic_us();
 		rc = commit_batch(l, batch, n);
+		ehr_metric_add(&m_commit_us, 0, ehr_monotonic_us() - t0);
+		ehr_metric_inc(&m_batches, rc < 0 ? 1 : 0);
 		if (rc < 0)
 			ehr_logf(EHR_LOG_ERROR, "ledger.batch_failed", "batch of %u requests failed: %s", n,
 			         ehr_error_detail());
@@ -466,6 +508,8 @@ void *ledger__writer_main(void *arg)
 			if (rc < 0)
 				ehr_error_save(&batch[i]->err);
 		}
+		if (rc == 0)
+			ehr_metric_add(&m_batch_entries, 0, (int64_t)entries);
 		pthread_mutex_lock(&l->mu);
 		l->last_batch = entries + l->queued; /* in flight when this batch completed */
 		pthread_mutex_unlock(&l->mu);

@@ -250,6 +250,7 @@ int ledger_open(struct ledger **out, const struct ledger_config *cfg)
 		GUARD_GOTO(ehr_db_pool_new(&l->db, cfg->conninfo, 4, 5000, 60000));
 		l->own_db = true;
 	}
+	ledger__metrics_init();
 	if (pthread_create(&l->writer, NULL, ledger__writer_main, l) != 0) {
 		err = ehr_error_set(EHR_ERR_INTERNAL, "cannot start the ledger writer");
 		goto out;
@@ -278,6 +279,8 @@ void ledger_close(struct ledger *l)
  * and we do not return before that: the queue never holds a dead request. */
 static int enqueue_wait(struct ledger *l, struct ledger_req *req)
 {
+	int64_t t0 = ehr_monotonic_us();
+
 	pthread_mutex_lock(&l->mu);
 	if (l->stopping) {
 		pthread_mutex_unlock(&l->mu);
@@ -293,6 +296,7 @@ static int enqueue_wait(struct ledger *l, struct ledger_req *req)
 	pthread_mutex_unlock(&l->mu);
 	while (sem_wait(&req->done) != 0)
 		; /* EINTR */
+	ledger__metrics_waited(ehr_monotonic_us() - t0);
 	if (req->rc < 0) {
 		ehr_error_restore(&req->err);
 		return req->rc;

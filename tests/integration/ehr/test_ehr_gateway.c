@@ -1046,13 +1046,73 @@ static void test_fs_one_connection(void)
 	free(body);
 }
 
+/*
+ * The group commit and the pool as /metrics shows them (docs/OPERATIONS.md
+ * §7). An upload and a read are two append requests of two entries each
+ * (the decision with ehr.store, the decision with ehr.read), committed in
+ * one or two batches, each having waited; the requests took pooled
+ * connections (the certificate check, the row, the decision) and waited
+ * for them some time. Nothing failed.
+ */
+enum { M_APPENDS, M_WAIT, M_OK, M_FAILED, M_ENTRIES, M_COMMIT, M_ACQ, M_ACQ_US, M_N };
+
+static void metrics_of(struct world *w, uint64_t v[M_N])
+{
+	static const char *const series[M_N] = {
+		"\nehrgate_ledger_appends_total ",
+		"\nehrgate_ledger_append_wait_microseconds_total ",
+		"\nehrgate_ledger_batches_total{outcome=\"committed\"} ",
+		"\nehrgate_ledger_batches_total{outcome=\"failed\"} ",
+		"\nehrgate_ledger_batch_entries_total ",
+		"\nehrgate_ledger_commit_microseconds_total ",
+		"\nehrgate_db_acquires_total ",
+		"\nehrgate_db_acquire_wait_microseconds_total ",
+	};
+	struct gwp_resp res;
+
+	memset(v, 0, M_N * sizeof(*v));
+	EHR_ASSERT_OK(gwp_metrics(&w->t, &res));
+	CU_ASSERT_EQUAL(res.status, 200);
+	for (int i = 0; i < M_N && res.body != NULL; i++) {
+		CU_ASSERT_PTR_NOT_NULL(strstr(res.body, series[i] + 1));
+		v[i] = gwp_metric(res.body, series[i]);
+	}
+	gwp_resp_free(&res);
+}
+
+static void test_fs_metrics(void)
+{
+	uint64_t a[M_N], b[M_N];
+	uint8_t *body = make_body(3000, 5);
+	struct stored st;
+
+	/* after a restart the first request also appends a once-only entry */
+	CU_ASSERT_EQUAL(ehrt_get(FS.srv_a, "00000000000000000000000000000000", NULL), 404);
+	metrics_of(&FS, a);
+	CU_ASSERT_EQUAL_FATAL(
+	        post_record(FS.srv_a, FS.pid1, body, 3000, "application/octet-stream", "lab", &st, NULL),
+	        201);
+	CU_ASSERT_EQUAL(ehrt_get(FS.srv_a, st.rid, NULL), 200);
+	metrics_of(&FS, b);
+	CU_ASSERT_EQUAL(b[M_APPENDS] - a[M_APPENDS], 2);
+	CU_ASSERT_EQUAL(b[M_ENTRIES] - a[M_ENTRIES], 4);
+	CU_ASSERT(b[M_OK] - a[M_OK] >= 1 && b[M_OK] - a[M_OK] <= 2);
+	CU_ASSERT_EQUAL(b[M_FAILED], a[M_FAILED]);
+	CU_ASSERT(b[M_WAIT] > a[M_WAIT]);
+	CU_ASSERT(b[M_COMMIT] > a[M_COMMIT]);
+	CU_ASSERT(b[M_ACQ] - a[M_ACQ] >= 4);
+	CU_ASSERT(b[M_ACQ_US] > a[M_ACQ_US]);
+	free(body);
+}
+
 static void reg(void)
 {
 	EHR_ADD_SUITE("ehr_fs", fs_init, fs_clean, { "round trips", test_fs_round_trips },
 	              { "authorisation", test_fs_authz }, { "tampering", test_fs_tamper },
 	              { "kill -9 and fsck", test_fs_kill9 }, { "rotate-kek", test_fs_rotate },
 	              { "ehrctl record", test_fs_ehrctl }, { "fsck findings", test_fs_fsck_findings },
-	              { "one pooled connection", test_fs_one_connection });
+	              { "one pooled connection", test_fs_one_connection },
+	              { "ledger and pool metrics", test_fs_metrics });
 	EHR_ADD_SUITE("ehr_s3", s3_init, s3_clean, { "round trips", test_s3_round_trips },
 	              { "authorisation", test_s3_authz }, { "tampering", test_s3_tamper },
 	              { "s3 stopped", test_s3_stopped }, { "wrong S3 secret", test_s3_wrong_secret },
