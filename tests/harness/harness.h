@@ -49,6 +49,13 @@ long ehr_test_proc_kib(int pid, const char *field);
 /* CPU seconds (user + system, all threads) of a process, from
  * /proc/<pid>/stat, or -1. */
 double ehr_test_proc_cpu_s(int pid);
+/* CPU seconds of a process plus those of its children running now (every
+ * /proc/<n>/stat whose ppid is pid: a postmaster and its backends), or -1
+ * when pid is not running. A child that exited is no longer counted. */
+double ehr_test_proc_family_cpu_s(int pid);
+/* The machine's CPU time so far, in clock ticks, from /proc/stat's first
+ * line: *idle = idle + iowait, *total = user..steal. 0, or -1. */
+int ehr_test_cpu_ticks(unsigned long long *idle, unsigned long long *total);
 
 /* Add a suite with its tests: ADD_SUITE("name", init, clean, {"t1", fn1}, ...) */
 struct ehr_test_case {

@@ -1,4 +1,5 @@
 /* proc.c - child processes and temporary directories for tests (see harness.h). */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -79,15 +80,13 @@ void ehr_test_rmrf(const char *dir)
 		nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* The text of a small /proc file into buf (NUL-terminated); its length or -1. */
-static ssize_t proc_read(int pid, const char *name, char *buf, size_t cap)
+/* The first cap - 1 bytes of a small file into buf (NUL-terminated); the length or -1. */
+static ssize_t read_head(const char *path, char *buf, size_t cap)
 {
-	char path[64];
 	size_t got = 0;
 	ssize_t n;
 	int fd;
 
-	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return -1;
@@ -96,6 +95,15 @@ static ssize_t proc_read(int pid, const char *name, char *buf, size_t cap)
 	close(fd);
 	buf[got] = '\0';
 	return (ssize_t)got;
+}
+
+/* The text of a small /proc/<pid> file into buf (NUL-terminated); its length or -1. */
+static ssize_t proc_read(int pid, const char *name, char *buf, size_t cap)
+{
+	char path[64];
+
+	snprintf(path, sizeof(path), "/proc/%d/%s", pid, name);
+	return read_head(path, buf, cap);
 }
 
 int ehr_test_devservices(const char *cmd)
@@ -144,23 +152,95 @@ long ehr_test_proc_kib(int pid, const char *field)
 	return -1;
 }
 
-double ehr_test_proc_cpu_s(int pid)
+/* Fields 4 (ppid) and 14 + 15 (utime + stime, clock ticks) of
+ * /proc/<pid>/stat. Field 2, the command name, is in parentheses and may
+ * hold spaces and ')': fields are counted from the last ')'. */
+static int proc_stat(int pid, long *ppid, unsigned long long *ticks)
 {
 	char buf[4096];
 	const char *p;
-	unsigned long long t[2] = { 0, 0 };
+	unsigned long long v[16] = { 0 };
 	int field = 2; /* the field after "(comm)" is the 3rd: state */
 
 	if (proc_read(pid, "stat", buf, sizeof(buf)) < 0 || (p = strrchr(buf, ')')) == NULL)
 		return -1;
-	/* fields 14 and 15: utime, stime (clock ticks) */
 	for (p++; *p != '\0' && field < 15; p++) {
 		if (*p != ' ')
 			continue;
 		field++;
-		if (field == 14 || field == 15)
-			for (const char *q = p + 1; *q >= '0' && *q <= '9'; q++)
-				t[field - 14] = t[field - 14] * 10 + (unsigned long long)(*q - '0');
+		for (const char *q = p + 1; *q >= '0' && *q <= '9'; q++)
+			v[field] = v[field] * 10 + (unsigned long long)(*q - '0');
 	}
-	return field == 15 ? (double)(t[0] + t[1]) / (double)sysconf(_SC_CLK_TCK) : -1;
+	if (field != 15)
+		return -1;
+	*ppid = (long)v[4];
+	*ticks = v[14] + v[15];
+	return 0;
+}
+
+double ehr_test_proc_cpu_s(int pid)
+{
+	unsigned long long ticks;
+	long ppid;
+
+	if (proc_stat(pid, &ppid, &ticks) < 0)
+		return -1;
+	return (double)ticks / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* A /proc entry's name as a pid, or 0 when it is not one ("self", "stat"...). */
+static int pid_of_name(const char *name)
+{
+	int pid = 0;
+
+	for (const char *p = name; *p != '\0'; p++) {
+		if (*p < '0' || *p > '9' || pid > 99999999)
+			return 0;
+		pid = pid * 10 + (*p - '0');
+	}
+	return pid;
+}
+
+double ehr_test_proc_family_cpu_s(int pid)
+{
+	unsigned long long sum, ticks;
+	struct dirent *de;
+	long ppid;
+	DIR *d;
+
+	if (proc_stat(pid, &ppid, &sum) < 0 || (d = opendir("/proc")) == NULL)
+		return -1;
+	while ((de = readdir(d)) != NULL) {
+		int child = pid_of_name(de->d_name);
+
+		if (child > 0 && child != pid && proc_stat(child, &ppid, &ticks) == 0 && ppid == pid)
+			sum += ticks;
+	}
+	closedir(d);
+	return (double)sum / (double)sysconf(_SC_CLK_TCK);
+}
+
+int ehr_test_cpu_ticks(unsigned long long *idle, unsigned long long *total)
+{
+	unsigned long long v[8];
+	char buf[512];
+	const char *p = buf + 4;
+
+	if (read_head("/proc/stat", buf, sizeof(buf)) < 0 || strncmp(buf, "cpu ", 4) != 0)
+		return -1;
+	/* user nice system idle iowait irq softirq steal; guest and guest_nice
+	 * follow but are already counted in user and nice */
+	for (int i = 0; i < 8; i++) {
+		char *end;
+
+		while (*p == ' ')
+			p++;
+		if (*p < '0' || *p > '9')
+			return -1;
+		v[i] = strtoull(p, &end, 10);
+		p = end;
+	}
+	*idle = v[3] + v[4];
+	*total = v[0] + v[1] + v[2] + v[3] + v[4] + v[5] + v[6] + v[7];
+	return 0;
 }

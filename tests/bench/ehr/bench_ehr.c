@@ -26,6 +26,27 @@
  * the phase (VmHWM, reset before each phase through /proc/PID/clear_refs
  * when allowed, else the peak since start).
  *
+ * Each phase that talks to the gateway (GET /healthz, upload, both reads)
+ * gets a second, indented line, read over the same interval as the
+ * gateway's CPU (workers held at the start barrier, then joined):
+ *   pg N us CPU/req   user + system CPU of the Postgres cluster (the
+ *                     postmaster and its children, /proc/PID/stat) per
+ *                     request; a backend that exits during the phase is
+ *                     lost from the sum (the gateway's pooled connections
+ *                     stay; a drop in the sum leaves the figure out);
+ *   idle N%           the machine's idle + iowait share (/proc/stat);
+ *   ledger N entries/batch, commit N ms/batch, append wait N ms, db acquire
+ *   N us              deltas of the gateway's counters on its metrics
+ *                     listener: ehrgate_ledger_batch_entries_total and
+ *                     ehrgate_ledger_commit_microseconds_total per
+ *                     ehrgate_ledger_batches_total{outcome="committed"},
+ *                     ehrgate_ledger_append_wait_microseconds_total per
+ *                     ehrgate_ledger_appends_total,
+ *                     ehrgate_db_acquire_wait_microseconds_total per
+ *                     ehrgate_db_acquires_total.
+ * A figure whose source is missing (no postmaster PID, a failed scrape, a
+ * counter the gateway does not have) is left out, never an error.
+ *
  *   bench_ehr [-d SECONDS (5)] [-n N,N.. (32,256)] [-s BYTES,BYTES.. (4096,65536)]
  *
  * Environment (run.sh sets it): the dev services' services.env, plus
@@ -34,10 +55,15 @@
  *   EHRGATE_BENCH_GW_PID   the `ehrgate serve` process
  *   EHRGATE_BENCH_FS_DIR   where the file floor writes (the store's file system)
  *   EHRGATE_BENCH_PGBENCH  libpq conninfo for pgbench (a table bench_floor(payload text))
+ *   EHRGATE_BENCH_PG_PID   the postmaster of that cluster (optional: else no pg figure)
+ * and the metrics listener's URL from the "ehrgate metrics on URL" line in
+ * $EHRGATE_BENCH_GW_DIR/serve.out (serve's stdout; else no counters).
  */
 #include <fcntl.h>
 #include <glob.h>
+#include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,10 +80,45 @@
 #define MAX_N 1024
 #define MAX_LIST 8
 #define SETUP_THREADS 8
+#define METRICS_MAX (1u << 20) /* bytes of one /metrics answer */
 
 enum kind { K_WARM, K_HEALTHZ, K_FILE, K_UPLOAD, K_SREAD, K_PREAD };
 static const char *const kind_name[] = { "warm-up", "GET /healthz", "durable file writes",
 	                                 "upload",  "server read",  "patient read" };
+
+/* The gateway's counters read around each phase; a name without labels
+ * sums all its series, one with labels is that series only. */
+enum counter {
+	C_BATCHES,
+	C_ENTRIES,
+	C_COMMIT_US,
+	C_APPEND_WAIT_US,
+	C_APPENDS,
+	C_ACQUIRE_US,
+	C_ACQUIRES,
+	C_N
+};
+static const char *const counter_series[C_N] = {
+	"ehrgate_ledger_batches_total{outcome=\"committed\"}",
+	"ehrgate_ledger_batch_entries_total",
+	"ehrgate_ledger_commit_microseconds_total",
+	"ehrgate_ledger_append_wait_microseconds_total",
+	"ehrgate_ledger_appends_total",
+	"ehrgate_db_acquire_wait_microseconds_total",
+	"ehrgate_db_acquires_total",
+};
+
+struct counters {
+	double v[C_N];
+	bool have[C_N];
+};
+
+/* What is read just before and just after a gateway phase. */
+struct probe {
+	double pg_cpu_s;                /* -1 unknown */
+	unsigned long long idle, total; /* clock ticks; total 0: unknown */
+	struct counters c;
+};
 
 struct rec {
 	char rid[CLOUD_RID_HEX];
@@ -89,6 +150,9 @@ struct result {
 	long fail, connects;
 	double cpu_us; /* gateway CPU per request, -1 unknown */
 	long hwm_kib;
+	double pg_cpu_us;  /* Postgres CPU per request, -1 unknown */
+	double idle_pct;   /* the machine's idle share, -1 unknown */
+	struct counters c; /* deltas over the phase */
 };
 
 static struct {
@@ -97,6 +161,7 @@ static struct {
 	size_t sizes[MAX_LIST], nsizes;
 	struct gw_proc gw;
 	const char *fs_dir, *pg;
+	int pg_pid; /* the postmaster, 0 unknown */
 	struct worker w[MAX_N];
 	unsigned maxn;
 	atomic_bool stop;
@@ -303,6 +368,86 @@ static void hwm_reset(void)
 		close(fd);
 }
 
+/* One line "name{labels} value" or "name value" of the Prometheus text
+ * format, added to c when it is one of counter_series. */
+static void count_line(struct counters *c, const char *line, size_t len)
+{
+	for (int i = 0; i < C_N; i++) {
+		const char *want = counter_series[i];
+		size_t k = strlen(want);
+		char *end;
+		double v;
+
+		if (len <= k || strncmp(line, want, k) != 0)
+			continue;
+		if (line[k] == '{' && strchr(want, '{') == NULL) { /* any labels */
+			while (k < len && line[k] != '}')
+				k++;
+			k++;
+		}
+		if (k >= len || line[k] != ' ')
+			continue;
+		v = strtod(line + k, &end);
+		if (end == line + k || end > line + len || (end < line + len && *end != ' ') || !isfinite(v))
+			continue;
+		c->v[i] += v;
+		c->have[i] = true;
+	}
+}
+
+/* A /metrics text (NUL-terminated), line by line; # lines are comments. */
+static void count_text(struct counters *c, const char *text)
+{
+	for (const char *line = text; *line != '\0';) {
+		const char *nl = strchr(line, '\n');
+		size_t len = nl != NULL ? (size_t)(nl - line) : strlen(line);
+
+		if (line[0] != '#')
+			count_line(c, line, len);
+		if (nl == NULL)
+			break;
+		line = nl + 1;
+	}
+}
+
+/* The gateway's counters from its metrics listener. A failed scrape leaves
+ * them absent: it never fails the benchmark. */
+static void scrape(struct counters *c)
+{
+	struct gwp_req rq = { .path = B.gw.metrics_url, .timeout_ms = 3000 };
+	struct gwp_resp res;
+
+	memset(c, 0, sizeof(*c));
+	if (B.gw.metrics_url[0] == '\0' || gwp_request(&B.gw, &rq, &res) < 0)
+		return;
+	if (res.status == 200 && res.body_len <= METRICS_MAX)
+		count_text(c, res.body);
+	gwp_resp_free(&res);
+}
+
+static void probe_read(struct probe *p)
+{
+	p->pg_cpu_s = B.pg_pid > 0 ? ehr_test_proc_family_cpu_s(B.pg_pid) : -1;
+	if (ehr_test_cpu_ticks(&p->idle, &p->total) < 0)
+		p->total = 0;
+	scrape(&p->c);
+}
+
+/* The figures of the second line from the probes around a phase of n requests. */
+static void probe_delta(struct result *r, const struct probe *a, const struct probe *b, size_t n)
+{
+	r->pg_cpu_us = -1;
+	if (a->pg_cpu_s >= 0 && b->pg_cpu_s >= a->pg_cpu_s && n > 0)
+		r->pg_cpu_us = (b->pg_cpu_s - a->pg_cpu_s) * 1e6 / (double)n;
+	r->idle_pct = -1;
+	if (a->total > 0 && b->total > a->total && b->idle >= a->idle)
+		r->idle_pct = 100.0 * (double)(b->idle - a->idle) / (double)(b->total - a->total);
+	for (int i = 0; i < C_N; i++) {
+		r->c.have[i] = a->c.have[i] && b->c.have[i] && b->c.v[i] >= a->c.v[i];
+		r->c.v[i] = r->c.have[i] ? b->c.v[i] - a->c.v[i] : 0;
+	}
+}
+
 static struct result run_phase(enum kind kind, unsigned n, int si);
 
 /* One untimed request per connection first: a connection the gateway
@@ -316,7 +461,9 @@ static struct result run_timed(enum kind kind, unsigned n, int si)
 
 static struct result run_phase(enum kind kind, unsigned n, int si)
 {
-	struct result r = { 0 };
+	struct result r = { .pg_cpu_us = -1, .idle_pct = -1 };
+	bool gw_phase = kind != K_WARM && kind != K_FILE;
+	struct probe p0, p1;
 	double t0, t1, c0, c1;
 	uint32_t *all;
 	size_t total = 0;
@@ -335,6 +482,8 @@ static struct result run_phase(enum kind kind, unsigned n, int si)
 		pthread_create(&w->th, NULL, worker_main, w);
 	}
 	hwm_reset();
+	if (gw_phase)
+		probe_read(&p0);
 	c0 = ehr_test_proc_cpu_s((int)B.gw.pid);
 	pthread_barrier_wait(&B.go);
 	t0 = now_s();
@@ -348,6 +497,8 @@ static struct result run_phase(enum kind kind, unsigned n, int si)
 		pthread_join(B.w[i].th, NULL);
 	t1 = now_s();
 	c1 = ehr_test_proc_cpu_s((int)B.gw.pid);
+	if (gw_phase)
+		probe_read(&p1);
 	pthread_barrier_destroy(&B.go);
 	for (unsigned i = 0; i < n; i++)
 		total += B.w[i].nlat;
@@ -367,6 +518,8 @@ static struct result run_phase(enum kind kind, unsigned n, int si)
 	free(all);
 	r.cpu_us = kind != K_FILE && c0 >= 0 && c1 >= 0 && total > 0 ? (c1 - c0) * 1e6 / (double)total : -1;
 	r.hwm_kib = kind != K_FILE ? ehr_test_proc_kib((int)B.gw.pid, "VmHWM") : -1;
+	if (gw_phase)
+		probe_delta(&r, &p0, &p1, total);
 	return r;
 }
 
@@ -448,6 +601,8 @@ static struct result run_pgbench(unsigned n)
 	r.rate = strtod(tps + 6, NULL); /* its own rate, without the connection time */
 	r.cpu_us = -1;
 	r.hwm_kib = -1;
+	r.pg_cpu_us = -1;
+	r.idle_pct = -1;
 	free(lat);
 	return r;
 }
@@ -560,6 +715,57 @@ static void line(unsigned n, size_t size, const char *what, const struct result 
 	       sz, what, r->rate, r->p50_ms, r->p99_ms, ratio, r->fail, r->connects, extra);
 }
 
+/* Append one figure to the second line: ", " joins it to the figures of
+ * its group (those from b->len == group on), "; " to an earlier group. */
+static int figure(struct ehr_buf *b, size_t group, const char *fmt, ...)
+        __attribute__((format(printf, 3, 4)));
+static int figure(struct ehr_buf *b, size_t group, const char *fmt, ...)
+{
+	va_list ap;
+	int err;
+
+	GUARD(ehr_buf_append_str(b, b->len == 0 ? "" : b->len > group ? ", " : "; "));
+	va_start(ap, fmt);
+	err = ehr_buf_vprintf(b, fmt, ap);
+	va_end(ap);
+	return err;
+}
+
+/* The second line of a gateway phase, with the figures that are known. */
+static void line_more(const struct result *r)
+{
+	struct ehr_buf b = EHR_BUF_INIT(512);
+	const double *d = r->c.v;
+	const bool *h = r->c.have;
+	size_t g = 0;
+	bool batches = h[C_BATCHES] && d[C_BATCHES] > 0;
+
+	if (!r->valid)
+		return;
+	if (r->pg_cpu_us >= 0 && figure(&b, g, "pg %.0f us CPU/req", r->pg_cpu_us) < 0)
+		goto out;
+	if (r->idle_pct >= 0 && figure(&b, g, "idle %.0f%%", r->idle_pct) < 0)
+		goto out;
+	g = b.len;
+	if (batches && h[C_ENTRIES] &&
+	    figure(&b, g, "ledger %.1f entries/batch", d[C_ENTRIES] / d[C_BATCHES]) < 0)
+		goto out;
+	if (batches && h[C_COMMIT_US] &&
+	    figure(&b, g, "commit %.2f ms/batch", d[C_COMMIT_US] / 1000.0 / d[C_BATCHES]) < 0)
+		goto out;
+	if (h[C_APPENDS] && h[C_APPEND_WAIT_US] && d[C_APPENDS] > 0 &&
+	    figure(&b, g, "append wait %.2f ms", d[C_APPEND_WAIT_US] / 1000.0 / d[C_APPENDS]) < 0)
+		goto out;
+	g = b.len;
+	if (h[C_ACQUIRES] && h[C_ACQUIRE_US] && d[C_ACQUIRES] > 0 &&
+	    figure(&b, g, "db acquire %.0f us", d[C_ACQUIRE_US] / d[C_ACQUIRES]) < 0)
+		goto out;
+	if (b.len > 0)
+		printf("%52s%s\n", "", ehr_buf_cstr(&b));
+out:
+	ehr_buf_free(&b);
+}
+
 static void clear_dir_files(void)
 {
 	char pat[600];
@@ -584,6 +790,7 @@ static void run_n(unsigned n)
 	}
 	h = run_timed(K_HEALTHZ, n, -1);
 	line(n, 0, "floor GET /healthz", &h, NULL, NULL);
+	line_more(&h);
 	pg = run_pgbench(n);
 	line(n, 0, "floor pgbench 1-row", &pg, NULL, NULL);
 	for (size_t si = 0; si < B.nsizes; si++) {
@@ -597,16 +804,51 @@ static void run_n(unsigned n)
 		line(n, size, "upload", &up, &f, "durable files");
 		if (up.valid && pg.valid && pg.rate > 0)
 			printf("%52s(ratio %.3f to pgbench single-row commits)\n", "", up.rate / pg.rate);
+		line_more(&up);
 		sr = run_timed(K_SREAD, n, (int)si);
 		line(n, size, "server read", &sr, &h, "GET /healthz");
+		line_more(&sr);
 		pr = run_timed(K_PREAD, n, (int)si);
 		line(n, size, "patient read (DPoP)", &pr, &h, "GET /healthz");
+		line_more(&pr);
 	}
 	printf("N=%u: gateway VmHWM %.1f MiB%s\n\n", n, ehr_test_proc_kib((int)B.gw.pid, "VmHWM") / 1024.0,
 	       B.hwm_reset ? " (the last phase's peak; reset before each phase)" : " (since start)");
 }
 
 /* ------------------------------------------------------------ main */
+
+/* The metrics listener's URL from serve's "ehrgate metrics on URL" line
+ * (run.sh keeps serve's stdout as serve.out); left "" when there is none. */
+static void find_metrics_url(void)
+{
+	static const char tag[] = "ehrgate metrics on ";
+	struct ehr_buf out = EHR_BUF_INIT(1u << 16);
+	char path[GWP_PATH + 16];
+	const char *url;
+
+	snprintf(path, sizeof(path), "%s/serve.out", B.gw.dir);
+	if (ehr_file_read(&out, path, out.max) == 0 && (url = strstr(ehr_buf_cstr(&out), tag)) != NULL) {
+		size_t len;
+
+		url += sizeof(tag) - 1;
+		len = strcspn(url, "\r\n");
+		if (strncmp(url, "http://", 7) == 0 && len < sizeof(B.gw.metrics_url))
+			snprintf(B.gw.metrics_url, sizeof(B.gw.metrics_url), "%.*s", (int)len, url);
+	}
+	ehr_buf_free(&out);
+}
+
+/* $EHRGATE_BENCH_PG_PID, or 0 when unset or not a pid. */
+static int postmaster_pid(void)
+{
+	const char *s = getenv("EHRGATE_BENCH_PG_PID");
+	int64_t v;
+
+	if (s == NULL || ehr_parse_i64(&v, s, 1, INT32_MAX) < 0)
+		return 0;
+	return (int)v;
+}
 
 static int parse_list(const char *s, uint64_t max, uint64_t *out, size_t *n)
 {
@@ -688,6 +930,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_ehr: EHRGATE_BENCH_* not set (use tests/bench/ehr/run.sh)\n");
 		return 2;
 	}
+	B.pg_pid = postmaster_pid();
+	find_metrics_url();
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 	for (unsigned i = 0; i < B.nn; i++)

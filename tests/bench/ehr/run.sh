@@ -7,6 +7,10 @@
 #   tests/bench/ehr/run.sh [bench_ehr options: -d SECONDS -n N,N.. -s BYTES,BYTES..]
 #
 # Defaults: 5 s per phase, N = 32 and 256, 4 KiB and 64 KiB records.
+# Under each gateway phase bench_ehr prints a second line: Postgres CPU per
+# request (the postmaster's PID, from the cluster's postmaster.pid, goes to
+# it as EHRGATE_BENCH_PG_PID), the machine's idle share, and the ledger and
+# pool counters of the gateway's metrics listener (URL in serve.out).
 # Env: BENCH_BUILD=DIR  the build dir (default: build; RelWithDebInfo)
 #      BENCH_GATEWAY_BIN=PATH  the ehrgate to benchmark (default: the build's),
 #                      e.g. an earlier commit's, measured by this build's client
@@ -38,6 +42,12 @@ psql "$EHRGATE_TEST_PG" -qc "ALTER SYSTEM SET max_connections = 600" >/dev/null
 "$ROOT/deploy/devservices.sh" stop-pg "$STATE" >>"$WORK/services.log" 2>&1
 "$ROOT/deploy/devservices.sh" start-pg "$STATE" >>"$WORK/services.log" 2>&1 ||
 	{ tail -n 30 "$WORK/services.log" >&2; die "Postgres did not restart"; }
+
+# The postmaster (first line of postmaster.pid): bench_ehr sums the CPU of
+# it and its backends. Without it the bench only leaves that figure out.
+PGDATA_DIR=$(psql "$EHRGATE_TEST_PG" -tAc "SHOW data_directory" 2>/dev/null || true)
+PG_PID=
+[ -z "$PGDATA_DIR" ] || PG_PID=$(head -n 1 "$PGDATA_DIR/postmaster.pid" 2>/dev/null || true)
 
 # The gateway: its own keys, database and config, fs store under $WORK/gw.
 GW=$WORK/gw
@@ -79,6 +89,7 @@ echo "run.sh: gateway $URL (pid $GW_PID, $GWBIN), fs store $GW/objects; build $B
 
 export EHRGATE_BENCH_GW_DIR=$GW EHRGATE_BENCH_GW_URL=$URL EHRGATE_BENCH_GW_PID=$GW_PID
 export EHRGATE_BENCH_FS_DIR=$WORK/floor EHRGATE_BENCH_PGBENCH="$EHRGATE_TEST_PG dbname=ehrbench"
+export EHRGATE_BENCH_PG_PID=$PG_PID
 "$B/tests/bench/ehr/bench_ehr" "$@" </dev/null &
 BENCH_PID=$!
 wait "$BENCH_PID" || die "bench_ehr exited with status $?"
