@@ -22,7 +22,7 @@ struct fs_store {
 	char *tmpdir;
 };
 
-#define FS_CHUNK (256 * 1024)
+#define FS_CHUNK (64 * 1024)
 
 static int fs_path(struct ehr_buf *out, const struct fs_store *fs, const char *key)
 {
