@@ -97,6 +97,9 @@ static void handle(struct fault_proxy *fp, int cfd)
 	pthread_mutex_lock(&fp->lock);
 	fp->requests++;
 	fp->puts += is_put;
+	if (is_put && fp->put_logged < FAULT_PROXY_PUT_LOG)
+		snprintf(fp->put_log[fp->put_logged], sizeof(fp->put_log[0]), "%.255s", target);
+	fp->put_logged += is_put;
 	fp->creates += is_create;
 	fp->deletes += is_delete;
 	cut = is_put ? fp->cut_put_after : 0;
@@ -304,4 +307,32 @@ uint16_t fault_proxy_url_port(const char *url)
 			return 0;
 	}
 	return (uint16_t)v;
+}
+
+int fault_proxy_puts_to(struct fault_proxy *fp, const char *key, unsigned settle_ms)
+{
+	unsigned last = ~0u, quiet = 0, n = 0;
+	size_t kl = strlen(key);
+	int count = 0;
+
+	for (unsigned waited = 0; quiet < settle_ms && waited < 5000; waited += 10) {
+		pthread_mutex_lock(&fp->lock);
+		n = fp->requests;
+		pthread_mutex_unlock(&fp->lock);
+		quiet = n == last ? quiet + 10 : 0;
+		last = n;
+		usleep(10 * 1000);
+	}
+	pthread_mutex_lock(&fp->lock);
+	if (fp->put_logged > FAULT_PROXY_PUT_LOG)
+		count = -1;
+	for (unsigned i = 0; count >= 0 && i < fp->put_logged; i++) {
+		const char *t = fp->put_log[i], *q = strchr(t, '?');
+		size_t tl = q ? (size_t)(q - t) : strlen(t);
+
+		if (tl > kl && t[tl - kl - 1] == '/' && strncmp(t + tl - kl, key, kl) == 0)
+			count++;
+	}
+	pthread_mutex_unlock(&fp->lock);
+	return count;
 }

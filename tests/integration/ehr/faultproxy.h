@@ -49,7 +49,12 @@ struct fault_proxy {
 	 * to S3, then close both connections (0 = never) */
 	uint64_t cut_put_after;
 	unsigned puts_cut;
+	/* the request targets of the first FAULT_PROXY_PUT_LOG PutObjects, in
+	 * arrival order (truncated): fault_proxy_puts_to counts them by key */
+	char put_log[32][256];
+	unsigned put_logged;
 };
+#define FAULT_PROXY_PUT_LOG 32
 
 int fault_proxy_start(struct fault_proxy *fp, uint16_t upstream_port);
 void fault_proxy_stop(struct fault_proxy *fp);
@@ -59,6 +64,12 @@ unsigned fault_proxy_part_max_seen(struct fault_proxy *fp);
 unsigned fault_proxy_parts_failed(struct fault_proxy *fp);
 unsigned fault_proxy_parts_ok(struct fault_proxy *fp);
 bool fault_proxy_holding(struct fault_proxy *fp);
+/* PutObjects that arrived for a key (its target path ends in "/key"),
+ * once no request has arrived for settle_ms (at most 5 s): a request the
+ * client gave up on may reach the proxy after the client has moved on, so
+ * a count taken at once could charge it to the next one. -1 when more PUTs
+ * arrived than the log keeps. */
+int fault_proxy_puts_to(struct fault_proxy *fp, const char *key, unsigned settle_ms);
 /* Port of an http://127.0.0.1:PORT URL. */
 uint16_t fault_proxy_url_port(const char *url);
 
