@@ -298,8 +298,7 @@ int atna_feed_start(struct atna_feed **out, const struct atna_config *cfg)
 	if (n == 0)
 		return 0;
 	GUARD(feed_new(&f, cfg));
-	for (size_t i = 0; i < EHR_ARRAY_LEN(metrics); i++)
-		(void)ehr_metric_register(metrics[i]); /* EHR_ERR_EXISTS after a restart in-process */
+	ehr_metric_register_all(metrics, EHR_ARRAY_LEN(metrics));
 	for (size_t i = 0; i < n; i++) {
 		struct atna_sender *s = &f->senders[i];
 		s->feed = f;

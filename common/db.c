@@ -36,13 +36,7 @@ static struct ehr_metric m_acquires = EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_db
 static struct ehr_metric m_acquire_us = EHR_METRIC(
         EHR_METRIC_COUNTER, "ehrgate_db_acquire_wait_microseconds_total",
         "Time spent getting a pooled database connection: waiting for a free one, checking it, opening it.");
-static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
-
-static void metrics_register(void)
-{
-	(void)ehr_metric_register(&m_acquires);
-	(void)ehr_metric_register(&m_acquire_us);
-}
+static struct ehr_metric *const metrics[] = { &m_acquires, &m_acquire_us };
 
 int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned size,
                     unsigned acquire_timeout_ms, unsigned statement_timeout_ms)
@@ -51,7 +45,7 @@ int ehr_db_pool_new(struct ehr_db_pool **out, const char *conninfo, unsigned siz
 	pthread_condattr_t ca;
 
 	ENSURE(size > 0 && size <= 1024, EHR_ERR_INVAL);
-	pthread_once(&metrics_once, metrics_register);
+	ehr_metric_register_all(metrics, EHR_ARRAY_LEN(metrics));
 	p = calloc(1, sizeof(*p));
 	if (p == NULL)
 		return ehr_error_set(EHR_ERR_NOMEM, "out of memory");

@@ -71,6 +71,16 @@ out:
 	return err;
 }
 
+void ehr_metric_register_all(struct ehr_metric *const *ms, size_t n)
+{
+	struct ehr_error_saved saved;
+
+	ehr_error_save(&saved);
+	for (size_t i = 0; i < n; i++)
+		(void)ehr_metric_register(ms[i]); /* EHR_ERR_EXISTS: already there */
+	ehr_error_restore(&saved);
+}
+
 void ehr_metric_unregister(struct ehr_metric *m)
 {
 	pthread_mutex_lock(&lock);

@@ -69,6 +69,10 @@ struct ehr_metric {
  * more than EHR_METRIC_MAX_SERIES values; EHR_ERR_EXISTS if m or another
  * metric of the same name is registered. m must outlive its registration. */
 int ehr_metric_register(struct ehr_metric *m);
+/* Registers each of ms[0..n) that is not registered yet: for a module that
+ * may be opened more than once in a process (its metrics stay, and keep
+ * counting). The caller's error slot is left as it was. */
+void ehr_metric_register_all(struct ehr_metric *const *ms, size_t n);
 /* Removes m (for tests and for modules that end); no-op if not registered. */
 void ehr_metric_unregister(struct ehr_metric *m);
 

@@ -43,20 +43,12 @@ static struct ehr_metric m_appends = EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_led
 static struct ehr_metric m_append_wait_us =
         EHR_METRIC(EHR_METRIC_COUNTER, "ehrgate_ledger_append_wait_microseconds_total",
                    "Time appenders waited from queueing to their batch's outcome.");
-static pthread_once_t metrics_once = PTHREAD_ONCE_INIT;
-
-static void metrics_register(void)
-{
-	(void)ehr_metric_register(&m_batches);
-	(void)ehr_metric_register(&m_batch_entries);
-	(void)ehr_metric_register(&m_commit_us);
-	(void)ehr_metric_register(&m_appends);
-	(void)ehr_metric_register(&m_append_wait_us);
-}
+static struct ehr_metric *const metrics[] = { &m_batches, &m_batch_entries, &m_commit_us, &m_appends,
+	                                      &m_append_wait_us };
 
 void ledger__metrics_init(void)
 {
-	pthread_once(&metrics_once, metrics_register);
+	ehr_metric_register_all(metrics, EHR_ARRAY_LEN(metrics));
 }
 
 void ledger__metrics_waited(int64_t us)

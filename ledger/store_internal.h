@@ -64,7 +64,7 @@ struct ledger {
 int ledger__pg_fail(PGconn *c, PGresult *r, const char *what);
 /* Simple-protocol exec expecting success; the result is discarded unless out is given. */
 int ledger__pg_simple(PGconn *c, const char *sql, const char *what, PGresult **out);
-/* commit.c: the group commit's metrics (registered once per process), and
+/* commit.c: the group commit's metrics (registered on the first open), and
  * one appender's wait from queueing to its batch's outcome. */
 void ledger__metrics_init(void);
 void ledger__metrics_waited(int64_t us);

@@ -357,8 +357,7 @@ static void metrics_register(struct publisher *p)
 		if (ehr_metric_register(per_witness[i]) < 0)
 			ehr_logf(EHR_LOG_WARN, "publication.metrics", "%s", ehr_error_detail());
 	}
-	for (size_t i = 0; i < EHR_ARRAY_LEN(global); i++)
-		(void)ehr_metric_register(global[i]); /* EHR_ERR_EXISTS after a restart in-process */
+	ehr_metric_register_all(global, EHR_ARRAY_LEN(global));
 }
 
 static void publisher_free(struct publisher *p)

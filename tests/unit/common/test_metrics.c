@@ -89,6 +89,33 @@ static void test_counter_rules(void)
 	CU_ASSERT_EQUAL(ehr_metric_get(&c, EHR_METRIC_MAX_SERIES), 0);
 }
 
+/* A module opened twice registers its metrics twice: the second time is a
+ * no-op that keeps the values and the caller's error message. */
+static void test_register_all_again(void)
+{
+	static struct ehr_metric a = EHR_METRIC(EHR_METRIC_COUNTER, "t_again_a_total", "A.");
+	static struct ehr_metric b = EHR_METRIC(EHR_METRIC_GAUGE, "t_again_b", "B.");
+	struct ehr_metric *const set[] = { &a, &b };
+	char *text;
+
+	ehr_metric_register_all(set, 2);
+	ehr_metric_add(&a, 0, 7);
+	ehr_metric_set(&b, 0, 3);
+	ehr_error_set(EHR_ERR_INVAL, "the caller's own error");
+	ehr_metric_register_all(set, 2);
+	CU_ASSERT_STRING_EQUAL(ehr_error_msg(), "the caller's own error");
+	CU_ASSERT_EQUAL(ehr_metric_get(&a, 0), 7);
+	CU_ASSERT_EQUAL(ehr_metric_get(&b, 0), 3);
+	text = render();
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nt_again_a_total 7\n"));
+	CU_ASSERT_PTR_NOT_NULL(strstr(text, "\nt_again_b 3\n"));
+	/* once in the text, not twice */
+	CU_ASSERT_PTR_NULL(strstr(strstr(text, "\nt_again_a_total 7\n") + 1, "\nt_again_a_total "));
+	free(text);
+	ehr_metric_unregister(&a);
+	ehr_metric_unregister(&b);
+}
+
 static void test_register_refuses(void)
 {
 	struct ehr_metric bad_name = EHR_METRIC(EHR_METRIC_COUNTER, "9lives", "x");
@@ -143,7 +170,8 @@ static void register_suites(void)
 {
 	EHR_ADD_SUITE("metrics registry", NULL, NULL, { "render text", test_render_text },
 	              { "counter rules", test_counter_rules }, { "register refuses", test_register_refuses },
-	              { "concurrent updates", test_concurrent_updates });
+	              { "concurrent updates", test_concurrent_updates },
+	              { "register_all twice", test_register_all_again });
 }
 
 EHR_TEST_MAIN(register_suites)
