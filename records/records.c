@@ -107,22 +107,6 @@ int records__row_decode(struct records_row *row, void *resv, int i)
 	return cloud_rid_parse(row->meta.rid, row->record_id);
 }
 
-int records__row_load(const struct records_env *env, struct records_row *row, const char *rid)
-{
-	const char *p[1] = { rid };
-	void *res = NULL;
-	int err;
-
-	GUARD(records__exec(env, &res, "SELECT " RECORDS__ROW_COLS " FROM ehr_records WHERE record_id = $1",
-	                    1, p));
-	if (PQntuples(res) != 1)
-		err = ehr_error_set(EHR_ERR_NOT_FOUND, "no such record");
-	else
-		err = records__row_decode(row, res, 0);
-	PQclear(res);
-	return err;
-}
-
 int records__patient_exists(void *conn, const char *pid, bool share_lock, unsigned steps)
 {
 	const char *p[1] = { pid };

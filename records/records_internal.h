@@ -47,8 +47,6 @@ int records__exec(const struct records_env *env, void **res, const char *sql, in
  * steps: EHR_DB_BEGIN_COVERED / EHR_DB_COMMIT sent with it in one round
  * trip (ehr_db_exec_steps), here and below; 0 for none. */
 int records__patient_exists(void *conn, const char *pid, bool share_lock, unsigned steps);
-/* The row of `rid`; EHR_ERR_NOT_FOUND if none. */
-int records__row_load(const struct records_env *env, struct records_row *row, const char *rid);
 /* Insert the 'pending' row of a new record, holding its wrapped data key. */
 int records__row_insert_pending(void *conn, const char *pid, const char *stored_by, const char *ct,
                                 const char *cat, const struct cloud_record_meta *m, unsigned steps);
