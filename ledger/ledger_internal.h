@@ -97,5 +97,11 @@ int ledger__hashes_then_note(struct ehr_buf *out, const uint8_t (*hashes)[LEDGER
 struct ledger__entry_cache;
 struct ledger__entry_cache *ledger__entry_cache_new(void);
 void ledger__entry_cache_free(struct ledger__entry_cache *c);
+/* store.c: what the readers (read.c, tile_store.c) need of the opaque
+ * struct ledger: its request pool, whether publication is witnessed, its
+ * entry cache. */
+struct ehr_db_pool *ledger__pool(struct ledger *l);
+bool ledger__witnessed(const struct ledger *l);
+struct ledger__entry_cache *ledger__ecache(struct ledger *l);
 
 #endif

@@ -11,10 +11,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-struct ehr_db_pool *ledger__pool(struct ledger *l);
-bool ledger__witnessed(const struct ledger *l);
-struct ledger__entry_cache *ledger__ecache(struct ledger *l);
-
 #define BLOCK_COLS "height, prev_hash, tree_size, root, ts_ms, hash, sig, origin, cp_sig"
 
 static uint64_t be64(const uint8_t *p)

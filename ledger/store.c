@@ -352,19 +352,16 @@ const char *ledger_origin(struct ledger *l)
 }
 
 /* For ledger_read.c. */
-struct ehr_db_pool *ledger__pool(struct ledger *l);
 struct ehr_db_pool *ledger__pool(struct ledger *l)
 {
 	return l->db;
 }
 
-bool ledger__witnessed(const struct ledger *l);
 bool ledger__witnessed(const struct ledger *l)
 {
 	return l->witnessed;
 }
 
-struct ledger__entry_cache *ledger__ecache(struct ledger *l);
 struct ledger__entry_cache *ledger__ecache(struct ledger *l)
 {
 	return l->ecache;

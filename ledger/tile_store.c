@@ -9,8 +9,6 @@
 
 #include <string.h>
 
-struct ehr_db_pool *ledger__pool(struct ledger *l);
-
 /* Check the rows (one per seq, in order) and append the tile's bytes. */
 static int tile_rows(struct ehr_buf *out, const void *r, const struct ledger_tile *t)
 {
